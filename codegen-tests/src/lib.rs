@@ -1,0 +1,1 @@
+//! Tests for the flowgate compiler and runtime.

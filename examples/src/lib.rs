@@ -1,0 +1,1 @@
+//! Runnable flowgate examples live in `examples/`.

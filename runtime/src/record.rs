@@ -1,0 +1,497 @@
+//! Typed rows over Arrow: the [`Record`] trait that `#[derive(Record)]` implements, and the
+//! [`ColumnType`] trait that maps a Rust field type to its Arrow array, builder and value.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
+
+use crate::error::{Error, Result};
+
+/// A plain Rust struct that is also an Arrow schema: `#[derive(Record)]` implements this.
+///
+/// The derive gives the struct an Arrow [`SchemaRef`], a typed columnar view
+/// ([`Record::Columns`]) that generated query code reads values from without copying, a
+/// columnar builder, and conversion to and from [`RecordBatch`].
+pub trait Record: Sized + Send + 'static {
+    /// Typed view of a batch's columns: one field per struct field, each the Arrow array.
+    type Columns<'a>;
+    /// A builder that appends rows column by column.
+    type Builder: RecordBuilder<Self>;
+
+    /// The Arrow schema: one field per struct field, in declaration order.
+    fn schema() -> SchemaRef;
+    /// The typed columns of `batch`, checked against [`Record::schema`] by name and type.
+    fn columns(batch: &RecordBatch) -> Result<Self::Columns<'_>>;
+    /// A new, empty builder with room for `capacity` rows.
+    fn builder(capacity: usize) -> Self::Builder;
+
+    /// Converts rows to a batch.
+    fn to_batch(rows: impl IntoIterator<Item = Self>) -> Result<RecordBatch> {
+        let iter = rows.into_iter();
+        let mut b = Self::builder(iter.size_hint().0);
+        for row in iter {
+            b.push(row);
+        }
+        b.finish()
+    }
+
+    /// Converts a batch to rows.
+    fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>>;
+}
+
+/// Appends rows of `R` column by column.
+pub trait RecordBuilder<R>: Send {
+    /// Appends one row.
+    fn push(&mut self, row: R);
+    /// Rows appended so far.
+    fn len(&self) -> usize;
+    /// True when no row was appended.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Finishes the batch and resets the builder.
+    fn finish(&mut self) -> Result<RecordBatch>;
+}
+
+/// A Rust type that can be a column of a [`Record`].
+///
+/// `T` is a non-null column; `Option<T>` is its nullable version.
+pub trait ColumnType: Sized + Send + 'static {
+    /// The Arrow array type of the column.
+    type Array: Array + 'static;
+    /// The column's builder.
+    type Builder: Send;
+    /// A value as read from the array, borrowing where it can (`&str` for `String`).
+    type Ref<'a>: Copy;
+
+    /// The Arrow data type.
+    fn data_type() -> DataType;
+    /// Whether the column may hold nulls.
+    fn nullable() -> bool {
+        false
+    }
+    /// The Arrow field for a column named `name`.
+    fn field(name: &str) -> Field {
+        Field::new(name, Self::data_type(), Self::nullable())
+    }
+    /// Reads slot `i` (no bounds check beyond Arrow's own).
+    fn get(array: &Self::Array, i: usize) -> Self::Ref<'_>;
+    /// Converts a read value to an owned one.
+    fn from_ref(r: Self::Ref<'_>) -> Self;
+    /// A new builder.
+    fn new_builder(capacity: usize) -> Self::Builder;
+    /// Appends a value.
+    fn append(builder: &mut Self::Builder, value: Self);
+    /// Finishes the builder into an array.
+    fn finish(builder: &mut Self::Builder) -> ArrayRef;
+    /// Downcasts a column of a batch, checking the type and nullability.
+    fn downcast<'a>(column: &'a ArrayRef, name: &str) -> Result<&'a Self::Array> {
+        if column.data_type() != &Self::data_type() {
+            return Err(Error::Plan(format!(
+                "column `{name}` has type {} but the record declares {}",
+                column.data_type(),
+                Self::data_type()
+            )));
+        }
+        if !Self::nullable() && column.null_count() > 0 {
+            return Err(Error::Plan(format!(
+                "column `{name}` holds {} null(s) but the record declares it non-nullable; use Option<_>",
+                column.null_count()
+            )));
+        }
+        column
+            .as_any()
+            .downcast_ref::<Self::Array>()
+            .ok_or_else(|| Error::Internal(format!("column `{name}`: array type mismatch")))
+    }
+}
+
+/// Looks up column `name` in `batch` (helper for derived [`Record::columns`]).
+pub fn column_by_name<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| {
+        let have: Vec<&str> = batch.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+        Error::Plan(format!("batch has no column `{name}` (it has: {})", have.join(", ")))
+    })
+}
+
+/// Builds a batch from finished columns (helper for derived builders).
+pub fn batch_from_columns(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Builds a schema (helper for derived records).
+pub fn schema_of(fields: Vec<Field>) -> SchemaRef {
+    Arc::new(arrow_schema::Schema::new(fields))
+}
+
+macro_rules! primitive_column {
+    ($t:ty, $arr:ty, $builder:ty, $dt:expr) => {
+        impl ColumnType for $t {
+            type Array = $arr;
+            type Builder = $builder;
+            type Ref<'a> = $t;
+            fn data_type() -> DataType {
+                $dt
+            }
+            #[inline(always)]
+            fn get(array: &Self::Array, i: usize) -> $t {
+                array.value(i)
+            }
+            #[inline(always)]
+            fn from_ref(r: $t) -> $t {
+                r
+            }
+            fn new_builder(capacity: usize) -> Self::Builder {
+                <$builder>::with_capacity(capacity)
+            }
+            #[inline(always)]
+            fn append(builder: &mut Self::Builder, value: $t) {
+                builder.append_value(value)
+            }
+            fn finish(builder: &mut Self::Builder) -> ArrayRef {
+                Arc::new(builder.finish())
+            }
+        }
+    };
+}
+
+primitive_column!(bool, BooleanArray, BooleanBuilder, DataType::Boolean);
+primitive_column!(i32, Int32Array, Int32Builder, DataType::Int32);
+primitive_column!(i64, Int64Array, Int64Builder, DataType::Int64);
+primitive_column!(f64, Float64Array, Float64Builder, DataType::Float64);
+
+impl ColumnType for String {
+    type Array = StringArray;
+    type Builder = StringBuilder;
+    type Ref<'a> = &'a str;
+    fn data_type() -> DataType {
+        DataType::Utf8
+    }
+    #[inline(always)]
+    fn get(array: &StringArray, i: usize) -> &str {
+        array.value(i)
+    }
+    fn from_ref(r: &str) -> String {
+        r.to_owned()
+    }
+    fn new_builder(capacity: usize) -> StringBuilder {
+        StringBuilder::with_capacity(capacity, capacity * 8)
+    }
+    #[inline(always)]
+    fn append(builder: &mut StringBuilder, value: String) {
+        builder.append_value(value)
+    }
+    fn finish(builder: &mut StringBuilder) -> ArrayRef {
+        Arc::new(builder.finish())
+    }
+}
+
+/// A point in time: microseconds since the Unix epoch, UTC (Spark's `TIMESTAMP`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// From microseconds since the epoch.
+    pub const fn from_micros(micros: i64) -> Self {
+        Timestamp(micros)
+    }
+    /// Microseconds since the epoch.
+    pub const fn micros(self) -> i64 {
+        self.0
+    }
+    /// Parses RFC 3339 (`2024-01-01T12:00:00Z`) or Spark's `2024-01-01 12:00:00` (UTC).
+    pub fn parse(s: &str) -> Result<Self> {
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+            return Ok(Timestamp(t.timestamp_micros()));
+        }
+        for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d"] {
+            if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+                return Ok(Timestamp(t.and_utc().timestamp_micros()));
+            }
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Ok(Timestamp(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_micros()));
+        }
+        Err(Error::MalformedInput(format!("`{s}` is not a timestamp")))
+    }
+}
+
+impl std::ops::Add<crate::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: crate::Duration) -> Timestamp {
+        Timestamp(self.0 + d.micros())
+    }
+}
+
+impl std::ops::Sub<crate::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, d: crate::Duration) -> Timestamp {
+        Timestamp(self.0 - d.micros())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// Spark's console format: `2024-01-01 12:00:00` (with `.ffffff` trimmed when present).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match chrono::DateTime::from_timestamp_micros(self.0) {
+            Some(t) => {
+                let frac = self.0.rem_euclid(1_000_000);
+                if frac == 0 {
+                    write!(f, "{}", t.format("%Y-%m-%d %H:%M:%S"))
+                } else {
+                    let s = format!("{:06}", frac);
+                    write!(f, "{}.{}", t.format("%Y-%m-%d %H:%M:%S"), s.trim_end_matches('0'))
+                }
+            }
+            None => write!(f, "{}us", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({self})")
+    }
+}
+
+impl ColumnType for Timestamp {
+    type Array = TimestampMicrosecondArray;
+    type Builder = TimestampMicrosecondBuilder;
+    type Ref<'a> = Timestamp;
+    fn data_type() -> DataType {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    }
+    #[inline(always)]
+    fn get(array: &Self::Array, i: usize) -> Timestamp {
+        Timestamp(array.value(i))
+    }
+    fn from_ref(r: Timestamp) -> Timestamp {
+        r
+    }
+    fn new_builder(capacity: usize) -> Self::Builder {
+        TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC")
+    }
+    #[inline(always)]
+    fn append(builder: &mut Self::Builder, value: Timestamp) {
+        builder.append_value(value.0)
+    }
+    fn finish(builder: &mut Self::Builder) -> ArrayRef {
+        Arc::new(builder.finish())
+    }
+    fn downcast<'a>(column: &'a ArrayRef, name: &str) -> Result<&'a Self::Array> {
+        match column.data_type() {
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {}
+            other => {
+                return Err(Error::Plan(format!(
+                    "column `{name}` has type {other} but the record declares Timestamp (microseconds)"
+                )))
+            }
+        }
+        if column.null_count() > 0 {
+            return Err(Error::Plan(format!(
+                "column `{name}` holds null(s) but the record declares it non-nullable; use Option<Timestamp>"
+            )));
+        }
+        column
+            .as_any()
+            .downcast_ref::<Self::Array>()
+            .ok_or_else(|| Error::Internal(format!("column `{name}`: array type mismatch")))
+    }
+}
+
+/// A calendar date: days since 1970-01-01 (Spark's `DATE`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug)]
+pub struct Date(pub i32);
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match chrono::NaiveDate::from_num_days_from_ce_opt(self.0 + 719_163) {
+            Some(d) => write!(f, "{}", d.format("%Y-%m-%d")),
+            None => write!(f, "{}d", self.0),
+        }
+    }
+}
+
+impl ColumnType for Date {
+    type Array = Date32Array;
+    type Builder = Date32Builder;
+    type Ref<'a> = Date;
+    fn data_type() -> DataType {
+        DataType::Date32
+    }
+    #[inline(always)]
+    fn get(array: &Self::Array, i: usize) -> Date {
+        Date(array.value(i))
+    }
+    fn from_ref(r: Date) -> Date {
+        r
+    }
+    fn new_builder(capacity: usize) -> Self::Builder {
+        Date32Builder::with_capacity(capacity)
+    }
+    #[inline(always)]
+    fn append(builder: &mut Self::Builder, value: Date) {
+        builder.append_value(value.0)
+    }
+    fn finish(builder: &mut Self::Builder) -> ArrayRef {
+        Arc::new(builder.finish())
+    }
+}
+
+/// Builders whose values can be null (every Arrow builder we use).
+pub trait NullableBuilder {
+    /// Appends a null.
+    fn append_null_value(&mut self);
+}
+
+macro_rules! nullable_builder {
+    ($($b:ty),*) => {$(
+        impl NullableBuilder for $b {
+            fn append_null_value(&mut self) {
+                self.append_null()
+            }
+        }
+    )*};
+}
+nullable_builder!(
+    BooleanBuilder,
+    Int32Builder,
+    Int64Builder,
+    Float64Builder,
+    StringBuilder,
+    TimestampMicrosecondBuilder,
+    Date32Builder
+);
+
+impl<T: ColumnType> ColumnType for Option<T>
+where
+    T::Builder: NullableBuilder,
+{
+    type Array = T::Array;
+    type Builder = T::Builder;
+    type Ref<'a> = Option<T::Ref<'a>>;
+    fn data_type() -> DataType {
+        T::data_type()
+    }
+    fn nullable() -> bool {
+        true
+    }
+    #[inline(always)]
+    fn get(array: &Self::Array, i: usize) -> Self::Ref<'_> {
+        if array.is_null(i) {
+            None
+        } else {
+            Some(T::get(array, i))
+        }
+    }
+    fn from_ref(r: Self::Ref<'_>) -> Self {
+        r.map(T::from_ref)
+    }
+    fn new_builder(capacity: usize) -> Self::Builder {
+        T::new_builder(capacity)
+    }
+    #[inline(always)]
+    fn append(builder: &mut Self::Builder, value: Self) {
+        match value {
+            Some(v) => T::append(builder, v),
+            None => builder.append_null_value(),
+        }
+    }
+    fn finish(builder: &mut Self::Builder) -> ArrayRef {
+        T::finish(builder)
+    }
+    fn downcast<'a>(column: &'a ArrayRef, name: &str) -> Result<&'a Self::Array> {
+        // Same checks as `T`, but nulls are allowed.
+        if column.null_count() == 0 {
+            return T::downcast(column, name);
+        }
+        let ok = match (column.data_type(), T::data_type()) {
+            (DataType::Timestamp(TimeUnit::Microsecond, _), DataType::Timestamp(TimeUnit::Microsecond, _)) => true,
+            (a, b) => *a == b,
+        };
+        if !ok {
+            return Err(Error::Plan(format!(
+                "column `{name}` has type {} but the record declares {}",
+                column.data_type(),
+                T::data_type()
+            )));
+        }
+        column
+            .as_any()
+            .downcast_ref::<Self::Array>()
+            .ok_or_else(|| Error::Internal(format!("column `{name}`: array type mismatch")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_parse_and_display() {
+        let t = Timestamp::parse("2024-01-01T12:00:00Z").unwrap();
+        assert_eq!(t.to_string(), "2024-01-01 12:00:00");
+        let t2 = Timestamp::parse("2024-01-01 12:00:00.5").unwrap();
+        assert_eq!(t2.micros() - t.micros(), 500_000);
+        assert_eq!(t2.to_string(), "2024-01-01 12:00:00.5");
+        assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn option_column_round_trip() {
+        let mut b = <Option<String>>::new_builder(2);
+        <Option<String>>::append(&mut b, Some("a".into()));
+        <Option<String>>::append(&mut b, None);
+        let arr = <Option<String>>::finish(&mut b);
+        let typed = <Option<String>>::downcast(&arr, "x").unwrap();
+        assert_eq!(<Option<String>>::get(typed, 0), Some("a"));
+        assert_eq!(<Option<String>>::get(typed, 1), None);
+        assert!(String::downcast(&arr, "x").is_err(), "nulls in a non-null column are an error");
+    }
+
+    #[test]
+    fn date_display() {
+        assert_eq!(Date(0).to_string(), "1970-01-01");
+        assert_eq!(Date(19723).to_string(), "2024-01-01");
+    }
+}
+
+/// One typed column of a batch: the Arrow array and the Rust type it is read as. The fields of
+/// a derived record's [`Record::Columns`] are these.
+pub struct Col<'a, T: ColumnType>(pub &'a T::Array);
+
+impl<T: ColumnType> Clone for Col<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: ColumnType> Copy for Col<'_, T> {}
+
+impl<'a, T: ColumnType> Col<'a, T> {
+    /// Checks and wraps column `name` of `batch`.
+    pub fn of(batch: &'a RecordBatch, name: &str) -> Result<Self> {
+        Ok(Col(T::downcast(column_by_name(batch, name)?, name)?))
+    }
+    /// The value in row `i`.
+    #[inline(always)]
+    pub fn get(self, i: usize) -> T::Ref<'a> {
+        T::get(self.0, i)
+    }
+    /// Number of rows.
+    pub fn len(self) -> usize {
+        self.0.len()
+    }
+    /// True for an empty column.
+    pub fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+}

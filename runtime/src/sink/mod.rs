@@ -1,0 +1,67 @@
+//! Sinks: where each micro-batch's result goes.
+
+use std::fmt;
+
+use arrow_array::RecordBatch;
+
+use crate::error::Result;
+use crate::OutputMode;
+
+pub mod console;
+pub mod foreach;
+pub mod memory;
+
+pub use console::ConsoleOptions;
+pub use memory::MemoryTable;
+
+/// The runtime side of a sink.
+pub trait SinkImpl: Send {
+    /// Human description for progress, e.g. `ConsoleSink`.
+    fn description(&self) -> String;
+    /// Receives the result of micro-batch `batch_id` (already concatenated into one batch).
+    /// May be called again with the same id after a failure: sinks that promise exactly-once
+    /// must make that idempotent.
+    fn add_batch(&mut self, batch_id: u64, batch: &RecordBatch, mode: OutputMode) -> Result<()>;
+}
+
+/// A sink handed to a query builder.
+pub struct Sink {
+    pub(crate) inner: Box<dyn SinkImpl>,
+}
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sink({})", self.inner.description())
+    }
+}
+
+impl Sink {
+    /// Wraps any [`SinkImpl`] (for custom sinks).
+    pub fn from_impl(inner: Box<dyn SinkImpl>) -> Self {
+        Sink { inner }
+    }
+    /// Prints each batch as Spark's console sink does (`Batch: N` and a table) to stdout.
+    pub fn console() -> Self {
+        Self::console_with(ConsoleOptions::default())
+    }
+    /// The console sink with options (row limit, truncation).
+    pub fn console_with(options: ConsoleOptions) -> Self {
+        Sink::from_impl(Box::new(console::ConsoleSink::new(options)))
+    }
+    /// Keeps results in a table the program can query (see [`MemoryTable`]).
+    pub fn memory(table: &MemoryTable) -> Self {
+        Sink::from_impl(Box::new(table.sink()))
+    }
+    /// Calls `f(batch_id, batch)` for every micro-batch (Spark's `foreachBatch`). The batch id
+    /// lets `f` be idempotent when a batch is re-run after a failure.
+    pub fn foreach_batch<F>(f: F) -> Self
+    where
+        F: FnMut(u64, &RecordBatch) -> Result<()> + Send + 'static,
+    {
+        Sink::from_impl(Box::new(foreach::ForeachBatchSink::new(f)))
+    }
+    /// The description of the underlying sink.
+    pub fn description(&self) -> String {
+        self.inner.description()
+    }
+}

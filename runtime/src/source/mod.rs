@@ -1,0 +1,188 @@
+//! Sources: where a streaming query's rows come from.
+//!
+//! A source is replayable through offsets (after Spark's `Source`/`MicroBatchStream`): the
+//! engine asks for the latest offset, writes the range `(start, end]` to the offset log, then
+//! asks for exactly that range. Asking again for the same range must give the same rows (except
+//! for sources documented as not fault-tolerant, such as the socket source).
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::error::Result;
+use crate::record::Record;
+
+pub mod file;
+pub mod memory;
+pub mod rate;
+pub mod socket;
+
+pub use file::{FileFormat, FileSource, ParseMode};
+pub use memory::MemoryStream;
+
+/// A position in a source, as JSON (Spark's offsets are JSON too: a number for the memory
+/// source, `{"logOffset": n}` for files, `{"topic": {"0": 42}}` for Kafka).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Offset(pub serde_json::Value);
+
+impl Offset {
+    /// An offset that is a plain number.
+    pub fn number(n: u64) -> Self {
+        Offset(serde_json::Value::from(n))
+    }
+    /// The number, for offsets made by [`Offset::number`].
+    pub fn as_u64(&self) -> Option<u64> {
+        self.0.as_u64()
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// How much a batch may read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReadLimit {
+    /// Everything available (Trigger::once).
+    All,
+    /// The source's own per-trigger limit (`max_files_per_trigger`, …).
+    Default,
+}
+
+/// The runtime side of a source. Implemented by every built-in source; the engine only sees
+/// `Box<dyn SourceImpl>` (one virtual call per batch, never per row).
+pub trait SourceImpl: Send {
+    /// Human description for progress, e.g. `FileSource[/data/in]`.
+    fn description(&self) -> String;
+    /// The schema of the batches this source returns.
+    fn schema(&self) -> SchemaRef;
+    /// Called once before the first batch under Trigger::available_now: the source fixes the
+    /// data it will deliver (later arrivals wait for the next run).
+    fn prepare_available_now(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The end offset of the next batch, given the end of the last one (`start`), within
+    /// `limit`. `Ok(None)` or an offset equal to `start` means: nothing new.
+    fn latest_offset(&mut self, start: Option<&Offset>, limit: ReadLimit) -> Result<Option<Offset>>;
+    /// The rows in `(start, end]`. Must be repeatable for a replayable source.
+    fn get_batch(&mut self, start: Option<&Offset>, end: &Offset) -> Result<Vec<RecordBatch>>;
+    /// Everything up to `end` is committed; the source may forget it.
+    fn commit(&mut self, _end: &Offset) -> Result<()> {
+        Ok(())
+    }
+    /// The query stops.
+    fn stop(&mut self) {}
+}
+
+/// A source of rows of type `T`, handed to a query builder (`.events(Source::memory(&s))`).
+pub struct Source<T> {
+    pub(crate) inner: Box<dyn SourceImpl>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Source<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Source({})", self.inner.description())
+    }
+}
+
+impl<T: Record> Source<T> {
+    /// Wraps any [`SourceImpl`] (for custom sources).
+    pub fn from_impl(inner: Box<dyn SourceImpl>) -> Self {
+        Source { inner, _t: PhantomData }
+    }
+
+    /// Rows pushed by the program itself (tests, demos): see [`MemoryStream`].
+    pub fn memory(stream: &MemoryStream<T>) -> Self {
+        Self::from_impl(Box::new(stream.source()))
+    }
+
+    /// Text lines from a TCP server, as Spark's socket source: the query connects to
+    /// `host:port` and every line becomes a row with column `value: String`. For tests and
+    /// demos only: lines are not replayable after a failure.
+    pub fn socket(host: &str, port: u16) -> Self {
+        Self::from_impl(Box::new(socket::SocketSource::new(host, port)))
+    }
+
+    /// `rows_per_second` rows per second with columns `timestamp: Timestamp` and `value: i64`,
+    /// as Spark's rate source.
+    pub fn rate(rows_per_second: u64) -> Self {
+        Self::from_impl(Box::new(rate::RateSource::new(rows_per_second)))
+    }
+
+    /// Files in a directory: see [`FileSource`] for formats and options.
+    pub fn file(dir: impl Into<std::path::PathBuf>) -> FileSourceBuilder<T> {
+        FileSourceBuilder { opts: file::FileOptions::new(dir.into(), T::schema()), _t: PhantomData }
+    }
+
+    /// The description of the underlying source.
+    pub fn description(&self) -> String {
+        self.inner.description()
+    }
+
+    pub(crate) fn into_impl(self) -> Box<dyn SourceImpl> {
+        self.inner
+    }
+}
+
+/// Options of a file source, finished with `.json()`, `.csv()` or `.into()`.
+pub struct FileSourceBuilder<T> {
+    opts: file::FileOptions,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Record> FileSourceBuilder<T> {
+    /// JSON lines (one object per line). The default format.
+    pub fn json(mut self) -> Self {
+        self.opts.format = FileFormat::Json;
+        self
+    }
+    /// CSV with a header line (see [`FileSourceBuilder::header`]).
+    pub fn csv(mut self) -> Self {
+        self.opts.format = FileFormat::Csv;
+        self
+    }
+    /// Whether CSV files start with a header line (default true).
+    pub fn header(mut self, header: bool) -> Self {
+        self.opts.csv_header = header;
+        self
+    }
+    /// CSV field delimiter (default `,`).
+    pub fn delimiter(mut self, delimiter: u8) -> Self {
+        self.opts.csv_delimiter = delimiter;
+        self
+    }
+    /// At most this many new files per micro-batch (Spark's `maxFilesPerTrigger`).
+    pub fn max_files_per_trigger(mut self, n: usize) -> Self {
+        self.opts.max_files_per_trigger = Some(n.max(1));
+        self
+    }
+    /// What to do with malformed lines (Spark's `mode`; default PERMISSIVE).
+    pub fn mode(mut self, mode: ParseMode) -> Self {
+        self.opts.mode = mode;
+        self
+    }
+    /// Under PERMISSIVE, the column (a nullable string field of the record) that receives the
+    /// raw text of a malformed line (Spark's `columnNameOfCorruptRecord`, default
+    /// `_corrupt_record`).
+    pub fn corrupt_record_column(mut self, name: &str) -> Self {
+        self.opts.corrupt_record_column = name.to_string();
+        self
+    }
+    /// Only files whose name ends with this suffix (e.g. `.json`); default: every file not
+    /// starting with `.` or `_`.
+    pub fn suffix(mut self, suffix: &str) -> Self {
+        self.opts.suffix = Some(suffix.to_string());
+        self
+    }
+}
+
+impl<T: Record> From<FileSourceBuilder<T>> for Source<T> {
+    fn from(b: FileSourceBuilder<T>) -> Self {
+        Source::from_impl(Box::new(FileSource::new(b.opts)))
+    }
+}

@@ -1,0 +1,224 @@
+//! Value conversions used by generated code: grouping keys looked up by reference and stored
+//! owned ([`GroupKey`]), and values moved into output rows ([`IntoOwned`]).
+
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use crate::record::{Date, Timestamp};
+
+/// The hasher for grouping keys. Fixed seed: a key's shuffle partition must not change between
+/// runs of a query (the partition count and assignment are part of its checkpoint).
+pub fn key_hasher() -> foldhash::fast::FixedState {
+    // Any constant works; this one is the first 64 bits of pi's fraction.
+    foldhash::fast::FixedState::with_seed(0x243f_6a88_85a3_08d3)
+}
+
+/// Hashes a grouping key with [`key_hasher`].
+#[inline]
+pub fn hash_key<K: GroupKey + ?Sized>(key: &K) -> u64 {
+    let mut h = key_hasher().build_hasher();
+    key.hash_key(&mut h);
+    h.finish()
+}
+
+/// A grouping key as computed per row (often borrowing from the input, like `&str`), with the
+/// owned form that aggregation state stores.
+///
+/// Invariant: `k.hash_key` equals `k.to_owned_key().hash_key` and `k.eq_owned(&k.to_owned_key())`,
+/// so a borrowed key finds its owned entry without allocating.
+pub trait GroupKey {
+    /// The owned key stored in state.
+    type Owned: GroupKey<Owned = Self::Owned> + Clone + Eq + Send + Sync + 'static;
+    /// Feeds the key into `h`.
+    fn hash_key<H: Hasher>(&self, h: &mut H);
+    /// Whether this key equals a stored one.
+    fn eq_owned(&self, other: &Self::Owned) -> bool;
+    /// The owned key.
+    fn to_owned_key(&self) -> Self::Owned;
+}
+
+macro_rules! copy_key {
+    ($($t:ty),*) => {$(
+        impl GroupKey for $t {
+            type Owned = $t;
+            #[inline(always)]
+            fn hash_key<H: Hasher>(&self, h: &mut H) {
+                self.hash(h)
+            }
+            #[inline(always)]
+            fn eq_owned(&self, other: &$t) -> bool {
+                self == other
+            }
+            #[inline(always)]
+            fn to_owned_key(&self) -> $t {
+                *self
+            }
+        }
+    )*};
+}
+copy_key!(bool, i32, i64, Timestamp, Date);
+
+impl GroupKey for &str {
+    type Owned = String;
+    #[inline(always)]
+    fn hash_key<H: Hasher>(&self, h: &mut H) {
+        (**self).hash(h)
+    }
+    #[inline(always)]
+    fn eq_owned(&self, other: &String) -> bool {
+        *self == other.as_str()
+    }
+    #[inline(always)]
+    fn to_owned_key(&self) -> String {
+        (*self).to_owned()
+    }
+}
+
+impl GroupKey for String {
+    type Owned = String;
+    #[inline(always)]
+    fn hash_key<H: Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+    #[inline(always)]
+    fn eq_owned(&self, other: &String) -> bool {
+        self == other
+    }
+    #[inline(always)]
+    fn to_owned_key(&self) -> String {
+        self.clone()
+    }
+}
+
+impl<T: GroupKey> GroupKey for Option<T> {
+    type Owned = Option<T::Owned>;
+    #[inline(always)]
+    fn hash_key<H: Hasher>(&self, h: &mut H) {
+        match self {
+            None => h.write_u8(0),
+            Some(v) => {
+                h.write_u8(1);
+                v.hash_key(h)
+            }
+        }
+    }
+    #[inline(always)]
+    fn eq_owned(&self, other: &Self::Owned) -> bool {
+        match (self, other) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.eq_owned(b),
+            _ => false,
+        }
+    }
+    #[inline(always)]
+    fn to_owned_key(&self) -> Self::Owned {
+        self.as_ref().map(T::to_owned_key)
+    }
+}
+
+macro_rules! tuple_key {
+    ($($name:ident $idx:tt),+) => {
+        impl<$($name: GroupKey),+> GroupKey for ($($name,)+) {
+            type Owned = ($($name::Owned,)+);
+            #[inline(always)]
+            fn hash_key<HH: Hasher>(&self, h: &mut HH) {
+                $(self.$idx.hash_key(h);)+
+            }
+            #[inline(always)]
+            fn eq_owned(&self, other: &Self::Owned) -> bool {
+                $(self.$idx.eq_owned(&other.$idx))&&+
+            }
+            #[inline(always)]
+            fn to_owned_key(&self) -> Self::Owned {
+                ($(self.$idx.to_owned_key(),)+)
+            }
+        }
+    };
+}
+tuple_key!(A 0);
+tuple_key!(A 0, B 1);
+tuple_key!(A 0, B 1, C 2);
+tuple_key!(A 0, B 1, C 2, D 3);
+tuple_key!(A 0, B 1, C 2, D 3, E 4);
+tuple_key!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_key!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_key!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+impl GroupKey for () {
+    type Owned = ();
+    fn hash_key<H: Hasher>(&self, _h: &mut H) {}
+    fn eq_owned(&self, _other: &()) -> bool {
+        true
+    }
+    fn to_owned_key(&self) {}
+}
+
+/// A value moved into an output row: `&str` becomes `String`, `&i64` becomes `i64`,
+/// `Option<&str>` becomes `Option<String>`; owned values pass through.
+pub trait IntoOwned {
+    /// The owned form (the output record's field type).
+    type Owned;
+    /// Converts.
+    fn into_owned(self) -> Self::Owned;
+}
+
+macro_rules! owned_self {
+    ($($t:ty),*) => {$(
+        impl IntoOwned for $t {
+            type Owned = $t;
+            #[inline(always)]
+            fn into_owned(self) -> $t {
+                self
+            }
+        }
+    )*};
+}
+owned_self!(bool, i32, i64, f64, String, Timestamp, Date);
+
+impl IntoOwned for &str {
+    type Owned = String;
+    #[inline(always)]
+    fn into_owned(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl<T: IntoOwned + Clone> IntoOwned for &T {
+    type Owned = T::Owned;
+    #[inline(always)]
+    fn into_owned(self) -> T::Owned {
+        self.clone().into_owned()
+    }
+}
+
+impl<T: IntoOwned> IntoOwned for Option<T> {
+    type Owned = Option<T::Owned>;
+    #[inline(always)]
+    fn into_owned(self) -> Self::Owned {
+        self.map(T::into_owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrowed_and_owned_keys_hash_alike() {
+        let k = ("dog", Some(3i64));
+        let owned = k.to_owned_key();
+        assert_eq!(hash_key(&k), hash_key(&owned));
+        assert!(k.eq_owned(&owned));
+        assert!(!("cat", Some(3i64)).eq_owned(&owned));
+        assert_eq!(hash_key(&(None::<&str>,)), hash_key(&(None::<String>,)));
+    }
+
+    #[test]
+    fn into_owned_conversions() {
+        let s: String = "a".into_owned();
+        assert_eq!(s, "a");
+        let o: Option<String> = Some("b").into_owned();
+        assert_eq!(o.as_deref(), Some("b"));
+        let n: i64 = (&5i64).into_owned();
+        assert_eq!(n, 5);
+    }
+}
