@@ -1,0 +1,469 @@
+//! Aggregation: accumulators for `count`, `sum`, `avg`, `min`, `max` with Spark's semantics,
+//! and the hash-partitioned aggregation state ([`HashAggState`]) that generated code feeds.
+//!
+//! Accumulators are generic over the *input* type, which rustc infers from the user's
+//! expression: `sum(x)` over an `i64` column is `Sum<i64>` and yields `i64`; over an
+//! `Option<i64>` column it is `Sum<Option<i64>>` and yields `Option<i64>` (null when every
+//! input was null, as in Spark).
+
+mod table;
+
+pub use table::{AggPartials, Entry, HashAggState, OperatorMetrics};
+
+use std::cmp::Ordering;
+
+use crate::record::{Date, Timestamp};
+
+/// Accumulators whose partial results combine (Spark's partial/final aggregation).
+pub trait Merge {
+    /// Folds `other` (a partial result over other rows) into `self`.
+    fn merge(&mut self, other: Self);
+}
+
+/// `count()` (rows) and `count(x)` (non-null values).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Count(pub i64);
+
+impl Count {
+    /// A zero count.
+    pub fn new() -> Self {
+        Count(0)
+    }
+    /// Counts a row (`count()` / `count(*)`).
+    #[inline(always)]
+    pub fn add_row(&mut self) {
+        self.0 += 1;
+    }
+    /// Counts a value unless it is null (`count(x)`).
+    #[inline(always)]
+    pub fn add<V: Nullable>(&mut self, v: V) {
+        self.0 += (!v.is_null()) as i64;
+    }
+    /// The count.
+    pub fn finish(&self) -> i64 {
+        self.0
+    }
+}
+
+impl Merge for Count {
+    fn merge(&mut self, other: Self) {
+        self.0 += other.0;
+    }
+}
+
+/// Values that may be null: `Option<_>` is null when `None`; plain values never are.
+pub trait Nullable {
+    /// Whether this value is SQL null.
+    fn is_null(&self) -> bool;
+}
+
+impl<T> Nullable for Option<T> {
+    #[inline(always)]
+    fn is_null(&self) -> bool {
+        self.is_none()
+    }
+}
+
+macro_rules! never_null {
+    ($($t:ty),*) => {$(
+        impl Nullable for $t {
+            #[inline(always)]
+            fn is_null(&self) -> bool { false }
+        }
+    )*};
+}
+never_null!(bool, i32, i64, f64, String, &str, &String, Timestamp, Date);
+
+/// Inputs of `sum` and `avg`.
+pub trait NumericInput: Copy {
+    /// The running sum's type (Spark: `bigint` for integers, `double` for doubles).
+    type Sum: Copy + Default + Send + Sync + 'static + std::fmt::Debug;
+    /// `sum`'s result type.
+    type SumOutput;
+    /// `avg`'s result type.
+    type AvgOutput;
+    /// Adds the value to the sum; returns false when the value was null.
+    fn add_to(self, sum: &mut Self::Sum) -> bool;
+    /// Adds two sums.
+    fn combine(a: Self::Sum, b: Self::Sum) -> Self::Sum;
+    /// The sum's result given how many non-null values it saw.
+    fn sum_output(sum: Self::Sum, non_null: i64) -> Self::SumOutput;
+    /// The sum as a double (for `avg`).
+    fn as_f64(sum: Self::Sum) -> f64;
+    /// The average's result.
+    fn avg_output(avg: Option<f64>) -> Self::AvgOutput;
+}
+
+macro_rules! numeric_input {
+    ($t:ty, $sum:ty, $add:expr) => {
+        impl NumericInput for $t {
+            type Sum = $sum;
+            type SumOutput = $sum;
+            type AvgOutput = f64;
+            #[inline(always)]
+            fn add_to(self, sum: &mut $sum) -> bool {
+                let add: fn($sum, $t) -> $sum = $add;
+                *sum = add(*sum, self);
+                true
+            }
+            #[inline(always)]
+            fn combine(a: $sum, b: $sum) -> $sum {
+                let add: fn($sum, $sum) -> $sum = |a, b| a + b;
+                add(a, b)
+            }
+            fn sum_output(sum: $sum, _non_null: i64) -> $sum {
+                sum
+            }
+            fn as_f64(sum: $sum) -> f64 {
+                sum as f64
+            }
+            fn avg_output(avg: Option<f64>) -> f64 {
+                avg.unwrap_or(f64::NAN)
+            }
+        }
+    };
+}
+// Integer sums wrap on overflow in release builds like the hand-written loop they compete with;
+// Spark's ANSI mode would fail the query instead (noted in the README's semantics section).
+numeric_input!(i64, i64, |s, v| s.wrapping_add(v));
+numeric_input!(i32, i64, |s, v| s.wrapping_add(v as i64));
+numeric_input!(f64, f64, |s, v| s + v);
+
+impl<T: NumericInput> NumericInput for Option<T> {
+    type Sum = T::Sum;
+    type SumOutput = Option<T::SumOutput>;
+    type AvgOutput = Option<f64>;
+    #[inline(always)]
+    fn add_to(self, sum: &mut T::Sum) -> bool {
+        match self {
+            Some(v) => v.add_to(sum),
+            None => false,
+        }
+    }
+    fn combine(a: T::Sum, b: T::Sum) -> T::Sum {
+        T::combine(a, b)
+    }
+    fn sum_output(sum: T::Sum, non_null: i64) -> Self::SumOutput {
+        (non_null > 0).then(|| T::sum_output(sum, non_null))
+    }
+    fn as_f64(sum: T::Sum) -> f64 {
+        T::as_f64(sum)
+    }
+    fn avg_output(avg: Option<f64>) -> Option<f64> {
+        avg
+    }
+}
+
+/// `sum(x)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Sum<I: NumericInput> {
+    sum: I::Sum,
+    non_null: i64,
+}
+
+impl<I: NumericInput> Default for Sum<I> {
+    fn default() -> Self {
+        Sum { sum: I::Sum::default(), non_null: 0 }
+    }
+}
+
+impl<I: NumericInput> Sum<I> {
+    /// An empty sum.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a value (nulls are skipped).
+    #[inline(always)]
+    pub fn update(&mut self, v: I) {
+        self.non_null += v.add_to(&mut self.sum) as i64;
+    }
+    /// The sum (null when every value was null).
+    pub fn finish(&self) -> I::SumOutput {
+        I::sum_output(self.sum, self.non_null)
+    }
+}
+
+impl<I: NumericInput> Merge for Sum<I> {
+    fn merge(&mut self, other: Self) {
+        self.sum = I::combine(self.sum, other.sum);
+        self.non_null += other.non_null;
+    }
+}
+
+/// `avg(x)`: a double, null when every value was null.
+#[derive(Clone, Copy, Debug)]
+pub struct Avg<I: NumericInput> {
+    sum: Sum<I>,
+}
+
+impl<I: NumericInput> Default for Avg<I> {
+    fn default() -> Self {
+        Avg { sum: Sum::default() }
+    }
+}
+
+impl<I: NumericInput> Avg<I> {
+    /// An empty average.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a value (nulls are skipped).
+    #[inline(always)]
+    pub fn update(&mut self, v: I) {
+        self.sum.update(v)
+    }
+    /// The average.
+    pub fn finish(&self) -> I::AvgOutput {
+        let n = self.sum.non_null;
+        I::avg_output((n > 0).then(|| I::as_f64(self.sum.sum) / n as f64))
+    }
+}
+
+impl<I: NumericInput> Merge for Avg<I> {
+    fn merge(&mut self, other: Self) {
+        self.sum.merge(other.sum)
+    }
+}
+
+/// Inputs of `min` and `max`: ordered values, compared without allocating (`&str` against a
+/// stored `String`).
+pub trait OrdInput: Sized {
+    /// The stored (owned) value.
+    type Value: Clone + Default + Send + Sync + 'static + std::fmt::Debug;
+    /// `min`/`max`'s result type.
+    type Output;
+    /// Compares with a stored value; `None` when this input is null.
+    fn cmp_stored(&self, stored: &Self::Value) -> Option<Ordering>;
+    /// Whether this input is null.
+    fn is_null_input(&self) -> bool;
+    /// The owned value (only called when not null).
+    fn to_value(&self) -> Self::Value;
+    /// Compares two stored values (merging partial results).
+    fn cmp_values(a: &Self::Value, b: &Self::Value) -> Ordering;
+    /// The result from the extreme value seen, if any.
+    fn output(v: Option<&Self::Value>) -> Self::Output;
+}
+
+/// Spark orders doubles with NaN above everything and -0.0 equal to 0.0.
+fn spark_cmp_f64(a: f64, b: f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+macro_rules! ord_input {
+    ($t:ty, $cmp:expr) => {
+        impl OrdInput for $t {
+            type Value = $t;
+            type Output = $t;
+            #[inline(always)]
+            fn cmp_stored(&self, stored: &$t) -> Option<Ordering> {
+                let cmp: fn(&$t, &$t) -> Ordering = $cmp;
+                Some(cmp(self, stored))
+            }
+            fn is_null_input(&self) -> bool {
+                false
+            }
+            fn to_value(&self) -> $t {
+                self.clone()
+            }
+            fn cmp_values(a: &$t, b: &$t) -> Ordering {
+                let cmp: fn(&$t, &$t) -> Ordering = $cmp;
+                cmp(a, b)
+            }
+            fn output(v: Option<&$t>) -> $t {
+                v.cloned().unwrap_or_default()
+            }
+        }
+    };
+}
+ord_input!(bool, |a, b| a.cmp(b));
+ord_input!(i32, |a, b| a.cmp(b));
+ord_input!(i64, |a, b| a.cmp(b));
+ord_input!(f64, |a, b| spark_cmp_f64(*a, *b));
+ord_input!(Timestamp, |a, b| a.cmp(b));
+ord_input!(Date, |a, b| a.cmp(b));
+ord_input!(String, |a, b| a.cmp(b));
+
+impl OrdInput for &str {
+    type Value = String;
+    type Output = String;
+    #[inline(always)]
+    fn cmp_stored(&self, stored: &String) -> Option<Ordering> {
+        Some((*self).cmp(stored.as_str()))
+    }
+    fn is_null_input(&self) -> bool {
+        false
+    }
+    fn to_value(&self) -> String {
+        (*self).to_owned()
+    }
+    fn cmp_values(a: &String, b: &String) -> Ordering {
+        a.cmp(b)
+    }
+    fn output(v: Option<&String>) -> String {
+        v.cloned().unwrap_or_default()
+    }
+}
+
+impl<T: OrdInput> OrdInput for Option<T> {
+    type Value = T::Value;
+    type Output = Option<T::Value>;
+    #[inline(always)]
+    fn cmp_stored(&self, stored: &T::Value) -> Option<Ordering> {
+        self.as_ref().and_then(|v| v.cmp_stored(stored))
+    }
+    fn is_null_input(&self) -> bool {
+        self.as_ref().is_none_or(T::is_null_input)
+    }
+    fn to_value(&self) -> T::Value {
+        self.as_ref().map(T::to_value).unwrap_or_default()
+    }
+    fn cmp_values(a: &T::Value, b: &T::Value) -> Ordering {
+        T::cmp_values(a, b)
+    }
+    fn output(v: Option<&T::Value>) -> Option<T::Value> {
+        v.cloned()
+    }
+}
+
+/// `min(x)` (`MAX = false`) and `max(x)` (`MAX = true`).
+#[derive(Clone, Debug)]
+pub struct Extreme<I: OrdInput, const MAX: bool> {
+    value: Option<I::Value>,
+}
+
+/// `min(x)`: nulls are skipped; null when every value was null.
+pub type Min<I> = Extreme<I, false>;
+/// `max(x)`: nulls are skipped; null when every value was null.
+pub type Max<I> = Extreme<I, true>;
+
+impl<I: OrdInput, const MAX: bool> Default for Extreme<I, MAX> {
+    fn default() -> Self {
+        Extreme { value: None }
+    }
+}
+
+impl<I: OrdInput, const MAX: bool> Extreme<I, MAX> {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    #[inline(always)]
+    fn better(ord: Ordering) -> bool {
+        if MAX {
+            ord == Ordering::Greater
+        } else {
+            ord == Ordering::Less
+        }
+    }
+    /// Considers a value.
+    #[inline(always)]
+    pub fn update(&mut self, v: I) {
+        match &self.value {
+            None => {
+                if !v.is_null_input() {
+                    self.value = Some(v.to_value());
+                }
+            }
+            Some(cur) => {
+                if v.cmp_stored(cur).is_some_and(Self::better) {
+                    self.value = Some(v.to_value());
+                }
+            }
+        }
+    }
+    /// The extreme value.
+    pub fn finish(&self) -> I::Output {
+        I::output(self.value.as_ref())
+    }
+}
+
+impl<I: OrdInput, const MAX: bool> Merge for Extreme<I, MAX> {
+    fn merge(&mut self, other: Self) {
+        if let Some(o) = other.value {
+            match &self.value {
+                Some(cur) if !Self::better(I::cmp_values(&o, cur)) => {}
+                _ => self.value = Some(o),
+            }
+        }
+    }
+}
+
+impl Merge for () {
+    fn merge(&mut self, _other: Self) {}
+}
+
+macro_rules! tuple_merge {
+    ($($name:ident $idx:tt),+) => {
+        impl<$($name: Merge),+> Merge for ($($name,)+) {
+            #[inline]
+            fn merge(&mut self, other: Self) {
+                $(self.$idx.merge(other.$idx);)+
+            }
+        }
+    };
+}
+tuple_merge!(A 0);
+tuple_merge!(A 0, B 1);
+tuple_merge!(A 0, B 1, C 2);
+tuple_merge!(A 0, B 1, C 2, D 3);
+tuple_merge!(A 0, B 1, C 2, D 3, E 4);
+tuple_merge!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_merge!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_merge!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+tuple_merge!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+tuple_merge!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+tuple_merge!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+tuple_merge!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sum_avg_nulls_as_spark() {
+        let mut s = Sum::<Option<i64>>::new();
+        s.update(None);
+        assert_eq!(s.finish(), None, "sum over only nulls is null");
+        s.update(Some(3));
+        s.update(Some(-1));
+        assert_eq!(s.finish(), Some(2));
+        let mut a = Avg::<Option<i64>>::new();
+        a.update(None);
+        assert_eq!(a.finish(), None);
+        a.update(Some(1));
+        a.update(Some(2));
+        assert_eq!(a.finish(), Some(1.5));
+        let mut c = Count::new();
+        c.add(None::<i64>);
+        c.add(Some(1i64));
+        c.add_row();
+        assert_eq!(c.finish(), 2);
+    }
+
+    #[test]
+    fn min_max_strings_and_merge() {
+        let mut mn = Min::<&str>::new();
+        let mut mx = Max::<&str>::new();
+        for w in ["dog", "cat", "owl"] {
+            mn.update(w);
+            mx.update(w);
+        }
+        assert_eq!(mn.finish(), "cat");
+        assert_eq!(mx.finish(), "owl");
+        let mut other = Max::<&str>::new();
+        other.update("zebra");
+        mx.merge(other);
+        assert_eq!(mx.finish(), "zebra");
+        let mut m = Max::<Option<f64>>::new();
+        m.update(None);
+        assert_eq!(m.finish(), None);
+        m.update(Some(1.0));
+        m.update(Some(f64::NAN));
+        assert!(m.finish().unwrap().is_nan(), "NaN is the largest double in Spark");
+    }
+}

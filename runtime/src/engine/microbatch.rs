@@ -1,0 +1,226 @@
+//! The micro-batch loop (after Spark's `MicroBatchExecution`): ask sources for their latest
+//! offsets, run a batch over the new range, hand the result to the sink, commit, report.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use arrow_array::RecordBatch;
+
+use super::{BatchContext, Plan, QueryProgress, Shared, SourceProgress, StateOperatorProgress, Trigger, POLL_INTERVAL, RECENT_PROGRESS};
+use crate::error::{Error, Result};
+use crate::sink::SinkImpl;
+use crate::source::{Offset, ReadLimit, SourceImpl};
+use crate::OutputMode;
+
+pub(crate) struct MicroBatch {
+    pub id: String,
+    pub run_id: String,
+    pub name: String,
+    pub output_mode: OutputMode,
+    pub sources: Vec<Box<dyn SourceImpl>>,
+    pub sink: Box<dyn SinkImpl>,
+    pub plan: Box<dyn Plan>,
+    pub trigger: Trigger,
+    pub output_schema: arrow_schema::SchemaRef,
+    pub shared: Arc<Shared>,
+}
+
+/// Offsets of every source after the last committed batch.
+type Offsets = Vec<Option<Offset>>;
+
+fn ms(d: StdDuration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl MicroBatch {
+    pub(crate) fn run(mut self) {
+        let result = self.run_loop();
+        for s in &mut self.sources {
+            s.stop();
+        }
+        self.shared.update(|st| {
+            st.active = false;
+            st.message = "Stopped".into();
+            if let Err(e) = &result {
+                if !matches!(e, Error::Stopped) {
+                    tracing::error!(query = %self.name, error = %e, "query failed");
+                    st.error = Some(e.to_string());
+                }
+            }
+        });
+    }
+
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until `deadline` unless the query is stopped first.
+    fn sleep_until(&self, deadline: Instant) {
+        let mut st = self.shared.lock();
+        while !self.stopped() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self.shared.changed.wait_timeout(st, deadline - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        let mut committed: Offsets = vec![None; self.sources.len()];
+        let mut next_batch: u64 = 0;
+        let mut last_trigger_start: Option<Instant> = None;
+        if self.trigger == Trigger::AvailableNow {
+            for s in &mut self.sources {
+                s.prepare_available_now()?;
+            }
+        }
+        let limit = if self.trigger == Trigger::Once { ReadLimit::All } else { ReadLimit::Default };
+        let mut next_tick = Instant::now();
+        loop {
+            if self.stopped() {
+                return Ok(());
+            }
+            if let Trigger::ProcessingTime(interval) = self.trigger {
+                self.sleep_until(next_tick);
+                if self.stopped() {
+                    return Ok(());
+                }
+                let iv = interval.to_std();
+                // A late batch is followed at once by the next; otherwise keep the grid.
+                let now = Instant::now();
+                next_tick = if iv.is_zero() { now } else { next_tick.max(now - (now - next_tick).min(iv)) + iv };
+                if next_tick < now {
+                    next_tick = now;
+                }
+            }
+            let trigger_start = Instant::now();
+            let t = Instant::now();
+            let mut ends: Offsets = Vec::with_capacity(self.sources.len());
+            for (s, start) in self.sources.iter_mut().zip(&committed) {
+                let end = s.latest_offset(start.as_ref(), limit).map_err(|e| e.context(format!("source {}", s.description())))?;
+                ends.push(end.or_else(|| start.clone()));
+            }
+            let latest_ms = ms(t.elapsed());
+            let has_new = ends.iter().zip(&committed).any(|(e, c)| e != c);
+            if !has_new {
+                self.shared.update(|st| {
+                    st.idle_checks += 1;
+                    st.message = "Waiting for data to arrive".into();
+                });
+                match self.trigger {
+                    Trigger::Once | Trigger::AvailableNow => return Ok(()),
+                    Trigger::Default => self.sleep_until(Instant::now() + POLL_INTERVAL),
+                    Trigger::ProcessingTime(_) | Trigger::Invalid(_) => {}
+                }
+                continue;
+            }
+            self.shared.update(|st| st.message = "Processing new data".into());
+            let batch_id = next_batch;
+            self.run_batch(batch_id, &committed, &ends, trigger_start, last_trigger_start, latest_ms)?;
+            last_trigger_start = Some(trigger_start);
+            committed = ends;
+            next_batch += 1;
+            if self.trigger == Trigger::Once {
+                return Ok(());
+            }
+        }
+    }
+
+    fn run_batch(
+        &mut self,
+        batch_id: u64,
+        starts: &Offsets,
+        ends: &Offsets,
+        trigger_start: Instant,
+        last_trigger_start: Option<Instant>,
+        latest_ms: u64,
+    ) -> Result<()> {
+        let mut durations = BTreeMap::new();
+        durations.insert("latestOffset".to_string(), latest_ms);
+        let t = Instant::now();
+        let mut inputs: Vec<Vec<RecordBatch>> = Vec::with_capacity(self.sources.len());
+        let mut source_progress = Vec::with_capacity(self.sources.len());
+        for ((s, start), end) in self.sources.iter_mut().zip(starts).zip(ends) {
+            let batches = match end {
+                Some(end) if Some(end) != start.as_ref() => s
+                    .get_batch(start.as_ref(), end)
+                    .map_err(|e| e.context(format!("reading batch {batch_id} from {}", s.description())))?,
+                _ => Vec::new(),
+            };
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            source_progress.push(SourceProgress {
+                description: s.description(),
+                start_offset: start.as_ref().map(Offset::to_string),
+                end_offset: end.as_ref().map(Offset::to_string),
+                num_input_rows: rows as u64,
+            });
+            inputs.push(batches);
+        }
+        durations.insert("getBatch".to_string(), ms(t.elapsed()));
+
+        let t = Instant::now();
+        let ctx = BatchContext { batch_id, output_mode: self.output_mode };
+        let out = self.plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("running batch {batch_id}")))?;
+        drop(inputs);
+        let out = if out.len() == 1 {
+            out.into_iter().next().unwrap_or_else(|| RecordBatch::new_empty(self.output_schema.clone()))
+        } else {
+            arrow_select::concat::concat_batches(&self.output_schema, &out)?
+        };
+        self.sink
+            .add_batch(batch_id, &out, self.output_mode)
+            .map_err(|e| e.context(format!("sink {} at batch {batch_id}", self.sink.description())))?;
+        durations.insert("addBatch".to_string(), ms(t.elapsed()));
+
+        let t = Instant::now();
+        for (s, end) in self.sources.iter_mut().zip(ends) {
+            if let Some(end) = end {
+                s.commit(end)?;
+            }
+        }
+        durations.insert("commitOffsets".to_string(), ms(t.elapsed()));
+        let total = trigger_start.elapsed();
+        durations.insert("triggerExecution".to_string(), ms(total));
+
+        let rows: u64 = source_progress.iter().map(|s| s.num_input_rows).sum();
+        let since_last = last_trigger_start.map(|l| trigger_start.duration_since(l).as_secs_f64()).unwrap_or(0.0);
+        let progress = QueryProgress {
+            id: self.id.clone(),
+            run_id: self.run_id.clone(),
+            name: self.name.clone(),
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            batch_id,
+            num_input_rows: rows,
+            input_rows_per_second: if since_last > 0.0 { rows as f64 / since_last } else { 0.0 },
+            processed_rows_per_second: if total.as_secs_f64() > 0.0 { rows as f64 / total.as_secs_f64() } else { 0.0 },
+            duration_ms: durations,
+            watermark: None,
+            state_operators: self
+                .plan
+                .state_operators()
+                .into_iter()
+                .map(|m| StateOperatorProgress {
+                    operator_name: m.name,
+                    num_rows_total: m.rows_total,
+                    num_rows_updated: m.rows_updated,
+                    num_rows_removed: m.rows_removed,
+                    num_rows_dropped_by_watermark: m.rows_dropped_by_watermark,
+                    memory_used_bytes: m.memory_used_bytes,
+                })
+                .collect(),
+            sources: source_progress,
+            sink: self.sink.description(),
+        };
+        tracing::debug!(query = %self.name, batch_id, rows, "batch done");
+        self.shared.update(|st| {
+            st.recent.push_back(progress);
+            while st.recent.len() > RECENT_PROGRESS {
+                st.recent.pop_front();
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,444 @@
+//! The micro-batch engine: query builder, the running query's handle, and the loop that plans
+//! offsets, runs the generated plan and hands results to the sink.
+//!
+//! Lifecycle contract between the engine and a generated [`Plan`]:
+//! 1. the plan is built once per run with the query's [`PlanConfig`] (shuffle partitions are
+//!    fixed for the life of the query);
+//! 2. `run_batch` is called once per micro-batch, in batch-id order, with exactly the rows of
+//!    the batch's offset range, one `Vec<RecordBatch>` per declared input in declaration order;
+//!    it returns the rows the sink must receive for that batch in the query's output mode;
+//! 3. `state_operators` reports per-operator metrics after each batch.
+//!
+//! Breaking (2) — calling a batch twice, or out of order — would double-count in aggregations;
+//! the engine is the only caller.
+
+mod microbatch;
+mod progress;
+mod trigger;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, SchemaRef};
+
+pub use progress::{QueryProgress, SourceProgress, StateOperatorProgress};
+pub use trigger::{Trigger, POLL_INTERVAL};
+
+use crate::agg::{HashAggState, Merge, OperatorMetrics};
+use crate::error::{Error, Result};
+use crate::sink::Sink;
+use crate::source::{Source, SourceImpl};
+use crate::OutputMode;
+
+/// Spark's default `spark.sql.shuffle.partitions` is 200, sized for clusters; on one machine we
+/// default to the number of cores (at least 2) so per-partition work stays large.
+pub fn default_shuffle_partitions() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)
+}
+
+/// Settings a plan is built with, fixed for the life of the query.
+#[derive(Clone, Debug)]
+pub struct PlanConfig {
+    /// Number of shuffle partitions of every stateful operator.
+    pub shuffle_partitions: usize,
+}
+
+/// What the engine tells a plan about the batch it runs.
+#[derive(Clone, Debug)]
+pub struct BatchContext {
+    /// The batch id.
+    pub batch_id: u64,
+    /// The query's output mode.
+    pub output_mode: OutputMode,
+}
+
+/// The query-specific code a `stream_query!` emits, as the engine sees it.
+pub trait Plan: Send {
+    /// Runs one micro-batch (see the module's lifecycle contract).
+    fn run_batch(&mut self, ctx: &BatchContext, inputs: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>>;
+    /// Metrics of the stateful operators after the last batch.
+    fn state_operators(&self) -> Vec<OperatorMetrics>;
+}
+
+/// The state a plan keeps between batches, seen generically (metrics now; checkpoints later).
+pub trait PlanState: Send {
+    /// Per-operator metrics.
+    fn metrics(&self) -> Vec<OperatorMetrics>;
+}
+
+impl PlanState for () {
+    fn metrics(&self) -> Vec<OperatorMetrics> {
+        Vec::new()
+    }
+}
+
+impl<K, A> PlanState for HashAggState<K, A>
+where
+    K: Clone + Eq + Send + Sync,
+    A: Merge + Send,
+{
+    fn metrics(&self) -> Vec<OperatorMetrics> {
+        vec![HashAggState::metrics(self)]
+    }
+}
+
+/// A plan made of its state and the generated batch function. Generated code builds one with
+/// [`CompiledPlan::new`]; the state's concrete types (keys, accumulators) are inferred by rustc
+/// from how the batch function uses them, so the macro never has to name them.
+pub struct CompiledPlan<S, F> {
+    state: S,
+    run: F,
+}
+
+impl<S, F> CompiledPlan<S, F>
+where
+    S: PlanState,
+    F: FnMut(&mut S, &BatchContext, &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> + Send,
+{
+    /// A plan from its initial state and batch function.
+    pub fn new(state: S, run: F) -> Self {
+        CompiledPlan { state, run }
+    }
+}
+
+impl<S, F> Plan for CompiledPlan<S, F>
+where
+    S: PlanState,
+    F: FnMut(&mut S, &BatchContext, &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> + Send,
+{
+    fn run_batch(&mut self, ctx: &BatchContext, inputs: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
+        (self.run)(&mut self.state, ctx, inputs)
+    }
+    fn state_operators(&self) -> Vec<OperatorMetrics> {
+        self.state.metrics()
+    }
+}
+
+/// What a compiled query declares about itself.
+#[derive(Clone, Debug)]
+pub struct QuerySpec {
+    /// The query's name (`query WordCount(...)`).
+    pub name: &'static str,
+    /// Input names in declaration order, with the schema of each input's record.
+    pub inputs: Vec<(&'static str, SchemaRef)>,
+    /// The output record's schema.
+    pub output: SchemaRef,
+    /// The output mode declared in the query.
+    pub output_mode: OutputMode,
+    /// Builds the plan.
+    pub make_plan: fn(&PlanConfig) -> Box<dyn Plan>,
+}
+
+/// Sets up and starts a query. Generated `<Query>::builder()` wraps this with one setter per
+/// input; use those.
+pub struct QueryBuilder {
+    spec: QuerySpec,
+    sources: Vec<Option<Box<dyn SourceImpl>>>,
+    sink: Option<Sink>,
+    trigger: Trigger,
+    checkpoint: Option<PathBuf>,
+    shuffle_partitions: Option<usize>,
+    name: Option<String>,
+}
+
+impl QueryBuilder {
+    /// A builder for `spec` (called by generated code).
+    pub fn new(spec: QuerySpec) -> Self {
+        let n = spec.inputs.len();
+        QueryBuilder {
+            spec,
+            sources: (0..n).map(|_| None).collect(),
+            sink: None,
+            trigger: Trigger::Default,
+            checkpoint: None,
+            shuffle_partitions: None,
+            name: None,
+        }
+    }
+
+    /// Sets input `index`'s source (called by the generated per-input setters).
+    pub fn set_source<T>(&mut self, index: usize, source: Source<T>)
+    where
+        T: crate::Record,
+    {
+        self.sources[index] = Some(source.into_impl());
+    }
+
+    /// Where results go.
+    pub fn sink(mut self, sink: Sink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// When batches run (default: as soon as data arrives).
+    pub fn trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = trigger;
+        self
+    }
+
+    /// The checkpoint directory.
+    pub fn checkpoint(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(dir.into());
+        self
+    }
+
+    /// Number of shuffle partitions of stateful operators (default: the number of cores).
+    pub fn shuffle_partitions(mut self, n: usize) -> Self {
+        self.shuffle_partitions = Some(n.max(1));
+        self
+    }
+
+    /// A name for progress reports (default: the query's name).
+    pub fn query_name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// Checks the setup and starts the query on its own thread.
+    pub fn start(self) -> Result<StreamingQuery> {
+        if let Trigger::Invalid(msg) = &self.trigger {
+            return Err(Error::Plan(format!("invalid trigger: {msg}")));
+        }
+        let mut sources = Vec::new();
+        for ((name, schema), src) in self.spec.inputs.iter().zip(self.sources) {
+            let src = src.ok_or_else(|| {
+                Error::Plan(format!(
+                    "query `{}` has no source for input `{name}`: call `.{name}(Source::...)` on the builder",
+                    self.spec.name
+                ))
+            })?;
+            check_source_schema(name, schema, &src.schema(), &src.description())?;
+            sources.push(src);
+        }
+        let sink = self.sink.ok_or_else(|| {
+            Error::Plan(format!("query `{}` has no sink: call `.sink(Sink::console())` or another", self.spec.name))
+        })?;
+        if let Some(dir) = &self.checkpoint {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating checkpoint directory {}", dir.display()), e))?;
+        }
+        let config = PlanConfig { shuffle_partitions: self.shuffle_partitions.unwrap_or_else(default_shuffle_partitions) };
+        let plan = (self.spec.make_plan)(&config);
+        let name = self.name.unwrap_or_else(|| self.spec.name.to_string());
+        let shared = Arc::new(Shared::new());
+        let id = new_id();
+        let exec = microbatch::MicroBatch {
+            id: id.clone(),
+            run_id: new_id(),
+            name: name.clone(),
+            output_mode: self.spec.output_mode,
+            sources,
+            sink: sink.inner,
+            plan,
+            trigger: self.trigger,
+            output_schema: self.spec.output.clone(),
+            shared: shared.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("flowgate-{name}"))
+            .spawn(move || exec.run())
+            .map_err(|e| Error::io("starting the query thread", e))?;
+        Ok(StreamingQuery { id, name, shared, thread: Mutex::new(Some(handle)) })
+    }
+}
+
+/// Types are compared loosely for timestamps (any time zone is UTC micros to us).
+fn same_type(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::Timestamp(u1, _), DataType::Timestamp(u2, _)) => u1 == u2,
+        _ => a == b,
+    }
+}
+
+fn check_source_schema(input: &str, record: &SchemaRef, source: &SchemaRef, desc: &str) -> Result<()> {
+    for f in record.fields() {
+        match source.field_with_name(f.name()) {
+            Ok(s) if same_type(s.data_type(), f.data_type()) => {}
+            Ok(s) => {
+                return Err(Error::Plan(format!(
+                    "input `{input}`: {desc} gives column `{}` as {} but the record declares {}",
+                    f.name(),
+                    s.data_type(),
+                    f.data_type()
+                )))
+            }
+            Err(_) => {
+                let have: Vec<String> = source.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
+                return Err(Error::Plan(format!(
+                    "input `{input}`: {desc} has no column `{}` (it gives: {})",
+                    f.name(),
+                    have.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let a = h.finish();
+    h.write_u64(a);
+    let b = h.finish();
+    format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & 0xffff_ffff_ffff)
+}
+
+/// Progress reports kept per query (Spark's `spark.sql.streaming.numRecentProgressUpdates`).
+pub const RECENT_PROGRESS: usize = 100;
+
+#[derive(Default)]
+pub(crate) struct Status {
+    pub active: bool,
+    pub error: Option<String>,
+    pub recent: std::collections::VecDeque<QueryProgress>,
+    /// Incremented every time the engine found no new data in its sources.
+    pub idle_checks: u64,
+    pub message: String,
+}
+
+pub(crate) struct Shared {
+    pub status: Mutex<Status>,
+    pub changed: Condvar,
+    pub stop: AtomicBool,
+    pub started: Instant,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            status: Mutex::new(Status { active: true, message: "Initializing".into(), ..Default::default() }),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Status> {
+        // Status updates are plain assignments: a poisoned lock still holds consistent data.
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
+}
+
+/// A running (or finished) streaming query.
+pub struct StreamingQuery {
+    id: String,
+    name: String,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for StreamingQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StreamingQuery({} {})", self.name, self.id)
+    }
+}
+
+impl StreamingQuery {
+    /// The query's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The query's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the query is still running.
+    pub fn is_active(&self) -> bool {
+        self.shared.lock().active
+    }
+
+    /// What the query is doing now (`Waiting for data to arrive`, `Processing new data`, …).
+    pub fn status(&self) -> String {
+        self.shared.lock().message.clone()
+    }
+
+    /// The error that stopped the query, if any.
+    pub fn exception(&self) -> Option<String> {
+        self.shared.lock().error.clone()
+    }
+
+    /// The progress of the last batch.
+    pub fn last_progress(&self) -> Option<QueryProgress> {
+        self.shared.lock().recent.back().cloned()
+    }
+
+    /// The progress of recent batches, oldest first.
+    pub fn recent_progress(&self) -> Vec<QueryProgress> {
+        self.shared.lock().recent.iter().cloned().collect()
+    }
+
+    /// Blocks until every row available in the sources when this was called has been
+    /// processed and handed to the sink (for tests; Spark's `processAllAvailable`).
+    pub fn process_all_available(&self) -> Result<()> {
+        let mut st = self.shared.lock();
+        // An idle check that completes after this call may have started before it; the next
+        // one started after, so it saw everything added before the call.
+        let target = st.idle_checks + 2;
+        loop {
+            if let Some(e) = &st.error {
+                return Err(Error::Execution(format!("query `{}` failed: {e}", self.name)));
+            }
+            if st.idle_checks >= target || !st.active {
+                return Ok(());
+            }
+            st = self.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Blocks until the query stops (by [`StreamingQuery::stop`], its trigger, or an error).
+    pub fn await_termination(&self) -> Result<()> {
+        let mut st = self.shared.lock();
+        while st.active {
+            st = self.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        match &st.error {
+            Some(e) => Err(Error::Execution(format!("query `{}` failed: {e}", self.name))),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`StreamingQuery::await_termination`] with a limit; returns whether it stopped.
+    pub fn await_termination_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        while st.active {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            st = self.shared.changed.wait_timeout(st, deadline - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+        match &st.error {
+            Some(e) => Err(Error::Execution(format!("query `{}` failed: {e}", self.name))),
+            None => Ok(true),
+        }
+    }
+
+    /// Stops the query after the batch in progress and waits for its thread.
+    pub fn stop(&self) -> Result<()> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.changed.notify_all();
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            h.join().map_err(|_| Error::Internal("the query thread panicked".into()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StreamingQuery {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.changed.notify_all();
+    }
+}

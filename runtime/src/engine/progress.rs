@@ -1,0 +1,104 @@
+//! Query progress, shaped like Spark's `StreamingQueryProgress`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+/// Progress of one stateful operator in one batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateOperatorProgress {
+    /// Operator name (`stateStoreSave` for aggregations).
+    pub operator_name: String,
+    /// Rows in state after the batch.
+    pub num_rows_total: u64,
+    /// Rows created or changed.
+    pub num_rows_updated: u64,
+    /// Rows evicted.
+    pub num_rows_removed: u64,
+    /// Input rows dropped as late.
+    pub num_rows_dropped_by_watermark: u64,
+    /// Estimated memory.
+    pub memory_used_bytes: u64,
+}
+
+/// Progress of one source in one batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceProgress {
+    /// The source's description.
+    pub description: String,
+    /// Offset before the batch (JSON), if any.
+    pub start_offset: Option<String>,
+    /// Offset after the batch (JSON).
+    pub end_offset: Option<String>,
+    /// Rows read in the batch.
+    pub num_input_rows: u64,
+}
+
+/// What happened in one micro-batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueryProgress {
+    /// Stable id of the query.
+    pub id: String,
+    /// Id of this run.
+    pub run_id: String,
+    /// Query name.
+    pub name: String,
+    /// When the batch started (RFC 3339).
+    pub timestamp: String,
+    /// Batch id.
+    pub batch_id: u64,
+    /// Rows read from all sources.
+    pub num_input_rows: u64,
+    /// Input rows per second since the previous batch started.
+    pub input_rows_per_second: f64,
+    /// Rows per second over this batch's processing time.
+    pub processed_rows_per_second: f64,
+    /// Milliseconds per phase: `latestOffset`, `getBatch`, `addBatch`, `commitOffsets`,
+    /// `triggerExecution` (as Spark).
+    pub duration_ms: BTreeMap<String, u64>,
+    /// Event-time watermark in effect (RFC 3339), when the query has one.
+    pub watermark: Option<String>,
+    /// Stateful operators.
+    pub state_operators: Vec<StateOperatorProgress>,
+    /// Sources.
+    pub sources: Vec<SourceProgress>,
+    /// Sink description.
+    pub sink: String,
+}
+
+impl QueryProgress {
+    /// As Spark's progress JSON.
+    pub fn json(&self) -> Value {
+        let mut event_time = serde_json::Map::new();
+        if let Some(w) = &self.watermark {
+            event_time.insert("watermark".into(), Value::from(w.clone()));
+        }
+        json!({
+            "id": self.id,
+            "runId": self.run_id,
+            "name": self.name,
+            "timestamp": self.timestamp,
+            "batchId": self.batch_id,
+            "numInputRows": self.num_input_rows,
+            "inputRowsPerSecond": self.input_rows_per_second,
+            "processedRowsPerSecond": self.processed_rows_per_second,
+            "durationMs": self.duration_ms,
+            "eventTime": event_time,
+            "stateOperators": self.state_operators.iter().map(|s| json!({
+                "operatorName": s.operator_name,
+                "numRowsTotal": s.num_rows_total,
+                "numRowsUpdated": s.num_rows_updated,
+                "numRowsRemoved": s.num_rows_removed,
+                "numRowsDroppedByWatermark": s.num_rows_dropped_by_watermark,
+                "memoryUsedBytes": s.memory_used_bytes,
+            })).collect::<Vec<_>>(),
+            "sources": self.sources.iter().map(|s| json!({
+                "description": s.description,
+                "startOffset": s.start_offset,
+                "endOffset": s.end_offset,
+                "numInputRows": s.num_input_rows,
+            })).collect::<Vec<_>>(),
+            "sink": {"description": self.sink},
+        })
+    }
+}
