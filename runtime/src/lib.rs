@@ -46,6 +46,7 @@
 pub mod agg;
 pub mod engine;
 pub mod error;
+pub mod exec;
 pub mod functions;
 pub mod record;
 pub mod sink;

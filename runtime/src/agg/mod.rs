@@ -6,7 +6,7 @@
 //! `Option<i64>` column it is `Sum<Option<i64>>` and yields `Option<i64>` (null when every
 //! input was null, as in Spark).
 
-mod table;
+pub(crate) mod table;
 
 pub use table::{AggPartials, Entry, HashAggState, OperatorMetrics};
 

@@ -1,1 +1,833 @@
-//! (being written)
+//! The file source: new files in a directory, read as JSON lines or CSV with a given schema
+//! (after Spark's `FileStreamSource`).
+//!
+//! Every [`SourceImpl::latest_offset`] lists the directory; files not seen before are appended,
+//! in order of (modification time, name), to an in-memory log of files. An offset is
+//! `{"logOffset": n}`: the first `n` files of that log, so the batch `(start, end]` reads
+//! `log[start..end]`. A file is never taken twice, and the log is kept so a batch can be read
+//! again. Files must appear atomically (written elsewhere, then renamed into the directory), as
+//! in Spark.
+//!
+//! The log lives in memory only: the trait gives a source no checkpoint storage of its own. A
+//! fresh source asked for a range beyond its log (after a restart) rebuilds the log from a
+//! listing sorted by (modification time, name), which gives the same files as long as files
+//! were not removed from the directory and did not arrive with a modification time older than
+//! files already read.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arrow_array::{new_null_array, Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+
+use super::{Offset, ReadLimit, SourceImpl};
+use crate::error::{Error, Result};
+
+/// Rows per decoded Arrow batch. arrow-rs readers default to 1024; 8192 is DataFusion's default
+/// `batch_size`, large enough to amortize per-batch work and small enough to stay in cache.
+const DECODE_BATCH_ROWS: usize = 8192;
+
+/// File-name endings of files still being written: HDFS's `._COPYING_` (ignored by Spark too),
+/// the common `.tmp`, and editors' backup `~`.
+const TEMP_SUFFIXES: &[&str] = &["._COPYING_", ".tmp", "~"];
+
+/// How much of a malformed line an error message quotes.
+const MAX_QUOTED_LINE_CHARS: usize = 200;
+
+/// The format of the files of a [`FileSource`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FileFormat {
+    /// JSON lines: one JSON object per line; blank lines are skipped, keys not in the schema
+    /// are ignored.
+    #[default]
+    Json,
+    /// CSV, optionally with a header line (ignored: columns are matched by position).
+    Csv,
+}
+
+/// What a [`FileSource`] does with a malformed line (Spark's `mode` option).
+///
+/// A line is malformed when it is not a JSON object (JSON), has the wrong number of fields
+/// (CSV), or holds a value that cannot be converted to its field's type (including a missing
+/// value for a non-nullable field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ParseMode {
+    /// The line becomes a row whose fields are all null, except the corrupt-record column (if
+    /// the schema has one) which holds the line's text. Every other field must then be
+    /// nullable (`Option<_>`); otherwise reading fails with [`Error::Plan`].
+    #[default]
+    Permissive,
+    /// The line is dropped.
+    DropMalformed,
+    /// Reading fails with [`Error::MalformedInput`] naming the file, the line and the reason.
+    FailFast,
+}
+
+/// Options of a [`FileSource`]; see [`FileOptions::new`] for the defaults.
+#[derive(Clone, Debug)]
+pub struct FileOptions {
+    /// The directory to watch (not recursive).
+    pub dir: PathBuf,
+    /// The schema of the rows, never inferred. May include the corrupt-record column.
+    pub schema: SchemaRef,
+    /// The files' format.
+    pub format: FileFormat,
+    /// Whether CSV files start with a header line.
+    pub csv_header: bool,
+    /// The CSV field delimiter.
+    pub csv_delimiter: u8,
+    /// At most this many new files per batch under [`ReadLimit::Default`].
+    pub max_files_per_trigger: Option<usize>,
+    /// What to do with malformed lines.
+    pub mode: ParseMode,
+    /// The name of the column that receives a malformed line's text under
+    /// [`ParseMode::Permissive`], if the schema has a nullable string field of that name.
+    pub corrupt_record_column: String,
+    /// Only files whose name ends with this suffix.
+    pub suffix: Option<String>,
+}
+
+impl FileOptions {
+    /// Options for JSON files in `dir` with rows of `schema`: CSV header on, delimiter `,`, no
+    /// per-trigger limit, [`ParseMode::Permissive`], corrupt-record column `_corrupt_record`,
+    /// no suffix filter.
+    pub fn new(dir: PathBuf, schema: SchemaRef) -> Self {
+        FileOptions {
+            dir,
+            schema,
+            format: FileFormat::Json,
+            csv_header: true,
+            csv_delimiter: b',',
+            max_files_per_trigger: None,
+            mode: ParseMode::Permissive,
+            corrupt_record_column: "_corrupt_record".to_string(),
+            suffix: None,
+        }
+    }
+}
+
+/// How the configured schema maps onto the data in the files.
+#[derive(Debug)]
+struct Layout {
+    /// The schema the decoders read: the configured schema without the corrupt-record column.
+    data_schema: SchemaRef,
+    /// Where the corrupt-record column sits in the configured schema, if it has one.
+    corrupt_idx: Option<usize>,
+}
+
+impl Layout {
+    fn new(opts: &FileOptions) -> Result<Layout, String> {
+        let schema = &opts.schema;
+        let corrupt_idx = schema.index_of(&opts.corrupt_record_column).ok();
+        if let Some(idx) = corrupt_idx {
+            let field = schema.field(idx);
+            if field.data_type() != &DataType::Utf8 || !field.is_nullable() {
+                return Err(format!(
+                    "the corrupt-record column `{}` must be a nullable string (Option<String>), but it is {}{}",
+                    field.name(),
+                    field.data_type(),
+                    if field.is_nullable() { "" } else { " NOT NULL" }
+                ));
+            }
+        }
+        let data_schema = match corrupt_idx {
+            None => schema.clone(),
+            Some(idx) => {
+                let fields = schema.fields().iter().enumerate().filter(|(i, _)| *i != idx).map(|(_, f)| f.clone());
+                Arc::new(Schema::new_with_metadata(fields.collect::<Vec<_>>(), schema.metadata().clone()))
+            }
+        };
+        if opts.format == FileFormat::Json {
+            // Building a decoder checks every type is supported, once, instead of every line
+            // failing later.
+            arrow_json::ReaderBuilder::new(data_schema.clone())
+                .build_decoder()
+                .map_err(|e| format!("the schema cannot be read from JSON: {e}"))?;
+        }
+        Ok(Layout { data_schema, corrupt_idx })
+    }
+}
+
+/// One non-blank line of a file.
+#[derive(Clone, Copy, Debug)]
+struct Line {
+    /// 1-based line number in the file.
+    number: usize,
+    /// Byte range in the file's data, without the line terminator.
+    start: usize,
+    end: usize,
+}
+
+/// Files appearing in a directory, as JSON lines or CSV (Spark's file stream source).
+///
+/// See the [module documentation](self) for how files are picked up and what an offset is, and
+/// [`ParseMode`] for malformed lines. Names starting with `.` or `_` and temporary files
+/// (`._COPYING_`, `.tmp`, `~`) are ignored. Timestamps are read from strings such as
+/// `2024-01-01T12:00:00Z` or `2024-01-01 12:00:00` (UTC when no offset is given).
+pub struct FileSource {
+    opts: FileOptions,
+    /// The schema check, done once in [`FileSource::new`] and reported on first use.
+    layout: Result<Layout, String>,
+    /// Every file ever taken, in the order taken: offset `n` is `log[..n]`.
+    log: Vec<PathBuf>,
+    /// The files in `log`.
+    seen: HashSet<PathBuf>,
+    /// Under available-now: the new files that existed when the run was prepared.
+    snapshot: Option<HashSet<PathBuf>>,
+}
+
+impl FileSource {
+    /// A source reading the files of `opts.dir` as described by `opts`.
+    pub fn new(opts: FileOptions) -> Self {
+        let layout = Layout::new(&opts);
+        FileSource { opts, layout, log: Vec::new(), seen: HashSet::new(), snapshot: None }
+    }
+
+    /// The files of the batch `(start, end]`, as far as this source has taken them so far.
+    pub fn files_in_batch(&self, start: Option<&Offset>, end: &Offset) -> Result<Vec<PathBuf>> {
+        let (start, end) = (parse_offset(start)?, parse_offset(Some(end))?);
+        let end = end.min(self.log.len());
+        Ok(self.log.get(start..end).map(<[PathBuf]>::to_vec).unwrap_or_default())
+    }
+
+    fn layout(&self) -> Result<&Layout> {
+        self.layout.as_ref().map_err(|e| Error::Plan(format!("file source on {}: {e}", self.opts.dir.display())))
+    }
+
+    /// Whether a file of this name is one the source reads.
+    fn accepts(&self, name: &str) -> bool {
+        !name.starts_with('.')
+            && !name.starts_with('_')
+            && !TEMP_SUFFIXES.iter().any(|s| name.ends_with(s))
+            && self.opts.suffix.as_deref().is_none_or(|s| name.ends_with(s))
+    }
+
+    /// The readable files of the directory not in the log yet, by (modification time, name).
+    fn list_new_files(&self) -> Result<Vec<PathBuf>> {
+        let dir = &self.opts.dir;
+        let io_err = |e| Error::io(format!("listing the file source directory {}", dir.display()), e);
+        let mut found = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let path = entry.path();
+            if !self.accepts(&name) || self.seen.contains(&path) {
+                continue;
+            }
+            // `fs::metadata` follows symbolic links; a file removed since the listing is skipped.
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("reading the metadata of {}", path.display()), e)),
+            };
+            if meta.is_file() {
+                let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                found.push((mtime, name.into_owned(), path));
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, _, path)| path).collect())
+    }
+
+    fn push(&mut self, path: PathBuf) {
+        self.seen.insert(path.clone());
+        self.log.push(path);
+    }
+
+    /// Makes the log at least `n` files long, from the directory (after a restart).
+    fn ensure_log_len(&mut self, n: usize) -> Result<()> {
+        if self.log.len() >= n {
+            return Ok(());
+        }
+        let missing = n - self.log.len();
+        let found = self.list_new_files()?;
+        if found.len() < missing {
+            return Err(Error::Execution(format!(
+                "file source on {}: offset {n} names {n} files but the directory has only {} readable files \
+                 (were files removed from it?)",
+                self.opts.dir.display(),
+                self.log.len() + found.len()
+            )));
+        }
+        found.into_iter().take(missing).for_each(|path| self.push(path));
+        Ok(())
+    }
+
+    /// The rows of one file, with exactly the configured schema.
+    fn read_file(&self, path: &Path) -> Result<Vec<RecordBatch>> {
+        let bytes = fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        // A UTF-8 byte order mark is not data.
+        let data = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let mut lines = lines(data, self.opts.format);
+        if self.opts.format == FileFormat::Csv && self.opts.csv_header && !lines.is_empty() {
+            lines.remove(0);
+        }
+        let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
+            return Ok(Vec::new());
+        };
+        let layout = self.layout()?;
+        // Fast path: the whole file at once.
+        if let Ok(batches) = self.decode(layout, &data[first.start..last.end]) {
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if self.opts.format == FileFormat::Csv || rows == lines.len() {
+                return batches.into_iter().map(|b| self.with_corrupt_column(layout, b, None)).collect();
+            }
+        }
+        // Slow path: find the malformed lines by halving the ranges that fail.
+        let mut pieces = Vec::new();
+        self.decode_lines(layout, path, data, &lines, &mut pieces)?;
+        if pieces.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![arrow_select::concat::concat_batches(&self.opts.schema, &pieces)?])
+    }
+
+    /// Decodes `lines` (a run of lines of `data`) into `out`, handling malformed lines as the
+    /// parse mode says.
+    fn decode_lines(
+        &self,
+        layout: &Layout,
+        path: &Path,
+        data: &[u8],
+        lines: &[Line],
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        let mut segment = Vec::new();
+        for line in lines {
+            segment.extend_from_slice(&data[line.start..line.end]);
+            segment.push(b'\n');
+        }
+        let reason = match self.decode(layout, &segment) {
+            Ok(batches) => {
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                if rows == lines.len() {
+                    for batch in batches {
+                        out.push(self.with_corrupt_column(layout, batch, None)?);
+                    }
+                    return Ok(());
+                }
+                format!("expected one JSON object per line, found {rows}")
+            }
+            Err(e) => e.to_string(),
+        };
+        if let [line] = lines {
+            return self.malformed(layout, path, data, *line, &reason, out);
+        }
+        let (left, right) = lines.split_at(lines.len() / 2);
+        self.decode_lines(layout, path, data, left, out)?;
+        self.decode_lines(layout, path, data, right, out)
+    }
+
+    /// Handles one malformed line as the parse mode says.
+    fn malformed(
+        &self,
+        layout: &Layout,
+        path: &Path,
+        data: &[u8],
+        line: Line,
+        reason: &str,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        let text = String::from_utf8_lossy(&data[line.start..line.end]);
+        let place = format!("line {} of {}", line.number, path.display());
+        match self.opts.mode {
+            ParseMode::DropMalformed => {
+                tracing::debug!("file source: dropping malformed {place}: {reason}");
+                Ok(())
+            }
+            ParseMode::FailFast => Err(Error::MalformedInput(format!(
+                "{place}: {reason}; the line is: {} (mode FAILFAST: use PERMISSIVE or DROPMALFORMED to keep going)",
+                quote(&text)
+            ))),
+            ParseMode::Permissive => {
+                if let Some(field) = layout.data_schema.fields().iter().find(|f| !f.is_nullable()) {
+                    return Err(Error::Plan(format!(
+                        "{place} is malformed ({reason}). Under mode PERMISSIVE a malformed line becomes a row of \
+                         nulls, but field `{}` is not nullable: make it Option<_> in the record, or use mode \
+                         DROPMALFORMED or FAILFAST",
+                        field.name()
+                    )));
+                }
+                let columns =
+                    layout.data_schema.fields().iter().map(|f| new_null_array(f.data_type(), 1)).collect::<Vec<_>>();
+                let nulls = RecordBatch::try_new(layout.data_schema.clone(), columns)?;
+                let corrupt: ArrayRef = Arc::new(StringArray::from(vec![text.into_owned()]));
+                out.push(self.with_corrupt_column(layout, nulls, Some(corrupt))?);
+                Ok(())
+            }
+        }
+    }
+
+    /// Decodes `data` (whole lines) with the data schema; fails on the first malformed line.
+    fn decode(&self, layout: &Layout, data: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
+        let schema = layout.data_schema.clone();
+        let mut batches = Vec::new();
+        let mut rest = data;
+        match self.opts.format {
+            FileFormat::Json => {
+                let mut decoder = arrow_json::ReaderBuilder::new(schema)
+                    .with_batch_size(DECODE_BATCH_ROWS)
+                    // A number or boolean for a string field is read as its text, as Spark does.
+                    .with_coerce_primitive(true)
+                    .build_decoder()?;
+                loop {
+                    let n = decoder.decode(rest)?;
+                    rest = &rest[n..];
+                    let batch = decoder.flush()?;
+                    let done = batch.is_none() && n == 0;
+                    batches.extend(batch);
+                    if rest.is_empty() || done {
+                        break;
+                    }
+                }
+            }
+            FileFormat::Csv => {
+                let mut decoder = arrow_csv::ReaderBuilder::new(schema)
+                    .with_header(false)
+                    .with_delimiter(self.opts.csv_delimiter)
+                    .with_batch_size(DECODE_BATCH_ROWS)
+                    .build_decoder();
+                // Decoding an empty slice tells the decoder the input has ended.
+                loop {
+                    let n = decoder.decode(rest)?;
+                    rest = &rest[n..];
+                    if n == 0 || decoder.capacity() == 0 {
+                        match decoder.flush()? {
+                            Some(batch) => batches.push(batch),
+                            None if n == 0 => break,
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+        Ok(batches)
+    }
+
+    /// `batch` (of the data schema) with the corrupt-record column inserted, if the schema has
+    /// one: `corrupt`, or nulls.
+    fn with_corrupt_column(&self, layout: &Layout, batch: RecordBatch, corrupt: Option<ArrayRef>) -> Result<RecordBatch> {
+        let mut columns = batch.columns().to_vec();
+        if let Some(idx) = layout.corrupt_idx {
+            columns.insert(idx, corrupt.unwrap_or_else(|| new_null_array(&DataType::Utf8, batch.num_rows())));
+        }
+        Ok(RecordBatch::try_new(self.opts.schema.clone(), columns)?)
+    }
+}
+
+/// The non-blank lines of `data` (JSON: blank = only whitespace; CSV: empty), without their
+/// `\n` or `\r\n`.
+fn lines(data: &[u8], format: FileFormat) -> Vec<Line> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, text) in data.split(|&b| b == b'\n').enumerate() {
+        let end = start + text.strip_suffix(b"\r").unwrap_or(text).len();
+        let blank = match format {
+            FileFormat::Json => data[start..end].iter().all(u8::is_ascii_whitespace),
+            FileFormat::Csv => start == end,
+        };
+        if !blank {
+            out.push(Line { number: i + 1, start, end });
+        }
+        start += text.len() + 1;
+    }
+    out
+}
+
+/// `text`, shortened for an error message.
+fn quote(text: &str) -> String {
+    if text.chars().count() <= MAX_QUOTED_LINE_CHARS {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(MAX_QUOTED_LINE_CHARS).collect();
+        format!("{head:?}…")
+    }
+}
+
+/// The number of files of a `{"logOffset": n}` offset (0 for none).
+fn parse_offset(offset: Option<&Offset>) -> Result<usize> {
+    let Some(offset) = offset else { return Ok(0) };
+    offset
+        .0
+        .get("logOffset")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| Error::Checkpoint(format!("file source offset {offset} is not {{\"logOffset\": n}}")))
+}
+
+fn log_offset(n: usize) -> Offset {
+    Offset(serde_json::json!({ "logOffset": n }))
+}
+
+impl SourceImpl for FileSource {
+    fn description(&self) -> String {
+        format!("FileSource[{}]", self.opts.dir.display())
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.opts.schema.clone()
+    }
+
+    fn prepare_available_now(&mut self) -> Result<()> {
+        self.layout()?;
+        self.snapshot = Some(self.list_new_files()?.into_iter().collect());
+        Ok(())
+    }
+
+    fn latest_offset(&mut self, start: Option<&Offset>, limit: ReadLimit) -> Result<Option<Offset>> {
+        self.layout()?;
+        let start = parse_offset(start)?;
+        self.ensure_log_len(start)?;
+        let mut new = self.list_new_files()?;
+        if let Some(snapshot) = &self.snapshot {
+            new.retain(|path| snapshot.contains(path));
+        }
+        new.into_iter().for_each(|path| self.push(path));
+        let end = match (limit, self.opts.max_files_per_trigger) {
+            (ReadLimit::Default, Some(max)) => self.log.len().min(start + max.max(1)),
+            _ => self.log.len(),
+        };
+        Ok((end > 0).then(|| log_offset(end)))
+    }
+
+    fn get_batch(&mut self, start: Option<&Offset>, end: &Offset) -> Result<Vec<RecordBatch>> {
+        self.layout()?;
+        let (start, end) = (parse_offset(start)?, parse_offset(Some(end))?);
+        if start > end {
+            return Err(Error::Execution(format!("file source asked for an empty range ({start}, {end}]")));
+        }
+        self.ensure_log_len(end)?;
+        let mut batches = Vec::new();
+        for path in &self.log[start..end] {
+            batches.extend(self.read_file(path)?.into_iter().filter(|b| b.num_rows() > 0));
+        }
+        Ok(batches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+    use arrow_schema::{Field, TimeUnit};
+
+    use super::*;
+
+    fn ts_type() -> DataType {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    }
+
+    /// `id: i64, name: Option<String>`, plus an optional corrupt-record column.
+    fn schema(nullable_id: bool, corrupt: bool) -> SchemaRef {
+        let mut fields = vec![Field::new("id", DataType::Int64, nullable_id), Field::new("name", DataType::Utf8, true)];
+        if corrupt {
+            fields.push(Field::new("_corrupt_record", DataType::Utf8, true));
+        }
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Writes `name` with `text` and a modification time of `secs` after the epoch, so the
+    /// order of files does not depend on the file system's clock resolution.
+    fn write(dir: &Path, name: &str, text: &str, secs: u64) {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap();
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).unwrap();
+    }
+
+    fn source(dir: &Path, schema: SchemaRef, f: impl FnOnce(&mut FileOptions)) -> FileSource {
+        let mut opts = FileOptions::new(dir.to_path_buf(), schema);
+        f(&mut opts);
+        FileSource::new(opts)
+    }
+
+    fn off(n: usize) -> Offset {
+        log_offset(n)
+    }
+
+    fn ids(batches: &[RecordBatch]) -> Vec<Option<i64>> {
+        batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().iter().collect::<Vec<_>>()).collect()
+    }
+
+    fn strings(batches: &[RecordBatch], col: &str) -> Vec<Option<String>> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column_by_name(col).unwrap().as_string::<i32>();
+                c.iter().map(|s| s.map(str::to_string)).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_files_are_picked_up_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut src = source(dir.path(), schema(true, false), |_| {});
+        assert_eq!(src.latest_offset(None, ReadLimit::Default).unwrap(), None);
+
+        write(dir.path(), "a.json", "{\"id\": 1}\n{\"id\": 2}\n", 10);
+        write(dir.path(), ".hidden", "{\"id\": 100}\n", 10);
+        write(dir.path(), "_SUCCESS", "", 10);
+        write(dir.path(), "b.json.tmp", "{\"id\": 101}\n", 10);
+        let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        assert_eq!(end, off(1));
+        assert_eq!(ids(&src.get_batch(None, &end).unwrap()), [Some(1), Some(2)]);
+        src.commit(&end).unwrap();
+
+        // Nothing new: the same offset.
+        assert_eq!(src.latest_offset(Some(&end), ReadLimit::Default).unwrap(), Some(off(1)));
+
+        // `c` is older than `b` but arrives with it: ordered by modification time.
+        write(dir.path(), "b.json", "{\"id\": 3}\n", 30);
+        write(dir.path(), "c.json", "{\"id\": 4}\n", 20);
+        let end2 = src.latest_offset(Some(&end), ReadLimit::Default).unwrap().unwrap();
+        assert_eq!(end2, off(3));
+        assert_eq!(ids(&src.get_batch(Some(&end), &end2).unwrap()), [Some(4), Some(3)]);
+        assert_eq!(src.files_in_batch(Some(&end), &end2).unwrap(), [dir.path().join("c.json"), dir.path().join("b.json")]);
+
+        // A file rewritten later is not taken again.
+        write(dir.path(), "a.json", "{\"id\": 99}\n", 40);
+        assert_eq!(src.latest_offset(Some(&end2), ReadLimit::Default).unwrap(), Some(off(3)));
+    }
+
+    #[test]
+    fn max_files_per_trigger_caps_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..5 {
+            write(dir.path(), &format!("f{i}.json"), &format!("{{\"id\": {i}}}\n"), 10 + i);
+        }
+        let mut src = source(dir.path(), schema(true, false), |o| o.max_files_per_trigger = Some(2));
+        let mut start = None;
+        let mut batches = Vec::new();
+        loop {
+            let end = src.latest_offset(start.as_ref(), ReadLimit::Default).unwrap().unwrap();
+            if Some(&end) == start.as_ref() {
+                break;
+            }
+            batches.push(ids(&src.get_batch(start.as_ref(), &end).unwrap()));
+            start = Some(end);
+        }
+        assert_eq!(batches, [vec![Some(0), Some(1)], vec![Some(2), Some(3)], vec![Some(4)]]);
+
+        // ReadLimit::All ignores the cap.
+        let mut src = source(dir.path(), schema(true, false), |o| o.max_files_per_trigger = Some(2));
+        assert_eq!(src.latest_offset(None, ReadLimit::All).unwrap(), Some(off(5)));
+    }
+
+    #[test]
+    fn available_now_takes_only_files_present_when_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.json", "{\"id\": 1}\n", 10);
+        write(dir.path(), "b.json", "{\"id\": 2}\n", 11);
+        let mut src = source(dir.path(), schema(true, false), |o| o.max_files_per_trigger = Some(1));
+        src.prepare_available_now().unwrap();
+        write(dir.path(), "c.json", "{\"id\": 3}\n", 5);
+        let end1 = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        assert_eq!(ids(&src.get_batch(None, &end1).unwrap()), [Some(1)]);
+        let end2 = src.latest_offset(Some(&end1), ReadLimit::Default).unwrap().unwrap();
+        assert_eq!(ids(&src.get_batch(Some(&end1), &end2).unwrap()), [Some(2)]);
+        assert_eq!(src.latest_offset(Some(&end2), ReadLimit::Default).unwrap(), Some(off(2)));
+    }
+
+    #[test]
+    fn replay_gives_the_same_rows_and_a_restart_rebuilds_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.json", "{\"id\": 1, \"name\": \"x\"}\n", 10);
+        write(dir.path(), "b.json", "{\"id\": 2, \"name\": \"y\"}\n", 11);
+        let mut src = source(dir.path(), schema(true, false), |o| o.max_files_per_trigger = Some(1));
+        let end1 = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        let end2 = src.latest_offset(Some(&end1), ReadLimit::Default).unwrap().unwrap();
+        let first = src.get_batch(Some(&end1), &end2).unwrap();
+        assert_eq!(first, src.get_batch(Some(&end1), &end2).unwrap());
+        assert_eq!(ids(&first), [Some(2)]);
+
+        // A fresh source (after a restart) replays the same range.
+        let mut restarted = source(dir.path(), schema(true, false), |_| {});
+        assert_eq!(restarted.get_batch(Some(&end1), &end2).unwrap(), first);
+        write(dir.path(), "c.json", "{\"id\": 3}\n", 12);
+        let end3 = restarted.latest_offset(Some(&end2), ReadLimit::Default).unwrap().unwrap();
+        assert_eq!(ids(&restarted.get_batch(Some(&end2), &end3).unwrap()), [Some(3)]);
+    }
+
+    #[test]
+    fn json_schema_is_exact_and_timestamps_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", ts_type(), false),
+            Field::new("word", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        write(
+            dir.path(),
+            "a.json",
+            "{\"n\": 1, \"word\": \"a\", \"extra\": [1, 2], \"ts\": \"2024-01-01T12:00:00Z\"}\n\n  \n\
+             {\"ts\": \"2024-01-01 12:00:01\", \"word\": 7, \"n\": null}\r\n\
+             {\"ts\": \"2024-01-01T13:00:02+01:00\", \"word\": \"c\"}",
+            10,
+        );
+        let mut src = source(dir.path(), schema.clone(), |_| {});
+        let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        let batches = src.get_batch(None, &end).unwrap();
+        assert_eq!(batches[0].schema(), schema);
+        let ts: Vec<_> =
+            batches.iter().flat_map(|b| b.column(0).as_primitive::<TimestampMicrosecondType>().values().to_vec()).collect();
+        let noon = 1_704_110_400_000_000;
+        assert_eq!(ts, [noon, noon + 1_000_000, noon + 2_000_000]);
+        assert_eq!(strings(&batches, "word"), [Some("a".into()), Some("7".into()), Some("c".into())]);
+        let n: Vec<_> = batches.iter().flat_map(|b| b.column(2).as_primitive::<Int64Type>().iter().collect::<Vec<_>>()).collect();
+        assert_eq!(n, [Some(1), None, None]);
+    }
+
+    #[test]
+    fn csv_schema_is_exact_and_timestamps_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", ts_type(), false), Field::new("n", DataType::Int64, true)]));
+        write(dir.path(), "a.csv", "ts;n\n2024-01-01T12:00:00Z;1\n\n2024-01-01 12:00:01;\r\n", 10);
+        let mut src = source(dir.path(), schema.clone(), |o| {
+            o.format = FileFormat::Csv;
+            o.csv_delimiter = b';';
+        });
+        let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        let batches = src.get_batch(None, &end).unwrap();
+        assert_eq!(batches[0].schema(), schema);
+        let noon = 1_704_110_400_000_000;
+        assert_eq!(batches[0].column(0).as_primitive::<TimestampMicrosecondType>().values().to_vec(), [noon, noon + 1_000_000]);
+        assert_eq!(batches[0].column(1).as_primitive::<Int64Type>().iter().collect::<Vec<_>>(), [Some(1), None]);
+    }
+
+    const BAD_JSON: &str = "{\"id\": 1, \"name\": \"a\"}\nnot json\n{\"id\": \"x\", \"name\": \"b\"}\n[1]\n{\"id\": 5}\n";
+    const BAD_CSV: &str = "id,name\n1,a\n2,b,extra\nx,c\n\n5,e\n";
+
+    fn read_all(src: &mut FileSource) -> Result<Vec<RecordBatch>> {
+        let end = src.latest_offset(None, ReadLimit::Default)?.unwrap();
+        src.get_batch(None, &end)
+    }
+
+    fn with_bad_file(format: FileFormat, schema: SchemaRef, mode: ParseMode) -> (tempfile::TempDir, FileSource) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = if format == FileFormat::Json { BAD_JSON } else { BAD_CSV };
+        write(dir.path(), "bad", text, 10);
+        let src = source(dir.path(), schema, |o| {
+            o.format = format;
+            o.mode = mode;
+        });
+        (dir, src)
+    }
+
+    #[test]
+    fn permissive_keeps_malformed_lines_as_null_rows_with_their_text() {
+        let (_dir, mut src) = with_bad_file(FileFormat::Json, schema(true, true), ParseMode::Permissive);
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(batches[0].schema(), schema(true, true));
+        assert_eq!(ids(&batches), [Some(1), None, None, None, Some(5)]);
+        assert_eq!(strings(&batches, "name"), [Some("a".into()), None, None, None, None]);
+        assert_eq!(
+            strings(&batches, "_corrupt_record"),
+            [None, Some("not json".into()), Some("{\"id\": \"x\", \"name\": \"b\"}".into()), Some("[1]".into()), None]
+        );
+
+        let (_dir, mut src) = with_bad_file(FileFormat::Csv, schema(true, true), ParseMode::Permissive);
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(ids(&batches), [Some(1), None, None, Some(5)]);
+        assert_eq!(strings(&batches, "_corrupt_record"), [None, Some("2,b,extra".into()), Some("x,c".into()), None]);
+
+        // Without a corrupt-record column the rows are all null.
+        let (_dir, mut src) = with_bad_file(FileFormat::Csv, schema(true, false), ParseMode::Permissive);
+        assert_eq!(ids(&read_all(&mut src).unwrap()), [Some(1), None, None, Some(5)]);
+    }
+
+    #[test]
+    fn permissive_with_a_non_nullable_field_is_a_plan_error() {
+        let (_dir, mut src) = with_bad_file(FileFormat::Json, schema(false, true), ParseMode::Permissive);
+        let err = read_all(&mut src).unwrap_err();
+        assert!(matches!(&err, Error::Plan(m) if m.contains("`id`") && m.contains("Option<_>")), "{err}");
+
+        // A clean file reads fine with the same schema.
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "ok", "{\"id\": 1}\n", 10);
+        let mut src = source(dir.path(), schema(false, true), |_| {});
+        assert_eq!(ids(&read_all(&mut src).unwrap()), [Some(1)]);
+    }
+
+    #[test]
+    fn drop_malformed_drops_the_lines() {
+        let (_dir, mut src) = with_bad_file(FileFormat::Json, schema(false, false), ParseMode::DropMalformed);
+        assert_eq!(ids(&read_all(&mut src).unwrap()), [Some(1), Some(5)]);
+        let (_dir, mut src) = with_bad_file(FileFormat::Csv, schema(false, true), ParseMode::DropMalformed);
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(ids(&batches), [Some(1), Some(5)]);
+        assert_eq!(strings(&batches, "_corrupt_record"), [None, None]);
+    }
+
+    #[test]
+    fn fail_fast_names_the_file_and_line() {
+        let (dir, mut src) = with_bad_file(FileFormat::Json, schema(true, true), ParseMode::FailFast);
+        let err = read_all(&mut src).unwrap_err();
+        let path = dir.path().join("bad").display().to_string();
+        assert!(matches!(&err, Error::MalformedInput(m) if m.contains(&format!("line 2 of {path}"))), "{err}");
+
+        let (dir, mut src) = with_bad_file(FileFormat::Csv, schema(true, false), ParseMode::FailFast);
+        let err = read_all(&mut src).unwrap_err();
+        let path = dir.path().join("bad").display().to_string();
+        assert!(
+            matches!(&err, Error::MalformedInput(m) if m.contains(&format!("line 3 of {path}")) && m.contains("2,b,extra")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_lines_must_hold_one_object_each() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", "{\"id\": 1}{\"id\": 2}\n{\"id\":\n 3}\n{\"id\": 4}\n", 10);
+        let mut src = source(dir.path(), schema(true, true), |_| {});
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(ids(&batches), [None, None, None, Some(4)]);
+        assert_eq!(
+            strings(&batches, "_corrupt_record"),
+            [Some("{\"id\": 1}{\"id\": 2}".into()), Some("{\"id\":".into()), Some(" 3}".into()), None]
+        );
+    }
+
+    #[test]
+    fn a_bad_corrupt_record_column_is_a_plan_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("_corrupt_record", DataType::Int64, true)]));
+        let mut src = source(dir.path(), schema, |_| {});
+        assert!(matches!(src.latest_offset(None, ReadLimit::Default), Err(Error::Plan(_))));
+    }
+
+    #[test]
+    fn suffix_filters_files_and_a_missing_directory_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.json", "{\"id\": 1}\n", 10);
+        write(dir.path(), "b.txt", "{\"id\": 2}\n", 11);
+        let mut src = source(dir.path(), schema(true, false), |o| o.suffix = Some(".json".into()));
+        assert_eq!(ids(&read_all(&mut src).unwrap()), [Some(1)]);
+
+        let mut src = source(&dir.path().join("missing"), schema(true, false), |_| {});
+        assert!(matches!(src.latest_offset(None, ReadLimit::Default), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn large_files_with_a_bad_line_keep_every_good_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for i in 0..20_000 {
+            if i == 12_345 {
+                text.push_str("{oops\n");
+            }
+            text.push_str(&format!("{{\"id\": {i}}}\n"));
+        }
+        write(dir.path(), "big", &text, 10);
+        let mut src = source(dir.path(), schema(true, false), |o| o.mode = ParseMode::DropMalformed);
+        let got = ids(&read_all(&mut src).unwrap());
+        assert_eq!(got, (0..20_000).map(Some).collect::<Vec<_>>());
+    }
+}

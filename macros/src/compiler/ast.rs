@@ -1,0 +1,51 @@
+//! The parsed query: what the user wrote, structurally, before any check.
+
+use proc_macro2::Span;
+use syn::{Attribute, Expr, Ident, Type, Visibility};
+
+/// Everything inside one `stream_query! { ... }`.
+pub struct QueryFile {
+    pub queries: Vec<Query>,
+}
+
+/// `pub query Name(input: Record, ...) -> Output, mode = update { pipeline }`.
+pub struct Query {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub name: Ident,
+    pub inputs: Vec<Input>,
+    pub output: Type,
+    pub mode: Mode,
+    /// The first identifier of the pipeline: the input it reads.
+    pub source: Ident,
+    pub calls: Vec<Call>,
+}
+
+/// A declared input.
+pub struct Input {
+    pub name: Ident,
+    pub ty: Type,
+}
+
+/// The declared output mode.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ModeKind {
+    Append,
+    Update,
+    Complete,
+}
+
+/// The output mode, with the span of its keyword.
+#[derive(Clone, Copy)]
+pub struct Mode {
+    pub kind: ModeKind,
+    pub span: Span,
+}
+
+/// One `.operator(args)` in the pipeline.
+pub struct Call {
+    pub name: Ident,
+    pub args: Vec<Expr>,
+    /// Span of the whole call (name through closing parenthesis).
+    pub span: Span,
+}

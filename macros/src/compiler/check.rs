@@ -1,0 +1,395 @@
+//! Phase 2, check: resolves operators and column names, enforces Spark's streaming rules, and
+//! produces the [`Logical`] plan. Every rule is one named function; all errors are collected.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, Type};
+
+use super::ast::{Call, ModeKind, Query};
+use super::diag::{did_you_mean, hint, Diagnostics};
+use super::exprs::{find_aggregate_call, free_columns, AGG_FUNCTIONS, UNSUPPORTED_AGGS};
+use super::logical::{AggFunc, AggItem, Item, LOp, Logical, Schema};
+use super::ops::{self, OpKind};
+
+/// Checks `q`; returns its logical plan (meaningful only when `diags` has no errors).
+pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
+    let input_index = check_source(q, diags);
+    check_single_input(q, diags);
+    check_builder_names(q, diags);
+    let mut cx = Cx { schema: Schema::Open { defined: Vec::new() }, input_columns: Vec::new(), aggregated: false };
+    let mut ops_out = Vec::new();
+    let mut i = 0;
+    while i < q.calls.len() {
+        let call = &q.calls[i];
+        let name = call.name.to_string();
+        let Some(spec) = ops::lookup(&name) else {
+            check_unknown_operator(call, diags);
+            i += 1;
+            continue;
+        };
+        match spec.kind {
+            OpKind::Filter => {
+                if let Some(pred) = single_arg(call, diags) {
+                    check_no_aggregate(pred, diags);
+                    cx.resolve(pred, diags);
+                    ops_out.push(LOp::Filter { pred: pred.clone() });
+                }
+            }
+            OpKind::Project => {
+                let items = named_items(call, diags);
+                check_unique_names(&items, diags);
+                for it in &items {
+                    check_no_aggregate(&it.expr, diags);
+                    cx.resolve(&it.expr, diags);
+                }
+                cx.schema = Schema::Closed { columns: items.iter().map(|i| i.name.clone()).collect() };
+                ops_out.push(LOp::Project { items });
+            }
+            OpKind::WithColumn => {
+                let items = named_items(call, diags);
+                for it in &items {
+                    check_no_aggregate(&it.expr, diags);
+                    cx.resolve(&it.expr, diags);
+                    cx.schema.define(&it.name);
+                }
+                ops_out.push(LOp::WithColumns { items });
+            }
+            OpKind::FlatMap => {
+                let items = named_items(call, diags);
+                if items.len() != 1 {
+                    diags.error(call.name.span(), format!("`{name}` takes one named expression: `.{name}(word = split(value, \" \"))`"));
+                }
+                if let Some(it) = items.into_iter().next() {
+                    check_no_aggregate(&it.expr, diags);
+                    cx.resolve(&it.expr, diags);
+                    cx.schema.define(&it.name);
+                    ops_out.push(LOp::FlatMap { name: it.name, expr: it.expr });
+                }
+            }
+            OpKind::GroupBy => {
+                let keys = named_items(call, diags);
+                check_unique_names(&keys, diags);
+                for k in &keys {
+                    check_no_aggregate(&k.expr, diags);
+                    cx.resolve(&k.expr, diags);
+                }
+                match q.calls.get(i + 1) {
+                    Some(next) if next.name == "agg" => {
+                        let aggs = agg_items(next, &mut cx, diags);
+                        check_chained_aggregation(&cx, &call.name, diags);
+                        finish_aggregate(&mut cx, keys, aggs, &mut ops_out, diags);
+                        i += 1;
+                    }
+                    _ => diags.error(
+                        call.name.span(),
+                        "`group_by` must be followed by `.agg(...)`, e.g. `.group_by(word).agg(count() as count)`",
+                    ),
+                }
+            }
+            OpKind::Agg => {
+                // A global aggregation: one group for the whole stream.
+                let aggs = agg_items(call, &mut cx, diags);
+                check_chained_aggregation(&cx, &call.name, diags);
+                finish_aggregate(&mut cx, Vec::new(), aggs, &mut ops_out, diags);
+            }
+            OpKind::Unsupported(why) => {
+                diags.error(call.name.span(), format!("`{name}` is not supported yet: {why}"));
+            }
+        }
+        i += 1;
+    }
+    check_output_mode(q, cx.aggregated, diags);
+    check_output_columns(q, &cx.schema, &ops_out, diags);
+    Logical { input_index, ops: ops_out, input_columns: cx.input_columns, output: cx.schema }
+}
+
+struct Cx {
+    schema: Schema,
+    input_columns: Vec<Ident>,
+    aggregated: bool,
+}
+
+impl Cx {
+    /// Resolves the column references of `expr` against the current schema.
+    fn resolve(&mut self, expr: &Expr, diags: &mut Diagnostics) {
+        for col in free_columns(expr) {
+            let name = col.to_string();
+            if self.schema.knows(&name) {
+                continue;
+            }
+            match &self.schema {
+                // A column of the input record: rustc checks it exists against the record's
+                // typed columns (with its own "did you mean"), at this very token.
+                Schema::Open { .. } => {
+                    if !self.input_columns.iter().any(|c| *c == name) {
+                        self.input_columns.push(col);
+                    }
+                }
+                Schema::Closed { columns } => check_unknown_column(&col, columns, diags),
+            }
+        }
+    }
+}
+
+/// Rule: the pipeline starts with a declared input.
+fn check_source(q: &Query, diags: &mut Diagnostics) -> usize {
+    match q.inputs.iter().position(|i| i.name == q.source) {
+        Some(i) => i,
+        None => {
+            let names: Vec<String> = q.inputs.iter().map(|i| i.name.to_string()).collect();
+            diags.error(
+                q.source.span(),
+                format!(
+                    "unknown input `{}`: the query declares {}{}",
+                    q.source,
+                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                    hint(&q.source.to_string(), &names)
+                ),
+            );
+            0
+        }
+    }
+}
+
+/// Rule: one input per query until union and joins exist.
+fn check_single_input(q: &Query, diags: &mut Diagnostics) {
+    for extra in q.inputs.iter().skip(1) {
+        diags.error(extra.name.span(), "queries over several inputs (union, joins) are not supported yet: declare one input");
+    }
+}
+
+/// Rule: input names become builder methods, so they cannot clash with the builder's own.
+fn check_builder_names(q: &Query, diags: &mut Diagnostics) {
+    for i in &q.inputs {
+        let n = i.name.to_string();
+        if ops::BUILDER_METHODS.contains(&n.as_str()) {
+            diags.error(i.name.span(), format!("input name `{n}` clashes with the query builder's `.{n}(...)`: rename the input"));
+        }
+    }
+}
+
+/// Rule: operator names are known ("did you mean" otherwise).
+fn check_unknown_operator(call: &Call, diags: &mut Diagnostics) {
+    let name = call.name.to_string();
+    let suggestion = did_you_mean(&name, ops::names()).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
+    diags.error(call.name.span(), format!("unknown operator `{name}`{suggestion}"));
+}
+
+/// Rule: a column that the schema at this point does not have.
+fn check_unknown_column(col: &Ident, columns: &[Ident], diags: &mut Diagnostics) {
+    let names: Vec<String> = columns.iter().map(Ident::to_string).collect();
+    diags.error(
+        col.span(),
+        format!("unknown column `{col}`{} (columns here: {})", hint(&col.to_string(), &names), names.join(", ")),
+    );
+}
+
+/// Rule: aggregate functions only inside `.agg(...)`.
+fn check_no_aggregate(expr: &Expr, diags: &mut Diagnostics) {
+    if let Some((name, span)) = find_aggregate_call(expr) {
+        diags.error(
+            span,
+            format!("aggregate function `{name}` can only be used inside `.agg(...)`, e.g. `.group_by(key).agg({name}(x) as total)`"),
+        );
+    }
+}
+
+/// Rule: Spark supports one streaming aggregation per query ("Multiple streaming aggregations
+/// are not supported with streaming DataFrames/Datasets").
+fn check_chained_aggregation(cx: &Cx, at: &Ident, diags: &mut Diagnostics) {
+    if cx.aggregated {
+        diags.error(
+            at.span(),
+            "multiple streaming aggregations are not supported (as in Spark): a query can aggregate once",
+        );
+    }
+}
+
+/// Rules on the output mode (Spark's `UnsupportedOperationChecker`).
+fn check_output_mode(q: &Query, aggregated: bool, diags: &mut Diagnostics) {
+    match q.mode.kind {
+        ModeKind::Complete if !aggregated => diags.error(
+            q.mode.span,
+            "complete mode needs an aggregation (Spark: \"Complete output mode not supported when there are no streaming aggregations\"); use `mode = append`",
+        ),
+        ModeKind::Append if aggregated => diags.error(
+            q.mode.span,
+            "append mode with a streaming aggregation needs a watermark on an event-time grouping column, which this version does not support yet; use `mode = update` or `mode = complete`",
+        ),
+        _ => {}
+    }
+}
+
+/// Rule: the output columns must be known to build the output record.
+fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Diagnostics) {
+    if let Schema::Open { defined } = schema {
+        let only_filters = ops.iter().all(|o| matches!(o, LOp::Filter { .. }));
+        let same_type = q.inputs.first().is_some_and(|i| same_type(&i.ty, &q.output));
+        if !(only_filters && same_type) {
+            let span = q.calls.last().map(|c| c.name.span()).unwrap_or_else(|| q.source.span());
+            let extra = if defined.is_empty() { String::new() } else { format!(" (defined so far: {})", join(defined)) };
+            diags.error(
+                span,
+                format!(
+                    "the output columns are not known here{extra}: end the query with `.select(...)` naming the columns of the output record, or output the input record itself after filters"
+                ),
+            );
+        }
+    }
+}
+
+fn join(ids: &[Ident]) -> String {
+    ids.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether two types are written the same (the macro cannot know more).
+pub fn same_type(a: &Type, b: &Type) -> bool {
+    quote::quote!(#a).to_string() == quote::quote!(#b).to_string()
+}
+
+/// Rule: names within one operator are unique.
+fn check_unique_names(items: &[Item], diags: &mut Diagnostics) {
+    for (i, it) in items.iter().enumerate() {
+        if items[..i].iter().any(|o| o.name == it.name) {
+            diags.error(it.name.span(), format!("column `{}` is defined twice", it.name));
+        }
+    }
+}
+
+fn single_arg<'a>(call: &'a Call, diags: &mut Diagnostics) -> Option<&'a Expr> {
+    if call.args.len() != 1 {
+        diags.error(call.name.span(), format!("`{}` takes exactly one expression", call.name));
+        return None;
+    }
+    call.args.first()
+}
+
+const PRIMITIVE_TYPES: &[&str] = &[
+    "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize", "f32", "f64", "bool", "char", "str",
+];
+
+/// `name = expr`, `expr as name`, or a bare column `name`.
+fn named_item(expr: &Expr) -> Result<Item, syn::Error> {
+    match expr {
+        Expr::Assign(a) => match &*a.left {
+            Expr::Path(p) if p.path.get_ident().is_some() => {
+                Ok(Item { name: p.path.get_ident().cloned().unwrap_or_else(|| Ident::new("_", Span::call_site())), expr: (*a.right).clone() })
+            }
+            other => Err(syn::Error::new(other.span(), "expected a column name before `=`")),
+        },
+        Expr::Cast(c) => match &*c.ty {
+            Type::Path(tp) if tp.qself.is_none() && tp.path.get_ident().is_some_and(|i| !PRIMITIVE_TYPES.contains(&i.to_string().as_str())) => {
+                Ok(Item { name: tp.path.get_ident().cloned().unwrap_or_else(|| Ident::new("_", Span::call_site())), expr: (*c.expr).clone() })
+            }
+            _ => Err(syn::Error::new(
+                expr.span(),
+                "name this expression: `name = <expr>` (a cast at the top level needs parentheses: `name = (x as f64)`)",
+            )),
+        },
+        Expr::Path(p) if p.path.get_ident().is_some() => {
+            Ok(Item { name: p.path.get_ident().cloned().unwrap_or_else(|| Ident::new("_", Span::call_site())), expr: expr.clone() })
+        }
+        other => Err(syn::Error::new(other.span(), "name this expression: `name = <expr>` or `<expr> as name`")),
+    }
+}
+
+fn named_items(call: &Call, diags: &mut Diagnostics) -> Vec<Item> {
+    if call.args.is_empty() {
+        diags.error(call.name.span(), format!("`{}` needs at least one column", call.name));
+    }
+    call.args
+        .iter()
+        .filter_map(|a| match named_item(a) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                diags.push(e);
+                None
+            }
+        })
+        .collect()
+}
+
+/// Parses `.agg(...)` items and resolves their arguments against the pre-aggregation schema.
+fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<AggItem> {
+    if call.args.is_empty() {
+        diags.error(call.name.span(), "`agg` needs at least one aggregate, e.g. `.agg(count() as count)`");
+    }
+    let mut out = Vec::new();
+    for arg in &call.args {
+        let (name, body) = match arg {
+            Expr::Assign(_) | Expr::Cast(_) => match named_item(arg) {
+                Ok(i) => (Some(i.name), i.expr),
+                Err(e) => {
+                    diags.push(e);
+                    continue;
+                }
+            },
+            other => (None, other.clone()),
+        };
+        let Expr::Call(c) = &body else {
+            diags.error(body.span(), "expected an aggregate call: count(), count(x), sum(x), avg(x), min(x) or max(x)");
+            continue;
+        };
+        let Some(fname) = (match &*c.func {
+            Expr::Path(p) => p.path.get_ident().cloned(),
+            _ => None,
+        }) else {
+            diags.error(c.func.span(), "expected an aggregate function name");
+            continue;
+        };
+        let fstr = fname.to_string();
+        if let Some((_, why)) = UNSUPPORTED_AGGS.iter().find(|(n, _)| *n == fstr) {
+            diags.error(fname.span(), *why);
+            continue;
+        }
+        let func = match (fstr.as_str(), c.args.len()) {
+            ("count", 0) => AggFunc::CountRows,
+            ("count", 1) => AggFunc::Count,
+            ("sum", 1) => AggFunc::Sum,
+            ("avg" | "mean", 1) => AggFunc::Avg,
+            ("min", 1) => AggFunc::Min,
+            ("max", 1) => AggFunc::Max,
+            (known, n) if AGG_FUNCTIONS.contains(&known) => {
+                let want = if known == "count" { "0 or 1" } else { "1" };
+                diags.error(fname.span(), format!("`{known}` takes {want} argument(s), got {n}"));
+                continue;
+            }
+            (other, _) => {
+                let names: Vec<String> = AGG_FUNCTIONS.iter().map(|s| s.to_string()).collect();
+                diags.error(
+                    fname.span(),
+                    format!("unknown aggregate function `{other}`{} (known: count, sum, avg, min, max)", hint(other, &names)),
+                );
+                continue;
+            }
+        };
+        let arg_expr = c.args.first().cloned();
+        if let Some(a) = &arg_expr {
+            check_no_aggregate(a, diags);
+            cx.resolve(a, diags);
+        }
+        let name = match name {
+            Some(n) => n,
+            None if func == AggFunc::CountRows => Ident::new("count", fname.span()),
+            None => {
+                diags.error(body.span(), format!("name this aggregate: `{fstr}(...) as name`"));
+                continue;
+            }
+        };
+        out.push(AggItem { name, func, arg: arg_expr, span: fname.span() });
+    }
+    out
+}
+
+fn finish_aggregate(cx: &mut Cx, keys: Vec<Item>, aggs: Vec<AggItem>, ops: &mut Vec<LOp>, diags: &mut Diagnostics) {
+    let mut columns: Vec<Ident> = keys.iter().map(|k| k.name.clone()).collect();
+    for a in &aggs {
+        if columns.iter().any(|c| *c == a.name) {
+            diags.error(a.name.span(), format!("column `{}` is defined twice", a.name));
+        }
+        columns.push(a.name.clone());
+    }
+    cx.schema = Schema::Closed { columns };
+    cx.aggregated = true;
+    ops.push(LOp::Aggregate { keys, aggs });
+}

@@ -1,0 +1,329 @@
+//! Phase 4, emit: the physical plan as Rust. Generated code is what one would write by hand:
+//! typed loops over Arrow arrays with the user's expressions inlined (so rustc type-checks
+//! them where the user wrote them), fully qualified paths, and no per-row dynamic dispatch.
+//! Internal names start with `__fg_`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, Index, Type};
+
+use super::ast::{ModeKind, Query};
+use super::logical::{AggFunc, AggItem, LOp};
+use super::plan::{AggPlan, Physical, Terminal};
+
+/// The query's items: its type, spec, plan and builder.
+pub fn emit(q: &Query, p: &Physical) -> TokenStream {
+    let body = match &p.agg {
+        Some(agg) => emit_aggregate_plan(q, p, agg),
+        None => emit_stateless_plan(q, p),
+    };
+    emit_skeleton(q, body)
+}
+
+/// What the macro expands to when the query has errors: the same items (so the user's code
+/// that builds and starts the query still type-checks and the user sees only our errors),
+/// with a plan that is never run.
+pub fn emit_fallback(q: &Query) -> TokenStream {
+    emit_skeleton(
+        q,
+        quote! {
+            ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new((), |_, _, _| {
+                ::core::result::Result::Err(::flowgate::Error::Internal("this query did not compile".into()))
+            }))
+        },
+    )
+}
+
+fn mode_tokens(mode: ModeKind) -> TokenStream {
+    match mode {
+        ModeKind::Append => quote!(::flowgate::OutputMode::Append),
+        ModeKind::Update => quote!(::flowgate::OutputMode::Update),
+        ModeKind::Complete => quote!(::flowgate::OutputMode::Complete),
+    }
+}
+
+fn emit_skeleton(q: &Query, plan_body: TokenStream) -> TokenStream {
+    let attrs = &q.attrs;
+    let vis = &q.vis;
+    let name = &q.name;
+    let name_str = name.to_string();
+    let builder = format_ident!("{}Builder", name);
+    let out = &q.output;
+    let mode = mode_tokens(q.mode.kind);
+    let in_names: Vec<&Ident> = q.inputs.iter().map(|i| &i.name).collect();
+    let in_strs: Vec<String> = in_names.iter().map(|i| i.to_string()).collect();
+    let in_tys: Vec<&Type> = q.inputs.iter().map(|i| &i.ty).collect();
+    let idx: Vec<usize> = (0..q.inputs.len()).collect();
+    let builder_doc = format!("Sets up and starts [`{name}`]: one setter per input, then `sink`, `trigger`, … and `start`.");
+    let setter_docs: Vec<String> = in_strs.iter().map(|n| format!("The source of input `{n}`.")).collect();
+    // Spanned on the declared types so that a type that is not a Record is reported there.
+    let in_schema: Vec<TokenStream> = in_tys
+        .iter()
+        .map(|t| quote_spanned!(t.span()=> <#t as ::flowgate::Record>::schema()))
+        .collect();
+    let out_schema = quote_spanned!(out.span()=> <#out as ::flowgate::Record>::schema());
+
+    quote! {
+        #(#attrs)*
+        #vis struct #name {
+            _private: (),
+        }
+
+        impl #name {
+            /// Starts setting up this query.
+            #[allow(dead_code)]
+            pub fn builder() -> #builder {
+                #builder { inner: ::flowgate::engine::QueryBuilder::new(Self::spec()) }
+            }
+
+            /// The query as the engine sees it: name, inputs, output schema, mode, plan.
+            pub fn spec() -> ::flowgate::engine::QuerySpec {
+                ::flowgate::engine::QuerySpec {
+                    name: #name_str,
+                    inputs: ::std::vec![ #( (#in_strs, #in_schema) ),* ],
+                    output: #out_schema,
+                    output_mode: #mode,
+                    make_plan: Self::__flowgate_plan,
+                }
+            }
+
+            #[allow(unused_variables, unused_mut, unused_parens, clippy::all)]
+            fn __flowgate_plan(
+                __fg_config: &::flowgate::engine::PlanConfig,
+            ) -> ::std::boxed::Box<dyn ::flowgate::engine::Plan> {
+                #plan_body
+            }
+        }
+
+        #[doc = #builder_doc]
+        #vis struct #builder {
+            inner: ::flowgate::engine::QueryBuilder,
+        }
+
+        #[allow(dead_code)]
+        impl #builder {
+            #(
+                #[doc = #setter_docs]
+                pub fn #in_names(mut self, source: impl ::core::convert::Into<::flowgate::Source<#in_tys>>) -> Self {
+                    self.inner.set_source(#idx, source.into());
+                    self
+                }
+            )*
+            /// Where results go.
+            pub fn sink(self, sink: ::flowgate::Sink) -> Self {
+                #builder { inner: self.inner.sink(sink) }
+            }
+            /// When micro-batches run.
+            pub fn trigger(self, trigger: ::flowgate::Trigger) -> Self {
+                #builder { inner: self.inner.trigger(trigger) }
+            }
+            /// The checkpoint directory.
+            pub fn checkpoint(self, dir: impl ::core::convert::Into<::std::path::PathBuf>) -> Self {
+                #builder { inner: self.inner.checkpoint(dir) }
+            }
+            /// Number of shuffle partitions of stateful operators.
+            pub fn shuffle_partitions(self, n: usize) -> Self {
+                #builder { inner: self.inner.shuffle_partitions(n) }
+            }
+            /// A name for progress reports.
+            pub fn query_name(self, name: &str) -> Self {
+                #builder { inner: self.inner.query_name(name) }
+            }
+            /// Checks the setup and starts the query.
+            pub fn start(self) -> ::flowgate::Result<::flowgate::StreamingQuery> {
+                self.inner.start()
+            }
+        }
+    }
+}
+
+/// `let (a, b) = (expr_a, expr_b);` — all evaluated against the previous scope.
+fn let_items(names: &[&Ident], exprs: &[&syn::Expr]) -> TokenStream {
+    quote! { let ( #(#names,)* ) = ( #(#exprs,)* ); }
+}
+
+/// Nests the stateless operators around `terminal`, innermost last.
+fn fuse(ops: &[LOp], terminal: TokenStream) -> TokenStream {
+    let Some((first, rest)) = ops.split_first() else {
+        return terminal;
+    };
+    let inner = fuse(rest, terminal);
+    match first {
+        LOp::Filter { pred } => {
+            let keep = quote_spanned!(pred.span()=> let __fg_keep: bool = #pred;);
+            quote! { #keep if !__fg_keep { continue; } #inner }
+        }
+        LOp::Project { items } | LOp::WithColumns { items } => {
+            let names: Vec<&Ident> = items.iter().map(|i| &i.name).collect();
+            let exprs: Vec<&syn::Expr> = items.iter().map(|i| &i.expr).collect();
+            let lets = let_items(&names, &exprs);
+            quote! { #lets #inner }
+        }
+        LOp::FlatMap { name, expr } => {
+            let iter = quote_spanned!(expr.span()=> ::core::iter::IntoIterator::into_iter(#expr));
+            quote! { for #name in #iter { #inner } }
+        }
+        LOp::Aggregate { .. } => quote! { compile_error!("flowgate bug: aggregate inside a fused stage"); },
+    }
+}
+
+/// `let value = __fg_cols.value.get(__fg_i);` for each input column read. The field access is
+/// spanned on the user's token: a misspelled column is rustc's "no field" error there.
+fn bind_inputs(cols: &[Ident]) -> TokenStream {
+    let binds = cols.iter().map(|c| {
+        let field = Ident::new(&c.to_string(), c.span());
+        quote_spanned!(c.span()=> let #c = __fg_cols.#field.get(__fg_i);)
+    });
+    quote! { #(#binds)* }
+}
+
+/// The struct-literal push of an output row; each field spanned on the DSL token that named
+/// the column, the literal on the declared output type.
+fn push_output(q: &Query, columns: &[Ident]) -> TokenStream {
+    let out = &q.output;
+    let path = match out {
+        Type::Path(tp) => quote!(#tp),
+        other => quote_spanned!(other.span()=> compile_error!("the output type must be a record struct")),
+    };
+    let fields = columns.iter().map(|c| {
+        quote_spanned!(c.span()=> #c: ::flowgate::value::IntoOwned::into_owned(#c))
+    });
+    let lit = quote_spanned!(out.span()=> #path { #(#fields),* });
+    quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); }
+}
+
+fn collect_units(q: &Query, p: &Physical) -> TokenStream {
+    let idx = p.input_index;
+    let in_ty = &q.inputs[idx].ty;
+    quote! {
+        let mut __fg_units = ::std::vec::Vec::new();
+        let mut __fg_rows = 0usize;
+        for __fg_batch in &__fg_inputs[#idx] {
+            let __fg_cols = <#in_ty as ::flowgate::Record>::columns(__fg_batch)?;
+            ::flowgate::exec::push_units(&mut __fg_units, __fg_cols, __fg_batch.num_rows());
+            __fg_rows += __fg_batch.num_rows();
+        }
+    }
+}
+
+fn emit_stateless_plan(q: &Query, p: &Physical) -> TokenStream {
+    let out = &q.output;
+    let binds = bind_inputs(&p.input_columns);
+    match &p.terminal {
+        Terminal::Columns(columns) => {
+            let units = collect_units(q, p);
+            let body = fuse(&p.pre, push_output(q, columns));
+            quote! {
+                ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new((), move |_, __fg_ctx, __fg_inputs| {
+                    #units
+                    ::flowgate::exec::map_units(&__fg_units, |__fg_unit| {
+                        let (__fg_cols, __fg_range) = __fg_unit;
+                        let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_range.len());
+                        for __fg_i in __fg_range.clone() {
+                            #binds
+                            #body
+                        }
+                        ::flowgate::RecordBuilder::finish(&mut __fg_out)
+                    })
+                }))
+            }
+        }
+        Terminal::FilterInput => {
+            let idx = p.input_index;
+            let in_ty = &q.inputs[idx].ty;
+            let checks = p.pre.iter().filter_map(|op| match op {
+                LOp::Filter { pred } => Some(quote_spanned!(pred.span()=> {
+                    let __fg_keep: bool = #pred;
+                    if !__fg_keep { break '__fg_row false; }
+                })),
+                _ => None,
+            });
+            quote! {
+                let __fg_schema = <#out as ::flowgate::Record>::schema();
+                ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new((), move |_, __fg_ctx, __fg_inputs| {
+                    let mut __fg_result = ::std::vec::Vec::with_capacity(__fg_inputs[#idx].len());
+                    for __fg_batch in &__fg_inputs[#idx] {
+                        let __fg_cols = <#in_ty as ::flowgate::Record>::columns(__fg_batch)?;
+                        __fg_result.push(::flowgate::exec::filter_batch(__fg_batch, &__fg_schema, |__fg_i| '__fg_row: {
+                            #binds
+                            #(#checks)*
+                            true
+                        })?);
+                    }
+                    ::core::result::Result::Ok(__fg_result)
+                }))
+            }
+        }
+    }
+}
+
+fn agg_init(a: &AggItem) -> TokenStream {
+    let span = a.span;
+    match a.func {
+        AggFunc::CountRows | AggFunc::Count => quote_spanned!(span=> ::flowgate::agg::Count::new()),
+        AggFunc::Sum => quote_spanned!(span=> ::flowgate::agg::Sum::new()),
+        AggFunc::Avg => quote_spanned!(span=> ::flowgate::agg::Avg::new()),
+        AggFunc::Min => quote_spanned!(span=> ::flowgate::agg::Min::new()),
+        AggFunc::Max => quote_spanned!(span=> ::flowgate::agg::Max::new()),
+    }
+}
+
+fn agg_update(a: &AggItem, j: usize) -> TokenStream {
+    let j = Index::from(j);
+    match (&a.func, &a.arg) {
+        (AggFunc::CountRows, _) => quote! { __fg_acc.#j.add_row(); },
+        (AggFunc::Count, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.add(#arg);),
+        (_, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.update(#arg);),
+        (_, None) => quote! { compile_error!("flowgate bug: aggregate without argument"); },
+    }
+}
+
+fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
+    let out = &q.output;
+    let units = collect_units(q, p);
+    let binds = bind_inputs(&p.input_columns);
+    let key_exprs: Vec<&syn::Expr> = agg.keys.iter().map(|k| &k.expr).collect();
+    let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
+    let updates: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_update(a, j)).collect();
+    let terminal = quote! {
+        let __fg_acc = __fg_tables.entry(( #(#key_exprs,)* ), || ( #(#inits,)* ));
+        #(#updates)*
+    };
+    let stage0 = fuse(&p.pre, terminal);
+
+    let key_names: Vec<&Ident> = agg.keys.iter().map(|k| &k.name).collect();
+    let key_idx: Vec<Index> = (0..agg.keys.len()).map(Index::from).collect();
+    let agg_names: Vec<&Ident> = agg.aggs.iter().map(|a| &a.name).collect();
+    let agg_idx: Vec<Index> = (0..agg.aggs.len()).map(Index::from).collect();
+    let columns = match &p.terminal {
+        Terminal::Columns(c) => c.clone(),
+        Terminal::FilterInput => Vec::new(),
+    };
+    let emit_body = fuse(&p.post, push_output(q, &columns));
+    let entries = match p.mode {
+        ModeKind::Complete => quote!(__fg_state.all()),
+        ModeKind::Update | ModeKind::Append => quote!(__fg_state.updated()),
+    };
+    let _ = Span::call_site();
+    quote! {
+        let __fg_state = ::flowgate::agg::HashAggState::new(__fg_config.shuffle_partitions);
+        ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(__fg_state, move |__fg_state, __fg_ctx, __fg_inputs| {
+            #units
+            __fg_state.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| {
+                let (__fg_cols, __fg_range) = __fg_unit;
+                for __fg_i in __fg_range.clone() {
+                    #binds
+                    #stage0
+                }
+            });
+            let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_state.len());
+            for __fg_e in #entries {
+                #( let #key_names = &__fg_e.key.#key_idx; )*
+                #( let #agg_names = __fg_e.acc.#agg_idx.finish(); )*
+                #emit_body
+            }
+            ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+        }))
+    }
+}

@@ -1,0 +1,164 @@
+//! Phase 1, parse: tokens → [`QueryFile`]. Only structure is checked here (the shape of a
+//! query header and of the method chain); names and rules are the check phase's.
+
+use proc_macro2::TokenStream;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{braced, parenthesized, Attribute, Expr, Ident, Token, Type, Visibility};
+
+use super::ast::{Call, Input, Mode, ModeKind, Query, QueryFile};
+
+mod kw {
+    syn::custom_keyword!(query);
+    syn::custom_keyword!(mode);
+}
+
+/// Parses the macro input.
+pub fn parse(input: TokenStream) -> syn::Result<QueryFile> {
+    syn::parse2(input)
+}
+
+impl Parse for QueryFile {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut queries = Vec::new();
+        while !input.is_empty() {
+            queries.push(input.parse()?);
+        }
+        if queries.is_empty() {
+            return Err(input.error(
+                "expected a query: `query Name(input: Record) -> Output, mode = update { input.select(...) }`",
+            ));
+        }
+        Ok(QueryFile { queries })
+    }
+}
+
+impl Parse for Query {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        if !input.peek(kw::query) {
+            return Err(input.error("expected `query`: `query Name(input: Record) -> Output, mode = update { ... }`"));
+        }
+        input.parse::<kw::query>()?;
+        let name: Ident = input.parse()?;
+
+        let content;
+        parenthesized!(content in input);
+        let mut inputs = Vec::new();
+        for pair in Punctuated::<InputDecl, Token![,]>::parse_terminated(&content)? {
+            inputs.push(Input { name: pair.name, ty: pair.ty });
+        }
+        if inputs.is_empty() {
+            return Err(syn::Error::new(name.span(), "a query needs at least one input: `query Name(events: Event) -> ...`"));
+        }
+
+        input.parse::<Token![->]>()?;
+        let output: Type = input.parse()?;
+        input.parse::<Token![,]>().map_err(|e| {
+            syn::Error::new(e.span(), "expected `, mode = append | update | complete` after the output type")
+        })?;
+        if !input.peek(kw::mode) {
+            return Err(input.error("expected `mode = append | update | complete`"));
+        }
+        input.parse::<kw::mode>()?;
+        input.parse::<Token![=]>()?;
+        let mode_ident: Ident = input.parse()?;
+        let kind = match mode_ident.to_string().as_str() {
+            "append" => ModeKind::Append,
+            "update" => ModeKind::Update,
+            "complete" => ModeKind::Complete,
+            other => {
+                let hint = super::diag::did_you_mean(other, ["append", "update", "complete"])
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                return Err(syn::Error::new(
+                    mode_ident.span(),
+                    format!("unknown output mode `{other}`: expected `append`, `update` or `complete`{hint}"),
+                ));
+            }
+        };
+        let mode = Mode { kind, span: mode_ident.span() };
+
+        let body;
+        braced!(body in input);
+        let chain: Expr = body.parse()?;
+        if !body.is_empty() {
+            return Err(body.error("expected the end of the query: a query body is one method chain"));
+        }
+        let (source, calls) = unwind_chain(chain)?;
+        Ok(Query { attrs, vis, name, inputs, output, mode, source, calls })
+    }
+}
+
+struct InputDecl {
+    name: Ident,
+    ty: Type,
+}
+
+impl Parse for InputDecl {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let name: Ident = input.parse()?;
+        input.parse::<Token![:]>()?;
+        let ty: Type = input.parse()?;
+        Ok(InputDecl { name, ty })
+    }
+}
+
+/// `a.f(x).g(y)` → (`a`, [f(x), g(y)]).
+fn unwind_chain(mut expr: Expr) -> syn::Result<(Ident, Vec<Call>)> {
+    let mut calls = Vec::new();
+    loop {
+        match expr {
+            Expr::MethodCall(m) => {
+                if let Some(tf) = &m.turbofish {
+                    return Err(syn::Error::new(tf.span(), "query operators take no type arguments"));
+                }
+                calls.push(Call { name: m.method.clone(), args: m.args.into_iter().collect(), span: m.method.span() });
+                expr = *m.receiver;
+            }
+            Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+                let source = p.path.get_ident().cloned().ok_or_else(|| syn::Error::new(p.span(), "expected an input name"))?;
+                calls.reverse();
+                return Ok((source, calls));
+            }
+            Expr::Paren(p) => expr = *p.expr,
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    "expected a pipeline: an input name followed by operators, e.g. `events.filter(x > 0).select(x)`",
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn parses_a_query() {
+        let f = parse(quote! {
+            /// doc
+            pub query WordCount(lines: Line) -> Out, mode = complete {
+                lines.flat_map(word = split(value, " ")).group_by(word).agg(count() as count)
+            }
+        })
+        .unwrap();
+        let q = &f.queries[0];
+        assert_eq!(q.name.to_string(), "WordCount");
+        assert_eq!(q.source.to_string(), "lines");
+        let names: Vec<String> = q.calls.iter().map(|c| c.name.to_string()).collect();
+        assert_eq!(names, ["flat_map", "group_by", "agg"]);
+        assert_eq!(q.mode.kind, ModeKind::Complete);
+    }
+
+    #[test]
+    fn rejects_bad_mode_with_hint() {
+        let e = parse(quote! { query Q(a: A) -> B, mode = updat { a } }).err().unwrap();
+        assert!(e.to_string().contains("did you mean `update`"), "{e}");
+    }
+}

@@ -1,0 +1,141 @@
+//! `#[derive(Record)]`: a struct with named fields becomes an Arrow schema with typed columns.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields};
+
+/// Expands the derive; errors become `compile_error!` spanned on the offending token.
+pub fn derive(input: TokenStream) -> TokenStream {
+    match syn::parse2::<DeriveInput>(input).and_then(|d| expand(&d)) {
+        Ok(ts) => ts,
+        Err(e) => e.to_compile_error(),
+    }
+}
+
+fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            input.generics.span(),
+            "#[derive(Record)] needs a struct without generic parameters: a record is one Arrow schema",
+        ));
+    }
+    let fields = match &input.data {
+        Data::Struct(s) => match &s.fields {
+            Fields::Named(named) => &named.named,
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    "#[derive(Record)] needs named fields: each field is a column named after it",
+                ))
+            }
+        },
+        Data::Enum(e) => return Err(syn::Error::new(e.enum_token.span, "#[derive(Record)] works on structs, not enums")),
+        Data::Union(u) => return Err(syn::Error::new(u.union_token.span, "#[derive(Record)] works on structs, not unions")),
+    };
+    let name = &input.ident;
+    let columns_ty = format_ident!("{}Columns", name);
+    let builder_ty = format_ident!("{}Builder", name);
+    let idents: Vec<_> = fields.iter().filter_map(|f| f.ident.clone()).collect();
+    let names: Vec<String> = idents.iter().map(|i| i.to_string().trim_start_matches("r#").to_string()).collect();
+    let tys: Vec<_> = fields.iter().map(|f| f.ty.clone()).collect();
+    // Spanned on each field's type, so "the trait `ColumnType` is not implemented for `u8`"
+    // points at the field that has the unsupported type.
+    let col_tys: Vec<TokenStream> = tys
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> ::flowgate::record::Col<'a, #ty>))
+        .collect();
+    let builder_tys: Vec<TokenStream> = tys
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> <#ty as ::flowgate::ColumnType>::Builder))
+        .collect();
+    let doc_columns = format!("Typed columns of a batch of [`{name}`] rows.");
+    let doc_builder = format!("Builds a batch of [`{name}`] rows column by column.");
+
+    Ok(quote! {
+        const _: () = {
+            #[doc = #doc_columns]
+            #[derive(Clone, Copy)]
+            #[allow(non_camel_case_types, dead_code)]
+            pub struct #columns_ty<'a> {
+                #( pub #idents: #col_tys, )*
+                _rows: usize,
+                _lt: ::core::marker::PhantomData<&'a ()>,
+            }
+
+            #[doc = #doc_builder]
+            #[allow(non_camel_case_types)]
+            pub struct #builder_ty {
+                #( #idents: #builder_tys, )*
+                len: usize,
+            }
+
+            impl ::flowgate::RecordBuilder<#name> for #builder_ty {
+                #[inline(always)]
+                fn push(&mut self, row: #name) {
+                    #( <#tys as ::flowgate::ColumnType>::append(&mut self.#idents, row.#idents); )*
+                    self.len += 1;
+                }
+                fn len(&self) -> usize {
+                    self.len
+                }
+                fn finish(&mut self) -> ::flowgate::Result<::flowgate::__private::arrow_array::RecordBatch> {
+                    self.len = 0;
+                    let columns: ::std::vec::Vec<::flowgate::__private::arrow_array::ArrayRef> = ::std::vec![
+                        #( <#tys as ::flowgate::ColumnType>::finish(&mut self.#idents), )*
+                    ];
+                    ::flowgate::record::batch_from_columns(<#name as ::flowgate::Record>::schema(), columns)
+                }
+            }
+
+            impl ::flowgate::Record for #name {
+                type Columns<'a> = #columns_ty<'a>;
+                type Builder = #builder_ty;
+
+                fn schema() -> ::flowgate::__private::arrow_schema::SchemaRef {
+                    static SCHEMA: ::std::sync::OnceLock<::flowgate::__private::arrow_schema::SchemaRef> =
+                        ::std::sync::OnceLock::new();
+                    SCHEMA
+                        .get_or_init(|| {
+                            ::flowgate::record::schema_of(::std::vec![
+                                #( <#tys as ::flowgate::ColumnType>::field(#names), )*
+                            ])
+                        })
+                        .clone()
+                }
+
+                fn columns(
+                    batch: &::flowgate::__private::arrow_array::RecordBatch,
+                ) -> ::flowgate::Result<#columns_ty<'_>> {
+                    ::core::result::Result::Ok(#columns_ty {
+                        #( #idents: ::flowgate::record::Col::of(batch, #names)?, )*
+                        _rows: batch.num_rows(),
+                        _lt: ::core::marker::PhantomData,
+                    })
+                }
+
+                fn builder(capacity: usize) -> #builder_ty {
+                    #builder_ty {
+                        #( #idents: <#tys as ::flowgate::ColumnType>::new_builder(capacity), )*
+                        len: 0,
+                    }
+                }
+
+                fn from_batch(
+                    batch: &::flowgate::__private::arrow_array::RecordBatch,
+                ) -> ::flowgate::Result<::std::vec::Vec<Self>> {
+                    let cols = <Self as ::flowgate::Record>::columns(batch)?;
+                    let rows = batch.num_rows();
+                    let mut out = ::std::vec::Vec::with_capacity(rows);
+                    for i in 0..rows {
+                        out.push(#name {
+                            #( #idents: <#tys as ::flowgate::ColumnType>::from_ref(cols.#idents.get(i)), )*
+                        });
+                    }
+                    ::core::result::Result::Ok(out)
+                }
+            }
+
+        };
+    })
+}
