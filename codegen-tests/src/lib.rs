@@ -1,1 +1,181 @@
-//! Tests for the flowgate compiler and runtime.
+//! Test support for flowgate's end-to-end tests: the Spark oracle harness.
+//!
+//! The golden cases live in `oracle/cases/` (a copy of `../shared/oracle/cases`, refreshed by
+//! `oracle/sync.sh`; set `FLOWGATE_ORACLE_DIR` to run against another directory of cases, such
+//! as freshly regenerated ones). Each case holds its input files and what real Spark emitted
+//! per micro-batch; [`run_case`] replays the inputs through a flowgate query exactly as the
+//! oracle harness did for Spark and compares every batch.
+
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use flowgate::{MemoryTable, StreamingQuery};
+use serde_json::{Map, Value};
+
+/// The directory holding the golden cases.
+pub fn cases_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("FLOWGATE_ORACLE_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("oracle").join("cases")
+}
+
+/// One micro-batch as Spark reported it.
+#[derive(Debug, Clone)]
+pub struct ExpectedBatch {
+    pub batch: u64,
+    pub step: u64,
+    pub no_data_batch: bool,
+    pub num_input_rows: u64,
+    pub rows: Vec<Value>,
+    pub state: Vec<Value>,
+    pub raw: Value,
+}
+
+/// Reads a case's `expected.jsonl`.
+pub fn expected(case: &str) -> Vec<ExpectedBatch> {
+    let path = cases_dir().join(case).join("expected.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad line {l}: {e}", path.display()));
+            ExpectedBatch {
+                batch: v["batch"].as_u64().expect("batch"),
+                step: v["step"].as_u64().expect("step"),
+                no_data_batch: v["no_data_batch"].as_bool().unwrap_or(false),
+                num_input_rows: v["num_input_rows"].as_u64().unwrap_or(0),
+                rows: v["rows"].as_array().cloned().unwrap_or_default(),
+                state: v["state"].as_array().cloned().unwrap_or_default(),
+                raw: v,
+            }
+        })
+        .collect()
+}
+
+/// The case's input files for a single-source case, in step order.
+pub fn input_files(case: &str) -> Vec<PathBuf> {
+    let dir = cases_dir().join(case).join("input");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Formats a timestamp as Spark's `to_json` does: `2024-01-01T12:00:00Z`, with `.ffffff`
+/// (trailing zeros trimmed) only when there are sub-second digits.
+pub fn spark_timestamp(micros: i64) -> String {
+    let t = flowgate::Timestamp(micros).to_string();
+    format!("{}Z", t.replacen(' ', "T", 1))
+}
+
+fn cell(array: &dyn Array, i: usize) -> Value {
+    if array.is_null(i) {
+        return Value::Null;
+    }
+    match array.data_type() {
+        DataType::Boolean => Value::from(array.as_boolean().value(i)),
+        DataType::Int32 => Value::from(array.as_primitive::<Int32Type>().value(i)),
+        DataType::Int64 => Value::from(array.as_primitive::<Int64Type>().value(i)),
+        DataType::Float64 => serde_json::Number::from_f64(array.as_primitive::<Float64Type>().value(i))
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        DataType::Utf8 => Value::from(array.as_string::<i32>().value(i)),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            Value::from(spark_timestamp(array.as_primitive::<TimestampMicrosecondType>().value(i)))
+        }
+        DataType::Date32 => Value::from(flowgate::Date(array.as_primitive::<Date32Type>().value(i)).to_string()),
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            let mut m = Map::new();
+            for (f, col) in fields.iter().zip(s.columns()) {
+                m.insert(f.name().clone(), cell(col.as_ref(), i));
+            }
+            Value::Object(m)
+        }
+        other => panic!("the oracle harness cannot render {other}"),
+    }
+}
+
+/// A batch's rows as JSON objects, as Spark's `to_json` gives them (nulls kept).
+pub fn rows_as_json(batch: &RecordBatch) -> Vec<Value> {
+    let schema = batch.schema();
+    (0..batch.num_rows())
+        .map(|i| {
+            let mut m = Map::new();
+            for (f, col) in schema.fields().iter().zip(batch.columns()) {
+                m.insert(f.name().clone(), cell(col.as_ref(), i));
+            }
+            Value::Object(m)
+        })
+        .collect()
+}
+
+/// Rows in a canonical order (the oracle sorts rows; we compare as sorted multisets).
+pub fn canonical(mut rows: Vec<Value>) -> Vec<Value> {
+    rows.sort_by_key(|r| r.to_string());
+    rows
+}
+
+/// Replays `case`'s inputs into `staging` (one file per step, renamed in atomically as the
+/// oracle did), waits for the query to process everything after each step, and checks each
+/// micro-batch's rows, id and state metrics against Spark's.
+///
+/// `table` must be the memory sink of `query`, which must read `staging` with a file source.
+pub fn run_case(case: &str, staging: &Path, query: &StreamingQuery, table: &MemoryTable) {
+    let expected = expected(case);
+    let files = input_files(case);
+    assert!(!files.is_empty(), "case {case} has no input files");
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let mut seen_batches = 0usize;
+    let mut checked = 0usize;
+    query.process_all_available().expect("initial trigger");
+    for (step, file) in files.iter().enumerate() {
+        let name = file.file_name().expect("file name");
+        let tmp = scratch.path().join(name);
+        std::fs::copy(file, &tmp).expect("copy input");
+        std::fs::rename(&tmp, staging.join(name)).expect("rename input into staging");
+        query.process_all_available().unwrap_or_else(|e| panic!("case {case} step {step}: {e}"));
+        let history = table.history();
+        let progress = query.recent_progress();
+        let new = &history[seen_batches..];
+        let want: Vec<&ExpectedBatch> = expected.iter().filter(|b| b.step == step as u64).collect();
+        assert_eq!(
+            new.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            want.iter().map(|b| b.batch).collect::<Vec<_>>(),
+            "case {case} step {step}: batch ids differ from Spark's"
+        );
+        for ((id, batch), exp) in new.iter().zip(&want) {
+            let got = canonical(rows_as_json(batch));
+            let exp_rows = canonical(exp.rows.clone());
+            assert_eq!(
+                got,
+                exp_rows,
+                "case {case} batch {id}: rows differ from Spark's\n got:  {}\n want: {}",
+                Value::Array(got.clone()),
+                Value::Array(exp_rows.clone())
+            );
+            let p = progress.iter().find(|p| p.batch_id == *id).expect("progress of the batch");
+            assert_eq!(p.num_input_rows, exp.num_input_rows, "case {case} batch {id}: input rows");
+            for (op, want_op) in p.state_operators.iter().zip(&exp.state) {
+                assert_eq!(Some(op.num_rows_total), want_op["rows_total"].as_u64(), "case {case} batch {id}: state rows_total");
+                assert_eq!(Some(op.num_rows_updated), want_op["rows_updated"].as_u64(), "case {case} batch {id}: state rows_updated");
+                assert_eq!(
+                    Some(op.num_rows_dropped_by_watermark),
+                    want_op["rows_dropped_by_watermark"].as_u64(),
+                    "case {case} batch {id}: rows dropped by watermark"
+                );
+            }
+            assert_eq!(p.state_operators.len(), exp.state.len(), "case {case} batch {id}: number of stateful operators");
+            checked += 1;
+        }
+        seen_batches = history.len();
+    }
+    assert_eq!(checked, expected.len(), "case {case}: Spark ran {} batches, flowgate {}", expected.len(), checked);
+}

@@ -25,6 +25,11 @@ pub fn hash_key<K: GroupKey + ?Sized>(key: &K) -> u64 {
 ///
 /// Invariant: `k.hash_key` equals `k.to_owned_key().hash_key` and `k.eq_owned(&k.to_owned_key())`,
 /// so a borrowed key finds its owned entry without allocating.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a grouping key",
+    label = "group by bool, i32, i64, &str, String, Timestamp, Date or an Option of them",
+    note = "doubles are not grouping keys in flowgate; group by a rounded integer instead"
+)]
 pub trait GroupKey {
     /// The owned key stored in state.
     type Owned: GroupKey<Owned = Self::Owned> + Clone + Eq + Send + Sync + 'static;
@@ -154,6 +159,10 @@ impl GroupKey for () {
 
 /// A value moved into an output row: `&str` becomes `String`, `&i64` becomes `i64`,
 /// `Option<&str>` becomes `Option<String>`; owned values pass through.
+#[diagnostic::on_unimplemented(
+    message = "a `{Self}` cannot become a column of the output record",
+    label = "columns are bool, i32, i64, f64, String, Timestamp, Date or an Option of them"
+)]
 pub trait IntoOwned {
     /// The owned form (the output record's field type).
     type Owned;

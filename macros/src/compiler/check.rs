@@ -80,10 +80,15 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                         finish_aggregate(&mut cx, keys, aggs, &mut ops_out, diags);
                         i += 1;
                     }
-                    _ => diags.error(
-                        call.name.span(),
-                        "`group_by` must be followed by `.agg(...)`, e.g. `.group_by(word).agg(count() as count)`",
-                    ),
+                    _ => {
+                        diags.error(
+                            call.name.span(),
+                            "`group_by` must be followed by `.agg(...)`, e.g. `.group_by(word).agg(count() as count)`",
+                        );
+                        // Go on as if aggregated, so later rules do not repeat this error.
+                        cx.aggregated = true;
+                        cx.schema = Schema::Closed { columns: keys.iter().map(|k| k.name.clone()).collect() };
+                    }
                 }
             }
             OpKind::Agg => {

@@ -3,7 +3,7 @@
 //! them where the user wrote them), fully qualified paths, and no per-row dynamic dispatch.
 //! Internal names start with `__fg_`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Index, Type};
@@ -294,8 +294,16 @@ fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
 
     let key_names: Vec<&Ident> = agg.keys.iter().map(|k| &k.name).collect();
     let key_idx: Vec<Index> = (0..agg.keys.len()).map(Index::from).collect();
-    let agg_names: Vec<&Ident> = agg.aggs.iter().map(|a| &a.name).collect();
-    let agg_idx: Vec<Index> = (0..agg.aggs.len()).map(Index::from).collect();
+    // Spanned on the aggregate's name, so any error about its result points at the DSL.
+    let finishes: Vec<TokenStream> = agg
+        .aggs
+        .iter()
+        .enumerate()
+        .map(|(j, a)| {
+            let (name, j) = (&a.name, Index::from(j));
+            quote_spanned!(a.span=> let #name = __fg_e.acc.#j.finish();)
+        })
+        .collect();
     let columns = match &p.terminal {
         Terminal::Columns(c) => c.clone(),
         Terminal::FilterInput => Vec::new(),
@@ -305,7 +313,6 @@ fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
         ModeKind::Complete => quote!(__fg_state.all()),
         ModeKind::Update | ModeKind::Append => quote!(__fg_state.updated()),
     };
-    let _ = Span::call_site();
     quote! {
         let __fg_state = ::flowgate::agg::HashAggState::new(__fg_config.shuffle_partitions);
         ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(__fg_state, move |__fg_state, __fg_ctx, __fg_inputs| {
@@ -320,7 +327,7 @@ fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
             let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_state.len());
             for __fg_e in #entries {
                 #( let #key_names = &__fg_e.key.#key_idx; )*
-                #( let #agg_names = __fg_e.acc.#agg_idx.finish(); )*
+                #(#finishes)*
                 #emit_body
             }
             ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])

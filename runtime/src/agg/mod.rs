@@ -75,6 +75,11 @@ macro_rules! never_null {
 never_null!(bool, i32, i64, f64, String, &str, &String, Timestamp, Date);
 
 /// Inputs of `sum` and `avg`.
+#[diagnostic::on_unimplemented(
+    message = "`sum`/`avg` need a numeric column, but this is `{Self}`",
+    label = "not a number: expected i32, i64, f64 or an Option of them",
+    note = "convert it first, e.g. `sum(x.parse::<i64>().ok())`"
+)]
 pub trait NumericInput: Copy {
     /// The running sum's type (Spark: `bigint` for integers, `double` for doubles).
     type Sum: Copy + Default + Send + Sync + 'static + std::fmt::Debug;
@@ -227,6 +232,10 @@ impl<I: NumericInput> Merge for Avg<I> {
 
 /// Inputs of `min` and `max`: ordered values, compared without allocating (`&str` against a
 /// stored `String`).
+#[diagnostic::on_unimplemented(
+    message = "`min`/`max` need an ordered column, but this is `{Self}`",
+    label = "expected bool, i32, i64, f64, &str, String, Timestamp, Date or an Option of them"
+)]
 pub trait OrdInput: Sized {
     /// The stored (owned) value.
     type Value: Clone + Default + Send + Sync + 'static + std::fmt::Debug;

@@ -98,11 +98,7 @@ pub struct HashAggState<K, A> {
     metrics: OperatorMetrics,
 }
 
-impl<K, A> HashAggState<K, A>
-where
-    K: Clone + Eq + Send + Sync,
-    A: Merge + Send,
-{
+impl<K, A> HashAggState<K, A> {
     /// Empty state with `partitions` shuffle partitions.
     pub fn new(partitions: usize) -> Self {
         HashAggState {
@@ -111,6 +107,48 @@ where
         }
     }
 
+    /// Every group (complete mode), partition by partition.
+    pub fn all(&self) -> impl Iterator<Item = &Entry<K, A>> {
+        self.state.parts.iter().flat_map(|t| t.iter())
+    }
+
+    /// The groups changed by the last [`HashAggState::update`] (update mode).
+    pub fn updated(&self) -> impl Iterator<Item = &Entry<K, A>> {
+        let epoch = self.state.epoch;
+        self.all().filter(move |e| e.updated == epoch)
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.state.parts.iter().map(HashTable::len).sum()
+    }
+
+    /// True when there is no group.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of shuffle partitions.
+    pub fn partitions(&self) -> usize {
+        self.state.parts.len()
+    }
+
+    /// The operator's metrics after the last batch.
+    pub fn metrics(&self) -> OperatorMetrics {
+        self.metrics.clone()
+    }
+
+    /// Table slots times entry size (heap data of keys such as `String`s is not counted).
+    fn estimated_bytes(&self) -> u64 {
+        self.state.parts.iter().map(|t| (t.capacity() * (size_of::<Entry<K, A>>() + 1)) as u64).sum()
+    }
+}
+
+impl<K, A> HashAggState<K, A>
+where
+    K: Clone + Eq + Send + Sync,
+    A: Merge + Send,
+{
     /// Aggregates one micro-batch. `units` are the batch's work units (typed column views with a
     /// row range); `rows` is their total row count; `f` runs the generated per-row loop of one
     /// unit into the tables it is given.
@@ -163,42 +201,6 @@ where
         self.metrics.rows_updated = updated as u64;
         self.metrics.rows_removed = 0;
         self.metrics.memory_used_bytes = self.estimated_bytes();
-    }
-
-    /// Every group (complete mode), partition by partition.
-    pub fn all(&self) -> impl Iterator<Item = &Entry<K, A>> {
-        self.state.parts.iter().flat_map(|t| t.iter())
-    }
-
-    /// The groups changed by the last [`HashAggState::update`] (update mode).
-    pub fn updated(&self) -> impl Iterator<Item = &Entry<K, A>> {
-        let epoch = self.state.epoch;
-        self.all().filter(move |e| e.updated == epoch)
-    }
-
-    /// Number of groups.
-    pub fn len(&self) -> usize {
-        self.state.parts.iter().map(HashTable::len).sum()
-    }
-
-    /// True when there is no group.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Number of shuffle partitions.
-    pub fn partitions(&self) -> usize {
-        self.state.parts.len()
-    }
-
-    /// The operator's metrics after the last batch.
-    pub fn metrics(&self) -> OperatorMetrics {
-        self.metrics.clone()
-    }
-
-    /// Table slots times entry size (heap data of keys such as `String`s is not counted).
-    fn estimated_bytes(&self) -> u64 {
-        self.state.parts.iter().map(|t| (t.capacity() * (size_of::<Entry<K, A>>() + 1)) as u64).sum()
     }
 }
 

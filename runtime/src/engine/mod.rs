@@ -96,8 +96,7 @@ pub struct CompiledPlan<S, F> {
 
 impl<S, F> CompiledPlan<S, F>
 where
-    S: PlanState,
-    F: FnMut(&mut S, &BatchContext, &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> + Send,
+    F: FnMut(&mut S, &BatchContext, &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>>,
 {
     /// A plan from its initial state and batch function.
     pub fn new(state: S, run: F) -> Self {

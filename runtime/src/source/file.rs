@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arrow_array::{new_null_array, Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{new_null_array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 
 use super::{Offset, ReadLimit, SourceImpl};
@@ -203,7 +203,10 @@ impl FileSource {
         !name.starts_with('.')
             && !name.starts_with('_')
             && !TEMP_SUFFIXES.iter().any(|s| name.ends_with(s))
-            && self.opts.suffix.as_deref().is_none_or(|s| name.ends_with(s))
+            && match &self.opts.suffix {
+                Some(suffix) => name.ends_with(suffix.as_str()),
+                None => true,
+            }
     }
 
     /// The readable files of the directory not in the log yet, by (modification time, name).
@@ -311,7 +314,10 @@ impl FileSource {
                     }
                     return Ok(());
                 }
-                format!("expected one JSON object per line, found {rows}")
+                match self.opts.format {
+                    FileFormat::Json => format!("expected one JSON object per line, found {rows}"),
+                    FileFormat::Csv => format!("expected one record per line, found {rows}"),
+                }
             }
             Err(e) => e.to_string(),
         };

@@ -1,1 +1,216 @@
-//! (being written)
+//! The rate source: a fixed number of rows per second with columns `timestamp` and `value`, for
+//! tests and benchmarks (after Spark's `rate` source).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::{Offset, ReadLimit, SourceImpl};
+use crate::error::{Error, Result};
+
+/// Most rows in one generated [`RecordBatch`]; larger ranges are split. 64 Ki rows is the
+/// upper end of the usual Arrow batch sizes (DataFusion defaults to 8 Ki, Spark's columnar
+/// batches to 4 Ki), and keeps one batch of this source to 1 MiB (16 bytes a row).
+const MAX_ROWS_PER_BATCH: u64 = 65_536;
+
+const MICROS_PER_SECOND: u128 = 1_000_000;
+
+/// When the source started: both clocks, read at the same moment.
+#[derive(Clone, Copy, Debug)]
+struct Start {
+    /// For measuring elapsed time (monotonic).
+    instant: Instant,
+    /// The timestamp of row 0, in UTC microseconds.
+    micros: i64,
+}
+
+/// `rows_per_second` rows a second, with columns `timestamp` (UTC, microseconds, not null) and
+/// `value` (`i64`, not null), as Spark's rate source.
+///
+/// The start time is fixed by the first [`SourceImpl::latest_offset`]. The offset is the number
+/// of rows that should exist by now, `floor(elapsed_micros * rows_per_second / 1e6)`; row `v`
+/// has `value = v` and `timestamp = start + v * 1e6 / rows_per_second` microseconds, so asking
+/// for the same range again gives the same rows. A source created after a restart does not know
+/// the old start time: it picks one such that the rows already processed are the ones that
+/// exist, so values continue without a gap but replayed timestamps are re-derived.
+pub struct RateSource {
+    rows_per_second: u64,
+    schema: SchemaRef,
+    start: Option<Start>,
+    /// Under available-now: the last offset of the run.
+    snapshot: Option<u64>,
+}
+
+impl RateSource {
+    /// A source producing `rows_per_second` rows a second (must be positive; 0 is reported as
+    /// an [`Error::Plan`] when the query starts).
+    pub fn new(rows_per_second: u64) -> Self {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            Field::new("value", DataType::Int64, false),
+        ]));
+        RateSource { rows_per_second, schema, start: None, snapshot: None }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.rows_per_second == 0 {
+            return Err(Error::Plan("the rate source needs rows_per_second > 0".to_string()));
+        }
+        Ok(())
+    }
+
+    /// The start, fixed now if not yet, such that `rows_done` rows already exist.
+    fn start(&mut self, rows_done: u64) -> Start {
+        let rps = self.rows_per_second as u128;
+        *self.start.get_or_insert_with(|| {
+            let back = i64::try_from(rows_done as u128 * MICROS_PER_SECOND / rps).unwrap_or(i64::MAX);
+            let instant = Instant::now();
+            let instant = instant.checked_sub(std::time::Duration::from_micros(back as u64)).unwrap_or(instant);
+            Start { instant, micros: chrono::Utc::now().timestamp_micros().saturating_sub(back) }
+        })
+    }
+
+    /// Rows that exist at this moment.
+    fn rows_now(&self, start: Start) -> u64 {
+        let elapsed = start.instant.elapsed().as_micros();
+        u64::try_from(elapsed * self.rows_per_second as u128 / MICROS_PER_SECOND).unwrap_or(u64::MAX)
+    }
+
+    /// The timestamp of row `value`.
+    fn timestamp(&self, start: Start, value: u64) -> i64 {
+        let offset = value as u128 * MICROS_PER_SECOND / self.rows_per_second as u128;
+        start.micros.saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
+    }
+}
+
+fn parse(offset: &Offset) -> Result<u64> {
+    offset.as_u64().ok_or_else(|| Error::Checkpoint(format!("rate source offset {offset} is not a number")))
+}
+
+impl SourceImpl for RateSource {
+    fn description(&self) -> String {
+        format!("RateSource[rowsPerSecond={}]", self.rows_per_second)
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn prepare_available_now(&mut self) -> Result<()> {
+        self.check()?;
+        let start = self.start(0);
+        self.snapshot = Some(self.rows_now(start));
+        Ok(())
+    }
+
+    fn latest_offset(&mut self, start: Option<&Offset>, _limit: ReadLimit) -> Result<Option<Offset>> {
+        self.check()?;
+        let done = start.map(parse).transpose()?.unwrap_or(0);
+        let begun = self.start(done);
+        let mut end = self.rows_now(begun).max(done);
+        if let Some(snapshot) = self.snapshot {
+            end = end.min(snapshot.max(done));
+        }
+        Ok((end > 0).then(|| Offset::number(end)))
+    }
+
+    fn get_batch(&mut self, start: Option<&Offset>, end: &Offset) -> Result<Vec<RecordBatch>> {
+        self.check()?;
+        let from = start.map(parse).transpose()?.unwrap_or(0);
+        let to = parse(end)?;
+        if from > to {
+            return Err(Error::Execution(format!("rate source asked for an empty range ({from}, {to}]")));
+        }
+        let begun = self.start(to);
+        let mut batches = Vec::new();
+        let mut lo = from;
+        while lo < to {
+            let hi = to.min(lo + MAX_ROWS_PER_BATCH);
+            let timestamps: TimestampMicrosecondArray =
+                (lo..hi).map(|v| self.timestamp(begun, v)).collect::<Vec<_>>().into();
+            let values: Int64Array = (lo..hi).map(|v| v as i64).collect::<Vec<_>>().into();
+            let columns = vec![Arc::new(timestamps.with_timezone("UTC")) as _, Arc::new(values) as _];
+            batches.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+            lo = hi;
+        }
+        Ok(batches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+
+    use super::*;
+
+    #[test]
+    fn rows_appear_over_time() {
+        let mut src = RateSource::new(1000);
+        let first = src.latest_offset(None, ReadLimit::Default).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let later = src.latest_offset(first.as_ref(), ReadLimit::Default).unwrap().unwrap();
+        let n = later.as_u64().unwrap();
+        assert!(n >= 50, "{n}");
+        assert!(first.map_or(0, |o| o.as_u64().unwrap()) < n);
+        let batches = src.get_batch(None, &later).unwrap();
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>() as u64, n);
+        assert_eq!(batches[0].schema(), src.schema());
+        let values = batches[0].column(1).as_primitive::<Int64Type>();
+        assert_eq!(values.value(0), 0);
+        assert_eq!(values.value(1), 1);
+        let ts = batches[0].column(0).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(ts.value(1) - ts.value(0), 1000);
+        let now = chrono::Utc::now().timestamp_micros();
+        assert!((now - ts.value(0)).abs() < 60_000_000);
+    }
+
+    #[test]
+    fn replay_is_deterministic_and_large_ranges_are_split() {
+        let mut src = RateSource::new(3);
+        src.latest_offset(None, ReadLimit::Default).unwrap();
+        let end = Offset::number(150_000);
+        let a = src.get_batch(Some(&Offset::number(10)), &end).unwrap();
+        let b = src.get_batch(Some(&Offset::number(10)), &end).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), [65_536, 65_536, 149_990 - 131_072]);
+        let ts = a[0].column(0).as_primitive::<TimestampMicrosecondType>();
+        let values = a[0].column(1).as_primitive::<Int64Type>();
+        assert_eq!(values.value(0), 10);
+        // Row 10 at 3 rows a second: 3.333333 s after row 0; row 11: 3.666666 s.
+        assert_eq!(ts.value(1) - ts.value(0), 3_666_666 - 3_333_333);
+    }
+
+    #[test]
+    fn available_now_stops_at_the_snapshot() {
+        let mut src = RateSource::new(1_000_000);
+        src.latest_offset(None, ReadLimit::Default).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        src.prepare_available_now().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        assert!(end.as_u64().unwrap() >= 20_000);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(src.latest_offset(Some(&end), ReadLimit::Default).unwrap(), Some(end));
+    }
+
+    #[test]
+    fn a_restarted_source_continues_from_its_offset() {
+        let mut src = RateSource::new(10);
+        let end = src.latest_offset(Some(&Offset::number(1_000)), ReadLimit::Default).unwrap().unwrap();
+        assert!(end.as_u64().unwrap() >= 1_000);
+        assert!(end.as_u64().unwrap() < 1_100);
+        let batch = &src.get_batch(Some(&Offset::number(999)), &Offset::number(1_000)).unwrap()[0];
+        let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>().value(0);
+        assert!((chrono::Utc::now().timestamp_micros() - ts).abs() < 10_000_000);
+    }
+
+    #[test]
+    fn zero_rows_per_second_is_a_plan_error() {
+        assert!(matches!(RateSource::new(0).latest_offset(None, ReadLimit::Default), Err(Error::Plan(_))));
+    }
+}

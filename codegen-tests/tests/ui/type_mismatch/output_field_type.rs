@@ -1,0 +1,29 @@
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Line {
+    value: Option<String>,
+}
+
+#[derive(Record)]
+struct WordCount {
+    word: String,
+    count: i64,
+}
+
+#[derive(Record)]
+struct Narrow {
+    word: String,
+    count: i32,
+}
+
+stream_query! {
+    query Q(lines: Line) -> Narrow, mode = complete {
+        lines
+            .flat_map(word = split(value, " "))
+            .group_by(word)
+            .agg(count() as count)
+    }
+}
+
+fn main() {}
