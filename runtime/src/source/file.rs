@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arrow_array::{new_null_array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+use arrow_array::timezone::Tz;
+use arrow_array::{make_array, new_null_array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Schema, SchemaRef};
 
 use super::{Offset, ReadLimit, SourceImpl};
 use crate::error::{Error, Result};
@@ -113,8 +114,12 @@ impl FileOptions {
 /// How the configured schema maps onto the data in the files.
 #[derive(Debug)]
 struct Layout {
-    /// The schema the decoders read: the configured schema without the corrupt-record column.
+    /// The configured schema without the corrupt-record column.
     data_schema: SchemaRef,
+    /// What the decoders read: `data_schema` with UTC time zones spelled `+00:00`, because
+    /// arrow-rs (without its `chrono-tz` feature) parses only offsets as time zones. Timestamps
+    /// are UTC microseconds either way, so decoded columns are relabelled, not converted.
+    decode_schema: SchemaRef,
     /// Where the corrupt-record column sits in the configured schema, if it has one.
     corrupt_idx: Option<usize>,
 }
@@ -134,22 +139,38 @@ impl Layout {
                 ));
             }
         }
-        let data_schema = match corrupt_idx {
-            None => schema.clone(),
-            Some(idx) => {
-                let fields = schema.fields().iter().enumerate().filter(|(i, _)| *i != idx).map(|(_, f)| f.clone());
-                Arc::new(Schema::new_with_metadata(fields.collect::<Vec<_>>(), schema.metadata().clone()))
-            }
-        };
+        let data_fields: Vec<_> =
+            schema.fields().iter().enumerate().filter(|(i, _)| Some(*i) != corrupt_idx).map(|(_, f)| f.clone()).collect();
+        let mut decode_fields = Vec::with_capacity(data_fields.len());
+        for field in &data_fields {
+            let data_type = match field.data_type() {
+                DataType::Timestamp(unit, Some(tz)) => {
+                    let tz = if is_utc(tz) { "+00:00" } else { tz.as_ref() };
+                    tz.parse::<Tz>().map_err(|_| {
+                        format!("field `{}` has time zone {tz:?}; only UTC and fixed offsets are supported", field.name())
+                    })?;
+                    DataType::Timestamp(*unit, Some(tz.into()))
+                }
+                other => other.clone(),
+            };
+            decode_fields.push(Arc::new(field.as_ref().clone().with_data_type(data_type)));
+        }
+        let data_schema = Arc::new(Schema::new_with_metadata(data_fields, schema.metadata().clone()));
+        let decode_schema = Arc::new(Schema::new_with_metadata(decode_fields, schema.metadata().clone()));
         if opts.format == FileFormat::Json {
             // Building a decoder checks every type is supported, once, instead of every line
             // failing later.
-            arrow_json::ReaderBuilder::new(data_schema.clone())
+            arrow_json::ReaderBuilder::new(decode_schema.clone())
                 .build_decoder()
                 .map_err(|e| format!("the schema cannot be read from JSON: {e}"))?;
         }
-        Ok(Layout { data_schema, corrupt_idx })
+        Ok(Layout { data_schema, decode_schema, corrupt_idx })
     }
+}
+
+/// Whether a time-zone name means UTC.
+fn is_utc(tz: &str) -> bool {
+    ["UTC", "Etc/UTC", "Z", "GMT"].iter().any(|u| tz.eq_ignore_ascii_case(u))
 }
 
 /// One non-blank line of a file.
@@ -270,18 +291,15 @@ impl FileSource {
         if self.opts.format == FileFormat::Csv && self.opts.csv_header && !lines.is_empty() {
             lines.remove(0);
         }
-        let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
+        if lines.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let layout = self.layout()?;
         // Fast path: the whole file at once.
-        if let Ok(batches) = self.decode(layout, &data[first.start..last.end]) {
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            if self.opts.format == FileFormat::Csv || rows == lines.len() {
-                return batches.into_iter().map(|b| self.with_corrupt_column(layout, b, None)).collect();
-            }
+        if let Ok(batches) = self.decode(layout, data, &lines) {
+            return batches.into_iter().map(|b| self.to_output(layout, b, None)).collect();
         }
-        // Slow path: find the malformed lines by halving the ranges that fail.
+        // Slow path: find the malformed lines by halving the runs of lines that fail.
         let mut pieces = Vec::new();
         self.decode_lines(layout, path, data, &lines, &mut pieces)?;
         if pieces.is_empty() {
@@ -300,26 +318,14 @@ impl FileSource {
         lines: &[Line],
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        let mut segment = Vec::new();
-        for line in lines {
-            segment.extend_from_slice(&data[line.start..line.end]);
-            segment.push(b'\n');
-        }
-        let reason = match self.decode(layout, &segment) {
+        let reason = match self.decode(layout, data, lines) {
             Ok(batches) => {
-                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                if rows == lines.len() {
-                    for batch in batches {
-                        out.push(self.with_corrupt_column(layout, batch, None)?);
-                    }
-                    return Ok(());
+                for batch in batches {
+                    out.push(self.to_output(layout, batch, None)?);
                 }
-                match self.opts.format {
-                    FileFormat::Json => format!("expected one JSON object per line, found {rows}"),
-                    FileFormat::Csv => format!("expected one record per line, found {rows}"),
-                }
+                return Ok(());
             }
-            Err(e) => e.to_string(),
+            Err(reason) => reason,
         };
         if let [line] = lines {
             return self.malformed(layout, path, data, *line, &reason, out);
@@ -363,34 +369,46 @@ impl FileSource {
                     layout.data_schema.fields().iter().map(|f| new_null_array(f.data_type(), 1)).collect::<Vec<_>>();
                 let nulls = RecordBatch::try_new(layout.data_schema.clone(), columns)?;
                 let corrupt: ArrayRef = Arc::new(StringArray::from(vec![text.into_owned()]));
-                out.push(self.with_corrupt_column(layout, nulls, Some(corrupt))?);
+                out.push(self.to_output(layout, nulls, Some(corrupt))?);
                 Ok(())
             }
         }
     }
 
-    /// Decodes `data` (whole lines) with the data schema; fails on the first malformed line.
-    fn decode(&self, layout: &Layout, data: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
-        let schema = layout.data_schema.clone();
+    /// Decodes `lines`, a run of lines of `data`, with the decode schema. Fails with the
+    /// reason if any line is malformed.
+    fn decode(&self, layout: &Layout, data: &[u8], lines: &[Line]) -> Result<Vec<RecordBatch>, String> {
+        let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
+            return Ok(Vec::new());
+        };
+        let schema = layout.decode_schema.clone();
         let mut batches = Vec::new();
-        let mut rest = data;
         match self.opts.format {
             FileFormat::Json => {
                 let mut decoder = arrow_json::ReaderBuilder::new(schema)
                     .with_batch_size(DECODE_BATCH_ROWS)
                     // A number or boolean for a string field is read as its text, as Spark does.
                     .with_coerce_primitive(true)
-                    .build_decoder()?;
-                loop {
-                    let n = decoder.decode(rest)?;
-                    rest = &rest[n..];
-                    let batch = decoder.flush()?;
-                    let done = batch.is_none() && n == 0;
-                    batches.extend(batch);
-                    if rest.is_empty() || done {
-                        break;
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?;
+                // Line by line, so that a line holding anything but exactly one JSON value is
+                // caught here (the decoder itself does not care about line breaks).
+                for line in lines {
+                    if decoder.len() >= DECODE_BATCH_ROWS {
+                        batches.extend(decoder.flush().map_err(|e| e.to_string())?);
+                    }
+                    let text = &data[line.start..line.end];
+                    let before = decoder.len();
+                    let read = decoder.decode(text).map_err(|e| e.to_string())?;
+                    if decoder.has_partial_record() {
+                        return Err("the line ends inside a JSON value (one JSON object per line is expected)".into());
+                    }
+                    let values = decoder.len() - before;
+                    if values != 1 || read != text.len() {
+                        return Err(format!("expected one JSON object per line, found {values} or more values"));
                     }
                 }
+                batches.extend(decoder.flush().map_err(|e| e.to_string())?);
             }
             FileFormat::Csv => {
                 let mut decoder = arrow_csv::ReaderBuilder::new(schema)
@@ -398,12 +416,14 @@ impl FileSource {
                     .with_delimiter(self.opts.csv_delimiter)
                     .with_batch_size(DECODE_BATCH_ROWS)
                     .build_decoder();
-                // Decoding an empty slice tells the decoder the input has ended.
+                // The decoder skips the blank lines in between. Decoding an empty slice tells
+                // it the input has ended.
+                let mut rest = &data[first.start..last.end];
                 loop {
-                    let n = decoder.decode(rest)?;
+                    let n = decoder.decode(rest).map_err(|e| e.to_string())?;
                     rest = &rest[n..];
                     if n == 0 || decoder.capacity() == 0 {
-                        match decoder.flush()? {
+                        match decoder.flush().map_err(|e| e.to_string())? {
                             Some(batch) => batches.push(batch),
                             None if n == 0 => break,
                             None => {}
@@ -415,10 +435,19 @@ impl FileSource {
         Ok(batches)
     }
 
-    /// `batch` (of the data schema) with the corrupt-record column inserted, if the schema has
-    /// one: `corrupt`, or nulls.
-    fn with_corrupt_column(&self, layout: &Layout, batch: RecordBatch, corrupt: Option<ArrayRef>) -> Result<RecordBatch> {
-        let mut columns = batch.columns().to_vec();
+    /// `batch` (of the decode or data schema) as a batch of the configured schema: time zones
+    /// relabelled, and the corrupt-record column inserted if the schema has one (`corrupt`,
+    /// or nulls).
+    fn to_output(&self, layout: &Layout, batch: RecordBatch, corrupt: Option<ArrayRef>) -> Result<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.opts.schema.fields().len());
+        for (column, field) in batch.columns().iter().zip(layout.data_schema.fields()) {
+            if column.data_type() == field.data_type() {
+                columns.push(column.clone());
+            } else {
+                // Same values, other time-zone label (see `Layout::decode_schema`).
+                columns.push(make_array(column.to_data().into_builder().data_type(field.data_type().clone()).build()?));
+            }
+        }
         if let Some(idx) = layout.corrupt_idx {
             columns.insert(idx, corrupt.unwrap_or_else(|| new_null_array(&DataType::Utf8, batch.num_rows())));
         }
