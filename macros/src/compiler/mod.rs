@@ -36,3 +36,55 @@ pub fn compile(input: TokenStream) -> TokenStream {
     }
     out
 }
+
+#[cfg(test)]
+mod snapshot_tests {
+    //! Expansion snapshots: the plan and the emitted code of the seed's word count, reviewed
+    //! with `cargo insta review` when the compiler changes.
+
+    use quote::quote;
+
+    fn word_count() -> proc_macro2::TokenStream {
+        quote! {
+            /// The seed's word count.
+            pub query WordCounts(lines: Line) -> WordCount, mode = complete {
+                lines
+                    .flat_map(word = split(value, " "))
+                    .group_by(word)
+                    .agg(count() as count)
+            }
+        }
+    }
+
+    #[test]
+    fn word_count_plan() {
+        let file = super::parse::parse(word_count()).unwrap();
+        let q = &file.queries[0];
+        let mut diags = super::diag::Diagnostics::new();
+        let logical = super::check::check(q, &mut diags);
+        assert!(diags.finish().is_ok());
+        let physical = super::plan::plan(q, logical);
+        insta::assert_snapshot!(physical.to_string());
+    }
+
+    #[test]
+    fn word_count_expansion() {
+        let out = super::compile(word_count());
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
+    #[test]
+    fn errors_are_collected_not_first_wins() {
+        let out = super::compile(quote! {
+            query Q(lines: Line) -> Out, mode = complete {
+                lines.fliter(x).select(a = count())
+            }
+        })
+        .to_string();
+        assert!(out.contains("unknown operator `fliter`"), "{out}");
+        assert!(out.contains("aggregate function `count`"), "{out}");
+        assert!(out.contains("complete mode needs an aggregation"), "{out}");
+        assert!(out.contains("struct Q"), "the fallback items are still emitted: {out}");
+    }
+}

@@ -139,15 +139,23 @@ impl Layout {
                 ));
             }
         }
-        let data_fields: Vec<_> =
-            schema.fields().iter().enumerate().filter(|(i, _)| Some(*i) != corrupt_idx).map(|(_, f)| f.clone()).collect();
+        let data_fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != corrupt_idx)
+            .map(|(_, f)| f.clone())
+            .collect();
         let mut decode_fields = Vec::with_capacity(data_fields.len());
         for field in &data_fields {
             let data_type = match field.data_type() {
                 DataType::Timestamp(unit, Some(tz)) => {
                     let tz = if is_utc(tz) { "+00:00" } else { tz.as_ref() };
                     tz.parse::<Tz>().map_err(|_| {
-                        format!("field `{}` has time zone {tz:?}; only UTC and fixed offsets are supported", field.name())
+                        format!(
+                            "field `{}` has time zone {tz:?}; only UTC and fixed offsets are supported",
+                            field.name()
+                        )
                     })?;
                     DataType::Timestamp(*unit, Some(tz.into()))
                 }
@@ -625,7 +633,10 @@ mod tests {
         let end2 = src.latest_offset(Some(&end), ReadLimit::Default).unwrap().unwrap();
         assert_eq!(end2, off(3));
         assert_eq!(ids(&src.get_batch(Some(&end), &end2).unwrap()), [Some(4), Some(3)]);
-        assert_eq!(src.files_in_batch(Some(&end), &end2).unwrap(), [dir.path().join("c.json"), dir.path().join("b.json")]);
+        assert_eq!(
+            src.files_in_batch(Some(&end), &end2).unwrap(),
+            [dir.path().join("c.json"), dir.path().join("b.json")]
+        );
 
         // A file rewritten later is not taken again.
         write(dir.path(), "a.json", "{\"id\": 99}\n", 40);
@@ -711,19 +722,23 @@ mod tests {
         let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
         let batches = src.get_batch(None, &end).unwrap();
         assert_eq!(batches[0].schema(), schema);
-        let ts: Vec<_> =
-            batches.iter().flat_map(|b| b.column(0).as_primitive::<TimestampMicrosecondType>().values().to_vec()).collect();
+        let ts: Vec<_> = batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<TimestampMicrosecondType>().values().to_vec())
+            .collect();
         let noon = 1_704_110_400_000_000;
         assert_eq!(ts, [noon, noon + 1_000_000, noon + 2_000_000]);
         assert_eq!(strings(&batches, "word"), [Some("a".into()), Some("7".into()), Some("c".into())]);
-        let n: Vec<_> = batches.iter().flat_map(|b| b.column(2).as_primitive::<Int64Type>().iter().collect::<Vec<_>>()).collect();
+        let n: Vec<_> =
+            batches.iter().flat_map(|b| b.column(2).as_primitive::<Int64Type>().iter().collect::<Vec<_>>()).collect();
         assert_eq!(n, [Some(1), None, None]);
     }
 
     #[test]
     fn csv_schema_is_exact_and_timestamps_parse() {
         let dir = tempfile::tempdir().unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new("ts", ts_type(), false), Field::new("n", DataType::Int64, true)]));
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("ts", ts_type(), false), Field::new("n", DataType::Int64, true)]));
         write(dir.path(), "a.csv", "ts;n\n2024-01-01T12:00:00Z;1\n\n2024-01-01 12:00:01;\r\n", 10);
         let mut src = source(dir.path(), schema.clone(), |o| {
             o.format = FileFormat::Csv;
@@ -733,11 +748,15 @@ mod tests {
         let batches = src.get_batch(None, &end).unwrap();
         assert_eq!(batches[0].schema(), schema);
         let noon = 1_704_110_400_000_000;
-        assert_eq!(batches[0].column(0).as_primitive::<TimestampMicrosecondType>().values().to_vec(), [noon, noon + 1_000_000]);
+        assert_eq!(
+            batches[0].column(0).as_primitive::<TimestampMicrosecondType>().values().to_vec(),
+            [noon, noon + 1_000_000]
+        );
         assert_eq!(batches[0].column(1).as_primitive::<Int64Type>().iter().collect::<Vec<_>>(), [Some(1), None]);
     }
 
-    const BAD_JSON: &str = "{\"id\": 1, \"name\": \"a\"}\nnot json\n{\"id\": \"x\", \"name\": \"b\"}\n[1]\n{\"id\": 5}\n";
+    const BAD_JSON: &str =
+        "{\"id\": 1, \"name\": \"a\"}\nnot json\n{\"id\": \"x\", \"name\": \"b\"}\n[1]\n{\"id\": 5}\n";
     const BAD_CSV: &str = "id,name\n1,a\n2,b,extra\nx,c\n\n5,e\n";
 
     fn read_all(src: &mut FileSource) -> Result<Vec<RecordBatch>> {
