@@ -304,12 +304,13 @@ impl FileSource {
         }
         let layout = self.layout()?;
         // Fast path: the whole file at once.
-        if let Ok(batches) = self.decode(layout, data, &lines) {
-            return batches.into_iter().map(|b| self.to_output(layout, b, None)).collect();
-        }
+        let reason = match self.decode(layout, data, &lines) {
+            Ok(batches) => return batches.into_iter().map(|b| self.to_output(layout, b, None)).collect(),
+            Err(reason) => reason,
+        };
         // Slow path: find the malformed lines by halving the runs of lines that fail.
         let mut pieces = Vec::new();
-        self.decode_lines(layout, path, data, &lines, &mut pieces)?;
+        self.split(layout, path, data, &lines, &reason, &mut pieces)?;
         if pieces.is_empty() {
             return Ok(Vec::new());
         }
@@ -326,17 +327,30 @@ impl FileSource {
         lines: &[Line],
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
-        let reason = match self.decode(layout, data, lines) {
+        match self.decode(layout, data, lines) {
             Ok(batches) => {
                 for batch in batches {
                     out.push(self.to_output(layout, batch, None)?);
                 }
-                return Ok(());
+                Ok(())
             }
-            Err(reason) => reason,
-        };
+            Err(reason) => self.split(layout, path, data, lines, &reason, out),
+        }
+    }
+
+    /// Handles `lines`, which failed to decode for `reason`: one line is malformed; more are
+    /// decoded again in two halves.
+    fn split(
+        &self,
+        layout: &Layout,
+        path: &Path,
+        data: &[u8],
+        lines: &[Line],
+        reason: &str,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
         if let [line] = lines {
-            return self.malformed(layout, path, data, *line, &reason, out);
+            return self.malformed(layout, path, data, *line, reason, out);
         }
         let (left, right) = lines.split_at(lines.len() / 2);
         self.decode_lines(layout, path, data, left, out)?;
