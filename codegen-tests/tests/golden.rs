@@ -2,7 +2,7 @@
 //! Spark's per-batch output come from the case files; nothing is copied into this file.
 
 use flowgate::prelude::*;
-use flowgate_codegen_tests::run_case;
+use flowgate_codegen_tests::{run_case, InputRows};
 
 #[derive(Record)]
 struct Line {
@@ -36,7 +36,10 @@ stream_query! {
 /// Starts `builder` over a fresh staging directory with a memory sink, as the oracle harness
 /// started Spark (file source, two shuffle partitions), and replays `case`.
 macro_rules! golden {
-    ($case:literal, $query:ident, $input:ident) => {{
+    ($case:literal, $query:ident, $input:ident) => {
+        golden!($case, $query, $input, InputRows::Check)
+    };
+    ($case:literal, $query:ident, $input:ident, $rows:expr) => {{
         let staging = tempfile::tempdir().unwrap();
         let table = MemoryTable::new();
         let query = $query::builder()
@@ -45,7 +48,7 @@ macro_rules! golden {
             .shuffle_partitions(2)
             .start()
             .unwrap();
-        run_case($case, staging.path(), &query, &table);
+        run_case($case, staging.path(), &query, &table, $rows);
         query.stop().unwrap();
     }};
 }
@@ -100,5 +103,5 @@ stream_query! {
 
 #[test]
 fn filter_projection_append() {
-    golden!("filter_projection_append", PricedEvents, events);
+    golden!("filter_projection_append", PricedEvents, events, InputRows::SparkPushesFiltersDown);
 }
