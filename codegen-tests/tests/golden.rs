@@ -105,3 +105,157 @@ stream_query! {
 fn filter_projection_append() {
     golden!("filter_projection_append", PricedEvents, events, InputRows::SparkPushesFiltersDown);
 }
+
+#[derive(Record)]
+struct WordEvent {
+    ts: Option<Timestamp>,
+    word: Option<String>,
+}
+
+#[derive(Record)]
+struct WindowWordCount {
+    window: Window,
+    word: Option<String>,
+    count: i64,
+}
+
+stream_query! {
+    /// 10-minute tumbling windows, watermark 10 minutes, append mode.
+    query TumblingAppend(events: WordEvent) -> WindowWordCount, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes"), word)
+            .agg(count() as count)
+    }
+
+    query TumblingUpdate(events: WordEvent) -> WindowWordCount, mode = update {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes"), word)
+            .agg(count() as count)
+    }
+
+    query TumblingComplete(events: WordEvent) -> WindowWordCount, mode = complete {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes"), word)
+            .agg(count() as count)
+    }
+}
+
+#[test]
+fn window_tumbling_append() {
+    golden!("window_tumbling_append", TumblingAppend, events);
+}
+
+#[test]
+fn window_tumbling_update() {
+    golden!("window_tumbling_update", TumblingUpdate, events);
+}
+
+#[test]
+fn window_tumbling_complete() {
+    golden!("window_tumbling_complete", TumblingComplete, events);
+}
+
+#[derive(Record)]
+struct KeyEvent {
+    ts: Option<Timestamp>,
+    key: Option<String>,
+}
+
+#[derive(Record)]
+struct WindowKeyCount {
+    window: Window,
+    key: Option<String>,
+    count: i64,
+}
+
+stream_query! {
+    /// 10-minute windows sliding every 5 minutes.
+    query SlidingAppend(events: KeyEvent) -> WindowKeyCount, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes", "5 minutes"), key)
+            .agg(count() as count)
+    }
+
+    query SlidingUpdate(events: KeyEvent) -> WindowKeyCount, mode = update {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes", "5 minutes"), key)
+            .agg(count() as count)
+    }
+}
+
+#[test]
+fn window_sliding_append() {
+    golden!("window_sliding_append", SlidingAppend, events);
+}
+
+#[test]
+fn window_sliding_update() {
+    golden!("window_sliding_update", SlidingUpdate, events);
+}
+
+#[derive(Record)]
+struct GuideWord {
+    timestamp: Option<Timestamp>,
+    word: Option<String>,
+}
+
+stream_query! {
+    /// The programming guide's late-data example.
+    query GuideLateData(words: GuideWord) -> WindowWordCount, mode = update {
+        words
+            .with_watermark(timestamp, "10 minutes")
+            .group_by(window(timestamp, "10 minutes", "5 minutes"), word)
+            .agg(count() as count)
+    }
+}
+
+#[test]
+fn guide_late_data_update() {
+    golden!("guide_late_data_update", GuideLateData, words);
+}
+
+#[derive(Record)]
+struct SensorReading {
+    ts: Option<Timestamp>,
+    sensor: Option<String>,
+    v: Option<i32>,
+}
+
+#[derive(Record)]
+struct SensorStats {
+    window: Window,
+    sensor: Option<String>,
+    n: i64,
+    n_v: i64,
+    sum_v: Option<i64>,
+    avg_v: Option<f64>,
+    min_v: Option<i32>,
+    max_v: Option<i32>,
+}
+
+stream_query! {
+    /// Every aggregate over nullable integers, per window and sensor.
+    query MultiAgg(readings: SensorReading) -> SensorStats, mode = update {
+        readings
+            .with_watermark(ts, "5 minutes")
+            .group_by(window(ts, "10 minutes"), sensor)
+            .agg(
+                count() as n,
+                count(v) as n_v,
+                sum(v) as sum_v,
+                avg(v) as avg_v,
+                min(v) as min_v,
+                max(v) as max_v,
+            )
+    }
+}
+
+#[test]
+fn window_multi_agg_update() {
+    golden!("window_multi_agg_update", MultiAgg, readings);
+}

@@ -52,6 +52,8 @@ pub mod record;
 pub mod sink;
 pub mod source;
 pub mod value;
+pub mod watermark;
+pub mod window;
 
 #[path = "../../macros/src/duration.rs"]
 mod duration_parse;
@@ -66,6 +68,7 @@ pub use flowgate_macros::{stream_query, Record};
 pub use record::{ColumnType, Date, Record, RecordBuilder, Timestamp};
 pub use sink::{ConsoleOptions, MemoryTable, Sink};
 pub use source::{MemoryStream, ParseMode, Source};
+pub use window::Window;
 
 /// Re-exports for generated code and derive output. Not a stable API.
 #[doc(hidden)]
@@ -135,6 +138,6 @@ pub mod prelude {
     pub use crate::functions::*;
     pub use crate::{
         stream_query, ConsoleOptions, Date, Duration, MemoryStream, MemoryTable, OutputMode,
-        ParseMode, Record, Sink, Source, StreamingQuery, Timestamp, Trigger,
+        ParseMode, Record, Sink, Source, StreamingQuery, Timestamp, Trigger, Window,
     };
 }

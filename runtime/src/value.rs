@@ -4,6 +4,7 @@
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use crate::record::{Date, Timestamp};
+use crate::window::Window;
 
 /// The hasher for grouping keys. Fixed seed: a key's shuffle partition must not change between
 /// runs of a query (the partition count and assignment are part of its checkpoint).
@@ -60,7 +61,7 @@ macro_rules! copy_key {
         }
     )*};
 }
-copy_key!(bool, i32, i64, Timestamp, Date);
+copy_key!(bool, i32, i64, Timestamp, Date, Window);
 
 impl GroupKey for &str {
     type Owned = String;
@@ -181,7 +182,7 @@ macro_rules! owned_self {
         }
     )*};
 }
-owned_self!(bool, i32, i64, f64, String, Timestamp, Date);
+owned_self!(bool, i32, i64, f64, String, Timestamp, Date, Window);
 
 impl IntoOwned for &str {
     type Owned = String;

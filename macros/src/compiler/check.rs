@@ -8,7 +8,7 @@ use syn::{Expr, Ident, Type};
 use super::ast::{Call, ModeKind, Query};
 use super::diag::{did_you_mean, hint, Diagnostics};
 use super::exprs::{find_aggregate_call, free_columns, AGG_FUNCTIONS, UNSUPPORTED_AGGS};
-use super::logical::{AggFunc, AggItem, Item, LOp, Logical, Schema};
+use super::logical::{AggFunc, AggItem, Item, Key, KeyKind, LOp, Logical, Schema};
 use super::ops::{self, OpKind};
 
 /// Checks `q`; returns its logical plan (meaningful only when `diags` has no errors).
@@ -16,7 +16,13 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
     let input_index = check_source(q, diags);
     check_single_input(q, diags);
     check_builder_names(q, diags);
-    let mut cx = Cx { schema: Schema::Open { defined: Vec::new() }, input_columns: Vec::new(), aggregated: false };
+    let mut cx = Cx {
+        schema: Schema::Open { defined: Vec::new() },
+        input_columns: Vec::new(),
+        aggregated: false,
+        watermark: None,
+        session: false,
+    };
     let mut ops_out = Vec::new();
     let mut i = 0;
     while i < q.calls.len() {
@@ -66,13 +72,16 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                     ops_out.push(LOp::FlatMap { name: it.name, expr: it.expr });
                 }
             }
-            OpKind::GroupBy => {
-                let keys = named_items(call, diags);
-                check_unique_names(&keys, diags);
-                for k in &keys {
-                    check_no_aggregate(&k.expr, diags);
-                    cx.resolve(&k.expr, diags);
+            OpKind::Watermark => {
+                check_watermark_position(&cx, call, diags);
+                if let Some((column, delay)) = watermark_args(call, diags) {
+                    cx.resolve(&column_expr(&column), diags);
+                    cx.watermark = Some(column.clone());
+                    ops_out.push(LOp::Watermark { column, delay });
                 }
+            }
+            OpKind::GroupBy => {
+                let keys = group_keys(call, &mut cx, diags);
                 match q.calls.get(i + 1) {
                     Some(next) if next.name == "agg" => {
                         let aggs = agg_items(next, &mut cx, diags);
@@ -87,7 +96,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                         );
                         // Go on as if aggregated, so later rules do not repeat this error.
                         cx.aggregated = true;
-                        cx.schema = Schema::Closed { columns: keys.iter().map(|k| k.name.clone()).collect() };
+                        cx.schema = Schema::Closed { columns: keys.iter().map(|k| k.item.name.clone()).collect() };
                     }
                 }
             }
@@ -103,7 +112,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         }
         i += 1;
     }
-    check_output_mode(q, cx.aggregated, diags);
+    check_output_mode(q, &cx, &ops_out, diags);
     check_output_columns(q, &cx.schema, &ops_out, diags);
     Logical { input_index, ops: ops_out, input_columns: cx.input_columns, output: cx.schema }
 }
@@ -112,6 +121,10 @@ struct Cx {
     schema: Schema,
     input_columns: Vec<Ident>,
     aggregated: bool,
+    /// The watermarked column, once `with_watermark` was seen.
+    watermark: Option<Ident>,
+    /// Whether the aggregation groups by a session window.
+    session: bool,
 }
 
 impl Cx {
@@ -211,24 +224,221 @@ fn check_chained_aggregation(cx: &Cx, at: &Ident, diags: &mut Diagnostics) {
 }
 
 /// Rules on the output mode (Spark's `UnsupportedOperationChecker`).
-fn check_output_mode(q: &Query, aggregated: bool, diags: &mut Diagnostics) {
+fn check_output_mode(q: &Query, cx: &Cx, ops: &[LOp], diags: &mut Diagnostics) {
+    let event_time_key = ops.iter().any(|o| matches!(o, LOp::Aggregate { event_time_key: Some(_), .. }));
     match q.mode.kind {
-        ModeKind::Complete if !aggregated => diags.error(
+        ModeKind::Complete if !cx.aggregated => diags.error(
             q.mode.span,
             "complete mode needs an aggregation (Spark: \"Complete output mode not supported when there are no streaming aggregations\"); use `mode = append`",
         ),
-        ModeKind::Append if aggregated => diags.error(
+        ModeKind::Append if cx.aggregated && !event_time_key => {
+            let how = match &cx.watermark {
+                None => "add `.with_watermark(ts, \"10 minutes\")` before the aggregation and group by `window(ts, ...)` or `ts`".to_string(),
+                Some(w) => format!("group by `window({w}, ...)` or `{w}` (the watermarked column)"),
+            };
+            diags.error(
+                q.mode.span,
+                format!(
+                    "append mode is not supported for streaming aggregations without a watermark on an event-time grouping column (Spark: STREAMING_OUTPUT_MODE.UNSUPPORTED_OPERATION): {how}, or use `mode = update` / `mode = complete`"
+                ),
+            );
+        }
+        ModeKind::Update if cx.session => diags.error(
             q.mode.span,
-            "append mode with a streaming aggregation needs a watermark on an event-time grouping column, which this version does not support yet; use `mode = update` or `mode = complete`",
+            "update mode is not supported for session window aggregations (as in Spark 4): use `mode = append` or `mode = complete`",
         ),
         _ => {}
     }
 }
 
+/// Rule: one watermark per query, before the aggregation.
+fn check_watermark_position(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
+    if cx.aggregated {
+        diags.error(call.name.span(), "`with_watermark` must come before the aggregation: it defines the event time the aggregation uses");
+    } else if cx.watermark.is_some() {
+        diags.error(call.name.span(), "this query already has a watermark: use one `with_watermark` per input");
+    }
+}
+
+fn column_expr(col: &Ident) -> Expr {
+    Expr::Path(syn::ExprPath { attrs: Vec::new(), qself: None, path: col.clone().into() })
+}
+
+/// A duration string literal, parsed and checked at compile time; errors point at it.
+fn duration_arg(expr: &Expr, what: &str, diags: &mut Diagnostics) -> Option<i64> {
+    let Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = expr else {
+        diags.error(expr.span(), format!("the {what} must be a string literal such as \"10 minutes\""));
+        return None;
+    };
+    match crate::duration::parse_duration_micros(&s.value()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let mut msg = format!("malformed {what} \"{}\": {e}", s.value());
+            if let crate::duration::DurationError::UnknownUnit(u) = &e {
+                let lower = u.to_ascii_lowercase();
+                let word = lower.strip_suffix('s').unwrap_or(&lower);
+                if let Some(c) = did_you_mean(word, crate::duration::unit_names()) {
+                    msg = format!("malformed {what} \"{}\": unknown time unit `{u}`; did you mean `{c}s`?", s.value());
+                }
+            }
+            diags.error(s.span(), msg);
+            None
+        }
+    }
+}
+
+/// `with_watermark(column, "delay")`.
+fn watermark_args(call: &Call, diags: &mut Diagnostics) -> Option<(Ident, i64)> {
+    if call.args.len() != 2 {
+        diags.error(call.name.span(), "`with_watermark` takes a column and a delay: `.with_watermark(ts, \"10 minutes\")`");
+        return None;
+    }
+    let column = match &call.args[0] {
+        Expr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
+        other => {
+            diags.error(other.span(), "the watermark column must be a column name");
+            None
+        }
+    };
+    let delay = duration_arg(&call.args[1], "watermark delay", diags);
+    if let Some(d) = delay {
+        if d < 0 {
+            diags.error(call.args[1].span(), "the watermark delay must not be negative");
+        }
+    }
+    Some((column?, delay?))
+}
+
+/// The function a key calls, if it is `window(...)` or `session_window(...)`.
+fn window_call(expr: &Expr) -> Option<(&syn::ExprCall, String)> {
+    let Expr::Call(c) = expr else { return None };
+    let Expr::Path(p) = &*c.func else { return None };
+    let name = p.path.get_ident()?.to_string();
+    matches!(name.as_str(), "window" | "session_window").then_some((c, name))
+}
+
+/// Parses `group_by(...)` keys, with window specs checked at compile time.
+fn group_keys(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<Key> {
+    if call.args.is_empty() {
+        diags.error(call.name.span(), "`group_by` needs at least one key");
+    }
+    let mut keys = Vec::new();
+    for arg in &call.args {
+        // `window(...)` may be named (`w = window(...)`) or take Spark's default name.
+        let (name, body) = match arg {
+            Expr::Assign(_) | Expr::Cast(_) => match named_item(arg) {
+                Ok(i) => (Some(i.name), i.expr),
+                Err(e) => {
+                    diags.push(e);
+                    continue;
+                }
+            },
+            other => (None, other.clone()),
+        };
+        let key = match window_call(&body) {
+            Some((c, fname)) => {
+                let Some(kind) = window_kind(c, &fname, diags) else { continue };
+                let ts = match &kind {
+                    KeyKind::Window { ts, .. } | KeyKind::Session { ts, .. } => ts.clone(),
+                    KeyKind::Plain => continue,
+                };
+                check_no_aggregate(&ts, diags);
+                cx.resolve(&ts, diags);
+                let name = name.unwrap_or_else(|| Ident::new(&fname, c.func.span()));
+                if fname == "session_window" {
+                    cx.session = true;
+                }
+                Key { item: Item { name, expr: body.clone() }, kind }
+            }
+            None => {
+                let item = match name {
+                    Some(n) => Item { name: n, expr: body },
+                    None => match named_item(&body) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            diags.push(e);
+                            continue;
+                        }
+                    },
+                };
+                check_no_aggregate(&item.expr, diags);
+                cx.resolve(&item.expr, diags);
+                Key { item, kind: KeyKind::Plain }
+            }
+        };
+        keys.push(key);
+    }
+    let windows: Vec<&Key> = keys.iter().filter(|k| !matches!(k.kind, KeyKind::Plain)).collect();
+    if let Some(second) = windows.get(1) {
+        diags.error(
+            second.item.name.span(),
+            "only one window per aggregation (Spark: multiple time/session window expressions would result in a cartesian product)",
+        );
+    }
+    let items: Vec<Item> = keys.iter().map(|k| k.item.clone()).collect();
+    check_unique_names(&items, diags);
+    keys
+}
+
+/// `window(ts, size[, slide[, start]])` or `session_window(ts, gap)`.
+fn window_kind(c: &syn::ExprCall, fname: &str, diags: &mut Diagnostics) -> Option<KeyKind> {
+    let args: Vec<&Expr> = c.args.iter().collect();
+    if fname == "session_window" {
+        if args.len() != 2 {
+            diags.error(c.func.span(), "`session_window` takes a timestamp column and a gap: `session_window(ts, \"5 minutes\")`");
+            return None;
+        }
+        let gap = duration_arg(args[1], "session gap", diags)?;
+        if gap <= 0 {
+            diags.error(args[1].span(), "the session gap must be positive");
+            return None;
+        }
+        return Some(KeyKind::Session { ts: args[0].clone(), gap });
+    }
+    if !(2..=4).contains(&args.len()) {
+        diags.error(
+            c.func.span(),
+            "`window` takes a timestamp column and durations: `window(ts, \"10 minutes\")`, `window(ts, \"10 minutes\", \"5 minutes\")` or with a start offset as fourth argument",
+        );
+        return None;
+    }
+    let size = duration_arg(args[1], "window duration", diags);
+    let slide = match args.get(2) {
+        Some(a) => duration_arg(a, "slide duration", diags),
+        None => size,
+    };
+    let offset = match args.get(3) {
+        Some(a) => duration_arg(a, "window start offset", diags),
+        None => Some(0),
+    };
+    let (size, slide, offset) = (size?, slide?, offset?);
+    let mut ok = true;
+    if size <= 0 {
+        diags.error(args[1].span(), "the window duration must be positive");
+        ok = false;
+    }
+    if let Some(a) = args.get(2) {
+        if slide <= 0 {
+            diags.error(a.span(), "the slide duration must be positive");
+            ok = false;
+        } else if slide > size {
+            diags.error(a.span(), "the slide duration must be less than or equal to the window duration (as in Spark)");
+            ok = false;
+        }
+    }
+    if let Some(a) = args.get(3) {
+        if slide > 0 && offset.abs() >= slide {
+            diags.error(a.span(), "the window start offset must be less than the slide duration (as in Spark)");
+            ok = false;
+        }
+    }
+    ok.then(|| KeyKind::Window { ts: args[0].clone(), size, slide, offset })
+}
+
 /// Rule: the output columns must be known to build the output record.
 fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Diagnostics) {
     if let Schema::Open { defined } = schema {
-        let only_filters = ops.iter().all(|o| matches!(o, LOp::Filter { .. }));
+        let only_filters = ops.iter().all(|o| matches!(o, LOp::Filter { .. } | LOp::Watermark { .. }));
         let same_type = q.inputs.first().is_some_and(|i| same_type(&i.ty, &q.output));
         if !(only_filters && same_type) {
             let span = q.calls.last().map(|c| c.name.span()).unwrap_or_else(|| q.source.span());
@@ -386,15 +596,24 @@ fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<AggItem> 
     out
 }
 
-fn finish_aggregate(cx: &mut Cx, keys: Vec<Item>, aggs: Vec<AggItem>, ops: &mut Vec<LOp>, diags: &mut Diagnostics) {
-    let mut columns: Vec<Ident> = keys.iter().map(|k| k.name.clone()).collect();
+fn finish_aggregate(cx: &mut Cx, keys: Vec<Key>, aggs: Vec<AggItem>, ops: &mut Vec<LOp>, diags: &mut Diagnostics) {
+    let mut columns: Vec<Ident> = keys.iter().map(|k| k.item.name.clone()).collect();
     for a in &aggs {
         if columns.iter().any(|c| *c == a.name) {
             diags.error(a.name.span(), format!("column `{}` is defined twice", a.name));
         }
         columns.push(a.name.clone());
     }
+    let event_time_key = cx.watermark.as_ref().and_then(|w| {
+        keys.iter().position(|k| {
+            let on_watermark = |e: &Expr| matches!(e, Expr::Path(p) if p.path.is_ident(w));
+            match &k.kind {
+                KeyKind::Window { ts, .. } | KeyKind::Session { ts, .. } => on_watermark(ts),
+                KeyKind::Plain => on_watermark(&k.item.expr),
+            }
+        })
+    });
     cx.schema = Schema::Closed { columns };
     cx.aggregated = true;
-    ops.push(LOp::Aggregate { keys, aggs });
+    ops.push(LOp::Aggregate { keys, aggs, event_time_key });
 }

@@ -9,7 +9,7 @@ use syn::spanned::Spanned;
 use syn::{Ident, Index, Type};
 
 use super::ast::{ModeKind, Query};
-use super::logical::{AggFunc, AggItem, LOp};
+use super::logical::{AggFunc, AggItem, KeyKind, LOp};
 use super::plan::{AggPlan, Physical, Terminal};
 
 /// The query's items: its type, spec, plan and builder.
@@ -164,6 +164,14 @@ fn fuse(ops: &[LOp], terminal: TokenStream) -> TokenStream {
             let iter = quote_spanned!(expr.span()=> ::core::iter::IntoIterator::into_iter(#expr));
             quote! { for #name in #iter { #inner } }
         }
+        LOp::Watermark { column, .. } => {
+            let observe = quote_spanned!(column.span()=>
+                if let ::core::option::Option::Some(__fg_t) = ::flowgate::window::EventTime::event_micros(#column) {
+                    if __fg_t > __fg_max_et { __fg_max_et = __fg_t; }
+                }
+            );
+            quote! { #observe #inner }
+        }
         LOp::Aggregate { .. } => quote! { compile_error!("flowgate bug: aggregate inside a fused stage"); },
     }
 }
@@ -207,23 +215,45 @@ fn collect_units(q: &Query, p: &Physical) -> TokenStream {
     }
 }
 
+/// The plan's state: `(operator state, watermark tracker)`, either part `()` when absent.
+fn initial_state(p: &Physical, operator: TokenStream) -> TokenStream {
+    let tracker = match p.watermark_delay {
+        Some(delay) => quote!(::flowgate::watermark::WatermarkTracker::new(#delay)),
+        None => quote!(()),
+    };
+    quote! { (#operator, #tracker) }
+}
+
+/// Per work unit: the running maximum event time, folded into the tracker at the unit's end.
+fn watermark_unit(p: &Physical) -> (TokenStream, TokenStream) {
+    match p.watermark_delay {
+        Some(_) => (quote! { let mut __fg_max_et = i64::MIN; }, quote! { __fg_watermark.observe_max(__fg_max_et); }),
+        None => (TokenStream::new(), TokenStream::new()),
+    }
+}
+
 fn emit_stateless_plan(q: &Query, p: &Physical) -> TokenStream {
     let out = &q.output;
     let binds = bind_inputs(&p.input_columns);
+    let state = initial_state(p, quote!(()));
+    let (wm_start, wm_end) = watermark_unit(p);
     match &p.terminal {
         Terminal::Columns(columns) => {
             let units = collect_units(q, p);
             let body = fuse(&p.pre, push_output(q, columns));
             quote! {
-                ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new((), move |_, __fg_ctx, __fg_inputs| {
+                ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(#state, move |__fg_state, __fg_ctx, __fg_inputs| {
+                    let __fg_watermark = &__fg_state.1;
                     #units
                     ::flowgate::exec::map_units(&__fg_units, |__fg_unit| {
                         let (__fg_cols, __fg_range) = __fg_unit;
                         let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_range.len());
+                        #wm_start
                         for __fg_i in __fg_range.clone() {
                             #binds
                             #body
                         }
+                        #wm_end
                         ::flowgate::RecordBuilder::finish(&mut __fg_out)
                     })
                 }))
@@ -232,24 +262,32 @@ fn emit_stateless_plan(q: &Query, p: &Physical) -> TokenStream {
         Terminal::FilterInput => {
             let idx = p.input_index;
             let in_ty = &q.inputs[idx].ty;
-            let checks = p.pre.iter().filter_map(|op| match op {
-                LOp::Filter { pred } => Some(quote_spanned!(pred.span()=> {
+            let checks = p.pre.iter().map(|op| match op {
+                LOp::Filter { pred } => quote_spanned!(pred.span()=> {
                     let __fg_keep: bool = #pred;
                     if !__fg_keep { break '__fg_row false; }
-                })),
-                _ => None,
+                }),
+                LOp::Watermark { column, .. } => quote_spanned!(column.span()=>
+                    if let ::core::option::Option::Some(__fg_t) = ::flowgate::window::EventTime::event_micros(#column) {
+                        if __fg_t > __fg_max_et { __fg_max_et = __fg_t; }
+                    }
+                ),
+                _ => quote! { compile_error!("flowgate bug: only filters pass the input through"); },
             });
             quote! {
                 let __fg_schema = <#out as ::flowgate::Record>::schema();
-                ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new((), move |_, __fg_ctx, __fg_inputs| {
+                ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(#state, move |__fg_state, __fg_ctx, __fg_inputs| {
+                    let __fg_watermark = &__fg_state.1;
                     let mut __fg_result = ::std::vec::Vec::with_capacity(__fg_inputs[#idx].len());
                     for __fg_batch in &__fg_inputs[#idx] {
                         let __fg_cols = <#in_ty as ::flowgate::Record>::columns(__fg_batch)?;
+                        #wm_start
                         __fg_result.push(::flowgate::exec::filter_batch(__fg_batch, &__fg_schema, |__fg_i| '__fg_row: {
                             #binds
                             #(#checks)*
                             true
                         })?);
+                        #wm_end
                     }
                     ::core::result::Result::Ok(__fg_result)
                 }))
@@ -279,20 +317,68 @@ fn agg_update(a: &AggItem, j: usize) -> TokenStream {
     }
 }
 
+/// Stage 0's end: the grouping key (looping over a row's windows), the late-input check, and
+/// the accumulator updates.
+fn aggregate_terminal(p: &Physical, agg: &AggPlan) -> TokenStream {
+    let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
+    let updates: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_update(a, j)).collect();
+    let key_values: Vec<TokenStream> = agg
+        .keys
+        .iter()
+        .map(|k| match &k.kind {
+            KeyKind::Plain => {
+                let e = &k.item.expr;
+                quote!(#e)
+            }
+            _ => quote!(__fg_window),
+        })
+        .collect();
+    let late = match (agg.uses_watermark(p.mode), agg.event_time_key) {
+        (true, Some(i)) => {
+            let i = Index::from(i);
+            quote! {
+                if ::flowgate::watermark::is_behind(&__fg_key.#i, __fg_late_wm) {
+                    __fg_tables.late(__fg_key);
+                    break '__fg_key;
+                }
+            }
+        }
+        _ => TokenStream::new(),
+    };
+    let body = quote! {
+        '__fg_key: {
+            let __fg_key = ( #(#key_values,)* );
+            #late
+            let __fg_acc = __fg_tables.entry(__fg_key, || ( #(#inits,)* ));
+            #(#updates)*
+        }
+    };
+    // A row belongs to zero or one tumbling window and to several sliding ones.
+    match agg.keys.iter().find(|k| !matches!(k.kind, KeyKind::Plain)).map(|k| &k.kind) {
+        Some(KeyKind::Window { ts, size, slide, offset }) => {
+            let windows = if size == slide {
+                quote_spanned!(ts.span()=> ::flowgate::window::tumbling(#ts, #size, #offset))
+            } else {
+                quote_spanned!(ts.span()=> ::flowgate::window::sliding(#ts, #size, #slide, #offset))
+            };
+            quote! { for __fg_window in #windows { #body } }
+        }
+        Some(KeyKind::Session { ts, .. }) => {
+            quote_spanned!(ts.span()=> compile_error!("flowgate bug: session windows use their own operator");)
+        }
+        _ => body,
+    }
+}
+
 fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
     let out = &q.output;
     let units = collect_units(q, p);
     let binds = bind_inputs(&p.input_columns);
-    let key_exprs: Vec<&syn::Expr> = agg.keys.iter().map(|k| &k.expr).collect();
-    let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
-    let updates: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_update(a, j)).collect();
-    let terminal = quote! {
-        let __fg_acc = __fg_tables.entry(( #(#key_exprs,)* ), || ( #(#inits,)* ));
-        #(#updates)*
-    };
-    let stage0 = fuse(&p.pre, terminal);
+    let stage0 = fuse(&p.pre, aggregate_terminal(p, agg));
+    let state = initial_state(p, quote!(::flowgate::agg::HashAggState::new(__fg_config.shuffle_partitions)));
+    let (wm_start, wm_end) = watermark_unit(p);
 
-    let key_names: Vec<&Ident> = agg.keys.iter().map(|k| &k.name).collect();
+    let key_names: Vec<&Ident> = agg.keys.iter().map(|k| &k.item.name).collect();
     let key_idx: Vec<Index> = (0..agg.keys.len()).map(Index::from).collect();
     // Spanned on the aggregate's name, so any error about its result points at the DSL.
     let finishes: Vec<TokenStream> = agg
@@ -309,27 +395,53 @@ fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
         Terminal::FilterInput => Vec::new(),
     };
     let emit_body = fuse(&p.post, push_output(q, &columns));
-    let entries = match p.mode {
-        ModeKind::Complete => quote!(__fg_state.all()),
-        ModeKind::Update | ModeKind::Append => quote!(__fg_state.updated()),
-    };
-    quote! {
-        let __fg_state = ::flowgate::agg::HashAggState::new(__fg_config.shuffle_partitions);
-        ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(__fg_state, move |__fg_state, __fg_ctx, __fg_inputs| {
-            #units
-            __fg_state.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| {
-                let (__fg_cols, __fg_range) = __fg_unit;
-                for __fg_i in __fg_range.clone() {
-                    #binds
-                    #stage0
-                }
-            });
-            let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_state.len());
+    let emit_loop = |entries: TokenStream| {
+        quote! {
             for __fg_e in #entries {
                 #( let #key_names = &__fg_e.key.#key_idx; )*
                 #(#finishes)*
                 #emit_body
             }
+        }
+    };
+    let evict = |i: usize| {
+        let i = Index::from(i);
+        quote! { __fg_agg.evict(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)) }
+    };
+    // Append: closed groups, once, as they are evicted. Update: changed groups, then evict.
+    // Complete: everything, nothing evicted.
+    let emit = match (p.mode, agg.uses_watermark(p.mode), agg.event_time_key) {
+        (ModeKind::Append, true, Some(i)) => {
+            let evicted = evict(i);
+            let lp = emit_loop(quote!(&__fg_closed));
+            quote! { let __fg_closed = #evicted; #lp }
+        }
+        (ModeKind::Update, true, Some(i)) => {
+            let evicted = evict(i);
+            let lp = emit_loop(quote!(__fg_agg.updated()));
+            quote! { #lp #evicted; }
+        }
+        (ModeKind::Complete, _, _) => emit_loop(quote!(__fg_agg.all())),
+        _ => emit_loop(quote!(__fg_agg.updated())),
+    };
+    quote! {
+        ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(#state, move |__fg_state, __fg_ctx, __fg_inputs| {
+            let (__fg_agg, __fg_watermark) = __fg_state;
+            let __fg_watermark = &*__fg_watermark;
+            let __fg_late_wm = __fg_ctx.late_watermark();
+            let __fg_ev_wm = __fg_ctx.eviction_watermark();
+            #units
+            __fg_agg.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| {
+                let (__fg_cols, __fg_range) = __fg_unit;
+                #wm_start
+                for __fg_i in __fg_range.clone() {
+                    #binds
+                    #stage0
+                }
+                #wm_end
+            });
+            let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_agg.len());
+            #emit
             ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
         }))
     }

@@ -10,6 +10,24 @@ pub struct Item {
     pub expr: Expr,
 }
 
+/// What kind of grouping key.
+#[derive(Clone)]
+pub enum KeyKind {
+    /// An expression.
+    Plain,
+    /// `window(ts, size[, slide[, start]])`: durations in microseconds.
+    Window { ts: Expr, size: i64, slide: i64, offset: i64 },
+    /// `session_window(ts, gap)`.
+    Session { ts: Expr, gap: i64 },
+}
+
+/// A grouping key.
+#[derive(Clone)]
+pub struct Key {
+    pub item: Item,
+    pub kind: KeyKind,
+}
+
 /// The aggregate functions.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum AggFunc {
@@ -45,7 +63,11 @@ pub enum LOp {
     /// One output row per item of `expr`, with the item as column `name` (`flat_map`).
     FlatMap { name: Ident, expr: Expr },
     /// Group by `keys`, compute `aggs` (`group_by(...).agg(...)`, or `agg(...)` alone).
-    Aggregate { keys: Vec<Item>, aggs: Vec<AggItem> },
+    /// `event_time_key` is the index of the key that carries event time (a window over the
+    /// watermarked column, or that column itself): state is evicted and input dropped by it.
+    Aggregate { keys: Vec<Key>, aggs: Vec<AggItem>, event_time_key: Option<usize> },
+    /// `with_watermark(column, delay)`: observe event times here.
+    Watermark { column: Ident, delay: i64 },
 }
 
 /// The columns after an operator: the input's own (unknown to the macro, checked by rustc

@@ -10,6 +10,7 @@ pub enum OpKind {
     FlatMap,
     GroupBy,
     Agg,
+    Watermark,
     /// Known (from Spark) but not implemented yet: the message says so.
     Unsupported(&'static str),
 }
@@ -32,7 +33,7 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "explode", kind: OpKind::FlatMap, doc: "`.explode(word = iterable)`: same as flat_map" },
     OpSpec { name: "group_by", kind: OpKind::GroupBy, doc: "`.group_by(keys...)`: followed by `.agg(...)`" },
     OpSpec { name: "agg", kind: OpKind::Agg, doc: "`.agg(count() as n, sum(x) as s, ...)`: aggregates per group (or over the whole stream)" },
-    OpSpec { name: "with_watermark", kind: OpKind::Unsupported("event time and watermarks are being built (issue: event time)"), doc: "" },
+    OpSpec { name: "with_watermark", kind: OpKind::Watermark, doc: "`.with_watermark(ts, \"10 minutes\")`: event-time watermark = max(ts) − delay" },
     OpSpec { name: "drop_duplicates", kind: OpKind::Unsupported("deduplication is not implemented yet"), doc: "" },
     OpSpec { name: "drop_duplicates_within_watermark", kind: OpKind::Unsupported("deduplication is not implemented yet"), doc: "" },
     OpSpec { name: "distinct", kind: OpKind::Unsupported("deduplication is not implemented yet"), doc: "" },

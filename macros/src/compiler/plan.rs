@@ -7,7 +7,7 @@ use quote::ToTokens;
 use syn::Ident;
 
 use super::ast::{ModeKind, Query};
-use super::logical::{AggFunc, AggItem, Item, LOp, Logical, Schema};
+use super::logical::{AggFunc, AggItem, Item, Key, KeyKind, LOp, Logical, Schema};
 
 /// The physical plan of one query.
 pub struct Physical {
@@ -23,11 +23,22 @@ pub struct Physical {
     /// How output rows are made.
     pub terminal: Terminal,
     pub mode: ModeKind,
+    /// The watermark delay (µs) when the query has `with_watermark`.
+    pub watermark_delay: Option<i64>,
 }
 
 pub struct AggPlan {
-    pub keys: Vec<Item>,
+    pub keys: Vec<Key>,
     pub aggs: Vec<AggItem>,
+    /// Index of the key carrying event time (late input and eviction go by it).
+    pub event_time_key: Option<usize>,
+}
+
+impl AggPlan {
+    /// Whether late input is dropped and state evicted (not in complete mode, as Spark).
+    pub fn uses_watermark(&self, mode: ModeKind) -> bool {
+        self.event_time_key.is_some() && mode != ModeKind::Complete
+    }
 }
 
 pub enum Terminal {
@@ -42,9 +53,13 @@ pub fn plan(q: &Query, logical: Logical) -> Physical {
     let mut pre = Vec::new();
     let mut post = Vec::new();
     let mut agg = None;
+    let mut watermark_delay = None;
     for op in logical.ops {
+        if let LOp::Watermark { delay, .. } = &op {
+            watermark_delay = Some(*delay);
+        }
         match op {
-            LOp::Aggregate { keys, aggs } => agg = Some(AggPlan { keys, aggs }),
+            LOp::Aggregate { keys, aggs, event_time_key } => agg = Some(AggPlan { keys, aggs, event_time_key }),
             other if agg.is_none() => pre.push(other),
             other => post.push(other),
         }
@@ -53,7 +68,16 @@ pub fn plan(q: &Query, logical: Logical) -> Physical {
         Schema::Closed { columns } => Terminal::Columns(columns),
         Schema::Open { .. } => Terminal::FilterInput,
     };
-    Physical { input_index: logical.input_index, input_columns: logical.input_columns, pre, agg, post, terminal, mode: q.mode.kind }
+    Physical {
+        input_index: logical.input_index,
+        input_columns: logical.input_columns,
+        pre,
+        agg,
+        post,
+        terminal,
+        mode: q.mode.kind,
+        watermark_delay,
+    }
 }
 
 fn tokens(t: &impl ToTokens) -> String {
@@ -72,6 +96,7 @@ fn ops(f: &mut fmt::Formatter<'_>, ops: &[LOp]) -> fmt::Result {
             LOp::WithColumns { items: it } => writeln!(f, "    with_columns {}", items(it))?,
             LOp::FlatMap { name, expr } => writeln!(f, "    flat_map {name} in {}", tokens(expr))?,
             LOp::Aggregate { .. } => writeln!(f, "    (aggregate)")?,
+            LOp::Watermark { column, delay } => writeln!(f, "    watermark on {column}, delay {delay} µs (observe max event time)")?,
         }
     }
     Ok(())
@@ -97,7 +122,21 @@ impl fmt::Display for Physical {
                 })
                 .collect();
             writeln!(f, "    → partial aggregate into shuffle partitions")?;
-            writeln!(f, "stateful 1: hash aggregate keys [{}] aggs [{}]", items(&a.keys), aggs.join(", "))?;
+            let keys: Vec<String> = a
+                .keys
+                .iter()
+                .map(|k| match &k.kind {
+                    KeyKind::Plain => format!("{} = {}", k.item.name, tokens(&k.item.expr)),
+                    KeyKind::Window { ts, size, slide, offset } => {
+                        format!("{} = window({}, size {size} µs, slide {slide} µs, offset {offset} µs)", k.item.name, tokens(ts))
+                    }
+                    KeyKind::Session { ts, gap } => format!("{} = session_window({}, gap {gap} µs)", k.item.name, tokens(ts)),
+                })
+                .collect();
+            writeln!(f, "stateful 1: hash aggregate keys [{}] aggs [{}]", keys.join(", "), aggs.join(", "))?;
+            if let Some(i) = a.event_time_key {
+                writeln!(f, "    event-time key #{i}: late input dropped, state evicted by the watermark")?;
+            }
             writeln!(f, "stage 2: emit {:?} rows", self.mode)?;
             ops(f, &self.post)?;
         }

@@ -41,17 +41,33 @@ pub struct Entry<K, A> {
 pub struct AggPartials<K, A> {
     parts: Vec<HashTable<Entry<K, A>>>,
     epoch: u64,
+    /// Distinct keys of this batch dropped as later than the watermark (Spark counts
+    /// `numRowsDroppedByWatermark` per aggregated key of the batch).
+    late: HashTable<(u64, K)>,
 }
 
 impl<K, A> AggPartials<K, A> {
     fn new(partitions: usize, epoch: u64) -> Self {
-        AggPartials { parts: (0..partitions).map(|_| HashTable::new()).collect(), epoch }
+        AggPartials { parts: (0..partitions).map(|_| HashTable::new()).collect(), epoch, late: HashTable::new() }
     }
 
     /// The partition of a key hash. Uses the high bits: the table itself uses the low ones.
     #[inline(always)]
     fn partition_of(&self, hash: u64) -> usize {
         ((hash >> 32) as usize * self.parts.len()) >> 32
+    }
+
+    /// Records that `key`'s rows in this batch are dropped as late (its event time is at or
+    /// behind the watermark); they do not touch the state.
+    #[cold]
+    pub fn late<Q>(&mut self, key: Q)
+    where
+        Q: GroupKey<Owned = K>,
+    {
+        let hash = hash_key(&key);
+        if self.late.find(hash, |(h, k)| *h == hash && key.eq_owned(k)).is_none() {
+            self.late.insert_unique(hash, (hash, key.to_owned_key()), |(h, _)| *h);
+        }
     }
 
     /// The accumulators of `key`'s group, created with `init` on first sight. `key` may borrow
@@ -158,6 +174,7 @@ where
         F: Fn(&U, &mut AggPartials<K, A>) + Sync,
     {
         self.state.epoch += 1;
+        self.state.late.clear();
         let epoch = self.state.epoch;
         if rows < PARALLEL_MIN_ROWS || units.len() <= 1 || rayon::current_num_threads() == 1 {
             for u in units {
@@ -174,7 +191,12 @@ where
                 .collect();
             // Transpose: for each shuffle partition, the tables every task built for it.
             let mut by_part: Vec<Vec<HashTable<Entry<K, A>>>> = (0..n).map(|_| Vec::with_capacity(partials.len())).collect();
-            for p in partials {
+            for mut p in partials {
+                for (hash, key) in std::mem::take(&mut p.late) {
+                    if self.state.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
+                        self.state.late.insert_unique(hash, (hash, key), |(h, _)| *h);
+                    }
+                }
                 for (i, t) in p.parts.into_iter().enumerate() {
                     by_part[i].push(t);
                 }
@@ -200,7 +222,21 @@ where
         self.metrics.rows_total = total as u64;
         self.metrics.rows_updated = updated as u64;
         self.metrics.rows_removed = 0;
+        self.metrics.rows_dropped_by_watermark = self.state.late.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();
+    }
+
+    /// Removes and returns the groups whose key is `behind` (the watermark passed their event
+    /// time). Append mode emits them; update mode just drops them.
+    pub fn evict(&mut self, mut behind: impl FnMut(&K) -> bool) -> Vec<Entry<K, A>> {
+        let mut out = Vec::new();
+        for t in &mut self.state.parts {
+            out.extend(t.extract_if(|e| behind(&e.key)));
+        }
+        self.metrics.rows_removed = out.len() as u64;
+        self.metrics.rows_total = self.len() as u64;
+        self.metrics.memory_used_bytes = self.estimated_bytes();
+        out
     }
 }
 

@@ -24,7 +24,15 @@ pub(crate) struct MicroBatch {
     pub plan: Box<dyn Plan>,
     pub trigger: Trigger,
     pub output_schema: arrow_schema::SchemaRef,
+    pub no_data_batches: bool,
     pub shared: Arc<Shared>,
+}
+
+/// The two watermarks a batch runs with (microseconds).
+#[derive(Clone, Copy, Debug)]
+struct Watermarks {
+    late: i64,
+    eviction: i64,
 }
 
 /// Offsets of every source after the last committed batch.
@@ -79,6 +87,13 @@ impl MicroBatch {
         }
         let limit = if self.trigger == Trigger::Once { ReadLimit::All } else { ReadLimit::Default };
         let mut next_tick = Instant::now();
+        let has_watermark = self.plan.has_watermark();
+        let stateful = !self.plan.state_operators().is_empty();
+        // Effective watermark of the last batch run, and the one the next batch will use
+        // (Spark starts both at 0, the epoch).
+        let mut wm_last: i64 = 0;
+        let mut wm_next: i64 = 0;
+        let mut no_data_due = false;
         loop {
             if self.stopped() {
                 return Ok(());
@@ -105,7 +120,7 @@ impl MicroBatch {
             }
             let latest_ms = ms(t.elapsed());
             let has_new = ends.iter().zip(&committed).any(|(e, c)| e != c);
-            if !has_new {
+            if !has_new && !no_data_due {
                 self.shared.update(|st| {
                     st.idle_checks += 1;
                     st.message = "Waiting for data to arrive".into();
@@ -119,7 +134,20 @@ impl MicroBatch {
             }
             self.shared.update(|st| st.message = "Processing new data".into());
             let batch_id = next_batch;
-            self.run_batch(batch_id, &committed, &ends, trigger_start, last_trigger_start, latest_ms)?;
+            let watermarks = has_watermark.then_some(Watermarks { late: wm_last, eviction: wm_next });
+            let next = self.run_batch(batch_id, &committed, &ends, watermarks, trigger_start, last_trigger_start, latest_ms)?;
+            if let Some(next) = next {
+                wm_last = wm_next;
+                wm_next = next;
+                // Spark runs one more batch, without new data, when the watermark moved and a
+                // stateful operator could emit or evict with it (never in complete mode).
+                no_data_due = self.no_data_batches
+                    && stateful
+                    && self.output_mode != OutputMode::Complete
+                    && wm_next > wm_last;
+            } else {
+                no_data_due = false;
+            }
             last_trigger_start = Some(trigger_start);
             committed = ends;
             next_batch += 1;
@@ -129,15 +157,18 @@ impl MicroBatch {
         }
     }
 
+    /// Runs one batch; returns the watermark for the next batch when the query has one.
+    #[allow(clippy::too_many_arguments)]
     fn run_batch(
         &mut self,
         batch_id: u64,
         starts: &Offsets,
         ends: &Offsets,
+        watermarks: Option<Watermarks>,
         trigger_start: Instant,
         last_trigger_start: Option<Instant>,
         latest_ms: u64,
-    ) -> Result<()> {
+    ) -> Result<Option<i64>> {
         let mut durations = BTreeMap::new();
         durations.insert("latestOffset".to_string(), latest_ms);
         let t = Instant::now();
@@ -162,7 +193,12 @@ impl MicroBatch {
         durations.insert("getBatch".to_string(), ms(t.elapsed()));
 
         let t = Instant::now();
-        let ctx = BatchContext { batch_id, output_mode: self.output_mode };
+        let ctx = BatchContext {
+            batch_id,
+            output_mode: self.output_mode,
+            watermark_for_late: watermarks.map(|w| w.late),
+            watermark_for_eviction: watermarks.map(|w| w.eviction),
+        };
         let out = self.plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("running batch {batch_id}")))?;
         drop(inputs);
         let out = if out.len() == 1 {
@@ -185,6 +221,9 @@ impl MicroBatch {
         let total = trigger_start.elapsed();
         durations.insert("triggerExecution".to_string(), ms(total));
 
+        // The watermark never moves back.
+        let next_watermark =
+            watermarks.map(|w| self.plan.watermark_candidate().map_or(w.eviction, |c| c.max(w.eviction)));
         let rows: u64 = source_progress.iter().map(|s| s.num_input_rows).sum();
         let since_last = last_trigger_start.map(|l| trigger_start.duration_since(l).as_secs_f64()).unwrap_or(0.0);
         let progress = QueryProgress {
@@ -197,7 +236,8 @@ impl MicroBatch {
             input_rows_per_second: if since_last > 0.0 { rows as f64 / since_last } else { 0.0 },
             processed_rows_per_second: if total.as_secs_f64() > 0.0 { rows as f64 / total.as_secs_f64() } else { 0.0 },
             duration_ms: durations,
-            watermark: None,
+            watermark: watermarks.map(|w| crate::Timestamp(w.eviction)),
+            next_watermark: next_watermark.map(crate::Timestamp),
             state_operators: self
                 .plan
                 .state_operators()
@@ -221,6 +261,6 @@ impl MicroBatch {
                 st.recent.pop_front();
             }
         });
-        Ok(())
+        Ok(next_watermark)
     }
 }

@@ -54,6 +54,31 @@ pub struct BatchContext {
     pub batch_id: u64,
     /// The query's output mode.
     pub output_mode: OutputMode,
+    /// Watermark for dropping late input: the previous batch's watermark (Spark's
+    /// `eventTimeWatermarkForLateEvents`); `None` without a watermark.
+    pub watermark_for_late: Option<i64>,
+    /// Watermark for evicting state and closing windows: this batch's watermark (Spark's
+    /// `eventTimeWatermarkForEviction`); `None` without a watermark.
+    pub watermark_for_eviction: Option<i64>,
+}
+
+impl BatchContext {
+    /// A context for batch `batch_id` without event time (tests, benchmarks).
+    pub fn new(batch_id: u64, output_mode: OutputMode) -> Self {
+        BatchContext { batch_id, output_mode, watermark_for_late: None, watermark_for_eviction: None }
+    }
+
+    /// The late-input watermark, or `i64::MIN` (nothing is late) without one.
+    #[inline]
+    pub fn late_watermark(&self) -> i64 {
+        self.watermark_for_late.unwrap_or(i64::MIN)
+    }
+
+    /// The eviction watermark, or `i64::MIN` (nothing is evicted) without one.
+    #[inline]
+    pub fn eviction_watermark(&self) -> i64 {
+        self.watermark_for_eviction.unwrap_or(i64::MIN)
+    }
 }
 
 /// The query-specific code a `stream_query!` emits, as the engine sees it.
@@ -62,17 +87,56 @@ pub trait Plan: Send {
     fn run_batch(&mut self, ctx: &BatchContext, inputs: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>>;
     /// Metrics of the stateful operators after the last batch.
     fn state_operators(&self) -> Vec<OperatorMetrics>;
+    /// Whether the query defines an event-time watermark.
+    fn has_watermark(&self) -> bool;
+    /// The watermark the data seen so far allows (`max event time − delay`; the minimum over
+    /// several watermarks), before the never-move-back rule the engine applies.
+    fn watermark_candidate(&self) -> Option<i64>;
 }
 
-/// The state a plan keeps between batches, seen generically (metrics now; checkpoints later).
+/// The state a plan keeps between batches, seen generically (metrics and watermarks now;
+/// checkpoints later).
 pub trait PlanState: Send {
     /// Per-operator metrics.
-    fn metrics(&self) -> Vec<OperatorMetrics>;
-}
-
-impl PlanState for () {
     fn metrics(&self) -> Vec<OperatorMetrics> {
         Vec::new()
+    }
+    /// Whether this state includes a watermark tracker.
+    fn has_watermark(&self) -> bool {
+        false
+    }
+    /// The watermark candidate (minimum over trackers).
+    fn watermark_candidate(&self) -> Option<i64> {
+        None
+    }
+}
+
+impl PlanState for () {}
+
+impl PlanState for crate::watermark::WatermarkTracker {
+    fn has_watermark(&self) -> bool {
+        true
+    }
+    fn watermark_candidate(&self) -> Option<i64> {
+        self.candidate()
+    }
+}
+
+impl<A: PlanState, B: PlanState> PlanState for (A, B) {
+    fn metrics(&self) -> Vec<OperatorMetrics> {
+        let mut m = self.0.metrics();
+        m.extend(self.1.metrics());
+        m
+    }
+    fn has_watermark(&self) -> bool {
+        self.0.has_watermark() || self.1.has_watermark()
+    }
+    fn watermark_candidate(&self) -> Option<i64> {
+        // Spark's default multiple-watermark policy: the minimum.
+        match (self.0.watermark_candidate(), self.1.watermark_candidate()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -115,6 +179,12 @@ where
     fn state_operators(&self) -> Vec<OperatorMetrics> {
         self.state.metrics()
     }
+    fn has_watermark(&self) -> bool {
+        self.state.has_watermark()
+    }
+    fn watermark_candidate(&self) -> Option<i64> {
+        self.state.watermark_candidate()
+    }
 }
 
 /// What a compiled query declares about itself.
@@ -142,6 +212,7 @@ pub struct QueryBuilder {
     checkpoint: Option<PathBuf>,
     shuffle_partitions: Option<usize>,
     name: Option<String>,
+    no_data_batches: bool,
 }
 
 impl QueryBuilder {
@@ -156,6 +227,7 @@ impl QueryBuilder {
             checkpoint: None,
             shuffle_partitions: None,
             name: None,
+            no_data_batches: true,
         }
     }
 
@@ -188,6 +260,14 @@ impl QueryBuilder {
     /// Number of shuffle partitions of stateful operators (default: the number of cores).
     pub fn shuffle_partitions(mut self, n: usize) -> Self {
         self.shuffle_partitions = Some(n.max(1));
+        self
+    }
+
+    /// Whether to run a batch without new data when the watermark moved and a stateful
+    /// operator could emit or evict (Spark's `spark.sql.streaming.noDataMicroBatches.enabled`,
+    /// default true).
+    pub fn no_data_batches(mut self, enabled: bool) -> Self {
+        self.no_data_batches = enabled;
         self
     }
 
@@ -234,6 +314,7 @@ impl QueryBuilder {
             plan,
             trigger: self.trigger,
             output_schema: self.spec.output.clone(),
+            no_data_batches: self.no_data_batches,
             shared: shared.clone(),
         };
         let handle = std::thread::Builder::new()

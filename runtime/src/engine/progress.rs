@@ -56,8 +56,11 @@ pub struct QueryProgress {
     /// Milliseconds per phase: `latestOffset`, `getBatch`, `addBatch`, `commitOffsets`,
     /// `triggerExecution` (as Spark).
     pub duration_ms: BTreeMap<String, u64>,
-    /// Event-time watermark in effect (RFC 3339), when the query has one.
-    pub watermark: Option<String>,
+    /// Event-time watermark in effect while the batch ran, when the query has one.
+    pub watermark: Option<crate::Timestamp>,
+    /// The watermark computed at the end of this batch, which the next batch uses (Spark keeps
+    /// it in the checkpoint's commit log as `nextBatchWatermarkMs`).
+    pub next_watermark: Option<crate::Timestamp>,
     /// Stateful operators.
     pub state_operators: Vec<StateOperatorProgress>,
     /// Sources.
@@ -70,8 +73,8 @@ impl QueryProgress {
     /// As Spark's progress JSON.
     pub fn json(&self) -> Value {
         let mut event_time = serde_json::Map::new();
-        if let Some(w) = &self.watermark {
-            event_time.insert("watermark".into(), Value::from(w.clone()));
+        if let Some(w) = self.watermark {
+            event_time.insert("watermark".into(), Value::from(rfc3339_millis(w)));
         }
         json!({
             "id": self.id,
@@ -101,4 +104,11 @@ impl QueryProgress {
             "sink": {"description": self.sink},
         })
     }
+}
+
+/// Spark's progress JSON timestamp format: `2024-01-01T12:00:00.000Z`.
+fn rfc3339_millis(t: crate::Timestamp) -> String {
+    chrono::DateTime::from_timestamp_micros(t.0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| t.0.to_string())
 }
