@@ -259,3 +259,33 @@ stream_query! {
 fn window_multi_agg_update() {
     golden!("window_multi_agg_update", MultiAgg, readings);
 }
+
+#[derive(Record)]
+struct Click {
+    ts: Option<Timestamp>,
+    user: Option<String>,
+}
+
+#[derive(Record)]
+struct UserSession {
+    session_window: Window,
+    user: Option<String>,
+    n: i64,
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
+}
+
+stream_query! {
+    /// Sessions with a 5-minute gap per user, closed by a 10-minute watermark.
+    query Sessions(clicks: Click) -> UserSession, mode = append {
+        clicks
+            .with_watermark(ts, "10 minutes")
+            .group_by(session_window(ts, "5 minutes"), user)
+            .agg(count() as n, min(ts) as first_ts, max(ts) as last_ts)
+    }
+}
+
+#[test]
+fn session_window_append() {
+    golden!("session_window_append", Sessions, clicks);
+}

@@ -15,6 +15,7 @@ use super::plan::{AggPlan, Physical, Terminal};
 /// The query's items: its type, spec, plan and builder.
 pub fn emit(q: &Query, p: &Physical) -> TokenStream {
     let body = match &p.agg {
+        Some(agg) if agg.keys.iter().any(|k| matches!(k.kind, KeyKind::Session { .. })) => emit_session_plan(q, p, agg),
         Some(agg) => emit_aggregate_plan(q, p, agg),
         None => emit_stateless_plan(q, p),
     };
@@ -442,6 +443,87 @@ fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
             });
             let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_agg.len());
             #emit
+            ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+        }))
+    }
+}
+
+/// Session windows: their own state (sessions per key), fed row by row, merged per batch.
+fn emit_session_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
+    let out = &q.output;
+    let units = collect_units(q, p);
+    let binds = bind_inputs(&p.input_columns);
+    let (wm_start, wm_end) = watermark_unit(p);
+    let Some((session_idx, ts, gap)) = agg.keys.iter().enumerate().find_map(|(i, k)| match &k.kind {
+        KeyKind::Session { ts, gap } => Some((i, ts, *gap)),
+        _ => None,
+    }) else {
+        return quote! { compile_error!("flowgate bug: session plan without a session key") };
+    };
+    let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
+    let updates: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_update(a, j)).collect();
+    // The state's key is the grouping key without the session window.
+    let plain: Vec<(usize, &syn::Expr)> =
+        agg.keys.iter().enumerate().filter(|(i, _)| *i != session_idx).map(|(i, k)| (i, &k.item.expr)).collect();
+    let plain_exprs = plain.iter().map(|(_, e)| e);
+    let row = quote_spanned!(ts.span()=> __fg_rows.row(__fg_key, #ts, || ( #(#inits,)* )));
+    let terminal = quote! {
+        let __fg_key = ( #(#plain_exprs,)* );
+        if let ::core::option::Option::Some(__fg_acc) = #row {
+            #(#updates)*
+        }
+    };
+    let stage0 = fuse(&p.pre, terminal);
+    let state = initial_state(p, quote!(::flowgate::agg::SessionAggState::new(__fg_config.shuffle_partitions, #gap)));
+    let late = if agg.uses_watermark(p.mode) { quote!(__fg_ctx.late_watermark()) } else { quote!(i64::MIN) };
+
+    let key_binds = agg.keys.iter().enumerate().map(|(i, k)| {
+        let name = &k.item.name;
+        if i == session_idx {
+            quote! { let #name = &__fg_s.window(); }
+        } else {
+            let j = Index::from(plain.iter().position(|(pi, _)| *pi == i).unwrap_or(0));
+            quote! { let #name = &__fg_k.#j; }
+        }
+    });
+    let finishes = agg.aggs.iter().enumerate().map(|(j, a)| {
+        let (name, j) = (&a.name, Index::from(j));
+        quote_spanned!(a.span=> let #name = __fg_s.acc.#j.finish();)
+    });
+    let columns = match &p.terminal {
+        Terminal::Columns(c) => c.clone(),
+        Terminal::FilterInput => Vec::new(),
+    };
+    let emit_body = fuse(&p.post, push_output(q, &columns));
+    // Append: sessions closed by the watermark, once, as they are evicted. Complete: all.
+    let (prefix, entries) = match (p.mode, agg.uses_watermark(p.mode)) {
+        (ModeKind::Append, true) => (
+            quote! { let __fg_closed = __fg_agg.evict(__fg_ctx.eviction_watermark()); },
+            quote! { __fg_closed.iter().map(|(__fg_k, __fg_s)| (__fg_k, __fg_s)) },
+        ),
+        _ => (TokenStream::new(), quote! { __fg_agg.all() }),
+    };
+    quote! {
+        ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(#state, move |__fg_state, __fg_ctx, __fg_inputs| {
+            let (__fg_agg, __fg_watermark) = __fg_state;
+            let __fg_watermark = &*__fg_watermark;
+            #units
+            __fg_agg.update(&__fg_units, #late, |__fg_unit, __fg_rows| {
+                let (__fg_cols, __fg_range) = __fg_unit;
+                #wm_start
+                for __fg_i in __fg_range.clone() {
+                    #binds
+                    #stage0
+                }
+                #wm_end
+            });
+            let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_agg.len());
+            #prefix
+            for (__fg_k, __fg_s) in #entries {
+                #(#key_binds)*
+                #(#finishes)*
+                #emit_body
+            }
             ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
         }))
     }

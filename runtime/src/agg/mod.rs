@@ -6,8 +6,10 @@
 //! `Option<i64>` column it is `Sum<Option<i64>>` and yields `Option<i64>` (null when every
 //! input was null, as in Spark).
 
+pub mod session;
 pub(crate) mod table;
 
+pub use session::{Session, SessionAggState, SessionRows};
 pub use table::{AggPartials, Entry, HashAggState, OperatorMetrics};
 
 use std::cmp::Ordering;

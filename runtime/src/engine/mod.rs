@@ -150,6 +150,16 @@ where
     }
 }
 
+impl<K, A> PlanState for crate::agg::SessionAggState<K, A>
+where
+    K: Clone + Eq + Send + Sync,
+    A: Merge + Send,
+{
+    fn metrics(&self) -> Vec<OperatorMetrics> {
+        vec![crate::agg::SessionAggState::metrics(self)]
+    }
+}
+
 /// A plan made of its state and the generated batch function. Generated code builds one with
 /// [`CompiledPlan::new`]; the state's concrete types (keys, accumulators) are inferred by rustc
 /// from how the batch function uses them, so the macro never has to name them.

@@ -1,0 +1,247 @@
+//! Session-window aggregation (Spark's `session_window(ts, gap)`): per grouping key, a sorted
+//! list of sessions `[first event, last event + gap)`; an event within `gap` of a session
+//! (inclusive: an event exactly at a session's end extends it) joins it, and an event that
+//! reaches two sessions merges them.
+//!
+//! One batch: rows are first merged into sessions per key within the batch (in arrival order,
+//! extending the last session on the fly when rows come in time order), then those batch
+//! sessions that are already behind the late-input watermark are dropped (counted per session,
+//! as Spark counts per merged row), and the rest are merged into the state.
+
+use std::mem::size_of;
+
+use hashbrown::HashTable;
+
+use super::{Merge, OperatorMetrics};
+use crate::value::{hash_key, GroupKey};
+use crate::window::{EventTime, Window};
+use crate::Timestamp;
+
+/// One session and its accumulators.
+#[derive(Clone, Debug)]
+pub struct Session<A> {
+    /// First event time.
+    pub start: i64,
+    /// Last event time + gap (exclusive).
+    pub end: i64,
+    /// The accumulators.
+    pub acc: A,
+}
+
+impl<A> Session<A> {
+    /// The session as a `Window` column value.
+    pub fn window(&self) -> Window {
+        Window::new(Timestamp(self.start), Timestamp(self.end))
+    }
+}
+
+/// Sorts `sessions` by start and merges every pair that overlaps or touches.
+fn merge_sorted<A: Merge>(mut sessions: Vec<Session<A>>) -> Vec<Session<A>> {
+    sessions.sort_by_key(|s| s.start);
+    let mut out: Vec<Session<A>> = Vec::with_capacity(sessions.len());
+    for s in sessions {
+        match out.last_mut() {
+            Some(last) if s.start <= last.end => {
+                last.end = last.end.max(s.end);
+                last.acc.merge(s.acc);
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+struct KeySessions<K, A> {
+    hash: u64,
+    key: K,
+    sessions: Vec<Session<A>>,
+}
+
+/// The rows of one batch, as sessions per key (what generated code feeds).
+pub struct SessionRows<K, A> {
+    table: HashTable<KeySessions<K, A>>,
+    gap: i64,
+}
+
+impl<K, A> SessionRows<K, A> {
+    /// The accumulators of the session that row (`key`, `ts`) starts or joins; `None` for a
+    /// null event time (Spark drops such rows).
+    #[inline]
+    pub fn row<Q>(&mut self, key: Q, ts: impl EventTime, init: impl FnOnce() -> A) -> Option<&mut A>
+    where
+        Q: GroupKey<Owned = K>,
+    {
+        let t = ts.event_micros()?;
+        let gap = self.gap;
+        let hash = hash_key(&key);
+        let entry = match self.table.entry(hash, |e| key.eq_owned(&e.key), |e| e.hash) {
+            hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(KeySessions { hash, key: key.to_owned_key(), sessions: Vec::new() }).into_mut()
+            }
+        };
+        let sessions = &mut entry.sessions;
+        let joins_last = sessions.last().is_some_and(|s| t >= s.start && t <= s.end);
+        if !joins_last {
+            sessions.push(Session { start: t, end: t + gap, acc: init() });
+        }
+        let s = sessions.last_mut()?;
+        s.end = s.end.max(t + gap);
+        Some(&mut s.acc)
+    }
+}
+
+/// The state of one session-window aggregation.
+pub struct SessionAggState<K, A> {
+    parts: Vec<HashTable<KeySessions<K, A>>>,
+    gap: i64,
+    metrics: OperatorMetrics,
+}
+
+impl<K, A> SessionAggState<K, A> {
+    /// Empty state with `partitions` shuffle partitions and the session gap in microseconds.
+    pub fn new(partitions: usize, gap: i64) -> Self {
+        SessionAggState {
+            parts: (0..partitions.max(1)).map(|_| HashTable::new()).collect(),
+            gap,
+            metrics: OperatorMetrics { name: "sessionWindowStateStoreSaveExec".into(), ..Default::default() },
+        }
+    }
+
+    /// Every session, with its key (complete mode).
+    pub fn all(&self) -> impl Iterator<Item = (&K, &Session<A>)> {
+        self.parts.iter().flat_map(|t| t.iter()).flat_map(|e| e.sessions.iter().map(move |s| (&e.key, s)))
+    }
+
+    /// Number of sessions in state.
+    pub fn len(&self) -> usize {
+        self.parts.iter().flat_map(|t| t.iter()).map(|e| e.sessions.len()).sum()
+    }
+
+    /// True when there is no session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The operator's metrics after the last batch.
+    pub fn metrics(&self) -> OperatorMetrics {
+        self.metrics.clone()
+    }
+
+    fn partition_of(&self, hash: u64) -> usize {
+        ((hash >> 32) as usize * self.parts.len()) >> 32
+    }
+
+    fn estimated_bytes(&self) -> u64 {
+        let slots: usize = self.parts.iter().map(|t| t.capacity() * (size_of::<KeySessions<K, A>>() + 1)).sum();
+        (slots + self.len() * size_of::<Session<A>>()) as u64
+    }
+}
+
+impl<K, A> SessionAggState<K, A>
+where
+    K: Clone + Eq + Send + Sync,
+    A: Merge + Send,
+{
+    /// Aggregates one micro-batch: `f` feeds each unit's rows; batch sessions whose end is at
+    /// or before `late_watermark` are dropped.
+    pub fn update<U, F>(&mut self, units: &[U], late_watermark: i64, f: F)
+    where
+        F: Fn(&U, &mut SessionRows<K, A>),
+    {
+        let mut rows = SessionRows { table: HashTable::new(), gap: self.gap };
+        for u in units {
+            f(u, &mut rows);
+        }
+        let (mut updated, mut removed, mut dropped) = (0u64, 0u64, 0u64);
+        for batch in rows.table {
+            let mut fresh: Vec<Session<A>> = Vec::new();
+            for s in merge_sorted(batch.sessions) {
+                if s.end <= late_watermark {
+                    dropped += 1;
+                } else {
+                    fresh.push(s);
+                }
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            let p = self.partition_of(batch.hash);
+            let table = &mut self.parts[p];
+            let entry = match table.entry(batch.hash, |e| e.key == batch.key, |e| e.hash) {
+                hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(KeySessions { hash: batch.hash, key: batch.key, sessions: Vec::new() }).into_mut()
+                }
+            };
+            let old = std::mem::take(&mut entry.sessions);
+            let old_starts: Vec<i64> = old.iter().map(|s| s.start).collect();
+            fresh.extend(old);
+            entry.sessions = merge_sorted(fresh);
+            // As Spark's session state manager: every session of a touched key is written
+            // again; stored sessions whose start no longer exists are removed.
+            updated += entry.sessions.len() as u64;
+            removed += old_starts.iter().filter(|st| !entry.sessions.iter().any(|s| s.start == **st)).count() as u64;
+        }
+        self.metrics.rows_total = self.len() as u64;
+        self.metrics.rows_updated = updated;
+        self.metrics.rows_removed = removed;
+        self.metrics.rows_dropped_by_watermark = dropped;
+        self.metrics.memory_used_bytes = self.estimated_bytes();
+    }
+
+    /// Removes and returns the sessions that closed (end at or before `watermark`).
+    pub fn evict(&mut self, watermark: i64) -> Vec<(K, Session<A>)> {
+        let mut out = Vec::new();
+        for t in &mut self.parts {
+            for e in t.iter_mut() {
+                if e.sessions.iter().any(|s| s.end <= watermark) {
+                    let (closed, open): (Vec<_>, Vec<_>) = std::mem::take(&mut e.sessions).into_iter().partition(|s| s.end <= watermark);
+                    e.sessions = open;
+                    out.extend(closed.into_iter().map(|s| (e.key.clone(), s)));
+                }
+            }
+            t.retain(|e| !e.sessions.is_empty());
+        }
+        self.metrics.rows_removed += out.len() as u64;
+        self.metrics.rows_total = self.len() as u64;
+        self.metrics.memory_used_bytes = self.estimated_bytes();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agg::Count;
+
+    const MIN: i64 = 60_000_000;
+
+    #[test]
+    fn sessions_merge_at_the_gap_inclusive() {
+        let mut st: SessionAggState<(String,), (Count,)> = SessionAggState::new(2, 5 * MIN);
+        let batch1 = [("u1", 0), ("u1", 3), ("u1", 10), ("u2", 1)];
+        st.update(&[&batch1[..]], i64::MIN, |u, rows| {
+            for (k, t) in u.iter() {
+                rows.row((*k,), Timestamp(t * MIN), || (Count::new(),)).unwrap().0.add_row();
+            }
+        });
+        let mut s: Vec<(String, i64, i64, i64)> = st.all().map(|(k, s)| (k.0.clone(), s.start / MIN, s.end / MIN, s.acc.0 .0)).collect();
+        s.sort();
+        assert_eq!(s, vec![("u1".into(), 0, 8, 2), ("u1".into(), 10, 15, 1), ("u2".into(), 1, 6, 1)]);
+        // 8 touches [0, 8) and reaches [10, 15): all three merge.
+        let batch2 = [("u1", 8)];
+        st.update(&[&batch2[..]], 0, |u, rows| {
+            for (k, t) in u.iter() {
+                rows.row((*k,), Timestamp(t * MIN), || (Count::new(),)).unwrap().0.add_row();
+            }
+        });
+        let m = st.metrics();
+        assert_eq!((m.rows_total, m.rows_updated, m.rows_removed), (2, 1, 1));
+        let closed = st.evict(20 * MIN);
+        assert_eq!(closed.len(), 2);
+        assert!(st.is_empty());
+        let u1 = closed.iter().find(|(k, _)| k.0 == "u1").unwrap();
+        assert_eq!((u1.1.start / MIN, u1.1.end / MIN, u1.1.acc.0 .0), (0, 15, 4));
+    }
+}
