@@ -37,6 +37,11 @@ impl fmt::Display for Window {
 }
 
 /// A timestamp column value, nullable or not, as an event time in microseconds.
+#[diagnostic::on_unimplemented(
+    message = "event time must be a timestamp, but this is `{Self}`",
+    label = "`with_watermark`, `window` and `session_window` need a `Timestamp` or `Option<Timestamp>` column",
+    note = "declare the field as `Timestamp` in the record; flowgate reads RFC 3339 / Spark timestamp strings into it"
+)]
 pub trait EventTime: Copy {
     /// Microseconds since the epoch; `None` for a null.
     fn event_micros(self) -> Option<i64>;
