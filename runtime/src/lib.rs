@@ -44,6 +44,7 @@
 //! ```
 
 pub mod agg;
+pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod exec;

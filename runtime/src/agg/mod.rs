@@ -188,6 +188,14 @@ impl<I: NumericInput> Sum<I> {
     pub fn finish(&self) -> I::SumOutput {
         I::sum_output(self.sum, self.non_null)
     }
+    /// The running sum and the number of non-null values (for checkpoints).
+    pub fn parts(&self) -> (I::Sum, i64) {
+        (self.sum, self.non_null)
+    }
+    /// Rebuilds a sum from [`Sum::parts`].
+    pub fn from_parts(sum: I::Sum, non_null: i64) -> Self {
+        Sum { sum, non_null }
+    }
 }
 
 impl<I: NumericInput> Merge for Sum<I> {
@@ -218,6 +226,14 @@ impl<I: NumericInput> Avg<I> {
     #[inline(always)]
     pub fn update(&mut self, v: I) {
         self.sum.update(v)
+    }
+    /// The underlying sum and count (for checkpoints).
+    pub fn sum_part(&self) -> &Sum<I> {
+        &self.sum
+    }
+    /// Rebuilds an average from its sum and count.
+    pub fn from_sum(sum: Sum<I>) -> Self {
+        Avg { sum }
     }
     /// The average.
     pub fn finish(&self) -> I::AvgOutput {
@@ -386,6 +402,14 @@ impl<I: OrdInput, const MAX: bool> Extreme<I, MAX> {
                 }
             }
         }
+    }
+    /// The extreme value seen so far (for checkpoints).
+    pub fn value(&self) -> Option<&I::Value> {
+        self.value.as_ref()
+    }
+    /// Rebuilds from [`Extreme::value`].
+    pub fn from_value(value: Option<I::Value>) -> Self {
+        Extreme { value }
     }
     /// The extreme value.
     pub fn finish(&self) -> I::Output {

@@ -1,0 +1,236 @@
+//! Binary encoding of state (grouping keys and accumulators) for checkpoints.
+//!
+//! Little-endian, length-prefixed, no self-description: the checkpoint's metadata records the
+//! key and accumulator types (by `std::any::type_name`), and a query refuses to start on a
+//! checkpoint whose types differ, so a decoder always knows what it reads.
+
+use crate::agg::{Avg, Count, Extreme, NumericInput, OrdInput, Sum};
+use crate::error::{Error, Result};
+use crate::record::{Date, Timestamp};
+use crate::window::Window;
+
+/// A value that can be written to and read from a checkpoint.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a checkpoint",
+    label = "state keys and accumulators must implement `flowgate::codec::StateCodec`"
+)]
+pub trait StateCodec: Sized {
+    /// Appends the encoding to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+    /// Reads a value from the front of `input`, advancing it.
+    fn decode(input: &mut &[u8]) -> Result<Self>;
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+    if input.len() < n {
+        return Err(Error::Checkpoint(format!("state value truncated: need {n} bytes, have {}", input.len())));
+    }
+    let (head, rest) = input.split_at(n);
+    *input = rest;
+    Ok(head)
+}
+
+fn array<const N: usize>(input: &mut &[u8]) -> Result<[u8; N]> {
+    let mut a = [0u8; N];
+    a.copy_from_slice(take(input, N)?);
+    Ok(a)
+}
+
+macro_rules! le_codec {
+    ($($t:ty),*) => {$(
+        impl StateCodec for $t {
+            fn encode(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn decode(input: &mut &[u8]) -> Result<Self> {
+                Ok(<$t>::from_le_bytes(array(input)?))
+            }
+        }
+    )*};
+}
+le_codec!(i32, i64, u64, f64);
+
+impl StateCodec for bool {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(*self as u8);
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(take(input, 1)?[0] != 0)
+    }
+}
+
+impl StateCodec for String {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.len() as u64).encode(out);
+        out.extend_from_slice(self.as_bytes());
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        let n = u64::decode(input)? as usize;
+        let bytes = take(input, n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| Error::Checkpoint(format!("state string is not UTF-8: {e}")))
+    }
+}
+
+impl StateCodec for Timestamp {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out)
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(Timestamp(i64::decode(input)?))
+    }
+}
+
+impl StateCodec for Date {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out)
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(Date(i32::decode(input)?))
+    }
+}
+
+impl StateCodec for Window {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.start.encode(out);
+        self.end.encode(out);
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(Window::new(Timestamp::decode(input)?, Timestamp::decode(input)?))
+    }
+}
+
+impl<T: StateCodec> StateCodec for Option<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                v.encode(out);
+            }
+        }
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        match take(input, 1)?[0] {
+            0 => Ok(None),
+            1 => Ok(Some(T::decode(input)?)),
+            other => Err(Error::Checkpoint(format!("bad option tag {other} in state"))),
+        }
+    }
+}
+
+impl StateCodec for () {
+    fn encode(&self, _out: &mut Vec<u8>) {}
+    fn decode(_input: &mut &[u8]) -> Result<Self> {
+        Ok(())
+    }
+}
+
+macro_rules! tuple_codec {
+    ($($name:ident $idx:tt),+) => {
+        impl<$($name: StateCodec),+> StateCodec for ($($name,)+) {
+            fn encode(&self, out: &mut Vec<u8>) {
+                $(self.$idx.encode(out);)+
+            }
+            fn decode(input: &mut &[u8]) -> Result<Self> {
+                Ok(($($name::decode(input)?,)+))
+            }
+        }
+    };
+}
+tuple_codec!(A 0);
+tuple_codec!(A 0, B 1);
+tuple_codec!(A 0, B 1, C 2);
+tuple_codec!(A 0, B 1, C 2, D 3);
+tuple_codec!(A 0, B 1, C 2, D 3, E 4);
+tuple_codec!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_codec!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_codec!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+tuple_codec!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+tuple_codec!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+tuple_codec!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+tuple_codec!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+
+impl StateCodec for Count {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out)
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(Count(i64::decode(input)?))
+    }
+}
+
+impl<I: NumericInput> StateCodec for Sum<I>
+where
+    I::Sum: StateCodec,
+{
+    fn encode(&self, out: &mut Vec<u8>) {
+        let (sum, n) = self.parts();
+        sum.encode(out);
+        n.encode(out);
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(Sum::from_parts(I::Sum::decode(input)?, i64::decode(input)?))
+    }
+}
+
+impl<I: NumericInput> StateCodec for Avg<I>
+where
+    I::Sum: StateCodec,
+{
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.sum_part().encode(out)
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(Avg::from_sum(Sum::decode(input)?))
+    }
+}
+
+impl<I: OrdInput, const MAX: bool> StateCodec for Extreme<I, MAX>
+where
+    I::Value: StateCodec,
+{
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.value().cloned().encode(out)
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(Extreme::from_value(Option::<I::Value>::decode(input)?))
+    }
+}
+
+/// Encodes one value into a fresh buffer.
+pub fn to_bytes<T: StateCodec>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    v.encode(&mut out);
+    out
+}
+
+/// Decodes one value that must use all of `bytes`.
+pub fn from_bytes<T: StateCodec>(mut bytes: &[u8]) -> Result<T> {
+    let v = T::decode(&mut bytes)?;
+    if !bytes.is_empty() {
+        return Err(Error::Checkpoint(format!("{} trailing bytes after a state value", bytes.len())));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let k = (Window::new(Timestamp(1), Timestamp(2)), Some("dog".to_string()), None::<i64>, true, Date(3));
+        assert_eq!(from_bytes::<(Window, Option<String>, Option<i64>, bool, Date)>(&to_bytes(&k)).unwrap(), k);
+        let mut s = Sum::<Option<i64>>::new();
+        s.update(Some(4));
+        let mut m = crate::agg::Max::<&str>::new();
+        m.update("x");
+        let acc = (Count(7), s, Avg::<f64>::new(), m);
+        let back: (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<&str>) = from_bytes(&to_bytes(&acc)).unwrap();
+        assert_eq!(back.0, Count(7));
+        assert_eq!(back.1.finish(), Some(4));
+        assert!(back.2.finish().is_nan());
+        assert_eq!(back.3.finish(), "x");
+        assert!(from_bytes::<String>(&[9, 0, 0]).is_err(), "truncated input is an error");
+    }
+}
