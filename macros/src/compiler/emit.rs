@@ -111,30 +111,7 @@ fn emit_skeleton(q: &Query, plan_body: TokenStream) -> TokenStream {
                     self
                 }
             )*
-            /// Where results go.
-            pub fn sink(self, sink: ::flowgate::Sink) -> Self {
-                #builder { inner: self.inner.sink(sink) }
-            }
-            /// When micro-batches run.
-            pub fn trigger(self, trigger: ::flowgate::Trigger) -> Self {
-                #builder { inner: self.inner.trigger(trigger) }
-            }
-            /// The checkpoint directory.
-            pub fn checkpoint(self, dir: impl ::core::convert::Into<::std::path::PathBuf>) -> Self {
-                #builder { inner: self.inner.checkpoint(dir) }
-            }
-            /// Number of shuffle partitions of stateful operators.
-            pub fn shuffle_partitions(self, n: usize) -> Self {
-                #builder { inner: self.inner.shuffle_partitions(n) }
-            }
-            /// A name for progress reports.
-            pub fn query_name(self, name: &str) -> Self {
-                #builder { inner: self.inner.query_name(name) }
-            }
-            /// Checks the setup and starts the query.
-            pub fn start(self) -> ::flowgate::Result<::flowgate::StreamingQuery> {
-                self.inner.start()
-            }
+            ::flowgate::__query_builder_methods!(#builder);
         }
     }
 }

@@ -47,7 +47,7 @@ pub const OPERATORS: &[OpSpec] = &[
 ];
 
 /// Methods of the generated query builder (input names must differ from these).
-pub const BUILDER_METHODS: &[&str] = &["sink", "trigger", "checkpoint", "shuffle_partitions", "query_name", "start", "builder", "spec"];
+pub const BUILDER_METHODS: &[&str] = &["sink", "trigger", "checkpoint", "shuffle_partitions", "no_data_batches", "query_name", "start", "builder", "spec"];
 
 pub fn lookup(name: &str) -> Option<&'static OpSpec> {
     OPERATORS.iter().find(|o| o.name == name)

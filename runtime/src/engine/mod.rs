@@ -335,6 +335,43 @@ impl QueryBuilder {
     }
 }
 
+/// The methods every generated `<Query>Builder` forwards to its [`QueryBuilder`] (one list, here,
+/// so a new engine option reaches every query). Used by `stream_query!` output only.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __query_builder_methods {
+    ($builder:ident) => {
+        /// Where results go.
+        pub fn sink(self, sink: $crate::Sink) -> Self {
+            $builder { inner: self.inner.sink(sink) }
+        }
+        /// When micro-batches run.
+        pub fn trigger(self, trigger: $crate::Trigger) -> Self {
+            $builder { inner: self.inner.trigger(trigger) }
+        }
+        /// The checkpoint directory.
+        pub fn checkpoint(self, dir: impl ::core::convert::Into<::std::path::PathBuf>) -> Self {
+            $builder { inner: self.inner.checkpoint(dir) }
+        }
+        /// Number of shuffle partitions of stateful operators.
+        pub fn shuffle_partitions(self, n: usize) -> Self {
+            $builder { inner: self.inner.shuffle_partitions(n) }
+        }
+        /// Whether to run batches without new data when the watermark moves (default true).
+        pub fn no_data_batches(self, enabled: bool) -> Self {
+            $builder { inner: self.inner.no_data_batches(enabled) }
+        }
+        /// A name for progress reports.
+        pub fn query_name(self, name: &str) -> Self {
+            $builder { inner: self.inner.query_name(name) }
+        }
+        /// Checks the setup and starts the query.
+        pub fn start(self) -> $crate::Result<$crate::StreamingQuery> {
+            self.inner.start()
+        }
+    };
+}
+
 /// Types are compared loosely for timestamps (any time zone is UTC micros to us).
 fn same_type(a: &DataType, b: &DataType) -> bool {
     match (a, b) {
