@@ -46,6 +46,4 @@ pub struct Mode {
 pub struct Call {
     pub name: Ident,
     pub args: Vec<Expr>,
-    /// Span of the whole call (name through closing parenthesis).
-    pub span: Span,
 }

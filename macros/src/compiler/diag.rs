@@ -27,10 +27,6 @@ impl Diagnostics {
         }
     }
 
-    pub fn has_errors(&self) -> bool {
-        self.errors.as_ref().is_some_and(|v| !v.is_empty())
-    }
-
     /// The combined errors as `compile_error!` invocations (empty when there were none).
     pub fn finish(mut self) -> Result<(), TokenStream> {
         let errors = self.errors.take().unwrap_or_default();

@@ -87,13 +87,6 @@ impl Schema {
         list.iter().any(|c| c == name)
     }
 
-    pub fn names(&self) -> Vec<String> {
-        match self {
-            Schema::Open { defined } => defined.iter().map(Ident::to_string).collect(),
-            Schema::Closed { columns } => columns.iter().map(Ident::to_string).collect(),
-        }
-    }
-
     /// Adds (or replaces) a column.
     pub fn define(&mut self, name: &Ident) {
         let list = match self {

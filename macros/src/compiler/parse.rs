@@ -115,7 +115,7 @@ fn unwind_chain(mut expr: Expr) -> syn::Result<(Ident, Vec<Call>)> {
                 if let Some(tf) = &m.turbofish {
                     return Err(syn::Error::new(tf.span(), "query operators take no type arguments"));
                 }
-                calls.push(Call { name: m.method.clone(), args: m.args.into_iter().collect(), span: m.method.span() });
+                calls.push(Call { name: m.method.clone(), args: m.args.into_iter().collect() });
                 expr = *m.receiver;
             }
             Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {

@@ -432,7 +432,6 @@ pub(crate) struct Shared {
     pub status: Mutex<Status>,
     pub changed: Condvar,
     pub stop: AtomicBool,
-    pub started: Instant,
 }
 
 impl Shared {
@@ -441,7 +440,6 @@ impl Shared {
             status: Mutex::new(Status { active: true, message: "Initializing".into(), ..Default::default() }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
-            started: Instant::now(),
         }
     }
     pub(crate) fn lock(&self) -> MutexGuard<'_, Status> {
