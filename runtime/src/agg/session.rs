@@ -13,6 +13,7 @@ use std::mem::size_of;
 use hashbrown::HashTable;
 
 use super::{Merge, OperatorMetrics};
+use crate::codec::StateCodec;
 use crate::value::{hash_key, GroupKey};
 use crate::window::{EventTime, Window};
 use crate::Timestamp;
@@ -96,6 +97,8 @@ pub struct SessionAggState<K, A> {
     parts: Vec<HashTable<KeySessions<K, A>>>,
     gap: i64,
     metrics: OperatorMetrics,
+    /// Keys whose sessions changed since the last checkpoint (hash, key).
+    touched: Vec<(u64, K)>,
 }
 
 impl<K, A> SessionAggState<K, A> {
@@ -105,6 +108,7 @@ impl<K, A> SessionAggState<K, A> {
             parts: (0..partitions.max(1)).map(|_| HashTable::new()).collect(),
             gap,
             metrics: OperatorMetrics { name: "sessionWindowStateStoreSaveExec".into(), ..Default::default() },
+            touched: Vec::new(),
         }
     }
 
@@ -126,6 +130,11 @@ impl<K, A> SessionAggState<K, A> {
     /// The operator's metrics after the last batch.
     pub fn metrics(&self) -> OperatorMetrics {
         self.metrics.clone()
+    }
+
+    /// Number of shuffle partitions.
+    pub fn partitions(&self) -> usize {
+        self.parts.len()
     }
 
     fn partition_of(&self, hash: u64) -> usize {
@@ -174,6 +183,7 @@ where
                     v.insert(KeySessions { hash: batch.hash, key: batch.key, sessions: Vec::new() }).into_mut()
                 }
             };
+            self.touched.push((batch.hash, entry.key.clone()));
             let old = std::mem::take(&mut entry.sessions);
             let old_starts: Vec<i64> = old.iter().map(|s| s.start).collect();
             fresh.extend(old);
@@ -196,6 +206,7 @@ where
         for t in &mut self.parts {
             for e in t.iter_mut() {
                 if e.sessions.iter().any(|s| s.end <= watermark) {
+                    self.touched.push((e.hash, e.key.clone()));
                     let (closed, open): (Vec<_>, Vec<_>) = std::mem::take(&mut e.sessions).into_iter().partition(|s| s.end <= watermark);
                     e.sessions = open;
                     out.extend(closed.into_iter().map(|s| (e.key.clone(), s)));
@@ -207,6 +218,66 @@ where
         self.metrics.rows_total = self.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();
         out
+    }
+}
+
+impl<A: StateCodec> StateCodec for Session<A> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.start.encode(out);
+        self.end.encode(out);
+        self.acc.encode(out);
+    }
+    fn decode(input: &mut &[u8]) -> crate::Result<Self> {
+        Ok(Session { start: i64::decode(input)?, end: i64::decode(input)?, acc: A::decode(input)? })
+    }
+}
+
+impl<K, A> SessionAggState<K, A>
+where
+    K: Clone + Eq + GroupKey<Owned = K> + StateCodec,
+    A: StateCodec,
+{
+    /// The keys whose sessions changed since the last call, per shuffle partition: the key's
+    /// whole session list, or a delete when it has none left.
+    pub fn take_changes(&mut self) -> Vec<crate::agg::table::PartitionChanges> {
+        let mut out: Vec<crate::agg::table::PartitionChanges> = (0..self.parts.len()).map(|_| Vec::new()).collect();
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_by_key(|(h, _)| *h);
+        touched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        for (hash, key) in touched {
+            let p = self.partition_of(hash);
+            let value = self.parts[p].find(hash, |e| e.key == key).map(|e| {
+                let mut buf = Vec::new();
+                (e.sessions.len() as u64).encode(&mut buf);
+                for s in &e.sessions {
+                    s.encode(&mut buf);
+                }
+                buf
+            });
+            out[p].push((crate::codec::to_bytes(&key), value));
+        }
+        out
+    }
+
+    /// Replaces the state with what the state store holds.
+    pub fn restore(&mut self, partitions: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>) -> crate::Result<()> {
+        for t in &mut self.parts {
+            t.clear();
+        }
+        self.touched.clear();
+        for map in partitions {
+            for (k, v) in map {
+                let key: K = crate::codec::from_bytes(&k)?;
+                let mut input: &[u8] = &v;
+                let n = u64::decode(&mut input)? as usize;
+                let sessions = (0..n).map(|_| Session::decode(&mut input)).collect::<crate::Result<Vec<_>>>()?;
+                let hash = hash_key(&key);
+                let p = self.partition_of(hash);
+                self.parts[p].insert_unique(hash, KeySessions { hash, key, sessions }, |e| e.hash);
+            }
+        }
+        self.metrics.rows_total = self.len() as u64;
+        Ok(())
     }
 }
 

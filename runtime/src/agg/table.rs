@@ -112,6 +112,8 @@ pub struct OperatorMetrics {
 pub struct HashAggState<K, A> {
     state: AggPartials<K, A>,
     metrics: OperatorMetrics,
+    /// Keys evicted since the last checkpoint, with their hashes (deletes for the state store).
+    removed: Vec<(u64, K)>,
 }
 
 impl<K, A> HashAggState<K, A> {
@@ -120,6 +122,7 @@ impl<K, A> HashAggState<K, A> {
         HashAggState {
             state: AggPartials::new(partitions.max(1), 0),
             metrics: OperatorMetrics { name: "stateStoreSave".into(), ..Default::default() },
+            removed: Vec::new(),
         }
     }
 
@@ -229,14 +232,67 @@ where
     /// Removes and returns the groups whose key is `behind` (the watermark passed their event
     /// time). Append mode emits them; update mode just drops them.
     pub fn evict(&mut self, mut behind: impl FnMut(&K) -> bool) -> Vec<Entry<K, A>> {
-        let mut out = Vec::new();
+        let mut out: Vec<Entry<K, A>> = Vec::new();
         for t in &mut self.state.parts {
             out.extend(t.extract_if(|e| behind(&e.key)));
         }
+        self.removed.extend(out.iter().map(|e| (e.hash, e.key.clone())));
         self.metrics.rows_removed = out.len() as u64;
         self.metrics.rows_total = self.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();
         out
+    }
+}
+
+/// Changes of one shuffle partition since the last checkpoint: encoded key, and the encoded
+/// value or `None` for a delete.
+pub type PartitionChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+impl<K, A> HashAggState<K, A>
+where
+    K: Clone + Eq + GroupKey<Owned = K> + crate::codec::StateCodec,
+    A: crate::codec::StateCodec,
+{
+    /// The groups changed by the last batch and the groups evicted since the last call, per
+    /// shuffle partition, encoded for the state store.
+    pub fn take_changes(&mut self) -> Vec<PartitionChanges> {
+        let epoch = self.state.epoch;
+        let mut out: Vec<PartitionChanges> = self
+            .state
+            .parts
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .filter(|e| e.updated == epoch)
+                    .map(|e| (crate::codec::to_bytes(&e.key), Some(crate::codec::to_bytes(&e.acc))))
+                    .collect()
+            })
+            .collect();
+        for (hash, key) in std::mem::take(&mut self.removed) {
+            let p = self.state.partition_of(hash);
+            out[p].push((crate::codec::to_bytes(&key), None));
+        }
+        out
+    }
+
+    /// Replaces the state with the groups loaded from the state store (one map per shuffle
+    /// partition, as [`HashAggState::take_changes`] wrote them).
+    pub fn restore(&mut self, partitions: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>) -> crate::Result<()> {
+        for t in &mut self.state.parts {
+            t.clear();
+        }
+        self.removed.clear();
+        for map in partitions {
+            for (k, v) in map {
+                let key: K = crate::codec::from_bytes(&k)?;
+                let acc: A = crate::codec::from_bytes(&v)?;
+                let hash = hash_key(&key);
+                let p = self.state.partition_of(hash);
+                self.state.parts[p].insert_unique(hash, Entry { hash, key, acc, updated: 0 }, |e| e.hash);
+            }
+        }
+        self.metrics.rows_total = self.len() as u64;
+        Ok(())
     }
 }
 

@@ -28,7 +28,11 @@ use arrow_schema::{DataType, SchemaRef};
 pub use progress::{QueryProgress, SourceProgress, StateOperatorProgress};
 pub use trigger::{Trigger, POLL_INTERVAL};
 
+use std::collections::BTreeMap;
+
+use crate::agg::table::PartitionChanges;
 use crate::agg::{HashAggState, Merge, OperatorMetrics};
+use crate::codec::StateCodec;
 use crate::error::{Error, Result};
 use crate::sink::Sink;
 use crate::source::{Source, SourceImpl};
@@ -92,6 +96,12 @@ pub trait Plan: Send {
     /// The watermark the data seen so far allows (`max event time − delay`; the minimum over
     /// several watermarks), before the never-move-back rule the engine applies.
     fn watermark_candidate(&self) -> Option<i64>;
+    /// See [`PlanState::state_schema`].
+    fn state_schema(&self) -> Vec<StateSchema>;
+    /// See [`PlanState::take_changes`].
+    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>>;
+    /// See [`PlanState::restore`].
+    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()>;
 }
 
 /// The state a plan keeps between batches, seen generically (metrics and watermarks now;
@@ -109,6 +119,33 @@ pub trait PlanState: Send {
     fn watermark_candidate(&self) -> Option<i64> {
         None
     }
+    /// The stateful operators, for the checkpoint's metadata: name, key type, value type.
+    fn state_schema(&self) -> Vec<StateSchema> {
+        Vec::new()
+    }
+    /// Per stateful operator, per shuffle partition: state changes since the last call.
+    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
+        Vec::new()
+    }
+    /// Replaces the state of every stateful operator with what the state store holds
+    /// (`[operator][partition]`, in [`PlanState::state_schema`] order).
+    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
+}
+
+/// One stateful operator as the checkpoint's metadata records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateSchema {
+    /// Operator name.
+    pub operator: String,
+    /// Rust type of the stored key.
+    pub key_type: String,
+    /// Rust type of the stored value.
+    pub value_type: String,
+    /// Number of shuffle partitions.
+    pub partitions: usize,
 }
 
 impl PlanState for () {}
@@ -128,6 +165,21 @@ impl<A: PlanState, B: PlanState> PlanState for (A, B) {
         m.extend(self.1.metrics());
         m
     }
+    fn state_schema(&self) -> Vec<StateSchema> {
+        let mut m = self.0.state_schema();
+        m.extend(self.1.state_schema());
+        m
+    }
+    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
+        let mut m = self.0.take_changes();
+        m.extend(self.1.take_changes());
+        m
+    }
+    fn restore(&mut self, mut state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+        let rest = state.split_off(self.0.state_schema().len().min(state.len()));
+        self.0.restore(state)?;
+        self.1.restore(rest)
+    }
     fn has_watermark(&self) -> bool {
         self.0.has_watermark() || self.1.has_watermark()
     }
@@ -140,23 +192,59 @@ impl<A: PlanState, B: PlanState> PlanState for (A, B) {
     }
 }
 
+/// Restores one operator from `state[0]` (the caller passes exactly one operator's maps).
+fn single_operator(mut state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<Vec<BTreeMap<Vec<u8>, Vec<u8>>>> {
+    match state.len() {
+        1 => Ok(state.pop().unwrap_or_default()),
+        n => Err(Error::Internal(format!("restoring one stateful operator from {n}"))),
+    }
+}
+
 impl<K, A> PlanState for HashAggState<K, A>
 where
-    K: Clone + Eq + Send + Sync,
-    A: Merge + Send,
+    K: Clone + Eq + Send + Sync + crate::value::GroupKey<Owned = K> + StateCodec,
+    A: Merge + Send + StateCodec,
 {
     fn metrics(&self) -> Vec<OperatorMetrics> {
         vec![HashAggState::metrics(self)]
+    }
+    fn state_schema(&self) -> Vec<StateSchema> {
+        vec![StateSchema {
+            operator: "stateStoreSave".into(),
+            key_type: std::any::type_name::<K>().into(),
+            value_type: std::any::type_name::<A>().into(),
+            partitions: self.partitions(),
+        }]
+    }
+    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
+        vec![HashAggState::take_changes(self)]
+    }
+    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+        HashAggState::restore(self, single_operator(state)?)
     }
 }
 
 impl<K, A> PlanState for crate::agg::SessionAggState<K, A>
 where
-    K: Clone + Eq + Send + Sync,
-    A: Merge + Send,
+    K: Clone + Eq + Send + Sync + crate::value::GroupKey<Owned = K> + StateCodec,
+    A: Merge + Send + StateCodec,
 {
     fn metrics(&self) -> Vec<OperatorMetrics> {
         vec![crate::agg::SessionAggState::metrics(self)]
+    }
+    fn state_schema(&self) -> Vec<StateSchema> {
+        vec![StateSchema {
+            operator: "sessionWindowStateStoreSaveExec".into(),
+            key_type: std::any::type_name::<K>().into(),
+            value_type: format!("Vec<Session<{}>>", std::any::type_name::<A>()),
+            partitions: self.partitions(),
+        }]
+    }
+    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
+        vec![crate::agg::SessionAggState::take_changes(self)]
+    }
+    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+        crate::agg::SessionAggState::restore(self, single_operator(state)?)
     }
 }
 
@@ -194,6 +282,15 @@ where
     }
     fn watermark_candidate(&self) -> Option<i64> {
         self.state.watermark_candidate()
+    }
+    fn state_schema(&self) -> Vec<StateSchema> {
+        self.state.state_schema()
+    }
+    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
+        self.state.take_changes()
+    }
+    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+        self.state.restore(state)
     }
 }
 
