@@ -176,21 +176,42 @@ pub fn run_case(case: &str, staging: &Path, query: &StreamingQuery, table: &Memo
                 assert_eq!(p.num_input_rows, exp.num_input_rows, "case {case} batch {id}: input rows");
             }
             for (op, want_op) in p.state_operators.iter().zip(&exp.state) {
-                assert_eq!(Some(op.num_rows_total), want_op["rows_total"].as_u64(), "case {case} batch {id}: state rows_total");
-                assert_eq!(Some(op.num_rows_updated), want_op["rows_updated"].as_u64(), "case {case} batch {id}: state rows_updated");
+                assert_eq!(
+                    Some(op.num_rows_total),
+                    want_op["rows_total"].as_u64(),
+                    "case {case} batch {id}: state rows_total"
+                );
+                assert_eq!(
+                    Some(op.num_rows_updated),
+                    want_op["rows_updated"].as_u64(),
+                    "case {case} batch {id}: state rows_updated"
+                );
                 assert_eq!(
                     Some(op.num_rows_dropped_by_watermark),
                     want_op["rows_dropped_by_watermark"].as_u64(),
                     "case {case} batch {id}: rows dropped by watermark"
                 );
             }
-            assert_eq!(p.state_operators.len(), exp.state.len(), "case {case} batch {id}: number of stateful operators");
+            assert_eq!(
+                p.state_operators.len(),
+                exp.state.len(),
+                "case {case} batch {id}: number of stateful operators"
+            );
             for (op, want_op) in p.state_operators.iter().zip(&exp.state) {
-                assert_eq!(Some(op.num_rows_removed), want_op["rows_removed"].as_u64(), "case {case} batch {id}: state rows_removed");
+                assert_eq!(
+                    Some(op.num_rows_removed),
+                    want_op["rows_removed"].as_u64(),
+                    "case {case} batch {id}: state rows_removed"
+                );
             }
-            let fmt = |t: Option<flowgate::Timestamp>| t.map(|t| Value::from(spark_timestamp(t.0))).unwrap_or(Value::Null);
+            let fmt =
+                |t: Option<flowgate::Timestamp>| t.map(|t| Value::from(spark_timestamp(t.0))).unwrap_or(Value::Null);
             assert_eq!(fmt(p.watermark), exp.raw["progress_watermark"], "case {case} batch {id}: watermark in effect");
-            assert_eq!(fmt(p.next_watermark), exp.raw["watermark"], "case {case} batch {id}: watermark after the batch");
+            assert_eq!(
+                fmt(p.next_watermark),
+                exp.raw["watermark"],
+                "case {case} batch {id}: watermark after the batch"
+            );
             let no_data = p.sources.iter().all(|s| s.start_offset == s.end_offset);
             assert_eq!(no_data, exp.no_data_batch, "case {case} batch {id}: no-data batch");
             checked += 1;

@@ -87,7 +87,14 @@ fn update_mode_emits_changed_groups_with_spark_null_semantics() {
     let second = ShopStats::from_batch(&history[1].1).unwrap();
     assert_eq!(
         second,
-        vec![ShopStats { shop: "b".into(), n: 2, units: 6, avg_amount: Some(1.5), min_amount: Some(1.5), max_units: 5 }],
+        vec![ShopStats {
+            shop: "b".into(),
+            n: 2,
+            units: 6,
+            avg_amount: Some(1.5),
+            min_amount: Some(1.5),
+            max_units: 5
+        }],
         "update mode emits only the group that changed"
     );
     let p = q.last_progress().unwrap();
@@ -128,8 +135,11 @@ fn stateless_query_in_append_mode_over_many_rows_in_parallel() {
     q.process_all_available().unwrap();
     q.stop().unwrap();
     let out: Vec<Upper> = table.rows().unwrap();
-    let want: Vec<Upper> =
-        rows.iter().filter(|s| s.units > 0).map(|s| Upper { shop: s.shop.to_uppercase(), doubled: s.units * 2 }).collect();
+    let want: Vec<Upper> = rows
+        .iter()
+        .filter(|s| s.units > 0)
+        .map(|s| Upper { shop: s.shop.to_uppercase(), doubled: s.units * 2 })
+        .collect();
     assert_eq!(out.len(), want.len());
     assert!(out == want, "rows differ (in order)");
 }

@@ -46,7 +46,8 @@ fn write(dir: &Path, name: &str, text: &str) {
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
-const GOOD_AND_BAD: &str = "{\"sensor\": \"a\", \"value\": 1}\n{\"sensor\": \"b\", \"value\": oops}\n{\"sensor\": \"c\", \"value\": 3}\n";
+const GOOD_AND_BAD: &str =
+    "{\"sensor\": \"a\", \"value\": 1}\n{\"sensor\": \"b\", \"value\": oops}\n{\"sensor\": \"c\", \"value\": 3}\n";
 
 #[test]
 fn permissive_keeps_bad_lines_as_null_rows_with_their_text() {
@@ -105,11 +106,7 @@ fn fail_fast_stops_the_query_with_the_file_and_line() {
 fn files_are_read_once_each_across_triggers() {
     let dir = tempfile::tempdir().unwrap();
     let table = MemoryTable::new();
-    let q = Totals::builder()
-        .readings(Source::file(dir.path()).json())
-        .sink(Sink::memory(&table))
-        .start()
-        .unwrap();
+    let q = Totals::builder().readings(Source::file(dir.path()).json()).sink(Sink::memory(&table)).start().unwrap();
     write(dir.path(), "1.json", "{\"sensor\": \"a\", \"value\": 1}\n");
     q.process_all_available().unwrap();
     write(dir.path(), "2.json", "{\"sensor\": \"a\", \"value\": 2}\n{\"sensor\": \"b\", \"value\": 5}\n");
@@ -120,10 +117,7 @@ fn files_are_read_once_each_across_triggers() {
     assert_eq!(table.batch_count(), 2);
     let mut rows: Vec<Total> = table.rows().unwrap();
     rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
-    assert_eq!(
-        rows,
-        vec![Total { sensor: "a".into(), total: 3, n: 2 }, Total { sensor: "b".into(), total: 5, n: 1 }]
-    );
+    assert_eq!(rows, vec![Total { sensor: "a".into(), total: 3, n: 2 }, Total { sensor: "b".into(), total: 5, n: 1 }]);
 }
 
 #[test]

@@ -34,9 +34,6 @@ stream_query! {
 fn main() -> flowgate::Result<()> {
     let host = flowgate_examples::arg("host").unwrap_or_else(|| "localhost".to_string());
     let port: u16 = flowgate_examples::arg_or("port", 9999).map_err(flowgate::Error::Plan)?;
-    let query = WordCounts::builder()
-        .lines(Source::socket(&host, port))
-        .sink(Sink::console())
-        .start()?;
+    let query = WordCounts::builder().lines(Source::socket(&host, port)).sink(Sink::console()).start()?;
     query.await_termination()
 }

@@ -71,10 +71,7 @@ pub fn parse_duration_micros(text: &str) -> Result<i64, DurationError> {
             .find(|(name, _)| *name == singular)
             .map(|(_, m)| *m)
             .ok_or_else(|| DurationError::UnknownUnit(unit.to_string()))?;
-        total = n
-            .checked_mul(per)
-            .and_then(|v| total.checked_add(v))
-            .ok_or(DurationError::Overflow)?;
+        total = n.checked_mul(per).and_then(|v| total.checked_add(v)).ok_or(DurationError::Overflow)?;
         any = true;
     }
     if !any {

@@ -30,8 +30,12 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 ))
             }
         },
-        Data::Enum(e) => return Err(syn::Error::new(e.enum_token.span, "#[derive(Record)] works on structs, not enums")),
-        Data::Union(u) => return Err(syn::Error::new(u.union_token.span, "#[derive(Record)] works on structs, not unions")),
+        Data::Enum(e) => {
+            return Err(syn::Error::new(e.enum_token.span, "#[derive(Record)] works on structs, not enums"))
+        }
+        Data::Union(u) => {
+            return Err(syn::Error::new(u.union_token.span, "#[derive(Record)] works on structs, not unions"))
+        }
     };
     let name = &input.ident;
     let columns_ty = format_ident!("{}Columns", name);
@@ -41,14 +45,10 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let tys: Vec<_> = fields.iter().map(|f| f.ty.clone()).collect();
     // Spanned on each field's type, so "the trait `ColumnType` is not implemented for `u8`"
     // points at the field that has the unsupported type.
-    let col_tys: Vec<TokenStream> = tys
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> ::flowgate::record::Col<'a, #ty>))
-        .collect();
-    let builder_tys: Vec<TokenStream> = tys
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> <#ty as ::flowgate::ColumnType>::Builder))
-        .collect();
+    let col_tys: Vec<TokenStream> =
+        tys.iter().map(|ty| quote_spanned!(ty.span()=> ::flowgate::record::Col<'a, #ty>)).collect();
+    let builder_tys: Vec<TokenStream> =
+        tys.iter().map(|ty| quote_spanned!(ty.span()=> <#ty as ::flowgate::ColumnType>::Builder)).collect();
     let doc_columns = format!("Typed columns of a batch of [`{name}`] rows.");
     let doc_builder = format!("Builds a batch of [`{name}`] rows column by column.");
 

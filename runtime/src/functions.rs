@@ -14,7 +14,10 @@
 /// assert_eq!(split("", " ").collect::<Vec<_>>(), [""]);
 /// ```
 #[inline]
-pub fn split<'a>(s: impl Into<Option<&'a str>>, sep: &'a str) -> std::iter::Flatten<std::option::IntoIter<std::str::Split<'a, &'a str>>> {
+pub fn split<'a>(
+    s: impl Into<Option<&'a str>>,
+    sep: &'a str,
+) -> std::iter::Flatten<std::option::IntoIter<std::str::Split<'a, &'a str>>> {
     s.into().map(|s| s.split(sep)).into_iter().flatten()
 }
 

@@ -56,14 +56,14 @@ pub mod value;
 pub mod watermark;
 pub mod window;
 
+// Shared verbatim with the macro; the runtime only parses, the macro also uses the hints.
+#[allow(dead_code)]
 #[path = "../../macros/src/duration.rs"]
 mod duration_parse;
 
 use std::fmt;
 
-pub use engine::{
-    QueryBuilder, QueryProgress, StateOperatorProgress, StreamingQuery, Trigger,
-};
+pub use engine::{QueryBuilder, QueryProgress, StateOperatorProgress, StreamingQuery, Trigger};
 pub use error::{Error, Result};
 pub use flowgate_macros::{stream_query, Record};
 pub use record::{ColumnType, Date, Record, RecordBuilder, Timestamp};
@@ -138,7 +138,7 @@ impl Duration {
 pub mod prelude {
     pub use crate::functions::*;
     pub use crate::{
-        stream_query, ConsoleOptions, Date, Duration, MemoryStream, MemoryTable, OutputMode,
-        ParseMode, Record, Sink, Source, StreamingQuery, Timestamp, Trigger, Window,
+        stream_query, ConsoleOptions, Date, Duration, MemoryStream, MemoryTable, OutputMode, ParseMode, Record, Sink,
+        Source, StreamingQuery, Timestamp, Trigger, Window,
     };
 }

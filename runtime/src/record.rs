@@ -9,8 +9,8 @@ use arrow_array::builder::{
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
-    StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
 
@@ -432,6 +432,37 @@ where
     }
 }
 
+/// One typed column of a batch: the Arrow array and the Rust type it is read as. The fields of
+/// a derived record's [`Record::Columns`] are these.
+pub struct Col<'a, T: ColumnType>(pub &'a T::Array);
+
+impl<T: ColumnType> Clone for Col<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: ColumnType> Copy for Col<'_, T> {}
+
+impl<'a, T: ColumnType> Col<'a, T> {
+    /// Checks and wraps column `name` of `batch`.
+    pub fn of(batch: &'a RecordBatch, name: &str) -> Result<Self> {
+        Ok(Col(T::downcast(column_by_name(batch, name)?, name)?))
+    }
+    /// The value in row `i`.
+    #[inline(always)]
+    pub fn get(self, i: usize) -> T::Ref<'a> {
+        T::get(self.0, i)
+    }
+    /// Number of rows.
+    pub fn len(self) -> usize {
+        self.0.len()
+    }
+    /// True for an empty column.
+    pub fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,36 +493,5 @@ mod tests {
     fn date_display() {
         assert_eq!(Date(0).to_string(), "1970-01-01");
         assert_eq!(Date(19723).to_string(), "2024-01-01");
-    }
-}
-
-/// One typed column of a batch: the Arrow array and the Rust type it is read as. The fields of
-/// a derived record's [`Record::Columns`] are these.
-pub struct Col<'a, T: ColumnType>(pub &'a T::Array);
-
-impl<T: ColumnType> Clone for Col<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T: ColumnType> Copy for Col<'_, T> {}
-
-impl<'a, T: ColumnType> Col<'a, T> {
-    /// Checks and wraps column `name` of `batch`.
-    pub fn of(batch: &'a RecordBatch, name: &str) -> Result<Self> {
-        Ok(Col(T::downcast(column_by_name(batch, name)?, name)?))
-    }
-    /// The value in row `i`.
-    #[inline(always)]
-    pub fn get(self, i: usize) -> T::Ref<'a> {
-        T::get(self.0, i)
-    }
-    /// Number of rows.
-    pub fn len(self) -> usize {
-        self.0.len()
-    }
-    /// True for an empty column.
-    pub fn is_empty(self) -> bool {
-        self.0.is_empty()
     }
 }

@@ -6,8 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::builder::TimestampMicrosecondBuilder;
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
 use arrow_array::{Array, ArrayRef, StructArray, TimestampMicrosecondArray};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
 use arrow_schema::{DataType, Field, Fields, TimeUnit};
 
 use crate::error::{Error, Result};
@@ -189,7 +189,10 @@ impl ColumnType for Window {
                 column.data_type()
             )));
         }
-        column.as_any().downcast_ref::<StructArray>().ok_or_else(|| Error::Internal(format!("column `{name}`: not a struct")))
+        column
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(|| Error::Internal(format!("column `{name}`: not a struct")))
     }
 }
 

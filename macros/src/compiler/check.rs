@@ -63,7 +63,10 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             OpKind::FlatMap => {
                 let items = named_items(call, diags);
                 if items.len() != 1 {
-                    diags.error(call.name.span(), format!("`{name}` takes one named expression: `.{name}(word = split(value, \" \"))`"));
+                    diags.error(
+                        call.name.span(),
+                        format!("`{name}` takes one named expression: `.{name}(word = split(value, \" \"))`"),
+                    );
                 }
                 if let Some(it) = items.into_iter().next() {
                     check_no_aggregate(&it.expr, diags);
@@ -172,7 +175,10 @@ fn check_source(q: &Query, diags: &mut Diagnostics) -> usize {
 /// Rule: one input per query until union and joins exist.
 fn check_single_input(q: &Query, diags: &mut Diagnostics) {
     for extra in q.inputs.iter().skip(1) {
-        diags.error(extra.name.span(), "queries over several inputs (union, joins) are not supported yet: declare one input");
+        diags.error(
+            extra.name.span(),
+            "queries over several inputs (union, joins) are not supported yet: declare one input",
+        );
     }
 }
 
@@ -181,7 +187,10 @@ fn check_builder_names(q: &Query, diags: &mut Diagnostics) {
     for i in &q.inputs {
         let n = i.name.to_string();
         if ops::BUILDER_METHODS.contains(&n.as_str()) {
-            diags.error(i.name.span(), format!("input name `{n}` clashes with the query builder's `.{n}(...)`: rename the input"));
+            diags.error(
+                i.name.span(),
+                format!("input name `{n}` clashes with the query builder's `.{n}(...)`: rename the input"),
+            );
         }
     }
 }
@@ -254,7 +263,10 @@ fn check_output_mode(q: &Query, cx: &Cx, ops: &[LOp], diags: &mut Diagnostics) {
 /// Rule: one watermark per query, before the aggregation.
 fn check_watermark_position(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
     if cx.aggregated {
-        diags.error(call.name.span(), "`with_watermark` must come before the aggregation: it defines the event time the aggregation uses");
+        diags.error(
+            call.name.span(),
+            "`with_watermark` must come before the aggregation: it defines the event time the aggregation uses",
+        );
     } else if cx.watermark.is_some() {
         diags.error(call.name.span(), "this query already has a watermark: use one `with_watermark` per input");
     }
@@ -290,7 +302,10 @@ fn duration_arg(expr: &Expr, what: &str, diags: &mut Diagnostics) -> Option<i64>
 /// `with_watermark(column, "delay")`.
 fn watermark_args(call: &Call, diags: &mut Diagnostics) -> Option<(Ident, i64)> {
     if call.args.len() != 2 {
-        diags.error(call.name.span(), "`with_watermark` takes a column and a delay: `.with_watermark(ts, \"10 minutes\")`");
+        diags.error(
+            call.name.span(),
+            "`with_watermark` takes a column and a delay: `.with_watermark(ts, \"10 minutes\")`",
+        );
         return None;
     }
     let column = match &call.args[0] {
@@ -385,7 +400,10 @@ fn window_kind(c: &syn::ExprCall, fname: &str, diags: &mut Diagnostics) -> Optio
     let args: Vec<&Expr> = c.args.iter().collect();
     if fname == "session_window" {
         if args.len() != 2 {
-            diags.error(c.func.span(), "`session_window` takes a timestamp column and a gap: `session_window(ts, \"5 minutes\")`");
+            diags.error(
+                c.func.span(),
+                "`session_window` takes a timestamp column and a gap: `session_window(ts, \"5 minutes\")`",
+            );
             return None;
         }
         let gap = duration_arg(args[1], "session gap", diags)?;
@@ -442,7 +460,8 @@ fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Dia
         let same_type = q.inputs.first().is_some_and(|i| same_type(&i.ty, &q.output));
         if !(only_filters && same_type) {
             let span = q.calls.last().map(|c| c.name.span()).unwrap_or_else(|| q.source.span());
-            let extra = if defined.is_empty() { String::new() } else { format!(" (defined so far: {})", join(defined)) };
+            let extra =
+                if defined.is_empty() { String::new() } else { format!(" (defined so far: {})", join(defined)) };
             diags.error(
                 span,
                 format!(
@@ -480,7 +499,8 @@ fn single_arg<'a>(call: &'a Call, diags: &mut Diagnostics) -> Option<&'a Expr> {
 }
 
 const PRIMITIVE_TYPES: &[&str] = &[
-    "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize", "f32", "f64", "bool", "char", "str",
+    "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize", "f32", "f64", "bool",
+    "char", "str",
 ];
 
 /// `name = expr`, `expr as name`, or a bare column `name`.
@@ -573,7 +593,10 @@ fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<AggItem> 
                 let names: Vec<String> = AGG_FUNCTIONS.iter().map(|s| s.to_string()).collect();
                 diags.error(
                     fname.span(),
-                    format!("unknown aggregate function `{other}`{} (known: count, sum, avg, min, max)", hint(other, &names)),
+                    format!(
+                        "unknown aggregate function `{other}`{} (known: count, sum, avg, min, max)",
+                        hint(other, &names)
+                    ),
                 );
                 continue;
             }
@@ -599,7 +622,7 @@ fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<AggItem> 
 fn finish_aggregate(cx: &mut Cx, keys: Vec<Key>, aggs: Vec<AggItem>, ops: &mut Vec<LOp>, diags: &mut Diagnostics) {
     let mut columns: Vec<Ident> = keys.iter().map(|k| k.item.name.clone()).collect();
     for a in &aggs {
-        if columns.iter().any(|c| *c == a.name) {
+        if columns.contains(&a.name) {
             diags.error(a.name.span(), format!("column `{}` is defined twice", a.name));
         }
         columns.push(a.name.clone());

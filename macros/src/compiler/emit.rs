@@ -56,13 +56,12 @@ fn emit_skeleton(q: &Query, plan_body: TokenStream) -> TokenStream {
     let in_strs: Vec<String> = in_names.iter().map(|i| i.to_string()).collect();
     let in_tys: Vec<&Type> = q.inputs.iter().map(|i| &i.ty).collect();
     let idx: Vec<usize> = (0..q.inputs.len()).collect();
-    let builder_doc = format!("Sets up and starts [`{name}`]: one setter per input, then `sink`, `trigger`, … and `start`.");
+    let builder_doc =
+        format!("Sets up and starts [`{name}`]: one setter per input, then `sink`, `trigger`, … and `start`.");
     let setter_docs: Vec<String> = in_strs.iter().map(|n| format!("The source of input `{n}`.")).collect();
     // Spanned on the declared types so that a type that is not a Record is reported there.
-    let in_schema: Vec<TokenStream> = in_tys
-        .iter()
-        .map(|t| quote_spanned!(t.span()=> <#t as ::flowgate::Record>::schema()))
-        .collect();
+    let in_schema: Vec<TokenStream> =
+        in_tys.iter().map(|t| quote_spanned!(t.span()=> <#t as ::flowgate::Record>::schema())).collect();
     let out_schema = quote_spanned!(out.span()=> <#out as ::flowgate::Record>::schema());
 
     quote! {
@@ -172,9 +171,7 @@ fn push_output(q: &Query, columns: &[Ident]) -> TokenStream {
         Type::Path(tp) => quote!(#tp),
         other => quote_spanned!(other.span()=> compile_error!("the output type must be a record struct")),
     };
-    let fields = columns.iter().map(|c| {
-        quote_spanned!(c.span()=> #c: ::flowgate::value::IntoOwned::into_owned(#c))
-    });
+    let fields = columns.iter().map(|c| quote_spanned!(c.span()=> #c: ::flowgate::value::IntoOwned::into_owned(#c)));
     let lit = quote_spanned!(out.span()=> #path { #(#fields),* });
     quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); }
 }
@@ -334,12 +331,13 @@ fn aggregate_terminal(p: &Physical, agg: &AggPlan) -> TokenStream {
     // A row belongs to zero or one tumbling window and to several sliding ones.
     match agg.keys.iter().find(|k| !matches!(k.kind, KeyKind::Plain)).map(|k| &k.kind) {
         Some(KeyKind::Window { ts, size, slide, offset }) => {
-            let windows = if size == slide {
-                quote_spanned!(ts.span()=> ::flowgate::window::tumbling(#ts, #size, #offset))
+            if size == slide {
+                let window = quote_spanned!(ts.span()=> ::flowgate::window::tumbling(#ts, #size, #offset));
+                quote! { if let ::core::option::Option::Some(__fg_window) = #window { #body } }
             } else {
-                quote_spanned!(ts.span()=> ::flowgate::window::sliding(#ts, #size, #slide, #offset))
-            };
-            quote! { for __fg_window in #windows { #body } }
+                let windows = quote_spanned!(ts.span()=> ::flowgate::window::sliding(#ts, #size, #slide, #offset));
+                quote! { for __fg_window in #windows { #body } }
+            }
         }
         Some(KeyKind::Session { ts, .. }) => {
             quote_spanned!(ts.span()=> compile_error!("flowgate bug: session windows use their own operator");)

@@ -28,11 +28,7 @@ pub fn free_columns(expr: &Expr) -> Vec<Ident> {
     let mut v = Collector::default();
     v.visit_expr(expr);
     let mut seen = HashSet::new();
-    v.refs
-        .into_iter()
-        .filter(|i| !v.bound.contains(&i.to_string()))
-        .filter(|i| seen.insert(i.to_string()))
-        .collect()
+    v.refs.into_iter().filter(|i| !v.bound.contains(&i.to_string())).filter(|i| seen.insert(i.to_string())).collect()
 }
 
 #[derive(Default)]
@@ -104,8 +100,8 @@ pub fn find_aggregate_call(expr: &Expr) -> Option<(String, Span)> {
                 if let Expr::Path(p) = &*c.func {
                     if let Some(id) = p.path.get_ident() {
                         let name = id.to_string();
-                        let is_agg = AGG_FUNCTIONS.contains(&name.as_str())
-                            || UNSUPPORTED_AGGS.iter().any(|(n, _)| *n == name);
+                        let is_agg =
+                            AGG_FUNCTIONS.contains(&name.as_str()) || UNSUPPORTED_AGGS.iter().any(|(n, _)| *n == name);
                         // `min(a, b)` with two arguments is an ordinary function.
                         if is_agg && c.args.len() <= 1 {
                             self.0 = Some((name, id.span()));

@@ -34,19 +34,48 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "agg", kind: OpKind::Agg },
     OpSpec { name: "with_watermark", kind: OpKind::Watermark },
     OpSpec { name: "drop_duplicates", kind: OpKind::Unsupported("deduplication is not implemented yet") },
-    OpSpec { name: "drop_duplicates_within_watermark", kind: OpKind::Unsupported("deduplication is not implemented yet") },
+    OpSpec {
+        name: "drop_duplicates_within_watermark",
+        kind: OpKind::Unsupported("deduplication is not implemented yet"),
+    },
     OpSpec { name: "distinct", kind: OpKind::Unsupported("deduplication is not implemented yet") },
     OpSpec { name: "join", kind: OpKind::Unsupported("joins are not implemented yet") },
     OpSpec { name: "union", kind: OpKind::Unsupported("union is not implemented yet") },
-    OpSpec { name: "order_by", kind: OpKind::Unsupported("sorting a stream is only possible after an aggregation in complete mode, and is not implemented yet") },
-    OpSpec { name: "sort", kind: OpKind::Unsupported("sorting a stream is only possible after an aggregation in complete mode, and is not implemented yet") },
+    OpSpec {
+        name: "order_by",
+        kind: OpKind::Unsupported(
+            "sorting a stream is only possible after an aggregation in complete mode, and is not implemented yet",
+        ),
+    },
+    OpSpec {
+        name: "sort",
+        kind: OpKind::Unsupported(
+            "sorting a stream is only possible after an aggregation in complete mode, and is not implemented yet",
+        ),
+    },
     OpSpec { name: "limit", kind: OpKind::Unsupported("limit is not implemented yet") },
-    OpSpec { name: "map_groups_with_state", kind: OpKind::Unsupported("arbitrary stateful processing is not implemented yet") },
-    OpSpec { name: "flat_map_groups_with_state", kind: OpKind::Unsupported("arbitrary stateful processing is not implemented yet") },
+    OpSpec {
+        name: "map_groups_with_state",
+        kind: OpKind::Unsupported("arbitrary stateful processing is not implemented yet"),
+    },
+    OpSpec {
+        name: "flat_map_groups_with_state",
+        kind: OpKind::Unsupported("arbitrary stateful processing is not implemented yet"),
+    },
 ];
 
 /// Methods of the generated query builder (input names must differ from these).
-pub const BUILDER_METHODS: &[&str] = &["sink", "trigger", "checkpoint", "shuffle_partitions", "no_data_batches", "query_name", "start", "builder", "spec"];
+pub const BUILDER_METHODS: &[&str] = &[
+    "sink",
+    "trigger",
+    "checkpoint",
+    "shuffle_partitions",
+    "no_data_batches",
+    "query_name",
+    "start",
+    "builder",
+    "spec",
+];
 
 pub fn lookup(name: &str) -> Option<&'static OpSpec> {
     OPERATORS.iter().find(|o| o.name == name)

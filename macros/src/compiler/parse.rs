@@ -51,7 +51,10 @@ impl Parse for Query {
             inputs.push(Input { name: pair.name, ty: pair.ty });
         }
         if inputs.is_empty() {
-            return Err(syn::Error::new(name.span(), "a query needs at least one input: `query Name(events: Event) -> ...`"));
+            return Err(syn::Error::new(
+                name.span(),
+                "a query needs at least one input: `query Name(events: Event) -> ...`",
+            ));
         }
 
         input.parse::<Token![->]>()?;
@@ -119,7 +122,8 @@ fn unwind_chain(mut expr: Expr) -> syn::Result<(Ident, Vec<Call>)> {
                 expr = *m.receiver;
             }
             Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
-                let source = p.path.get_ident().cloned().ok_or_else(|| syn::Error::new(p.span(), "expected an input name"))?;
+                let source =
+                    p.path.get_ident().cloned().ok_or_else(|| syn::Error::new(p.span(), "expected an input name"))?;
                 calls.reverse();
                 return Ok((source, calls));
             }

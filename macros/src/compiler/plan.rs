@@ -96,7 +96,9 @@ fn ops(f: &mut fmt::Formatter<'_>, ops: &[LOp]) -> fmt::Result {
             LOp::WithColumns { items: it } => writeln!(f, "    with_columns {}", items(it))?,
             LOp::FlatMap { name, expr } => writeln!(f, "    flat_map {name} in {}", tokens(expr))?,
             LOp::Aggregate { .. } => writeln!(f, "    (aggregate)")?,
-            LOp::Watermark { column, delay } => writeln!(f, "    watermark on {column}, delay {delay} µs (observe max event time)")?,
+            LOp::Watermark { column, delay } => {
+                writeln!(f, "    watermark on {column}, delay {delay} µs (observe max event time)")?
+            }
         }
     }
     Ok(())
@@ -106,21 +108,27 @@ impl fmt::Display for Physical {
     /// A readable dump for snapshot tests and `FLOWGATE_DUMP_PLAN`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cols: Vec<String> = self.input_columns.iter().map(Ident::to_string).collect();
-        writeln!(f, "stage 0: fused loop over input #{} reading [{}], parallel over row chunks", self.input_index, cols.join(", "))?;
+        writeln!(
+            f,
+            "stage 0: fused loop over input #{} reading [{}], parallel over row chunks",
+            self.input_index,
+            cols.join(", ")
+        )?;
         ops(f, &self.pre)?;
         if let Some(a) = &self.agg {
-            let aggs: Vec<String> = a
-                .aggs
-                .iter()
-                .map(|x| {
-                    let func = match x.func {
-                        AggFunc::CountRows => "count()".to_string(),
-                        AggFunc::Count => format!("count({})", x.arg.as_ref().map(tokens).unwrap_or_default()),
-                        other => format!("{:?}({})", other, x.arg.as_ref().map(tokens).unwrap_or_default()).to_lowercase(),
-                    };
-                    format!("{} = {}", x.name, func)
-                })
-                .collect();
+            let aggs: Vec<String> =
+                a.aggs
+                    .iter()
+                    .map(|x| {
+                        let func = match x.func {
+                            AggFunc::CountRows => "count()".to_string(),
+                            AggFunc::Count => format!("count({})", x.arg.as_ref().map(tokens).unwrap_or_default()),
+                            other => format!("{:?}({})", other, x.arg.as_ref().map(tokens).unwrap_or_default())
+                                .to_lowercase(),
+                        };
+                        format!("{} = {}", x.name, func)
+                    })
+                    .collect();
             writeln!(f, "    → partial aggregate into shuffle partitions")?;
             let keys: Vec<String> = a
                 .keys
@@ -128,9 +136,15 @@ impl fmt::Display for Physical {
                 .map(|k| match &k.kind {
                     KeyKind::Plain => format!("{} = {}", k.item.name, tokens(&k.item.expr)),
                     KeyKind::Window { ts, size, slide, offset } => {
-                        format!("{} = window({}, size {size} µs, slide {slide} µs, offset {offset} µs)", k.item.name, tokens(ts))
+                        format!(
+                            "{} = window({}, size {size} µs, slide {slide} µs, offset {offset} µs)",
+                            k.item.name,
+                            tokens(ts)
+                        )
                     }
-                    KeyKind::Session { ts, gap } => format!("{} = session_window({}, gap {gap} µs)", k.item.name, tokens(ts)),
+                    KeyKind::Session { ts, gap } => {
+                        format!("{} = session_window({}, gap {gap} µs)", k.item.name, tokens(ts))
+                    }
                 })
                 .collect();
             writeln!(f, "stateful 1: hash aggregate keys [{}] aggs [{}]", keys.join(", "), aggs.join(", "))?;

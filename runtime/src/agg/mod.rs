@@ -102,21 +102,20 @@ pub trait NumericInput: Copy {
 }
 
 macro_rules! numeric_input {
-    ($t:ty, $sum:ty, $add:expr) => {
+    ($t:ty, $sum:ty, |$s:ident, $v:ident| $add:expr) => {
         impl NumericInput for $t {
             type Sum = $sum;
             type SumOutput = $sum;
             type AvgOutput = f64;
             #[inline(always)]
             fn add_to(self, sum: &mut $sum) -> bool {
-                let add: fn($sum, $t) -> $sum = $add;
-                *sum = add(*sum, self);
+                let ($s, $v): ($sum, $t) = (*sum, self);
+                *sum = $add;
                 true
             }
             #[inline(always)]
             fn combine(a: $sum, b: $sum) -> $sum {
-                let add: fn($sum, $sum) -> $sum = |a, b| a + b;
-                add(a, b)
+                a + b
             }
             fn sum_output(sum: $sum, _non_null: i64) -> $sum {
                 sum

@@ -207,7 +207,8 @@ where
             for e in t.iter_mut() {
                 if e.sessions.iter().any(|s| s.end <= watermark) {
                     self.touched.push((e.hash, e.key.clone()));
-                    let (closed, open): (Vec<_>, Vec<_>) = std::mem::take(&mut e.sessions).into_iter().partition(|s| s.end <= watermark);
+                    let (closed, open): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut e.sessions).into_iter().partition(|s| s.end <= watermark);
                     e.sessions = open;
                     out.extend(closed.into_iter().map(|s| (e.key.clone(), s)));
                 }
@@ -297,7 +298,8 @@ mod tests {
                 rows.row((*k,), Timestamp(t * MIN), || (Count::new(),)).unwrap().0.add_row();
             }
         });
-        let mut s: Vec<(String, i64, i64, i64)> = st.all().map(|(k, s)| (k.0.clone(), s.start / MIN, s.end / MIN, s.acc.0 .0)).collect();
+        let mut s: Vec<(String, i64, i64, i64)> =
+            st.all().map(|(k, s)| (k.0.clone(), s.start / MIN, s.end / MIN, s.acc.0 .0)).collect();
         s.sort();
         assert_eq!(s, vec![("u1".into(), 0, 8, 2), ("u1".into(), 10, 15, 1), ("u2".into(), 1, 6, 1)]);
         // 8 touches [0, 8) and reaches [10, 15): all three merge.

@@ -187,13 +187,17 @@ where
             let n = self.state.parts.len();
             let partials: Vec<AggPartials<K, A>> = units
                 .par_iter()
-                .fold(|| AggPartials::new(n, epoch), |mut p, u| {
-                    f(u, &mut p);
-                    p
-                })
+                .fold(
+                    || AggPartials::new(n, epoch),
+                    |mut p, u| {
+                        f(u, &mut p);
+                        p
+                    },
+                )
                 .collect();
             // Transpose: for each shuffle partition, the tables every task built for it.
-            let mut by_part: Vec<Vec<HashTable<Entry<K, A>>>> = (0..n).map(|_| Vec::with_capacity(partials.len())).collect();
+            let mut by_part: Vec<Vec<HashTable<Entry<K, A>>>> =
+                (0..n).map(|_| Vec::with_capacity(partials.len())).collect();
             for mut p in partials {
                 for (hash, key) in std::mem::take(&mut p.late) {
                     if self.state.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
@@ -308,7 +312,8 @@ mod tests {
     #[test]
     fn direct_and_parallel_paths_agree() {
         let data = words(300_000);
-        let units: Vec<std::ops::Range<usize>> = (0..data.len()).step_by(CHUNK_ROWS).map(|s| s..(s + CHUNK_ROWS).min(data.len())).collect();
+        let units: Vec<std::ops::Range<usize>> =
+            (0..data.len()).step_by(CHUNK_ROWS).map(|s| s..(s + CHUNK_ROWS).min(data.len())).collect();
         let run = |units: &[std::ops::Range<usize>], rows: usize| {
             let mut st = HashAggState::new(4);
             st.update(units, rows, |r, t| {

@@ -8,7 +8,10 @@ use std::time::{Duration as StdDuration, Instant};
 
 use arrow_array::RecordBatch;
 
-use super::{BatchContext, Plan, QueryProgress, Shared, SourceProgress, StateOperatorProgress, Trigger, POLL_INTERVAL, RECENT_PROGRESS};
+use super::{
+    BatchContext, Plan, QueryProgress, Shared, SourceProgress, StateOperatorProgress, Trigger, POLL_INTERVAL,
+    RECENT_PROGRESS,
+};
 use crate::error::{Error, Result};
 use crate::sink::SinkImpl;
 use crate::source::{Offset, ReadLimit, SourceImpl};
@@ -72,7 +75,12 @@ impl MicroBatch {
             if now >= deadline {
                 break;
             }
-            st = self.shared.changed.wait_timeout(st, deadline - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
     }
 
@@ -115,7 +123,9 @@ impl MicroBatch {
             let t = Instant::now();
             let mut ends: Offsets = Vec::with_capacity(self.sources.len());
             for (s, start) in self.sources.iter_mut().zip(&committed) {
-                let end = s.latest_offset(start.as_ref(), limit).map_err(|e| e.context(format!("source {}", s.description())))?;
+                let end = s
+                    .latest_offset(start.as_ref(), limit)
+                    .map_err(|e| e.context(format!("source {}", s.description())))?;
                 ends.push(end.or_else(|| start.clone()));
             }
             let latest_ms = ms(t.elapsed());
@@ -135,16 +145,15 @@ impl MicroBatch {
             self.shared.update(|st| st.message = "Processing new data".into());
             let batch_id = next_batch;
             let watermarks = has_watermark.then_some(Watermarks { late: wm_last, eviction: wm_next });
-            let next = self.run_batch(batch_id, &committed, &ends, watermarks, trigger_start, last_trigger_start, latest_ms)?;
+            let next =
+                self.run_batch(batch_id, &committed, &ends, watermarks, trigger_start, last_trigger_start, latest_ms)?;
             if let Some(next) = next {
                 wm_last = wm_next;
                 wm_next = next;
                 // Spark runs one more batch, without new data, when the watermark moved and a
                 // stateful operator could emit or evict with it (never in complete mode).
-                no_data_due = self.no_data_batches
-                    && stateful
-                    && self.output_mode != OutputMode::Complete
-                    && wm_next > wm_last;
+                no_data_due =
+                    self.no_data_batches && stateful && self.output_mode != OutputMode::Complete && wm_next > wm_last;
             } else {
                 no_data_due = false;
             }

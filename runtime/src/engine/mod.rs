@@ -404,9 +404,11 @@ impl QueryBuilder {
             Error::Plan(format!("query `{}` has no sink: call `.sink(Sink::console())` or another", self.spec.name))
         })?;
         if let Some(dir) = &self.checkpoint {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating checkpoint directory {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating checkpoint directory {}", dir.display()), e))?;
         }
-        let config = PlanConfig { shuffle_partitions: self.shuffle_partitions.unwrap_or_else(default_shuffle_partitions) };
+        let config =
+            PlanConfig { shuffle_partitions: self.shuffle_partitions.unwrap_or_else(default_shuffle_partitions) };
         let plan = (self.spec.make_plan)(&config);
         let name = self.name.unwrap_or_else(|| self.spec.name.to_string());
         let shared = Arc::new(Shared::new());
@@ -490,7 +492,8 @@ fn check_source_schema(input: &str, record: &SchemaRef, source: &SchemaRef, desc
                 )))
             }
             Err(_) => {
-                let have: Vec<String> = source.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
+                let have: Vec<String> =
+                    source.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
                 return Err(Error::Plan(format!(
                     "input `{input}`: {desc} has no column `{}` (it gives: {})",
                     f.name(),
@@ -509,7 +512,14 @@ fn new_id() -> String {
     let a = h.finish();
     h.write_u64(a);
     let b = h.finish();
-    format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & 0xffff_ffff_ffff)
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 /// Progress reports kept per query (Spark's `spark.sql.streaming.numRecentProgressUpdates`).
@@ -638,7 +648,12 @@ impl StreamingQuery {
             if now >= deadline {
                 return Ok(false);
             }
-            st = self.shared.changed.wait_timeout(st, deadline - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         match &st.error {
             Some(e) => Err(Error::Execution(format!("query `{}` failed: {e}", self.name))),

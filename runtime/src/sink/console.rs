@@ -263,7 +263,8 @@ mod tests {
     #[test]
     fn word_count_table_as_spark() {
         let text = format_batch(0, &words(), &ConsoleOptions::default());
-        let want = "-------------------------------------------\nBatch: 0\n-------------------------------------------\n\
+        let want =
+            "-------------------------------------------\nBatch: 0\n-------------------------------------------\n\
                     +----+-----+\n|word|count|\n+----+-----+\n| cat|    1|\n| dog|    3|\n+----+-----+\n\n";
         assert_eq!(text, want);
     }
@@ -312,11 +313,17 @@ mod tests {
         let t1 = Timestamp::parse("2024-01-01T12:10:00Z").unwrap();
         Window::append(&mut wb, Window::new(t0, t1));
         let arr = Window::finish(&mut wb);
-        let b = RecordBatch::try_new(Arc::new(Schema::new(vec![Field::new("window", Window::data_type(), false)])), vec![arr])
-            .unwrap();
+        let b = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("window", Window::data_type(), false)])),
+            vec![arr],
+        )
+        .unwrap();
         let t = show_string(&b, &ConsoleOptions::default().truncate(None));
         assert!(t.contains("|{2024-01-01 12:00:00, 2024-01-01 12:10:00}|"), "{t}");
         let empty = RecordBatch::new_empty(words().schema());
-        assert_eq!(show_string(&empty, &ConsoleOptions::default()), "+----+-----+\n|word|count|\n+----+-----+\n+----+-----+\n");
+        assert_eq!(
+            show_string(&empty, &ConsoleOptions::default()),
+            "+----+-----+\n|word|count|\n+----+-----+\n+----+-----+\n"
+        );
     }
 }
