@@ -4,7 +4,7 @@
 //! key and accumulator types (by `std::any::type_name`), and a query refuses to start on a
 //! checkpoint whose types differ, so a decoder always knows what it reads.
 
-use crate::agg::{Avg, Count, Extreme, NumericInput, OrdInput, Sum};
+use crate::agg::{Avg, Count, Extreme, NullableSum, NumericInput, OrdInput, Sum};
 use crate::error::{Error, Result};
 use crate::record::{Date, Timestamp};
 use crate::window::Window;
@@ -99,6 +99,15 @@ impl StateCodec for Window {
     }
 }
 
+impl<const SIZE: i64> StateCodec for crate::window::WindowKey<SIZE> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.start.encode(out)
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(crate::window::WindowKey { start: i64::decode(input)? })
+    }
+}
+
 impl<T: StateCodec> StateCodec for Option<T> {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
@@ -159,17 +168,25 @@ impl StateCodec for Count {
     }
 }
 
+impl<S: StateCodec> StateCodec for NullableSum<S> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.sum.encode(out);
+        self.non_null.encode(out);
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(NullableSum { sum: S::decode(input)?, non_null: i64::decode(input)? })
+    }
+}
+
 impl<I: NumericInput> StateCodec for Sum<I>
 where
     I::Sum: StateCodec,
 {
     fn encode(&self, out: &mut Vec<u8>) {
-        let (sum, n) = self.parts();
-        sum.encode(out);
-        n.encode(out);
+        self.raw().encode(out)
     }
     fn decode(input: &mut &[u8]) -> Result<Self> {
-        Ok(Sum::from_parts(I::Sum::decode(input)?, i64::decode(input)?))
+        Ok(Sum::from_raw(I::Sum::decode(input)?))
     }
 }
 
@@ -178,10 +195,12 @@ where
     I::Sum: StateCodec,
 {
     fn encode(&self, out: &mut Vec<u8>) {
-        self.sum_part().encode(out)
+        let (sum, n) = self.raw();
+        sum.encode(out);
+        n.encode(out);
     }
     fn decode(input: &mut &[u8]) -> Result<Self> {
-        Ok(Avg::from_sum(Sum::decode(input)?))
+        Ok(Avg::from_raw(I::Sum::decode(input)?, i64::decode(input)?))
     }
 }
 

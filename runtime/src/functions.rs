@@ -14,11 +14,37 @@
 /// assert_eq!(split("", " ").collect::<Vec<_>>(), [""]);
 /// ```
 #[inline]
-pub fn split<'a>(
-    s: impl Into<Option<&'a str>>,
-    sep: &'a str,
-) -> std::iter::Flatten<std::option::IntoIter<std::str::Split<'a, &'a str>>> {
-    s.into().map(|s| s.split(sep)).into_iter().flatten()
+pub fn split<'a>(s: impl Into<Option<&'a str>>, sep: &'a str) -> Split<'a> {
+    match (s.into(), sep.as_bytes()) {
+        (None, _) => Split::Empty,
+        // A one-byte separator (the common case: a space) splits on a `char`, which the
+        // standard library searches with memchr; a `&str` pattern uses the two-way searcher.
+        (Some(s), [b]) if b.is_ascii() => Split::Char(s.split(*b as char)),
+        (Some(s), _) => Split::Str(s.split(sep)),
+    }
+}
+
+/// The pieces [`split`] yields.
+#[derive(Clone, Debug)]
+pub enum Split<'a> {
+    /// Split of a null string: nothing.
+    Empty,
+    /// Split on a one-byte separator.
+    Char(std::str::Split<'a, char>),
+    /// Split on a longer separator.
+    Str(std::str::Split<'a, &'a str>),
+}
+
+impl<'a> Iterator for Split<'a> {
+    type Item = &'a str;
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            Split::Empty => None,
+            Split::Char(s) => s.next(),
+            Split::Str(s) => s.next(),
+        }
+    }
 }
 
 /// Spark's `lower`: null stays null.

@@ -61,7 +61,40 @@ macro_rules! copy_key {
         }
     )*};
 }
-copy_key!(bool, i32, i64, Timestamp, Date, Window);
+copy_key!(bool, i32, i64, Timestamp, Date);
+
+impl GroupKey for Window {
+    type Owned = Window;
+    /// Hashes the start only: within one query a window's end follows from its start.
+    #[inline(always)]
+    fn hash_key<H: Hasher>(&self, h: &mut H) {
+        h.write_i64(self.start.0)
+    }
+    #[inline(always)]
+    fn eq_owned(&self, other: &Window) -> bool {
+        self == other
+    }
+    #[inline(always)]
+    fn to_owned_key(&self) -> Window {
+        *self
+    }
+}
+
+impl<const SIZE: i64> GroupKey for crate::window::WindowKey<SIZE> {
+    type Owned = Self;
+    #[inline(always)]
+    fn hash_key<H: Hasher>(&self, h: &mut H) {
+        h.write_i64(self.start)
+    }
+    #[inline(always)]
+    fn eq_owned(&self, other: &Self) -> bool {
+        self.start == other.start
+    }
+    #[inline(always)]
+    fn to_owned_key(&self) -> Self {
+        *self
+    }
+}
 
 impl GroupKey for &str {
     type Owned = String;

@@ -58,6 +58,13 @@ impl EventTimeKey for Window {
     }
 }
 
+impl<const SIZE: i64> EventTimeKey for crate::window::WindowKey<SIZE> {
+    #[inline(always)]
+    fn key_time(&self) -> Option<i64> {
+        Some(self.start + SIZE)
+    }
+}
+
 impl EventTimeKey for Timestamp {
     #[inline(always)]
     fn key_time(&self) -> Option<i64> {

@@ -238,3 +238,25 @@ mod tests {
         assert_eq!(Window::new(at(0), at(10)).to_string(), "{2024-01-01 12:00:00, 2024-01-01 12:10:00}");
     }
 }
+
+/// A window as a grouping key: only its start, the size being a constant of the query. Half the
+/// bytes of a [`Window`] per group in aggregation state.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug)]
+pub struct WindowKey<const SIZE: i64> {
+    /// Window start, microseconds.
+    pub start: i64,
+}
+
+impl<const SIZE: i64> WindowKey<SIZE> {
+    /// The key of `window` (whose length must be `SIZE`).
+    #[inline(always)]
+    pub fn of(window: Window) -> Self {
+        debug_assert_eq!(window.end.0 - window.start.0, SIZE);
+        WindowKey { start: window.start.0 }
+    }
+    /// The window.
+    #[inline(always)]
+    pub fn window(self) -> Window {
+        Window::new(Timestamp(self.start), Timestamp(self.start + SIZE))
+    }
+}

@@ -331,12 +331,14 @@ fn aggregate_terminal(p: &Physical, agg: &AggPlan) -> TokenStream {
     // A row belongs to zero or one tumbling window and to several sliding ones.
     match agg.keys.iter().find(|k| !matches!(k.kind, KeyKind::Plain)).map(|k| &k.kind) {
         Some(KeyKind::Window { ts, size, slide, offset }) => {
+            // The key holds the window start only (`WindowKey<SIZE>`); emit rebuilds the window.
+            let key = quote! { let __fg_window = ::flowgate::window::WindowKey::<#size>::of(__fg_w); };
             if size == slide {
                 let window = quote_spanned!(ts.span()=> ::flowgate::window::tumbling(#ts, #size, #offset));
-                quote! { if let ::core::option::Option::Some(__fg_window) = #window { #body } }
+                quote! { if let ::core::option::Option::Some(__fg_w) = #window { #key #body } }
             } else {
                 let windows = quote_spanned!(ts.span()=> ::flowgate::window::sliding(#ts, #size, #slide, #offset));
-                quote! { for __fg_window in #windows { #body } }
+                quote! { for __fg_w in #windows { #key #body } }
             }
         }
         Some(KeyKind::Session { ts, .. }) => {
@@ -354,8 +356,18 @@ fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
     let state = initial_state(p, quote!(::flowgate::agg::HashAggState::new(__fg_config.shuffle_partitions)));
     let (wm_start, wm_end) = watermark_unit(p);
 
-    let key_names: Vec<&Ident> = agg.keys.iter().map(|k| &k.item.name).collect();
-    let key_idx: Vec<Index> = (0..agg.keys.len()).map(Index::from).collect();
+    let key_binds: Vec<TokenStream> = agg
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let (name, i) = (&k.item.name, Index::from(i));
+            match k.kind {
+                KeyKind::Window { .. } => quote! { let #name = &__fg_e.key.#i.window(); },
+                _ => quote! { let #name = &__fg_e.key.#i; },
+            }
+        })
+        .collect();
     // Spanned on the aggregate's name, so any error about its result points at the DSL.
     let finishes: Vec<TokenStream> = agg
         .aggs
@@ -374,7 +386,7 @@ fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
     let emit_loop = |entries: TokenStream| {
         quote! {
             for __fg_e in #entries {
-                #( let #key_names = &__fg_e.key.#key_idx; )*
+                #(#key_binds)*
                 #(#finishes)*
                 #emit_body
             }

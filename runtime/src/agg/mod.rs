@@ -10,6 +10,7 @@ pub mod session;
 pub(crate) mod table;
 
 pub use session::{Session, SessionAggState, SessionRows};
+
 pub use table::{AggPartials, Entry, HashAggState, OperatorMetrics};
 
 use std::cmp::Ordering;
@@ -83,7 +84,8 @@ never_null!(bool, i32, i64, f64, String, &str, &String, Timestamp, Date);
     note = "convert it first, e.g. `sum(x.parse::<i64>().ok())`"
 )]
 pub trait NumericInput: Copy {
-    /// The running sum's type (Spark: `bigint` for integers, `double` for doubles).
+    /// The running sum (Spark: `bigint` for integers, `double` for doubles; a nullable input
+    /// also counts its non-null values, [`NullableSum`]).
     type Sum: Copy + Default + Send + Sync + 'static + std::fmt::Debug;
     /// `sum`'s result type.
     type SumOutput;
@@ -93,8 +95,8 @@ pub trait NumericInput: Copy {
     fn add_to(self, sum: &mut Self::Sum) -> bool;
     /// Adds two sums.
     fn combine(a: Self::Sum, b: Self::Sum) -> Self::Sum;
-    /// The sum's result given how many non-null values it saw.
-    fn sum_output(sum: Self::Sum, non_null: i64) -> Self::SumOutput;
+    /// The sum's result.
+    fn sum_output(sum: Self::Sum) -> Self::SumOutput;
     /// The sum as a double (for `avg`).
     fn as_f64(sum: Self::Sum) -> f64;
     /// The average's result.
@@ -117,7 +119,7 @@ macro_rules! numeric_input {
             fn combine(a: $sum, b: $sum) -> $sum {
                 a + b
             }
-            fn sum_output(sum: $sum, _non_null: i64) -> $sum {
+            fn sum_output(sum: $sum) -> $sum {
                 sum
             }
             fn as_f64(sum: $sum) -> f64 {
@@ -135,25 +137,38 @@ numeric_input!(i64, i64, |s, v| s.wrapping_add(v));
 numeric_input!(i32, i64, |s, v| s.wrapping_add(v as i64));
 numeric_input!(f64, f64, |s, v| s + v);
 
+/// The running sum of a nullable input: the sum of the non-null values and how many there were
+/// (Spark's `sum` is null when every value was null).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NullableSum<S> {
+    /// Sum of the non-null values.
+    pub sum: S,
+    /// Number of non-null values.
+    pub non_null: i64,
+}
+
 impl<T: NumericInput> NumericInput for Option<T> {
-    type Sum = T::Sum;
+    type Sum = NullableSum<T::Sum>;
     type SumOutput = Option<T::SumOutput>;
     type AvgOutput = Option<f64>;
     #[inline(always)]
-    fn add_to(self, sum: &mut T::Sum) -> bool {
+    fn add_to(self, sum: &mut Self::Sum) -> bool {
         match self {
-            Some(v) => v.add_to(sum),
+            Some(v) => {
+                sum.non_null += v.add_to(&mut sum.sum) as i64;
+                true
+            }
             None => false,
         }
     }
-    fn combine(a: T::Sum, b: T::Sum) -> T::Sum {
-        T::combine(a, b)
+    fn combine(a: Self::Sum, b: Self::Sum) -> Self::Sum {
+        NullableSum { sum: T::combine(a.sum, b.sum), non_null: a.non_null + b.non_null }
     }
-    fn sum_output(sum: T::Sum, non_null: i64) -> Self::SumOutput {
-        (non_null > 0).then(|| T::sum_output(sum, non_null))
+    fn sum_output(sum: Self::Sum) -> Self::SumOutput {
+        (sum.non_null > 0).then(|| T::sum_output(sum.sum))
     }
-    fn as_f64(sum: T::Sum) -> f64 {
-        T::as_f64(sum)
+    fn as_f64(sum: Self::Sum) -> f64 {
+        T::as_f64(sum.sum)
     }
     fn avg_output(avg: Option<f64>) -> Option<f64> {
         avg
@@ -164,12 +179,11 @@ impl<T: NumericInput> NumericInput for Option<T> {
 #[derive(Clone, Copy, Debug)]
 pub struct Sum<I: NumericInput> {
     sum: I::Sum,
-    non_null: i64,
 }
 
 impl<I: NumericInput> Default for Sum<I> {
     fn default() -> Self {
-        Sum { sum: I::Sum::default(), non_null: 0 }
+        Sum { sum: I::Sum::default() }
     }
 }
 
@@ -181,38 +195,38 @@ impl<I: NumericInput> Sum<I> {
     /// Adds a value (nulls are skipped).
     #[inline(always)]
     pub fn update(&mut self, v: I) {
-        self.non_null += v.add_to(&mut self.sum) as i64;
+        v.add_to(&mut self.sum);
     }
-    /// The sum (null when every value was null).
+    /// The sum (null when every value of a nullable input was null).
     pub fn finish(&self) -> I::SumOutput {
-        I::sum_output(self.sum, self.non_null)
+        I::sum_output(self.sum)
     }
-    /// The running sum and the number of non-null values (for checkpoints).
-    pub fn parts(&self) -> (I::Sum, i64) {
-        (self.sum, self.non_null)
+    /// The running sum (for checkpoints).
+    pub fn raw(&self) -> I::Sum {
+        self.sum
     }
-    /// Rebuilds a sum from [`Sum::parts`].
-    pub fn from_parts(sum: I::Sum, non_null: i64) -> Self {
-        Sum { sum, non_null }
+    /// Rebuilds a sum from [`Sum::raw`].
+    pub fn from_raw(sum: I::Sum) -> Self {
+        Sum { sum }
     }
 }
 
 impl<I: NumericInput> Merge for Sum<I> {
     fn merge(&mut self, other: Self) {
         self.sum = I::combine(self.sum, other.sum);
-        self.non_null += other.non_null;
     }
 }
 
 /// `avg(x)`: a double, null when every value was null.
 #[derive(Clone, Copy, Debug)]
 pub struct Avg<I: NumericInput> {
-    sum: Sum<I>,
+    sum: I::Sum,
+    n: i64,
 }
 
 impl<I: NumericInput> Default for Avg<I> {
     fn default() -> Self {
-        Avg { sum: Sum::default() }
+        Avg { sum: I::Sum::default(), n: 0 }
     }
 }
 
@@ -224,26 +238,26 @@ impl<I: NumericInput> Avg<I> {
     /// Adds a value (nulls are skipped).
     #[inline(always)]
     pub fn update(&mut self, v: I) {
-        self.sum.update(v)
+        self.n += v.add_to(&mut self.sum) as i64;
     }
-    /// The underlying sum and count (for checkpoints).
-    pub fn sum_part(&self) -> &Sum<I> {
-        &self.sum
+    /// The running sum and count of non-null values (for checkpoints).
+    pub fn raw(&self) -> (I::Sum, i64) {
+        (self.sum, self.n)
     }
-    /// Rebuilds an average from its sum and count.
-    pub fn from_sum(sum: Sum<I>) -> Self {
-        Avg { sum }
+    /// Rebuilds an average from [`Avg::raw`].
+    pub fn from_raw(sum: I::Sum, n: i64) -> Self {
+        Avg { sum, n }
     }
     /// The average.
     pub fn finish(&self) -> I::AvgOutput {
-        let n = self.sum.non_null;
-        I::avg_output((n > 0).then(|| I::as_f64(self.sum.sum) / n as f64))
+        I::avg_output((self.n > 0).then(|| I::as_f64(self.sum) / self.n as f64))
     }
 }
 
 impl<I: NumericInput> Merge for Avg<I> {
     fn merge(&mut self, other: Self) {
-        self.sum.merge(other.sum)
+        self.sum = I::combine(self.sum, other.sum);
+        self.n += other.n;
     }
 }
 

@@ -207,7 +207,11 @@ pub fn java_double_string(v: f64) -> String {
     }
 }
 
-/// One cell as Spark's console shows it.
+/// One cell as Spark's console shows it (`NULL`, Java-style doubles, `{start, end}` structs).
+pub fn show_cell(array: &dyn Array, i: usize) -> String {
+    cell(array, i)
+}
+
 fn cell(array: &dyn Array, i: usize) -> String {
     if array.is_null(i) {
         return "NULL".into();

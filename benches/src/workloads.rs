@@ -1,0 +1,378 @@
+//! The workloads: each a flowgate query and the hand-written loop a careful engineer would
+//! write for the same job over the same Arrow batches. Both produce Arrow output.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use flowgate::engine::{BatchContext, PlanConfig};
+use flowgate::prelude::*;
+use hashbrown::HashMap;
+use rayon::prelude::*;
+
+use crate::data::{self, Event, KeyValue, Line};
+use crate::Measured;
+
+/// Rows per parallel work unit of the hand-written loops (the same as flowgate's
+/// `exec::CHUNK_ROWS`, so both sides split work alike).
+const CHUNK: usize = flowgate::exec::CHUNK_ROWS;
+
+pub struct Workload {
+    pub name: &'static str,
+    pub group: &'static str,
+    pub prepare: fn(usize),
+    pub flowgate: fn(usize) -> Measured,
+    pub hand: fn(usize) -> Measured,
+}
+
+pub fn all() -> Vec<Workload> {
+    vec![
+        Workload {
+            name: "word_count",
+            group: "core",
+            prepare: prep_lines,
+            flowgate: fg_word_count,
+            hand: hand_word_count,
+        },
+        Workload {
+            name: "grouped_sum",
+            group: "core",
+            prepare: prep_kv,
+            flowgate: fg_grouped_sum,
+            hand: hand_grouped_sum,
+        },
+        Workload {
+            name: "windowed_count",
+            group: "windowed",
+            prepare: prep_events,
+            flowgate: fg_windowed,
+            hand: hand_windowed,
+        },
+    ]
+}
+
+static LINES: OnceLock<Vec<RecordBatch>> = OnceLock::new();
+static KV: OnceLock<Vec<RecordBatch>> = OnceLock::new();
+static EVENTS: OnceLock<Vec<RecordBatch>> = OnceLock::new();
+
+fn prep_lines(rows: usize) {
+    LINES.get_or_init(|| data::lines(rows));
+}
+fn prep_kv(rows: usize) {
+    KV.get_or_init(|| data::key_values(rows));
+}
+fn prep_events(rows: usize) {
+    EVENTS.get_or_init(|| data::events(rows));
+}
+
+fn partitions() -> usize {
+    rayon::current_num_threads().max(2)
+}
+
+type Hasher = foldhash::fast::FixedState;
+
+fn new_map<K, V>() -> HashMap<K, V, Hasher> {
+    HashMap::with_hasher(Hasher::with_seed(1))
+}
+
+/// Sorted textual rows: the canonical form both sides are compared in.
+fn canonical(batches: &[RecordBatch]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> =
+                b.columns().iter().map(|c| flowgate::sink::console::show_cell(c.as_ref(), i)).collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+// ---------------------------------------------------------------- word count
+
+#[derive(Record)]
+struct WordCount {
+    word: String,
+    count: i64,
+}
+
+stream_query! {
+    query WordCounts(lines: Line) -> WordCount, mode = complete {
+        lines
+            .flat_map(word = split(value, " "))
+            .group_by(word)
+            .agg(count() as count)
+    }
+}
+
+fn fg_word_count(_rows: usize) -> Measured {
+    let input = LINES.get().expect("prepared").clone();
+    let start = Instant::now();
+    let mut plan = (WordCounts::spec().make_plan)(&PlanConfig { shuffle_partitions: partitions() });
+    let out = plan.run_batch(&BatchContext::new(0, OutputMode::Complete), &[input]).expect("run");
+    let elapsed = start.elapsed();
+    Measured { elapsed, result: canonical(&out), note: String::new() }
+}
+
+fn count_words(arr: &arrow_array::StringArray, range: std::ops::Range<usize>, map: &mut HashMap<String, i64, Hasher>) {
+    for i in range {
+        if arr.is_null(i) {
+            continue;
+        }
+        for w in arr.value(i).split(' ') {
+            match map.get_mut(w) {
+                Some(c) => *c += 1,
+                None => {
+                    map.insert(w.to_owned(), 1);
+                }
+            }
+        }
+    }
+}
+
+fn hand_word_count(_rows: usize) -> Measured {
+    let input = LINES.get().expect("prepared");
+    let start = Instant::now();
+    let units: Vec<(&arrow_array::StringArray, std::ops::Range<usize>)> = input
+        .iter()
+        .flat_map(|b| {
+            let arr = b.column(0).as_string::<i32>();
+            (0..b.num_rows()).step_by(CHUNK).map(move |s| (arr, s..(s + CHUNK).min(b.num_rows())))
+        })
+        .collect();
+    let map = if rayon::current_num_threads() == 1 {
+        let mut map = new_map();
+        for (arr, r) in &units {
+            count_words(arr, r.clone(), &mut map);
+        }
+        map
+    } else {
+        units
+            .par_iter()
+            .fold(new_map, |mut m, (arr, r)| {
+                count_words(arr, r.clone(), &mut m);
+                m
+            })
+            .reduce(new_map, |mut a, b| {
+                for (k, v) in b {
+                    *a.entry(k).or_insert(0) += v;
+                }
+                a
+            })
+    };
+    let mut words = StringBuilder::with_capacity(map.len(), map.len() * 6);
+    let mut counts = Int64Builder::with_capacity(map.len());
+    for (w, c) in &map {
+        words.append_value(w);
+        counts.append_value(*c);
+    }
+    let out = RecordBatch::try_new(
+        WordCount::schema(),
+        vec![Arc::new(words.finish()) as ArrayRef, Arc::new(counts.finish()) as ArrayRef],
+    )
+    .expect("batch");
+    let elapsed = start.elapsed();
+    Measured { elapsed, result: canonical(&[out]), note: format!("{} words", map.len()) }
+}
+
+// ---------------------------------------------------------------- grouped sum
+
+#[derive(Record)]
+struct KeyTotal {
+    key: i64,
+    total: i64,
+}
+
+stream_query! {
+    query GroupedSum(events: KeyValue) -> KeyTotal, mode = complete {
+        events.group_by(key).agg(sum(value) as total)
+    }
+}
+
+fn fg_grouped_sum(_rows: usize) -> Measured {
+    let input = KV.get().expect("prepared").clone();
+    let start = Instant::now();
+    let mut plan = (GroupedSum::spec().make_plan)(&PlanConfig { shuffle_partitions: partitions() });
+    let out = plan.run_batch(&BatchContext::new(0, OutputMode::Complete), &[input]).expect("run");
+    let elapsed = start.elapsed();
+    Measured { elapsed, result: canonical(&out), note: String::new() }
+}
+
+fn sum_chunk(b: &RecordBatch, range: std::ops::Range<usize>, map: &mut HashMap<i64, i64, Hasher>) {
+    let keys = b.column(0).as_primitive::<Int64Type>().values();
+    let values = b.column(1).as_primitive::<Int64Type>().values();
+    for i in range {
+        *map.entry(keys[i]).or_insert(0) += values[i];
+    }
+}
+
+fn hand_grouped_sum(_rows: usize) -> Measured {
+    let input = KV.get().expect("prepared");
+    let start = Instant::now();
+    let units: Vec<(&RecordBatch, std::ops::Range<usize>)> = input
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).step_by(CHUNK).map(move |s| (b, s..(s + CHUNK).min(b.num_rows()))))
+        .collect();
+    let map = if rayon::current_num_threads() == 1 {
+        let mut map = new_map();
+        for (b, r) in &units {
+            sum_chunk(b, r.clone(), &mut map);
+        }
+        map
+    } else {
+        units
+            .par_iter()
+            .fold(new_map, |mut m, (b, r)| {
+                sum_chunk(b, r.clone(), &mut m);
+                m
+            })
+            .reduce(new_map, |mut a, b| {
+                for (k, v) in b {
+                    *a.entry(k).or_insert(0) += v;
+                }
+                a
+            })
+    };
+    let mut keys = Int64Builder::with_capacity(map.len());
+    let mut totals = Int64Builder::with_capacity(map.len());
+    for (k, v) in &map {
+        keys.append_value(*k);
+        totals.append_value(*v);
+    }
+    let out = RecordBatch::try_new(
+        KeyTotal::schema(),
+        vec![Arc::new(keys.finish()) as ArrayRef, Arc::new(totals.finish()) as ArrayRef],
+    )
+    .expect("batch");
+    Measured { elapsed: start.elapsed(), result: canonical(&[out]), note: String::new() }
+}
+
+// ---------------------------------------------------------------- windowed count
+
+#[derive(Record)]
+struct WindowCount {
+    window: Window,
+    key: i64,
+    count: i64,
+}
+
+stream_query! {
+    query WindowedCount(events: Event) -> WindowCount, mode = append {
+        events
+            .with_watermark(ts, "10 seconds")
+            .group_by(window(ts, "1 minute"), key)
+            .agg(count() as count)
+    }
+}
+
+/// The windowed workload's window and watermark delay, in µs (as in the query above).
+const WINDOW_US: i64 = 60_000_000;
+const DELAY_US: i64 = 10_000_000;
+
+fn fg_windowed(_rows: usize) -> Measured {
+    let input = EVENTS.get().expect("prepared");
+    let start = Instant::now();
+    let mut plan = (WindowedCount::spec().make_plan)(&PlanConfig { shuffle_partitions: partitions() });
+    // The engine's watermark protocol: late input by the previous batch's watermark, eviction
+    // by this batch's; the watermark after a batch is max(current, max event time − delay).
+    let (mut wm_last, mut wm_next) = (0i64, 0i64);
+    let mut out = Vec::new();
+    for (id, batch) in input.iter().enumerate() {
+        let ctx = BatchContext {
+            watermark_for_late: Some(wm_last),
+            watermark_for_eviction: Some(wm_next),
+            ..BatchContext::new(id as u64, OutputMode::Append)
+        };
+        out.extend(plan.run_batch(&ctx, &[vec![batch.clone()]]).expect("run"));
+        let next = plan.watermark_candidate().map_or(wm_next, |c| c.max(wm_next));
+        wm_last = wm_next;
+        wm_next = next;
+    }
+    let elapsed = start.elapsed();
+    let m = &plan.state_operators()[0];
+    let per_group = m.memory_used_bytes as f64 / m.rows_total.max(1) as f64;
+    Measured { elapsed, result: canonical(&out), note: format!("state {per_group:.1} B per (window, key)") }
+}
+
+fn hand_windowed(_rows: usize) -> Measured {
+    let input = EVENTS.get().expect("prepared");
+    let start = Instant::now();
+    let mut state: HashMap<(i64, i64), i64, Hasher> = new_map();
+    let (mut wm_last, mut wm_next) = (0i64, 0i64);
+    let mut out = Vec::new();
+    for batch in input {
+        let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>().values();
+        let keys = batch.column(1).as_primitive::<Int64Type>().values();
+        let count_range = |range: std::ops::Range<usize>, map: &mut HashMap<(i64, i64), i64, Hasher>| {
+            let mut max_ts = i64::MIN;
+            for i in range {
+                let t = ts[i];
+                max_ts = max_ts.max(t);
+                let w = t - t.rem_euclid(WINDOW_US);
+                if w + WINDOW_US > wm_last {
+                    *map.entry((w, keys[i])).or_insert(0) += 1;
+                }
+            }
+            max_ts
+        };
+        let max_ts = if rayon::current_num_threads() == 1 {
+            count_range(0..batch.num_rows(), &mut state)
+        } else {
+            let starts: Vec<usize> = (0..batch.num_rows()).step_by(CHUNK).collect();
+            let partials: Vec<(HashMap<(i64, i64), i64, Hasher>, i64)> = starts
+                .par_iter()
+                .map(|&s| {
+                    let mut m = new_map();
+                    let mx = count_range(s..(s + CHUNK).min(batch.num_rows()), &mut m);
+                    (m, mx)
+                })
+                .collect();
+            let mut mx = i64::MIN;
+            for (m, x) in partials {
+                mx = mx.max(x);
+                for (k, v) in m {
+                    *state.entry(k).or_insert(0) += v;
+                }
+            }
+            mx
+        };
+        let mut windows = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        let mut ends = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        let mut ks = Int64Builder::new();
+        let mut counts = Int64Builder::new();
+        state.retain(|(w, k), c| {
+            if w + WINDOW_US <= wm_next {
+                windows.append_value(*w);
+                ends.append_value(w + WINDOW_US);
+                ks.append_value(*k);
+                counts.append_value(*c);
+                false
+            } else {
+                true
+            }
+        });
+        let window_col = arrow_array::StructArray::new(
+            match <Window as flowgate::ColumnType>::data_type() {
+                arrow_schema::DataType::Struct(f) => f,
+                _ => unreachable!("Window is a struct"),
+            },
+            vec![Arc::new(windows.finish()) as ArrayRef, Arc::new(ends.finish()) as ArrayRef],
+            None,
+        );
+        out.push(
+            RecordBatch::try_new(
+                WindowCount::schema(),
+                vec![Arc::new(window_col) as ArrayRef, Arc::new(ks.finish()), Arc::new(counts.finish())],
+            )
+            .expect("batch"),
+        );
+        let next = if max_ts == i64::MIN { wm_next } else { (max_ts - DELAY_US).max(wm_next) };
+        wm_last = wm_next;
+        wm_next = next;
+    }
+    Measured { elapsed: start.elapsed(), result: canonical(&out), note: String::new() }
+}
