@@ -298,16 +298,19 @@ fn fg_windowed(_rows: usize) -> Measured {
     Measured { elapsed, result: canonical(&out), note: format!("state {per_group:.1} B per (window, key)") }
 }
 
+/// (window start, key) → count.
+type WindowMap = HashMap<(i64, i64), i64, Hasher>;
+
 fn hand_windowed(_rows: usize) -> Measured {
     let input = EVENTS.get().expect("prepared");
     let start = Instant::now();
-    let mut state: HashMap<(i64, i64), i64, Hasher> = new_map();
+    let mut state: WindowMap = new_map();
     let (mut wm_last, mut wm_next) = (0i64, 0i64);
     let mut out = Vec::new();
     for batch in input {
         let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>().values();
         let keys = batch.column(1).as_primitive::<Int64Type>().values();
-        let count_range = |range: std::ops::Range<usize>, map: &mut HashMap<(i64, i64), i64, Hasher>| {
+        let count_range = |range: std::ops::Range<usize>, map: &mut WindowMap| {
             let mut max_ts = i64::MIN;
             for i in range {
                 let t = ts[i];
@@ -323,7 +326,7 @@ fn hand_windowed(_rows: usize) -> Measured {
             count_range(0..batch.num_rows(), &mut state)
         } else {
             let starts: Vec<usize> = (0..batch.num_rows()).step_by(CHUNK).collect();
-            let partials: Vec<(HashMap<(i64, i64), i64, Hasher>, i64)> = starts
+            let partials: Vec<(WindowMap, i64)> = starts
                 .par_iter()
                 .map(|&s| {
                     let mut m = new_map();
