@@ -44,6 +44,7 @@
 //! ```
 
 pub mod agg;
+pub mod checkpoint;
 pub mod codec;
 pub mod engine;
 pub mod error;

@@ -1,0 +1,91 @@
+//! Batch-indexed JSON logs (Spark's `HDFSMetadataLog`): `offsets/<batch>` written before a
+//! batch runs (the write-ahead log), `commits/<batch>` after the sink has it.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::file::Storage;
+use crate::error::{Error, Result};
+
+/// One log directory of JSON entries named by batch id.
+pub struct BatchLog {
+    storage: Arc<dyn Storage>,
+    dir: String,
+}
+
+impl BatchLog {
+    /// The log in directory `dir` of `storage`.
+    pub fn new(storage: Arc<dyn Storage>, dir: &str) -> Self {
+        BatchLog { storage, dir: dir.trim_end_matches('/').to_string() }
+    }
+
+    fn rel(&self, batch: u64) -> String {
+        format!("{}/{batch}", self.dir)
+    }
+
+    /// Writes the entry of `batch` (durable when this returns).
+    pub fn add(&self, batch: u64, entry: &Value) -> Result<()> {
+        self.storage.write(&self.rel(batch), entry.to_string().as_bytes())
+    }
+
+    /// The entry of `batch`, if written.
+    pub fn get(&self, batch: u64) -> Result<Option<Value>> {
+        match self.storage.read(&self.rel(batch))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Checkpoint(format!("{}: not valid JSON: {e}", self.storage.describe(&self.rel(batch))))
+            }),
+        }
+    }
+
+    /// Batch ids present, ascending.
+    pub fn batches(&self) -> Result<Vec<u64>> {
+        let mut ids: Vec<u64> = self.storage.list(&self.dir)?.iter().filter_map(|n| n.parse().ok()).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The latest entry.
+    pub fn latest(&self) -> Result<Option<(u64, Value)>> {
+        match self.batches()?.last() {
+            None => Ok(None),
+            Some(&b) => Ok(self.get(b)?.map(|v| (b, v))),
+        }
+    }
+
+    /// Deletes entries of batches before `keep_from`.
+    pub fn purge(&self, keep_from: u64) -> Result<()> {
+        for b in self.batches()? {
+            if b < keep_from {
+                self.storage.delete(&self.rel(b))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A file of the log for messages.
+    pub fn describe(&self, batch: u64) -> String {
+        self.storage.describe(&self.rel(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::file::MemStorage;
+
+    #[test]
+    fn latest_get_purge() {
+        let log = BatchLog::new(Arc::new(MemStorage::new()), "offsets");
+        assert!(log.latest().unwrap().is_none());
+        for b in 0..12 {
+            log.add(b, &serde_json::json!({ "batch": b })).unwrap();
+        }
+        assert_eq!(log.latest().unwrap().unwrap().0, 11);
+        assert_eq!(log.get(3).unwrap().unwrap()["batch"], 3);
+        log.purge(10).unwrap();
+        assert_eq!(log.batches().unwrap(), vec![10, 11]);
+        assert!(log.get(3).unwrap().is_none());
+    }
+}
