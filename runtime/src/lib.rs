@@ -68,7 +68,7 @@ pub use engine::{QueryBuilder, QueryProgress, StateOperatorProgress, StreamingQu
 pub use error::{Error, Result};
 pub use flowgate_macros::{stream_query, Record};
 pub use record::{ColumnType, Date, Record, RecordBuilder, Timestamp};
-pub use sink::{ConsoleOptions, MemoryTable, Sink};
+pub use sink::{ConsoleOptions, MemoryTable, Sink, SinkFormat};
 pub use source::{MemoryStream, ParseMode, Source};
 pub use window::Window;
 
@@ -140,6 +140,6 @@ pub mod prelude {
     pub use crate::functions::*;
     pub use crate::{
         stream_query, ConsoleOptions, Date, Duration, MemoryStream, MemoryTable, OutputMode, ParseMode, Record, Sink,
-        Source, StreamingQuery, Timestamp, Trigger, Window,
+        SinkFormat, Source, StreamingQuery, Timestamp, Trigger, Window,
     };
 }

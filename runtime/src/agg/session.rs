@@ -97,8 +97,10 @@ pub struct SessionAggState<K, A> {
     parts: Vec<HashTable<KeySessions<K, A>>>,
     gap: i64,
     metrics: OperatorMetrics,
-    /// Keys whose sessions changed since the last checkpoint (hash, key).
+    /// Keys whose sessions changed since the last checkpoint (hash, key); recorded only while
+    /// `tracking` (a query with a checkpoint).
     touched: Vec<(u64, K)>,
+    tracking: bool,
 }
 
 impl<K, A> SessionAggState<K, A> {
@@ -109,7 +111,14 @@ impl<K, A> SessionAggState<K, A> {
             gap,
             metrics: OperatorMetrics { name: "sessionWindowStateStoreSaveExec".into(), ..Default::default() },
             touched: Vec::new(),
+            tracking: false,
         }
+    }
+
+    /// Whether to record changes for `take_changes` (a checkpointed query).
+    pub fn set_tracking(&mut self, on: bool) {
+        self.tracking = on;
+        self.touched.clear();
     }
 
     /// Every session, with its key (complete mode).
@@ -183,7 +192,9 @@ where
                     v.insert(KeySessions { hash: batch.hash, key: batch.key, sessions: Vec::new() }).into_mut()
                 }
             };
-            self.touched.push((batch.hash, entry.key.clone()));
+            if self.tracking {
+                self.touched.push((batch.hash, entry.key.clone()));
+            }
             let old = std::mem::take(&mut entry.sessions);
             let old_starts: Vec<i64> = old.iter().map(|s| s.start).collect();
             fresh.extend(old);
@@ -206,7 +217,9 @@ where
         for t in &mut self.parts {
             for e in t.iter_mut() {
                 if e.sessions.iter().any(|s| s.end <= watermark) {
-                    self.touched.push((e.hash, e.key.clone()));
+                    if self.tracking {
+                        self.touched.push((e.hash, e.key.clone()));
+                    }
                     let (closed, open): (Vec<_>, Vec<_>) =
                         std::mem::take(&mut e.sessions).into_iter().partition(|s| s.end <= watermark);
                     e.sessions = open;

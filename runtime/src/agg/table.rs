@@ -115,8 +115,10 @@ pub struct OperatorMetrics {
 pub struct HashAggState<K, A> {
     state: AggPartials<K, A>,
     metrics: OperatorMetrics,
-    /// Keys evicted since the last checkpoint, with their hashes (deletes for the state store).
+    /// Keys evicted since the last checkpoint, with their hashes (deletes for the state store);
+    /// recorded only while `tracking` (a query with a checkpoint).
     removed: Vec<(u64, K)>,
+    tracking: bool,
 }
 
 impl<K, A> HashAggState<K, A> {
@@ -126,7 +128,14 @@ impl<K, A> HashAggState<K, A> {
             state: AggPartials::new(partitions.max(1), 0),
             metrics: OperatorMetrics { name: "stateStoreSave".into(), ..Default::default() },
             removed: Vec::new(),
+            tracking: false,
         }
+    }
+
+    /// Whether to record changes for [`HashAggState::take_changes`] (a checkpointed query).
+    pub fn set_tracking(&mut self, on: bool) {
+        self.tracking = on;
+        self.removed.clear();
     }
 
     /// Every group (complete mode), partition by partition.
@@ -248,7 +257,9 @@ where
         for t in &mut self.state.parts {
             out.extend(t.extract_if(|e| behind(&e.key)));
         }
-        self.removed.extend(out.iter().map(|e| (hash_key(&e.key), e.key.clone())));
+        if self.tracking {
+            self.removed.extend(out.iter().map(|e| (hash_key(&e.key), e.key.clone())));
+        }
         self.metrics.rows_removed = out.len() as u64;
         self.metrics.rows_total = self.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();

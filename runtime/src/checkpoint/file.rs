@@ -62,7 +62,9 @@ pub fn unframe<'a>(bytes: &'a [u8], what: &Path) -> Result<&'a [u8]> {
 fn fsync_dir(dir: &Path) -> Result<()> {
     // Directories can be opened and synced on Unix; elsewhere this is a no-op.
     #[cfg(unix)]
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
     let _ = dir;
     Ok(())
 }

@@ -55,7 +55,7 @@ fn encode(changes: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>) -> Vec<u8> 
 
 fn apply(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, mut bytes: &[u8], what: &str) -> Result<()> {
     let bad = || Error::Checkpoint(format!("{what}: malformed state record"));
-    let mut take = |n: usize, bytes: &mut &[u8]| -> Result<Vec<u8>> {
+    let take = |n: usize, bytes: &mut &[u8]| -> Result<Vec<u8>> {
         if bytes.len() < n {
             return Err(bad());
         }
@@ -200,7 +200,8 @@ impl FileStateStore {
             // SAFETY: checkpoint files are written to a temporary name and renamed into place
             // (`write_atomic`), and never modified afterwards; nothing else writes this file
             // while it is mapped, so the mapping's contents cannot change under us.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+            let map = unsafe { memmap2::Mmap::map(&file) }
+                .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
             Ok(unframe(&map, &path)?.to_vec())
         } else {
             let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;

@@ -28,6 +28,7 @@ pub(crate) struct MicroBatch {
     pub trigger: Trigger,
     pub output_schema: arrow_schema::SchemaRef,
     pub no_data_batches: bool,
+    pub checkpoint: Option<super::checkpoint::QueryCheckpoint>,
     pub shared: Arc<Shared>,
 }
 
@@ -88,6 +89,34 @@ impl MicroBatch {
         let mut committed: Offsets = vec![None; self.sources.len()];
         let mut next_batch: u64 = 0;
         let mut last_trigger_start: Option<Instant> = None;
+        // Effective watermark of the last batch run, and the one the next batch will use
+        // (Spark starts both at 0, the epoch).
+        let mut wm_last: i64 = 0;
+        let mut wm_next: i64 = 0;
+        let mut rerun = None;
+        if let Some(cp) = &self.checkpoint {
+            let resume = cp.resume(self.sources.len())?;
+            for (s, logs) in self.sources.iter_mut().zip(resume.source_logs) {
+                if !logs.is_empty() {
+                    s.restore_log(logs).map_err(|e| e.context(format!("restoring source {}", s.description())))?;
+                }
+            }
+            self.plan.set_tracking(true);
+            if resume.state_version > 0 {
+                let state = cp.load_state(resume.state_version)?;
+                self.plan
+                    .restore(state)
+                    .map_err(|e| e.context(format!("restoring state from {}", cp.dir().display())))?;
+            }
+            if let Some((late, eviction)) = resume.watermarks {
+                wm_last = late;
+                wm_next = eviction;
+            }
+            committed = resume.committed;
+            next_batch = resume.next_batch;
+            rerun = resume.rerun;
+            tracing::info!(query = %self.name, next_batch, rerun = rerun.is_some(), "resuming from checkpoint");
+        }
         if self.trigger == Trigger::AvailableNow {
             for s in &mut self.sources {
                 s.prepare_available_now()?;
@@ -97,11 +126,13 @@ impl MicroBatch {
         let mut next_tick = Instant::now();
         let has_watermark = self.plan.has_watermark();
         let stateful = !self.plan.state_operators().is_empty();
-        // Effective watermark of the last batch run, and the one the next batch will use
-        // (Spark starts both at 0, the epoch).
-        let mut wm_last: i64 = 0;
-        let mut wm_next: i64 = 0;
-        let mut no_data_due = false;
+        // After a restart, a watermark that moved in the last committed batch still owes its
+        // no-data batch.
+        let mut no_data_due = rerun.is_none()
+            && self.no_data_batches
+            && stateful
+            && self.output_mode != OutputMode::Complete
+            && wm_next > wm_last;
         loop {
             if self.stopped() {
                 return Ok(());
@@ -121,15 +152,23 @@ impl MicroBatch {
             }
             let trigger_start = Instant::now();
             let t = Instant::now();
-            let mut ends: Offsets = Vec::with_capacity(self.sources.len());
-            for (s, start) in self.sources.iter_mut().zip(&committed) {
-                let end = s
-                    .latest_offset(start.as_ref(), limit)
-                    .map_err(|e| e.context(format!("source {}", s.description())))?;
-                ends.push(end.or_else(|| start.clone()));
-            }
+            // A batch planned before a restart runs again with exactly its logged offsets.
+            let replay = rerun.take();
+            let ends: Offsets = match &replay {
+                Some((_, ends)) => ends.clone(),
+                None => {
+                    let mut ends = Vec::with_capacity(self.sources.len());
+                    for (s, start) in self.sources.iter_mut().zip(&committed) {
+                        let end = s
+                            .latest_offset(start.as_ref(), limit)
+                            .map_err(|e| e.context(format!("source {}", s.description())))?;
+                        ends.push(end.or_else(|| start.clone()));
+                    }
+                    ends
+                }
+            };
             let latest_ms = ms(t.elapsed());
-            let has_new = ends.iter().zip(&committed).any(|(e, c)| e != c);
+            let has_new = replay.is_some() || ends.iter().zip(&committed).any(|(e, c)| e != c);
             if !has_new && !no_data_due {
                 self.shared.update(|st| {
                     st.idle_checks += 1;
@@ -160,7 +199,7 @@ impl MicroBatch {
             last_trigger_start = Some(trigger_start);
             committed = ends;
             next_batch += 1;
-            if self.trigger == Trigger::Once {
+            if self.trigger == Trigger::Once && replay.is_none() {
                 return Ok(());
             }
         }
@@ -180,6 +219,18 @@ impl MicroBatch {
     ) -> Result<Option<i64>> {
         let mut durations = BTreeMap::new();
         durations.insert("latestOffset".to_string(), latest_ms);
+        let t = Instant::now();
+        if let Some(cp) = &self.checkpoint {
+            let mut logs = Vec::with_capacity(self.sources.len());
+            for ((s, start), end) in self.sources.iter().zip(starts).zip(ends) {
+                logs.push(match end {
+                    Some(end) if Some(end) != start.as_ref() => s.batch_log(start.as_ref(), end)?,
+                    _ => None,
+                });
+            }
+            cp.log_offsets(batch_id, ends, watermarks.map(|w| (w.late, w.eviction)), &logs)?;
+        }
+        durations.insert("walCommit".to_string(), ms(t.elapsed()));
         let t = Instant::now();
         let mut inputs: Vec<Vec<RecordBatch>> = Vec::with_capacity(self.sources.len());
         let mut source_progress = Vec::with_capacity(self.sources.len());
@@ -210,6 +261,9 @@ impl MicroBatch {
         };
         let out = self.plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("running batch {batch_id}")))?;
         drop(inputs);
+        if let Some(cp) = &mut self.checkpoint {
+            cp.commit_state(batch_id, self.plan.take_changes())?;
+        }
         let out = if out.len() == 1 {
             out.into_iter().next().unwrap_or_else(|| RecordBatch::new_empty(self.output_schema.clone()))
         } else {
@@ -233,6 +287,9 @@ impl MicroBatch {
         // The watermark never moves back.
         let next_watermark =
             watermarks.map(|w| self.plan.watermark_candidate().map_or(w.eviction, |c| c.max(w.eviction)));
+        if let Some(cp) = &mut self.checkpoint {
+            cp.log_commit(batch_id, next_watermark)?;
+        }
         let rows: u64 = source_progress.iter().map(|s| s.num_input_rows).sum();
         let since_last = last_trigger_start.map(|l| trigger_start.duration_since(l).as_secs_f64()).unwrap_or(0.0);
         let progress = QueryProgress {

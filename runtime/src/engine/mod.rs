@@ -12,6 +12,7 @@
 //! Breaking (2) — calling a batch twice, or out of order — would double-count in aggregations;
 //! the engine is the only caller.
 
+mod checkpoint;
 mod microbatch;
 mod progress;
 mod trigger;
@@ -102,6 +103,8 @@ pub trait Plan: Send {
     fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>>;
     /// See [`PlanState::restore`].
     fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()>;
+    /// See [`PlanState::set_tracking`].
+    fn set_tracking(&mut self, on: bool);
 }
 
 /// The state a plan keeps between batches, seen generically (metrics and watermarks now;
@@ -126,6 +129,11 @@ pub trait PlanState: Send {
     /// Per stateful operator, per shuffle partition: state changes since the last call.
     fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
         Vec::new()
+    }
+    /// Whether to record changes for [`PlanState::take_changes`] (only a checkpointed query
+    /// pays for it).
+    fn set_tracking(&mut self, on: bool) {
+        let _ = on;
     }
     /// Replaces the state of every stateful operator with what the state store holds
     /// (`[operator][partition]`, in [`PlanState::state_schema`] order).
@@ -175,6 +183,10 @@ impl<A: PlanState, B: PlanState> PlanState for (A, B) {
         m.extend(self.1.take_changes());
         m
     }
+    fn set_tracking(&mut self, on: bool) {
+        self.0.set_tracking(on);
+        self.1.set_tracking(on);
+    }
     fn restore(&mut self, mut state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
         let rest = state.split_off(self.0.state_schema().len().min(state.len()));
         self.0.restore(state)?;
@@ -219,6 +231,9 @@ where
     fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
         vec![HashAggState::take_changes(self)]
     }
+    fn set_tracking(&mut self, on: bool) {
+        HashAggState::set_tracking(self, on)
+    }
     fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
         HashAggState::restore(self, single_operator(state)?)
     }
@@ -242,6 +257,9 @@ where
     }
     fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
         vec![crate::agg::SessionAggState::take_changes(self)]
+    }
+    fn set_tracking(&mut self, on: bool) {
+        crate::agg::SessionAggState::set_tracking(self, on)
     }
     fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
         crate::agg::SessionAggState::restore(self, single_operator(state)?)
@@ -291,6 +309,9 @@ where
     }
     fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
         self.state.restore(state)
+    }
+    fn set_tracking(&mut self, on: bool) {
+        self.state.set_tracking(on)
     }
 }
 
@@ -403,16 +424,42 @@ impl QueryBuilder {
         let sink = self.sink.ok_or_else(|| {
             Error::Plan(format!("query `{}` has no sink: call `.sink(Sink::console())` or another", self.spec.name))
         })?;
-        if let Some(dir) = &self.checkpoint {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating checkpoint directory {}", dir.display()), e))?;
-        }
-        let config =
-            PlanConfig { shuffle_partitions: self.shuffle_partitions.unwrap_or_else(default_shuffle_partitions) };
+        // Shuffle partitions are fixed for the life of a query: a restart takes them from the
+        // checkpoint unless set explicitly (and then they must match).
+        let recorded = match &self.checkpoint {
+            Some(dir) => checkpoint::recorded_partitions(dir)?,
+            None => None,
+        };
+        let partitions = self.shuffle_partitions.or(recorded).unwrap_or_else(default_shuffle_partitions);
+        let config = PlanConfig { shuffle_partitions: partitions };
         let plan = (self.spec.make_plan)(&config);
         let name = self.name.unwrap_or_else(|| self.spec.name.to_string());
         let shared = Arc::new(Shared::new());
-        let id = new_id();
+        let mut id = new_id();
+        let checkpoint = match &self.checkpoint {
+            None => None,
+            Some(dir) => {
+                let inputs: Vec<(String, String, String)> = self
+                    .spec
+                    .inputs
+                    .iter()
+                    .zip(&sources)
+                    .map(|((n, schema), src)| (n.to_string(), schema_string(schema), src.description()))
+                    .collect();
+                let meta = checkpoint::metadata(
+                    &id,
+                    self.spec.name,
+                    &inputs,
+                    &schema_string(&self.spec.output),
+                    &self.spec.output_mode.to_string(),
+                    partitions,
+                    &plan.state_schema(),
+                );
+                let cp = checkpoint::QueryCheckpoint::open(dir, meta, &plan.state_schema(), sources.len())?;
+                id = cp.id.clone();
+                Some(cp)
+            }
+        };
         let exec = microbatch::MicroBatch {
             id: id.clone(),
             run_id: new_id(),
@@ -424,6 +471,7 @@ impl QueryBuilder {
             trigger: self.trigger,
             output_schema: self.spec.output.clone(),
             no_data_batches: self.no_data_batches,
+            checkpoint,
             shared: shared.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -469,6 +517,16 @@ macro_rules! __query_builder_methods {
             self.inner.start()
         }
     };
+}
+
+/// A schema as `name: type` pairs (what the checkpoint metadata records).
+fn schema_string(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}{}", f.name(), f.data_type(), if f.is_nullable() { "?" } else { "" }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Types are compared loosely for timestamps (any time zone is UTC micros to us).

@@ -8,10 +8,12 @@ use crate::error::Result;
 use crate::OutputMode;
 
 pub mod console;
+pub mod file;
 pub mod foreach;
 pub mod memory;
 
 pub use console::ConsoleOptions;
+pub use file::SinkFormat;
 pub use memory::MemoryTable;
 
 /// The runtime side of a sink.
@@ -47,6 +49,11 @@ impl Sink {
     /// The console sink with options (row limit, truncation).
     pub fn console_with(options: ConsoleOptions) -> Self {
         Sink::from_impl(Box::new(console::ConsoleSink::new(options)))
+    }
+    /// Writes each batch as files in `output`, exactly once through `output/_manifest` (see
+    /// [`file`]): JSON lines, CSV or Parquet. Append and update mode.
+    pub fn file(output: impl Into<std::path::PathBuf>, format: SinkFormat) -> Self {
+        Sink::from_impl(Box::new(file::FileSink::new(output, format)))
     }
     /// Keeps results in a table the program can query (see [`MemoryTable`]).
     pub fn memory(table: &MemoryTable) -> Self {

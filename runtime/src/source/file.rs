@@ -552,6 +552,28 @@ impl SourceImpl for FileSource {
         Ok((end > 0).then(|| log_offset(end)))
     }
 
+    fn batch_log(&self, start: Option<&Offset>, end: &Offset) -> Result<Option<serde_json::Value>> {
+        let files: Vec<String> =
+            self.files_in_batch(start, end)?.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        Ok(Some(serde_json::json!({ "files": files })))
+    }
+
+    fn restore_log(&mut self, entries: Vec<serde_json::Value>) -> Result<()> {
+        self.log.clear();
+        self.seen.clear();
+        for e in entries {
+            let files = e["files"]
+                .as_array()
+                .ok_or_else(|| Error::Checkpoint(format!("file source log entry {e} has no \"files\" list")))?;
+            for f in files {
+                let f =
+                    f.as_str().ok_or_else(|| Error::Checkpoint(format!("file source log entry {e}: bad file name")))?;
+                self.push(PathBuf::from(f));
+            }
+        }
+        Ok(())
+    }
+
     fn get_batch(&mut self, start: Option<&Offset>, end: &Offset) -> Result<Vec<RecordBatch>> {
         self.layout()?;
         let (start, end) = (parse_offset(start)?, parse_offset(Some(end))?);

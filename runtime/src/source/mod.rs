@@ -70,6 +70,17 @@ pub trait SourceImpl: Send {
     fn latest_offset(&mut self, start: Option<&Offset>, limit: ReadLimit) -> Result<Option<Offset>>;
     /// The rows in `(start, end]`. Must be repeatable for a replayable source.
     fn get_batch(&mut self, start: Option<&Offset>, end: &Offset) -> Result<Vec<RecordBatch>>;
+    /// What this source needs logged with batch `(start, end]` to replay it after a restart
+    /// (Spark's per-source logs: the file source's list of files). Written to the checkpoint
+    /// before the batch runs.
+    fn batch_log(&self, _start: Option<&Offset>, _end: &Offset) -> Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
+    /// After a restart: the entries [`SourceImpl::batch_log`] gave for every batch that ran, in
+    /// batch order.
+    fn restore_log(&mut self, _entries: Vec<serde_json::Value>) -> Result<()> {
+        Ok(())
+    }
     /// Everything up to `end` is committed; the source may forget it.
     fn commit(&mut self, _end: &Offset) -> Result<()> {
         Ok(())
