@@ -23,3 +23,23 @@ pub fn arg_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
         Some(v) => v.parse().map_err(|_| format!("--{name}: cannot parse `{v}`")),
     }
 }
+
+/// The path of example `name`'s binary, for end-to-end tests: `cargo test` builds examples next
+/// to the test binaries; when a single test target was asked for, it is built here first.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    // target/<profile>/deps/<test> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    let bin = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let release = profile_dir.file_name().is_some_and(|p| p == "release");
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "flowgate-examples", "--example", name]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
+        assert!(status.success(), "building example {name} failed");
+    }
+    bin
+}

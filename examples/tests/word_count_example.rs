@@ -3,21 +3,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn example_binary(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> → target/<profile>/examples/<name>
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
-}
-
 #[test]
 fn word_count_prints_spark_style_counts() {
-    let bin = example_binary("word_count");
+    let bin = flowgate_examples::example_binary("word_count");
     assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
