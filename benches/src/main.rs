@@ -8,6 +8,7 @@
 //! cargo run --release -p flowgate-benches -- all --rows 1000000 --runs 5
 //! ```
 
+mod checkpoint;
 mod data;
 mod workloads;
 
@@ -72,13 +73,32 @@ fn run_workload(w: &workloads::Workload, rows: usize, runs: usize, threads: usiz
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if what == "checkpoint" || what == "all" {
+        let keys = arg("--keys", checkpoint::RESTART_KEYS);
+        let (restart, bytes) = checkpoint::restart_time(keys);
+        println!(
+            "restart with {keys} keys of state ({:.1} MB on disk): {:.3} s (goal ≤ 1 s)",
+            bytes as f64 / 1e6,
+            restart.as_secs_f64()
+        );
+        let (plain, checkpointed) = checkpoint::small_batch_overhead();
+        println!(
+            "small batch: {:.3} ms without a checkpoint, {:.3} ms with; checkpoint overhead {:.3} ms per batch (goal ≤ 1 ms)\n",
+            plain.as_secs_f64() * 1e3,
+            checkpointed.as_secs_f64() * 1e3,
+            (checkpointed.as_secs_f64() - plain.as_secs_f64()) * 1e3
+        );
+        if what == "checkpoint" {
+            return;
+        }
+    }
     let rows = arg("--rows", DEFAULT_ROWS);
     let runs = arg("--runs", DEFAULT_RUNS);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let selected: Vec<workloads::Workload> =
         workloads::all().into_iter().filter(|w| what == "all" || w.group == what).collect();
     if selected.is_empty() {
-        eprintln!("usage: flowgate-benches [core | windowed | all] [--rows N] [--runs N]");
+        eprintln!("usage: flowgate-benches [core | windowed | checkpoint | all] [--rows N] [--runs N] [--keys N]");
         std::process::exit(2);
     }
     println!("flowgate benchmarks: {rows} rows, median of {runs} runs, {cores} cores\n");

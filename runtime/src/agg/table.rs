@@ -299,21 +299,38 @@ where
     }
 
     /// Replaces the state with the groups loaded from the state store (one map per shuffle
-    /// partition, as [`HashAggState::take_changes`] wrote them).
-    pub fn restore(&mut self, partitions: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>) -> crate::Result<()> {
-        for t in &mut self.state.parts {
-            t.clear();
+    /// partition, as [`HashAggState::take_changes`] wrote them). Partitions are rebuilt in
+    /// parallel: a key's partition is a function of its hash, so map `p` fills table `p`.
+    pub fn restore(&mut self, partitions: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>) -> crate::Result<()>
+    where
+        K: Send,
+        A: Send,
+    {
+        if partitions.len() != self.state.parts.len() {
+            return Err(crate::Error::Checkpoint(format!(
+                "state has {} partitions, the query {}",
+                partitions.len(),
+                self.state.parts.len()
+            )));
         }
         self.removed.clear();
-        for map in partitions {
-            for (k, v) in map {
-                let key: K = crate::codec::from_bytes(&k)?;
-                let acc: A = crate::codec::from_bytes(&v)?;
-                let hash = hash_key(&key);
-                let p = self.state.partition_of(hash);
-                self.state.parts[p].insert_unique(hash, Entry { key, acc, updated: 0 }, |e| hash_key(&e.key));
-            }
-        }
+        let n = self.state.parts.len();
+        self.state.parts.par_iter_mut().zip(partitions.into_par_iter()).enumerate().try_for_each(
+            |(p, (table, map))| -> crate::Result<()> {
+                table.clear();
+                table.reserve(map.len(), |e| hash_key(&e.key));
+                for (k, v) in map {
+                    let key: K = crate::codec::from_bytes(&k)?;
+                    let acc: A = crate::codec::from_bytes(&v)?;
+                    let hash = hash_key(&key);
+                    if ((hash >> 32) as usize * n) >> 32 != p {
+                        return Err(crate::Error::Checkpoint(format!("a key of state partition {p} hashes elsewhere")));
+                    }
+                    table.insert_unique(hash, Entry { key, acc, updated: 0 }, |e| hash_key(&e.key));
+                }
+                Ok(())
+            },
+        )?;
         self.metrics.rows_total = self.len() as u64;
         Ok(())
     }

@@ -23,6 +23,9 @@ pub const SNAPSHOT_INTERVAL: u64 = 10;
 /// Versions kept by `cleanup`: Spark's `spark.sql.streaming.minBatchesToRetain` default.
 pub const MIN_VERSIONS_TO_RETAIN: u64 = 100;
 
+/// The state of one operator partition at one version: encoded key → encoded value.
+pub type StateMap = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// One change: a put (`Some(value)`) or a delete (`None`).
 pub type Change = (Vec<u8>, Option<Vec<u8>>);
 
@@ -138,7 +141,7 @@ impl StateStore for MemStateStore {
 
     fn commit(&mut self, version: u64, changes: &[Change]) -> Result<()> {
         self.deltas.lock().unwrap_or_else(|e| e.into_inner()).insert(version, encode(changes.iter().cloned()));
-        if version % SNAPSHOT_INTERVAL == 0 {
+        if version.is_multiple_of(SNAPSHOT_INTERVAL) {
             let full = self.load(version)?;
             self.snapshots
                 .lock()
@@ -225,7 +228,7 @@ impl StateStore for FileStateStore {
 
     fn commit(&mut self, version: u64, changes: &[Change]) -> Result<()> {
         write_atomic(&self.path(version, false), &encode(changes.iter().cloned()))?;
-        if version % SNAPSHOT_INTERVAL == 0 {
+        if version.is_multiple_of(SNAPSHOT_INTERVAL) {
             let full = self.load(version)?;
             write_atomic(&self.path(version, true), &encode(full.into_iter().map(|(k, v)| (k, Some(v)))))?;
         }
@@ -264,7 +267,7 @@ mod tests {
             for _ in 0..8 {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let key = vec![(seed >> 60) as u8];
-                if (seed >> 40) % 4 == 0 {
+                if (seed >> 40).is_multiple_of(4) {
                     model.remove(&key);
                     changes.push((key, None));
                 } else {

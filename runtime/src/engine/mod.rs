@@ -29,10 +29,9 @@ use arrow_schema::{DataType, SchemaRef};
 pub use progress::{QueryProgress, SourceProgress, StateOperatorProgress};
 pub use trigger::{Trigger, POLL_INTERVAL};
 
-use std::collections::BTreeMap;
-
 use crate::agg::table::PartitionChanges;
 use crate::agg::{HashAggState, Merge, OperatorMetrics};
+use crate::checkpoint::state::StateMap;
 use crate::codec::StateCodec;
 use crate::error::{Error, Result};
 use crate::sink::Sink;
@@ -102,7 +101,7 @@ pub trait Plan: Send {
     /// See [`PlanState::take_changes`].
     fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>>;
     /// See [`PlanState::restore`].
-    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()>;
+    fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()>;
     /// See [`PlanState::set_tracking`].
     fn set_tracking(&mut self, on: bool);
 }
@@ -137,7 +136,7 @@ pub trait PlanState: Send {
     }
     /// Replaces the state of every stateful operator with what the state store holds
     /// (`[operator][partition]`, in [`PlanState::state_schema`] order).
-    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+    fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()> {
         let _ = state;
         Ok(())
     }
@@ -187,7 +186,7 @@ impl<A: PlanState, B: PlanState> PlanState for (A, B) {
         self.0.set_tracking(on);
         self.1.set_tracking(on);
     }
-    fn restore(&mut self, mut state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+    fn restore(&mut self, mut state: Vec<Vec<StateMap>>) -> Result<()> {
         let rest = state.split_off(self.0.state_schema().len().min(state.len()));
         self.0.restore(state)?;
         self.1.restore(rest)
@@ -205,7 +204,7 @@ impl<A: PlanState, B: PlanState> PlanState for (A, B) {
 }
 
 /// Restores one operator from `state[0]` (the caller passes exactly one operator's maps).
-fn single_operator(mut state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<Vec<BTreeMap<Vec<u8>, Vec<u8>>>> {
+fn single_operator(mut state: Vec<Vec<StateMap>>) -> Result<Vec<StateMap>> {
     match state.len() {
         1 => Ok(state.pop().unwrap_or_default()),
         n => Err(Error::Internal(format!("restoring one stateful operator from {n}"))),
@@ -234,7 +233,7 @@ where
     fn set_tracking(&mut self, on: bool) {
         HashAggState::set_tracking(self, on)
     }
-    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+    fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()> {
         HashAggState::restore(self, single_operator(state)?)
     }
 }
@@ -261,7 +260,7 @@ where
     fn set_tracking(&mut self, on: bool) {
         crate::agg::SessionAggState::set_tracking(self, on)
     }
-    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+    fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()> {
         crate::agg::SessionAggState::restore(self, single_operator(state)?)
     }
 }
@@ -307,7 +306,7 @@ where
     fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
         self.state.take_changes()
     }
-    fn restore(&mut self, state: Vec<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>) -> Result<()> {
+    fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()> {
         self.state.restore(state)
     }
     fn set_tracking(&mut self, on: bool) {

@@ -15,7 +15,7 @@
 //! exists is skipped, and one without is written afresh after deleting its leftover files.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
