@@ -9,6 +9,7 @@
 //! ```
 
 mod checkpoint;
+mod compile;
 mod data;
 mod workloads;
 
@@ -73,6 +74,23 @@ fn run_workload(w: &workloads::Workload, rows: usize, runs: usize, threads: usiz
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if what == "compile" || what == "all" {
+        for (name, t) in compile::expansion_times() {
+            println!("macro expansion, {name}: {:.3} ms per query (goal ≤ 20 ms)", t.as_secs_f64() * 1e3);
+        }
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        match compile::incremental_build(&workspace) {
+            Ok((first, incremental)) => println!(
+                "crate with 20 queries: first build {:.1} s, rebuild after changing one query {:.1} s (goal ≤ 15 s)\n",
+                first.as_secs_f64(),
+                incremental.as_secs_f64()
+            ),
+            Err(e) => println!("incremental build measurement failed: {e}\n"),
+        }
+        if what == "compile" {
+            return;
+        }
+    }
     if what == "checkpoint" || what == "all" {
         let keys = arg("--keys", checkpoint::RESTART_KEYS);
         let (restart, bytes) = checkpoint::restart_time(keys);
@@ -98,7 +116,9 @@ fn main() {
     let selected: Vec<workloads::Workload> =
         workloads::all().into_iter().filter(|w| what == "all" || w.group == what).collect();
     if selected.is_empty() {
-        eprintln!("usage: flowgate-benches [core | windowed | checkpoint | all] [--rows N] [--runs N] [--keys N]");
+        eprintln!(
+            "usage: flowgate-benches [core | windowed | checkpoint | compile | all] [--rows N] [--runs N] [--keys N]"
+        );
         std::process::exit(2);
     }
     println!("flowgate benchmarks: {rows} rows, median of {runs} runs, {cores} cores\n");

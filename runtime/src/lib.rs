@@ -46,6 +46,7 @@
 pub mod agg;
 pub mod checkpoint;
 pub mod codec;
+pub mod dsl;
 pub mod engine;
 pub mod error;
 pub mod exec;
@@ -59,7 +60,7 @@ pub mod window;
 
 // Shared verbatim with the macro; the runtime only parses, the macro also uses the hints.
 #[allow(dead_code)]
-#[path = "../../macros/src/duration.rs"]
+#[path = "../../macros-core/src/duration.rs"]
 mod duration_parse;
 
 use std::fmt;

@@ -13,6 +13,19 @@ pub mod plan;
 
 use proc_macro2::TokenStream;
 
+/// The plan text of every query, or the errors' messages.
+pub fn plan_text(input: TokenStream) -> Result<String, String> {
+    let file = parse::parse(input).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    for q in &file.queries {
+        let mut diags = diag::Diagnostics::new();
+        let logical = check::check(q, &mut diags);
+        diags.finish().map_err(|e| e.to_string())?;
+        out.push_str(&plan::plan(q, logical).to_string());
+    }
+    Ok(out)
+}
+
 /// Compiles the macro input into Rust items (or spanned errors plus well-typed fallbacks).
 pub fn compile(input: TokenStream) -> TokenStream {
     let file = match parse::parse(input) {

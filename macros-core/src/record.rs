@@ -37,6 +37,12 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             return Err(syn::Error::new(u.union_token.span, "#[derive(Record)] works on structs, not unions"))
         }
     };
+    if let Some(f) = fields.iter().find(|f| f.ident.as_ref().is_some_and(|i| i.to_string().starts_with("__fg_"))) {
+        return Err(syn::Error::new(
+            f.span(),
+            "field names starting with `__fg_` are reserved for flowgate's generated code",
+        ));
+    }
     let name = &input.ident;
     let columns_ty = format_ident!("{}Columns", name);
     let builder_ty = format_ident!("{}Builder", name);
@@ -59,28 +65,28 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             #[allow(non_camel_case_types, dead_code)]
             pub struct #columns_ty<'a> {
                 #( pub #idents: #col_tys, )*
-                _rows: usize,
-                _lt: ::core::marker::PhantomData<&'a ()>,
+                __fg_rows: usize,
+                __fg_lt: ::core::marker::PhantomData<&'a ()>,
             }
 
             #[doc = #doc_builder]
             #[allow(non_camel_case_types)]
             pub struct #builder_ty {
                 #( #idents: #builder_tys, )*
-                len: usize,
+                __fg_len: usize,
             }
 
             impl ::flowgate::RecordBuilder<#name> for #builder_ty {
                 #[inline(always)]
                 fn push(&mut self, row: #name) {
                     #( <#tys as ::flowgate::ColumnType>::append(&mut self.#idents, row.#idents); )*
-                    self.len += 1;
+                    self.__fg_len += 1;
                 }
                 fn len(&self) -> usize {
-                    self.len
+                    self.__fg_len
                 }
                 fn finish(&mut self) -> ::flowgate::Result<::flowgate::__private::arrow_array::RecordBatch> {
-                    self.len = 0;
+                    self.__fg_len = 0;
                     let columns: ::std::vec::Vec<::flowgate::__private::arrow_array::ArrayRef> = ::std::vec![
                         #( <#tys as ::flowgate::ColumnType>::finish(&mut self.#idents), )*
                     ];
@@ -109,15 +115,15 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 ) -> ::flowgate::Result<#columns_ty<'_>> {
                     ::core::result::Result::Ok(#columns_ty {
                         #( #idents: ::flowgate::record::Col::of(batch, #names)?, )*
-                        _rows: batch.num_rows(),
-                        _lt: ::core::marker::PhantomData,
+                        __fg_rows: batch.num_rows(),
+                        __fg_lt: ::core::marker::PhantomData,
                     })
                 }
 
                 fn builder(capacity: usize) -> #builder_ty {
                     #builder_ty {
                         #( #idents: <#tys as ::flowgate::ColumnType>::new_builder(capacity), )*
-                        len: 0,
+                        __fg_len: 0,
                     }
                 }
 

@@ -1,0 +1,131 @@
+//! # The `stream_query!` language reference
+//!
+//! A query is declared as
+//!
+//! ```text
+//! [pub] query Name(input: Record) -> Output, mode = append | update | complete { pipeline }
+//! ```
+//!
+//! and becomes a type `Name` with `Name::builder()` (one setter per input, then `sink`,
+//! `trigger`, `checkpoint`, `shuffle_partitions`, `no_data_batches`, `query_name`, `start`).
+//! The pipeline is the input's name followed by operators. Inside expressions, columns are
+//! Rust values (`&str` for `String`, `Option<_>` for nullable columns); expressions are Rust and
+//! rustc type-checks them where they are written. Compile-time rules and their messages are
+//! listed in the README.
+//!
+//! ## Stateless operators
+//!
+//! - `.filter(expr)` / `.where_(expr)` — keep rows where the `bool` expression holds.
+//! - `.select(a, b = expr, expr as c)` / `.map(...)` — exactly these columns.
+//! - `.with_column(name = expr, ...)` — add or replace columns, keep the others.
+//! - `.flat_map(name = iterable)` / `.explode(...)` — one row per item (Spark's `explode`).
+//!
+//! ```
+//! use flowgate::prelude::*;
+//!
+//! #[derive(Record)]
+//! struct Sale { shop: String, amount: Option<f64>, units: i64 }
+//!
+//! #[derive(Record)]
+//! struct Line { shop: String, revenue: f64, big: bool }
+//!
+//! stream_query! {
+//!     /// Revenue per sale line, for sales with units and a known amount.
+//!     query Revenue(sales: Sale) -> Line, mode = append {
+//!         sales
+//!             .filter(units > 0 && amount.is_some())
+//!             .with_column(revenue = amount.unwrap_or(0.0) * units as f64)
+//!             .select(shop = shop.to_uppercase(), revenue, big = revenue > 100.0)
+//!     }
+//! }
+//!
+//! #[derive(Record)]
+//! struct Text { value: Option<String> }
+//!
+//! #[derive(Record)]
+//! struct Word { word: String, len: i64 }
+//!
+//! stream_query! {
+//!     /// One row per word; `split` gives nothing for a null line, as Spark's explode.
+//!     query Words(lines: Text) -> Word, mode = append {
+//!         lines
+//!             .flat_map(word = split(value, " "))
+//!             .filter(!word.is_empty())
+//!             .select(word, len = word.chars().count() as i64)
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! ## Aggregation
+//!
+//! `.group_by(keys...).agg(aggregates...)`, or `.agg(...)` alone for one group over the whole
+//! stream. Aggregates: `count()` (rows), `count(x)` (non-null values), `sum(x)` (`i64` for
+//! integers, `f64` for doubles), `avg(x)` (`f64`), `min(x)`, `max(x)`; nulls are skipped and a
+//! group whose values are all null gets null. Operators after `.agg` run on the emitted rows
+//! (Spark's `HAVING`).
+//!
+//! ```
+//! use flowgate::prelude::*;
+//!
+//! #[derive(Record)]
+//! struct Sale { shop: String, amount: Option<f64>, units: i64 }
+//!
+//! #[derive(Record)]
+//! struct ShopStats { shop: String, n: i64, units: i64, avg_amount: Option<f64>, best: Option<f64> }
+//!
+//! stream_query! {
+//!     query Stats(sales: Sale) -> ShopStats, mode = update {
+//!         sales
+//!             .group_by(shop)
+//!             .agg(count() as n, sum(units) as units, avg(amount) as avg_amount, max(amount) as best)
+//!             .filter(n >= 2)
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! ## Event time
+//!
+//! `.with_watermark(ts, "10 minutes")` on a `Timestamp` column, then group by
+//! `window(ts, size)` (tumbling), `window(ts, size, slide)` (sliding), `window(ts, size, slide,
+//! start_offset)`, or `session_window(ts, gap)`. The window column is a [`crate::Window`]
+//! (`{start, end}`), named `window` / `session_window` unless named (`w = window(...)`).
+//! Durations are Spark interval strings checked at compile time.
+//!
+//! ```
+//! use flowgate::prelude::*;
+//!
+//! #[derive(Record)]
+//! struct Click { ts: Timestamp, user: String, page: String }
+//!
+//! #[derive(Record)]
+//! struct PageViews { window: Window, page: String, views: i64 }
+//!
+//! #[derive(Record)]
+//! struct Visit { session_window: Window, user: String, clicks: i64, first: Timestamp }
+//!
+//! stream_query! {
+//!     /// Views per page in 10-minute windows every 5 minutes; closed windows only.
+//!     query Views(clicks: Click) -> PageViews, mode = append {
+//!         clicks
+//!             .with_watermark(ts, "10 minutes")
+//!             .group_by(window(ts, "10 minutes", "5 minutes"), page)
+//!             .agg(count() as views)
+//!     }
+//!
+//!     /// A user's visit ends after 30 idle minutes.
+//!     query Visits(clicks: Click) -> Visit, mode = append {
+//!         clicks
+//!             .with_watermark(ts, "1 hour")
+//!             .group_by(session_window(ts, "30 minutes"), user)
+//!             .agg(count() as clicks, min(ts) as first)
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! ## Functions
+//!
+//! [`crate::functions`] (in the prelude): `split`, `lower`, `upper`, `length`, `coalesce` —
+//! Spark's functions with SQL null semantics; everything else is Rust.
