@@ -28,7 +28,7 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// One measured side: elapsed time and a canonical result to compare.
 pub struct Measured {
     pub elapsed: Duration,
-    pub result: Vec<String>,
+    pub result: Vec<u64>,
     /// Extra figure (e.g. state bytes per group) to print.
     pub note: String,
 }

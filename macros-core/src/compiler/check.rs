@@ -109,6 +109,9 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 check_chained_aggregation(&cx, &call.name, diags);
                 finish_aggregate(&mut cx, Vec::new(), aggs, &mut ops_out, diags);
             }
+            OpKind::Sort => check_sort(q, &cx, call, diags),
+            OpKind::Limit => check_limit(q, call, diags),
+            OpKind::DedupWithinWatermark => check_dedup_within_watermark(&cx, call, diags),
             OpKind::Unsupported(why) => {
                 diags.error(call.name.span(), format!("`{name}` is not supported yet: {why}"));
             }
@@ -257,6 +260,50 @@ fn check_output_mode(q: &Query, cx: &Cx, ops: &[LOp], diags: &mut Diagnostics) {
             "update mode is not supported for session window aggregations (as in Spark 4): use `mode = append` or `mode = complete`",
         ),
         _ => {}
+    }
+}
+
+/// Rule: sorting a stream only after an aggregation in complete mode (Spark: "Sorting is not
+/// supported on streaming DataFrames/Datasets, unless it is on aggregated DataFrame/Dataset in
+/// Complete output mode").
+fn check_sort(q: &Query, cx: &Cx, call: &Call, diags: &mut Diagnostics) {
+    if cx.aggregated && q.mode.kind == ModeKind::Complete {
+        diags.error(
+            call.name.span(),
+            "sorting the result of an aggregation in complete mode is not implemented yet in flowgate",
+        );
+    } else {
+        diags.error(
+            call.name.span(),
+            "sorting is not supported on streams unless it is on an aggregation's result in complete mode (as in Spark): remove it, or sort in the sink (foreach_batch)",
+        );
+    }
+}
+
+/// Rule: no limit in update mode (Spark: "Limits are not supported on streaming
+/// DataFrames/Datasets in Update output mode").
+fn check_limit(q: &Query, call: &Call, diags: &mut Diagnostics) {
+    if q.mode.kind == ModeKind::Update {
+        diags.error(
+            call.name.span(),
+            "limit is not supported on streams in update mode (as in Spark): use append or complete mode",
+        );
+    } else {
+        diags.error(call.name.span(), "limit is not implemented yet in flowgate");
+    }
+}
+
+/// Rule: `drop_duplicates_within_watermark` needs a watermark (Spark:
+/// "dropDuplicatesWithinWatermark is not supported on streaming DataFrames/DataSets without
+/// watermark").
+fn check_dedup_within_watermark(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
+    if cx.watermark.is_none() {
+        diags.error(
+            call.name.span(),
+            "drop_duplicates_within_watermark needs a watermark (as in Spark): add `.with_watermark(ts, \"10 minutes\")` before it",
+        );
+    } else {
+        diags.error(call.name.span(), "drop_duplicates_within_watermark is not implemented yet in flowgate");
     }
 }
 

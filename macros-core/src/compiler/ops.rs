@@ -11,6 +11,12 @@ pub enum OpKind {
     GroupBy,
     Agg,
     Watermark,
+    /// `order_by` / `sort`: only after an aggregation in complete mode (Spark's rule).
+    Sort,
+    /// `limit`: not in update mode (Spark's rule).
+    Limit,
+    /// `drop_duplicates_within_watermark`: needs a watermark (Spark's rule).
+    DedupWithinWatermark,
     /// Known (from Spark) but not implemented yet: the message says so.
     Unsupported(&'static str),
 }
@@ -34,26 +40,13 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "agg", kind: OpKind::Agg },
     OpSpec { name: "with_watermark", kind: OpKind::Watermark },
     OpSpec { name: "drop_duplicates", kind: OpKind::Unsupported("deduplication is not implemented yet") },
-    OpSpec {
-        name: "drop_duplicates_within_watermark",
-        kind: OpKind::Unsupported("deduplication is not implemented yet"),
-    },
+    OpSpec { name: "drop_duplicates_within_watermark", kind: OpKind::DedupWithinWatermark },
     OpSpec { name: "distinct", kind: OpKind::Unsupported("deduplication is not implemented yet") },
     OpSpec { name: "join", kind: OpKind::Unsupported("joins are not implemented yet") },
     OpSpec { name: "union", kind: OpKind::Unsupported("union is not implemented yet") },
-    OpSpec {
-        name: "order_by",
-        kind: OpKind::Unsupported(
-            "sorting a stream is only possible after an aggregation in complete mode, and is not implemented yet",
-        ),
-    },
-    OpSpec {
-        name: "sort",
-        kind: OpKind::Unsupported(
-            "sorting a stream is only possible after an aggregation in complete mode, and is not implemented yet",
-        ),
-    },
-    OpSpec { name: "limit", kind: OpKind::Unsupported("limit is not implemented yet") },
+    OpSpec { name: "order_by", kind: OpKind::Sort },
+    OpSpec { name: "sort", kind: OpKind::Sort },
+    OpSpec { name: "limit", kind: OpKind::Limit },
     OpSpec {
         name: "map_groups_with_state",
         kind: OpKind::Unsupported("arbitrary stateful processing is not implemented yet"),

@@ -1,0 +1,8 @@
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Event {
+    __fg_len: i64,
+}
+
+fn main() {}

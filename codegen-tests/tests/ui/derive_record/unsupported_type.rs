@@ -1,0 +1,8 @@
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Event {
+    small: u8,
+}
+
+fn main() {}
