@@ -51,7 +51,7 @@ impl Sink {
         Sink::from_impl(Box::new(console::ConsoleSink::new(options)))
     }
     /// Writes each batch as files in `output`, exactly once through `output/_manifest` (see
-    /// [`file`]): JSON lines, CSV or Parquet. Append and update mode.
+    /// [`mod@file`]): JSON lines, CSV or Parquet. Append and update mode.
     pub fn file(output: impl Into<std::path::PathBuf>, format: SinkFormat) -> Self {
         Sink::from_impl(Box::new(file::FileSink::new(output, format)))
     }
