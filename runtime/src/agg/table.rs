@@ -199,7 +199,9 @@ where
             let n = self.state.parts.len();
             // One partial table per thread, not per rayon split: merging partials costs a pass
             // over their groups, which for many distinct keys exceeds the rows they saved.
-            let min_len = units.len().div_ceil(rayon::current_num_threads());
+            // Floor, not ceiling: rayon splits while `len / 2 >= min_len`, so a ceiling on an
+            // odd count (123 units / 2 threads → 62) would never split at all.
+            let min_len = (units.len() / rayon::current_num_threads()).max(1);
             let partials: Vec<AggPartials<K, A>> = units
                 .par_iter()
                 .with_min_len(min_len)
@@ -368,6 +370,26 @@ mod tests {
         assert!(direct.iter().all(|(_, c)| *c == 300));
         assert_eq!(m1.rows_total, 1000);
         assert_eq!(m2.rows_updated, 1000);
+    }
+
+    #[test]
+    fn large_batches_use_every_thread_even_with_an_odd_unit_count() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let units: Vec<std::ops::Range<usize>> = (0..123).map(|u| u * CHUNK_ROWS..(u + 1) * CHUNK_ROWS).collect();
+        let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+        pool.install(|| {
+            let mut st: HashAggState<(i64,), Count> = HashAggState::new(2);
+            st.update(&units, 123 * CHUNK_ROWS, |r, t| {
+                threads.lock().unwrap().insert(std::thread::current().id());
+                // Enough work per unit that one thread cannot finish before the other starts.
+                for i in r.clone().step_by(64) {
+                    t.entry((((i / 64) % 1000) as i64,), Count::new).add_row();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            });
+            assert_eq!(st.len(), 1000);
+        });
+        assert_eq!(threads.lock().unwrap().len(), 2, "both threads aggregated part of the batch");
     }
 
     #[test]
