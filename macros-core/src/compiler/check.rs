@@ -379,6 +379,21 @@ fn window_call(expr: &Expr) -> Option<(&syn::ExprCall, String)> {
     matches!(name.as_str(), "window" | "session_window").then_some((c, name))
 }
 
+/// An argument that may be named (`name = expr`, `expr as name`) or not: the name, if any, and
+/// the expression. `None` after reporting a malformed name.
+fn optional_name(arg: &Expr, diags: &mut Diagnostics) -> Option<(Option<Ident>, Expr)> {
+    match arg {
+        Expr::Assign(_) | Expr::Cast(_) => match named_item(arg) {
+            Ok(i) => Some((Some(i.name), i.expr)),
+            Err(e) => {
+                diags.push(e);
+                None
+            }
+        },
+        other => Some((None, other.clone())),
+    }
+}
+
 /// Parses `group_by(...)` keys, with window specs checked at compile time.
 fn group_keys(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<Key> {
     if call.args.is_empty() {
@@ -387,16 +402,7 @@ fn group_keys(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<Key> {
     let mut keys = Vec::new();
     for arg in &call.args {
         // `window(...)` may be named (`w = window(...)`) or take Spark's default name.
-        let (name, body) = match arg {
-            Expr::Assign(_) | Expr::Cast(_) => match named_item(arg) {
-                Ok(i) => (Some(i.name), i.expr),
-                Err(e) => {
-                    diags.push(e);
-                    continue;
-                }
-            },
-            other => (None, other.clone()),
-        };
+        let Some((name, body)) = optional_name(arg, diags) else { continue };
         let key = match window_call(&body) {
             Some((c, fname)) => {
                 let Some(kind) = window_kind(c, &fname, diags) else { continue };
@@ -598,16 +604,7 @@ fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<AggItem> 
     }
     let mut out = Vec::new();
     for arg in &call.args {
-        let (name, body) = match arg {
-            Expr::Assign(_) | Expr::Cast(_) => match named_item(arg) {
-                Ok(i) => (Some(i.name), i.expr),
-                Err(e) => {
-                    diags.push(e);
-                    continue;
-                }
-            },
-            other => (None, other.clone()),
-        };
+        let Some((name, body)) = optional_name(arg, diags) else { continue };
         let Expr::Call(c) = &body else {
             diags.error(body.span(), "expected an aggregate call: count(), count(x), sum(x), avg(x), min(x) or max(x)");
             continue;

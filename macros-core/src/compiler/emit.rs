@@ -348,13 +348,27 @@ fn aggregate_terminal(p: &Physical, agg: &AggPlan) -> TokenStream {
     }
 }
 
+/// The body of a stateful operator's per-unit closure: stage 0's fused loop over the unit's
+/// rows, with the unit's maximum event time folded into the watermark tracker.
+fn unit_loop(p: &Physical, stage0: TokenStream) -> TokenStream {
+    let binds = bind_inputs(&p.input_columns);
+    let (wm_start, wm_end) = watermark_unit(p);
+    quote! {
+        let (__fg_cols, __fg_range) = __fg_unit;
+        #wm_start
+        for __fg_i in __fg_range.clone() {
+            #binds
+            #stage0
+        }
+        #wm_end
+    }
+}
+
 fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
     let out = &q.output;
     let units = collect_units(q, p);
-    let binds = bind_inputs(&p.input_columns);
-    let stage0 = fuse(&p.pre, aggregate_terminal(p, agg));
+    let unit_loop = unit_loop(p, fuse(&p.pre, aggregate_terminal(p, agg)));
     let state = initial_state(p, quote!(::flowgate::agg::HashAggState::new(__fg_config.shuffle_partitions)));
-    let (wm_start, wm_end) = watermark_unit(p);
 
     let key_binds: Vec<TokenStream> = agg
         .keys
@@ -419,15 +433,7 @@ fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
             let __fg_late_wm = __fg_ctx.late_watermark();
             let __fg_ev_wm = __fg_ctx.eviction_watermark();
             #units
-            __fg_agg.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| {
-                let (__fg_cols, __fg_range) = __fg_unit;
-                #wm_start
-                for __fg_i in __fg_range.clone() {
-                    #binds
-                    #stage0
-                }
-                #wm_end
-            });
+            __fg_agg.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop });
             let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_agg.len());
             #emit
             ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
@@ -439,8 +445,6 @@ fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
 fn emit_session_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
     let out = &q.output;
     let units = collect_units(q, p);
-    let binds = bind_inputs(&p.input_columns);
-    let (wm_start, wm_end) = watermark_unit(p);
     let Some((session_idx, ts, gap)) = agg.keys.iter().enumerate().find_map(|(i, k)| match &k.kind {
         KeyKind::Session { ts, gap } => Some((i, ts, *gap)),
         _ => None,
@@ -460,7 +464,7 @@ fn emit_session_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
             #(#updates)*
         }
     };
-    let stage0 = fuse(&p.pre, terminal);
+    let unit_loop = unit_loop(p, fuse(&p.pre, terminal));
     let state = initial_state(p, quote!(::flowgate::agg::SessionAggState::new(__fg_config.shuffle_partitions, #gap)));
     let late = if agg.uses_watermark(p.mode) { quote!(__fg_ctx.late_watermark()) } else { quote!(i64::MIN) };
 
@@ -495,15 +499,7 @@ fn emit_session_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
             let (__fg_agg, __fg_watermark) = __fg_state;
             let __fg_watermark = &*__fg_watermark;
             #units
-            __fg_agg.update(&__fg_units, #late, |__fg_unit, __fg_rows| {
-                let (__fg_cols, __fg_range) = __fg_unit;
-                #wm_start
-                for __fg_i in __fg_range.clone() {
-                    #binds
-                    #stage0
-                }
-                #wm_end
-            });
+            __fg_agg.update(&__fg_units, #late, |__fg_unit, __fg_rows| { #unit_loop });
             let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_agg.len());
             #prefix
             for (__fg_k, __fg_s) in #entries {

@@ -71,17 +71,8 @@ impl MicroBatch {
     /// Sleeps until `deadline` unless the query is stopped first.
     fn sleep_until(&self, deadline: Instant) {
         let mut st = self.shared.lock();
-        while !self.stopped() {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+        while !self.stopped() && Instant::now() < deadline {
+            st = self.shared.wait_until(st, deadline);
         }
     }
 

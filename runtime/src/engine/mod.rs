@@ -610,6 +610,12 @@ impl Shared {
         // Status updates are plain assignments: a poisoned lock still holds consistent data.
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
+    /// Waits for a change of the status, or `deadline`.
+    pub(crate) fn wait_until<'a>(&self, st: MutexGuard<'a, Status>, deadline: Instant) -> MutexGuard<'a, Status> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.changed.wait_timeout(st, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0)
+    }
+
     pub(crate) fn update(&self, f: impl FnOnce(&mut Status)) {
         f(&mut self.lock());
         self.changed.notify_all();
@@ -701,16 +707,10 @@ impl StreamingQuery {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.lock();
         while st.active {
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Ok(false);
             }
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+            st = self.shared.wait_until(st, deadline);
         }
         match &st.error {
             Some(e) => Err(Error::Execution(format!("query `{}` failed: {e}", self.name))),
