@@ -78,17 +78,57 @@ impl SinkImpl for MemorySink {
     fn add_batch(&mut self, batch_id: u64, batch: &RecordBatch, mode: OutputMode) -> Result<()> {
         let mut s = lock(&self.table.shared);
         // A re-run batch (same id after a failure) replaces what that id delivered before.
-        if let Some(pos) = s.history.iter().position(|(id, _)| *id == batch_id) {
-            s.history.truncate(pos);
-        }
+        let rerun = match s.history.iter().position(|(id, _)| *id == batch_id) {
+            Some(pos) => {
+                s.history.truncate(pos);
+                true
+            }
+            None => false,
+        };
         s.history.push((batch_id, batch.clone()));
         match mode {
             OutputMode::Complete => s.table = vec![batch.clone()],
-            OutputMode::Append | OutputMode::Update => {
+            OutputMode::Append | OutputMode::Update if rerun => {
                 let table: Vec<RecordBatch> = s.history.iter().map(|(_, b)| b.clone()).collect();
                 s.table = table;
             }
+            OutputMode::Append | OutputMode::Update => s.table.push(batch.clone()),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::Int64Array;
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(v: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v]))]).unwrap()
+    }
+
+    #[test]
+    fn append_accumulates_complete_replaces_and_a_rerun_replaces_its_batch() {
+        let table = MemoryTable::new();
+        let mut sink = table.sink();
+        sink.add_batch(0, &batch(1), OutputMode::Append).unwrap();
+        sink.add_batch(1, &batch(2), OutputMode::Append).unwrap();
+        assert_eq!(table.batches().len(), 2);
+        // Batch 1 delivered again (a re-run): it replaces the first delivery.
+        sink.add_batch(1, &batch(3), OutputMode::Append).unwrap();
+        let values: Vec<i64> = table
+            .batches()
+            .iter()
+            .map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0))
+            .collect();
+        assert_eq!(values, vec![1, 3]);
+        assert_eq!(table.batch_count(), 2);
+        sink.add_batch(2, &batch(9), OutputMode::Complete).unwrap();
+        assert_eq!(table.batches().len(), 1);
     }
 }
