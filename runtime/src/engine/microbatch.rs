@@ -133,12 +133,16 @@ impl MicroBatch {
                 if self.stopped() {
                     return Ok(());
                 }
+                // Batches start on a grid of intervals. A batch that starts late (the previous one
+                // overran) runs at once, and the next one takes the next grid point after now, as
+                // Spark's ProcessingTimeExecutor does.
                 let iv = interval.to_std();
-                // A late batch is followed at once by the next; otherwise keep the grid.
-                let now = Instant::now();
-                next_tick = if iv.is_zero() { now } else { next_tick.max(now - (now - next_tick).min(iv)) + iv };
-                if next_tick < now {
-                    next_tick = now;
+                if iv.is_zero() {
+                    next_tick = Instant::now();
+                } else {
+                    let late_by = Instant::now().saturating_duration_since(next_tick);
+                    let skipped = (late_by.as_nanos() / iv.as_nanos()) as u32;
+                    next_tick += iv * (skipped + 1);
                 }
             }
             let trigger_start = Instant::now();
