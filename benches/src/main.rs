@@ -11,6 +11,7 @@
 mod checkpoint;
 mod compile;
 mod data;
+mod nexmark;
 mod workloads;
 
 use std::time::{Duration, Instant};
@@ -117,7 +118,7 @@ fn main() {
         workloads::all().into_iter().filter(|w| what == "all" || w.group == what).collect();
     if selected.is_empty() {
         eprintln!(
-            "usage: flowgate-benches [core | windowed | checkpoint | compile | all] [--rows N] [--runs N] [--keys N]"
+            "usage: flowgate-benches [core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N]"
         );
         std::process::exit(2);
     }

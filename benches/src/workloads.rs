@@ -14,6 +14,7 @@ use hashbrown::HashMap;
 use rayon::prelude::*;
 
 use crate::data::{self, Event, KeyValue, Line};
+use crate::nexmark;
 use crate::Measured;
 
 /// Rows per parallel work unit of the hand-written loops (the same as flowgate's
@@ -51,6 +52,41 @@ pub fn all() -> Vec<Workload> {
             flowgate: fg_windowed,
             hand: hand_windowed,
         },
+        Workload {
+            name: "nexmark_q0",
+            group: "nexmark",
+            prepare: nexmark::prepare,
+            flowgate: nexmark::fg_q0,
+            hand: nexmark::hand_q0,
+        },
+        Workload {
+            name: "nexmark_q1",
+            group: "nexmark",
+            prepare: nexmark::prepare,
+            flowgate: nexmark::fg_q1,
+            hand: nexmark::hand_q1,
+        },
+        Workload {
+            name: "nexmark_q2",
+            group: "nexmark",
+            prepare: nexmark::prepare,
+            flowgate: nexmark::fg_q2,
+            hand: nexmark::hand_q2,
+        },
+        Workload {
+            name: "nexmark_q14",
+            group: "nexmark",
+            prepare: nexmark::prepare,
+            flowgate: nexmark::fg_q14,
+            hand: nexmark::hand_q14,
+        },
+        Workload {
+            name: "nexmark_q22",
+            group: "nexmark",
+            prepare: nexmark::prepare,
+            flowgate: nexmark::fg_q22,
+            hand: nexmark::hand_q22,
+        },
     ]
 }
 
@@ -81,7 +117,7 @@ fn new_map<K, V>() -> HashMap<K, V, Hasher> {
 /// The rows as a sorted list of per-row fingerprints: the canonical form both sides are
 /// compared in (a 64-bit hash of each row's values; comparing millions of formatted rows would
 /// take longer than the benchmark).
-fn canonical(batches: &[RecordBatch]) -> Vec<u64> {
+pub fn canonical(batches: &[RecordBatch]) -> Vec<u64> {
     use std::hash::{BuildHasher, Hasher as _};
     fn feed(h: &mut impl std::hash::Hasher, col: &dyn Array, i: usize) {
         use arrow_schema::DataType as T;
@@ -93,6 +129,7 @@ fn canonical(batches: &[RecordBatch]) -> Vec<u64> {
             T::Int64 => h.write_i64(col.as_primitive::<Int64Type>().value(i)),
             T::Timestamp(..) => h.write_i64(col.as_primitive::<TimestampMicrosecondType>().value(i)),
             T::Utf8 => h.write(col.as_string::<i32>().value(i).as_bytes()),
+            T::Float64 => h.write_u64(col.as_primitive::<arrow_array::types::Float64Type>().value(i).to_bits()),
             T::Struct(_) => {
                 for c in col.as_struct().columns() {
                     feed(h, c.as_ref(), i);
