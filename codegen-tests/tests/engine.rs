@@ -186,6 +186,35 @@ fn processing_time_trigger_runs_no_batch_without_data() {
 }
 
 #[test]
+fn processing_time_trigger_collects_an_interval_of_input_into_one_batch() {
+    let input = MemoryStream::<Sale>::new();
+    let table = MemoryTable::new();
+    let q = Stats::builder()
+        .sales(Source::memory(&input))
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::processing_time("1 second"))
+        .start()
+        .unwrap();
+    input.add(vec![sale("a", None, 1)]);
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while table.batch_count() == 0 && Instant::now() < deadline {
+        std::thread::sleep(StdDuration::from_millis(5));
+    }
+    // Two additions 100 ms apart, right after a batch: the default trigger would run a batch
+    // for each; a 1-second interval takes both in the next batch.
+    input.add(vec![sale("b", None, 1)]);
+    std::thread::sleep(StdDuration::from_millis(100));
+    input.add(vec![sale("c", None, 1)]);
+    while table.batch_count() < 2 && Instant::now() < deadline {
+        std::thread::sleep(StdDuration::from_millis(5));
+    }
+    q.stop().unwrap();
+    let p = q.recent_progress();
+    assert_eq!(p.len(), 2, "two batches");
+    assert_eq!(p[1].num_input_rows, 2, "one batch for the interval's input");
+}
+
+#[test]
 fn a_failing_foreach_batch_stops_the_query_with_its_error() {
     let input = MemoryStream::<Sale>::new();
     input.add(vec![sale("a", None, 1)]);
