@@ -48,6 +48,10 @@ pub enum FileFormat {
     Json,
     /// CSV, optionally with a header line (ignored: columns are matched by position).
     Csv,
+    /// Plain text (Spark's `text` source): every line, blank ones included, is a row of one
+    /// string column; the line terminator (`\n` or `\r\n`) is not part of it. Invalid UTF-8
+    /// is replaced by U+FFFD. The record must have exactly one field, a string.
+    Text,
 }
 
 /// What a [`FileSource`] does with a malformed line (Spark's `mode` option).
@@ -146,6 +150,15 @@ impl Layout {
             .filter(|(i, _)| Some(*i) != corrupt_idx)
             .map(|(_, f)| f.clone())
             .collect();
+        if opts.format == FileFormat::Text && (data_fields.len() != 1 || data_fields[0].data_type() != &DataType::Utf8)
+        {
+            return Err(format!(
+                "text files are read as one string column per line, but the record has {} field(s) ({}): \
+                 use a record with exactly one String field (Spark's `value`)",
+                data_fields.len(),
+                data_fields.iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+            ));
+        }
         let mut decode_fields = Vec::with_capacity(data_fields.len());
         for field in &data_fields {
             let data_type = match field.data_type() {
@@ -432,6 +445,17 @@ impl FileSource {
                 }
                 batches.extend(decoder.flush().map_err(|e| e.to_string())?);
             }
+            FileFormat::Text => {
+                for chunk in lines.chunks(DECODE_BATCH_ROWS) {
+                    let bytes: usize = chunk.iter().map(|l| l.end - l.start).sum();
+                    let mut values = arrow_array::builder::StringBuilder::with_capacity(chunk.len(), bytes);
+                    for line in chunk {
+                        values.append_value(String::from_utf8_lossy(&data[line.start..line.end]));
+                    }
+                    let column: ArrayRef = Arc::new(values.finish());
+                    batches.push(RecordBatch::try_new(schema.clone(), vec![column]).map_err(|e| e.to_string())?);
+                }
+            }
             FileFormat::Csv => {
                 let mut decoder = arrow_csv::ReaderBuilder::new(schema)
                     .with_header(false)
@@ -477,7 +501,7 @@ impl FileSource {
     }
 }
 
-/// The non-blank lines of `data` (JSON: blank = only whitespace; CSV: empty), without their
+/// The non-blank lines of `data` (JSON: blank = only whitespace; CSV: empty; text: none), without their
 /// `\n` or `\r\n`.
 fn lines(data: &[u8], format: FileFormat) -> Vec<Line> {
     let mut out = Vec::new();
@@ -487,6 +511,8 @@ fn lines(data: &[u8], format: FileFormat) -> Vec<Line> {
         let blank = match format {
             FileFormat::Json => data[start..end].iter().all(u8::is_ascii_whitespace),
             FileFormat::Csv => start == end,
+            // Every line is a row, but the empty piece after a final line break is no line.
+            FileFormat::Text => start == data.len(),
         };
         if !blank {
             out.push(Line { number: i + 1, start, end });
@@ -736,6 +762,33 @@ mod tests {
         write(dir.path(), "c.json", "{\"id\": 3}\n", 12);
         let end3 = restarted.latest_offset(Some(&end2), ReadLimit::Default).unwrap().unwrap();
         assert_eq!(ids(&restarted.get_batch(Some(&end2), &end3).unwrap()), [Some(3)]);
+    }
+
+    #[test]
+    fn text_lines_are_rows_blank_ones_included() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", "hello world\r\n\nsecond, line\nno terminator", 10);
+        let schema = Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, false)]));
+        let mut src = source(dir.path(), schema, |o| o.format = FileFormat::Text);
+        let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        let batches = src.get_batch(None, &end).unwrap();
+        let values = batches[0].column(0).as_string::<i32>();
+        let values: Vec<&str> = values.iter().map(Option::unwrap).collect();
+        assert_eq!(values, ["hello world", "", "second, line", "no terminator"]);
+
+        // A final line break ends the last line; it does not start an empty one.
+        write(dir.path(), "b.txt", "x\n", 11);
+        let end2 = src.latest_offset(Some(&end), ReadLimit::Default).unwrap().unwrap();
+        assert_eq!(src.get_batch(Some(&end), &end2).unwrap()[0].num_rows(), 1);
+    }
+
+    #[test]
+    fn text_needs_one_string_field() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.txt", "1\n", 10);
+        let mut src = source(dir.path(), schema(true, false), |o| o.format = FileFormat::Text);
+        let err = src.latest_offset(None, ReadLimit::Default).unwrap_err().to_string();
+        assert!(err.contains("exactly one String field"), "{err}");
     }
 
     #[test]

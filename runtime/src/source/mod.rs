@@ -152,6 +152,12 @@ impl<T: Record> FileSourceBuilder<T> {
         self.opts.format = FileFormat::Json;
         self
     }
+    /// Plain text, one row per line (Spark's `text` format): the record must have exactly one
+    /// `String` field, which receives the line.
+    pub fn text(mut self) -> Self {
+        self.opts.format = FileFormat::Text;
+        self
+    }
     /// CSV with a header line (see [`FileSourceBuilder::header`]).
     pub fn csv(mut self) -> Self {
         self.opts.format = FileFormat::Csv;
