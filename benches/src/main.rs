@@ -6,9 +6,11 @@
 //! cargo run --release -p flowgate-benches -- core        # word count + grouped sum, 10 M rows
 //! cargo run --release -p flowgate-benches -- windowed    # 1-minute windows, 10 M events, 100 K keys
 //! cargo run --release -p flowgate-benches -- all --rows 1000000 --runs 5
+//! cargo run --release -p flowgate-benches -- compare     # + Apache Spark, from the same files
 //! ```
 
 mod checkpoint;
+mod compare;
 mod compile;
 mod data;
 mod nexmark;
@@ -75,6 +77,17 @@ fn run_workload(w: &workloads::Workload, rows: usize, runs: usize, threads: usiz
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if what == "compare-child" {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        compare::child(&args);
+        return;
+    }
+    if what == "compare" {
+        let only = Some(arg("--only", String::new())).filter(|s| !s.is_empty());
+        let no_spark = std::env::args().any(|a| a == "--no-spark");
+        compare::compare(arg("--rows", compare::DEFAULT_ROWS), arg("--runs", DEFAULT_RUNS), only.as_deref(), no_spark);
+        return;
+    }
     if what == "compile" || what == "all" {
         for (name, t) in compile::expansion_times() {
             println!("macro expansion, {name}: {:.3} ms per query (goal ≤ 20 ms)", t.as_secs_f64() * 1e3);
@@ -118,7 +131,7 @@ fn main() {
         workloads::all().into_iter().filter(|w| what == "all" || w.group == what).collect();
     if selected.is_empty() {
         eprintln!(
-            "usage: flowgate-benches [core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N]"
+            "usage: flowgate-benches [compare | core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark]"
         );
         std::process::exit(2);
     }

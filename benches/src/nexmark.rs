@@ -145,13 +145,17 @@ pub fn bids(events: u64) -> Vec<Bid> {
 
 static BIDS: OnceLock<Vec<RecordBatch>> = OnceLock::new();
 
-/// Generates bids for `rows` bids (the events around them are skipped) into Arrow batches.
+/// The bids among the first Nexmark events, at least `rows` of them (the events around them
+/// are skipped), as Arrow batches of [`BATCH_ROWS`].
+pub fn bid_batches(rows: usize) -> Vec<RecordBatch> {
+    let events = rows as u64 * TOTAL_PROPORTION / BID_PROPORTION + TOTAL_PROPORTION;
+    let all = bids(events);
+    all.chunks(BATCH_ROWS).map(|c| Bid::to_batch(c.iter().cloned()).expect("bid batch")).collect()
+}
+
+/// Generates the bids of [`bid_batches`] once.
 pub fn prepare(rows: usize) {
-    BIDS.get_or_init(|| {
-        let events = rows as u64 * TOTAL_PROPORTION / BID_PROPORTION + TOTAL_PROPORTION;
-        let all = bids(events);
-        all.chunks(BATCH_ROWS).map(|c| Bid::to_batch(c.iter().cloned()).expect("bid batch")).collect()
-    });
+    BIDS.get_or_init(|| bid_batches(rows));
 }
 
 fn input() -> Vec<RecordBatch> {
@@ -179,7 +183,7 @@ fn hand(f: impl Fn(&RecordBatch) -> RecordBatch + Sync) -> Measured {
 // ------------------------------------------------------------------ q0: pass-through
 
 stream_query! {
-    query Q0(bids: Bid) -> Bid, mode = append {
+    pub(crate) query Q0(bids: Bid) -> Bid, mode = append {
         bids
     }
 }
@@ -206,7 +210,7 @@ struct Q1Row {
 const EUROS_PER_DOLLAR: f64 = 0.908;
 
 stream_query! {
-    query Q1(bids: Bid) -> Q1Row, mode = append {
+    pub(crate) query Q1(bids: Bid) -> Q1Row, mode = append {
         bids.select(auction, bidder, price = EUROS_PER_DOLLAR * price as f64, date_time)
     }
 }
@@ -240,7 +244,7 @@ struct Q2Row {
 }
 
 stream_query! {
-    query Q2(bids: Bid) -> Q2Row, mode = append {
+    pub(crate) query Q2(bids: Bid) -> Q2Row, mode = append {
         bids.filter(auction % 123 == 0).select(auction, price)
     }
 }
@@ -290,7 +294,7 @@ fn bid_time_type(t: Timestamp) -> &'static str {
 }
 
 stream_query! {
-    query Q14(bids: Bid) -> Q14Row, mode = append {
+    pub(crate) query Q14(bids: Bid) -> Q14Row, mode = append {
         bids
             .with_column(euros = EUROS_PER_DOLLAR * price as f64)
             .filter(euros > 1_000_000.0 && euros < 50_000_000.0)
@@ -364,7 +368,7 @@ fn split_index(s: &str, i: usize) -> Option<&str> {
 }
 
 stream_query! {
-    query Q22(bids: Bid) -> Q22Row, mode = append {
+    pub(crate) query Q22(bids: Bid) -> Q22Row, mode = append {
         bids.select(
             auction,
             bidder,

@@ -162,7 +162,7 @@ struct WordCount {
 }
 
 stream_query! {
-    query WordCounts(lines: Line) -> WordCount, mode = complete {
+    pub(crate) query WordCounts(lines: Line) -> WordCount, mode = complete {
         lines
             .flat_map(word = split(value, " "))
             .group_by(word)
@@ -322,7 +322,7 @@ struct WindowCount {
 }
 
 stream_query! {
-    query WindowedCount(events: Event) -> WindowCount, mode = append {
+    pub(crate) query WindowedCount(events: Event) -> WindowCount, mode = append {
         events
             .with_watermark(ts, "10 seconds")
             .group_by(window(ts, "1 minute"), key)

@@ -1,0 +1,215 @@
+"""Runs one benchmark query in Apache Spark Structured Streaming (local mode) over the same
+files flowgate reads, with trigger available-now, and reports the time of each run.
+
+    python run.py --query NAME --input DIR --output DIR --runs N --threads T [--max-files N]
+
+Each run is a fresh streaming query (own checkpoint) writing to Spark's memory sink; the time is
+from start() to the end of awaitTermination() (the JVM and the session are up before the first
+run). After the runs, the last run's result is written, outside the timing, as tab-separated
+text under --output (timestamps as microseconds since the epoch, null as \\N) for the caller to
+compare with flowgate's. The last line of stdout is one JSON object:
+{"elapsed_s": [...], "rows": N, "peak_rss_kb": K} where K is the JVM's peak resident set (VmHWM).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import TimestampType, StructType
+
+TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
+BID_SCHEMA = (
+    "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, date_time TIMESTAMP, extra STRING"
+)
+
+
+def json_stream(spark, schema, path, max_files):
+    reader = spark.readStream.schema(schema).option("timestampFormat", TS_FORMAT).option("mode", "FAILFAST")
+    if max_files:
+        reader = reader.option("maxFilesPerTrigger", max_files)
+    return reader.json(path)
+
+
+def bids(spark, path, max_files):
+    return json_stream(spark, BID_SCHEMA, path, max_files)
+
+
+def euros():
+    return F.lit(0.908).cast("double")
+
+
+def q_word_count(spark, path, max_files):
+    reader = spark.readStream
+    if max_files:
+        reader = reader.option("maxFilesPerTrigger", max_files)
+    lines = reader.text(path)
+    words = lines.select(F.explode(F.split(F.col("value"), " ")).alias("word"))
+    return words.groupBy("word").agg(F.count(F.lit(1)).alias("count")), "complete"
+
+
+def q_windowed_count(spark, path, max_files):
+    events = json_stream(spark, "ts TIMESTAMP, key BIGINT", path, max_files)
+    out = (
+        events.withWatermark("ts", "10 seconds")
+        .groupBy(F.window("ts", "1 minute"), "key")
+        .agg(F.count(F.lit(1)).alias("count"))
+        .select(F.col("window.start"), F.col("window.end"), "key", "count")
+    )
+    return out, "append"
+
+
+def q0(spark, path, max_files):
+    return bids(spark, path, max_files), "append"
+
+
+def q1(spark, path, max_files):
+    b = bids(spark, path, max_files)
+    return b.select("auction", "bidder", (euros() * F.col("price")).alias("price"), "date_time"), "append"
+
+
+def q2(spark, path, max_files):
+    b = bids(spark, path, max_files)
+    return b.where(F.col("auction") % 123 == 0).select("auction", "price"), "append"
+
+
+def q14(spark, path, max_files):
+    b = bids(spark, path, max_files).withColumn("euros", euros() * F.col("price"))
+    hour = F.hour("date_time")
+    out = b.where((F.col("euros") > 1000000.0) & (F.col("euros") < 50000000.0)).select(
+        "auction",
+        "bidder",
+        F.col("euros").alias("price"),
+        F.when(hour.between(8, 18), "dayTime")
+        .when((hour <= 6) | (hour >= 20), "nightTime")
+        .otherwise("otherTime")
+        .alias("bid_time_type"),
+        "date_time",
+        "extra",
+        (F.length("extra") - F.length(F.regexp_replace("extra", "c", ""))).cast("bigint").alias("c_counts"),
+    )
+    return out, "append"
+
+
+def q22(spark, path, max_files):
+    b = bids(spark, path, max_files)
+    parts = F.split(F.col("url"), "/")
+    return (
+        b.select(
+            "auction",
+            "bidder",
+            "price",
+            "channel",
+            F.get(parts, 3).alias("dir1"),
+            F.get(parts, 4).alias("dir2"),
+            F.get(parts, 5).alias("dir3"),
+        ),
+        "append",
+    )
+
+
+QUERIES = {
+    "word_count": q_word_count,
+    "windowed_count": q_windowed_count,
+    "nexmark_q0": q0,
+    "nexmark_q1": q1,
+    "nexmark_q2": q2,
+    "nexmark_q14": q14,
+    "nexmark_q22": q22,
+}
+
+
+def flat(df):
+    """The result with window structs flattened and timestamps as epoch microseconds."""
+    cols = []
+    for field in df.schema.fields:
+        if isinstance(field.dataType, StructType):
+            for sub in field.dataType.fields:
+                c = F.col(f"`{field.name}`.`{sub.name}`")
+                cols.append(F.unix_micros(c) if isinstance(sub.dataType, TimestampType) else c)
+        elif isinstance(field.dataType, TimestampType):
+            cols.append(F.unix_micros(F.col(f"`{field.name}`")).alias(field.name))
+        else:
+            cols.append(F.col(f"`{field.name}`"))
+    return df.select(*cols)
+
+
+def peak_rss_kb(spark):
+    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--query", required=True, choices=sorted(QUERIES))
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--max-files", type=int, default=0)
+    ap.add_argument("--memory", default="12g")
+    args = ap.parse_args()
+
+    spark = (
+        SparkSession.builder.master(f"local[{args.threads}]")
+        .appName(f"flowgate-bench-{args.query}")
+        .config("spark.driver.memory", args.memory)
+        .config("spark.sql.shuffle.partitions", str(args.threads))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.streaming.stateStore.providerClass",
+                "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    times = []
+    rows = 0
+    for run in range(args.runs):
+        checkpoint = tempfile.mkdtemp(prefix="flowgate-spark-ckpt-")
+        name = f"out_{run}"
+        df, mode = QUERIES[args.query](spark, args.input, args.max_files)
+        writer = (
+            df.writeStream.format("memory")
+            .queryName(name)
+            .outputMode(mode)
+            .option("checkpointLocation", checkpoint)
+            .trigger(availableNow=True)
+        )
+        start = time.perf_counter()
+        q = writer.start()
+        q.awaitTermination()
+        times.append(time.perf_counter() - start)
+        if q.exception() is not None:
+            print(f"spark query failed: {q.exception()}", file=sys.stderr)
+            sys.exit(1)
+        print(f"  spark {args.query} run {run + 1}: {times[-1]:.2f} s", file=sys.stderr)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        if run + 1 < args.runs:
+            spark.sql(f"DROP VIEW IF EXISTS {name}")
+            spark.catalog.dropTempView(name)
+    result = flat(spark.table(f"out_{args.runs - 1}"))
+    rows = result.count()
+    shutil.rmtree(args.output, ignore_errors=True)
+    (
+        result.write.option("sep", "\t")
+        .option("nullValue", "\\N")
+        .option("emptyValue", "")
+        .option("quote", "\u0000")
+        .option("escapeQuotes", "false")
+        .csv(args.output)
+    )
+    print(json.dumps({"elapsed_s": times, "rows": rows, "peak_rss_kb": peak_rss_kb(spark)}))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,715 @@
+//! `compare`: flowgate, a hand-written Rust loop and Apache Spark side by side, one run.
+//!
+//! For each case the input is generated once into files under `target/bench-data/` (text
+//! lines or JSON lines, the same bytes for every system). Each system then runs in a child
+//! process of its own, so that its peak memory (VmHWM) is its own:
+//! - `flowgate files`: the real engine (`QueryBuilder::start`, file source, memory sink,
+//!   trigger available-now) over the files;
+//! - `flowgate memory`: the compiled plan alone over Arrow batches in memory;
+//! - `hand memory`: the hand-written loop over the same Arrow batches;
+//! - `spark files`: Spark Structured Streaming, local mode, over the same files with trigger
+//!   available-now and its memory sink (`benches/spark/run.py`), when pyspark is installed
+//!   (`benches/spark/install.sh`).
+//!
+//! Results are compared before any ratio is printed: flowgate's file run against Spark's, row
+//! for row (as tab-separated text: timestamps as µs, doubles to 10 significant digits), and
+//! flowgate's memory run against the hand-written loop's (row fingerprints).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use flowgate::engine::QuerySpec;
+use flowgate::prelude::*;
+use flowgate::QueryBuilder;
+
+use crate::{data, nexmark, workloads};
+
+/// The generated input a case reads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Input {
+    /// Text lines (`data::lines`), written as plain text.
+    Lines,
+    /// `(ts, key)` events (`data::events`), JSON lines.
+    Events,
+    /// Nexmark bids (`nexmark::bid_batches`), JSON lines.
+    Bids,
+}
+
+impl Input {
+    fn name(self) -> &'static str {
+        match self {
+            Input::Lines => "lines",
+            Input::Events => "events",
+            Input::Bids => "bids",
+        }
+    }
+
+    fn batches(self, rows: usize) -> Vec<RecordBatch> {
+        match self {
+            Input::Lines => data::lines(rows),
+            Input::Events => data::events(rows),
+            Input::Bids => nexmark::bid_batches(rows),
+        }
+    }
+}
+
+/// One workload of the comparison.
+pub struct Case {
+    /// Also the name of the in-memory workload (`workloads::all`) and of the Spark query
+    /// (`benches/spark/run.py`).
+    name: &'static str,
+    input: Input,
+    spec: fn() -> QuerySpec,
+    /// Sets the query's file source on the builder.
+    source: fn(&mut QueryBuilder, &Path, Option<usize>),
+    /// Files per micro-batch (Spark's `maxFilesPerTrigger`); `None`: all in one batch.
+    max_files: Option<usize>,
+}
+
+/// Input files per data set.
+const FILES: usize = 8;
+/// Input rows per case (Spark needs tens of seconds for a few million rows).
+pub const DEFAULT_ROWS: usize = 2_000_000;
+
+fn text_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>) {
+    let mut s = Source::<data::Line>::file(dir).text();
+    if let Some(n) = max {
+        s = s.max_files_per_trigger(n);
+    }
+    b.set_source(0, s.into());
+}
+
+fn event_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>) {
+    let mut s = Source::<data::Event>::file(dir).json().mode(ParseMode::FailFast);
+    if let Some(n) = max {
+        s = s.max_files_per_trigger(n);
+    }
+    b.set_source(0, s.into());
+}
+
+fn bid_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>) {
+    let mut s = Source::<nexmark::Bid>::file(dir).json().mode(ParseMode::FailFast);
+    if let Some(n) = max {
+        s = s.max_files_per_trigger(n);
+    }
+    b.set_source(0, s.into());
+}
+
+pub fn cases() -> Vec<Case> {
+    let bids = |name, spec| Case { name, input: Input::Bids, spec, source: bid_source, max_files: None };
+    vec![
+        Case {
+            name: "word_count",
+            input: Input::Lines,
+            spec: workloads::WordCounts::spec,
+            source: text_source,
+            max_files: None,
+        },
+        Case {
+            name: "windowed_count",
+            input: Input::Events,
+            spec: workloads::WindowedCount::spec,
+            source: event_source,
+            // A stream of micro-batches, so the watermark advances and windows close.
+            max_files: Some(1),
+        },
+        bids("nexmark_q0", nexmark::Q0::spec),
+        bids("nexmark_q1", nexmark::Q1::spec),
+        bids("nexmark_q2", nexmark::Q2::spec),
+        bids("nexmark_q14", nexmark::Q14::spec),
+        bids("nexmark_q22", nexmark::Q22::spec),
+    ]
+}
+
+// ------------------------------------------------------------------ input files
+
+fn data_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data")
+}
+
+/// The directory holding `input` at `rows` rows, written if it is not there yet.
+fn input_dir(input: Input, rows: usize) -> std::io::Result<PathBuf> {
+    let dir = data_root().join(format!("{}-{rows}", input.name()));
+    if dir.join("_done").exists() {
+        return Ok(dir);
+    }
+    let started = Instant::now();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let batches = input.batches(rows);
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let per_file = total.div_ceil(FILES).max(1);
+    let ext = if input == Input::Lines { "txt" } else { "json" };
+    let mut row = 0usize;
+    let mut file = 0usize;
+    let mut out: Option<std::io::BufWriter<std::fs::File>> = None;
+    let mut line = String::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            if row % per_file == 0 {
+                if let Some(mut w) = out.take() {
+                    w.flush()?;
+                }
+                let path = dir.join(format!("part-{file:05}.{ext}"));
+                out = Some(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?));
+                file += 1;
+            }
+            line.clear();
+            if input == Input::Lines {
+                line.push_str(b.column(0).as_string::<i32>().value(i));
+            } else {
+                json_row(b, i, &mut line);
+            }
+            line.push('\n');
+            out.as_mut().expect("open file").write_all(line.as_bytes())?;
+            row += 1;
+        }
+    }
+    if let Some(mut w) = out.take() {
+        w.flush()?;
+    }
+    std::fs::write(dir.join("_done"), format!("{total} rows\n"))?;
+    eprintln!("  wrote {total} {} rows into {FILES} files in {:.1}s", input.name(), started.elapsed().as_secs_f64());
+    Ok(dir)
+}
+
+/// Row `i` of `b` as a JSON object (integers, doubles, strings, UTC timestamps with µs).
+fn json_row(b: &RecordBatch, i: usize, out: &mut String) {
+    out.push('{');
+    for (n, (field, col)) in b.schema().fields().iter().zip(b.columns()).enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        json_string(field.name(), out);
+        out.push(':');
+        if col.is_null(i) {
+            out.push_str("null");
+            continue;
+        }
+        match col.data_type() {
+            DataType::Int64 => write!(out, "{}", col.as_primitive::<Int64Type>().value(i)).expect("write"),
+            DataType::Float64 => write!(out, "{:?}", col.as_primitive::<Float64Type>().value(i)).expect("write"),
+            DataType::Utf8 => json_string(col.as_string::<i32>().value(i), out),
+            DataType::Timestamp(..) => {
+                out.push('"');
+                rfc3339_micros(col.as_primitive::<TimestampMicrosecondType>().value(i), out);
+                out.push('"');
+            }
+            other => panic!("no JSON writer for {other}"),
+        }
+    }
+    out.push('}');
+}
+
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).expect("write"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `micros` since the epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC).
+fn rfc3339_micros(micros: i64, out: &mut String) {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    write!(out, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:06}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+        .expect("write");
+}
+
+// ------------------------------------------------------------------ results as text
+
+/// The rows of `batches` as tab-separated lines: structs flattened, timestamps as µs since the
+/// epoch, null as `\N`.
+fn tsv(batches: &[RecordBatch]) -> Vec<String> {
+    fn field(col: &dyn Array, i: usize, out: &mut Vec<String>) {
+        if let DataType::Struct(_) = col.data_type() {
+            for c in col.as_struct().columns() {
+                field(c.as_ref(), i, out);
+            }
+            return;
+        }
+        if col.is_null(i) {
+            out.push("\\N".into());
+            return;
+        }
+        out.push(match col.data_type() {
+            DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
+            DataType::Int32 => col.as_primitive::<Int32Type>().value(i).to_string(),
+            DataType::Float64 => format!("{:?}", col.as_primitive::<Float64Type>().value(i)),
+            DataType::Utf8 => col.as_string::<i32>().value(i).to_string(),
+            DataType::Boolean => col.as_boolean().value(i).to_string(),
+            DataType::Timestamp(..) => col.as_primitive::<TimestampMicrosecondType>().value(i).to_string(),
+            other => panic!("results of type {other} are not compared"),
+        });
+    }
+    let mut lines = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            let mut fields = Vec::with_capacity(b.num_columns());
+            for c in b.columns() {
+                field(c.as_ref(), i, &mut fields);
+            }
+            lines.push(fields.join("\t"));
+        }
+    }
+    lines
+}
+
+/// A result line in the form both systems are compared in: doubles to 10 significant digits
+/// (Spark prints `1.2E7` where Rust prints `12000000`).
+fn normalize(line: &str) -> String {
+    line.split('\t')
+        .map(|f| match f.parse::<f64>() {
+            Ok(x) if f.contains(['.', 'e', 'E']) => format!("{x:.9e}"),
+            _ => f.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\t")
+}
+
+fn read_lines(path: &Path) -> std::io::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let mut paths = Vec::new();
+    if path.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            let p = e?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with("part-") && !name.ends_with(".crc") {
+                paths.push(p);
+            }
+        }
+    } else {
+        paths.push(path.to_path_buf());
+    }
+    for p in paths {
+        lines.extend(std::fs::read_to_string(&p)?.lines().map(normalize));
+    }
+    lines.sort_unstable();
+    Ok(lines)
+}
+
+/// How two sorted result sets differ, or `None` if they agree.
+fn disagreement(a: &[String], b: &[String]) -> Option<String> {
+    if a == b {
+        return None;
+    }
+    let only_a: Vec<&String> = a.iter().filter(|l| b.binary_search(l).is_err()).take(3).collect();
+    let only_b: Vec<&String> = b.iter().filter(|l| a.binary_search(l).is_err()).take(3).collect();
+    Some(format!("{} vs {} rows; only in the first: {only_a:?}; only in the second: {only_b:?}", a.len(), b.len()))
+}
+
+// ------------------------------------------------------------------ child processes
+
+/// What a child process reports.
+#[derive(Debug, Clone)]
+struct Report {
+    elapsed: Vec<Duration>,
+    rows: usize,
+    peak_rss_kb: u64,
+}
+
+impl Report {
+    fn median(&self) -> Duration {
+        let mut e = self.elapsed.clone();
+        e.sort();
+        e[e.len() / 2]
+    }
+
+    fn to_line(&self) -> String {
+        let secs: Vec<String> = self.elapsed.iter().map(|d| format!("{:.6}", d.as_secs_f64())).collect();
+        format!(
+            "{{\"elapsed_s\": [{}], \"rows\": {}, \"peak_rss_kb\": {}}}",
+            secs.join(", "),
+            self.rows,
+            self.peak_rss_kb
+        )
+    }
+
+    /// Parses the last line of a child's stdout (`to_line`'s format, also what run.py prints).
+    fn parse(stdout: &str) -> Option<Report> {
+        let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'))?;
+        let value = |key: &str| -> Option<&str> {
+            let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+            let rest = line[at..].trim_start();
+            let end = if rest.starts_with('[') { rest.find(']')? + 1 } else { rest.find([',', '}'])? };
+            Some(rest[..end].trim())
+        };
+        let elapsed = value("elapsed_s")?
+            .trim_matches(['[', ']'])
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse::<f64>().ok().map(Duration::from_secs_f64))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Report { elapsed, rows: value("rows")?.parse().ok()?, peak_rss_kb: value("peak_rss_kb")?.parse().ok()? })
+    }
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The child side: `compare-child CASE SYSTEM ROWS RUNS OUT`; prints a [`Report`] line.
+pub fn child(args: &[String]) {
+    let [case, system, rows, runs, out] = args else {
+        eprintln!("usage: compare-child CASE files|memory|hand ROWS RUNS OUT");
+        std::process::exit(2);
+    };
+    let rows: usize = rows.parse().expect("rows");
+    let runs: usize = runs.parse().expect("runs");
+    let case = cases().into_iter().find(|c| c.name == case).expect("known case");
+    let report = match system.as_str() {
+        "files" => {
+            let dir = input_dir(case.input, rows).expect("input files");
+            let mut elapsed = Vec::new();
+            let mut result = Vec::new();
+            for _ in 0..runs {
+                let table = MemoryTable::new();
+                let mut b = QueryBuilder::new((case.spec)());
+                (case.source)(&mut b, &dir, case.max_files);
+                let started = Instant::now();
+                let q = b.sink(Sink::memory(&table)).trigger(Trigger::available_now()).start().expect("start");
+                q.await_termination().expect("query");
+                elapsed.push(started.elapsed());
+                result = table.batches();
+            }
+            let lines = tsv(&result);
+            std::fs::write(out, lines.join("\n") + "\n").expect("write result");
+            std::fs::write(format!("{out}.hashes"), hashes(&result)).expect("write hashes");
+            Report { elapsed, rows: lines.len(), peak_rss_kb: peak_rss_kb() }
+        }
+        "memory" | "hand" => {
+            let w = workloads::all().into_iter().find(|w| w.name == case.name).expect("in-memory workload");
+            (w.prepare)(rows);
+            let f = if system == "memory" { w.flowgate } else { w.hand };
+            let all: Vec<crate::Measured> = (0..runs).map(|_| f(rows)).collect();
+            let n = all[0].result.len();
+            let text: String = all[0].result.iter().map(|h| format!("{h}\n")).collect();
+            std::fs::write(format!("{out}.hashes"), text).expect("write hashes");
+            Report { elapsed: all.iter().map(|m| m.elapsed).collect(), rows: n, peak_rss_kb: peak_rss_kb() }
+        }
+        other => panic!("unknown system {other}"),
+    };
+    println!("{}", report.to_line());
+}
+
+fn hashes(batches: &[RecordBatch]) -> String {
+    workloads::canonical(batches).iter().map(|h| format!("{h}\n")).collect()
+}
+
+fn run_child(case: &str, system: &str, rows: usize, runs: usize, out: &Path) -> Result<Report, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let output = Command::new(exe)
+        .args(["compare-child", case, system, &rows.to_string(), &runs.to_string()])
+        .arg(out)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!("{system} run of {case} failed ({})", output.status));
+    }
+    Report::parse(&stdout).ok_or_else(|| format!("no report from the {system} run of {case}: {stdout}"))
+}
+
+// ------------------------------------------------------------------ Spark
+
+fn spark_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("spark")
+}
+
+/// The python of the Spark venv, installing it if needed; `Err` says why Spark is skipped.
+fn spark_python() -> Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("FLOWGATE_SPARK_PYTHON") {
+        return Ok(p.into());
+    }
+    let out = Command::new("bash")
+        .arg(spark_dir().join("install.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not run benches/spark/install.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("benches/spark/install.sh failed ({})", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let python = text.lines().last().unwrap_or("").trim().to_string();
+    if python.is_empty() {
+        return Err("benches/spark/install.sh did not name a python".into());
+    }
+    Ok(python.into())
+}
+
+fn run_spark(
+    python: &Path,
+    case: &Case,
+    input: &Path,
+    out: &Path,
+    runs: usize,
+    threads: usize,
+) -> Result<Report, String> {
+    let mut cmd = Command::new(python);
+    cmd.arg(spark_dir().join("run.py"))
+        .args(["--query", case.name, "--runs", &runs.to_string(), "--threads", &threads.to_string()])
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(out)
+        .stderr(std::process::Stdio::inherit());
+    if let Some(n) = case.max_files {
+        cmd.args(["--max-files", &n.to_string()]);
+    }
+    let output = cmd.output().map_err(|e| format!("could not start Spark: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!("Spark failed on {} ({})", case.name, output.status));
+    }
+    Report::parse(&stdout).ok_or_else(|| format!("no report from Spark on {}: {stdout}", case.name))
+}
+
+// ------------------------------------------------------------------ the comparison
+
+struct Line {
+    case: &'static str,
+    system: &'static str,
+    report: Report,
+    /// Why no speed-up is printed against this line, if so.
+    verdict: Result<(), String>,
+}
+
+pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool) {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let work = data_root().join("compare");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let python = if skip_spark { Err("--no-spark given".to_string()) } else { spark_python() };
+    if let Err(why) = &python {
+        println!("Spark is skipped: {why}");
+    }
+    println!("compare: {rows} input rows per case, median of {runs} runs, {threads} cores\n");
+    let mut lines: Vec<Line> = Vec::new();
+    for case in cases().iter().filter(|c| only.is_none_or(|o| o.split(',').any(|o| o == c.name))) {
+        eprintln!("{}:", case.name);
+        let dir = match input_dir(case.input, rows) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("  could not write the input files: {e}");
+                continue;
+            }
+        };
+        let fg_out = work.join(format!("{}.flowgate.tsv", case.name));
+        let mut mine = Vec::new();
+        for system in ["files", "memory", "hand"] {
+            let out = work.join(format!("{}.{system}", case.name));
+            let out = if system == "files" { fg_out.clone() } else { out };
+            match run_child(case.name, system, rows, runs, &out) {
+                Ok(r) => mine.push((system, r, out)),
+                Err(e) => eprintln!("  {e}"),
+            }
+        }
+        let read_hashes = |p: &Path| std::fs::read_to_string(format!("{}.hashes", p.display())).unwrap_or_default();
+        let by = |s: &str| mine.iter().find(|(sys, ..)| *sys == s);
+        let memory_verdict = match (by("memory"), by("hand")) {
+            (Some(m), Some(h)) if read_hashes(&m.2) == read_hashes(&h.2) => Ok(()),
+            (Some(m), Some(h)) => {
+                Err(format!("flowgate memory and hand-written results DISAGREE ({} vs {} rows)", m.1.rows, h.1.rows))
+            }
+            _ => Err("a memory run failed".into()),
+        };
+        let mut files_verdict = Err("Spark not run".to_string());
+        let mut spark_line = None;
+        if let (Ok(py), Some(fg)) = (&python, by("files")) {
+            let spark_out = work.join(format!("{}.spark", case.name));
+            match run_spark(py, case, &dir, &spark_out, runs, threads) {
+                Ok(report) => {
+                    let verdict = match (read_lines(&fg.2), read_lines(&spark_out)) {
+                        (Ok(a), Ok(b)) => match disagreement(&a, &b) {
+                            None if a.is_empty() => Err("both results are empty: nothing was compared".into()),
+                            None => Ok(()),
+                            Some(d) => Err(format!("flowgate and Spark DISAGREE: {d}")),
+                        },
+                        (Err(e), _) | (_, Err(e)) => Err(format!("could not read the results: {e}")),
+                    };
+                    files_verdict = verdict.clone();
+                    spark_line = Some(Line { case: case.name, system: "spark files", report, verdict });
+                }
+                Err(e) => {
+                    eprintln!("  {e}");
+                    files_verdict = Err(e);
+                }
+            }
+        }
+        for (system, report, _) in mine {
+            let (name, verdict) = match system {
+                "files" => ("flowgate files", files_verdict.clone()),
+                "memory" => ("flowgate memory", memory_verdict.clone()),
+                _ => ("hand memory", memory_verdict.clone()),
+            };
+            lines.push(Line { case: case.name, system: name, report, verdict });
+        }
+        lines.extend(spark_line);
+    }
+    print_table(&lines, rows, threads);
+}
+
+fn print_table(lines: &[Line], rows: usize, threads: usize) {
+    let find = |case: &str, system: &str| lines.iter().find(|l| l.case == case && l.system == system);
+    println!(
+        "{:<16} {:<16} {:>12} {:>14} {:>9} {:>10}  {}",
+        "workload", "system", "events/s", "events/s/core", "peak MB", "result", "ratio"
+    );
+    let mut csv = vec![
+        "workload,system,rows,threads,median_s,events_per_s,events_per_s_per_core,peak_rss_mb,result_rows,agrees,ratio_name,ratio"
+            .to_string(),
+    ];
+    for l in lines {
+        let secs = l.report.median().as_secs_f64();
+        let eps = rows as f64 / secs;
+        let (ratio_name, ratio) = match l.system {
+            "flowgate files" => match (&l.verdict, find(l.case, "spark files")) {
+                (Ok(()), Some(s)) => ("speed-up over Spark", Some(s.report.median().as_secs_f64() / secs)),
+                _ => ("speed-up over Spark", None),
+            },
+            "flowgate memory" => match (&l.verdict, find(l.case, "hand memory")) {
+                (Ok(()), Some(h)) => ("time / hand-written", Some(secs / h.report.median().as_secs_f64())),
+                _ => ("time / hand-written", None),
+            },
+            _ => ("", None),
+        };
+        let ratio_text = match (ratio, &l.verdict) {
+            (Some(r), _) => format!("{ratio_name} {r:.2}"),
+            (None, Err(why)) if !ratio_name.is_empty() => format!("no ratio: {why}"),
+            _ => String::new(),
+        };
+        println!(
+            "{:<16} {:<16} {:>12.3e} {:>14.3e} {:>9.0} {:>10}  {}",
+            l.case,
+            l.system,
+            eps,
+            eps / threads as f64,
+            l.report.peak_rss_kb as f64 / 1024.0,
+            l.report.rows,
+            ratio_text
+        );
+        csv.push(format!(
+            "{},{},{rows},{threads},{secs:.6},{eps:.0},{:.0},{:.1},{},{},{},{}",
+            l.case,
+            l.system,
+            eps / threads as f64,
+            l.report.peak_rss_kb as f64 / 1024.0,
+            l.report.rows,
+            l.verdict.is_ok(),
+            ratio_name,
+            ratio.map(|r| format!("{r:.4}")).unwrap_or_default()
+        ));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let csv_path = root.join("bench-compare.csv");
+    match std::fs::write(&csv_path, csv.join("\n") + "\n") {
+        Ok(()) => println!("\ncsv: {}", csv_path.display()),
+        Err(e) => eprintln!("could not write {}: {e}", csv_path.display()),
+    }
+    chart(&csv_path, &root.join("bench-compare.png"));
+}
+
+/// Draws the CSV as a PNG with matplotlib (from the Spark venv, or the system python).
+fn chart(csv: &Path, png: &Path) {
+    let candidates: Vec<PathBuf> = std::env::var("FLOWGATE_SPARK_PYTHON")
+        .ok()
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::var("HOME").ok().map(|h| Path::new(&h).join(".cache/flowgate/spark-venv/bin/python")))
+        .chain([PathBuf::from("python3")])
+        .collect();
+    for python in candidates {
+        let status = Command::new(&python).arg(spark_dir().join("chart.py")).arg(csv).arg(png).status();
+        if matches!(status, Ok(s) if s.success()) {
+            println!("chart: {}", png.display());
+            return;
+        }
+    }
+    println!("no chart: matplotlib not found (benches/spark/install.sh installs it)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_as_rfc3339_with_micros() {
+        let mut s = String::new();
+        rfc3339_micros(1_704_110_400_000_100, &mut s);
+        assert_eq!(s, "2024-01-01T12:00:00.000100Z");
+        s.clear();
+        rfc3339_micros(-1, &mut s);
+        assert_eq!(s, "1969-12-31T23:59:59.999999Z");
+        s.clear();
+        rfc3339_micros(951_782_400_000_000, &mut s); // leap day
+        assert_eq!(s, "2000-02-29T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn doubles_compare_across_spellings() {
+        assert_eq!(normalize("a\t1.2E7\t3"), normalize("a\t12000000.0\t3"));
+        assert_ne!(normalize("a\t1.2E7"), normalize("a\t1.3E7"));
+        assert_eq!(normalize("x\t\\N"), "x\t\\N");
+    }
+
+    #[test]
+    fn reports_round_trip() {
+        let r =
+            Report { elapsed: vec![Duration::from_millis(1500), Duration::from_millis(20)], rows: 7, peak_rss_kb: 9 };
+        let back = Report::parse(&format!("noise\n{}\n", r.to_line())).unwrap();
+        assert_eq!(back.elapsed, r.elapsed);
+        assert_eq!((back.rows, back.peak_rss_kb), (7, 9));
+        let spark = Report::parse("{\"elapsed_s\": [2.5, 3.0], \"rows\": 10, \"peak_rss_kb\": 1234}").unwrap();
+        assert_eq!(spark.median(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn json_rows_read_back_through_the_file_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = nexmark::bid_batches(50);
+        let mut text = String::new();
+        for i in 0..batches[0].num_rows() {
+            json_row(&batches[0], i, &mut text);
+            text.push('\n');
+        }
+        std::fs::write(dir.path().join("a.json"), text).unwrap();
+        let table = MemoryTable::new();
+        let mut b = QueryBuilder::new(nexmark::Q0::spec());
+        bid_source(&mut b, dir.path(), None);
+        let q = b.sink(Sink::memory(&table)).trigger(Trigger::available_now()).start().unwrap();
+        q.await_termination().unwrap();
+        assert_eq!(tsv(&table.batches()), tsv(&batches));
+    }
+}
