@@ -113,13 +113,66 @@ def q22(spark, path, max_files):
     )
 
 
+def q11(spark, path, max_files):
+    b = bids(spark, path, max_files)
+    out = (
+        b.withWatermark("date_time", "4 seconds")
+        .groupBy(F.session_window("date_time", "10 seconds"), "bidder")
+        .agg(F.count(F.lit(1)).alias("bid_count"))
+        .select(
+            "bidder",
+            "bid_count",
+            F.col("session_window.start").alias("starttime"),
+            F.col("session_window.end").alias("endtime"),
+        )
+    )
+    return out, "append"
+
+
+def q17(spark, path, max_files):
+    bids(spark, path, max_files).createOrReplaceTempView("bids")
+    out = spark.sql(
+        """
+        SELECT auction, date_format(date_time, 'yyyy-MM-dd') AS day, count(*) AS total_bids,
+               count_if(price < 10000) AS rank1_bids,
+               count_if(price >= 10000 AND price < 1000000) AS rank2_bids,
+               count_if(price >= 1000000) AS rank3_bids,
+               min(price) AS min_price, max(price) AS max_price, avg(price) AS avg_price,
+               sum(price) AS sum_price
+        FROM bids GROUP BY auction, date_format(date_time, 'yyyy-MM-dd')
+        """
+    )
+    return out, "complete"
+
+
+def q21(spark, path, max_files):
+    bids(spark, path, max_files).createOrReplaceTempView("bids")
+    out = spark.sql(
+        """
+        SELECT auction, bidder, price, channel,
+               CASE WHEN lower(channel) = 'apple' THEN '0'
+                    WHEN lower(channel) = 'google' THEN '1'
+                    WHEN lower(channel) = 'facebook' THEN '2'
+                    WHEN lower(channel) = 'baidu' THEN '3'
+                    ELSE regexp_extract(url, '(&|^)channel_id=([^&]*)', 2) END AS channel_id
+        FROM bids
+        WHERE lower(channel) IN ('apple', 'google', 'facebook', 'baidu')
+           OR url RLIKE '(&|^)channel_id=([^&]*)'
+        """
+    )
+    return out, "append"
+
+
 QUERIES = {
     "word_count": q_word_count,
     "windowed_count": q_windowed_count,
     "nexmark_q0": q0,
     "nexmark_q1": q1,
     "nexmark_q2": q2,
+    "nexmark_q11": q11,
     "nexmark_q14": q14,
+    "nexmark_q17": q17,
+    "nexmark_q21": q21,
     "nexmark_q22": q22,
 }
 

@@ -87,6 +87,27 @@ pub fn all() -> Vec<Workload> {
             flowgate: nexmark::fg_q22,
             hand: nexmark::hand_q22,
         },
+        Workload {
+            name: "nexmark_q11",
+            group: "nexmark",
+            prepare: nexmark::prepare,
+            flowgate: nexmark::fg_q11,
+            hand: nexmark::hand_q11,
+        },
+        Workload {
+            name: "nexmark_q17",
+            group: "nexmark",
+            prepare: nexmark::prepare,
+            flowgate: nexmark::fg_q17,
+            hand: nexmark::hand_q17,
+        },
+        Workload {
+            name: "nexmark_q21",
+            group: "nexmark",
+            prepare: nexmark::prepare,
+            flowgate: nexmark::fg_q21,
+            hand: nexmark::hand_q21,
+        },
     ]
 }
 

@@ -38,9 +38,12 @@ impl WatermarkTracker {
         (m != NONE_SEEN).then_some(m)
     }
 
-    /// `max event time − delay`, if any row was seen.
+    /// `max event time − delay`, if any row was seen, in whole milliseconds as Spark keeps it:
+    /// Spark's `EventTimeWatermarkExec` records event times as `micros / 1000` and its delay
+    /// in milliseconds, so a watermark never has a sub-millisecond part (late rows and
+    /// eviction then compare microsecond event times against it).
     pub fn candidate(&self) -> Option<i64> {
-        self.max_event_time().map(|m| m.saturating_sub(self.delay_micros))
+        self.max_event_time().map(|m| (m / 1000).saturating_sub(self.delay_micros / 1000).saturating_mul(1000))
     }
 }
 
@@ -99,12 +102,19 @@ mod tests {
 
     #[test]
     fn candidate_is_max_minus_delay() {
-        let t = WatermarkTracker::new(10);
+        let t = WatermarkTracker::new(10_000);
         assert_eq!(t.candidate(), None);
-        t.observe_max(100);
+        t.observe_max(100_000);
         t.observe_max(i64::MIN);
-        t.observe_max(50);
-        assert_eq!(t.candidate(), Some(90));
+        t.observe_max(50_000);
+        assert_eq!(t.candidate(), Some(90_000));
+        // Spark keeps event times and the watermark in milliseconds: the sub-millisecond part
+        // of the maximum (and of the delay) does not count.
+        t.observe_max(100_999);
+        assert_eq!(t.candidate(), Some(90_000));
+        let t = WatermarkTracker::new(10_500);
+        t.observe_max(100_999);
+        assert_eq!(t.candidate(), Some(90_000));
         assert!(is_behind(&Window::new(Timestamp(0), Timestamp(90)), 90));
         assert!(!is_behind(&Window::new(Timestamp(0), Timestamp(91)), 90));
         assert!(!is_behind(&None::<Window>, 90));
