@@ -6,11 +6,13 @@
 //! cargo run --release -p flowgate-benches -- core        # word count + grouped sum, 10 M rows
 //! cargo run --release -p flowgate-benches -- windowed    # 1-minute windows, 10 M events, 100 K keys
 //! cargo run --release -p flowgate-benches -- all --rows 1000000 --runs 5
+//! cargo run --release -p flowgate-benches -- latency --rate 100000 --seconds 5
 //! ```
 
 mod checkpoint;
 mod compile;
 mod data;
+mod latency;
 mod nexmark;
 mod workloads;
 
@@ -75,6 +77,23 @@ fn run_workload(w: &workloads::Workload, rows: usize, runs: usize, threads: usiz
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if what == "latency" {
+        // Not part of `all`: it runs real queries for a while and measures time, not throughput.
+        let rates: Vec<u64> = match arg("--rate", 0u64) {
+            0 => vec![1_000, 100_000],
+            r => vec![r],
+        };
+        let configs = latency::configs(
+            &rates,
+            arg("--seconds", 5.0),
+            &arg("--query", "all".to_string()),
+            &arg("--trigger", "all".to_string()),
+            arg("--interval-ms", 1),
+            &arg("--checkpoint", "both".to_string()),
+        );
+        latency::main(&configs);
+        return;
+    }
     if what == "compile" || what == "all" {
         for (name, t) in compile::expansion_times() {
             println!("macro expansion, {name}: {:.3} ms per query (goal ≤ 20 ms)", t.as_secs_f64() * 1e3);
@@ -118,7 +137,9 @@ fn main() {
         workloads::all().into_iter().filter(|w| what == "all" || w.group == what).collect();
     if selected.is_empty() {
         eprintln!(
-            "usage: flowgate-benches [core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N]"
+            "usage: flowgate-benches [core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N]\n       \
+             flowgate-benches latency [--rate N] [--seconds S] [--query stateless|stateful|all] \
+             [--trigger default|interval|all] [--interval-ms N] [--checkpoint no|yes|both]"
         );
         std::process::exit(2);
     }
