@@ -7,12 +7,14 @@
 //! cargo run --release -p flowgate-benches -- windowed    # 1-minute windows, 10 M events, 100 K keys
 //! cargo run --release -p flowgate-benches -- all --rows 1000000 --runs 5
 //! cargo run --release -p flowgate-benches -- compare     # + Apache Spark, from the same files
+//! cargo run --release -p flowgate-benches -- latency --rate 100000 --seconds 5
 //! ```
 
 mod checkpoint;
 mod compare;
 mod compile;
 mod data;
+mod latency;
 mod nexmark;
 mod workloads;
 
@@ -88,6 +90,23 @@ fn main() {
         compare::compare(arg("--rows", compare::DEFAULT_ROWS), arg("--runs", DEFAULT_RUNS), only.as_deref(), no_spark);
         return;
     }
+    if what == "latency" {
+        // Not part of `all`: it runs real queries for a while and measures time, not throughput.
+        let rates: Vec<u64> = match arg("--rate", 0u64) {
+            0 => vec![1_000, 100_000],
+            r => vec![r],
+        };
+        let configs = latency::configs(
+            &rates,
+            arg("--seconds", 5.0),
+            &arg("--query", "all".to_string()),
+            &arg("--trigger", "all".to_string()),
+            arg("--interval-ms", 1),
+            &arg("--checkpoint", "both".to_string()),
+        );
+        latency::main(&configs);
+        return;
+    }
     if what == "compile" || what == "all" {
         for (name, t) in compile::expansion_times() {
             println!("macro expansion, {name}: {:.3} ms per query (goal ≤ 20 ms)", t.as_secs_f64() * 1e3);
@@ -131,7 +150,9 @@ fn main() {
         workloads::all().into_iter().filter(|w| what == "all" || w.group == what).collect();
     if selected.is_empty() {
         eprintln!(
-            "usage: flowgate-benches [compare | core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark]"
+            "usage: flowgate-benches [compare | core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark]\n       \
+             flowgate-benches latency [--rate N] [--seconds S] [--query stateless|stateful|all] \
+             [--trigger default|interval|all] [--interval-ms N] [--checkpoint no|yes|both]"
         );
         std::process::exit(2);
     }

@@ -250,3 +250,105 @@ fn bad_setups_are_clear_errors() {
         .to_string();
     assert!(err.contains("no column `shop`"), "{err}");
 }
+
+/// A source with one row, created at a fixed time that the source announces through
+/// `next_data_due`; it counts how often the engine asks for its latest offset.
+struct DueSource {
+    due: Instant,
+    polls: Arc<Mutex<u32>>,
+}
+
+impl flowgate::source::SourceImpl for DueSource {
+    fn description(&self) -> String {
+        "DueSource".into()
+    }
+    fn schema(&self) -> flowgate::__private::arrow_schema::SchemaRef {
+        Sale::schema()
+    }
+    fn latest_offset(
+        &mut self,
+        _start: Option<&flowgate::source::Offset>,
+        _limit: flowgate::source::ReadLimit,
+    ) -> flowgate::Result<Option<flowgate::source::Offset>> {
+        *self.polls.lock().unwrap() += 1;
+        Ok((Instant::now() >= self.due).then(|| flowgate::source::Offset::number(1)))
+    }
+    fn get_batch(
+        &mut self,
+        _start: Option<&flowgate::source::Offset>,
+        _end: &flowgate::source::Offset,
+    ) -> flowgate::Result<Vec<flowgate::__private::arrow_array::RecordBatch>> {
+        Ok(vec![Sale::to_batch([sale("a", None, 1)])?])
+    }
+    fn next_data_due(&self) -> Option<Instant> {
+        (Instant::now() < self.due).then_some(self.due)
+    }
+}
+
+#[test]
+fn an_idle_default_trigger_sleeps_until_a_source_says_data_is_due() {
+    let wait = StdDuration::from_millis(300);
+    let due = Instant::now() + wait;
+    let polls = Arc::new(Mutex::new(0));
+    let arrived = Arc::new(Mutex::new(None));
+    let a2 = arrived.clone();
+    let q = Doubled::builder()
+        .sales(Source::from_impl(Box::new(DueSource { due, polls: polls.clone() })))
+        .sink(Sink::foreach_batch(move |_, _| {
+            a2.lock().unwrap().get_or_insert(Instant::now());
+            Ok(())
+        }))
+        .start()
+        .unwrap();
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while arrived.lock().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(StdDuration::from_millis(5));
+    }
+    q.stop().unwrap();
+    let at = arrived.lock().unwrap().expect("the row arrives");
+    assert!(at >= due, "not before it is due");
+    // Polling every POLL_INTERVAL would have asked about 30 times before the row was due; the
+    // engine asked once, slept until `due`, and asked again (a few more after the batch).
+    let polls = *polls.lock().unwrap();
+    assert!(polls <= 6, "the engine polled {polls} times");
+}
+
+#[derive(Record)]
+struct Tick {
+    timestamp: Timestamp,
+    value: i64,
+}
+
+stream_query! {
+    query Ticks(ticks: Tick) -> Tick, mode = append {
+        ticks.filter(value >= 0)
+    }
+}
+
+#[test]
+fn rate_source_rows_reach_the_sink_soon_after_their_timestamp() {
+    // A row every 50 ms. Before, a row existed only 1 / rowsPerSecond after its timestamp (and
+    // an idle engine looked only every 10 ms): 50 ms of latency per row, built in.
+    let lags = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lags.clone();
+    let q = Ticks::builder()
+        .ticks(Source::rate(20))
+        .sink(Sink::foreach_batch(move |_, batch| {
+            use flowgate::__private::arrow_array::cast::AsArray;
+            use flowgate::__private::arrow_array::types::TimestampMicrosecondType;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+            let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>();
+            l2.lock().unwrap().extend(ts.values().iter().map(|t| now - t));
+            Ok(())
+        }))
+        .start()
+        .unwrap();
+    std::thread::sleep(StdDuration::from_millis(1_000));
+    q.stop().unwrap();
+    let mut lags = lags.lock().unwrap().clone();
+    assert!(lags.len() >= 10, "{} rows", lags.len());
+    lags.sort_unstable();
+    let median = lags[lags.len() / 2];
+    assert!(lags[0] >= -1_000, "a row reached the sink before its timestamp: {lags:?}");
+    assert!(median < 25_000, "median lag {median} µs: {lags:?}");
+}

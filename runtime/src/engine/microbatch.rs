@@ -76,6 +76,18 @@ impl MicroBatch {
         }
     }
 
+    /// Until when an idle query under the default trigger sleeps: the earliest time a source
+    /// can have new data; a source that cannot tell is polled after [`POLL_INTERVAL`].
+    fn idle_deadline(&self) -> Instant {
+        let poll = Instant::now() + POLL_INTERVAL;
+        let mut due: Option<Instant> = None;
+        for s in &self.sources {
+            let d = s.next_data_due().unwrap_or(poll);
+            due = Some(due.map_or(d, |e| e.min(d)));
+        }
+        due.unwrap_or(poll)
+    }
+
     fn run_loop(&mut self) -> Result<()> {
         let mut committed: Offsets = vec![None; self.sources.len()];
         let mut next_batch: u64 = 0;
@@ -171,7 +183,7 @@ impl MicroBatch {
                 });
                 match self.trigger {
                     Trigger::Once | Trigger::AvailableNow => return Ok(()),
-                    Trigger::Default => self.sleep_until(Instant::now() + POLL_INTERVAL),
+                    Trigger::Default => self.sleep_until(self.idle_deadline()),
                     Trigger::ProcessingTime(_) | Trigger::Invalid(_) => {}
                 }
                 continue;

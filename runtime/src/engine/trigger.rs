@@ -7,7 +7,8 @@ use crate::Duration;
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Trigger {
     /// As soon as the previous batch ends and new data is there (Spark's default). The engine
-    /// polls sources every [`POLL_INTERVAL`] while idle.
+    /// polls sources every [`POLL_INTERVAL`] while idle, or wakes up at the time a source says
+    /// its next data is due (the rate source's next row) when all of them can tell.
     #[default]
     Default,
     /// At fixed intervals; a batch that overruns is followed at once by the next; an interval

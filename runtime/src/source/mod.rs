@@ -81,6 +81,14 @@ pub trait SourceImpl: Send {
     fn restore_log(&mut self, _entries: Vec<serde_json::Value>) -> Result<()> {
         Ok(())
     }
+    /// The earliest time this source can have new data, if it knows (the rate source knows when
+    /// its next row is created): it promises that [`SourceImpl::latest_offset`] reports nothing
+    /// new before then. An idle query under the default trigger sleeps until the earliest due
+    /// time of its sources; a source that cannot tell (`None`, the default) is polled every
+    /// [`crate::engine::POLL_INTERVAL`].
+    fn next_data_due(&self) -> Option<std::time::Instant> {
+        None
+    }
     /// Everything up to `end` is committed; the source may forget it.
     fn commit(&mut self, _end: &Offset) -> Result<()> {
         Ok(())

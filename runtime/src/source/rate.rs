@@ -2,7 +2,7 @@
 //! tests and benchmarks (after Spark's `rate` source).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow_array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 const MAX_ROWS_PER_BATCH: u64 = 65_536;
 
 const MICROS_PER_SECOND: u128 = 1_000_000;
+const NANOS_PER_SECOND: u128 = 1_000_000_000;
 
 /// When the source started: both clocks, read at the same moment.
 #[derive(Clone, Copy, Debug)]
@@ -29,12 +30,17 @@ struct Start {
 /// `rows_per_second` rows a second, with columns `timestamp` (UTC, microseconds, not null) and
 /// `value` (`i64`, not null), as Spark's rate source.
 ///
-/// The start time is fixed by the first [`SourceImpl::latest_offset`]. The offset is the number
-/// of rows that should exist by now, `floor(elapsed_micros * rows_per_second / 1e6)`; row `v`
-/// has `value = v` and `timestamp = start + v * 1e6 / rows_per_second` microseconds, so asking
-/// for the same range again gives the same rows. A source created after a restart does not know
-/// the old start time: it picks one such that the rows already processed are the ones that
-/// exist, so values continue without a gap but replayed timestamps are re-derived.
+/// The start time is fixed by the first [`SourceImpl::latest_offset`]. Row `v` has `value = v`
+/// and `timestamp = start + v * 1e6 / rows_per_second` microseconds, and exists from that
+/// moment on: the offset is the number of rows created by now, which is
+/// `floor(elapsed * rows_per_second) + 1` (row 0 at the start). So a row's `timestamp` is the
+/// time it was created and made available, and end-to-end latency is `now - timestamp`. Asking for the same range again gives
+/// the same rows. A source created after a restart does not know the old start time: it picks
+/// one such that the rows already processed are the ones that exist, so values continue without
+/// a gap but replayed timestamps are re-derived.
+///
+/// The source tells the engine when its next row is due ([`SourceImpl::next_data_due`]), so an
+/// idle query wakes up for it instead of polling.
 pub struct RateSource {
     rows_per_second: u64,
     schema: SchemaRef,
@@ -61,21 +67,31 @@ impl RateSource {
         Ok(())
     }
 
-    /// The start, fixed now if not yet, such that `rows_done` rows already exist.
+    /// The start, fixed now if not yet, such that `rows_done` rows already exist (row
+    /// `rows_done - 1` is created now).
     fn start(&mut self, rows_done: u64) -> Start {
         let rps = self.rows_per_second as u128;
         *self.start.get_or_insert_with(|| {
-            let back = i64::try_from(rows_done as u128 * MICROS_PER_SECOND / rps).unwrap_or(i64::MAX);
+            let last = rows_done.saturating_sub(1) as u128;
+            let back = i64::try_from(last * MICROS_PER_SECOND / rps).unwrap_or(i64::MAX);
             let instant = Instant::now();
             let instant = instant.checked_sub(std::time::Duration::from_micros(back as u64)).unwrap_or(instant);
             Start { instant, micros: chrono::Utc::now().timestamp_micros().saturating_sub(back) }
         })
     }
 
-    /// Rows that exist at this moment.
+    /// Rows that exist at this moment: row `v` exists once `v / rows_per_second` seconds have
+    /// passed since the start.
     fn rows_now(&self, start: Start) -> u64 {
-        let elapsed = start.instant.elapsed().as_micros();
-        u64::try_from(elapsed * self.rows_per_second as u128 / MICROS_PER_SECOND).unwrap_or(u64::MAX)
+        let elapsed = start.instant.elapsed().as_nanos();
+        u64::try_from(elapsed * self.rows_per_second as u128 / NANOS_PER_SECOND)
+            .map_or(u64::MAX, |n| n.saturating_add(1))
+    }
+
+    /// When row `value` is created (rounded up to the nanosecond, so it exists then).
+    fn created_at(&self, start: Start, value: u64) -> Instant {
+        let nanos = (value as u128 * NANOS_PER_SECOND).div_ceil(self.rows_per_second as u128);
+        start.instant + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
     /// The timestamp of row `value`.
@@ -136,6 +152,14 @@ impl SourceImpl for RateSource {
             lo = hi;
         }
         Ok(batches)
+    }
+
+    fn next_data_due(&self) -> Option<Instant> {
+        let start = self.start?;
+        if self.rows_per_second == 0 || self.snapshot.is_some() {
+            return None;
+        }
+        Some(self.created_at(start, self.rows_now(start)))
     }
 }
 
@@ -207,6 +231,33 @@ mod tests {
         let batch = &src.get_batch(Some(&Offset::number(999)), &Offset::number(1_000)).unwrap()[0];
         let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>().value(0);
         assert!((chrono::Utc::now().timestamp_micros() - ts).abs() < 10_000_000);
+    }
+
+    #[test]
+    fn a_row_exists_from_its_timestamp_and_the_next_one_is_announced() {
+        let mut src = RateSource::new(100);
+        assert_eq!(src.next_data_due(), None, "no start yet");
+        let before = chrono::Utc::now().timestamp_micros();
+        let first = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        // Row 0 is created at the start: it exists at once.
+        assert!(first.as_u64().unwrap() >= 1);
+        let row0 = &src.get_batch(None, &Offset::number(1)).unwrap()[0];
+        let ts0 = row0.column(0).as_primitive::<TimestampMicrosecondType>().value(0);
+        assert!(ts0 >= before - 1_000 && ts0 <= chrono::Utc::now().timestamp_micros(), "{ts0} vs {before}");
+        // The next row is due within 10 ms; at that time it exists, and its timestamp is not later
+        // than the wall clock.
+        let n = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap().as_u64().unwrap();
+        let due = src.next_data_due().unwrap();
+        assert!(due <= Instant::now() + Duration::from_millis(10));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let m = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap().as_u64().unwrap();
+        assert!(m > n, "{m} > {n}");
+        let batch = &src.get_batch(Some(&Offset::number(m - 1)), &Offset::number(m)).unwrap()[0];
+        let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>().value(0);
+        assert!(ts <= chrono::Utc::now().timestamp_micros());
+        // Under available-now there is nothing more to wait for.
+        src.prepare_available_now().unwrap();
+        assert_eq!(src.next_data_due(), None);
     }
 
     #[test]
