@@ -607,11 +607,11 @@ impl SourceImpl for FileSource {
             return Err(Error::Execution(format!("file source asked for an empty range ({start}, {end}]")));
         }
         self.ensure_log_len(end)?;
-        let mut batches = Vec::new();
-        for path in &self.log[start..end] {
-            batches.extend(self.read_file(path)?.into_iter().filter(|b| b.num_rows() > 0));
-        }
-        Ok(batches)
+        // Files are read and decoded in parallel, their rows kept in log order.
+        use rayon::prelude::*;
+        let per_file: Vec<Vec<RecordBatch>> =
+            self.log[start..end].par_iter().map(|path| self.read_file(path)).collect::<Result<_>>()?;
+        Ok(per_file.into_iter().flatten().filter(|b| b.num_rows() > 0).collect())
     }
 }
 
