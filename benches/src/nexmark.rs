@@ -965,12 +965,6 @@ mod tests {
     const ROWS: usize = 300_000;
 
     #[test]
-    fn rfc3339_has_microseconds() {
-        assert_eq!(rfc3339_micros(Timestamp(1_704_110_400_000_100)), "2024-01-01T12:00:00.000100Z");
-        assert_eq!(rfc3339_micros(Timestamp(0)), "1970-01-01T00:00:00.000000Z");
-    }
-
-    #[test]
     fn q21_channel_ids_follow_flink_regexp_extract_and_case() {
         let u = "https://www.nexmark.com/a/b/c/item.htm?query=1&channel_id=42";
         assert_eq!(url_channel_id(u), Some("42"));
