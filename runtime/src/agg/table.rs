@@ -1,13 +1,17 @@
 //! Hash-partitioned aggregation state.
 //!
 //! Keys are split into a fixed number of shuffle partitions by a fixed-seed hash (the count is
-//! part of the query's checkpoint). One micro-batch is aggregated either directly into the
-//! state (small batches, one thread) or, above [`PARALLEL_MIN_ROWS`], as Spark does: each rayon
-//! task pre-aggregates its chunk of rows into private per-partition tables (partial
-//! aggregation), then every shuffle partition merges its partials in parallel (final
-//! aggregation). Generated code supplies the per-row loop as a closure; this file knows no query.
+//! part of the query's checkpoint). A micro-batch is aggregated as Spark does, partial then
+//! final. Partial: rows go into *batch tables*, private to a task (the calling thread for
+//! small batches or a one-thread pool; one task per rayon thread above [`PARALLEL_MIN_ROWS`]),
+//! one table per shuffle partition. Final: every shuffle partition, in parallel, combines its
+//! tasks' tables and merges the result with its state. The combined batch table is what the
+//! batch changed: it gives update mode's output, the checkpoint's delta and `rows_updated`
+//! without a per-group marker in the state. Generated code supplies the per-row loop as a
+//! closure; this file knows no query.
 
 use std::mem::size_of;
+use std::sync::Mutex;
 
 use hashbrown::HashTable;
 use rayon::prelude::*;
@@ -15,7 +19,7 @@ use rayon::prelude::*;
 use super::Merge;
 use crate::value::{hash_key, GroupKey};
 
-/// Batches with fewer rows are aggregated on the calling thread, straight into the state.
+/// Batches with fewer rows are aggregated on the calling thread, in one task.
 /// Below this, splitting costs more than it saves (rayon task + a merge pass per partition);
 /// 64 Ki rows is about 1 ms of per-row work on one core in `benches/` (word count).
 pub const PARALLEL_MIN_ROWS: usize = 1 << 16;
@@ -23,40 +27,41 @@ pub const PARALLEL_MIN_ROWS: usize = 1 << 16;
 /// Rows per parallel work unit (same measurement as [`PARALLEL_MIN_ROWS`]).
 pub const CHUNK_ROWS: usize = 1 << 16;
 
-/// One group: its key, its accumulators and the batch that last changed it.
+/// One group: its key and its accumulators.
 ///
-/// The key's hash is not stored: a table resize or a merge rehashes the key. For the numeric
-/// and window keys of event-time aggregations that is cheaper than the 8 bytes per group (the
-/// windowed-count benchmark's state is ~25% smaller and faster for it).
+/// Neither the key's hash nor a "changed in batch N" marker is stored: a table resize or a
+/// merge rehashes the key, and the batch's own tables say which groups it changed. For the
+/// numeric and window keys of event-time aggregations that is cheaper than the bytes per group
+/// (the windowed-count benchmark's state is 24 B per group instead of 32).
 #[derive(Clone, Debug)]
 pub struct Entry<K, A> {
     /// The owned key.
     pub key: K,
     /// The accumulators.
     pub acc: A,
-    /// The epoch (batch number within this run, wrapping) in which this group last changed.
-    pub updated: u32,
 }
 
-/// Per-partition hash tables that rows are aggregated into: either the state itself or a
-/// task's private partial result.
+type Table<K, A> = HashTable<Entry<K, A>>;
+
+/// The shuffle partition of a key hash, out of `n`. Uses the high bits: the tables use the low
+/// ones.
+#[inline(always)]
+fn partition_of(hash: u64, n: usize) -> usize {
+    ((hash >> 32) as usize * n) >> 32
+}
+
+/// One task's batch tables (one per shuffle partition) that the generated row loop aggregates
+/// into.
 pub struct AggPartials<K, A> {
-    parts: Vec<HashTable<Entry<K, A>>>,
-    epoch: u32,
+    parts: Vec<Table<K, A>>,
     /// Distinct keys of this batch dropped as later than the watermark (Spark counts
     /// `numRowsDroppedByWatermark` per aggregated key of the batch).
     late: HashTable<(u64, K)>,
 }
 
 impl<K, A> AggPartials<K, A> {
-    fn new(partitions: usize, epoch: u32) -> Self {
-        AggPartials { parts: (0..partitions).map(|_| HashTable::new()).collect(), epoch, late: HashTable::new() }
-    }
-
-    /// The partition of a key hash. Uses the high bits: the table itself uses the low ones.
-    #[inline(always)]
-    fn partition_of(&self, hash: u64) -> usize {
-        ((hash >> 32) as usize * self.parts.len()) >> 32
+    fn from_tables(parts: Vec<Table<K, A>>) -> Self {
+        AggPartials { parts, late: HashTable::new() }
     }
 
     /// Records that `key`'s rows in this batch are dropped as late (its event time is at or
@@ -81,17 +86,27 @@ impl<K, A> AggPartials<K, A> {
         K: GroupKey,
     {
         let hash = hash_key(&key);
-        let p = self.partition_of(hash);
-        let epoch = self.epoch;
-        let e = match self.parts[p].entry(hash, |e| key.eq_owned(&e.key), |e| hash_key(&e.key)) {
-            hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(Entry { key: key.to_owned_key(), acc: init(), updated: epoch }).into_mut()
-            }
-        };
-        e.updated = epoch;
-        &mut e.acc
+        let p = partition_of(hash, self.parts.len());
+        // The hit path is a plain probe (`find_entry`, inlined); `entry` would reserve a slot
+        // first and probe through a `dyn` callback.
+        match self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)) {
+            Ok(e) => &mut e.into_mut().acc,
+            Err(absent) => insert_new(absent.into_table(), hash, key, init),
+        }
     }
+}
+
+/// A group seen for the first time in this batch table: out of line, so the hit path stays
+/// small enough to inline into the generated loop.
+#[cold]
+#[inline(never)]
+fn insert_new<Q, K, A>(table: &mut Table<K, A>, hash: u64, key: Q, init: impl FnOnce() -> A) -> &mut A
+where
+    Q: GroupKey<Owned = K>,
+    K: GroupKey,
+{
+    let e = Entry { key: key.to_owned_key(), acc: init() };
+    &mut table.insert_unique(hash, e, |e| hash_key(&e.key)).into_mut().acc
 }
 
 /// Metrics of one stateful operator, as in Spark's `stateOperators` progress.
@@ -111,9 +126,32 @@ pub struct OperatorMetrics {
     pub memory_used_bytes: u64,
 }
 
+/// The groups of one shuffle partition that the last batch changed.
+enum Changed<K, A> {
+    /// The keys of this table (the batch's combined partial results; the state holds the
+    /// merged accumulators).
+    Batch(Table<K, A>),
+    /// Every group of the state except these (the old state's groups the batch did not touch,
+    /// when the batch's table, being larger, became the state).
+    AllBut(HashTable<(u64, K)>),
+}
+
+impl<K, A> Changed<K, A> {
+    fn none() -> Self {
+        Changed::Batch(HashTable::new())
+    }
+}
+
 /// The state of one aggregation: groups by shuffle partition.
 pub struct HashAggState<K, A> {
-    state: AggPartials<K, A>,
+    parts: Vec<Table<K, A>>,
+    /// Per shuffle partition, the groups the last [`HashAggState::update`] changed.
+    changed: Vec<Changed<K, A>>,
+    /// Distinct keys of the last batch dropped as late.
+    late: HashTable<(u64, K)>,
+    /// Empty tables that keep their capacity for the next batch's tables (a table that grows
+    /// from nothing every batch rehashes each group about twice and page-faults its memory in).
+    spare: Mutex<Vec<Table<K, A>>>,
     metrics: OperatorMetrics,
     /// Keys evicted since the last checkpoint, with their hashes (deletes for the state store);
     /// recorded only while `tracking` (a query with a checkpoint).
@@ -124,8 +162,12 @@ pub struct HashAggState<K, A> {
 impl<K, A> HashAggState<K, A> {
     /// Empty state with `partitions` shuffle partitions.
     pub fn new(partitions: usize) -> Self {
+        let n = partitions.max(1);
         HashAggState {
-            state: AggPartials::new(partitions.max(1), 0),
+            parts: (0..n).map(|_| HashTable::new()).collect(),
+            changed: (0..n).map(|_| Changed::none()).collect(),
+            late: HashTable::new(),
+            spare: Mutex::new(Vec::new()),
             metrics: OperatorMetrics { name: "stateStoreSave".into(), ..Default::default() },
             removed: Vec::new(),
             tracking: false,
@@ -140,18 +182,12 @@ impl<K, A> HashAggState<K, A> {
 
     /// Every group (complete mode), partition by partition.
     pub fn all(&self) -> impl Iterator<Item = &Entry<K, A>> {
-        self.state.parts.iter().flat_map(|t| t.iter())
-    }
-
-    /// The groups changed by the last [`HashAggState::update`] (update mode).
-    pub fn updated(&self) -> impl Iterator<Item = &Entry<K, A>> {
-        let epoch = self.state.epoch;
-        self.all().filter(move |e| e.updated == epoch)
+        self.parts.iter().flat_map(|t| t.iter())
     }
 
     /// Number of groups.
     pub fn len(&self) -> usize {
-        self.state.parts.iter().map(HashTable::len).sum()
+        self.parts.iter().map(HashTable::len).sum()
     }
 
     /// True when there is no group.
@@ -161,7 +197,7 @@ impl<K, A> HashAggState<K, A> {
 
     /// Number of shuffle partitions.
     pub fn partitions(&self) -> usize {
-        self.state.parts.len()
+        self.parts.len()
     }
 
     /// The operator's metrics after the last batch.
@@ -171,14 +207,138 @@ impl<K, A> HashAggState<K, A> {
 
     /// Table slots times entry size (heap data of keys such as `String`s is not counted).
     fn estimated_bytes(&self) -> u64 {
-        self.state.parts.iter().map(|t| (t.capacity() * (size_of::<Entry<K, A>>() + 1)) as u64).sum()
+        self.parts.iter().map(|t| (t.capacity() * (size_of::<Entry<K, A>>() + 1)) as u64).sum()
+    }
+
+    /// A task's batch tables, from the spare ones where there are any.
+    fn new_partials(spare: &Mutex<Vec<Table<K, A>>>, n: usize) -> AggPartials<K, A> {
+        let mut pool = spare.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = pool.len().saturating_sub(n);
+        let mut parts: Vec<Table<K, A>> = pool.drain(keep..).collect();
+        drop(pool);
+        parts.resize_with(n, HashTable::new);
+        AggPartials::from_tables(parts)
+    }
+}
+
+impl<K, A> HashAggState<K, A>
+where
+    K: Eq + GroupKey<Owned = K>,
+{
+    /// The groups changed by the last [`HashAggState::update`] (update mode), with their
+    /// merged accumulators; groups evicted since are left out.
+    pub fn updated(&self) -> impl Iterator<Item = &Entry<K, A>> {
+        self.parts.iter().zip(&self.changed).flat_map(|(state, changed)| {
+            let (batch, all_but) = match changed {
+                Changed::Batch(t) => (Some(t), None),
+                Changed::AllBut(untouched) => (None, Some(untouched)),
+            };
+            let from_batch = batch.into_iter().flat_map(|t| t.iter()).filter_map(move |b| {
+                let hash = hash_key(&b.key);
+                state.find(hash, |s| s.key == b.key)
+            });
+            let from_state = all_but.into_iter().flat_map(move |untouched| {
+                state.iter().filter(move |s| {
+                    untouched.is_empty() || {
+                        let hash = hash_key(&s.key);
+                        untouched.find(hash, |(h, k)| *h == hash && *k == s.key).is_none()
+                    }
+                })
+            });
+            from_batch.chain(from_state)
+        })
+    }
+}
+
+/// Folds the partial result `e` into `table`: merged into its group if there is one, inserted
+/// otherwise. `earlier` says that `e` covers earlier rows than the table: partial results are
+/// merged in row order either way (for `min`/`max` ties and floating-point sums). Returns the
+/// group's entry in `table` when it was new.
+#[inline]
+fn merge_entry<K, A>(table: &mut Table<K, A>, hash: u64, e: Entry<K, A>, earlier: bool) -> Option<&Entry<K, A>>
+where
+    K: Eq + GroupKey<Owned = K>,
+    A: Merge,
+{
+    match table.find_entry(hash, |s| s.key == e.key) {
+        Ok(mut s) => {
+            let s = &mut s.get_mut().acc;
+            if earlier {
+                let later = std::mem::replace(s, e.acc);
+                s.merge(later);
+            } else {
+                s.merge(e.acc);
+            }
+            None
+        }
+        Err(absent) => Some(absent.into_table().insert_unique(hash, e, |x| hash_key(&x.key)).into_mut()),
+    }
+}
+
+/// The final aggregation of one shuffle partition: combines the tasks' batch tables (in task
+/// order) and merges them with the partition's state. Returns what the batch changed, how many
+/// groups that is, and the tables left empty.
+fn merge_partition<K, A>(state: &mut Table<K, A>, mut tables: Vec<Table<K, A>>) -> (Changed<K, A>, usize, Vec<Table<K, A>>)
+where
+    K: Clone + Eq + GroupKey<Owned = K>,
+    A: Merge + Clone,
+{
+    let mut spare = Vec::new();
+    if tables.is_empty() {
+        tables.push(HashTable::new());
+    }
+    // Into the largest task table, merging fewer groups.
+    let big = (0..tables.len()).max_by_key(|&i| tables[i].len()).unwrap_or(0);
+    let mut batch = tables.swap_remove(big);
+    // `swap_remove` moved the last table to `big`; restore task order for the rest.
+    if big < tables.len() {
+        let last = tables.remove(big);
+        tables.push(last);
+    }
+    for (i, mut t) in tables.into_iter().enumerate() {
+        let earlier = i < big;
+        for e in t.drain() {
+            let hash = hash_key(&e.key);
+            merge_entry(&mut batch, hash, e, earlier);
+        }
+        spare.push(t);
+    }
+    if state.len() >= batch.len() {
+        // The usual case of a long-running query: merge the batch into the state and keep it
+        // as the list of changed groups.
+        for b in batch.iter() {
+            let hash = hash_key(&b.key);
+            match state.find_mut(hash, |s| s.key == b.key) {
+                Some(s) => s.acc.merge(b.acc.clone()),
+                None => {
+                    state.insert_unique(hash, b.clone(), |x| hash_key(&x.key));
+                }
+            }
+        }
+        let n = batch.len();
+        (Changed::Batch(batch), n, spare)
+    } else {
+        // The batch has more groups than the state (the first batch; event-time windows that
+        // the watermark keeps closing): the batch's table becomes the state and the old state
+        // is merged into it. The old state's partial results come first.
+        let mut old = std::mem::replace(state, batch);
+        let mut untouched: HashTable<(u64, K)> = HashTable::new();
+        for e in old.drain() {
+            let hash = hash_key(&e.key);
+            if let Some(new) = merge_entry(state, hash, e, true) {
+                untouched.insert_unique(hash, (hash, new.key.clone()), |(h, _)| *h);
+            }
+        }
+        spare.push(old);
+        let n = state.len() - untouched.len();
+        (Changed::AllBut(untouched), n, spare)
     }
 }
 
 impl<K, A> HashAggState<K, A>
 where
     K: Clone + Eq + Send + Sync + GroupKey<Owned = K>,
-    A: Merge + Send,
+    A: Merge + Clone + Send,
 {
     /// Aggregates one micro-batch. `units` are the batch's work units (typed column views with a
     /// row range); `rows` is their total row count; `f` runs the generated per-row loop of one
@@ -188,67 +348,79 @@ where
         U: Sync,
         F: Fn(&U, &mut AggPartials<K, A>) + Sync,
     {
-        self.state.epoch = self.state.epoch.wrapping_add(1);
-        self.state.late.clear();
-        let epoch = self.state.epoch;
-        if rows < PARALLEL_MIN_ROWS || units.len() <= 1 || rayon::current_num_threads() == 1 {
-            for u in units {
-                f(u, &mut self.state);
-            }
-        } else {
-            let n = self.state.parts.len();
-            // One partial table per thread, not per rayon split: merging partials costs a pass
-            // over their groups, which for many distinct keys exceeds the rows they saved.
-            // Floor, not ceiling: rayon splits while `len / 2 >= min_len`, so a ceiling on an
-            // odd count (123 units / 2 threads → 62) would never split at all.
-            let min_len = (units.len() / rayon::current_num_threads()).max(1);
-            let partials: Vec<AggPartials<K, A>> = units
-                .par_iter()
-                .with_min_len(min_len)
-                .fold(
-                    || AggPartials::new(n, epoch),
-                    |mut p, u| {
-                        f(u, &mut p);
-                        p
-                    },
-                )
-                .collect();
-            // Transpose: for each shuffle partition, the tables every task built for it.
-            let mut by_part: Vec<Vec<HashTable<Entry<K, A>>>> =
-                (0..n).map(|_| Vec::with_capacity(partials.len())).collect();
-            for mut p in partials {
-                for (hash, key) in std::mem::take(&mut p.late) {
-                    if self.state.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
-                        self.state.late.insert_unique(hash, (hash, key), |(h, _)| *h);
+        let n = self.parts.len();
+        {
+            let spare = self.spare.get_mut().unwrap_or_else(|e| e.into_inner());
+            for c in &mut self.changed {
+                if let Changed::Batch(mut t) = std::mem::replace(c, Changed::none()) {
+                    if t.capacity() > 0 {
+                        t.clear();
+                        spare.push(t);
                     }
                 }
-                for (i, t) in p.parts.into_iter().enumerate() {
-                    by_part[i].push(t);
-                }
             }
-            self.state.parts.par_iter_mut().zip(by_part.into_par_iter()).for_each(|(state, tables)| {
-                for t in tables {
-                    for e in t {
-                        let hash = hash_key(&e.key);
-                        match state.find_mut(hash, |s| s.key == e.key) {
-                            Some(s) => {
-                                s.acc.merge(e.acc);
-                                s.updated = epoch;
-                            }
-                            None => {
-                                state.insert_unique(hash, Entry { updated: epoch, ..e }, |x| hash_key(&x.key));
-                            }
-                        }
-                    }
-                }
-            });
         }
-        let total: usize = self.state.parts.iter().map(HashTable::len).sum();
-        let updated = self.state.parts.iter().flat_map(|t| t.iter()).filter(|e| e.updated == epoch).count();
-        self.metrics.rows_total = total as u64;
+        self.late.clear();
+        let tasks: Vec<AggPartials<K, A>> =
+            if rows < PARALLEL_MIN_ROWS || units.len() <= 1 || rayon::current_num_threads() == 1 {
+                let mut t = Self::new_partials(&self.spare, n);
+                for u in units {
+                    f(u, &mut t);
+                }
+                vec![t]
+            } else {
+                // One task per thread, not per rayon split: merging batch tables costs a pass
+                // over their groups, which for many distinct keys exceeds the rows they saved.
+                // Floor, not ceiling: rayon splits while `len / 2 >= min_len`, so a ceiling on
+                // an odd count (123 units / 2 threads → 62) would never split at all.
+                let min_len = (units.len() / rayon::current_num_threads()).max(1);
+                let spare = &self.spare;
+                units
+                    .par_iter()
+                    .with_min_len(min_len)
+                    .fold(
+                        || Self::new_partials(spare, n),
+                        |mut p, u| {
+                            f(u, &mut p);
+                            p
+                        },
+                    )
+                    .collect()
+            };
+        // Transpose: for each shuffle partition, the tables every task built for it.
+        let mut by_part: Vec<Vec<Table<K, A>>> = (0..n).map(|_| Vec::with_capacity(tasks.len())).collect();
+        for mut task in tasks {
+            if self.late.is_empty() {
+                self.late = std::mem::take(&mut task.late);
+            } else {
+                for (hash, key) in std::mem::take(&mut task.late) {
+                    if self.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
+                        self.late.insert_unique(hash, (hash, key), |(h, _)| *h);
+                    }
+                }
+            }
+            for (i, t) in task.parts.into_iter().enumerate() {
+                by_part[i].push(t);
+            }
+        }
+        let merged: Vec<(Changed<K, A>, usize, Vec<Table<K, A>>)> = if rows < PARALLEL_MIN_ROWS {
+            self.parts.iter_mut().zip(by_part).map(|(state, tables)| merge_partition(state, tables)).collect()
+        } else {
+            self.parts.par_iter_mut().zip(by_part.into_par_iter()).map(|(s, t)| merge_partition(s, t)).collect()
+        };
+        let mut updated = 0;
+        let spare = self.spare.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (p, (changed, count, tables)) in merged.into_iter().enumerate() {
+            self.changed[p] = changed;
+            updated += count;
+            spare.extend(tables.into_iter().filter(|t| t.capacity() > 0));
+        }
+        // Enough spares for the next batch's tasks; beyond that they only hold memory.
+        spare.truncate(n * (rayon::current_num_threads() + 1));
+        self.metrics.rows_total = self.len() as u64;
         self.metrics.rows_updated = updated as u64;
         self.metrics.rows_removed = 0;
-        self.metrics.rows_dropped_by_watermark = self.state.late.len() as u64;
+        self.metrics.rows_dropped_by_watermark = self.late.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();
     }
 
@@ -256,7 +428,7 @@ where
     /// time). Append mode emits them; update mode just drops them.
     pub fn evict(&mut self, mut behind: impl FnMut(&K) -> bool) -> Vec<Entry<K, A>> {
         let mut out: Vec<Entry<K, A>> = Vec::new();
-        for t in &mut self.state.parts {
+        for t in &mut self.parts {
             out.extend(t.extract_if(|e| behind(&e.key)));
         }
         if self.tracking {
@@ -281,21 +453,14 @@ where
     /// The groups changed by the last batch and the groups evicted since the last call, per
     /// shuffle partition, encoded for the state store.
     pub fn take_changes(&mut self) -> Vec<PartitionChanges> {
-        let epoch = self.state.epoch;
-        let mut out: Vec<PartitionChanges> = self
-            .state
-            .parts
-            .iter()
-            .map(|t| {
-                t.iter()
-                    .filter(|e| e.updated == epoch)
-                    .map(|e| (crate::codec::to_bytes(&e.key), Some(crate::codec::to_bytes(&e.acc))))
-                    .collect()
-            })
-            .collect();
+        let n = self.parts.len();
+        let mut out: Vec<PartitionChanges> = vec![Vec::new(); n];
+        for e in self.updated() {
+            let p = partition_of(hash_key(&e.key), n);
+            out[p].push((crate::codec::to_bytes(&e.key), Some(crate::codec::to_bytes(&e.acc))));
+        }
         for (hash, key) in std::mem::take(&mut self.removed) {
-            let p = self.state.partition_of(hash);
-            out[p].push((crate::codec::to_bytes(&key), None));
+            out[partition_of(hash, n)].push((crate::codec::to_bytes(&key), None));
         }
         out
     }
@@ -308,16 +473,17 @@ where
         K: Send,
         A: Send,
     {
-        if partitions.len() != self.state.parts.len() {
+        if partitions.len() != self.parts.len() {
             return Err(crate::Error::Checkpoint(format!(
                 "state has {} partitions, the query {}",
                 partitions.len(),
-                self.state.parts.len()
+                self.parts.len()
             )));
         }
         self.removed.clear();
-        let n = self.state.parts.len();
-        self.state.parts.par_iter_mut().zip(partitions.into_par_iter()).enumerate().try_for_each(
+        self.changed.iter_mut().for_each(|c| *c = Changed::none());
+        let n = self.parts.len();
+        self.parts.par_iter_mut().zip(partitions.into_par_iter()).enumerate().try_for_each(
             |(p, (table, map))| -> crate::Result<()> {
                 table.clear();
                 table.reserve(map.len(), |e| hash_key(&e.key));
@@ -325,10 +491,10 @@ where
                     let key: K = crate::codec::from_bytes(&k)?;
                     let acc: A = crate::codec::from_bytes(&v)?;
                     let hash = hash_key(&key);
-                    if ((hash >> 32) as usize * n) >> 32 != p {
+                    if partition_of(hash, n) != p {
                         return Err(crate::Error::Checkpoint(format!("a key of state partition {p} hashes elsewhere")));
                     }
-                    table.insert_unique(hash, Entry { key, acc, updated: 0 }, |e| hash_key(&e.key));
+                    table.insert_unique(hash, Entry { key, acc }, |e| hash_key(&e.key));
                 }
                 Ok(())
             },
