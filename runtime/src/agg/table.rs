@@ -1,14 +1,20 @@
 //! Hash-partitioned aggregation state.
 //!
 //! Keys are split into a fixed number of shuffle partitions by a fixed-seed hash (the count is
-//! part of the query's checkpoint). A micro-batch is aggregated as Spark does, partial then
-//! final. Partial: rows go into *batch tables*, private to a task (the calling thread for
-//! small batches or a one-thread pool; one task per rayon thread above [`PARALLEL_MIN_ROWS`]),
-//! one table per shuffle partition. Final: every shuffle partition, in parallel, combines its
-//! tasks' tables and merges the result with its state. The combined batch table is what the
-//! batch changed: it gives update mode's output, the checkpoint's delta and `rows_updated`
-//! without a per-group marker in the state. Generated code supplies the per-row loop as a
-//! closure; this file knows no query.
+//! part of the query's checkpoint). Each partition's groups are kept in two disjoint tables: the
+//! groups the last batch changed and the others. A batch starts by folding the smaller of the
+//! two into the larger (after the watermark evicted what it could), then aggregates its rows:
+//!
+//! - on one thread (small batches, a one-thread pool), straight into an empty "changed" table
+//!   per partition; a group the rows meet for the first time moves there from the state with
+//!   its accumulators. No merge pass, and no marker per group: the changed tables are update
+//!   mode's output, the checkpoint's delta and `rows_updated`;
+//! - above [`PARALLEL_MIN_ROWS`], as Spark does: each rayon task pre-aggregates its chunk of
+//!   rows into private per-partition tables (partial aggregation), then every shuffle partition
+//!   combines its tasks' tables and moves the state's groups they touched into the result, in
+//!   parallel (final aggregation).
+//!
+//! Generated code supplies the per-row loop as a closure; this file knows no query.
 
 use std::mem::size_of;
 use std::sync::Mutex;
@@ -51,17 +57,21 @@ fn partition_of(hash: u64, n: usize) -> usize {
 }
 
 /// One task's batch tables (one per shuffle partition) that the generated row loop aggregates
-/// into.
+/// into, and, for the single task of a batch aggregated on one thread, the state's tables.
 pub struct AggPartials<K, A> {
     parts: Vec<Table<K, A>>,
+    /// The state, when this task is the batch's only one (empty otherwise): a group met for the
+    /// first time in the batch moves from here into `parts` with its accumulators, so `parts`
+    /// ends up holding exactly the groups the batch changed, already merged.
+    state: Vec<Table<K, A>>,
     /// Distinct keys of this batch dropped as later than the watermark (Spark counts
     /// `numRowsDroppedByWatermark` per aggregated key of the batch).
     late: HashTable<(u64, K)>,
 }
 
 impl<K, A> AggPartials<K, A> {
-    fn from_tables(parts: Vec<Table<K, A>>) -> Self {
-        AggPartials { parts, late: HashTable::new() }
+    fn from_tables(parts: Vec<Table<K, A>>, state: Vec<Table<K, A>>) -> Self {
+        AggPartials { parts, state, late: HashTable::new() }
     }
 
     /// Records that `key`'s rows in this batch are dropped as late (its event time is at or
@@ -91,21 +101,29 @@ impl<K, A> AggPartials<K, A> {
         // first and probe through a `dyn` callback.
         match self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)) {
             Ok(e) => &mut e.into_mut().acc,
-            Err(absent) => insert_new(absent.into_table(), hash, key, init),
+            Err(absent) => insert_new(absent.into_table(), self.state.get_mut(p), hash, key, init),
         }
     }
 }
 
-/// A group seen for the first time in this batch table: out of line, so the hit path stays
-/// small enough to inline into the generated loop.
+/// A group met for the first time in this batch table: moved from the state if it is there,
+/// new otherwise. Out of line, so the hit path stays small enough to inline into the generated
+/// loop.
 #[cold]
 #[inline(never)]
-fn insert_new<Q, K, A>(table: &mut Table<K, A>, hash: u64, key: Q, init: impl FnOnce() -> A) -> &mut A
+fn insert_new<'t, Q, K, A>(
+    table: &'t mut Table<K, A>,
+    state: Option<&mut Table<K, A>>,
+    hash: u64,
+    key: Q,
+    init: impl FnOnce() -> A,
+) -> &'t mut A
 where
     Q: GroupKey<Owned = K>,
     K: GroupKey,
 {
-    let e = Entry { key: key.to_owned_key(), acc: init() };
+    let old = state.and_then(|s| s.find_entry(hash, |e| key.eq_owned(&e.key)).ok()).map(|o| o.remove().0);
+    let e = old.unwrap_or_else(|| Entry { key: key.to_owned_key(), acc: init() });
     &mut table.insert_unique(hash, e, |e| hash_key(&e.key)).into_mut().acc
 }
 
@@ -126,31 +144,20 @@ pub struct OperatorMetrics {
     pub memory_used_bytes: u64,
 }
 
-/// The groups of one shuffle partition that the last batch changed.
-enum Changed<K, A> {
-    /// The keys of this table (the batch's combined partial results; the state holds the
-    /// merged accumulators).
-    Batch(Table<K, A>),
-    /// Every group of the state except these (the old state's groups the batch did not touch,
-    /// when the batch's table, being larger, became the state).
-    AllBut(HashTable<(u64, K)>),
-}
-
-impl<K, A> Changed<K, A> {
-    fn none() -> Self {
-        Changed::Batch(HashTable::new())
-    }
-}
-
 /// The state of one aggregation: groups by shuffle partition.
+///
+/// Between batches each partition's groups sit in two disjoint tables: `changed`, the groups the
+/// last batch created or changed, with their merged accumulators (update mode's output, the
+/// checkpoint's delta, `rows_updated`), and `parts`, the others. The next batch first folds the
+/// smaller table into the larger, after the watermark has evicted what it could from both.
 pub struct HashAggState<K, A> {
     parts: Vec<Table<K, A>>,
-    /// Per shuffle partition, the groups the last [`HashAggState::update`] changed.
-    changed: Vec<Changed<K, A>>,
+    changed: Vec<Table<K, A>>,
     /// Distinct keys of the last batch dropped as late.
     late: HashTable<(u64, K)>,
-    /// Empty tables that keep their capacity for the next batch's tables (a table that grows
-    /// from nothing every batch rehashes each group about twice and page-faults its memory in).
+    /// Empty tables that keep their capacity for the next batch's task tables (a table that
+    /// grows from nothing every batch rehashes each group about twice and page-faults its
+    /// memory in).
     spare: Mutex<Vec<Table<K, A>>>,
     metrics: OperatorMetrics,
     /// Keys evicted since the last checkpoint, with their hashes (deletes for the state store);
@@ -165,7 +172,7 @@ impl<K, A> HashAggState<K, A> {
         let n = partitions.max(1);
         HashAggState {
             parts: (0..n).map(|_| HashTable::new()).collect(),
-            changed: (0..n).map(|_| Changed::none()).collect(),
+            changed: (0..n).map(|_| HashTable::new()).collect(),
             late: HashTable::new(),
             spare: Mutex::new(Vec::new()),
             metrics: OperatorMetrics { name: "stateStoreSave".into(), ..Default::default() },
@@ -182,12 +189,18 @@ impl<K, A> HashAggState<K, A> {
 
     /// Every group (complete mode), partition by partition.
     pub fn all(&self) -> impl Iterator<Item = &Entry<K, A>> {
-        self.parts.iter().flat_map(|t| t.iter())
+        self.parts.iter().zip(&self.changed).flat_map(|(s, c)| s.iter().chain(c.iter()))
+    }
+
+    /// The groups changed by the last [`HashAggState::update`] (update mode), with their
+    /// merged accumulators; groups evicted since are left out.
+    pub fn updated(&self) -> impl Iterator<Item = &Entry<K, A>> {
+        self.changed.iter().flat_map(|t| t.iter())
     }
 
     /// Number of groups.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(HashTable::len).sum()
+        self.parts.iter().chain(&self.changed).map(HashTable::len).sum()
     }
 
     /// True when there is no group.
@@ -207,55 +220,25 @@ impl<K, A> HashAggState<K, A> {
 
     /// Table slots times entry size (heap data of keys such as `String`s is not counted).
     fn estimated_bytes(&self) -> u64 {
-        self.parts.iter().map(|t| (t.capacity() * (size_of::<Entry<K, A>>() + 1)) as u64).sum()
+        self.parts.iter().chain(&self.changed).map(|t| (t.capacity() * (size_of::<Entry<K, A>>() + 1)) as u64).sum()
     }
 
-    /// A task's batch tables, from the spare ones where there are any.
+    /// A parallel task's batch tables, from the spare ones where there are any.
     fn new_partials(spare: &Mutex<Vec<Table<K, A>>>, n: usize) -> AggPartials<K, A> {
         let mut pool = spare.lock().unwrap_or_else(|e| e.into_inner());
         let keep = pool.len().saturating_sub(n);
         let mut parts: Vec<Table<K, A>> = pool.drain(keep..).collect();
         drop(pool);
         parts.resize_with(n, HashTable::new);
-        AggPartials::from_tables(parts)
-    }
-}
-
-impl<K, A> HashAggState<K, A>
-where
-    K: Eq + GroupKey<Owned = K>,
-{
-    /// The groups changed by the last [`HashAggState::update`] (update mode), with their
-    /// merged accumulators; groups evicted since are left out.
-    pub fn updated(&self) -> impl Iterator<Item = &Entry<K, A>> {
-        self.parts.iter().zip(&self.changed).flat_map(|(state, changed)| {
-            let (batch, all_but) = match changed {
-                Changed::Batch(t) => (Some(t), None),
-                Changed::AllBut(untouched) => (None, Some(untouched)),
-            };
-            let from_batch = batch.into_iter().flat_map(|t| t.iter()).filter_map(move |b| {
-                let hash = hash_key(&b.key);
-                state.find(hash, |s| s.key == b.key)
-            });
-            let from_state = all_but.into_iter().flat_map(move |untouched| {
-                state.iter().filter(move |s| {
-                    untouched.is_empty() || {
-                        let hash = hash_key(&s.key);
-                        untouched.find(hash, |(h, k)| *h == hash && *k == s.key).is_none()
-                    }
-                })
-            });
-            from_batch.chain(from_state)
-        })
+        AggPartials::from_tables(parts, Vec::new())
     }
 }
 
 /// Folds the partial result `e` into `table`: merged into its group if there is one, inserted
 /// otherwise. `earlier` says that `e` covers earlier rows than the table: partial results are
-/// merged in row order either way (for `min`/`max` ties and floating-point sums). Returns the
-/// group's entry in `table` when it was new.
+/// merged in row order either way (for `min`/`max` ties and floating-point sums).
 #[inline]
-fn merge_entry<K, A>(table: &mut Table<K, A>, hash: u64, e: Entry<K, A>, earlier: bool) -> Option<&Entry<K, A>>
+fn merge_entry<K, A>(table: &mut Table<K, A>, hash: u64, e: Entry<K, A>, earlier: bool)
 where
     K: Eq + GroupKey<Owned = K>,
     A: Merge,
@@ -269,18 +252,19 @@ where
             } else {
                 s.merge(e.acc);
             }
-            None
         }
-        Err(absent) => Some(absent.into_table().insert_unique(hash, e, |x| hash_key(&x.key)).into_mut()),
+        Err(absent) => {
+            absent.into_table().insert_unique(hash, e, |x| hash_key(&x.key));
+        }
     }
 }
 
 /// The final aggregation of one shuffle partition: combines the tasks' batch tables (in task
-/// order) and merges them with the partition's state. Returns what the batch changed, how many
-/// groups that is, and the tables left empty.
-fn merge_partition<K, A>(state: &mut Table<K, A>, mut tables: Vec<Table<K, A>>) -> (Changed<K, A>, usize, Vec<Table<K, A>>)
+/// order) into one, then moves the state's groups that the batch touched into it, merged
+/// (state first). Returns the batch's table (the changed groups) and the tables left empty.
+fn merge_partition<K, A>(state: &mut Table<K, A>, mut tables: Vec<Table<K, A>>) -> (Table<K, A>, Vec<Table<K, A>>)
 where
-    K: Clone + Eq + GroupKey<Owned = K>,
+    K: Eq + GroupKey<Owned = K>,
     A: Merge + Clone,
 {
     let mut spare = Vec::new();
@@ -303,36 +287,28 @@ where
         }
         spare.push(t);
     }
-    if state.len() >= batch.len() {
-        // The usual case of a long-running query: merge the batch into the state and keep it
-        // as the list of changed groups.
-        for b in batch.iter() {
-            let hash = hash_key(&b.key);
-            match state.find_mut(hash, |s| s.key == b.key) {
-                Some(s) => s.acc.merge(b.acc.clone()),
-                None => {
-                    state.insert_unique(hash, b.clone(), |x| hash_key(&x.key));
+    // Probe from the smaller side.
+    if state.len() <= batch.len() {
+        state
+            .extract_if(|s| match batch.find_mut(hash_key(&s.key), |b| b.key == s.key) {
+                Some(b) => {
+                    let partial = std::mem::replace(&mut b.acc, s.acc.clone());
+                    b.acc.merge(partial);
+                    true
                 }
-            }
-        }
-        let n = batch.len();
-        (Changed::Batch(batch), n, spare)
+                None => false,
+            })
+            .for_each(drop);
     } else {
-        // The batch has more groups than the state (the first batch; event-time windows that
-        // the watermark keeps closing): the batch's table becomes the state and the old state
-        // is merged into it. The old state's partial results come first.
-        let mut old = std::mem::replace(state, batch);
-        let mut untouched: HashTable<(u64, K)> = HashTable::new();
-        for e in old.drain() {
-            let hash = hash_key(&e.key);
-            if let Some(new) = merge_entry(state, hash, e, true) {
-                untouched.insert_unique(hash, (hash, new.key.clone()), |(h, _)| *h);
+        for b in batch.iter_mut() {
+            if let Ok(o) = state.find_entry(hash_key(&b.key), |s| s.key == b.key) {
+                let (old, _) = o.remove();
+                let partial = std::mem::replace(&mut b.acc, old.acc);
+                b.acc.merge(partial);
             }
         }
-        spare.push(old);
-        let n = state.len() - untouched.len();
-        (Changed::AllBut(untouched), n, spare)
     }
+    (batch, spare)
 }
 
 impl<K, A> HashAggState<K, A>
@@ -340,6 +316,22 @@ where
     K: Clone + Eq + Send + Sync + GroupKey<Owned = K>,
     A: Merge + Clone + Send,
 {
+    /// Folds each partition's `changed` table into `parts` (the smaller into the larger; they
+    /// are disjoint), leaving `changed` empty with its capacity.
+    fn consolidate(&mut self) {
+        for (s, c) in self.parts.iter_mut().zip(&mut self.changed) {
+            if c.is_empty() {
+                continue;
+            }
+            if s.len() < c.len() {
+                std::mem::swap(s, c);
+            }
+            for e in c.drain() {
+                s.insert_unique(hash_key(&e.key), e, |x| hash_key(&x.key));
+            }
+        }
+    }
+
     /// Aggregates one micro-batch. `units` are the batch's work units (typed column views with a
     /// row range); `rows` is their total row count; `f` runs the generated per-row loop of one
     /// unit into the tables it is given.
@@ -349,76 +341,60 @@ where
         F: Fn(&U, &mut AggPartials<K, A>) + Sync,
     {
         let n = self.parts.len();
-        {
-            let spare = self.spare.get_mut().unwrap_or_else(|e| e.into_inner());
-            for c in &mut self.changed {
-                if let Changed::Batch(mut t) = std::mem::replace(c, Changed::none()) {
-                    if t.capacity() > 0 {
-                        t.clear();
-                        spare.push(t);
-                    }
-                }
+        self.consolidate();
+        if rows < PARALLEL_MIN_ROWS || units.len() <= 1 || rayon::current_num_threads() == 1 {
+            // One task: its tables are `changed` (empty) over the state, and groups move from
+            // the state into them as the rows meet them. No merge pass.
+            let mut t = AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts));
+            for u in units {
+                f(u, &mut t);
             }
-        }
-        self.late.clear();
-        let tasks: Vec<AggPartials<K, A>> =
-            if rows < PARALLEL_MIN_ROWS || units.len() <= 1 || rayon::current_num_threads() == 1 {
-                let mut t = Self::new_partials(&self.spare, n);
-                for u in units {
-                    f(u, &mut t);
-                }
-                vec![t]
-            } else {
-                // One task per thread, not per rayon split: merging batch tables costs a pass
-                // over their groups, which for many distinct keys exceeds the rows they saved.
-                // Floor, not ceiling: rayon splits while `len / 2 >= min_len`, so a ceiling on
-                // an odd count (123 units / 2 threads → 62) would never split at all.
-                let min_len = (units.len() / rayon::current_num_threads()).max(1);
-                let spare = &self.spare;
-                units
-                    .par_iter()
-                    .with_min_len(min_len)
-                    .fold(
-                        || Self::new_partials(spare, n),
-                        |mut p, u| {
-                            f(u, &mut p);
-                            p
-                        },
-                    )
-                    .collect()
-            };
-        // Transpose: for each shuffle partition, the tables every task built for it.
-        let mut by_part: Vec<Vec<Table<K, A>>> = (0..n).map(|_| Vec::with_capacity(tasks.len())).collect();
-        for mut task in tasks {
-            if self.late.is_empty() {
-                self.late = std::mem::take(&mut task.late);
-            } else {
+            self.parts = t.state;
+            self.changed = t.parts;
+            self.late = t.late;
+        } else {
+            self.late.clear();
+            // One task per thread, not per rayon split: merging batch tables costs a pass
+            // over their groups, which for many distinct keys exceeds the rows they saved.
+            // Floor, not ceiling: rayon splits while `len / 2 >= min_len`, so a ceiling on
+            // an odd count (123 units / 2 threads → 62) would never split at all.
+            let min_len = (units.len() / rayon::current_num_threads()).max(1);
+            let spare = &self.spare;
+            let tasks: Vec<AggPartials<K, A>> = units
+                .par_iter()
+                .with_min_len(min_len)
+                .fold(
+                    || Self::new_partials(spare, n),
+                    |mut p, u| {
+                        f(u, &mut p);
+                        p
+                    },
+                )
+                .collect();
+            // Transpose: for each shuffle partition, the tables every task built for it.
+            let mut by_part: Vec<Vec<Table<K, A>>> = (0..n).map(|_| Vec::with_capacity(tasks.len())).collect();
+            for mut task in tasks {
                 for (hash, key) in std::mem::take(&mut task.late) {
                     if self.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
                         self.late.insert_unique(hash, (hash, key), |(h, _)| *h);
                     }
                 }
+                for (i, t) in task.parts.into_iter().enumerate() {
+                    by_part[i].push(t);
+                }
             }
-            for (i, t) in task.parts.into_iter().enumerate() {
-                by_part[i].push(t);
+            let merged: Vec<_> =
+                self.parts.par_iter_mut().zip(by_part.into_par_iter()).map(|(s, t)| merge_partition(s, t)).collect();
+            let spare = self.spare.get_mut().unwrap_or_else(|e| e.into_inner());
+            for (p, (batch, tables)) in merged.into_iter().enumerate() {
+                let empty = std::mem::replace(&mut self.changed[p], batch);
+                spare.extend(std::iter::once(empty).chain(tables).filter(|t| t.capacity() > 0));
             }
+            // Enough spares for the next batch's tasks; beyond that they only hold memory.
+            spare.truncate(n * (rayon::current_num_threads() + 1));
         }
-        let merged: Vec<(Changed<K, A>, usize, Vec<Table<K, A>>)> = if rows < PARALLEL_MIN_ROWS {
-            self.parts.iter_mut().zip(by_part).map(|(state, tables)| merge_partition(state, tables)).collect()
-        } else {
-            self.parts.par_iter_mut().zip(by_part.into_par_iter()).map(|(s, t)| merge_partition(s, t)).collect()
-        };
-        let mut updated = 0;
-        let spare = self.spare.get_mut().unwrap_or_else(|e| e.into_inner());
-        for (p, (changed, count, tables)) in merged.into_iter().enumerate() {
-            self.changed[p] = changed;
-            updated += count;
-            spare.extend(tables.into_iter().filter(|t| t.capacity() > 0));
-        }
-        // Enough spares for the next batch's tasks; beyond that they only hold memory.
-        spare.truncate(n * (rayon::current_num_threads() + 1));
         self.metrics.rows_total = self.len() as u64;
-        self.metrics.rows_updated = updated as u64;
+        self.metrics.rows_updated = self.changed.iter().map(HashTable::len).sum::<usize>() as u64;
         self.metrics.rows_removed = 0;
         self.metrics.rows_dropped_by_watermark = self.late.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();
@@ -428,7 +404,7 @@ where
     /// time). Append mode emits them; update mode just drops them.
     pub fn evict(&mut self, mut behind: impl FnMut(&K) -> bool) -> Vec<Entry<K, A>> {
         let mut out: Vec<Entry<K, A>> = Vec::new();
-        for t in &mut self.parts {
+        for t in self.parts.iter_mut().chain(&mut self.changed) {
             out.extend(t.extract_if(|e| behind(&e.key)));
         }
         if self.tracking {
@@ -454,11 +430,11 @@ where
     /// shuffle partition, encoded for the state store.
     pub fn take_changes(&mut self) -> Vec<PartitionChanges> {
         let n = self.parts.len();
-        let mut out: Vec<PartitionChanges> = vec![Vec::new(); n];
-        for e in self.updated() {
-            let p = partition_of(hash_key(&e.key), n);
-            out[p].push((crate::codec::to_bytes(&e.key), Some(crate::codec::to_bytes(&e.acc))));
-        }
+        let mut out: Vec<PartitionChanges> = self
+            .changed
+            .iter()
+            .map(|t| t.iter().map(|e| (crate::codec::to_bytes(&e.key), Some(crate::codec::to_bytes(&e.acc)))).collect())
+            .collect();
         for (hash, key) in std::mem::take(&mut self.removed) {
             out[partition_of(hash, n)].push((crate::codec::to_bytes(&key), None));
         }
@@ -481,7 +457,7 @@ where
             )));
         }
         self.removed.clear();
-        self.changed.iter_mut().for_each(|c| *c = Changed::none());
+        self.changed.iter_mut().for_each(HashTable::clear);
         let n = self.parts.len();
         self.parts.par_iter_mut().zip(partitions.into_par_iter()).enumerate().try_for_each(
             |(p, (table, map))| -> crate::Result<()> {
@@ -556,6 +532,75 @@ mod tests {
             assert_eq!(st.len(), 1000);
         });
         assert_eq!(threads.lock().unwrap().len(), 2, "both threads aggregated part of the batch");
+    }
+
+    /// A batch's sorted updated groups, metrics, and number of changes per partition.
+    type BatchResult = (Vec<(i64, i64)>, OperatorMetrics, Vec<usize>);
+
+    /// Runs `batches` of `(key, n)` rows (counted n times) through a state, in units of `unit` rows (the
+    /// parallel path once a batch has `PARALLEL_MIN_ROWS` rows and there are several units),
+    /// evicting keys below `evict_below` after each batch; returns per batch the sorted updated
+    /// groups, the metrics and the encoded changes.
+    fn run_batches(batches: &[Vec<(i64, i64)>], unit: usize, evict_below: i64) -> Vec<BatchResult> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| {
+            let mut st: HashAggState<(i64,), (Count,)> = HashAggState::new(3);
+            st.set_tracking(true);
+            let mut out = Vec::new();
+            for rows in batches {
+                let units: Vec<&[(i64, i64)]> = rows.chunks(unit).collect();
+                st.update(&units, rows.len(), |u, t| {
+                    for (k, v) in u.iter() {
+                        for _ in 0..*v {
+                            t.entry((*k,), || (Count::new(),)).0.add_row();
+                        }
+                    }
+                });
+                let mut upd: Vec<(i64, i64)> = st.updated().map(|e| (e.key.0, e.acc.0 .0)).collect();
+                upd.sort();
+                st.evict(|k| k.0 < evict_below);
+                let m = st.metrics();
+                let changes: Vec<usize> = st.take_changes().iter().map(Vec::len).collect();
+                out.push((upd, m, changes));
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn direct_and_parallel_paths_track_the_same_changes() {
+        // Batch 1: keys 0..40_000; batch 2: keys 20_000..100_000 (half old, half new), large
+        // enough for the parallel path; batch 3: a small one touching a few old keys.
+        let b1: Vec<(i64, i64)> = (0..80_000).map(|i| (i % 40_000, 1)).collect();
+        let b2: Vec<(i64, i64)> = (0..80_000).map(|i| (20_000 + i, 1)).collect();
+        let b3: Vec<(i64, i64)> = vec![(5, 2), (25_000, 1), (5, 1)];
+        let batches = [b1, b2, b3];
+        let direct = run_batches(&batches, usize::MAX, 0);
+        let parallel = run_batches(&batches, 1000, 0);
+        assert_eq!(direct, parallel);
+        assert_eq!(direct[1].1.rows_updated, 80_000);
+        assert_eq!(direct[1].1.rows_total, 100_000);
+        assert_eq!(direct[2].0, vec![(5, 5), (25_000, 4)], "state first, then the batch's rows");
+        assert_eq!(direct[2].1.rows_updated, 2);
+        assert_eq!(direct[2].2.iter().sum::<usize>(), 2, "only the changed groups go to the checkpoint");
+    }
+
+    #[test]
+    fn evicted_groups_are_deletes_not_updates() {
+        let b1: Vec<(i64, i64)> = (0..100_000).map(|i| (i % 1000, 1)).collect();
+        let b2: Vec<(i64, i64)> = (0..100_000).map(|i| (500 + i % 1000, 1)).collect();
+        for unit in [usize::MAX, 1000] {
+            let r = run_batches(&[b1.clone(), b2.clone()], unit, 800);
+            // Batch 1 evicts keys 0..800 (800 deletes), keeps 800..1000 changed.
+            assert_eq!(r[0].1.rows_removed, 800);
+            assert_eq!(r[0].2.iter().sum::<usize>(), 1000, "800 deletes and 200 puts");
+            // Batch 2 touches 500..1500: 500..800 come back (were evicted), then 500..800 go again.
+            assert_eq!(r[1].1.rows_updated, 1000);
+            assert_eq!(r[1].1.rows_removed, 300);
+            assert_eq!(r[1].1.rows_total, 700);
+            assert_eq!(r[1].2.iter().sum::<usize>(), 300 + 700);
+            assert!(r[1].0.contains(&(900, 200)), "old count 100 merged with the batch's 100");
+        }
     }
 
     #[test]
