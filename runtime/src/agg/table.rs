@@ -1,13 +1,23 @@
 //! Hash-partitioned aggregation state.
 //!
 //! Keys are split into a fixed number of shuffle partitions by a fixed-seed hash (the count is
-//! part of the query's checkpoint). One micro-batch is aggregated either directly into the
-//! state (small batches, one thread) or, above [`PARALLEL_MIN_ROWS`], as Spark does: each rayon
-//! task pre-aggregates its chunk of rows into private per-partition tables (partial
-//! aggregation), then every shuffle partition merges its partials in parallel (final
-//! aggregation). Generated code supplies the per-row loop as a closure; this file knows no query.
+//! part of the query's checkpoint). Each partition's groups are kept in two disjoint tables: the
+//! groups the last batch changed and the others. A batch starts by folding the smaller of the
+//! two into the larger (after the watermark evicted what it could), then aggregates its rows:
+//!
+//! - on one thread (small batches, a one-thread pool), straight into an empty "changed" table
+//!   per partition; a group the rows meet for the first time moves there from the state with
+//!   its accumulators. No merge pass, and no marker per group: the changed tables are update
+//!   mode's output, the checkpoint's delta and `rows_updated`;
+//! - above [`PARALLEL_MIN_ROWS`], as Spark does: each rayon task pre-aggregates its chunk of
+//!   rows into private per-partition tables (partial aggregation), then every shuffle partition
+//!   combines its tasks' tables and moves the state's groups they touched into the result, in
+//!   parallel (final aggregation).
+//!
+//! Generated code supplies the per-row loop as a closure; this file knows no query.
 
 use std::mem::size_of;
+use std::sync::Mutex;
 
 use hashbrown::HashTable;
 use rayon::prelude::*;
@@ -15,7 +25,7 @@ use rayon::prelude::*;
 use super::Merge;
 use crate::value::{hash_key, GroupKey};
 
-/// Batches with fewer rows are aggregated on the calling thread, straight into the state.
+/// Batches with fewer rows are aggregated on the calling thread, in one task.
 /// Below this, splitting costs more than it saves (rayon task + a merge pass per partition);
 /// 64 Ki rows is about 1 ms of per-row work on one core in `benches/` (word count).
 pub const PARALLEL_MIN_ROWS: usize = 1 << 16;
@@ -23,40 +33,45 @@ pub const PARALLEL_MIN_ROWS: usize = 1 << 16;
 /// Rows per parallel work unit (same measurement as [`PARALLEL_MIN_ROWS`]).
 pub const CHUNK_ROWS: usize = 1 << 16;
 
-/// One group: its key, its accumulators and the batch that last changed it.
+/// One group: its key and its accumulators.
 ///
-/// The key's hash is not stored: a table resize or a merge rehashes the key. For the numeric
-/// and window keys of event-time aggregations that is cheaper than the 8 bytes per group (the
-/// windowed-count benchmark's state is ~25% smaller and faster for it).
+/// Neither the key's hash nor a "changed in batch N" marker is stored: a table resize or a
+/// merge rehashes the key, and the batch's own tables say which groups it changed. For the
+/// numeric and window keys of event-time aggregations that is cheaper than the bytes per group
+/// (the windowed-count benchmark's state is 24 B per group instead of 32).
 #[derive(Clone, Debug)]
 pub struct Entry<K, A> {
     /// The owned key.
     pub key: K,
     /// The accumulators.
     pub acc: A,
-    /// The epoch (batch number within this run, wrapping) in which this group last changed.
-    pub updated: u32,
 }
 
-/// Per-partition hash tables that rows are aggregated into: either the state itself or a
-/// task's private partial result.
+type Table<K, A> = HashTable<Entry<K, A>>;
+
+/// The shuffle partition of a key hash, out of `n`. Uses the high bits: the tables use the low
+/// ones.
+#[inline(always)]
+fn partition_of(hash: u64, n: usize) -> usize {
+    ((hash >> 32) as usize * n) >> 32
+}
+
+/// One task's batch tables (one per shuffle partition) that the generated row loop aggregates
+/// into, and, for the single task of a batch aggregated on one thread, the state's tables.
 pub struct AggPartials<K, A> {
-    parts: Vec<HashTable<Entry<K, A>>>,
-    epoch: u32,
+    parts: Vec<Table<K, A>>,
+    /// The state, when this task is the batch's only one (empty otherwise): a group met for the
+    /// first time in the batch moves from here into `parts` with its accumulators, so `parts`
+    /// ends up holding exactly the groups the batch changed, already merged.
+    state: Vec<Table<K, A>>,
     /// Distinct keys of this batch dropped as later than the watermark (Spark counts
     /// `numRowsDroppedByWatermark` per aggregated key of the batch).
     late: HashTable<(u64, K)>,
 }
 
 impl<K, A> AggPartials<K, A> {
-    fn new(partitions: usize, epoch: u32) -> Self {
-        AggPartials { parts: (0..partitions).map(|_| HashTable::new()).collect(), epoch, late: HashTable::new() }
-    }
-
-    /// The partition of a key hash. Uses the high bits: the table itself uses the low ones.
-    #[inline(always)]
-    fn partition_of(&self, hash: u64) -> usize {
-        ((hash >> 32) as usize * self.parts.len()) >> 32
+    fn from_tables(parts: Vec<Table<K, A>>, state: Vec<Table<K, A>>) -> Self {
+        AggPartials { parts, state, late: HashTable::new() }
     }
 
     /// Records that `key`'s rows in this batch are dropped as late (its event time is at or
@@ -81,17 +96,35 @@ impl<K, A> AggPartials<K, A> {
         K: GroupKey,
     {
         let hash = hash_key(&key);
-        let p = self.partition_of(hash);
-        let epoch = self.epoch;
-        let e = match self.parts[p].entry(hash, |e| key.eq_owned(&e.key), |e| hash_key(&e.key)) {
-            hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(Entry { key: key.to_owned_key(), acc: init(), updated: epoch }).into_mut()
-            }
-        };
-        e.updated = epoch;
-        &mut e.acc
+        let p = partition_of(hash, self.parts.len());
+        // The hit path is a plain probe (`find_entry`, inlined); `entry` would reserve a slot
+        // first and probe through a `dyn` callback.
+        match self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)) {
+            Ok(e) => &mut e.into_mut().acc,
+            Err(absent) => insert_new(absent.into_table(), self.state.get_mut(p), hash, key, init),
+        }
     }
+}
+
+/// A group met for the first time in this batch table: moved from the state if it is there,
+/// new otherwise. Out of line, so the hit path stays small enough to inline into the generated
+/// loop.
+#[cold]
+#[inline(never)]
+fn insert_new<'t, Q, K, A>(
+    table: &'t mut Table<K, A>,
+    state: Option<&mut Table<K, A>>,
+    hash: u64,
+    key: Q,
+    init: impl FnOnce() -> A,
+) -> &'t mut A
+where
+    Q: GroupKey<Owned = K>,
+    K: GroupKey,
+{
+    let old = state.and_then(|s| s.find_entry(hash, |e| key.eq_owned(&e.key)).ok()).map(|o| o.remove().0);
+    let e = old.unwrap_or_else(|| Entry { key: key.to_owned_key(), acc: init() });
+    &mut table.insert_unique(hash, e, |e| hash_key(&e.key)).into_mut().acc
 }
 
 /// Metrics of one stateful operator, as in Spark's `stateOperators` progress.
@@ -112,8 +145,20 @@ pub struct OperatorMetrics {
 }
 
 /// The state of one aggregation: groups by shuffle partition.
+///
+/// Between batches each partition's groups sit in two disjoint tables: `changed`, the groups the
+/// last batch created or changed, with their merged accumulators (update mode's output, the
+/// checkpoint's delta, `rows_updated`), and `parts`, the others. The next batch first folds the
+/// smaller table into the larger, after the watermark has evicted what it could from both.
 pub struct HashAggState<K, A> {
-    state: AggPartials<K, A>,
+    parts: Vec<Table<K, A>>,
+    changed: Vec<Table<K, A>>,
+    /// Distinct keys of the last batch dropped as late.
+    late: HashTable<(u64, K)>,
+    /// Empty tables that keep their capacity for the next batch's task tables (a table that
+    /// grows from nothing every batch rehashes each group about twice and page-faults its
+    /// memory in).
+    spare: Mutex<Vec<Table<K, A>>>,
     metrics: OperatorMetrics,
     /// Keys evicted since the last checkpoint, with their hashes (deletes for the state store);
     /// recorded only while `tracking` (a query with a checkpoint).
@@ -124,8 +169,12 @@ pub struct HashAggState<K, A> {
 impl<K, A> HashAggState<K, A> {
     /// Empty state with `partitions` shuffle partitions.
     pub fn new(partitions: usize) -> Self {
+        let n = partitions.max(1);
         HashAggState {
-            state: AggPartials::new(partitions.max(1), 0),
+            parts: (0..n).map(|_| HashTable::new()).collect(),
+            changed: (0..n).map(|_| HashTable::new()).collect(),
+            late: HashTable::new(),
+            spare: Mutex::new(Vec::new()),
             metrics: OperatorMetrics { name: "stateStoreSave".into(), ..Default::default() },
             removed: Vec::new(),
             tracking: false,
@@ -140,18 +189,18 @@ impl<K, A> HashAggState<K, A> {
 
     /// Every group (complete mode), partition by partition.
     pub fn all(&self) -> impl Iterator<Item = &Entry<K, A>> {
-        self.state.parts.iter().flat_map(|t| t.iter())
+        self.parts.iter().zip(&self.changed).flat_map(|(s, c)| s.iter().chain(c.iter()))
     }
 
-    /// The groups changed by the last [`HashAggState::update`] (update mode).
+    /// The groups changed by the last [`HashAggState::update`] (update mode), with their
+    /// merged accumulators; groups evicted since are left out.
     pub fn updated(&self) -> impl Iterator<Item = &Entry<K, A>> {
-        let epoch = self.state.epoch;
-        self.all().filter(move |e| e.updated == epoch)
+        self.changed.iter().flat_map(|t| t.iter())
     }
 
     /// Number of groups.
     pub fn len(&self) -> usize {
-        self.state.parts.iter().map(HashTable::len).sum()
+        self.parts.iter().chain(&self.changed).map(HashTable::len).sum()
     }
 
     /// True when there is no group.
@@ -161,7 +210,7 @@ impl<K, A> HashAggState<K, A> {
 
     /// Number of shuffle partitions.
     pub fn partitions(&self) -> usize {
-        self.state.parts.len()
+        self.parts.len()
     }
 
     /// The operator's metrics after the last batch.
@@ -171,15 +220,118 @@ impl<K, A> HashAggState<K, A> {
 
     /// Table slots times entry size (heap data of keys such as `String`s is not counted).
     fn estimated_bytes(&self) -> u64 {
-        self.state.parts.iter().map(|t| (t.capacity() * (size_of::<Entry<K, A>>() + 1)) as u64).sum()
+        self.parts.iter().chain(&self.changed).map(|t| (t.capacity() * (size_of::<Entry<K, A>>() + 1)) as u64).sum()
     }
+
+    /// A parallel task's batch tables, from the spare ones where there are any.
+    fn new_partials(spare: &Mutex<Vec<Table<K, A>>>, n: usize) -> AggPartials<K, A> {
+        let mut pool = spare.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = pool.len().saturating_sub(n);
+        let mut parts: Vec<Table<K, A>> = pool.drain(keep..).collect();
+        drop(pool);
+        parts.resize_with(n, HashTable::new);
+        AggPartials::from_tables(parts, Vec::new())
+    }
+}
+
+/// Folds the partial result `e` into `table`: merged into its group if there is one, inserted
+/// otherwise. `earlier` says that `e` covers earlier rows than the table: partial results are
+/// merged in row order either way (for `min`/`max` ties and floating-point sums).
+#[inline]
+fn merge_entry<K, A>(table: &mut Table<K, A>, hash: u64, e: Entry<K, A>, earlier: bool)
+where
+    K: Eq + GroupKey<Owned = K>,
+    A: Merge,
+{
+    match table.find_entry(hash, |s| s.key == e.key) {
+        Ok(mut s) => {
+            let s = &mut s.get_mut().acc;
+            if earlier {
+                let later = std::mem::replace(s, e.acc);
+                s.merge(later);
+            } else {
+                s.merge(e.acc);
+            }
+        }
+        Err(absent) => {
+            absent.into_table().insert_unique(hash, e, |x| hash_key(&x.key));
+        }
+    }
+}
+
+/// The final aggregation of one shuffle partition: combines the tasks' batch tables (in task
+/// order) into one, then moves the state's groups that the batch touched into it, merged
+/// (state first). Returns the batch's table (the changed groups) and the tables left empty.
+fn merge_partition<K, A>(state: &mut Table<K, A>, mut tables: Vec<Table<K, A>>) -> (Table<K, A>, Vec<Table<K, A>>)
+where
+    K: Eq + GroupKey<Owned = K>,
+    A: Merge + Clone,
+{
+    let mut spare = Vec::new();
+    if tables.is_empty() {
+        tables.push(HashTable::new());
+    }
+    // Into the largest task table, merging fewer groups.
+    let big = (0..tables.len()).max_by_key(|&i| tables[i].len()).unwrap_or(0);
+    let mut batch = tables.swap_remove(big);
+    // `swap_remove` moved the last table to `big`; restore task order for the rest.
+    if big < tables.len() {
+        let last = tables.remove(big);
+        tables.push(last);
+    }
+    for (i, mut t) in tables.into_iter().enumerate() {
+        let earlier = i < big;
+        for e in t.drain() {
+            let hash = hash_key(&e.key);
+            merge_entry(&mut batch, hash, e, earlier);
+        }
+        spare.push(t);
+    }
+    // Probe from the smaller side.
+    if state.len() <= batch.len() {
+        state
+            .extract_if(|s| match batch.find_mut(hash_key(&s.key), |b| b.key == s.key) {
+                Some(b) => {
+                    let partial = std::mem::replace(&mut b.acc, s.acc.clone());
+                    b.acc.merge(partial);
+                    true
+                }
+                None => false,
+            })
+            .for_each(drop);
+    } else {
+        for b in batch.iter_mut() {
+            if let Ok(o) = state.find_entry(hash_key(&b.key), |s| s.key == b.key) {
+                let (old, _) = o.remove();
+                let partial = std::mem::replace(&mut b.acc, old.acc);
+                b.acc.merge(partial);
+            }
+        }
+    }
+    (batch, spare)
 }
 
 impl<K, A> HashAggState<K, A>
 where
     K: Clone + Eq + Send + Sync + GroupKey<Owned = K>,
-    A: Merge + Send,
+    A: Merge + Clone + Send,
 {
+    /// Folds each partition's `changed` table into `parts` (the smaller into the larger; they
+    /// are disjoint), leaving `changed` empty with its capacity.
+    fn consolidate(&mut self) {
+        for (s, c) in self.parts.iter_mut().zip(&mut self.changed) {
+            if c.is_empty() {
+                continue;
+            }
+            if s.len() < c.len() {
+                std::mem::swap(s, c);
+            }
+            for e in c.drain() {
+                s.insert_unique(hash_key(&e.key), e, |x| hash_key(&x.key));
+            }
+        }
+    }
+
     /// Aggregates one micro-batch. `units` are the batch's work units (typed column views with a
     /// row range); `rows` is their total row count; `f` runs the generated per-row loop of one
     /// unit into the tables it is given.
@@ -188,25 +340,31 @@ where
         U: Sync,
         F: Fn(&U, &mut AggPartials<K, A>) + Sync,
     {
-        self.state.epoch = self.state.epoch.wrapping_add(1);
-        self.state.late.clear();
-        let epoch = self.state.epoch;
+        let n = self.parts.len();
+        self.consolidate();
         if rows < PARALLEL_MIN_ROWS || units.len() <= 1 || rayon::current_num_threads() == 1 {
+            // One task: its tables are `changed` (empty) over the state, and groups move from
+            // the state into them as the rows meet them. No merge pass.
+            let mut t = AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts));
             for u in units {
-                f(u, &mut self.state);
+                f(u, &mut t);
             }
+            self.parts = t.state;
+            self.changed = t.parts;
+            self.late = t.late;
         } else {
-            let n = self.state.parts.len();
-            // One partial table per thread, not per rayon split: merging partials costs a pass
+            self.late.clear();
+            // One task per thread, not per rayon split: merging batch tables costs a pass
             // over their groups, which for many distinct keys exceeds the rows they saved.
-            // Floor, not ceiling: rayon splits while `len / 2 >= min_len`, so a ceiling on an
-            // odd count (123 units / 2 threads → 62) would never split at all.
+            // Floor, not ceiling: rayon splits while `len / 2 >= min_len`, so a ceiling on
+            // an odd count (123 units / 2 threads → 62) would never split at all.
             let min_len = (units.len() / rayon::current_num_threads()).max(1);
-            let partials: Vec<AggPartials<K, A>> = units
+            let spare = &self.spare;
+            let tasks: Vec<AggPartials<K, A>> = units
                 .par_iter()
                 .with_min_len(min_len)
                 .fold(
-                    || AggPartials::new(n, epoch),
+                    || Self::new_partials(spare, n),
                     |mut p, u| {
                         f(u, &mut p);
                         p
@@ -214,41 +372,31 @@ where
                 )
                 .collect();
             // Transpose: for each shuffle partition, the tables every task built for it.
-            let mut by_part: Vec<Vec<HashTable<Entry<K, A>>>> =
-                (0..n).map(|_| Vec::with_capacity(partials.len())).collect();
-            for mut p in partials {
-                for (hash, key) in std::mem::take(&mut p.late) {
-                    if self.state.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
-                        self.state.late.insert_unique(hash, (hash, key), |(h, _)| *h);
+            let mut by_part: Vec<Vec<Table<K, A>>> = (0..n).map(|_| Vec::with_capacity(tasks.len())).collect();
+            for mut task in tasks {
+                for (hash, key) in std::mem::take(&mut task.late) {
+                    if self.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
+                        self.late.insert_unique(hash, (hash, key), |(h, _)| *h);
                     }
                 }
-                for (i, t) in p.parts.into_iter().enumerate() {
+                for (i, t) in task.parts.into_iter().enumerate() {
                     by_part[i].push(t);
                 }
             }
-            self.state.parts.par_iter_mut().zip(by_part.into_par_iter()).for_each(|(state, tables)| {
-                for t in tables {
-                    for e in t {
-                        let hash = hash_key(&e.key);
-                        match state.find_mut(hash, |s| s.key == e.key) {
-                            Some(s) => {
-                                s.acc.merge(e.acc);
-                                s.updated = epoch;
-                            }
-                            None => {
-                                state.insert_unique(hash, Entry { updated: epoch, ..e }, |x| hash_key(&x.key));
-                            }
-                        }
-                    }
-                }
-            });
+            let merged: Vec<_> =
+                self.parts.par_iter_mut().zip(by_part.into_par_iter()).map(|(s, t)| merge_partition(s, t)).collect();
+            let spare = self.spare.get_mut().unwrap_or_else(|e| e.into_inner());
+            for (p, (batch, tables)) in merged.into_iter().enumerate() {
+                let empty = std::mem::replace(&mut self.changed[p], batch);
+                spare.extend(std::iter::once(empty).chain(tables).filter(|t| t.capacity() > 0));
+            }
+            // Enough spares for the next batch's tasks; beyond that they only hold memory.
+            spare.truncate(n * (rayon::current_num_threads() + 1));
         }
-        let total: usize = self.state.parts.iter().map(HashTable::len).sum();
-        let updated = self.state.parts.iter().flat_map(|t| t.iter()).filter(|e| e.updated == epoch).count();
-        self.metrics.rows_total = total as u64;
-        self.metrics.rows_updated = updated as u64;
+        self.metrics.rows_total = self.len() as u64;
+        self.metrics.rows_updated = self.changed.iter().map(HashTable::len).sum::<usize>() as u64;
         self.metrics.rows_removed = 0;
-        self.metrics.rows_dropped_by_watermark = self.state.late.len() as u64;
+        self.metrics.rows_dropped_by_watermark = self.late.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();
     }
 
@@ -256,7 +404,7 @@ where
     /// time). Append mode emits them; update mode just drops them.
     pub fn evict(&mut self, mut behind: impl FnMut(&K) -> bool) -> Vec<Entry<K, A>> {
         let mut out: Vec<Entry<K, A>> = Vec::new();
-        for t in &mut self.state.parts {
+        for t in self.parts.iter_mut().chain(&mut self.changed) {
             out.extend(t.extract_if(|e| behind(&e.key)));
         }
         if self.tracking {
@@ -281,21 +429,14 @@ where
     /// The groups changed by the last batch and the groups evicted since the last call, per
     /// shuffle partition, encoded for the state store.
     pub fn take_changes(&mut self) -> Vec<PartitionChanges> {
-        let epoch = self.state.epoch;
+        let n = self.parts.len();
         let mut out: Vec<PartitionChanges> = self
-            .state
-            .parts
+            .changed
             .iter()
-            .map(|t| {
-                t.iter()
-                    .filter(|e| e.updated == epoch)
-                    .map(|e| (crate::codec::to_bytes(&e.key), Some(crate::codec::to_bytes(&e.acc))))
-                    .collect()
-            })
+            .map(|t| t.iter().map(|e| (crate::codec::to_bytes(&e.key), Some(crate::codec::to_bytes(&e.acc)))).collect())
             .collect();
         for (hash, key) in std::mem::take(&mut self.removed) {
-            let p = self.state.partition_of(hash);
-            out[p].push((crate::codec::to_bytes(&key), None));
+            out[partition_of(hash, n)].push((crate::codec::to_bytes(&key), None));
         }
         out
     }
@@ -308,16 +449,17 @@ where
         K: Send,
         A: Send,
     {
-        if partitions.len() != self.state.parts.len() {
+        if partitions.len() != self.parts.len() {
             return Err(crate::Error::Checkpoint(format!(
                 "state has {} partitions, the query {}",
                 partitions.len(),
-                self.state.parts.len()
+                self.parts.len()
             )));
         }
         self.removed.clear();
-        let n = self.state.parts.len();
-        self.state.parts.par_iter_mut().zip(partitions.into_par_iter()).enumerate().try_for_each(
+        self.changed.iter_mut().for_each(HashTable::clear);
+        let n = self.parts.len();
+        self.parts.par_iter_mut().zip(partitions.into_par_iter()).enumerate().try_for_each(
             |(p, (table, map))| -> crate::Result<()> {
                 table.clear();
                 table.reserve(map.len(), |e| hash_key(&e.key));
@@ -325,10 +467,10 @@ where
                     let key: K = crate::codec::from_bytes(&k)?;
                     let acc: A = crate::codec::from_bytes(&v)?;
                     let hash = hash_key(&key);
-                    if ((hash >> 32) as usize * n) >> 32 != p {
+                    if partition_of(hash, n) != p {
                         return Err(crate::Error::Checkpoint(format!("a key of state partition {p} hashes elsewhere")));
                     }
-                    table.insert_unique(hash, Entry { key, acc, updated: 0 }, |e| hash_key(&e.key));
+                    table.insert_unique(hash, Entry { key, acc }, |e| hash_key(&e.key));
                 }
                 Ok(())
             },
@@ -390,6 +532,75 @@ mod tests {
             assert_eq!(st.len(), 1000);
         });
         assert_eq!(threads.lock().unwrap().len(), 2, "both threads aggregated part of the batch");
+    }
+
+    /// A batch's sorted updated groups, metrics, and number of changes per partition.
+    type BatchResult = (Vec<(i64, i64)>, OperatorMetrics, Vec<usize>);
+
+    /// Runs `batches` of `(key, n)` rows (counted n times) through a state, in units of `unit` rows (the
+    /// parallel path once a batch has `PARALLEL_MIN_ROWS` rows and there are several units),
+    /// evicting keys below `evict_below` after each batch; returns per batch the sorted updated
+    /// groups, the metrics and the encoded changes.
+    fn run_batches(batches: &[Vec<(i64, i64)>], unit: usize, evict_below: i64) -> Vec<BatchResult> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| {
+            let mut st: HashAggState<(i64,), (Count,)> = HashAggState::new(3);
+            st.set_tracking(true);
+            let mut out = Vec::new();
+            for rows in batches {
+                let units: Vec<&[(i64, i64)]> = rows.chunks(unit).collect();
+                st.update(&units, rows.len(), |u, t| {
+                    for (k, v) in u.iter() {
+                        for _ in 0..*v {
+                            t.entry((*k,), || (Count::new(),)).0.add_row();
+                        }
+                    }
+                });
+                let mut upd: Vec<(i64, i64)> = st.updated().map(|e| (e.key.0, e.acc.0 .0)).collect();
+                upd.sort();
+                st.evict(|k| k.0 < evict_below);
+                let m = st.metrics();
+                let changes: Vec<usize> = st.take_changes().iter().map(Vec::len).collect();
+                out.push((upd, m, changes));
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn direct_and_parallel_paths_track_the_same_changes() {
+        // Batch 1: keys 0..40_000; batch 2: keys 20_000..100_000 (half old, half new), large
+        // enough for the parallel path; batch 3: a small one touching a few old keys.
+        let b1: Vec<(i64, i64)> = (0..80_000).map(|i| (i % 40_000, 1)).collect();
+        let b2: Vec<(i64, i64)> = (0..80_000).map(|i| (20_000 + i, 1)).collect();
+        let b3: Vec<(i64, i64)> = vec![(5, 2), (25_000, 1), (5, 1)];
+        let batches = [b1, b2, b3];
+        let direct = run_batches(&batches, usize::MAX, 0);
+        let parallel = run_batches(&batches, 1000, 0);
+        assert_eq!(direct, parallel);
+        assert_eq!(direct[1].1.rows_updated, 80_000);
+        assert_eq!(direct[1].1.rows_total, 100_000);
+        assert_eq!(direct[2].0, vec![(5, 5), (25_000, 4)], "state first, then the batch's rows");
+        assert_eq!(direct[2].1.rows_updated, 2);
+        assert_eq!(direct[2].2.iter().sum::<usize>(), 2, "only the changed groups go to the checkpoint");
+    }
+
+    #[test]
+    fn evicted_groups_are_deletes_not_updates() {
+        let b1: Vec<(i64, i64)> = (0..100_000).map(|i| (i % 1000, 1)).collect();
+        let b2: Vec<(i64, i64)> = (0..100_000).map(|i| (500 + i % 1000, 1)).collect();
+        for unit in [usize::MAX, 1000] {
+            let r = run_batches(&[b1.clone(), b2.clone()], unit, 800);
+            // Batch 1 evicts keys 0..800 (800 deletes), keeps 800..1000 changed.
+            assert_eq!(r[0].1.rows_removed, 800);
+            assert_eq!(r[0].2.iter().sum::<usize>(), 1000, "800 deletes and 200 puts");
+            // Batch 2 touches 500..1500: 500..800 come back (were evicted), then 500..800 go again.
+            assert_eq!(r[1].1.rows_updated, 1000);
+            assert_eq!(r[1].1.rows_removed, 300);
+            assert_eq!(r[1].1.rows_total, 700);
+            assert_eq!(r[1].2.iter().sum::<usize>(), 300 + 700);
+            assert!(r[1].0.contains(&(900, 200)), "old count 100 merged with the batch's 100");
+        }
     }
 
     #[test]

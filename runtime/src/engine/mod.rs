@@ -214,7 +214,7 @@ fn single_operator(mut state: Vec<Vec<StateMap>>) -> Result<Vec<StateMap>> {
 impl<K, A> PlanState for HashAggState<K, A>
 where
     K: Clone + Eq + Send + Sync + crate::value::GroupKey<Owned = K> + StateCodec,
-    A: Merge + Send + StateCodec,
+    A: Merge + Clone + Send + StateCodec,
 {
     fn metrics(&self) -> Vec<OperatorMetrics> {
         vec![HashAggState::metrics(self)]
