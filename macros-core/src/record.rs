@@ -46,6 +46,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let name = &input.ident;
     let columns_ty = format_ident!("{}Columns", name);
     let builder_ty = format_ident!("{}Builder", name);
+    let parts_ty = format_ident!("{}Parts", name);
     let idents: Vec<_> = fields.iter().filter_map(|f| f.ident.clone()).collect();
     let names: Vec<String> = idents.iter().map(|i| i.to_string().trim_start_matches("r#").to_string()).collect();
     let tys: Vec<_> = fields.iter().map(|f| f.ty.clone()).collect();
@@ -57,6 +58,9 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         tys.iter().map(|ty| quote_spanned!(ty.span()=> <#ty as ::flowgate::ColumnType>::Builder)).collect();
     let doc_columns = format!("Typed columns of a batch of [`{name}`] rows.");
     let doc_builder = format!("Builds a batch of [`{name}`] rows column by column.");
+    let doc_parts = format!("The output columns of a batch of [`{name}`] rows, one per field.");
+    let part_tys: Vec<TokenStream> =
+        tys.iter().map(|ty| quote_spanned!(ty.span()=> ::flowgate::record::OutColumn<#ty>)).collect();
 
     Ok(quote! {
         const _: () = {
@@ -74,6 +78,12 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             pub struct #builder_ty {
                 #( #idents: #builder_tys, )*
                 __fg_len: usize,
+            }
+
+            #[doc = #doc_parts]
+            #[allow(non_camel_case_types)]
+            pub struct #parts_ty {
+                #( pub #idents: #part_tys, )*
             }
 
             impl ::flowgate::RecordBuilder<#name> for #builder_ty {
@@ -97,6 +107,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             impl ::flowgate::Record for #name {
                 type Columns<'a> = #columns_ty<'a>;
                 type Builder = #builder_ty;
+                type Parts = #parts_ty;
 
                 fn schema() -> ::flowgate::__private::arrow_schema::SchemaRef {
                     static SCHEMA: ::std::sync::OnceLock<::flowgate::__private::arrow_schema::SchemaRef> =
@@ -125,6 +136,15 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                         #( #idents: <#tys as ::flowgate::ColumnType>::new_builder(capacity), )*
                         __fg_len: 0,
                     }
+                }
+
+                fn from_parts(
+                    parts: #parts_ty,
+                ) -> ::flowgate::Result<::flowgate::__private::arrow_array::RecordBatch> {
+                    let columns: ::std::vec::Vec<::flowgate::__private::arrow_array::ArrayRef> = ::std::vec![
+                        #( parts.#idents.finish(), )*
+                    ];
+                    ::flowgate::record::batch_from_columns(<#name as ::flowgate::Record>::schema(), columns)
                 }
 
                 fn from_batch(

@@ -2,6 +2,7 @@
 //! [`ColumnType`] trait that maps a Rust field type to its Arrow array, builder and value.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -26,6 +27,11 @@ pub trait Record: Sized + Send + 'static {
     type Columns<'a>;
     /// A builder that appends rows column by column.
     type Builder: RecordBuilder<Self>;
+    /// The output columns one by one: a struct with one [`OutColumn`] per field, named like
+    /// the fields. Generated stage loops fill it column by column (passing unchanged input
+    /// columns through, appending computed values without making owned rows), and
+    /// [`Record::from_parts`] turns it into a batch.
+    type Parts;
 
     /// The Arrow schema: one field per struct field, in declaration order.
     fn schema() -> SchemaRef;
@@ -33,6 +39,8 @@ pub trait Record: Sized + Send + 'static {
     fn columns(batch: &RecordBatch) -> Result<Self::Columns<'_>>;
     /// A new, empty builder with room for `capacity` rows.
     fn builder(capacity: usize) -> Self::Builder;
+    /// Finishes every column of `parts` into a batch of this schema.
+    fn from_parts(parts: Self::Parts) -> Result<RecordBatch>;
 
     /// Converts rows to a batch.
     fn to_batch(rows: impl IntoIterator<Item = Self>) -> Result<RecordBatch> {
@@ -93,6 +101,20 @@ pub trait ColumnType: Sized + Send + 'static {
     fn append(builder: &mut Self::Builder, value: Self);
     /// Finishes the builder into an array.
     fn finish(builder: &mut Self::Builder) -> ArrayRef;
+    /// Rows `range` of an input column as a column of this type, without copying values
+    /// where it can: a zero-copy slice when the array already has [`ColumnType::data_type`]
+    /// (the usual case), else the values read and appended one by one (an input whose
+    /// timestamps carry another time zone label, say).
+    fn pass_through(array: &Self::Array, range: Range<usize>) -> ArrayRef {
+        if array.data_type() == &Self::data_type() {
+            return array.slice(range.start, range.len());
+        }
+        let mut b = Self::new_builder(range.len());
+        for i in range {
+            Self::append(&mut b, Self::from_ref(Self::get(array, i)));
+        }
+        Self::finish(&mut b)
+    }
     /// Downcasts a column of a batch, checking the type and nullability.
     fn downcast<'a>(column: &'a ArrayRef, name: &str) -> Result<&'a Self::Array> {
         if column.data_type() != &Self::data_type() {
@@ -287,6 +309,11 @@ impl ColumnType for Timestamp {
     fn finish(builder: &mut Self::Builder) -> ArrayRef {
         Arc::new(builder.finish())
     }
+    /// A slice relabelled as UTC (the values are microseconds since the epoch whatever the
+    /// label; `downcast` accepts any label).
+    fn pass_through(array: &Self::Array, range: Range<usize>) -> ArrayRef {
+        Arc::new(array.slice(range.start, range.len()).with_timezone("UTC"))
+    }
     fn downcast<'a>(column: &'a ArrayRef, name: &str) -> Result<&'a Self::Array> {
         match column.data_type() {
             DataType::Timestamp(TimeUnit::Microsecond, _) => {}
@@ -463,6 +490,37 @@ impl<'a, T: ColumnType> Col<'a, T> {
     }
 }
 
+/// One column of a [`Record::Parts`]: an input column passed through unchanged, or a builder
+/// that the stage loop appends computed values to.
+pub struct OutColumn<T: ColumnType> {
+    builder: T::Builder,
+    passed: Option<ArrayRef>,
+}
+
+impl<T: ColumnType> OutColumn<T> {
+    /// A column built row by row, with room for `capacity` rows.
+    pub fn with_capacity(capacity: usize) -> Self {
+        OutColumn { builder: T::new_builder(capacity), passed: None }
+    }
+    /// Rows `range` of input column `col`, unchanged (see [`ColumnType::pass_through`]).
+    pub fn pass(col: Col<'_, T>, range: Range<usize>) -> Self {
+        OutColumn { builder: T::new_builder(0), passed: Some(T::pass_through(col.0, range)) }
+    }
+    /// Appends one value: `T` itself or a borrowed form of it (`&str` for `String`,
+    /// `Option<&str>` for `Option<String>`), copied straight into the builder.
+    #[inline(always)]
+    pub fn push<V: crate::value::IntoColumn<T>>(&mut self, value: V) {
+        value.append_to(&mut self.builder)
+    }
+    /// The finished array.
+    pub fn finish(mut self) -> ArrayRef {
+        match self.passed.take() {
+            Some(a) => a,
+            None => T::finish(&mut self.builder),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +545,29 @@ mod tests {
         assert_eq!(<Option<String>>::get(typed, 0), Some("a"));
         assert_eq!(<Option<String>>::get(typed, 1), None);
         assert!(String::downcast(&arr, "x").is_err(), "nulls in a non-null column are an error");
+    }
+
+    #[test]
+    fn pass_through_slices_and_relabels() {
+        let ts = TimestampMicrosecondArray::from(vec![1, 2, 3]).with_timezone("+01:00");
+        let out = OutColumn::<Timestamp>::pass(Col(&ts), 1..3).finish();
+        assert_eq!(out.data_type(), &Timestamp::data_type());
+        assert_eq!(out.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap().values(), &[2, 3]);
+        let s = StringArray::from(vec![Some("a"), None, Some("c")]);
+        let out = OutColumn::<Option<String>>::pass(Col(&s), 1..3).finish();
+        assert_eq!(out.len(), 2);
+        assert!(out.is_null(0));
+    }
+
+    #[test]
+    fn out_column_appends_borrowed_values() {
+        let mut c = OutColumn::<Option<String>>::with_capacity(3);
+        c.push(Some("a"));
+        c.push(None::<&str>);
+        c.push(Some(String::from("b")));
+        let out = c.finish();
+        let s = out.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(s.iter().collect::<Vec<_>>(), [Some("a"), None, Some("b")]);
     }
 
     #[test]

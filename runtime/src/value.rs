@@ -1,9 +1,10 @@
 //! Value conversions used by generated code: grouping keys looked up by reference and stored
-//! owned ([`GroupKey`]), and values moved into output rows ([`IntoOwned`]).
+//! owned ([`GroupKey`]), values moved into output rows ([`IntoOwned`]) and values appended to
+//! output columns ([`IntoColumn`]).
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
-use crate::record::{Date, Timestamp};
+use crate::record::{ColumnType, Date, NullableBuilder, Timestamp};
 use crate::window::Window;
 
 /// The hasher for grouping keys. Fixed seed: a key's shuffle partition must not change between
@@ -238,6 +239,95 @@ impl<T: IntoOwned> IntoOwned for Option<T> {
     #[inline(always)]
     fn into_owned(self) -> Self::Owned {
         self.map(T::into_owned)
+    }
+}
+
+/// A value appended to an output column of type `T` (see [`crate::record::OutColumn::push`]):
+/// `T` itself, or a borrowed form that is copied straight into the column's builder — `&str`
+/// for `String`, `Option<&str>` for `Option<String>`, `&i64` for `i64` — so no owned value
+/// is made per row. Accepts the same values as [`IntoOwned`] with `Owned = T`.
+#[diagnostic::on_unimplemented(
+    message = "a `{Self}` cannot be written to an output column of type `{T}`",
+    label = "expected `{T}` (or a borrowed form of it)"
+)]
+pub trait IntoColumn<T: ColumnType> {
+    /// Appends `self` to `builder`.
+    fn append_to(self, builder: &mut T::Builder);
+}
+
+macro_rules! into_column_self {
+    ($($t:ty),*) => {$(
+        impl IntoColumn<$t> for $t {
+            #[inline(always)]
+            fn append_to(self, builder: &mut <$t as ColumnType>::Builder) {
+                <$t as ColumnType>::append(builder, self)
+            }
+        }
+        impl IntoColumn<$t> for &$t {
+            #[inline(always)]
+            fn append_to(self, builder: &mut <$t as ColumnType>::Builder) {
+                <$t as ColumnType>::append(builder, *self)
+            }
+        }
+    )*};
+}
+into_column_self!(bool, i32, i64, f64, Timestamp, Date, Window);
+
+impl IntoColumn<String> for String {
+    #[inline(always)]
+    fn append_to(self, builder: &mut arrow_array::builder::StringBuilder) {
+        builder.append_value(self)
+    }
+}
+
+impl IntoColumn<String> for &str {
+    #[inline(always)]
+    fn append_to(self, builder: &mut arrow_array::builder::StringBuilder) {
+        builder.append_value(self)
+    }
+}
+
+impl IntoColumn<String> for &&str {
+    #[inline(always)]
+    fn append_to(self, builder: &mut arrow_array::builder::StringBuilder) {
+        builder.append_value(*self)
+    }
+}
+
+impl IntoColumn<String> for &String {
+    #[inline(always)]
+    fn append_to(self, builder: &mut arrow_array::builder::StringBuilder) {
+        builder.append_value(self)
+    }
+}
+
+impl<T, V> IntoColumn<Option<T>> for Option<V>
+where
+    T: ColumnType,
+    T::Builder: NullableBuilder,
+    V: IntoColumn<T>,
+{
+    #[inline(always)]
+    fn append_to(self, builder: &mut T::Builder) {
+        match self {
+            Some(v) => v.append_to(builder),
+            None => builder.append_null_value(),
+        }
+    }
+}
+
+impl<'a, T, V> IntoColumn<Option<T>> for &'a Option<V>
+where
+    T: ColumnType,
+    T::Builder: NullableBuilder,
+    &'a V: IntoColumn<T>,
+{
+    #[inline(always)]
+    fn append_to(self, builder: &mut T::Builder) {
+        match self {
+            Some(v) => v.append_to(builder),
+            None => builder.append_null_value(),
+        }
     }
 }
 

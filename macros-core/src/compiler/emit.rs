@@ -3,12 +3,15 @@
 //! them where the user wrote them), fully qualified paths, and no per-row dynamic dispatch.
 //! Internal names start with `__fg_`.
 
+use std::collections::HashSet;
+
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Ident, Index, Type};
+use syn::{Expr, Ident, Index, Type};
 
 use super::ast::{ModeKind, Query};
+use super::exprs::free_columns;
 use super::logical::{AggFunc, AggItem, KeyKind, LOp};
 use super::plan::{AggPlan, Physical, Terminal};
 
@@ -122,18 +125,36 @@ fn let_items(names: &[&Ident], exprs: &[&syn::Expr]) -> TokenStream {
 
 /// Nests the stateless operators around `terminal`, innermost last.
 fn fuse(ops: &[LOp], terminal: TokenStream) -> TokenStream {
-    let Some((first, rest)) = ops.split_first() else {
-        return terminal;
+    fuse_live(ops, &[], &[], terminal)
+}
+
+/// [`fuse`], leaving out the items that `live` marks dead (`live[k][j]` for item `j` of
+/// operator `k`; a missing entry is live), and with `binds[k]` (input column reads) placed
+/// just before operator `k` (`binds[ops.len()]` before the terminal).
+fn fuse_live(ops: &[LOp], live: &[Vec<bool>], binds: &[TokenStream], terminal: TokenStream) -> TokenStream {
+    let (bind, rest_binds) = match binds.split_first() {
+        Some((b, r)) => (b.clone(), r),
+        None => (TokenStream::new(), &[][..]),
     };
-    let inner = fuse(rest, terminal);
-    match first {
+    let Some((first, rest)) = ops.split_first() else {
+        return quote! { #bind #terminal };
+    };
+    let (first_live, rest_live) = match live.split_first() {
+        Some((f, r)) => (f.as_slice(), r),
+        None => (&[][..], &[][..]),
+    };
+    let inner = fuse_live(rest, rest_live, rest_binds, terminal);
+    let op = match first {
         LOp::Filter { pred } => {
             let keep = quote_spanned!(pred.span()=> let __fg_keep: bool = #pred;);
             quote! { #keep if !__fg_keep { continue; } #inner }
         }
         LOp::Project { items } | LOp::WithColumns { items } => {
-            let names: Vec<&Ident> = items.iter().map(|i| &i.name).collect();
-            let exprs: Vec<&syn::Expr> = items.iter().map(|i| &i.expr).collect();
+            let kept = items.iter().enumerate().filter(|(j, _)| first_live.get(*j).copied().unwrap_or(true));
+            let (names, exprs): (Vec<&Ident>, Vec<&syn::Expr>) = kept.map(|(_, i)| (&i.name, &i.expr)).unzip();
+            if names.is_empty() {
+                return quote! { #bind #inner };
+            }
             let lets = let_items(&names, &exprs);
             quote! { #lets #inner }
         }
@@ -150,7 +171,8 @@ fn fuse(ops: &[LOp], terminal: TokenStream) -> TokenStream {
             quote! { #observe #inner }
         }
         LOp::Aggregate { .. } => quote! { compile_error!("flowgate bug: aggregate inside a fused stage"); },
-    }
+    };
+    quote! { #bind #op }
 }
 
 /// `let value = __fg_cols.value.get(__fg_i);` for each input column read. The field access is
@@ -174,6 +196,176 @@ fn push_output(q: &Query, columns: &[Ident]) -> TokenStream {
     let fields = columns.iter().map(|c| quote_spanned!(c.span()=> #c: ::flowgate::value::IntoOwned::into_owned(#c)));
     let lit = quote_spanned!(out.span()=> #path { #(#fields),* });
     quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); }
+}
+
+/// The column a bare column reference names (`auction` in `select(auction)` or in
+/// `x = auction`), or `None` for any other expression.
+fn bare_column(expr: &Expr) -> Option<Ident> {
+    match expr {
+        Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() && p.path.get_ident().is_some() => {
+            free_columns(expr).into_iter().next()
+        }
+        _ => None,
+    }
+}
+
+/// The input column that output column `name` is, unchanged, after the stateless operators
+/// `ops` — or `None` when it is computed, or when an operator changes the rows (a filter or
+/// a flat_map: then every output column is built row by row). Such a column is passed
+/// through as the input array itself (a zero-copy slice) instead of copied value by value.
+fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
+    if ops.iter().any(|op| matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. })) {
+        return None;
+    }
+    let mut current = name.clone();
+    for op in ops.iter().rev() {
+        match op {
+            LOp::Project { items } | LOp::WithColumns { items } => match items.iter().find(|i| i.name == current) {
+                Some(item) => current = bare_column(&item.expr)?,
+                None if matches!(op, LOp::Project { .. }) => return None,
+                None => {}
+            },
+            LOp::Watermark { .. } => {}
+            LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } => return None,
+        }
+    }
+    Some(current)
+}
+
+/// Which `select`/`with_column` items the row loop must evaluate so that output columns
+/// `built` can be made (`result[k][j]` for item `j` of operator `k`), and the names of the
+/// input columns it reads per row. A bare column item whose result nobody reads (an output
+/// column passed through) is dead; every other item is evaluated, as the user wrote it.
+fn liveness(ops: &[LOp], built: &[&Ident]) -> (Vec<Vec<bool>>, HashSet<String>) {
+    let mut needed: HashSet<String> = built.iter().map(|c| c.to_string()).collect();
+    let mut live = vec![Vec::new(); ops.len()];
+    for (k, op) in ops.iter().enumerate().rev() {
+        match op {
+            LOp::Filter { pred } => needed.extend(free_columns(pred).iter().map(Ident::to_string)),
+            LOp::Project { items } | LOp::WithColumns { items } => {
+                let flags: Vec<bool> = items
+                    .iter()
+                    .map(|i| bare_column(&i.expr).is_none() || needed.contains(&i.name.to_string()))
+                    .collect();
+                if matches!(op, LOp::Project { .. }) {
+                    needed.clear();
+                } else {
+                    for i in items {
+                        needed.remove(&i.name.to_string());
+                    }
+                }
+                for (i, _) in items.iter().zip(&flags).filter(|(_, l)| **l) {
+                    needed.extend(free_columns(&i.expr).iter().map(Ident::to_string));
+                }
+                live[k] = flags;
+            }
+            LOp::FlatMap { name, expr } => {
+                needed.remove(&name.to_string());
+                needed.extend(free_columns(expr).iter().map(Ident::to_string));
+            }
+            LOp::Watermark { column, .. } => {
+                needed.insert(column.to_string());
+            }
+            LOp::Aggregate { .. } => {}
+        }
+    }
+    (live, needed)
+}
+
+/// Where the row loop reads each of `row_inputs`: `result[k]` holds the input columns that
+/// operator `k` (or, for `k == ops.len()`, the output columns `terminal`) reads first, so a
+/// row that a filter drops never loads the columns only later operators read — as a hand
+/// loop would. Columns first read after a flat_map are read before it, once per input row.
+fn bind_points(ops: &[LOp], live: &[Vec<bool>], row_inputs: &[Ident], terminal: &[&Ident]) -> Vec<Vec<Ident>> {
+    let mut points = vec![Vec::new(); ops.len() + 1];
+    let mut defined: HashSet<String> = HashSet::new();
+    let mut bound: HashSet<String> = HashSet::new();
+    let mut flat_map_at = None;
+    for k in 0..=ops.len() {
+        let reads: Vec<String> = match ops.get(k) {
+            None => terminal.iter().map(|c| c.to_string()).collect(),
+            Some(LOp::Filter { pred }) => free_columns(pred).iter().map(Ident::to_string).collect(),
+            Some(LOp::Project { items } | LOp::WithColumns { items }) => items
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| live.get(k).and_then(|l| l.get(*j)).copied().unwrap_or(true))
+                .flat_map(|(_, i)| free_columns(&i.expr))
+                .map(|c| c.to_string())
+                .collect(),
+            Some(LOp::FlatMap { expr, .. }) => free_columns(expr).iter().map(Ident::to_string).collect(),
+            Some(LOp::Watermark { column, .. }) => vec![column.to_string()],
+            Some(LOp::Aggregate { .. }) => Vec::new(),
+        };
+        let at = flat_map_at.unwrap_or(k);
+        for r in reads {
+            if defined.contains(&r) || bound.contains(&r) {
+                continue;
+            }
+            if let Some(c) = row_inputs.iter().find(|c| **c == r) {
+                bound.insert(r);
+                points[at].push(c.clone());
+            }
+        }
+        match ops.get(k) {
+            Some(LOp::Project { items } | LOp::WithColumns { items }) => {
+                defined.extend(items.iter().map(|i| i.name.to_string()))
+            }
+            Some(LOp::FlatMap { name, .. }) => {
+                defined.insert(name.to_string());
+                flat_map_at.get_or_insert(k);
+            }
+            _ => {}
+        }
+    }
+    points
+}
+
+/// A stateless stage that ends in output columns: each column is either an input column
+/// passed through (no filter or flat_map before it) or built by the row loop, which appends
+/// each computed value to its column directly (borrowed values like `&str` are copied into
+/// the column without an owned `String` per row).
+fn columns_unit(q: &Query, p: &Physical, columns: &[Ident]) -> TokenStream {
+    let out = &q.output;
+    let passed: Vec<Option<Ident>> = columns.iter().map(|c| passed_input(&p.pre, c)).collect();
+    let built: Vec<&Ident> = columns.iter().zip(&passed).filter(|(_, s)| s.is_none()).map(|(c, _)| c).collect();
+    let (live, needed) = liveness(&p.pre, &built);
+    let row_inputs: Vec<Ident> = p.input_columns.iter().filter(|c| needed.contains(&c.to_string())).cloned().collect();
+    let binds: Vec<TokenStream> =
+        bind_points(&p.pre, &live, &row_inputs, &built).iter().map(|cols| bind_inputs(cols)).collect();
+    // Input columns named only where they are dead still go through rustc's field check.
+    let passed_names: HashSet<String> = passed.iter().flatten().map(Ident::to_string).collect();
+    let unread = p
+        .input_columns
+        .iter()
+        .filter(|c| !needed.contains(&c.to_string()) && !passed_names.contains(&c.to_string()))
+        .map(|c| {
+            let field = Ident::new(&c.to_string(), c.span());
+            quote_spanned!(c.span()=> let _ = __fg_cols.#field;)
+        });
+    let fields = columns.iter().zip(&passed).map(|(c, source)| match source {
+        Some(input) => {
+            let field = Ident::new(&input.to_string(), input.span());
+            quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::pass(__fg_cols.#field, __fg_range.clone()))
+        }
+        None => quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::with_capacity(__fg_range.len())),
+    });
+    let pushes = built.iter().map(|c| quote_spanned!(c.span()=> __fg_out.#c.push(#c);));
+    let body = fuse_live(&p.pre, &live, &binds, quote! { #(#pushes)* });
+    let parts_ty = quote_spanned!(out.span()=> type __FgParts = <#out as ::flowgate::Record>::Parts;);
+    let parts = quote_spanned!(out.span()=> __FgParts { #(#fields),* });
+    let (wm_start, wm_end) = watermark_unit(p);
+    quote! {
+        let (__fg_cols, __fg_range) = __fg_unit;
+        #(#unread)*
+        #parts_ty
+        let mut __fg_out = #parts;
+        #wm_start
+        for __fg_i in __fg_range.clone() {
+            #body
+        }
+        #wm_end
+        <#out as ::flowgate::Record>::from_parts(__fg_out)
+    }
 }
 
 fn collect_units(q: &Query, p: &Physical) -> TokenStream {
@@ -215,22 +407,12 @@ fn emit_stateless_plan(q: &Query, p: &Physical) -> TokenStream {
     match &p.terminal {
         Terminal::Columns(columns) => {
             let units = collect_units(q, p);
-            let body = fuse(&p.pre, push_output(q, columns));
+            let unit = columns_unit(q, p, columns);
             quote! {
                 ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(#state, move |__fg_state, __fg_ctx, __fg_inputs| {
                     let __fg_watermark = &__fg_state.1;
                     #units
-                    ::flowgate::exec::map_units(&__fg_units, |__fg_unit| {
-                        let (__fg_cols, __fg_range) = __fg_unit;
-                        let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_range.len());
-                        #wm_start
-                        for __fg_i in __fg_range.clone() {
-                            #binds
-                            #body
-                        }
-                        #wm_end
-                        ::flowgate::RecordBuilder::finish(&mut __fg_out)
-                    })
+                    ::flowgate::exec::map_units(&__fg_units, |__fg_unit| { #unit })
                 }))
             }
         }

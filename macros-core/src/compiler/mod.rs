@@ -87,6 +87,37 @@ mod snapshot_tests {
         insta::assert_snapshot!(prettyplease::unparse(&file));
     }
 
+    /// Nexmark q1's shape: unchanged input columns are passed through, one is computed.
+    fn projection() -> proc_macro2::TokenStream {
+        quote! {
+            query Q1(bids: Bid) -> Q1Row, mode = append {
+                bids.select(auction, bidder = bidder, price = EUROS_PER_DOLLAR * price as f64, date_time)
+            }
+        }
+    }
+
+    #[test]
+    fn projection_expansion() {
+        let out = super::compile(projection());
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
+    /// Nexmark q14's shape: after a filter every output column is built row by row.
+    #[test]
+    fn filtered_projection_expansion() {
+        let out = super::compile(quote! {
+            query Q14(bids: Bid) -> Q14Row, mode = append {
+                bids
+                    .with_column(euros = EUROS_PER_DOLLAR * price as f64)
+                    .filter(euros > 1_000_000.0)
+                    .select(auction, price = euros, kind = kind_of(date_time), extra)
+            }
+        });
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
     #[test]
     fn errors_are_collected_not_first_wins() {
         let out = super::compile(quote! {
