@@ -548,6 +548,9 @@ pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool) {
         let read_hashes = |p: &Path| std::fs::read_to_string(format!("{}.hashes", p.display())).unwrap_or_default();
         let by = |s: &str| mine.iter().find(|(sys, ..)| *sys == s);
         let memory_verdict = match (by("memory"), by("hand")) {
+            (Some(m), Some(h)) if m.1.rows == 0 && h.1.rows == 0 => {
+                Err("both results are empty: nothing was compared".into())
+            }
             (Some(m), Some(h)) if read_hashes(&m.2) == read_hashes(&h.2) => Ok(()),
             (Some(m), Some(h)) => {
                 Err(format!("flowgate memory and hand-written results DISAGREE ({} vs {} rows)", m.1.rows, h.1.rows))
