@@ -1,14 +1,48 @@
 //! The engine's use of a checkpoint directory: checking that it belongs to this query,
 //! writing the offset log before and the commit log after each batch, committing state
 //! versions, and working out where to resume after a restart.
+//!
+//! # What each batch writes, in order, and why a crash anywhere is safe
+//!
+//! 1. `sources/<i>/<b>` and `offsets/<b>` (write-ahead): each file fsynced and renamed, then
+//!    each directory fsynced, all before the batch reads input. Nothing reaches the sink before
+//!    this returns, so a crash that loses any of it has had no visible effect; resume re-plans
+//!    from the last durable entry.
+//! 2. `state/deltas/<b + 1>`: one batch delta holding every operator partition's changes
+//!    (one file fsync and one directory fsync per batch, instead of two per partition). It is
+//!    written on a helper thread *while the sink writes* batch `b`: the state version only has
+//!    to be durable before the commit log entry, because until `commits/<b>` exists a restart
+//!    re-runs batch `b` from state version `b`, which this write does not touch (a re-run
+//!    replaces version `b + 1` atomically). The engine joins the write before step 3.
+//! 3. `commits/<b>`: fsynced file, rename, directory fsync; from then on batch `b` is done and a
+//!    restart loads state version `b + 1`, durable since step 2.
+//!
+//! Snapshots (every [`SNAPSHOT_INTERVAL`] versions) are not needed for correctness — every
+//! version can be loaded from the previous snapshot and the deltas — so they are written off
+//! the batch's path by a background thread, from a copy of the state kept in memory (built by
+//! applying each batch's deltas; loaded from disk once after a restart). A snapshot is written
+//! atomically and durably before anything relies on it: only the same thread, after that,
+//! deletes the deltas it makes unnecessary (cleanup). A crash mid-snapshot leaves at most a
+//! temporary file, which no reader looks at.
+//!
+//! Format: checkpoints written before batch deltas existed have `state/<op>/<part>/<v>.delta`
+//! files; they are still read (a partition's chain takes a version from the batch delta when
+//! there is one, else from its own file), so such a checkpoint resumes and continues with batch
+//! deltas.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use serde_json::{json, Value};
 
 use super::StateSchema;
-use crate::checkpoint::state::{Change, StateMap, MIN_VERSIONS_TO_RETAIN};
+use crate::checkpoint::state::{
+    apply_delta, decode_batch_delta, encode_batch_delta, encode_changes, Change, StateMap, MIN_VERSIONS_TO_RETAIN,
+    SNAPSHOT_INTERVAL,
+};
 use crate::checkpoint::{BatchLog, FileStateStore, FsStorage, StateStore, Storage};
 use crate::error::{Error, Result};
 use crate::source::Offset;
@@ -18,6 +52,178 @@ const RETAIN: u64 = MIN_VERSIONS_TO_RETAIN;
 /// Old log entries and state files are cleaned every this many batches (cleanup lists
 /// directories; doing it per batch would cost more than the batch on small inputs).
 const CLEANUP_EVERY: u64 = 10;
+/// Directory of the batch deltas (`<version>` files; see the module docs).
+const BATCH_DELTAS: &str = "state/deltas";
+/// Batches the snapshot thread may lag behind before a batch waits for it.
+const SNAPSHOT_QUEUE: usize = 32;
+
+/// Each operator partition's encoded delta of one version, `[operator][partition]`.
+type Deltas = Vec<Vec<Vec<u8>>>;
+
+/// The state files of a query: per-partition stores (snapshots, and deltas of older
+/// checkpoints) and the batch deltas.
+#[derive(Clone)]
+struct StateFiles {
+    storage: Arc<dyn Storage>,
+    /// `[operator][partition]`.
+    stores: Vec<Vec<FileStateStore>>,
+}
+
+impl StateFiles {
+    fn batch_delta_versions(&self) -> Result<Vec<u64>> {
+        let mut v: Vec<u64> = self.storage.list(BATCH_DELTAS)?.iter().filter_map(|n| n.parse().ok()).collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn batch_delta_rel(version: u64) -> String {
+        format!("{BATCH_DELTAS}/{version}")
+    }
+
+    /// The state of every operator partition at `version`. The batch deltas a partition may
+    /// need (those after the oldest snapshot any partition starts from) are read once and
+    /// split; partitions then load in parallel (restart time is the time to read and decode
+    /// them).
+    fn load(&self, version: u64) -> Result<Vec<Vec<StateMap>>> {
+        use rayon::prelude::*;
+        let mut min_base = version;
+        for s in self.stores.iter().flatten() {
+            min_base = min_base.min(s.snapshot_base(version)?);
+        }
+        let mut parts: Vec<Vec<BTreeMap<u64, Vec<u8>>>> =
+            self.stores.iter().map(|op| vec![BTreeMap::new(); op.len()]).collect();
+        for v in self.batch_delta_versions()? {
+            if v <= min_base || v > version {
+                continue;
+            }
+            let rel = Self::batch_delta_rel(v);
+            let what = self.storage.describe(&rel);
+            let Some(bytes) = self.storage.read(&rel)? else { continue };
+            let deltas = decode_batch_delta(&bytes, &what)?;
+            if deltas.len() != parts.len() || deltas.iter().zip(&parts).any(|(d, p)| d.len() != p.len()) {
+                return Err(Error::Checkpoint(format!(
+                    "{what}: its operators and partitions do not match the query's ({:?} partitions)",
+                    parts.iter().map(Vec::len).collect::<Vec<_>>()
+                )));
+            }
+            for (op, d_op) in parts.iter_mut().zip(deltas) {
+                for (p, d) in op.iter_mut().zip(d_op) {
+                    p.insert(v, d);
+                }
+            }
+        }
+        self.stores
+            .iter()
+            .zip(&parts)
+            .map(|(op, op_parts)| {
+                op.par_iter().zip(op_parts).map(|(s, p)| s.load_with_batch_deltas(version, p)).collect()
+            })
+            .collect()
+    }
+
+    /// Forgets what loading the last [`RETAIN`] versions up to `latest` does not need: old
+    /// per-partition files, and batch deltas at or below every partition's snapshot base
+    /// (each partition then loads from a snapshot at or after them).
+    fn cleanup(&self, latest: u64) -> Result<()> {
+        let keep_from = latest.saturating_sub(RETAIN);
+        let mut min_base = None::<u64>;
+        for s in self.stores.iter().flatten() {
+            let base = s.snapshot_base(keep_from)?;
+            min_base = Some(min_base.map_or(base, |m| m.min(base)));
+            let mut s = s.clone();
+            s.cleanup(latest, RETAIN)?;
+        }
+        if let Some(base) = min_base {
+            for v in self.batch_delta_versions()? {
+                if v <= base {
+                    self.storage.delete(&Self::batch_delta_rel(v))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The background thread that writes snapshots and cleans up old state files.
+struct SnapshotWorker {
+    tx: Option<SyncSender<(u64, Arc<Deltas>)>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SnapshotWorker {
+    fn start(files: StateFiles) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(SNAPSHOT_QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("flowgate-snapshots".into())
+            .spawn(move || snapshot_loop(files, rx))
+            .map_err(|e| Error::io("starting the state snapshot thread", e))?;
+        Ok(SnapshotWorker { tx: Some(tx), handle: Some(handle) })
+    }
+
+    /// Hands the worker the deltas of `version` (durable already).
+    fn committed(&self, version: u64, deltas: Arc<Deltas>) {
+        if let Some(tx) = &self.tx {
+            // A worker that is gone (it panicked) only means no more snapshots: the deltas
+            // alone still load every version.
+            let _ = tx.send((version, deltas));
+        }
+    }
+}
+
+impl Drop for SnapshotWorker {
+    fn drop(&mut self) {
+        // Let the worker finish what it has queued (a stopped query leaves its snapshots
+        // written), then end.
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The worker: keeps the state of the last version in memory, writes a snapshot of it every
+/// [`SNAPSHOT_INTERVAL`] versions, then cleans up. Failures are logged and only cost
+/// snapshots (the copy is rebuilt from disk at the next snapshot version).
+fn snapshot_loop(files: StateFiles, rx: Receiver<(u64, Arc<Deltas>)>) {
+    use rayon::prelude::*;
+    let mut mirror: Option<(u64, Vec<Vec<StateMap>>)> = None;
+    for (version, deltas) in rx {
+        if mirror.as_ref().is_some_and(|(v, _)| v + 1 != version) {
+            mirror = None;
+        }
+        let due = version.is_multiple_of(SNAPSHOT_INTERVAL);
+        let mut step = || -> Result<()> {
+            if mirror.is_none() && (version == 1 || due) {
+                // Version - 1 from disk (never version itself: a snapshot of `version` left by
+                // an earlier, uncommitted attempt of this batch must not be read back).
+                let base = if version == 1 {
+                    files.stores.iter().map(|op| vec![StateMap::new(); op.len()]).collect()
+                } else {
+                    files.load(version - 1)?
+                };
+                mirror = Some((version - 1, base));
+            }
+            let Some((v, maps)) = &mut mirror else { return Ok(()) };
+            for (op, d_op) in maps.iter_mut().zip(deltas.iter()) {
+                op.par_iter_mut().zip(d_op).try_for_each(|(m, d)| apply_delta(m, d, "a batch's state delta"))?;
+            }
+            *v = version;
+            if due {
+                files.stores.iter().zip(maps.iter()).try_for_each(|(op, m_op)| {
+                    op.par_iter().zip(m_op).try_for_each(|(s, m)| s.write_snapshot(version, m))
+                })?;
+                if version.is_multiple_of(CLEANUP_EVERY) && version > RETAIN {
+                    files.cleanup(version)?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = step() {
+            tracing::warn!(version, error = %e, "state snapshot failed; the deltas still hold every version");
+            mirror = None;
+        }
+    }
+}
 
 /// Where a restarted query resumes.
 #[derive(Debug, Default)]
@@ -42,8 +248,9 @@ pub(crate) struct QueryCheckpoint {
     offsets: BatchLog,
     commits: BatchLog,
     sources: Vec<BatchLog>,
-    /// `[operator][partition]`.
-    stores: Vec<Vec<FileStateStore>>,
+    state: StateFiles,
+    /// `None` for a query without state.
+    snapshots: Option<SnapshotWorker>,
     /// The query id kept in the metadata.
     pub id: String,
 }
@@ -127,13 +334,16 @@ impl QueryCheckpoint {
             .map(|(op, s)| {
                 (0..s.partitions).map(|p| FileStateStore::new(dir.join(format!("state/{op}/{p}")))).collect()
             })
-            .collect();
+            .collect::<Vec<Vec<_>>>();
+        let state = StateFiles { storage: storage.clone(), stores };
+        let snapshots = if state.stores.is_empty() { None } else { Some(SnapshotWorker::start(state.clone())?) };
         Ok(QueryCheckpoint {
             dir: dir.to_path_buf(),
             offsets: BatchLog::new(storage.clone(), "offsets"),
             commits: BatchLog::new(storage.clone(), "commits"),
             sources: (0..sources).map(|i| BatchLog::new(storage.clone(), &format!("sources/{i}"))).collect(),
-            stores,
+            state,
+            snapshots,
             id,
         })
     }
@@ -200,11 +410,14 @@ impl QueryCheckpoint {
         }
     }
 
+    /// Whether the query keeps state (has state stores).
+    pub fn has_state(&self) -> bool {
+        !self.state.stores.is_empty()
+    }
+
     /// The state of every operator partition at `version`.
-    /// Partitions load in parallel (restart time is the time to read and decode them).
     pub fn load_state(&self, version: u64) -> Result<Vec<Vec<StateMap>>> {
-        use rayon::prelude::*;
-        self.stores.iter().map(|op| op.par_iter().map(|s| s.load(version)).collect()).collect()
+        self.state.load(version)
     }
 
     /// The write-ahead entry of a batch, durable before the batch runs.
@@ -224,19 +437,28 @@ impl QueryCheckpoint {
         self.offsets.add(batch, &json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm}))
     }
 
-    /// Commits the state after `batch` as version `batch + 1`.
-    pub fn commit_state(&mut self, batch: u64, changes: Vec<Vec<Vec<Change>>>) -> Result<()> {
-        if changes.len() != self.stores.len() {
+    /// Commits the state after `batch` as version `batch + 1`: one batch delta for all operator
+    /// partitions, durable when this returns (see the module docs for why that is enough).
+    /// Takes `&self` so that the engine can run it beside the sink.
+    pub fn commit_state(&self, batch: u64, changes: Vec<Vec<Vec<Change>>>) -> Result<()> {
+        use rayon::prelude::*;
+        let stores = &self.state.stores;
+        if changes.len() != stores.len() || changes.iter().zip(stores).any(|(c, s)| c.len() != s.len()) {
             return Err(Error::Internal(format!(
-                "{} state change sets for {} operators",
-                changes.len(),
-                self.stores.len()
+                "state changes for {:?} partitions, the checkpoint has {:?}",
+                changes.iter().map(Vec::len).collect::<Vec<_>>(),
+                stores.iter().map(Vec::len).collect::<Vec<_>>()
             )));
         }
-        for (stores, op_changes) in self.stores.iter_mut().zip(changes) {
-            for (store, part) in stores.iter_mut().zip(op_changes) {
-                store.commit(batch + 1, &part)?;
-            }
+        if stores.is_empty() {
+            return Ok(());
+        }
+        let version = batch + 1;
+        let deltas: Deltas =
+            changes.par_iter().map(|op| op.par_iter().map(|part| encode_changes(part)).collect()).collect();
+        self.state.storage.write(&StateFiles::batch_delta_rel(version), &encode_batch_delta(&deltas))?;
+        if let Some(w) = &self.snapshots {
+            w.committed(version, Arc::new(deltas));
         }
         Ok(())
     }
@@ -249,12 +471,8 @@ impl QueryCheckpoint {
             self.offsets.purge(keep_from)?;
             self.commits.purge(keep_from)?;
             // Source logs are kept whole: a source rebuilds its full history from them (the
-            // file source's offset counts files from the first batch).
-            for op in &mut self.stores {
-                for s in op.iter_mut() {
-                    s.cleanup(batch + 1, RETAIN)?;
-                }
-            }
+            // file source's offset counts files from the first batch). State files are cleaned
+            // by the snapshot thread, after the snapshots they rely on are durable.
         }
         Ok(())
     }
@@ -262,5 +480,163 @@ impl QueryCheckpoint {
     /// The directory, for messages.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARTS: usize = 3;
+
+    fn open(dir: &Path) -> QueryCheckpoint {
+        let schema = vec![StateSchema {
+            operator: "agg".into(),
+            key_type: "K".into(),
+            value_type: "V".into(),
+            partitions: PARTS,
+        }];
+        let meta = metadata("id", "q", &[], "out", "update", PARTS, &schema);
+        QueryCheckpoint::open(dir, meta, &schema, 1).unwrap()
+    }
+
+    /// Deterministic changes for `version`: per partition a few puts and deletes (partition
+    /// 2 often has none, as an idle partition would).
+    fn changes(version: u64) -> Vec<Vec<Change>> {
+        (0..PARTS as u64)
+            .map(|p| {
+                if p == 2 && !version.is_multiple_of(3) {
+                    return Vec::new();
+                }
+                (0..4u64)
+                    .map(|i| {
+                        let key = vec![p as u8, ((version * 7 + i * 3) % 11) as u8];
+                        let value = (version % 5 != 0).then(|| version.to_le_bytes().to_vec());
+                        (key, value)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn apply_model(model: &mut [StateMap], version: u64) {
+        for (m, part) in model.iter_mut().zip(changes(version)) {
+            for (k, v) in part {
+                match v {
+                    Some(v) => m.insert(k, v),
+                    None => m.remove(&k),
+                };
+            }
+        }
+    }
+
+    #[test]
+    fn older_per_partition_deltas_load_and_the_chain_continues_with_batch_deltas() {
+        let dir = tempfile::tempdir().unwrap();
+        // A checkpoint written before batch deltas: versions 1..=12 as per-partition files,
+        // with the snapshot at 10.
+        let mut models = vec![vec![StateMap::new(); PARTS]];
+        for version in 1..=12u64 {
+            for (p, part) in changes(version).into_iter().enumerate() {
+                FileStateStore::new(dir.path().join(format!("state/0/{p}"))).commit(version, &part).unwrap();
+            }
+            let mut m = models.last().unwrap().clone();
+            apply_model(&mut m, version);
+            models.push(m);
+        }
+        assert!(dir.path().join("state/0/1/10.snapshot").exists());
+        {
+            let mut cp = open(dir.path());
+            for v in 0..=12u64 {
+                assert_eq!(cp.load_state(v).unwrap(), vec![models[v as usize].clone()], "old version {v}");
+            }
+            for version in 13..=25u64 {
+                cp.commit_state(version - 1, vec![changes(version)]).unwrap();
+                let mut m = models.last().unwrap().clone();
+                apply_model(&mut m, version);
+                models.push(m);
+            }
+            assert!(!dir.path().join("state/0/0/13.delta").exists(), "new versions go to batch deltas");
+            assert!(dir.path().join("state/deltas/13").exists());
+            cp.log_commit(24, None).unwrap();
+        } // dropped: the snapshot thread has finished
+        assert!(dir.path().join("state/0/2/20.snapshot").exists(), "snapshot written from memory");
+        let cp = open(dir.path());
+        for v in 0..=25u64 {
+            assert_eq!(cp.load_state(v).unwrap(), vec![models[v as usize].clone()], "version {v}");
+        }
+        // A snapshot must equal what the deltas give: drop the deltas before 20 and load 20..
+        for v in 1..=12 {
+            for p in 0..PARTS {
+                std::fs::remove_file(dir.path().join(format!("state/0/{p}/{v}.delta"))).unwrap();
+            }
+        }
+        for v in 13..=20 {
+            std::fs::remove_file(dir.path().join(format!("state/deltas/{v}"))).unwrap();
+        }
+        for v in 20..=25u64 {
+            assert_eq!(cp.load_state(v).unwrap(), vec![models[v as usize].clone()], "version {v} from the snapshot");
+        }
+    }
+
+    #[test]
+    fn a_re_run_replaces_its_version_and_a_snapshot_is_rebuilt_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = vec![StateMap::new(); PARTS];
+        {
+            let cp = open(dir.path());
+            for version in 1..=8u64 {
+                cp.commit_state(version - 1, vec![changes(version)]).unwrap();
+                apply_model(&mut model, version);
+            }
+            // An attempt of batch 8 (version 9) that will be re-run with other changes.
+            cp.commit_state(8, vec![vec![vec![(vec![9, 9], Some(vec![1]))]; PARTS]]).unwrap();
+        }
+        let cp = open(dir.path());
+        assert_eq!(cp.load_state(8).unwrap(), vec![model.clone()]);
+        for version in 9..=12u64 {
+            cp.commit_state(version - 1, vec![changes(version)]).unwrap();
+            apply_model(&mut model, version);
+        }
+        drop(cp);
+        // The restarted thread had no copy in memory: it loaded version 9 from disk for the
+        // snapshot at 10.
+        assert!(dir.path().join("state/0/0/10.snapshot").exists());
+        let cp = open(dir.path());
+        assert_eq!(cp.load_state(12).unwrap(), vec![model]);
+        assert!(!cp.load_state(12).unwrap()[0][0].contains_key(&vec![9u8, 9]));
+    }
+
+    #[test]
+    fn corrupt_batch_delta_is_named_and_cleanup_keeps_what_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut models = vec![vec![StateMap::new(); PARTS]];
+        {
+            let mut cp = open(dir.path());
+            for version in 1..=135u64 {
+                cp.commit_state(version - 1, vec![changes(version)]).unwrap();
+                cp.log_commit(version - 1, None).unwrap();
+                let mut m = models.last().unwrap().clone();
+                apply_model(&mut m, version);
+                models.push(m);
+            }
+        }
+        // The snapshot thread cleaned up at 110, 120 and 130: versions from 130 - RETAIN load.
+        assert!(!dir.path().join("state/deltas/5").exists(), "old batch deltas removed");
+        assert!(!dir.path().join("state/0/0/10.snapshot").exists(), "old snapshots removed");
+        let cp = open(dir.path());
+        for v in 30..=135u64 {
+            assert_eq!(cp.load_state(v).unwrap(), vec![models[v as usize].clone()], "version {v}");
+        }
+        let p = dir.path().join("state/deltas/133");
+        let mut bytes = std::fs::read(&p).unwrap();
+        let n = bytes.len() - 1;
+        bytes[n] ^= 0x04;
+        std::fs::write(&p, bytes).unwrap();
+        let e = cp.load_state(134).unwrap_err().to_string();
+        assert!(e.contains("deltas/133") && e.contains("checksum"), "{e}");
+        std::fs::remove_file(&p).unwrap();
+        let e = cp.load_state(134).unwrap_err().to_string();
+        assert!(e.contains("133.delta") && e.contains("missing"), "{e}");
     }
 }

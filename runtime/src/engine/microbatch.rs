@@ -268,17 +268,41 @@ impl MicroBatch {
         };
         let out = self.plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("running batch {batch_id}")))?;
         drop(inputs);
-        if let Some(cp) = &mut self.checkpoint {
-            cp.commit_state(batch_id, self.plan.take_changes())?;
-        }
         let out = if out.len() == 1 {
             out.into_iter().next().unwrap_or_else(|| RecordBatch::new_empty(self.output_schema.clone()))
         } else {
             arrow_select::concat::concat_batches(&self.output_schema, &out)?
         };
-        self.sink
-            .add_batch(batch_id, &out, self.output_mode)
-            .map_err(|e| e.context(format!("sink {} at batch {batch_id}", self.sink.description())))?;
+        // The state version is written while the sink writes: it only has to be durable before
+        // the commit log entry (until then a restart re-runs this batch from the version before
+        // it, which this write does not touch); both are joined here, before `log_commit`.
+        let changes = match &self.checkpoint {
+            Some(cp) if cp.has_state() => Some(self.plan.take_changes()),
+            _ => None,
+        };
+        let (sink, mode) = (&mut self.sink, self.output_mode);
+        let mut add = move || {
+            sink.add_batch(batch_id, &out, mode)
+                .map_err(|e| e.context(format!("sink {} at batch {batch_id}", sink.description())))
+        };
+        match (&self.checkpoint, changes) {
+            (Some(cp), Some(changes)) => {
+                let (state, sink) = std::thread::scope(|scope| {
+                    let state = std::thread::Builder::new()
+                        .name("flowgate-state-commit".into())
+                        .spawn_scoped(scope, move || cp.commit_state(batch_id, changes))
+                        .map_err(|e| Error::io("starting the state commit thread", e))?;
+                    let sink = add();
+                    let state = state
+                        .join()
+                        .map_err(|_| Error::Internal(format!("committing the state of batch {batch_id} panicked")))?;
+                    Ok::<_, Error>((state, sink))
+                })?;
+                sink?;
+                state?;
+            }
+            _ => add()?,
+        }
         durations.insert("addBatch".to_string(), ms(t.elapsed()));
 
         let t = Instant::now();
