@@ -256,7 +256,14 @@ impl FileStateStore {
                 (false, Some(d)) => Ok(d.clone()),
                 _ => self.read(v, snap),
             },
-            |v, snap| self.path(v, snap).display().to_string(),
+            |v, snap| {
+                let path = self.path(v, snap).display().to_string();
+                match (snap, batch_deltas.contains_key(&v)) {
+                    (true, _) => path,
+                    (false, true) => format!("this partition's part of the batch delta of version {v}"),
+                    (false, false) => format!("{path} (and the batch delta of version {v})"),
+                }
+            },
         )
     }
 
