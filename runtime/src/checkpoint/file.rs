@@ -119,6 +119,12 @@ pub fn read_checked(path: &Path) -> Result<Option<Vec<u8>>> {
 pub trait Storage: Send + Sync {
     /// Writes a file atomically (durable when this returns).
     fn write(&self, rel: &str, payload: &[u8]) -> Result<()>;
+    /// Writes a file atomically, its data durable, but without syncing its directory, so the
+    /// file may be missing after a crash until the directory is synced (see
+    /// [`write_synced_file`]). By default the same as [`Storage::write`].
+    fn write_unsynced(&self, rel: &str, payload: &[u8]) -> Result<()> {
+        self.write(rel, payload)
+    }
     /// Reads a file, checked; `None` when absent.
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>>;
     /// Names of the files directly in `rel_dir` (not temporary files), sorted.
@@ -148,6 +154,9 @@ impl FsStorage {
 impl Storage for FsStorage {
     fn write(&self, rel: &str, payload: &[u8]) -> Result<()> {
         write_atomic(&self.path(rel), payload)
+    }
+    fn write_unsynced(&self, rel: &str, payload: &[u8]) -> Result<()> {
+        write_synced_file(&self.path(rel), payload).map(|_| ())
     }
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         read_checked(&self.path(rel))

@@ -29,6 +29,13 @@ impl BatchLog {
         self.storage.write(&self.rel(batch), entry.to_string().as_bytes())
     }
 
+    /// Writes the entry of `batch` through a fsynced temporary file and a rename, without
+    /// syncing the directory: the caller must make the rename durable (or keep a durable copy
+    /// of the entry) itself. Falls back to [`BatchLog::add`] on storages without that split.
+    pub fn add_unsynced(&self, batch: u64, entry: &Value) -> Result<()> {
+        self.storage.write_unsynced(&self.rel(batch), entry.to_string().as_bytes())
+    }
+
     /// The entry of `batch`, if written.
     pub fn get(&self, batch: u64) -> Result<Option<Value>> {
         match self.storage.read(&self.rel(batch))? {

@@ -4,10 +4,20 @@
 //!
 //! # What each batch writes, in order, and why a crash anywhere is safe
 //!
-//! 1. `sources/<i>/<b>` and `offsets/<b>` (write-ahead): each file fsynced and renamed, then
-//!    each directory fsynced, all before the batch reads input. Nothing reaches the sink before
-//!    this returns, so a crash that loses any of it has had no visible effect; resume re-plans
-//!    from the last durable entry.
+//! 1. Write-ahead: `sources/<i>/<b>` (a source's log entry) is written to a temporary file,
+//!    fsynced and renamed, *without* a directory fsync; then `offsets/<b>`, which also carries
+//!    the sources' entries (`sourceLogs`), is written atomically and durably (file fsync,
+//!    rename, directory fsync) before the batch reads input. Invariant: every source entry of a
+//!    batch still in the offset log is durable in `offsets/<b>`, so a crash that loses the
+//!    rename of `sources/<i>/<b>` loses nothing: resume takes the entry from `offsets/<b>` and
+//!    writes the file again, durably. Before offset entries are purged (every
+//!    [`CLEANUP_EVERY`] batches), the source directories written since the last purge are
+//!    fsynced, so the files of the purged batches are durable by then (their data was fsynced
+//!    before the rename). Nothing reaches the sink before `offsets/<b>` is durable, so a crash
+//!    that loses it has had no visible effect; resume re-plans from the last durable entry
+//!    (and ignores a `sources/<i>/<b>` file that an entry in `offsets/<b>` does not vouch for:
+//!    the leftover of an attempt whose offsets were lost). Offset entries without
+//!    `sourceLogs` (older checkpoints) are served from the files, as before.
 //! 2. `state/deltas/<b + 1>`: one batch delta holding every operator partition's changes
 //!    (one file fsync and one directory fsync per batch, instead of two per partition). It is
 //!    written on a helper thread *while the sink writes* batch `b`: the state version only has
@@ -30,7 +40,7 @@
 //! there is one, else from its own file), so such a checkpoint resumes and continues with batch
 //! deltas.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
@@ -39,6 +49,7 @@ use std::thread::JoinHandle;
 use serde_json::{json, Value};
 
 use super::StateSchema;
+use crate::checkpoint::file::fsync_dir;
 use crate::checkpoint::state::{
     apply_delta, decode_batch_delta, encode_batch_delta, encode_changes, Change, StateMap, MIN_VERSIONS_TO_RETAIN,
     SNAPSHOT_INTERVAL,
@@ -248,6 +259,9 @@ pub(crate) struct QueryCheckpoint {
     offsets: BatchLog,
     commits: BatchLog,
     sources: Vec<BatchLog>,
+    /// Per source: whether `sources/<i>/` had files renamed into it since its last directory
+    /// fsync (see the module docs).
+    sources_unsynced: Vec<bool>,
     state: StateFiles,
     /// `None` for a query without state.
     snapshots: Option<SnapshotWorker>,
@@ -342,6 +356,7 @@ impl QueryCheckpoint {
             offsets: BatchLog::new(storage.clone(), "offsets"),
             commits: BatchLog::new(storage.clone(), "commits"),
             sources: (0..sources).map(|i| BatchLog::new(storage.clone(), &format!("sources/{i}"))).collect(),
+            sources_unsynced: vec![false; sources],
             state,
             snapshots,
             id,
@@ -361,16 +376,7 @@ impl QueryCheckpoint {
         let logged_wm = |e: &Value| {
             e["watermark"].as_object().map(|w| (w["late"].as_i64().unwrap_or(0), w["eviction"].as_i64().unwrap_or(0)))
         };
-        let mut source_logs = vec![Vec::new(); sources];
-        for (i, log) in self.sources.iter().enumerate() {
-            for b in log.batches()? {
-                if b <= last {
-                    if let Some(v) = log.get(b)? {
-                        source_logs[i].push(v);
-                    }
-                }
-            }
-        }
+        let source_logs = self.resume_source_logs(last, sources)?;
         match self.commits.get(last)? {
             Some(commit) => {
                 let watermarks = logged_wm(&entry)
@@ -410,6 +416,57 @@ impl QueryCheckpoint {
         }
     }
 
+    /// Per source, the log entries of batches up to `last`, in batch order. An offset entry
+    /// with `sourceLogs` is authoritative for its batch: a missing or different
+    /// `sources/<i>/<b>` file is written again (durably) from it, a file it does not vouch for
+    /// is ignored. Batches without such an entry (purged, or an older checkpoint) use the files.
+    fn resume_source_logs(&self, last: u64, sources: usize) -> Result<Vec<Vec<Value>>> {
+        let mut embedded: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+        for b in self.offsets.batches()? {
+            if b > last {
+                continue;
+            }
+            if let Some(arr) = self.offsets.get(b)?.and_then(|e| e["sourceLogs"].as_array().cloned()) {
+                if arr.len() != sources {
+                    return Err(Error::Checkpoint(format!(
+                        "{}: {} source log entries, the query has {sources} sources",
+                        self.offsets.describe(b),
+                        arr.len()
+                    )));
+                }
+                embedded.insert(b, arr);
+            }
+        }
+        let mut source_logs = vec![Vec::new(); sources];
+        for (i, log) in self.sources.iter().enumerate() {
+            let files: BTreeSet<u64> = log.batches()?.into_iter().filter(|b| *b <= last).collect();
+            let all: BTreeSet<u64> = files.iter().copied().chain(embedded.keys().copied()).collect();
+            let mut rewrote = false;
+            for b in all {
+                match embedded.get(&b).map(|arr| &arr[i]) {
+                    Some(Value::Null) => {}
+                    Some(v) => {
+                        let on_file = if files.contains(&b) { log.get(b).ok().flatten() } else { None };
+                        if on_file.as_ref() != Some(v) {
+                            log.add_unsynced(b, v)?;
+                            rewrote = true;
+                        }
+                        source_logs[i].push(v.clone());
+                    }
+                    None => {
+                        if let Some(v) = log.get(b)? {
+                            source_logs[i].push(v);
+                        }
+                    }
+                }
+            }
+            if rewrote {
+                fsync_dir(&self.dir.join(format!("sources/{i}")))?;
+            }
+        }
+        Ok(source_logs)
+    }
+
     /// Whether the query keeps state (has state stores).
     pub fn has_state(&self) -> bool {
         !self.state.stores.is_empty()
@@ -420,21 +477,25 @@ impl QueryCheckpoint {
         self.state.load(version)
     }
 
-    /// The write-ahead entry of a batch, durable before the batch runs.
+    /// The write-ahead entry of a batch, durable before the batch runs (see the module docs
+    /// for why the sources' own files need no directory fsync here).
     pub fn log_offsets(
-        &self,
+        &mut self,
         batch: u64,
         ends: &[Option<Offset>],
         watermarks: Option<(i64, i64)>,
         source_logs: &[Option<Value>],
     ) -> Result<()> {
-        for (log, entry) in self.sources.iter().zip(source_logs) {
+        for (i, (log, entry)) in self.sources.iter().zip(source_logs).enumerate() {
             if let Some(e) = entry {
-                log.add(batch, e)?;
+                log.add_unsynced(batch, e)?;
+                self.sources_unsynced[i] = true;
             }
         }
         let wm = watermarks.map(|(late, eviction)| json!({"late": late, "eviction": eviction}));
-        self.offsets.add(batch, &json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm}))
+        let logs: Vec<Value> = source_logs.iter().map(|e| e.clone().unwrap_or(Value::Null)).collect();
+        self.offsets
+            .add(batch, &json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm, "sourceLogs": logs}))
     }
 
     /// Commits the state after `batch` as version `batch + 1`: one batch delta for all operator
@@ -468,6 +529,14 @@ impl QueryCheckpoint {
         self.commits.add(batch, &json!({"batchId": batch, "nextBatchWatermarkMicros": next_watermark}))?;
         if batch.is_multiple_of(CLEANUP_EVERY) && batch > RETAIN {
             let keep_from = batch - RETAIN;
+            // The offset entries about to go are the durable copy of their batches' source
+            // entries: make the source files durable first.
+            for (i, unsynced) in self.sources_unsynced.iter_mut().enumerate() {
+                if *unsynced {
+                    fsync_dir(&self.dir.join(format!("sources/{i}")))?;
+                    *unsynced = false;
+                }
+            }
             self.offsets.purge(keep_from)?;
             self.commits.purge(keep_from)?;
             // Source logs are kept whole: a source rebuilds its full history from them (the
@@ -605,6 +674,42 @@ mod tests {
         let cp = open(dir.path());
         assert_eq!(cp.load_state(12).unwrap(), vec![model]);
         assert!(!cp.load_state(12).unwrap()[0][0].contains_key(&vec![9u8, 9]));
+    }
+
+    #[test]
+    fn source_entries_are_recovered_from_the_offset_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |b: u64| json!({ "files": [format!("{b}.json")] });
+        let offsets = |b: u64| vec![Some(Offset(json!(b)))];
+        {
+            let mut cp = open(dir.path());
+            for b in 0..4u64 {
+                let log = (b != 2).then(|| entry(b));
+                cp.log_offsets(b, &offsets(b), None, &[log]).unwrap();
+            }
+        }
+        let src = |b: u64| dir.path().join(format!("sources/0/{b}"));
+        // A crash lost the (unsynced) rename of batch 1's source file …
+        std::fs::remove_file(src(1)).unwrap();
+        // … an attempt of batch 2 whose offsets were lost left a file no entry vouches for …
+        crate::checkpoint::file::write_atomic(&src(2), entry(99).to_string().as_bytes()).unwrap();
+        // … and batch 3's file is from an earlier attempt.
+        crate::checkpoint::file::write_atomic(&src(3), entry(98).to_string().as_bytes()).unwrap();
+        // An offset entry of an older flowgate (no `sourceLogs`): its file is used.
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
+        BatchLog::new(storage.clone(), "offsets")
+            .add(4, &json!({"batchId": 4, "offsets": [4], "watermark": null}))
+            .unwrap();
+        BatchLog::new(storage.clone(), "sources/0").add(4, &entry(4)).unwrap();
+
+        let cp = open(dir.path());
+        let resume = cp.resume(1).unwrap();
+        assert_eq!(resume.source_logs, vec![vec![entry(0), entry(1), entry(3), entry(4)]]);
+        assert_eq!(resume.rerun.as_ref().map(|r| r.0), Some(4));
+        // The files the offset log vouches for are on disk again, as logged.
+        let log = BatchLog::new(storage, "sources/0");
+        assert_eq!(log.get(1).unwrap(), Some(entry(1)));
+        assert_eq!(log.get(3).unwrap(), Some(entry(3)));
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl MicroBatch {
         let mut durations = BTreeMap::new();
         durations.insert("latestOffset".to_string(), latest_ms);
         let t = Instant::now();
-        if let Some(cp) = &self.checkpoint {
+        if let Some(cp) = &mut self.checkpoint {
             let mut logs = Vec::with_capacity(self.sources.len());
             for ((s, start), end) in self.sources.iter().zip(starts).zip(ends) {
                 logs.push(match end {
