@@ -9,6 +9,7 @@ use super::file::Storage;
 use crate::error::{Error, Result};
 
 /// One log directory of JSON entries named by batch id.
+#[derive(Clone)]
 pub struct BatchLog {
     storage: Arc<dyn Storage>,
     dir: String,

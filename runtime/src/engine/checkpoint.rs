@@ -24,8 +24,16 @@
 //!    to be durable before the commit log entry, because until `commits/<b>` exists a restart
 //!    re-runs batch `b` from state version `b`, which this write does not touch (a re-run
 //!    replaces version `b + 1` atomically). The engine joins the write before step 3.
-//! 3. `commits/<b>`: fsynced file, rename, directory fsync; from then on batch `b` is done and a
-//!    restart loads state version `b + 1`, durable since step 2.
+//! 3. `commits/<b>`: fsynced file, rename, directory fsync — on a helper thread, while the
+//!    engine goes on to the next trigger; it is joined before the next commit entry is written
+//!    (and when the query stops). Until `commits/<b>` is durable a restart sees batch `b` as
+//!    uncommitted and re-runs it from state version `b` with its logged offsets, which is what
+//!    a crash just before the commit write always meant; and if `offsets/<b + 1>` is durable
+//!    already, the restart re-runs batch `b + 1` instead, from state version `b + 1` (durable
+//!    since step 2, which was joined before this write started) and the ends of `offsets/<b>`;
+//!    resume never needs `commits/<b>` then. Either way the sink gets no batch it has not had,
+//!    except a re-run it handles by batch id. Once `commits/<b>` is durable a restart loads
+//!    state version `b + 1`.
 //!
 //! Snapshots (every [`SNAPSHOT_INTERVAL`] versions) are not needed for correctness — every
 //! version can be loaded from the previous snapshot and the deltas — so they are written off
@@ -265,6 +273,8 @@ pub(crate) struct QueryCheckpoint {
     state: StateFiles,
     /// `None` for a query without state.
     snapshots: Option<SnapshotWorker>,
+    /// The commit entry being written (step 3 of the module docs).
+    pending_commit: Option<(u64, JoinHandle<Result<()>>)>,
     /// The query id kept in the metadata.
     pub id: String,
 }
@@ -359,6 +369,7 @@ impl QueryCheckpoint {
             sources_unsynced: vec![false; sources],
             state,
             snapshots,
+            pending_commit: None,
             id,
         })
     }
@@ -486,16 +497,34 @@ impl QueryCheckpoint {
         watermarks: Option<(i64, i64)>,
         source_logs: &[Option<Value>],
     ) -> Result<()> {
-        for (i, (log, entry)) in self.sources.iter().zip(source_logs).enumerate() {
-            if let Some(e) = entry {
-                log.add_unsynced(batch, e)?;
-                self.sources_unsynced[i] = true;
-            }
-        }
         let wm = watermarks.map(|(late, eviction)| json!({"late": late, "eviction": eviction}));
         let logs: Vec<Value> = source_logs.iter().map(|e| e.clone().unwrap_or(Value::Null)).collect();
-        self.offsets
-            .add(batch, &json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm, "sourceLogs": logs}))
+        let entry = json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm, "sourceLogs": logs});
+        if source_logs.iter().all(Option::is_none) {
+            return self.offsets.add(batch, &entry);
+        }
+        // The source files and the offset entry are independent (the entry holds the sources'
+        // entries), so their fsyncs overlap.
+        for (unsynced, e) in self.sources_unsynced.iter_mut().zip(source_logs) {
+            *unsynced |= e.is_some();
+        }
+        let (sources, offsets) = (&self.sources, &self.offsets);
+        std::thread::scope(|scope| {
+            let files = std::thread::Builder::new()
+                .name("flowgate-source-log".into())
+                .spawn_scoped(scope, move || {
+                    sources.iter().zip(source_logs).try_for_each(|(log, e)| match e {
+                        Some(e) => log.add_unsynced(batch, e),
+                        None => Ok(()),
+                    })
+                })
+                .map_err(|e| Error::io("starting the source log thread", e))?;
+            let written = offsets.add(batch, &entry);
+            files
+                .join()
+                .map_err(|_| Error::Internal(format!("writing the source logs of batch {batch} panicked")))??;
+            written
+        })
     }
 
     /// Commits the state after `batch` as version `batch + 1`: one batch delta for all operator
@@ -525,8 +554,17 @@ impl QueryCheckpoint {
     }
 
     /// Marks `batch` done (the sink has it) and cleans up old entries now and then.
+    /// The entry is written on a helper thread: it is durable once [`QueryCheckpoint::flush`]
+    /// (or the next `log_commit`) returns.
     pub fn log_commit(&mut self, batch: u64, next_watermark: Option<i64>) -> Result<()> {
-        self.commits.add(batch, &json!({"batchId": batch, "nextBatchWatermarkMicros": next_watermark}))?;
+        self.flush()?;
+        let commits = self.commits.clone();
+        let entry = json!({"batchId": batch, "nextBatchWatermarkMicros": next_watermark});
+        let handle = std::thread::Builder::new()
+            .name("flowgate-commit-log".into())
+            .spawn(move || commits.add(batch, &entry))
+            .map_err(|e| Error::io("starting the commit log thread", e))?;
+        self.pending_commit = Some((batch, handle));
         if batch.is_multiple_of(CLEANUP_EVERY) && batch > RETAIN {
             let keep_from = batch - RETAIN;
             // The offset entries about to go are the durable copy of their batches' source
@@ -546,9 +584,28 @@ impl QueryCheckpoint {
         Ok(())
     }
 
+    /// Waits for the commit entry being written, if any; it is durable when this returns.
+    pub fn flush(&mut self) -> Result<()> {
+        match self.pending_commit.take() {
+            None => Ok(()),
+            Some((batch, h)) => {
+                h.join().map_err(|_| Error::Internal(format!("writing the commit entry of batch {batch} panicked")))?
+            }
+        }
+    }
+
     /// The directory, for messages.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+impl Drop for QueryCheckpoint {
+    fn drop(&mut self) {
+        // The engine flushes when it stops; this is for paths that return early.
+        if let Err(e) = self.flush() {
+            tracing::error!(dir = %self.dir.display(), error = %e, "writing the last commit entry failed");
+        }
     }
 }
 
@@ -710,6 +767,35 @@ mod tests {
         let log = BatchLog::new(storage, "sources/0");
         assert_eq!(log.get(1).unwrap(), Some(entry(1)));
         assert_eq!(log.get(3).unwrap(), Some(entry(3)));
+    }
+
+    #[test]
+    fn a_commit_entry_lost_behind_the_next_offsets_re_runs_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let offsets = |b: u64| vec![Some(Offset(json!(b * 10)))];
+        let mut model = vec![StateMap::new(); PARTS];
+        {
+            let mut cp = open(dir.path());
+            for b in 0..2u64 {
+                cp.log_offsets(b, &offsets(b), Some((b as i64, b as i64 + 1)), &[None]).unwrap();
+                cp.commit_state(b, vec![changes(b + 1)]).unwrap();
+                apply_model(&mut model, b + 1);
+                if b == 0 {
+                    cp.log_commit(b, Some(1)).unwrap();
+                }
+            }
+            cp.flush().unwrap();
+            assert!(dir.path().join("commits/0").exists(), "durable after flush");
+        }
+        // The commit entry of batch 0 was still being written when the process died after
+        // batch 1's offsets and state: resume re-runs batch 1 from state version 1 (after batch 0).
+        std::fs::remove_file(dir.path().join("commits/0")).unwrap();
+        let cp = open(dir.path());
+        let resume = cp.resume(1).unwrap();
+        assert_eq!(resume.rerun, Some((1, offsets(1))));
+        assert_eq!(resume.committed, offsets(0));
+        assert_eq!(resume.state_version, 1);
+        assert_eq!(resume.watermarks, Some((1, 2)));
     }
 
     #[test]

@@ -48,7 +48,14 @@ fn ms(d: StdDuration) -> u64 {
 
 impl MicroBatch {
     pub(crate) fn run(mut self) {
-        let result = self.run_loop();
+        let mut result = self.run_loop();
+        if let Some(cp) = &mut self.checkpoint {
+            // The last batch's commit entry is durable before the query reports it stopped.
+            let flushed = cp.flush();
+            if result.is_ok() {
+                result = flushed;
+            }
+        }
         for s in &mut self.sources {
             s.stop();
         }
