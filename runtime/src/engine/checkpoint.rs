@@ -37,8 +37,9 @@
 //!
 //! Snapshots (every [`SNAPSHOT_INTERVAL`] versions) are not needed for correctness — every
 //! version can be loaded from the previous snapshot and the deltas — so they are written off
-//! the batch's path by a background thread, from a copy of the state kept in memory (built by
-//! applying each batch's deltas; loaded from disk once after a restart). A snapshot is written
+//! the batch's path by a background thread, from a copy of the state kept in memory (loaded
+//! from disk at the first snapshot version of a run, then kept up to date by applying each
+//! batch's deltas). A snapshot is written
 //! atomically and durably before anything relies on it: only the same thread, after that,
 //! deletes the deltas it makes unnecessary (cleanup). A crash mid-snapshot leaves at most a
 //! temporary file, which no reader looks at.
@@ -212,15 +213,12 @@ fn snapshot_loop(files: StateFiles, rx: Receiver<(u64, Arc<Deltas>)>) {
         }
         let due = version.is_multiple_of(SNAPSHOT_INTERVAL);
         let mut step = || -> Result<()> {
-            if mirror.is_none() && (version == 1 || due) {
-                // Version - 1 from disk (never version itself: a snapshot of `version` left by
-                // an earlier, uncommitted attempt of this batch must not be read back).
-                let base = if version == 1 {
-                    files.stores.iter().map(|op| vec![StateMap::new(); op.len()]).collect()
-                } else {
-                    files.load(version - 1)?
-                };
-                mirror = Some((version - 1, base));
+            if mirror.is_none() && due {
+                // Built when first needed (not from version 1: a large first batch would keep
+                // this thread busy for nothing), from version - 1 on disk (never `version`
+                // itself: a snapshot of `version` left by an earlier, uncommitted attempt of
+                // this batch must not be read back), then kept up to date in memory.
+                mirror = Some((version - 1, files.load(version - 1)?));
             }
             let Some((v, maps)) = &mut mirror else { return Ok(()) };
             for (op, d_op) in maps.iter_mut().zip(deltas.iter()) {

@@ -49,9 +49,11 @@ fn ms(d: StdDuration) -> u64 {
 impl MicroBatch {
     pub(crate) fn run(mut self) {
         let mut result = self.run_loop();
-        if let Some(cp) = &mut self.checkpoint {
-            // The last batch's commit entry is durable before the query reports it stopped.
+        if let Some(mut cp) = self.checkpoint.take() {
+            // The last batch's commit entry is durable, and the snapshot thread done, before
+            // the query reports it stopped.
             let flushed = cp.flush();
+            drop(cp);
             if result.is_ok() {
                 result = flushed;
             }
