@@ -635,7 +635,7 @@ mod tests {
                 (0..4u64)
                     .map(|i| {
                         let key = vec![p as u8, ((version * 7 + i * 3) % 11) as u8];
-                        let value = (version % 5 != 0).then(|| version.to_le_bytes().to_vec());
+                        let value = (!version.is_multiple_of(5)).then(|| version.to_le_bytes().to_vec());
                         (key, value)
                     })
                     .collect()
