@@ -272,6 +272,16 @@ impl FileStateStore {
         Ok(self.versions("snapshot")?.into_iter().filter(|s| *s <= version).max().unwrap_or(0))
     }
 
+    /// Removes the snapshot of `version`, if any (durably).
+    pub fn remove_snapshot(&self, version: u64) -> Result<()> {
+        let path = self.path(version, true);
+        match std::fs::remove_file(&path) {
+            Ok(()) => super::file::fsync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
+        }
+    }
+
     /// Writes the snapshot of `version` (durable when this returns).
     pub fn write_snapshot(&self, version: u64, map: &StateMap) -> Result<()> {
         write_atomic(&self.path(version, true), &encode_snapshot(map))

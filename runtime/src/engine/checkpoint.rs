@@ -42,7 +42,10 @@
 //! batch's deltas). A snapshot is written
 //! atomically and durably before anything relies on it: only the same thread, after that,
 //! deletes the deltas it makes unnecessary (cleanup). A crash mid-snapshot leaves at most a
-//! temporary file, which no reader looks at.
+//! temporary file, which no reader looks at. A snapshot of version `b + 1` written while batch
+//! `b` was not yet committed belongs to that attempt: when batch `b` is re-run after a restart,
+//! its snapshot (if any) is deleted durably before the new delta is written, so a restart can
+//! never load the earlier attempt's state for that version.
 //!
 //! Format: checkpoints written before batch deltas existed have `state/<op>/<part>/<v>.delta`
 //! files; they are still read (a partition's chain takes a version from the batch delta when
@@ -271,6 +274,8 @@ pub(crate) struct QueryCheckpoint {
     state: StateFiles,
     /// `None` for a query without state.
     snapshots: Option<SnapshotWorker>,
+    /// The batch `resume` found planned but not committed, which the engine re-runs.
+    rerun_batch: Option<u64>,
     /// The commit entry being written (step 3 of the module docs).
     pending_commit: Option<(u64, JoinHandle<Result<()>>)>,
     /// The query id kept in the metadata.
@@ -367,13 +372,14 @@ impl QueryCheckpoint {
             sources_unsynced: vec![false; sources],
             state,
             snapshots,
+            rerun_batch: None,
             pending_commit: None,
             id,
         })
     }
 
     /// Where to resume, from the logs.
-    pub fn resume(&self, sources: usize) -> Result<Resume> {
+    pub fn resume(&mut self, sources: usize) -> Result<Resume> {
         let Some((last, entry)) = self.offsets.latest()? else {
             return Ok(Resume {
                 committed: vec![None; sources],
@@ -413,6 +419,7 @@ impl QueryCheckpoint {
                         }
                     },
                 };
+                self.rerun_batch = Some(last);
                 Ok(Resume {
                     next_batch: last,
                     committed,
@@ -542,6 +549,14 @@ impl QueryCheckpoint {
             return Ok(());
         }
         let version = batch + 1;
+        if self.rerun_batch == Some(batch) && version.is_multiple_of(SNAPSHOT_INTERVAL) {
+            // The earlier attempt of this batch may have had its snapshot written before the
+            // crash; this attempt's changes could differ, so that snapshot goes (durably)
+            // before the new delta, and the snapshot thread writes it again from this one.
+            for s in stores.iter().flatten() {
+                s.remove_snapshot(version)?;
+            }
+        }
         let deltas: Deltas =
             changes.par_iter().map(|op| op.par_iter().map(|part| encode_changes(part)).collect()).collect();
         self.state.storage.write(&StateFiles::batch_delta_rel(version), &encode_batch_delta(&deltas))?;
@@ -757,7 +772,7 @@ mod tests {
             .unwrap();
         BatchLog::new(storage.clone(), "sources/0").add(4, &entry(4)).unwrap();
 
-        let cp = open(dir.path());
+        let mut cp = open(dir.path());
         let resume = cp.resume(1).unwrap();
         assert_eq!(resume.source_logs, vec![vec![entry(0), entry(1), entry(3), entry(4)]]);
         assert_eq!(resume.rerun.as_ref().map(|r| r.0), Some(4));
@@ -788,12 +803,53 @@ mod tests {
         // The commit entry of batch 0 was still being written when the process died after
         // batch 1's offsets and state: resume re-runs batch 1 from state version 1 (after batch 0).
         std::fs::remove_file(dir.path().join("commits/0")).unwrap();
-        let cp = open(dir.path());
+        let mut cp = open(dir.path());
         let resume = cp.resume(1).unwrap();
         assert_eq!(resume.rerun, Some((1, offsets(1))));
         assert_eq!(resume.committed, offsets(0));
         assert_eq!(resume.state_version, 1);
         assert_eq!(resume.watermarks, Some((1, 2)));
+    }
+
+    #[test]
+    fn a_re_run_removes_the_snapshot_of_its_earlier_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = vec![StateMap::new(); PARTS];
+        {
+            let mut cp = open(dir.path());
+            for b in 0..10u64 {
+                cp.log_offsets(b, &[Some(Offset(json!(b)))], None, &[None]).unwrap();
+                if b < 9 {
+                    cp.commit_state(b, vec![changes(b + 1)]).unwrap();
+                    apply_model(&mut model, b + 1);
+                    cp.log_commit(b, None).unwrap();
+                }
+            }
+        }
+        // The first attempt of batch 9 got as far as a snapshot of version 10 (with other
+        // changes) before the crash.
+        for p in 0..PARTS {
+            let stale: StateMap = [(vec![7u8], vec![7u8])].into_iter().collect();
+            FileStateStore::new(dir.path().join(format!("state/0/{p}"))).write_snapshot(10, &stale).unwrap();
+        }
+        {
+            let mut cp = open(dir.path());
+            assert_eq!(cp.resume(1).unwrap().rerun.map(|r| r.0), Some(9));
+            assert_eq!(cp.load_state(9).unwrap(), vec![model.clone()]);
+            cp.commit_state(9, vec![changes(10)]).unwrap();
+            apply_model(&mut model, 10);
+            // Before the commit entry: the stale snapshot is gone (the snapshot thread may
+            // have written the new one already).
+            for p in 0..PARTS {
+                let store = FileStateStore::new(dir.path().join(format!("state/0/{p}")));
+                if store.snapshot_base(10).unwrap() == 10 {
+                    assert_eq!(store.load(10).unwrap(), model[p], "partition {p}");
+                }
+            }
+            cp.log_commit(9, None).unwrap();
+        }
+        assert!(dir.path().join("state/0/0/10.snapshot").exists(), "written again");
+        assert_eq!(open(dir.path()).load_state(10).unwrap(), vec![model]);
     }
 
     #[test]

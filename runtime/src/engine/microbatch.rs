@@ -106,7 +106,7 @@ impl MicroBatch {
         let mut wm_last: i64 = 0;
         let mut wm_next: i64 = 0;
         let mut rerun = None;
-        if let Some(cp) = &self.checkpoint {
+        if let Some(cp) = &mut self.checkpoint {
             let resume = cp.resume(self.sources.len())?;
             for (s, logs) in self.sources.iter_mut().zip(resume.source_logs) {
                 if !logs.is_empty() {
