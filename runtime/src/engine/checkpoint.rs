@@ -840,10 +840,10 @@ mod tests {
             apply_model(&mut model, 10);
             // Before the commit entry: the stale snapshot is gone (the snapshot thread may
             // have written the new one already).
-            for p in 0..PARTS {
+            for (p, m) in model.iter().enumerate() {
                 let store = FileStateStore::new(dir.path().join(format!("state/0/{p}")));
                 if store.snapshot_base(10).unwrap() == 10 {
-                    assert_eq!(store.load(10).unwrap(), model[p], "partition {p}");
+                    assert_eq!(&store.load(10).unwrap(), m, "partition {p}");
                 }
             }
             cp.log_commit(9, None).unwrap();
