@@ -7,14 +7,17 @@
 //! 1. Write-ahead: `sources/<i>/<b>` (a source's log entry) is written to a temporary file,
 //!    fsynced and renamed, *without* a directory fsync; then `offsets/<b>`, which also carries
 //!    the sources' entries (`sourceLogs`), is written atomically and durably (file fsync,
-//!    rename, directory fsync) before the batch reads input. Invariant: every source entry of a
+//!    rename, directory fsync). Both are written on a helper thread while the engine reads the
+//!    input and runs the plan; the engine waits for it before the sink gets anything. Invariant: every source entry of a
 //!    batch still in the offset log is durable in `offsets/<b>`, so a crash that loses the
 //!    rename of `sources/<i>/<b>` loses nothing: resume takes the entry from `offsets/<b>` and
 //!    writes the file again, durably. Before offset entries are purged (every
 //!    [`CLEANUP_EVERY`] batches), the source directories written since the last purge are
 //!    fsynced, so the files of the purged batches are durable by then (their data was fsynced
 //!    before the rename). Nothing reaches the sink before `offsets/<b>` is durable, so a crash
-//!    that loses it has had no visible effect; resume re-plans from the last durable entry
+//!    that loses it has had no visible effect; resume re-plans from the last durable entry,
+//!    and never loads a state version past it, so a delta of version `b + 1` written (step 2)
+//!    before `offsets/<b>` was durable is never read, and is replaced when batch `b` runs again
 //!    (and ignores a `sources/<i>/<b>` file that an entry in `offsets/<b>` does not vouch for:
 //!    the leftover of an attempt whose offsets were lost). Offset entries without
 //!    `sourceLogs` (older checkpoints) are served from the files, as before.
@@ -55,7 +58,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use serde_json::{json, Value};
@@ -167,6 +170,23 @@ impl StateFiles {
     }
 }
 
+/// A log entry being written on a helper thread: the batch and the thread.
+type PendingWrite = Option<(u64, JoinHandle<Result<()>>)>;
+
+fn join_write(pending: PendingWrite, what: &str) -> Result<()> {
+    match pending {
+        None => Ok(()),
+        Some((batch, h)) => {
+            h.join().map_err(|_| Error::Internal(format!("writing the {what} of batch {batch} panicked")))?
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded value is a plain `Option` swapped whole: a poisoned lock still holds it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The background thread that writes snapshots and cleans up old state files.
 struct SnapshotWorker {
     tx: Option<SyncSender<(u64, Arc<Deltas>)>>,
@@ -274,10 +294,11 @@ pub(crate) struct QueryCheckpoint {
     state: StateFiles,
     /// `None` for a query without state.
     snapshots: Option<SnapshotWorker>,
-    /// The batch `resume` found planned but not committed, which the engine re-runs.
-    rerun_batch: Option<u64>,
+    /// The offset entry being written (step 1 of the module docs); behind a lock so that the
+    /// engine can wait for it while the state commit holds `&self`.
+    pending_offsets: Mutex<PendingWrite>,
     /// The commit entry being written (step 3 of the module docs).
-    pending_commit: Option<(u64, JoinHandle<Result<()>>)>,
+    pending_commit: PendingWrite,
     /// The query id kept in the metadata.
     pub id: String,
 }
@@ -372,7 +393,7 @@ impl QueryCheckpoint {
             sources_unsynced: vec![false; sources],
             state,
             snapshots,
-            rerun_batch: None,
+            pending_offsets: Mutex::new(None),
             pending_commit: None,
             id,
         })
@@ -419,7 +440,6 @@ impl QueryCheckpoint {
                         }
                     },
                 };
-                self.rerun_batch = Some(last);
                 Ok(Resume {
                     next_batch: last,
                     committed,
@@ -493,43 +513,45 @@ impl QueryCheckpoint {
         self.state.load(version)
     }
 
-    /// The write-ahead entry of a batch, durable before the batch runs (see the module docs
-    /// for why the sources' own files need no directory fsync here).
+    /// Starts writing the write-ahead entry of a batch (and the sources' files) on a helper
+    /// thread, so that it overlaps reading the input and running the plan; it is durable once
+    /// [`QueryCheckpoint::wait_offsets`] returns, which the engine calls before the sink gets
+    /// the batch (see the module docs for why that is the point that matters, and why the
+    /// sources' own files need no directory fsync here).
     pub fn log_offsets(
         &mut self,
         batch: u64,
         ends: &[Option<Offset>],
         watermarks: Option<(i64, i64)>,
-        source_logs: &[Option<Value>],
+        source_logs: Vec<Option<Value>>,
     ) -> Result<()> {
+        self.wait_offsets()?;
         let wm = watermarks.map(|(late, eviction)| json!({"late": late, "eviction": eviction}));
         let logs: Vec<Value> = source_logs.iter().map(|e| e.clone().unwrap_or(Value::Null)).collect();
         let entry = json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm, "sourceLogs": logs});
-        if source_logs.iter().all(Option::is_none) {
-            return self.offsets.add(batch, &entry);
-        }
-        // The source files and the offset entry are independent (the entry holds the sources'
-        // entries), so their fsyncs overlap.
-        for (unsynced, e) in self.sources_unsynced.iter_mut().zip(source_logs) {
+        for (unsynced, e) in self.sources_unsynced.iter_mut().zip(&source_logs) {
             *unsynced |= e.is_some();
         }
-        let (sources, offsets) = (&self.sources, &self.offsets);
-        std::thread::scope(|scope| {
-            let files = std::thread::Builder::new()
-                .name("flowgate-source-log".into())
-                .spawn_scoped(scope, move || {
-                    sources.iter().zip(source_logs).try_for_each(|(log, e)| match e {
-                        Some(e) => log.add_unsynced(batch, e),
-                        None => Ok(()),
-                    })
+        let (sources, offsets) = (self.sources.clone(), self.offsets.clone());
+        let handle = std::thread::Builder::new()
+            .name("flowgate-offset-log".into())
+            .spawn(move || {
+                offsets.add(batch, &entry)?;
+                // Durable in the entry already; the files only need their data fsynced.
+                sources.iter().zip(&source_logs).try_for_each(|(log, e)| match e {
+                    Some(e) => log.add_unsynced(batch, e),
+                    None => Ok(()),
                 })
-                .map_err(|e| Error::io("starting the source log thread", e))?;
-            let written = offsets.add(batch, &entry);
-            files
-                .join()
-                .map_err(|_| Error::Internal(format!("writing the source logs of batch {batch} panicked")))??;
-            written
-        })
+            })
+            .map_err(|e| Error::io("starting the offset log thread", e))?;
+        *lock(&self.pending_offsets) = Some((batch, handle));
+        Ok(())
+    }
+
+    /// Waits for the write-ahead entry being written, if any; it is durable when this returns.
+    pub fn wait_offsets(&self) -> Result<()> {
+        let pending = lock(&self.pending_offsets).take();
+        join_write(pending, "offset log entry")
     }
 
     /// Commits the state after `batch` as version `batch + 1`: one batch delta for all operator
@@ -549,10 +571,11 @@ impl QueryCheckpoint {
             return Ok(());
         }
         let version = batch + 1;
-        if self.rerun_batch == Some(batch) && version.is_multiple_of(SNAPSHOT_INTERVAL) {
-            // The earlier attempt of this batch may have had its snapshot written before the
-            // crash; this attempt's changes could differ, so that snapshot goes (durably)
-            // before the new delta, and the snapshot thread writes it again from this one.
+        if version.is_multiple_of(SNAPSHOT_INTERVAL) {
+            // A snapshot of this version can only be here from an earlier attempt of this batch
+            // (this process's snapshot thread writes it after this returns): that attempt's
+            // changes may differ, so the snapshot goes (durably) before the new delta, and the
+            // snapshot thread writes it again from this one.
             for s in stores.iter().flatten() {
                 s.remove_snapshot(version)?;
             }
@@ -597,14 +620,10 @@ impl QueryCheckpoint {
         Ok(())
     }
 
-    /// Waits for the commit entry being written, if any; it is durable when this returns.
+    /// Waits for the log entries being written, if any; they are durable when this returns.
     pub fn flush(&mut self) -> Result<()> {
-        match self.pending_commit.take() {
-            None => Ok(()),
-            Some((batch, h)) => {
-                h.join().map_err(|_| Error::Internal(format!("writing the commit entry of batch {batch} panicked")))?
-            }
-        }
+        let offsets = self.wait_offsets();
+        join_write(self.pending_commit.take(), "commit entry").and(offsets)
     }
 
     /// The directory, for messages.
@@ -755,7 +774,7 @@ mod tests {
             let mut cp = open(dir.path());
             for b in 0..4u64 {
                 let log = (b != 2).then(|| entry(b));
-                cp.log_offsets(b, &offsets(b), None, &[log]).unwrap();
+                cp.log_offsets(b, &offsets(b), None, vec![log]).unwrap();
             }
         }
         let src = |b: u64| dir.path().join(format!("sources/0/{b}"));
@@ -790,7 +809,7 @@ mod tests {
         {
             let mut cp = open(dir.path());
             for b in 0..2u64 {
-                cp.log_offsets(b, &offsets(b), Some((b as i64, b as i64 + 1)), &[None]).unwrap();
+                cp.log_offsets(b, &offsets(b), Some((b as i64, b as i64 + 1)), vec![None]).unwrap();
                 cp.commit_state(b, vec![changes(b + 1)]).unwrap();
                 apply_model(&mut model, b + 1);
                 if b == 0 {
@@ -818,7 +837,7 @@ mod tests {
         {
             let mut cp = open(dir.path());
             for b in 0..10u64 {
-                cp.log_offsets(b, &[Some(Offset(json!(b)))], None, &[None]).unwrap();
+                cp.log_offsets(b, &[Some(Offset(json!(b)))], None, vec![None]).unwrap();
                 if b < 9 {
                     cp.commit_state(b, vec![changes(b + 1)]).unwrap();
                     apply_model(&mut model, b + 1);
@@ -850,6 +869,34 @@ mod tests {
         }
         assert!(dir.path().join("state/0/0/10.snapshot").exists(), "written again");
         assert_eq!(open(dir.path()).load_state(10).unwrap(), vec![model]);
+    }
+
+    #[test]
+    fn a_delta_written_before_its_offsets_were_durable_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = vec![StateMap::new(); PARTS];
+        {
+            let mut cp = open(dir.path());
+            cp.log_offsets(0, &[Some(Offset(json!(0)))], None, vec![None]).unwrap();
+            cp.commit_state(0, vec![changes(1)]).unwrap();
+            apply_model(&mut model, 1);
+            cp.log_commit(0, None).unwrap();
+            // Batch 1: its state delta is written while its offset entry is still being
+            // written; the process dies before that entry is durable.
+            cp.log_offsets(1, &[Some(Offset(json!(1)))], None, vec![None]).unwrap();
+            cp.commit_state(1, vec![vec![vec![(vec![5, 5], Some(vec![5]))]; PARTS]]).unwrap();
+        }
+        std::fs::remove_file(dir.path().join("offsets/1")).unwrap();
+        let mut cp = open(dir.path());
+        let resume = cp.resume(1).unwrap();
+        assert_eq!((resume.next_batch, resume.rerun.is_none(), resume.state_version), (1, true, 1));
+        assert_eq!(cp.load_state(1).unwrap(), vec![model.clone()]);
+        // Batch 1 planned again (other offsets, other changes) replaces the orphan delta.
+        cp.log_offsets(1, &[Some(Offset(json!(2)))], None, vec![None]).unwrap();
+        cp.commit_state(1, vec![changes(2)]).unwrap();
+        apply_model(&mut model, 2);
+        cp.flush().unwrap();
+        assert_eq!(cp.load_state(2).unwrap(), vec![model]);
     }
 
     #[test]

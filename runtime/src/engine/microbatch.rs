@@ -244,7 +244,7 @@ impl MicroBatch {
                     _ => None,
                 });
             }
-            cp.log_offsets(batch_id, ends, watermarks.map(|w| (w.late, w.eviction)), &logs)?;
+            cp.log_offsets(batch_id, ends, watermarks.map(|w| (w.late, w.eviction)), logs)?;
         }
         durations.insert("walCommit".to_string(), ms(t.elapsed()));
         let t = Instant::now();
@@ -301,7 +301,8 @@ impl MicroBatch {
                         .name("flowgate-state-commit".into())
                         .spawn_scoped(scope, move || cp.commit_state(batch_id, changes))
                         .map_err(|e| Error::io("starting the state commit thread", e))?;
-                    let sink = add();
+                    // Nothing reaches the sink before the batch's offsets are durable.
+                    let sink = cp.wait_offsets().and_then(|()| add());
                     let state = state
                         .join()
                         .map_err(|_| Error::Internal(format!("committing the state of batch {batch_id} panicked")))?;
@@ -310,7 +311,12 @@ impl MicroBatch {
                 sink?;
                 state?;
             }
-            _ => add()?,
+            (cp, _) => {
+                if let Some(cp) = cp {
+                    cp.wait_offsets()?;
+                }
+                add()?
+            }
         }
         durations.insert("addBatch".to_string(), ms(t.elapsed()));
 
