@@ -4,23 +4,24 @@
 //!
 //! # What each batch writes, in order, and why a crash anywhere is safe
 //!
-//! 1. Write-ahead: `sources/<i>/<b>` (a source's log entry) is written to a temporary file,
-//!    fsynced and renamed, *without* a directory fsync; then `offsets/<b>`, which also carries
-//!    the sources' entries (`sourceLogs`), is written atomically and durably (file fsync,
-//!    rename, directory fsync). Both are written on a helper thread while the engine reads the
-//!    input and runs the plan; the engine waits for it before the sink gets anything. Invariant: every source entry of a
-//!    batch still in the offset log is durable in `offsets/<b>`, so a crash that loses the
-//!    rename of `sources/<i>/<b>` loses nothing: resume takes the entry from `offsets/<b>` and
-//!    writes the file again, durably. Before offset entries are purged (every
-//!    [`CLEANUP_EVERY`] batches), the source directories written since the last purge are
-//!    fsynced, so the files of the purged batches are durable by then (their data was fsynced
-//!    before the rename). Nothing reaches the sink before `offsets/<b>` is durable, so a crash
-//!    that loses it has had no visible effect; resume re-plans from the last durable entry,
-//!    and never loads a state version past it, so a delta of version `b + 1` written (step 2)
-//!    before `offsets/<b>` was durable is never read, and is replaced when batch `b` runs again
-//!    (and ignores a `sources/<i>/<b>` file that an entry in `offsets/<b>` does not vouch for:
-//!    the leftover of an attempt whose offsets were lost). Offset entries without
-//!    `sourceLogs` (older checkpoints) are served from the files, as before.
+//! 1. Write-ahead, on a helper thread while the engine reads the input and runs the plan;
+//!    the engine waits for it before the sink gets anything. `offsets/<b>`, which also
+//!    carries the sources' log entries of the batch (`sourceLogs`), is written atomically and
+//!    durably (file fsync, rename, directory fsync); then each `sources/<i>/<b>` is written to
+//!    a temporary file, fsynced and renamed, *without* a directory fsync.
+//!    - Nothing reaches the sink before `offsets/<b>` is durable, so a crash that loses it
+//!      has had no visible effect: resume re-plans from the last durable entry and never
+//!      loads a state version past it, so a delta of version `b + 1` written (step 2) before
+//!      `offsets/<b>` was durable is never read, and is replaced when batch `b` runs again.
+//!    - Every source entry of a batch still in the offset log is durable in `offsets/<b>`, so
+//!      a crash that loses the rename of `sources/<i>/<b>` loses nothing: resume takes the
+//!      entry from `offsets/<b>` and writes the file again, durably (and ignores a file that
+//!      `offsets/<b>` does not vouch for: the leftover of an attempt whose offsets were lost).
+//!      Before offset entries are purged (every [`CLEANUP_EVERY`] batches), the source
+//!      directories written since the last purge are fsynced, so the files of the purged
+//!      batches are durable by then (their data was fsynced before the rename).
+//!    - Offset entries without `sourceLogs` (older checkpoints) are served from the files, as
+//!      before.
 //! 2. `state/deltas/<b + 1>`: one batch delta holding every operator partition's changes
 //!    (one file fsync and one directory fsync per batch, instead of two per partition). It is
 //!    written on a helper thread *while the sink writes* batch `b`: the state version only has
@@ -42,13 +43,12 @@
 //! version can be loaded from the previous snapshot and the deltas — so they are written off
 //! the batch's path by a background thread, from a copy of the state kept in memory (loaded
 //! from disk at the first snapshot version of a run, then kept up to date by applying each
-//! batch's deltas). A snapshot is written
-//! atomically and durably before anything relies on it: only the same thread, after that,
-//! deletes the deltas it makes unnecessary (cleanup). A crash mid-snapshot leaves at most a
-//! temporary file, which no reader looks at. A snapshot of version `b + 1` written while batch
-//! `b` was not yet committed belongs to that attempt: when batch `b` is re-run after a restart,
-//! its snapshot (if any) is deleted durably before the new delta is written, so a restart can
-//! never load the earlier attempt's state for that version.
+//! batch's deltas). A snapshot is written atomically and durably before anything relies on it:
+//! only the same thread, after that, deletes the deltas it makes unnecessary (cleanup). A crash
+//! mid-snapshot leaves at most a temporary file, which no reader looks at. A snapshot of
+//! version `b + 1` found when batch `b` commits its state can only be from an earlier,
+//! uncommitted attempt of that batch: it is deleted durably before the new delta is written,
+//! so a restart can never load that attempt's state for the version.
 //!
 //! Format: checkpoints written before batch deltas existed have `state/<op>/<part>/<v>.delta`
 //! files; they are still read (a partition's chain takes a version from the batch delta when
