@@ -68,7 +68,7 @@ fn state_and_offsets_survive_a_restart() {
     assert_eq!(run(&input, &cp).unwrap(), vec![]);
     assert!(cp.join("offsets/1").exists() && cp.join("commits/1").exists() && cp.join("metadata").exists());
     assert!(cp.join("sources/0/0").exists(), "the file source logs its files per batch");
-    assert!(cp.join("state/0/2/2.delta").exists(), "state per operator/partition/version");
+    assert!(cp.join("state/deltas/2").exists(), "one batch delta per state version, all partitions in it");
 }
 
 #[test]
@@ -118,13 +118,8 @@ fn damaged_checkpoint_files_are_named_in_the_error() {
     assert!(e.contains("commits/1") && (e.contains("truncated") || e.contains("torn")), "{e}");
     std::fs::write(&commit, &good_commit).unwrap();
 
-    // A corrupt state delta.
-    let delta = std::fs::read_dir(cp.join("state/0"))
-        .unwrap()
-        .flat_map(|p| std::fs::read_dir(p.unwrap().path()).unwrap())
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "delta"))
-        .unwrap();
+    // A corrupt state delta (the batch delta of version 2, after batch 1).
+    let delta = cp.join("state/deltas/2");
     let good_delta = std::fs::read(&delta).unwrap();
     corrupt_last_byte(&delta);
     let e = run(&input, &cp).unwrap_err().to_string();
@@ -134,7 +129,7 @@ fn damaged_checkpoint_files_are_named_in_the_error() {
     // A deleted delta in the chain.
     std::fs::remove_file(&delta).unwrap();
     let e = run(&input, &cp).unwrap_err().to_string();
-    assert!(e.contains("missing") && e.contains(".delta"), "{e}");
+    assert!(e.contains("missing") && e.contains("batch delta of version 2"), "{e}");
     std::fs::write(&delta, &good_delta).unwrap();
 
     // Everything restored: the query runs again.

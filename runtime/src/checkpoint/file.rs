@@ -59,8 +59,9 @@ pub fn unframe<'a>(bytes: &'a [u8], what: &Path) -> Result<&'a [u8]> {
     Ok(payload)
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
-    // Directories can be opened and synced on Unix; elsewhere this is a no-op.
+/// Syncs a directory, making the renames done in it durable. Directories can be opened and
+/// synced on Unix; elsewhere this is a no-op.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -69,21 +70,39 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `payload` framed to `path` atomically: temp file, fsync, rename, fsync directory.
-pub fn write_atomic(path: &Path, payload: &[u8]) -> Result<()> {
+/// Writes `payload` framed to `path` through a temporary file that is fsynced and renamed over
+/// `path`; returns the directory, which the caller must sync ([`fsync_dir`]) before relying on
+/// the file being there after a crash. A reader sees the old file or the whole new one, never
+/// a torn one (the data is on disk before the rename can be).
+///
+/// The directory is created only when the temporary file cannot be created because it is
+/// missing, so a steady stream of writes into existing directories pays no `mkdir` calls.
+pub fn write_synced_file<'a>(path: &'a Path, payload: &[u8]) -> Result<&'a Path> {
     let dir = path.parent().ok_or_else(|| Error::Internal(format!("{} has no parent", path.display())))?;
-    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let bytes = frame(payload);
+    let create = || match File::create(&tmp) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            File::create(&tmp)
+        }
+        r => r,
+    };
     let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
+        let mut f = create()?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
     };
     write().map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    fsync_dir(dir)
+    Ok(dir)
+}
+
+/// Writes `payload` framed to `path` atomically and durably: temp file, fsync, rename, fsync
+/// directory.
+pub fn write_atomic(path: &Path, payload: &[u8]) -> Result<()> {
+    fsync_dir(write_synced_file(path, payload)?)
 }
 
 /// Reads and checks a file written by [`write_atomic`]; `Ok(None)` when it does not exist.
@@ -100,6 +119,12 @@ pub fn read_checked(path: &Path) -> Result<Option<Vec<u8>>> {
 pub trait Storage: Send + Sync {
     /// Writes a file atomically (durable when this returns).
     fn write(&self, rel: &str, payload: &[u8]) -> Result<()>;
+    /// Writes a file atomically, its data durable, but without syncing its directory, so the
+    /// file may be missing after a crash until the directory is synced (see
+    /// [`write_synced_file`]). By default the same as [`Storage::write`].
+    fn write_unsynced(&self, rel: &str, payload: &[u8]) -> Result<()> {
+        self.write(rel, payload)
+    }
     /// Reads a file, checked; `None` when absent.
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>>;
     /// Names of the files directly in `rel_dir` (not temporary files), sorted.
@@ -129,6 +154,9 @@ impl FsStorage {
 impl Storage for FsStorage {
     fn write(&self, rel: &str, payload: &[u8]) -> Result<()> {
         write_atomic(&self.path(rel), payload)
+    }
+    fn write_unsynced(&self, rel: &str, payload: &[u8]) -> Result<()> {
+        write_synced_file(&self.path(rel), payload).map(|_| ())
     }
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         read_checked(&self.path(rel))

@@ -9,6 +9,7 @@ use super::file::Storage;
 use crate::error::{Error, Result};
 
 /// One log directory of JSON entries named by batch id.
+#[derive(Clone)]
 pub struct BatchLog {
     storage: Arc<dyn Storage>,
     dir: String,
@@ -27,6 +28,13 @@ impl BatchLog {
     /// Writes the entry of `batch` (durable when this returns).
     pub fn add(&self, batch: u64, entry: &Value) -> Result<()> {
         self.storage.write(&self.rel(batch), entry.to_string().as_bytes())
+    }
+
+    /// Writes the entry of `batch` through a fsynced temporary file and a rename, without
+    /// syncing the directory: the caller must make the rename durable (or keep a durable copy
+    /// of the entry) itself. Falls back to [`BatchLog::add`] on storages without that split.
+    pub fn add_unsynced(&self, batch: u64, entry: &Value) -> Result<()> {
+        self.storage.write_unsynced(&self.rel(batch), entry.to_string().as_bytes())
     }
 
     /// The entry of `batch`, if written.

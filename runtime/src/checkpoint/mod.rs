@@ -4,12 +4,18 @@
 //!
 //! ```text
 //! metadata                 the query's identity and fixed settings (JSON)
-//! offsets/<batch>          written before batch <batch> runs: each source's offset range end,
-//!                          the watermarks the batch runs with
+//! offsets/<batch>          durable before the sink gets batch <batch>: each source's offset
+//!                          range end, the watermarks the batch runs with, and the sources'
+//!                          log entries of the batch (`sourceLogs`)
 //! commits/<batch>          written after the sink has the batch: the next batch's watermark
-//! sources/<i>/<batch>      per-source log (the file source's files of the batch)
-//! state/<op>/<part>/<v>.delta|.snapshot   versioned state per operator and shuffle partition
+//! sources/<i>/<batch>      per-source log (the file source's files of the batch), kept whole
+//! state/deltas/<v>         state version <v>: every operator partition's delta in one file
+//! state/<op>/<part>/<v>.snapshot   full state per operator and shuffle partition, every 10
+//! state/<op>/<part>/<v>.delta      per-partition deltas of checkpoints written before
+//!                                  `state/deltas` (still read)
 //! ```
+//!
+//! What is written when, and why each ordering is crash-safe: `engine/checkpoint.rs`.
 //!
 //! Every file is written atomically and checksummed (`file.rs`); a torn or corrupt file is an
 //! error naming it, never silently used.

@@ -9,6 +9,13 @@
 //! File formats (inside the checkpoint's checksummed frame, see `file.rs`):
 //! a delta is a sequence of `u32 key length | key | u8 1 | u32 value length | value` (a put) or
 //! `u32 key length | key | u8 0` (a delete); a snapshot is the same with puts only.
+//!
+//! Batch deltas (format 2 of the engine's state, see `engine/checkpoint.rs`): the deltas of
+//! every operator partition of one version in one file, `state/deltas/<version>`:
+//! `u32 operators | per operator: u32 partitions | per partition: u64 length | delta`. One
+//! file (one fsync, one directory fsync) per batch instead of one per partition. A partition's
+//! chain is read from its own `<v>.delta` file or, when there is a batch delta for `v`, from its
+//! part of that (a batch delta wins: only a newer flowgate writes them).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +44,67 @@ pub trait StateStore: Send {
     fn commit(&mut self, version: u64, changes: &[Change]) -> Result<()>;
     /// Forgets what is not needed to load the last `retain` versions up to `latest`.
     fn cleanup(&mut self, latest: u64, retain: u64) -> Result<()>;
+}
+
+/// Encodes changes as a delta (the format of a `.delta` file's payload).
+pub fn encode_changes(changes: &[Change]) -> Vec<u8> {
+    encode(changes.iter().cloned())
+}
+
+/// Encodes a full map as a snapshot payload.
+pub fn encode_snapshot(map: &StateMap) -> Vec<u8> {
+    encode(map.iter().map(|(k, v)| (k.clone(), Some(v.clone()))))
+}
+
+/// Applies an encoded delta (or snapshot) to `map`; `what` names its file in errors.
+pub fn apply_delta(map: &mut StateMap, bytes: &[u8], what: &str) -> Result<()> {
+    apply(map, bytes, what)
+}
+
+/// A batch delta's payload: every operator partition's encoded delta, `[operator][partition]`.
+pub fn encode_batch_delta(deltas: &[Vec<Vec<u8>>]) -> Vec<u8> {
+    let len = deltas.iter().flatten().map(|d| d.len() + 8).sum::<usize>() + 4 + 4 * deltas.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&(deltas.len() as u32).to_le_bytes());
+    for op in deltas {
+        out.extend_from_slice(&(op.len() as u32).to_le_bytes());
+        for d in op {
+            out.extend_from_slice(&(d.len() as u64).to_le_bytes());
+            out.extend_from_slice(d);
+        }
+    }
+    out
+}
+
+/// The per-partition deltas of a batch delta's payload, `[operator][partition]`.
+pub fn decode_batch_delta(mut bytes: &[u8], what: &str) -> Result<Vec<Vec<Vec<u8>>>> {
+    let bad = || Error::Checkpoint(format!("{what}: malformed batch delta"));
+    fn take<'a>(n: usize, bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+        if bytes.len() < n {
+            return None;
+        }
+        let (h, t) = bytes.split_at(n);
+        *bytes = t;
+        Some(h)
+    }
+    let u32_at = |b: &mut &[u8]| take(4, b).map(|h| u32::from_le_bytes(h.try_into().unwrap_or_default()) as usize);
+    let ops = u32_at(&mut bytes).ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(ops.min(1024));
+    for _ in 0..ops {
+        let parts = u32_at(&mut bytes).ok_or_else(bad)?;
+        let mut op = Vec::with_capacity(parts.min(1 << 16));
+        for _ in 0..parts {
+            let len =
+                take(8, &mut bytes).map(|h| u64::from_le_bytes(h.try_into().unwrap_or_default())).ok_or_else(bad)?;
+            let len = usize::try_from(len).map_err(|_| bad())?;
+            op.push(take(len, &mut bytes).ok_or_else(bad)?.to_vec());
+        }
+        out.push(op);
+    }
+    if !bytes.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
 }
 
 fn encode(changes: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>) -> Vec<u8> {
@@ -163,6 +231,7 @@ impl StateStore for MemStateStore {
 }
 
 /// State in files: `<dir>/<version>.delta` and `<dir>/<version>.snapshot`.
+#[derive(Clone)]
 pub struct FileStateStore {
     dir: PathBuf,
 }
@@ -171,6 +240,51 @@ impl FileStateStore {
     /// The store of one operator partition in `dir` (created on first commit).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         FileStateStore { dir: dir.into() }
+    }
+
+    /// The state at `version`, taking the delta of a version from `batch_deltas` (this
+    /// partition's parts of batch deltas, by version) when it has one, else from the
+    /// partition's `.delta` file.
+    pub fn load_with_batch_deltas(&self, version: u64, batch_deltas: &BTreeMap<u64, Vec<u8>>) -> Result<StateMap> {
+        let snapshots = self.versions("snapshot")?;
+        let deltas = self.versions("delta")?;
+        load_with(
+            version,
+            &snapshots,
+            |v| batch_deltas.contains_key(&v) || deltas.binary_search(&v).is_ok(),
+            |v, snap| match (snap, batch_deltas.get(&v)) {
+                (false, Some(d)) => Ok(d.clone()),
+                _ => self.read(v, snap),
+            },
+            |v, snap| {
+                let path = self.path(v, snap).display().to_string();
+                match (snap, batch_deltas.contains_key(&v)) {
+                    (true, _) => path,
+                    (false, true) => format!("this partition's part of the batch delta of version {v}"),
+                    (false, false) => format!("{path} (and the batch delta of version {v})"),
+                }
+            },
+        )
+    }
+
+    /// The latest snapshot at or below `version`, 0 when none.
+    pub fn snapshot_base(&self, version: u64) -> Result<u64> {
+        Ok(self.versions("snapshot")?.into_iter().filter(|s| *s <= version).max().unwrap_or(0))
+    }
+
+    /// Removes the snapshot of `version`, if any (durably).
+    pub fn remove_snapshot(&self, version: u64) -> Result<()> {
+        let path = self.path(version, true);
+        match std::fs::remove_file(&path) {
+            Ok(()) => super::file::fsync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
+        }
+    }
+
+    /// Writes the snapshot of `version` (durable when this returns).
+    pub fn write_snapshot(&self, version: u64, map: &StateMap) -> Result<()> {
+        write_atomic(&self.path(version, true), &encode_snapshot(map))
     }
 
     fn path(&self, v: u64, snapshot: bool) -> PathBuf {

@@ -1,14 +1,74 @@
 //! The engine's use of a checkpoint directory: checking that it belongs to this query,
 //! writing the offset log before and the commit log after each batch, committing state
 //! versions, and working out where to resume after a restart.
+//!
+//! # What each batch writes, in order, and why a crash anywhere is safe
+//!
+//! 1. Write-ahead, on a helper thread while the engine reads the input and runs the plan;
+//!    the engine waits for it before the sink gets anything. `offsets/<b>`, which also
+//!    carries the sources' log entries of the batch (`sourceLogs`), is written atomically and
+//!    durably (file fsync, rename, directory fsync); then each `sources/<i>/<b>` is written to
+//!    a temporary file, fsynced and renamed, *without* a directory fsync.
+//!    - Nothing reaches the sink before `offsets/<b>` is durable, so a crash that loses it
+//!      has had no visible effect: resume re-plans from the last durable entry and never
+//!      loads a state version past it, so a delta of version `b + 1` written (step 2) before
+//!      `offsets/<b>` was durable is never read, and is replaced when batch `b` runs again.
+//!    - Every source entry of a batch still in the offset log is durable in `offsets/<b>`, so
+//!      a crash that loses the rename of `sources/<i>/<b>` loses nothing: resume takes the
+//!      entry from `offsets/<b>` and writes the file again, durably (and ignores a file that
+//!      `offsets/<b>` does not vouch for: the leftover of an attempt whose offsets were lost).
+//!      Before offset entries are purged (every [`CLEANUP_EVERY`] batches), the source
+//!      directories written since the last purge are fsynced, so the files of the purged
+//!      batches are durable by then (their data was fsynced before the rename).
+//!    - Offset entries without `sourceLogs` (older checkpoints) are served from the files, as
+//!      before.
+//! 2. `state/deltas/<b + 1>`: one batch delta holding every operator partition's changes
+//!    (one file fsync and one directory fsync per batch, instead of two per partition). It is
+//!    written on a helper thread *while the sink writes* batch `b`: the state version only has
+//!    to be durable before the commit log entry, because until `commits/<b>` exists a restart
+//!    re-runs batch `b` from state version `b`, which this write does not touch (a re-run
+//!    replaces version `b + 1` atomically). The engine joins the write before step 3.
+//! 3. `commits/<b>`: fsynced file, rename, directory fsync — on a helper thread, while the
+//!    engine goes on to the next trigger; it is joined before the next commit entry is written
+//!    (and when the query stops). Until `commits/<b>` is durable a restart sees batch `b` as
+//!    uncommitted and re-runs it from state version `b` with its logged offsets, which is what
+//!    a crash just before the commit write always meant; and if `offsets/<b + 1>` is durable
+//!    already, the restart re-runs batch `b + 1` instead, from state version `b + 1` (durable
+//!    since step 2, which was joined before this write started) and the ends of `offsets/<b>`;
+//!    resume never needs `commits/<b>` then. Either way the sink gets no batch it has not had,
+//!    except a re-run it handles by batch id. Once `commits/<b>` is durable a restart loads
+//!    state version `b + 1`.
+//!
+//! Snapshots (every [`SNAPSHOT_INTERVAL`] versions) are not needed for correctness — every
+//! version can be loaded from the previous snapshot and the deltas — so they are written off
+//! the batch's path by a background thread, from a copy of the state kept in memory (loaded
+//! from disk at the first snapshot version of a run, then kept up to date by applying each
+//! batch's deltas). A snapshot is written atomically and durably before anything relies on it:
+//! only the same thread, after that, deletes the deltas it makes unnecessary (cleanup). A crash
+//! mid-snapshot leaves at most a temporary file, which no reader looks at. A snapshot of
+//! version `b + 1` found when batch `b` commits its state can only be from an earlier,
+//! uncommitted attempt of that batch: it is deleted durably before the new delta is written,
+//! so a restart can never load that attempt's state for the version.
+//!
+//! Format: checkpoints written before batch deltas existed have `state/<op>/<part>/<v>.delta`
+//! files; they are still read (a partition's chain takes a version from the batch delta when
+//! there is one, else from its own file), so such a checkpoint resumes and continues with batch
+//! deltas.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use serde_json::{json, Value};
 
 use super::StateSchema;
-use crate::checkpoint::state::{Change, StateMap, MIN_VERSIONS_TO_RETAIN};
+use crate::checkpoint::file::fsync_dir;
+use crate::checkpoint::state::{
+    apply_delta, decode_batch_delta, encode_batch_delta, encode_changes, Change, StateMap, MIN_VERSIONS_TO_RETAIN,
+    SNAPSHOT_INTERVAL,
+};
 use crate::checkpoint::{BatchLog, FileStateStore, FsStorage, StateStore, Storage};
 use crate::error::{Error, Result};
 use crate::source::Offset;
@@ -18,6 +78,192 @@ const RETAIN: u64 = MIN_VERSIONS_TO_RETAIN;
 /// Old log entries and state files are cleaned every this many batches (cleanup lists
 /// directories; doing it per batch would cost more than the batch on small inputs).
 const CLEANUP_EVERY: u64 = 10;
+/// Directory of the batch deltas (`<version>` files; see the module docs).
+const BATCH_DELTAS: &str = "state/deltas";
+/// Batches the snapshot thread may lag behind before a batch waits for it.
+const SNAPSHOT_QUEUE: usize = 32;
+
+/// Each operator partition's encoded delta of one version, `[operator][partition]`.
+type Deltas = Vec<Vec<Vec<u8>>>;
+
+/// The state files of a query: per-partition stores (snapshots, and deltas of older
+/// checkpoints) and the batch deltas.
+#[derive(Clone)]
+struct StateFiles {
+    storage: Arc<dyn Storage>,
+    /// `[operator][partition]`.
+    stores: Vec<Vec<FileStateStore>>,
+}
+
+impl StateFiles {
+    fn batch_delta_versions(&self) -> Result<Vec<u64>> {
+        let mut v: Vec<u64> = self.storage.list(BATCH_DELTAS)?.iter().filter_map(|n| n.parse().ok()).collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn batch_delta_rel(version: u64) -> String {
+        format!("{BATCH_DELTAS}/{version}")
+    }
+
+    /// The state of every operator partition at `version`. The batch deltas a partition may
+    /// need (those after the oldest snapshot any partition starts from) are read once and
+    /// split; partitions then load in parallel (restart time is the time to read and decode
+    /// them).
+    fn load(&self, version: u64) -> Result<Vec<Vec<StateMap>>> {
+        use rayon::prelude::*;
+        let mut min_base = version;
+        for s in self.stores.iter().flatten() {
+            min_base = min_base.min(s.snapshot_base(version)?);
+        }
+        let mut parts: Vec<Vec<BTreeMap<u64, Vec<u8>>>> =
+            self.stores.iter().map(|op| vec![BTreeMap::new(); op.len()]).collect();
+        for v in self.batch_delta_versions()? {
+            if v <= min_base || v > version {
+                continue;
+            }
+            let rel = Self::batch_delta_rel(v);
+            let what = self.storage.describe(&rel);
+            let Some(bytes) = self.storage.read(&rel)? else { continue };
+            let deltas = decode_batch_delta(&bytes, &what)?;
+            if deltas.len() != parts.len() || deltas.iter().zip(&parts).any(|(d, p)| d.len() != p.len()) {
+                return Err(Error::Checkpoint(format!(
+                    "{what}: its operators and partitions do not match the query's ({:?} partitions)",
+                    parts.iter().map(Vec::len).collect::<Vec<_>>()
+                )));
+            }
+            for (op, d_op) in parts.iter_mut().zip(deltas) {
+                for (p, d) in op.iter_mut().zip(d_op) {
+                    p.insert(v, d);
+                }
+            }
+        }
+        self.stores
+            .iter()
+            .zip(&parts)
+            .map(|(op, op_parts)| {
+                op.par_iter().zip(op_parts).map(|(s, p)| s.load_with_batch_deltas(version, p)).collect()
+            })
+            .collect()
+    }
+
+    /// Forgets what loading the last [`RETAIN`] versions up to `latest` does not need: old
+    /// per-partition files, and batch deltas at or below every partition's snapshot base
+    /// (each partition then loads from a snapshot at or after them).
+    fn cleanup(&self, latest: u64) -> Result<()> {
+        let keep_from = latest.saturating_sub(RETAIN);
+        let mut min_base = None::<u64>;
+        for s in self.stores.iter().flatten() {
+            let base = s.snapshot_base(keep_from)?;
+            min_base = Some(min_base.map_or(base, |m| m.min(base)));
+            let mut s = s.clone();
+            s.cleanup(latest, RETAIN)?;
+        }
+        if let Some(base) = min_base {
+            for v in self.batch_delta_versions()? {
+                if v <= base {
+                    self.storage.delete(&Self::batch_delta_rel(v))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A log entry being written on a helper thread: the batch and the thread.
+type PendingWrite = Option<(u64, JoinHandle<Result<()>>)>;
+
+fn join_write(pending: PendingWrite, what: &str) -> Result<()> {
+    match pending {
+        None => Ok(()),
+        Some((batch, h)) => {
+            h.join().map_err(|_| Error::Internal(format!("writing the {what} of batch {batch} panicked")))?
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded value is a plain `Option` swapped whole: a poisoned lock still holds it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The background thread that writes snapshots and cleans up old state files.
+struct SnapshotWorker {
+    tx: Option<SyncSender<(u64, Arc<Deltas>)>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SnapshotWorker {
+    fn start(files: StateFiles) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(SNAPSHOT_QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("flowgate-snapshots".into())
+            .spawn(move || snapshot_loop(files, rx))
+            .map_err(|e| Error::io("starting the state snapshot thread", e))?;
+        Ok(SnapshotWorker { tx: Some(tx), handle: Some(handle) })
+    }
+
+    /// Hands the worker the deltas of `version` (durable already).
+    fn committed(&self, version: u64, deltas: Arc<Deltas>) {
+        if let Some(tx) = &self.tx {
+            // A worker that is gone (it panicked) only means no more snapshots: the deltas
+            // alone still load every version.
+            let _ = tx.send((version, deltas));
+        }
+    }
+}
+
+impl Drop for SnapshotWorker {
+    fn drop(&mut self) {
+        // Let the worker finish what it has queued (a stopped query leaves its snapshots
+        // written), then end.
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The worker: keeps the state of the last version in memory, writes a snapshot of it every
+/// [`SNAPSHOT_INTERVAL`] versions, then cleans up. Failures are logged and only cost
+/// snapshots (the copy is rebuilt from disk at the next snapshot version).
+fn snapshot_loop(files: StateFiles, rx: Receiver<(u64, Arc<Deltas>)>) {
+    use rayon::prelude::*;
+    let mut mirror: Option<(u64, Vec<Vec<StateMap>>)> = None;
+    for (version, deltas) in rx {
+        if mirror.as_ref().is_some_and(|(v, _)| v + 1 != version) {
+            mirror = None;
+        }
+        let due = version.is_multiple_of(SNAPSHOT_INTERVAL);
+        let mut step = || -> Result<()> {
+            if mirror.is_none() && due {
+                // Built when first needed (not from version 1: a large first batch would keep
+                // this thread busy for nothing), from version - 1 on disk (never `version`
+                // itself: a snapshot of `version` left by an earlier, uncommitted attempt of
+                // this batch must not be read back), then kept up to date in memory.
+                mirror = Some((version - 1, files.load(version - 1)?));
+            }
+            let Some((v, maps)) = &mut mirror else { return Ok(()) };
+            for (op, d_op) in maps.iter_mut().zip(deltas.iter()) {
+                op.par_iter_mut().zip(d_op).try_for_each(|(m, d)| apply_delta(m, d, "a batch's state delta"))?;
+            }
+            *v = version;
+            if due {
+                files.stores.iter().zip(maps.iter()).try_for_each(|(op, m_op)| {
+                    op.par_iter().zip(m_op).try_for_each(|(s, m)| s.write_snapshot(version, m))
+                })?;
+                if version.is_multiple_of(CLEANUP_EVERY) && version > RETAIN {
+                    files.cleanup(version)?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = step() {
+            tracing::warn!(version, error = %e, "state snapshot failed; the deltas still hold every version");
+            mirror = None;
+        }
+    }
+}
 
 /// Where a restarted query resumes.
 #[derive(Debug, Default)]
@@ -42,8 +288,17 @@ pub(crate) struct QueryCheckpoint {
     offsets: BatchLog,
     commits: BatchLog,
     sources: Vec<BatchLog>,
-    /// `[operator][partition]`.
-    stores: Vec<Vec<FileStateStore>>,
+    /// Per source: whether `sources/<i>/` had files renamed into it since its last directory
+    /// fsync (see the module docs).
+    sources_unsynced: Vec<bool>,
+    state: StateFiles,
+    /// `None` for a query without state.
+    snapshots: Option<SnapshotWorker>,
+    /// The offset entry being written (step 1 of the module docs); behind a lock so that the
+    /// engine can wait for it while the state commit holds `&self`.
+    pending_offsets: Mutex<PendingWrite>,
+    /// The commit entry being written (step 3 of the module docs).
+    pending_commit: PendingWrite,
     /// The query id kept in the metadata.
     pub id: String,
 }
@@ -127,19 +382,25 @@ impl QueryCheckpoint {
             .map(|(op, s)| {
                 (0..s.partitions).map(|p| FileStateStore::new(dir.join(format!("state/{op}/{p}")))).collect()
             })
-            .collect();
+            .collect::<Vec<Vec<_>>>();
+        let state = StateFiles { storage: storage.clone(), stores };
+        let snapshots = if state.stores.is_empty() { None } else { Some(SnapshotWorker::start(state.clone())?) };
         Ok(QueryCheckpoint {
             dir: dir.to_path_buf(),
             offsets: BatchLog::new(storage.clone(), "offsets"),
             commits: BatchLog::new(storage.clone(), "commits"),
             sources: (0..sources).map(|i| BatchLog::new(storage.clone(), &format!("sources/{i}"))).collect(),
-            stores,
+            sources_unsynced: vec![false; sources],
+            state,
+            snapshots,
+            pending_offsets: Mutex::new(None),
+            pending_commit: None,
             id,
         })
     }
 
     /// Where to resume, from the logs.
-    pub fn resume(&self, sources: usize) -> Result<Resume> {
+    pub fn resume(&mut self, sources: usize) -> Result<Resume> {
         let Some((last, entry)) = self.offsets.latest()? else {
             return Ok(Resume {
                 committed: vec![None; sources],
@@ -151,16 +412,7 @@ impl QueryCheckpoint {
         let logged_wm = |e: &Value| {
             e["watermark"].as_object().map(|w| (w["late"].as_i64().unwrap_or(0), w["eviction"].as_i64().unwrap_or(0)))
         };
-        let mut source_logs = vec![Vec::new(); sources];
-        for (i, log) in self.sources.iter().enumerate() {
-            for b in log.batches()? {
-                if b <= last {
-                    if let Some(v) = log.get(b)? {
-                        source_logs[i].push(v);
-                    }
-                }
-            }
-        }
+        let source_logs = self.resume_source_logs(last, sources)?;
         match self.commits.get(last)? {
             Some(commit) => {
                 let watermarks = logged_wm(&entry)
@@ -200,67 +452,483 @@ impl QueryCheckpoint {
         }
     }
 
-    /// The state of every operator partition at `version`.
-    /// Partitions load in parallel (restart time is the time to read and decode them).
-    pub fn load_state(&self, version: u64) -> Result<Vec<Vec<StateMap>>> {
-        use rayon::prelude::*;
-        self.stores.iter().map(|op| op.par_iter().map(|s| s.load(version)).collect()).collect()
+    /// Per source, the log entries of batches up to `last`, in batch order. An offset entry
+    /// with `sourceLogs` is authoritative for its batch: a missing or different
+    /// `sources/<i>/<b>` file is written again (durably) from it, a file it does not vouch for
+    /// is ignored. Batches without such an entry (purged, or an older checkpoint) use the files.
+    fn resume_source_logs(&self, last: u64, sources: usize) -> Result<Vec<Vec<Value>>> {
+        let mut embedded: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+        for b in self.offsets.batches()? {
+            if b > last {
+                continue;
+            }
+            if let Some(arr) = self.offsets.get(b)?.and_then(|e| e["sourceLogs"].as_array().cloned()) {
+                if arr.len() != sources {
+                    return Err(Error::Checkpoint(format!(
+                        "{}: {} source log entries, the query has {sources} sources",
+                        self.offsets.describe(b),
+                        arr.len()
+                    )));
+                }
+                embedded.insert(b, arr);
+            }
+        }
+        let mut source_logs = vec![Vec::new(); sources];
+        for (i, log) in self.sources.iter().enumerate() {
+            let files: BTreeSet<u64> = log.batches()?.into_iter().filter(|b| *b <= last).collect();
+            let all: BTreeSet<u64> = files.iter().copied().chain(embedded.keys().copied()).collect();
+            let mut rewrote = false;
+            for b in all {
+                match embedded.get(&b).map(|arr| &arr[i]) {
+                    Some(Value::Null) => {}
+                    Some(v) => {
+                        let on_file = if files.contains(&b) { log.get(b).ok().flatten() } else { None };
+                        if on_file.as_ref() != Some(v) {
+                            log.add_unsynced(b, v)?;
+                            rewrote = true;
+                        }
+                        source_logs[i].push(v.clone());
+                    }
+                    None => {
+                        if let Some(v) = log.get(b)? {
+                            source_logs[i].push(v);
+                        }
+                    }
+                }
+            }
+            if rewrote {
+                fsync_dir(&self.dir.join(format!("sources/{i}")))?;
+            }
+        }
+        Ok(source_logs)
     }
 
-    /// The write-ahead entry of a batch, durable before the batch runs.
+    /// Whether the query keeps state (has state stores).
+    pub fn has_state(&self) -> bool {
+        !self.state.stores.is_empty()
+    }
+
+    /// The state of every operator partition at `version`.
+    pub fn load_state(&self, version: u64) -> Result<Vec<Vec<StateMap>>> {
+        self.state.load(version)
+    }
+
+    /// Starts writing the write-ahead entry of a batch (and the sources' files) on a helper
+    /// thread, so that it overlaps reading the input and running the plan; it is durable once
+    /// [`QueryCheckpoint::wait_offsets`] returns, which the engine calls before the sink gets
+    /// the batch (see the module docs for why that is the point that matters, and why the
+    /// sources' own files need no directory fsync here).
     pub fn log_offsets(
-        &self,
+        &mut self,
         batch: u64,
         ends: &[Option<Offset>],
         watermarks: Option<(i64, i64)>,
-        source_logs: &[Option<Value>],
+        source_logs: Vec<Option<Value>>,
     ) -> Result<()> {
-        for (log, entry) in self.sources.iter().zip(source_logs) {
-            if let Some(e) = entry {
-                log.add(batch, e)?;
-            }
-        }
+        self.wait_offsets()?;
         let wm = watermarks.map(|(late, eviction)| json!({"late": late, "eviction": eviction}));
-        self.offsets.add(batch, &json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm}))
+        let logs: Vec<Value> = source_logs.iter().map(|e| e.clone().unwrap_or(Value::Null)).collect();
+        let entry = json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm, "sourceLogs": logs});
+        for (unsynced, e) in self.sources_unsynced.iter_mut().zip(&source_logs) {
+            *unsynced |= e.is_some();
+        }
+        let (sources, offsets) = (self.sources.clone(), self.offsets.clone());
+        let handle = std::thread::Builder::new()
+            .name("flowgate-offset-log".into())
+            .spawn(move || {
+                offsets.add(batch, &entry)?;
+                // Durable in the entry already; the files only need their data fsynced.
+                sources.iter().zip(&source_logs).try_for_each(|(log, e)| match e {
+                    Some(e) => log.add_unsynced(batch, e),
+                    None => Ok(()),
+                })
+            })
+            .map_err(|e| Error::io("starting the offset log thread", e))?;
+        *lock(&self.pending_offsets) = Some((batch, handle));
+        Ok(())
     }
 
-    /// Commits the state after `batch` as version `batch + 1`.
-    pub fn commit_state(&mut self, batch: u64, changes: Vec<Vec<Vec<Change>>>) -> Result<()> {
-        if changes.len() != self.stores.len() {
+    /// Waits for the write-ahead entry being written, if any; it is durable when this returns.
+    pub fn wait_offsets(&self) -> Result<()> {
+        let pending = lock(&self.pending_offsets).take();
+        join_write(pending, "offset log entry")
+    }
+
+    /// Commits the state after `batch` as version `batch + 1`: one batch delta for all operator
+    /// partitions, durable when this returns (see the module docs for why that is enough).
+    /// Takes `&self` so that the engine can run it beside the sink.
+    pub fn commit_state(&self, batch: u64, changes: Vec<Vec<Vec<Change>>>) -> Result<()> {
+        use rayon::prelude::*;
+        let stores = &self.state.stores;
+        if changes.len() != stores.len() || changes.iter().zip(stores).any(|(c, s)| c.len() != s.len()) {
             return Err(Error::Internal(format!(
-                "{} state change sets for {} operators",
-                changes.len(),
-                self.stores.len()
+                "state changes for {:?} partitions, the checkpoint has {:?}",
+                changes.iter().map(Vec::len).collect::<Vec<_>>(),
+                stores.iter().map(Vec::len).collect::<Vec<_>>()
             )));
         }
-        for (stores, op_changes) in self.stores.iter_mut().zip(changes) {
-            for (store, part) in stores.iter_mut().zip(op_changes) {
-                store.commit(batch + 1, &part)?;
+        if stores.is_empty() {
+            return Ok(());
+        }
+        let version = batch + 1;
+        if version.is_multiple_of(SNAPSHOT_INTERVAL) {
+            // A snapshot of this version can only be here from an earlier attempt of this batch
+            // (this process's snapshot thread writes it after this returns): that attempt's
+            // changes may differ, so the snapshot goes (durably) before the new delta, and the
+            // snapshot thread writes it again from this one.
+            for s in stores.iter().flatten() {
+                s.remove_snapshot(version)?;
             }
+        }
+        let deltas: Deltas =
+            changes.par_iter().map(|op| op.par_iter().map(|part| encode_changes(part)).collect()).collect();
+        self.state.storage.write(&StateFiles::batch_delta_rel(version), &encode_batch_delta(&deltas))?;
+        if let Some(w) = &self.snapshots {
+            w.committed(version, Arc::new(deltas));
         }
         Ok(())
     }
 
     /// Marks `batch` done (the sink has it) and cleans up old entries now and then.
+    /// The entry is written on a helper thread: it is durable once [`QueryCheckpoint::flush`]
+    /// (or the next `log_commit`) returns.
     pub fn log_commit(&mut self, batch: u64, next_watermark: Option<i64>) -> Result<()> {
-        self.commits.add(batch, &json!({"batchId": batch, "nextBatchWatermarkMicros": next_watermark}))?;
+        self.flush()?;
+        let commits = self.commits.clone();
+        let entry = json!({"batchId": batch, "nextBatchWatermarkMicros": next_watermark});
+        let handle = std::thread::Builder::new()
+            .name("flowgate-commit-log".into())
+            .spawn(move || commits.add(batch, &entry))
+            .map_err(|e| Error::io("starting the commit log thread", e))?;
+        self.pending_commit = Some((batch, handle));
         if batch.is_multiple_of(CLEANUP_EVERY) && batch > RETAIN {
             let keep_from = batch - RETAIN;
+            // The offset entries about to go are the durable copy of their batches' source
+            // entries: make the source files durable first.
+            for (i, unsynced) in self.sources_unsynced.iter_mut().enumerate() {
+                if *unsynced {
+                    fsync_dir(&self.dir.join(format!("sources/{i}")))?;
+                    *unsynced = false;
+                }
+            }
             self.offsets.purge(keep_from)?;
             self.commits.purge(keep_from)?;
             // Source logs are kept whole: a source rebuilds its full history from them (the
-            // file source's offset counts files from the first batch).
-            for op in &mut self.stores {
-                for s in op.iter_mut() {
-                    s.cleanup(batch + 1, RETAIN)?;
-                }
-            }
+            // file source's offset counts files from the first batch). State files are cleaned
+            // by the snapshot thread, after the snapshots they rely on are durable.
         }
         Ok(())
+    }
+
+    /// Waits for the log entries being written, if any; they are durable when this returns.
+    pub fn flush(&mut self) -> Result<()> {
+        let offsets = self.wait_offsets();
+        join_write(self.pending_commit.take(), "commit entry").and(offsets)
     }
 
     /// The directory, for messages.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+impl Drop for QueryCheckpoint {
+    fn drop(&mut self) {
+        // The engine flushes when it stops; this is for paths that return early.
+        if let Err(e) = self.flush() {
+            tracing::error!(dir = %self.dir.display(), error = %e, "writing the last commit entry failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARTS: usize = 3;
+
+    fn open(dir: &Path) -> QueryCheckpoint {
+        let schema = vec![StateSchema {
+            operator: "agg".into(),
+            key_type: "K".into(),
+            value_type: "V".into(),
+            partitions: PARTS,
+        }];
+        let meta = metadata("id", "q", &[], "out", "update", PARTS, &schema);
+        QueryCheckpoint::open(dir, meta, &schema, 1).unwrap()
+    }
+
+    /// Deterministic changes for `version`: per partition a few puts and deletes (partition
+    /// 2 often has none, as an idle partition would).
+    fn changes(version: u64) -> Vec<Vec<Change>> {
+        (0..PARTS as u64)
+            .map(|p| {
+                if p == 2 && !version.is_multiple_of(3) {
+                    return Vec::new();
+                }
+                (0..4u64)
+                    .map(|i| {
+                        let key = vec![p as u8, ((version * 7 + i * 3) % 11) as u8];
+                        let value = (!version.is_multiple_of(5)).then(|| version.to_le_bytes().to_vec());
+                        (key, value)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn apply_model(model: &mut [StateMap], version: u64) {
+        for (m, part) in model.iter_mut().zip(changes(version)) {
+            for (k, v) in part {
+                match v {
+                    Some(v) => m.insert(k, v),
+                    None => m.remove(&k),
+                };
+            }
+        }
+    }
+
+    #[test]
+    fn older_per_partition_deltas_load_and_the_chain_continues_with_batch_deltas() {
+        let dir = tempfile::tempdir().unwrap();
+        // A checkpoint written before batch deltas: versions 1..=12 as per-partition files,
+        // with the snapshot at 10.
+        let mut models = vec![vec![StateMap::new(); PARTS]];
+        for version in 1..=12u64 {
+            for (p, part) in changes(version).into_iter().enumerate() {
+                FileStateStore::new(dir.path().join(format!("state/0/{p}"))).commit(version, &part).unwrap();
+            }
+            let mut m = models.last().unwrap().clone();
+            apply_model(&mut m, version);
+            models.push(m);
+        }
+        assert!(dir.path().join("state/0/1/10.snapshot").exists());
+        {
+            let mut cp = open(dir.path());
+            for v in 0..=12u64 {
+                assert_eq!(cp.load_state(v).unwrap(), vec![models[v as usize].clone()], "old version {v}");
+            }
+            for version in 13..=25u64 {
+                cp.commit_state(version - 1, vec![changes(version)]).unwrap();
+                let mut m = models.last().unwrap().clone();
+                apply_model(&mut m, version);
+                models.push(m);
+            }
+            assert!(!dir.path().join("state/0/0/13.delta").exists(), "new versions go to batch deltas");
+            assert!(dir.path().join("state/deltas/13").exists());
+            cp.log_commit(24, None).unwrap();
+        } // dropped: the snapshot thread has finished
+        assert!(dir.path().join("state/0/2/20.snapshot").exists(), "snapshot written from memory");
+        let cp = open(dir.path());
+        for v in 0..=25u64 {
+            assert_eq!(cp.load_state(v).unwrap(), vec![models[v as usize].clone()], "version {v}");
+        }
+        // A snapshot must equal what the deltas give: drop the deltas before 20 and load 20..
+        for v in 1..=12 {
+            for p in 0..PARTS {
+                std::fs::remove_file(dir.path().join(format!("state/0/{p}/{v}.delta"))).unwrap();
+            }
+        }
+        for v in 13..=20 {
+            std::fs::remove_file(dir.path().join(format!("state/deltas/{v}"))).unwrap();
+        }
+        for v in 20..=25u64 {
+            assert_eq!(cp.load_state(v).unwrap(), vec![models[v as usize].clone()], "version {v} from the snapshot");
+        }
+    }
+
+    #[test]
+    fn a_re_run_replaces_its_version_and_a_snapshot_is_rebuilt_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = vec![StateMap::new(); PARTS];
+        {
+            let cp = open(dir.path());
+            for version in 1..=8u64 {
+                cp.commit_state(version - 1, vec![changes(version)]).unwrap();
+                apply_model(&mut model, version);
+            }
+            // An attempt of batch 8 (version 9) that will be re-run with other changes.
+            cp.commit_state(8, vec![vec![vec![(vec![9, 9], Some(vec![1]))]; PARTS]]).unwrap();
+        }
+        let cp = open(dir.path());
+        assert_eq!(cp.load_state(8).unwrap(), vec![model.clone()]);
+        for version in 9..=12u64 {
+            cp.commit_state(version - 1, vec![changes(version)]).unwrap();
+            apply_model(&mut model, version);
+        }
+        drop(cp);
+        // The restarted thread had no copy in memory: it loaded version 9 from disk for the
+        // snapshot at 10.
+        assert!(dir.path().join("state/0/0/10.snapshot").exists());
+        let cp = open(dir.path());
+        assert_eq!(cp.load_state(12).unwrap(), vec![model]);
+        assert!(!cp.load_state(12).unwrap()[0][0].contains_key(&vec![9u8, 9]));
+    }
+
+    #[test]
+    fn source_entries_are_recovered_from_the_offset_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |b: u64| json!({ "files": [format!("{b}.json")] });
+        let offsets = |b: u64| vec![Some(Offset(json!(b)))];
+        {
+            let mut cp = open(dir.path());
+            for b in 0..4u64 {
+                let log = (b != 2).then(|| entry(b));
+                cp.log_offsets(b, &offsets(b), None, vec![log]).unwrap();
+            }
+        }
+        let src = |b: u64| dir.path().join(format!("sources/0/{b}"));
+        // A crash lost the (unsynced) rename of batch 1's source file …
+        std::fs::remove_file(src(1)).unwrap();
+        // … an attempt of batch 2 whose offsets were lost left a file no entry vouches for …
+        crate::checkpoint::file::write_atomic(&src(2), entry(99).to_string().as_bytes()).unwrap();
+        // … and batch 3's file is from an earlier attempt.
+        crate::checkpoint::file::write_atomic(&src(3), entry(98).to_string().as_bytes()).unwrap();
+        // An offset entry of an older flowgate (no `sourceLogs`): its file is used.
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
+        BatchLog::new(storage.clone(), "offsets")
+            .add(4, &json!({"batchId": 4, "offsets": [4], "watermark": null}))
+            .unwrap();
+        BatchLog::new(storage.clone(), "sources/0").add(4, &entry(4)).unwrap();
+
+        let mut cp = open(dir.path());
+        let resume = cp.resume(1).unwrap();
+        assert_eq!(resume.source_logs, vec![vec![entry(0), entry(1), entry(3), entry(4)]]);
+        assert_eq!(resume.rerun.as_ref().map(|r| r.0), Some(4));
+        // The files the offset log vouches for are on disk again, as logged.
+        let log = BatchLog::new(storage, "sources/0");
+        assert_eq!(log.get(1).unwrap(), Some(entry(1)));
+        assert_eq!(log.get(3).unwrap(), Some(entry(3)));
+    }
+
+    #[test]
+    fn a_commit_entry_lost_behind_the_next_offsets_re_runs_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let offsets = |b: u64| vec![Some(Offset(json!(b * 10)))];
+        let mut model = vec![StateMap::new(); PARTS];
+        {
+            let mut cp = open(dir.path());
+            for b in 0..2u64 {
+                cp.log_offsets(b, &offsets(b), Some((b as i64, b as i64 + 1)), vec![None]).unwrap();
+                cp.commit_state(b, vec![changes(b + 1)]).unwrap();
+                apply_model(&mut model, b + 1);
+                if b == 0 {
+                    cp.log_commit(b, Some(1)).unwrap();
+                }
+            }
+            cp.flush().unwrap();
+            assert!(dir.path().join("commits/0").exists(), "durable after flush");
+        }
+        // The commit entry of batch 0 was still being written when the process died after
+        // batch 1's offsets and state: resume re-runs batch 1 from state version 1 (after batch 0).
+        std::fs::remove_file(dir.path().join("commits/0")).unwrap();
+        let mut cp = open(dir.path());
+        let resume = cp.resume(1).unwrap();
+        assert_eq!(resume.rerun, Some((1, offsets(1))));
+        assert_eq!(resume.committed, offsets(0));
+        assert_eq!(resume.state_version, 1);
+        assert_eq!(resume.watermarks, Some((1, 2)));
+    }
+
+    #[test]
+    fn a_re_run_removes_the_snapshot_of_its_earlier_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = vec![StateMap::new(); PARTS];
+        {
+            let mut cp = open(dir.path());
+            for b in 0..10u64 {
+                cp.log_offsets(b, &[Some(Offset(json!(b)))], None, vec![None]).unwrap();
+                if b < 9 {
+                    cp.commit_state(b, vec![changes(b + 1)]).unwrap();
+                    apply_model(&mut model, b + 1);
+                    cp.log_commit(b, None).unwrap();
+                }
+            }
+        }
+        // The first attempt of batch 9 got as far as a snapshot of version 10 (with other
+        // changes) before the crash.
+        for p in 0..PARTS {
+            let stale: StateMap = [(vec![7u8], vec![7u8])].into_iter().collect();
+            FileStateStore::new(dir.path().join(format!("state/0/{p}"))).write_snapshot(10, &stale).unwrap();
+        }
+        {
+            let mut cp = open(dir.path());
+            assert_eq!(cp.resume(1).unwrap().rerun.map(|r| r.0), Some(9));
+            assert_eq!(cp.load_state(9).unwrap(), vec![model.clone()]);
+            cp.commit_state(9, vec![changes(10)]).unwrap();
+            apply_model(&mut model, 10);
+            // Before the commit entry: the stale snapshot is gone (the snapshot thread may
+            // have written the new one already).
+            for (p, m) in model.iter().enumerate() {
+                let store = FileStateStore::new(dir.path().join(format!("state/0/{p}")));
+                if store.snapshot_base(10).unwrap() == 10 {
+                    assert_eq!(&store.load(10).unwrap(), m, "partition {p}");
+                }
+            }
+            cp.log_commit(9, None).unwrap();
+        }
+        assert!(dir.path().join("state/0/0/10.snapshot").exists(), "written again");
+        assert_eq!(open(dir.path()).load_state(10).unwrap(), vec![model]);
+    }
+
+    #[test]
+    fn a_delta_written_before_its_offsets_were_durable_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = vec![StateMap::new(); PARTS];
+        {
+            let mut cp = open(dir.path());
+            cp.log_offsets(0, &[Some(Offset(json!(0)))], None, vec![None]).unwrap();
+            cp.commit_state(0, vec![changes(1)]).unwrap();
+            apply_model(&mut model, 1);
+            cp.log_commit(0, None).unwrap();
+            // Batch 1: its state delta is written while its offset entry is still being
+            // written; the process dies before that entry is durable.
+            cp.log_offsets(1, &[Some(Offset(json!(1)))], None, vec![None]).unwrap();
+            cp.commit_state(1, vec![vec![vec![(vec![5, 5], Some(vec![5]))]; PARTS]]).unwrap();
+        }
+        std::fs::remove_file(dir.path().join("offsets/1")).unwrap();
+        let mut cp = open(dir.path());
+        let resume = cp.resume(1).unwrap();
+        assert_eq!((resume.next_batch, resume.rerun.is_none(), resume.state_version), (1, true, 1));
+        assert_eq!(cp.load_state(1).unwrap(), vec![model.clone()]);
+        // Batch 1 planned again (other offsets, other changes) replaces the orphan delta.
+        cp.log_offsets(1, &[Some(Offset(json!(2)))], None, vec![None]).unwrap();
+        cp.commit_state(1, vec![changes(2)]).unwrap();
+        apply_model(&mut model, 2);
+        cp.flush().unwrap();
+        assert_eq!(cp.load_state(2).unwrap(), vec![model]);
+    }
+
+    #[test]
+    fn corrupt_batch_delta_is_named_and_cleanup_keeps_what_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut models = vec![vec![StateMap::new(); PARTS]];
+        {
+            let mut cp = open(dir.path());
+            for version in 1..=135u64 {
+                cp.commit_state(version - 1, vec![changes(version)]).unwrap();
+                cp.log_commit(version - 1, None).unwrap();
+                let mut m = models.last().unwrap().clone();
+                apply_model(&mut m, version);
+                models.push(m);
+            }
+        }
+        // The snapshot thread cleaned up at 110, 120 and 130: versions from 130 - RETAIN load.
+        assert!(!dir.path().join("state/deltas/5").exists(), "old batch deltas removed");
+        assert!(!dir.path().join("state/0/0/10.snapshot").exists(), "old snapshots removed");
+        let cp = open(dir.path());
+        for v in 30..=135u64 {
+            assert_eq!(cp.load_state(v).unwrap(), vec![models[v as usize].clone()], "version {v}");
+        }
+        let p = dir.path().join("state/deltas/133");
+        let mut bytes = std::fs::read(&p).unwrap();
+        let n = bytes.len() - 1;
+        bytes[n] ^= 0x04;
+        std::fs::write(&p, bytes).unwrap();
+        let e = cp.load_state(134).unwrap_err().to_string();
+        assert!(e.contains("deltas/133") && e.contains("checksum"), "{e}");
+        std::fs::remove_file(&p).unwrap();
+        let e = cp.load_state(134).unwrap_err().to_string();
+        assert!(e.contains("133.delta") && e.contains("missing"), "{e}");
     }
 }

@@ -48,7 +48,16 @@ fn ms(d: StdDuration) -> u64 {
 
 impl MicroBatch {
     pub(crate) fn run(mut self) {
-        let result = self.run_loop();
+        let mut result = self.run_loop();
+        if let Some(mut cp) = self.checkpoint.take() {
+            // The last batch's commit entry is durable, and the snapshot thread done, before
+            // the query reports it stopped.
+            let flushed = cp.flush();
+            drop(cp);
+            if result.is_ok() {
+                result = flushed;
+            }
+        }
         for s in &mut self.sources {
             s.stop();
         }
@@ -97,7 +106,7 @@ impl MicroBatch {
         let mut wm_last: i64 = 0;
         let mut wm_next: i64 = 0;
         let mut rerun = None;
-        if let Some(cp) = &self.checkpoint {
+        if let Some(cp) = &mut self.checkpoint {
             let resume = cp.resume(self.sources.len())?;
             for (s, logs) in self.sources.iter_mut().zip(resume.source_logs) {
                 if !logs.is_empty() {
@@ -227,7 +236,7 @@ impl MicroBatch {
         let mut durations = BTreeMap::new();
         durations.insert("latestOffset".to_string(), latest_ms);
         let t = Instant::now();
-        if let Some(cp) = &self.checkpoint {
+        if let Some(cp) = &mut self.checkpoint {
             let mut logs = Vec::with_capacity(self.sources.len());
             for ((s, start), end) in self.sources.iter().zip(starts).zip(ends) {
                 logs.push(match end {
@@ -235,7 +244,7 @@ impl MicroBatch {
                     _ => None,
                 });
             }
-            cp.log_offsets(batch_id, ends, watermarks.map(|w| (w.late, w.eviction)), &logs)?;
+            cp.log_offsets(batch_id, ends, watermarks.map(|w| (w.late, w.eviction)), logs)?;
         }
         durations.insert("walCommit".to_string(), ms(t.elapsed()));
         let t = Instant::now();
@@ -268,17 +277,47 @@ impl MicroBatch {
         };
         let out = self.plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("running batch {batch_id}")))?;
         drop(inputs);
-        if let Some(cp) = &mut self.checkpoint {
-            cp.commit_state(batch_id, self.plan.take_changes())?;
-        }
         let out = if out.len() == 1 {
             out.into_iter().next().unwrap_or_else(|| RecordBatch::new_empty(self.output_schema.clone()))
         } else {
             arrow_select::concat::concat_batches(&self.output_schema, &out)?
         };
-        self.sink
-            .add_batch(batch_id, &out, self.output_mode)
-            .map_err(|e| e.context(format!("sink {} at batch {batch_id}", self.sink.description())))?;
+        // The state version is written while the sink writes: it only has to be durable before
+        // the commit log entry (until then a restart re-runs this batch from the version before
+        // it, which this write does not touch); both are joined here, before `log_commit`.
+        let changes = match &self.checkpoint {
+            Some(cp) if cp.has_state() => Some(self.plan.take_changes()),
+            _ => None,
+        };
+        let (sink, mode) = (&mut self.sink, self.output_mode);
+        let mut add = move || {
+            sink.add_batch(batch_id, &out, mode)
+                .map_err(|e| e.context(format!("sink {} at batch {batch_id}", sink.description())))
+        };
+        match (&self.checkpoint, changes) {
+            (Some(cp), Some(changes)) => {
+                let (state, sink) = std::thread::scope(|scope| {
+                    let state = std::thread::Builder::new()
+                        .name("flowgate-state-commit".into())
+                        .spawn_scoped(scope, move || cp.commit_state(batch_id, changes))
+                        .map_err(|e| Error::io("starting the state commit thread", e))?;
+                    // Nothing reaches the sink before the batch's offsets are durable.
+                    let sink = cp.wait_offsets().and_then(|()| add());
+                    let state = state
+                        .join()
+                        .map_err(|_| Error::Internal(format!("committing the state of batch {batch_id} panicked")))?;
+                    Ok::<_, Error>((state, sink))
+                })?;
+                sink?;
+                state?;
+            }
+            (cp, _) => {
+                if let Some(cp) = cp {
+                    cp.wait_offsets()?;
+                }
+                add()?
+            }
+        }
         durations.insert("addBatch".to_string(), ms(t.elapsed()));
 
         let t = Instant::now();
