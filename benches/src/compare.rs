@@ -163,7 +163,7 @@ fn input_dir(input: Input, rows: usize) -> std::io::Result<PathBuf> {
     let mut line = String::new();
     for b in &batches {
         for i in 0..b.num_rows() {
-            if row % per_file == 0 {
+            if row.is_multiple_of(per_file) {
                 if let Some(mut w) = out.take() {
                     w.flush()?;
                 }
@@ -596,8 +596,8 @@ pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool) {
 fn print_table(lines: &[Line], rows: usize, threads: usize) {
     let find = |case: &str, system: &str| lines.iter().find(|l| l.case == case && l.system == system);
     println!(
-        "{:<16} {:<16} {:>12} {:>14} {:>9} {:>10}  {}",
-        "workload", "system", "events/s", "events/s/core", "peak MB", "result", "ratio"
+        "{:<16} {:<16} {:>12} {:>14} {:>9} {:>10}  ratio",
+        "workload", "system", "events/s", "events/s/core", "peak MB", "result"
     );
     let mut csv = vec![
         "workload,system,rows,threads,median_s,events_per_s,events_per_s_per_core,peak_rss_mb,result_rows,agrees,ratio_name,ratio"

@@ -506,12 +506,10 @@ impl FileSource {
 fn lines(data: &[u8], format: FileFormat) -> Vec<Line> {
     let mut out = Vec::new();
     let mut start = 0;
-    let mut number = 0;
     // memchr finds the line breaks a vector at a time (a byte-at-a-time split costs as much
     // as decoding the JSON).
     let breaks = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
-    for brk in breaks {
-        number += 1;
+    for (i, brk) in breaks.enumerate() {
         let text = &data[start..brk];
         let end = start + text.strip_suffix(b"\r").unwrap_or(text).len();
         let blank = match format {
@@ -521,7 +519,7 @@ fn lines(data: &[u8], format: FileFormat) -> Vec<Line> {
             FileFormat::Text => start == data.len(),
         };
         if !blank {
-            out.push(Line { number, start, end });
+            out.push(Line { number: i + 1, start, end });
         }
         start = brk + 1;
     }
