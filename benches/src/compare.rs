@@ -233,22 +233,8 @@ fn json_string(s: &str, out: &mut String) {
 
 /// `micros` since the epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC).
 fn rfc3339_micros(micros: i64, out: &mut String) {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    write!(out, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:06}Z", sod / 3600, sod % 3600 / 60, sod % 60)
-        .expect("write");
+    let t = chrono::DateTime::from_timestamp_micros(micros).expect("timestamp in chrono's range");
+    write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ")).expect("write");
 }
 
 // ------------------------------------------------------------------ results as text

@@ -436,11 +436,7 @@ fn run_plan_with_watermark(spec: flowgate::engine::QuerySpec) -> Measured {
     Measured { elapsed: start.elapsed(), result: crate::workloads::canonical(&out), note: String::new() }
 }
 
-type Hasher = foldhash::fast::FixedState;
-
-fn new_map<K, V>() -> hashbrown::HashMap<K, V, Hasher> {
-    hashbrown::HashMap::with_hasher(Hasher::with_seed(1))
-}
+use crate::workloads::{new_map, Hasher};
 
 // ------------------------------------------------------------------ q11: user sessions
 
@@ -765,34 +761,14 @@ fn q17_chunk(b: &RecordBatch, range: std::ops::Range<usize>, map: &mut AuctionDa
 }
 
 pub fn hand_q17(_rows: usize) -> Measured {
-    use rayon::prelude::*;
     const CHUNK: usize = flowgate::exec::CHUNK_ROWS;
     let input = BIDS.get().expect("prepared");
     let start = Instant::now();
-    let units: Vec<(&RecordBatch, std::ops::Range<usize>)> = input
-        .iter()
-        .flat_map(|b| (0..b.num_rows()).step_by(CHUNK).map(move |s| (b, s..(s + CHUNK).min(b.num_rows()))))
-        .collect();
-    let map = if rayon::current_num_threads() == 1 {
-        let mut map = new_map();
-        for (b, r) in &units {
-            q17_chunk(b, r.clone(), &mut map);
+    let map = crate::workloads::fold_units(input, CHUNK, q17_chunk, |a, b| {
+        for (k, v) in b {
+            a.entry(k).or_insert_with(AuctionDay::new).merge(&v);
         }
-        map
-    } else {
-        units
-            .par_iter()
-            .fold(new_map, |mut m, (b, r)| {
-                q17_chunk(b, r.clone(), &mut m);
-                m
-            })
-            .reduce(new_map, |mut a, b| {
-                for (k, v) in b {
-                    a.entry(k).or_insert_with(AuctionDay::new).merge(&v);
-                }
-                a
-            })
-    };
+    });
     let n = map.len();
     let mut auction = Int64Builder::with_capacity(n);
     let mut day = StringBuilder::with_capacity(n, n * 10);

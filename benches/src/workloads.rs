@@ -129,10 +129,46 @@ fn partitions() -> usize {
     rayon::current_num_threads().max(2)
 }
 
-type Hasher = foldhash::fast::FixedState;
+pub(crate) type Hasher = foldhash::fast::FixedState;
 
-fn new_map<K, V>() -> HashMap<K, V, Hasher> {
+pub(crate) fn new_map<K, V>() -> HashMap<K, V, Hasher> {
     HashMap::with_hasher(Hasher::with_seed(1))
+}
+
+/// The hand-written aggregations' structure: the batches cut into `chunk`-row work units,
+/// each folded into a map by `fold`; on one thread a plain loop into one map, on several a
+/// rayon fold per thread and a `merge` of the per-thread maps.
+pub(crate) fn fold_units<K, V>(
+    input: &[RecordBatch],
+    chunk: usize,
+    fold: impl Fn(&RecordBatch, std::ops::Range<usize>, &mut HashMap<K, V, Hasher>) + Sync,
+    merge: impl Fn(&mut HashMap<K, V, Hasher>, HashMap<K, V, Hasher>) + Sync,
+) -> HashMap<K, V, Hasher>
+where
+    K: Send,
+    V: Send,
+{
+    let units: Vec<(&RecordBatch, std::ops::Range<usize>)> = input
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).step_by(chunk).map(move |s| (b, s..(s + chunk).min(b.num_rows()))))
+        .collect();
+    if rayon::current_num_threads() == 1 {
+        let mut map = new_map();
+        for (b, r) in &units {
+            fold(b, r.clone(), &mut map);
+        }
+        return map;
+    }
+    units
+        .par_iter()
+        .fold(new_map, |mut m, (b, r)| {
+            fold(b, r.clone(), &mut m);
+            m
+        })
+        .reduce(new_map, |mut a, b| {
+            merge(&mut a, b);
+            a
+        })
 }
 
 /// The rows as a sorted list of per-row fingerprints: the canonical form both sides are
@@ -295,30 +331,11 @@ fn sum_chunk(b: &RecordBatch, range: std::ops::Range<usize>, map: &mut HashMap<i
 fn hand_grouped_sum(_rows: usize) -> Measured {
     let input = KV.get().expect("prepared");
     let start = Instant::now();
-    let units: Vec<(&RecordBatch, std::ops::Range<usize>)> = input
-        .iter()
-        .flat_map(|b| (0..b.num_rows()).step_by(CHUNK).map(move |s| (b, s..(s + CHUNK).min(b.num_rows()))))
-        .collect();
-    let map = if rayon::current_num_threads() == 1 {
-        let mut map = new_map();
-        for (b, r) in &units {
-            sum_chunk(b, r.clone(), &mut map);
+    let map = fold_units(input, CHUNK, sum_chunk, |a, b| {
+        for (k, v) in b {
+            *a.entry(k).or_insert(0) += v;
         }
-        map
-    } else {
-        units
-            .par_iter()
-            .fold(new_map, |mut m, (b, r)| {
-                sum_chunk(b, r.clone(), &mut m);
-                m
-            })
-            .reduce(new_map, |mut a, b| {
-                for (k, v) in b {
-                    *a.entry(k).or_insert(0) += v;
-                }
-                a
-            })
-    };
+    });
     let mut keys = Int64Builder::with_capacity(map.len());
     let mut totals = Int64Builder::with_capacity(map.len());
     for (k, v) in &map {
