@@ -193,7 +193,7 @@ fn input_dir(input: Input, rows: usize) -> std::io::Result<PathBuf> {
 /// Row `i` of `b` as a JSON object (integers, doubles, strings, UTC timestamps with µs).
 fn json_row(b: &RecordBatch, i: usize, out: &mut String) {
     out.push('{');
-    for (n, (field, col)) in b.schema().fields().iter().zip(b.columns()).enumerate() {
+    for (n, (field, col)) in b.schema_ref().fields().iter().zip(b.columns()).enumerate() {
         if n > 0 {
             out.push(',');
         }
@@ -337,31 +337,21 @@ impl Report {
     }
 
     fn to_line(&self) -> String {
-        let secs: Vec<String> = self.elapsed.iter().map(|d| format!("{:.6}", d.as_secs_f64())).collect();
-        format!(
-            "{{\"elapsed_s\": [{}], \"rows\": {}, \"peak_rss_kb\": {}}}",
-            secs.join(", "),
-            self.rows,
-            self.peak_rss_kb
-        )
+        let secs: Vec<f64> = self.elapsed.iter().map(Duration::as_secs_f64).collect();
+        serde_json::json!({"elapsed_s": secs, "rows": self.rows, "peak_rss_kb": self.peak_rss_kb}).to_string()
     }
 
-    /// Parses the last line of a child's stdout (`to_line`'s format, also what run.py prints).
+    /// Parses the last JSON line of a child's stdout (`to_line`'s format, also what run.py
+    /// prints).
     fn parse(stdout: &str) -> Option<Report> {
         let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'))?;
-        let value = |key: &str| -> Option<&str> {
-            let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
-            let rest = line[at..].trim_start();
-            let end = if rest.starts_with('[') { rest.find(']')? + 1 } else { rest.find([',', '}'])? };
-            Some(rest[..end].trim())
-        };
-        let elapsed = value("elapsed_s")?
-            .trim_matches(['[', ']'])
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().parse::<f64>().ok().map(Duration::from_secs_f64))
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let elapsed = v["elapsed_s"]
+            .as_array()?
+            .iter()
+            .map(|s| s.as_f64().map(Duration::from_secs_f64))
             .collect::<Option<Vec<_>>>()?;
-        Some(Report { elapsed, rows: value("rows")?.parse().ok()?, peak_rss_kb: value("peak_rss_kb")?.parse().ok()? })
+        Some(Report { elapsed, rows: v["rows"].as_u64()? as usize, peak_rss_kb: v["peak_rss_kb"].as_u64()? })
     }
 }
 
@@ -401,7 +391,6 @@ pub fn child(args: &[String]) {
             let lines = tsv(&result);
             let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
             std::fs::write(out, text).expect("write result");
-            std::fs::write(format!("{out}.hashes"), hashes(&result)).expect("write hashes");
             Report { elapsed, rows: lines.len(), peak_rss_kb: peak_rss_kb() }
         }
         "memory" | "hand" => {
@@ -417,10 +406,6 @@ pub fn child(args: &[String]) {
         other => panic!("unknown system {other}"),
     };
     println!("{}", report.to_line());
-}
-
-fn hashes(batches: &[RecordBatch]) -> String {
-    workloads::canonical(batches).iter().map(|h| format!("{h}\n")).collect()
 }
 
 fn run_child(case: &str, system: &str, rows: usize, runs: usize, out: &Path) -> Result<Report, String> {

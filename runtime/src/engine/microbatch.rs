@@ -89,12 +89,7 @@ impl MicroBatch {
     /// can have new data; a source that cannot tell is polled after [`POLL_INTERVAL`].
     fn idle_deadline(&self) -> Instant {
         let poll = Instant::now() + POLL_INTERVAL;
-        let mut due: Option<Instant> = None;
-        for s in &self.sources {
-            let d = s.next_data_due().unwrap_or(poll);
-            due = Some(due.map_or(d, |e| e.min(d)));
-        }
-        due.unwrap_or(poll)
+        self.sources.iter().map(|s| s.next_data_due().unwrap_or(poll)).min().unwrap_or(poll)
     }
 
     fn run_loop(&mut self) -> Result<()> {

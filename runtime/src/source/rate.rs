@@ -34,10 +34,10 @@ struct Start {
 /// and `timestamp = start + v * 1e6 / rows_per_second` microseconds, and exists from that
 /// moment on: the offset is the number of rows created by now, which is
 /// `floor(elapsed * rows_per_second) + 1` (row 0 at the start). So a row's `timestamp` is the
-/// time it was created and made available, and end-to-end latency is `now - timestamp`. Asking for the same range again gives
-/// the same rows. A source created after a restart does not know the old start time: it picks
-/// one such that the rows already processed are the ones that exist, so values continue without
-/// a gap but replayed timestamps are re-derived.
+/// time it was created and made available, and end-to-end latency is `now - timestamp`.
+/// Asking for the same range again gives the same rows. A source created after a restart does
+/// not know the old start time: it picks one such that the rows already processed are the ones
+/// that exist, so values continue without a gap but replayed timestamps are re-derived.
 ///
 /// The source tells the engine when its next row is due ([`SourceImpl::next_data_due`]), so an
 /// idle query wakes up for it instead of polling.
