@@ -321,6 +321,10 @@ pub struct QuerySpec {
     pub name: &'static str,
     /// Input names in declaration order, with the schema of each input's record.
     pub inputs: Vec<(&'static str, SchemaRef)>,
+    /// Per input, the columns the plan reads, as the compiler found them; `None` when it
+    /// needs every column. Sources are told (`SourceImpl::project`) so they can skip
+    /// decoding the others.
+    pub input_reads: Vec<Option<&'static [&'static str]>>,
     /// The output record's schema.
     pub output: SchemaRef,
     /// The output mode declared in the query.
