@@ -365,8 +365,16 @@ fn columns_unit(q: &Query, p: &Physical, columns: &[Ident]) -> TokenStream {
             let field = Ident::new(&input.to_string(), input.span());
             quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::pass(__fg_cols.#field, __fg_range.clone()))
         }
-        None => quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::with_capacity(__fg_range.len())),
+        None => quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::with_capacity(__fg_capacity)),
     });
+    // Every row makes one output row unless a filter or flat_map comes first; then the
+    // builders start small and grow, instead of reserving a whole unit for rows a selective
+    // filter drops.
+    let capacity = if p.pre.iter().any(|op| matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. })) {
+        quote!(::core::cmp::min(__fg_range.len(), ::flowgate::exec::FILTERED_START_CAPACITY))
+    } else {
+        quote!(__fg_range.len())
+    };
     let pushes = built.iter().map(|c| quote_spanned!(c.span()=> __fg_out.#c.push(#c);));
     let body = fuse_live(&p.pre, &live, &binds, quote! { #(#pushes)* });
     let parts_ty = quote_spanned!(out.span()=> type __FgParts = <#out as ::flowgate::Record>::Parts;);
@@ -374,6 +382,7 @@ fn columns_unit(q: &Query, p: &Physical, columns: &[Ident]) -> TokenStream {
     let (wm_start, wm_end) = watermark_unit(p);
     quote! {
         let (__fg_cols, __fg_range) = __fg_unit;
+        let __fg_capacity = #capacity;
         #(#unread)*
         #parts_ty
         let mut __fg_out = #parts;
