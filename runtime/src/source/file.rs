@@ -1240,4 +1240,424 @@ mod tests {
         let got = ids(&read_all(&mut src).unwrap());
         assert_eq!(got, (0..20_000).map(Some).collect::<Vec<_>>());
     }
+
+    // ---- Parquet ----
+
+    /// Writes `batch` as a Parquet file `name`, in row groups of `row_group_rows`, with a
+    /// modification time of `secs` after the epoch.
+    fn write_parquet_groups(dir: &Path, name: &str, batch: &RecordBatch, secs: u64, row_group_rows: usize) {
+        let path = dir.join(name);
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(row_group_rows))
+            .build();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(fs::File::create(&path).unwrap(), batch.schema(), Some(props))
+                .unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).unwrap();
+    }
+
+    fn write_parquet(dir: &Path, name: &str, batch: &RecordBatch, secs: u64) {
+        write_parquet_groups(dir, name, batch, secs, 1 << 20);
+    }
+
+    fn int64s(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
+        Arc::new(values.into_iter().collect::<arrow_array::Int64Array>())
+    }
+
+    fn utf8s(values: &[Option<&str>]) -> ArrayRef {
+        Arc::new(values.iter().copied().collect::<StringArray>())
+    }
+
+    fn parquet_source(dir: &Path, schema: SchemaRef) -> FileSource {
+        source(dir, schema, |o| o.format = FileFormat::Parquet)
+    }
+
+    #[test]
+    fn parquet_rows_keep_the_file_order_and_files_the_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // Several row groups and decode batches in one file.
+        let big = RecordBatch::try_from_iter([("id", int64s((0..20_000).map(Some)))]).unwrap();
+        write_parquet_groups(dir.path(), "b.parquet", &big, 20, 3_000);
+        write_parquet(
+            dir.path(),
+            "a.parquet",
+            &RecordBatch::try_from_iter([("id", int64s([Some(-2), Some(-1)]))]).unwrap(),
+            10,
+        );
+        write_parquet(
+            dir.path(),
+            "c.parquet",
+            &RecordBatch::try_from_iter([("id", int64s([Some(20_000)]))]).unwrap(),
+            30,
+        );
+        let mut src = parquet_source(dir.path(), schema(true, false));
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(batches[0].schema(), schema(true, false));
+        assert_eq!(ids(&batches), (-2..=20_000).map(Some).collect::<Vec<_>>());
+        assert_eq!(strings(&batches, "name"), vec![None; 20_003]);
+        // No column read: the rows of every row group are still counted.
+        src.project(&[]);
+        assert_eq!(rows(&read_all(&mut src).unwrap()), 20_003);
+    }
+
+    #[test]
+    fn parquet_columns_are_matched_by_name_and_extra_ones_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = RecordBatch::try_from_iter([
+            ("extra", Arc::new(arrow_array::Float64Array::from(vec![0.5, 1.5])) as ArrayRef),
+            ("name", utf8s(&[Some("a"), None])),
+            ("id", int64s([Some(1), Some(2)])),
+        ])
+        .unwrap();
+        write_parquet(dir.path(), "a.parquet", &file, 10);
+        let mut src = parquet_source(dir.path(), schema(false, false));
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(batches[0].schema(), schema(false, false));
+        assert_eq!(ids(&batches), [Some(1), Some(2)]);
+        assert_eq!(strings(&batches, "name"), [Some("a".into()), None]);
+    }
+
+    #[test]
+    fn parquet_missing_column_reads_as_nulls_if_nullable_else_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        write_parquet(
+            dir.path(),
+            "a.parquet",
+            &RecordBatch::try_from_iter([("name", utf8s(&[Some("x")]))]).unwrap(),
+            10,
+        );
+        let mut src = parquet_source(dir.path(), schema(true, false));
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(ids(&batches), [None]);
+        assert_eq!(strings(&batches, "name"), [Some("x".into())]);
+
+        let mut src = parquet_source(dir.path(), schema(false, false));
+        let err = read_all(&mut src).unwrap_err();
+        let path = dir.path().join("a.parquet").display().to_string();
+        assert!(matches!(&err, Error::Plan(m) if m.contains(&path) && m.contains("no column `id`")), "{err}");
+    }
+
+    #[test]
+    fn parquet_timestamps_of_any_unit_and_zone_become_utc_micros() {
+        let dir = tempfile::tempdir().unwrap();
+        let noon_ns = 1_704_110_400_000_000_000_i64;
+        // Spark's INT96 reads as nanoseconds without a time zone; before 1970 the instant is
+        // truncated towards the past.
+        let ns: ArrayRef = Arc::new(arrow_array::TimestampNanosecondArray::from(vec![noon_ns + 1_999, -1]));
+        let ms: ArrayRef =
+            Arc::new(arrow_array::TimestampMillisecondArray::from(vec![1_000, 2_000]).with_timezone("+01:00"));
+        let file = RecordBatch::try_from_iter([("ts", ns), ("ms", ms)]).unwrap();
+        write_parquet(dir.path(), "a.parquet", &file, 10);
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", ts_type(), false), Field::new("ms", ts_type(), true)]));
+        let mut src = parquet_source(dir.path(), schema.clone());
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(batches[0].schema(), schema);
+        let micros = |i: usize| batches[0].column(i).as_primitive::<TimestampMicrosecondType>().values().to_vec();
+        assert_eq!(micros(0), [noon_ns / 1_000 + 1, -1]);
+        assert_eq!(micros(1), [1_000_000, 2_000_000]);
+    }
+
+    #[test]
+    fn parquet_wrong_type_names_the_file_the_column_and_both_types() {
+        let dir = tempfile::tempdir().unwrap();
+        write_parquet(dir.path(), "a.parquet", &RecordBatch::try_from_iter([("id", utf8s(&[Some("1")]))]).unwrap(), 10);
+        let mut src = parquet_source(dir.path(), schema(true, false));
+        let err = read_all(&mut src).unwrap_err();
+        let path = dir.path().join("a.parquet").display().to_string();
+        assert!(
+            matches!(&err, Error::Plan(m) if m.contains(&path) && m.contains("`id` is Utf8") && m.contains("Int64")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn parquet_nulls_for_a_non_nullable_field_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write_parquet(
+            dir.path(),
+            "a.parquet",
+            &RecordBatch::try_from_iter([("id", int64s([Some(1), None]))]).unwrap(),
+            10,
+        );
+        let mut src = parquet_source(dir.path(), schema(false, false));
+        let err = read_all(&mut src).unwrap_err();
+        assert!(matches!(&err, Error::Plan(m) if m.contains("`id` holds nulls")), "{err}");
+    }
+
+    #[test]
+    fn parquet_garbage_or_truncated_files_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "garbage.parquet", "this is not parquet", 10);
+        let mut src = parquet_source(dir.path(), schema(true, false));
+        let err = read_all(&mut src).unwrap_err();
+        let path = dir.path().join("garbage.parquet").display().to_string();
+        assert!(
+            matches!(&err, Error::MalformedInput(m) if m.contains(&path) && m.contains("not a readable Parquet")),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let big = RecordBatch::try_from_iter([("id", int64s((0..1000).map(Some)))]).unwrap();
+        write_parquet(dir.path(), "cut.parquet", &big, 10);
+        let path = dir.path().join("cut.parquet");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let mut src = parquet_source(dir.path(), schema(true, false));
+        let err = read_all(&mut src).unwrap_err();
+        assert!(matches!(&err, Error::MalformedInput(m) if m.contains(&path.display().to_string())), "{err}");
+    }
+
+    #[test]
+    fn parquet_has_no_corrupt_record_column() {
+        let dir = tempfile::tempdir().unwrap();
+        write_parquet(dir.path(), "a.parquet", &RecordBatch::try_from_iter([("id", int64s([Some(1)]))]).unwrap(), 10);
+        // Naming one is a JSON/CSV option, reported on first use.
+        let mut src = source(dir.path(), schema(true, true), |o| {
+            o.format = FileFormat::Parquet;
+            o.corrupt_record_column = Some("_corrupt_record".into());
+        });
+        let err = read_all(&mut src).unwrap_err();
+        assert!(matches!(&err, Error::Plan(m) if m.contains("JSON/CSV option")), "{err}");
+        // Unnamed, a `_corrupt_record` field is an ordinary column (here missing: nulls).
+        let mut src = parquet_source(dir.path(), schema(true, true));
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(ids(&batches), [Some(1)]);
+        assert_eq!(strings(&batches, "_corrupt_record"), [None]);
+    }
+
+    // ---- Projection ----
+
+    /// Per column of `batches`' schema: its name, whether its field is nullable, and its
+    /// null count over all batches.
+    fn nulls_by_column(batches: &[RecordBatch]) -> Vec<(String, bool, usize)> {
+        let schema = batches[0].schema();
+        schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name().clone(), f.is_nullable(), batches.iter().map(|b| b.column(i).null_count()).sum()))
+            .collect()
+    }
+
+    fn rows(batches: &[RecordBatch]) -> usize {
+        batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// `id: i64, name: String, n: i64`, none nullable.
+    fn strict_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]))
+    }
+
+    /// Checks a projection onto `name` of three rows ("a", "b", "c"), then an empty one.
+    fn check_projection(mut src: FileSource) {
+        src.project(&["name"]);
+        let batches = read_all(&mut src).unwrap();
+        let unread_nullable = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        assert_eq!(batches[0].schema(), unread_nullable);
+        assert_eq!(
+            nulls_by_column(&batches),
+            [("id".into(), true, 3), ("name".into(), false, 0), ("n".into(), true, 3)]
+        );
+        assert_eq!(strings(&batches, "name"), [Some("a".into()), Some("b".into()), Some("c".into())]);
+
+        // Nothing read (`count()`): the rows are still counted.
+        src.project(&[]);
+        let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        let batches = src.get_batch(None, &end).unwrap();
+        assert_eq!(rows(&batches), 3);
+        assert_eq!(
+            nulls_by_column(&batches),
+            [("id".into(), true, 3), ("name".into(), true, 3), ("n".into(), true, 3)]
+        );
+
+        // A name not in the schema: no projection.
+        src.project(&["name", "nope"]);
+        let batches = src.get_batch(None, &end).unwrap();
+        assert_eq!(batches[0].schema(), strict_schema());
+        assert_eq!(ids(&batches), [Some(1), Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn json_projection_decodes_only_the_read_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.json",
+            "{\"id\": 1, \"name\": \"a\", \"n\": 10}\n{\"id\": 2, \"name\": \"b\", \"n\": 20}\n\n{\"name\": \"c\", \"id\": 3, \"n\": 30}\n",
+            10,
+        );
+        check_projection(source(dir.path(), strict_schema(), |o| o.mode = ParseMode::FailFast));
+    }
+
+    #[test]
+    fn csv_projection_decodes_only_the_read_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.csv", "id,name,n\n1,a,10\n2,b,20\n3,c,30\n", 10);
+        check_projection(source(dir.path(), strict_schema(), |o| {
+            o.format = FileFormat::Csv;
+            o.mode = ParseMode::FailFast;
+        }));
+    }
+
+    #[test]
+    fn parquet_projection_decodes_only_the_read_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = RecordBatch::try_from_iter([
+            ("n", int64s([Some(10), Some(20)])),
+            ("name", utf8s(&[Some("a"), Some("b")])),
+            ("id", int64s([Some(1), Some(2)])),
+        ])
+        .unwrap();
+        write_parquet(dir.path(), "a.parquet", &file, 10);
+        let file = RecordBatch::try_from_iter([
+            ("id", int64s([Some(3)])),
+            ("name", utf8s(&[Some("c")])),
+            ("n", int64s([Some(30)])),
+        ])
+        .unwrap();
+        write_parquet(dir.path(), "b.parquet", &file, 11);
+        check_projection(source(dir.path(), strict_schema(), |o| o.format = FileFormat::Parquet));
+    }
+
+    #[test]
+    fn a_bad_value_in_an_unread_field_does_not_make_a_line_malformed() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.json",
+            "{\"id\": 1, \"name\": \"a\", \"n\": 10}\n{\"id\": \"x\", \"name\": \"b\", \"n\": 20}\n",
+            10,
+        );
+        let mut src = source(dir.path(), strict_schema(), |o| o.mode = ParseMode::FailFast);
+        src.project(&["name", "n"]);
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(strings(&batches, "name"), [Some("a".into()), Some("b".into())]);
+
+        // Read, the same field fails the line.
+        src.project(&["id", "name"]);
+        let err = read_all(&mut src).unwrap_err();
+        assert!(matches!(&err, Error::MalformedInput(m) if m.contains("line 2 of")), "{err}");
+
+        // A line that is not a JSON object is malformed whatever is read.
+        write(dir.path(), "b.json", "{\"id\": 3, \"name\": \"c\", \"n\": 30}\n[1]\n", 11);
+        let mut src = source(dir.path(), strict_schema(), |o| o.mode = ParseMode::FailFast);
+        src.project(&[]);
+        let err = read_all(&mut src).unwrap_err();
+        assert!(matches!(&err, Error::MalformedInput(m) if m.contains("line 2 of") && m.contains("b.json")), "{err}");
+
+        // CSV: an unread column is not parsed, but the number of fields still counts.
+        write(dir.path(), "c.csv", "id,name,n\nx,a,10\n", 10);
+        let csv = |dir: &Path| {
+            source(dir, strict_schema(), |o| {
+                o.format = FileFormat::Csv;
+                o.mode = ParseMode::FailFast;
+                o.suffix = Some(".csv".into());
+            })
+        };
+        let mut src = csv(dir.path());
+        src.project(&["name"]);
+        assert_eq!(strings(&read_all(&mut src).unwrap(), "name"), [Some("a".into())]);
+        write(dir.path(), "d.csv", "id,name,n\n1,b\n", 11);
+        let mut src = csv(dir.path());
+        src.project(&["name"]);
+        assert!(matches!(read_all(&mut src), Err(Error::MalformedInput(_))));
+    }
+
+    #[test]
+    fn parse_modes_work_under_a_projection() {
+        // BAD_JSON: {"id": 1, "name": "a"} / not json / {"id": "x", "name": "b"} / [1] / {"id": 5}
+        let (_dir, mut src) = with_bad_file(FileFormat::Json, schema(true, true), ParseMode::Permissive);
+        src.project(&["name"]);
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(strings(&batches, "name"), [Some("a".into()), None, Some("b".into()), None, None]);
+        // The corrupt-record column is not read: null, like `id`.
+        assert_eq!(strings(&batches, "_corrupt_record"), vec![None; 5]);
+        assert_eq!(ids(&batches), [None; 5]);
+
+        let (_dir, mut src) = with_bad_file(FileFormat::Json, schema(true, true), ParseMode::Permissive);
+        src.project(&["name", "_corrupt_record"]);
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(
+            strings(&batches, "_corrupt_record"),
+            [None, Some("not json".into()), None, Some("[1]".into()), None]
+        );
+
+        // A non-nullable field outside the projection does not stop PERMISSIVE.
+        let (_dir, mut src) = with_bad_file(FileFormat::Json, schema(false, false), ParseMode::Permissive);
+        src.project(&["name"]);
+        assert_eq!(rows(&read_all(&mut src).unwrap()), 5);
+
+        let (_dir, mut src) = with_bad_file(FileFormat::Json, schema(false, false), ParseMode::DropMalformed);
+        src.project(&["name"]);
+        assert_eq!(strings(&read_all(&mut src).unwrap(), "name"), [Some("a".into()), Some("b".into()), None]);
+
+        // BAD_CSV: 1,a / 2,b,extra / x,c / 5,e
+        let (_dir, mut src) = with_bad_file(FileFormat::Csv, schema(true, true), ParseMode::DropMalformed);
+        src.project(&["name"]);
+        assert_eq!(
+            strings(&read_all(&mut src).unwrap(), "name"),
+            [Some("a".into()), Some("c".into()), Some("e".into())]
+        );
+    }
+
+    /// A measurement, not a check: rows per second reading seven JSON columns, then two.
+    /// `cargo test --release -p flowgate --lib json_projection_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement; run it in release mode"]
+    fn json_projection_speed() {
+        const ROWS: usize = 500_000;
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::with_capacity(ROWS * 160);
+        for i in 0..ROWS {
+            text.push_str(&format!(
+                "{{\"ts\": \"2024-01-01T12:00:{:02}Z\", \"sensor\": \"sensor-{}\", \"site\": \"site-{}\", \
+                 \"value\": {}, \"temp\": {}.25, \"ok\": {}, \"note\": \"reading number {i}\"}}\n",
+                i % 60,
+                i % 100,
+                i % 7,
+                i,
+                i % 40,
+                i % 2 == 0
+            ));
+        }
+        write(dir.path(), "a.json", &text, 10);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", ts_type(), false),
+            Field::new("sensor", DataType::Utf8, false),
+            Field::new("site", DataType::Utf8, false),
+            Field::new("value", DataType::Int64, false),
+            Field::new("temp", DataType::Float64, false),
+            Field::new("ok", DataType::Boolean, false),
+            Field::new("note", DataType::Utf8, false),
+        ]));
+        for columns in [None, Some(&["sensor", "value"][..])] {
+            let mut src = source(dir.path(), schema.clone(), |_| {});
+            if let Some(columns) = columns {
+                src.project(columns);
+            }
+            let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let started = std::time::Instant::now();
+                assert_eq!(rows(&src.get_batch(None, &end).unwrap()), ROWS);
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+            println!(
+                "{:?}: {:.2} M rows/s (best of 5, {ROWS} rows)",
+                columns.unwrap_or(&["all 7"]),
+                ROWS as f64 / best / 1e6
+            );
+        }
+    }
 }
