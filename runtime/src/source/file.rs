@@ -39,7 +39,7 @@ use arrow_array::types::{
     TimestampSecondType,
 };
 use arrow_array::{make_array, new_null_array, Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
-use arrow_schema::{ArrowError, DataType, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{ArrowError, DataType, FieldRef, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
@@ -245,35 +245,34 @@ impl Layout {
             .map_err(|e| format!("the schema cannot be read from JSON: {e}"))?;
         }
 
-        // Text has nothing to prune: its one column is the line.
+        // What is decoded. Text has nothing to prune: its one column is the line.
         let wanted = |i: usize| opts.format == FileFormat::Text || projection.is_none_or(|p| p.contains(&i));
         let read: Vec<bool> = (0..schema.fields().len()).map(|i| is_data(i) && wanted(i)).collect();
         let corrupt_read = corrupt_idx.is_some_and(wanted);
-        let data_read: Vec<bool> = (0..schema.fields().len()).filter(|i| is_data(*i)).map(|i| read[i]).collect();
-        let read_fields: Vec<_> =
-            data_fields.iter().zip(&data_read).filter(|(_, r)| **r).map(|(f, _)| f.clone()).collect();
-        let (decode_fields, csv_projection) = if opts.format == FileFormat::Csv {
-            let positions = data_read.iter().enumerate().filter(|(_, r)| **r).map(|(i, _)| i).collect::<Vec<_>>();
-            let projection = (positions.len() < data_fields.len()).then_some(positions);
-            (decode_fields, projection)
-        } else {
-            let fields = decode_fields.into_iter().zip(&data_read).filter(|(_, r)| **r).map(|(f, _)| f).collect();
-            (fields, None)
+        // Per data field, in order: whether it is read.
+        let data_read = (0..schema.fields().len()).filter(|i| is_data(*i)).map(|i| read[i]);
+        let (mut read_fields, mut read_decode_fields, mut read_positions) = (Vec::new(), Vec::new(), Vec::new());
+        for pos in data_read.enumerate().filter(|(_, read)| *read).map(|(pos, _)| pos) {
+            read_fields.push(data_fields[pos].clone());
+            read_decode_fields.push(decode_fields[pos].clone());
+            read_positions.push(pos);
+        }
+        let (decode_fields, csv_projection) = match opts.format {
+            // CSV columns are by position: the decoder needs every field, and is told which to parse.
+            FileFormat::Csv => {
+                let all_read = read_positions.len() == data_fields.len();
+                (decode_fields, (!all_read).then_some(read_positions))
+            }
+            _ => (read_decode_fields, None),
         };
-        let output_fields: Vec<_> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(
-                |(i, f)| {
-                    if read[i] || !is_data(i) {
-                        f.clone()
-                    } else {
-                        Arc::new(f.as_ref().clone().with_nullable(true))
-                    }
-                },
-            )
-            .collect();
+        let unread_nullable = |(i, f): (usize, &FieldRef)| {
+            if read[i] || !is_data(i) {
+                f.clone()
+            } else {
+                Arc::new(f.as_ref().clone().with_nullable(true))
+            }
+        };
+        let output_fields: Vec<_> = schema.fields().iter().enumerate().map(unread_nullable).collect();
         Ok(Layout {
             output_schema: Arc::new(Schema::new_with_metadata(output_fields, metadata.clone())),
             read,
@@ -646,8 +645,10 @@ impl FileSource {
             let idx = file_schema.fields().iter().position(|f| f.name() == field.name());
             match idx.map(|idx| file_schema.field(idx).data_type()) {
                 Some(file_type) => {
-                    let converted =
-                        matches!((file_type, field.data_type()), (DataType::Timestamp(..), DataType::Timestamp(..)));
+                    let converted = matches!(
+                        (file_type, field.data_type()),
+                        (DataType::Timestamp(..), DataType::Timestamp(TimeUnit::Microsecond, _))
+                    );
                     if file_type != field.data_type() && !converted {
                         return Err(Error::Plan(format!(
                             "{}: column `{}` is {file_type} in the file, but the record's field is {}: \
