@@ -1,5 +1,6 @@
 //! The file source under a real query: each file is read once, in arrival order, malformed
-//! lines are handled per Spark's modes, and `max_files_per_trigger` splits batches.
+//! lines are handled per Spark's modes, `max_files_per_trigger` splits batches, and Parquet
+//! files are read by column name.
 
 use std::path::Path;
 
@@ -18,6 +19,15 @@ struct Strict {
     value: i64,
 }
 
+/// What a Parquet-writing query puts in its files: `Strict`'s columns in another order, and
+/// one more.
+#[derive(Record, Debug, PartialEq)]
+struct Measured {
+    value: i64,
+    note: String,
+    sensor: String,
+}
+
 #[derive(Record, Debug, PartialEq)]
 struct Total {
     sensor: String,
@@ -33,6 +43,10 @@ stream_query! {
 
     query StrictReadings(readings: Strict) -> Strict, mode = append {
         readings
+    }
+
+    query Measurements(measured: Measured) -> Measured, mode = append {
+        measured
     }
 
     query Totals(readings: Strict) -> Total, mode = complete {
@@ -154,4 +168,40 @@ fn csv_files_with_a_header() {
     let mut rows: Vec<Total> = table.rows().unwrap();
     rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
     assert_eq!(rows, vec![Total { sensor: "a".into(), total: 5, n: 2 }, Total { sensor: "b".into(), total: 6, n: 1 }]);
+}
+
+#[test]
+fn parquet_files_written_by_a_query_are_read_by_column_name() {
+    // One query writes Parquet files (one per batch) with the file sink ...
+    let dir = tempfile::tempdir().unwrap();
+    let input = MemoryStream::<Measured>::new();
+    let writer = Measurements::builder()
+        .measured(Source::memory(&input))
+        .sink(Sink::file(dir.path(), SinkFormat::Parquet))
+        .start()
+        .unwrap();
+    let m = |sensor: &str, value: i64| Measured { value, note: format!("{sensor}={value}"), sensor: sensor.into() };
+    input.add(vec![m("a", 1), m("b", 5)]);
+    writer.process_all_available().unwrap();
+    input.add(vec![m("a", 2), m("a", 4)]);
+    writer.process_all_available().unwrap();
+    writer.stop().unwrap();
+    let parquet_files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".parquet"))
+        .count();
+    assert_eq!(parquet_files, 2);
+
+    // ... another reads them as rows of `Strict`: `sensor` and `value` by name, `note` ignored.
+    let table = MemoryTable::new();
+    let reader = Totals::builder()
+        .readings(Source::file(dir.path()).parquet())
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::available_now())
+        .start()
+        .unwrap();
+    reader.await_termination().unwrap();
+    let mut rows: Vec<Total> = table.rows().unwrap();
+    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    assert_eq!(rows, vec![Total { sensor: "a".into(), total: 7, n: 3 }, Total { sensor: "b".into(), total: 5, n: 1 }]);
 }
