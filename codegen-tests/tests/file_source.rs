@@ -52,6 +52,24 @@ stream_query! {
     query Totals(readings: Strict) -> Total, mode = complete {
         readings.group_by(sensor).agg(sum(value) as total, count() as n)
     }
+
+    /// Reads `sensor` and `value` of `Wide`, never `note`.
+    query WideTotals(readings: Wide) -> Total, mode = complete {
+        readings.group_by(sensor).agg(sum(value) as total, count() as n)
+    }
+
+    /// Reads `note` too.
+    query Notes(readings: Wide) -> Strict, mode = append {
+        readings.select(sensor = note, value)
+    }
+}
+
+/// `Strict` with one more non-nullable column.
+#[derive(Record, Debug, PartialEq)]
+struct Wide {
+    sensor: String,
+    note: String,
+    value: i64,
 }
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -114,6 +132,45 @@ fn fail_fast_stops_the_query_with_the_file_and_line() {
     assert!(err.contains("1.json") && err.contains('2'), "error names file and line: {err}");
     assert_eq!(table.batch_count(), 0, "nothing reached the sink");
     assert!(q.exception().is_some());
+}
+
+/// The compiler tells the source which columns the plan reads; the file source decodes only
+/// those, as Spark's pruned JSON reading does: a bad value in a column the query never reads
+/// does not make its line malformed, even under FAILFAST.
+#[test]
+fn only_the_columns_a_query_reads_are_decoded() {
+    assert_eq!(WideTotals::spec().input_reads, [Some(&["sensor", "value"][..])]);
+    assert_eq!(AllReadings::spec().input_reads, [None], "a filter-only query hands on whole rows");
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "1.json",
+        "{\"sensor\": \"a\", \"note\": \"x\", \"value\": 1}\n\
+         {\"sensor\": \"a\", \"note\": [1, 2], \"value\": 2}\n\
+         {\"sensor\": \"b\", \"value\": 3, \"note\": \"z\"}\n",
+    );
+    let table = MemoryTable::new();
+    let q = WideTotals::builder()
+        .readings(Source::file(dir.path()).json().mode(ParseMode::FailFast))
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::available_now())
+        .start()
+        .unwrap();
+    q.await_termination().unwrap();
+    let mut rows: Vec<Total> = table.rows().unwrap();
+    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    assert_eq!(rows, [Total { sensor: "a".into(), total: 3, n: 2 }, Total { sensor: "b".into(), total: 3, n: 1 }]);
+
+    // A query that reads `note` meets the bad value.
+    let table = MemoryTable::new();
+    let q = Notes::builder()
+        .readings(Source::file(dir.path()).json().mode(ParseMode::FailFast))
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::available_now())
+        .start()
+        .unwrap();
+    let err = q.await_termination().unwrap_err().to_string();
+    assert!(err.contains("1.json") && err.contains("line 2"), "{err}");
 }
 
 #[test]

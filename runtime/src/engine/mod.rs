@@ -414,14 +414,17 @@ impl QueryBuilder {
             return Err(Error::Plan(format!("invalid trigger: {msg}")));
         }
         let mut sources = Vec::new();
-        for ((name, schema), src) in self.spec.inputs.iter().zip(self.sources) {
-            let src = src.ok_or_else(|| {
+        for (i, ((name, schema), src)) in self.spec.inputs.iter().zip(self.sources).enumerate() {
+            let mut src = src.ok_or_else(|| {
                 Error::Plan(format!(
                     "query `{}` has no source for input `{name}`: call `.{name}(Source::...)` on the builder",
                     self.spec.name
                 ))
             })?;
             check_source_schema(name, schema, &src.schema(), &src.description())?;
+            if let Some(Some(columns)) = self.spec.input_reads.get(i) {
+                src.project(columns);
+            }
             sources.push(src);
         }
         let sink = self.sink.ok_or_else(|| {

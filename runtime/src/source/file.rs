@@ -155,8 +155,8 @@ impl FileOptions {
 /// How the configured schema maps onto the data in the files, and which of it is decoded.
 #[derive(Debug)]
 struct Layout {
-    /// The schema of the batches handed out: the configured one, with the fields that are not
-    /// read (all null) made nullable. Without a projection, the configured schema.
+    /// The schema of the batches handed out: the configured one (fields that are not read
+    /// and have no zero value, see [`unread_column`], made nullable).
     output_schema: SchemaRef,
     /// Per field of the configured schema: whether it is decoded from the files (never the
     /// corrupt-record column, which is not in them).
@@ -265,8 +265,10 @@ impl Layout {
             }
             _ => (read_decode_fields, None),
         };
+        // Unread fields keep their nullability where a null-free placeholder exists for
+        // their type (see `unread_column`), and are made nullable (all null) where not.
         let unread_nullable = |(i, f): (usize, &FieldRef)| {
-            if read[i] || !is_data(i) {
+            if read[i] || !is_data(i) || has_zero_value(f.data_type()) {
                 f.clone()
             } else {
                 Arc::new(f.as_ref().clone().with_nullable(true))
@@ -620,8 +622,7 @@ impl FileSource {
             } else if Some(i) == layout.corrupt_idx {
                 corrupt.take().unwrap_or_else(|| new_null_array(&DataType::Utf8, rows))
             } else {
-                // Not read: all null (a zeroed allocation, no decoding).
-                new_null_array(field.data_type(), rows)
+                unread_column(field.data_type(), rows)
             };
             columns.push(column);
         }
@@ -743,6 +744,38 @@ fn timestamp_micros(column: &ArrayRef, unit: TimeUnit, tz: Option<Arc<str>>) -> 
 
 /// The non-blank lines of `data` (JSON: blank = only whitespace; CSV: empty; text: none), without their
 /// `\n` or `\r\n`.
+/// Whether [`unread_column`] gives `data_type` a placeholder without nulls.
+fn has_zero_value(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Struct(fields) => fields.iter().all(|f| has_zero_value(f.data_type())),
+        t => {
+            t.is_primitive() || matches!(t, DataType::Boolean | DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary)
+        }
+    }
+}
+
+/// The placeholder of a column the plan does not read: `rows` zero values (0, false, empty
+/// strings, the epoch) without nulls, so that a typed view of a non-nullable field accepts
+/// it, from one zeroed allocation and no decoding. Types without such a value (see
+/// [`has_zero_value`]) get an all-null column; their field is made nullable.
+fn unread_column(data_type: &DataType, rows: usize) -> ArrayRef {
+    if let DataType::Struct(fields) = data_type {
+        if has_zero_value(data_type) {
+            let children = fields.iter().map(|f| unread_column(f.data_type(), rows)).collect();
+            return Arc::new(arrow_array::StructArray::new(fields.clone(), children, None));
+        }
+    }
+    let nulls = new_null_array(data_type, rows);
+    if !has_zero_value(data_type) {
+        return nulls;
+    }
+    // Zeroed values and offsets are valid values of these types once the validity is dropped.
+    match nulls.to_data().into_builder().nulls(None).build() {
+        Ok(data) => make_array(data),
+        Err(_) => nulls,
+    }
+}
+
 fn lines(data: &[u8], format: FileFormat) -> Vec<Line> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -1460,16 +1493,13 @@ mod tests {
     fn check_projection(mut src: FileSource) {
         src.project(&["name"]);
         let batches = read_all(&mut src).unwrap();
-        let unread_nullable = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("name", DataType::Utf8, false),
-            Field::new("n", DataType::Int64, true),
-        ]));
-        assert_eq!(batches[0].schema(), unread_nullable);
+        // Unread columns are zero placeholders without nulls: the schema stays as configured.
+        assert_eq!(batches[0].schema(), strict_schema());
         assert_eq!(
             nulls_by_column(&batches),
-            [("id".into(), true, 3), ("name".into(), false, 0), ("n".into(), true, 3)]
+            [("id".into(), false, 0), ("name".into(), false, 0), ("n".into(), false, 0)]
         );
+        assert_eq!(ids(&batches), [Some(0), Some(0), Some(0)]);
         assert_eq!(strings(&batches, "name"), [Some("a".into()), Some("b".into()), Some("c".into())]);
 
         // Nothing read (`count()`): the rows are still counted.
@@ -1479,8 +1509,9 @@ mod tests {
         assert_eq!(rows(&batches), 3);
         assert_eq!(
             nulls_by_column(&batches),
-            [("id".into(), true, 3), ("name".into(), true, 3), ("n".into(), true, 3)]
+            [("id".into(), false, 0), ("name".into(), false, 0), ("n".into(), false, 0)]
         );
+        assert_eq!(strings(&batches, "name"), vec![Some(String::new()); 3]);
 
         // A name not in the schema: no projection.
         src.project(&["name", "nope"]);
@@ -1582,9 +1613,9 @@ mod tests {
         src.project(&["name"]);
         let batches = read_all(&mut src).unwrap();
         assert_eq!(strings(&batches, "name"), [Some("a".into()), None, Some("b".into()), None, None]);
-        // The corrupt-record column is not read: null, like `id`.
+        // The corrupt-record column is not read: null. `id` is not read either: zeros.
         assert_eq!(strings(&batches, "_corrupt_record"), vec![None; 5]);
-        assert_eq!(ids(&batches), [None; 5]);
+        assert_eq!(ids(&batches), [Some(0); 5]);
 
         let (_dir, mut src) = with_bad_file(FileFormat::Json, schema(true, true), ParseMode::Permissive);
         src.project(&["name", "_corrupt_record"]);

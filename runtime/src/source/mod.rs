@@ -60,10 +60,12 @@ pub trait SourceImpl: Send {
     fn description(&self) -> String;
     /// The schema of the batches this source returns.
     fn schema(&self) -> SchemaRef;
-    /// The plan reads only these columns (by name) of this source's rows. A source may then
-    /// decode only those. The batches it returns must still hold every column of `schema()`,
-    /// by name and type, in order; the unread ones may be all-null, with their fields then
-    /// marked nullable in the batch's schema.
+    /// The plan reads only these columns (by name) of this source's rows: the engine says so
+    /// once, before the first batch, from the columns the query compiler found the plan reads
+    /// (`QuerySpec::input_reads`). A source may then decode only those. The batches it returns
+    /// must still hold every column of `schema()`, by name and type, in order; the unread ones
+    /// hold placeholders that a typed view of the record accepts: values without nulls (the
+    /// file source's zeros), or nulls with the field marked nullable in the batch's schema.
     fn project(&mut self, _columns: &[&str]) {}
     /// Called once before the first batch under Trigger::available_now: the source fixes the
     /// data it will deliver (later arrivals wait for the next run).
