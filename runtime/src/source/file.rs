@@ -742,8 +742,6 @@ fn timestamp_micros(column: &ArrayRef, unit: TimeUnit, tz: Option<Arc<str>>) -> 
     Ok(make_array(converted.to_data().into_builder().data_type(data_type).build()?))
 }
 
-/// The non-blank lines of `data` (JSON: blank = only whitespace; CSV: empty; text: none), without their
-/// `\n` or `\r\n`.
 /// Whether [`unread_column`] gives `data_type` a placeholder without nulls.
 fn has_zero_value(data_type: &DataType) -> bool {
     match data_type {
@@ -776,6 +774,8 @@ fn unread_column(data_type: &DataType, rows: usize) -> ArrayRef {
     }
 }
 
+/// The non-blank lines of `data` (JSON: blank = only whitespace; CSV: empty; text: none), without their
+/// `\n` or `\r\n`.
 fn lines(data: &[u8], format: FileFormat) -> Vec<Line> {
     let mut out = Vec::new();
     let mut start = 0;
