@@ -45,6 +45,9 @@ use parquet::arrow::ProjectionMask;
 
 use super::{Offset, ReadLimit, SourceImpl};
 use crate::error::{Error, Result};
+use json_fast::FastPlan;
+
+mod json_fast;
 
 /// Rows per decoded Arrow batch. arrow-rs readers default to 1024; 8192 is DataFusion's default
 /// `batch_size`, large enough to amortize per-batch work and small enough to stay in cache.
@@ -175,6 +178,9 @@ struct Layout {
     corrupt_idx: Option<usize>,
     /// Whether the corrupt-record column is read: only then is a malformed line's text kept.
     corrupt_read: bool,
+    /// JSON whose decoded fields all have types the fast path builds: its plan (see
+    /// [`json_fast`]), tried before arrow-json on every run of lines.
+    json_fast: Option<FastPlan>,
 }
 
 impl Layout {
@@ -275,14 +281,17 @@ impl Layout {
             }
         };
         let output_fields: Vec<_> = schema.fields().iter().enumerate().map(unread_nullable).collect();
+        let decode_schema = Arc::new(Schema::new_with_metadata(decode_fields, metadata.clone()));
+        let json_fast = (opts.format == FileFormat::Json).then(|| FastPlan::new(&decode_schema)).flatten();
         Ok(Layout {
             output_schema: Arc::new(Schema::new_with_metadata(output_fields, metadata.clone())),
             read,
             read_schema: Arc::new(Schema::new_with_metadata(read_fields, metadata.clone())),
-            decode_schema: Arc::new(Schema::new_with_metadata(decode_fields, metadata)),
+            decode_schema,
             csv_projection,
             corrupt_idx,
             corrupt_read,
+            json_fast,
         })
     }
 }
@@ -526,30 +535,12 @@ impl FileSource {
         let mut batches = Vec::new();
         match self.opts.format {
             FileFormat::Json => {
-                let mut decoder = arrow_json::ReaderBuilder::new(schema)
-                    .with_batch_size(DECODE_BATCH_ROWS)
-                    // A number or boolean for a string field is read as its text, as Spark does.
-                    .with_coerce_primitive(true)
-                    .build_decoder()
-                    .map_err(|e| e.to_string())?;
-                // Line by line, so that a line holding anything but exactly one JSON value is
-                // caught here (the decoder itself does not care about line breaks).
-                for line in lines {
-                    if decoder.len() >= DECODE_BATCH_ROWS {
-                        batches.extend(decoder.flush().map_err(|e| e.to_string())?);
-                    }
-                    let text = &data[line.start..line.end];
-                    let before = decoder.len();
-                    let read = decoder.decode(text).map_err(|e| e.to_string())?;
-                    if decoder.has_partial_record() {
-                        return Err("the line ends inside a JSON value (one JSON object per line is expected)".into());
-                    }
-                    let values = decoder.len() - before;
-                    if values != 1 || read != text.len() {
-                        return Err(format!("expected one JSON object per line, found {values} or more values"));
+                if let Some(plan) = &layout.json_fast {
+                    if let Some(batches) = plan.decode(data, lines, DECODE_BATCH_ROWS) {
+                        return Ok(batches);
                     }
                 }
-                batches.extend(decoder.flush().map_err(|e| e.to_string())?);
+                batches = arrow_json_decode(schema, data, lines)?;
             }
             FileFormat::Text => {
                 for chunk in lines.chunks(DECODE_BATCH_ROWS) {
@@ -740,6 +731,37 @@ fn timestamp_micros(column: &ArrayRef, unit: TimeUnit, tz: Option<Arc<str>>) -> 
     };
     let data_type = DataType::Timestamp(TimeUnit::Microsecond, tz);
     Ok(make_array(converted.to_data().into_builder().data_type(data_type).build()?))
+}
+
+/// Decodes `lines` of `data`, JSON objects, with arrow-json and `schema` (the decode schema).
+/// Fails with the reason if any line is malformed.
+fn arrow_json_decode(schema: SchemaRef, data: &[u8], lines: &[Line]) -> Result<Vec<RecordBatch>, String> {
+    let mut batches = Vec::new();
+    let mut decoder = arrow_json::ReaderBuilder::new(schema)
+        .with_batch_size(DECODE_BATCH_ROWS)
+        // A number or boolean for a string field is read as its text, as Spark does.
+        .with_coerce_primitive(true)
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    // Line by line, so that a line holding anything but exactly one JSON value is
+    // caught here (the decoder itself does not care about line breaks).
+    for line in lines {
+        if decoder.len() >= DECODE_BATCH_ROWS {
+            batches.extend(decoder.flush().map_err(|e| e.to_string())?);
+        }
+        let text = &data[line.start..line.end];
+        let before = decoder.len();
+        let read = decoder.decode(text).map_err(|e| e.to_string())?;
+        if decoder.has_partial_record() {
+            return Err("the line ends inside a JSON value (one JSON object per line is expected)".into());
+        }
+        let values = decoder.len() - before;
+        if values != 1 || read != text.len() {
+            return Err(format!("expected one JSON object per line, found {values} or more values"));
+        }
+    }
+    batches.extend(decoder.flush().map_err(|e| e.to_string())?);
+    Ok(batches)
 }
 
 /// The non-blank lines of `data` (JSON: blank = only whitespace; CSV: empty; text: none), without their
