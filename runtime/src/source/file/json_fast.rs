@@ -546,3 +546,345 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::RecordBatch;
+    use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+    use super::super::{arrow_json_decode, lines, FileFormat, DECODE_BATCH_ROWS};
+    use super::FastPlan;
+
+    /// Decodes `text` both ways. Returns whether the fast path took it; when it did, arrow-json
+    /// must have decoded the lines without error to the same batches.
+    fn differential(schema: &SchemaRef, text: &str, batch_rows: usize) -> bool {
+        let data = text.as_bytes();
+        let lines = lines(data, FileFormat::Json);
+        let plan = FastPlan::new(schema).expect("a schema the fast path builds");
+        let Some(fast) = plan.decode(data, &lines, batch_rows) else {
+            return false;
+        };
+        assert!(fast.iter().all(|b| b.num_rows() <= batch_rows));
+        let slow = match arrow_json_decode(schema.clone(), data, &lines) {
+            Ok(slow) => slow,
+            Err(e) => panic!("the fast path took lines arrow-json rejects ({e}):\n{text}"),
+        };
+        let concat = |batches: &[RecordBatch]| arrow_select::concat::concat_batches(schema, batches).unwrap();
+        assert_eq!(concat(&fast), concat(&slow), "schema {schema:?}, lines:\n{text}");
+        if batch_rows == DECODE_BATCH_ROWS {
+            assert_eq!(fast, slow, "same batches, same sizes");
+        }
+        true
+    }
+
+    fn ts_type() -> DataType {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+    }
+
+    fn all_types() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("i", DataType::Int64, true),
+            Field::new("j", DataType::Int32, true),
+            Field::new("f", DataType::Float64, true),
+            Field::new("b", DataType::Boolean, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("t", ts_type(), true),
+        ]))
+    }
+
+    #[test]
+    fn hand_picked_lines_decode_as_arrow_json_does() {
+        let schema = all_types();
+        let taken = [
+            r#"{"i": 1, "j": 2, "f": 0.1, "b": true, "s": "x", "t": "2024-01-01T12:00:00Z"}"#,
+            r#"  {  "t" :"2024-02-29T23:59:59.123+05:30" ,"s":"" , "b":false,"f":-0.0,"j":-2147483648,"i":-9223372036854775808 }  "#,
+            r#"{"i": 9223372036854775807, "j": 2147483647, "f": 1e300, "s": "héllo 漢字 🎉", "t": "1969-12-31 23:59:59.999999999-08:00"}"#,
+            r#"{"f": 1E-5, "t": "2000-01-01T00:00:00.5Z"}"#,
+            r#"{"f": 12345678901234567890, "t": "2024-06-01T00:00:00.123456Z"}"#,
+            r#"{"f": 2.5e-310, "t": "0001-01-01T00:00:00Z"}"#,
+            r#"{"f": 0, "t": "9999-12-31T23:59:59.999999+00:00"}"#,
+            r#"{}"#,
+            "{\t}",
+            r#"{"i": null, "j": null, "f": null, "b": null, "s": null, "t": null}"#,
+            r#"{"x": "a \"quoted\" \\ \/ \b\f\n\r\t \u00e9 \uFFFF", "i": 3}"#,
+            r#"{"x": {"a": [1, {"b": "\"}"}, [], {}], "c": null}, "y": [true, false, null, -1.5e+3], "i": 4}"#,
+            r#"{"x": "}", "y": "{", "z": "]", "s": "a,b:c"}"#,
+            r#"{"i": -0, "j": 0, "f": -1.25E+2}"#,
+        ];
+        for line in taken {
+            assert!(differential(&schema, line, DECODE_BATCH_ROWS), "the fast path gave up on {line}");
+        }
+        assert!(differential(&schema, &taken.join("\n"), DECODE_BATCH_ROWS));
+        assert!(differential(&schema, &taken.join("\r\n\n  \n"), 3));
+
+        // Each of these makes the fast path give up; arrow-json decides.
+        let given_up = [
+            r#"{"s": "a\"b"}"#,                            // an escape in a decoded string
+            r#"{"i": 1.0}"#,                               // a fraction for an integer
+            r#"{"i": 1e3}"#,                               // an exponent for an integer
+            r#"{"i": 9223372036854775808}"#,               // out of range
+            r#"{"j": 2147483648}"#,                        // out of range for Int32
+            r#"{"i": "12"}"#,                              // a string for a number
+            r#"{"i": 01}"#,                                // a leading zero
+            r#"{"f": 1e400}"#,                             // not finite
+            r#"{"f": .5}"#,                                // not a JSON number
+            r#"{"s": 12}"#,                                // a number for a string (coerced by arrow-json)
+            r#"{"s": true}"#,                              // a boolean for a string (coerced by arrow-json)
+            r#"{"b": 1}"#,                                 // a number for a boolean
+            r#"{"t": "2024-01-01T12:00:00"}"#,             // no offset
+            r#"{"t": "2024-01-01t12:00:00Z"}"#,            // lower-case separator
+            r#"{"t": "2024-01-01T12:00:00+0530"}"#,        // offset without colon
+            r#"{"t": "2024-01-01T12:00:00.1234567890Z"}"#, // ten fraction digits
+            r#"{"t": "2024-01-01T23:59:60Z"}"#,            // a leap second
+            r#"{"t": "2023-02-29T00:00:00Z"}"#,            // no such day
+            r#"{"t": "2024-01-01"}"#,                      // a date only
+            r#"{"t": 1704110400000000}"#,                  // a number for a timestamp
+            r#"{"i": 1, "i": 2}"#,                         // a duplicate key
+            r#"{"i": 1} x"#,                               // trailing garbage
+            r#"{"i": 1}{"i": 2}"#,                         // two objects
+            r#"[1]"#,                                      // not an object
+            r#"{"i": 1,}"#,                                // a trailing comma
+            r#"{"i": 1 "j": 2}"#,                          // a missing comma
+            r#"{"x": "\ud83c\udf89"}"#,                    // a surrogate pair (unread)
+            r#"{"x": "\q"}"#,                              // an invalid escape (unread)
+            r#"{"x": 1-2}"#,                               // not a number (unread)
+            r#"{"x": tru}"#,                               // not a literal (unread)
+            r#"{"x": [1 2]}"#,                             // not an array (unread)
+            r#"{"\u0069": 1}"#,                            // an escaped key
+            r#"{"i": 1"#,                                  // unterminated
+        ];
+        for line in given_up {
+            assert!(!differential(&schema, line, DECODE_BATCH_ROWS), "the fast path took {line}");
+            // One such line gives up on the whole run.
+            assert!(!differential(&schema, &format!("{}\n{line}", taken[0]), DECODE_BATCH_ROWS));
+        }
+        // Invalid UTF-8, even in an unread string.
+        let mut bytes = br#"{"x": "a"#.to_vec();
+        bytes.extend_from_slice(b"\xff\"}");
+        let lines = lines(&bytes, FileFormat::Json);
+        assert!(FastPlan::new(&schema).unwrap().decode(&bytes, &lines, DECODE_BATCH_ROWS).is_none());
+
+        // A null or a missing key for a non-nullable field: arrow-json fails the line.
+        let strict = Arc::new(Schema::new(vec![Field::new("i", DataType::Int64, false)]));
+        assert!(differential(&strict, r#"{"i": 5, "s": "x"}"#, DECODE_BATCH_ROWS));
+        assert!(!differential(&strict, r#"{"i": null}"#, DECODE_BATCH_ROWS));
+        assert!(!differential(&strict, r#"{"s": "x"}"#, DECODE_BATCH_ROWS));
+        // Nothing decoded (a projection onto no field): the rows still count.
+        let empty = Arc::new(Schema::empty());
+        assert!(differential(&empty, "{\"i\": 1}\n{}", DECODE_BATCH_ROWS));
+    }
+
+    /// xorshift64*: a small seeded generator, so that a failure replays.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn chance(&mut self, percent: usize) -> bool {
+            self.below(100) < percent
+        }
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    const KINDS: [fn() -> DataType; 6] = [
+        || DataType::Int64,
+        || DataType::Int32,
+        || DataType::Float64,
+        || DataType::Boolean,
+        || DataType::Utf8,
+        ts_type,
+    ];
+
+    fn ws(rng: &mut Rng) -> &'static str {
+        *rng.pick(&["", "", "", " ", "  ", "\t"])
+    }
+
+    /// A string literal's body: mostly plain text, sometimes escapes (only if `escapes`).
+    fn string_body(rng: &mut Rng, escapes: bool) -> String {
+        let pieces: &[&str] = if escapes {
+            &["a", "bc", " ", "é", "漢", "🎉", ",", ":", "{", "]", "\\\"", "\\\\", "\\n", "\\u00e9", "\\/", "\\t"]
+        } else {
+            &["a", "bc", " ", "é", "漢", "🎉", ",", ":", "{", "]", "'"]
+        };
+        (0..rng.below(8)).map(|_| *rng.pick(pieces)).collect()
+    }
+
+    fn timestamp(rng: &mut Rng, clean: bool) -> String {
+        let (y, mo) = (1900 + rng.below(200), 1 + rng.below(12));
+        let d = 1 + rng.below(if clean { 28 } else { 31 });
+        let (h, mi, s) = (rng.below(24), rng.below(60), rng.below(if clean { 60 } else { 61 }));
+        let sep = if clean { *rng.pick(&["T", " "]) } else { *rng.pick(&["T", " ", "t"]) };
+        let frac = match rng.below(if clean { 4 } else { 6 }) {
+            0 => String::new(),
+            1 => format!(".{:03}", rng.below(1000)),
+            2 => format!(".{:06}", rng.below(1_000_000)),
+            3 => format!(".{:09}", rng.below(1_000_000_000)),
+            4 => format!(".{}", rng.below(10)),
+            _ => ".1234567890".into(),
+        };
+        let zone = match rng.below(if clean { 3 } else { 5 }) {
+            0 => "Z".to_string(),
+            1 => format!("+{:02}:{:02}", rng.below(24), rng.below(60)),
+            2 => format!("-{:02}:{:02}", rng.below(24), rng.below(60)),
+            3 => String::new(),
+            _ => "+0530".into(),
+        };
+        format!("\"{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{frac}{zone}\"")
+    }
+
+    /// A value for a field of `data_type`: of its type if `clean`, else sometimes anything.
+    fn value(rng: &mut Rng, data_type: &DataType, clean: bool, nullable: bool) -> String {
+        if nullable && rng.chance(10) {
+            return "null".into();
+        }
+        if !clean && rng.chance(5) {
+            return any_value(rng, 0);
+        }
+        match data_type {
+            DataType::Int64 | DataType::Int32 => {
+                let bits = if data_type == &DataType::Int32 { 31 } else { 63 };
+                match rng.below(if clean { 4 } else { 6 }) {
+                    0 => (rng.below(1000) as i64 - 500).to_string(),
+                    1 => ((rng.next() >> (64 - bits)) as i64).to_string(),
+                    2 => (-((rng.next() >> (64 - bits)) as i64) - 1).to_string(),
+                    3 => rng.pick(&["0", "-0", "1", "-1"]).to_string(),
+                    4 => {
+                        rng.pick(&["1.0", "1e3", "01", "\"7\"", "9223372036854775808", "2147483648", "+1"]).to_string()
+                    }
+                    _ => format!("{}", rng.next() as i64 as f64),
+                }
+            }
+            DataType::Float64 => {
+                let x = f64::from_bits(rng.next());
+                match rng.below(if clean { 5 } else { 6 }) {
+                    0 if x.is_finite() => format!("{x}"),
+                    1 if x.is_finite() => format!("{x:e}"),
+                    2 => format!("{}", (rng.below(100_000) as f64 - 50_000.0) / 100.0),
+                    3 => {
+                        rng.pick(&["0.1", "-0.0", "1e300", "1E-5", "2.5e-310", "123456789012345678901234"]).to_string()
+                    }
+                    4 => (rng.next() as i64).to_string(),
+                    5 => rng.pick(&["1e400", ".5", "2.", "\"1.5\"", "NaN", "-"]).to_string(),
+                    _ => "1.5".into(),
+                }
+            }
+            DataType::Boolean => {
+                rng.pick(if clean { &["true", "false"][..] } else { &["true", "false", "1", "\"true\""] }).to_string()
+            }
+            DataType::Utf8 => match rng.below(if clean { 1 } else { 3 }) {
+                0 => format!("\"{}\"", string_body(rng, false)),
+                1 => format!("\"{}\"", string_body(rng, true)),
+                _ => rng.pick(&["12", "-1.5e3", "true"]).to_string(),
+            },
+            _ => {
+                if !clean && rng.chance(10) {
+                    (rng.next() as i64 >> 12).to_string()
+                } else {
+                    timestamp(rng, clean)
+                }
+            }
+        }
+    }
+
+    /// Any strict JSON value (for keys that are not decoded).
+    fn any_value(rng: &mut Rng, depth: usize) -> String {
+        match rng.below(if depth < 3 { 8 } else { 6 }) {
+            0 => format!("\"{}\"", string_body(rng, true)),
+            1 => (rng.next() as i64).to_string(),
+            2 => format!("{:e}", (rng.below(1000) as f64) / 7.0),
+            3 => rng.pick(&["true", "false", "null"]).to_string(),
+            4 => "-0.5E+3".into(),
+            5 => "\"plain\"".into(),
+            6 => {
+                let items: Vec<_> = (0..rng.below(4)).map(|_| any_value(rng, depth + 1)).collect();
+                format!("[{}]", items.join(&format!("{},{}", ws(rng), ws(rng))))
+            }
+            _ => {
+                let items: Vec<_> = (0..rng.below(4))
+                    .map(|k| format!("\"k{k}\"{}:{}{}", ws(rng), ws(rng), any_value(rng, depth + 1)))
+                    .collect();
+                format!("{{{}}}", items.join(", "))
+            }
+        }
+    }
+
+    #[test]
+    fn random_lines_decode_as_arrow_json_does() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut taken, mut given_up, mut clean_cases) = (0, 0, 0);
+        for case in 0..3000 {
+            let clean = case % 2 == 0;
+            // The fields of the file, and a random projection of them decoded.
+            let fields: Vec<(String, DataType, bool)> =
+                (0..1 + rng.below(7)).map(|i| (format!("f{i}"), rng.pick(&KINDS)(), rng.chance(70))).collect();
+            let decoded: Vec<_> = fields.iter().filter(|_| rng.chance(60)).cloned().collect();
+            let schema = Arc::new(Schema::new(
+                decoded.iter().map(|(name, t, nullable)| Field::new(name, t.clone(), *nullable)).collect::<Vec<_>>(),
+            ));
+            let mut text = String::new();
+            for _ in 0..1 + rng.below(20) {
+                let mut pairs: Vec<String> = Vec::new();
+                for (name, data_type, nullable) in &fields {
+                    let is_decoded = decoded.iter().any(|(n, _, _)| n == name);
+                    // Missing keys only where that is a null the field accepts.
+                    if (!is_decoded || *nullable || !clean) && rng.chance(10) {
+                        continue;
+                    }
+                    let v = if is_decoded || rng.chance(50) {
+                        value(&mut rng, data_type, clean, *nullable || !clean)
+                    } else {
+                        any_value(&mut rng, 0)
+                    };
+                    pairs.push(format!("\"{name}\"{}:{}{v}", ws(&mut rng), ws(&mut rng)));
+                }
+                if rng.chance(20) {
+                    pairs.push(format!("\"extra\": {}", any_value(&mut rng, 0)));
+                }
+                // Keys in any order.
+                for i in (1..pairs.len()).rev() {
+                    pairs.swap(i, rng.below(i + 1));
+                }
+                if !clean && rng.chance(3) {
+                    pairs.push(rng.pick(&["\"f0\": 1", "oops", "\"x\":"]).to_string());
+                }
+                let sep = format!("{},{}", ws(&mut rng), ws(&mut rng));
+                text.push_str(&format!(
+                    "{}{{{}{}{}}}{}",
+                    ws(&mut rng),
+                    ws(&mut rng),
+                    pairs.join(&sep),
+                    ws(&mut rng),
+                    ws(&mut rng)
+                ));
+                if !clean && rng.chance(2) {
+                    text.push_str(*rng.pick(&[" x", "}", "{}"]));
+                }
+                text.push_str(*rng.pick(&["\n", "\r\n", "\n\n"]));
+            }
+            let batch_rows = *rng.pick(&[1, 3, DECODE_BATCH_ROWS]);
+            let took = differential(&schema, &text, batch_rows);
+            if clean {
+                clean_cases += 1;
+                assert!(took, "the fast path gave up on common shapes: {schema:?}\n{text}");
+            }
+            if took {
+                taken += 1;
+            } else {
+                given_up += 1;
+            }
+        }
+        println!("random runs: {taken} decoded by the fast path, {given_up} given up ({clean_cases} clean, all taken)");
+        assert!(given_up > 300, "the unclean runs exercise giving up");
+    }
+}
