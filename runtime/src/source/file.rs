@@ -1714,4 +1714,76 @@ mod tests {
             );
         }
     }
+
+    /// A measurement, not a check: rows per second reading Nexmark-like bids (7 fields), all of
+    /// them and then two, with arrow-json alone and with the fast path (`json_fast`).
+    /// `cargo test --release -p flowgate --lib json_fast_path_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement; run it in release mode"]
+    fn json_fast_path_speed() {
+        const ROWS: usize = 500_000;
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::with_capacity(ROWS * 260);
+        let channels = ["Google", "Facebook", "Baidu", "Apple"];
+        let filler = "abcdefghijklmnopqrstuvwxyz0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz0123456789";
+        for i in 0..ROWS {
+            let channel = channels[i % 4];
+            let extra = &filler[..30 + (i * 7919) % 71];
+            text.push_str(&format!(
+                "{{\"auction\": {}, \"bidder\": {}, \"price\": {}, \"channel\": \"{channel}\", \
+                 \"url\": \"https://www.nexmark.com/{channel}/item.htm?query=1&channel_id={}\", \
+                 \"date_time\": \"2024-01-01T12:{:02}:{:02}.{:06}Z\", \"extra\": \"{extra}\"}}\n",
+                1000 + i % 5000,
+                2000 + (i * 31) % 100_000,
+                (i * 7) % 10_000_000,
+                i % 1000,
+                (i / 60_000) % 60,
+                (i / 1000) % 60,
+                (i * 997) % 1_000_000,
+            ));
+        }
+        write(dir.path(), "bids.json", &text, 10);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("auction", DataType::Int64, false),
+            Field::new("bidder", DataType::Int64, false),
+            Field::new("price", DataType::Int64, false),
+            Field::new("channel", DataType::Utf8, false),
+            Field::new("url", DataType::Utf8, false),
+            Field::new("date_time", ts_type(), false),
+            Field::new("extra", DataType::Utf8, false),
+        ]));
+        println!("{ROWS} bids, {:.1} MB", text.len() as f64 / 1e6);
+        for columns in [None, Some(&["auction", "price"][..])] {
+            let mut results = Vec::new();
+            for fast in [false, true] {
+                let mut src = source(dir.path(), schema.clone(), |_| {});
+                if let Some(columns) = columns {
+                    src.project(columns);
+                }
+                if let Ok(layout) = &mut src.layout {
+                    assert!(layout.json_fast.is_some());
+                    if !fast {
+                        layout.json_fast = None;
+                    }
+                }
+                let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+                let mut best = f64::MAX;
+                let mut batches = Vec::new();
+                for _ in 0..5 {
+                    let started = std::time::Instant::now();
+                    batches = src.get_batch(None, &end).unwrap();
+                    best = best.min(started.elapsed().as_secs_f64());
+                }
+                assert_eq!(rows(&batches), ROWS);
+                println!(
+                    "{:?} {}: {:.2} M rows/s (best of 5)",
+                    columns.unwrap_or(&["all 7"]),
+                    if fast { "fast path" } else { "arrow-json" },
+                    ROWS as f64 / best / 1e6
+                );
+                results.push(arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap());
+            }
+            assert_eq!(results[0], results[1], "both paths give the same rows");
+        }
+    }
 }
