@@ -1725,7 +1725,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut text = String::with_capacity(ROWS * 260);
         let channels = ["Google", "Facebook", "Baidu", "Apple"];
-        let filler = "abcdefghijklmnopqrstuvwxyz0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz0123456789";
+        let filler =
+            "abcdefghijklmnopqrstuvwxyz0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz0123456789";
         for i in 0..ROWS {
             let channel = channels[i % 4];
             let extra = &filler[..30 + (i * 7919) % 71];
