@@ -23,6 +23,15 @@
 //! (a line must still have the right number of fields), Parquet reads only those column chunks,
 //! and text has nothing to prune. The batches still hold every configured column: the unread
 //! ones are all null, and their fields are marked nullable in the batches' schema.
+//!
+//! ## JSON fast path
+//!
+//! JSON lines are first tried with [`json_fast`]: flat objects whose decoded fields are
+//! integers, floats, booleans, plain strings, RFC 3339 timestamps or dates are scanned once,
+//! only the decoded values converted. Anything it is not sure of (escapes in a decoded string,
+//! numbers or timestamps in other spellings, values of another type, duplicate keys, malformed
+//! lines) makes it give up on the run of lines, which arrow-json then decodes as before: results
+//! and malformed-line handling are the same either way.
 
 use std::collections::HashSet;
 use std::fmt;

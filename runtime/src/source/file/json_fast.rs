@@ -21,7 +21,8 @@
 //! - Boolean: `true`/`false`;
 //! - Utf8: a string without backslash escapes;
 //! - Timestamp(Microsecond, _): a string `YYYY-MM-DD(T| )HH:MM:SS[.f{1,9}](Z|±HH:MM)` with a
-//!   valid date, hours 0-23, minutes and seconds 0-59 (no leap second).
+//!   valid date, hours 0-23, minutes and seconds 0-59 (no leap second);
+//! - Date32: a string `YYYY-MM-DD` with a valid date.
 //!
 //! Values of other keys are skipped but checked to be strict JSON (strings with valid escapes
 //! and no lone surrogates, numbers, literals, arrays and objects up to [`MAX_SKIP_DEPTH`]), as
@@ -31,7 +32,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder};
-use arrow_array::builder::{PrimitiveBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{Date32Builder, PrimitiveBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 
@@ -50,6 +51,7 @@ enum Kind {
     Boolean,
     Utf8,
     TimestampMicros,
+    Date32,
 }
 
 /// How the fast path decodes a schema: built once per layout, `None` if some field's type is
@@ -70,6 +72,7 @@ enum Builder {
     Boolean(BooleanBuilder),
     Utf8(StringBuilder),
     Timestamp(TimestampMicrosecondBuilder),
+    Date32(Date32Builder),
 }
 
 impl Builder {
@@ -83,6 +86,7 @@ impl Builder {
             Kind::TimestampMicros => {
                 Builder::Timestamp(PrimitiveBuilder::with_capacity(rows).with_data_type(data_type.clone()))
             }
+            Kind::Date32 => Builder::Date32(Date32Builder::with_capacity(rows)),
         }
     }
 
@@ -94,6 +98,7 @@ impl Builder {
             Builder::Boolean(b) => b.append_null(),
             Builder::Utf8(b) => b.append_null(),
             Builder::Timestamp(b) => b.append_null(),
+            Builder::Date32(b) => b.append_null(),
         }
     }
 
@@ -105,6 +110,7 @@ impl Builder {
             Builder::Boolean(b) => Arc::new(b.finish()),
             Builder::Utf8(b) => Arc::new(b.finish()),
             Builder::Timestamp(b) => Arc::new(b.finish()),
+            Builder::Date32(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -122,6 +128,7 @@ impl FastPlan {
                 DataType::Boolean => Kind::Boolean,
                 DataType::Utf8 => Kind::Utf8,
                 DataType::Timestamp(TimeUnit::Microsecond, _) => Kind::TimestampMicros,
+                DataType::Date32 => Kind::Date32,
                 _ => return None,
             });
         }
@@ -263,6 +270,10 @@ impl FastPlan {
             Builder::Timestamp(b) => {
                 c.expect(b'"')?;
                 b.append_value(timestamp_micros(c.plain_string()?.as_bytes())?);
+            }
+            Builder::Date32(b) => {
+                c.expect(b'"')?;
+                b.append_value(date_days(c.plain_string()?.as_bytes())?);
             }
         }
         Some(())
@@ -488,28 +499,49 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// `YYYY-MM-DD(T| )HH:MM:SS[.f{1,9}](Z|±HH:MM)` as UTC microseconds (sub-microsecond digits
-/// truncated towards the past, as chrono's `timestamp_micros` does), `None` for anything else.
-fn timestamp_micros(s: &[u8]) -> Option<i64> {
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let mut v = 0;
-        for &b in s.get(range)? {
-            if !b.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(b - b'0');
-        }
-        Some(v)
-    };
-    let at = |i: usize, b: u8| s.get(i) == Some(&b);
-    if !(at(4, b'-') && at(7, b'-') && (at(10, b'T') || at(10, b' ')) && at(13, b':') && at(16, b':')) {
+/// `YYYY-MM-DD` as days since the epoch, `None` for anything else.
+fn date_days(s: &[u8]) -> Option<i32> {
+    if s.len() != 10 {
         return None;
     }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let (year, month, day) = ymd(s)?;
+    i32::try_from(days_from_civil(year, month, day)).ok()
+}
+
+/// The valid date of a string starting `YYYY-MM-DD`.
+fn ymd(s: &[u8]) -> Option<(i64, i64, i64)> {
+    if s.get(4) != Some(&b'-') || s.get(7) != Some(&b'-') {
+        return None;
+    }
+    let (year, month, day) = (digits(s, 0..4)?, digits(s, 5..7)?, digits(s, 8..10)?);
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
+    Some((year, month, day))
+}
+
+/// The decimal number `s[range]`, all digits.
+fn digits(s: &[u8], range: std::ops::Range<usize>) -> Option<i64> {
+    let mut v = 0;
+    for &b in s.get(range)? {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(b - b'0');
+    }
+    Some(v)
+}
+
+/// `YYYY-MM-DD(T| )HH:MM:SS[.f{1,9}](Z|±HH:MM)` as UTC microseconds (sub-microsecond digits
+/// truncated towards the past, as chrono's `timestamp_micros` does), `None` for anything else.
+fn timestamp_micros(s: &[u8]) -> Option<i64> {
+    let num = |range| digits(s, range);
+    let at = |i: usize, b: u8| s.get(i) == Some(&b);
+    if !((at(10, b'T') || at(10, b' ')) && at(13, b':') && at(16, b':')) {
+        return None;
+    }
+    let (year, month, day) = ymd(s)?;
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
@@ -619,6 +651,7 @@ mod tests {
             Field::new("b", DataType::Boolean, true),
             Field::new("s", DataType::Utf8, true),
             Field::new("t", ts_type(), true),
+            Field::new("d", DataType::Date32, true),
         ]))
     }
 
@@ -639,7 +672,10 @@ mod tests {
             r#"{"x": "a \"quoted\" \\ \/ \b\f\n\r\t \u00e9 \uFFFF", "i": 3}"#,
             r#"{"x": {"a": [1, {"b": "\"}"}, [], {}], "c": null}, "y": [true, false, null, -1.5e+3], "i": 4}"#,
             r#"{"x": "}", "y": "{", "z": "]", "s": "a,b:c"}"#,
-            r#"{"i": -0, "j": 0, "f": -1.25E+2}"#,
+            r#"{"i": -0, "j": 0, "f": -1.25E+2, "d": "2024-02-29"}"#,
+            r#"{"f": -0, "d": "0000-01-01"}"#,
+            r#"{"f": 1e-400, "d": "1969-12-31"}"#,
+            r#"{"f": 4.9e-324, "d": "9999-12-31"}"#,
         ];
         for line in taken {
             assert!(differential(&schema, line, DECODE_BATCH_ROWS), "the fast path gave up on {line}");
@@ -682,6 +718,10 @@ mod tests {
             r#"{"x": [1 2]}"#,                             // not an array (unread)
             r#"{"\u0069": 1}"#,                            // an escaped key
             r#"{"i": 1"#,                                  // unterminated
+            r#"{"d": "2023-02-29"}"#,                      // no such day
+            r#"{"d": "20240101"}"#,                        // a date without hyphens
+            r#"{"d": "2024-01-01T00:00:00Z"}"#,            // a timestamp for a date
+            r#"{"d": 19000}"#,                             // a number for a date
         ];
         for line in given_up {
             assert!(!differential(&schema, line, DECODE_BATCH_ROWS), "the fast path took {line}");
@@ -725,13 +765,14 @@ mod tests {
         }
     }
 
-    const KINDS: [fn() -> DataType; 6] = [
+    const KINDS: [fn() -> DataType; 7] = [
         || DataType::Int64,
         || DataType::Int32,
         || DataType::Float64,
         || DataType::Boolean,
         || DataType::Utf8,
         ts_type,
+        || DataType::Date32,
     ];
 
     fn ws(rng: &mut Rng) -> &'static str {
@@ -815,6 +856,16 @@ mod tests {
                 1 => format!("\"{}\"", string_body(rng, true)),
                 _ => rng.pick(&["12", "-1.5e3", "true"]).to_string(),
             },
+            DataType::Date32 => {
+                let (y, mo, d) = (1 + rng.below(9998), 1 + rng.below(12), 1 + rng.below(31));
+                if d > 28 && clean {
+                    format!("\"{y:04}-{mo:02}-28\"")
+                } else if !clean && rng.chance(20) {
+                    rng.pick(&["\"2024-1-01\"", "19000", "\"2024-01-01 \"", "\"+2024-01-01\""]).to_string()
+                } else {
+                    format!("\"{y:04}-{mo:02}-{d:02}\"")
+                }
+            }
             _ => {
                 if !clean && rng.chance(10) {
                     (rng.next() as i64 >> 12).to_string()
