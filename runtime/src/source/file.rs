@@ -26,7 +26,7 @@
 //!
 //! ## JSON fast path
 //!
-//! JSON lines are first tried with [`json_fast`]: flat objects whose decoded fields are
+//! JSON lines are first tried with a fast path (`file/json_fast.rs`): flat objects whose decoded fields are
 //! integers, floats, booleans, plain strings, RFC 3339 timestamps or dates are scanned once,
 //! only the decoded values converted. Anything it is not sure of (escapes in a decoded string,
 //! numbers or timestamps in other spellings, values of another type, duplicate keys, malformed
