@@ -910,6 +910,28 @@ mod tests {
     }
 
     #[test]
+    fn the_end_of_a_string_is_found_at_every_position() {
+        let mut rng = Rng(7);
+        // Bytes next to `"` (0x22) and `\` (0x5C), and above 0x80, where a SWAR test could misfire.
+        let alphabet = [b'a', b'!', b'#', b'[', b']', 0x80, 0xA2, 0xDC, 0xFF, 0x00, 0x01];
+        for len in 0..40 {
+            for _ in 0..200 {
+                let mut bytes: Vec<u8> = (0..len).map(|_| rng.pick(&alphabet)).collect();
+                if len > 0 && rng.chance(80) {
+                    let at = rng.below(len);
+                    bytes[at] = rng.pick(&[b'"', b'\\']);
+                    if rng.chance(30) {
+                        let later = at + rng.below(len - at);
+                        bytes[later] = rng.pick(&[b'"', b'\\']);
+                    }
+                }
+                let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\');
+                assert_eq!(super::quote_or_backslash(&bytes), expected, "{bytes:?}");
+            }
+        }
+    }
+
+    #[test]
     fn random_lines_decode_as_arrow_json_does() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let (mut taken, mut given_up, mut clean_cases) = (0, 0, 0);
