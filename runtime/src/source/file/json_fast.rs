@@ -919,10 +919,10 @@ mod tests {
                 let mut bytes: Vec<u8> = (0..len).map(|_| rng.pick(&alphabet)).collect();
                 if len > 0 && rng.chance(80) {
                     let at = rng.below(len);
-                    bytes[at] = rng.pick(&[b'"', b'\\']);
+                    bytes[at] = rng.pick(b"\"\\");
                     if rng.chance(30) {
                         let later = at + rng.below(len - at);
-                        bytes[later] = rng.pick(&[b'"', b'\\']);
+                        bytes[later] = rng.pick(b"\"\\");
                     }
                 }
                 let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\');
