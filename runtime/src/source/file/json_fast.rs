@@ -289,8 +289,9 @@ struct Cursor<'a> {
 
 /// The position of the first `"` or `\\` in `bytes`, eight bytes at a time (SWAR): JSON strings
 /// are mostly short (keys of 3-9 bytes, values of tens), where a vector search (memchr2) costs
-/// more to set up than it saves. Measured on the Nexmark-like bids of `json_fast_path_speed`
-/// (decode step alone, against arrow-json in the same run on a shared machine): a byte loop
+/// more to set up than it saves. Measured with a throwaway harness timing `FastPlan::decode`
+/// against arrow-json on 200k bids like those of `json_fast_path_speed` (best of 7, same run,
+/// on a shared 2-core machine, so only the ratios mean much): a byte loop
 /// over the first 16 bytes then memchr2 gave 1.48x arrow-json for 2 columns and 1.53x for 7;
 /// this gives 1.66x and 1.83x.
 fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
