@@ -22,11 +22,13 @@ pub use generator::Bid;
 use generator::{Generator, Kind, DEFAULT_SEED};
 
 /// The bids among the first `events` Nexmark events, in event order.
+#[allow(dead_code, reason = "rows for tests and ad-hoc checks; the benchmarks read `bid_batches`")]
 pub fn bids(events: u64) -> Vec<Bid> {
     Generator::new(DEFAULT_SEED).bids(events)
 }
 
 /// The first `rows` bids (the benchmark's input for `--rows rows`).
+#[allow(dead_code, reason = "rows for tests and ad-hoc checks; the benchmarks read `bid_batches`")]
 pub fn bid_rows(rows: usize) -> Vec<Bid> {
     bids(generator::events_for_bids(rows as u64))
 }

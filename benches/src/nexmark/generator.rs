@@ -143,6 +143,7 @@ pub struct Bid {
 
 /// One event of the sequence.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(dead_code, reason = "the sequence as rows, for tests and ad-hoc checks; the benchmarks read `batches`")]
 pub enum Event {
     Person(Person),
     Auction(Auction),
@@ -346,6 +347,7 @@ impl Generator {
     }
 
     /// Event `event_id`.
+    #[allow(dead_code, reason = "the sequence as rows, for tests and ad-hoc checks; the benchmarks read `batches`")]
     pub fn event(&self, event_id: u64) -> Event {
         match kind(event_id) {
             Kind::Person => Event::Person(self.person(event_id)),
@@ -457,16 +459,19 @@ impl Generator {
     }
 
     /// The persons among the first `events` events, in order.
+    #[allow(dead_code, reason = "the sequence as rows, for tests and ad-hoc checks; the benchmarks read `batches`")]
     pub fn persons(&self, events: u64) -> Vec<Person> {
         self.records(Kind::Person, 0..Kind::Person.count(events), Self::person)
     }
 
     /// The auctions among the first `events` events, in order.
+    #[allow(dead_code, reason = "the sequence as rows, for tests and ad-hoc checks; the benchmarks read `batches`")]
     pub fn auctions(&self, events: u64) -> Vec<Auction> {
         self.records(Kind::Auction, 0..Kind::Auction.count(events), Self::auction)
     }
 
     /// The bids among the first `events` events, in order.
+    #[allow(dead_code, reason = "the sequence as rows, for tests and ad-hoc checks; the benchmarks read `batches`")]
     pub fn bids(&self, events: u64) -> Vec<Bid> {
         self.records(Kind::Bid, 0..Kind::Bid.count(events), Self::bid)
     }
