@@ -349,8 +349,9 @@ stream_query! {
 ///
 /// The gap is Nexmark's 10 s and means something here: a bidder bids while it is among the
 /// 1 000 active people (about 5 s of event time at 10 000 events/s), a cold bidder every ~0.4 s
-/// on average, so each bidder's bids form one session of a few seconds that closes 10 s after
-/// its last bid (about 200 sessions close per second of event time; 2 M bids make ~43 000).
+/// on average (the hot bidder of each block of 100 people, 3 bids in 4, for 0.5 s), so each
+/// bidder's bids form one session of a few seconds that closes 10 s after its last bid (about
+/// 180 sessions close per second of event time; 2 M bids make ~40 000).
 /// The watermark delay is Nexmark's 4 s (`WATERMARK FOR dateTime AS dateTime - INTERVAL '4'
 /// SECOND`). A session's end is its last bid + gap (Spark's `session_window`; Flink's
 /// `SESSION_END` is the same). Sessions still open after the input are not emitted.

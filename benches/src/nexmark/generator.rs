@@ -221,7 +221,9 @@ pub fn events_for_bids(bids: u64) -> u64 {
 /// (`PersonGenerator.lastBase0PersonId`).
 pub fn last_base0_person_id(event_id: u64) -> u64 {
     let epoch = event_id / TOTAL_PROPORTION;
-    let offset = (event_id % TOTAL_PROPORTION).min(PERSON_PROPORTION - 1);
+    let offset = event_id % TOTAL_PROPORTION;
+    // An auction or a bid: the last person of this epoch.
+    let offset = if offset < PERSON_PROPORTION { offset } else { PERSON_PROPORTION - 1 };
     epoch * PERSON_PROPORTION + offset
 }
 
@@ -653,13 +655,14 @@ mod tests {
         }
         // Half the bids are for the hot auction, 3/4 by the hot bidder, half on hot channels.
         let share = |f: &dyn Fn(&Bid) -> bool| bids.iter().filter(|b| f(b)).count() as f64 / bids.len() as f64;
-        let hot_auction = share(&|b| (b.auction as u64 - FIRST_AUCTION_ID) % HOT_BLOCK == 0);
+        let hot_auction = share(&|b| (b.auction as u64 - FIRST_AUCTION_ID).is_multiple_of(HOT_BLOCK));
         let hot_bidder = share(&|b| (b.bidder as u64 - FIRST_PERSON_ID) % HOT_BLOCK == 1);
         let hot_channel = share(&|b| HOT_CHANNELS.contains(&b.channel.as_str()));
         assert!((0.49..0.53).contains(&hot_auction), "hot auction {hot_auction}");
         assert!((0.75..0.77).contains(&hot_bidder), "hot bidder {hot_bidder}");
         assert!((0.49..0.51).contains(&hot_channel), "hot channel {hot_channel}");
-        let hot_seller = auctions.iter().filter(|a| (a.seller as u64 - FIRST_PERSON_ID) % HOT_BLOCK == 0).count();
+        let hot_seller =
+            auctions.iter().filter(|a| (a.seller as u64 - FIRST_PERSON_ID).is_multiple_of(HOT_BLOCK)).count();
         assert!((0.72..0.79).contains(&(hot_seller as f64 / auctions.len() as f64)), "hot seller {hot_seller}");
         // Prices are log-uniform over 6 decades: the median is $1000.
         let mut prices: Vec<i64> = bids.iter().map(|b| b.price).collect();
