@@ -158,8 +158,12 @@ fn main() {
     let rows = arg("--rows", DEFAULT_ROWS);
     let runs = arg("--runs", DEFAULT_RUNS);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let selected: Vec<workloads::Workload> =
-        workloads::all().into_iter().filter(|w| what == "all" || w.group == what).collect();
+    let only = arg("--only", String::new());
+    let selected: Vec<workloads::Workload> = workloads::all()
+        .into_iter()
+        .filter(|w| what == "all" || w.group == what)
+        .filter(|w| only.is_empty() || only.split(',').any(|o| o == w.name))
+        .collect();
     if selected.is_empty() {
         eprintln!(
             "usage: flowgate-benches [compare | core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark] [--format json|parquet|both]\n       \

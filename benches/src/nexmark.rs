@@ -250,21 +250,24 @@ struct Q22Row {
     dir3: Option<String>,
 }
 
-/// Spark's / Flink's `SPLIT_INDEX(url, '/', i)`.
-fn split_index(s: &str, i: usize) -> Option<&str> {
-    s.split('/').nth(i)
+/// The parts 3, 4 and 5 of `url` split at `/`: Spark's `split(url, '/')` indexed three
+/// times, which Spark computes once per row (subexpression elimination), so the query splits
+/// once too.
+fn url_dirs(url: &str) -> [Option<&str>; 3] {
+    let mut parts = url.split('/').skip(3);
+    [parts.next(), parts.next(), parts.next()]
 }
 
 stream_query! {
     pub(crate) query Q22(bids: Bid) -> Q22Row, mode = append {
-        bids.select(
+        bids.with_column(dirs = url_dirs(url)).select(
             auction,
             bidder,
             price,
             channel,
-            dir1 = split_index(url, 3),
-            dir2 = split_index(url, 4),
-            dir3 = split_index(url, 5),
+            dir1 = dirs[0],
+            dir2 = dirs[1],
+            dir3 = dirs[2],
         )
     }
 }

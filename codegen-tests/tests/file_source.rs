@@ -1,5 +1,6 @@
 //! The file source under a real query: each file is read once, in arrival order, malformed
-//! lines are handled per Spark's modes, and `max_files_per_trigger` splits batches.
+//! lines are handled per Spark's modes, `max_files_per_trigger` splits batches, and Parquet
+//! files are read by column name.
 
 use std::path::Path;
 
@@ -16,6 +17,15 @@ struct Reading {
 struct Strict {
     sensor: String,
     value: i64,
+}
+
+/// What a Parquet-writing query puts in its files: `Strict`'s columns in another order, and
+/// one more.
+#[derive(Record, Debug, PartialEq)]
+struct Measured {
+    value: i64,
+    note: String,
+    sensor: String,
 }
 
 #[derive(Record, Debug, PartialEq)]
@@ -35,9 +45,31 @@ stream_query! {
         readings
     }
 
+    query Measurements(measured: Measured) -> Measured, mode = append {
+        measured
+    }
+
     query Totals(readings: Strict) -> Total, mode = complete {
         readings.group_by(sensor).agg(sum(value) as total, count() as n)
     }
+
+    /// Reads `sensor` and `value` of `Wide`, never `note`.
+    query WideTotals(readings: Wide) -> Total, mode = complete {
+        readings.group_by(sensor).agg(sum(value) as total, count() as n)
+    }
+
+    /// Reads `note` too.
+    query Notes(readings: Wide) -> Strict, mode = append {
+        readings.select(sensor = note, value)
+    }
+}
+
+/// `Strict` with one more non-nullable column.
+#[derive(Record, Debug, PartialEq)]
+struct Wide {
+    sensor: String,
+    note: String,
+    value: i64,
 }
 
 fn write(dir: &Path, name: &str, text: &str) {
@@ -102,6 +134,45 @@ fn fail_fast_stops_the_query_with_the_file_and_line() {
     assert!(q.exception().is_some());
 }
 
+/// The compiler tells the source which columns the plan reads; the file source decodes only
+/// those, as Spark's pruned JSON reading does: a bad value in a column the query never reads
+/// does not make its line malformed, even under FAILFAST.
+#[test]
+fn only_the_columns_a_query_reads_are_decoded() {
+    assert_eq!(WideTotals::spec().input_reads, [Some(&["sensor", "value"][..])]);
+    assert_eq!(AllReadings::spec().input_reads, [None], "a filter-only query hands on whole rows");
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "1.json",
+        "{\"sensor\": \"a\", \"note\": \"x\", \"value\": 1}\n\
+         {\"sensor\": \"a\", \"note\": [1, 2], \"value\": 2}\n\
+         {\"sensor\": \"b\", \"value\": 3, \"note\": \"z\"}\n",
+    );
+    let table = MemoryTable::new();
+    let q = WideTotals::builder()
+        .readings(Source::file(dir.path()).json().mode(ParseMode::FailFast))
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::available_now())
+        .start()
+        .unwrap();
+    q.await_termination().unwrap();
+    let mut rows: Vec<Total> = table.rows().unwrap();
+    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    assert_eq!(rows, [Total { sensor: "a".into(), total: 3, n: 2 }, Total { sensor: "b".into(), total: 3, n: 1 }]);
+
+    // A query that reads `note` meets the bad value.
+    let table = MemoryTable::new();
+    let q = Notes::builder()
+        .readings(Source::file(dir.path()).json().mode(ParseMode::FailFast))
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::available_now())
+        .start()
+        .unwrap();
+    let err = q.await_termination().unwrap_err().to_string();
+    assert!(err.contains("1.json") && err.contains("line 2"), "{err}");
+}
+
 #[test]
 fn files_are_read_once_each_across_triggers() {
     let dir = tempfile::tempdir().unwrap();
@@ -154,4 +225,40 @@ fn csv_files_with_a_header() {
     let mut rows: Vec<Total> = table.rows().unwrap();
     rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
     assert_eq!(rows, vec![Total { sensor: "a".into(), total: 5, n: 2 }, Total { sensor: "b".into(), total: 6, n: 1 }]);
+}
+
+#[test]
+fn parquet_files_written_by_a_query_are_read_by_column_name() {
+    // One query writes Parquet files (one per batch) with the file sink ...
+    let dir = tempfile::tempdir().unwrap();
+    let input = MemoryStream::<Measured>::new();
+    let writer = Measurements::builder()
+        .measured(Source::memory(&input))
+        .sink(Sink::file(dir.path(), SinkFormat::Parquet))
+        .start()
+        .unwrap();
+    let m = |sensor: &str, value: i64| Measured { value, note: format!("{sensor}={value}"), sensor: sensor.into() };
+    input.add(vec![m("a", 1), m("b", 5)]);
+    writer.process_all_available().unwrap();
+    input.add(vec![m("a", 2), m("a", 4)]);
+    writer.process_all_available().unwrap();
+    writer.stop().unwrap();
+    let parquet_files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".parquet"))
+        .count();
+    assert_eq!(parquet_files, 2);
+
+    // ... another reads them as rows of `Strict`: `sensor` and `value` by name, `note` ignored.
+    let table = MemoryTable::new();
+    let reader = Totals::builder()
+        .readings(Source::file(dir.path()).parquet())
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::available_now())
+        .start()
+        .unwrap();
+    reader.await_termination().unwrap();
+    let mut rows: Vec<Total> = table.rows().unwrap();
+    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    assert_eq!(rows, vec![Total { sensor: "a".into(), total: 7, n: 3 }, Total { sensor: "b".into(), total: 5, n: 1 }]);
 }

@@ -266,13 +266,33 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match chrono::DateTime::from_timestamp_micros(self.0) {
             Some(t) => {
-                let frac = self.0.rem_euclid(1_000_000);
-                if frac == 0 {
-                    write!(f, "{}", t.format("%Y-%m-%d %H:%M:%S"))
+                use chrono::{Datelike, Timelike};
+                let (date, time) = (t.date_naive(), t.time());
+                if (0..=9999).contains(&date.year()) {
+                    // Written field by field: chrono's `format` parses its pattern per call.
+                    write!(
+                        f,
+                        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                        date.year(),
+                        date.month(),
+                        date.day(),
+                        time.hour(),
+                        time.minute(),
+                        time.second()
+                    )?;
                 } else {
-                    let s = format!("{:06}", frac);
-                    write!(f, "{}.{}", t.format("%Y-%m-%d %H:%M:%S"), s.trim_end_matches('0'))
+                    write!(f, "{}", t.format("%Y-%m-%d %H:%M:%S"))?;
                 }
+                let mut frac = self.0.rem_euclid(1_000_000);
+                if frac != 0 {
+                    let mut digits = 6;
+                    while frac % 10 == 0 {
+                        frac /= 10;
+                        digits -= 1;
+                    }
+                    write!(f, ".{frac:0digits$}")?;
+                }
+                Ok(())
             }
             None => write!(f, "{}us", self.0),
         }
@@ -342,6 +362,10 @@ pub struct Date(pub i32);
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match chrono::NaiveDate::from_num_days_from_ce_opt(self.0 + 719_163) {
+            Some(d) if (0..=9999).contains(&chrono::Datelike::year(&d)) => {
+                use chrono::Datelike;
+                write!(f, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+            }
             Some(d) => write!(f, "{}", d.format("%Y-%m-%d")),
             None => write!(f, "{}d", self.0),
         }
@@ -533,6 +557,13 @@ mod tests {
         assert_eq!(t2.micros() - t.micros(), 500_000);
         assert_eq!(t2.to_string(), "2024-01-01 12:00:00.5");
         assert!(Timestamp::parse("yesterday").is_err());
+        assert_eq!(Timestamp(1_000_123).to_string(), "1970-01-01 00:00:01.000123");
+        assert_eq!(Timestamp(-1).to_string(), "1969-12-31 23:59:59.999999");
+        assert_eq!(Timestamp(1_250_000).to_string(), "1970-01-01 00:00:01.25");
+        assert_eq!(Date(0).to_string(), "1970-01-01");
+        assert_eq!(Date(-1).to_string(), "1969-12-31");
+        assert_eq!(Date(19_723).to_string(), "2024-01-01");
+        assert_eq!(Date(3_000_000).to_string(), "+10183-09-21");
     }
 
     #[test]

@@ -22,13 +22,29 @@ pub fn emit(q: &Query, p: &Physical) -> TokenStream {
         Some(agg) => emit_aggregate_plan(q, p, agg),
         None => emit_stateless_plan(q, p),
     };
-    emit_skeleton(q, body)
+    emit_skeleton(q, body, input_reads(q, p))
+}
+
+/// Per input, the columns the plan reads (`Some(&[..])`), or `None` where it hands the
+/// whole input row on (a filter-only query) or does not know: sources may skip decoding the
+/// rest. Stage 0 is the only reader of input batches.
+fn input_reads(q: &Query, p: &Physical) -> Vec<TokenStream> {
+    (0..q.inputs.len())
+        .map(|i| match &p.terminal {
+            Terminal::Columns(_) if i == p.input_index => {
+                let names: Vec<String> = p.input_columns.iter().map(Ident::to_string).collect();
+                quote!(::core::option::Option::Some(&[#(#names),*]))
+            }
+            _ => quote!(::core::option::Option::None),
+        })
+        .collect()
 }
 
 /// What the macro expands to when the query has errors: the same items (so the user's code
 /// that builds and starts the query still type-checks and the user sees only our errors),
 /// with a plan that is never run.
 pub fn emit_fallback(q: &Query) -> TokenStream {
+    let reads = q.inputs.iter().map(|_| quote!(::core::option::Option::None)).collect();
     emit_skeleton(
         q,
         quote! {
@@ -36,6 +52,7 @@ pub fn emit_fallback(q: &Query) -> TokenStream {
                 ::core::result::Result::Err(::flowgate::Error::Internal("this query did not compile".into()))
             }))
         },
+        reads,
     )
 }
 
@@ -47,7 +64,7 @@ fn mode_tokens(mode: ModeKind) -> TokenStream {
     }
 }
 
-fn emit_skeleton(q: &Query, plan_body: TokenStream) -> TokenStream {
+fn emit_skeleton(q: &Query, plan_body: TokenStream, reads: Vec<TokenStream>) -> TokenStream {
     let attrs = &q.attrs;
     let vis = &q.vis;
     let name = &q.name;
@@ -85,6 +102,7 @@ fn emit_skeleton(q: &Query, plan_body: TokenStream) -> TokenStream {
                 ::flowgate::engine::QuerySpec {
                     name: #name_str,
                     inputs: ::std::vec![ #( (#in_strs, #in_schema) ),* ],
+                    input_reads: ::std::vec![ #(#reads),* ],
                     output: #out_schema,
                     output_mode: #mode,
                     make_plan: Self::__flowgate_plan,
@@ -347,8 +365,16 @@ fn columns_unit(q: &Query, p: &Physical, columns: &[Ident]) -> TokenStream {
             let field = Ident::new(&input.to_string(), input.span());
             quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::pass(__fg_cols.#field, __fg_range.clone()))
         }
-        None => quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::with_capacity(__fg_range.len())),
+        None => quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::with_capacity(__fg_capacity)),
     });
+    // Every row makes one output row unless a filter or flat_map comes first; then the
+    // builders start small and grow, instead of reserving a whole unit for rows a selective
+    // filter drops.
+    let capacity = if p.pre.iter().any(|op| matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. })) {
+        quote!(::core::cmp::min(__fg_range.len(), ::flowgate::exec::FILTERED_START_CAPACITY))
+    } else {
+        quote!(__fg_range.len())
+    };
     let pushes = built.iter().map(|c| quote_spanned!(c.span()=> __fg_out.#c.push(#c);));
     let body = fuse_live(&p.pre, &live, &binds, quote! { #(#pushes)* });
     let parts_ty = quote_spanned!(out.span()=> type __FgParts = <#out as ::flowgate::Record>::Parts;);
@@ -356,6 +382,7 @@ fn columns_unit(q: &Query, p: &Physical, columns: &[Ident]) -> TokenStream {
     let (wm_start, wm_end) = watermark_unit(p);
     quote! {
         let (__fg_cols, __fg_range) = __fg_unit;
+        let __fg_capacity = #capacity;
         #(#unread)*
         #parts_ty
         let mut __fg_out = #parts;

@@ -321,6 +321,10 @@ pub struct QuerySpec {
     pub name: &'static str,
     /// Input names in declaration order, with the schema of each input's record.
     pub inputs: Vec<(&'static str, SchemaRef)>,
+    /// Per input, the columns the plan reads, as the compiler found them; `None` when it
+    /// needs every column. Sources are told (`SourceImpl::project`) so they can skip
+    /// decoding the others.
+    pub input_reads: Vec<Option<&'static [&'static str]>>,
     /// The output record's schema.
     pub output: SchemaRef,
     /// The output mode declared in the query.
@@ -410,14 +414,17 @@ impl QueryBuilder {
             return Err(Error::Plan(format!("invalid trigger: {msg}")));
         }
         let mut sources = Vec::new();
-        for ((name, schema), src) in self.spec.inputs.iter().zip(self.sources) {
-            let src = src.ok_or_else(|| {
+        for (i, ((name, schema), src)) in self.spec.inputs.iter().zip(self.sources).enumerate() {
+            let mut src = src.ok_or_else(|| {
                 Error::Plan(format!(
                     "query `{}` has no source for input `{name}`: call `.{name}(Source::...)` on the builder",
                     self.spec.name
                 ))
             })?;
             check_source_schema(name, schema, &src.schema(), &src.description())?;
+            if let Some(Some(columns)) = self.spec.input_reads.get(i) {
+                src.project(columns);
+            }
             sources.push(src);
         }
         let sink = self.sink.ok_or_else(|| {

@@ -60,6 +60,13 @@ pub trait SourceImpl: Send {
     fn description(&self) -> String;
     /// The schema of the batches this source returns.
     fn schema(&self) -> SchemaRef;
+    /// The plan reads only these columns (by name) of this source's rows: the engine says so
+    /// once, before the first batch, from the columns the query compiler found the plan reads
+    /// (`QuerySpec::input_reads`). A source may then decode only those. The batches it returns
+    /// must still hold every column of `schema()`, by name and type, in order; the unread ones
+    /// hold placeholders that a typed view of the record accepts: values without nulls (the
+    /// file source's zeros), or nulls with the field marked nullable in the batch's schema.
+    fn project(&mut self, _columns: &[&str]) {}
     /// Called once before the first batch under Trigger::available_now: the source fixes the
     /// data it will deliver (later arrivals wait for the next run).
     fn prepare_available_now(&mut self) -> Result<()> {
@@ -148,7 +155,8 @@ impl<T: Record> Source<T> {
     }
 }
 
-/// Options of a file source, finished with `.json()`, `.csv()` or `.into()`.
+/// Options of a file source: pick the format (`.json()`, the default, `.csv()`, `.text()` or
+/// `.parquet()`) and options, then hand it to a query builder (`.into()`).
 pub struct FileSourceBuilder<T> {
     opts: file::FileOptions,
     _t: PhantomData<fn() -> T>,
@@ -171,6 +179,15 @@ impl<T: Record> FileSourceBuilder<T> {
         self.opts.format = FileFormat::Csv;
         self
     }
+    /// Parquet files (Spark's `spark.readStream.schema(s).parquet(dir)`): columns are matched to
+    /// the record's fields by name, a column missing from a file reads as nulls if its field is
+    /// nullable, and timestamps of any unit and time zone become the record's microseconds.
+    /// The parse mode and the corrupt-record column are JSON/CSV options: see
+    /// [`FileFormat::Parquet`].
+    pub fn parquet(mut self) -> Self {
+        self.opts.format = FileFormat::Parquet;
+        self
+    }
     /// Whether CSV files start with a header line (default true).
     pub fn header(mut self, header: bool) -> Self {
         self.opts.csv_header = header;
@@ -186,16 +203,19 @@ impl<T: Record> FileSourceBuilder<T> {
         self.opts.max_files_per_trigger = Some(n.max(1));
         self
     }
-    /// What to do with malformed lines (Spark's `mode`; default PERMISSIVE).
+    /// What to do with malformed lines (Spark's `mode`; default PERMISSIVE). JSON and CSV only:
+    /// text and Parquet files have no malformed lines, and ignore it.
     pub fn mode(mut self, mode: ParseMode) -> Self {
         self.opts.mode = mode;
         self
     }
     /// Under PERMISSIVE, the column (a nullable string field of the record) that receives the
     /// raw text of a malformed line (Spark's `columnNameOfCorruptRecord`, default
-    /// `_corrupt_record`).
+    /// `_corrupt_record`). JSON and CSV only: with Parquet, reading fails with [`Error::Plan`].
+    ///
+    /// [`Error::Plan`]: crate::Error::Plan
     pub fn corrupt_record_column(mut self, name: &str) -> Self {
-        self.opts.corrupt_record_column = name.to_string();
+        self.opts.corrupt_record_column = Some(name.to_string());
         self
     }
     /// Only files whose name ends with this suffix (e.g. `.json`); default: every file not
