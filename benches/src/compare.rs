@@ -170,7 +170,7 @@ pub const DEFAULT_ROWS: usize = 2_000_000;
 fn set_source<T: Record>(b: &mut QueryBuilder, dir: &Path, max: Option<usize>, format: Format, text: bool) {
     let s = Source::<T>::file(dir);
     let mut s = match format {
-        Format::Parquet => parquet_source(s),
+        Format::Parquet => s.parquet(),
         Format::Json if text => s.text(),
         Format::Json => s.json().mode(ParseMode::FailFast),
     };
@@ -178,10 +178,6 @@ fn set_source<T: Record>(b: &mut QueryBuilder, dir: &Path, max: Option<usize>, f
         s = s.max_files_per_trigger(n);
     }
     b.set_source(0, s.into());
-}
-
-fn parquet_source<T: Record>(_s: flowgate::source::FileSourceBuilder<T>) -> flowgate::source::FileSourceBuilder<T> {
-    panic!("flowgate's file source does not read Parquet yet (FileFormat::Parquet comes from branch wt-parquet)")
 }
 
 fn text_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>, format: Format) {
@@ -738,21 +734,75 @@ mod tests {
         assert_eq!(spark.median(), Duration::from_secs(3));
     }
 
-    #[test]
-    fn json_rows_read_back_through_the_file_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let batches = nexmark::bid_batches(50);
-        let mut text = String::new();
-        for i in 0..batches[0].num_rows() {
-            files::json_row(&batches[0], i, &mut text);
-            text.push('\n');
+    use crate::nexmark::generator::{Auction, Person};
+
+    stream_query! {
+        pub(crate) query AllPersons(persons: Person) -> Person, mode = append {
+            persons
         }
-        std::fs::write(dir.path().join("a.json"), text).unwrap();
+    }
+
+    stream_query! {
+        pub(crate) query AllAuctions(auctions: Auction) -> Auction, mode = append {
+            auctions
+        }
+    }
+
+    /// The rows flowgate's file source reads from `dir` in `format`, through a pass-through
+    /// query of `T`.
+    fn read_with_flowgate<T: Record>(spec: QuerySpec, dir: &Path, format: Format) -> Vec<String> {
         let table = MemoryTable::new();
-        let mut b = QueryBuilder::new(nexmark::Q0::spec());
-        bid_source(&mut b, dir.path(), None, Format::Json);
+        let mut b = QueryBuilder::new(spec);
+        set_source::<T>(&mut b, dir, None, format, false);
         let q = b.sink(Sink::memory(&table)).trigger(Trigger::available_now()).start().unwrap();
         q.await_termination().unwrap();
-        assert_eq!(tsv(&table.batches()), tsv(&batches));
+        tsv(&table.batches())
+    }
+
+    #[test]
+    fn every_stream_reads_back_through_the_file_source_in_both_formats() {
+        let g = Generator::new(generator::DEFAULT_SEED);
+        let events = generator::events_for_bids(5_000);
+        let dir = tempfile::tempdir().unwrap();
+        for kind in Kind::ALL {
+            let batches = g.batches(kind, events);
+            let expected = tsv(&batches);
+            assert!(expected.len() > 100, "{kind:?}");
+            for format in [Format::Json, Format::Parquet] {
+                let e = Input::Nexmark.encoding(format);
+                let d = dir.path().join(e.name()).join(kind.name());
+                files::write(&d, e, &batches, 3).unwrap();
+                let read = match kind {
+                    Kind::Person => read_with_flowgate::<Person>(AllPersons::spec(), &d, format),
+                    Kind::Auction => read_with_flowgate::<Auction>(AllAuctions::spec(), &d, format),
+                    Kind::Bid => read_with_flowgate::<nexmark::Bid>(nexmark::Q0::spec(), &d, format),
+                };
+                assert!(read == expected, "{kind:?} from {format:?}: {} vs {} rows", read.len(), expected.len());
+            }
+        }
+    }
+
+    #[test]
+    fn word_count_lines_read_back_as_text_and_parquet() {
+        let batches = data::lines(3_000);
+        let dir = tempfile::tempdir().unwrap();
+        for format in [Format::Json, Format::Parquet] {
+            let e = Input::Lines.encoding(format);
+            let d = dir.path().join(e.name());
+            files::write(&d, e, &batches, 3).unwrap();
+            let table = MemoryTable::new();
+            let mut b = QueryBuilder::new(workloads::WordCounts::spec());
+            text_source(&mut b, &d, None, format);
+            let q = b.sink(Sink::memory(&table)).trigger(Trigger::available_now()).start().unwrap();
+            q.await_termination().unwrap();
+            let mut counts = tsv(&table.batches());
+            counts.sort();
+            let words: usize = counts.iter().map(|l| l.rsplit('\t').next().unwrap().parse::<usize>().unwrap()).sum();
+            let expected: usize = batches
+                .iter()
+                .flat_map(|b| (0..b.num_rows()).map(|i| b.column(0).as_string::<i32>().value(i).split(' ').count()))
+                .sum();
+            assert_eq!(words, expected, "{format:?}");
+        }
     }
 }
