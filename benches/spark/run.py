@@ -1,7 +1,11 @@
 """Runs one benchmark query in Apache Spark Structured Streaming (local mode) over the same
 files flowgate reads, with trigger available-now, and reports the time of each run.
 
-    python run.py --query NAME --input DIR --output DIR --runs N --threads T [--max-files N]
+    python run.py --query NAME --format json|parquet --input DIR --output DIR --runs N --threads T [--max-files N]
+
+--format json reads JSON lines (plain text lines for word_count), --format parquet reads
+Parquet with the same schema (spark.readStream.schema(schema).parquet(dir)); the query text is
+the same for both.
 
 Each run is a fresh streaming query (own checkpoint) writing to Spark's memory sink; the time is
 from start() to the end of awaitTermination() (the JVM and the session are up before the first
@@ -29,32 +33,48 @@ BID_SCHEMA = (
 )
 
 
-def json_stream(spark, schema, path, max_files):
-    reader = spark.readStream.schema(schema).option("timestampFormat", TS_FORMAT).option("mode", "FAILFAST")
-    if max_files:
-        reader = reader.option("maxFilesPerTrigger", max_files)
-    return reader.json(path)
+class Input:
+    """The streaming input of a query: a directory of files in one format."""
+
+    def __init__(self, spark, path, max_files, fmt):
+        self.spark, self.path, self.max_files, self.fmt = spark, path, max_files, fmt
+
+    def _reader(self):
+        reader = self.spark.readStream
+        if self.max_files:
+            reader = reader.option("maxFilesPerTrigger", self.max_files)
+        return reader
+
+    def table(self, schema):
+        """Rows of `schema` (a DDL string) from JSON lines or Parquet."""
+        if self.fmt == "parquet":
+            return self._reader().schema(schema).parquet(self.path)
+        reader = self._reader().schema(schema).option("timestampFormat", TS_FORMAT).option("mode", "FAILFAST")
+        return reader.json(self.path)
+
+    def lines(self):
+        """Rows of one string column `value`: text lines, or Parquet with that column."""
+        if self.fmt == "parquet":
+            return self._reader().schema("value STRING").parquet(self.path)
+        return self._reader().text(self.path)
 
 
-def bids(spark, path, max_files):
-    return json_stream(spark, BID_SCHEMA, path, max_files)
+def bids(src):
+    return src.table(BID_SCHEMA)
 
 
 def euros():
     return F.lit(0.908).cast("double")
 
 
-def q_word_count(spark, path, max_files):
-    reader = spark.readStream
-    if max_files:
-        reader = reader.option("maxFilesPerTrigger", max_files)
-    lines = reader.text(path)
+def q_word_count(spark, src):
+    lines = src.lines()
     words = lines.select(F.explode(F.split(F.col("value"), " ")).alias("word"))
     return words.groupBy("word").agg(F.count(F.lit(1)).alias("count")), "complete"
 
 
-def q_windowed_count(spark, path, max_files):
-    events = json_stream(spark, "ts TIMESTAMP, key BIGINT", path, max_files)
+def q_windowed_count(spark, src):
+    events = src.table("ts TIMESTAMP, key BIGINT")
     out = (
         events.withWatermark("ts", "10 seconds")
         .groupBy(F.window("ts", "1 minute"), "key")
@@ -64,22 +84,22 @@ def q_windowed_count(spark, path, max_files):
     return out, "append"
 
 
-def q0(spark, path, max_files):
-    return bids(spark, path, max_files), "append"
+def q0(spark, src):
+    return bids(src), "append"
 
 
-def q1(spark, path, max_files):
-    b = bids(spark, path, max_files)
+def q1(spark, src):
+    b = bids(src)
     return b.select("auction", "bidder", (euros() * F.col("price")).alias("price"), "date_time"), "append"
 
 
-def q2(spark, path, max_files):
-    b = bids(spark, path, max_files)
+def q2(spark, src):
+    b = bids(src)
     return b.where(F.col("auction") % 123 == 0).select("auction", "price"), "append"
 
 
-def q14(spark, path, max_files):
-    b = bids(spark, path, max_files).withColumn("euros", euros() * F.col("price"))
+def q14(spark, src):
+    b = bids(src).withColumn("euros", euros() * F.col("price"))
     hour = F.hour("date_time")
     out = b.where((F.col("euros") > 1000000.0) & (F.col("euros") < 50000000.0)).select(
         "auction",
@@ -96,8 +116,8 @@ def q14(spark, path, max_files):
     return out, "append"
 
 
-def q22(spark, path, max_files):
-    b = bids(spark, path, max_files)
+def q22(spark, src):
+    b = bids(src)
     parts = F.split(F.col("url"), "/")
     return (
         b.select(
@@ -113,8 +133,8 @@ def q22(spark, path, max_files):
     )
 
 
-def q11(spark, path, max_files):
-    b = bids(spark, path, max_files)
+def q11(spark, src):
+    b = bids(src)
     out = (
         b.withWatermark("date_time", "4 seconds")
         .groupBy(F.session_window("date_time", "10 seconds"), "bidder")
@@ -129,8 +149,8 @@ def q11(spark, path, max_files):
     return out, "append"
 
 
-def q17(spark, path, max_files):
-    bids(spark, path, max_files).createOrReplaceTempView("bids")
+def q17(spark, src):
+    bids(src).createOrReplaceTempView("bids")
     out = spark.sql(
         """
         SELECT auction, date_format(date_time, 'yyyy-MM-dd') AS day, count(*) AS total_bids,
@@ -145,8 +165,8 @@ def q17(spark, path, max_files):
     return out, "complete"
 
 
-def q21(spark, path, max_files):
-    bids(spark, path, max_files).createOrReplaceTempView("bids")
+def q21(spark, src):
+    bids(src).createOrReplaceTempView("bids")
     out = spark.sql(
         """
         SELECT auction, bidder, price, channel,
@@ -204,6 +224,7 @@ def peak_rss_kb(spark):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--query", required=True, choices=sorted(QUERIES))
+    ap.add_argument("--format", default="json", choices=["json", "parquet"])
     ap.add_argument("--input", required=True)
     ap.add_argument("--output", required=True)
     ap.add_argument("--runs", type=int, default=3)
@@ -214,7 +235,7 @@ def main():
 
     spark = (
         SparkSession.builder.master(f"local[{args.threads}]")
-        .appName(f"flowgate-bench-{args.query}")
+        .appName(f"flowgate-bench-{args.query}-{args.format}")
         .config("spark.driver.memory", args.memory)
         .config("spark.sql.shuffle.partitions", str(args.threads))
         .config("spark.sql.session.timeZone", "UTC")
@@ -229,7 +250,7 @@ def main():
     for run in range(args.runs):
         checkpoint = tempfile.mkdtemp(prefix="flowgate-spark-ckpt-")
         name = f"out_{run}"
-        df, mode = QUERIES[args.query](spark, args.input, args.max_files)
+        df, mode = QUERIES[args.query](spark, Input(spark, args.input, args.max_files, args.format))
         writer = (
             df.writeStream.format("memory")
             .queryName(name)

@@ -1,22 +1,23 @@
 //! `compare`: flowgate, a hand-written Rust loop and Apache Spark side by side, one run.
 //!
-//! For each case the input is generated once into files under `target/bench-data/` (text
-//! lines or JSON lines, the same bytes for every system). Each system then runs in a child
-//! process of its own, so that its peak memory (VmHWM) is its own:
-//! - `flowgate files`: the real engine (`QueryBuilder::start`, file source, memory sink,
-//!   trigger available-now) over the files;
+//! For each case the input is generated once into files under `target/bench-data/`, in each
+//! of two formats: JSON lines (text lines for the word count) and Parquet, the same bytes for
+//! every system ([`data_set`]). Each system then runs in a child process of its own, so that
+//! its peak memory (VmHWM) is its own:
+//! - `flowgate files (<format>)`: the real engine (`QueryBuilder::start`, file source, memory
+//!   sink, trigger available-now) over the files of one format;
+//! - `spark files (<format>)`: Spark Structured Streaming, local mode, over the same files with
+//!   trigger available-now and its memory sink (`benches/spark/run.py`), when pyspark is
+//!   installed (`benches/spark/install.sh`);
 //! - `flowgate memory`: the compiled plan alone over Arrow batches in memory;
-//! - `hand memory`: the hand-written loop over the same Arrow batches;
-//! - `spark files`: Spark Structured Streaming, local mode, over the same files with trigger
-//!   available-now and its memory sink (`benches/spark/run.py`), when pyspark is installed
-//!   (`benches/spark/install.sh`).
+//! - `hand memory`: the hand-written loop over the same Arrow batches.
 //!
-//! Results are compared before any ratio is printed: flowgate's file run against Spark's, row
-//! for row (as tab-separated text: timestamps as µs, doubles to 10 significant digits), and
-//! flowgate's memory run against the hand-written loop's (row fingerprints).
+//! The memory runs do not read files, so they run once per case, whatever the formats.
+//! Results are compared before any ratio is printed: flowgate's file run against Spark's over
+//! the same files, row for row (as tab-separated text: timestamps as µs, doubles to 10
+//! significant digits), and flowgate's memory run against the hand-written loop's (row
+//! fingerprints).
 
-use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,17 +30,20 @@ use flowgate::engine::QuerySpec;
 use flowgate::prelude::*;
 use flowgate::QueryBuilder;
 
+use crate::files::{self, Encoding};
+use crate::nexmark::generator::{self, Generator, Kind};
 use crate::{data, nexmark, workloads};
 
 /// The generated input a case reads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Input {
-    /// Text lines (`data::lines`), written as plain text.
+    /// Text lines (`data::lines`): plain text, or Parquet with one string column `value`.
     Lines,
-    /// `(ts, key)` events (`data::events`), JSON lines.
+    /// `(ts, key)` events (`data::events`).
     Events,
-    /// Nexmark bids (`nexmark::bid_batches`), JSON lines.
-    Bids,
+    /// The Nexmark event sequence (`nexmark::generator`) up to the `rows`-th bid: persons,
+    /// auctions and bids, one directory each; the cases read the bids.
+    Nexmark,
 }
 
 impl Input {
@@ -47,15 +51,93 @@ impl Input {
         match self {
             Input::Lines => "lines",
             Input::Events => "events",
-            Input::Bids => "bids",
+            Input::Nexmark => "nexmark",
         }
     }
 
-    fn batches(self, rows: usize) -> Vec<RecordBatch> {
+    /// How this input is written in `format`.
+    fn encoding(self, format: Format) -> Encoding {
+        match (self, format) {
+            (_, Format::Parquet) => Encoding::Parquet,
+            (Input::Lines, Format::Json) => Encoding::Text,
+            (_, Format::Json) => Encoding::Json,
+        }
+    }
+
+    /// The directory of the stream a case reads, within the data set at `root`.
+    fn stream_dir(self, root: &Path, format: Format) -> PathBuf {
+        let dir = root.join(self.encoding(format).name());
+        if self == Input::Nexmark {
+            dir.join(Kind::Bid.name())
+        } else {
+            dir
+        }
+    }
+
+    /// Generates the input of `rows` rows (bids for Nexmark) and writes it in every format
+    /// under `root`; returns what the `_done` marker says it holds.
+    fn write(self, root: &Path, rows: usize) -> std::io::Result<String> {
+        let formats = [Format::Json, Format::Parquet];
         match self {
-            Input::Lines => data::lines(rows),
-            Input::Events => data::events(rows),
-            Input::Bids => nexmark::bid_batches(rows),
+            Input::Lines | Input::Events => {
+                let batches = if self == Input::Lines { data::lines(rows) } else { data::events(rows) };
+                for f in formats {
+                    let e = self.encoding(f);
+                    files::write(&root.join(e.name()), e, &batches, FILES)?;
+                }
+                Ok(format!("{rows} rows"))
+            }
+            Input::Nexmark => {
+                let g = Generator::new(generator::DEFAULT_SEED);
+                let events = generator::events_for_bids(rows as u64);
+                let mut counts = Vec::new();
+                for kind in Kind::ALL {
+                    // One stream at a time in memory.
+                    let batches = g.batches(kind, events);
+                    for f in formats {
+                        let e = self.encoding(f);
+                        files::write(&root.join(e.name()).join(kind.name()), e, &batches, FILES)?;
+                    }
+                    counts.push(format!("{} {}s", kind.count(events), kind.name()));
+                }
+                Ok(format!("{events} events: {}", counts.join(", ")))
+            }
+        }
+    }
+}
+
+/// The file formats `compare` runs the file systems on (`--format json|parquet|both`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    /// JSON lines (text lines for the word count).
+    Json,
+    /// Parquet (snappy, timestamps as µs UTC).
+    Parquet,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    /// `--format`'s value: `json`, `parquet` or `both`.
+    pub fn parse_list(s: &str) -> Option<Vec<Format>> {
+        match s {
+            "json" => Some(vec![Format::Json]),
+            "parquet" => Some(vec![Format::Parquet]),
+            "both" => Some(vec![Format::Json, Format::Parquet]),
+            _ => None,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Format> {
+        match s {
+            "json" => Some(Format::Json),
+            "parquet" => Some(Format::Parquet),
+            _ => None,
         }
     }
 }
@@ -67,47 +149,51 @@ pub struct Case {
     name: &'static str,
     input: Input,
     spec: fn() -> QuerySpec,
-    /// Sets the query's file source on the builder.
-    source: fn(&mut QueryBuilder, &Path, Option<usize>),
+    /// Sets the query's file source on the builder: the directory, files per micro-batch and
+    /// format.
+    source: fn(&mut QueryBuilder, &Path, Option<usize>, Format),
     /// Files per micro-batch (Spark's `maxFilesPerTrigger`); `None`: all in one batch.
     max_files: Option<usize>,
 }
 
-/// Written into each data set's `_done` marker: bump it when a generator changes, so that
-/// files written by an older generator are written again.
-const DATA_VERSION: &str = "2";
+/// Written into each data set's `_done` marker: bump it when a generator or the file layout
+/// changes, so that files written by an older one are written again.
+const DATA_VERSION: &str = "3";
 
-/// Input files per data set.
+/// Input files per stream and format.
 const FILES: usize = 8;
 /// Input rows per case (Spark needs tens of seconds for a few million rows).
 pub const DEFAULT_ROWS: usize = 2_000_000;
 
-fn text_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>) {
-    let mut s = Source::<data::Line>::file(dir).text();
+/// A file source of `T` over `dir` in `format`; `text`: the JSON-lines format of this input is
+/// plain text.
+fn set_source<T: Record>(b: &mut QueryBuilder, dir: &Path, max: Option<usize>, format: Format, text: bool) {
+    let s = Source::<T>::file(dir);
+    let mut s = match format {
+        Format::Parquet => s.parquet(),
+        Format::Json if text => s.text(),
+        Format::Json => s.json().mode(ParseMode::FailFast),
+    };
     if let Some(n) = max {
         s = s.max_files_per_trigger(n);
     }
     b.set_source(0, s.into());
 }
 
-fn event_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>) {
-    let mut s = Source::<data::Event>::file(dir).json().mode(ParseMode::FailFast);
-    if let Some(n) = max {
-        s = s.max_files_per_trigger(n);
-    }
-    b.set_source(0, s.into());
+fn text_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>, format: Format) {
+    set_source::<data::Line>(b, dir, max, format, true);
 }
 
-fn bid_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>) {
-    let mut s = Source::<nexmark::Bid>::file(dir).json().mode(ParseMode::FailFast);
-    if let Some(n) = max {
-        s = s.max_files_per_trigger(n);
-    }
-    b.set_source(0, s.into());
+fn event_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>, format: Format) {
+    set_source::<data::Event>(b, dir, max, format, false);
+}
+
+fn bid_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>, format: Format) {
+    set_source::<nexmark::Bid>(b, dir, max, format, false);
 }
 
 pub fn cases() -> Vec<Case> {
-    let bids = |name, spec| Case { name, input: Input::Bids, spec, source: bid_source, max_files: None };
+    let bids = |name, spec| Case { name, input: Input::Nexmark, spec, source: bid_source, max_files: None };
     vec![
         Case {
             name: "word_count",
@@ -141,8 +227,11 @@ fn data_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data")
 }
 
-/// The directory holding `input` at `rows` rows, written if it is not there yet.
-fn input_dir(input: Input, rows: usize) -> std::io::Result<PathBuf> {
+/// The data set of `input` at `rows` rows, written if it is not there yet:
+/// `target/bench-data/<input>-<rows>/`, holding `{text|json,parquet}/part-NNNNN.<ext>`
+/// (Nexmark: `{json,parquet}/{person,auction,bid}/part-NNNNN.<ext>`) and a `_done` marker
+/// written last.
+fn data_set(input: Input, rows: usize) -> std::io::Result<PathBuf> {
     let dir = data_root().join(format!("{}-{rows}", input.name()));
     let marker = dir.join("_done");
     if std::fs::read_to_string(&marker).is_ok_and(|m| m.starts_with(&format!("version {DATA_VERSION},"))) {
@@ -153,88 +242,14 @@ fn input_dir(input: Input, rows: usize) -> std::io::Result<PathBuf> {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&dir)?;
-    let batches = input.batches(rows);
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let per_file = total.div_ceil(FILES).max(1);
-    let ext = if input == Input::Lines { "txt" } else { "json" };
-    let mut row = 0usize;
-    let mut file = 0usize;
-    let mut out: Option<std::io::BufWriter<std::fs::File>> = None;
-    let mut line = String::new();
-    for b in &batches {
-        for i in 0..b.num_rows() {
-            if row.is_multiple_of(per_file) {
-                if let Some(mut w) = out.take() {
-                    w.flush()?;
-                }
-                let path = dir.join(format!("part-{file:05}.{ext}"));
-                out = Some(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?));
-                file += 1;
-            }
-            line.clear();
-            if input == Input::Lines {
-                line.push_str(b.column(0).as_string::<i32>().value(i));
-            } else {
-                json_row(b, i, &mut line);
-            }
-            line.push('\n');
-            out.as_mut().expect("open file").write_all(line.as_bytes())?;
-            row += 1;
-        }
-    }
-    if let Some(mut w) = out.take() {
-        w.flush()?;
-    }
-    std::fs::write(marker, format!("version {DATA_VERSION}, {total} rows\n"))?;
-    eprintln!("  wrote {total} {} rows into {FILES} files in {:.1}s", input.name(), started.elapsed().as_secs_f64());
+    let what = input.write(&dir, rows)?;
+    std::fs::write(marker, format!("version {DATA_VERSION}, {what}\n"))?;
+    eprintln!(
+        "  wrote {} ({what}) as {FILES} files per stream and format in {:.1}s",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(dir)
-}
-
-/// Row `i` of `b` as a JSON object (integers, doubles, strings, UTC timestamps with µs).
-fn json_row(b: &RecordBatch, i: usize, out: &mut String) {
-    out.push('{');
-    for (n, (field, col)) in b.schema_ref().fields().iter().zip(b.columns()).enumerate() {
-        if n > 0 {
-            out.push(',');
-        }
-        json_string(field.name(), out);
-        out.push(':');
-        if col.is_null(i) {
-            out.push_str("null");
-            continue;
-        }
-        match col.data_type() {
-            DataType::Int64 => write!(out, "{}", col.as_primitive::<Int64Type>().value(i)).expect("write"),
-            DataType::Float64 => write!(out, "{:?}", col.as_primitive::<Float64Type>().value(i)).expect("write"),
-            DataType::Utf8 => json_string(col.as_string::<i32>().value(i), out),
-            DataType::Timestamp(..) => {
-                out.push('"');
-                rfc3339_micros(col.as_primitive::<TimestampMicrosecondType>().value(i), out);
-                out.push('"');
-            }
-            other => panic!("no JSON writer for {other}"),
-        }
-    }
-    out.push('}');
-}
-
-fn json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).expect("write"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// `micros` since the epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC).
-fn rfc3339_micros(micros: i64, out: &mut String) {
-    let t = chrono::DateTime::from_timestamp_micros(micros).expect("timestamp in chrono's range");
-    write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ")).expect("write");
 }
 
 // ------------------------------------------------------------------ results as text
@@ -364,24 +379,39 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-/// The child side: `compare-child CASE SYSTEM ROWS RUNS OUT`; prints a [`Report`] line.
+/// The child side: `compare-child CASE SYSTEM ROWS RUNS OUT` with SYSTEM `files-json`,
+/// `files-parquet`, `memory` or `hand`; prints a [`Report`] line.
 pub fn child(args: &[String]) {
     let [case, system, rows, runs, out] = args else {
-        eprintln!("usage: compare-child CASE files|memory|hand ROWS RUNS OUT");
+        eprintln!("usage: compare-child CASE files-json|files-parquet|memory|hand ROWS RUNS OUT");
         std::process::exit(2);
     };
     let rows: usize = rows.parse().expect("rows");
     let runs: usize = runs.parse().expect("runs");
     let case = cases().into_iter().find(|c| c.name == case).expect("known case");
     let report = match system.as_str() {
-        "files" => {
-            let dir = input_dir(case.input, rows).expect("input files");
+        "memory" | "hand" => {
+            let w = workloads::all().into_iter().find(|w| w.name == case.name).expect("in-memory workload");
+            (w.prepare)(rows);
+            let f = if system == "memory" { w.flowgate } else { w.hand };
+            let all: Vec<crate::Measured> = (0..runs).map(|_| f(rows)).collect();
+            let n = all[0].result.len();
+            let text: String = all[0].result.iter().map(|h| format!("{h}\n")).collect();
+            std::fs::write(format!("{out}.hashes"), text).expect("write hashes");
+            Report { elapsed: all.iter().map(|m| m.elapsed).collect(), rows: n, peak_rss_kb: peak_rss_kb() }
+        }
+        files => {
+            let format = files.strip_prefix("files-").and_then(Format::parse).unwrap_or_else(|| {
+                panic!("unknown system {files}");
+            });
+            let root = data_set(case.input, rows).expect("input files");
+            let dir = case.input.stream_dir(&root, format);
             let mut elapsed = Vec::new();
             let mut result = Vec::new();
             for _ in 0..runs {
                 let table = MemoryTable::new();
                 let mut b = QueryBuilder::new((case.spec)());
-                (case.source)(&mut b, &dir, case.max_files);
+                (case.source)(&mut b, &dir, case.max_files, format);
                 let started = Instant::now();
                 let q = b.sink(Sink::memory(&table)).trigger(Trigger::available_now()).start().expect("start");
                 q.await_termination().expect("query");
@@ -393,17 +423,6 @@ pub fn child(args: &[String]) {
             std::fs::write(out, text).expect("write result");
             Report { elapsed, rows: lines.len(), peak_rss_kb: peak_rss_kb() }
         }
-        "memory" | "hand" => {
-            let w = workloads::all().into_iter().find(|w| w.name == case.name).expect("in-memory workload");
-            (w.prepare)(rows);
-            let f = if system == "memory" { w.flowgate } else { w.hand };
-            let all: Vec<crate::Measured> = (0..runs).map(|_| f(rows)).collect();
-            let n = all[0].result.len();
-            let text: String = all[0].result.iter().map(|h| format!("{h}\n")).collect();
-            std::fs::write(format!("{out}.hashes"), text).expect("write hashes");
-            Report { elapsed: all.iter().map(|m| m.elapsed).collect(), rows: n, peak_rss_kb: peak_rss_kb() }
-        }
-        other => panic!("unknown system {other}"),
     };
     println!("{}", report.to_line());
 }
@@ -453,6 +472,7 @@ fn spark_python() -> Result<PathBuf, String> {
 fn run_spark(
     python: &Path,
     case: &Case,
+    format: Format,
     input: &Path,
     out: &Path,
     runs: usize,
@@ -460,7 +480,8 @@ fn run_spark(
 ) -> Result<Report, String> {
     let mut cmd = Command::new(python);
     cmd.arg(spark_dir().join("run.py"))
-        .args(["--query", case.name, "--runs", &runs.to_string(), "--threads", &threads.to_string()])
+        .args(["--query", case.name, "--format", format.name()])
+        .args(["--runs", &runs.to_string(), "--threads", &threads.to_string()])
         .arg("--input")
         .arg(input)
         .arg("--output")
@@ -472,9 +493,9 @@ fn run_spark(
     let output = cmd.output().map_err(|e| format!("could not start Spark: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        return Err(format!("Spark failed on {} ({})", case.name, output.status));
+        return Err(format!("Spark failed on {} ({}, {})", case.name, format.name(), output.status));
     }
-    Report::parse(&stdout).ok_or_else(|| format!("no report from Spark on {}: {stdout}", case.name))
+    Report::parse(&stdout).ok_or_else(|| format!("no report from Spark on {} ({}): {stdout}", case.name, format.name()))
 }
 
 // ------------------------------------------------------------------ the comparison
@@ -482,12 +503,37 @@ fn run_spark(
 struct Line {
     case: &'static str,
     system: &'static str,
+    /// The input files' encoding (`text`, `json`, `parquet`) for the file systems, `None` for
+    /// the memory ones.
+    encoding: Option<&'static str>,
     report: Report,
     /// Why no speed-up is printed against this line, if so.
     verdict: Result<(), String>,
 }
 
-pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool) {
+impl Line {
+    /// The system as the table shows it, e.g. `flowgate files (parquet)`.
+    fn label(&self) -> String {
+        match self.encoding {
+            Some(e) => format!("{} ({e})", self.system),
+            None => self.system.to_string(),
+        }
+    }
+}
+
+/// Whether two result files agree row for row.
+fn verdict(flowgate: &Path, spark: &Path) -> Result<(), String> {
+    match (read_lines(flowgate), read_lines(spark)) {
+        (Ok(a), Ok(b)) => match disagreement(&a, &b) {
+            None if a.is_empty() => Err("both results are empty: nothing was compared".into()),
+            None => Ok(()),
+            Some(d) => Err(format!("flowgate and Spark DISAGREE: {d}")),
+        },
+        (Err(e), _) | (_, Err(e)) => Err(format!("could not read the results: {e}")),
+    }
+}
+
+pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool, formats: &[Format]) {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let work = data_root().join("compare");
     std::fs::create_dir_all(&work).expect("work dir");
@@ -495,22 +541,70 @@ pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool) {
     if let Err(why) = &python {
         println!("Spark is skipped: {why}");
     }
-    println!("compare: {rows} input rows per case, median of {runs} runs, {threads} cores\n");
+    let names: Vec<&str> = formats.iter().map(|f| f.name()).collect();
+    println!(
+        "compare: {rows} input rows per case (bids for Nexmark), median of {runs} runs, {threads} cores, files: {}\n",
+        names.join(", ")
+    );
     let mut lines: Vec<Line> = Vec::new();
     for case in cases().iter().filter(|c| only.is_none_or(|o| o.split(',').any(|o| o == c.name))) {
         eprintln!("{}:", case.name);
-        let dir = match input_dir(case.input, rows) {
+        let root = match data_set(case.input, rows) {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("  could not write the input files: {e}");
                 continue;
             }
         };
-        let fg_out = work.join(format!("{}.flowgate.tsv", case.name));
+        for &format in formats {
+            let encoding = Some(case.input.encoding(format).name());
+            let fg_out = work.join(format!("{}.{}.flowgate.tsv", case.name, format.name()));
+            let fg = match run_child(case.name, &format!("files-{}", format.name()), rows, runs, &fg_out) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("  {e}");
+                    None
+                }
+            };
+            let mut files_verdict = Err("Spark not run".to_string());
+            let mut spark_line = None;
+            if let Ok(py) = &python {
+                let spark_out = work.join(format!("{}.{}.spark", case.name, format.name()));
+                let input = case.input.stream_dir(&root, format);
+                match run_spark(py, case, format, &input, &spark_out, runs, threads) {
+                    Ok(report) => {
+                        let v = if fg.is_some() {
+                            verdict(&fg_out, &spark_out)
+                        } else {
+                            Err("the flowgate run failed: nothing was compared".into())
+                        };
+                        if let Err(why) = &v {
+                            eprintln!("  {} ({}): {why}", case.name, format.name());
+                        }
+                        files_verdict = v.clone();
+                        spark_line =
+                            Some(Line { case: case.name, system: "spark files", encoding, report, verdict: v });
+                    }
+                    Err(e) => {
+                        eprintln!("  {e}");
+                        files_verdict = Err(e);
+                    }
+                }
+            }
+            if let Some(report) = fg {
+                lines.push(Line {
+                    case: case.name,
+                    system: "flowgate files",
+                    encoding,
+                    report,
+                    verdict: files_verdict,
+                });
+            }
+            lines.extend(spark_line);
+        }
         let mut mine = Vec::new();
-        for system in ["files", "memory", "hand"] {
+        for system in ["memory", "hand"] {
             let out = work.join(format!("{}.{system}", case.name));
-            let out = if system == "files" { fg_out.clone() } else { out };
             match run_child(case.name, system, rows, runs, &out) {
                 Ok(r) => mine.push((system, r, out)),
                 Err(e) => eprintln!("  {e}"),
@@ -528,61 +622,35 @@ pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool) {
             }
             _ => Err("a memory run failed".into()),
         };
-        let mut files_verdict = Err("Spark not run".to_string());
-        let mut spark_line = None;
-        if let (Ok(py), Some(fg)) = (&python, by("files")) {
-            let spark_out = work.join(format!("{}.spark", case.name));
-            match run_spark(py, case, &dir, &spark_out, runs, threads) {
-                Ok(report) => {
-                    let verdict = match (read_lines(&fg.2), read_lines(&spark_out)) {
-                        (Ok(a), Ok(b)) => match disagreement(&a, &b) {
-                            None if a.is_empty() => Err("both results are empty: nothing was compared".into()),
-                            None => Ok(()),
-                            Some(d) => Err(format!("flowgate and Spark DISAGREE: {d}")),
-                        },
-                        (Err(e), _) | (_, Err(e)) => Err(format!("could not read the results: {e}")),
-                    };
-                    files_verdict = verdict.clone();
-                    spark_line = Some(Line { case: case.name, system: "spark files", report, verdict });
-                }
-                Err(e) => {
-                    eprintln!("  {e}");
-                    files_verdict = Err(e);
-                }
-            }
-        }
         for (system, report, _) in mine {
-            let (name, verdict) = match system {
-                "files" => ("flowgate files", files_verdict.clone()),
-                "memory" => ("flowgate memory", memory_verdict.clone()),
-                _ => ("hand memory", memory_verdict.clone()),
-            };
-            lines.push(Line { case: case.name, system: name, report, verdict });
+            let name = if system == "memory" { "flowgate memory" } else { "hand memory" };
+            lines.push(Line { case: case.name, system: name, encoding: None, report, verdict: memory_verdict.clone() });
         }
-        lines.extend(spark_line);
     }
     print_table(&lines, rows, threads);
 }
 
 fn print_table(lines: &[Line], rows: usize, threads: usize) {
-    let find = |case: &str, system: &str| lines.iter().find(|l| l.case == case && l.system == system);
+    let find = |l: &Line, system: &str| {
+        lines.iter().find(|o| o.case == l.case && o.system == system && o.encoding == l.encoding)
+    };
     println!(
-        "{:<16} {:<16} {:>12} {:>14} {:>9} {:>10}  ratio",
+        "{:<16} {:<24} {:>12} {:>14} {:>9} {:>10}  ratio",
         "workload", "system", "events/s", "events/s/core", "peak MB", "result"
     );
     let mut csv = vec![
-        "workload,system,rows,threads,median_s,events_per_s,events_per_s_per_core,peak_rss_mb,result_rows,agrees,ratio_name,ratio"
+        "workload,system,format,rows,threads,median_s,events_per_s,events_per_s_per_core,peak_rss_mb,result_rows,agrees,ratio_name,ratio"
             .to_string(),
     ];
     for l in lines {
         let secs = l.report.median().as_secs_f64();
         let eps = rows as f64 / secs;
         let (ratio_name, ratio) = match l.system {
-            "flowgate files" => match (&l.verdict, find(l.case, "spark files")) {
+            "flowgate files" => match (&l.verdict, find(l, "spark files")) {
                 (Ok(()), Some(s)) => ("speed-up over Spark", Some(s.report.median().as_secs_f64() / secs)),
                 _ => ("speed-up over Spark", None),
             },
-            "flowgate memory" => match (&l.verdict, find(l.case, "hand memory")) {
+            "flowgate memory" => match (&l.verdict, find(l, "hand memory")) {
                 (Ok(()), Some(h)) => ("time / hand-written", Some(secs / h.report.median().as_secs_f64())),
                 _ => ("time / hand-written", None),
             },
@@ -594,9 +662,9 @@ fn print_table(lines: &[Line], rows: usize, threads: usize) {
             _ => String::new(),
         };
         println!(
-            "{:<16} {:<16} {:>12.3e} {:>14.3e} {:>9.0} {:>10}  {}",
+            "{:<16} {:<24} {:>12.3e} {:>14.3e} {:>9.0} {:>10}  {}",
             l.case,
-            l.system,
+            l.label(),
             eps,
             eps / threads as f64,
             l.report.peak_rss_kb as f64 / 1024.0,
@@ -604,9 +672,10 @@ fn print_table(lines: &[Line], rows: usize, threads: usize) {
             ratio_text
         );
         csv.push(format!(
-            "{},{},{rows},{threads},{secs:.6},{eps:.0},{:.0},{:.1},{},{},{},{}",
+            "{},{},{},{rows},{threads},{secs:.6},{eps:.0},{:.0},{:.1},{},{},{},{}",
             l.case,
-            l.system,
+            l.label(),
+            l.encoding.unwrap_or(""),
             eps / threads as f64,
             l.report.peak_rss_kb as f64 / 1024.0,
             l.report.rows,
@@ -648,19 +717,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_format_as_rfc3339_with_micros() {
-        let mut s = String::new();
-        rfc3339_micros(1_704_110_400_000_100, &mut s);
-        assert_eq!(s, "2024-01-01T12:00:00.000100Z");
-        s.clear();
-        rfc3339_micros(-1, &mut s);
-        assert_eq!(s, "1969-12-31T23:59:59.999999Z");
-        s.clear();
-        rfc3339_micros(951_782_400_000_000, &mut s); // leap day
-        assert_eq!(s, "2000-02-29T00:00:00.000000Z");
-    }
-
-    #[test]
     fn doubles_compare_across_spellings() {
         assert_eq!(normalize("a\t1.2E7\t3"), normalize("a\t12000000.0\t3"));
         assert_ne!(normalize("a\t1.2E7"), normalize("a\t1.3E7"));
@@ -678,21 +734,75 @@ mod tests {
         assert_eq!(spark.median(), Duration::from_secs(3));
     }
 
-    #[test]
-    fn json_rows_read_back_through_the_file_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let batches = nexmark::bid_batches(50);
-        let mut text = String::new();
-        for i in 0..batches[0].num_rows() {
-            json_row(&batches[0], i, &mut text);
-            text.push('\n');
+    use crate::nexmark::generator::{Auction, Person};
+
+    stream_query! {
+        pub(crate) query AllPersons(persons: Person) -> Person, mode = append {
+            persons
         }
-        std::fs::write(dir.path().join("a.json"), text).unwrap();
+    }
+
+    stream_query! {
+        pub(crate) query AllAuctions(auctions: Auction) -> Auction, mode = append {
+            auctions
+        }
+    }
+
+    /// The rows flowgate's file source reads from `dir` in `format`, through a pass-through
+    /// query of `T`.
+    fn read_with_flowgate<T: Record>(spec: QuerySpec, dir: &Path, format: Format) -> Vec<String> {
         let table = MemoryTable::new();
-        let mut b = QueryBuilder::new(nexmark::Q0::spec());
-        bid_source(&mut b, dir.path(), None);
+        let mut b = QueryBuilder::new(spec);
+        set_source::<T>(&mut b, dir, None, format, false);
         let q = b.sink(Sink::memory(&table)).trigger(Trigger::available_now()).start().unwrap();
         q.await_termination().unwrap();
-        assert_eq!(tsv(&table.batches()), tsv(&batches));
+        tsv(&table.batches())
+    }
+
+    #[test]
+    fn every_stream_reads_back_through_the_file_source_in_both_formats() {
+        let g = Generator::new(generator::DEFAULT_SEED);
+        let events = generator::events_for_bids(5_000);
+        let dir = tempfile::tempdir().unwrap();
+        for kind in Kind::ALL {
+            let batches = g.batches(kind, events);
+            let expected = tsv(&batches);
+            assert!(expected.len() > 100, "{kind:?}");
+            for format in [Format::Json, Format::Parquet] {
+                let e = Input::Nexmark.encoding(format);
+                let d = dir.path().join(e.name()).join(kind.name());
+                files::write(&d, e, &batches, 3).unwrap();
+                let read = match kind {
+                    Kind::Person => read_with_flowgate::<Person>(AllPersons::spec(), &d, format),
+                    Kind::Auction => read_with_flowgate::<Auction>(AllAuctions::spec(), &d, format),
+                    Kind::Bid => read_with_flowgate::<nexmark::Bid>(nexmark::Q0::spec(), &d, format),
+                };
+                assert!(read == expected, "{kind:?} from {format:?}: {} vs {} rows", read.len(), expected.len());
+            }
+        }
+    }
+
+    #[test]
+    fn word_count_lines_read_back_as_text_and_parquet() {
+        let batches = data::lines(3_000);
+        let dir = tempfile::tempdir().unwrap();
+        for format in [Format::Json, Format::Parquet] {
+            let e = Input::Lines.encoding(format);
+            let d = dir.path().join(e.name());
+            files::write(&d, e, &batches, 3).unwrap();
+            let table = MemoryTable::new();
+            let mut b = QueryBuilder::new(workloads::WordCounts::spec());
+            text_source(&mut b, &d, None, format);
+            let q = b.sink(Sink::memory(&table)).trigger(Trigger::available_now()).start().unwrap();
+            q.await_termination().unwrap();
+            let mut counts = tsv(&table.batches());
+            counts.sort();
+            let words: usize = counts.iter().map(|l| l.rsplit('\t').next().unwrap().parse::<usize>().unwrap()).sum();
+            let expected: usize = batches
+                .iter()
+                .flat_map(|b| (0..b.num_rows()).map(|i| b.column(0).as_string::<i32>().value(i).split(' ').count()))
+                .sum();
+            assert_eq!(words, expected, "{format:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! cargo run --release -p flowgate-benches -- core        # word count + grouped sum, 10 M rows
 //! cargo run --release -p flowgate-benches -- windowed    # 1-minute windows, 10 M events, 100 K keys
 //! cargo run --release -p flowgate-benches -- all --rows 1000000 --runs 5
-//! cargo run --release -p flowgate-benches -- compare     # + Apache Spark, from the same files
+//! cargo run --release -p flowgate-benches -- compare     # + Apache Spark, from the same files (JSON, Parquet)
 //! cargo run --release -p flowgate-benches -- latency --rate 100000 --seconds 5
 //! ```
 
@@ -14,6 +14,7 @@ mod checkpoint;
 mod compare;
 mod compile;
 mod data;
+mod files;
 mod latency;
 mod nexmark;
 mod workloads;
@@ -87,7 +88,18 @@ fn main() {
     if what == "compare" {
         let only = Some(arg("--only", String::new())).filter(|s| !s.is_empty());
         let no_spark = std::env::args().any(|a| a == "--no-spark");
-        compare::compare(arg("--rows", compare::DEFAULT_ROWS), arg("--runs", DEFAULT_RUNS), only.as_deref(), no_spark);
+        let format = arg("--format", "both".to_string());
+        let Some(formats) = compare::Format::parse_list(&format) else {
+            eprintln!("--format takes json, parquet or both, not {format:?}");
+            std::process::exit(2);
+        };
+        compare::compare(
+            arg("--rows", compare::DEFAULT_ROWS),
+            arg("--runs", DEFAULT_RUNS),
+            only.as_deref(),
+            no_spark,
+            &formats,
+        );
         return;
     }
     if what == "latency" {
@@ -154,7 +166,7 @@ fn main() {
         .collect();
     if selected.is_empty() {
         eprintln!(
-            "usage: flowgate-benches [compare | core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark]\n       \
+            "usage: flowgate-benches [compare | core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark] [--format json|parquet|both]\n       \
              flowgate-benches latency [--rate N] [--seconds S] [--query stateless|stateful|all] \
              [--trigger default|interval|all] [--interval-ms N] [--checkpoint no|yes|both]"
         );

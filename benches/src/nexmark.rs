@@ -1,8 +1,8 @@
 //! Nexmark (the streaming benchmark of Tucker et al., as Flink's and Spark's ports run it):
-//! a bid-stream generator with the standard parameters, and the stateless bid queries
-//! (q0 pass-through, q1 currency conversion, q2 selection, q14 calculation, q22 split) as
-//! flowgate queries beside hand-written loops. Spark and the stateful queries come next
-//! (issue 6).
+//! the event generator ([`generator`]: persons, auctions and bids with the reference's
+//! proportions and parameters), and the bid queries (q0 pass-through, q1 currency conversion,
+//! q2 selection, q11 user sessions, q14 calculation, q17 auction statistics, q21 channel id,
+//! q22 split) as flowgate queries beside hand-written loops.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -14,149 +14,31 @@ use arrow_array::{ArrayRef, RecordBatch};
 use flowgate::engine::{BatchContext, PlanConfig};
 use flowgate::prelude::*;
 
-use crate::data::{SplitMix, BATCH_ROWS};
 use crate::Measured;
 
-// Nexmark's generator defaults (GeneratorConfig / NexmarkConfiguration).
-const PERSON_PROPORTION: u64 = 1;
-const AUCTION_PROPORTION: u64 = 3;
-const BID_PROPORTION: u64 = 46;
-const TOTAL_PROPORTION: u64 = PERSON_PROPORTION + AUCTION_PROPORTION + BID_PROPORTION;
-const FIRST_PERSON_ID: u64 = 1000;
-const FIRST_AUCTION_ID: u64 = 1000;
-const NUM_ACTIVE_PEOPLE: u64 = 1000;
-const NUM_IN_FLIGHT_AUCTIONS: u64 = 100;
-const PERSON_ID_LEAD: u64 = 10;
-const AUCTION_ID_LEAD: u64 = 10;
-const HOT_AUCTION_RATIO: u64 = 2;
-const HOT_BIDDER_RATIO: u64 = 4;
-const HOT_CHANNELS_RATIO: u64 = 2;
-const CHANNELS_NUMBER: u64 = 10_000;
-const HOT_CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
-/// 10 000 events per second of event time (Nexmark's default first event rate).
-const INTER_EVENT_DELAY_US: i64 = 100;
-/// Average bid size in bytes, filled up by `extra` (Nexmark's `avgBidByteSize`).
-const AVG_BID_BYTES: usize = 100;
+pub mod generator;
 
-/// A bid (Nexmark's `Bid`).
-#[derive(Record, Clone, Debug, PartialEq)]
-pub struct Bid {
-    pub auction: i64,
-    pub bidder: i64,
-    pub price: i64,
-    pub channel: String,
-    pub url: String,
-    pub date_time: Timestamp,
-    pub extra: String,
-}
-
-fn last_base0_person_id(event_id: u64) -> u64 {
-    // Nexmark: the offset within the epoch, capped at the last person slot.
-    let epoch = event_id / TOTAL_PROPORTION;
-    let offset = event_id % TOTAL_PROPORTION;
-    epoch * PERSON_PROPORTION + if offset >= PERSON_PROPORTION { PERSON_PROPORTION - 1 } else { offset }
-}
-
-fn last_base0_auction_id(event_id: u64) -> u64 {
-    let mut epoch = event_id / TOTAL_PROPORTION;
-    let mut offset = event_id % TOTAL_PROPORTION;
-    if offset < PERSON_PROPORTION {
-        epoch = epoch.saturating_sub(1);
-        offset = AUCTION_PROPORTION - 1;
-    } else if offset >= PERSON_PROPORTION + AUCTION_PROPORTION {
-        offset = AUCTION_PROPORTION - 1;
-    } else {
-        offset -= PERSON_PROPORTION;
-    }
-    epoch * AUCTION_PROPORTION + offset
-}
-
-fn next_string(rng: &mut SplitMix, len: usize) -> String {
-    (0..len).map(|_| (b'a' + rng.below(26) as u8) as char).collect()
-}
-
-fn base_url(rng: &mut SplitMix) -> String {
-    format!(
-        "https://www.nexmark.com/{}/{}/{}/item.htm?query=1",
-        next_string(rng, 5),
-        next_string(rng, 5),
-        next_string(rng, 5)
-    )
-}
+pub use generator::Bid;
+use generator::{Generator, Kind, DEFAULT_SEED};
 
 /// The bids among the first `events` Nexmark events, in event order.
+#[allow(dead_code, reason = "rows for tests and ad-hoc checks; the benchmarks read `bid_batches`")]
 pub fn bids(events: u64) -> Vec<Bid> {
-    let mut rng = SplitMix::new(0x4e58);
-    let hot_urls: Vec<String> = HOT_CHANNELS.iter().map(|_| base_url(&mut rng)).collect();
-    let channel_urls: Vec<String> = (0..CHANNELS_NUMBER)
-        .map(|c| {
-            let url = base_url(&mut rng);
-            if rng.below(10) > 0 {
-                format!("{url}&channel_id={}", ((c as u32).reverse_bits() as i32 as i64).abs())
-            } else {
-                url
-            }
-        })
-        .collect();
-    let base_time = 1_704_110_400_000_000i64;
-    let mut out = Vec::with_capacity((events * BID_PROPORTION / TOTAL_PROPORTION) as usize);
-    for event_id in 0..events {
-        if event_id % TOTAL_PROPORTION < PERSON_PROPORTION + AUCTION_PROPORTION {
-            continue;
-        }
-        let auction = if rng.below(HOT_AUCTION_RATIO) > 0 {
-            (last_base0_auction_id(event_id) / HOT_AUCTION_RATIO) * HOT_AUCTION_RATIO
-        } else {
-            let max = last_base0_auction_id(event_id);
-            let min = max.saturating_sub(NUM_IN_FLIGHT_AUCTIONS);
-            min + rng.below(max - min + 1 + AUCTION_ID_LEAD)
-        } + FIRST_AUCTION_ID;
-        let bidder = if rng.below(HOT_BIDDER_RATIO) > 0 {
-            (last_base0_person_id(event_id) / HOT_BIDDER_RATIO) * HOT_BIDDER_RATIO + 1
-        } else {
-            let num_people = last_base0_person_id(event_id) + 1;
-            let active = num_people.min(NUM_ACTIVE_PEOPLE);
-            num_people - active + rng.below(active + PERSON_ID_LEAD)
-        } + FIRST_PERSON_ID;
-        let unit = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let price = (10f64.powf(unit * 6.0) * 100.0).round() as i64;
-        let (channel, url) = if rng.below(HOT_CHANNELS_RATIO) > 0 {
-            let i = rng.below(HOT_CHANNELS.len() as u64) as usize;
-            (HOT_CHANNELS[i].to_string(), hot_urls[i].clone())
-        } else {
-            let c = rng.below(CHANNELS_NUMBER);
-            (format!("channel-{c}"), channel_urls[c as usize].clone())
-        };
-        let size = 32 + channel.len() + url.len();
-        let extra_len =
-            if size < AVG_BID_BYTES { rng.below(2 * (AVG_BID_BYTES - size) as u64 + 1) as usize } else { 0 };
-        out.push(Bid {
-            auction: auction as i64,
-            bidder: bidder as i64,
-            price,
-            channel,
-            url,
-            date_time: Timestamp(base_time + event_id as i64 * INTER_EVENT_DELAY_US),
-            extra: next_string(&mut rng, extra_len),
-        });
-    }
-    out
+    Generator::new(DEFAULT_SEED).bids(events)
 }
 
 /// The first `rows` bids (the benchmark's input for `--rows rows`).
+#[allow(dead_code, reason = "rows for tests and ad-hoc checks; the benchmarks read `bid_batches`")]
 pub fn bid_rows(rows: usize) -> Vec<Bid> {
-    let events = rows as u64 * TOTAL_PROPORTION / BID_PROPORTION + TOTAL_PROPORTION;
-    let mut all = bids(events);
-    all.truncate(rows);
-    all
+    bids(generator::events_for_bids(rows as u64))
 }
 
 static BIDS: OnceLock<Vec<RecordBatch>> = OnceLock::new();
 
-/// The first `rows` bids ([`bid_rows`]) as Arrow batches of [`BATCH_ROWS`] (one micro-batch
+/// The first `rows` bids ([`bid_rows`]) as Arrow batches of [`crate::data::BATCH_ROWS`] (one micro-batch
 /// each where a query keeps state across batches).
 pub fn bid_batches(rows: usize) -> Vec<RecordBatch> {
-    bid_rows(rows).chunks(BATCH_ROWS).map(|c| Bid::to_batch(c.iter().cloned()).expect("bid batch")).collect()
+    Generator::new(DEFAULT_SEED).batches(Kind::Bid, generator::events_for_bids(rows as u64))
 }
 
 /// Generates the bids of [`bid_batches`] once.
@@ -470,8 +352,9 @@ stream_query! {
 ///
 /// The gap is Nexmark's 10 s and means something here: a bidder bids while it is among the
 /// 1 000 active people (about 5 s of event time at 10 000 events/s), a cold bidder every ~0.4 s
-/// on average, so each bidder's bids form one session of a few seconds that closes 10 s after
-/// its last bid (about 200 sessions close per second of event time; 2 M bids make ~43 000).
+/// on average (the hot bidder of each block of 100 people, 3 bids in 4, for 0.5 s), so each
+/// bidder's bids form one session of a few seconds that closes 10 s after its last bid (about
+/// 180 sessions close per second of event time; 2 M bids make ~40 000).
 /// The watermark delay is Nexmark's 4 s (`WATERMARK FOR dateTime AS dateTime - INTERVAL '4'
 /// SECOND`). A session's end is its last bid + gap (Spark's `session_window`; Flink's
 /// `SESSION_END` is the same). Sessions still open after the input are not emitted.
@@ -933,9 +816,9 @@ mod tests {
     fn bids_follow_nexmark_proportions_and_ranges() {
         let b = bids(5_000);
         assert_eq!(b.len(), 5_000 / 50 * 46);
-        assert!(b.iter().all(|x| x.auction >= FIRST_AUCTION_ID as i64 && x.bidder >= FIRST_PERSON_ID as i64));
+        assert!(b.iter().all(|x| x.auction >= 1000 && x.bidder >= 1000));
         assert!(b.iter().all(|x| (100..=100_000_000).contains(&x.price)));
-        assert!(b.iter().any(|x| HOT_CHANNELS.contains(&x.channel.as_str())));
+        assert!(b.iter().any(|x| generator::HOT_CHANNELS.contains(&x.channel.as_str())));
         assert!(b.iter().any(|x| x.url.contains("channel_id=")));
         assert!(b.windows(2).all(|w| w[0].date_time <= w[1].date_time));
     }
