@@ -66,6 +66,27 @@ const DECODE_BATCH_ROWS: usize = 8192;
 /// the common `.tmp`, and editors' backup `~`.
 const TEMP_SUFFIXES: &[&str] = &["._COPYING_", ".tmp", "~"];
 
+/// A reading thread keeps its file buffer up to this size between files.
+const KEPT_READ_BUFFER_BYTES: usize = 256 << 20;
+
+thread_local! {
+    /// A reading thread's file buffer, kept between files: reading into fresh memory faults
+    /// in and zeroes every page first, which cost a quarter of a JSON query's time.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads the whole file at `path` into `buf` (appended; `buf`'s spare room is not zeroed).
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> Result<()> {
+    use std::io::Read;
+    let context = || format!("reading {}", path.display());
+    let mut file = fs::File::open(path).map_err(|e| Error::io(context(), e))?;
+    if let Ok(meta) = file.metadata() {
+        buf.reserve(meta.len() as usize);
+    }
+    file.read_to_end(buf).map_err(|e| Error::io(context(), e))?;
+    Ok(())
+}
+
 /// How much of a malformed line an error message quotes.
 const MAX_QUOTED_LINE_CHARS: usize = 200;
 
@@ -428,9 +449,21 @@ impl FileSource {
         if self.opts.format == FileFormat::Parquet {
             return self.read_parquet(layout, path);
         }
-        let bytes = fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        READ_BUFFER.with(|cell| {
+            let mut buf = cell.take();
+            buf.clear();
+            let rows = read_into(path, &mut buf).and_then(|()| self.decode_file(layout, path, &buf));
+            if buf.capacity() <= KEPT_READ_BUFFER_BYTES {
+                cell.replace(buf);
+            }
+            rows
+        })
+    }
+
+    /// The rows of one JSON, CSV or text file whose bytes are `bytes`.
+    fn decode_file(&self, layout: &Layout, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
         // A UTF-8 byte order mark is not data.
-        let data = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let data = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         let mut lines = lines(data, self.opts.format);
         if self.opts.format == FileFormat::Csv && self.opts.csv_header && !lines.is_empty() {
             lines.remove(0);
