@@ -11,6 +11,7 @@
 use std::mem::size_of;
 
 use hashbrown::HashTable;
+use rayon::prelude::*;
 
 use super::{Merge, OperatorMetrics};
 use crate::codec::StateCodec;
@@ -34,6 +35,60 @@ impl<A> Session<A> {
     pub fn window(&self) -> Window {
         Window::new(Timestamp(self.start), Timestamp(self.end))
     }
+}
+
+/// The shuffle partition of a key hash, out of `n` (high bits: the tables use the low ones).
+#[inline(always)]
+fn partition_of(hash: u64, n: usize) -> usize {
+    ((hash >> 32) as usize * n) >> 32
+}
+
+/// What folding a batch's sessions into the state changed (the operator's metrics).
+#[derive(Default)]
+struct Folded {
+    updated: u64,
+    removed: u64,
+    dropped: u64,
+}
+
+/// Folds one key's sessions from a batch into `table` (the key's shuffle partition): batch
+/// sessions that end at or before `late_watermark` are dropped, the rest merged with the
+/// stored ones. A changed key is pushed to `touched`, when given.
+fn fold_key<K: Clone + Eq, A: Merge>(
+    table: &mut HashTable<KeySessions<K, A>>,
+    batch: KeySessions<K, A>,
+    late_watermark: i64,
+    touched: Option<&mut Vec<(u64, K)>>,
+    folded: &mut Folded,
+) {
+    let mut fresh: Vec<Session<A>> = Vec::new();
+    for s in merge_sorted(batch.sessions) {
+        if s.end <= late_watermark {
+            folded.dropped += 1;
+        } else {
+            fresh.push(s);
+        }
+    }
+    if fresh.is_empty() {
+        return;
+    }
+    let entry = match table.entry(batch.hash, |e| e.key == batch.key, |e| e.hash) {
+        hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
+        hashbrown::hash_table::Entry::Vacant(v) => {
+            v.insert(KeySessions { hash: batch.hash, key: batch.key, sessions: Vec::new() }).into_mut()
+        }
+    };
+    if let Some(touched) = touched {
+        touched.push((batch.hash, entry.key.clone()));
+    }
+    let old = std::mem::take(&mut entry.sessions);
+    let old_starts: Vec<i64> = old.iter().map(|s| s.start).collect();
+    fresh.extend(old);
+    entry.sessions = merge_sorted(fresh);
+    // As Spark's session state manager: every session of a touched key is written again;
+    // stored sessions whose start no longer exists are removed.
+    folded.updated += entry.sessions.len() as u64;
+    folded.removed += old_starts.iter().filter(|st| !entry.sessions.iter().any(|s| s.start == **st)).count() as u64;
 }
 
 /// Sorts `sessions` by start and merges every pair that overlaps or touches.
@@ -62,6 +117,9 @@ struct KeySessions<K, A> {
 pub struct SessionRows<K, A> {
     table: HashTable<KeySessions<K, A>>,
     gap: i64,
+    /// `(p, n)`: keep only the keys of shuffle partition `p` out of `n` (one task of a
+    /// parallel update); the other rows are skipped.
+    only: Option<(usize, usize)>,
 }
 
 impl<K, A> SessionRows<K, A> {
@@ -75,6 +133,11 @@ impl<K, A> SessionRows<K, A> {
         let t = ts.event_micros()?;
         let gap = self.gap;
         let hash = hash_key(&key);
+        if let Some((p, n)) = self.only {
+            if partition_of(hash, n) != p {
+                return None;
+            }
+        }
         let entry = match self.table.entry(hash, |e| key.eq_owned(&e.key), |e| e.hash) {
             hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
             hashbrown::hash_table::Entry::Vacant(v) => {
@@ -146,10 +209,6 @@ impl<K, A> SessionAggState<K, A> {
         self.parts.len()
     }
 
-    fn partition_of(&self, hash: u64) -> usize {
-        ((hash >> 32) as usize * self.parts.len()) >> 32
-    }
-
     fn estimated_bytes(&self) -> u64 {
         let slots: usize = self.parts.iter().map(|t| t.capacity() * (size_of::<KeySessions<K, A>>() + 1)).sum();
         (slots + self.len() * size_of::<Session<A>>()) as u64
@@ -163,47 +222,52 @@ where
 {
     /// Aggregates one micro-batch: `f` feeds each unit's rows; batch sessions whose end is at
     /// or before `late_watermark` are dropped.
+    ///
+    /// With several units, shuffle partitions and threads, one task per shuffle partition
+    /// reads every unit, keeps the rows of its partition's keys and folds them into its own
+    /// table, in parallel (a shuffle without moving rows: each task hashes every row's key,
+    /// which costs less than merging per-task tables for the sorted session lists).
     pub fn update<U, F>(&mut self, units: &[U], late_watermark: i64, f: F)
     where
-        F: Fn(&U, &mut SessionRows<K, A>),
+        U: Sync,
+        F: Fn(&U, &mut SessionRows<K, A>) + Sync,
     {
-        let mut rows = SessionRows { table: HashTable::new(), gap: self.gap };
-        for u in units {
-            f(u, &mut rows);
+        let (n, gap, tracking) = (self.parts.len(), self.gap, self.tracking);
+        let mut folded = Folded::default();
+        if units.len() > 1 && n > 1 && rayon::current_num_threads() > 1 {
+            let per_part: Vec<(Folded, Vec<(u64, K)>)> = self
+                .parts
+                .par_iter_mut()
+                .enumerate()
+                .map(|(p, table)| {
+                    let mut rows = SessionRows { table: HashTable::new(), gap, only: Some((p, n)) };
+                    for u in units {
+                        f(u, &mut rows);
+                    }
+                    let (mut folded, mut touched) = (Folded::default(), Vec::new());
+                    for batch in rows.table {
+                        fold_key(table, batch, late_watermark, tracking.then_some(&mut touched), &mut folded);
+                    }
+                    (folded, touched)
+                })
+                .collect();
+            for (f, touched) in per_part {
+                folded.updated += f.updated;
+                folded.removed += f.removed;
+                folded.dropped += f.dropped;
+                self.touched.extend(touched);
+            }
+        } else {
+            let mut rows = SessionRows { table: HashTable::new(), gap, only: None };
+            for u in units {
+                f(u, &mut rows);
+            }
+            for batch in rows.table {
+                let table = &mut self.parts[partition_of(batch.hash, n)];
+                fold_key(table, batch, late_watermark, tracking.then_some(&mut self.touched), &mut folded);
+            }
         }
-        let (mut updated, mut removed, mut dropped) = (0u64, 0u64, 0u64);
-        for batch in rows.table {
-            let mut fresh: Vec<Session<A>> = Vec::new();
-            for s in merge_sorted(batch.sessions) {
-                if s.end <= late_watermark {
-                    dropped += 1;
-                } else {
-                    fresh.push(s);
-                }
-            }
-            if fresh.is_empty() {
-                continue;
-            }
-            let p = self.partition_of(batch.hash);
-            let table = &mut self.parts[p];
-            let entry = match table.entry(batch.hash, |e| e.key == batch.key, |e| e.hash) {
-                hashbrown::hash_table::Entry::Occupied(o) => o.into_mut(),
-                hashbrown::hash_table::Entry::Vacant(v) => {
-                    v.insert(KeySessions { hash: batch.hash, key: batch.key, sessions: Vec::new() }).into_mut()
-                }
-            };
-            if self.tracking {
-                self.touched.push((batch.hash, entry.key.clone()));
-            }
-            let old = std::mem::take(&mut entry.sessions);
-            let old_starts: Vec<i64> = old.iter().map(|s| s.start).collect();
-            fresh.extend(old);
-            entry.sessions = merge_sorted(fresh);
-            // As Spark's session state manager: every session of a touched key is written
-            // again; stored sessions whose start no longer exists are removed.
-            updated += entry.sessions.len() as u64;
-            removed += old_starts.iter().filter(|st| !entry.sessions.iter().any(|s| s.start == **st)).count() as u64;
-        }
+        let Folded { updated, removed, dropped } = folded;
         self.metrics.rows_total = self.len() as u64;
         self.metrics.rows_updated = updated;
         self.metrics.rows_removed = removed;
@@ -259,7 +323,7 @@ where
         touched.sort_by_key(|(h, _)| *h);
         touched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         for (hash, key) in touched {
-            let p = self.partition_of(hash);
+            let p = partition_of(hash, self.parts.len());
             let value = self.parts[p].find(hash, |e| e.key == key).map(|e| {
                 let mut buf = Vec::new();
                 (e.sessions.len() as u64).encode(&mut buf);
@@ -286,7 +350,7 @@ where
                 let n = u64::decode(&mut input)? as usize;
                 let sessions = (0..n).map(|_| Session::decode(&mut input)).collect::<crate::Result<Vec<_>>>()?;
                 let hash = hash_key(&key);
-                let p = self.partition_of(hash);
+                let p = partition_of(hash, self.parts.len());
                 self.parts[p].insert_unique(hash, KeySessions { hash, key, sessions }, |e| e.hash);
             }
         }
@@ -329,5 +393,56 @@ mod tests {
         assert!(st.is_empty());
         let u1 = closed.iter().find(|(k, _)| k.0 == "u1").unwrap();
         assert_eq!((u1.1.start / MIN, u1.1.end / MIN, u1.1.acc.0 .0), (0, 15, 4));
+    }
+
+    /// (key, start, end, count) of every session, the metrics (total, updated, removed,
+    /// dropped) and the number of changed keys.
+    type Outcome = (Vec<(i64, i64, i64, i64)>, [u64; 4], usize);
+
+    /// The outcome of two batches of `units`, on `threads` threads.
+    fn run_units(threads: usize, units: &[Vec<(i64, i64)>]) -> Outcome {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut st: SessionAggState<(i64,), (Count,)> = SessionAggState::new(4, 5 * MIN);
+            st.set_tracking(true);
+            let feed = |u: &Vec<(i64, i64)>, rows: &mut SessionRows<(i64,), (Count,)>| {
+                for &(k, t) in u {
+                    if let Some(acc) = rows.row((k,), Timestamp(t * MIN), || (Count::new(),)) {
+                        acc.0.add_row();
+                    }
+                }
+            };
+            st.update(units, i64::MIN, feed);
+            // The second batch: everything before minute 30 is late.
+            st.update(units, 30 * MIN, feed);
+            let m = st.metrics();
+            let mut s: Vec<_> = st.all().map(|(k, s)| (k.0, s.start / MIN, s.end / MIN, s.acc.0 .0)).collect();
+            s.sort();
+            let mut touched: Vec<i64> = st.touched.iter().map(|(_, k)| k.0).collect();
+            touched.sort();
+            touched.dedup();
+            (s, [m.rows_total, m.rows_updated, m.rows_removed, m.rows_dropped_by_watermark], touched.len())
+        })
+    }
+
+    #[test]
+    fn a_parallel_update_gives_the_sequential_result() {
+        // 40 keys, 6 units with disordered times: sessions meet across units.
+        let mut x = 7u64;
+        let units: Vec<Vec<(i64, i64)>> = (0..6)
+            .map(|_| {
+                (0..500)
+                    .map(|_| {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        ((x >> 33) as i64 % 40, (x >> 20) as i64 % 120)
+                    })
+                    .collect()
+            })
+            .collect();
+        let one = run_units(1, &units);
+        let two = run_units(2, &units);
+        assert!(one.0.len() > 40, "several sessions per key: {}", one.0.len());
+        assert!(one.1[3] > 0, "the second batch drops late sessions");
+        assert_eq!(one, two);
     }
 }
