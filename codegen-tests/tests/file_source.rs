@@ -72,6 +72,13 @@ struct Wide {
     value: i64,
 }
 
+/// The `Total` rows of `table`, by sensor.
+fn totals_by_sensor(table: &MemoryTable) -> Vec<Total> {
+    let mut rows: Vec<Total> = table.rows().unwrap();
+    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    rows
+}
+
 fn write(dir: &Path, name: &str, text: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text).unwrap();
@@ -157,8 +164,7 @@ fn only_the_columns_a_query_reads_are_decoded() {
         .start()
         .unwrap();
     q.await_termination().unwrap();
-    let mut rows: Vec<Total> = table.rows().unwrap();
-    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    let rows = totals_by_sensor(&table);
     assert_eq!(rows, [Total { sensor: "a".into(), total: 3, n: 2 }, Total { sensor: "b".into(), total: 3, n: 1 }]);
 
     // A query that reads `note` meets the bad value.
@@ -186,8 +192,7 @@ fn files_are_read_once_each_across_triggers() {
     q.process_all_available().unwrap();
     q.stop().unwrap();
     assert_eq!(table.batch_count(), 2);
-    let mut rows: Vec<Total> = table.rows().unwrap();
-    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    let rows = totals_by_sensor(&table);
     assert_eq!(rows, vec![Total { sensor: "a".into(), total: 3, n: 2 }, Total { sensor: "b".into(), total: 5, n: 1 }]);
 }
 
@@ -222,8 +227,7 @@ fn csv_files_with_a_header() {
         .start()
         .unwrap();
     q.await_termination().unwrap();
-    let mut rows: Vec<Total> = table.rows().unwrap();
-    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    let rows = totals_by_sensor(&table);
     assert_eq!(rows, vec![Total { sensor: "a".into(), total: 5, n: 2 }, Total { sensor: "b".into(), total: 6, n: 1 }]);
 }
 
@@ -258,7 +262,6 @@ fn parquet_files_written_by_a_query_are_read_by_column_name() {
         .start()
         .unwrap();
     reader.await_termination().unwrap();
-    let mut rows: Vec<Total> = table.rows().unwrap();
-    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    let rows = totals_by_sensor(&table);
     assert_eq!(rows, vec![Total { sensor: "a".into(), total: 7, n: 3 }, Total { sensor: "b".into(), total: 5, n: 1 }]);
 }

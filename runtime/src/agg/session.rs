@@ -13,6 +13,7 @@ use std::mem::size_of;
 use hashbrown::HashTable;
 use rayon::prelude::*;
 
+use super::table::partition_of;
 use super::{Merge, OperatorMetrics};
 use crate::codec::StateCodec;
 use crate::value::{hash_key, GroupKey};
@@ -35,12 +36,6 @@ impl<A> Session<A> {
     pub fn window(&self) -> Window {
         Window::new(Timestamp(self.start), Timestamp(self.end))
     }
-}
-
-/// The shuffle partition of a key hash, out of `n` (high bits: the tables use the low ones).
-#[inline(always)]
-fn partition_of(hash: u64, n: usize) -> usize {
-    ((hash >> 32) as usize * n) >> 32
 }
 
 /// What folding a batch's sessions into the state changed (the operator's metrics).

@@ -52,7 +52,7 @@ type Table<K, A> = HashTable<Entry<K, A>>;
 /// The shuffle partition of a key hash, out of `n`. Uses the high bits: the tables use the low
 /// ones.
 #[inline(always)]
-fn partition_of(hash: u64, n: usize) -> usize {
+pub(crate) fn partition_of(hash: u64, n: usize) -> usize {
     ((hash >> 32) as usize * n) >> 32
 }
 

@@ -577,12 +577,14 @@ impl FileSource {
         let mut batches = Vec::new();
         match self.opts.format {
             FileFormat::Json => {
-                if let Some(plan) = &layout.json_fast {
-                    if let Some(batches) = plan.decode(data, lines, DECODE_BATCH_ROWS) {
-                        return Ok(batches);
+                // Batch by batch, so a line the fast path gives up on sends only its own
+                // batch's lines to arrow-json, not the whole file's.
+                for chunk in lines.chunks(DECODE_BATCH_ROWS) {
+                    match layout.json_fast.as_ref().and_then(|plan| plan.decode(data, chunk, DECODE_BATCH_ROWS)) {
+                        Some(decoded) => batches.extend(decoded),
+                        None => batches.extend(arrow_json_decode(schema.clone(), data, chunk)?),
                     }
                 }
-                batches = arrow_json_decode(schema, data, lines)?;
             }
             FileFormat::Text => {
                 for chunk in lines.chunks(DECODE_BATCH_ROWS) {
@@ -1339,6 +1341,25 @@ mod tests {
         assert_eq!(got, (0..20_000).map(Some).collect::<Vec<_>>());
     }
 
+    /// An escape the fast path leaves to arrow-json, in one line of a large file: every row
+    /// still decodes, in order, with the escaped string unescaped.
+    #[test]
+    fn a_line_the_fast_path_leaves_to_arrow_json_keeps_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for i in 0..20_000 {
+            let name = if i == 12_345 { "say \\\"hi\\\"".to_string() } else { format!("n{i}") };
+            text.push_str(&format!("{{\"id\": {i}, \"name\": \"{name}\"}}\n"));
+        }
+        write(dir.path(), "big", &text, 10);
+        let mut src = source(dir.path(), schema(true, false), |o| o.mode = ParseMode::FailFast);
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(ids(&batches), (0..20_000).map(Some).collect::<Vec<_>>());
+        let names = strings(&batches, "name");
+        assert_eq!(names[12_345].as_deref(), Some("say \"hi\""));
+        assert_eq!(names[12_346].as_deref(), Some("n12346"));
+    }
+
     // ---- Parquet ----
 
     /// Writes `batch` as a Parquet file `name`, in row groups of `row_group_rows`, with a
@@ -1705,56 +1726,6 @@ mod tests {
             strings(&read_all(&mut src).unwrap(), "name"),
             [Some("a".into()), Some("c".into()), Some("e".into())]
         );
-    }
-
-    /// A measurement, not a check: rows per second reading seven JSON columns, then two.
-    /// `cargo test --release -p flowgate --lib json_projection_speed -- --ignored --nocapture`
-    #[test]
-    #[ignore = "a measurement; run it in release mode"]
-    fn json_projection_speed() {
-        const ROWS: usize = 500_000;
-        let dir = tempfile::tempdir().unwrap();
-        let mut text = String::with_capacity(ROWS * 160);
-        for i in 0..ROWS {
-            text.push_str(&format!(
-                "{{\"ts\": \"2024-01-01T12:00:{:02}Z\", \"sensor\": \"sensor-{}\", \"site\": \"site-{}\", \
-                 \"value\": {}, \"temp\": {}.25, \"ok\": {}, \"note\": \"reading number {i}\"}}\n",
-                i % 60,
-                i % 100,
-                i % 7,
-                i,
-                i % 40,
-                i % 2 == 0
-            ));
-        }
-        write(dir.path(), "a.json", &text, 10);
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("ts", ts_type(), false),
-            Field::new("sensor", DataType::Utf8, false),
-            Field::new("site", DataType::Utf8, false),
-            Field::new("value", DataType::Int64, false),
-            Field::new("temp", DataType::Float64, false),
-            Field::new("ok", DataType::Boolean, false),
-            Field::new("note", DataType::Utf8, false),
-        ]));
-        for columns in [None, Some(&["sensor", "value"][..])] {
-            let mut src = source(dir.path(), schema.clone(), |_| {});
-            if let Some(columns) = columns {
-                src.project(columns);
-            }
-            let end = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
-            let mut best = f64::MAX;
-            for _ in 0..5 {
-                let started = std::time::Instant::now();
-                assert_eq!(rows(&src.get_batch(None, &end).unwrap()), ROWS);
-                best = best.min(started.elapsed().as_secs_f64());
-            }
-            println!(
-                "{:?}: {:.2} M rows/s (best of 5, {ROWS} rows)",
-                columns.unwrap_or(&["all 7"]),
-                ROWS as f64 / best / 1e6
-            );
-        }
     }
 
     /// A measurement, not a check: rows per second reading Nexmark-like bids (7 fields), all of
