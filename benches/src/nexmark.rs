@@ -53,7 +53,7 @@ fn input() -> Vec<RecordBatch> {
 fn run_plan(spec: flowgate::engine::QuerySpec) -> Measured {
     let input = input();
     let start = Instant::now();
-    let mut plan = (spec.make_plan)(&PlanConfig { shuffle_partitions: rayon::current_num_threads().max(2) });
+    let mut plan = (spec.make_plan)(&PlanConfig::with_partitions(rayon::current_num_threads().max(2)));
     let out = plan.run_batch(&BatchContext::new(0, OutputMode::Append), &[input]).expect("run");
     Measured { elapsed: start.elapsed(), result: crate::workloads::canonical(&out), note: String::new() }
 }
@@ -303,7 +303,7 @@ pub fn hand_q22(_rows: usize) -> Measured {
 fn run_plan_with_watermark(spec: flowgate::engine::QuerySpec) -> Measured {
     let input = BIDS.get().expect("prepared");
     let start = Instant::now();
-    let mut plan = (spec.make_plan)(&PlanConfig { shuffle_partitions: rayon::current_num_threads().max(2) });
+    let mut plan = (spec.make_plan)(&PlanConfig::with_partitions(rayon::current_num_threads().max(2)));
     let (mut wm_last, mut wm_next) = (0i64, 0i64);
     let mut out = Vec::new();
     let batches = input.iter().map(|b| vec![b.clone()]).chain(std::iter::once(Vec::new()));
@@ -314,7 +314,7 @@ fn run_plan_with_watermark(spec: flowgate::engine::QuerySpec) -> Measured {
             ..BatchContext::new(id as u64, OutputMode::Append)
         };
         out.extend(plan.run_batch(&ctx, &[batch]).expect("run"));
-        let next = plan.watermark_candidate().map_or(wm_next, |c| c.max(wm_next));
+        let next = plan.watermarks().candidate().map_or(wm_next, |c| c.max(wm_next));
         wm_last = wm_next;
         wm_next = next;
     }
@@ -590,7 +590,7 @@ stream_query! {
 pub fn fg_q17(_rows: usize) -> Measured {
     let input = input();
     let start = Instant::now();
-    let mut plan = (Q17::spec().make_plan)(&PlanConfig { shuffle_partitions: rayon::current_num_threads().max(2) });
+    let mut plan = (Q17::spec().make_plan)(&PlanConfig::with_partitions(rayon::current_num_threads().max(2)));
     let out = plan.run_batch(&BatchContext::new(0, OutputMode::Complete), &[input]).expect("run");
     Measured { elapsed: start.elapsed(), result: crate::workloads::canonical(&out), note: String::new() }
 }

@@ -8,7 +8,7 @@ use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuil
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use flowgate::engine::{BatchContext, PlanConfig};
+use flowgate::engine::{BatchContext, PlanConfig, PlanExt};
 use flowgate::prelude::*;
 use hashbrown::HashMap;
 use rayon::prelude::*;
@@ -230,7 +230,7 @@ stream_query! {
 fn fg_word_count(_rows: usize) -> Measured {
     let input = LINES.get().expect("prepared").clone();
     let start = Instant::now();
-    let mut plan = (WordCounts::spec().make_plan)(&PlanConfig { shuffle_partitions: partitions() });
+    let mut plan = (WordCounts::spec().make_plan)(&PlanConfig::with_partitions(partitions()));
     let out = plan.run_batch(&BatchContext::new(0, OutputMode::Complete), &[input]).expect("run");
     let elapsed = start.elapsed();
     Measured { elapsed, result: canonical(&out), note: String::new() }
@@ -314,7 +314,7 @@ stream_query! {
 fn fg_grouped_sum(_rows: usize) -> Measured {
     let input = KV.get().expect("prepared").clone();
     let start = Instant::now();
-    let mut plan = (GroupedSum::spec().make_plan)(&PlanConfig { shuffle_partitions: partitions() });
+    let mut plan = (GroupedSum::spec().make_plan)(&PlanConfig::with_partitions(partitions()));
     let out = plan.run_batch(&BatchContext::new(0, OutputMode::Complete), &[input]).expect("run");
     let elapsed = start.elapsed();
     Measured { elapsed, result: canonical(&out), note: String::new() }
@@ -375,7 +375,7 @@ const DELAY_US: i64 = 10_000_000;
 fn fg_windowed(_rows: usize) -> Measured {
     let input = EVENTS.get().expect("prepared");
     let start = Instant::now();
-    let mut plan = (WindowedCount::spec().make_plan)(&PlanConfig { shuffle_partitions: partitions() });
+    let mut plan = (WindowedCount::spec().make_plan)(&PlanConfig::with_partitions(partitions()));
     // The engine's watermark protocol: late input by the previous batch's watermark, eviction
     // by this batch's; the watermark after a batch is max(current, max event time − delay).
     let (mut wm_last, mut wm_next) = (0i64, 0i64);
@@ -391,10 +391,10 @@ fn fg_windowed(_rows: usize) -> Measured {
         };
         out.extend(plan.run_batch(&ctx, &[vec![batch.clone()]]).expect("run"));
         let m = &plan.state_operators()[0];
-        if m.rows_total > peak.0 {
-            peak = (m.rows_total, m.memory_used_bytes);
+        if m.num_rows_total > peak.0 {
+            peak = (m.num_rows_total, m.memory_used_bytes);
         }
-        let next = plan.watermark_candidate().map_or(wm_next, |c| c.max(wm_next));
+        let next = plan.watermarks().candidate().map_or(wm_next, |c| c.max(wm_next));
         wm_last = wm_next;
         wm_next = next;
     }

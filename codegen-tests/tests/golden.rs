@@ -307,3 +307,35 @@ stream_query! {
 fn session_window_append() {
     golden!("session_window_append", Sessions, clicks);
 }
+
+#[derive(Record)]
+struct Keyed {
+    id: Option<String>,
+    ts: Option<Timestamp>,
+    payload: Option<String>,
+}
+
+stream_query! {
+    /// `dropDuplicates(['id'])`: the first row per id, state kept forever (no watermark).
+    query DedupById(events: Keyed) -> Keyed, mode = append {
+        events.drop_duplicates(id)
+    }
+
+    /// `withWatermark('ts', '10 minutes').dropDuplicates(['id', 'ts'])`: late rows dropped,
+    /// keys evicted once `ts` is behind the watermark.
+    query DedupByIdAndTime(events: Keyed) -> Keyed, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .drop_duplicates(id, ts)
+    }
+}
+
+#[test]
+fn dedup_no_watermark() {
+    golden!("dedup_no_watermark", DedupById, events);
+}
+
+#[test]
+fn dedup_with_watermark() {
+    golden!("dedup_with_watermark", DedupByIdAndTime, events);
+}

@@ -63,7 +63,7 @@ stream_query! {
 }
 
 fn run(spec: QuerySpec, batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
-    let mut plan = (spec.make_plan)(&PlanConfig { shuffle_partitions: 2 });
+    let mut plan = (spec.make_plan)(&PlanConfig::with_partitions(2));
     plan.run_batch(&BatchContext::new(0, OutputMode::Append), &[batches]).unwrap()
 }
 

@@ -1,8 +1,12 @@
 //! Binary encoding of state (grouping keys and accumulators) for checkpoints.
 //!
-//! Little-endian, length-prefixed, no self-description: the checkpoint's metadata records the
-//! key and accumulator types (by `std::any::type_name`), and a query refuses to start on a
-//! checkpoint whose types differ, so a decoder always knows what it reads.
+//! Little-endian, length-prefixed, no self-description in the values: instead every type
+//! states its [`StateCodec::layout`], a canonical text of what its encoding holds
+//! (`(utf8,window_start[600000000])` for a key, `(count,sum[option<i64>])` for accumulators).
+//! The checkpoint's metadata records the layouts and their [`fingerprint`] per stateful
+//! operator, and a query refuses to start on a checkpoint whose layouts differ (showing both),
+//! so a decoder always knows what it reads. Layouts are persisted: they name what a value is,
+//! never how Rust spells its type (`std::any::type_name` may change with the compiler).
 
 use crate::agg::{Avg, Count, Extreme, NullableSum, NumericInput, OrdInput, Sum};
 use crate::error::{Error, Result};
@@ -19,6 +23,23 @@ pub trait StateCodec: Sized {
     fn encode(&self, out: &mut Vec<u8>);
     /// Reads a value from the front of `input`, advancing it.
     fn decode(input: &mut &[u8]) -> Result<Self>;
+    /// Appends this type's layout: a canonical description of its encoding, stable across
+    /// builds (lower-case names, no spaces; composites as `name[arg,...]` or `(a,b)`).
+    fn layout(out: &mut String);
+}
+
+/// `T`'s layout as a string.
+pub fn layout_of<T: StateCodec>() -> String {
+    let mut s = String::new();
+    T::layout(&mut s);
+    s
+}
+
+/// The fingerprint of a state schema: CRC-32 (IEEE) of `key=<key layout>;value=<value layout>`,
+/// as eight hex digits. Recorded beside the layouts so a reader can tell two schemas apart at
+/// a glance; the layouts themselves are what a restart compares.
+pub fn fingerprint(key_layout: &str, value_layout: &str) -> String {
+    format!("{:08x}", crc32fast::hash(format!("key={key_layout};value={value_layout}").as_bytes()))
 }
 
 fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
@@ -39,6 +60,9 @@ fn array<const N: usize>(input: &mut &[u8]) -> Result<[u8; N]> {
 macro_rules! le_codec {
     ($($t:ty),*) => {$(
         impl StateCodec for $t {
+            fn layout(out: &mut String) {
+                out.push_str(stringify!($t));
+            }
             fn encode(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
@@ -51,6 +75,9 @@ macro_rules! le_codec {
 le_codec!(i32, i64, u64, f64);
 
 impl StateCodec for bool {
+    fn layout(out: &mut String) {
+        out.push_str("bool");
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(*self as u8);
     }
@@ -60,6 +87,9 @@ impl StateCodec for bool {
 }
 
 impl StateCodec for String {
+    fn layout(out: &mut String) {
+        out.push_str("utf8");
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         (self.len() as u64).encode(out);
         out.extend_from_slice(self.as_bytes());
@@ -72,6 +102,9 @@ impl StateCodec for String {
 }
 
 impl StateCodec for Timestamp {
+    fn layout(out: &mut String) {
+        out.push_str("timestamp_us");
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         self.0.encode(out)
     }
@@ -81,6 +114,9 @@ impl StateCodec for Timestamp {
 }
 
 impl StateCodec for Date {
+    fn layout(out: &mut String) {
+        out.push_str("date");
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         self.0.encode(out)
     }
@@ -90,6 +126,9 @@ impl StateCodec for Date {
 }
 
 impl StateCodec for Window {
+    fn layout(out: &mut String) {
+        out.push_str("window");
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         self.start.encode(out);
         self.end.encode(out);
@@ -100,6 +139,9 @@ impl StateCodec for Window {
 }
 
 impl<const SIZE: i64> StateCodec for crate::window::WindowKey<SIZE> {
+    fn layout(out: &mut String) {
+        out.push_str(&format!("window_start[{SIZE}]"));
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         self.start.encode(out)
     }
@@ -109,6 +151,11 @@ impl<const SIZE: i64> StateCodec for crate::window::WindowKey<SIZE> {
 }
 
 impl<T: StateCodec> StateCodec for Option<T> {
+    fn layout(out: &mut String) {
+        out.push_str("option<");
+        T::layout(out);
+        out.push('>');
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             None => out.push(0),
@@ -128,6 +175,9 @@ impl<T: StateCodec> StateCodec for Option<T> {
 }
 
 impl StateCodec for () {
+    fn layout(out: &mut String) {
+        out.push_str("()");
+    }
     fn encode(&self, _out: &mut Vec<u8>) {}
     fn decode(_input: &mut &[u8]) -> Result<Self> {
         Ok(())
@@ -137,6 +187,16 @@ impl StateCodec for () {
 macro_rules! tuple_codec {
     ($($name:ident $idx:tt),+) => {
         impl<$($name: StateCodec),+> StateCodec for ($($name,)+) {
+            fn layout(out: &mut String) {
+                out.push('(');
+                let mut _first = true;
+                $(
+                    if !_first { out.push(','); }
+                    _first = false;
+                    $name::layout(out);
+                )+
+                out.push(')');
+            }
             fn encode(&self, out: &mut Vec<u8>) {
                 $(self.$idx.encode(out);)+
             }
@@ -160,6 +220,9 @@ tuple_codec!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
 tuple_codec!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
 
 impl StateCodec for Count {
+    fn layout(out: &mut String) {
+        out.push_str("count");
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         self.0.encode(out)
     }
@@ -169,6 +232,11 @@ impl StateCodec for Count {
 }
 
 impl<S: StateCodec> StateCodec for NullableSum<S> {
+    fn layout(out: &mut String) {
+        out.push_str("nullable_sum[");
+        S::layout(out);
+        out.push(']');
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         self.sum.encode(out);
         self.non_null.encode(out);
@@ -182,6 +250,11 @@ impl<I: NumericInput> StateCodec for Sum<I>
 where
     I::Sum: StateCodec,
 {
+    fn layout(out: &mut String) {
+        out.push_str("sum[");
+        I::Sum::layout(out);
+        out.push(']');
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         self.raw().encode(out)
     }
@@ -194,6 +267,11 @@ impl<I: NumericInput> StateCodec for Avg<I>
 where
     I::Sum: StateCodec,
 {
+    fn layout(out: &mut String) {
+        out.push_str("avg[");
+        I::Sum::layout(out);
+        out.push(']');
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         let (sum, n) = self.raw();
         sum.encode(out);
@@ -208,6 +286,11 @@ impl<I: OrdInput, const MAX: bool> StateCodec for Extreme<I, MAX>
 where
     I::Value: StateCodec,
 {
+    fn layout(out: &mut String) {
+        out.push_str(if MAX { "max[" } else { "min[" });
+        Option::<I::Value>::layout(out);
+        out.push(']');
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         self.value().cloned().encode(out)
     }
@@ -251,5 +334,22 @@ mod tests {
         assert!(back.2.finish().is_nan());
         assert_eq!(back.3.finish(), "x");
         assert!(from_bytes::<String>(&[9, 0, 0]).is_err(), "truncated input is an error");
+    }
+
+    /// Golden vectors: layouts and fingerprints are persisted in checkpoint metadata; a change
+    /// here makes every existing checkpoint of that shape refuse to restore.
+    #[test]
+    fn layouts_and_fingerprints_are_pinned() {
+        type Key = (crate::window::WindowKey<600_000_000>, Option<String>);
+        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<&'static str>, crate::agg::Min<Option<i32>>);
+        let (k, v) = (layout_of::<Key>(), layout_of::<Acc>());
+        assert_eq!(k, "(window_start[600000000],option<utf8>)");
+        assert_eq!(v, "(count,sum[nullable_sum[i64]],avg[f64],max[option<utf8>],min[option<i32>])");
+        assert_eq!(fingerprint(&k, &v), "0dbd6b78");
+        assert_eq!(
+            layout_of::<(bool, i32, i64, f64, Timestamp, Date, Window, ())>(),
+            "(bool,i32,i64,f64,timestamp_us,date,window,())"
+        );
+        assert_eq!(fingerprint("(utf8)", "count"), "9ddf0268");
     }
 }

@@ -8,8 +8,8 @@ use arrow_buffer::BooleanBuffer;
 use arrow_schema::SchemaRef;
 use rayon::prelude::*;
 
-pub use crate::agg::table::{CHUNK_ROWS, PARALLEL_MIN_ROWS};
 use crate::error::Result;
+pub use crate::ops::aggregate::{CHUNK_ROWS, PARALLEL_MIN_ROWS};
 
 /// Starting room, in rows, of a stage's output builders when a filter or flat_map may change
 /// the row count: they grow by doubling from here. Reserving a whole unit up front costs more

@@ -51,6 +51,8 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod functions;
+pub mod ops;
+pub mod partition;
 pub mod record;
 pub mod sink;
 pub mod source;
@@ -65,12 +67,14 @@ mod duration_parse;
 
 use std::fmt;
 
-pub use engine::{QueryBuilder, QueryProgress, StateOperatorProgress, StreamingQuery, Trigger};
+pub use engine::{QueryBuilder, QueryProgress, StreamingQuery, Trigger};
 pub use error::{Error, Result};
 pub use flowgate_macros::{stream_query, Record};
+pub use ops::StateOperatorProgress;
 pub use record::{ColumnType, Date, Record, RecordBuilder, Timestamp};
 pub use sink::{ConsoleOptions, MemoryTable, Sink, SinkFormat};
 pub use source::{MemoryStream, ParseMode, Source};
+pub use watermark::WatermarkPolicy;
 pub use window::Window;
 
 /// Re-exports for generated code and derive output. Not a stable API.
@@ -141,6 +145,6 @@ pub mod prelude {
     pub use crate::functions::*;
     pub use crate::{
         stream_query, ConsoleOptions, Date, Duration, MemoryStream, MemoryTable, OutputMode, ParseMode, Record, Sink,
-        SinkFormat, Source, StreamingQuery, Timestamp, Trigger, Window,
+        SinkFormat, Source, StreamingQuery, Timestamp, Trigger, WatermarkPolicy, Window,
     };
 }

@@ -2,16 +2,16 @@
 //! owned ([`GroupKey`]), values moved into output rows ([`IntoOwned`]) and values appended to
 //! output columns ([`IntoColumn`]).
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 
 use crate::record::{ColumnType, Date, NullableBuilder, Timestamp};
 use crate::window::Window;
 
-/// The hasher for grouping keys. Fixed seed: a key's shuffle partition must not change between
-/// runs of a query (the partition count and assignment are part of its checkpoint).
-pub fn key_hasher() -> foldhash::fast::FixedState {
-    // Any constant works; this one is the first 64 bits of pi's fraction.
-    foldhash::fast::FixedState::with_seed(0x243f_6a88_85a3_08d3)
+/// The hasher for grouping keys: the persisted partition hash ([`crate::partition`]), so a
+/// key's shuffle partition never changes between runs or builds of a query (the partition
+/// count and assignment are part of its checkpoint).
+pub fn key_hasher() -> crate::partition::PartitionHash {
+    crate::partition::PartitionHash
 }
 
 /// Hashes a grouping key with [`key_hasher`].
@@ -26,7 +26,8 @@ pub fn hash_key<K: GroupKey + ?Sized>(key: &K) -> u64 {
 /// owned form that aggregation state stores.
 ///
 /// Invariant: `k.hash_key` equals `k.to_owned_key().hash_key` and `k.eq_owned(&k.to_owned_key())`,
-/// so a borrowed key finds its owned entry without allocating.
+/// so a borrowed key finds its owned entry without allocating. `hash_key` feeds each column
+/// with exactly one call of the format [`crate::partition`] documents (the hash is persisted).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a grouping key",
     label = "group by bool, i32, i64, &str, String, Timestamp, Date or an Option of them",
@@ -44,12 +45,13 @@ pub trait GroupKey {
 }
 
 macro_rules! copy_key {
-    ($($t:ty),*) => {$(
+    ($($t:ty => |$v:ident, $h:ident| $write:expr),*) => {$(
         impl GroupKey for $t {
             type Owned = $t;
             #[inline(always)]
-            fn hash_key<H: Hasher>(&self, h: &mut H) {
-                self.hash(h)
+            fn hash_key<H: Hasher>(&self, $h: &mut H) {
+                let $v = self;
+                $write
             }
             #[inline(always)]
             fn eq_owned(&self, other: &$t) -> bool {
@@ -62,14 +64,21 @@ macro_rules! copy_key {
         }
     )*};
 }
-copy_key!(bool, i32, i64, Timestamp, Date);
+copy_key!(
+    bool => |v, h| h.write_u8(*v as u8),
+    i32 => |v, h| h.write_i32(*v),
+    i64 => |v, h| h.write_i64(*v),
+    Timestamp => |v, h| h.write_i64(v.0),
+    Date => |v, h| h.write_i32(v.0)
+);
 
 impl GroupKey for Window {
     type Owned = Window;
-    /// Hashes the start only: within one query a window's end follows from its start.
+    /// As Spark's struct `(start, end)`.
     #[inline(always)]
     fn hash_key<H: Hasher>(&self, h: &mut H) {
-        h.write_i64(self.start.0)
+        h.write_i64(self.start.0);
+        h.write_i64(self.end.0)
     }
     #[inline(always)]
     fn eq_owned(&self, other: &Window) -> bool {
@@ -83,9 +92,11 @@ impl GroupKey for Window {
 
 impl<const SIZE: i64> GroupKey for crate::window::WindowKey<SIZE> {
     type Owned = Self;
+    /// As the window it stands for (struct `(start, end)`).
     #[inline(always)]
     fn hash_key<H: Hasher>(&self, h: &mut H) {
-        h.write_i64(self.start)
+        h.write_i64(self.start);
+        h.write_i64(self.start + SIZE)
     }
     #[inline(always)]
     fn eq_owned(&self, other: &Self) -> bool {
@@ -101,7 +112,7 @@ impl GroupKey for &str {
     type Owned = String;
     #[inline(always)]
     fn hash_key<H: Hasher>(&self, h: &mut H) {
-        (**self).hash(h)
+        h.write(self.as_bytes())
     }
     #[inline(always)]
     fn eq_owned(&self, other: &String) -> bool {
@@ -117,7 +128,7 @@ impl GroupKey for String {
     type Owned = String;
     #[inline(always)]
     fn hash_key<H: Hasher>(&self, h: &mut H) {
-        self.as_str().hash(h)
+        h.write(self.as_bytes())
     }
     #[inline(always)]
     fn eq_owned(&self, other: &String) -> bool {
@@ -132,13 +143,10 @@ impl GroupKey for String {
 impl<T: GroupKey> GroupKey for Option<T> {
     type Owned = Option<T::Owned>;
     #[inline(always)]
+    /// A null column leaves the hash unchanged (as Spark's `hash()`).
     fn hash_key<H: Hasher>(&self, h: &mut H) {
-        match self {
-            None => h.write_u8(0),
-            Some(v) => {
-                h.write_u8(1);
-                v.hash_key(h)
-            }
+        if let Some(v) = self {
+            v.hash_key(h)
         }
     }
     #[inline(always)]

@@ -47,6 +47,60 @@ impl WatermarkTracker {
     }
 }
 
+/// How the watermarks of several inputs combine into the query's (Spark's
+/// `spark.sql.streaming.multipleWatermarkPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WatermarkPolicy {
+    /// The slowest input decides (Spark's default): no row of any input is dropped while
+    /// another input lags.
+    #[default]
+    Min,
+    /// The fastest input decides: the slower inputs' late rows are dropped.
+    Max,
+}
+
+/// The watermark trackers of a plan, one per `with_watermark` (per input), in input order.
+#[derive(Debug, Default)]
+pub struct Watermarks {
+    trackers: Vec<WatermarkTracker>,
+    policy: WatermarkPolicy,
+}
+
+impl Watermarks {
+    /// No watermark.
+    pub fn none() -> Self {
+        Watermarks::default()
+    }
+
+    /// One tracker per delay (µs), combined by `policy`.
+    pub fn new(delays: &[i64], policy: WatermarkPolicy) -> Self {
+        Watermarks { trackers: delays.iter().map(|d| WatermarkTracker::new(*d)).collect(), policy }
+    }
+
+    /// Whether the query has any watermark.
+    pub fn is_empty(&self) -> bool {
+        self.trackers.is_empty()
+    }
+
+    /// Tracker `i` (the `i`-th `with_watermark` of the plan).
+    #[inline]
+    pub fn tracker(&self, i: usize) -> &WatermarkTracker {
+        &self.trackers[i]
+    }
+
+    /// The watermark the data seen so far allows, before the never-move-back rule: per
+    /// tracker `max event time − delay`, or the epoch (0) for a tracker that has seen no row
+    /// yet, combined by the policy — as Spark's `WatermarkTracker`, so with the default
+    /// policy an input without data holds the query's watermark back. `None` without trackers.
+    pub fn candidate(&self) -> Option<i64> {
+        let each = self.trackers.iter().map(|t| t.candidate().unwrap_or(0));
+        match self.policy {
+            WatermarkPolicy::Min => each.min(),
+            WatermarkPolicy::Max => each.max(),
+        }
+    }
+}
+
 /// Grouping keys that carry event time: a window (its end) or a timestamp (itself). State is
 /// evicted, and input dropped as late, when this time is at or before the watermark.
 pub trait EventTimeKey {
@@ -118,5 +172,20 @@ mod tests {
         assert!(is_behind(&Window::new(Timestamp(0), Timestamp(90)), 90));
         assert!(!is_behind(&Window::new(Timestamp(0), Timestamp(91)), 90));
         assert!(!is_behind(&None::<Window>, 90));
+    }
+
+    #[test]
+    fn several_watermarks_combine_by_policy_and_an_idle_input_counts_as_the_epoch() {
+        for (policy, want) in
+            [(WatermarkPolicy::Min, [Some(0), Some(40_000)]), (WatermarkPolicy::Max, [Some(90_000), Some(90_000)])]
+        {
+            let w = Watermarks::new(&[10_000, 20_000], policy);
+            assert_eq!(w.candidate(), Some(0), "no row yet");
+            w.tracker(0).observe_max(100_000);
+            assert_eq!(w.candidate(), want[0]);
+            w.tracker(1).observe_max(60_000);
+            assert_eq!(w.candidate(), want[1]);
+        }
+        assert_eq!(Watermarks::none().candidate(), None);
     }
 }

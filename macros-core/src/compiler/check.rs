@@ -7,9 +7,9 @@ use syn::{Expr, Ident, Type};
 
 use super::ast::{Call, ModeKind, Query};
 use super::diag::{did_you_mean, hint, Diagnostics};
-use super::exprs::{find_aggregate_call, free_columns, AGG_FUNCTIONS, UNSUPPORTED_AGGS};
-use super::logical::{AggFunc, AggItem, Item, Key, KeyKind, LOp, Logical, Schema};
-use super::ops::{self, OpKind};
+use super::exprs::{find_aggregate_call, free_columns};
+use super::logical::{Item, LOp, Logical, Schema};
+use super::ops::{self, aggregate, dedup, OpKind};
 
 /// Checks `q`; returns its logical plan (meaningful only when `diags` has no errors).
 pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
@@ -21,6 +21,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         input_columns: Vec::new(),
         aggregated: false,
         watermark: None,
+        watermark_delay: 0,
+        trackers: 0,
         session: false,
     };
     let mut ops_out = Vec::new();
@@ -80,16 +82,18 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 if let Some((column, delay)) = watermark_args(call, diags) {
                     cx.resolve(&column_expr(&column), diags);
                     cx.watermark = Some(column.clone());
-                    ops_out.push(LOp::Watermark { column, delay });
+                    cx.watermark_delay = delay;
+                    ops_out.push(LOp::Watermark { column, delay, tracker: cx.trackers });
+                    cx.trackers += 1;
                 }
             }
             OpKind::GroupBy => {
-                let keys = group_keys(call, &mut cx, diags);
+                let keys = aggregate::group_keys(call, &mut cx, diags);
                 match q.calls.get(i + 1) {
                     Some(next) if next.name == "agg" => {
-                        let aggs = agg_items(next, &mut cx, diags);
-                        check_chained_aggregation(&cx, &call.name, diags);
-                        finish_aggregate(&mut cx, keys, aggs, &mut ops_out, diags);
+                        let aggs = aggregate::agg_items(next, &mut cx, diags);
+                        aggregate::check_chained_aggregation(&cx, &call.name, diags);
+                        aggregate::finish_aggregate(&mut cx, keys, aggs, &mut ops_out, diags);
                         i += 1;
                     }
                     _ => {
@@ -105,13 +109,18 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             }
             OpKind::Agg => {
                 // A global aggregation: one group for the whole stream.
-                let aggs = agg_items(call, &mut cx, diags);
-                check_chained_aggregation(&cx, &call.name, diags);
-                finish_aggregate(&mut cx, Vec::new(), aggs, &mut ops_out, diags);
+                let aggs = aggregate::agg_items(call, &mut cx, diags);
+                aggregate::check_chained_aggregation(&cx, &call.name, diags);
+                aggregate::finish_aggregate(&mut cx, Vec::new(), aggs, &mut ops_out, diags);
             }
             OpKind::Sort => check_sort(q, &cx, call, diags),
             OpKind::Limit => check_limit(q, call, diags),
-            OpKind::DedupWithinWatermark => check_dedup_within_watermark(&cx, call, diags),
+            OpKind::Dedup | OpKind::DedupWithinWatermark => {
+                let within = spec.kind == OpKind::DedupWithinWatermark;
+                if let Some(op) = dedup::check(&mut cx, call, within, diags) {
+                    ops_out.push(op);
+                }
+            }
             OpKind::Unsupported(why) => {
                 diags.error(call.name.span(), format!("`{name}` is not supported yet: {why}"));
             }
@@ -123,19 +132,24 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
     Logical { input_index, ops: ops_out, input_columns: cx.input_columns, output: cx.schema }
 }
 
-struct Cx {
-    schema: Schema,
-    input_columns: Vec<Ident>,
-    aggregated: bool,
+/// What the check phase knows at a point of the pipeline.
+pub(crate) struct Cx {
+    pub schema: Schema,
+    pub input_columns: Vec<Ident>,
+    pub aggregated: bool,
     /// The watermarked column, once `with_watermark` was seen.
-    watermark: Option<Ident>,
+    pub watermark: Option<Ident>,
+    /// Its delay (µs).
+    pub watermark_delay: i64,
+    /// Number of `with_watermark`s so far (the next one's tracker id).
+    pub trackers: usize,
     /// Whether the aggregation groups by a session window.
-    session: bool,
+    pub session: bool,
 }
 
 impl Cx {
     /// Resolves the column references of `expr` against the current schema.
-    fn resolve(&mut self, expr: &Expr, diags: &mut Diagnostics) {
+    pub(crate) fn resolve(&mut self, expr: &Expr, diags: &mut Diagnostics) {
         for col in free_columns(expr) {
             let name = col.to_string();
             if self.schema.knows(&name) {
@@ -206,7 +220,7 @@ fn check_unknown_operator(call: &Call, diags: &mut Diagnostics) {
 }
 
 /// Rule: a column that the schema at this point does not have.
-fn check_unknown_column(col: &Ident, columns: &[Ident], diags: &mut Diagnostics) {
+pub(crate) fn check_unknown_column(col: &Ident, columns: &[Ident], diags: &mut Diagnostics) {
     let names: Vec<String> = columns.iter().map(Ident::to_string).collect();
     diags.error(
         col.span(),
@@ -215,22 +229,11 @@ fn check_unknown_column(col: &Ident, columns: &[Ident], diags: &mut Diagnostics)
 }
 
 /// Rule: aggregate functions only inside `.agg(...)`.
-fn check_no_aggregate(expr: &Expr, diags: &mut Diagnostics) {
+pub(crate) fn check_no_aggregate(expr: &Expr, diags: &mut Diagnostics) {
     if let Some((name, span)) = find_aggregate_call(expr) {
         diags.error(
             span,
             format!("aggregate function `{name}` can only be used inside `.agg(...)`, e.g. `.group_by(key).agg({name}(x) as total)`"),
-        );
-    }
-}
-
-/// Rule: Spark supports one streaming aggregation per query ("Multiple streaming aggregations
-/// are not supported with streaming DataFrames/Datasets").
-fn check_chained_aggregation(cx: &Cx, at: &Ident, diags: &mut Diagnostics) {
-    if cx.aggregated {
-        diags.error(
-            at.span(),
-            "multiple streaming aggregations are not supported (as in Spark): a query can aggregate once",
         );
     }
 }
@@ -293,20 +296,6 @@ fn check_limit(q: &Query, call: &Call, diags: &mut Diagnostics) {
     }
 }
 
-/// Rule: `drop_duplicates_within_watermark` needs a watermark (Spark:
-/// "dropDuplicatesWithinWatermark is not supported on streaming DataFrames/DataSets without
-/// watermark").
-fn check_dedup_within_watermark(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
-    if cx.watermark.is_none() {
-        diags.error(
-            call.name.span(),
-            "drop_duplicates_within_watermark needs a watermark (as in Spark): add `.with_watermark(ts, \"10 minutes\")` before it",
-        );
-    } else {
-        diags.error(call.name.span(), "drop_duplicates_within_watermark is not implemented yet in flowgate");
-    }
-}
-
 /// Rule: one watermark per query, before the aggregation.
 fn check_watermark_position(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
     if cx.aggregated {
@@ -324,7 +313,7 @@ fn column_expr(col: &Ident) -> Expr {
 }
 
 /// A duration string literal, parsed and checked at compile time; errors point at it.
-fn duration_arg(expr: &Expr, what: &str, diags: &mut Diagnostics) -> Option<i64> {
+pub(crate) fn duration_arg(expr: &Expr, what: &str, diags: &mut Diagnostics) -> Option<i64> {
     let Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = expr else {
         diags.error(expr.span(), format!("the {what} must be a string literal such as \"10 minutes\""));
         return None;
@@ -371,17 +360,9 @@ fn watermark_args(call: &Call, diags: &mut Diagnostics) -> Option<(Ident, i64)> 
     Some((column?, delay?))
 }
 
-/// The function a key calls, if it is `window(...)` or `session_window(...)`.
-fn window_call(expr: &Expr) -> Option<(&syn::ExprCall, String)> {
-    let Expr::Call(c) = expr else { return None };
-    let Expr::Path(p) = &*c.func else { return None };
-    let name = p.path.get_ident()?.to_string();
-    matches!(name.as_str(), "window" | "session_window").then_some((c, name))
-}
-
 /// An argument that may be named (`name = expr`, `expr as name`) or not: the name, if any, and
 /// the expression. `None` after reporting a malformed name.
-fn optional_name(arg: &Expr, diags: &mut Diagnostics) -> Option<(Option<Ident>, Expr)> {
+pub(crate) fn optional_name(arg: &Expr, diags: &mut Diagnostics) -> Option<(Option<Ident>, Expr)> {
     match arg {
         Expr::Assign(_) | Expr::Cast(_) => match named_item(arg) {
             Ok(i) => Some((Some(i.name), i.expr)),
@@ -394,122 +375,11 @@ fn optional_name(arg: &Expr, diags: &mut Diagnostics) -> Option<(Option<Ident>, 
     }
 }
 
-/// Parses `group_by(...)` keys, with window specs checked at compile time.
-fn group_keys(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<Key> {
-    if call.args.is_empty() {
-        diags.error(call.name.span(), "`group_by` needs at least one key");
-    }
-    let mut keys = Vec::new();
-    for arg in &call.args {
-        // `window(...)` may be named (`w = window(...)`) or take Spark's default name.
-        let Some((name, body)) = optional_name(arg, diags) else { continue };
-        let key = match window_call(&body) {
-            Some((c, fname)) => {
-                let Some(kind) = window_kind(c, &fname, diags) else { continue };
-                let ts = match &kind {
-                    KeyKind::Window { ts, .. } | KeyKind::Session { ts, .. } => ts.clone(),
-                    KeyKind::Plain => continue,
-                };
-                check_no_aggregate(&ts, diags);
-                cx.resolve(&ts, diags);
-                let name = name.unwrap_or_else(|| Ident::new(&fname, c.func.span()));
-                if fname == "session_window" {
-                    cx.session = true;
-                }
-                Key { item: Item { name, expr: body.clone() }, kind }
-            }
-            None => {
-                let item = match name {
-                    Some(n) => Item { name: n, expr: body },
-                    None => match named_item(&body) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            diags.push(e);
-                            continue;
-                        }
-                    },
-                };
-                check_no_aggregate(&item.expr, diags);
-                cx.resolve(&item.expr, diags);
-                Key { item, kind: KeyKind::Plain }
-            }
-        };
-        keys.push(key);
-    }
-    let windows: Vec<&Key> = keys.iter().filter(|k| !matches!(k.kind, KeyKind::Plain)).collect();
-    if let Some(second) = windows.get(1) {
-        diags.error(
-            second.item.name.span(),
-            "only one window per aggregation (Spark: multiple time/session window expressions would result in a cartesian product)",
-        );
-    }
-    let items: Vec<Item> = keys.iter().map(|k| k.item.clone()).collect();
-    check_unique_names(&items, diags);
-    keys
-}
-
-/// `window(ts, size[, slide[, start]])` or `session_window(ts, gap)`.
-fn window_kind(c: &syn::ExprCall, fname: &str, diags: &mut Diagnostics) -> Option<KeyKind> {
-    let args: Vec<&Expr> = c.args.iter().collect();
-    if fname == "session_window" {
-        if args.len() != 2 {
-            diags.error(
-                c.func.span(),
-                "`session_window` takes a timestamp column and a gap: `session_window(ts, \"5 minutes\")`",
-            );
-            return None;
-        }
-        let gap = duration_arg(args[1], "session gap", diags)?;
-        if gap <= 0 {
-            diags.error(args[1].span(), "the session gap must be positive");
-            return None;
-        }
-        return Some(KeyKind::Session { ts: args[0].clone(), gap });
-    }
-    if !(2..=4).contains(&args.len()) {
-        diags.error(
-            c.func.span(),
-            "`window` takes a timestamp column and durations: `window(ts, \"10 minutes\")`, `window(ts, \"10 minutes\", \"5 minutes\")` or with a start offset as fourth argument",
-        );
-        return None;
-    }
-    let size = duration_arg(args[1], "window duration", diags);
-    let slide = match args.get(2) {
-        Some(a) => duration_arg(a, "slide duration", diags),
-        None => size,
-    };
-    let offset = match args.get(3) {
-        Some(a) => duration_arg(a, "window start offset", diags),
-        None => Some(0),
-    };
-    let (size, slide, offset) = (size?, slide?, offset?);
-    let mut ok = true;
-    if size <= 0 {
-        diags.error(args[1].span(), "the window duration must be positive");
-        ok = false;
-    }
-    if let Some(a) = args.get(2) {
-        if slide <= 0 {
-            diags.error(a.span(), "the slide duration must be positive");
-            ok = false;
-        } else if slide > size {
-            diags.error(a.span(), "the slide duration must be less than or equal to the window duration (as in Spark)");
-            ok = false;
-        }
-    }
-    if let Some(a) = args.get(3) {
-        if slide > 0 && offset.abs() >= slide {
-            diags.error(a.span(), "the window start offset must be less than the slide duration (as in Spark)");
-            ok = false;
-        }
-    }
-    ok.then(|| KeyKind::Window { ts: args[0].clone(), size, slide, offset })
-}
-
 /// Rule: the output columns must be known to build the output record.
 fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Diagnostics) {
     if let Schema::Open { defined } = schema {
-        let only_filters = ops.iter().all(|o| matches!(o, LOp::Filter { .. } | LOp::Watermark { .. }));
+        let only_filters =
+            ops.iter().all(|o| matches!(o, LOp::Filter { .. } | LOp::Watermark { .. } | LOp::Dedup { .. }));
         let same_type = q.inputs.first().is_some_and(|i| same_type(&i.ty, &q.output));
         if !(only_filters && same_type) {
             let span = q.calls.last().map(|c| c.name.span()).unwrap_or_else(|| q.source.span());
@@ -535,7 +405,7 @@ pub fn same_type(a: &Type, b: &Type) -> bool {
 }
 
 /// Rule: names within one operator are unique.
-fn check_unique_names(items: &[Item], diags: &mut Diagnostics) {
+pub(crate) fn check_unique_names(items: &[Item], diags: &mut Diagnostics) {
     for (i, it) in items.iter().enumerate() {
         if items[..i].iter().any(|o| o.name == it.name) {
             diags.error(it.name.span(), format!("column `{}` is defined twice", it.name));
@@ -557,7 +427,7 @@ const PRIMITIVE_TYPES: &[&str] = &[
 ];
 
 /// `name = expr`, `expr as name`, or a bare column `name`.
-fn named_item(expr: &Expr) -> Result<Item, syn::Error> {
+pub(crate) fn named_item(expr: &Expr) -> Result<Item, syn::Error> {
     match expr {
         Expr::Assign(a) => match &*a.left {
             Expr::Path(p) if p.path.get_ident().is_some() => {
@@ -581,7 +451,7 @@ fn named_item(expr: &Expr) -> Result<Item, syn::Error> {
     }
 }
 
-fn named_items(call: &Call, diags: &mut Diagnostics) -> Vec<Item> {
+pub(crate) fn named_items(call: &Call, diags: &mut Diagnostics) -> Vec<Item> {
     if call.args.is_empty() {
         diags.error(call.name.span(), format!("`{}` needs at least one column", call.name));
     }
@@ -595,92 +465,4 @@ fn named_items(call: &Call, diags: &mut Diagnostics) -> Vec<Item> {
             }
         })
         .collect()
-}
-
-/// Parses `.agg(...)` items and resolves their arguments against the pre-aggregation schema.
-fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<AggItem> {
-    if call.args.is_empty() {
-        diags.error(call.name.span(), "`agg` needs at least one aggregate, e.g. `.agg(count() as count)`");
-    }
-    let mut out = Vec::new();
-    for arg in &call.args {
-        let Some((name, body)) = optional_name(arg, diags) else { continue };
-        let Expr::Call(c) = &body else {
-            diags.error(body.span(), "expected an aggregate call: count(), count(x), sum(x), avg(x), min(x) or max(x)");
-            continue;
-        };
-        let Some(fname) = (match &*c.func {
-            Expr::Path(p) => p.path.get_ident().cloned(),
-            _ => None,
-        }) else {
-            diags.error(c.func.span(), "expected an aggregate function name");
-            continue;
-        };
-        let fstr = fname.to_string();
-        if let Some((_, why)) = UNSUPPORTED_AGGS.iter().find(|(n, _)| *n == fstr) {
-            diags.error(fname.span(), *why);
-            continue;
-        }
-        let func = match (fstr.as_str(), c.args.len()) {
-            ("count", 0) => AggFunc::CountRows,
-            ("count", 1) => AggFunc::Count,
-            ("sum", 1) => AggFunc::Sum,
-            ("avg" | "mean", 1) => AggFunc::Avg,
-            ("min", 1) => AggFunc::Min,
-            ("max", 1) => AggFunc::Max,
-            (known, n) if AGG_FUNCTIONS.contains(&known) => {
-                let want = if known == "count" { "0 or 1" } else { "1" };
-                diags.error(fname.span(), format!("`{known}` takes {want} argument(s), got {n}"));
-                continue;
-            }
-            (other, _) => {
-                let names: Vec<String> = AGG_FUNCTIONS.iter().map(|s| s.to_string()).collect();
-                diags.error(
-                    fname.span(),
-                    format!(
-                        "unknown aggregate function `{other}`{} (known: count, sum, avg, min, max)",
-                        hint(other, &names)
-                    ),
-                );
-                continue;
-            }
-        };
-        let arg_expr = c.args.first().cloned();
-        if let Some(a) = &arg_expr {
-            check_no_aggregate(a, diags);
-            cx.resolve(a, diags);
-        }
-        let name = match name {
-            Some(n) => n,
-            None if func == AggFunc::CountRows => Ident::new("count", fname.span()),
-            None => {
-                diags.error(body.span(), format!("name this aggregate: `{fstr}(...) as name`"));
-                continue;
-            }
-        };
-        out.push(AggItem { name, func, arg: arg_expr, span: fname.span() });
-    }
-    out
-}
-
-fn finish_aggregate(cx: &mut Cx, keys: Vec<Key>, aggs: Vec<AggItem>, ops: &mut Vec<LOp>, diags: &mut Diagnostics) {
-    let mut columns: Vec<Ident> = keys.iter().map(|k| k.item.name.clone()).collect();
-    for a in &aggs {
-        if columns.contains(&a.name) {
-            diags.error(a.name.span(), format!("column `{}` is defined twice", a.name));
-        }
-        columns.push(a.name.clone());
-    }
-    let event_time_key = cx.watermark.as_ref().and_then(|w| {
-        keys.iter().position(|k| {
-            let on_watermark = |e: &Expr| matches!(e, Expr::Path(p) if p.path.is_ident(w));
-            match &k.kind {
-                KeyKind::Window { ts, .. } | KeyKind::Session { ts, .. } => on_watermark(ts),
-                KeyKind::Plain => on_watermark(&k.item.expr),
-            }
-        })
-    });
-    cx.schema = Schema::Closed { columns };
-    cx.aggregated = true;
-    ops.push(LOp::Aggregate { keys, aggs, event_time_key });
 }

@@ -1,41 +1,36 @@
-//! Phase 4, emit: the physical plan as Rust. Generated code is what one would write by hand:
-//! typed loops over Arrow arrays with the user's expressions inlined (so rustc type-checks
-//! them where the user wrote them), fully qualified paths, and no per-row dynamic dispatch.
-//! Internal names start with `__fg_`.
-
-use std::collections::HashSet;
+//! Phase 4, emit: the plan as Rust. Generated code is what one would write by hand: typed
+//! loops over Arrow arrays with the user's expressions inlined (so rustc type-checks them
+//! where the user wrote them), fully qualified paths, and no per-row dynamic dispatch.
+//! Internal names start with `__fg_`. Every decision was made by the plan phase; this file
+//! writes it down: one function per pipeline shape, and the stateful operators' own emit
+//! hooks in `ops/`.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, Ident, Index, Type};
+use syn::{Ident, Type};
 
 use super::ast::{ModeKind, Query};
-use super::exprs::free_columns;
-use super::logical::{AggFunc, AggItem, KeyKind, LOp};
-use super::plan::{AggPlan, Physical, Terminal};
+use super::logical::LOp;
+use super::ops::{aggregate, dedup};
+use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, Source};
 
 /// The query's items: its type, spec, plan and builder.
-pub fn emit(q: &Query, p: &Physical) -> TokenStream {
-    let body = match &p.agg {
-        Some(agg) if agg.keys.iter().any(|k| matches!(k.kind, KeyKind::Session { .. })) => emit_session_plan(q, p, agg),
-        Some(agg) => emit_aggregate_plan(q, p, agg),
-        None => emit_stateless_plan(q, p),
-    };
-    emit_skeleton(q, body, input_reads(q, p))
+pub fn emit(q: &Query, plan: &Plan) -> TokenStream {
+    emit_skeleton(q, emit_plan(q, plan), input_reads(plan))
 }
 
-/// Per input, the columns the plan reads (`Some(&[..])`), or `None` where it hands the
-/// whole input row on (a filter-only query) or does not know: sources may skip decoding the
-/// rest. Stage 0 is the only reader of input batches.
-fn input_reads(q: &Query, p: &Physical) -> Vec<TokenStream> {
-    (0..q.inputs.len())
-        .map(|i| match &p.terminal {
-            Terminal::Columns(_) if i == p.input_index => {
-                let names: Vec<String> = p.input_columns.iter().map(Ident::to_string).collect();
+/// Per input, the columns the plan reads (`Some(&[..])`), or `None` where it hands the whole
+/// input row on: sources skip decoding the rest.
+fn input_reads(plan: &Plan) -> Vec<TokenStream> {
+    plan.inputs
+        .iter()
+        .map(|i| match &i.reads {
+            Some(cols) => {
+                let names: Vec<String> = cols.iter().map(Ident::to_string).collect();
                 quote!(::core::option::Option::Some(&[#(#names),*]))
             }
-            _ => quote!(::core::option::Option::None),
+            None => quote!(::core::option::Option::None),
         })
         .collect()
 }
@@ -48,12 +43,91 @@ pub fn emit_fallback(q: &Query) -> TokenStream {
     emit_skeleton(
         q,
         quote! {
-            ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new((), |_, _, _| {
+            ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new((), ::flowgate::engine::Watermarks::none(), |_, _, _| {
                 ::core::result::Result::Err(::flowgate::Error::Internal("this query did not compile".into()))
             }))
         },
         reads,
     )
+}
+
+/// The plan: the operators' state, the watermark trackers, and the batch function running
+/// each pipeline in order.
+fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
+    let inits: Vec<TokenStream> = plan
+        .operators
+        .iter()
+        .map(|o| match &o.kind {
+            OperatorKind::HashAggregate(_) => aggregate::init_hash(),
+            OperatorKind::SessionAggregate(a) => aggregate::init_session(a),
+            OperatorKind::Dedup(d) => dedup::init(d),
+        })
+        .collect();
+    let vars: Vec<Ident> = plan.operators.iter().map(|o| dedup::var(o.id)).collect();
+    let delays: Vec<i64> = plan.watermarks.iter().map(|w| w.delay).collect();
+    let watermarks = if delays.is_empty() {
+        quote!(::flowgate::engine::Watermarks::none())
+    } else {
+        quote!(::flowgate::engine::Watermarks::new(&[#(#delays),*], __fg_config.watermark_policy))
+    };
+    let begin: Vec<TokenStream> = plan
+        .operators
+        .iter()
+        .filter(|o| matches!(o.kind, OperatorKind::Dedup(_)))
+        .map(|o| {
+            let v = dedup::var(o.id);
+            quote! { #v.begin_batch(); }
+        })
+        .collect();
+    let bind_ops = if vars.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! { let ( #(#vars,)* ) = &mut __fg_state.operators; }
+    };
+    let pipelines: Vec<TokenStream> = plan.pipelines.iter().map(|p| emit_pipeline(q, plan, p)).collect();
+    // Only the bindings the pipelines use: the trackers where a row loop observes event
+    // time, the batch's two watermarks where a stateful operator drops or evicts by them.
+    let mut bind_watermarks = TokenStream::new();
+    if !plan.watermarks.is_empty() {
+        bind_watermarks.extend(quote! { let __fg_watermarks = &__fg_state.watermarks; });
+    }
+    if !plan.operators.is_empty() {
+        bind_watermarks.extend(quote! {
+            let __fg_late_wm = __fg_ctx.late_watermark();
+            let __fg_ev_wm = __fg_ctx.eviction_watermark();
+        });
+    }
+    quote! {
+        ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(( #(#inits,)* ), #watermarks, move |__fg_state, __fg_ctx, __fg_inputs| {
+            #bind_ops
+            #bind_watermarks
+            #(#begin)*
+            #(#pipelines)*
+        }))
+    }
+}
+
+/// One pipeline. The last one evaluates to the batch's output (`Result<Vec<RecordBatch>>`).
+fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline) -> TokenStream {
+    let ends: Vec<TokenStream> = plan.filters_in(p).map(|(id, d)| dedup::emit_end(id, d)).collect();
+    match (&p.source, &p.sink) {
+        (Source::Input(i), Sink::Output(OutputPlan::Columns(c))) => emit_columns(q, plan, p, *i, c, &ends),
+        (Source::Input(i), Sink::Output(OutputPlan::InputRows)) => emit_input_rows(q, plan, p, *i, &ends),
+        (Source::Input(i), Sink::Operator(o)) => {
+            let update = match &plan.operators[*o].kind {
+                OperatorKind::HashAggregate(a) => aggregate::emit_hash_update(q, plan, p, *i, *o, a),
+                OperatorKind::SessionAggregate(a) => aggregate::emit_session_update(q, plan, p, *i, *o, a),
+                OperatorKind::Dedup(_) => quote! { compile_error!("flowgate bug: a dedup is not a breaker"); },
+            };
+            quote! { #update #(#ends)* }
+        }
+        (Source::Operator(o), Sink::Output(OutputPlan::Rows(columns))) => match &plan.operators[*o].kind {
+            OperatorKind::HashAggregate(a) => aggregate::emit_hash_output(q, plan, p, *o, a, columns),
+            OperatorKind::SessionAggregate(a) => aggregate::emit_session_output(q, plan, p, *o, a, columns),
+            OperatorKind::Dedup(_) => quote! { compile_error!("flowgate bug: a dedup emits no rows of its own"); },
+        },
+        _ => quote! { compile_error!("flowgate bug: a pipeline shape the planner does not make"); },
+    }
 }
 
 fn mode_tokens(mode: ModeKind) -> TokenStream {
@@ -141,15 +215,21 @@ fn let_items(names: &[&Ident], exprs: &[&syn::Expr]) -> TokenStream {
     quote! { let ( #(#names,)* ) = ( #(#exprs,)* ); }
 }
 
-/// Nests the stateless operators around `terminal`, innermost last.
-fn fuse(ops: &[LOp], terminal: TokenStream) -> TokenStream {
-    fuse_live(ops, &[], &[], terminal)
+/// Nests a pipeline's operators around `terminal`, innermost last.
+pub(crate) fn fuse(plan: &Plan, ops: &[LOp], terminal: TokenStream) -> TokenStream {
+    fuse_live(plan, ops, &[], &[], terminal)
 }
 
 /// [`fuse`], leaving out the items that `live` marks dead (`live[k][j]` for item `j` of
 /// operator `k`; a missing entry is live), and with `binds[k]` (input column reads) placed
 /// just before operator `k` (`binds[ops.len()]` before the terminal).
-fn fuse_live(ops: &[LOp], live: &[Vec<bool>], binds: &[TokenStream], terminal: TokenStream) -> TokenStream {
+fn fuse_live(
+    plan: &Plan,
+    ops: &[LOp],
+    live: &[Vec<bool>],
+    binds: &[TokenStream],
+    terminal: TokenStream,
+) -> TokenStream {
     let (bind, rest_binds) = match binds.split_first() {
         Some((b, r)) => (b.clone(), r),
         None => (TokenStream::new(), &[][..]),
@@ -161,7 +241,7 @@ fn fuse_live(ops: &[LOp], live: &[Vec<bool>], binds: &[TokenStream], terminal: T
         Some((f, r)) => (f.as_slice(), r),
         None => (&[][..], &[][..]),
     };
-    let inner = fuse_live(rest, rest_live, rest_binds, terminal);
+    let inner = fuse_live(plan, rest, rest_live, rest_binds, terminal);
     let op = match first {
         LOp::Filter { pred } => {
             let keep = quote_spanned!(pred.span()=> let __fg_keep: bool = #pred;);
@@ -181,12 +261,13 @@ fn fuse_live(ops: &[LOp], live: &[Vec<bool>], binds: &[TokenStream], terminal: T
             quote! { for #name in #iter { #inner } }
         }
         LOp::Watermark { column, .. } => {
-            let observe = quote_spanned!(column.span()=>
-                if let ::core::option::Option::Some(__fg_t) = ::flowgate::window::EventTime::event_micros(#column) {
-                    if __fg_t > __fg_max_et { __fg_max_et = __fg_t; }
-                }
-            );
+            let observe = observe(column);
             quote! { #observe #inner }
+        }
+        LOp::Dedup { op, spec } => {
+            let _ = plan;
+            let check = dedup::emit_row(*op, spec, &quote! { continue; });
+            quote! { #check #inner }
         }
         LOp::Aggregate { .. } => quote! { compile_error!("flowgate bug: aggregate inside a fused stage"); },
     };
@@ -195,7 +276,7 @@ fn fuse_live(ops: &[LOp], live: &[Vec<bool>], binds: &[TokenStream], terminal: T
 
 /// `let value = __fg_cols.value.get(__fg_i);` for each input column read. The field access is
 /// spanned on the user's token: a misspelled column is rustc's "no field" error there.
-fn bind_inputs(cols: &[Ident]) -> TokenStream {
+pub(crate) fn bind_inputs(cols: &[Ident]) -> TokenStream {
     let binds = cols.iter().map(|c| {
         let field = Ident::new(&c.to_string(), c.span());
         quote_spanned!(c.span()=> let #c = __fg_cols.#field.get(__fg_i);)
@@ -205,7 +286,7 @@ fn bind_inputs(cols: &[Ident]) -> TokenStream {
 
 /// The struct-literal push of an output row; each field spanned on the DSL token that named
 /// the column, the literal on the declared output type.
-fn push_output(q: &Query, columns: &[Ident]) -> TokenStream {
+pub(crate) fn push_output(q: &Query, columns: &[Ident]) -> TokenStream {
     let out = &q.output;
     let path = match out {
         Type::Path(tp) => quote!(#tp),
@@ -216,171 +297,93 @@ fn push_output(q: &Query, columns: &[Ident]) -> TokenStream {
     quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); }
 }
 
-/// The column a bare column reference names (`auction` in `select(auction)` or in
-/// `x = auction`), or `None` for any other expression.
-fn bare_column(expr: &Expr) -> Option<Ident> {
-    match expr {
-        Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() && p.path.get_ident().is_some() => {
-            free_columns(expr).into_iter().next()
+/// `__fg_units`: an input's batches cut into work units of typed columns and row ranges;
+/// `__fg_rows`: their row count.
+pub(crate) fn collect_units(plan: &Plan, input: usize) -> TokenStream {
+    let in_ty = &plan.inputs[input].ty;
+    quote! {
+        let mut __fg_units = ::std::vec::Vec::new();
+        let mut __fg_rows = 0usize;
+        for __fg_batch in &__fg_inputs[#input] {
+            let __fg_cols = <#in_ty as ::flowgate::Record>::columns(__fg_batch)?;
+            ::flowgate::exec::push_units(&mut __fg_units, __fg_cols, __fg_batch.num_rows());
+            __fg_rows += __fg_batch.num_rows();
         }
+    }
+}
+
+/// Per work unit: the running maximum event time of the pipeline's watermark, folded into its
+/// tracker at the unit's end.
+pub(crate) fn watermark_unit(p: &Pipeline) -> (TokenStream, TokenStream) {
+    match p.ops.iter().find_map(|op| match op {
+        LOp::Watermark { tracker, .. } => Some(*tracker),
         _ => None,
+    }) {
+        Some(t) => (
+            quote! { let mut __fg_max_et = i64::MIN; },
+            quote! { __fg_watermarks.tracker(#t).observe_max(__fg_max_et); },
+        ),
+        None => (TokenStream::new(), TokenStream::new()),
     }
 }
 
-/// The input column that output column `name` is, unchanged, after the stateless operators
-/// `ops` — or `None` when it is computed, or when an operator changes the rows (a filter or
-/// a flat_map: then every output column is built row by row). Such a column is passed
-/// through as the input array itself (a zero-copy slice) instead of copied value by value.
-fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
-    if ops.iter().any(|op| matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. })) {
-        return None;
-    }
-    let mut current = name.clone();
-    for op in ops.iter().rev() {
-        match op {
-            LOp::Project { items } | LOp::WithColumns { items } => match items.iter().find(|i| i.name == current) {
-                Some(item) => current = bare_column(&item.expr)?,
-                None if matches!(op, LOp::Project { .. }) => return None,
-                None => {}
-            },
-            LOp::Watermark { .. } => {}
-            LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } => return None,
+/// The body of a breaker's per-unit closure: the pipeline's fused loop over the unit's rows,
+/// with the unit's maximum event time folded into its watermark tracker.
+pub(crate) fn unit_loop(p: &Pipeline, plan: &Plan, terminal: TokenStream) -> TokenStream {
+    let binds = bind_inputs(&p.reads);
+    let (wm_start, wm_end) = watermark_unit(p);
+    let body = fuse(plan, &p.ops, terminal);
+    quote! {
+        let (__fg_cols, __fg_range) = __fg_unit;
+        #wm_start
+        for __fg_i in __fg_range.clone() {
+            #binds
+            #body
         }
+        #wm_end
     }
-    Some(current)
 }
 
-/// Which `select`/`with_column` items the row loop must evaluate so that output columns
-/// `built` can be made (`result[k][j]` for item `j` of operator `k`), and the names of the
-/// input columns it reads per row. A bare column item whose result nobody reads (an output
-/// column passed through) is dead; every other item is evaluated, as the user wrote it.
-fn liveness(ops: &[LOp], built: &[&Ident]) -> (Vec<Vec<bool>>, HashSet<String>) {
-    let mut needed: HashSet<String> = built.iter().map(|c| c.to_string()).collect();
-    let mut live = vec![Vec::new(); ops.len()];
-    for (k, op) in ops.iter().enumerate().rev() {
-        match op {
-            LOp::Filter { pred } => needed.extend(free_columns(pred).iter().map(Ident::to_string)),
-            LOp::Project { items } | LOp::WithColumns { items } => {
-                let flags: Vec<bool> = items
-                    .iter()
-                    .map(|i| bare_column(&i.expr).is_none() || needed.contains(&i.name.to_string()))
-                    .collect();
-                if matches!(op, LOp::Project { .. }) {
-                    needed.clear();
-                } else {
-                    for i in items {
-                        needed.remove(&i.name.to_string());
-                    }
-                }
-                for (i, _) in items.iter().zip(&flags).filter(|(_, l)| **l) {
-                    needed.extend(free_columns(&i.expr).iter().map(Ident::to_string));
-                }
-                live[k] = flags;
-            }
-            LOp::FlatMap { name, expr } => {
-                needed.remove(&name.to_string());
-                needed.extend(free_columns(expr).iter().map(Ident::to_string));
-            }
-            LOp::Watermark { column, .. } => {
-                needed.insert(column.to_string());
-            }
-            LOp::Aggregate { .. } => {}
-        }
-    }
-    (live, needed)
-}
-
-/// Where the row loop reads each of `row_inputs`: `result[k]` holds the input columns that
-/// operator `k` (or, for `k == ops.len()`, the output columns `terminal`) reads first, so a
-/// row that a filter drops never loads the columns only later operators read — as a hand
-/// loop would. Columns first read after a flat_map are read before it, once per input row.
-fn bind_points(ops: &[LOp], live: &[Vec<bool>], row_inputs: &[Ident], terminal: &[&Ident]) -> Vec<Vec<Ident>> {
-    let mut points = vec![Vec::new(); ops.len() + 1];
-    let mut defined: HashSet<String> = HashSet::new();
-    let mut bound: HashSet<String> = HashSet::new();
-    let mut flat_map_at = None;
-    for k in 0..=ops.len() {
-        let reads: Vec<String> = match ops.get(k) {
-            None => terminal.iter().map(|c| c.to_string()).collect(),
-            Some(LOp::Filter { pred }) => free_columns(pred).iter().map(Ident::to_string).collect(),
-            Some(LOp::Project { items } | LOp::WithColumns { items }) => items
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| live.get(k).and_then(|l| l.get(*j)).copied().unwrap_or(true))
-                .flat_map(|(_, i)| free_columns(&i.expr))
-                .map(|c| c.to_string())
-                .collect(),
-            Some(LOp::FlatMap { expr, .. }) => free_columns(expr).iter().map(Ident::to_string).collect(),
-            Some(LOp::Watermark { column, .. }) => vec![column.to_string()],
-            Some(LOp::Aggregate { .. }) => Vec::new(),
-        };
-        let at = flat_map_at.unwrap_or(k);
-        for r in reads {
-            if defined.contains(&r) || bound.contains(&r) {
-                continue;
-            }
-            if let Some(c) = row_inputs.iter().find(|c| **c == r) {
-                bound.insert(r);
-                points[at].push(c.clone());
-            }
-        }
-        match ops.get(k) {
-            Some(LOp::Project { items } | LOp::WithColumns { items }) => {
-                defined.extend(items.iter().map(|i| i.name.to_string()))
-            }
-            Some(LOp::FlatMap { name, .. }) => {
-                defined.insert(name.to_string());
-                flat_map_at.get_or_insert(k);
-            }
-            _ => {}
-        }
-    }
-    points
-}
-
-/// A stateless stage that ends in output columns: each column is either an input column
-/// passed through (no filter or flat_map before it) or built by the row loop, which appends
-/// each computed value to its column directly (borrowed values like `&str` are copied into
-/// the column without an owned `String` per row).
-fn columns_unit(q: &Query, p: &Physical, columns: &[Ident]) -> TokenStream {
+/// An input pipeline that ends in output columns: each column is either an input column
+/// passed through or built by the row loop, which appends each computed value to its column
+/// directly.
+fn emit_columns(
+    q: &Query,
+    plan: &Plan,
+    p: &Pipeline,
+    input: usize,
+    c: &ColumnsPlan,
+    ends: &[TokenStream],
+) -> TokenStream {
     let out = &q.output;
-    let passed: Vec<Option<Ident>> = columns.iter().map(|c| passed_input(&p.pre, c)).collect();
-    let built: Vec<&Ident> = columns.iter().zip(&passed).filter(|(_, s)| s.is_none()).map(|(c, _)| c).collect();
-    let (live, needed) = liveness(&p.pre, &built);
-    let row_inputs: Vec<Ident> = p.input_columns.iter().filter(|c| needed.contains(&c.to_string())).cloned().collect();
-    let binds: Vec<TokenStream> =
-        bind_points(&p.pre, &live, &row_inputs, &built).iter().map(|cols| bind_inputs(cols)).collect();
-    // Input columns named only where they are dead still go through rustc's field check.
-    let passed_names: HashSet<String> = passed.iter().flatten().map(Ident::to_string).collect();
-    let unread = p
-        .input_columns
-        .iter()
-        .filter(|c| !needed.contains(&c.to_string()) && !passed_names.contains(&c.to_string()))
-        .map(|c| {
-            let field = Ident::new(&c.to_string(), c.span());
-            quote_spanned!(c.span()=> let _ = __fg_cols.#field;)
-        });
-    let fields = columns.iter().zip(&passed).map(|(c, source)| match source {
+    let units = collect_units(plan, input);
+    let binds: Vec<TokenStream> = c.binds.iter().map(|cols| bind_inputs(cols)).collect();
+    let unread = c.unread.iter().map(|col| {
+        let field = Ident::new(&col.to_string(), col.span());
+        quote_spanned!(col.span()=> let _ = __fg_cols.#field;)
+    });
+    let fields = c.columns.iter().map(|(col, source)| match source {
         Some(input) => {
             let field = Ident::new(&input.to_string(), input.span());
-            quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::pass(__fg_cols.#field, __fg_range.clone()))
+            quote_spanned!(col.span()=> #col: ::flowgate::record::OutColumn::pass(__fg_cols.#field, __fg_range.clone()))
         }
-        None => quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::with_capacity(__fg_capacity)),
+        None => quote_spanned!(col.span()=> #col: ::flowgate::record::OutColumn::with_capacity(__fg_capacity)),
     });
-    // Every row makes one output row unless a filter or flat_map comes first; then the
-    // builders start small and grow, instead of reserving a whole unit for rows a selective
-    // filter drops.
-    let capacity = if p.pre.iter().any(|op| matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. })) {
+    // Every row makes one output row unless a filter, flat_map or dedup comes first; then the
+    // builders start small and grow, instead of reserving a whole unit for rows it drops.
+    let capacity = if p.ops.iter().any(|op| matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Dedup { .. }))
+    {
         quote!(::core::cmp::min(__fg_range.len(), ::flowgate::exec::FILTERED_START_CAPACITY))
     } else {
         quote!(__fg_range.len())
     };
-    let pushes = built.iter().map(|c| quote_spanned!(c.span()=> __fg_out.#c.push(#c);));
-    let body = fuse_live(&p.pre, &live, &binds, quote! { #(#pushes)* });
+    let built = c.columns.iter().filter(|(_, s)| s.is_none()).map(|(col, _)| col);
+    let pushes = built.map(|col| quote_spanned!(col.span()=> __fg_out.#col.push(#col);));
+    let body = fuse_live(plan, &p.ops, &c.live, &binds, quote! { #(#pushes)* });
     let parts_ty = quote_spanned!(out.span()=> type __FgParts = <#out as ::flowgate::Record>::Parts;);
     let parts = quote_spanned!(out.span()=> __FgParts { #(#fields),* });
     let (wm_start, wm_end) = watermark_unit(p);
-    quote! {
+    let unit = quote! {
         let (__fg_cols, __fg_range) = __fg_unit;
         let __fg_capacity = #capacity;
         #(#unread)*
@@ -392,331 +395,62 @@ fn columns_unit(q: &Query, p: &Physical, columns: &[Ident]) -> TokenStream {
         }
         #wm_end
         <#out as ::flowgate::Record>::from_parts(__fg_out)
-    }
-}
-
-fn collect_units(q: &Query, p: &Physical) -> TokenStream {
-    let idx = p.input_index;
-    let in_ty = &q.inputs[idx].ty;
-    quote! {
-        let mut __fg_units = ::std::vec::Vec::new();
-        let mut __fg_rows = 0usize;
-        for __fg_batch in &__fg_inputs[#idx] {
-            let __fg_cols = <#in_ty as ::flowgate::Record>::columns(__fg_batch)?;
-            ::flowgate::exec::push_units(&mut __fg_units, __fg_cols, __fg_batch.num_rows());
-            __fg_rows += __fg_batch.num_rows();
-        }
-    }
-}
-
-/// The plan's state: `(operator state, watermark tracker)`, either part `()` when absent.
-fn initial_state(p: &Physical, operator: TokenStream) -> TokenStream {
-    let tracker = match p.watermark_delay {
-        Some(delay) => quote!(::flowgate::watermark::WatermarkTracker::new(#delay)),
-        None => quote!(()),
     };
-    quote! { (#operator, #tracker) }
-}
-
-/// Per work unit: the running maximum event time, folded into the tracker at the unit's end.
-fn watermark_unit(p: &Physical) -> (TokenStream, TokenStream) {
-    match p.watermark_delay {
-        Some(_) => (quote! { let mut __fg_max_et = i64::MIN; }, quote! { __fg_watermark.observe_max(__fg_max_et); }),
-        None => (TokenStream::new(), TokenStream::new()),
-    }
-}
-
-fn emit_stateless_plan(q: &Query, p: &Physical) -> TokenStream {
-    let out = &q.output;
-    let binds = bind_inputs(&p.input_columns);
-    let state = initial_state(p, quote!(()));
-    let (wm_start, wm_end) = watermark_unit(p);
-    match &p.terminal {
-        Terminal::Columns(columns) => {
-            let units = collect_units(q, p);
-            let unit = columns_unit(q, p, columns);
-            quote! {
-                ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(#state, move |__fg_state, __fg_ctx, __fg_inputs| {
-                    let __fg_watermark = &__fg_state.1;
-                    #units
-                    ::flowgate::exec::map_units(&__fg_units, |__fg_unit| { #unit })
-                }))
-            }
-        }
-        Terminal::FilterInput => {
-            let idx = p.input_index;
-            let in_ty = &q.inputs[idx].ty;
-            let checks = p.pre.iter().map(|op| match op {
-                LOp::Filter { pred } => quote_spanned!(pred.span()=> {
-                    let __fg_keep: bool = #pred;
-                    if !__fg_keep { break '__fg_row false; }
-                }),
-                LOp::Watermark { column, .. } => quote_spanned!(column.span()=>
-                    if let ::core::option::Option::Some(__fg_t) = ::flowgate::window::EventTime::event_micros(#column) {
-                        if __fg_t > __fg_max_et { __fg_max_et = __fg_t; }
-                    }
-                ),
-                _ => quote! { compile_error!("flowgate bug: only filters pass the input through"); },
-            });
-            quote! {
-                let __fg_schema = <#out as ::flowgate::Record>::schema();
-                ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(#state, move |__fg_state, __fg_ctx, __fg_inputs| {
-                    let __fg_watermark = &__fg_state.1;
-                    let mut __fg_result = ::std::vec::Vec::with_capacity(__fg_inputs[#idx].len());
-                    for __fg_batch in &__fg_inputs[#idx] {
-                        let __fg_cols = <#in_ty as ::flowgate::Record>::columns(__fg_batch)?;
-                        #wm_start
-                        __fg_result.push(::flowgate::exec::filter_batch(__fg_batch, &__fg_schema, |__fg_i| '__fg_row: {
-                            #binds
-                            #(#checks)*
-                            true
-                        })?);
-                        #wm_end
-                    }
-                    ::core::result::Result::Ok(__fg_result)
-                }))
-            }
-        }
-    }
-}
-
-fn agg_init(a: &AggItem) -> TokenStream {
-    let span = a.span;
-    match a.func {
-        AggFunc::CountRows | AggFunc::Count => quote_spanned!(span=> ::flowgate::agg::Count::new()),
-        AggFunc::Sum => quote_spanned!(span=> ::flowgate::agg::Sum::new()),
-        AggFunc::Avg => quote_spanned!(span=> ::flowgate::agg::Avg::new()),
-        AggFunc::Min => quote_spanned!(span=> ::flowgate::agg::Min::new()),
-        AggFunc::Max => quote_spanned!(span=> ::flowgate::agg::Max::new()),
-    }
-}
-
-fn agg_update(a: &AggItem, j: usize) -> TokenStream {
-    let j = Index::from(j);
-    match (&a.func, &a.arg) {
-        (AggFunc::CountRows, _) => quote! { __fg_acc.#j.add_row(); },
-        (AggFunc::Count, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.add(#arg);),
-        (_, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.update(#arg);),
-        (_, None) => quote! { compile_error!("flowgate bug: aggregate without argument"); },
-    }
-}
-
-/// Stage 0's end: the grouping key (looping over a row's windows), the late-input check, and
-/// the accumulator updates.
-fn aggregate_terminal(p: &Physical, agg: &AggPlan) -> TokenStream {
-    let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
-    let updates: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_update(a, j)).collect();
-    let key_values: Vec<TokenStream> = agg
-        .keys
-        .iter()
-        .map(|k| match &k.kind {
-            KeyKind::Plain => {
-                let e = &k.item.expr;
-                quote!(#e)
-            }
-            _ => quote!(__fg_window),
-        })
-        .collect();
-    let late = match (agg.uses_watermark(p.mode), agg.event_time_key) {
-        (true, Some(i)) => {
-            let i = Index::from(i);
-            quote! {
-                if ::flowgate::watermark::is_behind(&__fg_key.#i, __fg_late_wm) {
-                    __fg_tables.late(__fg_key);
-                    break '__fg_key;
-                }
-            }
-        }
-        _ => TokenStream::new(),
-    };
-    let body = quote! {
-        '__fg_key: {
-            let __fg_key = ( #(#key_values,)* );
-            #late
-            let __fg_acc = __fg_tables.entry(__fg_key, || ( #(#inits,)* ));
-            #(#updates)*
-        }
-    };
-    // A row belongs to zero or one tumbling window and to several sliding ones.
-    match agg.keys.iter().find(|k| !matches!(k.kind, KeyKind::Plain)).map(|k| &k.kind) {
-        Some(KeyKind::Window { ts, size, slide, offset }) => {
-            // The key holds the window start only (`WindowKey<SIZE>`); emit rebuilds the window.
-            let key = quote! { let __fg_window = ::flowgate::window::WindowKey::<#size>::of(__fg_w); };
-            if size == slide {
-                let window = quote_spanned!(ts.span()=> ::flowgate::window::tumbling(#ts, #size, #offset));
-                quote! { if let ::core::option::Option::Some(__fg_w) = #window { #key #body } }
-            } else {
-                let windows = quote_spanned!(ts.span()=> ::flowgate::window::sliding(#ts, #size, #slide, #offset));
-                quote! { for __fg_w in #windows { #key #body } }
-            }
-        }
-        Some(KeyKind::Session { ts, .. }) => {
-            quote_spanned!(ts.span()=> compile_error!("flowgate bug: session windows use their own operator");)
-        }
-        _ => body,
-    }
-}
-
-/// The body of a stateful operator's per-unit closure: stage 0's fused loop over the unit's
-/// rows, with the unit's maximum event time folded into the watermark tracker.
-fn unit_loop(p: &Physical, stage0: TokenStream) -> TokenStream {
-    let binds = bind_inputs(&p.input_columns);
-    let (wm_start, wm_end) = watermark_unit(p);
-    quote! {
-        let (__fg_cols, __fg_range) = __fg_unit;
-        #wm_start
-        for __fg_i in __fg_range.clone() {
-            #binds
-            #stage0
-        }
-        #wm_end
-    }
-}
-
-fn emit_aggregate_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
-    let out = &q.output;
-    let units = collect_units(q, p);
-    let unit_loop = unit_loop(p, fuse(&p.pre, aggregate_terminal(p, agg)));
-    let state = initial_state(p, quote!(::flowgate::agg::HashAggState::new(__fg_config.shuffle_partitions)));
-
-    let key_binds: Vec<TokenStream> = agg
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let (name, i) = (&k.item.name, Index::from(i));
-            match k.kind {
-                KeyKind::Window { .. } => quote! { let #name = &__fg_e.key.#i.window(); },
-                _ => quote! { let #name = &__fg_e.key.#i; },
-            }
-        })
-        .collect();
-    // Spanned on the aggregate's name, so any error about its result points at the DSL.
-    let finishes: Vec<TokenStream> = agg
-        .aggs
-        .iter()
-        .enumerate()
-        .map(|(j, a)| {
-            let (name, j) = (&a.name, Index::from(j));
-            quote_spanned!(a.span=> let #name = __fg_e.acc.#j.finish();)
-        })
-        .collect();
-    let columns = match &p.terminal {
-        Terminal::Columns(c) => c.clone(),
-        Terminal::FilterInput => Vec::new(),
-    };
-    let emit_body = fuse(&p.post, push_output(q, &columns));
-    let emit_loop = |entries: TokenStream| {
+    let run = if p.parallel {
+        quote! { ::flowgate::exec::map_units(&__fg_units, |__fg_unit| { #unit }) }
+    } else {
         quote! {
-            for __fg_e in #entries {
-                #(#key_binds)*
-                #(#finishes)*
-                #emit_body
+            let mut __fg_result = ::std::vec::Vec::with_capacity(__fg_units.len());
+            for __fg_unit in &__fg_units {
+                __fg_result.push({ #unit }?);
             }
+            #(#ends)*
+            ::core::result::Result::Ok(__fg_result)
         }
     };
-    let evict = |i: usize| {
-        let i = Index::from(i);
-        quote! { __fg_agg.evict(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)) }
-    };
-    // Append: closed groups, once, as they are evicted. Update: changed groups, then evict.
-    // Complete: everything, nothing evicted.
-    let emit = match (p.mode, agg.uses_watermark(p.mode), agg.event_time_key) {
-        (ModeKind::Append, true, Some(i)) => {
-            let evicted = evict(i);
-            let lp = emit_loop(quote!(&__fg_closed));
-            quote! { let __fg_closed = #evicted; #lp }
-        }
-        (ModeKind::Update, true, Some(i)) => {
-            let evicted = evict(i);
-            let lp = emit_loop(quote!(__fg_agg.updated()));
-            quote! { #lp #evicted; }
-        }
-        (ModeKind::Complete, _, _) => emit_loop(quote!(__fg_agg.all())),
-        _ => emit_loop(quote!(__fg_agg.updated())),
-    };
+    quote! { #units #run }
+}
+
+/// An input pipeline whose output rows are its input rows: the row loop only decides, per
+/// row, whether it stays (a mask), and the batch is filtered with it.
+fn emit_input_rows(q: &Query, plan: &Plan, p: &Pipeline, input: usize, ends: &[TokenStream]) -> TokenStream {
+    let out = &q.output;
+    let in_ty = &plan.inputs[input].ty;
+    let binds = bind_inputs(&p.reads);
+    let reject = quote! { break '__fg_row false; };
+    let checks = p.ops.iter().map(|op| match op {
+        LOp::Filter { pred } => quote_spanned!(pred.span()=> {
+            let __fg_keep: bool = #pred;
+            if !__fg_keep { #reject }
+        }),
+        LOp::Watermark { column, .. } => observe(column),
+        LOp::Dedup { op, spec } => dedup::emit_row(*op, spec, &reject),
+        _ => quote! { compile_error!("flowgate bug: only filters pass the input through"); },
+    });
+    let (wm_start, wm_end) = watermark_unit(p);
     quote! {
-        ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(#state, move |__fg_state, __fg_ctx, __fg_inputs| {
-            let (__fg_agg, __fg_watermark) = __fg_state;
-            let __fg_watermark = &*__fg_watermark;
-            let __fg_late_wm = __fg_ctx.late_watermark();
-            let __fg_ev_wm = __fg_ctx.eviction_watermark();
-            #units
-            __fg_agg.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop });
-            let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_agg.len());
-            #emit
-            ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
-        }))
+        let __fg_schema = <#out as ::flowgate::Record>::schema();
+        let mut __fg_result = ::std::vec::Vec::with_capacity(__fg_inputs[#input].len());
+        for __fg_batch in &__fg_inputs[#input] {
+            let __fg_cols = <#in_ty as ::flowgate::Record>::columns(__fg_batch)?;
+            #wm_start
+            __fg_result.push(::flowgate::exec::filter_batch(__fg_batch, &__fg_schema, |__fg_i| '__fg_row: {
+                #binds
+                #(#checks)*
+                true
+            })?);
+            #wm_end
+        }
+        #(#ends)*
+        ::core::result::Result::Ok(__fg_result)
     }
 }
 
-/// Session windows: their own state (sessions per key), fed row by row, merged per batch.
-fn emit_session_plan(q: &Query, p: &Physical, agg: &AggPlan) -> TokenStream {
-    let out = &q.output;
-    let units = collect_units(q, p);
-    let Some((session_idx, ts, gap)) = agg.keys.iter().enumerate().find_map(|(i, k)| match &k.kind {
-        KeyKind::Session { ts, gap } => Some((i, ts, *gap)),
-        _ => None,
-    }) else {
-        return quote! { compile_error!("flowgate bug: session plan without a session key") };
-    };
-    let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
-    let updates: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_update(a, j)).collect();
-    // The state's key is the grouping key without the session window.
-    let plain: Vec<(usize, &syn::Expr)> =
-        agg.keys.iter().enumerate().filter(|(i, _)| *i != session_idx).map(|(i, k)| (i, &k.item.expr)).collect();
-    let plain_exprs = plain.iter().map(|(_, e)| e);
-    let row = quote_spanned!(ts.span()=> __fg_rows.row(__fg_key, #ts, || ( #(#inits,)* )));
-    let terminal = quote! {
-        let __fg_key = ( #(#plain_exprs,)* );
-        if let ::core::option::Option::Some(__fg_acc) = #row {
-            #(#updates)*
+/// Folds a row's event time into the unit's running maximum.
+fn observe(column: &Ident) -> TokenStream {
+    quote_spanned!(column.span()=>
+        if let ::core::option::Option::Some(__fg_t) = ::flowgate::window::EventTime::event_micros(#column) {
+            if __fg_t > __fg_max_et { __fg_max_et = __fg_t; }
         }
-    };
-    let unit_loop = unit_loop(p, fuse(&p.pre, terminal));
-    let state = initial_state(p, quote!(::flowgate::agg::SessionAggState::new(__fg_config.shuffle_partitions, #gap)));
-    let late = if agg.uses_watermark(p.mode) { quote!(__fg_ctx.late_watermark()) } else { quote!(i64::MIN) };
-
-    let key_binds = agg.keys.iter().enumerate().map(|(i, k)| {
-        let name = &k.item.name;
-        if i == session_idx {
-            quote! { let #name = &__fg_s.window(); }
-        } else {
-            let j = Index::from(plain.iter().position(|(pi, _)| *pi == i).unwrap_or(0));
-            quote! { let #name = &__fg_k.#j; }
-        }
-    });
-    let finishes = agg.aggs.iter().enumerate().map(|(j, a)| {
-        let (name, j) = (&a.name, Index::from(j));
-        quote_spanned!(a.span=> let #name = __fg_s.acc.#j.finish();)
-    });
-    let columns = match &p.terminal {
-        Terminal::Columns(c) => c.clone(),
-        Terminal::FilterInput => Vec::new(),
-    };
-    let emit_body = fuse(&p.post, push_output(q, &columns));
-    // Append: sessions closed by the watermark, once, as they are evicted. Complete: all.
-    let (prefix, entries) = match (p.mode, agg.uses_watermark(p.mode)) {
-        (ModeKind::Append, true) => (
-            quote! { let __fg_closed = __fg_agg.evict(__fg_ctx.eviction_watermark()); },
-            quote! { __fg_closed.iter().map(|(__fg_k, __fg_s)| (__fg_k, __fg_s)) },
-        ),
-        _ => (TokenStream::new(), quote! { __fg_agg.all() }),
-    };
-    quote! {
-        ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(#state, move |__fg_state, __fg_ctx, __fg_inputs| {
-            let (__fg_agg, __fg_watermark) = __fg_state;
-            let __fg_watermark = &*__fg_watermark;
-            #units
-            __fg_agg.update(&__fg_units, #late, |__fg_unit, __fg_rows| { #unit_loop });
-            let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_agg.len());
-            #prefix
-            for (__fg_k, __fg_s) in #entries {
-                #(#key_binds)*
-                #(#finishes)*
-                #emit_body
-            }
-            ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
-        }))
-    }
+    )
 }

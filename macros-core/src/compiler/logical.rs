@@ -66,8 +66,55 @@ pub enum LOp {
     /// `event_time_key` is the index of the key that carries event time (a window over the
     /// watermarked column, or that column itself): state is evicted and input dropped by it.
     Aggregate { keys: Vec<Key>, aggs: Vec<AggItem>, event_time_key: Option<usize> },
-    /// `with_watermark(column, delay)`: observe event times here.
-    Watermark { column: Ident, delay: i64 },
+    /// `with_watermark(column, delay)`: observe event times here, into tracker `tracker`.
+    Watermark { column: Ident, delay: i64, tracker: usize },
+    /// `drop_duplicates(...)` / `drop_duplicates_within_watermark(...)` / `distinct()`: keep
+    /// the first row per key. `op` is its stateful operator id (set by the plan phase).
+    Dedup { op: usize, spec: DedupSpec },
+}
+
+/// What a deduplication keys on and how its state ends.
+#[derive(Clone)]
+pub struct DedupSpec {
+    /// The key columns, as written.
+    pub keys: Vec<Ident>,
+    /// Index of the key that is the watermarked column: a key is evicted once it is behind
+    /// the watermark (without one, state is kept forever).
+    pub event_time_key: Option<usize>,
+    /// The watermarked column of the input, when it has one: rows behind the watermark are
+    /// dropped before deduplication (Spark's late-row filter).
+    pub watermark: Option<Ident>,
+    /// `drop_duplicates_within_watermark`: the watermark delay (µs); a key is remembered until
+    /// its first event time plus the delay is behind the watermark.
+    pub within_watermark: Option<i64>,
+}
+
+impl DedupSpec {
+    /// The columns the dedup reads per row.
+    pub fn reads(&self) -> Vec<Ident> {
+        let mut r = self.keys.clone();
+        if let Some(w) = &self.watermark {
+            if !r.contains(w) {
+                r.push(w.clone());
+            }
+        }
+        r
+    }
+}
+
+impl std::fmt::Display for DedupSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<String> = self.keys.iter().map(Ident::to_string).collect();
+        write!(f, "deduplicate on [{}]", keys.join(", "))?;
+        if let Some(w) = &self.watermark {
+            write!(f, "; rows with {w} behind the watermark dropped")?;
+        }
+        match (self.within_watermark, self.event_time_key) {
+            (Some(d), _) => write!(f, "; a key expires {d} µs after its first event time"),
+            (None, Some(i)) => write!(f, "; a key is evicted when key #{i} is behind the watermark"),
+            (None, None) => write!(f, "; state kept forever"),
+        }
+    }
 }
 
 /// The columns after an operator: the input's own (unknown to the macro, checked by rustc

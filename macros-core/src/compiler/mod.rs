@@ -76,8 +76,8 @@ mod snapshot_tests {
         let mut diags = super::diag::Diagnostics::new();
         let logical = super::check::check(q, &mut diags);
         assert!(diags.finish().is_ok());
-        let physical = super::plan::plan(q, logical);
-        insta::assert_snapshot!(physical.to_string());
+        let plan = super::plan::plan(q, logical);
+        insta::assert_snapshot!(plan.to_string());
     }
 
     #[test]

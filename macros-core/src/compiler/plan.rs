@@ -1,30 +1,82 @@
-//! Phase 3, plan: the logical operators cut into physical stages. A stage is a run of
-//! stateless operators fused into one loop; it ends at a stateful operator or at the sink.
+//! Phase 3, plan: the checked query as a small DAG of **pipelines** and **stateful operators**.
+//!
+//! A pipeline is one fused loop: it reads an input's Arrow batches (or a stateful operator's
+//! emitted rows), runs stateless operators row by row, and ends at a breaker — a stateful
+//! operator that keeps its rows (an aggregation) or the query's output. A stateful operator
+//! that only filters rows (deduplication) sits *inside* a pipeline and makes it run its work
+//! units in order on one thread. Stateful operators have stable ids (their position here):
+//! the id names their state in the checkpoint. Each `with_watermark` is one tracker, also by
+//! position.
+//!
+//! Every planning decision is made here and printed by `Display` (the plan snapshot): which
+//! physical operator an aggregation is (hash or session), which input columns each input's
+//! source must decode (`input_reads`), which output columns are passed through as input
+//! slices, which computed items are dead, where each input column is loaded, and whether a
+//! pipeline runs in parallel. Emit only writes these decisions down.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use quote::ToTokens;
-use syn::Ident;
+use syn::{Expr, Ident, Type};
 
 use super::ast::{ModeKind, Query};
-use super::logical::{AggFunc, AggItem, Item, Key, KeyKind, LOp, Logical, Schema};
+use super::exprs::free_columns;
+use super::logical::{AggFunc, AggItem, DedupSpec, Key, KeyKind, LOp, Logical, Schema};
 
 /// The physical plan of one query.
-pub struct Physical {
-    pub input_index: usize,
-    /// Input columns the first stage reads.
-    pub input_columns: Vec<Ident>,
-    /// Stage 0: stateless operators over the input, fused.
-    pub pre: Vec<LOp>,
-    /// The stateful aggregation, if any.
-    pub agg: Option<AggPlan>,
-    /// Stateless operators over emitted aggregate rows, fused into the emit loop.
-    pub post: Vec<LOp>,
-    /// How output rows are made.
-    pub terminal: Terminal,
+pub struct Plan {
+    /// Per declared input, in declaration order.
+    pub inputs: Vec<InputPlan>,
+    /// The event-time watermarks, by tracker id.
+    pub watermarks: Vec<WatermarkPlan>,
+    /// The stateful operators, by id.
+    pub operators: Vec<Operator>,
+    /// The pipelines, in the order they run within a batch.
+    pub pipelines: Vec<Pipeline>,
     pub mode: ModeKind,
-    /// The watermark delay (µs) when the query has `with_watermark`.
-    pub watermark_delay: Option<i64>,
+}
+
+/// One declared input.
+pub struct InputPlan {
+    pub name: Ident,
+    pub ty: Type,
+    /// The columns its source must decode; `None`: every column (the input rows are the output).
+    pub reads: Option<Vec<Ident>>,
+}
+
+/// One `with_watermark`.
+pub struct WatermarkPlan {
+    pub input: usize,
+    pub column: Ident,
+    pub delay: i64,
+}
+
+/// A stateful operator.
+pub struct Operator {
+    pub id: usize,
+    pub kind: OperatorKind,
+}
+
+pub enum OperatorKind {
+    /// Hash aggregation (`stateStoreSave`): groups by key, a breaker.
+    HashAggregate(AggPlan),
+    /// Session-window aggregation: sessions per key, a breaker.
+    SessionAggregate(AggPlan),
+    /// Deduplication (`dedupe`): a stateful filter inside its pipeline.
+    Dedup(DedupSpec),
+}
+
+impl OperatorKind {
+    /// Spark's name for the operator, as progress reports it.
+    pub fn spark_name(&self) -> &'static str {
+        match self {
+            OperatorKind::HashAggregate(_) => "stateStoreSave",
+            OperatorKind::SessionAggregate(_) => "sessionWindowStateStoreSaveExec",
+            OperatorKind::Dedup(d) if d.within_watermark.is_some() => "dedupeWithinWatermark",
+            OperatorKind::Dedup(_) => "dedupe",
+        }
+    }
 }
 
 pub struct AggPlan {
@@ -32,134 +84,443 @@ pub struct AggPlan {
     pub aggs: Vec<AggItem>,
     /// Index of the key carrying event time (late input and eviction go by it).
     pub event_time_key: Option<usize>,
+    /// Whether late input is dropped and state evicted by it (not in complete mode, as Spark).
+    pub uses_watermark: bool,
 }
 
-impl AggPlan {
-    /// Whether late input is dropped and state evicted (not in complete mode, as Spark).
-    pub fn uses_watermark(&self, mode: ModeKind) -> bool {
-        self.event_time_key.is_some() && mode != ModeKind::Complete
+/// Where a pipeline's rows come from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Source {
+    /// An input's batches.
+    Input(usize),
+    /// The rows a (breaker) stateful operator emits in this batch.
+    Operator(usize),
+}
+
+/// Where a pipeline's rows go.
+pub enum Sink {
+    /// Into a breaker stateful operator.
+    Operator(usize),
+    /// Into the query's output.
+    Output(OutputPlan),
+}
+
+/// How output rows are made.
+pub enum OutputPlan {
+    /// From an input's Arrow batches, column by column: each output column is an input column
+    /// passed through (a zero-copy slice) or built by the row loop.
+    Columns(ColumnsPlan),
+    /// From a stateful operator's rows: one struct literal per row.
+    Rows(Vec<Ident>),
+    /// The output record is the input record and only filters ran: the input batch, filtered
+    /// with a mask.
+    InputRows,
+}
+
+/// The column-by-column output of an input pipeline.
+pub struct ColumnsPlan {
+    /// Output column, and the input column it passes through unchanged, if any.
+    pub columns: Vec<(Ident, Option<Ident>)>,
+    /// `live[k][j]`: whether item `j` of operator `k` is evaluated (a bare-column item nobody
+    /// reads is dead).
+    pub live: Vec<Vec<bool>>,
+    /// `binds[k]`: the input columns loaded just before operator `k` (`binds[ops.len()]`
+    /// before the output), so rows a filter drops skip later loads.
+    pub binds: Vec<Vec<Ident>>,
+    /// Input columns named in the query but never loaded per row (still checked by rustc).
+    pub unread: Vec<Ident>,
+}
+
+/// One fused loop.
+pub struct Pipeline {
+    pub source: Source,
+    /// Stateless operators and stateful filters, in order.
+    pub ops: Vec<LOp>,
+    pub sink: Sink,
+    /// The input columns loaded at the top of the row loop (input pipelines that do not load
+    /// column by column; see [`ColumnsPlan::binds`]).
+    pub reads: Vec<Ident>,
+    /// Whether its work units may run in parallel (not with a stateful filter inside).
+    pub parallel: bool,
+}
+
+impl Plan {
+    /// The dedup operators of a pipeline, in order.
+    pub fn filters_in<'a>(&'a self, pipeline: &'a Pipeline) -> impl Iterator<Item = (usize, &'a DedupSpec)> + 'a {
+        pipeline.ops.iter().filter_map(move |op| match op {
+            LOp::Dedup { op, .. } => match &self.operators[*op].kind {
+                OperatorKind::Dedup(d) => Some((*op, d)),
+                _ => None,
+            },
+            _ => None,
+        })
     }
-}
-
-pub enum Terminal {
-    /// Build the output record from these columns (struct literal, checked by rustc).
-    Columns(Vec<Ident>),
-    /// Filters only, output record = input record: filter the input batch with a mask.
-    FilterInput,
 }
 
 /// Builds the physical plan.
-pub fn plan(q: &Query, logical: Logical) -> Physical {
-    let mut pre = Vec::new();
-    let mut post = Vec::new();
-    let mut agg = None;
-    let mut watermark_delay = None;
-    for op in logical.ops {
-        if let LOp::Watermark { delay, .. } = &op {
-            watermark_delay = Some(*delay);
-        }
-        match op {
-            LOp::Aggregate { keys, aggs, event_time_key } => agg = Some(AggPlan { keys, aggs, event_time_key }),
-            other if agg.is_none() => pre.push(other),
-            other => post.push(other),
-        }
-    }
-    let terminal = match logical.output {
-        Schema::Closed { columns } => Terminal::Columns(columns),
-        Schema::Open { .. } => Terminal::FilterInput,
+pub fn plan(q: &Query, logical: Logical) -> Plan {
+    let mut operators: Vec<Operator> = Vec::new();
+    let mut watermarks = Vec::new();
+    let mut pipelines = Vec::new();
+    let input = logical.input_index;
+    let mut current = Pipeline {
+        source: Source::Input(input),
+        ops: Vec::new(),
+        sink: Sink::Operator(0),
+        reads: Vec::new(),
+        parallel: true,
     };
-    Physical {
-        input_index: logical.input_index,
-        input_columns: logical.input_columns,
-        pre,
-        agg,
-        post,
-        terminal,
-        mode: q.mode.kind,
-        watermark_delay,
+    for op in logical.ops {
+        match op {
+            LOp::Watermark { column, delay, tracker } => {
+                debug_assert_eq!(tracker, watermarks.len());
+                watermarks.push(WatermarkPlan { input, column: column.clone(), delay });
+                current.ops.push(LOp::Watermark { column, delay, tracker });
+            }
+            LOp::Aggregate { keys, aggs, event_time_key } => {
+                let id = operators.len();
+                let uses_watermark = event_time_key.is_some() && q.mode.kind != ModeKind::Complete;
+                let session = keys.iter().any(|k| matches!(k.kind, KeyKind::Session { .. }));
+                let agg = AggPlan { keys, aggs, event_time_key, uses_watermark };
+                let kind = if session { OperatorKind::SessionAggregate(agg) } else { OperatorKind::HashAggregate(agg) };
+                operators.push(Operator { id, kind });
+                current.sink = Sink::Operator(id);
+                let next = Pipeline {
+                    source: Source::Operator(id),
+                    ops: Vec::new(),
+                    sink: Sink::Operator(0),
+                    reads: Vec::new(),
+                    parallel: false,
+                };
+                pipelines.push(std::mem::replace(&mut current, next));
+            }
+            LOp::Dedup { spec, .. } => {
+                let id = operators.len();
+                operators.push(Operator { id, kind: OperatorKind::Dedup(spec.clone()) });
+                current.parallel = false;
+                current.ops.push(LOp::Dedup { op: id, spec });
+            }
+            other => current.ops.push(other),
+        }
     }
+    current.sink = Sink::Output(match (&logical.output, current.source) {
+        (Schema::Open { .. }, _) => OutputPlan::InputRows,
+        (Schema::Closed { columns }, Source::Input(_)) => {
+            OutputPlan::Columns(columns_plan(&current.ops, columns, &logical.input_columns))
+        }
+        (Schema::Closed { columns }, Source::Operator(_)) => OutputPlan::Rows(columns.clone()),
+    });
+    pipelines.push(current);
+    // An input pipeline that does not build its output column by column loads every input
+    // column it names at the top of its row loop.
+    for p in &mut pipelines {
+        if matches!(p.source, Source::Input(_)) && !matches!(p.sink, Sink::Output(OutputPlan::Columns(_))) {
+            p.reads = logical.input_columns.clone();
+        }
+    }
+    let reads_all = pipelines
+        .iter()
+        .any(|p| matches!(p.sink, Sink::Output(OutputPlan::InputRows)) && p.source == Source::Input(input));
+    let inputs = q
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, decl)| InputPlan {
+            name: decl.name.clone(),
+            ty: decl.ty.clone(),
+            reads: (i != input || !reads_all)
+                .then(|| if i == input { logical.input_columns.clone() } else { Vec::new() }),
+        })
+        .collect();
+    Plan { inputs, watermarks, operators, pipelines, mode: q.mode.kind }
+}
+
+/// The column `name` a bare column reference names (`auction` in `select(auction)` or in
+/// `x = auction`), or `None` for any other expression.
+pub fn bare_column(expr: &Expr) -> Option<Ident> {
+    match expr {
+        Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() && p.path.get_ident().is_some() => {
+            free_columns(expr).into_iter().next()
+        }
+        _ => None,
+    }
+}
+
+/// Whether an operator changes which rows there are (then no output column is a slice of
+/// the input).
+fn changes_rows(op: &LOp) -> bool {
+    matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. })
+}
+
+/// The input column that output column `name` is, unchanged, after the stateless operators
+/// `ops` — or `None` when it is computed, or when an operator changes the rows.
+fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
+    if ops.iter().any(changes_rows) {
+        return None;
+    }
+    let mut current = name.clone();
+    for op in ops.iter().rev() {
+        match op {
+            LOp::Project { items } | LOp::WithColumns { items } => match items.iter().find(|i| i.name == current) {
+                Some(item) => current = bare_column(&item.expr)?,
+                None if matches!(op, LOp::Project { .. }) => return None,
+                None => {}
+            },
+            LOp::Watermark { .. } => {}
+            LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. } => return None,
+        }
+    }
+    Some(current)
+}
+
+/// The columns an operator reads.
+fn reads_of(op: &LOp, live: Option<&[bool]>) -> Vec<String> {
+    match op {
+        LOp::Filter { pred } => free_columns(pred).iter().map(Ident::to_string).collect(),
+        LOp::Project { items } | LOp::WithColumns { items } => items
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| live.and_then(|l| l.get(*j)).copied().unwrap_or(true))
+            .flat_map(|(_, i)| free_columns(&i.expr))
+            .map(|c| c.to_string())
+            .collect(),
+        LOp::FlatMap { expr, .. } => free_columns(expr).iter().map(Ident::to_string).collect(),
+        LOp::Watermark { column, .. } => vec![column.to_string()],
+        LOp::Dedup { spec, .. } => spec.reads().iter().map(Ident::to_string).collect(),
+        LOp::Aggregate { .. } => Vec::new(),
+    }
+}
+
+/// Which `select`/`with_column` items the row loop must evaluate so that output columns
+/// `built` can be made, and the names it reads per row.
+fn liveness(ops: &[LOp], built: &[&Ident]) -> (Vec<Vec<bool>>, HashSet<String>) {
+    let mut needed: HashSet<String> = built.iter().map(|c| c.to_string()).collect();
+    let mut live = vec![Vec::new(); ops.len()];
+    for (k, op) in ops.iter().enumerate().rev() {
+        match op {
+            LOp::Project { items } | LOp::WithColumns { items } => {
+                let flags: Vec<bool> = items
+                    .iter()
+                    .map(|i| bare_column(&i.expr).is_none() || needed.contains(&i.name.to_string()))
+                    .collect();
+                if matches!(op, LOp::Project { .. }) {
+                    needed.clear();
+                } else {
+                    for i in items {
+                        needed.remove(&i.name.to_string());
+                    }
+                }
+                for (i, _) in items.iter().zip(&flags).filter(|(_, l)| **l) {
+                    needed.extend(free_columns(&i.expr).iter().map(Ident::to_string));
+                }
+                live[k] = flags;
+            }
+            LOp::FlatMap { name, .. } => {
+                needed.remove(&name.to_string());
+                needed.extend(reads_of(op, None));
+            }
+            other => needed.extend(reads_of(other, None)),
+        }
+    }
+    (live, needed)
+}
+
+/// Where the row loop reads each of `row_inputs`: `result[k]` holds the input columns that
+/// operator `k` (or, for `k == ops.len()`, the output columns `terminal`) reads first.
+/// Columns first read after a flat_map are read before it, once per input row.
+fn bind_points(ops: &[LOp], live: &[Vec<bool>], row_inputs: &[Ident], terminal: &[&Ident]) -> Vec<Vec<Ident>> {
+    let mut points = vec![Vec::new(); ops.len() + 1];
+    let mut defined: HashSet<String> = HashSet::new();
+    let mut bound: HashSet<String> = HashSet::new();
+    let mut flat_map_at = None;
+    for k in 0..=ops.len() {
+        let reads: Vec<String> = match ops.get(k) {
+            None => terminal.iter().map(|c| c.to_string()).collect(),
+            Some(op) => reads_of(op, live.get(k).map(Vec::as_slice)),
+        };
+        let at = flat_map_at.unwrap_or(k);
+        for r in reads {
+            if defined.contains(&r) || bound.contains(&r) {
+                continue;
+            }
+            if let Some(c) = row_inputs.iter().find(|c| **c == r) {
+                bound.insert(r);
+                points[at].push(c.clone());
+            }
+        }
+        match ops.get(k) {
+            Some(LOp::Project { items } | LOp::WithColumns { items }) => {
+                defined.extend(items.iter().map(|i| i.name.to_string()))
+            }
+            Some(LOp::FlatMap { name, .. }) => {
+                defined.insert(name.to_string());
+                flat_map_at.get_or_insert(k);
+            }
+            _ => {}
+        }
+    }
+    points
+}
+
+/// The column-by-column output plan of an input pipeline.
+fn columns_plan(ops: &[LOp], columns: &[Ident], input_columns: &[Ident]) -> ColumnsPlan {
+    let passed: Vec<Option<Ident>> = columns.iter().map(|c| passed_input(ops, c)).collect();
+    let built: Vec<&Ident> = columns.iter().zip(&passed).filter(|(_, s)| s.is_none()).map(|(c, _)| c).collect();
+    let (live, needed) = liveness(ops, &built);
+    let row_inputs: Vec<Ident> = input_columns.iter().filter(|c| needed.contains(&c.to_string())).cloned().collect();
+    let binds = bind_points(ops, &live, &row_inputs, &built);
+    let passed_names: HashSet<String> = passed.iter().flatten().map(Ident::to_string).collect();
+    let unread = input_columns
+        .iter()
+        .filter(|c| !needed.contains(&c.to_string()) && !passed_names.contains(&c.to_string()))
+        .cloned()
+        .collect();
+    ColumnsPlan { columns: columns.iter().cloned().zip(passed).collect(), live, binds, unread }
 }
 
 fn tokens(t: &impl ToTokens) -> String {
     t.to_token_stream().to_string()
 }
 
-fn items(items: &[Item]) -> String {
-    items.iter().map(|i| format!("{} = {}", i.name, tokens(&i.expr))).collect::<Vec<_>>().join(", ")
+fn idents(ids: &[Ident]) -> String {
+    ids.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn ops(f: &mut fmt::Formatter<'_>, ops: &[LOp]) -> fmt::Result {
-    for op in ops {
-        match op {
-            LOp::Filter { pred } => writeln!(f, "    filter {}", tokens(pred))?,
-            LOp::Project { items: it } => writeln!(f, "    project {}", items(it))?,
-            LOp::WithColumns { items: it } => writeln!(f, "    with_columns {}", items(it))?,
-            LOp::FlatMap { name, expr } => writeln!(f, "    flat_map {name} in {}", tokens(expr))?,
-            LOp::Aggregate { .. } => writeln!(f, "    (aggregate)")?,
-            LOp::Watermark { column, delay } => {
-                writeln!(f, "    watermark on {column}, delay {delay} µs (observe max event time)")?
-            }
+fn items(items: &[super::logical::Item], live: Option<&[bool]>) -> String {
+    items
+        .iter()
+        .enumerate()
+        .map(|(j, i)| {
+            let dead = live.and_then(|l| l.get(j)).is_some_and(|l| !l);
+            format!("{} = {}{}", i.name, tokens(&i.expr), if dead { " (dead: passed through)" } else { "" })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for AggPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| match &k.kind {
+                KeyKind::Plain => format!("{} = {}", k.item.name, tokens(&k.item.expr)),
+                KeyKind::Window { ts, size, slide, offset } => {
+                    format!(
+                        "{} = window({}, size {size} µs, slide {slide} µs, offset {offset} µs)",
+                        k.item.name,
+                        tokens(ts)
+                    )
+                }
+                KeyKind::Session { ts, gap } => {
+                    format!("{} = session_window({}, gap {gap} µs)", k.item.name, tokens(ts))
+                }
+            })
+            .collect();
+        let aggs: Vec<String> = self
+            .aggs
+            .iter()
+            .map(|x| {
+                let arg = x.arg.as_ref().map(tokens).unwrap_or_default();
+                let func = match x.func {
+                    AggFunc::CountRows => "count()".to_string(),
+                    other => format!("{}({arg})", format!("{other:?}").to_lowercase()),
+                };
+                format!("{} = {}", x.name, func)
+            })
+            .collect();
+        write!(f, "keys [{}] aggs [{}]", keys.join(", "), aggs.join(", "))?;
+        match (self.event_time_key, self.uses_watermark) {
+            (Some(i), true) => write!(f, "; event-time key #{i}: late input dropped, state evicted by the watermark"),
+            (Some(i), false) => write!(f, "; event-time key #{i}: complete mode keeps every group"),
+            (None, _) => Ok(()),
         }
     }
-    Ok(())
 }
 
-impl fmt::Display for Physical {
+impl fmt::Display for Plan {
     /// A readable dump for snapshot tests and `FLOWGATE_DUMP_PLAN`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cols: Vec<String> = self.input_columns.iter().map(Ident::to_string).collect();
-        writeln!(
-            f,
-            "stage 0: fused loop over input #{} reading [{}], parallel over row chunks",
-            self.input_index,
-            cols.join(", ")
-        )?;
-        ops(f, &self.pre)?;
-        if let Some(a) = &self.agg {
-            let aggs: Vec<String> =
-                a.aggs
-                    .iter()
-                    .map(|x| {
-                        let func = match x.func {
-                            AggFunc::CountRows => "count()".to_string(),
-                            AggFunc::Count => format!("count({})", x.arg.as_ref().map(tokens).unwrap_or_default()),
-                            other => format!("{:?}({})", other, x.arg.as_ref().map(tokens).unwrap_or_default())
-                                .to_lowercase(),
-                        };
-                        format!("{} = {}", x.name, func)
-                    })
-                    .collect();
-            writeln!(f, "    → partial aggregate into shuffle partitions")?;
-            let keys: Vec<String> = a
-                .keys
-                .iter()
-                .map(|k| match &k.kind {
-                    KeyKind::Plain => format!("{} = {}", k.item.name, tokens(&k.item.expr)),
-                    KeyKind::Window { ts, size, slide, offset } => {
-                        format!(
-                            "{} = window({}, size {size} µs, slide {slide} µs, offset {offset} µs)",
-                            k.item.name,
-                            tokens(ts)
-                        )
-                    }
-                    KeyKind::Session { ts, gap } => {
-                        format!("{} = session_window({}, gap {gap} µs)", k.item.name, tokens(ts))
-                    }
-                })
-                .collect();
-            writeln!(f, "stateful 1: hash aggregate keys [{}] aggs [{}]", keys.join(", "), aggs.join(", "))?;
-            if let Some(i) = a.event_time_key {
-                writeln!(f, "    event-time key #{i}: late input dropped, state evicted by the watermark")?;
-            }
-            writeln!(f, "stage 2: emit {:?} rows", self.mode)?;
-            ops(f, &self.post)?;
+        for (i, input) in self.inputs.iter().enumerate() {
+            let reads = match &input.reads {
+                Some(cols) => format!("reads [{}]", idents(cols)),
+                None => "reads every column (the rows are the output)".to_string(),
+            };
+            writeln!(f, "input #{i} {}: {}, {reads}", input.name, tokens(&input.ty))?;
         }
-        match &self.terminal {
-            Terminal::Columns(c) => {
-                let c: Vec<String> = c.iter().map(Ident::to_string).collect();
-                writeln!(f, "    → output record ({})", c.join(", "))
-            }
-            Terminal::FilterInput => writeln!(f, "    → output = input rows (mask filter)"),
+        for (i, w) in self.watermarks.iter().enumerate() {
+            writeln!(f, "watermark #{i}: input #{} column {}, delay {} µs", w.input, w.column, w.delay)?;
         }
+        for op in &self.operators {
+            match &op.kind {
+                OperatorKind::HashAggregate(a) => {
+                    writeln!(f, "stateful #{} {}: hash aggregate {a}", op.id, op.kind.spark_name())?
+                }
+                OperatorKind::SessionAggregate(a) => {
+                    writeln!(f, "stateful #{} {}: session-window aggregate {a}", op.id, op.kind.spark_name())?
+                }
+                OperatorKind::Dedup(d) => writeln!(f, "stateful #{} {}: {d}", op.id, op.kind.spark_name())?,
+            }
+        }
+        for (n, p) in self.pipelines.iter().enumerate() {
+            let from = match p.source {
+                Source::Input(i) => format!("input #{i}"),
+                Source::Operator(o) => format!("the rows stateful #{o} emits ({:?} mode)", self.mode),
+            };
+            let how = match (p.source, p.parallel) {
+                (Source::Input(_), true) => ", parallel over row chunks",
+                (Source::Input(_), false) => ", one thread in row order (a stateful filter inside)",
+                (Source::Operator(_), _) => "",
+            };
+            let reads =
+                if p.reads.is_empty() { String::new() } else { format!(", loading [{}] per row", idents(&p.reads)) };
+            writeln!(f, "pipeline {n}: from {from}{reads}{how}")?;
+            let columns = match &p.sink {
+                Sink::Output(OutputPlan::Columns(c)) => Some(c),
+                _ => None,
+            };
+            for (k, op) in p.ops.iter().enumerate() {
+                if let Some(c) = columns {
+                    if !c.binds[k].is_empty() {
+                        writeln!(f, "    load [{}]", idents(&c.binds[k]))?;
+                    }
+                }
+                let live = columns.and_then(|c| c.live.get(k)).map(Vec::as_slice);
+                match op {
+                    LOp::Filter { pred } => writeln!(f, "    filter {}", tokens(pred))?,
+                    LOp::Project { items: it } => writeln!(f, "    project {}", items(it, live))?,
+                    LOp::WithColumns { items: it } => writeln!(f, "    with_columns {}", items(it, live))?,
+                    LOp::FlatMap { name, expr } => writeln!(f, "    flat_map {name} in {}", tokens(expr))?,
+                    LOp::Watermark { column, tracker, .. } => {
+                        writeln!(f, "    observe max event time of {column} (watermark #{tracker})")?
+                    }
+                    LOp::Dedup { op, .. } => writeln!(f, "    keep the first row per key (stateful #{op})")?,
+                    LOp::Aggregate { .. } => writeln!(f, "    (aggregate)")?,
+                }
+            }
+            match &p.sink {
+                Sink::Operator(o) => writeln!(f, "    → into stateful #{o}")?,
+                Sink::Output(OutputPlan::Columns(c)) => {
+                    if !c.binds[p.ops.len()].is_empty() {
+                        writeln!(f, "    load [{}]", idents(&c.binds[p.ops.len()]))?;
+                    }
+                    let cols: Vec<String> = c
+                        .columns
+                        .iter()
+                        .map(|(name, passed)| match passed {
+                            Some(input) => format!("{name} (passed through from {input})"),
+                            None => name.to_string(),
+                        })
+                        .collect();
+                    writeln!(f, "    → output record ({})", cols.join(", "))?;
+                    if !c.unread.is_empty() {
+                        writeln!(f, "    (named but never loaded: {})", idents(&c.unread))?;
+                    }
+                }
+                Sink::Output(OutputPlan::Rows(c)) => writeln!(f, "    → output record ({})", idents(c))?,
+                Sink::Output(OutputPlan::InputRows) => writeln!(f, "    → output = input rows (mask filter)")?,
+            }
+        }
+        Ok(())
     }
 }

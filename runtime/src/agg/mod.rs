@@ -1,17 +1,11 @@
-//! Aggregation: accumulators for `count`, `sum`, `avg`, `min`, `max` with Spark's semantics,
-//! and the hash-partitioned aggregation state ([`HashAggState`]) that generated code feeds.
+//! Aggregation: accumulators for `count`, `sum`, `avg`, `min`, `max` with Spark's semantics.
+//! The operators that keep them per group are `ops::aggregate` (hash aggregation) and
+//! `ops::session` (session windows).
 //!
 //! Accumulators are generic over the *input* type, which rustc infers from the user's
 //! expression: `sum(x)` over an `i64` column is `Sum<i64>` and yields `i64`; over an
 //! `Option<i64>` column it is `Sum<Option<i64>>` and yields `Option<i64>` (null when every
 //! input was null, as in Spark).
-
-pub mod session;
-pub(crate) mod table;
-
-pub use session::{Session, SessionAggState, SessionRows};
-
-pub use table::{AggPartials, Entry, HashAggState, OperatorMetrics};
 
 use std::cmp::Ordering;
 

@@ -332,10 +332,46 @@ pub(crate) fn metadata(
         "output": output,
         "outputMode": mode,
         "shufflePartitions": shuffle_partitions,
-        "stateOperators": state.iter().map(|s| json!({
-            "operator": s.operator, "keyType": s.key_type, "valueType": s.value_type, "partitions": s.partitions,
+        "partitionHash": PARTITION_HASH,
+        "stateOperators": state.iter().enumerate().map(|(id, s)| json!({
+            "id": id,
+            "operator": s.operator,
+            "keyLayout": s.key_layout,
+            "valueLayout": s.value_layout,
+            "fingerprint": s.fingerprint(),
+            "partitions": s.partitions,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The partition hash as the metadata names it ([`crate::partition`]).
+const PARTITION_HASH: &str = "murmur3_x86_32-seed42-v1";
+
+/// Why a checkpoint's recorded state operators do not fit the query's, in words: which
+/// operator, and both layouts of what differs.
+fn state_difference(old: &Value, new: &Value) -> Option<String> {
+    if old == new {
+        return None;
+    }
+    let (old, new) = (old.as_array().cloned().unwrap_or_default(), new.as_array().cloned().unwrap_or_default());
+    if old.len() != new.len() {
+        return Some(format!("the checkpoint has {} stateful operators, the query {}", old.len(), new.len()));
+    }
+    for (id, (o, n)) in old.iter().zip(&new).enumerate() {
+        for (field, what) in
+            [("operator", "operator"), ("keyLayout", "key"), ("valueLayout", "value"), ("partitions", "partitions")]
+        {
+            if o[field] != n[field] {
+                return Some(format!(
+                    "stateful operator {id} ({}): its {what} was {} in the checkpoint and is {} in the query",
+                    n["operator"].as_str().unwrap_or("?"),
+                    o[field],
+                    n[field]
+                ));
+            }
+        }
+    }
+    Some(format!("state operators were {} and are now {}", Value::Array(old), Value::Array(new)))
 }
 
 /// The shuffle partitions recorded in an existing checkpoint, if any.
@@ -362,7 +398,16 @@ impl QueryCheckpoint {
             Some(bytes) => {
                 let old: Value = serde_json::from_slice(&bytes)
                     .map_err(|e| Error::Checkpoint(format!("{}: not valid JSON: {e}", storage.describe("metadata"))))?;
-                for field in ["inputs", "output", "outputMode", "shufflePartitions", "stateOperators"] {
+                if old.get("partitionHash").is_none() && old["stateOperators"].as_array().is_some_and(|a| !a.is_empty())
+                {
+                    return Err(Error::Checkpoint(format!(
+                        "checkpoint {} was written by an older flowgate whose state partitioning and state \
+                         schemas are not stable across builds; its state cannot be restored safely. Start the \
+                         query on a new checkpoint directory",
+                        dir.display()
+                    )));
+                }
+                for field in ["inputs", "output", "outputMode", "shufflePartitions", "partitionHash"] {
                     if old[field] != meta[field] {
                         return Err(Error::Checkpoint(format!(
                             "checkpoint {} belongs to a different query: `{field}` was {} and is now {}. \
@@ -372,6 +417,13 @@ impl QueryCheckpoint {
                             meta[field]
                         )));
                     }
+                }
+                if let Some(why) = state_difference(&old["stateOperators"], &meta["stateOperators"]) {
+                    return Err(Error::Checkpoint(format!(
+                        "checkpoint {} holds state this query cannot read: {why}. The state of a stateful \
+                         query cannot change across restarts; use a new checkpoint directory",
+                        dir.display()
+                    )));
                 }
                 id = old["id"].as_str().unwrap_or(&id).to_string();
             }
@@ -650,8 +702,8 @@ mod tests {
     fn open(dir: &Path) -> QueryCheckpoint {
         let schema = vec![StateSchema {
             operator: "agg".into(),
-            key_type: "K".into(),
-            value_type: "V".into(),
+            key_layout: "(i64)".into(),
+            value_layout: "count".into(),
             partitions: PARTS,
         }];
         let meta = metadata("id", "q", &[], "out", "update", PARTS, &schema);

@@ -9,8 +9,7 @@ use std::time::{Duration as StdDuration, Instant};
 use arrow_array::RecordBatch;
 
 use super::{
-    BatchContext, Plan, QueryProgress, Shared, SourceProgress, StateOperatorProgress, Trigger, POLL_INTERVAL,
-    RECENT_PROGRESS,
+    BatchContext, Plan, PlanExt, QueryProgress, Shared, SourceProgress, Trigger, POLL_INTERVAL, RECENT_PROGRESS,
 };
 use crate::error::{Error, Result};
 use crate::sink::SinkImpl;
@@ -131,7 +130,7 @@ impl MicroBatch {
         }
         let limit = if self.trigger == Trigger::Once { ReadLimit::All } else { ReadLimit::Default };
         let mut next_tick = Instant::now();
-        let has_watermark = self.plan.has_watermark();
+        let has_watermark = !self.plan.watermarks().is_empty();
         let stateful = !self.plan.state_operators().is_empty();
         // After a restart, a watermark that moved in the last committed batch still owes its
         // no-data batch.
@@ -327,7 +326,7 @@ impl MicroBatch {
 
         // The watermark never moves back.
         let next_watermark =
-            watermarks.map(|w| self.plan.watermark_candidate().map_or(w.eviction, |c| c.max(w.eviction)));
+            watermarks.map(|w| self.plan.watermarks().candidate().map_or(w.eviction, |c| c.max(w.eviction)));
         if let Some(cp) = &mut self.checkpoint {
             cp.log_commit(batch_id, next_watermark)?;
         }
@@ -345,19 +344,7 @@ impl MicroBatch {
             duration_ms: durations,
             watermark: watermarks.map(|w| crate::Timestamp(w.eviction)),
             next_watermark: next_watermark.map(crate::Timestamp),
-            state_operators: self
-                .plan
-                .state_operators()
-                .into_iter()
-                .map(|m| StateOperatorProgress {
-                    operator_name: m.name,
-                    num_rows_total: m.rows_total,
-                    num_rows_updated: m.rows_updated,
-                    num_rows_removed: m.rows_removed,
-                    num_rows_dropped_by_watermark: m.rows_dropped_by_watermark,
-                    memory_used_bytes: m.memory_used_bytes,
-                })
-                .collect(),
+            state_operators: self.plan.state_operators(),
             sources: source_progress,
             sink: self.sink.description(),
         };

@@ -7,7 +7,8 @@
 //! 2. `run_batch` is called once per micro-batch, in batch-id order, with exactly the rows of
 //!    the batch's offset range, one `Vec<RecordBatch>` per declared input in declaration order;
 //!    it returns the rows the sink must receive for that batch in the query's output mode;
-//! 3. `state_operators` reports per-operator metrics after each batch.
+//! 3. the plan's stateful operators ([`Plan::operators`]) are driven through their lifecycle
+//!    (restore, take changes, metrics: [`crate::ops`]) by the engine, around `run_batch`.
 //!
 //! Breaking (2) — calling a batch twice, or out of order — would double-count in aggregations;
 //! the engine is the only caller.
@@ -26,16 +27,16 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
 
-pub use progress::{QueryProgress, SourceProgress, StateOperatorProgress};
+pub use progress::{QueryProgress, SourceProgress};
 pub use trigger::{Trigger, POLL_INTERVAL};
 
-use crate::agg::table::PartitionChanges;
-use crate::agg::{HashAggState, Merge, OperatorMetrics};
 use crate::checkpoint::state::StateMap;
-use crate::codec::StateCodec;
 use crate::error::{Error, Result};
+pub use crate::ops::StateSchema;
+use crate::ops::{OperatorSet, PartitionChanges, StateOperatorProgress};
 use crate::sink::Sink;
 use crate::source::{Source, SourceImpl};
+pub use crate::watermark::{WatermarkPolicy, Watermarks};
 use crate::OutputMode;
 
 /// Spark's default `spark.sql.shuffle.partitions` is 200, sized for clusters; on one machine we
@@ -49,6 +50,15 @@ pub fn default_shuffle_partitions() -> usize {
 pub struct PlanConfig {
     /// Number of shuffle partitions of every stateful operator.
     pub shuffle_partitions: usize,
+    /// How several inputs' watermarks combine.
+    pub watermark_policy: WatermarkPolicy,
+}
+
+impl PlanConfig {
+    /// `n` shuffle partitions and the default watermark policy (tests, benchmarks).
+    pub fn with_partitions(n: usize) -> Self {
+        PlanConfig { shuffle_partitions: n, watermark_policy: WatermarkPolicy::Min }
+    }
 }
 
 /// What the engine tells a plan about the batch it runs.
@@ -85,232 +95,115 @@ impl BatchContext {
     }
 }
 
-/// The query-specific code a `stream_query!` emits, as the engine sees it.
+/// The query-specific code a `stream_query!` emits, as the engine sees it: the batch function
+/// and the plan's state (its stateful operators and watermarks), which the engine drives
+/// through their lifecycle ([`crate::ops`]) without knowing any operator.
 pub trait Plan: Send {
     /// Runs one micro-batch (see the module's lifecycle contract).
     fn run_batch(&mut self, ctx: &BatchContext, inputs: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>>;
+    /// The stateful operators, in id order.
+    fn operators(&self) -> &dyn OperatorSet;
+    /// The stateful operators, mutably.
+    fn operators_mut(&mut self) -> &mut dyn OperatorSet;
+    /// The event-time watermarks of the inputs.
+    fn watermarks(&self) -> &Watermarks;
+}
+
+/// What the engine asks of a plan's state, through the operators' lifecycle.
+pub trait PlanExt {
     /// Metrics of the stateful operators after the last batch.
-    fn state_operators(&self) -> Vec<OperatorMetrics>;
-    /// Whether the query defines an event-time watermark.
-    fn has_watermark(&self) -> bool;
-    /// The watermark the data seen so far allows (`max event time − delay`; the minimum over
-    /// several watermarks), before the never-move-back rule the engine applies.
-    fn watermark_candidate(&self) -> Option<i64>;
-    /// See [`PlanState::state_schema`].
+    fn state_operators(&self) -> Vec<StateOperatorProgress>;
+    /// The state schemas, in operator-id order.
     fn state_schema(&self) -> Vec<StateSchema>;
-    /// See [`PlanState::take_changes`].
+    /// Per operator, per partition: the changes since the last call.
     fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>>;
-    /// See [`PlanState::restore`].
+    /// Replaces every operator's state (`[operator][partition]`).
     fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()>;
-    /// See [`PlanState::set_tracking`].
+    /// Whether operators record changes (a checkpointed query).
     fn set_tracking(&mut self, on: bool);
 }
 
-/// The state a plan keeps between batches, seen generically (metrics and watermarks now;
-/// checkpoints later).
-pub trait PlanState: Send {
-    /// Per-operator metrics.
-    fn metrics(&self) -> Vec<OperatorMetrics> {
-        Vec::new()
+impl PlanExt for dyn Plan {
+    fn state_operators(&self) -> Vec<StateOperatorProgress> {
+        let mut out = Vec::new();
+        self.operators().each(&mut |op| out.push(op.metrics()));
+        out
     }
-    /// Whether this state includes a watermark tracker.
-    fn has_watermark(&self) -> bool {
-        false
-    }
-    /// The watermark candidate (minimum over trackers).
-    fn watermark_candidate(&self) -> Option<i64> {
-        None
-    }
-    /// The stateful operators, for the checkpoint's metadata: name, key type, value type.
     fn state_schema(&self) -> Vec<StateSchema> {
-        Vec::new()
+        let mut out = Vec::new();
+        self.operators().each(&mut |op| out.push(op.state_schema()));
+        out
     }
-    /// Per stateful operator, per shuffle partition: state changes since the last call.
     fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
-        Vec::new()
+        let mut out = Vec::new();
+        self.operators_mut().each_mut(&mut |op| out.push(op.take_changes()));
+        out
     }
-    /// Whether to record changes for [`PlanState::take_changes`] (only a checkpointed query
-    /// pays for it).
-    fn set_tracking(&mut self, on: bool) {
-        let _ = on;
-    }
-    /// Replaces the state of every stateful operator with what the state store holds
-    /// (`[operator][partition]`, in [`PlanState::state_schema`] order).
     fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()> {
-        let _ = state;
-        Ok(())
-    }
-}
-
-/// One stateful operator as the checkpoint's metadata records it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateSchema {
-    /// Operator name.
-    pub operator: String,
-    /// Rust type of the stored key.
-    pub key_type: String,
-    /// Rust type of the stored value.
-    pub value_type: String,
-    /// Number of shuffle partitions.
-    pub partitions: usize,
-}
-
-impl PlanState for () {}
-
-impl PlanState for crate::watermark::WatermarkTracker {
-    fn has_watermark(&self) -> bool {
-        true
-    }
-    fn watermark_candidate(&self) -> Option<i64> {
-        self.candidate()
-    }
-}
-
-impl<A: PlanState, B: PlanState> PlanState for (A, B) {
-    fn metrics(&self) -> Vec<OperatorMetrics> {
-        let mut m = self.0.metrics();
-        m.extend(self.1.metrics());
-        m
-    }
-    fn state_schema(&self) -> Vec<StateSchema> {
-        let mut m = self.0.state_schema();
-        m.extend(self.1.state_schema());
-        m
-    }
-    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
-        let mut m = self.0.take_changes();
-        m.extend(self.1.take_changes());
-        m
-    }
-    fn set_tracking(&mut self, on: bool) {
-        self.0.set_tracking(on);
-        self.1.set_tracking(on);
-    }
-    fn restore(&mut self, mut state: Vec<Vec<StateMap>>) -> Result<()> {
-        let rest = state.split_off(self.0.state_schema().len().min(state.len()));
-        self.0.restore(state)?;
-        self.1.restore(rest)
-    }
-    fn has_watermark(&self) -> bool {
-        self.0.has_watermark() || self.1.has_watermark()
-    }
-    fn watermark_candidate(&self) -> Option<i64> {
-        // Spark's default multiple-watermark policy: the minimum.
-        match (self.0.watermark_candidate(), self.1.watermark_candidate()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let n = self.operators().len();
+        if state.len() != n {
+            return Err(Error::Internal(format!("restoring {n} stateful operators from {} states", state.len())));
         }
-    }
-}
-
-/// Restores one operator from `state[0]` (the caller passes exactly one operator's maps).
-fn single_operator(mut state: Vec<Vec<StateMap>>) -> Result<Vec<StateMap>> {
-    match state.len() {
-        1 => Ok(state.pop().unwrap_or_default()),
-        n => Err(Error::Internal(format!("restoring one stateful operator from {n}"))),
-    }
-}
-
-impl<K, A> PlanState for HashAggState<K, A>
-where
-    K: Clone + Eq + Send + Sync + crate::value::GroupKey<Owned = K> + StateCodec,
-    A: Merge + Clone + Send + StateCodec,
-{
-    fn metrics(&self) -> Vec<OperatorMetrics> {
-        vec![HashAggState::metrics(self)]
-    }
-    fn state_schema(&self) -> Vec<StateSchema> {
-        vec![StateSchema {
-            operator: "stateStoreSave".into(),
-            key_type: std::any::type_name::<K>().into(),
-            value_type: std::any::type_name::<A>().into(),
-            partitions: self.partitions(),
-        }]
-    }
-    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
-        vec![HashAggState::take_changes(self)]
+        let mut state = state.into_iter();
+        let mut result = Ok(());
+        let mut id = 0;
+        self.operators_mut().each_mut(&mut |op| {
+            if result.is_ok() {
+                let maps = state.next().unwrap_or_default();
+                result = op.restore(maps).map_err(|e| e.context(format!("stateful operator {id}")));
+            }
+            id += 1;
+        });
+        result
     }
     fn set_tracking(&mut self, on: bool) {
-        HashAggState::set_tracking(self, on)
-    }
-    fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()> {
-        HashAggState::restore(self, single_operator(state)?)
+        self.operators_mut().each_mut(&mut |op| op.set_tracking(on));
     }
 }
 
-impl<K, A> PlanState for crate::agg::SessionAggState<K, A>
-where
-    K: Clone + Eq + Send + Sync + crate::value::GroupKey<Owned = K> + StateCodec,
-    A: Merge + Send + StateCodec,
-{
-    fn metrics(&self) -> Vec<OperatorMetrics> {
-        vec![crate::agg::SessionAggState::metrics(self)]
-    }
-    fn state_schema(&self) -> Vec<StateSchema> {
-        vec![StateSchema {
-            operator: "sessionWindowStateStoreSaveExec".into(),
-            key_type: std::any::type_name::<K>().into(),
-            value_type: format!("Vec<Session<{}>>", std::any::type_name::<A>()),
-            partitions: self.partitions(),
-        }]
-    }
-    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
-        vec![crate::agg::SessionAggState::take_changes(self)]
-    }
-    fn set_tracking(&mut self, on: bool) {
-        crate::agg::SessionAggState::set_tracking(self, on)
-    }
-    fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()> {
-        crate::agg::SessionAggState::restore(self, single_operator(state)?)
-    }
+/// The state a generated plan keeps between batches: its stateful operators (a tuple, in
+/// operator-id order) and the watermark trackers of its inputs.
+pub struct PlanState<O> {
+    /// The stateful operators.
+    pub operators: O,
+    /// One tracker per `with_watermark`, combined by the query's policy.
+    pub watermarks: Watermarks,
 }
 
 /// A plan made of its state and the generated batch function. Generated code builds one with
-/// [`CompiledPlan::new`]; the state's concrete types (keys, accumulators) are inferred by rustc
-/// from how the batch function uses them, so the macro never has to name them.
-pub struct CompiledPlan<S, F> {
-    state: S,
+/// [`CompiledPlan::new`]; the operators' concrete types (keys, accumulators) are inferred by
+/// rustc from how the batch function uses them, so the macro never has to name them.
+pub struct CompiledPlan<O, F> {
+    state: PlanState<O>,
     run: F,
 }
 
-impl<S, F> CompiledPlan<S, F>
+impl<O, F> CompiledPlan<O, F>
 where
-    F: FnMut(&mut S, &BatchContext, &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>>,
+    F: FnMut(&mut PlanState<O>, &BatchContext, &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>>,
 {
-    /// A plan from its initial state and batch function.
-    pub fn new(state: S, run: F) -> Self {
-        CompiledPlan { state, run }
+    /// A plan from its operators, watermarks and batch function.
+    pub fn new(operators: O, watermarks: Watermarks, run: F) -> Self {
+        CompiledPlan { state: PlanState { operators, watermarks }, run }
     }
 }
 
-impl<S, F> Plan for CompiledPlan<S, F>
+impl<O, F> Plan for CompiledPlan<O, F>
 where
-    S: PlanState,
-    F: FnMut(&mut S, &BatchContext, &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> + Send,
+    O: OperatorSet,
+    F: FnMut(&mut PlanState<O>, &BatchContext, &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> + Send,
 {
     fn run_batch(&mut self, ctx: &BatchContext, inputs: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
         (self.run)(&mut self.state, ctx, inputs)
     }
-    fn state_operators(&self) -> Vec<OperatorMetrics> {
-        self.state.metrics()
+    fn operators(&self) -> &dyn OperatorSet {
+        &self.state.operators
     }
-    fn has_watermark(&self) -> bool {
-        self.state.has_watermark()
+    fn operators_mut(&mut self) -> &mut dyn OperatorSet {
+        &mut self.state.operators
     }
-    fn watermark_candidate(&self) -> Option<i64> {
-        self.state.watermark_candidate()
-    }
-    fn state_schema(&self) -> Vec<StateSchema> {
-        self.state.state_schema()
-    }
-    fn take_changes(&mut self) -> Vec<Vec<PartitionChanges>> {
-        self.state.take_changes()
-    }
-    fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()> {
-        self.state.restore(state)
-    }
-    fn set_tracking(&mut self, on: bool) {
-        self.state.set_tracking(on)
+    fn watermarks(&self) -> &Watermarks {
+        &self.state.watermarks
     }
 }
 
@@ -344,6 +237,7 @@ pub struct QueryBuilder {
     shuffle_partitions: Option<usize>,
     name: Option<String>,
     no_data_batches: bool,
+    watermark_policy: WatermarkPolicy,
 }
 
 impl QueryBuilder {
@@ -359,6 +253,7 @@ impl QueryBuilder {
             shuffle_partitions: None,
             name: None,
             no_data_batches: true,
+            watermark_policy: WatermarkPolicy::Min,
         }
     }
 
@@ -402,6 +297,13 @@ impl QueryBuilder {
         self
     }
 
+    /// How the watermarks of several inputs combine (Spark's
+    /// `spark.sql.streaming.multipleWatermarkPolicy`; default [`WatermarkPolicy::Min`]).
+    pub fn watermark_policy(mut self, policy: WatermarkPolicy) -> Self {
+        self.watermark_policy = policy;
+        self
+    }
+
     /// A name for progress reports (default: the query's name).
     pub fn query_name(mut self, name: &str) -> Self {
         self.name = Some(name.to_string());
@@ -437,8 +339,9 @@ impl QueryBuilder {
             None => None,
         };
         let partitions = self.shuffle_partitions.or(recorded).unwrap_or_else(default_shuffle_partitions);
-        let config = PlanConfig { shuffle_partitions: partitions };
+        let config = PlanConfig { shuffle_partitions: partitions, watermark_policy: self.watermark_policy };
         let plan = (self.spec.make_plan)(&config);
+        let plan_state: &dyn Plan = plan.as_ref();
         let name = self.name.unwrap_or_else(|| self.spec.name.to_string());
         let shared = Arc::new(Shared::new());
         let mut id = new_id();
@@ -459,9 +362,9 @@ impl QueryBuilder {
                     &schema_string(&self.spec.output),
                     &self.spec.output_mode.to_string(),
                     partitions,
-                    &plan.state_schema(),
+                    &plan_state.state_schema(),
                 );
-                let cp = checkpoint::QueryCheckpoint::open(dir, meta, &plan.state_schema(), sources.len())?;
+                let cp = checkpoint::QueryCheckpoint::open(dir, meta, &plan_state.state_schema(), sources.len())?;
                 id = cp.id.clone();
                 Some(cp)
             }
@@ -513,6 +416,10 @@ macro_rules! __query_builder_methods {
         /// Whether to run batches without new data when the watermark moves (default true).
         pub fn no_data_batches(self, enabled: bool) -> Self {
             $builder { inner: self.inner.no_data_batches(enabled) }
+        }
+        /// How several inputs' watermarks combine (default: the minimum).
+        pub fn watermark_policy(self, policy: $crate::watermark::WatermarkPolicy) -> Self {
+            $builder { inner: self.inner.watermark_policy(policy) }
         }
         /// A name for progress reports.
         pub fn query_name(self, name: &str) -> Self {

@@ -4,22 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-/// Progress of one stateful operator in one batch.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct StateOperatorProgress {
-    /// Operator name (`stateStoreSave` for aggregations).
-    pub operator_name: String,
-    /// Rows in state after the batch.
-    pub num_rows_total: u64,
-    /// Rows created or changed.
-    pub num_rows_updated: u64,
-    /// Rows evicted.
-    pub num_rows_removed: u64,
-    /// Input rows dropped as late.
-    pub num_rows_dropped_by_watermark: u64,
-    /// Estimated memory.
-    pub memory_used_bytes: u64,
-}
+pub use crate::ops::StateOperatorProgress;
 
 /// Progress of one source in one batch.
 #[derive(Clone, Debug, Default, PartialEq)]

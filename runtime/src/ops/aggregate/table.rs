@@ -22,7 +22,8 @@ use std::sync::Mutex;
 use hashbrown::HashTable;
 use rayon::prelude::*;
 
-use super::Merge;
+use crate::agg::Merge;
+use crate::ops::StateOperatorProgress;
 use crate::value::{hash_key, GroupKey};
 
 /// Batches with fewer rows are aggregated on the calling thread, in one task.
@@ -49,12 +50,7 @@ pub struct Entry<K, A> {
 
 type Table<K, A> = HashTable<Entry<K, A>>;
 
-/// The shuffle partition of a key hash, out of `n`. Uses the high bits: the tables use the low
-/// ones.
-#[inline(always)]
-pub(crate) fn partition_of(hash: u64, n: usize) -> usize {
-    ((hash >> 32) as usize * n) >> 32
-}
+use crate::partition::partition_of;
 
 /// One task's batch tables (one per shuffle partition) that the generated row loop aggregates
 /// into, and, for the single task of a batch aggregated on one thread, the state's tables.
@@ -127,23 +123,6 @@ where
     &mut table.insert_unique(hash, e, |e| hash_key(&e.key)).into_mut().acc
 }
 
-/// Metrics of one stateful operator, as in Spark's `stateOperators` progress.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OperatorMetrics {
-    /// Operator name (`stateStoreSave` for aggregation, as Spark).
-    pub name: String,
-    /// Rows (groups) in state after the batch.
-    pub rows_total: u64,
-    /// Groups created or changed by the batch.
-    pub rows_updated: u64,
-    /// Groups removed by the batch (watermark eviction).
-    pub rows_removed: u64,
-    /// Input rows dropped as later than the watermark.
-    pub rows_dropped_by_watermark: u64,
-    /// Estimated bytes of state in memory.
-    pub memory_used_bytes: u64,
-}
-
 /// The state of one aggregation: groups by shuffle partition.
 ///
 /// Between batches each partition's groups sit in two disjoint tables: `changed`, the groups the
@@ -159,7 +138,7 @@ pub struct HashAggState<K, A> {
     /// grows from nothing every batch rehashes each group about twice and page-faults its
     /// memory in).
     spare: Mutex<Vec<Table<K, A>>>,
-    metrics: OperatorMetrics,
+    metrics: StateOperatorProgress,
     /// Keys evicted since the last checkpoint, with their hashes (deletes for the state store);
     /// recorded only while `tracking` (a query with a checkpoint).
     removed: Vec<(u64, K)>,
@@ -175,7 +154,7 @@ impl<K, A> HashAggState<K, A> {
             changed: (0..n).map(|_| HashTable::new()).collect(),
             late: HashTable::new(),
             spare: Mutex::new(Vec::new()),
-            metrics: OperatorMetrics { name: "stateStoreSave".into(), ..Default::default() },
+            metrics: StateOperatorProgress { operator_name: "stateStoreSave".into(), ..Default::default() },
             removed: Vec::new(),
             tracking: false,
         }
@@ -214,7 +193,7 @@ impl<K, A> HashAggState<K, A> {
     }
 
     /// The operator's metrics after the last batch.
-    pub fn metrics(&self) -> OperatorMetrics {
+    pub fn metrics(&self) -> StateOperatorProgress {
         self.metrics.clone()
     }
 
@@ -343,15 +322,7 @@ where
         let n = self.parts.len();
         self.consolidate();
         if rows < PARALLEL_MIN_ROWS || units.len() <= 1 || rayon::current_num_threads() == 1 {
-            // One task: its tables are `changed` (empty) over the state, and groups move from
-            // the state into them as the rows meet them. No merge pass.
-            let mut t = AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts));
-            for u in units {
-                f(u, &mut t);
-            }
-            self.parts = t.state;
-            self.changed = t.parts;
-            self.late = t.late;
+            self.fold_in_order(units, f);
         } else {
             self.late.clear();
             // One task per thread, not per rayon split: merging batch tables costs a pass
@@ -393,10 +364,40 @@ where
             // Enough spares for the next batch's tasks; beyond that they only hold memory.
             spare.truncate(n * (rayon::current_num_threads() + 1));
         }
-        self.metrics.rows_total = self.len() as u64;
-        self.metrics.rows_updated = self.changed.iter().map(HashTable::len).sum::<usize>() as u64;
-        self.metrics.rows_removed = 0;
-        self.metrics.rows_dropped_by_watermark = self.late.len() as u64;
+        self.finish_metrics();
+    }
+
+    /// Aggregates one micro-batch on the calling thread, the units in order: for a pipeline
+    /// whose row loop holds other state (a deduplication), so `f` may be `FnMut`.
+    pub fn update_sequential<U, F>(&mut self, units: &[U], f: F)
+    where
+        F: FnMut(&U, &mut AggPartials<K, A>),
+    {
+        self.consolidate();
+        self.fold_in_order(units, f);
+        self.finish_metrics();
+    }
+
+    /// One task: its tables are `changed` (empty) over the state, and groups move from the
+    /// state into them as the rows meet them. No merge pass.
+    fn fold_in_order<U, F>(&mut self, units: &[U], mut f: F)
+    where
+        F: FnMut(&U, &mut AggPartials<K, A>),
+    {
+        let mut t = AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts));
+        for u in units {
+            f(u, &mut t);
+        }
+        self.parts = t.state;
+        self.changed = t.parts;
+        self.late = t.late;
+    }
+
+    fn finish_metrics(&mut self) {
+        self.metrics.num_rows_total = self.len() as u64;
+        self.metrics.num_rows_updated = self.changed.iter().map(HashTable::len).sum::<usize>() as u64;
+        self.metrics.num_rows_removed = 0;
+        self.metrics.num_rows_dropped_by_watermark = self.late.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();
     }
 
@@ -410,16 +411,14 @@ where
         if self.tracking {
             self.removed.extend(out.iter().map(|e| (hash_key(&e.key), e.key.clone())));
         }
-        self.metrics.rows_removed = out.len() as u64;
-        self.metrics.rows_total = self.len() as u64;
+        self.metrics.num_rows_removed = out.len() as u64;
+        self.metrics.num_rows_total = self.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();
         out
     }
 }
 
-/// Changes of one shuffle partition since the last checkpoint: encoded key, and the encoded
-/// value or `None` for a delete.
-pub type PartitionChanges = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+use crate::ops::PartitionChanges;
 
 impl<K, A> HashAggState<K, A>
 where
@@ -442,40 +441,23 @@ where
     }
 
     /// Replaces the state with the groups loaded from the state store (one map per shuffle
-    /// partition, as [`HashAggState::take_changes`] wrote them). Partitions are rebuilt in
-    /// parallel: a key's partition is a function of its hash, so map `p` fills table `p`.
-    pub fn restore(&mut self, partitions: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>) -> crate::Result<()>
+    /// partition, as [`HashAggState::take_changes`] wrote them), in parallel over partitions.
+    pub fn restore(&mut self, partitions: Vec<crate::checkpoint::state::StateMap>) -> crate::Result<()>
     where
         K: Send,
         A: Send,
     {
-        if partitions.len() != self.parts.len() {
-            return Err(crate::Error::Checkpoint(format!(
-                "state has {} partitions, the query {}",
-                partitions.len(),
-                self.parts.len()
-            )));
-        }
         self.removed.clear();
         self.changed.iter_mut().for_each(HashTable::clear);
-        let n = self.parts.len();
-        self.parts.par_iter_mut().zip(partitions.into_par_iter()).enumerate().try_for_each(
-            |(p, (table, map))| -> crate::Result<()> {
-                table.clear();
-                table.reserve(map.len(), |e| hash_key(&e.key));
-                for (k, v) in map {
-                    let key: K = crate::codec::from_bytes(&k)?;
-                    let acc: A = crate::codec::from_bytes(&v)?;
-                    let hash = hash_key(&key);
-                    if partition_of(hash, n) != p {
-                        return Err(crate::Error::Checkpoint(format!("a key of state partition {p} hashes elsewhere")));
-                    }
-                    table.insert_unique(hash, Entry { key, acc }, |e| hash_key(&e.key));
-                }
-                Ok(())
+        self.parts.iter_mut().for_each(HashTable::clear);
+        crate::ops::keyed::restore_partitions(
+            partitions,
+            &mut self.parts,
+            |table: &mut Table<K, A>, hash, key: K, acc: A| {
+                table.insert_unique(hash, Entry { key, acc }, |e| hash_key(&e.key));
             },
         )?;
-        self.metrics.rows_total = self.len() as u64;
+        self.metrics.num_rows_total = self.len() as u64;
         Ok(())
     }
 }
@@ -510,8 +492,8 @@ mod tests {
         assert_eq!(direct, parallel);
         assert_eq!(direct.len(), 1000);
         assert!(direct.iter().all(|(_, c)| *c == 300));
-        assert_eq!(m1.rows_total, 1000);
-        assert_eq!(m2.rows_updated, 1000);
+        assert_eq!(m1.num_rows_total, 1000);
+        assert_eq!(m2.num_rows_updated, 1000);
     }
 
     #[test]
@@ -535,7 +517,7 @@ mod tests {
     }
 
     /// A batch's sorted updated groups, metrics, and number of changes per partition.
-    type BatchResult = (Vec<(i64, i64)>, OperatorMetrics, Vec<usize>);
+    type BatchResult = (Vec<(i64, i64)>, StateOperatorProgress, Vec<usize>);
 
     /// Runs `batches` of `(key, n)` rows (counted n times) through a state, in units of `unit` rows (the
     /// parallel path once a batch has `PARALLEL_MIN_ROWS` rows and there are several units),
@@ -578,10 +560,10 @@ mod tests {
         let direct = run_batches(&batches, usize::MAX, 0);
         let parallel = run_batches(&batches, 1000, 0);
         assert_eq!(direct, parallel);
-        assert_eq!(direct[1].1.rows_updated, 80_000);
-        assert_eq!(direct[1].1.rows_total, 100_000);
+        assert_eq!(direct[1].1.num_rows_updated, 80_000);
+        assert_eq!(direct[1].1.num_rows_total, 100_000);
         assert_eq!(direct[2].0, vec![(5, 5), (25_000, 4)], "state first, then the batch's rows");
-        assert_eq!(direct[2].1.rows_updated, 2);
+        assert_eq!(direct[2].1.num_rows_updated, 2);
         assert_eq!(direct[2].2.iter().sum::<usize>(), 2, "only the changed groups go to the checkpoint");
     }
 
@@ -592,12 +574,12 @@ mod tests {
         for unit in [usize::MAX, 1000] {
             let r = run_batches(&[b1.clone(), b2.clone()], unit, 800);
             // Batch 1 evicts keys 0..800 (800 deletes), keeps 800..1000 changed.
-            assert_eq!(r[0].1.rows_removed, 800);
+            assert_eq!(r[0].1.num_rows_removed, 800);
             assert_eq!(r[0].2.iter().sum::<usize>(), 1000, "800 deletes and 200 puts");
             // Batch 2 touches 500..1500: 500..800 come back (were evicted), then 500..800 go again.
-            assert_eq!(r[1].1.rows_updated, 1000);
-            assert_eq!(r[1].1.rows_removed, 300);
-            assert_eq!(r[1].1.rows_total, 700);
+            assert_eq!(r[1].1.num_rows_updated, 1000);
+            assert_eq!(r[1].1.num_rows_removed, 300);
+            assert_eq!(r[1].1.num_rows_total, 700);
             assert_eq!(r[1].2.iter().sum::<usize>(), 300 + 700);
             assert!(r[1].0.contains(&(900, 200)), "old count 100 merged with the batch's 100");
         }
@@ -612,8 +594,8 @@ mod tests {
         st.update(&[&b2[..]], 1, |u, t| u.iter().for_each(|w| t.entry((*w,), Count::new).add_row()));
         let upd: Vec<_> = st.updated().map(|e| (e.key.0.clone(), e.acc.0)).collect();
         assert_eq!(upd, vec![("b".to_string(), 2)]);
-        assert_eq!(st.metrics().rows_updated, 1);
-        assert_eq!(st.metrics().rows_total, 2);
+        assert_eq!(st.metrics().num_rows_updated, 1);
+        assert_eq!(st.metrics().num_rows_total, 2);
         let empty: [&str; 0] = [];
         st.update(&[&empty[..]], 0, |u, t| u.iter().for_each(|w| t.entry((*w,), Count::new).add_row()));
         assert_eq!(st.updated().count(), 0);

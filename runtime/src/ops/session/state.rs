@@ -13,9 +13,10 @@ use std::mem::size_of;
 use hashbrown::HashTable;
 use rayon::prelude::*;
 
-use super::table::partition_of;
-use super::{Merge, OperatorMetrics};
+use crate::agg::Merge;
 use crate::codec::StateCodec;
+use crate::ops::StateOperatorProgress;
+use crate::partition::partition_of;
 use crate::value::{hash_key, GroupKey};
 use crate::window::{EventTime, Window};
 use crate::Timestamp;
@@ -154,7 +155,7 @@ impl<K, A> SessionRows<K, A> {
 pub struct SessionAggState<K, A> {
     parts: Vec<HashTable<KeySessions<K, A>>>,
     gap: i64,
-    metrics: OperatorMetrics,
+    metrics: StateOperatorProgress,
     /// Keys whose sessions changed since the last checkpoint (hash, key); recorded only while
     /// `tracking` (a query with a checkpoint).
     touched: Vec<(u64, K)>,
@@ -167,7 +168,10 @@ impl<K, A> SessionAggState<K, A> {
         SessionAggState {
             parts: (0..partitions.max(1)).map(|_| HashTable::new()).collect(),
             gap,
-            metrics: OperatorMetrics { name: "sessionWindowStateStoreSaveExec".into(), ..Default::default() },
+            metrics: StateOperatorProgress {
+                operator_name: "sessionWindowStateStoreSaveExec".into(),
+                ..Default::default()
+            },
             touched: Vec::new(),
             tracking: false,
         }
@@ -195,7 +199,7 @@ impl<K, A> SessionAggState<K, A> {
     }
 
     /// The operator's metrics after the last batch.
-    pub fn metrics(&self) -> OperatorMetrics {
+    pub fn metrics(&self) -> StateOperatorProgress {
         self.metrics.clone()
     }
 
@@ -253,20 +257,43 @@ where
                 self.touched.extend(touched);
             }
         } else {
-            let mut rows = SessionRows { table: HashTable::new(), gap, only: None };
-            for u in units {
-                f(u, &mut rows);
-            }
-            for batch in rows.table {
-                let table = &mut self.parts[partition_of(batch.hash, n)];
-                fold_key(table, batch, late_watermark, tracking.then_some(&mut self.touched), &mut folded);
-            }
+            self.fold_in_order(units, late_watermark, f, &mut folded);
         }
+        self.finish_metrics(folded);
+    }
+
+    /// Aggregates one micro-batch on the calling thread, the units in order: for a pipeline
+    /// whose row loop holds other state (a deduplication), so `f` may be `FnMut`.
+    pub fn update_sequential<U, F>(&mut self, units: &[U], late_watermark: i64, f: F)
+    where
+        F: FnMut(&U, &mut SessionRows<K, A>),
+    {
+        let mut folded = Folded::default();
+        self.fold_in_order(units, late_watermark, f, &mut folded);
+        self.finish_metrics(folded);
+    }
+
+    fn fold_in_order<U, F>(&mut self, units: &[U], late_watermark: i64, mut f: F, folded: &mut Folded)
+    where
+        F: FnMut(&U, &mut SessionRows<K, A>),
+    {
+        let (n, tracking) = (self.parts.len(), self.tracking);
+        let mut rows = SessionRows { table: HashTable::new(), gap: self.gap, only: None };
+        for u in units {
+            f(u, &mut rows);
+        }
+        for batch in rows.table {
+            let table = &mut self.parts[partition_of(batch.hash, n)];
+            fold_key(table, batch, late_watermark, tracking.then_some(&mut self.touched), folded);
+        }
+    }
+
+    fn finish_metrics(&mut self, folded: Folded) {
         let Folded { updated, removed, dropped } = folded;
-        self.metrics.rows_total = self.len() as u64;
-        self.metrics.rows_updated = updated;
-        self.metrics.rows_removed = removed;
-        self.metrics.rows_dropped_by_watermark = dropped;
+        self.metrics.num_rows_total = self.len() as u64;
+        self.metrics.num_rows_updated = updated;
+        self.metrics.num_rows_removed = removed;
+        self.metrics.num_rows_dropped_by_watermark = dropped;
         self.metrics.memory_used_bytes = self.estimated_bytes();
     }
 
@@ -287,14 +314,19 @@ where
             }
             t.retain(|e| !e.sessions.is_empty());
         }
-        self.metrics.rows_removed += out.len() as u64;
-        self.metrics.rows_total = self.len() as u64;
+        self.metrics.num_rows_removed += out.len() as u64;
+        self.metrics.num_rows_total = self.len() as u64;
         self.metrics.memory_used_bytes = self.estimated_bytes();
         out
     }
 }
 
 impl<A: StateCodec> StateCodec for Session<A> {
+    fn layout(out: &mut String) {
+        out.push_str("session[");
+        A::layout(out);
+        out.push(']');
+    }
     fn encode(&self, out: &mut Vec<u8>) {
         self.start.encode(out);
         self.end.encode(out);
@@ -312,45 +344,65 @@ where
 {
     /// The keys whose sessions changed since the last call, per shuffle partition: the key's
     /// whole session list, or a delete when it has none left.
-    pub fn take_changes(&mut self) -> Vec<crate::agg::table::PartitionChanges> {
-        let mut out: Vec<crate::agg::table::PartitionChanges> = (0..self.parts.len()).map(|_| Vec::new()).collect();
+    pub fn take_changes(&mut self) -> Vec<crate::ops::PartitionChanges> {
+        let mut out: Vec<crate::ops::PartitionChanges> = (0..self.parts.len()).map(|_| Vec::new()).collect();
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_by_key(|(h, _)| *h);
         touched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         for (hash, key) in touched {
             let p = partition_of(hash, self.parts.len());
-            let value = self.parts[p].find(hash, |e| e.key == key).map(|e| {
-                let mut buf = Vec::new();
-                (e.sessions.len() as u64).encode(&mut buf);
-                for s in &e.sessions {
-                    s.encode(&mut buf);
-                }
-                buf
-            });
+            let value = self.parts[p].find(hash, |e| e.key == key).map(|e| encode_sessions(&e.sessions));
             out[p].push((crate::codec::to_bytes(&key), value));
         }
         out
     }
 
     /// Replaces the state with what the state store holds.
-    pub fn restore(&mut self, partitions: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>) -> crate::Result<()> {
+    pub fn restore(&mut self, partitions: Vec<crate::checkpoint::state::StateMap>) -> crate::Result<()>
+    where
+        K: Send,
+        A: Send,
+    {
         for t in &mut self.parts {
             t.clear();
         }
         self.touched.clear();
-        for map in partitions {
-            for (k, v) in map {
-                let key: K = crate::codec::from_bytes(&k)?;
-                let mut input: &[u8] = &v;
-                let n = u64::decode(&mut input)? as usize;
-                let sessions = (0..n).map(|_| Session::decode(&mut input)).collect::<crate::Result<Vec<_>>>()?;
-                let hash = hash_key(&key);
-                let p = partition_of(hash, self.parts.len());
-                self.parts[p].insert_unique(hash, KeySessions { hash, key, sessions }, |e| e.hash);
-            }
-        }
-        self.metrics.rows_total = self.len() as u64;
+        crate::ops::keyed::restore_partitions(
+            partitions,
+            &mut self.parts,
+            |t: &mut HashTable<KeySessions<K, A>>, hash, key: K, list: SessionList<A>| {
+                t.insert_unique(hash, KeySessions { hash, key, sessions: list.0 }, |e| e.hash);
+            },
+        )?;
+        self.metrics.num_rows_total = self.len() as u64;
         Ok(())
+    }
+}
+
+/// The stored value of one key: its sessions, sorted by start (a count, then each session).
+pub(crate) struct SessionList<A>(pub Vec<Session<A>>);
+
+fn encode_sessions<A: StateCodec>(sessions: &[Session<A>]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    (sessions.len() as u64).encode(&mut buf);
+    for s in sessions {
+        s.encode(&mut buf);
+    }
+    buf
+}
+
+impl<A: StateCodec> StateCodec for SessionList<A> {
+    fn layout(out: &mut String) {
+        out.push_str("list[");
+        Session::<A>::layout(out);
+        out.push(']');
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&encode_sessions(&self.0));
+    }
+    fn decode(input: &mut &[u8]) -> crate::Result<Self> {
+        let n = u64::decode(input)? as usize;
+        (0..n).map(|_| Session::decode(input)).collect::<crate::Result<Vec<_>>>().map(SessionList)
     }
 }
 
@@ -382,7 +434,7 @@ mod tests {
             }
         });
         let m = st.metrics();
-        assert_eq!((m.rows_total, m.rows_updated, m.rows_removed), (2, 1, 1));
+        assert_eq!((m.num_rows_total, m.num_rows_updated, m.num_rows_removed), (2, 1, 1));
         let closed = st.evict(20 * MIN);
         assert_eq!(closed.len(), 2);
         assert!(st.is_empty());
@@ -416,7 +468,11 @@ mod tests {
             let mut touched: Vec<i64> = st.touched.iter().map(|(_, k)| k.0).collect();
             touched.sort();
             touched.dedup();
-            (s, [m.rows_total, m.rows_updated, m.rows_removed, m.rows_dropped_by_watermark], touched.len())
+            (
+                s,
+                [m.num_rows_total, m.num_rows_updated, m.num_rows_removed, m.num_rows_dropped_by_watermark],
+                touched.len(),
+            )
         })
     }
 

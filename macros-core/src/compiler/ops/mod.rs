@@ -1,5 +1,9 @@
-//! The operator registry: every DSL operator, its kind and its reference documentation.
+//! The operator registry: every DSL operator and its kind; the operators with state of their
+//! own have a module here holding their check, plan and emit hooks (`aggregate`, `dedup`).
 //! Adding an operator starts here.
+
+pub mod aggregate;
+pub mod dedup;
 
 /// What an operator does, as the check phase sees it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -15,7 +19,9 @@ pub enum OpKind {
     Sort,
     /// `limit`: not in update mode (Spark's rule).
     Limit,
-    /// `drop_duplicates_within_watermark`: needs a watermark (Spark's rule).
+    /// `drop_duplicates(cols..)`, `distinct()`.
+    Dedup,
+    /// `drop_duplicates_within_watermark(cols..)`: needs a watermark (Spark's rule).
     DedupWithinWatermark,
     /// Known (from Spark) but not implemented yet: the message says so.
     Unsupported(&'static str),
@@ -39,9 +45,9 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "group_by", kind: OpKind::GroupBy },
     OpSpec { name: "agg", kind: OpKind::Agg },
     OpSpec { name: "with_watermark", kind: OpKind::Watermark },
-    OpSpec { name: "drop_duplicates", kind: OpKind::Unsupported("deduplication is not implemented yet") },
+    OpSpec { name: "drop_duplicates", kind: OpKind::Dedup },
     OpSpec { name: "drop_duplicates_within_watermark", kind: OpKind::DedupWithinWatermark },
-    OpSpec { name: "distinct", kind: OpKind::Unsupported("deduplication is not implemented yet") },
+    OpSpec { name: "distinct", kind: OpKind::Dedup },
     OpSpec { name: "join", kind: OpKind::Unsupported("joins are not implemented yet") },
     OpSpec { name: "union", kind: OpKind::Unsupported("union is not implemented yet") },
     OpSpec { name: "order_by", kind: OpKind::Sort },
@@ -64,6 +70,7 @@ pub const BUILDER_METHODS: &[&str] = &[
     "checkpoint",
     "shuffle_partitions",
     "no_data_batches",
+    "watermark_policy",
     "query_name",
     "start",
     "builder",

@@ -1,0 +1,506 @@
+//! Aggregation: `group_by(keys..).agg(aggs..)` and `agg(..)` — the check hooks (keys, window
+//! specs, aggregate calls, Spark's one-aggregation rule) and the emit hooks of the two
+//! physical operators the plan chooses between (hash aggregation, session windows).
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, Index};
+
+use crate::compiler::ast::{Call, ModeKind, Query};
+use crate::compiler::check::{check_no_aggregate, check_unique_names, duration_arg, named_item, optional_name, Cx};
+use crate::compiler::diag::{hint, Diagnostics};
+use crate::compiler::emit::{collect_units, fuse, push_output, unit_loop};
+use crate::compiler::exprs::{AGG_FUNCTIONS, UNSUPPORTED_AGGS};
+use crate::compiler::logical::{AggFunc, AggItem, Item, Key, KeyKind, LOp, Schema};
+use crate::compiler::ops::dedup;
+use crate::compiler::plan::{AggPlan, Pipeline, Plan};
+
+/// Rule: Spark supports one streaming aggregation per query ("Multiple streaming aggregations
+/// are not supported with streaming DataFrames/Datasets").
+pub(crate) fn check_chained_aggregation(cx: &Cx, at: &Ident, diags: &mut Diagnostics) {
+    if cx.aggregated {
+        diags.error(
+            at.span(),
+            "multiple streaming aggregations are not supported (as in Spark): a query can aggregate once",
+        );
+    }
+}
+
+/// The function a key calls, if it is `window(...)` or `session_window(...)`.
+fn window_call(expr: &Expr) -> Option<(&syn::ExprCall, String)> {
+    let Expr::Call(c) = expr else { return None };
+    let Expr::Path(p) = &*c.func else { return None };
+    let name = p.path.get_ident()?.to_string();
+    matches!(name.as_str(), "window" | "session_window").then_some((c, name))
+}
+
+/// Parses `group_by(...)` keys, with window specs checked at compile time.
+pub(crate) fn group_keys(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<Key> {
+    if call.args.is_empty() {
+        diags.error(call.name.span(), "`group_by` needs at least one key");
+    }
+    let mut keys = Vec::new();
+    for arg in &call.args {
+        // `window(...)` may be named (`w = window(...)`) or take Spark's default name.
+        let Some((name, body)) = optional_name(arg, diags) else { continue };
+        let key = match window_call(&body) {
+            Some((c, fname)) => {
+                let Some(kind) = window_kind(c, &fname, diags) else { continue };
+                let ts = match &kind {
+                    KeyKind::Window { ts, .. } | KeyKind::Session { ts, .. } => ts.clone(),
+                    KeyKind::Plain => continue,
+                };
+                check_no_aggregate(&ts, diags);
+                cx.resolve(&ts, diags);
+                let name = name.unwrap_or_else(|| Ident::new(&fname, c.func.span()));
+                if fname == "session_window" {
+                    cx.session = true;
+                }
+                Key { item: Item { name, expr: body.clone() }, kind }
+            }
+            None => {
+                let item = match name {
+                    Some(n) => Item { name: n, expr: body },
+                    None => match named_item(&body) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            diags.push(e);
+                            continue;
+                        }
+                    },
+                };
+                check_no_aggregate(&item.expr, diags);
+                cx.resolve(&item.expr, diags);
+                Key { item, kind: KeyKind::Plain }
+            }
+        };
+        keys.push(key);
+    }
+    let windows: Vec<&Key> = keys.iter().filter(|k| !matches!(k.kind, KeyKind::Plain)).collect();
+    if let Some(second) = windows.get(1) {
+        diags.error(
+            second.item.name.span(),
+            "only one window per aggregation (Spark: multiple time/session window expressions would result in a cartesian product)",
+        );
+    }
+    let items: Vec<Item> = keys.iter().map(|k| k.item.clone()).collect();
+    check_unique_names(&items, diags);
+    keys
+}
+
+/// `window(ts, size[, slide[, start]])` or `session_window(ts, gap)`.
+fn window_kind(c: &syn::ExprCall, fname: &str, diags: &mut Diagnostics) -> Option<KeyKind> {
+    let args: Vec<&Expr> = c.args.iter().collect();
+    if fname == "session_window" {
+        if args.len() != 2 {
+            diags.error(
+                c.func.span(),
+                "`session_window` takes a timestamp column and a gap: `session_window(ts, \"5 minutes\")`",
+            );
+            return None;
+        }
+        let gap = duration_arg(args[1], "session gap", diags)?;
+        if gap <= 0 {
+            diags.error(args[1].span(), "the session gap must be positive");
+            return None;
+        }
+        return Some(KeyKind::Session { ts: args[0].clone(), gap });
+    }
+    if !(2..=4).contains(&args.len()) {
+        diags.error(
+            c.func.span(),
+            "`window` takes a timestamp column and durations: `window(ts, \"10 minutes\")`, `window(ts, \"10 minutes\", \"5 minutes\")` or with a start offset as fourth argument",
+        );
+        return None;
+    }
+    let size = duration_arg(args[1], "window duration", diags);
+    let slide = match args.get(2) {
+        Some(a) => duration_arg(a, "slide duration", diags),
+        None => size,
+    };
+    let offset = match args.get(3) {
+        Some(a) => duration_arg(a, "window start offset", diags),
+        None => Some(0),
+    };
+    let (size, slide, offset) = (size?, slide?, offset?);
+    let mut ok = true;
+    if size <= 0 {
+        diags.error(args[1].span(), "the window duration must be positive");
+        ok = false;
+    }
+    if let Some(a) = args.get(2) {
+        if slide <= 0 {
+            diags.error(a.span(), "the slide duration must be positive");
+            ok = false;
+        } else if slide > size {
+            diags.error(a.span(), "the slide duration must be less than or equal to the window duration (as in Spark)");
+            ok = false;
+        }
+    }
+    if let Some(a) = args.get(3) {
+        if slide > 0 && offset.abs() >= slide {
+            diags.error(a.span(), "the window start offset must be less than the slide duration (as in Spark)");
+            ok = false;
+        }
+    }
+    ok.then(|| KeyKind::Window { ts: args[0].clone(), size, slide, offset })
+}
+
+/// Parses `.agg(...)` items and resolves their arguments against the pre-aggregation schema.
+pub(crate) fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Vec<AggItem> {
+    if call.args.is_empty() {
+        diags.error(call.name.span(), "`agg` needs at least one aggregate, e.g. `.agg(count() as count)`");
+    }
+    let mut out = Vec::new();
+    for arg in &call.args {
+        let Some((name, body)) = optional_name(arg, diags) else { continue };
+        let Expr::Call(c) = &body else {
+            diags.error(body.span(), "expected an aggregate call: count(), count(x), sum(x), avg(x), min(x) or max(x)");
+            continue;
+        };
+        let Some(fname) = (match &*c.func {
+            Expr::Path(p) => p.path.get_ident().cloned(),
+            _ => None,
+        }) else {
+            diags.error(c.func.span(), "expected an aggregate function name");
+            continue;
+        };
+        let fstr = fname.to_string();
+        if let Some((_, why)) = UNSUPPORTED_AGGS.iter().find(|(n, _)| *n == fstr) {
+            diags.error(fname.span(), *why);
+            continue;
+        }
+        let func = match (fstr.as_str(), c.args.len()) {
+            ("count", 0) => AggFunc::CountRows,
+            ("count", 1) => AggFunc::Count,
+            ("sum", 1) => AggFunc::Sum,
+            ("avg" | "mean", 1) => AggFunc::Avg,
+            ("min", 1) => AggFunc::Min,
+            ("max", 1) => AggFunc::Max,
+            (known, n) if AGG_FUNCTIONS.contains(&known) => {
+                let want = if known == "count" { "0 or 1" } else { "1" };
+                diags.error(fname.span(), format!("`{known}` takes {want} argument(s), got {n}"));
+                continue;
+            }
+            (other, _) => {
+                let names: Vec<String> = AGG_FUNCTIONS.iter().map(|s| s.to_string()).collect();
+                diags.error(
+                    fname.span(),
+                    format!(
+                        "unknown aggregate function `{other}`{} (known: count, sum, avg, min, max)",
+                        hint(other, &names)
+                    ),
+                );
+                continue;
+            }
+        };
+        let arg_expr = c.args.first().cloned();
+        if let Some(a) = &arg_expr {
+            check_no_aggregate(a, diags);
+            cx.resolve(a, diags);
+        }
+        let name = match name {
+            Some(n) => n,
+            None if func == AggFunc::CountRows => Ident::new("count", fname.span()),
+            None => {
+                diags.error(body.span(), format!("name this aggregate: `{fstr}(...) as name`"));
+                continue;
+            }
+        };
+        out.push(AggItem { name, func, arg: arg_expr, span: fname.span() });
+    }
+    out
+}
+
+pub(crate) fn finish_aggregate(
+    cx: &mut Cx,
+    keys: Vec<Key>,
+    aggs: Vec<AggItem>,
+    ops: &mut Vec<LOp>,
+    diags: &mut Diagnostics,
+) {
+    let mut columns: Vec<Ident> = keys.iter().map(|k| k.item.name.clone()).collect();
+    for a in &aggs {
+        if columns.contains(&a.name) {
+            diags.error(a.name.span(), format!("column `{}` is defined twice", a.name));
+        }
+        columns.push(a.name.clone());
+    }
+    let event_time_key = cx.watermark.as_ref().and_then(|w| {
+        keys.iter().position(|k| {
+            let on_watermark = |e: &Expr| matches!(e, Expr::Path(p) if p.path.is_ident(w));
+            match &k.kind {
+                KeyKind::Window { ts, .. } | KeyKind::Session { ts, .. } => on_watermark(ts),
+                KeyKind::Plain => on_watermark(&k.item.expr),
+            }
+        })
+    });
+    cx.schema = Schema::Closed { columns };
+    cx.aggregated = true;
+    ops.push(LOp::Aggregate { keys, aggs, event_time_key });
+}
+
+// ---- emit hooks ----
+
+fn agg_init(a: &AggItem) -> TokenStream {
+    let span = a.span;
+    match a.func {
+        AggFunc::CountRows | AggFunc::Count => quote_spanned!(span=> ::flowgate::agg::Count::new()),
+        AggFunc::Sum => quote_spanned!(span=> ::flowgate::agg::Sum::new()),
+        AggFunc::Avg => quote_spanned!(span=> ::flowgate::agg::Avg::new()),
+        AggFunc::Min => quote_spanned!(span=> ::flowgate::agg::Min::new()),
+        AggFunc::Max => quote_spanned!(span=> ::flowgate::agg::Max::new()),
+    }
+}
+
+fn agg_update(a: &AggItem, j: usize) -> TokenStream {
+    let j = Index::from(j);
+    match (&a.func, &a.arg) {
+        (AggFunc::CountRows, _) => quote! { __fg_acc.#j.add_row(); },
+        (AggFunc::Count, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.add(#arg);),
+        (_, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.update(#arg);),
+        (_, None) => quote! { compile_error!("flowgate bug: aggregate without argument"); },
+    }
+}
+
+/// The end of the pipeline into a hash aggregation: the grouping key (looping over a row's windows), the late-input check, and
+/// the accumulator updates.
+fn hash_terminal(agg: &AggPlan) -> TokenStream {
+    let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
+    let updates: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_update(a, j)).collect();
+    let key_values: Vec<TokenStream> = agg
+        .keys
+        .iter()
+        .map(|k| match &k.kind {
+            KeyKind::Plain => {
+                let e = &k.item.expr;
+                quote!(#e)
+            }
+            _ => quote!(__fg_window),
+        })
+        .collect();
+    let late = match (agg.uses_watermark, agg.event_time_key) {
+        (true, Some(i)) => {
+            let i = Index::from(i);
+            quote! {
+                if ::flowgate::watermark::is_behind(&__fg_key.#i, __fg_late_wm) {
+                    __fg_tables.late(__fg_key);
+                    break '__fg_key;
+                }
+            }
+        }
+        _ => TokenStream::new(),
+    };
+    let body = quote! {
+        '__fg_key: {
+            let __fg_key = ( #(#key_values,)* );
+            #late
+            let __fg_acc = __fg_tables.entry(__fg_key, || ( #(#inits,)* ));
+            #(#updates)*
+        }
+    };
+    // A row belongs to zero or one tumbling window and to several sliding ones.
+    match agg.keys.iter().find(|k| !matches!(k.kind, KeyKind::Plain)).map(|k| &k.kind) {
+        Some(KeyKind::Window { ts, size, slide, offset }) => {
+            // The key holds the window start only (`WindowKey<SIZE>`); emit rebuilds the window.
+            let key = quote! { let __fg_window = ::flowgate::window::WindowKey::<#size>::of(__fg_w); };
+            if size == slide {
+                let window = quote_spanned!(ts.span()=> ::flowgate::window::tumbling(#ts, #size, #offset));
+                quote! { if let ::core::option::Option::Some(__fg_w) = #window { #key #body } }
+            } else {
+                let windows = quote_spanned!(ts.span()=> ::flowgate::window::sliding(#ts, #size, #slide, #offset));
+                quote! { for __fg_w in #windows { #key #body } }
+            }
+        }
+        Some(KeyKind::Session { ts, .. }) => {
+            quote_spanned!(ts.span()=> compile_error!("flowgate bug: session windows use their own operator");)
+        }
+        _ => body,
+    }
+}
+
+/// The hash aggregation's state at plan creation.
+pub fn init_hash() -> TokenStream {
+    quote!(::flowgate::ops::aggregate::HashAggState::new(__fg_config.shuffle_partitions))
+}
+
+/// The session-window aggregation's state at plan creation.
+pub fn init_session(agg: &AggPlan) -> TokenStream {
+    let gap = agg.keys.iter().find_map(|k| match &k.kind {
+        KeyKind::Session { gap, .. } => Some(*gap),
+        _ => None,
+    });
+    quote!(::flowgate::ops::session::SessionAggState::new(__fg_config.shuffle_partitions, #gap))
+}
+
+/// The pipeline from `input` into hash aggregation `id`: its rows folded into the state
+/// (partial-then-final in parallel for large batches, unless a stateful filter inside makes
+/// the pipeline run in row order).
+pub fn emit_hash_update(_q: &Query, plan: &Plan, p: &Pipeline, input: usize, id: usize, agg: &AggPlan) -> TokenStream {
+    let op = dedup::var(id);
+    let units = collect_units(plan, input);
+    let unit_loop = unit_loop(p, plan, hash_terminal(agg));
+    let update = if p.parallel {
+        quote! { #op.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop }); }
+    } else {
+        quote! { #op.update_sequential(&__fg_units, |__fg_unit, __fg_tables| { #unit_loop }); }
+    };
+    quote! { #units #update }
+}
+
+/// The pipeline from hash aggregation `id`'s emitted groups to the output: append mode emits
+/// the groups the watermark closes (once, as they are evicted), update mode the groups the
+/// batch changed (then evicts), complete mode every group.
+pub fn emit_hash_output(
+    q: &Query,
+    plan: &Plan,
+    p: &Pipeline,
+    id: usize,
+    agg: &AggPlan,
+    columns: &[Ident],
+) -> TokenStream {
+    let out = &q.output;
+    let op = dedup::var(id);
+    let key_binds: Vec<TokenStream> = agg
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let (name, i) = (&k.item.name, Index::from(i));
+            match k.kind {
+                KeyKind::Window { .. } => quote! { let #name = &__fg_e.key.#i.window(); },
+                _ => quote! { let #name = &__fg_e.key.#i; },
+            }
+        })
+        .collect();
+    // Spanned on the aggregate's name, so any error about its result points at the DSL.
+    let finishes: Vec<TokenStream> = agg
+        .aggs
+        .iter()
+        .enumerate()
+        .map(|(j, a)| {
+            let (name, j) = (&a.name, Index::from(j));
+            quote_spanned!(a.span=> let #name = __fg_e.acc.#j.finish();)
+        })
+        .collect();
+    let emit_body = fuse(plan, &p.ops, push_output(q, columns));
+    let emit_loop = |entries: TokenStream| {
+        quote! {
+            for __fg_e in #entries {
+                #(#key_binds)*
+                #(#finishes)*
+                #emit_body
+            }
+        }
+    };
+    let evict = |i: usize| {
+        let i = Index::from(i);
+        quote! { #op.evict(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)) }
+    };
+    let emit = match (plan.mode, agg.uses_watermark, agg.event_time_key) {
+        (ModeKind::Append, true, Some(i)) => {
+            let evicted = evict(i);
+            let lp = emit_loop(quote!(&__fg_closed));
+            quote! { let __fg_closed = #evicted; #lp }
+        }
+        (ModeKind::Update, true, Some(i)) => {
+            let evicted = evict(i);
+            let lp = emit_loop(quote!(#op.updated()));
+            quote! { #lp #evicted; }
+        }
+        (ModeKind::Complete, _, _) => emit_loop(quote!(#op.all())),
+        _ => emit_loop(quote!(#op.updated())),
+    };
+    quote! {
+        let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.len());
+        #emit
+        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}
+
+/// The pipeline from `input` into session-window aggregation `id`: rows become sessions per
+/// key, merged into the state.
+pub fn emit_session_update(
+    _q: &Query,
+    plan: &Plan,
+    p: &Pipeline,
+    input: usize,
+    id: usize,
+    agg: &AggPlan,
+) -> TokenStream {
+    let op = dedup::var(id);
+    let units = collect_units(plan, input);
+    let Some((session_idx, ts)) = agg.keys.iter().enumerate().find_map(|(i, k)| match &k.kind {
+        KeyKind::Session { ts, .. } => Some((i, ts)),
+        _ => None,
+    }) else {
+        return quote! { compile_error!("flowgate bug: session plan without a session key") };
+    };
+    let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
+    let updates: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_update(a, j)).collect();
+    // The state's key is the grouping key without the session window.
+    let plain = agg.keys.iter().enumerate().filter(|(i, _)| *i != session_idx).map(|(_, k)| &k.item.expr);
+    let row = quote_spanned!(ts.span()=> __fg_rows.row(__fg_key, #ts, || ( #(#inits,)* )));
+    let terminal = quote! {
+        let __fg_key = ( #(#plain,)* );
+        if let ::core::option::Option::Some(__fg_acc) = #row {
+            #(#updates)*
+        }
+    };
+    let unit_loop = unit_loop(p, plan, terminal);
+    let late = if agg.uses_watermark { quote!(__fg_late_wm) } else { quote!(i64::MIN) };
+    let update = if p.parallel {
+        quote! { #op.update(&__fg_units, #late, |__fg_unit, __fg_rows| { #unit_loop }); }
+    } else {
+        quote! { #op.update_sequential(&__fg_units, #late, |__fg_unit, __fg_rows| { #unit_loop }); }
+    };
+    quote! { #units #update }
+}
+
+/// The pipeline from session-window aggregation `id` to the output: append mode emits the
+/// sessions the watermark closes, once, as they are evicted; complete mode every session.
+pub fn emit_session_output(
+    q: &Query,
+    plan: &Plan,
+    p: &Pipeline,
+    id: usize,
+    agg: &AggPlan,
+    columns: &[Ident],
+) -> TokenStream {
+    let out = &q.output;
+    let op = dedup::var(id);
+    let session_idx = agg.keys.iter().position(|k| matches!(k.kind, KeyKind::Session { .. })).unwrap_or(0);
+    let plain: Vec<usize> = (0..agg.keys.len()).filter(|i| *i != session_idx).collect();
+    let key_binds = agg.keys.iter().enumerate().map(|(i, k)| {
+        let name = &k.item.name;
+        if i == session_idx {
+            quote! { let #name = &__fg_s.window(); }
+        } else {
+            let j = Index::from(plain.iter().position(|pi| *pi == i).unwrap_or(0));
+            quote! { let #name = &__fg_k.#j; }
+        }
+    });
+    let finishes = agg.aggs.iter().enumerate().map(|(j, a)| {
+        let (name, j) = (&a.name, Index::from(j));
+        quote_spanned!(a.span=> let #name = __fg_s.acc.#j.finish();)
+    });
+    let emit_body = fuse(plan, &p.ops, push_output(q, columns));
+    let (prefix, entries) = match (plan.mode, agg.uses_watermark) {
+        (ModeKind::Append, true) => (
+            quote! { let __fg_closed = #op.evict(__fg_ev_wm); },
+            quote! { __fg_closed.iter().map(|(__fg_k, __fg_s)| (__fg_k, __fg_s)) },
+        ),
+        _ => (TokenStream::new(), quote! { #op.all() }),
+    };
+    quote! {
+        let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.len());
+        #prefix
+        for (__fg_k, __fg_s) in #entries {
+            #(#key_binds)*
+            #(#finishes)*
+            #emit_body
+        }
+        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}

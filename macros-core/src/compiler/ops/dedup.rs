@@ -1,0 +1,137 @@
+//! Deduplication: `drop_duplicates(cols..)`, `distinct()` and
+//! `drop_duplicates_within_watermark(cols..)` (Spark's `StreamingDeduplicateExec` and
+//! `StreamingDeduplicateWithinWatermarkExec`).
+//!
+//! A stateful filter: it keeps the first row per key and sits inside its pipeline's row loop
+//! (the loop then runs in row order on one thread). With a watermark on the input, rows whose
+//! event time is at or behind it are dropped first (counted as dropped by watermark); a key
+//! holding the watermarked column is evicted once it is behind the watermark; a key of
+//! `drop_duplicates_within_watermark` expires when its first event time plus the delay is.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, Index};
+
+use crate::compiler::ast::Call;
+use crate::compiler::check::Cx;
+use crate::compiler::diag::Diagnostics;
+use crate::compiler::logical::{DedupSpec, LOp, Schema};
+
+/// Check hook: the key columns (bare column names; none for the whole row, which must then be
+/// known), Spark's rules, and the spec.
+pub fn check(cx: &mut Cx, call: &Call, within_watermark: bool, diags: &mut Diagnostics) -> Option<LOp> {
+    let name = call.name.to_string();
+    if cx.aggregated {
+        diags.error(
+            call.name.span(),
+            format!("`{name}` after an aggregation is not supported yet in flowgate: deduplicate the input before aggregating"),
+        );
+        return None;
+    }
+    let mut keys: Vec<Ident> = Vec::new();
+    for arg in &call.args {
+        match arg {
+            Expr::Path(p) if p.path.get_ident().is_some() && p.qself.is_none() => {
+                let col = p.path.get_ident().cloned()?;
+                if keys.contains(&col) {
+                    diags.error(col.span(), format!("column `{col}` is named twice"));
+                    continue;
+                }
+                cx.resolve(arg, diags);
+                keys.push(col);
+            }
+            other => diags.error(
+                other.span(),
+                format!(
+                    "`{name}` takes column names: `.{name}(user_id, ts)` (compute other keys with `with_column` first)"
+                ),
+            ),
+        }
+    }
+    if keys.is_empty() && call.args.is_empty() {
+        match &cx.schema {
+            Schema::Closed { columns } => keys = columns.clone(),
+            Schema::Open { .. } => {
+                diags.error(
+                    call.name.span(),
+                    format!(
+                        "`{name}` over the whole input record needs its columns named here: write `.drop_duplicates(col, ...)` with every column, or `select` them first"
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    if keys.is_empty() {
+        return None;
+    }
+    let watermark = cx.watermark.clone();
+    let delay = match (within_watermark, &watermark) {
+        (true, None) => {
+            diags.error(
+                call.name.span(),
+                "drop_duplicates_within_watermark needs a watermark (as in Spark): add `.with_watermark(ts, \"10 minutes\")` before it",
+            );
+            return None;
+        }
+        (true, Some(_)) => Some(cx.watermark_delay),
+        (false, _) => None,
+    };
+    let event_time_key = match &watermark {
+        Some(w) if delay.is_none() => keys.iter().position(|k| k == w),
+        _ => None,
+    };
+    Some(LOp::Dedup { op: 0, spec: DedupSpec { keys, event_time_key, watermark, within_watermark: delay } })
+}
+
+/// The operator's state at plan creation.
+pub fn init(spec: &DedupSpec) -> TokenStream {
+    let name = if spec.within_watermark.is_some() { "dedupeWithinWatermark" } else { "dedupe" };
+    quote!(::flowgate::ops::dedup::DedupState::new(__fg_config.shuffle_partitions, #name))
+}
+
+/// The variable holding stateful operator `id`.
+pub fn var(id: usize) -> Ident {
+    format_ident!("__fg_op{}", id)
+}
+
+/// Emit hook inside the row loop: drops late rows, then every row whose key was seen
+/// (`reject` leaves the row: `continue` in a unit loop, `break '__fg_row false` in a mask).
+pub fn emit_row(id: usize, spec: &DedupSpec, reject: &TokenStream) -> TokenStream {
+    let op = var(id);
+    let late = match &spec.watermark {
+        Some(w) => quote_spanned!(w.span()=>
+            if ::flowgate::ops::dedup::is_late(#w, __fg_late_wm) {
+                #op.late();
+                #reject
+            }
+        ),
+        None => TokenStream::new(),
+    };
+    let keys = &spec.keys;
+    let value = match (spec.within_watermark, &spec.watermark) {
+        (Some(delay), Some(w)) => quote!(::flowgate::ops::dedup::expiry(#w, #delay)),
+        _ => quote!(0i64),
+    };
+    quote! {
+        #late
+        if !#op.first(( #(#keys,)* ), #value) {
+            #reject
+        }
+    }
+}
+
+/// Emit hook after the batch's rows: eviction by the watermark, and the batch's metrics.
+pub fn emit_end(id: usize, spec: &DedupSpec) -> TokenStream {
+    let op = var(id);
+    let evict = match (spec.within_watermark, spec.event_time_key) {
+        (Some(_), _) => quote! { #op.evict_expired(__fg_ev_wm); },
+        (None, Some(i)) => {
+            let i = Index::from(i);
+            quote! { #op.evict(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)); }
+        }
+        (None, None) => TokenStream::new(),
+    };
+    quote! { #evict #op.end_batch(); }
+}
