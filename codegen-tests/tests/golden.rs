@@ -339,3 +339,37 @@ fn dedup_no_watermark() {
 fn dedup_with_watermark() {
     golden!("dedup_with_watermark", DedupByIdAndTime, events);
 }
+
+#[derive(Record)]
+struct WindowTotal {
+    window: Window,
+    count: i64,
+}
+
+stream_query! {
+    /// `withWatermark('ts', '10 minutes').dropDuplicatesWithinWatermark(['id'])`.
+    query DedupWithinWatermark(events: Keyed) -> Keyed, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .drop_duplicates_within_watermark(id)
+    }
+
+    /// Two stateful operators: `dropDuplicates(['id', 'ts'])` then a 10-minute window count.
+    query DedupThenWindowCount(events: Keyed) -> WindowTotal, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .drop_duplicates(id, ts)
+            .group_by(window(ts, "10 minutes"))
+            .agg(count() as count)
+    }
+}
+
+#[test]
+fn dedup_within_watermark() {
+    golden!("dedup_within_watermark", DedupWithinWatermark, events);
+}
+
+#[test]
+fn dedup_then_window_count() {
+    golden!("dedup_then_window_count", DedupThenWindowCount, events);
+}

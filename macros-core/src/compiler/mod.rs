@@ -118,6 +118,87 @@ mod snapshot_tests {
         insta::assert_snapshot!(prettyplease::unparse(&file));
     }
 
+    fn plan_of(tokens: proc_macro2::TokenStream) -> String {
+        super::plan_text(tokens).expect("the query compiles")
+    }
+
+    /// Filter-only: the input rows are the output, every column is read.
+    #[test]
+    fn filter_only_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query Big(bids: Bid) -> Bid, mode = append {
+                bids.filter(price > 100)
+            }
+        }));
+    }
+
+    /// A window aggregation with a watermark, in append mode.
+    #[test]
+    fn window_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query W(events: Event) -> WindowCount, mode = append {
+                events
+                    .with_watermark(ts, "10 minutes")
+                    .group_by(window(ts, "10 minutes", "5 minutes"), word)
+                    .agg(count() as count)
+            }
+        }));
+    }
+
+    /// Session windows are their own physical operator.
+    #[test]
+    fn session_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query S(events: Event) -> Sessions, mode = append {
+                events
+                    .with_watermark(ts, "10 minutes")
+                    .group_by(session_window(ts, "5 minutes"), user)
+                    .agg(count() as events)
+            }
+        }));
+    }
+
+    /// Deduplication: a stateful filter inside its pipeline.
+    #[test]
+    fn dedup_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query D(events: Event) -> Event, mode = append {
+                events.with_watermark(ts, "10 minutes").drop_duplicates(id, ts)
+            }
+        }));
+    }
+
+    /// Two stateful operators: deduplication, then a window count over its rows.
+    #[test]
+    fn dedup_then_aggregate_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query T(events: Event) -> WindowCount, mode = append {
+                events
+                    .with_watermark(ts, "10 minutes")
+                    .drop_duplicates(id, ts)
+                    .filter(id.is_some())
+                    .group_by(window(ts, "10 minutes"))
+                    .agg(count() as count)
+            }
+        }));
+    }
+
+    /// The code of a two-operator query: the dedup check inside the aggregation's row loop.
+    #[test]
+    fn dedup_then_aggregate_expansion() {
+        let out = super::compile(quote! {
+            query T(events: Event) -> WindowCount, mode = append {
+                events
+                    .with_watermark(ts, "10 minutes")
+                    .drop_duplicates(id, ts)
+                    .group_by(window(ts, "10 minutes"))
+                    .agg(count() as count)
+            }
+        });
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
     #[test]
     fn errors_are_collected_not_first_wins() {
         let out = super::compile(quote! {

@@ -111,7 +111,8 @@ pub trait Plan: Send {
 
 /// What the engine asks of a plan's state, through the operators' lifecycle.
 pub trait PlanExt {
-    /// Metrics of the stateful operators after the last batch.
+    /// Metrics of the stateful operators after the last batch, in Spark's progress order:
+    /// the operator nearest the output first.
     fn state_operators(&self) -> Vec<StateOperatorProgress>;
     /// The state schemas, in operator-id order.
     fn state_schema(&self) -> Vec<StateSchema>;
@@ -127,6 +128,9 @@ impl PlanExt for dyn Plan {
     fn state_operators(&self) -> Vec<StateOperatorProgress> {
         let mut out = Vec::new();
         self.operators().each(&mut |op| out.push(op.metrics()));
+        // Spark lists them from the output back to the inputs (a pre-order walk of its
+        // physical plan): the last operator first.
+        out.reverse();
         out
     }
     fn state_schema(&self) -> Vec<StateSchema> {
