@@ -1,0 +1,15 @@
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Event {
+    id: i64,
+    ts: Timestamp,
+}
+
+stream_query! {
+    query Q(events: Event) -> Event, mode = append {
+        events.join(products)
+    }
+}
+
+fn main() {}
