@@ -154,3 +154,24 @@ fn a_passed_timestamp_with_another_zone_label_gets_the_output_schema() {
     assert_eq!(got[1].host, None);
     assert!(out[0].column(1).is_null(0));
 }
+
+#[test]
+fn a_plan_that_reads_a_column_it_did_not_ask_for_fails_loudly() {
+    // Simulates a planner bug: `input_reads` leaves out `url`, which `Rename` reads. The file
+    // source then fills `url` with placeholders, and the query must stop, not compute on them.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("1.json"),
+        "{\"id\": 1, \"name\": \"a\", \"url\": \"https://x/y\", \"at\": \"2024-01-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    let mut spec = Rename::spec();
+    spec.input_reads = vec![Some(&["id", "name", "at"])];
+    let mut builder = flowgate::QueryBuilder::new(spec);
+    builder.set_source(0, Source::<Event>::from(Source::<Event>::file(dir.path()).json()));
+    let table = MemoryTable::new();
+    let query = builder.sink(Sink::memory(&table)).start().unwrap();
+    let err = query.process_all_available().unwrap_err().to_string();
+    assert!(err.contains("`url`") && err.contains("input_reads"), "{err}");
+    assert!(table.history().is_empty(), "nothing computed on placeholders reached the sink");
+}

@@ -3,7 +3,7 @@
 //! crate `flowgate-macros` only forwards to [`compile`] and [`derive_record`].
 
 mod compiler;
-pub mod duration;
+pub use flowgate_interval as duration;
 mod record;
 
 pub use compiler::compile;

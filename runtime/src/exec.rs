@@ -44,6 +44,28 @@ where
     }
 }
 
+/// Checks, in debug builds, that none of `columns` (the input columns the generated code
+/// loads from `batch`) is a placeholder its source filled in because the plan's
+/// `input_reads` left it out: computing on placeholders would be silently wrong, so it is an
+/// internal error (a bug) instead. Release builds skip the check.
+#[inline]
+pub fn check_loaded(batch: &RecordBatch, columns: &[&str]) -> Result<()> {
+    if cfg!(debug_assertions) {
+        let schema = batch.schema_ref();
+        for c in columns {
+            if let Ok(f) = schema.field_with_name(c) {
+                if f.metadata().contains_key(crate::source::UNREAD_COLUMN) {
+                    return Err(crate::Error::Internal(format!(
+                        "the plan reads input column `{c}`, which it did not ask its source for \
+                         (input_reads): its values are placeholders"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Keeps the rows of `batch` where `keep(i)` is true, projected onto `schema`'s columns (by
 /// name). The mask is built 64 rows at a time ([`BooleanBuffer::collect_bool`]).
 pub fn filter_batch(batch: &RecordBatch, schema: &SchemaRef, keep: impl FnMut(usize) -> bool) -> Result<RecordBatch> {
@@ -71,6 +93,24 @@ pub fn project(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_placeholder_column_is_refused_in_debug_builds() {
+        use arrow_array::Int64Array;
+        use arrow_schema::{Field, Schema};
+        let mut meta = std::collections::HashMap::new();
+        meta.insert(crate::source::UNREAD_COLUMN.to_string(), "true".to_string());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", arrow_schema::DataType::Int64, false),
+            Field::new("b", arrow_schema::DataType::Int64, false).with_metadata(meta),
+        ]));
+        let col = || Arc::new(Int64Array::from(vec![1, 2])) as arrow_array::ArrayRef;
+        let batch = RecordBatch::try_new(schema, vec![col(), col()]).unwrap();
+        assert!(check_loaded(&batch, &["a"]).is_ok());
+        let err = check_loaded(&batch, &["a", "b"]).unwrap_err().to_string();
+        assert!(err.contains("`b`") && err.contains("input_reads"), "{err}");
+    }
 
     #[test]
     fn units_cover_rows_in_chunks() {

@@ -60,10 +60,7 @@ pub mod value;
 pub mod watermark;
 pub mod window;
 
-// Shared verbatim with the macro; the runtime only parses, the macro also uses the hints.
-#[allow(dead_code)]
-#[path = "../../macros-core/src/duration.rs"]
-mod duration_parse;
+use flowgate_interval as duration_parse;
 
 use std::fmt;
 

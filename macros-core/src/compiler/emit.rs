@@ -299,17 +299,41 @@ pub(crate) fn push_output(q: &Query, columns: &[Ident]) -> TokenStream {
 
 /// `__fg_units`: an input's batches cut into work units of typed columns and row ranges;
 /// `__fg_rows`: their row count.
-pub(crate) fn collect_units(plan: &Plan, input: usize) -> TokenStream {
+pub(crate) fn collect_units(plan: &Plan, p: &Pipeline, input: usize) -> TokenStream {
     let in_ty = &plan.inputs[input].ty;
+    let check = check_loaded(p);
     quote! {
         let mut __fg_units = ::std::vec::Vec::new();
         let mut __fg_rows = 0usize;
         for __fg_batch in &__fg_inputs[#input] {
+            #check
             let __fg_cols = <#in_ty as ::flowgate::Record>::columns(__fg_batch)?;
             ::flowgate::exec::push_units(&mut __fg_units, __fg_cols, __fg_batch.num_rows());
             __fg_rows += __fg_batch.num_rows();
         }
     }
+}
+
+/// The debug-build check that every input column the pipeline's code loads was decoded by its
+/// source (see `flowgate::exec::check_loaded`): the list comes from what this file emits,
+/// independently of the plan's `input_reads`, so a wrong `input_reads` fails loudly.
+fn check_loaded(p: &Pipeline) -> TokenStream {
+    let mut loaded: Vec<String> = match &p.sink {
+        Sink::Output(OutputPlan::Columns(c)) => c
+            .binds
+            .iter()
+            .flatten()
+            .chain(c.columns.iter().filter_map(|(_, passed)| passed.as_ref()))
+            .map(Ident::to_string)
+            .collect(),
+        _ => p.reads.iter().map(Ident::to_string).collect(),
+    };
+    loaded.sort();
+    loaded.dedup();
+    if loaded.is_empty() {
+        return TokenStream::new();
+    }
+    quote! { ::flowgate::exec::check_loaded(__fg_batch, &[#(#loaded),*])?; }
 }
 
 /// Per work unit: the running maximum event time of the pipeline's watermark, folded into its
@@ -356,7 +380,7 @@ fn emit_columns(
     ends: &[TokenStream],
 ) -> TokenStream {
     let out = &q.output;
-    let units = collect_units(plan, input);
+    let units = collect_units(plan, p, input);
     let binds: Vec<TokenStream> = c.binds.iter().map(|cols| bind_inputs(cols)).collect();
     let unread = c.unread.iter().map(|col| {
         let field = Ident::new(&col.to_string(), col.span());
@@ -428,10 +452,12 @@ fn emit_input_rows(q: &Query, plan: &Plan, p: &Pipeline, input: usize, ends: &[T
         _ => quote! { compile_error!("flowgate bug: only filters pass the input through"); },
     });
     let (wm_start, wm_end) = watermark_unit(p);
+    let check = check_loaded(p);
     quote! {
         let __fg_schema = <#out as ::flowgate::Record>::schema();
         let mut __fg_result = ::std::vec::Vec::with_capacity(__fg_inputs[#input].len());
         for __fg_batch in &__fg_inputs[#input] {
+            #check
             let __fg_cols = <#in_ty as ::flowgate::Record>::columns(__fg_batch)?;
             #wm_start
             __fg_result.push(::flowgate::exec::filter_batch(__fg_batch, &__fg_schema, |__fg_i| '__fg_row: {

@@ -303,11 +303,19 @@ impl Layout {
         };
         // Unread fields keep their nullability where a null-free placeholder exists for
         // their type (see `unread_column`), and are made nullable (all null) where not.
+        // They are also marked ([`crate::source::UNREAD_COLUMN`]) so that a plan reading one
+        // fails loudly instead of computing on placeholders.
         let unread_nullable = |(i, f): (usize, &FieldRef)| {
-            if read[i] || !is_data(i) || has_zero_value(f.data_type()) {
-                f.clone()
+            if read[i] || !is_data(i) {
+                return f.clone();
+            }
+            let mut meta = f.metadata().clone();
+            meta.insert(crate::source::UNREAD_COLUMN.to_string(), "true".to_string());
+            let marked = f.as_ref().clone().with_metadata(meta);
+            if has_zero_value(f.data_type()) {
+                Arc::new(marked)
             } else {
-                Arc::new(f.as_ref().clone().with_nullable(true))
+                Arc::new(marked.with_nullable(true))
             }
         };
         let output_fields: Vec<_> = schema.fields().iter().enumerate().map(unread_nullable).collect();

@@ -53,6 +53,11 @@ pub enum ReadLimit {
     Default,
 }
 
+/// Field metadata key marking a column a source filled with placeholders because the plan
+/// did not ask for it (`SourceImpl::project`). Generated code checks, in debug builds, that
+/// it never reads such a column ([`crate::exec::check_loaded`]).
+pub const UNREAD_COLUMN: &str = "flowgate.unread";
+
 /// The runtime side of a source. Implemented by every built-in source; the engine only sees
 /// `Box<dyn SourceImpl>` (one virtual call per batch, never per row).
 pub trait SourceImpl: Send {

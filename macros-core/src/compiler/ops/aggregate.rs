@@ -339,7 +339,7 @@ pub fn init_session(agg: &AggPlan) -> TokenStream {
 /// the pipeline run in row order).
 pub fn emit_hash_update(_q: &Query, plan: &Plan, p: &Pipeline, input: usize, id: usize, agg: &AggPlan) -> TokenStream {
     let op = dedup::var(id);
-    let units = collect_units(plan, input);
+    let units = collect_units(plan, p, input);
     let unit_loop = unit_loop(p, plan, hash_terminal(agg));
     let update = if p.parallel {
         quote! { #op.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop }); }
@@ -430,7 +430,7 @@ pub fn emit_session_update(
     agg: &AggPlan,
 ) -> TokenStream {
     let op = dedup::var(id);
-    let units = collect_units(plan, input);
+    let units = collect_units(plan, p, input);
     let Some((session_idx, ts)) = agg.keys.iter().enumerate().find_map(|(i, k)| match &k.kind {
         KeyKind::Session { ts, .. } => Some((i, ts)),
         _ => None,

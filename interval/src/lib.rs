@@ -1,8 +1,8 @@
 //! Spark-style interval strings ("10 minutes", "1 hour 30 minutes", "500 milliseconds").
 //!
-//! This file is shared verbatim by the macro (compile-time checks of window and watermark
-//! durations) and the runtime (`Trigger::processing_time("1 second")`) through `#[path]`, so
-//! both accept exactly the same language. It depends on nothing but `core`/`std`.
+//! One crate used by the macro (compile-time checks of window and watermark durations) and
+//! the runtime (`Trigger::processing_time("1 second")`), so both accept exactly the same
+//! language. It depends on nothing but `core`/`std`.
 
 /// Microseconds per unit, by Spark's unit names (singular and plural accepted).
 const UNITS: &[(&str, i64)] = &[
