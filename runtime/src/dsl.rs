@@ -129,3 +129,20 @@
 //!
 //! [`crate::functions`] (in the prelude): `split`, `lower`, `upper`, `length`, `coalesce` —
 //! Spark's functions with SQL null semantics; everything else is Rust.
+
+/// A rule the macro cannot decide alone, left to rustc so that one mistake gets one error:
+/// append mode over an aggregation needs the watermarked column as a grouping key (or inside
+/// the grouping window). When the query watermarks an input column that is not the window's
+/// or key's, the generated code calls [`append_mode_needs_the_watermarked_column`] on that
+/// column: if the column does not exist, rustc's "no field" error is the only one (the call
+/// has no type to check); if it does, this trait, implemented by no type, reports the rule.
+#[diagnostic::on_unimplemented(
+    message = "append mode is not supported for streaming aggregations without a watermark on an event-time grouping column (Spark: STREAMING_OUTPUT_MODE.UNSUPPORTED_OPERATION)",
+    label = "this column is watermarked, but the aggregation does not group by it",
+    note = "group by `window(<this column>, ...)` or by the column itself, or use `mode = update` / `mode = complete`"
+)]
+pub trait WatermarkedGroupingKey {}
+
+/// See [`WatermarkedGroupingKey`]: never compiles when called.
+#[doc(hidden)]
+pub fn append_mode_needs_the_watermarked_column<T: WatermarkedGroupingKey>(_column: &T) {}

@@ -19,6 +19,9 @@ pub struct Query {
     /// The first identifier of the pipeline: the input it reads.
     pub source: Ident,
     pub calls: Vec<Call>,
+    /// Errors the parser recovered from (a misspelled output mode): reported with the check
+    /// phase's, and the query's items are still emitted so the rest of the program compiles.
+    pub errors: Vec<syn::Error>,
 }
 
 /// A declared input.

@@ -24,6 +24,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         watermark_delay: 0,
         trackers: 0,
         session: false,
+        event_time_unknown: false,
     };
     let mut ops_out = Vec::new();
     let mut i = 0;
@@ -79,7 +80,10 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             }
             OpKind::Watermark => {
                 check_watermark_position(&cx, call, diags);
-                if let Some((column, delay)) = watermark_args(call, diags) {
+                let before = diags.count();
+                let args = watermark_args(call, diags);
+                cx.event_time_unknown |= diags.count() > before;
+                if let Some((column, delay)) = args {
                     cx.resolve(&column_expr(&column), diags);
                     cx.watermark = Some(column.clone());
                     cx.watermark_delay = delay;
@@ -88,7 +92,9 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 }
             }
             OpKind::GroupBy => {
+                let before = diags.count();
                 let keys = aggregate::group_keys(call, &mut cx, diags);
+                cx.event_time_unknown |= diags.count() > before;
                 match q.calls.get(i + 1) {
                     Some(next) if next.name == "agg" => {
                         let aggs = aggregate::agg_items(next, &mut cx, diags);
@@ -129,7 +135,16 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
     }
     check_output_mode(q, &cx, &ops_out, diags);
     check_output_columns(q, &cx.schema, &ops_out, diags);
-    Logical { input_index, ops: ops_out, input_columns: cx.input_columns, output: cx.schema }
+    let event_time_key = ops_out.iter().any(|o| matches!(o, LOp::Aggregate { event_time_key: Some(_), .. }));
+    let append_needs_key = (q.mode.kind == ModeKind::Append
+        && q.errors.is_empty()
+        && cx.aggregated
+        && !event_time_key
+        && !cx.event_time_unknown
+        && watermark_is_input(&cx))
+    .then(|| cx.watermark.clone())
+    .flatten();
+    Logical { input_index, ops: ops_out, input_columns: cx.input_columns, output: cx.schema, append_needs_key }
 }
 
 /// What the check phase knows at a point of the pipeline.
@@ -145,6 +160,9 @@ pub(crate) struct Cx {
     pub trackers: usize,
     /// Whether the aggregation groups by a session window.
     pub session: bool,
+    /// Whether an error in a `with_watermark` or a grouping key left the event time unknown:
+    /// the rules about it (append mode) then stay silent instead of adding a false error.
+    pub event_time_unknown: bool,
 }
 
 impl Cx {
@@ -240,13 +258,20 @@ pub(crate) fn check_no_aggregate(expr: &Expr, diags: &mut Diagnostics) {
 
 /// Rules on the output mode (Spark's `UnsupportedOperationChecker`).
 fn check_output_mode(q: &Query, cx: &Cx, ops: &[LOp], diags: &mut Diagnostics) {
+    if !q.errors.is_empty() {
+        // The declared mode did not parse: its rules would judge a guess.
+        return;
+    }
     let event_time_key = ops.iter().any(|o| matches!(o, LOp::Aggregate { event_time_key: Some(_), .. }));
     match q.mode.kind {
         ModeKind::Complete if !cx.aggregated => diags.error(
             q.mode.span,
             "complete mode needs an aggregation (Spark: \"Complete output mode not supported when there are no streaming aggregations\"); use `mode = append`",
         ),
-        ModeKind::Append if cx.aggregated && !event_time_key => {
+        ModeKind::Append if cx.aggregated && !event_time_key && !cx.event_time_unknown && watermark_is_input(cx) => {
+            // Left to rustc (see `Logical::append_needs_key`).
+        }
+        ModeKind::Append if cx.aggregated && !event_time_key && !cx.event_time_unknown => {
             let how = match &cx.watermark {
                 None => "add `.with_watermark(ts, \"10 minutes\")` before the aggregation and group by `window(ts, ...)` or `ts`".to_string(),
                 Some(w) => format!("group by `window({w}, ...)` or `{w}` (the watermarked column)"),
@@ -264,6 +289,11 @@ fn check_output_mode(q: &Query, cx: &Cx, ops: &[LOp], diags: &mut Diagnostics) {
         ),
         _ => {}
     }
+}
+
+/// Whether the watermarked column is a column of the input record (which only rustc knows).
+fn watermark_is_input(cx: &Cx) -> bool {
+    cx.watermark.as_ref().is_some_and(|w| cx.input_columns.contains(w))
 }
 
 /// Rule: sorting a stream only after an aggregation in complete mode (Spark: "Sorting is not

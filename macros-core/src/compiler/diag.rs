@@ -27,6 +27,12 @@ impl Diagnostics {
         }
     }
 
+    /// Number of errors so far (a rule whose premise an earlier error broke compares counts
+    /// and stays silent, so one mistake gets one error).
+    pub fn count(&self) -> usize {
+        self.errors.as_ref().map_or(0, Vec::len)
+    }
+
     /// The combined errors as `compile_error!` invocations (empty when there were none).
     pub fn finish(mut self) -> Result<(), TokenStream> {
         let errors = self.errors.take().unwrap_or_default();

@@ -85,6 +85,17 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
         quote! { let ( #(#vars,)* ) = &mut __fg_state.operators; }
     };
     let pipelines: Vec<TokenStream> = plan.pipelines.iter().map(|p| emit_pipeline(q, plan, p)).collect();
+    // A rule only rustc can decide (`flowgate::dsl::WatermarkedGroupingKey`): a closure that
+    // is never called, type-checked for its one error.
+    let rustc_rules = match &plan.append_needs_key {
+        Some((input, column)) => {
+            let in_ty = &plan.inputs[*input].ty;
+            let field = Ident::new(&column.to_string(), column.span());
+            let call = quote_spanned!(column.span()=> ::flowgate::dsl::append_mode_needs_the_watermarked_column(&__fg_cols.#field));
+            quote! { let _ = |__fg_cols: &<#in_ty as ::flowgate::Record>::Columns<'_>| { #call }; }
+        }
+        None => TokenStream::new(),
+    };
     // Only the bindings the pipelines use: the trackers where a row loop observes event
     // time, the batch's two watermarks where a stateful operator drops or evicts by them.
     let mut bind_watermarks = TokenStream::new();
@@ -98,6 +109,7 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
         });
     }
     quote! {
+        #rustc_rules
         ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(( #(#inits,)* ), #watermarks, move |__fg_state, __fg_ctx, __fg_inputs| {
             #bind_ops
             #bind_watermarks

@@ -156,4 +156,8 @@ pub struct Logical {
     pub input_columns: Vec<Ident>,
     /// The schema at the end.
     pub output: Schema,
+    /// An input column the query watermarks but an append-mode aggregation does not group by:
+    /// left to rustc to report (see `flowgate::dsl::WatermarkedGroupingKey`), so a misspelled
+    /// column gets only rustc's "no field" error.
+    pub append_needs_key: Option<Ident>,
 }

@@ -19,6 +19,7 @@ pub fn plan_text(input: TokenStream) -> Result<String, String> {
     let mut out = String::new();
     for q in &file.queries {
         let mut diags = diag::Diagnostics::new();
+        q.errors.iter().for_each(|e| diags.push(e.clone()));
         let logical = check::check(q, &mut diags);
         diags.finish().map_err(|e| e.to_string())?;
         out.push_str(&plan::plan(q, logical).to_string());
@@ -35,6 +36,7 @@ pub fn compile(input: TokenStream) -> TokenStream {
     let mut out = TokenStream::new();
     for q in &file.queries {
         let mut diags = diag::Diagnostics::new();
+        q.errors.iter().for_each(|e| diags.push(e.clone()));
         let logical = check::check(q, &mut diags);
         match diags.finish() {
             Ok(()) => {

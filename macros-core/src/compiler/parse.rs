@@ -68,6 +68,7 @@ impl Parse for Query {
         input.parse::<kw::mode>()?;
         input.parse::<Token![=]>()?;
         let mode_ident: Ident = input.parse()?;
+        let mut errors = Vec::new();
         let kind = match mode_ident.to_string().as_str() {
             "append" => ModeKind::Append,
             "update" => ModeKind::Update,
@@ -76,10 +77,17 @@ impl Parse for Query {
                 let hint = super::diag::did_you_mean(other, ["append", "update", "complete"])
                     .map(|c| format!("; did you mean `{c}`?"))
                     .unwrap_or_default();
-                return Err(syn::Error::new(
+                errors.push(syn::Error::new(
                     mode_ident.span(),
                     format!("unknown output mode `{other}`: expected `append`, `update` or `complete`{hint}"),
                 ));
+                // Go on with the mode it most likely meant, so the query's items are still
+                // emitted; the checks that depend on the mode stay silent (see `check`).
+                match super::diag::did_you_mean(other, ["append", "update", "complete"]) {
+                    Some("append") => ModeKind::Append,
+                    Some("complete") => ModeKind::Complete,
+                    _ => ModeKind::Update,
+                }
             }
         };
         let mode = Mode { kind, span: mode_ident.span() };
@@ -91,7 +99,7 @@ impl Parse for Query {
             return Err(body.error("expected the end of the query: a query body is one method chain"));
         }
         let (source, calls) = unwind_chain(chain)?;
-        Ok(Query { attrs, vis, name, inputs, output, mode, source, calls })
+        Ok(Query { attrs, vis, name, inputs, output, mode, source, calls, errors })
     }
 }
 
@@ -161,8 +169,10 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_mode_with_hint() {
-        let e = parse(quote! { query Q(a: A) -> B, mode = updat { a } }).err().unwrap();
+    fn a_bad_mode_is_reported_and_the_query_kept() {
+        let f = parse(quote! { query Q(a: A) -> B, mode = updat { a } }).unwrap();
+        let e = &f.queries[0].errors[0];
         assert!(e.to_string().contains("did you mean `update`"), "{e}");
+        assert_eq!(f.queries[0].mode.kind, ModeKind::Update);
     }
 }

@@ -35,6 +35,8 @@ pub struct Plan {
     /// The pipelines, in the order they run within a batch.
     pub pipelines: Vec<Pipeline>,
     pub mode: ModeKind,
+    /// See [`Logical::append_needs_key`]: the column and its input.
+    pub append_needs_key: Option<(usize, Ident)>,
 }
 
 /// One declared input.
@@ -232,7 +234,8 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                 .then(|| if i == input { logical.input_columns.clone() } else { Vec::new() }),
         })
         .collect();
-    Plan { inputs, watermarks, operators, pipelines, mode: q.mode.kind }
+    let append_needs_key = logical.append_needs_key.map(|c| (input, c));
+    Plan { inputs, watermarks, operators, pipelines, mode: q.mode.kind, append_needs_key }
 }
 
 /// The column `name` a bare column reference names (`auction` in `select(auction)` or in

@@ -131,6 +131,21 @@ numeric_input!(i64, i64, |s, v| s.wrapping_add(v));
 numeric_input!(i32, i64, |s, v| s.wrapping_add(v as i64));
 numeric_input!(f64, f64, |s, v| s + v);
 
+/// Generated code passes every `sum`/`avg` argument through this method. When the column is
+/// not a number, method resolution fails right there — one error, under the argument, that
+/// names [`NumericInput`] — and rustc, having no type for the argument, reports nothing about
+/// the accumulators and the state built from it (a bound checked later would be reported
+/// once per use of the state's type).
+pub trait NumericColumn: Sized {
+    /// The value itself.
+    #[inline(always)]
+    fn sum_or_avg_needs_a_number(self) -> Self {
+        self
+    }
+}
+
+impl<T: NumericInput> NumericColumn for T {}
+
 /// The running sum of a nullable input: the sum of the non-null values and how many there were
 /// (Spark's `sum` is null when every value was null).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -17,4 +17,7 @@ stream_query! {
     }
 }
 
-fn main() {}
+fn main() {
+    // A parse-phase error still leaves the query's items: this line compiles.
+    let _ = Q::builder().lines(Source::memory(&MemoryStream::<Line>::new()));
+}

@@ -259,6 +259,12 @@ fn agg_update(a: &AggItem, j: usize) -> TokenStream {
     match (&a.func, &a.arg) {
         (AggFunc::CountRows, _) => quote! { __fg_acc.#j.add_row(); },
         (AggFunc::Count, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.add(#arg);),
+        (AggFunc::Sum | AggFunc::Avg, Some(arg)) => quote_spanned!(arg.span()=>
+            __fg_acc.#j.update({
+                use ::flowgate::agg::NumericColumn as _;
+                (#arg).sum_or_avg_needs_a_number()
+            });
+        ),
         (_, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.update(#arg);),
         (_, None) => quote! { compile_error!("flowgate bug: aggregate without argument"); },
     }
