@@ -1586,8 +1586,22 @@ mod tests {
     fn check_projection(mut src: FileSource) {
         src.project(&["name"]);
         let batches = read_all(&mut src).unwrap();
-        // Unread columns are zero placeholders without nulls: the schema stays as configured.
-        assert_eq!(batches[0].schema(), strict_schema());
+        // Unread columns are zero placeholders without nulls: the schema stays as configured,
+        // but for the mark on the unread columns (which generated code checks it never loads).
+        let schema = batches[0].schema();
+        let plain: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_metadata(std::collections::HashMap::new()))
+            .collect();
+        assert_eq!(Arc::new(Schema::new(plain)), strict_schema());
+        let marked: Vec<&str> = schema
+            .fields()
+            .iter()
+            .filter(|f| f.metadata().contains_key(crate::source::UNREAD_COLUMN))
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(marked, ["id", "n"]);
         assert_eq!(
             nulls_by_column(&batches),
             [("id".into(), false, 0), ("name".into(), false, 0), ("n".into(), false, 0)]
