@@ -373,3 +373,85 @@ fn dedup_within_watermark() {
 fn dedup_then_window_count() {
     golden!("dedup_then_window_count", DedupThenWindowCount, events);
 }
+
+#[derive(Record)]
+struct Order {
+    order_id: Option<i32>,
+    ts: Option<Timestamp>,
+    product_id: Option<String>,
+    qty: Option<i32>,
+}
+
+#[derive(Record)]
+struct Product {
+    product_id: Option<String>,
+    name: Option<String>,
+    price: Option<f64>,
+}
+
+#[derive(Record)]
+struct OrderLine {
+    order_id: Option<i32>,
+    product_id: Option<String>,
+    name: Option<String>,
+    qty: Option<i32>,
+    amount: Option<f64>,
+}
+
+stream_query! {
+    /// `orders.join(products, 'product_id')` with a static JSON table, then a projection.
+    query OrderLines(orders: Order, products: static Product) -> OrderLine, mode = append {
+        orders
+            .join(products, product_id)
+            .select(
+                order_id,
+                product_id,
+                name = products.name,
+                qty,
+                amount = qty.zip(products.price).map(|(q, p)| f64::from(q) * p),
+            )
+    }
+
+    /// The same as a left outer join: orders without a product keep null product columns.
+    query OrderLinesOuter(orders: Order, products: static Product) -> OrderLine, mode = append {
+        orders
+            .join(products, product_id, kind = left_outer)
+            .select(
+                order_id,
+                product_id,
+                name = products.name,
+                qty,
+                amount = qty.zip(products.price).map(|(q, p)| f64::from(q) * p),
+            )
+    }
+}
+
+/// A stream-static golden case: the stream through the staging directory as usual, the static
+/// table from the case's `static/` directory.
+macro_rules! golden_static {
+    ($case:literal, $query:ident, $stream:ident, $static_input:ident, $rows:expr) => {{
+        let staging = tempfile::tempdir().unwrap();
+        let table = MemoryTable::new();
+        let statics = flowgate_codegen_tests::cases_dir().join($case).join("static");
+        let query = $query::builder()
+            .$stream(Source::file(staging.path()).json())
+            .$static_input(Source::file(&statics).json())
+            .sink(Sink::memory(&table))
+            .shuffle_partitions(2)
+            .start()
+            .unwrap();
+        run_case($case, staging.path(), &query, &table, $rows);
+        query.stop().unwrap();
+    }};
+}
+
+#[test]
+fn stream_static_inner_join() {
+    // Spark infers `product_id IS NOT NULL` from the inner join and pushes it into the scan.
+    golden_static!("stream_static_inner_join", OrderLines, orders, products, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_static_left_outer_join() {
+    golden_static!("stream_static_left_outer_join", OrderLinesOuter, orders, products, InputRows::Check);
+}

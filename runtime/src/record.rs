@@ -80,6 +80,14 @@ pub trait ColumnType: Sized + Send + 'static {
     type Builder: Send;
     /// A value as read from the array, borrowing where it can (`&str` for `String`).
     type Ref<'a>: Copy;
+    /// A value of the optional side of an outer join: `Option<Ref>` (a nullable column stays
+    /// `Option<Ref>`, not an `Option` of an `Option`).
+    type Padded<'a>: Copy;
+
+    /// A matched value of the optional side of an outer join.
+    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_>;
+    /// The null of the optional side of an outer join, for a row without a match.
+    fn pad_null<'a>() -> Self::Padded<'a>;
 
     /// The Arrow data type.
     fn data_type() -> DataType;
@@ -161,6 +169,15 @@ macro_rules! primitive_column {
             type Array = $arr;
             type Builder = $builder;
             type Ref<'a> = $t;
+            type Padded<'a> = Option<Self::Ref<'a>>;
+            #[inline(always)]
+            fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
+                Some(r)
+            }
+            #[inline(always)]
+            fn pad_null<'a>() -> Self::Padded<'a> {
+                None
+            }
             fn data_type() -> DataType {
                 $dt
             }
@@ -195,6 +212,15 @@ impl ColumnType for String {
     type Array = StringArray;
     type Builder = StringBuilder;
     type Ref<'a> = &'a str;
+    type Padded<'a> = Option<Self::Ref<'a>>;
+    #[inline(always)]
+    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
+        Some(r)
+    }
+    #[inline(always)]
+    fn pad_null<'a>() -> Self::Padded<'a> {
+        None
+    }
     fn data_type() -> DataType {
         DataType::Utf8
     }
@@ -309,6 +335,15 @@ impl ColumnType for Timestamp {
     type Array = TimestampMicrosecondArray;
     type Builder = TimestampMicrosecondBuilder;
     type Ref<'a> = Timestamp;
+    type Padded<'a> = Option<Self::Ref<'a>>;
+    #[inline(always)]
+    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
+        Some(r)
+    }
+    #[inline(always)]
+    fn pad_null<'a>() -> Self::Padded<'a> {
+        None
+    }
     fn data_type() -> DataType {
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
     }
@@ -376,6 +411,15 @@ impl ColumnType for Date {
     type Array = Date32Array;
     type Builder = Date32Builder;
     type Ref<'a> = Date;
+    type Padded<'a> = Option<Self::Ref<'a>>;
+    #[inline(always)]
+    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
+        Some(r)
+    }
+    #[inline(always)]
+    fn pad_null<'a>() -> Self::Padded<'a> {
+        None
+    }
     fn data_type() -> DataType {
         DataType::Date32
     }
@@ -430,6 +474,15 @@ where
     type Array = T::Array;
     type Builder = T::Builder;
     type Ref<'a> = Option<T::Ref<'a>>;
+    type Padded<'a> = Option<T::Ref<'a>>;
+    #[inline(always)]
+    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
+        r
+    }
+    #[inline(always)]
+    fn pad_null<'a>() -> Self::Padded<'a> {
+        None
+    }
     fn data_type() -> DataType {
         T::data_type()
     }
@@ -503,6 +556,16 @@ impl<'a, T: ColumnType> Col<'a, T> {
     #[inline(always)]
     pub fn get(self, i: usize) -> T::Ref<'a> {
         T::get(self.0, i)
+    }
+    /// Row `i` as the optional side of an outer join gives it (see [`ColumnType::Padded`]).
+    #[inline(always)]
+    pub fn get_padded(self, i: usize) -> T::Padded<'a> {
+        T::pad(T::get(self.0, i))
+    }
+    /// The null the optional side of an outer join gives a row without a match.
+    #[inline(always)]
+    pub fn padded_null(self) -> T::Padded<'a> {
+        T::pad_null()
     }
     /// Number of rows.
     pub fn len(self) -> usize {

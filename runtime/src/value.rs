@@ -42,6 +42,12 @@ pub trait GroupKey {
     fn eq_owned(&self, other: &Self::Owned) -> bool;
     /// The owned key.
     fn to_owned_key(&self) -> Self::Owned;
+    /// Whether any column of the key is null (an equi-join key that never matches, as SQL's
+    /// `=`).
+    #[inline(always)]
+    fn has_null(&self) -> bool {
+        false
+    }
 }
 
 macro_rules! copy_key {
@@ -161,6 +167,10 @@ impl<T: GroupKey> GroupKey for Option<T> {
     fn to_owned_key(&self) -> Self::Owned {
         self.as_ref().map(T::to_owned_key)
     }
+    #[inline(always)]
+    fn has_null(&self) -> bool {
+        self.as_ref().is_none_or(T::has_null)
+    }
 }
 
 macro_rules! tuple_key {
@@ -178,6 +188,10 @@ macro_rules! tuple_key {
             #[inline(always)]
             fn to_owned_key(&self) -> Self::Owned {
                 ($(self.$idx.to_owned_key(),)+)
+            }
+            #[inline(always)]
+            fn has_null(&self) -> bool {
+                $(self.$idx.has_null())||+
             }
         }
     };

@@ -28,6 +28,8 @@ pub struct Query {
 pub struct Input {
     pub name: Ident,
     pub ty: Type,
+    /// `name: static Record`: a bounded table read once, for stream-static joins.
+    pub is_static: bool,
 }
 
 /// The declared output mode.

@@ -9,7 +9,7 @@ use super::ast::{Call, ModeKind, Query};
 use super::diag::{did_you_mean, hint, Diagnostics};
 use super::exprs::{find_aggregate_call, free_columns};
 use super::logical::{Item, LOp, Logical, Schema};
-use super::ops::{self, aggregate, dedup, OpKind};
+use super::ops::{self, aggregate, dedup, join, OpKind};
 
 /// Checks `q`; returns its logical plan (meaningful only when `diags` has no errors).
 pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
@@ -25,11 +25,14 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         trackers: 0,
         session: false,
         event_time_unknown: false,
+        joined: Vec::new(),
     };
+    // `products.col` of a static input becomes a row-loop variable before anything reads it.
+    let (calls, static_refs) = join::rewrite_static_refs(q);
     let mut ops_out = Vec::new();
     let mut i = 0;
-    while i < q.calls.len() {
-        let call = &q.calls[i];
+    while i < calls.len() {
+        let call = &calls[i];
         let name = call.name.to_string();
         let Some(spec) = ops::lookup(&name) else {
             check_unknown_operator(call, diags);
@@ -95,7 +98,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 let before = diags.count();
                 let keys = aggregate::group_keys(call, &mut cx, diags);
                 cx.event_time_unknown |= diags.count() > before;
-                match q.calls.get(i + 1) {
+                match calls.get(i + 1) {
                     Some(next) if next.name == "agg" => {
                         let aggs = aggregate::agg_items(next, &mut cx, diags);
                         aggregate::check_chained_aggregation(&cx, &call.name, diags);
@@ -121,6 +124,11 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             }
             OpKind::Sort => check_sort(q, &cx, call, diags),
             OpKind::Limit => check_limit(q, call, diags),
+            OpKind::Join => {
+                if let Some(op) = join::check(q, &mut cx, call, &static_refs, diags) {
+                    ops_out.push(op);
+                }
+            }
             OpKind::Dedup | OpKind::DedupWithinWatermark => {
                 let within = spec.kind == OpKind::DedupWithinWatermark;
                 if let Some(op) = dedup::check(&mut cx, call, within, diags) {
@@ -160,6 +168,8 @@ pub(crate) struct Cx {
     pub trackers: usize,
     /// Whether the aggregation groups by a session window.
     pub session: bool,
+    /// The static inputs joined so far.
+    pub joined: Vec<usize>,
     /// Whether an error in a `with_watermark` or a grouping key left the event time unknown:
     /// the rules about it (append mode) then stay silent instead of adding a false error.
     pub event_time_unknown: bool,
@@ -207,12 +217,23 @@ fn check_source(q: &Query, diags: &mut Diagnostics) -> usize {
     }
 }
 
-/// Rule: one input per query until union and joins exist.
+/// Rule: the pipeline reads one stream; other inputs are static tables it joins (until union
+/// and stream-stream joins exist).
 fn check_single_input(q: &Query, diags: &mut Diagnostics) {
-    for extra in q.inputs.iter().skip(1) {
+    for extra in q.inputs.iter().filter(|i| !i.is_static && i.name != q.source) {
         diags.error(
             extra.name.span(),
-            "queries over several inputs (union, joins) are not supported yet: declare one input",
+            format!(
+                "queries over several streams (union, stream-stream joins) are not supported yet: declare `{}: static {}` to join it as a static table, or remove it",
+                extra.name,
+                quote::ToTokens::to_token_stream(&extra.ty)
+            ),
+        );
+    }
+    if let Some(src) = q.inputs.iter().find(|i| i.name == q.source && i.is_static) {
+        diags.error(
+            q.source.span(),
+            format!("`{}` is static: a query's pipeline starts from a stream, and joins the static input with `.join({}, ...)`", src.name, src.name),
         );
     }
 }

@@ -12,7 +12,7 @@ use syn::{Ident, Type};
 
 use super::ast::{ModeKind, Query};
 use super::logical::LOp;
-use super::ops::{aggregate, dedup};
+use super::ops::{aggregate, dedup, join};
 use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, Source};
 
 /// The query's items: its type, spec, plan and builder.
@@ -96,6 +96,18 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
         }
         None => TokenStream::new(),
     };
+    // Each stream-static join's index, built on the first batch and kept by the closure.
+    let join_specs: Vec<&super::logical::JoinSpec> = plan
+        .pipelines
+        .iter()
+        .flat_map(|p| &p.ops)
+        .filter_map(|op| match op {
+            LOp::Join { spec } => Some(spec),
+            _ => None,
+        })
+        .collect();
+    let join_slots: Vec<Ident> = join_specs.iter().map(|j| join::slot(j)).collect();
+    let join_prepare: Vec<TokenStream> = join_specs.iter().map(|j| join::emit_prepare(plan, j)).collect();
     // Only the bindings the pipelines use: the trackers where a row loop observes event
     // time, the batch's two watermarks where a stateful operator drops or evicts by them.
     let mut bind_watermarks = TokenStream::new();
@@ -110,10 +122,12 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
     }
     quote! {
         #rustc_rules
+        #( let mut #join_slots = ::core::option::Option::None; )*
         ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new(( #(#inits,)* ), #watermarks, move |__fg_state, __fg_ctx, __fg_inputs| {
             #bind_ops
             #bind_watermarks
             #(#begin)*
+            #(#join_prepare)*
             #(#pipelines)*
         }))
     }
@@ -162,6 +176,7 @@ fn emit_skeleton(q: &Query, plan_body: TokenStream, reads: Vec<TokenStream>) -> 
     let in_strs: Vec<String> = in_names.iter().map(|i| i.to_string()).collect();
     let in_tys: Vec<&Type> = q.inputs.iter().map(|i| &i.ty).collect();
     let idx: Vec<usize> = (0..q.inputs.len()).collect();
+    let statics: Vec<bool> = q.inputs.iter().map(|i| i.is_static).collect();
     let builder_doc =
         format!("Sets up and starts [`{name}`]: one setter per input, then `sink`, `trigger`, … and `start`.");
     let setter_docs: Vec<String> = in_strs.iter().map(|n| format!("The source of input `{n}`.")).collect();
@@ -188,6 +203,7 @@ fn emit_skeleton(q: &Query, plan_body: TokenStream, reads: Vec<TokenStream>) -> 
                 ::flowgate::engine::QuerySpec {
                     name: #name_str,
                     inputs: ::std::vec![ #( (#in_strs, #in_schema) ),* ],
+                    static_inputs: ::std::vec![ #(#statics),* ],
                     input_reads: ::std::vec![ #(#reads),* ],
                     output: #out_schema,
                     output_mode: #mode,
@@ -281,6 +297,7 @@ fn fuse_live(
             let check = dedup::emit_row(*op, spec, &quote! { continue; });
             quote! { #check #inner }
         }
+        LOp::Join { spec } => join::emit_row(spec, inner, &quote! { continue; }),
         LOp::Aggregate { .. } => quote! { compile_error!("flowgate bug: aggregate inside a fused stage"); },
     };
     quote! { #bind #op }
@@ -461,6 +478,7 @@ fn emit_input_rows(q: &Query, plan: &Plan, p: &Pipeline, input: usize, ends: &[T
         }),
         LOp::Watermark { column, .. } => observe(column),
         LOp::Dedup { op, spec } => dedup::emit_row(*op, spec, &reject),
+        LOp::Join { spec } => join::emit_row(spec, TokenStream::new(), &reject),
         _ => quote! { compile_error!("flowgate bug: only filters pass the input through"); },
     });
     let (wm_start, wm_end) = watermark_unit(p);

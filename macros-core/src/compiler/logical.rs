@@ -68,9 +68,76 @@ pub enum LOp {
     Aggregate { keys: Vec<Key>, aggs: Vec<AggItem>, event_time_key: Option<usize> },
     /// `with_watermark(column, delay)`: observe event times here, into tracker `tracker`.
     Watermark { column: Ident, delay: i64, tracker: usize },
+    /// `join(static_input, keys.., kind = .., on = ..)`: each stream row with the static
+    /// rows whose key equals its own (a stream-static join).
+    Join { spec: JoinSpec },
     /// `drop_duplicates(...)` / `drop_duplicates_within_watermark(...)` / `distinct()`: keep
     /// the first row per key. `op` is its stateful operator id (set by the plan phase).
     Dedup { op: usize, spec: DedupSpec },
+}
+
+/// The join types of a stream-static join (the stream on the left), as Spark allows them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum JoinKind {
+    Inner,
+    /// Every stream row; the static columns null where nothing matches.
+    LeftOuter,
+    /// The stream rows with a match, once each, with the stream's columns only.
+    LeftSemi,
+    /// The stream rows without a match, with the stream's columns only.
+    LeftAnti,
+}
+
+/// A stream-static join.
+#[derive(Clone)]
+pub struct JoinSpec {
+    /// The static input's index and name.
+    pub input: usize,
+    pub input_name: Ident,
+    pub kind: JoinKind,
+    /// Equi-join keys: the stream side's expression, the static side's column.
+    pub keys: Vec<(Expr, Ident)>,
+    /// The extra condition (`on = ...`), over both sides' columns.
+    pub condition: Option<Expr>,
+    /// The static columns the query reads after the join (or in its condition).
+    pub fields: Vec<Ident>,
+}
+
+impl JoinSpec {
+    /// The variable standing for static column `field` in the row loop (the user writes
+    /// `products.field`).
+    pub fn var(input_name: &Ident, field: &Ident) -> Ident {
+        Ident::new(&format!("__fg_{input_name}_{field}"), field.span())
+    }
+
+    /// The columns a join defines in the row loop.
+    pub fn vars(&self) -> Vec<Ident> {
+        self.fields.iter().map(|f| Self::var(&self.input_name, f)).collect()
+    }
+
+    /// The static input's columns it reads: keys, then the others.
+    pub fn static_reads(&self) -> Vec<Ident> {
+        let mut r: Vec<Ident> = self.keys.iter().map(|(_, f)| f.clone()).collect();
+        for f in &self.fields {
+            if !r.contains(f) {
+                r.push(f.clone());
+            }
+        }
+        r
+    }
+}
+
+impl std::fmt::Display for JoinSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use quote::ToTokens;
+        let keys: Vec<String> =
+            self.keys.iter().map(|(e, s)| format!("{} = {}.{s}", e.to_token_stream(), self.input_name)).collect();
+        write!(f, "{:?} join with static {} on [{}]", self.kind, self.input_name, keys.join(", "))?;
+        if let Some(c) = &self.condition {
+            write!(f, " and {}", c.to_token_stream())?;
+        }
+        Ok(())
+    }
 }
 
 /// What a deduplication keys on and how its state ends.

@@ -48,7 +48,7 @@ impl Parse for Query {
         parenthesized!(content in input);
         let mut inputs = Vec::new();
         for pair in Punctuated::<InputDecl, Token![,]>::parse_terminated(&content)? {
-            inputs.push(Input { name: pair.name, ty: pair.ty });
+            inputs.push(Input { name: pair.name, ty: pair.ty, is_static: pair.is_static });
         }
         if inputs.is_empty() {
             return Err(syn::Error::new(
@@ -106,14 +106,16 @@ impl Parse for Query {
 struct InputDecl {
     name: Ident,
     ty: Type,
+    is_static: bool,
 }
 
 impl Parse for InputDecl {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let name: Ident = input.parse()?;
         input.parse::<Token![:]>()?;
+        let is_static = input.parse::<Option<Token![static]>>()?.is_some();
         let ty: Type = input.parse()?;
-        Ok(InputDecl { name, ty })
+        Ok(InputDecl { name, ty, is_static })
     }
 }
 

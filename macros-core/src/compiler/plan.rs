@@ -22,7 +22,7 @@ use syn::{Expr, Ident, Type};
 
 use super::ast::{ModeKind, Query};
 use super::exprs::free_columns;
-use super::logical::{AggFunc, AggItem, DedupSpec, Key, KeyKind, LOp, Logical, Schema};
+use super::logical::{AggFunc, AggItem, DedupSpec, JoinSpec, Key, KeyKind, LOp, Logical, Schema};
 
 /// The physical plan of one query.
 pub struct Plan {
@@ -223,6 +223,14 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
     let reads_all = pipelines
         .iter()
         .any(|p| matches!(p.sink, Sink::Output(OutputPlan::InputRows)) && p.source == Source::Input(input));
+    let joins: Vec<JoinSpec> = pipelines
+        .iter()
+        .flat_map(|p| &p.ops)
+        .filter_map(|op| match op {
+            LOp::Join { spec } => Some(spec.clone()),
+            _ => None,
+        })
+        .collect();
     let inputs = q
         .inputs
         .iter()
@@ -230,8 +238,11 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         .map(|(i, decl)| InputPlan {
             name: decl.name.clone(),
             ty: decl.ty.clone(),
-            reads: (i != input || !reads_all)
-                .then(|| if i == input { logical.input_columns.clone() } else { Vec::new() }),
+            reads: if i == input {
+                (!reads_all).then(|| logical.input_columns.clone())
+            } else {
+                Some(joins.iter().filter(|j| j.input == i).flat_map(JoinSpec::static_reads).collect())
+            },
         })
         .collect();
     let append_needs_key = logical.append_needs_key.map(|c| (input, c));
@@ -252,7 +263,10 @@ pub fn bare_column(expr: &Expr) -> Option<Ident> {
 /// Whether an operator changes which rows there are (then no output column is a slice of
 /// the input).
 fn changes_rows(op: &LOp) -> bool {
-    matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. })
+    matches!(
+        op,
+        LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. } | LOp::Join { .. }
+    )
 }
 
 /// The input column that output column `name` is, unchanged, after the stateless operators
@@ -270,7 +284,9 @@ fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
                 None => {}
             },
             LOp::Watermark { .. } => {}
-            LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. } => return None,
+            LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. } | LOp::Join { .. } => {
+                return None
+            }
         }
     }
     Some(current)
@@ -290,6 +306,13 @@ fn reads_of(op: &LOp, live: Option<&[bool]>) -> Vec<String> {
         LOp::FlatMap { expr, .. } => free_columns(expr).iter().map(Ident::to_string).collect(),
         LOp::Watermark { column, .. } => vec![column.to_string()],
         LOp::Dedup { spec, .. } => spec.reads().iter().map(Ident::to_string).collect(),
+        LOp::Join { spec } => spec
+            .keys
+            .iter()
+            .flat_map(|(e, _)| free_columns(e))
+            .chain(spec.condition.iter().flat_map(free_columns))
+            .map(|c| c.to_string())
+            .collect(),
         LOp::Aggregate { .. } => Vec::new(),
     }
 }
@@ -320,6 +343,12 @@ fn liveness(ops: &[LOp], built: &[&Ident]) -> (Vec<Vec<bool>>, HashSet<String>) 
             }
             LOp::FlatMap { name, .. } => {
                 needed.remove(&name.to_string());
+                needed.extend(reads_of(op, None));
+            }
+            LOp::Join { spec } => {
+                for v in spec.vars() {
+                    needed.remove(&v.to_string());
+                }
                 needed.extend(reads_of(op, None));
             }
             other => needed.extend(reads_of(other, None)),
@@ -357,6 +386,10 @@ fn bind_points(ops: &[LOp], live: &[Vec<bool>], row_inputs: &[Ident], terminal: 
             }
             Some(LOp::FlatMap { name, .. }) => {
                 defined.insert(name.to_string());
+                flat_map_at.get_or_insert(k);
+            }
+            Some(LOp::Join { spec }) => {
+                defined.extend(spec.vars().iter().map(Ident::to_string));
                 flat_map_at.get_or_insert(k);
             }
             _ => {}
@@ -445,7 +478,13 @@ impl fmt::Display for Plan {
     /// A readable dump for snapshot tests and `FLOWGATE_DUMP_PLAN`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, input) in self.inputs.iter().enumerate() {
+            let is_static = self
+                .pipelines
+                .iter()
+                .flat_map(|p| &p.ops)
+                .any(|op| matches!(op, LOp::Join { spec } if spec.input == i));
             let reads = match &input.reads {
+                Some(cols) if is_static => format!("static, read once, reads [{}]", idents(cols)),
                 Some(cols) => format!("reads [{}]", idents(cols)),
                 None => "reads every column (the rows are the output)".to_string(),
             };
@@ -498,6 +537,10 @@ impl fmt::Display for Plan {
                         writeln!(f, "    observe max event time of {column} (watermark #{tracker})")?
                     }
                     LOp::Dedup { op, .. } => writeln!(f, "    keep the first row per key (stateful #{op})")?,
+                    LOp::Join { spec } => {
+                        let fields = spec.fields.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ");
+                        writeln!(f, "    {spec}, reading [{fields}] (static side indexed once, when the query starts)")?
+                    }
                     LOp::Aggregate { .. } => writeln!(f, "    (aggregate)")?,
                 }
             }

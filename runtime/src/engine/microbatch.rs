@@ -16,12 +16,26 @@ use crate::sink::SinkImpl;
 use crate::source::{Offset, ReadLimit, SourceImpl};
 use crate::OutputMode;
 
+/// Where a declared input's rows come from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum InputSlot {
+    /// A stream: `sources[j]`, with offsets in the log.
+    Stream(usize),
+    /// A static table: `statics[k]`, read once.
+    Static(usize),
+}
+
 pub(crate) struct MicroBatch {
     pub id: String,
     pub run_id: String,
     pub name: String,
     pub output_mode: OutputMode,
+    /// The stream inputs, in declaration order.
     pub sources: Vec<Box<dyn SourceImpl>>,
+    /// The static inputs (name, source), in declaration order.
+    pub statics: Vec<(&'static str, Box<dyn SourceImpl>)>,
+    /// Per declared input, where its rows come from.
+    pub slots: Vec<InputSlot>,
     pub sink: Box<dyn SinkImpl>,
     pub plan: Box<dyn Plan>,
     pub trigger: Trigger,
@@ -58,6 +72,9 @@ impl MicroBatch {
             }
         }
         for s in &mut self.sources {
+            s.stop();
+        }
+        for (_, s) in &mut self.statics {
             s.stop();
         }
         self.shared.update(|st| {
@@ -123,6 +140,7 @@ impl MicroBatch {
             rerun = resume.rerun;
             tracing::info!(query = %self.name, next_batch, rerun = rerun.is_some(), "resuming from checkpoint");
         }
+        let static_rows = self.read_statics()?;
         if self.trigger == Trigger::AvailableNow {
             for s in &mut self.sources {
                 s.prepare_available_now()?;
@@ -194,8 +212,16 @@ impl MicroBatch {
             self.shared.update(|st| st.message = "Processing new data".into());
             let batch_id = next_batch;
             let watermarks = has_watermark.then_some(Watermarks { late: wm_last, eviction: wm_next });
-            let next =
-                self.run_batch(batch_id, &committed, &ends, watermarks, trigger_start, last_trigger_start, latest_ms)?;
+            let next = self.run_batch(
+                batch_id,
+                &committed,
+                &ends,
+                &static_rows,
+                watermarks,
+                trigger_start,
+                last_trigger_start,
+                latest_ms,
+            )?;
             if let Some(next) = next {
                 wm_last = wm_next;
                 wm_next = next;
@@ -215,6 +241,25 @@ impl MicroBatch {
         }
     }
 
+    /// Reads every static input whole, once, before the first batch (Spark re-plans its static
+    /// side per batch; flowgate reads it when the query starts, and again after a restart).
+    fn read_statics(&mut self) -> Result<Vec<Vec<RecordBatch>>> {
+        let mut out = Vec::with_capacity(self.statics.len());
+        for (name, s) in &mut self.statics {
+            let description = s.description();
+            let what = || format!("reading static input `{name}` from {description}");
+            s.prepare_available_now().map_err(|e| e.context(what()))?;
+            let end = s.latest_offset(None, ReadLimit::All).map_err(|e| e.context(what()))?;
+            let rows = match end {
+                Some(end) => s.get_batch(None, &end).map_err(|e| e.context(what()))?,
+                None => Vec::new(),
+            };
+            tracing::info!(query = %self.name, input = %name, rows = rows.iter().map(RecordBatch::num_rows).sum::<usize>(), "static input read");
+            out.push(rows);
+        }
+        Ok(out)
+    }
+
     /// Runs one batch; returns the watermark for the next batch when the query has one.
     #[allow(clippy::too_many_arguments)]
     fn run_batch(
@@ -222,6 +267,7 @@ impl MicroBatch {
         batch_id: u64,
         starts: &Offsets,
         ends: &Offsets,
+        static_rows: &[Vec<RecordBatch>],
         watermarks: Option<Watermarks>,
         trigger_start: Instant,
         last_trigger_start: Option<Instant>,
@@ -242,7 +288,7 @@ impl MicroBatch {
         }
         durations.insert("walCommit".to_string(), ms(t.elapsed()));
         let t = Instant::now();
-        let mut inputs: Vec<Vec<RecordBatch>> = Vec::with_capacity(self.sources.len());
+        let mut streams: Vec<Vec<RecordBatch>> = Vec::with_capacity(self.sources.len());
         let mut source_progress = Vec::with_capacity(self.sources.len());
         for ((s, start), end) in self.sources.iter_mut().zip(starts).zip(ends) {
             let batches = match end {
@@ -258,8 +304,17 @@ impl MicroBatch {
                 end_offset: end.as_ref().map(Offset::to_string),
                 num_input_rows: rows as u64,
             });
-            inputs.push(batches);
+            streams.push(batches);
         }
+        let mut streams = streams.into_iter().map(Some).collect::<Vec<_>>();
+        let inputs: Vec<Vec<RecordBatch>> = self
+            .slots
+            .iter()
+            .map(|slot| match *slot {
+                InputSlot::Stream(j) => streams[j].take().unwrap_or_default(),
+                InputSlot::Static(k) => static_rows[k].clone(),
+            })
+            .collect();
         durations.insert("getBatch".to_string(), ms(t.elapsed()));
 
         let t = Instant::now();

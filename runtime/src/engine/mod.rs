@@ -218,6 +218,9 @@ pub struct QuerySpec {
     pub name: &'static str,
     /// Input names in declaration order, with the schema of each input's record.
     pub inputs: Vec<(&'static str, SchemaRef)>,
+    /// Per input, whether it is static (declared `name: static Record`): a bounded table read
+    /// once when the query starts, joined with the streams, never part of the offset log.
+    pub static_inputs: Vec<bool>,
     /// Per input, the columns the plan reads, as the compiler found them; `None` when it
     /// needs every column. Sources are told (`SourceImpl::project`) so they can skip
     /// decoding the others.
@@ -333,6 +336,19 @@ impl QueryBuilder {
             }
             sources.push(src);
         }
+        // Static inputs are read once, apart from the streams and their offsets.
+        let mut streams = Vec::new();
+        let mut statics = Vec::new();
+        let mut slots = Vec::new();
+        for (i, src) in sources.into_iter().enumerate() {
+            if self.spec.static_inputs.get(i).copied().unwrap_or(false) {
+                slots.push(microbatch::InputSlot::Static(statics.len()));
+                statics.push((self.spec.inputs[i].0, src));
+            } else {
+                slots.push(microbatch::InputSlot::Stream(streams.len()));
+                streams.push(src);
+            }
+        }
         let sink = self.sink.ok_or_else(|| {
             Error::Plan(format!("query `{}` has no sink: call `.sink(Sink::console())` or another", self.spec.name))
         })?;
@@ -356,8 +372,14 @@ impl QueryBuilder {
                     .spec
                     .inputs
                     .iter()
-                    .zip(&sources)
-                    .map(|((n, schema), src)| (n.to_string(), schema_string(schema), src.description()))
+                    .zip(&slots)
+                    .map(|((n, schema), slot)| {
+                        let description = match *slot {
+                            microbatch::InputSlot::Stream(j) => streams[j].description(),
+                            microbatch::InputSlot::Static(k) => format!("static {}", statics[k].1.description()),
+                        };
+                        (n.to_string(), schema_string(schema), description)
+                    })
                     .collect();
                 let meta = checkpoint::metadata(
                     &id,
@@ -368,7 +390,7 @@ impl QueryBuilder {
                     partitions,
                     &plan_state.state_schema(),
                 );
-                let cp = checkpoint::QueryCheckpoint::open(dir, meta, &plan_state.state_schema(), sources.len())?;
+                let cp = checkpoint::QueryCheckpoint::open(dir, meta, &plan_state.state_schema(), streams.len())?;
                 id = cp.id.clone();
                 Some(cp)
             }
@@ -378,7 +400,9 @@ impl QueryBuilder {
             run_id: new_id(),
             name: name.clone(),
             output_mode: self.spec.output_mode,
-            sources,
+            sources: streams,
+            statics,
+            slots,
             sink: sink.inner,
             plan,
             trigger: self.trigger,

@@ -32,6 +32,7 @@
 
 pub mod aggregate;
 pub mod dedup;
+pub mod join;
 pub mod keyed;
 pub mod session;
 

@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod dedup;
+pub mod join;
 
 /// What an operator does, as the check phase sees it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -19,6 +20,8 @@ pub enum OpKind {
     Sort,
     /// `limit`: not in update mode (Spark's rule).
     Limit,
+    /// `join(static_input, keys.., kind = .., on = ..)`.
+    Join,
     /// `drop_duplicates(cols..)`, `distinct()`.
     Dedup,
     /// `drop_duplicates_within_watermark(cols..)`: needs a watermark (Spark's rule).
@@ -48,7 +51,7 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "drop_duplicates", kind: OpKind::Dedup },
     OpSpec { name: "drop_duplicates_within_watermark", kind: OpKind::DedupWithinWatermark },
     OpSpec { name: "distinct", kind: OpKind::Dedup },
-    OpSpec { name: "join", kind: OpKind::Unsupported("joins are not implemented yet") },
+    OpSpec { name: "join", kind: OpKind::Join },
     OpSpec { name: "union", kind: OpKind::Unsupported("union is not implemented yet") },
     OpSpec { name: "order_by", kind: OpKind::Sort },
     OpSpec { name: "sort", kind: OpKind::Sort },

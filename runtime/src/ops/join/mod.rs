@@ -1,0 +1,90 @@
+//! Stream-static joins (Spark's broadcast of a static table against each micro-batch): the
+//! static side is read once, when the query starts, and indexed by its equi-join key; every
+//! stream row probes the index. Not a stateful operator: nothing is checkpointed, and a
+//! restart reads the static input again.
+//!
+//! Join types with the stream on the left, as Spark allows them: inner, left outer (the
+//! static columns become nullable: [`crate::ColumnType::Padded`]), left semi and left anti.
+//! A key with a null column never matches (SQL `=`), on either side.
+
+use arrow_array::RecordBatch;
+use hashbrown::HashTable;
+
+use crate::value::{hash_key, GroupKey};
+
+/// The static side of a join: its batches and an index from key to rows.
+pub struct StaticTable<K> {
+    batches: Vec<RecordBatch>,
+    index: HashTable<(K, Vec<(u32, u32)>)>,
+    rows: usize,
+}
+
+impl<K> StaticTable<K>
+where
+    K: GroupKey<Owned = K> + Eq,
+{
+    /// An empty index over `batches` (fill it with [`StaticTable::insert`]).
+    pub fn new(batches: Vec<RecordBatch>) -> Self {
+        StaticTable { batches, index: HashTable::new(), rows: 0 }
+    }
+
+    /// The static rows, by batch.
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// Indexes row `row` of batch `batch` under `key`; a key with a null column is left out.
+    #[inline]
+    pub fn insert<Q: GroupKey<Owned = K>>(&mut self, key: Q, batch: usize, row: usize) {
+        if key.has_null() {
+            return;
+        }
+        let hash = hash_key(&key);
+        let at = (batch as u32, row as u32);
+        match self.index.find_mut(hash, |(k, _)| key.eq_owned(k)) {
+            Some((_, rows)) => rows.push(at),
+            None => {
+                self.index.insert_unique(hash, (key.to_owned_key(), vec![at]), |(k, _)| hash_key(k));
+            }
+        }
+        self.rows += 1;
+    }
+
+    /// The `(batch, row)`s whose key equals `key`, in the order they were read; none for a key
+    /// with a null column.
+    #[inline]
+    pub fn matches<Q: GroupKey<Owned = K>>(&self, key: &Q) -> &[(u32, u32)] {
+        if key.has_null() {
+            return &[];
+        }
+        self.index.find(hash_key(key), |(k, _)| key.eq_owned(k)).map_or(&[], |(_, rows)| rows.as_slice())
+    }
+
+    /// Number of indexed rows.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_index_their_rows_in_order_and_nulls_never_match() {
+        let mut t: StaticTable<(Option<String>,)> = StaticTable::new(Vec::new());
+        t.insert((Some("p1"),), 0, 0);
+        t.insert((Some("p3"),), 0, 2);
+        t.insert((Some("p3"),), 1, 0);
+        t.insert((None::<&str>,), 1, 1);
+        assert_eq!(t.matches(&(Some("p3"),)), &[(0, 2), (1, 0)]);
+        assert_eq!(t.matches(&(Some("p2"),)), &[]);
+        assert_eq!(t.matches(&(None::<&str>,)), &[], "a null key matches nothing, not the null row");
+        assert_eq!(t.len(), 3);
+    }
+}
