@@ -455,3 +455,31 @@ fn stream_static_inner_join() {
 fn stream_static_left_outer_join() {
     golden_static!("stream_static_left_outer_join", OrderLinesOuter, orders, products, InputRows::Check);
 }
+
+stream_query! {
+    /// `orders.join(products, 'product_id', 'left_semi')`: the orders that have a product.
+    query OrdersWithProduct(orders: Order, products: static Product) -> Order, mode = append {
+        orders.join(products, product_id, kind = left_semi)
+    }
+
+    /// `orders.join(products, 'product_id', 'left_anti')`: the orders without one.
+    query OrdersWithoutProduct(orders: Order, products: static Product) -> Order, mode = append {
+        orders.join(products, product_id, kind = left_anti)
+    }
+}
+
+#[test]
+fn stream_static_left_semi_join() {
+    golden_static!(
+        "stream_static_left_semi_join",
+        OrdersWithProduct,
+        orders,
+        products,
+        InputRows::SparkPushesFiltersDown
+    );
+}
+
+#[test]
+fn stream_static_left_anti_join() {
+    golden_static!("stream_static_left_anti_join", OrdersWithoutProduct, orders, products, InputRows::Check);
+}

@@ -8,7 +8,7 @@ use syn::{Expr, Ident, Type};
 use super::ast::{Call, ModeKind, Query};
 use super::diag::{did_you_mean, hint, Diagnostics};
 use super::exprs::{find_aggregate_call, free_columns};
-use super::logical::{Item, LOp, Logical, Schema};
+use super::logical::{Item, JoinKind, LOp, Logical, Schema};
 use super::ops::{self, aggregate, dedup, join, OpKind};
 
 /// Checks `q`; returns its logical plan (meaningful only when `diags` has no errors).
@@ -220,7 +220,23 @@ fn check_source(q: &Query, diags: &mut Diagnostics) -> usize {
 /// Rule: the pipeline reads one stream; other inputs are static tables it joins (until union
 /// and stream-stream joins exist).
 fn check_single_input(q: &Query, diags: &mut Diagnostics) {
-    for extra in q.inputs.iter().filter(|i| !i.is_static && i.name != q.source) {
+    if !q.inputs.iter().any(|i| i.name == q.source) {
+        return; // `check_source` said which input it meant.
+    }
+    if let Some(src) = q.inputs.iter().find(|i| i.name == q.source && i.is_static) {
+        diags.error(
+            q.source.span(),
+            format!("`{}` is static: a query's pipeline starts from a stream, and joins the static input with `.join({}, ...)`", src.name, src.name),
+        );
+        return;
+    }
+    // A stream named in a `join` is the join's mistake, reported there.
+    let joined = |name: &Ident| {
+        q.calls
+            .iter()
+            .any(|c| c.name == "join" && matches!(c.args.first(), Some(Expr::Path(p)) if p.path.is_ident(name)))
+    };
+    for extra in q.inputs.iter().filter(|i| !i.is_static && i.name != q.source && !joined(&i.name)) {
         diags.error(
             extra.name.span(),
             format!(
@@ -228,12 +244,6 @@ fn check_single_input(q: &Query, diags: &mut Diagnostics) {
                 extra.name,
                 quote::ToTokens::to_token_stream(&extra.ty)
             ),
-        );
-    }
-    if let Some(src) = q.inputs.iter().find(|i| i.name == q.source && i.is_static) {
-        diags.error(
-            q.source.span(),
-            format!("`{}` is static: a query's pipeline starts from a stream, and joins the static input with `.join({}, ...)`", src.name, src.name),
         );
     }
 }
@@ -428,10 +438,17 @@ pub(crate) fn optional_name(arg: &Expr, diags: &mut Diagnostics) -> Option<(Opti
 
 /// Rule: the output columns must be known to build the output record.
 fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Diagnostics) {
+    if !q.inputs.iter().any(|i| i.name == q.source) {
+        return; // An unknown input has no columns to judge.
+    }
     if let Schema::Open { defined } = schema {
-        let only_filters =
-            ops.iter().all(|o| matches!(o, LOp::Filter { .. } | LOp::Watermark { .. } | LOp::Dedup { .. }));
-        let same_type = q.inputs.first().is_some_and(|i| same_type(&i.ty, &q.output));
+        // Semi and anti joins only choose rows, as filters do.
+        let only_filters = ops.iter().all(|o| match o {
+            LOp::Filter { .. } | LOp::Watermark { .. } | LOp::Dedup { .. } => true,
+            LOp::Join { spec } => matches!(spec.kind, JoinKind::LeftSemi | JoinKind::LeftAnti),
+            _ => false,
+        });
+        let same_type = q.inputs.iter().find(|i| i.name == q.source).is_some_and(|i| same_type(&i.ty, &q.output));
         if !(only_filters && same_type) {
             let span = q.calls.last().map(|c| c.name.span()).unwrap_or_else(|| q.source.span());
             let extra =

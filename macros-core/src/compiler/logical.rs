@@ -134,7 +134,12 @@ impl std::fmt::Display for JoinSpec {
             self.keys.iter().map(|(e, s)| format!("{} = {}.{s}", e.to_token_stream(), self.input_name)).collect();
         write!(f, "{:?} join with static {} on [{}]", self.kind, self.input_name, keys.join(", "))?;
         if let Some(c) = &self.condition {
-            write!(f, " and {}", c.to_token_stream())?;
+            // Shown as written: `products.col`, not its row-loop variable.
+            let text = c
+                .to_token_stream()
+                .to_string()
+                .replace(&format!("__fg_{}_", self.input_name), &format!("{}.", self.input_name));
+            write!(f, " and {text}")?;
         }
         Ok(())
     }

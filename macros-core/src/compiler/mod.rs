@@ -185,6 +185,18 @@ mod snapshot_tests {
         }));
     }
 
+    /// A stream-static left outer join with an extra condition, then a projection.
+    #[test]
+    fn stream_static_join_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query J(orders: Order, prices: static Price) -> Priced, mode = append {
+                orders
+                    .join(prices, product = prices.sku, kind = left_outer, on = qty >= prices.min_qty)
+                    .select(id, label = prices.label, total = prices.unit.map(|u| u * qty as f64))
+            }
+        }));
+    }
+
     /// The code of a two-operator query: the dedup check inside the aggregation's row loop.
     #[test]
     fn dedup_then_aggregate_expansion() {

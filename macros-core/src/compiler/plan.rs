@@ -539,7 +539,7 @@ impl fmt::Display for Plan {
                     LOp::Dedup { op, .. } => writeln!(f, "    keep the first row per key (stateful #{op})")?,
                     LOp::Join { spec } => {
                         let fields = spec.fields.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ");
-                        writeln!(f, "    {spec}, reading [{fields}] (static side indexed once, when the query starts)")?
+                        writeln!(f, "    {spec}, binding [{fields}] per match (static side indexed once, when the query starts)")?
                     }
                     LOp::Aggregate { .. } => writeln!(f, "    (aggregate)")?,
                 }

@@ -47,7 +47,11 @@ pub fn rewrite_static_refs(q: &Query) -> (Vec<Call>, StaticRefs) {
                     continue;
                 }
             }
-            let mut r = Rewriter { statics: &statics, refs: &mut refs };
+            // A join's own key columns are read from the static side when it is indexed, not
+            // per match: they do not count as columns the query reads after the join.
+            let is_key = call.name == "join" && !matches!(&arg, Expr::Assign(a) if is_ident(&a.left, "on"));
+            let mut scratch = StaticRefs::new();
+            let mut r = Rewriter { statics: &statics, refs: if is_key { &mut scratch } else { &mut refs } };
             r.visit_expr_mut(&mut arg);
             args.push(arg);
         }
@@ -330,7 +334,7 @@ pub fn emit_row(spec: &JoinSpec, inner: TokenStream, reject: &TokenStream) -> To
     let cols = columns_var(spec);
     let stream_keys = spec.keys.iter().map(|(e, _)| e);
     let binds = |padded: bool| {
-        let b = spec.fields.iter().map(move |f| {
+        let b = spec.fields.iter().map(|f| {
             let var = JoinSpec::var(&spec.input_name, f);
             let field = Ident::new(&f.to_string(), f.span());
             if padded {
@@ -352,7 +356,15 @@ pub fn emit_row(spec: &JoinSpec, inner: TokenStream, reject: &TokenStream) -> To
             quote! { #key for &(__fg_b, __fg_r) in __fg_matches { #b #c #inner } }
         }
         JoinKind::LeftOuter => {
-            let (b, c) = (binds(true), cond(quote!(continue;)));
+            // The condition sees the matched row as it is; what follows sees it padded.
+            let c = match &spec.condition {
+                Some(_) => {
+                    let (plain, c) = (binds(false), cond(quote!(continue;)));
+                    quote! { #plain #c }
+                }
+                None => TokenStream::new(),
+            };
+            let b = binds(true);
             let none_var = format_ident!("__fg_none_{}", spec.input_name);
             let nulls = spec.fields.iter().map(|f| {
                 let var = JoinSpec::var(&spec.input_name, f);
@@ -363,8 +375,8 @@ pub fn emit_row(spec: &JoinSpec, inner: TokenStream, reject: &TokenStream) -> To
                 #key
                 let mut __fg_hit = false;
                 for &(__fg_b, __fg_r) in __fg_matches {
-                    #b
                     #c
+                    #b
                     __fg_hit = true;
                     #inner
                 }
