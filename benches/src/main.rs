@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p flowgate-benches -- core        # word count + grouped sum, 10 M rows
 //! cargo run --release -p flowgate-benches -- windowed    # 1-minute windows, 10 M events, 100 K keys
+//! cargo run --release -p flowgate-benches -- ops         # dedup, stream-static join
 //! cargo run --release -p flowgate-benches -- all --rows 1000000 --runs 5
 //! cargo run --release -p flowgate-benches -- compare     # + Apache Spark, from the same files (JSON, Parquet)
 //! cargo run --release -p flowgate-benches -- latency --rate 100000 --seconds 5
@@ -17,6 +18,7 @@ mod data;
 mod files;
 mod latency;
 mod nexmark;
+mod ops;
 mod workloads;
 
 use std::time::{Duration, Instant};
@@ -166,7 +168,7 @@ fn main() {
         .collect();
     if selected.is_empty() {
         eprintln!(
-            "usage: flowgate-benches [compare | core | windowed | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark] [--format json|parquet|both]\n       \
+            "usage: flowgate-benches [compare | core | windowed | ops | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark] [--format json|parquet|both]\n       \
              flowgate-benches latency [--rate N] [--seconds S] [--query stateless|stateful|all] \
              [--trigger default|interval|all] [--interval-ms N] [--checkpoint no|yes|both]"
         );

@@ -46,6 +46,20 @@ pub fn all() -> Vec<Workload> {
             hand: hand_grouped_sum,
         },
         Workload {
+            name: "dedup",
+            group: "ops",
+            prepare: crate::ops::prep_clicks,
+            flowgate: crate::ops::fg_dedup,
+            hand: crate::ops::hand_dedup,
+        },
+        Workload {
+            name: "static_join",
+            group: "ops",
+            prepare: crate::ops::prep_orders,
+            flowgate: crate::ops::fg_join,
+            hand: crate::ops::hand_join,
+        },
+        Workload {
             name: "windowed_count",
             group: "windowed",
             prepare: prep_events,

@@ -139,18 +139,55 @@ pub enum InputRows {
 ///
 /// `table` must be the memory sink of `query`, which must read `staging` with a file source.
 pub fn run_case(case: &str, staging: &Path, query: &StreamingQuery, table: &MemoryTable, input_rows: InputRows) {
+    let steps: Vec<Vec<(String, PathBuf)>> = input_files(case).into_iter().map(|f| vec![(String::new(), f)]).collect();
+    replay(case, &steps, &[(String::new(), staging.to_path_buf())], query, table, input_rows)
+}
+
+/// [`run_case`] for a case of several stream sources: `input/<source>/batch_NNN.jsonl`, step
+/// NNN of each source (a missing file adds nothing to that source in that step), each source
+/// through its own staging directory (`stagings`: source name, directory).
+pub fn run_case_sources(
+    case: &str,
+    stagings: &[(&str, &Path)],
+    query: &StreamingQuery,
+    table: &MemoryTable,
+    input_rows: InputRows,
+) {
+    let mut by_step: std::collections::BTreeMap<String, Vec<(String, PathBuf)>> = Default::default();
+    for (source, _) in stagings {
+        let dir = cases_dir().join(case).join("input").join(source);
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())).flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            by_step.entry(name).or_default().push((source.to_string(), e.path()));
+        }
+    }
+    let steps: Vec<Vec<(String, PathBuf)>> = by_step.into_values().collect();
+    let stagings: Vec<(String, PathBuf)> = stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect();
+    replay(case, &steps, &stagings, query, table, input_rows)
+}
+
+fn replay(
+    case: &str,
+    steps: &[Vec<(String, PathBuf)>],
+    stagings: &[(String, PathBuf)],
+    query: &StreamingQuery,
+    table: &MemoryTable,
+    input_rows: InputRows,
+) {
     let expected = expected(case);
-    let files = input_files(case);
-    assert!(!files.is_empty(), "case {case} has no input files");
+    assert!(!steps.is_empty(), "case {case} has no input files");
     let scratch = tempfile::tempdir().expect("scratch dir");
     let mut seen_batches = 0usize;
     let mut checked = 0usize;
     query.process_all_available().expect("initial trigger");
-    for (step, file) in files.iter().enumerate() {
-        let name = file.file_name().expect("file name");
-        let tmp = scratch.path().join(name);
-        std::fs::copy(file, &tmp).expect("copy input");
-        std::fs::rename(&tmp, staging.join(name)).expect("rename input into staging");
+    for (step, files) in steps.iter().enumerate() {
+        for (source, file) in files {
+            let name = file.file_name().expect("file name");
+            let staging = &stagings.iter().find(|(s, _)| s == source).expect("a staging dir per source").1;
+            let tmp = scratch.path().join(name);
+            std::fs::copy(file, &tmp).expect("copy input");
+            std::fs::rename(&tmp, staging.join(name)).expect("rename input into staging");
+        }
         query.process_all_available().unwrap_or_else(|e| panic!("case {case} step {step}: {e}"));
         let history = table.history();
         let progress = query.recent_progress();

@@ -483,3 +483,51 @@ fn stream_static_left_semi_join() {
 fn stream_static_left_anti_join() {
     golden_static!("stream_static_left_anti_join", OrdersWithoutProduct, orders, products, InputRows::Check);
 }
+
+#[derive(Record)]
+struct Word {
+    ts: Option<Timestamp>,
+    word: Option<String>,
+}
+
+stream_query! {
+    /// `a.withWatermark(ts, 10 min).union(b.withWatermark(ts, 5 min))`, counted per window.
+    query UnionCounts(a: Word, b: Word) -> WindowTotal, mode = append {
+        a
+            .with_watermark(ts, "10 minutes")
+            .union(b.with_watermark(ts, "5 minutes"))
+            .group_by(window(ts, "10 minutes"))
+            .agg(count() as count)
+    }
+}
+
+fn union_case(case: &str, policy: WatermarkPolicy) {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let table = MemoryTable::new();
+    let query = UnionCounts::builder()
+        .a(Source::file(a.path()).json())
+        .b(Source::file(b.path()).json())
+        .watermark_policy(policy)
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    flowgate_codegen_tests::run_case_sources(
+        case,
+        &[("a", a.path()), ("b", b.path())],
+        &query,
+        &table,
+        InputRows::Check,
+    );
+    query.stop().unwrap();
+}
+
+#[test]
+fn union_two_watermarks_min() {
+    union_case("union_two_watermarks_min", WatermarkPolicy::Min);
+}
+
+#[test]
+fn union_two_watermarks_max() {
+    union_case("union_two_watermarks_max", WatermarkPolicy::Max);
+}

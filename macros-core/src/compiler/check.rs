@@ -9,7 +9,7 @@ use super::ast::{Call, ModeKind, Query};
 use super::diag::{did_you_mean, hint, Diagnostics};
 use super::exprs::{find_aggregate_call, free_columns};
 use super::logical::{Item, JoinKind, LOp, Logical, Schema};
-use super::ops::{self, aggregate, dedup, join, OpKind};
+use super::ops::{self, aggregate, dedup, join, union, OpKind};
 
 /// Checks `q`; returns its logical plan (meaningful only when `diags` has no errors).
 pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
@@ -26,6 +26,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         session: false,
         event_time_unknown: false,
         joined: Vec::new(),
+        unioned: Vec::new(),
+        union_columns: Vec::new(),
     };
     // `products.col` of a static input becomes a row-loop variable before anything reads it.
     let (calls, static_refs) = join::rewrite_static_refs(q);
@@ -103,6 +105,9 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                         let aggs = aggregate::agg_items(next, &mut cx, diags);
                         aggregate::check_chained_aggregation(&cx, &call.name, diags);
                         aggregate::finish_aggregate(&mut cx, keys, aggs, &mut ops_out, diags);
+                        if cx.session && !cx.unioned.is_empty() {
+                            diags.error(call.name.span(), "a session window over a union is not supported yet in flowgate: aggregate each input, or use a tumbling or sliding window");
+                        }
                         i += 1;
                     }
                     _ => {
@@ -124,6 +129,11 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             }
             OpKind::Sort => check_sort(q, &cx, call, diags),
             OpKind::Limit => check_limit(q, call, diags),
+            OpKind::Union => {
+                if let Some(op) = union::check(q, &mut cx, call, diags) {
+                    ops_out.push(op);
+                }
+            }
             OpKind::Join => {
                 if let Some(op) = join::check(q, &mut cx, call, &static_refs, diags) {
                     ops_out.push(op);
@@ -152,7 +162,15 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         && watermark_is_input(&cx))
     .then(|| cx.watermark.clone())
     .flatten();
-    Logical { input_index, ops: ops_out, input_columns: cx.input_columns, output: cx.schema, append_needs_key }
+    let union_columns = cx.union_columns;
+    Logical {
+        input_index,
+        ops: ops_out,
+        input_columns: cx.input_columns,
+        union_columns,
+        output: cx.schema,
+        append_needs_key,
+    }
 }
 
 /// What the check phase knows at a point of the pipeline.
@@ -170,6 +188,10 @@ pub(crate) struct Cx {
     pub session: bool,
     /// The static inputs joined so far.
     pub joined: Vec<usize>,
+    /// The other streams unioned in so far.
+    pub unioned: Vec<usize>,
+    /// Per unioned input, the columns its own operators read.
+    pub union_columns: Vec<(usize, Vec<Ident>)>,
     /// Whether an error in a `with_watermark` or a grouping key left the event time unknown:
     /// the rules about it (append mode) then stay silent instead of adding a false error.
     pub event_time_unknown: bool,
@@ -230,11 +252,13 @@ fn check_single_input(q: &Query, diags: &mut Diagnostics) {
         );
         return;
     }
-    // A stream named in a `join` is the join's mistake, reported there.
+    // A stream named in a `join` is the join's mistake, reported there; one in a `union` is
+    // the union's other side.
     let joined = |name: &Ident| {
-        q.calls
-            .iter()
-            .any(|c| c.name == "join" && matches!(c.args.first(), Some(Expr::Path(p)) if p.path.is_ident(name)))
+        q.calls.iter().any(|c| {
+            (c.name == "join" && matches!(c.args.first(), Some(Expr::Path(p)) if p.path.is_ident(name)))
+                || (c.name == "union" && c.args.first().is_some_and(|a| union::names_input(a, name)))
+        })
     };
     for extra in q.inputs.iter().filter(|i| !i.is_static && i.name != q.source && !joined(&i.name)) {
         diags.error(
@@ -358,7 +382,7 @@ fn check_limit(q: &Query, call: &Call, diags: &mut Diagnostics) {
 }
 
 /// Rule: one watermark per query, before the aggregation.
-fn check_watermark_position(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
+pub(crate) fn check_watermark_position(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
     if cx.aggregated {
         diags.error(
             call.name.span(),
@@ -397,7 +421,7 @@ pub(crate) fn duration_arg(expr: &Expr, what: &str, diags: &mut Diagnostics) -> 
 }
 
 /// `with_watermark(column, "delay")`.
-fn watermark_args(call: &Call, diags: &mut Diagnostics) -> Option<(Ident, i64)> {
+pub(crate) fn watermark_args(call: &Call, diags: &mut Diagnostics) -> Option<(Ident, i64)> {
     if call.args.len() != 2 {
         diags.error(
             call.name.span(),
@@ -444,7 +468,7 @@ fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Dia
     if let Schema::Open { defined } = schema {
         // Semi and anti joins only choose rows, as filters do.
         let only_filters = ops.iter().all(|o| match o {
-            LOp::Filter { .. } | LOp::Watermark { .. } | LOp::Dedup { .. } => true,
+            LOp::Filter { .. } | LOp::Watermark { .. } | LOp::Dedup { .. } | LOp::Union { .. } => true,
             LOp::Join { spec } => matches!(spec.kind, JoinKind::LeftSemi | JoinKind::LeftAnti),
             _ => false,
         });
@@ -481,7 +505,7 @@ pub(crate) fn check_unique_names(items: &[Item], diags: &mut Diagnostics) {
     }
 }
 
-fn single_arg<'a>(call: &'a Call, diags: &mut Diagnostics) -> Option<&'a Expr> {
+pub(crate) fn single_arg<'a>(call: &'a Call, diags: &mut Diagnostics) -> Option<&'a Expr> {
     if call.args.len() != 1 {
         diags.error(call.name.span(), format!("`{}` takes exactly one expression", call.name));
         return None;

@@ -84,7 +84,48 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
     } else {
         quote! { let ( #(#vars,)* ) = &mut __fg_state.operators; }
     };
-    let pipelines: Vec<TokenStream> = plan.pipelines.iter().map(|p| emit_pipeline(q, plan, p)).collect();
+    // A dedup shared by a union's pipelines evicts once, after the last of them (as Spark
+    // evicts after every row of the batch); an operator fed by several pipelines is updated
+    // first, then fed more.
+    let mut last_of: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for (n, p) in plan.pipelines.iter().enumerate() {
+        for (id, _) in plan.filters_in(p) {
+            last_of.insert(id, n);
+        }
+    }
+    let mut fed: std::collections::HashSet<usize> = std::collections::HashSet::new();
+    let mut parts: Vec<Ident> = Vec::new();
+    let mut pipelines: Vec<TokenStream> = Vec::new();
+    for (n, p) in plan.pipelines.iter().enumerate() {
+        let ends: Vec<TokenStream> = plan
+            .filters_in(p)
+            .filter(|(id, _)| last_of.get(id) == Some(&n))
+            .map(|(id, d)| dedup::emit_end(id, d))
+            .collect();
+        let first = match p.sink {
+            Sink::Operator(o) => fed.insert(o),
+            Sink::Output(_) => true,
+        };
+        let code = emit_pipeline(q, plan, p, &ends, first);
+        if matches!(p.sink, Sink::Output(_)) {
+            let part = format_ident!("__fg_part{}", n);
+            pipelines.push(quote! {
+                let #part: ::flowgate::Result<::std::vec::Vec<::flowgate::__private::arrow_array::RecordBatch>> = { #code };
+                let #part = #part?;
+            });
+            parts.push(part);
+        } else {
+            pipelines.push(code);
+        }
+    }
+    let result = match parts.as_slice() {
+        [one] => quote! { ::core::result::Result::Ok(#one) },
+        many => quote! {
+            let mut __fg_all = ::std::vec::Vec::new();
+            #( __fg_all.extend(#many); )*
+            ::core::result::Result::Ok(__fg_all)
+        },
+    };
     // A rule only rustc can decide (`flowgate::dsl::WatermarkedGroupingKey`): a closure that
     // is never called, type-checked for its one error.
     let rustc_rules = match &plan.append_needs_key {
@@ -129,19 +170,22 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
             #(#begin)*
             #(#join_prepare)*
             #(#pipelines)*
+            #result
         }))
     }
 }
 
 /// One pipeline. The last one evaluates to the batch's output (`Result<Vec<RecordBatch>>`).
-fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline) -> TokenStream {
-    let ends: Vec<TokenStream> = plan.filters_in(p).map(|(id, d)| dedup::emit_end(id, d)).collect();
+/// One pipeline: its code, and where it outputs rows, an expression of type
+/// `Result<Vec<RecordBatch>>`. `ends` are the end-of-batch hooks of the stateful filters it
+/// holds last; `first` says whether it is the first of the batch to feed its operator.
+fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], first: bool) -> TokenStream {
     match (&p.source, &p.sink) {
-        (Source::Input(i), Sink::Output(OutputPlan::Columns(c))) => emit_columns(q, plan, p, *i, c, &ends),
-        (Source::Input(i), Sink::Output(OutputPlan::InputRows)) => emit_input_rows(q, plan, p, *i, &ends),
+        (Source::Input(i), Sink::Output(OutputPlan::Columns(c))) => emit_columns(q, plan, p, *i, c, ends),
+        (Source::Input(i), Sink::Output(OutputPlan::InputRows)) => emit_input_rows(q, plan, p, *i, ends),
         (Source::Input(i), Sink::Operator(o)) => {
             let update = match &plan.operators[*o].kind {
-                OperatorKind::HashAggregate(a) => aggregate::emit_hash_update(q, plan, p, *i, *o, a),
+                OperatorKind::HashAggregate(a) => aggregate::emit_hash_update(q, plan, p, *i, *o, a, first),
                 OperatorKind::SessionAggregate(a) => aggregate::emit_session_update(q, plan, p, *i, *o, a),
                 OperatorKind::Dedup(_) => quote! { compile_error!("flowgate bug: a dedup is not a breaker"); },
             };
@@ -298,6 +342,7 @@ fn fuse_live(
             quote! { #check #inner }
         }
         LOp::Join { spec } => join::emit_row(spec, inner, &quote! { continue; }),
+        LOp::Union { .. } => quote! { compile_error!("flowgate bug: a union inside a fused stage"); },
         LOp::Aggregate { .. } => quote! { compile_error!("flowgate bug: aggregate inside a fused stage"); },
     };
     quote! { #bind #op }

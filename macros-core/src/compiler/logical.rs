@@ -68,6 +68,9 @@ pub enum LOp {
     Aggregate { keys: Vec<Key>, aggs: Vec<AggItem>, event_time_key: Option<usize> },
     /// `with_watermark(column, delay)`: observe event times here, into tracker `tracker`.
     Watermark { column: Ident, delay: i64, tracker: usize },
+    /// `union(other)`: the rows of input `input` too, after its own operators `ops` (filters
+    /// and its watermark); what follows applies to both.
+    Union { input: usize, ops: Vec<LOp> },
     /// `join(static_input, keys.., kind = .., on = ..)`: each stream row with the static
     /// rows whose key equals its own (a stream-static join).
     Join { spec: JoinSpec },
@@ -226,6 +229,8 @@ pub struct Logical {
     pub ops: Vec<LOp>,
     /// Columns of the input record the pipeline reads (first use, for spans).
     pub input_columns: Vec<Ident>,
+    /// Per unioned input, the columns its own operators read.
+    pub union_columns: Vec<(usize, Vec<Ident>)>,
     /// The schema at the end.
     pub output: Schema,
     /// An input column the query watermarks but an append-mode aggregation does not group by:

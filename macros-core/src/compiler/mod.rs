@@ -197,6 +197,21 @@ mod snapshot_tests {
         }));
     }
 
+    /// A union of two inputs with their own watermarks into one aggregation: a pipeline per
+    /// input, the second feeding the same batch of the state.
+    #[test]
+    fn union_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query U(a: Word, b: Word) -> WindowCount, mode = append {
+                a
+                    .with_watermark(ts, "10 minutes")
+                    .union(b.with_watermark(ts, "5 minutes").filter(word.is_some()))
+                    .group_by(window(ts, "10 minutes"))
+                    .agg(count() as count)
+            }
+        }));
+    }
+
     /// The code of a two-operator query: the dedup check inside the aggregation's row loop.
     #[test]
     fn dedup_then_aggregate_expansion() {

@@ -120,7 +120,7 @@ impl Parse for InputDecl {
 }
 
 /// `a.f(x).g(y)` → (`a`, [f(x), g(y)]).
-fn unwind_chain(mut expr: Expr) -> syn::Result<(Ident, Vec<Call>)> {
+pub(crate) fn unwind_chain(mut expr: Expr) -> syn::Result<(Ident, Vec<Call>)> {
     let mut calls = Vec::new();
     loop {
         match expr {

@@ -165,19 +165,39 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
     let mut watermarks = Vec::new();
     let mut pipelines = Vec::new();
     let input = logical.input_index;
-    let mut current = Pipeline {
-        source: Source::Input(input),
+    let input_pipeline = |i: usize| Pipeline {
+        source: Source::Input(i),
         ops: Vec::new(),
         sink: Sink::Operator(0),
         reads: Vec::new(),
         parallel: true,
+    };
+    let mut current = input_pipeline(input);
+    // The other inputs of a union: their pipelines take every operator after the union too.
+    let mut branches: Vec<Pipeline> = Vec::new();
+    let push = |current: &mut Pipeline, branches: &mut Vec<Pipeline>, op: LOp| {
+        for b in branches.iter_mut() {
+            b.ops.push(op.clone());
+        }
+        current.ops.push(op);
     };
     for op in logical.ops {
         match op {
             LOp::Watermark { column, delay, tracker } => {
                 debug_assert_eq!(tracker, watermarks.len());
                 watermarks.push(WatermarkPlan { input, column: column.clone(), delay });
-                current.ops.push(LOp::Watermark { column, delay, tracker });
+                push(&mut current, &mut branches, LOp::Watermark { column, delay, tracker });
+            }
+            LOp::Union { input: other, ops } => {
+                let mut b = input_pipeline(other);
+                for op in ops {
+                    if let LOp::Watermark { column, delay, tracker } = &op {
+                        debug_assert_eq!(*tracker, watermarks.len());
+                        watermarks.push(WatermarkPlan { input: other, column: column.clone(), delay: *delay });
+                    }
+                    b.ops.push(op);
+                }
+                branches.push(b);
             }
             LOp::Aggregate { keys, aggs, event_time_key } => {
                 let id = operators.len();
@@ -195,34 +215,59 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     parallel: false,
                 };
                 pipelines.push(std::mem::replace(&mut current, next));
+                for mut b in branches.drain(..) {
+                    b.sink = Sink::Operator(id);
+                    pipelines.push(b);
+                }
             }
             LOp::Dedup { spec, .. } => {
                 let id = operators.len();
                 operators.push(Operator { id, kind: OperatorKind::Dedup(spec.clone()) });
                 current.parallel = false;
-                current.ops.push(LOp::Dedup { op: id, spec });
+                branches.iter_mut().for_each(|b| b.parallel = false);
+                push(&mut current, &mut branches, LOp::Dedup { op: id, spec });
             }
-            other => current.ops.push(other),
+            other => push(&mut current, &mut branches, other),
         }
     }
-    current.sink = Sink::Output(match (&logical.output, current.source) {
+    // The columns each input's pipelines read: a unioned input the same as the query's own
+    // (the record is the same) plus what its own operators read.
+    let union_reads = |i: usize| -> Vec<Ident> {
+        let mut cols = logical.input_columns.clone();
+        for (_, extra) in logical.union_columns.iter().filter(|(u, _)| *u == i) {
+            for c in extra {
+                if !cols.contains(c) {
+                    cols.push(c.clone());
+                }
+            }
+        }
+        cols
+    };
+    let output = |p: &Pipeline| match (&logical.output, p.source) {
         (Schema::Open { .. }, _) => OutputPlan::InputRows,
-        (Schema::Closed { columns }, Source::Input(_)) => {
-            OutputPlan::Columns(columns_plan(&current.ops, columns, &logical.input_columns))
+        (Schema::Closed { columns }, Source::Input(i)) => {
+            OutputPlan::Columns(columns_plan(&p.ops, columns, &union_reads(i)))
         }
         (Schema::Closed { columns }, Source::Operator(_)) => OutputPlan::Rows(columns.clone()),
-    });
+    };
+    current.sink = Sink::Output(output(&current));
     pipelines.push(current);
+    for mut b in branches {
+        b.sink = Sink::Output(output(&b));
+        pipelines.push(b);
+    }
     // An input pipeline that does not build its output column by column loads every input
     // column it names at the top of its row loop.
     for p in &mut pipelines {
-        if matches!(p.source, Source::Input(_)) && !matches!(p.sink, Sink::Output(OutputPlan::Columns(_))) {
-            p.reads = logical.input_columns.clone();
+        if let Source::Input(i) = p.source {
+            if !matches!(p.sink, Sink::Output(OutputPlan::Columns(_))) {
+                p.reads = union_reads(i);
+            }
         }
     }
-    let reads_all = pipelines
-        .iter()
-        .any(|p| matches!(p.sink, Sink::Output(OutputPlan::InputRows)) && p.source == Source::Input(input));
+    let reads_all = |i: usize| {
+        pipelines.iter().any(|p| matches!(p.sink, Sink::Output(OutputPlan::InputRows)) && p.source == Source::Input(i))
+    };
     let joins: Vec<JoinSpec> = pipelines
         .iter()
         .flat_map(|p| &p.ops)
@@ -231,6 +276,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             _ => None,
         })
         .collect();
+    let unioned: Vec<usize> = logical.union_columns.iter().map(|(i, _)| *i).collect();
     let inputs = q
         .inputs
         .iter()
@@ -238,8 +284,8 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         .map(|(i, decl)| InputPlan {
             name: decl.name.clone(),
             ty: decl.ty.clone(),
-            reads: if i == input {
-                (!reads_all).then(|| logical.input_columns.clone())
+            reads: if i == input || unioned.contains(&i) {
+                (!reads_all(i)).then(|| union_reads(i))
             } else {
                 Some(joins.iter().filter(|j| j.input == i).flat_map(JoinSpec::static_reads).collect())
             },
@@ -284,9 +330,12 @@ fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
                 None => {}
             },
             LOp::Watermark { .. } => {}
-            LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. } | LOp::Join { .. } => {
-                return None
-            }
+            LOp::Filter { .. }
+            | LOp::FlatMap { .. }
+            | LOp::Aggregate { .. }
+            | LOp::Dedup { .. }
+            | LOp::Join { .. }
+            | LOp::Union { .. } => return None,
         }
     }
     Some(current)
@@ -313,7 +362,7 @@ fn reads_of(op: &LOp, live: Option<&[bool]>) -> Vec<String> {
             .chain(spec.condition.iter().flat_map(free_columns))
             .map(|c| c.to_string())
             .collect(),
-        LOp::Aggregate { .. } => Vec::new(),
+        LOp::Aggregate { .. } | LOp::Union { .. } => Vec::new(),
     }
 }
 
@@ -541,7 +590,7 @@ impl fmt::Display for Plan {
                         let fields = spec.fields.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ");
                         writeln!(f, "    {spec}, binding [{fields}] per match (static side indexed once, when the query starts)")?
                     }
-                    LOp::Aggregate { .. } => writeln!(f, "    (aggregate)")?,
+                    LOp::Aggregate { .. } | LOp::Union { .. } => writeln!(f, "    (breaker)")?,
                 }
             }
             match &p.sink {

@@ -343,14 +343,26 @@ pub fn init_session(agg: &AggPlan) -> TokenStream {
 /// The pipeline from `input` into hash aggregation `id`: its rows folded into the state
 /// (partial-then-final in parallel for large batches, unless a stateful filter inside makes
 /// the pipeline run in row order).
-pub fn emit_hash_update(_q: &Query, plan: &Plan, p: &Pipeline, input: usize, id: usize, agg: &AggPlan) -> TokenStream {
+pub fn emit_hash_update(
+    _q: &Query,
+    plan: &Plan,
+    p: &Pipeline,
+    input: usize,
+    id: usize,
+    agg: &AggPlan,
+    first: bool,
+) -> TokenStream {
     let op = dedup::var(id);
     let units = collect_units(plan, p, input);
     let unit_loop = unit_loop(p, plan, hash_terminal(agg));
-    let update = if p.parallel {
-        quote! { #op.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop }); }
-    } else {
-        quote! { #op.update_sequential(&__fg_units, |__fg_unit, __fg_tables| { #unit_loop }); }
+    // A union's later inputs feed the same batch of the same state.
+    let update = match (p.parallel, first) {
+        (true, true) => quote! { #op.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop }); },
+        (true, false) => quote! { #op.update_more(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop }); },
+        (false, true) => quote! { #op.update_sequential(&__fg_units, |__fg_unit, __fg_tables| { #unit_loop }); },
+        (false, false) => {
+            quote! { #op.update_sequential_more(&__fg_units, |__fg_unit, __fg_tables| { #unit_loop }); }
+        }
     };
     quote! { #units #update }
 }

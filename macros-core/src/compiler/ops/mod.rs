@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod dedup;
 pub mod join;
+pub mod union;
 
 /// What an operator does, as the check phase sees it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -22,6 +23,9 @@ pub enum OpKind {
     Limit,
     /// `join(static_input, keys.., kind = .., on = ..)`.
     Join,
+    /// `union(other)` / `union(other.with_watermark(..))`: the rows of another stream of the
+    /// same record.
+    Union,
     /// `drop_duplicates(cols..)`, `distinct()`.
     Dedup,
     /// `drop_duplicates_within_watermark(cols..)`: needs a watermark (Spark's rule).
@@ -52,7 +56,7 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "drop_duplicates_within_watermark", kind: OpKind::DedupWithinWatermark },
     OpSpec { name: "distinct", kind: OpKind::Dedup },
     OpSpec { name: "join", kind: OpKind::Join },
-    OpSpec { name: "union", kind: OpKind::Unsupported("union is not implemented yet") },
+    OpSpec { name: "union", kind: OpKind::Union },
     OpSpec { name: "order_by", kind: OpKind::Sort },
     OpSpec { name: "sort", kind: OpKind::Sort },
     OpSpec { name: "limit", kind: OpKind::Limit },

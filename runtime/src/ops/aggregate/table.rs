@@ -319,12 +319,31 @@ where
         U: Sync,
         F: Fn(&U, &mut AggPartials<K, A>) + Sync,
     {
-        let n = self.parts.len();
         self.consolidate();
+        self.late.clear();
+        self.fold(units, rows, f);
+    }
+
+    /// More rows of the same micro-batch, from another input of a union (after
+    /// [`HashAggState::update`] for the first): the groups the batch changed so far stay the
+    /// batch's, and this input's rows are folded into them.
+    pub fn update_more<U, F>(&mut self, units: &[U], rows: usize, f: F)
+    where
+        U: Sync,
+        F: Fn(&U, &mut AggPartials<K, A>) + Sync,
+    {
+        self.fold(units, rows, f);
+    }
+
+    fn fold<U, F>(&mut self, units: &[U], rows: usize, f: F)
+    where
+        U: Sync,
+        F: Fn(&U, &mut AggPartials<K, A>) + Sync,
+    {
+        let n = self.parts.len();
         if rows < PARALLEL_MIN_ROWS || units.len() <= 1 || rayon::current_num_threads() == 1 {
             self.fold_in_order(units, f);
         } else {
-            self.late.clear();
             // One task per thread, not per rayon split: merging batch tables costs a pass
             // over their groups, which for many distinct keys exceeds the rows they saved.
             // Floor, not ceiling: rayon splits while `len / 2 >= min_len`, so a ceiling on
@@ -357,7 +376,13 @@ where
             let merged: Vec<_> =
                 self.parts.par_iter_mut().zip(by_part.into_par_iter()).map(|(s, t)| merge_partition(s, t)).collect();
             let spare = self.spare.get_mut().unwrap_or_else(|e| e.into_inner());
-            for (p, (batch, tables)) in merged.into_iter().enumerate() {
+            for (p, (mut batch, tables)) in merged.into_iter().enumerate() {
+                // Groups an earlier input of this batch changed (a union) are not in the state
+                // `merge_partition` merged from: fold them in, as earlier rows.
+                for e in self.changed[p].drain() {
+                    let hash = hash_key(&e.key);
+                    merge_entry(&mut batch, hash, e, true);
+                }
                 let empty = std::mem::replace(&mut self.changed[p], batch);
                 spare.extend(std::iter::once(empty).chain(tables).filter(|t| t.capacity() > 0));
             }
@@ -374,6 +399,16 @@ where
         F: FnMut(&U, &mut AggPartials<K, A>),
     {
         self.consolidate();
+        self.late.clear();
+        self.fold_in_order(units, f);
+        self.finish_metrics();
+    }
+
+    /// [`HashAggState::update_sequential`] for another input of the same batch (a union).
+    pub fn update_sequential_more<U, F>(&mut self, units: &[U], f: F)
+    where
+        F: FnMut(&U, &mut AggPartials<K, A>),
+    {
         self.fold_in_order(units, f);
         self.finish_metrics();
     }
@@ -390,7 +425,11 @@ where
         }
         self.parts = t.state;
         self.changed = t.parts;
-        self.late = t.late;
+        for (hash, key) in t.late {
+            if self.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
+                self.late.insert_unique(hash, (hash, key), |(h, _)| *h);
+            }
+        }
     }
 
     fn finish_metrics(&mut self) {
@@ -582,6 +621,41 @@ mod tests {
             assert_eq!(r[1].1.num_rows_total, 700);
             assert_eq!(r[1].2.iter().sum::<usize>(), 300 + 700);
             assert!(r[1].0.contains(&(900, 200)), "old count 100 merged with the batch's 100");
+        }
+    }
+
+    #[test]
+    fn a_batch_fed_in_two_parts_equals_it_fed_whole() {
+        // A union: the batch's rows arrive as two inputs, `update` then `update_more`.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let a: Vec<(i64, i64)> = (0..90_000).map(|i| (i % 5000, 1)).collect();
+        let b: Vec<(i64, i64)> = (0..90_000).map(|i| (2500 + i % 5000, 1)).collect();
+        let old: Vec<(i64, i64)> = (0..100).map(|i| (i * 97, 1)).collect();
+        for unit in [usize::MAX, 1000] {
+            let run = |parts: &[&[(i64, i64)]]| {
+                pool.install(|| {
+                    let mut st: HashAggState<(i64,), (Count,)> = HashAggState::new(3);
+                    let feed = |u: &&[(i64, i64)], t: &mut AggPartials<(i64,), (Count,)>| {
+                        for (k, _) in u.iter() {
+                            t.entry((*k,), || (Count::new(),)).0.add_row();
+                        }
+                    };
+                    st.update(&old.chunks(unit).collect::<Vec<_>>(), old.len(), feed);
+                    for (i, rows) in parts.iter().enumerate() {
+                        let units: Vec<&[(i64, i64)]> = rows.chunks(unit).collect();
+                        if i == 0 {
+                            st.update(&units, rows.len(), feed);
+                        } else {
+                            st.update_more(&units, rows.len(), feed);
+                        }
+                    }
+                    let mut upd: Vec<(i64, i64)> = st.updated().map(|e| (e.key.0, e.acc.0 .0)).collect();
+                    upd.sort();
+                    (upd, st.metrics())
+                })
+            };
+            let whole: Vec<(i64, i64)> = a.iter().chain(&b).copied().collect();
+            assert_eq!(run(&[&a, &b]), run(&[&whole]), "units of {unit} rows");
         }
     }
 

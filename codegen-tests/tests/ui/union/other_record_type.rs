@@ -1,0 +1,21 @@
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Click {
+    ts: Timestamp,
+    user: String,
+}
+
+#[derive(Record)]
+struct View {
+    ts: Timestamp,
+    page: String,
+}
+
+stream_query! {
+    query Q(clicks: Click, views: View) -> Click, mode = append {
+        clicks.union(views)
+    }
+}
+
+fn main() {}
