@@ -18,6 +18,7 @@ use crate::source::{Offset, ReadLimit, SourceImpl};
 use crate::OutputMode;
 
 pub(crate) struct MicroBatch {
+    pub observer: super::listener::Observer,
     pub id: String,
     pub run_id: String,
     pub name: String,
@@ -48,6 +49,7 @@ fn ms(d: StdDuration) -> u64 {
 
 impl MicroBatch {
     pub(crate) fn run(mut self) {
+        self.observer.started();
         let mut result = self.run_loop();
         if let Some(mut cp) = self.checkpoint.take() {
             // The last batch's commit entry is durable, and the snapshot thread done, before
@@ -64,13 +66,15 @@ impl MicroBatch {
         self.shared.update(|st| {
             st.active = false;
             st.message = "Stopped".into();
-            if let Err(e) = &result {
+            if let Err(e) = result {
                 if !matches!(e, Error::Stopped) {
                     tracing::error!(query = %self.name, error = %e, "query failed");
-                    st.error = Some(e.to_string());
+                    st.error = Some(Arc::new(e));
                 }
             }
         });
+        let error = self.shared.lock().error.clone();
+        self.observer.terminated(error);
     }
 
     fn stopped(&self) -> bool {
@@ -185,6 +189,7 @@ impl MicroBatch {
                     st.idle_checks += 1;
                     st.message = "Waiting for data to arrive".into();
                 });
+                self.observer.idle();
                 match self.trigger {
                     Trigger::Once | Trigger::AvailableNow => return Ok(()),
                     Trigger::Default => self.sleep_until(self.idle_deadline()),
@@ -284,6 +289,7 @@ impl MicroBatch {
             Some(cp) if cp.has_state() => Some(self.plan.take_changes()),
             _ => None,
         };
+        let output_rows = out.num_rows() as u64;
         let (sink, mode) = (&mut self.sink, self.output_mode);
         let mut add = move || {
             sink.add_batch(batch_id, &out, mode)
@@ -360,8 +366,10 @@ impl MicroBatch {
                 .collect(),
             sources: source_progress,
             sink: self.sink.description(),
+            num_output_rows: output_rows,
         };
         tracing::debug!(query = %self.name, batch_id, rows, "batch done");
+        self.observer.progress(&progress);
         self.shared.update(|st| {
             st.recent.push_back(progress);
             while st.recent.len() > RECENT_PROGRESS {

@@ -13,6 +13,8 @@
 //! the engine is the only caller.
 
 mod checkpoint;
+pub mod listener;
+pub mod manager;
 mod microbatch;
 mod progress;
 mod trigger;
@@ -28,6 +30,7 @@ use arrow_schema::{DataType, SchemaRef};
 
 pub use progress::{QueryProgress, SourceProgress, StateOperatorProgress};
 pub use trigger::{Trigger, POLL_INTERVAL};
+pub use {listener::QueryListener, manager::QueryManager};
 
 use crate::agg::table::PartitionChanges;
 use crate::agg::{HashAggState, Merge, OperatorMetrics};
@@ -344,6 +347,9 @@ pub struct QueryBuilder {
     shuffle_partitions: Option<usize>,
     name: Option<String>,
     no_data_batches: bool,
+    // Operating the query (listener.rs, manager.rs).
+    listeners: Vec<Arc<dyn QueryListener>>,
+    manager: Option<QueryManager>,
 }
 
 impl QueryBuilder {
@@ -359,6 +365,8 @@ impl QueryBuilder {
             shuffle_partitions: None,
             name: None,
             no_data_batches: true,
+            listeners: Vec::new(),
+            manager: None,
         }
     }
 
@@ -408,6 +416,19 @@ impl QueryBuilder {
         self
     }
 
+    /// Adds a listener of this query's events (see [`listener`]).
+    pub fn listener(mut self, listener: Arc<dyn QueryListener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Starts the query under `manager`, which refuses it while an active query of the
+    /// manager has the same name or checkpoint (see [`manager`]).
+    pub fn manager(mut self, manager: &QueryManager) -> Self {
+        self.manager = Some(manager.clone());
+        self
+    }
+
     /// Checks the setup and starts the query on its own thread.
     pub fn start(self) -> Result<StreamingQuery> {
         if let Trigger::Invalid(msg) = &self.trigger {
@@ -442,6 +463,11 @@ impl QueryBuilder {
         let name = self.name.unwrap_or_else(|| self.spec.name.to_string());
         let shared = Arc::new(Shared::new());
         let mut id = new_id();
+        let run_id = new_id();
+        let reservation = match &self.manager {
+            Some(m) => Some(m.reserve(&run_id, &name, self.checkpoint.as_deref())?),
+            None => None,
+        };
         let checkpoint = match &self.checkpoint {
             None => None,
             Some(dir) => {
@@ -466,9 +492,11 @@ impl QueryBuilder {
                 Some(cp)
             }
         };
+        let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, Vec::new());
         let exec = microbatch::MicroBatch {
+            observer,
             id: id.clone(),
-            run_id: new_id(),
+            run_id,
             name: name.clone(),
             output_mode: self.spec.output_mode,
             sources,
@@ -484,7 +512,12 @@ impl QueryBuilder {
             .name(format!("flowgate-{name}"))
             .spawn(move || exec.run())
             .map_err(|e| Error::io("starting the query thread", e))?;
-        Ok(StreamingQuery { id, name, shared, thread: Mutex::new(Some(handle)) })
+        let guard = Arc::new(StopGuard(shared.clone()));
+        let query = StreamingQuery { id, name, shared, thread: Arc::new(Mutex::new(Some(handle))), guard };
+        if let Some(r) = reservation {
+            r.register(&query);
+        }
+        Ok(query)
     }
 }
 
@@ -517,6 +550,14 @@ macro_rules! __query_builder_methods {
         /// A name for progress reports.
         pub fn query_name(self, name: &str) -> Self {
             $builder { inner: self.inner.query_name(name) }
+        }
+        /// Adds a listener of this query's events.
+        pub fn listener(self, listener: ::std::sync::Arc<dyn $crate::engine::QueryListener>) -> Self {
+            $builder { inner: self.inner.listener(listener) }
+        }
+        /// Starts the query under a query manager.
+        pub fn manager(self, manager: &$crate::engine::QueryManager) -> Self {
+            $builder { inner: self.inner.manager(manager) }
         }
         /// Checks the setup and starts the query.
         pub fn start(self) -> $crate::Result<$crate::StreamingQuery> {
@@ -592,7 +633,7 @@ pub const RECENT_PROGRESS: usize = 100;
 #[derive(Default)]
 pub(crate) struct Status {
     pub active: bool,
-    pub error: Option<String>,
+    pub error: Option<Arc<Error>>,
     pub recent: std::collections::VecDeque<QueryProgress>,
     /// Incremented every time the engine found no new data in its sources.
     pub idle_checks: u64,
@@ -629,12 +670,25 @@ impl Shared {
     }
 }
 
-/// A running (or finished) streaming query.
+/// A running (or finished) streaming query. Clones are handles to the same query; dropping
+/// the last one stops it.
+#[derive(Clone)]
 pub struct StreamingQuery {
     id: String,
     name: String,
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    guard: Arc<StopGuard>,
+}
+
+/// Stops the query when the last handle is dropped.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::SeqCst);
+        self.0.changed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for StreamingQuery {
@@ -664,8 +718,13 @@ impl StreamingQuery {
         self.shared.lock().message.clone()
     }
 
-    /// The error that stopped the query, if any.
+    /// The error that stopped the query, if any, as text.
     pub fn exception(&self) -> Option<String> {
+        self.shared.lock().error.as_ref().map(|e| e.to_string())
+    }
+
+    /// The error that stopped the query, if any.
+    pub fn error(&self) -> Option<Arc<Error>> {
         self.shared.lock().error.clone()
     }
 
@@ -688,7 +747,7 @@ impl StreamingQuery {
         let target = st.idle_checks + 2;
         loop {
             if let Some(e) = &st.error {
-                return Err(Error::Execution(format!("query `{}` failed: {e}", self.name)));
+                return Err(Error::QueryFailed { name: self.name.clone(), source: e.clone() });
             }
             if st.idle_checks >= target || !st.active {
                 return Ok(());
@@ -704,7 +763,7 @@ impl StreamingQuery {
             st = self.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         match &st.error {
-            Some(e) => Err(Error::Execution(format!("query `{}` failed: {e}", self.name))),
+            Some(e) => Err(Error::QueryFailed { name: self.name.clone(), source: e.clone() }),
             None => Ok(()),
         }
     }
@@ -720,7 +779,7 @@ impl StreamingQuery {
             st = self.shared.wait_until(st, deadline);
         }
         match &st.error {
-            Some(e) => Err(Error::Execution(format!("query `{}` failed: {e}", self.name))),
+            Some(e) => Err(Error::QueryFailed { name: self.name.clone(), source: e.clone() }),
             None => Ok(true),
         }
     }
@@ -734,12 +793,5 @@ impl StreamingQuery {
             h.join().map_err(|_| Error::Internal("the query thread panicked".into()))?;
         }
         Ok(())
-    }
-}
-
-impl Drop for StreamingQuery {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.changed.notify_all();
     }
 }
