@@ -263,6 +263,7 @@ impl MicroBatch {
                 start_offset: start.as_ref().map(Offset::to_string),
                 end_offset: end.as_ref().map(Offset::to_string),
                 num_input_rows: rows as u64,
+                backlog: s.backlog(end.as_ref()),
             });
             inputs.push(batches);
         }

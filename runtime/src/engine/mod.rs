@@ -350,6 +350,7 @@ pub struct QueryBuilder {
     // Operating the query (listener.rs, manager.rs).
     listeners: Vec<Arc<dyn QueryListener>>,
     manager: Option<QueryManager>,
+    monitor: crate::monitor::Options,
 }
 
 impl QueryBuilder {
@@ -367,6 +368,7 @@ impl QueryBuilder {
             no_data_batches: true,
             listeners: Vec::new(),
             manager: None,
+            monitor: Default::default(),
         }
     }
 
@@ -426,6 +428,15 @@ impl QueryBuilder {
     /// manager has the same name or checkpoint (see [`manager`]).
     pub fn manager(mut self, manager: &QueryManager) -> Self {
         self.manager = Some(manager.clone());
+        self
+    }
+
+    /// Serves this query's Prometheus metrics at `http://{addr}/metrics` (see
+    /// [`crate::monitor::metrics`]; queries on one address share the endpoint). Use a loopback
+    /// address such as [`crate::monitor::metrics::DEFAULT_METRICS_ADDR`] unless the scraper
+    /// runs elsewhere.
+    pub fn metrics(mut self, addr: &str) -> Self {
+        self.monitor.metrics = Some(addr.to_string());
         self
     }
 
@@ -492,7 +503,8 @@ impl QueryBuilder {
                 Some(cp)
             }
         };
-        let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, Vec::new());
+        let sinks = self.monitor.sinks(&name)?;
+        let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, sinks);
         let exec = microbatch::MicroBatch {
             observer,
             id: id.clone(),
@@ -554,6 +566,10 @@ macro_rules! __query_builder_methods {
         /// Adds a listener of this query's events.
         pub fn listener(self, listener: ::std::sync::Arc<dyn $crate::engine::QueryListener>) -> Self {
             $builder { inner: self.inner.listener(listener) }
+        }
+        /// Serves this query's Prometheus metrics at `http://{addr}/metrics`.
+        pub fn metrics(self, addr: &str) -> Self {
+            $builder { inner: self.inner.metrics(addr) }
         }
         /// Starts the query under a query manager.
         pub fn manager(self, manager: &$crate::engine::QueryManager) -> Self {

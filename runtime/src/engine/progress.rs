@@ -32,6 +32,8 @@ pub struct SourceProgress {
     pub end_offset: Option<String>,
     /// Rows read in the batch.
     pub num_input_rows: u64,
+    /// What the source knows of but has not delivered after this batch, when it can tell.
+    pub backlog: Option<crate::source::Backlog>,
 }
 
 /// What happened in one micro-batch.
@@ -98,14 +100,21 @@ impl QueryProgress {
                 "numRowsDroppedByWatermark": s.num_rows_dropped_by_watermark,
                 "memoryUsedBytes": s.memory_used_bytes,
             })).collect::<Vec<_>>(),
-            "sources": self.sources.iter().map(|s| json!({
-                "description": s.description,
-                "startOffset": s.start_offset.as_deref().map(offset_json),
-                "endOffset": s.end_offset.as_deref().map(offset_json),
-                "numInputRows": s.num_input_rows,
-                "inputRowsPerSecond": share(s.num_input_rows, self.num_input_rows, self.input_rows_per_second),
-                "processedRowsPerSecond": share(s.num_input_rows, self.num_input_rows, self.processed_rows_per_second),
-            })).collect::<Vec<_>>(),
+            "sources": self.sources.iter().map(|s| {
+                let mut o = json!({
+                    "description": s.description,
+                    "startOffset": s.start_offset.as_deref().map(offset_json),
+                    "endOffset": s.end_offset.as_deref().map(offset_json),
+                    "numInputRows": s.num_input_rows,
+                    "inputRowsPerSecond": share(s.num_input_rows, self.num_input_rows, self.input_rows_per_second),
+                    "processedRowsPerSecond": share(s.num_input_rows, self.num_input_rows, self.processed_rows_per_second),
+                });
+                // Spark leaves an empty metrics map out.
+                if let Some(b) = s.backlog {
+                    o["metrics"] = source_metrics(&b);
+                }
+                o
+            }).collect::<Vec<_>>(),
             "sink": {"description": self.sink, "numOutputRows": self.num_output_rows},
         })
     }
@@ -115,6 +124,15 @@ impl QueryProgress {
 /// string holding it.
 fn offset_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::from(text))
+}
+
+/// A source's own metrics, as Spark's `SourceProgress.metrics` (string values, as Spark
+/// gives them; Kafka's `avgOffsetsBehindLatest` is one): the backlog here.
+fn source_metrics(b: &crate::source::Backlog) -> Value {
+    json!({
+        format!("{}Outstanding", b.unit): b.outstanding().to_string(),
+        format!("{}Total", b.unit): b.total.to_string(),
+    })
 }
 
 /// A source's part of a rate over all sources, by its share of the rows.

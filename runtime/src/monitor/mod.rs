@@ -1,0 +1,29 @@
+//! Watching a running query from outside: Prometheus metrics (`metrics.rs`) and a live page
+//! per query (`ui.rs`), served on loopback by a tiny HTTP responder (`http.rs`), all opt-in
+//! from the query builder (`.metrics(addr)`, `.ui(addr)`). A query that asks for neither
+//! starts no thread and pays nothing.
+
+pub mod http;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use crate::engine::listener::ProgressSink;
+use crate::error::Result;
+
+/// What a query builder asked to be served.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Options {
+    pub metrics: Option<String>,
+}
+
+impl Options {
+    /// The progress sinks for a query named `query`, servers started as needed.
+    pub(crate) fn sinks(&self, query: &str) -> Result<Vec<Arc<dyn ProgressSink>>> {
+        let mut out = Vec::new();
+        if let Some(addr) = &self.metrics {
+            out.push(metrics::enable(addr, query)?);
+        }
+        Ok(out)
+    }
+}
