@@ -34,6 +34,7 @@ stream_query! {
 }
 
 fn main() -> flowgate::Result<()> {
+    flowgate_examples::init_logging();
     let seconds: u64 = flowgate_examples::arg_or("seconds", 5).map_err(flowgate::Error::Plan)?;
     let rate: u64 = flowgate_examples::arg_or("rate", 1000).map_err(flowgate::Error::Plan)?;
     let query = Buckets::builder()

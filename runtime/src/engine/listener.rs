@@ -312,6 +312,31 @@ impl Observer {
     }
 }
 
+/// One phase of a batch (Spark's `durationMs` keys): a `tracing` span while it runs, and its
+/// time in milliseconds when it ends.
+pub(crate) struct Phase {
+    name: &'static str,
+    start: Instant,
+    _span: tracing::span::EnteredSpan,
+}
+
+impl Phase {
+    pub(crate) fn start(name: &'static str) -> Self {
+        Phase { name, start: Instant::now(), _span: tracing::debug_span!("phase", phase = name).entered() }
+    }
+
+    /// Ends the phase; its milliseconds.
+    pub(crate) fn finish(self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Ends the phase, recording its milliseconds under its name.
+    pub(crate) fn record(self, durations: &mut std::collections::BTreeMap<String, u64>) {
+        let name = self.name;
+        durations.insert(name.to_string(), self.finish());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc::channel;

@@ -166,7 +166,7 @@ impl MicroBatch {
                 }
             }
             let trigger_start = Instant::now();
-            let t = Instant::now();
+            let t = super::listener::Phase::start("latestOffset");
             // A batch planned before a restart runs again with exactly its logged offsets.
             let replay = rerun.take();
             let ends: Offsets = match &replay {
@@ -182,7 +182,7 @@ impl MicroBatch {
                     ends
                 }
             };
-            let latest_ms = ms(t.elapsed());
+            let latest_ms = t.finish();
             let has_new = replay.is_some() || ends.iter().zip(&committed).any(|(e, c)| e != c);
             if !has_new && !no_data_due {
                 self.shared.update(|st| {
@@ -233,9 +233,10 @@ impl MicroBatch {
         last_trigger_start: Option<Instant>,
         latest_ms: u64,
     ) -> Result<Option<i64>> {
+        let _batch = tracing::info_span!("batch", query = %self.name, batch_id).entered();
         let mut durations = BTreeMap::new();
         durations.insert("latestOffset".to_string(), latest_ms);
-        let t = Instant::now();
+        let t = super::listener::Phase::start("walCommit");
         if let Some(cp) = &mut self.checkpoint {
             let mut logs = Vec::with_capacity(self.sources.len());
             for ((s, start), end) in self.sources.iter().zip(starts).zip(ends) {
@@ -246,8 +247,8 @@ impl MicroBatch {
             }
             cp.log_offsets(batch_id, ends, watermarks.map(|w| (w.late, w.eviction)), logs)?;
         }
-        durations.insert("walCommit".to_string(), ms(t.elapsed()));
-        let t = Instant::now();
+        t.record(&mut durations);
+        let t = super::listener::Phase::start("getBatch");
         let mut inputs: Vec<Vec<RecordBatch>> = Vec::with_capacity(self.sources.len());
         let mut source_progress = Vec::with_capacity(self.sources.len());
         for ((s, start), end) in self.sources.iter_mut().zip(starts).zip(ends) {
@@ -267,9 +268,9 @@ impl MicroBatch {
             });
             inputs.push(batches);
         }
-        durations.insert("getBatch".to_string(), ms(t.elapsed()));
+        t.record(&mut durations);
 
-        let t = Instant::now();
+        let t = super::listener::Phase::start("addBatch");
         let ctx = BatchContext {
             batch_id,
             output_mode: self.output_mode,
@@ -320,15 +321,15 @@ impl MicroBatch {
                 add()?
             }
         }
-        durations.insert("addBatch".to_string(), ms(t.elapsed()));
+        t.record(&mut durations);
 
-        let t = Instant::now();
+        let t = super::listener::Phase::start("commitOffsets");
         for (s, end) in self.sources.iter_mut().zip(ends) {
             if let Some(end) = end {
                 s.commit(end)?;
             }
         }
-        durations.insert("commitOffsets".to_string(), ms(t.elapsed()));
+        t.record(&mut durations);
         let total = trigger_start.elapsed();
         durations.insert("triggerExecution".to_string(), ms(total));
 
