@@ -440,6 +440,13 @@ impl QueryBuilder {
         self
     }
 
+    /// Serves a live page of this query at `http://{addr}/query/<name>` (see
+    /// [`crate::monitor::ui`]), e.g. `.ui("127.0.0.1:4040")`.
+    pub fn ui(mut self, addr: &str) -> Self {
+        self.monitor.ui = Some(addr.to_string());
+        self
+    }
+
     /// Checks the setup and starts the query on its own thread.
     pub fn start(self) -> Result<StreamingQuery> {
         if let Trigger::Invalid(msg) = &self.trigger {
@@ -503,7 +510,7 @@ impl QueryBuilder {
                 Some(cp)
             }
         };
-        let sinks = self.monitor.sinks(&name)?;
+        let sinks = self.monitor.sinks(&name, &id, &run_id)?;
         let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, sinks);
         let exec = microbatch::MicroBatch {
             observer,
@@ -570,6 +577,10 @@ macro_rules! __query_builder_methods {
         /// Serves this query's Prometheus metrics at `http://{addr}/metrics`.
         pub fn metrics(self, addr: &str) -> Self {
             $builder { inner: self.inner.metrics(addr) }
+        }
+        /// Serves a live page of this query at `http://{addr}/query/<name>`.
+        pub fn ui(self, addr: &str) -> Self {
+            $builder { inner: self.inner.ui(addr) }
         }
         /// Starts the query under a query manager.
         pub fn manager(self, manager: &$crate::engine::QueryManager) -> Self {

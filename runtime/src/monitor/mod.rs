@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -15,14 +16,18 @@ use crate::error::Result;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Options {
     pub metrics: Option<String>,
+    pub ui: Option<String>,
 }
 
 impl Options {
     /// The progress sinks for a query named `query`, servers started as needed.
-    pub(crate) fn sinks(&self, query: &str) -> Result<Vec<Arc<dyn ProgressSink>>> {
+    pub(crate) fn sinks(&self, query: &str, id: &str, run_id: &str) -> Result<Vec<Arc<dyn ProgressSink>>> {
         let mut out = Vec::new();
         if let Some(addr) = &self.metrics {
             out.push(metrics::enable(addr, query)?);
+        }
+        if let Some(addr) = &self.ui {
+            out.push(ui::enable(addr, query, id, run_id)?);
         }
         Ok(out)
     }
