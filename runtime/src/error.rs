@@ -161,6 +161,7 @@ fn verify_hint(checkpoint: Option<&Path>) -> String {
 /// What to do about the I/O errors a user can fix.
 fn io_hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
+        std::io::ErrorKind::NotFound => " (check that the path exists)",
         std::io::ErrorKind::PermissionDenied => " (check that this process may read and write there)",
         std::io::ErrorKind::StorageFull => " (the disk is full: free space and restart the query)",
         std::io::ErrorKind::ConnectionRefused => " (is the server running and listening on that address?)",

@@ -293,11 +293,15 @@ impl Observer {
         });
     }
 
+    /// The query is about to say it stopped: the synchronous sinks finish.
+    pub(crate) fn stopping(&self, error: Option<&Arc<Error>>) {
+        for s in &self.sinks {
+            s.terminated(error);
+        }
+    }
+
     /// The query stopped (its status already says so).
     pub(crate) fn terminated(&self, error: Option<Arc<Error>>) {
-        for s in &self.sinks {
-            s.terminated(error.as_ref());
-        }
         if let Some(m) = &self.manager {
             m.terminated(&self.run_id, error.clone());
         }

@@ -63,17 +63,20 @@ impl MicroBatch {
         for s in &mut self.sources {
             s.stop();
         }
+        let error = match result {
+            Ok(()) | Err(Error::Stopped) => None,
+            Err(e) => {
+                tracing::error!(query = %self.name, error = %e, "query failed");
+                Some(Arc::new(e))
+            }
+        };
+        // Progress bar, page and metrics are final before anyone sees the query stopped.
+        self.observer.stopping(error.as_ref());
         self.shared.update(|st| {
             st.active = false;
             st.message = "Stopped".into();
-            if let Err(e) = result {
-                if !matches!(e, Error::Stopped) {
-                    tracing::error!(query = %self.name, error = %e, "query failed");
-                    st.error = Some(Arc::new(e));
-                }
-            }
+            st.error = error.clone();
         });
-        let error = self.shared.lock().error.clone();
         self.observer.terminated(error);
     }
 

@@ -447,6 +447,13 @@ impl QueryBuilder {
         self
     }
 
+    /// Whether an `available_now` run reports each batch: a progress bar on stderr when it is
+    /// a terminal, else a log line (default on).
+    pub fn catch_up_progress(mut self, on: bool) -> Self {
+        self.monitor.no_catch_up = !on;
+        self
+    }
+
     /// Checks the setup and starts the query on its own thread.
     pub fn start(self) -> Result<StreamingQuery> {
         if let Trigger::Invalid(msg) = &self.trigger {
@@ -510,7 +517,7 @@ impl QueryBuilder {
                 Some(cp)
             }
         };
-        let sinks = self.monitor.sinks(&name, &id, &run_id)?;
+        let sinks = self.monitor.sinks(&name, &id, &run_id, &self.trigger)?;
         let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, sinks);
         let exec = microbatch::MicroBatch {
             observer,
@@ -581,6 +588,10 @@ macro_rules! __query_builder_methods {
         /// Serves a live page of this query at `http://{addr}/query/<name>`.
         pub fn ui(self, addr: &str) -> Self {
             $builder { inner: self.inner.ui(addr) }
+        }
+        /// Whether an `available_now` run reports each batch (a bar on a terminal, else a log line).
+        pub fn catch_up_progress(self, on: bool) -> Self {
+            $builder { inner: self.inner.catch_up_progress(on) }
         }
         /// Starts the query under a query manager.
         pub fn manager(self, manager: &$crate::engine::QueryManager) -> Self {

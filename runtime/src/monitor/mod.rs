@@ -3,6 +3,7 @@
 //! from the query builder (`.metrics(addr)`, `.ui(addr)`). A query that asks for neither
 //! starts no thread and pays nothing.
 
+mod catch_up;
 pub mod http;
 pub mod metrics;
 pub mod ui;
@@ -17,12 +18,24 @@ use crate::error::Result;
 pub(crate) struct Options {
     pub metrics: Option<String>,
     pub ui: Option<String>,
+    /// Report each batch of an `available_now` run (a bar on a terminal, else a log line);
+    /// on unless turned off.
+    pub no_catch_up: bool,
 }
 
 impl Options {
     /// The progress sinks for a query named `query`, servers started as needed.
-    pub(crate) fn sinks(&self, query: &str, id: &str, run_id: &str) -> Result<Vec<Arc<dyn ProgressSink>>> {
-        let mut out = Vec::new();
+    pub(crate) fn sinks(
+        &self,
+        query: &str,
+        id: &str,
+        run_id: &str,
+        trigger: &crate::Trigger,
+    ) -> Result<Vec<Arc<dyn ProgressSink>>> {
+        let mut out: Vec<Arc<dyn ProgressSink>> = Vec::new();
+        if *trigger == crate::Trigger::AvailableNow && !self.no_catch_up {
+            out.push(catch_up::CatchUp::new(query));
+        }
         if let Some(addr) = &self.metrics {
             out.push(metrics::enable(addr, query)?);
         }
