@@ -38,7 +38,8 @@ impl CatchUp {
 
     pub(crate) fn with_terminal(name: &str, terminal: bool) -> Arc<Self> {
         let bar = terminal.then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            // Hidden until the first batch says how much there is.
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
             bar.set_style(
                 ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {msg} · {elapsed} elapsed, {eta} left")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -72,6 +73,9 @@ impl ProgressSink for CatchUp {
         let line = self.line(p);
         match &self.bar {
             Some(bar) => {
+                if bar.is_hidden() {
+                    bar.set_draw_target(ProgressDrawTarget::stderr());
+                }
                 if let Some((done, total, unit)) = totals(p) {
                     bar.set_length(total);
                     bar.set_position(done);
