@@ -109,8 +109,11 @@ fn html_escape(s: &str) -> String {
 /// Pages served per address, by query name (a restarted query replaces its page).
 type Pages = Mutex<Vec<(String, Arc<QueryPage>)>>;
 
+/// Every address's pages.
+type AllPages = Mutex<Vec<(std::net::SocketAddr, Arc<Pages>)>>;
+
 fn pages_of(server: &http::Server) -> Arc<Pages> {
-    static ALL: std::sync::OnceLock<Mutex<Vec<(std::net::SocketAddr, Arc<Pages>)>>> = std::sync::OnceLock::new();
+    static ALL: std::sync::OnceLock<AllPages> = std::sync::OnceLock::new();
     let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, p)) = all.iter().find(|(a, _)| *a == server.addr()) {
         return p.clone();
