@@ -116,6 +116,30 @@ fn text_kind(s: &str, numbers: bool) -> Ty {
     Ty::String
 }
 
+/// A JSON object's fields in the order the line has them (serde_json's `Value` sorts them),
+/// so the struct's fields follow the data.
+struct Ordered(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    out.push((k, v));
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 fn json_file(path: &Path, limit: usize, sample: &mut Sample) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     for (i, line) in BufReader::new(f).lines().enumerate().take(limit) {
@@ -123,20 +147,14 @@ fn json_file(path: &Path, limit: usize, sample: &mut Sample) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(&line).map_err(|e| {
+        let obj: Ordered = serde_json::from_str(&line).map_err(|e| {
             Error::MalformedInput(format!(
-                "line {} of {} is not JSON: {e} (one object per line expected)",
+                "line {} of {} is not a JSON object: {e} (one object per line expected)",
                 i + 1,
                 path.display()
             ))
         })?;
-        let Value::Object(obj) = v else {
-            return Err(Error::MalformedInput(format!(
-                "line {} of {} is not a JSON object (one object per line expected)",
-                i + 1,
-                path.display()
-            )));
-        };
+        let obj = obj.0;
         let mut seen = Vec::new();
         for (k, v) in obj {
             let c = sample.column(&k);

@@ -20,7 +20,18 @@ struct WindowCount {
     n: i64,
 }
 
+/// What `flowgate infer-schema` printed for the sample in the infer-schema test, compiled.
+mod inferred {
+    use flowgate::prelude::*;
+    include!("golden/sensor_readings.rs");
+}
+
 stream_query! {
+    /// Reads rows with the inferred struct.
+    query EchoInferred(rows: inferred::SensorReadings) -> inferred::SensorReadings, mode = append {
+        rows.select(sensor, value, temp, ts, ok)
+    }
+
     query Counts(readings: Reading) -> WindowCount, mode = append {
         readings
             .with_watermark(ts, "5 seconds")
@@ -140,6 +151,18 @@ fn checkpoint_verify_passes_a_sound_checkpoint_and_names_each_damaged_file() {
         .collect();
     assert_eq!(bad, ["offsets/1", "state/deltas/2"]);
 
+    // Sound files, but a state delta the committed version needs is gone.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (cp2, _) = run_query(dir2.path(), SinkFormat::Json);
+    std::fs::remove_file(cp2.join("state/deltas/3")).unwrap();
+    let o = flowgate(&["checkpoint", "verify", cp2.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("state at version 4 (after batch 3)") && stderr(&o).contains("missing"),
+        "{}",
+        stderr(&o)
+    );
+
     // `show` on the damaged checkpoint fails with the sentence that points at `verify`.
     let o = flowgate(&["checkpoint", "show", cp_s]);
     assert_eq!(o.status.code(), Some(2));
@@ -195,29 +218,33 @@ fn infer_schema_writes_a_record_struct_with_optional_fields_and_comments_on_gues
         ),
     )
     .unwrap();
-    let o = flowgate(&["infer-schema", json.to_str().unwrap()]);
+    let o = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["infer-schema", "sensor-readings.jsonl"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let text = stdout(&o);
-    let expected = format!(
-        "/// Inferred by `flowgate infer-schema` from {} (3 rows sampled). Review the guesses.
-#[derive(Record, Clone, Debug)]
-pub struct SensorReadings {{
-    /// optional: 1 nulls
-    pub ok: Option<bool>,
-    pub sensor: String,
-    /// guessed: whole and decimal numbers seen; optional: missing in 1 of 3 rows
-    pub temp: Option<f64>,
-    /// guessed from text: all 3 values read as timestamps (UTC); use String to keep the text
-    pub ts: Timestamp,
-    /// guessed: 3 whole numbers seen; use f64 if it can have a fraction
-    pub value: i64,
-    // column `tags`: nested values (1 seen) have no #[derive(Record)] type: left out
-    // column `user-id` (Option<String>) is not a Rust field name; a record's fields are named after its columns: rename the column to use it
-}}
-",
-        json.display()
+    // The golden file is also compiled into this test (`mod inferred`), and reads the sample.
+    assert_eq!(stdout(&o), include_str!("golden/sensor_readings.rs"));
+    let table = MemoryTable::new();
+    let q = EchoInferred::builder()
+        .rows(Source::file(dir.path()).json())
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::available_now())
+        .start()
+        .unwrap();
+    q.await_termination().unwrap();
+    let mut rows: Vec<inferred::SensorReadings> = table.rows().unwrap();
+    rows.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+    let got: Vec<_> = rows.iter().map(|r| (r.sensor.as_str(), r.value, r.temp, r.ts.0, r.ok)).collect();
+    assert_eq!(
+        got,
+        [
+            ("a", 1, Some(20.5), 1_704_067_200_000_000, Some(true)),
+            ("b", 2, Some(21.0), 1_704_067_201_000_000, None),
+            ("c", 3, None, 1_704_067_202_000_000, Some(false)),
+        ]
     );
-    assert_eq!(text, expected);
 
     let csv = dir.path().join("shops.csv");
     std::fs::write(&csv, "shop,units,price,day\nx,1,2.5,2024-01-01\ny,,3,2024-01-02\n").unwrap();
