@@ -368,3 +368,50 @@ fn progress_json_uses_sparks_field_names() {
         assert!(our_keys.contains_key(key) && spark_keys.contains_key(key), "{key}: ours {our_keys:?}");
     }
 }
+
+/// Holds every event until released.
+struct Blocked {
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    delivered: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl QueryListener for Blocked {
+    fn on_query_progress(&self, _: &QueryProgress) {
+        let (open, cv) = &*self.gate;
+        let mut g = open.lock().unwrap();
+        while !*g {
+            g = cv.wait(g).unwrap();
+        }
+        self.delivered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_stuck_listener_does_not_hold_up_the_query() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let input = MemoryStream::<Reading>::new();
+    let q = Totals::builder()
+        .readings(Source::memory(&input))
+        .sink(Sink::memory(&MemoryTable::new()))
+        .query_name("stuck-listener")
+        .listener(Arc::new(Blocked { gate: gate.clone(), delivered: delivered.clone() }))
+        .start()
+        .unwrap();
+    // Five batches run while the listener is stuck in the first event.
+    for i in 0..5 {
+        input.add(vec![reading("a", i, i)]);
+        q.process_all_available().unwrap();
+    }
+    assert_eq!(q.last_progress().unwrap().batch_id, 4);
+    assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Released, it gets every event, in order.
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+    while delivered.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+        assert!(std::time::Instant::now() < deadline, "the held events were never delivered");
+        std::thread::sleep(StdDuration::from_millis(5));
+    }
+    q.stop().unwrap();
+}
