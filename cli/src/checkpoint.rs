@@ -157,7 +157,7 @@ fn state_operators(dir: &Path, storage: &Arc<dyn Storage>, meta: &Value, version
 pub fn show(dir: &Path, last: usize, as_json: bool) -> Result<()> {
     let d = describe(dir, last)?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
         return Ok(());
     }
     let s = |v: &Value| match v {
@@ -165,15 +165,15 @@ pub fn show(dir: &Path, last: usize, as_json: bool) -> Result<()> {
         Value::Null => "-".into(),
         v => v.to_string(),
     };
-    println!("checkpoint  {}", s(&d["directory"]));
-    println!("query       {} (id {})", s(&d["name"]), s(&d["id"]));
-    println!("output      {} mode: {}", s(&d["outputMode"]), s(&d["output"]));
-    println!("partitions  {} shuffle partitions", s(&d["shufflePartitions"]));
+    out!("checkpoint  {}", s(&d["directory"]));
+    out!("query       {} (id {})", s(&d["name"]), s(&d["id"]));
+    out!("output      {} mode: {}", s(&d["outputMode"]), s(&d["output"]));
+    out!("partitions  {} shuffle partitions", s(&d["shufflePartitions"]));
     for input in d["inputs"].as_array().into_iter().flatten() {
-        println!("input       {} from {}: {}", s(&input["name"]), s(&input["source"]), s(&input["schema"]));
+        out!("input       {} from {}: {}", s(&input["name"]), s(&input["source"]), s(&input["schema"]));
     }
-    println!("batches     {} in the log, last committed: {}", s(&d["batchesInLog"]), s(&d["lastCommittedBatch"]));
-    println!();
+    out!("batches     {} in the log, last committed: {}", s(&d["batchesInLog"]), s(&d["lastCommittedBatch"]));
+    out!("");
     let rows = d["batches"].as_array().into_iter().flatten().map(|b| {
         vec![
             s(&b["batchId"]),
@@ -183,16 +183,16 @@ pub fn show(dir: &Path, last: usize, as_json: bool) -> Result<()> {
             micros_text(&b["nextBatchWatermarkMicros"]),
         ]
     });
-    println!(
+    out!(
         "{}",
         table::render(&["batch", "offsets (end, per source)", "watermark", "committed", "next watermark"], rows)
     );
     let ops = d["stateOperators"].as_array().cloned().unwrap_or_default();
     if ops.is_empty() {
-        println!("\nno state (a stateless query)");
+        out!("\nno state (a stateless query)");
         return Ok(());
     }
-    println!();
+    out!("");
     let rows = ops.iter().map(|o| {
         let oldest = s(&o["oldestVersion"]);
         let latest = s(&o["latestVersion"]);
@@ -210,7 +210,7 @@ pub fn show(dir: &Path, last: usize, as_json: bool) -> Result<()> {
             ),
         ]
     });
-    println!(
+    out!(
         "{}",
         table::render(&["state operator", "partitions", "versions", "committed", "rows", "files", "bytes"], rows)
     );
@@ -311,7 +311,7 @@ pub fn verify(dir: &Path, as_json: bool) -> Result<usize> {
             .map(|c| json!({"file": c.rel, "bytes": c.bytes, "ok": c.problem.is_none(), "problem": c.problem}))
             .collect();
         let report = json!({"directory": dir.display().to_string(), "files": files, "damaged": damaged});
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         let rows = checked.iter().map(|c| {
             vec![
@@ -320,8 +320,8 @@ pub fn verify(dir: &Path, as_json: bool) -> Result<usize> {
                 c.problem.clone().map_or_else(|| "ok".into(), |p| format!("DAMAGED: {p}")),
             ]
         });
-        println!("{}", table::render(&["file", "size", "check"], rows));
-        println!("{} files checked, {damaged} damaged", checked.len());
+        out!("{}", table::render(&["file", "size", "check"], rows));
+        out!("{} files checked, {damaged} damaged", checked.len());
         for c in checked.iter().filter(|c| c.problem.is_some()) {
             eprintln!("damaged: {}: {}", dir.join(&c.rel).display(), c.problem.as_deref().unwrap_or_default());
         }

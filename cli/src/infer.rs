@@ -419,9 +419,9 @@ pub fn run(files: &[std::path::PathBuf], name: Option<&str>, limit: usize, as_js
     let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
     let (text, value) = render(&name, &sample, &paths);
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
-        print!("{text}");
+        out!("{}", text.trim_end_matches('\n'));
     }
     Ok(())
 }

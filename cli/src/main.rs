@@ -6,6 +6,14 @@
 //! error is printed as one sentence on stderr). `RUST_LOG` sets the log level (`warn` by
 //! default).
 
+/// `println!` that ends the program quietly when stdout is closed early (`flowgate ... | head`)
+/// instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::write_line(format_args!($($t)*))
+    };
+}
+
 mod checkpoint;
 mod infer;
 mod sink;
@@ -102,6 +110,20 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Writes a line to stdout; a closed pipe ends the program with success (the reader has what
+/// it wanted), another write error with status 2.
+fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the output: {e}");
+        std::process::exit(2);
     }
 }
 

@@ -126,17 +126,17 @@ pub fn read(dir: &Path, as_json: bool) -> Result<()> {
                 if let Value::Object(m) = &mut row {
                     m.insert("_batch".into(), Value::from(*batch));
                 }
-                println!("{row}");
+                out!("{row}");
             }
         } else {
-            println!("batch {batch}: {rows} rows in {} files", files.len());
+            out!("batch {batch}: {rows} rows in {} files", files.len());
             if rows > 0 {
-                println!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
+                out!("{}", arrow_cast::pretty::pretty_format_batches(&batches)?);
             }
         }
     }
     if !as_json {
-        println!("{} committed batches, {total} rows", committed.len());
+        out!("{} committed batches, {total} rows", committed.len());
     }
     Ok(())
 }

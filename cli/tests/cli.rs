@@ -278,3 +278,37 @@ fn infer_schema_writes_a_record_struct_with_optional_fields_and_comments_on_gues
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown file type `.txt`"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    // 20 000 rows of output: more than a pipe holds, so the command is still writing when
+    // the reader goes away (`flowgate sink read DIR --json | head -1`).
+    let dir = tempfile::tempdir().unwrap();
+    let (input, cp, out) = (dir.path().join("in"), dir.path().join("cp"), dir.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    let mut text: String =
+        (0..20_000).map(|i| format!("{{\"sensor\": \"s{i}\", \"ts\": \"2024-01-01T00:00:01Z\"}}\n")).collect();
+    std::fs::write(input.join("1.json"), &text).unwrap();
+    text = "{\"sensor\": \"s0\", \"ts\": \"2024-01-01T00:00:30Z\"}\n".into();
+    std::fs::write(input.join("2.json"), &text).unwrap();
+    let q = Counts::builder()
+        .readings(Source::file(&input).json().max_files_per_trigger(1))
+        .sink(Sink::file(&out, SinkFormat::Json))
+        .checkpoint(&cp)
+        .trigger(Trigger::available_now())
+        .start()
+        .unwrap();
+    q.await_termination().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["sink", "read", out.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    assert!(first.contains("\"_batch\""), "{first}");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
