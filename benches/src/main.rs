@@ -17,6 +17,7 @@ mod compile;
 mod data;
 mod files;
 mod latency;
+mod monitoring;
 mod nexmark;
 mod ops;
 mod workloads;
@@ -157,6 +158,24 @@ fn main() {
             return;
         }
     }
+    if what == "monitoring" || what == "all" {
+        let (plain, monitored, events) = monitoring::overhead();
+        println!(
+            "small checkpointed batch, median of {} rounds: {:.3} ms plain, {:.3} ms with a listener, metrics and the \
+             query page; overhead {:+.1}% (goal < 5%; the listener saw {events} progress events in a round)\n",
+            monitoring::ROUNDS,
+            plain.as_secs_f64() * 1e3,
+            monitored.as_secs_f64() * 1e3,
+            (monitored.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0
+        );
+        println!(
+            "feeding one batch's progress into the Prometheus metrics: {:.2} µs\n",
+            monitoring::metrics_cost_per_batch().as_secs_f64() * 1e6
+        );
+        if what == "monitoring" {
+            return;
+        }
+    }
     let rows = arg("--rows", DEFAULT_ROWS);
     let runs = arg("--runs", DEFAULT_RUNS);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -168,7 +187,7 @@ fn main() {
         .collect();
     if selected.is_empty() {
         eprintln!(
-            "usage: flowgate-benches [compare | core | windowed | ops | nexmark | checkpoint | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark] [--format json|parquet|both]\n       \
+            "usage: flowgate-benches [compare | core | windowed | ops | nexmark | checkpoint | monitoring | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark] [--format json|parquet|both]\n       \
              flowgate-benches latency [--rate N] [--seconds S] [--query stateless|stateful|all] \
              [--trigger default|interval|all] [--interval-ms N] [--checkpoint no|yes|both]"
         );

@@ -44,6 +44,7 @@ stream_query! {
 }
 
 fn main() -> flowgate::Result<()> {
+    flowgate_examples::init_logging();
     let need = |name: &str| {
         flowgate_examples::arg(name).ok_or_else(|| {
             flowgate::Error::Plan(format!(

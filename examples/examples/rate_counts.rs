@@ -4,7 +4,11 @@
 //! ```text
 //! cargo run --release --example rate_counts                 # runs for 5 seconds
 //! cargo run --release --example rate_counts -- --seconds 30 --rate 100000
+//! cargo run --release --example rate_counts -- --seconds 600 --ui 127.0.0.1:4040 --metrics 127.0.0.1:9464
 //! ```
+//!
+//! With `--ui`, open `http://127.0.0.1:4040/query/Buckets` for live charts; with `--metrics`,
+//! Prometheus can scrape `http://127.0.0.1:9464/metrics`.
 
 use flowgate::prelude::*;
 
@@ -34,13 +38,20 @@ stream_query! {
 }
 
 fn main() -> flowgate::Result<()> {
+    flowgate_examples::init_logging();
     let seconds: u64 = flowgate_examples::arg_or("seconds", 5).map_err(flowgate::Error::Plan)?;
     let rate: u64 = flowgate_examples::arg_or("rate", 1000).map_err(flowgate::Error::Plan)?;
-    let query = Buckets::builder()
+    let mut builder = Buckets::builder()
         .ticks(Source::rate(rate))
         .sink(Sink::console())
-        .trigger(Trigger::processing_time("1 second"))
-        .start()?;
+        .trigger(Trigger::processing_time("1 second"));
+    if let Some(addr) = flowgate_examples::arg("ui") {
+        builder = builder.ui(&addr);
+    }
+    if let Some(addr) = flowgate_examples::arg("metrics") {
+        builder = builder.metrics(&addr);
+    }
+    let query = builder.start()?;
     if !query.await_termination_timeout(std::time::Duration::from_secs(seconds))? {
         query.stop()?;
     }

@@ -32,6 +32,7 @@ stream_query! {
 }
 
 fn main() -> flowgate::Result<()> {
+    flowgate_examples::init_logging();
     let host = flowgate_examples::arg("host").unwrap_or_else(|| "localhost".to_string());
     let port: u16 = flowgate_examples::arg_or("port", 9999).map_err(flowgate::Error::Plan)?;
     let query = WordCounts::builder().lines(Source::socket(&host, port)).sink(Sink::console()).start()?;

@@ -299,6 +299,198 @@ where
     }
 }
 
+/// A parsed [`StateCodec::layout`]: enough to decode a stored value without its Rust type, as
+/// `flowgate state read` does (Spark 4's state data source reads state as a table the same
+/// way, from the schema the checkpoint records).
+#[derive(Clone, Debug, PartialEq)]
+// Variant names differ from the crate's own types (`Option`, `Sum`, `Window`, ...): rustc
+// prints a type by its short name only while no other public item shares it.
+pub enum Layout {
+    Bool,
+    I32,
+    I64,
+    U64,
+    F64,
+    Utf8,
+    TimestampUs,
+    Days,
+    WindowStruct,
+    /// A window by its start, of this size (µs).
+    WindowStart(i64),
+    Unit,
+    Nullable(Box<Layout>),
+    Tuple(Vec<Layout>),
+    CountAcc,
+    SumAcc(Box<Layout>),
+    NullableSumAcc(Box<Layout>),
+    AvgAcc(Box<Layout>),
+    MinAcc(Box<Layout>),
+    MaxAcc(Box<Layout>),
+    SessionOf(Box<Layout>),
+    ListOf(Box<Layout>),
+}
+
+impl Layout {
+    /// Parses a layout string as [`StateCodec::layout`] writes it.
+    pub fn parse(text: &str) -> Result<Layout> {
+        let mut p = LayoutParser { s: text.as_bytes(), at: 0 };
+        let l = p.layout()?;
+        if p.at != p.s.len() {
+            return Err(p.error("trailing text"));
+        }
+        Ok(l)
+    }
+
+    /// Decodes one value of this layout from the front of `input`, as JSON: numbers, strings,
+    /// timestamps as RFC 3339 text, windows as `{start, end}`, accumulators by their parts.
+    pub fn decode(&self, input: &mut &[u8]) -> Result<serde_json::Value> {
+        use serde_json::{json, Value};
+        let ts = |us: i64| Value::from(Timestamp(us).to_string());
+        Ok(match self {
+            Layout::Bool => Value::from(bool::decode(input)?),
+            Layout::I32 => Value::from(i32::decode(input)?),
+            Layout::I64 => Value::from(i64::decode(input)?),
+            Layout::U64 => Value::from(u64::decode(input)?),
+            Layout::F64 => serde_json::Number::from_f64(f64::decode(input)?).map_or(Value::Null, Value::Number),
+            Layout::Utf8 => Value::from(String::decode(input)?),
+            Layout::TimestampUs => ts(i64::decode(input)?),
+            Layout::Days => Value::from(Date(i32::decode(input)?).to_string()),
+            Layout::WindowStruct => {
+                let (a, b) = (i64::decode(input)?, i64::decode(input)?);
+                json!({"start": ts(a), "end": ts(b)})
+            }
+            Layout::WindowStart(size) => {
+                let a = i64::decode(input)?;
+                json!({"start": ts(a), "end": ts(a + size)})
+            }
+            Layout::Unit => Value::Null,
+            Layout::Nullable(inner) => match take(input, 1)?[0] {
+                0 => Value::Null,
+                1 => inner.decode(input)?,
+                t => return Err(Error::Checkpoint(format!("bad option tag {t} in state"))),
+            },
+            Layout::Tuple(items) => Value::Array(items.iter().map(|l| l.decode(input)).collect::<Result<_>>()?),
+            Layout::CountAcc => json!({"count": i64::decode(input)?}),
+            Layout::SumAcc(s) => json!({"sum": s.decode(input)?}),
+            Layout::NullableSumAcc(s) => {
+                let sum = s.decode(input)?;
+                json!({"sum": sum, "non_null": i64::decode(input)?})
+            }
+            Layout::AvgAcc(s) => {
+                let sum = s.decode(input)?;
+                json!({"sum": sum, "count": i64::decode(input)?})
+            }
+            Layout::MinAcc(v) => json!({"min": v.decode(input)?}),
+            Layout::MaxAcc(v) => json!({"max": v.decode(input)?}),
+            Layout::SessionOf(acc) => {
+                let (a, b) = (i64::decode(input)?, i64::decode(input)?);
+                json!({"start": ts(a), "end": ts(b), "acc": acc.decode(input)?})
+            }
+            Layout::ListOf(item) => {
+                let n = u64::decode(input)?;
+                Value::Array((0..n).map(|_| item.decode(input)).collect::<Result<_>>()?)
+            }
+        })
+    }
+
+    /// Decodes a value that must use all of `bytes`.
+    pub fn decode_all(&self, mut bytes: &[u8]) -> Result<serde_json::Value> {
+        let v = self.decode(&mut bytes)?;
+        if !bytes.is_empty() {
+            return Err(Error::Checkpoint(format!("{} trailing bytes after a state value", bytes.len())));
+        }
+        Ok(v)
+    }
+}
+
+struct LayoutParser<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+impl LayoutParser<'_> {
+    fn error(&self, what: &str) -> Error {
+        Error::Checkpoint(format!("state layout `{}`: {what} at byte {}", String::from_utf8_lossy(self.s), self.at))
+    }
+
+    fn eat(&mut self, c: u8) -> Result<()> {
+        if self.s.get(self.at) == Some(&c) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected `{}`", c as char)))
+        }
+    }
+
+    fn word(&mut self) -> &str {
+        let start = self.at;
+        while self.s.get(self.at).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+            self.at += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.at]).unwrap_or("")
+    }
+
+    /// `name[inner]` or `name<inner>`.
+    fn wrapped(&mut self, open: u8, close: u8) -> Result<Box<Layout>> {
+        self.eat(open)?;
+        let l = self.layout()?;
+        self.eat(close)?;
+        Ok(Box::new(l))
+    }
+
+    fn layout(&mut self) -> Result<Layout> {
+        if self.s.get(self.at) == Some(&b'(') {
+            self.at += 1;
+            if self.s.get(self.at) == Some(&b')') {
+                self.at += 1;
+                return Ok(Layout::Unit);
+            }
+            let mut items = vec![self.layout()?];
+            while self.s.get(self.at) == Some(&b',') {
+                self.at += 1;
+                items.push(self.layout()?);
+            }
+            self.eat(b')')?;
+            return Ok(Layout::Tuple(items));
+        }
+        let word = self.word().to_string();
+        Ok(match word.as_str() {
+            "bool" => Layout::Bool,
+            "i32" => Layout::I32,
+            "i64" => Layout::I64,
+            "u64" => Layout::U64,
+            "f64" => Layout::F64,
+            "utf8" => Layout::Utf8,
+            "timestamp_us" => Layout::TimestampUs,
+            "date" => Layout::Days,
+            "window" => Layout::WindowStruct,
+            "count" => Layout::CountAcc,
+            "window_start" => {
+                self.eat(b'[')?;
+                let start = self.at;
+                while self.s.get(self.at).is_some_and(|c| c.is_ascii_digit() || *c == b'-') {
+                    self.at += 1;
+                }
+                let size = std::str::from_utf8(&self.s[start..self.at])
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| self.error("expected a window size"))?;
+                self.eat(b']')?;
+                Layout::WindowStart(size)
+            }
+            "option" => Layout::Nullable(self.wrapped(b'<', b'>')?),
+            "sum" => Layout::SumAcc(self.wrapped(b'[', b']')?),
+            "nullable_sum" => Layout::NullableSumAcc(self.wrapped(b'[', b']')?),
+            "avg" => Layout::AvgAcc(self.wrapped(b'[', b']')?),
+            "min" => Layout::MinAcc(self.wrapped(b'[', b']')?),
+            "max" => Layout::MaxAcc(self.wrapped(b'[', b']')?),
+            "session" => Layout::SessionOf(self.wrapped(b'[', b']')?),
+            "list" => Layout::ListOf(self.wrapped(b'[', b']')?),
+            other => return Err(self.error(&format!("unknown layout `{other}`"))),
+        })
+    }
+}
+
 /// Encodes one value into a fresh buffer.
 pub fn to_bytes<T: StateCodec>(v: &T) -> Vec<u8> {
     let mut out = Vec::new();
@@ -334,6 +526,32 @@ mod tests {
         assert!(back.2.finish().is_nan());
         assert_eq!(back.3.finish(), "x");
         assert!(from_bytes::<String>(&[9, 0, 0]).is_err(), "truncated input is an error");
+    }
+
+    #[test]
+    fn layouts_parse_and_decode_what_the_types_encode() {
+        type Key = (crate::window::WindowKey<600_000_000>, Option<String>);
+        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<&'static str>, crate::agg::Min<Option<i32>>);
+        let key: Key = (crate::window::WindowKey { start: 0 }, Some("dog".into()));
+        let mut sum = Sum::<Option<i64>>::new();
+        sum.update(Some(5));
+        let mut max = crate::agg::Max::<&str>::new();
+        max.update("z");
+        let acc: Acc = (Count(3), sum, Avg::<f64>::new(), max, crate::agg::Min::new());
+        let k = Layout::parse(&layout_of::<Key>()).unwrap().decode_all(&to_bytes(&key)).unwrap();
+        assert_eq!(k, serde_json::json!([{"start": "1970-01-01 00:00:00", "end": "1970-01-01 00:10:00"}, "dog"]));
+        let v = Layout::parse(&layout_of::<Acc>()).unwrap().decode_all(&to_bytes(&acc)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([{"count": 3}, {"sum": {"sum": 5, "non_null": 1}}, {"sum": 0.0, "count": 0}, {"max": "z"}, {"min": null}])
+        );
+        let sessions = Layout::parse("list[session[(count)]]").unwrap();
+        assert_eq!(
+            sessions,
+            Layout::ListOf(Box::new(Layout::SessionOf(Box::new(Layout::Tuple(vec![Layout::CountAcc])))))
+        );
+        assert!(Layout::parse("(i64,").is_err() && Layout::parse("blob").is_err());
+        assert!(Layout::parse("i64").unwrap().decode_all(&[1, 2]).is_err(), "a truncated value is an error");
     }
 
     /// Golden vectors: layouts and fingerprints are persisted in checkpoint metadata; a change

@@ -51,6 +51,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod functions;
+pub mod monitor;
 pub mod ops;
 pub mod partition;
 pub mod record;

@@ -32,7 +32,7 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
 
 /// The payload of a framed file's bytes, checked; `what` names the file in errors.
 pub fn unframe<'a>(bytes: &'a [u8], what: &Path) -> Result<&'a [u8]> {
-    let bad = |why: String| Error::Checkpoint(format!("{}: {why}", what.display()));
+    let bad = |why: String| Error::corrupt_file(what, why);
     if bytes.len() < HEADER_LEN {
         return Err(bad(format!("truncated: {} bytes, shorter than the {HEADER_LEN}-byte header", bytes.len())));
     }

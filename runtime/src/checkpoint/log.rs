@@ -42,7 +42,10 @@ impl BatchLog {
         match self.storage.read(&self.rel(batch))? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::Checkpoint(format!("{}: not valid JSON: {e}", self.storage.describe(&self.rel(batch))))
+                Error::corrupt_file(
+                    std::path::Path::new(&self.storage.describe(&self.rel(batch))),
+                    format!("not valid JSON: {e}"),
+                )
             }),
         }
     }

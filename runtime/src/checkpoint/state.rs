@@ -78,7 +78,7 @@ pub fn encode_batch_delta(deltas: &[Vec<Vec<u8>>]) -> Vec<u8> {
 
 /// The per-partition deltas of a batch delta's payload, `[operator][partition]`.
 pub fn decode_batch_delta(mut bytes: &[u8], what: &str) -> Result<Vec<Vec<Vec<u8>>>> {
-    let bad = || Error::Checkpoint(format!("{what}: malformed batch delta"));
+    let bad = || Error::corrupt_file(std::path::Path::new(what), "malformed batch delta");
     fn take<'a>(n: usize, bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
         if bytes.len() < n {
             return None;
@@ -125,7 +125,7 @@ fn encode(changes: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>) -> Vec<u8> 
 }
 
 fn apply(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, mut bytes: &[u8], what: &str) -> Result<()> {
-    let bad = || Error::Checkpoint(format!("{what}: malformed state record"));
+    let bad = || Error::corrupt_file(std::path::Path::new(what), "malformed state record");
     let take = |n: usize, bytes: &mut &[u8]| -> Result<Vec<u8>> {
         if bytes.len() < n {
             return Err(bad());

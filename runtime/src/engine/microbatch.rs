@@ -26,6 +26,7 @@ pub(crate) enum InputSlot {
 }
 
 pub(crate) struct MicroBatch {
+    pub observer: super::listener::Observer,
     pub id: String,
     pub run_id: String,
     pub name: String,
@@ -61,6 +62,7 @@ fn ms(d: StdDuration) -> u64 {
 
 impl MicroBatch {
     pub(crate) fn run(mut self) {
+        self.observer.started();
         let mut result = self.run_loop();
         if let Some(mut cp) = self.checkpoint.take() {
             // The last batch's commit entry is durable, and the snapshot thread done, before
@@ -77,16 +79,21 @@ impl MicroBatch {
         for (_, s) in &mut self.statics {
             s.stop();
         }
+        let error = match result {
+            Ok(()) | Err(Error::Stopped) => None,
+            Err(e) => {
+                tracing::error!(query = %self.name, error = %e, "query failed");
+                Some(Arc::new(e))
+            }
+        };
+        // Progress bar, page and metrics are final before anyone sees the query stopped.
+        self.observer.stopping(error.as_ref());
         self.shared.update(|st| {
             st.active = false;
             st.message = "Stopped".into();
-            if let Err(e) = &result {
-                if !matches!(e, Error::Stopped) {
-                    tracing::error!(query = %self.name, error = %e, "query failed");
-                    st.error = Some(e.to_string());
-                }
-            }
+            st.error = error.clone();
         });
+        self.observer.terminated(error);
     }
 
     fn stopped(&self) -> bool {
@@ -179,7 +186,7 @@ impl MicroBatch {
                 }
             }
             let trigger_start = Instant::now();
-            let t = Instant::now();
+            let t = super::listener::Phase::start("latestOffset");
             // A batch planned before a restart runs again with exactly its logged offsets.
             let replay = rerun.take();
             let ends: Offsets = match &replay {
@@ -195,13 +202,14 @@ impl MicroBatch {
                     ends
                 }
             };
-            let latest_ms = ms(t.elapsed());
+            let latest_ms = t.finish();
             let has_new = replay.is_some() || ends.iter().zip(&committed).any(|(e, c)| e != c);
             if !has_new && !no_data_due {
                 self.shared.update(|st| {
                     st.idle_checks += 1;
                     st.message = "Waiting for data to arrive".into();
                 });
+                self.observer.idle();
                 match self.trigger {
                     Trigger::Once | Trigger::AvailableNow => return Ok(()),
                     Trigger::Default => self.sleep_until(self.idle_deadline()),
@@ -273,9 +281,10 @@ impl MicroBatch {
         last_trigger_start: Option<Instant>,
         latest_ms: u64,
     ) -> Result<Option<i64>> {
+        let _batch = tracing::info_span!("batch", query = %self.name, batch_id).entered();
         let mut durations = BTreeMap::new();
         durations.insert("latestOffset".to_string(), latest_ms);
-        let t = Instant::now();
+        let t = super::listener::Phase::start("walCommit");
         if let Some(cp) = &mut self.checkpoint {
             let mut logs = Vec::with_capacity(self.sources.len());
             for ((s, start), end) in self.sources.iter().zip(starts).zip(ends) {
@@ -286,8 +295,8 @@ impl MicroBatch {
             }
             cp.log_offsets(batch_id, ends, watermarks.map(|w| (w.late, w.eviction)), logs)?;
         }
-        durations.insert("walCommit".to_string(), ms(t.elapsed()));
-        let t = Instant::now();
+        t.record(&mut durations);
+        let t = super::listener::Phase::start("getBatch");
         let mut streams: Vec<Vec<RecordBatch>> = Vec::with_capacity(self.sources.len());
         let mut source_progress = Vec::with_capacity(self.sources.len());
         for ((s, start), end) in self.sources.iter_mut().zip(starts).zip(ends) {
@@ -303,6 +312,7 @@ impl MicroBatch {
                 start_offset: start.as_ref().map(Offset::to_string),
                 end_offset: end.as_ref().map(Offset::to_string),
                 num_input_rows: rows as u64,
+                backlog: s.backlog(end.as_ref()),
             });
             streams.push(batches);
         }
@@ -315,9 +325,9 @@ impl MicroBatch {
                 InputSlot::Static(k) => static_rows[k].clone(),
             })
             .collect();
-        durations.insert("getBatch".to_string(), ms(t.elapsed()));
+        t.record(&mut durations);
 
-        let t = Instant::now();
+        let t = super::listener::Phase::start("addBatch");
         let ctx = BatchContext {
             batch_id,
             output_mode: self.output_mode,
@@ -338,6 +348,7 @@ impl MicroBatch {
             Some(cp) if cp.has_state() => Some(self.plan.take_changes()),
             _ => None,
         };
+        let output_rows = out.num_rows() as u64;
         let (sink, mode) = (&mut self.sink, self.output_mode);
         let mut add = move || {
             sink.add_batch(batch_id, &out, mode)
@@ -367,15 +378,15 @@ impl MicroBatch {
                 add()?
             }
         }
-        durations.insert("addBatch".to_string(), ms(t.elapsed()));
+        t.record(&mut durations);
 
-        let t = Instant::now();
+        let t = super::listener::Phase::start("commitOffsets");
         for (s, end) in self.sources.iter_mut().zip(ends) {
             if let Some(end) = end {
                 s.commit(end)?;
             }
         }
-        durations.insert("commitOffsets".to_string(), ms(t.elapsed()));
+        t.record(&mut durations);
         let total = trigger_start.elapsed();
         durations.insert("triggerExecution".to_string(), ms(total));
 
@@ -402,8 +413,10 @@ impl MicroBatch {
             state_operators: self.plan.state_operators(),
             sources: source_progress,
             sink: self.sink.description(),
+            num_output_rows: output_rows,
         };
         tracing::debug!(query = %self.name, batch_id, rows, "batch done");
+        self.observer.progress(&progress);
         self.shared.update(|st| {
             st.recent.push_back(progress);
             while st.recent.len() > RECENT_PROGRESS {

@@ -14,6 +14,8 @@
 //! the engine is the only caller.
 
 mod checkpoint;
+pub mod listener;
+pub mod manager;
 mod microbatch;
 mod progress;
 mod trigger;
@@ -29,6 +31,7 @@ use arrow_schema::{DataType, SchemaRef};
 
 pub use progress::{QueryProgress, SourceProgress};
 pub use trigger::{Trigger, POLL_INTERVAL};
+pub use {listener::QueryListener, manager::QueryManager};
 
 use crate::checkpoint::state::StateMap;
 use crate::error::{Error, Result};
@@ -245,6 +248,10 @@ pub struct QueryBuilder {
     name: Option<String>,
     no_data_batches: bool,
     watermark_policy: WatermarkPolicy,
+    // Operating the query (listener.rs, manager.rs).
+    listeners: Vec<Arc<dyn QueryListener>>,
+    manager: Option<QueryManager>,
+    monitor: crate::monitor::Options,
 }
 
 impl QueryBuilder {
@@ -261,6 +268,9 @@ impl QueryBuilder {
             name: None,
             no_data_batches: true,
             watermark_policy: WatermarkPolicy::Min,
+            listeners: Vec::new(),
+            manager: None,
+            monitor: Default::default(),
         }
     }
 
@@ -317,6 +327,42 @@ impl QueryBuilder {
         self
     }
 
+    /// Adds a listener of this query's events (see [`listener`]).
+    pub fn listener(mut self, listener: Arc<dyn QueryListener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Starts the query under `manager`, which refuses it while an active query of the
+    /// manager has the same name or checkpoint (see [`manager`]).
+    pub fn manager(mut self, manager: &QueryManager) -> Self {
+        self.manager = Some(manager.clone());
+        self
+    }
+
+    /// Serves this query's Prometheus metrics at `http://{addr}/metrics` (see
+    /// [`crate::monitor::metrics`]; queries on one address share the endpoint). Use a loopback
+    /// address such as [`crate::monitor::metrics::DEFAULT_METRICS_ADDR`] unless the scraper
+    /// runs elsewhere.
+    pub fn metrics(mut self, addr: &str) -> Self {
+        self.monitor.metrics = Some(addr.to_string());
+        self
+    }
+
+    /// Serves a live page of this query at `http://{addr}/query/<name>` (see
+    /// [`crate::monitor::ui`]), e.g. `.ui("127.0.0.1:4040")`.
+    pub fn ui(mut self, addr: &str) -> Self {
+        self.monitor.ui = Some(addr.to_string());
+        self
+    }
+
+    /// Whether an `available_now` run reports each batch: a progress bar on stderr when it is
+    /// a terminal, else a log line (default on).
+    pub fn catch_up_progress(mut self, on: bool) -> Self {
+        self.monitor.no_catch_up = !on;
+        self
+    }
+
     /// Checks the setup and starts the query on its own thread.
     pub fn start(self) -> Result<StreamingQuery> {
         if let Trigger::Invalid(msg) = &self.trigger {
@@ -365,6 +411,11 @@ impl QueryBuilder {
         let name = self.name.unwrap_or_else(|| self.spec.name.to_string());
         let shared = Arc::new(Shared::new());
         let mut id = new_id();
+        let run_id = new_id();
+        let reservation = match &self.manager {
+            Some(m) => Some(m.reserve(&run_id, &name, self.checkpoint.as_deref())?),
+            None => None,
+        };
         let checkpoint = match &self.checkpoint {
             None => None,
             Some(dir) => {
@@ -395,9 +446,12 @@ impl QueryBuilder {
                 Some(cp)
             }
         };
+        let sinks = self.monitor.sinks(&name, &id, &run_id, &self.trigger)?;
+        let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, sinks);
         let exec = microbatch::MicroBatch {
+            observer,
             id: id.clone(),
-            run_id: new_id(),
+            run_id,
             name: name.clone(),
             output_mode: self.spec.output_mode,
             sources: streams,
@@ -415,7 +469,12 @@ impl QueryBuilder {
             .name(format!("flowgate-{name}"))
             .spawn(move || exec.run())
             .map_err(|e| Error::io("starting the query thread", e))?;
-        Ok(StreamingQuery { id, name, shared, thread: Mutex::new(Some(handle)) })
+        let guard = Arc::new(StopGuard(shared.clone()));
+        let query = StreamingQuery { id, name, shared, thread: Arc::new(Mutex::new(Some(handle))), guard };
+        if let Some(r) = reservation {
+            r.register(&query);
+        }
+        Ok(query)
     }
 }
 
@@ -452,6 +511,26 @@ macro_rules! __query_builder_methods {
         /// A name for progress reports.
         pub fn query_name(self, name: &str) -> Self {
             $builder { inner: self.inner.query_name(name) }
+        }
+        /// Adds a listener of this query's events.
+        pub fn listener(self, listener: ::std::sync::Arc<dyn $crate::engine::QueryListener>) -> Self {
+            $builder { inner: self.inner.listener(listener) }
+        }
+        /// Serves this query's Prometheus metrics at `http://{addr}/metrics`.
+        pub fn metrics(self, addr: &str) -> Self {
+            $builder { inner: self.inner.metrics(addr) }
+        }
+        /// Serves a live page of this query at `http://{addr}/query/<name>`.
+        pub fn ui(self, addr: &str) -> Self {
+            $builder { inner: self.inner.ui(addr) }
+        }
+        /// Whether an `available_now` run reports each batch (a bar on a terminal, else a log line).
+        pub fn catch_up_progress(self, on: bool) -> Self {
+            $builder { inner: self.inner.catch_up_progress(on) }
+        }
+        /// Starts the query under a query manager.
+        pub fn manager(self, manager: &$crate::engine::QueryManager) -> Self {
+            $builder { inner: self.inner.manager(manager) }
         }
         /// Checks the setup and starts the query.
         pub fn start(self) -> $crate::Result<$crate::StreamingQuery> {
@@ -527,7 +606,7 @@ pub const RECENT_PROGRESS: usize = 100;
 #[derive(Default)]
 pub(crate) struct Status {
     pub active: bool,
-    pub error: Option<String>,
+    pub error: Option<Arc<Error>>,
     pub recent: std::collections::VecDeque<QueryProgress>,
     /// Incremented every time the engine found no new data in its sources.
     pub idle_checks: u64,
@@ -564,12 +643,25 @@ impl Shared {
     }
 }
 
-/// A running (or finished) streaming query.
+/// A running (or finished) streaming query. Clones are handles to the same query; dropping
+/// the last one stops it.
+#[derive(Clone)]
 pub struct StreamingQuery {
     id: String,
     name: String,
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    guard: Arc<StopGuard>,
+}
+
+/// Stops the query when the last handle is dropped.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::SeqCst);
+        self.0.changed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for StreamingQuery {
@@ -599,8 +691,13 @@ impl StreamingQuery {
         self.shared.lock().message.clone()
     }
 
-    /// The error that stopped the query, if any.
+    /// The error that stopped the query, if any, as text.
     pub fn exception(&self) -> Option<String> {
+        self.shared.lock().error.as_ref().map(|e| e.to_string())
+    }
+
+    /// The error that stopped the query, if any.
+    pub fn error(&self) -> Option<Arc<Error>> {
         self.shared.lock().error.clone()
     }
 
@@ -623,7 +720,7 @@ impl StreamingQuery {
         let target = st.idle_checks + 2;
         loop {
             if let Some(e) = &st.error {
-                return Err(Error::Execution(format!("query `{}` failed: {e}", self.name)));
+                return Err(Error::QueryFailed { name: self.name.clone(), source: e.clone() });
             }
             if st.idle_checks >= target || !st.active {
                 return Ok(());
@@ -639,7 +736,7 @@ impl StreamingQuery {
             st = self.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         match &st.error {
-            Some(e) => Err(Error::Execution(format!("query `{}` failed: {e}", self.name))),
+            Some(e) => Err(Error::QueryFailed { name: self.name.clone(), source: e.clone() }),
             None => Ok(()),
         }
     }
@@ -655,7 +752,7 @@ impl StreamingQuery {
             st = self.shared.wait_until(st, deadline);
         }
         match &st.error {
-            Some(e) => Err(Error::Execution(format!("query `{}` failed: {e}", self.name))),
+            Some(e) => Err(Error::QueryFailed { name: self.name.clone(), source: e.clone() }),
             None => Ok(true),
         }
     }
@@ -669,12 +766,5 @@ impl StreamingQuery {
             h.join().map_err(|_| Error::Internal("the query thread panicked".into()))?;
         }
         Ok(())
-    }
-}
-
-impl Drop for StreamingQuery {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.changed.notify_all();
     }
 }

@@ -17,6 +17,8 @@ pub struct SourceProgress {
     pub end_offset: Option<String>,
     /// Rows read in the batch.
     pub num_input_rows: u64,
+    /// What the source knows of but has not delivered after this batch, when it can tell.
+    pub backlog: Option<crate::source::Backlog>,
 }
 
 /// What happened in one micro-batch.
@@ -52,6 +54,8 @@ pub struct QueryProgress {
     pub sources: Vec<SourceProgress>,
     /// Sink description.
     pub sink: String,
+    /// Rows handed to the sink in this batch (Spark's `sink.numOutputRows`).
+    pub num_output_rows: u64,
 }
 
 impl QueryProgress {
@@ -71,6 +75,7 @@ impl QueryProgress {
             "inputRowsPerSecond": self.input_rows_per_second,
             "processedRowsPerSecond": self.processed_rows_per_second,
             "durationMs": self.duration_ms,
+            "batchDuration": self.duration_ms.get("triggerExecution").copied().unwrap_or(0),
             "eventTime": event_time,
             "stateOperators": self.state_operators.iter().map(|s| json!({
                 "operatorName": s.operator_name,
@@ -80,14 +85,47 @@ impl QueryProgress {
                 "numRowsDroppedByWatermark": s.num_rows_dropped_by_watermark,
                 "memoryUsedBytes": s.memory_used_bytes,
             })).collect::<Vec<_>>(),
-            "sources": self.sources.iter().map(|s| json!({
-                "description": s.description,
-                "startOffset": s.start_offset,
-                "endOffset": s.end_offset,
-                "numInputRows": s.num_input_rows,
-            })).collect::<Vec<_>>(),
-            "sink": {"description": self.sink},
+            "sources": self.sources.iter().map(|s| {
+                let mut o = json!({
+                    "description": s.description,
+                    "startOffset": s.start_offset.as_deref().map(offset_json),
+                    "endOffset": s.end_offset.as_deref().map(offset_json),
+                    "numInputRows": s.num_input_rows,
+                    "inputRowsPerSecond": share(s.num_input_rows, self.num_input_rows, self.input_rows_per_second),
+                    "processedRowsPerSecond": share(s.num_input_rows, self.num_input_rows, self.processed_rows_per_second),
+                });
+                // Spark leaves an empty metrics map out.
+                if let Some(b) = s.backlog {
+                    o["metrics"] = source_metrics(&b);
+                }
+                o
+            }).collect::<Vec<_>>(),
+            "sink": {"description": self.sink, "numOutputRows": self.num_output_rows},
         })
+    }
+}
+
+/// A source's offset as Spark prints it: the offset's own JSON (`{"logOffset": 3}`), not a
+/// string holding it.
+fn offset_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::from(text))
+}
+
+/// A source's own metrics, as Spark's `SourceProgress.metrics` (string values, as Spark
+/// gives them; Kafka's `avgOffsetsBehindLatest` is one): the backlog here.
+fn source_metrics(b: &crate::source::Backlog) -> Value {
+    json!({
+        format!("{}Outstanding", b.unit): b.outstanding().to_string(),
+        format!("{}Total", b.unit): b.total.to_string(),
+    })
+}
+
+/// A source's part of a rate over all sources, by its share of the rows.
+fn share(rows: u64, total: u64, rate: f64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        rate * rows as f64 / total as f64
     }
 }
 

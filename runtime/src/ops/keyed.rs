@@ -134,6 +134,23 @@ where
         }
     }
 
+    /// Inserts `key` with `value` if it is absent (one probe); returns whether it was.
+    #[inline]
+    pub fn insert_absent<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q, value: V) -> bool {
+        let p = partition_of(hash, self.parts.len());
+        match self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)) {
+            Ok(_) => false,
+            Err(absent) => {
+                let owned = key.to_owned_key();
+                if self.tracking {
+                    self.touched.push((hash, owned.clone()));
+                }
+                absent.into_table().insert_unique(hash, Entry { key: owned, value }, |e| hash_key(&e.key));
+                true
+            }
+        }
+    }
+
     /// Every entry, partition by partition.
     pub fn iter(&self) -> impl Iterator<Item = &Entry<K, V>> {
         self.parts.iter().flat_map(|t| t.iter())

@@ -937,6 +937,11 @@ impl SourceImpl for FileSource {
         Ok(())
     }
 
+    fn backlog(&self, end: Option<&Offset>) -> Option<super::Backlog> {
+        let done = parse_offset(end).ok()? as u64;
+        Some(super::Backlog { done, total: self.log.len() as u64, unit: "files" })
+    }
+
     fn latest_offset(&mut self, start: Option<&Offset>, limit: ReadLimit) -> Result<Option<Offset>> {
         self.layout()?;
         let start = parse_offset(start)?;

@@ -107,6 +107,30 @@ pub trait SourceImpl: Send {
     }
     /// The query stops.
     fn stop(&mut self) {}
+    /// How much this source knows of but has not delivered yet, once a batch ends at `end`
+    /// (the file source: files listed but not read), for progress, metrics and progress
+    /// bars; `None` (the default) when the source cannot tell.
+    fn backlog(&self, _end: Option<&Offset>) -> Option<Backlog> {
+        None
+    }
+}
+
+/// What a source has delivered and what it knows of ([`SourceImpl::backlog`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Units delivered up to the batch's end.
+    pub done: u64,
+    /// Units known to exist (delivered or not).
+    pub total: u64,
+    /// What a unit is (`files`, `offsets`).
+    pub unit: &'static str,
+}
+
+impl Backlog {
+    /// Units not delivered yet.
+    pub fn outstanding(&self) -> u64 {
+        self.total.saturating_sub(self.done)
+    }
 }
 
 /// A source of rows of type `T`, handed to a query builder (`.events(Source::memory(&s))`).

@@ -309,6 +309,7 @@ pub fn emit_prepare(plan: &Plan, spec: &JoinSpec) -> TokenStream {
                     __fg_t.insert(( #(#key_reads,)* ), __fg_b, __fg_r);
                 }
             }
+            __fg_t.finish();
             #slot = ::core::option::Option::Some(__fg_t);
         }
         let #slot = match &#slot {

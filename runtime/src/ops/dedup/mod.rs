@@ -55,13 +55,9 @@ where
     /// Whether `key` is new; if so it is remembered with `value` (its expiry time).
     #[inline]
     pub fn first<Q: GroupKey<Owned = K>>(&mut self, key: Q, value: i64) -> bool {
-        let hash = hash_key(&key);
-        if self.keys.get(hash, &key).is_some() {
-            return false;
-        }
-        self.keys.put(hash, &key, value);
-        self.metrics.num_rows_updated += 1;
-        true
+        let new = self.keys.insert_absent(hash_key(&key), &key, value);
+        self.metrics.num_rows_updated += new as u64;
+        new
     }
 
     /// Forgets the keys for which `behind` is true (their event-time column is behind the

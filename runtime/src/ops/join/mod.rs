@@ -13,19 +13,26 @@ use hashbrown::HashTable;
 use crate::value::{hash_key, GroupKey};
 
 /// The static side of a join: its batches and an index from key to rows.
+///
+/// Built in two steps: [`StaticTable::insert`] per static row, then [`StaticTable::finish`],
+/// which lays every key's rows out contiguously in one vector, so a probe is one hash lookup
+/// and one slice (no per-key allocation to chase while the stream is probing).
 pub struct StaticTable<K> {
     batches: Vec<RecordBatch>,
-    index: HashTable<(K, Vec<(u32, u32)>)>,
-    rows: usize,
+    building: HashTable<(K, Vec<(u32, u32)>)>,
+    /// Key → `(start, len)` into `rows`.
+    index: HashTable<(K, u32, u32)>,
+    rows: Vec<(u32, u32)>,
 }
 
 impl<K> StaticTable<K>
 where
     K: GroupKey<Owned = K> + Eq,
 {
-    /// An empty index over `batches` (fill it with [`StaticTable::insert`]).
+    /// An empty index over `batches` (fill it with [`StaticTable::insert`], then
+    /// [`StaticTable::finish`]).
     pub fn new(batches: Vec<RecordBatch>) -> Self {
-        StaticTable { batches, index: HashTable::new(), rows: 0 }
+        StaticTable { batches, building: HashTable::new(), index: HashTable::new(), rows: Vec::new() }
     }
 
     /// The static rows, by batch.
@@ -41,13 +48,25 @@ where
         }
         let hash = hash_key(&key);
         let at = (batch as u32, row as u32);
-        match self.index.find_mut(hash, |(k, _)| key.eq_owned(k)) {
+        match self.building.find_mut(hash, |(k, _)| key.eq_owned(k)) {
             Some((_, rows)) => rows.push(at),
             None => {
-                self.index.insert_unique(hash, (key.to_owned_key(), vec![at]), |(k, _)| hash_key(k));
+                self.building.insert_unique(hash, (key.to_owned_key(), vec![at]), |(k, _)| hash_key(k));
             }
         }
-        self.rows += 1;
+    }
+
+    /// Ends the build: every key's rows, in the order they were read, one after another.
+    pub fn finish(&mut self) {
+        let building = std::mem::take(&mut self.building);
+        self.rows.reserve(building.iter().map(|(_, r)| r.len()).sum());
+        self.index.reserve(building.len(), |(k, _, _)| hash_key(k));
+        for (key, rows) in building {
+            let start = self.rows.len() as u32;
+            self.rows.extend_from_slice(&rows);
+            let hash = hash_key(&key);
+            self.index.insert_unique(hash, (key, start, rows.len() as u32), |(k, _, _)| hash_key(k));
+        }
     }
 
     /// The `(batch, row)`s whose key equals `key`, in the order they were read; none for a key
@@ -57,17 +76,20 @@ where
         if key.has_null() {
             return &[];
         }
-        self.index.find(hash_key(key), |(k, _)| key.eq_owned(k)).map_or(&[], |(_, rows)| rows.as_slice())
+        match self.index.find(hash_key(key), |(k, _, _)| key.eq_owned(k)) {
+            Some(&(_, start, len)) => &self.rows[start as usize..(start + len) as usize],
+            None => &[],
+        }
     }
 
     /// Number of indexed rows.
     pub fn len(&self) -> usize {
-        self.rows
+        self.rows.len()
     }
 
     /// Whether no row is indexed.
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.rows.is_empty()
     }
 }
 
@@ -82,6 +104,7 @@ mod tests {
         t.insert((Some("p3"),), 0, 2);
         t.insert((Some("p3"),), 1, 0);
         t.insert((None::<&str>,), 1, 1);
+        t.finish();
         assert_eq!(t.matches(&(Some("p3"),)), &[(0, 2), (1, 0)]);
         assert_eq!(t.matches(&(Some("p2"),)), &[]);
         assert_eq!(t.matches(&(None::<&str>,)), &[], "a null key matches nothing, not the null row");
