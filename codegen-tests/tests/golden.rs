@@ -531,3 +531,21 @@ fn union_two_watermarks_min() {
 fn union_two_watermarks_max() {
     union_case("union_two_watermarks_max", WatermarkPolicy::Max);
 }
+
+stream_query! {
+    /// The word count's top 3 per trigger: `orderBy(count DESC, word ASC).limit(3)` in complete
+    /// mode.
+    query TopWords(lines: Line) -> WordCount, mode = complete {
+        lines
+            .flat_map(word = split(value, " "))
+            .group_by(word)
+            .agg(count() as count)
+            .order_by(desc(count), word)
+            .limit(3)
+    }
+}
+
+#[test]
+fn wordcount_top3_complete() {
+    golden!("wordcount_top3_complete", TopWords, lines);
+}

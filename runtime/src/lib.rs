@@ -56,6 +56,7 @@ pub mod ops;
 pub mod partition;
 pub mod record;
 pub mod sink;
+pub mod sort;
 pub mod source;
 pub mod value;
 pub mod watermark;

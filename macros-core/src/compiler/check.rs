@@ -8,7 +8,7 @@ use syn::{Expr, Ident, Type};
 use super::ast::{Call, ModeKind, Query};
 use super::diag::{did_you_mean, hint, Diagnostics};
 use super::exprs::{find_aggregate_call, free_columns};
-use super::logical::{Item, JoinKind, LOp, Logical, Schema};
+use super::logical::{Item, JoinKind, LOp, Logical, Schema, SortSpec};
 use super::ops::{self, aggregate, dedup, join, union, OpKind};
 
 /// Checks `q`; returns its logical plan (meaningful only when `diags` has no errors).
@@ -26,6 +26,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         session: false,
         event_time_unknown: false,
         joined: Vec::new(),
+        ordered: false,
+        limited: false,
         unioned: Vec::new(),
         union_columns: Vec::new(),
     };
@@ -41,6 +43,14 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             i += 1;
             continue;
         };
+        if cx.limited || (cx.ordered && spec.kind != OpKind::Limit) {
+            diags.error(
+                call.name.span(),
+                format!("`{name}` after `order_by`/`limit`: the sorted, limited rows are the query's result; move `{name}` before them"),
+            );
+            i += 1;
+            continue;
+        }
         match spec.kind {
             OpKind::Filter => {
                 if let Some(pred) = single_arg(call, diags) {
@@ -127,8 +137,16 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 aggregate::check_chained_aggregation(&cx, &call.name, diags);
                 aggregate::finish_aggregate(&mut cx, Vec::new(), aggs, &mut ops_out, diags);
             }
-            OpKind::Sort => check_sort(q, &cx, call, diags),
-            OpKind::Limit => check_limit(q, call, diags),
+            OpKind::Sort => {
+                if let Some(op) = check_sort(q, &mut cx, call, diags) {
+                    ops_out.push(op);
+                }
+            }
+            OpKind::Limit => {
+                if let Some(op) = check_limit(q, &mut cx, call, diags) {
+                    ops_out.push(op);
+                }
+            }
             OpKind::Union => {
                 if let Some(op) = union::check(q, &mut cx, call, diags) {
                     ops_out.push(op);
@@ -188,6 +206,9 @@ pub(crate) struct Cx {
     pub session: bool,
     /// The static inputs joined so far.
     pub joined: Vec<usize>,
+    /// Whether the rows were sorted (`order_by`) or limited (`limit`): nothing may follow.
+    pub ordered: bool,
+    pub limited: bool,
     /// The other streams unioned in so far.
     pub unioned: Vec<usize>,
     /// Per unioned input, the columns its own operators read.
@@ -353,32 +374,94 @@ fn watermark_is_input(cx: &Cx) -> bool {
 
 /// Rule: sorting a stream only after an aggregation in complete mode (Spark: "Sorting is not
 /// supported on streaming DataFrames/Datasets, unless it is on aggregated DataFrame/Dataset in
-/// Complete output mode").
-fn check_sort(q: &Query, cx: &Cx, call: &Call, diags: &mut Diagnostics) {
-    if cx.aggregated && q.mode.kind == ModeKind::Complete {
-        diags.error(
-            call.name.span(),
-            "sorting the result of an aggregation in complete mode is not implemented yet in flowgate",
-        );
-    } else {
+/// Complete output mode"). Keys are output columns or expressions over them, in `asc(..)`,
+/// `desc(..)`, `asc_nulls_last(..)`, `desc_nulls_first(..)` (a bare key is ascending).
+fn check_sort(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> Option<LOp> {
+    if !(cx.aggregated && q.mode.kind == ModeKind::Complete) {
         diags.error(
             call.name.span(),
             "sorting is not supported on streams unless it is on an aggregation's result in complete mode (as in Spark): remove it, or sort in the sink (foreach_batch)",
         );
+        return None;
     }
+    if cx.session {
+        diags.error(call.name.span(), "sorting session windows is not supported yet in flowgate");
+        return None;
+    }
+    if cx.ordered {
+        diags.error(call.name.span(), "the rows are already sorted: give every key to one `order_by`");
+        return None;
+    }
+    if call.args.is_empty() {
+        diags.error(call.name.span(), "`order_by` needs at least one key: `.order_by(desc(count), word)`");
+        return None;
+    }
+    let mut keys = Vec::new();
+    for arg in &call.args {
+        let (expr, descending, nulls_first) = match arg {
+            Expr::Call(c) => match &*c.func {
+                Expr::Path(p) if c.args.len() == 1 => {
+                    let f = p.path.get_ident().map(Ident::to_string).unwrap_or_default();
+                    let inner = c.args[0].clone();
+                    match f.as_str() {
+                        "asc" => (inner, false, None),
+                        "desc" => (inner, true, None),
+                        "asc_nulls_first" => (inner, false, Some(true)),
+                        "asc_nulls_last" => (inner, false, Some(false)),
+                        "desc_nulls_first" => (inner, true, Some(true)),
+                        "desc_nulls_last" => (inner, true, Some(false)),
+                        _ => (arg.clone(), false, None),
+                    }
+                }
+                _ => (arg.clone(), false, None),
+            },
+            other => (other.clone(), false, None),
+        };
+        check_no_aggregate(&expr, diags);
+        cx.resolve(&expr, diags);
+        keys.push(SortSpec { expr, descending, nulls_first });
+    }
+    cx.ordered = true;
+    Some(LOp::Sort { keys })
 }
 
 /// Rule: no limit in update mode (Spark: "Limits are not supported on streaming
-/// DataFrames/Datasets in Update output mode").
-fn check_limit(q: &Query, call: &Call, diags: &mut Diagnostics) {
+/// DataFrames/Datasets in Update output mode"); after an aggregation in complete mode it keeps
+/// the first `n` rows of each result (the top N after an `order_by`).
+fn check_limit(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> Option<LOp> {
     if q.mode.kind == ModeKind::Update {
         diags.error(
             call.name.span(),
             "limit is not supported on streams in update mode (as in Spark): use append or complete mode",
         );
-    } else {
-        diags.error(call.name.span(), "limit is not implemented yet in flowgate");
+        return None;
     }
+    if !(cx.aggregated && q.mode.kind == ModeKind::Complete) {
+        diags.error(
+            call.name.span(),
+            "limit in append mode is not implemented yet in flowgate: limit an aggregation's result in complete mode",
+        );
+        return None;
+    }
+    if cx.session {
+        diags.error(call.name.span(), "a limit over session windows is not supported yet in flowgate");
+        return None;
+    }
+    let n = match single_arg(call, diags)? {
+        Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) => match i.base10_parse::<usize>() {
+            Ok(n) => n,
+            Err(e) => {
+                diags.push(e);
+                return None;
+            }
+        },
+        other => {
+            diags.error(other.span(), "`limit` takes a number of rows: `.limit(10)`");
+            return None;
+        }
+    };
+    cx.limited = true;
+    Some(LOp::Limit { n })
 }
 
 /// Rule: one watermark per query, before the aggregation.

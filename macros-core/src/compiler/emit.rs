@@ -343,6 +343,9 @@ fn fuse_live(
         }
         LOp::Join { spec } => join::emit_row(spec, inner, &quote! { continue; }),
         LOp::Union { .. } => quote! { compile_error!("flowgate bug: a union inside a fused stage"); },
+        LOp::Sort { .. } | LOp::Limit { .. } => {
+            quote! { compile_error!("flowgate bug: a sort or limit inside a fused stage"); }
+        }
         LOp::Aggregate { .. } => quote! { compile_error!("flowgate bug: aggregate inside a fused stage"); },
     };
     quote! { #bind #op }
@@ -361,14 +364,19 @@ pub(crate) fn bind_inputs(cols: &[Ident]) -> TokenStream {
 /// The struct-literal push of an output row; each field spanned on the DSL token that named
 /// the column, the literal on the declared output type.
 pub(crate) fn push_output(q: &Query, columns: &[Ident]) -> TokenStream {
+    let lit = output_literal(q, columns);
+    quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); }
+}
+
+/// The output row as a struct literal of the declared output type.
+pub(crate) fn output_literal(q: &Query, columns: &[Ident]) -> TokenStream {
     let out = &q.output;
     let path = match out {
         Type::Path(tp) => quote!(#tp),
         other => quote_spanned!(other.span()=> compile_error!("the output type must be a record struct")),
     };
     let fields = columns.iter().map(|c| quote_spanned!(c.span()=> #c: ::flowgate::value::IntoOwned::into_owned(#c)));
-    let lit = quote_spanned!(out.span()=> #path { #(#fields),* });
-    quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); }
+    quote_spanned!(out.span()=> #path { #(#fields),* })
 }
 
 /// `__fg_units`: an input's batches cut into work units of typed columns and row ranges;

@@ -68,6 +68,10 @@ pub enum LOp {
     Aggregate { keys: Vec<Key>, aggs: Vec<AggItem>, event_time_key: Option<usize> },
     /// `with_watermark(column, delay)`: observe event times here, into tracker `tracker`.
     Watermark { column: Ident, delay: i64, tracker: usize },
+    /// `order_by(keys..)` after an aggregation in complete mode: the emitted rows in this order.
+    Sort { keys: Vec<SortSpec> },
+    /// `limit(n)` after an aggregation in complete mode: the first `n` emitted rows.
+    Limit { n: usize },
     /// `union(other)`: the rows of input `input` too, after its own operators `ops` (filters
     /// and its watermark); what follows applies to both.
     Union { input: usize, ops: Vec<LOp> },
@@ -77,6 +81,15 @@ pub enum LOp {
     /// `drop_duplicates(...)` / `drop_duplicates_within_watermark(...)` / `distinct()`: keep
     /// the first row per key. `op` is its stateful operator id (set by the plan phase).
     Dedup { op: usize, spec: DedupSpec },
+}
+
+/// One `order_by` key: `count`, `desc(count)`, `asc_nulls_last(word)`, ...
+#[derive(Clone)]
+pub struct SortSpec {
+    pub expr: Expr,
+    pub descending: bool,
+    /// Where nulls go; `None`: Spark's default (first ascending, last descending).
+    pub nulls_first: Option<bool>,
 }
 
 /// The join types of a stream-static join (the stream on the left), as Spark allows them.

@@ -212,6 +212,21 @@ mod snapshot_tests {
         }));
     }
 
+    /// Top-N: the word count's top 3 per trigger in complete mode.
+    #[test]
+    fn top_n_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query TopWords(lines: Line) -> WordCount, mode = complete {
+                lines
+                    .flat_map(word = split(value, " "))
+                    .group_by(word)
+                    .agg(count() as count)
+                    .order_by(desc(count), word)
+                    .limit(3)
+            }
+        }));
+    }
+
     /// The code of a two-operator query: the dedup check inside the aggregation's row loop.
     #[test]
     fn dedup_then_aggregate_expansion() {

@@ -335,7 +335,9 @@ fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
             | LOp::Aggregate { .. }
             | LOp::Dedup { .. }
             | LOp::Join { .. }
-            | LOp::Union { .. } => return None,
+            | LOp::Union { .. }
+            | LOp::Sort { .. }
+            | LOp::Limit { .. } => return None,
         }
     }
     Some(current)
@@ -362,7 +364,8 @@ fn reads_of(op: &LOp, live: Option<&[bool]>) -> Vec<String> {
             .chain(spec.condition.iter().flat_map(free_columns))
             .map(|c| c.to_string())
             .collect(),
-        LOp::Aggregate { .. } | LOp::Union { .. } => Vec::new(),
+        LOp::Sort { keys } => keys.iter().flat_map(|k| free_columns(&k.expr)).map(|c| c.to_string()).collect(),
+        LOp::Aggregate { .. } | LOp::Union { .. } | LOp::Limit { .. } => Vec::new(),
     }
 }
 
@@ -590,6 +593,21 @@ impl fmt::Display for Plan {
                         let fields = spec.fields.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ");
                         writeln!(f, "    {spec}, binding [{fields}] per match (static side indexed once, when the query starts)")?
                     }
+                    LOp::Sort { keys } => {
+                        let keys: Vec<String> = keys
+                            .iter()
+                            .map(|k| {
+                                let nulls = match k.nulls_first {
+                                    Some(true) => " nulls first",
+                                    Some(false) => " nulls last",
+                                    None => "",
+                                };
+                                format!("{} {}{nulls}", tokens(&k.expr), if k.descending { "desc" } else { "asc" })
+                            })
+                            .collect();
+                        writeln!(f, "    sort the batch's rows by [{}]", keys.join(", "))?
+                    }
+                    LOp::Limit { n } => writeln!(f, "    keep the first {n} rows")?,
                     LOp::Aggregate { .. } | LOp::Union { .. } => writeln!(f, "    (breaker)")?,
                 }
             }

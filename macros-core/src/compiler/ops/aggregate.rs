@@ -10,9 +10,9 @@ use syn::{Expr, Ident, Index};
 use crate::compiler::ast::{Call, ModeKind, Query};
 use crate::compiler::check::{check_no_aggregate, check_unique_names, duration_arg, named_item, optional_name, Cx};
 use crate::compiler::diag::{hint, Diagnostics};
-use crate::compiler::emit::{collect_units, fuse, push_output, unit_loop};
+use crate::compiler::emit::{collect_units, fuse, output_literal, push_output, unit_loop};
 use crate::compiler::exprs::{AGG_FUNCTIONS, UNSUPPORTED_AGGS};
-use crate::compiler::logical::{AggFunc, AggItem, Item, Key, KeyKind, LOp, Schema};
+use crate::compiler::logical::{AggFunc, AggItem, Item, Key, KeyKind, LOp, Schema, SortSpec};
 use crate::compiler::ops::dedup;
 use crate::compiler::plan::{AggPlan, Pipeline, Plan};
 
@@ -402,7 +402,30 @@ pub fn emit_hash_output(
             quote_spanned!(a.span=> let #name = __fg_e.acc.#j.finish();)
         })
         .collect();
-    let emit_body = fuse(plan, &p.ops, push_output(q, columns));
+    // `order_by`/`limit` end the pipeline: its rows are collected with their sort keys,
+    // sorted and cut (Spark's top-N of a complete-mode result), then pushed.
+    let (ops, sort, limit) = split_top(&p.ops);
+    let ordered = sort.is_some() || limit.is_some();
+    let terminal = if ordered {
+        let lit = output_literal(q, columns);
+        let keys = sort.unwrap_or(&[]).iter().map(|k| {
+            let e = &k.expr;
+            let value = quote_spanned!(e.span()=> ::flowgate::value::IntoOwned::into_owned(#e));
+            let key = if k.descending {
+                quote!(::flowgate::sort::SortKey::desc(#value))
+            } else {
+                quote!(::flowgate::sort::SortKey::asc(#value))
+            };
+            match k.nulls_first {
+                Some(first) => quote!(#key.nulls(#first)),
+                None => key,
+            }
+        });
+        quote! { __fg_top.push(( ( #(#keys,)* ), #lit )); }
+    } else {
+        push_output(q, columns)
+    };
+    let emit_body = fuse(plan, ops, terminal);
     let emit_loop = |entries: TokenStream| {
         quote! {
             for __fg_e in #entries {
@@ -430,11 +453,46 @@ pub fn emit_hash_output(
         (ModeKind::Complete, _, _) => emit_loop(quote!(#op.all())),
         _ => emit_loop(quote!(#op.updated())),
     };
+    let (start, finish) = if ordered {
+        let limit = match limit {
+            Some(n) => quote!(::core::option::Option::Some(#n)),
+            None => quote!(::core::option::Option::None),
+        };
+        (
+            quote! { let mut __fg_top = ::std::vec::Vec::with_capacity(#op.len()); },
+            quote! {
+                ::flowgate::sort::top(&mut __fg_top, #limit);
+                for (_, __fg_row) in __fg_top {
+                    ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row);
+                }
+            },
+        )
+    } else {
+        (TokenStream::new(), TokenStream::new())
+    };
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.len());
+        #start
         #emit
+        #finish
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
     }
+}
+
+/// The pipeline's stateless operators, and its trailing `order_by` keys and `limit`.
+fn split_top(ops: &[LOp]) -> (&[LOp], Option<&[SortSpec]>, Option<usize>) {
+    let mut end = ops.len();
+    let mut sort = None;
+    let mut limit = None;
+    while let Some(op) = end.checked_sub(1).and_then(|i| ops.get(i)) {
+        match op {
+            LOp::Limit { n } => limit = Some(*n),
+            LOp::Sort { keys } => sort = Some(keys.as_slice()),
+            _ => break,
+        }
+        end -= 1;
+    }
+    (&ops[..end], sort, limit)
 }
 
 /// The pipeline from `input` into session-window aggregation `id`: rows become sessions per

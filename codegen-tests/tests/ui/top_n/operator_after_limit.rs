@@ -1,0 +1,20 @@
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Line {
+    value: Option<String>,
+}
+
+#[derive(Record)]
+struct WordCount {
+    word: String,
+    count: i64,
+}
+
+stream_query! {
+    query Q(lines: Line) -> WordCount, mode = complete {
+        lines.flat_map(word = split(value, " ")).group_by(word).agg(count() as count).limit(3).filter(count > 1)
+    }
+}
+
+fn main() {}
