@@ -48,7 +48,8 @@ fn reads_sparks_columns_from_every_partition_in_order() {
         })
         .collect();
     produce(&b, &topic, &records);
-    let rows = run_available_now(Source::kafka(&b).subscribe(&topic).starting_offsets("earliest").into(), None).unwrap();
+    let rows =
+        run_available_now(Source::kafka(&b).subscribe(&topic).starting_offsets("earliest").into(), None).unwrap();
     assert_eq!(rows.len(), 60, "{rows:?}");
     for p in 0..3 {
         let mine: Vec<&Msg> = rows.iter().filter(|r| r.partition == p).collect();

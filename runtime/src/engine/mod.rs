@@ -466,6 +466,14 @@ impl QueryBuilder {
                 Some(cp)
             }
         };
+        // Kafka sink hook (issue 14): the sink learns the query's identity before the first batch.
+        let mut sink = sink;
+        let context = crate::sink::SinkContext {
+            query_id: id.clone(),
+            query_name: name.clone(),
+            checkpointed: checkpoint.is_some(),
+        };
+        sink.inner.open(&context)?;
         let exec = microbatch::MicroBatch {
             id: id.clone(),
             run_id: new_id(),

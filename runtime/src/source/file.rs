@@ -368,7 +368,14 @@ impl FileSource {
     /// A source reading the files of `opts.dir` as described by `opts`.
     pub fn new(opts: FileOptions) -> Self {
         let layout = Layout::new(&opts, None);
-        FileSource { opts, layout, log: Vec::new(), seen: HashSet::new(), snapshot: None, malformed_rows: Default::default() }
+        FileSource {
+            opts,
+            layout,
+            log: Vec::new(),
+            seen: HashSet::new(),
+            snapshot: None,
+            malformed_rows: Default::default(),
+        }
     }
 
     /// The files of the batch `(start, end]`, as far as this source has taken them so far.

@@ -266,21 +266,18 @@ impl<T: Record> KafkaSourceBuilder<T> {
             "maxOffsetsPerTrigger" => o.max_offsets_per_trigger = Some(number(value)?.max(1)),
             "minOffsetsPerTrigger" => o.min_offsets_per_trigger = Some(number(value)?),
             "maxTriggerDelay" => {
-                o.max_trigger_delay_ms = (crate::Duration::parse(value).map_err(|e| format!("option maxTriggerDelay: {e}"))?
-                    .micros()
-                    / 1000)
-                    .max(0) as u64
+                o.max_trigger_delay_ms =
+                    (crate::Duration::parse(value).map_err(|e| format!("option maxTriggerDelay: {e}"))?.micros() / 1000)
+                        .max(0) as u64
             }
             "failOnDataLoss" => o.fail_on_data_loss = boolean(value)?,
             "includeHeaders" => o.include_headers = boolean(value)?,
             "kafkaConsumer.pollTimeoutMs" => o.poll_timeout_ms = number(value)?,
-            other => {
-                return Err(format!(
-                    "unknown Kafka source option `{other}` (known: subscribe, subscribePattern, assign, startingOffsets, \
+            other => return Err(format!(
+                "unknown Kafka source option `{other}` (known: subscribe, subscribePattern, assign, startingOffsets, \
                      startingTimestamp, maxOffsetsPerTrigger, minOffsetsPerTrigger, maxTriggerDelay, failOnDataLoss, \
                      includeHeaders, kafkaConsumer.pollTimeoutMs, kafka.*)"
-                ))
-            }
+            )),
         }
         Ok(())
     }

@@ -61,11 +61,14 @@ impl PartitionOffsets {
     /// Parses Spark's JSON (also what `startingOffsets` takes, where -2 is earliest and -1
     /// latest). `what` names the JSON in errors.
     pub fn from_json(v: &Value, what: &str) -> Result<Self> {
-        let bad = |msg: String| Error::Plan(format!("{what}: {msg} (expected Spark's JSON, e.g. {{\"topic\":{{\"0\":23,\"1\":-2}}}})"));
+        let bad = |msg: String| {
+            Error::Plan(format!("{what}: {msg} (expected Spark's JSON, e.g. {{\"topic\":{{\"0\":23,\"1\":-2}}}})"))
+        };
         let topics = v.as_object().ok_or_else(|| bad(format!("{v} is not a JSON object")))?;
         let mut out = BTreeMap::new();
         for (topic, parts) in topics {
-            let parts = parts.as_object().ok_or_else(|| bad(format!("topic `{topic}` maps to {parts}, not an object")))?;
+            let parts =
+                parts.as_object().ok_or_else(|| bad(format!("topic `{topic}` maps to {parts}, not an object")))?;
             for (p, off) in parts {
                 let partition: i32 = p.parse().map_err(|_| bad(format!("`{p}` is not a partition number")))?;
                 let off = off.as_i64().ok_or_else(|| bad(format!("offset {off} of {topic}-{p} is not an integer")))?;
@@ -88,14 +91,18 @@ impl PartitionOffsets {
 
 /// Spark's `assign` option: `{"topicA": [0, 1], "topicB": [2, 4]}`.
 pub fn parse_assign(text: &str) -> Result<Vec<TopicPartition>> {
-    let bad = |msg: String| Error::Plan(format!("option assign: {msg} (expected e.g. {{\"topicA\":[0,1],\"topicB\":[2]}})"));
+    let bad =
+        |msg: String| Error::Plan(format!("option assign: {msg} (expected e.g. {{\"topicA\":[0,1],\"topicB\":[2]}})"));
     let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
     let topics = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
     let mut out = Vec::new();
     for (topic, parts) in topics {
         let parts = parts.as_array().ok_or_else(|| bad(format!("topic `{topic}` maps to {parts}, not a list")))?;
         for p in parts {
-            let p = p.as_i64().and_then(|p| i32::try_from(p).ok()).ok_or_else(|| bad(format!("`{p}` is not a partition")))?;
+            let p = p
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or_else(|| bad(format!("`{p}` is not a partition")))?;
             out.push(TopicPartition::new(topic, p));
         }
     }

@@ -407,9 +407,7 @@ impl KafkaSource {
             let (low, high) = self.watermarks(&tp)?;
             let high = high.max(self.cached_high(&tp).unwrap_or(-1));
             if next < low || next > high {
-                self.data_loss(&format!(
-                    "{tp}: offset {next} is out of range (the broker has {low} to {high})"
-                ))?;
+                self.data_loss(&format!("{tp}: offset {next} is out of range (the broker has {low} to {high})"))?;
                 self.position(&tp, low);
                 moved = true;
             }
@@ -656,7 +654,8 @@ impl SourceImpl for KafkaSource {
 
     fn restore_log(&mut self, entries: Vec<serde_json::Value>) -> Result<()> {
         if let Some(v) = entries.iter().find_map(|e| e.get("initial")) {
-            self.initial = Some(PartitionOffsets::from_json(v, "Kafka source log").map_err(|e| Error::Checkpoint(e.to_string()))?);
+            self.initial =
+                Some(PartitionOffsets::from_json(v, "Kafka source log").map_err(|e| Error::Checkpoint(e.to_string()))?);
         }
         Ok(())
     }

@@ -144,7 +144,10 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) {
         loop {
             match p.send(rec) {
                 Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
                     p.poll(Duration::from_millis(10));
                     rec = r;
                 }
@@ -154,4 +157,167 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[TestRecord]) {
         p.poll(Duration::ZERO);
     }
     p.flush(Duration::from_secs(30)).expect("flushing the producer");
+}
+
+/// A record read back by [`consume`].
+#[derive(Clone, Debug)]
+pub struct Consumed {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Option<Vec<u8>>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Consumed {
+    /// The value of header `key`, as text.
+    pub fn header(&self, key: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()))
+    }
+}
+
+/// Every record of `topic` from the beginning, read with `isolation` (`read_committed` or
+/// `read_uncommitted`): waits until `at_least` records came, then until none comes for
+/// `quiet` (the test broker's ListOffsets cannot say where the end is). Per partition in
+/// offset order.
+pub fn consume(bootstrap: &str, topic: &str, isolation: &str, at_least: usize, quiet: Duration) -> Vec<Consumed> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_topic("flowgate-test-reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("consumer");
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).expect("partition");
+        }
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut last = std::time::Instant::now();
+    let give_up = std::time::Instant::now() + Duration::from_secs(120);
+    while (out.len() < at_least || last.elapsed() < quiet) && std::time::Instant::now() < give_up {
+        match c.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                out.push(Consumed {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: m
+                        .headers()
+                        .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+                        .unwrap_or_default(),
+                });
+                last = std::time::Instant::now();
+            }
+            Some(Err(e)) => panic!("consuming {topic}: {e}"),
+            None => {}
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}
+
+/// The offset the consumer group `group` committed for `topic` partition `partition`.
+pub fn committed_offset(bootstrap: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    match got.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(rdkafka::Offset::Offset(o)) => Some(o),
+        _ => None,
+    }
+}
+
+/// Follows `topic` (uncommitted records included) on a thread and keeps the largest value of
+/// the numeric header `header` seen so far: a kill test uses it to kill a writer while its
+/// transaction is open. Stops when dropped.
+pub struct HeaderWatch {
+    max: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HeaderWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeaderWatch(max {})", self.max())
+    }
+}
+
+impl HeaderWatch {
+    /// Starts following `topic` from the beginning.
+    pub fn start(bootstrap: &str, topic: &str, header: &str) -> Self {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::{Headers, Message};
+        use std::sync::atomic::Ordering;
+        let max = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", unique_topic("flowgate-test-watch"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_uncommitted")
+            .set("fetch.wait.max.ms", "5")
+            .create()
+            .expect("consumer");
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).expect("partition");
+            }
+        }
+        c.assign(&tpl).expect("assign");
+        let (m2, s2, header) = (max.clone(), stop.clone(), header.to_string());
+        let thread = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(20)) {
+                    let v = m.headers().and_then(|hs| {
+                        hs.iter()
+                            .find(|h| h.key == header)
+                            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
+                    });
+                    if let Some(v) = v {
+                        m2.fetch_max(v, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        HeaderWatch { max, stop, thread: Some(thread) }
+    }
+
+    /// The largest value seen (-1: none yet).
+    pub fn max(&self) -> i64 {
+        self.max.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for HeaderWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
