@@ -273,11 +273,13 @@ impl<T: Record> KafkaSourceBuilder<T> {
             "failOnDataLoss" => o.fail_on_data_loss = boolean(value)?,
             "includeHeaders" => o.include_headers = boolean(value)?,
             "kafkaConsumer.pollTimeoutMs" => o.poll_timeout_ms = number(value)?,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown Kafka source option `{other}` (known: subscribe, subscribePattern, assign, startingOffsets, \
                      startingTimestamp, maxOffsetsPerTrigger, minOffsetsPerTrigger, maxTriggerDelay, failOnDataLoss, \
                      includeHeaders, kafkaConsumer.pollTimeoutMs, kafka.*)"
-            )),
+            ))
+            }
         }
         Ok(())
     }

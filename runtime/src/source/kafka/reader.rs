@@ -63,6 +63,8 @@ pub struct KafkaSource {
     last_batch: Instant,
     pattern: Option<regex::Regex>,
     group_id: String,
+    /// Since when metadata requests fail (a broker outage).
+    failing_since: Option<Instant>,
 }
 
 impl KafkaSource {
@@ -104,6 +106,7 @@ impl KafkaSource {
             last_batch: Instant::now(),
             pattern,
             group_id,
+            failing_since: None,
         }
     }
 
@@ -145,7 +148,26 @@ impl KafkaSource {
     }
 
     /// The partitions the options name, as the cluster has them now.
-    fn partitions(&mut self) -> Result<Vec<TopicPartition>> {
+    /// The partitions now; `None` while the cluster does not answer (a broker outage: the
+    /// query waits, up to the poll timeout, then fails with the error).
+    fn partitions(&mut self) -> Result<Option<Vec<TopicPartition>>> {
+        match self.fetch_partitions() {
+            Ok(tps) => {
+                self.failing_since = None;
+                Ok(Some(tps))
+            }
+            Err(e) => {
+                let since = *self.failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(self.opts.poll_timeout_ms) {
+                    return Err(e);
+                }
+                tracing::warn!("Kafka source: {e}; retrying");
+                Ok(None)
+            }
+        }
+    }
+
+    fn fetch_partitions(&mut self) -> Result<Vec<TopicPartition>> {
         let topics = self.opts.topics.clone();
         let pattern = self.pattern.clone();
         let c = self.consumer()?;
@@ -415,6 +437,19 @@ impl KafkaSource {
         Ok(moved)
     }
 
+    /// Fetches until every partition has reached the high watermark of its last fetch
+    /// response (or `deadline`).
+    fn catch_up(&mut self, deadline: Instant) -> Result<()> {
+        loop {
+            let pending =
+                self.parts.iter().any(|(tp, p)| self.cached_high(tp).is_none_or(|h| p.next < h && h > p.base));
+            if !pending || Instant::now() > deadline {
+                return Ok(());
+            }
+            self.drain(Duration::from_millis(50), true)?;
+        }
+    }
+
     /// The next offset to read per partition, for `start` (the last batch's end; `None` for a
     /// new query), new partitions at their earliest offset.
     fn starts(&mut self, start: Option<&Offset>, tps: &[TopicPartition]) -> Result<PartitionOffsets> {
@@ -526,7 +561,9 @@ impl SourceImpl for KafkaSource {
 
     fn latest_offset(&mut self, start: Option<&Offset>, limit: ReadLimit) -> Result<Option<Offset>> {
         self.check()?;
-        let tps = self.partitions()?;
+        let Some(tps) = self.partitions()? else {
+            return Ok(start.cloned());
+        };
         let mut starts = self.starts(start, &tps)?;
         // Partitions that went away (a topic deleted).
         let gone: Vec<TopicPartition> = starts.0.keys().filter(|tp| !tps.contains(tp)).cloned().collect();
@@ -540,29 +577,30 @@ impl SourceImpl for KafkaSource {
         if self.recover_out_of_range()? {
             self.assign()?;
         }
+        let deadline = Instant::now() + Duration::from_millis(self.opts.poll_timeout_ms);
+        if self.available_now && self.cap.is_none() {
+            self.catch_up(deadline)?;
+        }
         // A position past what the broker has (the topic was deleted and created again).
+        let mut moved = false;
         for (tp, off) in starts.0.iter_mut() {
             if let Some(high) = self.cached_high(tp) {
-                if high < *off && self.parts.get(tp).is_some_and(|p| p.buf.is_empty()) {
-                    self.data_loss(&format!("{tp}: offset went back from {off} to {high}"))?;
+                if high < *off && self.parts.get(tp).is_some_and(|p| p.buf.is_empty() && p.next == *off) {
+                    self.data_loss(&format!("{tp}: offsets went back from {off} to {high}"))?;
                     let (low, _) = self.watermarks(tp)?;
                     *off = low;
                     self.position(tp, low);
-                    self.assign()?;
+                    moved = true;
                 }
             }
+        }
+        if moved {
+            self.assign()?;
         }
         if self.available_now && self.cap.is_none() {
             // The run's end: what the broker had when it was prepared (fetch-response high
             // watermarks, which tansu gets right where its ListOffsets does not).
-            let deadline = Instant::now() + Duration::from_millis(self.opts.poll_timeout_ms);
-            loop {
-                let pending = self.parts.iter().any(|(tp, p)| self.cached_high(tp).is_none_or(|h| p.next < h));
-                if !pending || Instant::now() > deadline {
-                    break;
-                }
-                self.drain(Duration::from_millis(100), true)?;
-            }
+            self.catch_up(deadline)?;
             self.cap = Some(PartitionOffsets(self.parts.iter().map(|(tp, p)| (tp.clone(), p.next)).collect()));
         }
         let mut available: Vec<(TopicPartition, i64, i64)> = Vec::new();

@@ -65,18 +65,6 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     }
 }
 
-/// Adds partitions to `topic` so it has `total`.
-pub fn add_partitions(bootstrap: &str, topic: &str, total: usize) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
-    let np = rdkafka::admin::NewPartitions::new(topic, total);
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let res = futures_executor::block_on(admin.create_partitions([&np], &opts)).expect("create_partitions");
-    for r in res {
-        r.unwrap_or_else(|(t, e)| panic!("adding partitions to {t}: {e}"));
-    }
-}
-
 /// Deletes `topic`.
 pub fn delete_topic(bootstrap: &str, topic: &str) {
     let admin: AdminClient<DefaultClientContext> =
