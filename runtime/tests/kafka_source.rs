@@ -407,3 +407,41 @@ fn subscribe_pattern_reads_every_matching_topic() {
 fn regex_escape(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_string() } else { format!("\\{c}") }).collect()
 }
+
+#[test]
+fn assign_reads_only_the_named_partitions() {
+    let b = broker();
+    let topic = unique_topic("src-assign");
+    create_topic(&b, &topic, 3);
+    produce(&b, &topic, &(0..9).map(|i| TestRecord::value(i % 3, format!("v{i}"))).collect::<Vec<_>>());
+    let rows = run_available_now(
+        Source::kafka(&b).assign(&format!(r#"{{"{topic}": [1]}}"#)).starting_offsets("earliest").into(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(values_of(&rows), vec!["v1", "v4", "v7"]);
+}
+
+#[test]
+fn min_offsets_per_trigger_waits_for_enough_records() {
+    let b = broker();
+    let topic = unique_topic("src-min");
+    create_topic(&b, &topic, 1);
+    produce(&b, &topic, &(0..10).map(|i| TestRecord::value(0, format!("v{i}"))).collect::<Vec<_>>());
+    let table = MemoryTable::new();
+    let q = Everything::builder()
+        .msgs(Source::kafka(&b).subscribe(&topic).starting_offsets("earliest").min_offsets_per_trigger(25, "1 hour"))
+        .sink(Sink::memory(&table))
+        .start()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(table.batch_count(), 0, "10 records are fewer than 25: no batch yet");
+    produce(&b, &topic, &(10..30).map(|i| TestRecord::value(0, format!("v{i}"))).collect::<Vec<_>>());
+    let t = std::time::Instant::now();
+    while table.batch_count() == 0 && t.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    q.stop().unwrap();
+    let sizes: Vec<usize> = table.history().iter().map(|(_, b)| b.num_rows()).collect();
+    assert!(sizes[0] >= 25, "the first batch waited for enough records: {sizes:?}");
+}

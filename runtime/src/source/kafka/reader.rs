@@ -479,7 +479,15 @@ impl KafkaSource {
             moved |= self.position(tp, *off);
         }
         let before = self.parts.len();
-        self.parts.retain(|tp, _| starts.0.contains_key(tp));
+        let mut freed = 0;
+        self.parts.retain(|tp, p| {
+            let keep = starts.0.contains_key(tp);
+            if !keep {
+                freed += p.buf.iter().map(Fetched::bytes).sum::<usize>();
+            }
+            keep
+        });
+        self.buffered_bytes -= freed;
         if moved || before != self.parts.len() {
             self.assign()?;
         }
