@@ -15,6 +15,8 @@ mod compare;
 mod compile;
 mod data;
 mod files;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod latency;
 mod nexmark;
 mod workloads;
@@ -100,6 +102,18 @@ fn main() {
             no_spark,
             &formats,
         );
+        return;
+    }
+    if what == "kafka" {
+        #[cfg(feature = "kafka")]
+        kafka::main(arg("--records", 500_000), arg("--runs", 3), arg("--batches", 50), arg("--batch-rows", 1000));
+        #[cfg(not(feature = "kafka"))]
+        {
+            eprintln!(
+                "the Kafka benches need the feature: cargo run --release -p flowgate-benches --features kafka -- kafka"
+            );
+            std::process::exit(2);
+        }
         return;
     }
     if what == "latency" {

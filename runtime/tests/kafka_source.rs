@@ -59,7 +59,7 @@ fn reads_sparks_columns_from_every_partition_in_order() {
             let i = p as usize + 3 * n;
             assert_eq!(r.offset, n as i64, "offsets in order per partition");
             assert_eq!(r.value.as_deref(), Some(format!("v{i}").as_bytes()));
-            assert_eq!(r.key, (i % 2 == 0).then(|| format!("k{i}").into_bytes()));
+            assert_eq!(r.key, i.is_multiple_of(2).then(|| format!("k{i}").into_bytes()));
             assert_eq!(r.topic, topic);
             assert_eq!(r.timestamp, Timestamp::from_micros((1_700_000_000_000 + i as i64) * 1000));
             assert_eq!(r.timestamp_type, 0, "create time");

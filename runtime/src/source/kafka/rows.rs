@@ -347,8 +347,8 @@ mod tests {
         let list = array.as_any().downcast_ref::<ListArray>().unwrap();
         assert_eq!(list.len(), 3);
         assert!(list.is_null(1));
-        assert_eq!(KafkaHeaders::from_ref(KafkaHeaders::get(list, 0)), h);
-        assert_eq!(KafkaHeaders::from_ref(KafkaHeaders::get(list, 2)), KafkaHeaders::default());
+        assert_eq!(KafkaHeaders::from_ref(<KafkaHeaders as ColumnType>::get(list, 0)), h);
+        assert_eq!(KafkaHeaders::from_ref(<KafkaHeaders as ColumnType>::get(list, 2)), KafkaHeaders::default());
         assert_eq!(h.get("a"), Some(b"1".as_slice()));
     }
 
