@@ -106,7 +106,10 @@ fn main() {
     }
     if what == "kafka" {
         #[cfg(feature = "kafka")]
-        kafka::main(arg("--records", 500_000), arg("--runs", 3), arg("--batches", 50), arg("--batch-rows", 1000));
+        {
+            kafka::main(arg("--records", 500_000), arg("--runs", 3), arg("--batches", 50), arg("--batch-rows", 1000));
+            return;
+        }
         #[cfg(not(feature = "kafka"))]
         {
             eprintln!(
@@ -114,7 +117,6 @@ fn main() {
             );
             std::process::exit(2);
         }
-        return;
     }
     if what == "latency" {
         // Not part of `all`: it runs real queries for a while and measures time, not throughput.
