@@ -134,8 +134,17 @@ fn flowgate_run(b: &str, topic: &str, records: usize) -> (f64, f64, i64, Vec<f64
     let rows: Vec<Total> = table.rows().expect("rows");
     let last = rows.last().expect("a result");
     assert_eq!(last.n as usize, records, "flowgate counted every record once");
-    let lat =
-        q.recent_progress().iter().filter_map(|p| p.duration_ms.get("triggerExecution").map(|v| *v as f64)).collect();
+    let progress = q.recent_progress();
+    let phase = |k: &str| progress.iter().filter_map(|p| p.duration_ms.get(k)).sum::<u64>();
+    println!(
+        "  flowgate: {} batches; ms in latestOffset {}, getBatch {}, addBatch {}, walCommit {}",
+        progress.len(),
+        phase("latestOffset"),
+        phase("getBatch"),
+        phase("addBatch"),
+        phase("walCommit")
+    );
+    let lat = progress.iter().filter_map(|p| p.duration_ms.get("triggerExecution").map(|v| *v as f64)).collect();
     (wall, cpu, last.chars.unwrap_or(0), lat)
 }
 

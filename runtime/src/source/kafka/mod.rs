@@ -44,10 +44,11 @@
 //! # Offsets and exactly-once
 //!
 //! An offset is, per topic-partition, the offset of the next record to read, in Spark's JSON
-//! shape: `{"topic":{"0":42}}`. The end of a batch is always one past a record the source has
-//! seen (never a high watermark), so a batch `(start, end]` re-read after a restart reads exactly
+//! shape: `{"topic":{"0":42}}`. The end of a batch is always one past a record (or transaction
+//! marker) the consumer has passed, never a high watermark, so a batch `(start, end]` re-read after a restart reads exactly
 //! the records it read before. A partition that appears later (a topic grew, or a new topic
-//! matches the pattern) starts at its earliest offset. Offsets are also committed to the
+//! matches the pattern) starts at its earliest offset; the partition list is asked for again
+//! at most every second, so a new one shows up within a second. Offsets are also committed to the
 //! consumer group (`kafka.group.id`, default `flowgate-<random>`) after each batch, for
 //! monitoring tools only: the source never reads them back; its positions come from the
 //! checkpoint. (Spark commits nothing.)

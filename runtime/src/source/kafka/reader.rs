@@ -27,6 +27,12 @@ use crate::source::{Offset, ReadLimit, SourceImpl};
 /// call is simply retried at the next trigger).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the partitions of the subscribed topics are asked for again: new partitions and
+/// topics are picked up within this time. A metadata request costs a round trip to the
+/// cluster (hundreds of milliseconds on the tansu test broker: `benches/`, kafka), too
+/// much for every trigger of a busy query; librdkafka's own refresh is every 5 minutes.
+const METADATA_REFRESH: Duration = Duration::from_secs(1);
+
 /// Per partition: what has been fetched ahead of the current batch.
 #[derive(Debug)]
 struct Part {
@@ -65,6 +71,8 @@ pub struct KafkaSource {
     group_id: String,
     /// Since when metadata requests fail (a broker outage).
     failing_since: Option<Instant>,
+    /// The partitions, and when the cluster was last asked.
+    known: Option<(Instant, Vec<TopicPartition>)>,
 }
 
 impl KafkaSource {
@@ -107,6 +115,7 @@ impl KafkaSource {
             pattern,
             group_id,
             failing_since: None,
+            known: None,
         }
     }
 
@@ -151,9 +160,15 @@ impl KafkaSource {
     /// The partitions now; `None` while the cluster does not answer (a broker outage: the
     /// query waits, up to the poll timeout, then fails with the error).
     fn partitions(&mut self) -> Result<Option<Vec<TopicPartition>>> {
+        if let Some((at, tps)) = &self.known {
+            if at.elapsed() < METADATA_REFRESH {
+                return Ok(Some(tps.clone()));
+            }
+        }
         match self.fetch_partitions() {
             Ok(tps) => {
                 self.failing_since = None;
+                self.known = Some((Instant::now(), tps.clone()));
                 Ok(Some(tps))
             }
             Err(e) => {
