@@ -16,6 +16,8 @@ mod compare;
 mod compile;
 mod data;
 mod files;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod latency;
 mod monitoring;
 mod nexmark;
@@ -104,6 +106,20 @@ fn main() {
             &formats,
         );
         return;
+    }
+    if what == "kafka" {
+        #[cfg(feature = "kafka")]
+        {
+            kafka::main(arg("--records", 500_000), arg("--runs", 3), arg("--batches", 50), arg("--batch-rows", 1000));
+            return;
+        }
+        #[cfg(not(feature = "kafka"))]
+        {
+            eprintln!(
+                "the Kafka benches need the feature: cargo run --release -p flowgate-benches --features kafka -- kafka"
+            );
+            std::process::exit(2);
+        }
     }
     if what == "latency" {
         // Not part of `all`: it runs real queries for a while and measures time, not throughput.

@@ -48,6 +48,10 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     let release = profile_dir.file_name().is_some_and(|p| p == "release");
     let mut cmd = std::process::Command::new(env!("CARGO"));
     cmd.args(["build", "-q", "-p", "flowgate-examples", "--example", name]);
+    if cfg!(feature = "kafka") {
+        // The Kafka examples require the feature this test was built with.
+        cmd.args(["--features", "kafka"]);
+    }
     if release {
         cmd.arg("--release");
     }

@@ -6,12 +6,12 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
 
@@ -243,6 +243,42 @@ impl ColumnType for String {
     }
 }
 
+/// Bytes (Spark's `BINARY`, an Arrow `Binary` column): the `key` and `value` of a Kafka record.
+impl ColumnType for Vec<u8> {
+    type Array = BinaryArray;
+    type Builder = BinaryBuilder;
+    type Ref<'a> = &'a [u8];
+    type Padded<'a> = Option<Self::Ref<'a>>;
+    #[inline(always)]
+    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
+        Some(r)
+    }
+    #[inline(always)]
+    fn pad_null<'a>() -> Self::Padded<'a> {
+        None
+    }
+    fn data_type() -> DataType {
+        DataType::Binary
+    }
+    #[inline(always)]
+    fn get(array: &BinaryArray, i: usize) -> &[u8] {
+        array.value(i)
+    }
+    fn from_ref(r: &[u8]) -> Vec<u8> {
+        r.to_vec()
+    }
+    fn new_builder(capacity: usize) -> BinaryBuilder {
+        BinaryBuilder::with_capacity(capacity, capacity * 16)
+    }
+    #[inline(always)]
+    fn append(builder: &mut BinaryBuilder, value: Vec<u8>) {
+        builder.append_value(value)
+    }
+    fn finish(builder: &mut BinaryBuilder) -> ArrayRef {
+        Arc::new(builder.finish())
+    }
+}
+
 /// A point in time: microseconds since the Unix epoch, UTC (Spark's `TIMESTAMP`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub i64);
@@ -458,6 +494,7 @@ macro_rules! nullable_builder {
     )*};
 }
 nullable_builder!(
+    BinaryBuilder,
     BooleanBuilder,
     Int32Builder,
     Int64Builder,

@@ -446,6 +446,14 @@ impl QueryBuilder {
                 Some(cp)
             }
         };
+        // Kafka sink hook (issue 14): the sink learns the query's identity before the first batch.
+        let mut sink = sink;
+        let context = crate::sink::SinkContext {
+            query_id: id.clone(),
+            query_name: name.clone(),
+            checkpointed: checkpoint.is_some(),
+        };
+        sink.inner.open(&context)?;
         let sinks = self.monitor.sinks(&name, &id, &run_id, &self.trigger)?;
         let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, sinks);
         let exec = microbatch::MicroBatch {

@@ -108,7 +108,7 @@ impl FileSink {
 /// Timestamps (also inside structs such as windows) as Spark-style strings, for text formats;
 /// with `flatten` (CSV, which has no nesting) a struct column `window` becomes `window_start`,
 /// `window_end`.
-fn textual(batch: &RecordBatch, flatten: bool) -> Result<RecordBatch> {
+pub(crate) fn textual(batch: &RecordBatch, flatten: bool) -> Result<RecordBatch> {
     fn convert(field: &Field, col: &ArrayRef) -> Result<(Field, ArrayRef)> {
         match col.data_type() {
             DataType::Timestamp(TimeUnit::Microsecond, _) => {

@@ -10,6 +10,8 @@ use crate::OutputMode;
 pub mod console;
 pub mod file;
 pub mod foreach;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod memory;
 
 pub use console::ConsoleOptions;
@@ -24,6 +26,22 @@ pub trait SinkImpl: Send {
     /// May be called again with the same id after a failure: sinks that promise exactly-once
     /// must make that idempotent.
     fn add_batch(&mut self, batch_id: u64, batch: &RecordBatch, mode: OutputMode) -> Result<()>;
+    /// Called once when the query starts, before the first batch, with the query's identity
+    /// (a transactional sink derives its transaction ids from it).
+    fn open(&mut self, _query: &SinkContext) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a sink learns about its query when it starts ([`SinkImpl::open`]).
+#[derive(Clone, Debug)]
+pub struct SinkContext {
+    /// The query's id: kept in the checkpoint, so the same across restarts (random without one).
+    pub query_id: String,
+    /// The query's name.
+    pub query_name: String,
+    /// Whether the query has a checkpoint (and so replays batches after a restart).
+    pub checkpointed: bool,
 }
 
 /// A sink handed to a query builder.
@@ -66,6 +84,13 @@ impl Sink {
         F: FnMut(u64, &RecordBatch) -> Result<()> + Send + 'static,
     {
         Sink::from_impl(Box::new(foreach::ForeachBatchSink::new(f)))
+    }
+    /// Writes each row as a Kafka record (Spark's Kafka sink) to the brokers at
+    /// `bootstrap_servers`: see [`kafka`] for the columns, options and the transactional
+    /// mode. Needs the `kafka` feature.
+    #[cfg(feature = "kafka")]
+    pub fn kafka(bootstrap_servers: &str) -> kafka::KafkaSinkBuilder {
+        kafka::KafkaSinkBuilder::new(bootstrap_servers)
     }
     /// The description of the underlying sink.
     pub fn description(&self) -> String {

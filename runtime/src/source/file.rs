@@ -368,13 +368,22 @@ pub struct FileSource {
     seen: HashSet<PathBuf>,
     /// Under available-now: the new files that existed when the run was prepared.
     snapshot: Option<HashSet<PathBuf>>,
+    /// Malformed lines met so far (whatever the parse mode did with them).
+    malformed_rows: std::sync::atomic::AtomicU64,
 }
 
 impl FileSource {
     /// A source reading the files of `opts.dir` as described by `opts`.
     pub fn new(opts: FileOptions) -> Self {
         let layout = Layout::new(&opts, None);
-        FileSource { opts, layout, log: Vec::new(), seen: HashSet::new(), snapshot: None }
+        FileSource {
+            opts,
+            layout,
+            log: Vec::new(),
+            seen: HashSet::new(),
+            snapshot: None,
+            malformed_rows: Default::default(),
+        }
     }
 
     /// The files of the batch `(start, end]`, as far as this source has taken them so far.
@@ -468,6 +477,38 @@ impl FileSource {
         })
     }
 
+    /// How many malformed lines (or values) this source met so far, whatever its parse mode
+    /// did with them (a PERMISSIVE row, a dropped line, the FAILFAST error).
+    pub fn malformed_count(&self) -> u64 {
+        self.malformed_rows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Decodes byte strings that are each one JSON object or one CSV line (message values of
+    /// the Kafka source) as rows of this source's schema and projection, with its format and
+    /// parse mode: `data` holds them at `ranges` (no line breaks inside a CSV value), and
+    /// `place(i)` names value `i` in error messages.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn decode_values(
+        &self,
+        data: &[u8],
+        ranges: &[(usize, usize)],
+        place: &dyn Fn(usize) -> String,
+    ) -> Result<Vec<RecordBatch>> {
+        let layout = self.layout()?;
+        let lines: Vec<Line> =
+            ranges.iter().enumerate().map(|(i, &(start, end))| Line { number: i, start, end }).collect();
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let place = |line: &Line| place(line.number);
+        let mut pieces = Vec::new();
+        self.decode_lines(layout, &place, data, &lines, &mut pieces)?;
+        if pieces.len() <= 1 {
+            return Ok(pieces);
+        }
+        Ok(vec![arrow_select::concat::concat_batches(&layout.output_schema, &pieces)?])
+    }
+
     /// The rows of one JSON, CSV or text file whose bytes are `bytes`.
     fn decode_file(&self, layout: &Layout, path: &Path, bytes: &[u8]) -> Result<Vec<RecordBatch>> {
         // A UTF-8 byte order mark is not data.
@@ -488,7 +529,8 @@ impl FileSource {
         };
         // Slow path: find the malformed lines by halving the runs of lines that fail.
         let mut pieces = Vec::new();
-        self.split(layout, path, data, &lines, &reason, &mut pieces)?;
+        let place = |line: &Line| format!("line {} of {}", line.number, path.display());
+        self.split(layout, &place, data, &lines, &reason, &mut pieces)?;
         if pieces.is_empty() {
             return Ok(Vec::new());
         }
@@ -500,7 +542,7 @@ impl FileSource {
     fn decode_lines(
         &self,
         layout: &Layout,
-        path: &Path,
+        place: &dyn Fn(&Line) -> String,
         data: &[u8],
         lines: &[Line],
         out: &mut Vec<RecordBatch>,
@@ -512,7 +554,7 @@ impl FileSource {
                 }
                 Ok(())
             }
-            Err(reason) => self.split(layout, path, data, lines, &reason, out),
+            Err(reason) => self.split(layout, place, data, lines, &reason, out),
         }
     }
 
@@ -521,32 +563,33 @@ impl FileSource {
     fn split(
         &self,
         layout: &Layout,
-        path: &Path,
+        place: &dyn Fn(&Line) -> String,
         data: &[u8],
         lines: &[Line],
         reason: &str,
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
         if let [line] = lines {
-            return self.malformed(layout, path, data, *line, reason, out);
+            return self.malformed(layout, place, data, *line, reason, out);
         }
         let (left, right) = lines.split_at(lines.len() / 2);
-        self.decode_lines(layout, path, data, left, out)?;
-        self.decode_lines(layout, path, data, right, out)
+        self.decode_lines(layout, place, data, left, out)?;
+        self.decode_lines(layout, place, data, right, out)
     }
 
     /// Handles one malformed line as the parse mode says.
     fn malformed(
         &self,
         layout: &Layout,
-        path: &Path,
+        place: &dyn Fn(&Line) -> String,
         data: &[u8],
         line: Line,
         reason: &str,
         out: &mut Vec<RecordBatch>,
     ) -> Result<()> {
         let text = String::from_utf8_lossy(&data[line.start..line.end]);
-        let place = format!("line {} of {}", line.number, path.display());
+        self.malformed_rows.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let place = place(&line);
         match self.opts.mode {
             ParseMode::DropMalformed => {
                 tracing::debug!("file source: dropping malformed {place}: {reason}");

@@ -15,6 +15,8 @@ use crate::error::Result;
 use crate::record::Record;
 
 pub mod file;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod memory;
 pub mod rate;
 pub mod socket;
@@ -172,6 +174,14 @@ impl<T: Record> Source<T> {
     /// Files in a directory: see [`FileSource`] for formats and options.
     pub fn file(dir: impl Into<std::path::PathBuf>) -> FileSourceBuilder<T> {
         FileSourceBuilder { opts: file::FileOptions::new(dir.into(), T::schema()), _t: PhantomData }
+    }
+
+    /// Records of Kafka topics (Spark's Kafka source), from the brokers at `bootstrap_servers`
+    /// (`host:port,host:port`): see [`kafka`] for the options and the rows. Needs the `kafka`
+    /// feature.
+    #[cfg(feature = "kafka")]
+    pub fn kafka(bootstrap_servers: &str) -> kafka::KafkaSourceBuilder<T> {
+        kafka::KafkaSourceBuilder::new(bootstrap_servers)
     }
 
     /// The description of the underlying source.
