@@ -108,10 +108,12 @@ pub enum FileFormat {
     /// is replaced by U+FFFD. The record must have exactly one field, a string.
     Text,
     /// Parquet (Spark's `parquet` source with a given schema). Columns are matched to the
-    /// schema's fields by name (exactly, case included); a file's other columns are ignored,
+    /// schema's fields by name, ignoring case unless [`FileOptions::case_sensitive`] (two
+    /// columns matching one field are an error); a file's other columns are ignored,
     /// and a field the file lacks reads as nulls if it is nullable (Spark's schema-on-read) and
-    /// fails with [`Error::Plan`] if not. A file's column must have its field's type, except
-    /// timestamps: any unit and time zone become the field's type (the same instants, truncated
+    /// fails with [`Error::Plan`] if not. A file's column must have its field's logical type:
+    /// a dictionary-encoded column reads as its values, large and view strings (binaries) as
+    /// strings (binaries), as pyarrow, Polars and DataFusion write them; and timestamps of any unit and time zone become the field's type (the same instants, truncated
     /// to microseconds towards the past; a timestamp without a time zone, such as Spark's
     /// INT96, is taken as UTC). Another type, or nulls in a column read into a non-nullable
     /// field, fail with [`Error::Plan`] naming the file, the column and both types; a file
@@ -164,12 +166,16 @@ pub struct FileOptions {
     pub corrupt_record_column: Option<String>,
     /// Only files whose name ends with this suffix.
     pub suffix: Option<String>,
+    /// Whether JSON keys and Parquet column names must match the schema's field names exactly
+    /// (`true`), or ignoring case (`false`, the default, as Spark's
+    /// `spark.sql.caseSensitive=false`). CSV (by position) and text have no names to match.
+    pub case_sensitive: bool,
 }
 
 impl FileOptions {
     /// Options for JSON files in `dir` with rows of `schema`: CSV header on, delimiter `,`, no
     /// per-trigger limit, [`ParseMode::Permissive`], the default corrupt-record column, no
-    /// suffix filter.
+    /// suffix filter, names matched ignoring case.
     pub fn new(dir: PathBuf, schema: SchemaRef) -> Self {
         FileOptions {
             dir,
@@ -181,6 +187,7 @@ impl FileOptions {
             mode: ParseMode::Permissive,
             corrupt_record_column: None,
             suffix: None,
+            case_sensitive: false,
         }
     }
 }
@@ -241,6 +248,19 @@ impl Layout {
             }
         }
         let is_data = |i: usize| Some(i) != corrupt_idx;
+        if !opts.case_sensitive && matches!(opts.format, FileFormat::Json | FileFormat::Parquet) {
+            let mut by_lower = std::collections::HashMap::new();
+            for field in schema.fields() {
+                if let Some(other) = by_lower.insert(field.name().to_lowercase(), field.name()) {
+                    return Err(format!(
+                        "fields `{other}` and `{}` differ only in case, but names are matched ignoring case \
+                         (Spark's spark.sql.caseSensitive=false): rename one, or match names exactly with \
+                         `.case_sensitive(true)`",
+                        field.name()
+                    ));
+                }
+            }
+        }
         let data_fields: Vec<_> =
             schema.fields().iter().enumerate().filter(|(i, _)| is_data(*i)).map(|(_, f)| f.clone()).collect();
         if opts.format == FileFormat::Text && (data_fields.len() != 1 || data_fields[0].data_type() != &DataType::Utf8)
@@ -666,6 +686,29 @@ impl FileSource {
         Ok(RecordBatch::try_new_with_options(layout.output_schema.clone(), columns, &options)?)
     }
 
+    /// The index of the root column of `file_schema` (the file at `path`) that holds field
+    /// `name`: the column of exactly that name when names are case-sensitive; otherwise the one
+    /// column whose name equals it ignoring case, and an error naming them when several do
+    /// (Spark's "Found duplicate field(s)" in case-insensitive mode).
+    fn file_column(&self, file_schema: &Schema, name: &str, path: &Path) -> Result<Option<usize>> {
+        let fields = file_schema.fields();
+        if self.opts.case_sensitive {
+            return Ok(fields.iter().position(|f| f.name() == name));
+        }
+        let lower = name.to_lowercase();
+        let hits: Vec<usize> = (0..fields.len()).filter(|&i| fields[i].name().to_lowercase() == lower).collect();
+        match hits[..] {
+            [] => Ok(None),
+            [i] => Ok(Some(i)),
+            _ => Err(Error::Plan(format!(
+                "{}: columns {} all match field `{name}` ignoring case (Spark's spark.sql.caseSensitive=false): \
+                 match names exactly with `.case_sensitive(true)`",
+                path.display(),
+                hits.iter().map(|&i| format!("`{}`", fields[i].name())).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
     /// The rows of a Parquet file, in the file's order: the read fields matched to the file's
     /// columns by name, only their column chunks decoded (see [`FileFormat::Parquet`]).
     fn read_parquet(&self, layout: &Layout, path: &Path) -> Result<Vec<RecordBatch>> {
@@ -678,19 +721,16 @@ impl FileSource {
         // Per read field: the file's root column holding it, or none (nulls).
         let mut found = Vec::with_capacity(layout.read_schema.fields().len());
         for field in layout.read_schema.fields() {
-            let idx = file_schema.fields().iter().position(|f| f.name() == field.name());
-            match idx.map(|idx| file_schema.field(idx).data_type()) {
-                Some(file_type) => {
-                    let converted = matches!(
-                        (file_type, field.data_type()),
-                        (DataType::Timestamp(..), DataType::Timestamp(TimeUnit::Microsecond, _))
-                    );
-                    if file_type != field.data_type() && !converted {
+            let idx = self.file_column(&file_schema, field.name(), path)?;
+            match idx.map(|idx| file_schema.field(idx)) {
+                Some(file_field) => {
+                    let file_type = file_field.data_type();
+                    if !readable_as(file_type, field.data_type()) {
                         return Err(Error::Plan(format!(
                             "{}: column `{}` is {file_type} in the file, but the record's field is {}: \
                              change the field's type to match the file",
                             path.display(),
-                            field.name(),
+                            file_field.name(),
                             field.data_type()
                         )));
                     }
@@ -719,27 +759,16 @@ impl FileSource {
             let rows = batch.num_rows();
             let mut columns = Vec::with_capacity(found.len());
             for (field, idx) in layout.read_schema.fields().iter().zip(&found) {
-                if idx.is_none() {
+                let Some(idx) = *idx else {
                     columns.push(new_null_array(field.data_type(), rows));
                     continue;
-                }
-                let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                    Error::Internal(format!(
-                        "{}: column `{}` missing from the decoded batch",
-                        path.display(),
-                        field.name()
-                    ))
-                })?;
-                let column = match (column.data_type(), field.data_type()) {
-                    (DataType::Timestamp(unit, _), DataType::Timestamp(TimeUnit::Microsecond, tz))
-                        if column.data_type() != field.data_type() =>
-                    {
-                        timestamp_micros(column, *unit, tz.clone()).map_err(|e| {
-                            Error::MalformedInput(format!("{}: column `{}`: {e}", path.display(), field.name()))
-                        })?
-                    }
-                    _ => column.clone(),
                 };
+                let name = file_schema.field(idx).name();
+                let column = batch.column_by_name(name).ok_or_else(|| {
+                    Error::Internal(format!("{}: column `{name}` missing from the decoded batch", path.display()))
+                })?;
+                let column = logical_column(column, field.data_type())
+                    .map_err(|e| Error::MalformedInput(format!("{}: column `{name}`: {e}", path.display())))?;
                 if !field.is_nullable() && column.null_count() > 0 {
                     return Err(Error::Plan(format!(
                         "{}: column `{}` holds nulls, but its field is not nullable: make it Option<_>",
@@ -752,6 +781,39 @@ impl FileSource {
             out.push(self.to_output(layout, &columns, rows, None)?);
         }
         Ok(out)
+    }
+}
+
+/// Whether a Parquet file's column of type `file` reads as a field of type `field`: the same
+/// type, or the same logical type in another encoding that other writers choose (pyarrow,
+/// Polars and DataFusion write dictionary-encoded, large and view strings): a dictionary reads
+/// as its values, `LargeUtf8`/`Utf8View` as `Utf8` (and the like for binary), and timestamps
+/// of any unit and time zone as microseconds.
+fn readable_as(file: &DataType, field: &DataType) -> bool {
+    use DataType::*;
+    match (file, field) {
+        (a, b) if a == b => true,
+        (Dictionary(_, values), field) => readable_as(values, field),
+        (Timestamp(..), Timestamp(TimeUnit::Microsecond, _)) => true,
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
+        (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => true,
+        _ => false,
+    }
+}
+
+/// A decoded Parquet column (of a type [`readable_as`] accepts for `field`) as `field`'s type:
+/// dictionaries unpacked, strings and binaries re-encoded, timestamps converted.
+fn logical_column(column: &ArrayRef, field: &DataType) -> Result<ArrayRef, ArrowError> {
+    let column = match column.data_type() {
+        DataType::Dictionary(_, values) => arrow_cast::cast(column, values)?,
+        _ => column.clone(),
+    };
+    match (column.data_type(), field) {
+        (a, b) if a == b => Ok(column),
+        (DataType::Timestamp(unit, _), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
+            timestamp_micros(&column, *unit, tz.clone())
+        }
+        _ => arrow_cast::cast(&column, field),
     }
 }
 
@@ -1545,6 +1607,117 @@ mod tests {
         let batches = read_all(&mut src).unwrap();
         assert_eq!(ids(&batches), [Some(1)]);
         assert_eq!(strings(&batches, "_corrupt_record"), [None]);
+    }
+
+    #[test]
+    fn parquet_dictionary_large_and_view_strings_read_as_strings() {
+        use arrow_array::types::Int32Type;
+        let dir = tempfile::tempdir().unwrap();
+        let dict: ArrayRef = Arc::new(
+            [Some("a"), None, Some("b"), Some("a")].into_iter().collect::<arrow_array::DictionaryArray<Int32Type>>(),
+        );
+        let large: ArrayRef =
+            Arc::new(arrow_array::LargeStringArray::from(vec![Some("x"), Some("y"), None, Some("z")]));
+        let view: ArrayRef = Arc::new(arrow_array::StringViewArray::from(vec![
+            Some("a string longer than twelve bytes"),
+            Some("v"),
+            Some(""),
+            None,
+        ]));
+        let dict_ids: ArrayRef = Arc::new(arrow_array::DictionaryArray::<Int32Type>::new(
+            arrow_array::Int32Array::from(vec![Some(0), Some(0), Some(1), None]),
+            int64s([Some(7), Some(8)]),
+        ));
+        let file = RecordBatch::try_from_iter([("id", dict_ids), ("d", dict), ("l", large), ("v", view)]).unwrap();
+        write_parquet(dir.path(), "a.parquet", &file, 10);
+        // The file keeps its encodings: the parquet crate reads them back as written.
+        let back = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(dir.path().join("a.parquet")).unwrap())
+            .unwrap()
+            .schema()
+            .clone();
+        assert!(matches!(back.field(1).data_type(), DataType::Dictionary(..)), "{back:?}");
+        assert_eq!(back.field(2).data_type(), &DataType::LargeUtf8);
+        assert_eq!(back.field(3).data_type(), &DataType::Utf8View);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("d", DataType::Utf8, true),
+            Field::new("l", DataType::Utf8, true),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let mut src = parquet_source(dir.path(), schema.clone());
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(batches[0].schema(), schema);
+        assert_eq!(ids(&batches), [Some(7), Some(7), Some(8), None]);
+        let s = |v: &[Option<&str>]| v.iter().map(|s| s.map(String::from)).collect::<Vec<_>>();
+        assert_eq!(strings(&batches, "d"), s(&[Some("a"), None, Some("b"), Some("a")]));
+        assert_eq!(strings(&batches, "l"), s(&[Some("x"), Some("y"), None, Some("z")]));
+        assert_eq!(strings(&batches, "v"), s(&[Some("a string longer than twelve bytes"), Some("v"), Some(""), None]));
+        // A dictionary of strings is still no integer.
+        let wrong = Arc::new(Schema::new(vec![Field::new("d", DataType::Int64, true)]));
+        let err = read_all(&mut parquet_source(dir.path(), wrong)).unwrap_err();
+        assert!(matches!(&err, Error::Plan(m) if m.contains("`d` is Dictionary")), "{err}");
+    }
+
+    #[test]
+    fn parquet_written_by_pyarrow_reads_as_the_logical_types() {
+        // runtime/tests/fixtures/parquet/make_fixtures.py wrote it (pyarrow 26): a column `Id`,
+        // strings dictionary-encoded, large and view, nanosecond timestamps in Europe/Paris.
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parquet/pyarrow_encodings.parquet");
+        fs::copy(fixture, dir.path().join("a.parquet")).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("dict", DataType::Utf8, true),
+            Field::new("large", DataType::Utf8, true),
+            Field::new("view", DataType::Utf8, true),
+            Field::new("ts", ts_type(), true),
+        ]));
+        let batches = read_all(&mut parquet_source(dir.path(), schema.clone())).unwrap();
+        assert_eq!(batches[0].schema(), schema);
+        assert_eq!(ids(&batches), [Some(1), Some(2), Some(3), None]);
+        let names: Vec<Option<String>> =
+            [Some("alpha"), None, Some("a string longer than twelve bytes"), Some("alpha")]
+                .map(|s| s.map(String::from))
+                .to_vec();
+        for col in ["dict", "large", "view"] {
+            assert_eq!(strings(&batches, col), names, "{col}");
+        }
+        let ts = batches[0].column(4).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!((ts.value(0), ts.value(1), ts.is_null(2), ts.value(3)), (0, 1_000_000, true, -1));
+    }
+
+    #[test]
+    fn parquet_names_match_ignoring_case_by_default_and_a_clash_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = RecordBatch::try_from_iter([("ID", int64s([Some(1)])), ("Name", utf8s(&[Some("a")]))]).unwrap();
+        write_parquet(dir.path(), "a.parquet", &file, 10);
+        let batches = read_all(&mut parquet_source(dir.path(), schema(true, false))).unwrap();
+        assert_eq!(ids(&batches), [Some(1)]);
+        assert_eq!(strings(&batches, "name"), [Some("a".to_string())]);
+        // Case-sensitive: no column `id`, so nulls.
+        let mut exact = source(dir.path(), schema(true, false), |o| {
+            o.format = FileFormat::Parquet;
+            o.case_sensitive = true;
+        });
+        assert_eq!(ids(&read_all(&mut exact).unwrap()), [None]);
+        // Two columns for one field.
+        let dir = tempfile::tempdir().unwrap();
+        let file = RecordBatch::try_from_iter([("id", int64s([Some(1)])), ("Id", int64s([Some(2)]))]).unwrap();
+        write_parquet(dir.path(), "a.parquet", &file, 10);
+        let err = read_all(&mut parquet_source(dir.path(), schema(true, false))).unwrap_err();
+        assert!(matches!(&err, Error::Plan(m) if m.contains("`id`, `Id`") && m.contains("case_sensitive")), "{err}");
+        let mut exact = source(dir.path(), schema(true, false), |o| {
+            o.format = FileFormat::Parquet;
+            o.case_sensitive = true;
+        });
+        assert_eq!(ids(&read_all(&mut exact).unwrap()), [Some(1)]);
+        // Two fields that differ in case only cannot be matched ignoring case.
+        let clash = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("ID", DataType::Int64, true),
+        ]));
+        let err = read_all(&mut parquet_source(dir.path(), clash)).unwrap_err();
+        assert!(matches!(&err, Error::Plan(m) if m.contains("differ only in case")), "{err}");
     }
 
     // ---- Projection ----

@@ -218,6 +218,14 @@ impl<T: Record> FileSourceBuilder<T> {
         self.opts.corrupt_record_column = Some(name.to_string());
         self
     }
+    /// Whether JSON keys and Parquet column names must match the record's field names exactly.
+    /// Default false: matched ignoring case, as Spark's `spark.sql.caseSensitive=false`; two
+    /// keys or columns that both match one field, or two fields that differ only in case, are
+    /// then an error (a malformed line, for JSON keys) that says so.
+    pub fn case_sensitive(mut self, case_sensitive: bool) -> Self {
+        self.opts.case_sensitive = case_sensitive;
+        self
+    }
     /// Only files whose name ends with this suffix (e.g. `.json`); default: every file not
     /// starting with `.` or `_`.
     pub fn suffix(mut self, suffix: &str) -> Self {
