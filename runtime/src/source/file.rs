@@ -54,8 +54,10 @@ use parquet::arrow::ProjectionMask;
 
 use super::{Offset, ReadLimit, SourceImpl};
 use crate::error::{Error, Result};
+use json_case::KeyCase;
 use json_fast::FastPlan;
 
+mod json_case;
 mod json_fast;
 
 /// Rows per decoded Arrow batch. arrow-rs readers default to 1024; 8192 is DataFusion's default
@@ -68,6 +70,24 @@ const TEMP_SUFFIXES: &[&str] = &["._COPYING_", ".tmp", "~"];
 
 /// A reading thread keeps its file buffer up to this size between files.
 const KEPT_READ_BUFFER_BYTES: usize = 256 << 20;
+
+/// A kept buffer is shrunk to the last file's size when it is more than twice that and more
+/// than this (1 MiB: the reuse saves page faults on large files; small ones cost little).
+const SHRINK_READ_BUFFER_ABOVE: usize = 1 << 20;
+
+/// What a reading thread keeps of its buffer after reading a file of `used` bytes into it:
+/// nothing above [`KEPT_READ_BUFFER_BYTES`], and at most about twice the last file's size
+/// otherwise, so the memory kept follows the files being read, not the largest one seen.
+fn settle_read_buffer(mut buf: Vec<u8>, used: usize) -> Option<Vec<u8>> {
+    if buf.capacity() > KEPT_READ_BUFFER_BYTES {
+        return None;
+    }
+    if buf.capacity() > SHRINK_READ_BUFFER_ABOVE && buf.capacity() / 2 > used {
+        buf.clear();
+        buf.shrink_to(used);
+    }
+    Some(buf)
+}
 
 thread_local! {
     /// A reading thread's file buffer, kept between files: reading into fresh memory faults
@@ -218,6 +238,9 @@ struct Layout {
     /// JSON whose decoded fields all have types the fast path builds: its plan (see
     /// [`json_fast`]), tried before arrow-json on every run of lines.
     json_fast: Option<FastPlan>,
+    /// JSON with names matched ignoring case: the decoded fields by lowercase name, for
+    /// respelling the keys of lines that arrow-json decodes (see `json_case.rs`).
+    json_keys: Option<KeyCase>,
 }
 
 impl Layout {
@@ -332,7 +355,9 @@ impl Layout {
         };
         let output_fields: Vec<_> = schema.fields().iter().enumerate().map(unread_nullable).collect();
         let decode_schema = Arc::new(Schema::new_with_metadata(decode_fields, metadata.clone()));
-        let json_fast = (opts.format == FileFormat::Json).then(|| FastPlan::new(&decode_schema)).flatten();
+        let is_json = opts.format == FileFormat::Json;
+        let json_fast = is_json.then(|| FastPlan::new(&decode_schema, !opts.case_sensitive)).flatten();
+        let json_keys = (is_json && !opts.case_sensitive).then(|| KeyCase::new(&decode_schema));
         Ok(Layout {
             output_schema: Arc::new(Schema::new_with_metadata(output_fields, metadata.clone())),
             read,
@@ -342,6 +367,7 @@ impl Layout {
             corrupt_idx,
             corrupt_read,
             json_fast,
+            json_keys,
         })
     }
 }
@@ -473,7 +499,8 @@ impl FileSource {
             let mut buf = cell.take();
             buf.clear();
             let rows = read_into(path, &mut buf).and_then(|()| self.decode_file(layout, path, &buf));
-            if buf.capacity() <= KEPT_READ_BUFFER_BYTES {
+            let used = buf.len();
+            if let Some(buf) = settle_read_buffer(buf, used) {
                 cell.replace(buf);
             }
             rows
@@ -602,7 +629,9 @@ impl FileSource {
                 for chunk in lines.chunks(DECODE_BATCH_ROWS) {
                     match layout.json_fast.as_ref().and_then(|plan| plan.decode(data, chunk, DECODE_BATCH_ROWS)) {
                         Some(decoded) => batches.extend(decoded),
-                        None => batches.extend(arrow_json_decode(schema.clone(), data, chunk)?),
+                        None => {
+                            batches.extend(arrow_json_decode(schema.clone(), data, chunk, layout.json_keys.as_ref())?)
+                        }
                     }
                 }
             }
@@ -839,9 +868,15 @@ fn timestamp_micros(column: &ArrayRef, unit: TimeUnit, tz: Option<Arc<str>>) -> 
     Ok(make_array(converted.to_data().into_builder().data_type(data_type).build()?))
 }
 
-/// Decodes `lines` of `data`, JSON objects, with arrow-json and `schema` (the decode schema).
-/// Fails with the reason if any line is malformed.
-fn arrow_json_decode(schema: SchemaRef, data: &[u8], lines: &[Line]) -> Result<Vec<RecordBatch>, String> {
+/// Decodes `lines` of `data`, JSON objects, with arrow-json and `schema` (the decode schema);
+/// with `keys`, top-level keys match the fields ignoring case. Fails with the reason if any
+/// line is malformed.
+fn arrow_json_decode(
+    schema: SchemaRef,
+    data: &[u8],
+    lines: &[Line],
+    keys: Option<&KeyCase>,
+) -> Result<Vec<RecordBatch>, String> {
     let mut batches = Vec::new();
     let mut decoder = arrow_json::ReaderBuilder::new(schema)
         .with_batch_size(DECODE_BATCH_ROWS)
@@ -856,6 +891,11 @@ fn arrow_json_decode(schema: SchemaRef, data: &[u8], lines: &[Line]) -> Result<V
             batches.extend(decoder.flush().map_err(|e| e.to_string())?);
         }
         let text = &data[line.start..line.end];
+        let respelled = match keys {
+            Some(keys) => keys.rename(text)?,
+            None => None,
+        };
+        let text = respelled.as_deref().unwrap_or(text);
         let before = decoder.len();
         let read = decoder.decode(text).map_err(|e| e.to_string())?;
         if decoder.has_partial_record() {
@@ -1271,6 +1311,55 @@ mod tests {
             [noon, noon + 1_000_000]
         );
         assert_eq!(batches[0].column(1).as_primitive::<Int64Type>().iter().collect::<Vec<_>>(), [Some(1), None]);
+    }
+
+    #[test]
+    fn json_keys_match_ignoring_case_by_default_and_a_clash_is_a_malformed_line() {
+        let dir = tempfile::tempdir().unwrap();
+        // Fast-path lines, lines arrow-json decodes (an escape), and one with a clash.
+        let text = "{\"ID\": 1, \"Name\": \"a\"}\n{\"id\": 2, \"NAME\": \"b\\n\"}\n{\"id\": 3, \"name\": \"c\"}\n\
+                    {\"id\": 4, \"Id\": 5}\n";
+        write(dir.path(), "a.json", text, 10);
+        let mut src = source(dir.path(), schema(true, true), |_| {});
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(ids(&batches), [Some(1), Some(2), Some(3), None]);
+        assert_eq!(strings(&batches, "name"), [Some("a".into()), Some("b\n".into()), Some("c".into()), None]);
+        assert_eq!(strings(&batches, "_corrupt_record")[3].as_deref(), Some("{\"id\": 4, \"Id\": 5}"));
+        let mut strict = source(dir.path(), schema(true, false), |o| o.mode = ParseMode::FailFast);
+        let err = read_all(&mut strict).unwrap_err().to_string();
+        assert!(err.contains("line 4") && err.contains("keys `id` and `Id` both match field `id`"), "{err}");
+        // Case-sensitive: only exact keys count (and no clash).
+        let mut exact = source(dir.path(), schema(true, false), |o| o.case_sensitive = true);
+        let batches = read_all(&mut exact).unwrap();
+        assert_eq!(ids(&batches), [None, Some(2), Some(3), Some(4)]);
+        assert_eq!(strings(&batches, "name"), [None, None, Some("c".into()), None]);
+        // A projection still matches the read fields ignoring case; keys of unread fields do not
+        // clash (only the read fields' values count, as for malformed values).
+        let mut projected = source(dir.path(), schema(true, false), |o| o.mode = ParseMode::FailFast);
+        projected.project(&["name"]);
+        let names = strings(&read_all(&mut projected).unwrap(), "name");
+        assert_eq!(names, [Some("a".into()), Some("b\n".into()), Some("c".into()), None]);
+    }
+
+    #[test]
+    fn a_reading_thread_keeps_memory_for_the_files_it_reads_not_the_largest_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "{\"id\": 1, \"name\": \"0123456789012345678901234567890123456789\"}\n";
+        write(dir.path(), "big.json", &line.repeat(200_000), 10);
+        write(dir.path(), "small.json", &line.repeat(10), 20);
+        let src = source(dir.path(), schema(true, false), |_| {});
+        let kept = || READ_BUFFER.with(|c| c.borrow().capacity());
+        assert_eq!(
+            src.read_file(&dir.path().join("big.json")).unwrap().iter().map(RecordBatch::num_rows).sum::<usize>(),
+            200_000
+        );
+        assert!(kept() >= line.len() * 200_000, "the buffer is kept for the next file of that size");
+        src.read_file(&dir.path().join("small.json")).unwrap();
+        assert!(kept() <= SHRINK_READ_BUFFER_ABOVE, "after a small file the thread keeps {} bytes", kept());
+        // The rule itself: above the cap nothing is kept; otherwise at most twice the last use.
+        assert!(settle_read_buffer(Vec::with_capacity(KEPT_READ_BUFFER_BYTES + 1), 10).is_none());
+        assert_eq!(settle_read_buffer(Vec::with_capacity(4 << 20), 3 << 20).unwrap().capacity(), 4 << 20);
+        assert!(settle_read_buffer(Vec::with_capacity(4 << 20), 1 << 10).unwrap().capacity() < 4 << 20);
     }
 
     const BAD_JSON: &str =
