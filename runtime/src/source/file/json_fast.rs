@@ -232,7 +232,7 @@ impl FastPlan {
             lowercase.iter().any(|n| n.eq_ignore_ascii_case(key))
         } else {
             let key = key.to_lowercase();
-            lowercase.iter().any(|n| *n == key)
+            lowercase.contains(&key)
         }
     }
 
