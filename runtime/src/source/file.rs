@@ -68,6 +68,17 @@ const DECODE_BATCH_ROWS: usize = 8192;
 /// the common `.tmp`, and editors' backup `~`.
 const TEMP_SUFFIXES: &[&str] = &["._COPYING_", ".tmp", "~"];
 
+/// Files per batch unless [`FileOptions::max_files_per_trigger`] says otherwise: Delta Lake's
+/// default `maxFilesPerTrigger` (Spark's file source has none, and a large backlog then goes
+/// into one batch, all of it in memory at once).
+pub const DEFAULT_MAX_FILES_PER_TRIGGER: usize = 1000;
+
+/// Bytes of files per batch unless [`FileOptions::max_bytes_per_trigger`] says otherwise
+/// (a soft limit, see there). 1 GiB: a batch of JSON decodes to about as many bytes of Arrow
+/// arrays, which a streaming job's worker holds comfortably, and large enough that the
+/// per-batch costs (offset and commit entries, a state version) stay small beside the reading.
+pub const DEFAULT_MAX_BYTES_PER_TRIGGER: u64 = 1 << 30;
+
 /// A reading thread keeps its file buffer up to this size between files.
 const KEPT_READ_BUFFER_BYTES: usize = 256 << 20;
 
@@ -175,8 +186,15 @@ pub struct FileOptions {
     pub csv_header: bool,
     /// The CSV field delimiter.
     pub csv_delimiter: u8,
-    /// At most this many new files per batch under [`ReadLimit::Default`].
+    /// At most this many new files per batch under [`ReadLimit::Default`] (`None`:
+    /// [`DEFAULT_MAX_FILES_PER_TRIGGER`]).
     pub max_files_per_trigger: Option<usize>,
+    /// At most about this many bytes of new files per batch under [`ReadLimit::Default`]
+    /// (`None`: [`DEFAULT_MAX_BYTES_PER_TRIGGER`]). A soft limit, as Delta Lake's
+    /// `maxBytesPerTrigger`: a batch takes files while their sizes fit, and always at least one
+    /// file, however large. Together with the file limit it bounds what one batch holds in
+    /// memory however large a backlog is waiting.
+    pub max_bytes_per_trigger: Option<u64>,
     /// What to do with malformed lines.
     pub mode: ParseMode,
     /// The name of the column that receives a malformed line's text under
@@ -193,8 +211,8 @@ pub struct FileOptions {
 }
 
 impl FileOptions {
-    /// Options for JSON files in `dir` with rows of `schema`: CSV header on, delimiter `,`, no
-    /// per-trigger limit, [`ParseMode::Permissive`], the default corrupt-record column, no
+    /// Options for JSON files in `dir` with rows of `schema`: CSV header on, delimiter `,`, the
+    /// default per-trigger limits, [`ParseMode::Permissive`], the default corrupt-record column, no
     /// suffix filter, names matched ignoring case.
     pub fn new(dir: PathBuf, schema: SchemaRef) -> Self {
         FileOptions {
@@ -204,6 +222,7 @@ impl FileOptions {
             csv_header: true,
             csv_delimiter: b',',
             max_files_per_trigger: None,
+            max_bytes_per_trigger: None,
             mode: ParseMode::Permissive,
             corrupt_record_column: None,
             suffix: None,
@@ -402,6 +421,9 @@ pub struct FileSource {
     layout: Result<Layout, String>,
     /// Every file ever taken, in the order taken: offset `n` is `log[..n]`.
     log: Vec<PathBuf>,
+    /// The size of each file of `log` when listed (`None` for files restored from a
+    /// checkpoint: read from the file system when needed).
+    sizes: Vec<Option<u64>>,
     /// The files in `log`.
     seen: HashSet<PathBuf>,
     /// Under available-now: the new files that existed when the run was prepared.
@@ -412,7 +434,7 @@ impl FileSource {
     /// A source reading the files of `opts.dir` as described by `opts`.
     pub fn new(opts: FileOptions) -> Self {
         let layout = Layout::new(&opts, None);
-        FileSource { opts, layout, log: Vec::new(), seen: HashSet::new(), snapshot: None }
+        FileSource { opts, layout, log: Vec::new(), sizes: Vec::new(), seen: HashSet::new(), snapshot: None }
     }
 
     /// The files of the batch `(start, end]`, as far as this source has taken them so far.
@@ -437,8 +459,9 @@ impl FileSource {
             }
     }
 
-    /// The readable files of the directory not in the log yet, by (modification time, name).
-    fn list_new_files(&self) -> Result<Vec<PathBuf>> {
+    /// The readable files of the directory not in the log yet, by (modification time, name),
+    /// with their sizes.
+    fn list_new_files(&self) -> Result<Vec<(PathBuf, u64)>> {
         let dir = &self.opts.dir;
         let io_err = |e| Error::io(format!("listing the file source directory {}", dir.display()), e);
         let mut found = Vec::new();
@@ -458,16 +481,38 @@ impl FileSource {
             };
             if meta.is_file() {
                 let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                found.push((mtime, name.into_owned(), path));
+                found.push((mtime, name.into_owned(), path, meta.len()));
             }
         }
         found.sort();
-        Ok(found.into_iter().map(|(_, _, path)| path).collect())
+        Ok(found.into_iter().map(|(_, _, path, size)| (path, size)).collect())
     }
 
-    fn push(&mut self, path: PathBuf) {
+    fn push(&mut self, path: PathBuf, size: Option<u64>) {
         self.seen.insert(path.clone());
         self.log.push(path);
+        self.sizes.push(size);
+    }
+
+    /// The size of the file at `log[i]` (0 if it cannot be read now: reading it will say why).
+    fn size_of(&self, i: usize) -> u64 {
+        self.sizes[i].unwrap_or_else(|| fs::metadata(&self.log[i]).map_or(0, |m| m.len()))
+    }
+
+    /// The end of the next batch from `start` within the per-trigger limits: files while
+    /// their sizes fit in the byte limit (at least one) and the file limit.
+    fn limited_end(&self, start: usize) -> usize {
+        let max_files = self.opts.max_files_per_trigger.unwrap_or(DEFAULT_MAX_FILES_PER_TRIGGER).max(1);
+        let max_bytes = self.opts.max_bytes_per_trigger.unwrap_or(DEFAULT_MAX_BYTES_PER_TRIGGER);
+        let (mut end, mut bytes) = (start, 0u64);
+        while end < self.log.len() && end - start < max_files {
+            bytes = bytes.saturating_add(self.size_of(end));
+            if end > start && bytes > max_bytes {
+                break;
+            }
+            end += 1;
+        }
+        end
     }
 
     /// Makes the log at least `n` files long, from the directory (after a restart).
@@ -485,7 +530,7 @@ impl FileSource {
                 self.log.len() + found.len()
             )));
         }
-        found.into_iter().take(missing).for_each(|path| self.push(path));
+        found.into_iter().take(missing).for_each(|(path, size)| self.push(path, Some(size)));
         Ok(())
     }
 
@@ -1027,7 +1072,7 @@ impl SourceImpl for FileSource {
 
     fn prepare_available_now(&mut self) -> Result<()> {
         self.layout()?;
-        self.snapshot = Some(self.list_new_files()?.into_iter().collect());
+        self.snapshot = Some(self.list_new_files()?.into_iter().map(|(path, _)| path).collect());
         Ok(())
     }
 
@@ -1037,12 +1082,12 @@ impl SourceImpl for FileSource {
         self.ensure_log_len(start)?;
         let mut new = self.list_new_files()?;
         if let Some(snapshot) = &self.snapshot {
-            new.retain(|path| snapshot.contains(path));
+            new.retain(|(path, _)| snapshot.contains(path));
         }
-        new.into_iter().for_each(|path| self.push(path));
-        let end = match (limit, self.opts.max_files_per_trigger) {
-            (ReadLimit::Default, Some(max)) => self.log.len().min(start + max.max(1)),
-            _ => self.log.len(),
+        new.into_iter().for_each(|(path, size)| self.push(path, Some(size)));
+        let end = match limit {
+            ReadLimit::Default => self.limited_end(start),
+            ReadLimit::All => self.log.len(),
         };
         Ok((end > 0).then(|| log_offset(end)))
     }
@@ -1055,6 +1100,7 @@ impl SourceImpl for FileSource {
 
     fn restore_log(&mut self, entries: Vec<serde_json::Value>) -> Result<()> {
         self.log.clear();
+        self.sizes.clear();
         self.seen.clear();
         for e in entries {
             let files = e["files"]
@@ -1063,7 +1109,7 @@ impl SourceImpl for FileSource {
             for f in files {
                 let f =
                     f.as_str().ok_or_else(|| Error::Checkpoint(format!("file source log entry {e}: bad file name")))?;
-                self.push(PathBuf::from(f));
+                self.push(PathBuf::from(f), None);
             }
         }
         Ok(())
@@ -1172,6 +1218,49 @@ mod tests {
         // A file rewritten later is not taken again.
         write(dir.path(), "a.json", "{\"id\": 99}\n", 40);
         assert_eq!(src.latest_offset(Some(&end2), ReadLimit::Default).unwrap(), Some(off(3)));
+    }
+
+    #[test]
+    fn max_bytes_per_trigger_caps_a_batch_softly_and_the_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sizes 10, 10, 30, 10, 10 bytes (`{"id": N}` padded to the size).
+        for (i, size) in [10usize, 10, 30, 10, 10].into_iter().enumerate() {
+            let line = format!("{{\"id\": {i}}}");
+            write(dir.path(), &format!("f{i}.json"), &format!("{line:<width$}\n", width = size - 1), 10 + i as u64);
+        }
+        let batches_of = |src: &mut FileSource| {
+            let (mut start, mut out) = (None, Vec::new());
+            loop {
+                let end = src.latest_offset(start.as_ref(), ReadLimit::Default).unwrap().unwrap();
+                if Some(&end) == start.as_ref() {
+                    return out;
+                }
+                out.push(ids(&src.get_batch(start.as_ref(), &end).unwrap()));
+                start = Some(end);
+            }
+        };
+        let mut src = source(dir.path(), schema(true, false), |o| o.max_bytes_per_trigger = Some(25));
+        // 10 + 10 fit; the 30-byte file is more than the limit but goes alone; then 10 + 10.
+        assert_eq!(batches_of(&mut src), [vec![Some(0), Some(1)], vec![Some(2)], vec![Some(3), Some(4)]]);
+        // Both limits: whichever is reached first.
+        let mut src = source(dir.path(), schema(true, false), |o| {
+            o.max_bytes_per_trigger = Some(45);
+            o.max_files_per_trigger = Some(2)
+        });
+        assert_eq!(batches_of(&mut src), [vec![Some(0), Some(1)], vec![Some(2), Some(3)], vec![Some(4)]]);
+        // After a restart the sizes of restored files are read from the file system.
+        let mut restored = source(dir.path(), schema(true, false), |o| o.max_bytes_per_trigger = Some(25));
+        restored.restore_log(vec![serde_json::json!({"files": [dir.path().join("f0.json")]})]).unwrap();
+        assert_eq!(restored.latest_offset(Some(&off(1)), ReadLimit::Default).unwrap(), Some(off(2)));
+        // The defaults: everything here fits.
+        let mut src = source(dir.path(), schema(true, false), |_| {});
+        assert_eq!(batches_of(&mut src).len(), 1);
+        let mut many = FileSource::new(FileOptions::new(dir.path().into(), schema(true, false)));
+        many.log = (0..DEFAULT_MAX_FILES_PER_TRIGGER + 5).map(|i| PathBuf::from(format!("x{i}"))).collect();
+        many.sizes = vec![Some(1); many.log.len()];
+        assert_eq!(many.limited_end(0), DEFAULT_MAX_FILES_PER_TRIGGER);
+        many.sizes[0] = Some(DEFAULT_MAX_BYTES_PER_TRIGGER);
+        assert_eq!(many.limited_end(0), 1, "the default byte limit");
     }
 
     #[test]

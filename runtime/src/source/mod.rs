@@ -198,9 +198,18 @@ impl<T: Record> FileSourceBuilder<T> {
         self.opts.csv_delimiter = delimiter;
         self
     }
-    /// At most this many new files per micro-batch (Spark's `maxFilesPerTrigger`).
+    /// At most this many new files per micro-batch (Spark's `maxFilesPerTrigger`; default
+    /// [`file::DEFAULT_MAX_FILES_PER_TRIGGER`], `usize::MAX` for no limit). Trigger::once reads
+    /// everything in one batch regardless.
     pub fn max_files_per_trigger(mut self, n: usize) -> Self {
         self.opts.max_files_per_trigger = Some(n.max(1));
+        self
+    }
+    /// At most about this many bytes of new files per micro-batch (Delta Lake's
+    /// `maxBytesPerTrigger`; default [`file::DEFAULT_MAX_BYTES_PER_TRIGGER`], `u64::MAX` for no
+    /// limit). Soft: a batch takes at least one file, however large.
+    pub fn max_bytes_per_trigger(mut self, bytes: u64) -> Self {
+        self.opts.max_bytes_per_trigger = Some(bytes.max(1));
         self
     }
     /// What to do with malformed lines (Spark's `mode`; default PERMISSIVE). JSON and CSV only:
