@@ -21,6 +21,7 @@ pub mod socket;
 
 pub use file::{FileFormat, FileSource, ParseMode};
 pub use memory::MemoryStream;
+pub use socket::{SocketCounters, SocketOptions};
 
 /// A position in a source, as JSON (Spark's offsets are JSON too: a number for the memory
 /// source, `{"logOffset": n}` for files, `{"topic": {"0": 42}}` for Kafka).
@@ -132,6 +133,13 @@ impl<T: Record> Source<T> {
     /// demos only: lines are not replayable after a failure.
     pub fn socket(host: &str, port: u16) -> Self {
         Self::from_impl(Box::new(socket::SocketSource::new(host, port)))
+    }
+
+    /// [`Source::socket`] with other limits and handling of too-long or non-UTF-8 lines (see
+    /// [`SocketOptions`]; to read its counters, build a [`socket::SocketSource`] and use
+    /// [`Source::from_impl`]).
+    pub fn socket_with(host: &str, port: u16, options: SocketOptions) -> Self {
+        Self::from_impl(Box::new(socket::SocketSource::with_options(host, port, options)))
     }
 
     /// `rows_per_second` rows per second with columns `timestamp: Timestamp` and `value: i64`,
