@@ -486,8 +486,7 @@ mod tests {
         loop {
             let finished = src.conn.as_ref().unwrap().reader.is_finished();
             let end = src.latest_offset(start.as_ref(), ReadLimit::Default)?;
-            if end.is_some() && end != start {
-                let end = end.unwrap();
+            if let Some(end) = end.filter(|e| Some(e) != start.as_ref()) {
                 out.extend(values(&src.get_batch(start.as_ref(), &end)?));
                 src.commit(&end)?;
                 start = Some(end);
