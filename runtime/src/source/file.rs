@@ -57,6 +57,8 @@ use crate::error::{Error, Result};
 use json_case::KeyCase;
 use json_fast::FastPlan;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 mod json_case;
 mod json_fast;
 
