@@ -4,7 +4,7 @@
 //! each; the same clean exits where the killed run caught up), batch by batch; and the last
 //! row of every on-time group must equal the answer computed independently from the input.
 //!
-//! The input has late rows: rows 50 to 70 minutes behind their file, around the 1-hour
+//! The input has late rows: rows 55 to 60 minutes behind their file, around the 1-hour
 //! watermark, so a watermark restored too low after a kill counts rows the uninterrupted run
 //! drops, and one restored too high drops rows it counts — both change some batch's rows.
 //! Rows with a negative value are filtered out. The test counts the kills that landed between
@@ -26,7 +26,7 @@ const ROWS_PER_FILE: usize = 50;
 /// Distinct keys of on-time rows.
 const KEYS: u64 = 7;
 /// Rows per file near the watermark (keys `late0`…`late2`, not in the independent answer).
-const LATE_ROWS_PER_FILE: usize = 4;
+const LATE_ROWS_PER_FILE: usize = 10;
 
 /// SplitMix64, for deterministic data and kill times.
 struct Rng(u64);
@@ -49,7 +49,7 @@ type Answer = HashMap<(String, String), (i64, i64)>;
 /// Writes input file number `i`: event times advance about a minute per file with up to
 /// 10 minutes of disorder, well inside the 1-hour watermark, so these rows are never late and
 /// their answer is a plain group-by. About one value in ten is negative (filtered out). Then a
-/// few rows 50 to 70 minutes behind, whose fate depends on the watermark the batch runs with
+/// few rows 55 to 60 minutes behind, whose fate depends on the watermark the batch runs with
 /// (keys `lateN`: compared only with the uninterrupted run).
 fn write_input(dir: &Path, i: usize, rng: &mut Rng, answer: &mut Answer) {
     let base = 1_704_110_400i64 + i as i64 * 60; // 2024-01-01 12:00 UTC + i minutes
@@ -68,7 +68,12 @@ fn write_input(dir: &Path, i: usize, rng: &mut Rng, answer: &mut Answer) {
         }
     }
     for _ in 0..LATE_ROWS_PER_FILE {
-        let ts = base - 3000 - rng.below(1200) as i64;
+        // The watermark that drops late rows in a batch is the one computed two batches before
+        // (Spark's: the previous batch ran with it for eviction): about `base - 3420` s, the
+        // latest row of the file before the previous one less the hour. These rows fall in
+        // windows ending from `base - 3540` to `base - 3300`: two of five are late, and a
+        // watermark one batch (a minute) off decides one in five differently.
+        let ts = base - 3600 + rng.below(300) as i64;
         let t = chrono_like(ts);
         text.push_str(&format!(
             "{{\"ts\": \"{t}\", \"key\": \"late{}\", \"value\": {}}}\n",
@@ -159,7 +164,7 @@ fn killed_and_restarted_gives_the_exact_answer() {
             .spawn()
             .unwrap()
     };
-    let (mut kills, mut mid_batch, mut before_any_batch) = (0, 0, 0);
+    let (mut kills, mut mid_batch, mut before_sink, mut before_any_batch) = (0, 0, 0, 0);
     let deadline = Instant::now() + Duration::from_secs(600);
     while kills < kills_wanted {
         assert!(Instant::now() < deadline, "fault injection took too long ({kills} kills)");
@@ -188,7 +193,14 @@ fn killed_and_restarted_gives_the_exact_answer() {
                 match written_since(&checkpoint, started) {
                     None => before_any_batch += 1,
                     // The latest offset entry is this run's, and has no commit entry.
-                    Some(planned) if last_entry(&checkpoint.join("commits")) < Some(planned) => mid_batch += 1,
+                    Some(planned) if last_entry(&checkpoint.join("commits")) < Some(planned) => {
+                        mid_batch += 1;
+                        // Before the sink committed it: the re-run's rows are the ones kept.
+                        let sunk = flowgate::sink::file::read_committed_json_rows(&output).unwrap_or_default();
+                        if sunk.last().map(|(b, _)| *b) < Some(planned) {
+                            before_sink += 1;
+                        }
+                    }
                     Some(_) => {}
                 }
             }
@@ -233,9 +245,16 @@ fn killed_and_restarted_gives_the_exact_answer() {
     for ((b, rows), (_, want_rows)) in got.iter().zip(&want) {
         assert_eq!(rows, want_rows, "batch {b}: the killed run's rows differ from the uninterrupted run's");
     }
-    // The late rows made a difference: some were counted and some dropped.
-    let late_groups = got.iter().flat_map(|(_, rows)| rows).filter(|r| r.contains("\"late")).count();
-    assert!(late_groups > 0, "no late-key row was ever counted");
+    // The rows near the watermark made a difference: some were counted and some dropped.
+    let mut late_counts: HashMap<(String, String), i64> = HashMap::new();
+    for (_, rows) in flowgate::sink::file::read_committed_json_rows(&output).unwrap() {
+        for r in rows.iter().filter(|r| r["key"].as_str().is_some_and(|k| k.starts_with("late"))) {
+            let key = (r["window_start"].as_str().unwrap().to_string(), r["key"].as_str().unwrap().to_string());
+            late_counts.insert(key, r["count"].as_i64().unwrap());
+        }
+    }
+    let (late_counted, late_written) = (late_counts.values().sum::<i64>(), (files * LATE_ROWS_PER_FILE) as i64);
+    assert!(0 < late_counted && late_counted < late_written, "{late_counted} of {late_written} late rows counted");
 
     // For each on-time (window, key), the row of the latest committed batch that has it.
     let committed = flowgate::sink::file::read_committed_json_rows(&output).unwrap();
@@ -257,9 +276,10 @@ fn killed_and_restarted_gives_the_exact_answer() {
         "{mid_batch} of {kills} kills landed between a batch's offset entry and its commit"
     );
     eprintln!(
-        "{kills} kills ({mid_batch} between a batch's offsets and its commit, {before_any_batch} before the run \
+        "{kills} kills ({mid_batch} between a batch's offsets and its commit, {before_sink} of them before the sink \
+         committed it, {before_any_batch} before the run \
          wrote an offset entry), {} clean exits, {files} input files, {} committed batches equal to the uninterrupted \
-         run's, {} on-time groups exact",
+         run's, {} on-time groups exact, {late_counted} of {late_written} rows near the watermark counted",
         clean_exits.len(),
         ids.len(),
         answer.len()
