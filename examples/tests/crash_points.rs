@@ -7,6 +7,11 @@
 //! files stay as they are), and a harsh one: a torn data write, and the renames whose
 //! directory was not fsynced undone, as a power loss may do.
 //!
+//! A third sweep injects EIO at step N instead (`FLOWGATE_CRASH_EIO=1`): the run must stop
+//! with an error that names the file and the OS error, unless the step was one the query can
+//! do without (a snapshot or a cleanup delete, whose failure is logged), and the restart must
+//! again be exact.
+//!
 //! The steps of helper threads (the offset log, the state commit, the commit log, snapshots)
 //! interleave, so step N is not always the same write from one run to the next; the sweep
 //! still stops the process at every step count of a run.
@@ -94,6 +99,43 @@ fn sweep(bin: &Path, root: &Path, input: &Path, want: &[(u64, Vec<String>)], har
     }
 }
 
+/// Fails step N with EIO for every N in turn; returns (fault points, runs that stopped).
+fn eio_sweep(bin: &Path, root: &Path, input: &Path, want: &[(u64, Vec<String>)]) -> (u64, u64) {
+    let (mut n, mut stopped) = (1, 0);
+    loop {
+        let dir = root.join(format!("eio-{n}"));
+        let (output, checkpoint) = (dir.join("out"), dir.join("cp"));
+        let env = [("FLOWGATE_CRASH_AT", n.to_string()), ("FLOWGATE_CRASH_EIO", "1".to_string())];
+        let faulty = run(bin, input, &output, &checkpoint, &env);
+        let stderr = String::from_utf8_lossy(&faulty.stderr).to_string();
+        let Some(point) = stderr.lines().find(|l| l.contains(&format!("fault point {n}:"))).map(str::to_string) else {
+            assert!(faulty.status.success(), "run {n} failed without a fault: {stderr}");
+            return (n - 1, stopped);
+        };
+        if !faulty.status.success() {
+            stopped += 1;
+            // The file, or the one its temporary file becomes (`dir/.name.<pid>.tmp`).
+            let file = Path::new(point.rsplit(" of ").next().unwrap_or("?"));
+            let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            let target = match name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
+                Some(n) => n.rsplit_once('.').map_or(n, |(n, _)| n),
+                None => name,
+            };
+            let target = file.with_file_name(target).display().to_string();
+            let eio = |l: &str| l.contains("code: 5") || l.contains("os error 5");
+            let names = |l: &str| l.contains(&target) || l.contains(&file.display().to_string());
+            let named = stderr.lines().any(|l| eio(l) && names(l));
+            assert!(named, "after {point}: the error does not name {target} and EIO: {stderr}");
+        }
+        let recovered = run(bin, input, &output, &checkpoint, &[]);
+        assert!(recovered.status.success(), "after {point}: {}", String::from_utf8_lossy(&recovered.stderr));
+        let got = committed(&output).unwrap_or_else(|e| panic!("after {point}: reading the output: {e}"));
+        assert_eq!(got, want, "after {point}: the committed output differs from the uninterrupted run's");
+        std::fs::remove_dir_all(&dir).unwrap();
+        n += 1;
+    }
+}
+
 #[test]
 fn a_crash_at_every_write_fsync_rename_and_delete_is_exactly_once() {
     let bin = flowgate_examples::example_binary("file_to_file");
@@ -111,5 +153,10 @@ fn a_crash_at_every_write_fsync_rename_and_delete_is_exactly_once() {
     let plain = sweep(&bin, root.path(), &input, &want, false);
     let harsh = sweep(&bin, root.path(), &input, &want, true);
     assert!(plain >= 10 * FILES as u64, "only {plain} crash points");
-    eprintln!("{plain} crash points (plain), {harsh} (torn writes, unsynced renames lost): every restart exact");
+    let (faults, stopped) = eio_sweep(&bin, root.path(), &input, &want);
+    assert!(stopped * 10 >= faults * 9, "only {stopped} of {faults} injected EIOs stopped the query");
+    eprintln!(
+        "{plain} crash points (plain), {harsh} (torn writes, unsynced renames lost), {faults} EIO points \
+         ({stopped} stopped the query naming the file): every restart exact"
+    );
 }

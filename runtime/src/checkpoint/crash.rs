@@ -5,6 +5,9 @@
 //! as `kill -9` would stop it) just before step `N`. A test sweeps `N` over every step of a
 //! run and checks after each crash that a restart is exactly-once.
 //!
+//! With `FLOWGATE_CRASH_EIO=1` step `N` does not crash but fails with EIO (an injected disk
+//! error: the query must stop with an error naming the file, and a restart be exactly-once).
+//!
 //! Two options make the crash harsher, as a power loss may be:
 //! - `FLOWGATE_CRASH_TORN=1`: a crash at a data write first writes half the data (a torn file);
 //! - `FLOWGATE_CRASH_LOSE_UNSYNCED=1`: renames whose directory was not fsynced since are undone
@@ -34,6 +37,7 @@ pub(crate) enum Step {
 
 struct Config {
     at: u64,
+    eio: bool,
     torn: bool,
     lose_unsynced: bool,
 }
@@ -44,7 +48,12 @@ fn config() -> Option<&'static Config> {
         .get_or_init(|| {
             let at = std::env::var("FLOWGATE_CRASH_AT").ok()?.parse().ok()?;
             let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
-            Some(Config { at, torn: flag("FLOWGATE_CRASH_TORN"), lose_unsynced: flag("FLOWGATE_CRASH_LOSE_UNSYNCED") })
+            Some(Config {
+                at,
+                eio: flag("FLOWGATE_CRASH_EIO"),
+                torn: flag("FLOWGATE_CRASH_TORN"),
+                lose_unsynced: flag("FLOWGATE_CRASH_LOSE_UNSYNCED"),
+            })
         })
         .as_ref()
 }
@@ -61,10 +70,11 @@ fn unsynced() -> &'static Mutex<Vec<(PathBuf, PathBuf)>> {
     UNSYNCED.get_or_init(Mutex::default)
 }
 
-/// Counts a step on `path`; aborts the process if it is the crash step. For a data write,
-/// `torn` writes half of it first (given the file and the data).
-pub(crate) fn step(kind: Step, path: &Path, torn: Option<(&mut std::fs::File, &[u8])>) {
-    let Some(config) = config() else { return };
+/// Counts a step on `path`; aborts the process if it is the crash step (or fails it with EIO
+/// under `FLOWGATE_CRASH_EIO`). For a data write, `torn` writes half of it first (given the
+/// file and the data).
+pub(crate) fn step(kind: Step, path: &Path, torn: Option<(&mut std::fs::File, &[u8])>) -> std::io::Result<()> {
+    let Some(config) = config() else { return Ok(()) };
     if CRASHING.load(Ordering::SeqCst) {
         loop {
             std::thread::park();
@@ -72,7 +82,11 @@ pub(crate) fn step(kind: Step, path: &Path, torn: Option<(&mut std::fs::File, &[
     }
     let n = STEPS.fetch_add(1, Ordering::Relaxed) + 1;
     if n != config.at {
-        return;
+        return Ok(());
+    }
+    if config.eio {
+        eprintln!("flowgate fault point {n}: EIO at {kind:?} of {}", path.display());
+        return Err(std::io::Error::from_raw_os_error(5));
     }
     CRASHING.store(true, Ordering::SeqCst);
     if let (true, Some((file, data))) = (config.torn, torn) {

@@ -62,12 +62,11 @@ pub fn unframe<'a>(bytes: &'a [u8], what: &Path) -> Result<&'a [u8]> {
 /// Syncs a directory, making the renames done in it durable. Directories can be opened and
 /// synced on Unix; elsewhere this is a no-op.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    super::crash::step(super::crash::Step::DirFsync, dir, None);
+    let context = || format!("syncing directory {}", dir.display());
+    super::crash::step(super::crash::Step::DirFsync, dir, None).map_err(|e| Error::io(context(), e))?;
     super::crash::dir_synced(dir);
     #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(context(), e))?;
     Ok(())
 }
 
@@ -106,11 +105,11 @@ pub fn write_synced_file<'a>(path: &'a Path, payload: &[u8]) -> Result<&'a Path>
     let write = || -> std::io::Result<()> {
         use super::crash::{step, Step};
         let mut f = create()?;
-        step(Step::Write, &tmp, Some((&mut f, &bytes)));
+        step(Step::Write, &tmp, Some((&mut f, &bytes)))?;
         f.write_all(&bytes)?;
-        step(Step::Fsync, &tmp, None);
+        step(Step::Fsync, &tmp, None)?;
         f.sync_all()?;
-        step(Step::Rename, path, None);
+        step(Step::Rename, path, None)?;
         fs::rename(&tmp, path)?;
         super::crash::renamed(dir, path);
         Ok(())
@@ -200,8 +199,9 @@ impl Storage for FsStorage {
         Ok(names)
     }
     fn delete(&self, rel: &str) -> Result<()> {
-        super::crash::step(super::crash::Step::Delete, &self.path(rel), None);
-        match fs::remove_file(self.path(rel)) {
+        let removed = super::crash::step(super::crash::Step::Delete, &self.path(rel), None)
+            .and_then(|()| fs::remove_file(self.path(rel)));
+        match removed {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(format!("deleting {}", self.path(rel).display()), e)),

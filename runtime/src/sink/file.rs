@@ -76,7 +76,7 @@ impl FileSink {
         let tmp = self.output.join(format!(".{name}.tmp"));
         let io = |e: std::io::Error| Error::io(format!("writing {}", tmp.display()), e);
         let mut file = File::create(&tmp).map_err(io)?;
-        crash::step(crash::Step::Write, &tmp, Some((&mut file, b"{\"torn\": ")));
+        crash::step(crash::Step::Write, &tmp, Some((&mut file, b"{\"torn\": "))).map_err(io)?;
         let mut w = BufWriter::new(file);
         match self.format {
             SinkFormat::Json => {
@@ -102,10 +102,10 @@ impl FileSink {
             }
         }
         let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-        crash::step(crash::Step::Fsync, &tmp, None);
+        crash::step(crash::Step::Fsync, &tmp, None).map_err(io)?;
         file.sync_all().map_err(io)?;
-        crash::step(crash::Step::Rename, &path, None);
-        fs::rename(&tmp, &path)
+        crash::step(crash::Step::Rename, &path, None)
+            .and_then(|()| fs::rename(&tmp, &path))
             .map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e))?;
         crash::renamed(&self.output, &path);
         Ok(())
@@ -194,8 +194,8 @@ impl SinkImpl for FileSink {
             let e = e.map_err(|e| Error::io(format!("listing {}", self.output.display()), e))?;
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(&prefix) || name.starts_with(&format!(".{prefix}")) {
-                crash::step(crash::Step::Delete, &e.path(), None);
-                fs::remove_file(e.path())
+                crash::step(crash::Step::Delete, &e.path(), None)
+                    .and_then(|()| fs::remove_file(e.path()))
                     .map_err(|err| Error::io(format!("removing leftover {}", e.path().display()), err))?;
             }
         }
