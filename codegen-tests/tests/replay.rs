@@ -178,3 +178,36 @@ fn the_memory_source_replays_a_failed_batch_to_a_restarted_query() {
     assert_eq!(ticks(&d[0].1), seen[0].1);
     assert_eq!(ticks(&d[1].1), vec![tick(9)]);
 }
+
+#[test]
+fn the_memory_source_replays_a_batch_whose_commit_entry_could_not_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("cp");
+    let stream = MemoryStream::<Tick>::new();
+    let tick = |v: i64| Tick { timestamp: Timestamp(v * 1_000), value: v };
+    stream.add((0..3).map(tick));
+    // The commit entry of batch 0 cannot be written: a directory stands where it goes.
+    std::fs::create_dir_all(cp.join("commits/0")).unwrap();
+    let first = MemoryTable::new();
+    let run = |table: &MemoryTable| {
+        Ticks::builder()
+            .ticks(Source::memory(&stream))
+            .sink(Sink::memory(table))
+            .checkpoint(&cp)
+            .trigger(Trigger::available_now())
+            .start()
+            .unwrap()
+            .await_termination()
+    };
+    let e = run(&first).unwrap_err().to_string();
+    assert!(e.contains("commits/0"), "{e}");
+    assert_eq!(first.deliveries_of(0), 1, "the sink had batch 0");
+    // The disk is fixed; the restart re-runs batch 0, which the source must still hold: its
+    // commit entry never became durable.
+    std::fs::remove_dir(cp.join("commits/0")).unwrap();
+    let second = MemoryTable::new();
+    run(&second).unwrap();
+    let d = second.deliveries();
+    assert_eq!(d.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(ticks(&d[0].1), (0..3).map(tick).collect::<Vec<_>>());
+}
