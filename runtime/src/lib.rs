@@ -51,6 +51,8 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod functions;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod monitor;
 pub mod ops;
 pub mod partition;

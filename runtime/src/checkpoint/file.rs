@@ -62,11 +62,24 @@ pub fn unframe<'a>(bytes: &'a [u8], what: &Path) -> Result<&'a [u8]> {
 /// Syncs a directory, making the renames done in it durable. Directories can be opened and
 /// synced on Unix; elsewhere this is a no-op.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
+    let context = || format!("syncing directory {}", dir.display());
+    super::crash::step(super::crash::Step::DirFsync, dir, None).map_err(|e| Error::io(context(), e))?;
+    super::crash::dir_synced(dir);
     #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))?;
-    let _ = dir;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(context(), e))?;
+    Ok(())
+}
+
+/// Creates `dir` and its missing ancestors, and fsyncs the parent of each created directory,
+/// so that a file later made durable in `dir` is not lost with a directory entry that was not.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+    fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent).map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+    }
     Ok(())
 }
 
@@ -84,16 +97,22 @@ pub fn write_synced_file<'a>(path: &'a Path, payload: &[u8]) -> Result<&'a Path>
     let bytes = frame(payload);
     let create = || match File::create(&tmp) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir)?;
+            create_dirs_durably(dir)?;
             File::create(&tmp)
         }
         r => r,
     };
     let write = || -> std::io::Result<()> {
+        use super::crash::{step, Step};
         let mut f = create()?;
+        step(Step::Write, &tmp, Some((&mut f, &bytes)))?;
         f.write_all(&bytes)?;
+        step(Step::Fsync, &tmp, None)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        step(Step::Rename, path, None)?;
+        fs::rename(&tmp, path)?;
+        super::crash::renamed(dir, path);
+        Ok(())
     };
     write().map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     Ok(dir)
@@ -180,7 +199,9 @@ impl Storage for FsStorage {
         Ok(names)
     }
     fn delete(&self, rel: &str) -> Result<()> {
-        match fs::remove_file(self.path(rel)) {
+        let removed = super::crash::step(super::crash::Step::Delete, &self.path(rel), None)
+            .and_then(|()| fs::remove_file(self.path(rel)));
+        match removed {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(format!("deleting {}", self.path(rel).display()), e)),

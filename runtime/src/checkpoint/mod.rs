@@ -20,6 +20,7 @@
 //! Every file is written atomically and checksummed (`file.rs`); a torn or corrupt file is an
 //! error naming it, never silently used.
 
+pub(crate) mod crash;
 pub mod file;
 pub mod log;
 pub mod state;

@@ -275,7 +275,9 @@ impl FileStateStore {
     /// Removes the snapshot of `version`, if any (durably).
     pub fn remove_snapshot(&self, version: u64) -> Result<()> {
         let path = self.path(version, true);
-        match std::fs::remove_file(&path) {
+        let removed =
+            super::crash::step(super::crash::Step::Delete, &path, None).and_then(|()| std::fs::remove_file(&path));
+        match removed {
             Ok(()) => super::file::fsync_dir(&self.dir),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
@@ -355,12 +357,16 @@ impl StateStore for FileStateStore {
         let base = snapshots.iter().copied().filter(|s| *s <= keep_from).max().unwrap_or(0);
         for v in self.versions("delta")? {
             if v <= base {
-                let _ = std::fs::remove_file(self.path(v, false));
+                let path = self.path(v, false);
+                let _ = super::crash::step(super::crash::Step::Delete, &path, None)
+                    .and_then(|()| std::fs::remove_file(path));
             }
         }
         for v in snapshots {
             if v < base {
-                let _ = std::fs::remove_file(self.path(v, true));
+                let path = self.path(v, true);
+                let _ = super::crash::step(super::crash::Step::Delete, &path, None)
+                    .and_then(|()| std::fs::remove_file(path));
             }
         }
         Ok(())

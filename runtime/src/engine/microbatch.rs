@@ -124,6 +124,9 @@ impl MicroBatch {
         let mut wm_last: i64 = 0;
         let mut wm_next: i64 = 0;
         let mut rerun = None;
+        // Whether the sources still hold the last batch (see `run_batch`: with a checkpoint
+        // they forget a batch once its commit entry is durable).
+        let mut sources_behind = false;
         if let Some(cp) = &mut self.checkpoint {
             let resume = cp.resume(self.sources.len())?;
             for (s, logs) in self.sources.iter_mut().zip(resume.source_logs) {
@@ -204,6 +207,20 @@ impl MicroBatch {
             };
             let latest_ms = t.finish();
             let has_new = replay.is_some() || ends.iter().zip(&committed).any(|(e, c)| e != c);
+            if !has_new && !no_data_due && sources_behind {
+                // Idle: make the last commit entry durable and let the sources forget that
+                // batch too (a source holding it, such as a full socket buffer, may be why
+                // nothing new arrives).
+                if let Some(cp) = &mut self.checkpoint {
+                    cp.flush()?;
+                }
+                for (s, end) in self.sources.iter_mut().zip(&committed) {
+                    if let Some(end) = end {
+                        s.commit(end)?;
+                    }
+                }
+                sources_behind = false;
+            }
             if !has_new && !no_data_due {
                 self.shared.update(|st| {
                     st.idle_checks += 1;
@@ -241,6 +258,7 @@ impl MicroBatch {
                 no_data_due = false;
             }
             last_trigger_start = Some(trigger_start);
+            sources_behind = self.checkpoint.is_some();
             committed = ends;
             next_batch += 1;
             if self.trigger == Trigger::Once && replay.is_none() {
@@ -380,8 +398,19 @@ impl MicroBatch {
         }
         t.record(&mut durations);
 
+        // The watermark never moves back.
+        let next_watermark =
+            watermarks.map(|w| self.plan.watermarks().candidate().map_or(w.eviction, |c| c.max(w.eviction)));
+        if let Some(cp) = &mut self.checkpoint {
+            cp.log_commit(batch_id, next_watermark)?;
+        }
+        // A source may forget only what a durable commit entry covers (a batch whose entry is
+        // lost is re-run and read again): with a checkpoint, up to the previous batch's ends,
+        // whose entry `log_commit` has just made durable (as Spark commits batch N - 1 to its
+        // sources once batch N is planned).
         let t = super::listener::Phase::start("commitOffsets");
-        for (s, end) in self.sources.iter_mut().zip(ends) {
+        let forgettable = if self.checkpoint.is_some() { starts } else { ends };
+        for (s, end) in self.sources.iter_mut().zip(forgettable) {
             if let Some(end) = end {
                 s.commit(end)?;
             }
@@ -389,13 +418,6 @@ impl MicroBatch {
         t.record(&mut durations);
         let total = trigger_start.elapsed();
         durations.insert("triggerExecution".to_string(), ms(total));
-
-        // The watermark never moves back.
-        let next_watermark =
-            watermarks.map(|w| self.plan.watermarks().candidate().map_or(w.eviction, |c| c.max(w.eviction)));
-        if let Some(cp) = &mut self.checkpoint {
-            cp.log_commit(batch_id, next_watermark)?;
-        }
         let rows: u64 = source_progress.iter().map(|s| s.num_input_rows).sum();
         let since_last = last_trigger_start.map(|l| trigger_start.duration_since(l).as_secs_f64()).unwrap_or(0.0);
         let progress = QueryProgress {

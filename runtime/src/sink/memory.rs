@@ -11,8 +11,11 @@ use crate::OutputMode;
 
 #[derive(Default)]
 struct Shared {
-    /// Every batch the sink received, in order: (batch id, rows).
+    /// The batches the table holds, in order: (batch id, rows). A re-run batch replaces its
+    /// earlier delivery (and the ones after it) here.
     history: Vec<(u64, RecordBatch)>,
+    /// Every delivery, in order, never replaced: a batch delivered twice shows twice.
+    deliveries: Vec<(u64, RecordBatch)>,
     /// The table as Spark's memory sink keeps it: appended in append/update mode, replaced in
     /// complete mode.
     table: Vec<RecordBatch>,
@@ -50,9 +53,23 @@ impl MemoryTable {
         Ok(out)
     }
 
-    /// Every micro-batch received, with its batch id, in order.
+    /// The micro-batches the table is made of, with their batch ids, in order: a batch
+    /// delivered again (a re-run after a failure) replaces its earlier delivery. See
+    /// [`MemoryTable::deliveries`] for every delivery.
     pub fn history(&self) -> Vec<(u64, RecordBatch)> {
         lock(&self.shared).history.clone()
+    }
+
+    /// Every delivery the sink received, in order, with its batch id, none replaced: a test
+    /// can check that each batch arrived once per attempt (a batch id twice in one run is a
+    /// double delivery that [`MemoryTable::history`] would hide).
+    pub fn deliveries(&self) -> Vec<(u64, RecordBatch)> {
+        lock(&self.shared).deliveries.clone()
+    }
+
+    /// How many times batch `batch_id` was delivered.
+    pub fn deliveries_of(&self, batch_id: u64) -> usize {
+        lock(&self.shared).deliveries.iter().filter(|(id, _)| *id == batch_id).count()
     }
 
     /// Number of micro-batches received.
@@ -86,6 +103,7 @@ impl SinkImpl for MemorySink {
             None => false,
         };
         s.history.push((batch_id, batch.clone()));
+        s.deliveries.push((batch_id, batch.clone()));
         match mode {
             OutputMode::Complete => s.table = vec![batch.clone()],
             OutputMode::Append | OutputMode::Update if rerun => {
@@ -128,6 +146,10 @@ mod tests {
             .collect();
         assert_eq!(values, vec![1, 3]);
         assert_eq!(table.batch_count(), 2);
+        // Every delivery is recorded, the replaced one included.
+        let delivered: Vec<u64> = table.deliveries().iter().map(|(id, _)| *id).collect();
+        assert_eq!(delivered, vec![0, 1, 1]);
+        assert_eq!((table.deliveries_of(0), table.deliveries_of(1), table.deliveries_of(7)), (1, 2, 0));
         sink.add_batch(2, &batch(9), OutputMode::Complete).unwrap();
         assert_eq!(table.batches().len(), 1);
     }

@@ -54,8 +54,12 @@ use parquet::arrow::ProjectionMask;
 
 use super::{Offset, ReadLimit, SourceImpl};
 use crate::error::{Error, Result};
+use json_case::KeyCase;
 use json_fast::FastPlan;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
+mod json_case;
 mod json_fast;
 
 /// Rows per decoded Arrow batch. arrow-rs readers default to 1024; 8192 is DataFusion's default
@@ -66,8 +70,37 @@ const DECODE_BATCH_ROWS: usize = 8192;
 /// the common `.tmp`, and editors' backup `~`.
 const TEMP_SUFFIXES: &[&str] = &["._COPYING_", ".tmp", "~"];
 
+/// Files per batch unless [`FileOptions::max_files_per_trigger`] says otherwise: Delta Lake's
+/// default `maxFilesPerTrigger` (Spark's file source has none, and a large backlog then goes
+/// into one batch, all of it in memory at once).
+pub const DEFAULT_MAX_FILES_PER_TRIGGER: usize = 1000;
+
+/// Bytes of files per batch unless [`FileOptions::max_bytes_per_trigger`] says otherwise
+/// (a soft limit, see there). 1 GiB: a batch of JSON decodes to about as many bytes of Arrow
+/// arrays, which a streaming job's worker holds comfortably, and large enough that the
+/// per-batch costs (offset and commit entries, a state version) stay small beside the reading.
+pub const DEFAULT_MAX_BYTES_PER_TRIGGER: u64 = 1 << 30;
+
 /// A reading thread keeps its file buffer up to this size between files.
 const KEPT_READ_BUFFER_BYTES: usize = 256 << 20;
+
+/// A kept buffer is shrunk to the last file's size when it is more than twice that and more
+/// than this (1 MiB: the reuse saves page faults on large files; small ones cost little).
+const SHRINK_READ_BUFFER_ABOVE: usize = 1 << 20;
+
+/// What a reading thread keeps of its buffer after reading a file of `used` bytes into it:
+/// nothing above [`KEPT_READ_BUFFER_BYTES`], and at most about twice the last file's size
+/// otherwise, so the memory kept follows the files being read, not the largest one seen.
+fn settle_read_buffer(mut buf: Vec<u8>, used: usize) -> Option<Vec<u8>> {
+    if buf.capacity() > KEPT_READ_BUFFER_BYTES {
+        return None;
+    }
+    if buf.capacity() > SHRINK_READ_BUFFER_ABOVE && buf.capacity() / 2 > used {
+        buf.clear();
+        buf.shrink_to(used);
+    }
+    Some(buf)
+}
 
 thread_local! {
     /// A reading thread's file buffer, kept between files: reading into fresh memory faults
@@ -108,10 +141,12 @@ pub enum FileFormat {
     /// is replaced by U+FFFD. The record must have exactly one field, a string.
     Text,
     /// Parquet (Spark's `parquet` source with a given schema). Columns are matched to the
-    /// schema's fields by name (exactly, case included); a file's other columns are ignored,
+    /// schema's fields by name, ignoring case unless [`FileOptions::case_sensitive`] (two
+    /// columns matching one field are an error); a file's other columns are ignored,
     /// and a field the file lacks reads as nulls if it is nullable (Spark's schema-on-read) and
-    /// fails with [`Error::Plan`] if not. A file's column must have its field's type, except
-    /// timestamps: any unit and time zone become the field's type (the same instants, truncated
+    /// fails with [`Error::Plan`] if not. A file's column must have its field's logical type:
+    /// a dictionary-encoded column reads as its values, large and view strings (binaries) as
+    /// strings (binaries), as pyarrow, Polars and DataFusion write them; and timestamps of any unit and time zone become the field's type (the same instants, truncated
     /// to microseconds towards the past; a timestamp without a time zone, such as Spark's
     /// INT96, is taken as UTC). Another type, or nulls in a column read into a non-nullable
     /// field, fail with [`Error::Plan`] naming the file, the column and both types; a file
@@ -153,8 +188,15 @@ pub struct FileOptions {
     pub csv_header: bool,
     /// The CSV field delimiter.
     pub csv_delimiter: u8,
-    /// At most this many new files per batch under [`ReadLimit::Default`].
+    /// At most this many new files per batch under [`ReadLimit::Default`] (`None`:
+    /// [`DEFAULT_MAX_FILES_PER_TRIGGER`]).
     pub max_files_per_trigger: Option<usize>,
+    /// At most about this many bytes of new files per batch under [`ReadLimit::Default`]
+    /// (`None`: [`DEFAULT_MAX_BYTES_PER_TRIGGER`]). A soft limit, as Delta Lake's
+    /// `maxBytesPerTrigger`: a batch takes files while their sizes fit, and always at least one
+    /// file, however large. Together with the file limit it bounds what one batch holds in
+    /// memory however large a backlog is waiting.
+    pub max_bytes_per_trigger: Option<u64>,
     /// What to do with malformed lines.
     pub mode: ParseMode,
     /// The name of the column that receives a malformed line's text under
@@ -164,12 +206,16 @@ pub struct FileOptions {
     pub corrupt_record_column: Option<String>,
     /// Only files whose name ends with this suffix.
     pub suffix: Option<String>,
+    /// Whether JSON keys and Parquet column names must match the schema's field names exactly
+    /// (`true`), or ignoring case (`false`, the default, as Spark's
+    /// `spark.sql.caseSensitive=false`). CSV (by position) and text have no names to match.
+    pub case_sensitive: bool,
 }
 
 impl FileOptions {
-    /// Options for JSON files in `dir` with rows of `schema`: CSV header on, delimiter `,`, no
-    /// per-trigger limit, [`ParseMode::Permissive`], the default corrupt-record column, no
-    /// suffix filter.
+    /// Options for JSON files in `dir` with rows of `schema`: CSV header on, delimiter `,`, the
+    /// default per-trigger limits, [`ParseMode::Permissive`], the default corrupt-record column, no
+    /// suffix filter, names matched ignoring case.
     pub fn new(dir: PathBuf, schema: SchemaRef) -> Self {
         FileOptions {
             dir,
@@ -178,9 +224,11 @@ impl FileOptions {
             csv_header: true,
             csv_delimiter: b',',
             max_files_per_trigger: None,
+            max_bytes_per_trigger: None,
             mode: ParseMode::Permissive,
             corrupt_record_column: None,
             suffix: None,
+            case_sensitive: false,
         }
     }
 }
@@ -211,6 +259,9 @@ struct Layout {
     /// JSON whose decoded fields all have types the fast path builds: its plan (see
     /// [`json_fast`]), tried before arrow-json on every run of lines.
     json_fast: Option<FastPlan>,
+    /// JSON with names matched ignoring case: the decoded fields by lowercase name, for
+    /// respelling the keys of lines that arrow-json decodes (see `json_case.rs`).
+    json_keys: Option<KeyCase>,
 }
 
 impl Layout {
@@ -241,6 +292,19 @@ impl Layout {
             }
         }
         let is_data = |i: usize| Some(i) != corrupt_idx;
+        if !opts.case_sensitive && matches!(opts.format, FileFormat::Json | FileFormat::Parquet) {
+            let mut by_lower = std::collections::HashMap::new();
+            for field in schema.fields() {
+                if let Some(other) = by_lower.insert(field.name().to_lowercase(), field.name()) {
+                    return Err(format!(
+                        "fields `{other}` and `{}` differ only in case, but names are matched ignoring case \
+                         (Spark's spark.sql.caseSensitive=false): rename one, or match names exactly with \
+                         `.case_sensitive(true)`",
+                        field.name()
+                    ));
+                }
+            }
+        }
         let data_fields: Vec<_> =
             schema.fields().iter().enumerate().filter(|(i, _)| is_data(*i)).map(|(_, f)| f.clone()).collect();
         if opts.format == FileFormat::Text && (data_fields.len() != 1 || data_fields[0].data_type() != &DataType::Utf8)
@@ -320,7 +384,9 @@ impl Layout {
         };
         let output_fields: Vec<_> = schema.fields().iter().enumerate().map(unread_nullable).collect();
         let decode_schema = Arc::new(Schema::new_with_metadata(decode_fields, metadata.clone()));
-        let json_fast = (opts.format == FileFormat::Json).then(|| FastPlan::new(&decode_schema)).flatten();
+        let is_json = opts.format == FileFormat::Json;
+        let json_fast = is_json.then(|| FastPlan::new(&decode_schema, !opts.case_sensitive)).flatten();
+        let json_keys = (is_json && !opts.case_sensitive).then(|| KeyCase::new(&decode_schema));
         Ok(Layout {
             output_schema: Arc::new(Schema::new_with_metadata(output_fields, metadata.clone())),
             read,
@@ -330,6 +396,7 @@ impl Layout {
             corrupt_idx,
             corrupt_read,
             json_fast,
+            json_keys,
         })
     }
 }
@@ -364,6 +431,9 @@ pub struct FileSource {
     layout: Result<Layout, String>,
     /// Every file ever taken, in the order taken: offset `n` is `log[..n]`.
     log: Vec<PathBuf>,
+    /// The size of each file of `log` when listed (`None` for files restored from a
+    /// checkpoint: read from the file system when needed).
+    sizes: Vec<Option<u64>>,
     /// The files in `log`.
     seen: HashSet<PathBuf>,
     /// Under available-now: the new files that existed when the run was prepared.
@@ -380,6 +450,7 @@ impl FileSource {
             opts,
             layout,
             log: Vec::new(),
+            sizes: Vec::new(),
             seen: HashSet::new(),
             snapshot: None,
             malformed_rows: Default::default(),
@@ -408,8 +479,9 @@ impl FileSource {
             }
     }
 
-    /// The readable files of the directory not in the log yet, by (modification time, name).
-    fn list_new_files(&self) -> Result<Vec<PathBuf>> {
+    /// The readable files of the directory not in the log yet, by (modification time, name),
+    /// with their sizes.
+    fn list_new_files(&self) -> Result<Vec<(PathBuf, u64)>> {
         let dir = &self.opts.dir;
         let io_err = |e| Error::io(format!("listing the file source directory {}", dir.display()), e);
         let mut found = Vec::new();
@@ -429,16 +501,38 @@ impl FileSource {
             };
             if meta.is_file() {
                 let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                found.push((mtime, name.into_owned(), path));
+                found.push((mtime, name.into_owned(), path, meta.len()));
             }
         }
         found.sort();
-        Ok(found.into_iter().map(|(_, _, path)| path).collect())
+        Ok(found.into_iter().map(|(_, _, path, size)| (path, size)).collect())
     }
 
-    fn push(&mut self, path: PathBuf) {
+    fn push(&mut self, path: PathBuf, size: Option<u64>) {
         self.seen.insert(path.clone());
         self.log.push(path);
+        self.sizes.push(size);
+    }
+
+    /// The size of the file at `log[i]` (0 if it cannot be read now: reading it will say why).
+    fn size_of(&self, i: usize) -> u64 {
+        self.sizes[i].unwrap_or_else(|| fs::metadata(&self.log[i]).map_or(0, |m| m.len()))
+    }
+
+    /// The end of the next batch from `start` within the per-trigger limits: files while
+    /// their sizes fit in the byte limit (at least one) and the file limit.
+    fn limited_end(&self, start: usize) -> usize {
+        let max_files = self.opts.max_files_per_trigger.unwrap_or(DEFAULT_MAX_FILES_PER_TRIGGER).max(1);
+        let max_bytes = self.opts.max_bytes_per_trigger.unwrap_or(DEFAULT_MAX_BYTES_PER_TRIGGER);
+        let (mut end, mut bytes) = (start, 0u64);
+        while end < self.log.len() && end - start < max_files {
+            bytes = bytes.saturating_add(self.size_of(end));
+            if end > start && bytes > max_bytes {
+                break;
+            }
+            end += 1;
+        }
+        end
     }
 
     /// Makes the log at least `n` files long, from the directory (after a restart).
@@ -456,7 +550,7 @@ impl FileSource {
                 self.log.len() + found.len()
             )));
         }
-        found.into_iter().take(missing).for_each(|path| self.push(path));
+        found.into_iter().take(missing).for_each(|(path, size)| self.push(path, Some(size)));
         Ok(())
     }
 
@@ -470,7 +564,8 @@ impl FileSource {
             let mut buf = cell.take();
             buf.clear();
             let rows = read_into(path, &mut buf).and_then(|()| self.decode_file(layout, path, &buf));
-            if buf.capacity() <= KEPT_READ_BUFFER_BYTES {
+            let used = buf.len();
+            if let Some(buf) = settle_read_buffer(buf, used) {
                 cell.replace(buf);
             }
             rows
@@ -633,7 +728,9 @@ impl FileSource {
                 for chunk in lines.chunks(DECODE_BATCH_ROWS) {
                     match layout.json_fast.as_ref().and_then(|plan| plan.decode(data, chunk, DECODE_BATCH_ROWS)) {
                         Some(decoded) => batches.extend(decoded),
-                        None => batches.extend(arrow_json_decode(schema.clone(), data, chunk)?),
+                        None => {
+                            batches.extend(arrow_json_decode(schema.clone(), data, chunk, layout.json_keys.as_ref())?)
+                        }
                     }
                 }
             }
@@ -717,6 +814,29 @@ impl FileSource {
         Ok(RecordBatch::try_new_with_options(layout.output_schema.clone(), columns, &options)?)
     }
 
+    /// The index of the root column of `file_schema` (the file at `path`) that holds field
+    /// `name`: the column of exactly that name when names are case-sensitive; otherwise the one
+    /// column whose name equals it ignoring case, and an error naming them when several do
+    /// (Spark's "Found duplicate field(s)" in case-insensitive mode).
+    fn file_column(&self, file_schema: &Schema, name: &str, path: &Path) -> Result<Option<usize>> {
+        let fields = file_schema.fields();
+        if self.opts.case_sensitive {
+            return Ok(fields.iter().position(|f| f.name() == name));
+        }
+        let lower = name.to_lowercase();
+        let hits: Vec<usize> = (0..fields.len()).filter(|&i| fields[i].name().to_lowercase() == lower).collect();
+        match hits[..] {
+            [] => Ok(None),
+            [i] => Ok(Some(i)),
+            _ => Err(Error::Plan(format!(
+                "{}: columns {} all match field `{name}` ignoring case (Spark's spark.sql.caseSensitive=false): \
+                 match names exactly with `.case_sensitive(true)`",
+                path.display(),
+                hits.iter().map(|&i| format!("`{}`", fields[i].name())).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
     /// The rows of a Parquet file, in the file's order: the read fields matched to the file's
     /// columns by name, only their column chunks decoded (see [`FileFormat::Parquet`]).
     fn read_parquet(&self, layout: &Layout, path: &Path) -> Result<Vec<RecordBatch>> {
@@ -729,19 +849,16 @@ impl FileSource {
         // Per read field: the file's root column holding it, or none (nulls).
         let mut found = Vec::with_capacity(layout.read_schema.fields().len());
         for field in layout.read_schema.fields() {
-            let idx = file_schema.fields().iter().position(|f| f.name() == field.name());
-            match idx.map(|idx| file_schema.field(idx).data_type()) {
-                Some(file_type) => {
-                    let converted = matches!(
-                        (file_type, field.data_type()),
-                        (DataType::Timestamp(..), DataType::Timestamp(TimeUnit::Microsecond, _))
-                    );
-                    if file_type != field.data_type() && !converted {
+            let idx = self.file_column(&file_schema, field.name(), path)?;
+            match idx.map(|idx| file_schema.field(idx)) {
+                Some(file_field) => {
+                    let file_type = file_field.data_type();
+                    if !readable_as(file_type, field.data_type()) {
                         return Err(Error::Plan(format!(
                             "{}: column `{}` is {file_type} in the file, but the record's field is {}: \
                              change the field's type to match the file",
                             path.display(),
-                            field.name(),
+                            file_field.name(),
                             field.data_type()
                         )));
                     }
@@ -770,27 +887,16 @@ impl FileSource {
             let rows = batch.num_rows();
             let mut columns = Vec::with_capacity(found.len());
             for (field, idx) in layout.read_schema.fields().iter().zip(&found) {
-                if idx.is_none() {
+                let Some(idx) = *idx else {
                     columns.push(new_null_array(field.data_type(), rows));
                     continue;
-                }
-                let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                    Error::Internal(format!(
-                        "{}: column `{}` missing from the decoded batch",
-                        path.display(),
-                        field.name()
-                    ))
-                })?;
-                let column = match (column.data_type(), field.data_type()) {
-                    (DataType::Timestamp(unit, _), DataType::Timestamp(TimeUnit::Microsecond, tz))
-                        if column.data_type() != field.data_type() =>
-                    {
-                        timestamp_micros(column, *unit, tz.clone()).map_err(|e| {
-                            Error::MalformedInput(format!("{}: column `{}`: {e}", path.display(), field.name()))
-                        })?
-                    }
-                    _ => column.clone(),
                 };
+                let name = file_schema.field(idx).name();
+                let column = batch.column_by_name(name).ok_or_else(|| {
+                    Error::Internal(format!("{}: column `{name}` missing from the decoded batch", path.display()))
+                })?;
+                let column = logical_column(column, field.data_type())
+                    .map_err(|e| Error::MalformedInput(format!("{}: column `{name}`: {e}", path.display())))?;
                 if !field.is_nullable() && column.null_count() > 0 {
                     return Err(Error::Plan(format!(
                         "{}: column `{}` holds nulls, but its field is not nullable: make it Option<_>",
@@ -803,6 +909,39 @@ impl FileSource {
             out.push(self.to_output(layout, &columns, rows, None)?);
         }
         Ok(out)
+    }
+}
+
+/// Whether a Parquet file's column of type `file` reads as a field of type `field`: the same
+/// type, or the same logical type in another encoding that other writers choose (pyarrow,
+/// Polars and DataFusion write dictionary-encoded, large and view strings): a dictionary reads
+/// as its values, `LargeUtf8`/`Utf8View` as `Utf8` (and the like for binary), and timestamps
+/// of any unit and time zone as microseconds.
+fn readable_as(file: &DataType, field: &DataType) -> bool {
+    use DataType::*;
+    match (file, field) {
+        (a, b) if a == b => true,
+        (Dictionary(_, values), field) => readable_as(values, field),
+        (Timestamp(..), Timestamp(TimeUnit::Microsecond, _)) => true,
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
+        (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => true,
+        _ => false,
+    }
+}
+
+/// A decoded Parquet column (of a type [`readable_as`] accepts for `field`) as `field`'s type:
+/// dictionaries unpacked, strings and binaries re-encoded, timestamps converted.
+fn logical_column(column: &ArrayRef, field: &DataType) -> Result<ArrayRef, ArrowError> {
+    let column = match column.data_type() {
+        DataType::Dictionary(_, values) => arrow_cast::cast(column, values)?,
+        _ => column.clone(),
+    };
+    match (column.data_type(), field) {
+        (a, b) if a == b => Ok(column),
+        (DataType::Timestamp(unit, _), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
+            timestamp_micros(&column, *unit, tz.clone())
+        }
+        _ => arrow_cast::cast(&column, field),
     }
 }
 
@@ -828,9 +967,15 @@ fn timestamp_micros(column: &ArrayRef, unit: TimeUnit, tz: Option<Arc<str>>) -> 
     Ok(make_array(converted.to_data().into_builder().data_type(data_type).build()?))
 }
 
-/// Decodes `lines` of `data`, JSON objects, with arrow-json and `schema` (the decode schema).
-/// Fails with the reason if any line is malformed.
-fn arrow_json_decode(schema: SchemaRef, data: &[u8], lines: &[Line]) -> Result<Vec<RecordBatch>, String> {
+/// Decodes `lines` of `data`, JSON objects, with arrow-json and `schema` (the decode schema);
+/// with `keys`, top-level keys match the fields ignoring case. Fails with the reason if any
+/// line is malformed.
+fn arrow_json_decode(
+    schema: SchemaRef,
+    data: &[u8],
+    lines: &[Line],
+    keys: Option<&KeyCase>,
+) -> Result<Vec<RecordBatch>, String> {
     let mut batches = Vec::new();
     let mut decoder = arrow_json::ReaderBuilder::new(schema)
         .with_batch_size(DECODE_BATCH_ROWS)
@@ -845,6 +990,11 @@ fn arrow_json_decode(schema: SchemaRef, data: &[u8], lines: &[Line]) -> Result<V
             batches.extend(decoder.flush().map_err(|e| e.to_string())?);
         }
         let text = &data[line.start..line.end];
+        let respelled = match keys {
+            Some(keys) => keys.rename(text)?,
+            None => None,
+        };
+        let text = respelled.as_deref().unwrap_or(text);
         let before = decoder.len();
         let read = decoder.decode(text).map_err(|e| e.to_string())?;
         if decoder.has_partial_record() {
@@ -976,7 +1126,7 @@ impl SourceImpl for FileSource {
 
     fn prepare_available_now(&mut self) -> Result<()> {
         self.layout()?;
-        self.snapshot = Some(self.list_new_files()?.into_iter().collect());
+        self.snapshot = Some(self.list_new_files()?.into_iter().map(|(path, _)| path).collect());
         Ok(())
     }
 
@@ -991,12 +1141,12 @@ impl SourceImpl for FileSource {
         self.ensure_log_len(start)?;
         let mut new = self.list_new_files()?;
         if let Some(snapshot) = &self.snapshot {
-            new.retain(|path| snapshot.contains(path));
+            new.retain(|(path, _)| snapshot.contains(path));
         }
-        new.into_iter().for_each(|path| self.push(path));
-        let end = match (limit, self.opts.max_files_per_trigger) {
-            (ReadLimit::Default, Some(max)) => self.log.len().min(start + max.max(1)),
-            _ => self.log.len(),
+        new.into_iter().for_each(|(path, size)| self.push(path, Some(size)));
+        let end = match limit {
+            ReadLimit::Default => self.limited_end(start),
+            ReadLimit::All => self.log.len(),
         };
         Ok((end > 0).then(|| log_offset(end)))
     }
@@ -1009,6 +1159,7 @@ impl SourceImpl for FileSource {
 
     fn restore_log(&mut self, entries: Vec<serde_json::Value>) -> Result<()> {
         self.log.clear();
+        self.sizes.clear();
         self.seen.clear();
         for e in entries {
             let files = e["files"]
@@ -1017,7 +1168,7 @@ impl SourceImpl for FileSource {
             for f in files {
                 let f =
                     f.as_str().ok_or_else(|| Error::Checkpoint(format!("file source log entry {e}: bad file name")))?;
-                self.push(PathBuf::from(f));
+                self.push(PathBuf::from(f), None);
             }
         }
         Ok(())
@@ -1126,6 +1277,49 @@ mod tests {
         // A file rewritten later is not taken again.
         write(dir.path(), "a.json", "{\"id\": 99}\n", 40);
         assert_eq!(src.latest_offset(Some(&end2), ReadLimit::Default).unwrap(), Some(off(3)));
+    }
+
+    #[test]
+    fn max_bytes_per_trigger_caps_a_batch_softly_and_the_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sizes 10, 10, 30, 10, 10 bytes (`{"id": N}` padded to the size).
+        for (i, size) in [10usize, 10, 30, 10, 10].into_iter().enumerate() {
+            let line = format!("{{\"id\": {i}}}");
+            write(dir.path(), &format!("f{i}.json"), &format!("{line:<width$}\n", width = size - 1), 10 + i as u64);
+        }
+        let batches_of = |src: &mut FileSource| {
+            let (mut start, mut out) = (None, Vec::new());
+            loop {
+                let end = src.latest_offset(start.as_ref(), ReadLimit::Default).unwrap().unwrap();
+                if Some(&end) == start.as_ref() {
+                    return out;
+                }
+                out.push(ids(&src.get_batch(start.as_ref(), &end).unwrap()));
+                start = Some(end);
+            }
+        };
+        let mut src = source(dir.path(), schema(true, false), |o| o.max_bytes_per_trigger = Some(25));
+        // 10 + 10 fit; the 30-byte file is more than the limit but goes alone; then 10 + 10.
+        assert_eq!(batches_of(&mut src), [vec![Some(0), Some(1)], vec![Some(2)], vec![Some(3), Some(4)]]);
+        // Both limits: whichever is reached first.
+        let mut src = source(dir.path(), schema(true, false), |o| {
+            o.max_bytes_per_trigger = Some(45);
+            o.max_files_per_trigger = Some(2)
+        });
+        assert_eq!(batches_of(&mut src), [vec![Some(0), Some(1)], vec![Some(2), Some(3)], vec![Some(4)]]);
+        // After a restart the sizes of restored files are read from the file system.
+        let mut restored = source(dir.path(), schema(true, false), |o| o.max_bytes_per_trigger = Some(25));
+        restored.restore_log(vec![serde_json::json!({"files": [dir.path().join("f0.json")]})]).unwrap();
+        assert_eq!(restored.latest_offset(Some(&off(1)), ReadLimit::Default).unwrap(), Some(off(2)));
+        // The defaults: everything here fits.
+        let mut src = source(dir.path(), schema(true, false), |_| {});
+        assert_eq!(batches_of(&mut src).len(), 1);
+        let mut many = FileSource::new(FileOptions::new(dir.path().into(), schema(true, false)));
+        many.log = (0..DEFAULT_MAX_FILES_PER_TRIGGER + 5).map(|i| PathBuf::from(format!("x{i}"))).collect();
+        many.sizes = vec![Some(1); many.log.len()];
+        assert_eq!(many.limited_end(0), DEFAULT_MAX_FILES_PER_TRIGGER);
+        many.sizes[0] = Some(DEFAULT_MAX_BYTES_PER_TRIGGER);
+        assert_eq!(many.limited_end(0), 1, "the default byte limit");
     }
 
     #[test]
@@ -1265,6 +1459,55 @@ mod tests {
             [noon, noon + 1_000_000]
         );
         assert_eq!(batches[0].column(1).as_primitive::<Int64Type>().iter().collect::<Vec<_>>(), [Some(1), None]);
+    }
+
+    #[test]
+    fn json_keys_match_ignoring_case_by_default_and_a_clash_is_a_malformed_line() {
+        let dir = tempfile::tempdir().unwrap();
+        // Fast-path lines, lines arrow-json decodes (an escape), and one with a clash.
+        let text = "{\"ID\": 1, \"Name\": \"a\"}\n{\"id\": 2, \"NAME\": \"b\\n\"}\n{\"id\": 3, \"name\": \"c\"}\n\
+                    {\"id\": 4, \"Id\": 5}\n";
+        write(dir.path(), "a.json", text, 10);
+        let mut src = source(dir.path(), schema(true, true), |_| {});
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(ids(&batches), [Some(1), Some(2), Some(3), None]);
+        assert_eq!(strings(&batches, "name"), [Some("a".into()), Some("b\n".into()), Some("c".into()), None]);
+        assert_eq!(strings(&batches, "_corrupt_record")[3].as_deref(), Some("{\"id\": 4, \"Id\": 5}"));
+        let mut strict = source(dir.path(), schema(true, false), |o| o.mode = ParseMode::FailFast);
+        let err = read_all(&mut strict).unwrap_err().to_string();
+        assert!(err.contains("line 4") && err.contains("keys `id` and `Id` both match field `id`"), "{err}");
+        // Case-sensitive: only exact keys count (and no clash).
+        let mut exact = source(dir.path(), schema(true, false), |o| o.case_sensitive = true);
+        let batches = read_all(&mut exact).unwrap();
+        assert_eq!(ids(&batches), [None, Some(2), Some(3), Some(4)]);
+        assert_eq!(strings(&batches, "name"), [None, None, Some("c".into()), None]);
+        // A projection still matches the read fields ignoring case; keys of unread fields do not
+        // clash (only the read fields' values count, as for malformed values).
+        let mut projected = source(dir.path(), schema(true, false), |o| o.mode = ParseMode::FailFast);
+        projected.project(&["name"]);
+        let names = strings(&read_all(&mut projected).unwrap(), "name");
+        assert_eq!(names, [Some("a".into()), Some("b\n".into()), Some("c".into()), None]);
+    }
+
+    #[test]
+    fn a_reading_thread_keeps_memory_for_the_files_it_reads_not_the_largest_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "{\"id\": 1, \"name\": \"0123456789012345678901234567890123456789\"}\n";
+        write(dir.path(), "big.json", &line.repeat(200_000), 10);
+        write(dir.path(), "small.json", &line.repeat(10), 20);
+        let src = source(dir.path(), schema(true, false), |_| {});
+        let kept = || READ_BUFFER.with(|c| c.borrow().capacity());
+        assert_eq!(
+            src.read_file(&dir.path().join("big.json")).unwrap().iter().map(RecordBatch::num_rows).sum::<usize>(),
+            200_000
+        );
+        assert!(kept() >= line.len() * 200_000, "the buffer is kept for the next file of that size");
+        src.read_file(&dir.path().join("small.json")).unwrap();
+        assert!(kept() <= SHRINK_READ_BUFFER_ABOVE, "after a small file the thread keeps {} bytes", kept());
+        // The rule itself: above the cap nothing is kept; otherwise at most twice the last use.
+        assert!(settle_read_buffer(Vec::with_capacity(KEPT_READ_BUFFER_BYTES + 1), 10).is_none());
+        assert_eq!(settle_read_buffer(Vec::with_capacity(4 << 20), 3 << 20).unwrap().capacity(), 4 << 20);
+        assert!(settle_read_buffer(Vec::with_capacity(4 << 20), 1 << 10).unwrap().capacity() < 4 << 20);
     }
 
     const BAD_JSON: &str =
@@ -1601,6 +1844,117 @@ mod tests {
         let batches = read_all(&mut src).unwrap();
         assert_eq!(ids(&batches), [Some(1)]);
         assert_eq!(strings(&batches, "_corrupt_record"), [None]);
+    }
+
+    #[test]
+    fn parquet_dictionary_large_and_view_strings_read_as_strings() {
+        use arrow_array::types::Int32Type;
+        let dir = tempfile::tempdir().unwrap();
+        let dict: ArrayRef = Arc::new(
+            [Some("a"), None, Some("b"), Some("a")].into_iter().collect::<arrow_array::DictionaryArray<Int32Type>>(),
+        );
+        let large: ArrayRef =
+            Arc::new(arrow_array::LargeStringArray::from(vec![Some("x"), Some("y"), None, Some("z")]));
+        let view: ArrayRef = Arc::new(arrow_array::StringViewArray::from(vec![
+            Some("a string longer than twelve bytes"),
+            Some("v"),
+            Some(""),
+            None,
+        ]));
+        let dict_ids: ArrayRef = Arc::new(arrow_array::DictionaryArray::<Int32Type>::new(
+            arrow_array::Int32Array::from(vec![Some(0), Some(0), Some(1), None]),
+            int64s([Some(7), Some(8)]),
+        ));
+        let file = RecordBatch::try_from_iter([("id", dict_ids), ("d", dict), ("l", large), ("v", view)]).unwrap();
+        write_parquet(dir.path(), "a.parquet", &file, 10);
+        // The file keeps its encodings: the parquet crate reads them back as written.
+        let back = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(dir.path().join("a.parquet")).unwrap())
+            .unwrap()
+            .schema()
+            .clone();
+        assert!(matches!(back.field(1).data_type(), DataType::Dictionary(..)), "{back:?}");
+        assert_eq!(back.field(2).data_type(), &DataType::LargeUtf8);
+        assert_eq!(back.field(3).data_type(), &DataType::Utf8View);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("d", DataType::Utf8, true),
+            Field::new("l", DataType::Utf8, true),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let mut src = parquet_source(dir.path(), schema.clone());
+        let batches = read_all(&mut src).unwrap();
+        assert_eq!(batches[0].schema(), schema);
+        assert_eq!(ids(&batches), [Some(7), Some(7), Some(8), None]);
+        let s = |v: &[Option<&str>]| v.iter().map(|s| s.map(String::from)).collect::<Vec<_>>();
+        assert_eq!(strings(&batches, "d"), s(&[Some("a"), None, Some("b"), Some("a")]));
+        assert_eq!(strings(&batches, "l"), s(&[Some("x"), Some("y"), None, Some("z")]));
+        assert_eq!(strings(&batches, "v"), s(&[Some("a string longer than twelve bytes"), Some("v"), Some(""), None]));
+        // A dictionary of strings is still no integer.
+        let wrong = Arc::new(Schema::new(vec![Field::new("d", DataType::Int64, true)]));
+        let err = read_all(&mut parquet_source(dir.path(), wrong)).unwrap_err();
+        assert!(matches!(&err, Error::Plan(m) if m.contains("`d` is Dictionary")), "{err}");
+    }
+
+    #[test]
+    fn parquet_written_by_pyarrow_reads_as_the_logical_types() {
+        // runtime/tests/fixtures/parquet/make_fixtures.py wrote it (pyarrow 26): a column `Id`,
+        // strings dictionary-encoded, large and view, nanosecond timestamps in Europe/Paris.
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/parquet/pyarrow_encodings.parquet");
+        fs::copy(fixture, dir.path().join("a.parquet")).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("dict", DataType::Utf8, true),
+            Field::new("large", DataType::Utf8, true),
+            Field::new("view", DataType::Utf8, true),
+            Field::new("ts", ts_type(), true),
+        ]));
+        let batches = read_all(&mut parquet_source(dir.path(), schema.clone())).unwrap();
+        assert_eq!(batches[0].schema(), schema);
+        assert_eq!(ids(&batches), [Some(1), Some(2), Some(3), None]);
+        let names: Vec<Option<String>> =
+            [Some("alpha"), None, Some("a string longer than twelve bytes"), Some("alpha")]
+                .map(|s| s.map(String::from))
+                .to_vec();
+        for col in ["dict", "large", "view"] {
+            assert_eq!(strings(&batches, col), names, "{col}");
+        }
+        let ts = batches[0].column(4).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!((ts.value(0), ts.value(1), ts.is_null(2), ts.value(3)), (0, 1_000_000, true, -1));
+    }
+
+    #[test]
+    fn parquet_names_match_ignoring_case_by_default_and_a_clash_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = RecordBatch::try_from_iter([("ID", int64s([Some(1)])), ("Name", utf8s(&[Some("a")]))]).unwrap();
+        write_parquet(dir.path(), "a.parquet", &file, 10);
+        let batches = read_all(&mut parquet_source(dir.path(), schema(true, false))).unwrap();
+        assert_eq!(ids(&batches), [Some(1)]);
+        assert_eq!(strings(&batches, "name"), [Some("a".to_string())]);
+        // Case-sensitive: no column `id`, so nulls.
+        let mut exact = source(dir.path(), schema(true, false), |o| {
+            o.format = FileFormat::Parquet;
+            o.case_sensitive = true;
+        });
+        assert_eq!(ids(&read_all(&mut exact).unwrap()), [None]);
+        // Two columns for one field.
+        let dir = tempfile::tempdir().unwrap();
+        let file = RecordBatch::try_from_iter([("id", int64s([Some(1)])), ("Id", int64s([Some(2)]))]).unwrap();
+        write_parquet(dir.path(), "a.parquet", &file, 10);
+        let err = read_all(&mut parquet_source(dir.path(), schema(true, false))).unwrap_err();
+        assert!(matches!(&err, Error::Plan(m) if m.contains("`id`, `Id`") && m.contains("case_sensitive")), "{err}");
+        let mut exact = source(dir.path(), schema(true, false), |o| {
+            o.format = FileFormat::Parquet;
+            o.case_sensitive = true;
+        });
+        assert_eq!(ids(&read_all(&mut exact).unwrap()), [Some(1)]);
+        // Two fields that differ in case only cannot be matched ignoring case.
+        let clash = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("ID", DataType::Int64, true),
+        ]));
+        let err = read_all(&mut parquet_source(dir.path(), clash)).unwrap_err();
+        assert!(matches!(&err, Error::Plan(m) if m.contains("differ only in case")), "{err}");
     }
 
     // ---- Projection ----

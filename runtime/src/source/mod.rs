@@ -23,6 +23,7 @@ pub mod socket;
 
 pub use file::{FileFormat, FileSource, ParseMode};
 pub use memory::MemoryStream;
+pub use socket::{SocketCounters, SocketOptions};
 
 /// A position in a source, as JSON (Spark's offsets are JSON too: a number for the memory
 /// source, `{"logOffset": n}` for files, `{"topic": {"0": 42}}` for Kafka).
@@ -165,6 +166,13 @@ impl<T: Record> Source<T> {
         Self::from_impl(Box::new(socket::SocketSource::new(host, port)))
     }
 
+    /// [`Source::socket`] with other limits and handling of too-long or non-UTF-8 lines (see
+    /// [`SocketOptions`]; to read its counters, build a [`socket::SocketSource`] and use
+    /// [`Source::from_impl`]).
+    pub fn socket_with(host: &str, port: u16, options: SocketOptions) -> Self {
+        Self::from_impl(Box::new(socket::SocketSource::with_options(host, port, options)))
+    }
+
     /// `rows_per_second` rows per second with columns `timestamp: Timestamp` and `value: i64`,
     /// as Spark's rate source.
     pub fn rate(rows_per_second: u64) -> Self {
@@ -237,9 +245,18 @@ impl<T: Record> FileSourceBuilder<T> {
         self.opts.csv_delimiter = delimiter;
         self
     }
-    /// At most this many new files per micro-batch (Spark's `maxFilesPerTrigger`).
+    /// At most this many new files per micro-batch (Spark's `maxFilesPerTrigger`; default
+    /// [`file::DEFAULT_MAX_FILES_PER_TRIGGER`], `usize::MAX` for no limit). Trigger::once reads
+    /// everything in one batch regardless.
     pub fn max_files_per_trigger(mut self, n: usize) -> Self {
         self.opts.max_files_per_trigger = Some(n.max(1));
+        self
+    }
+    /// At most about this many bytes of new files per micro-batch (Delta Lake's
+    /// `maxBytesPerTrigger`; default [`file::DEFAULT_MAX_BYTES_PER_TRIGGER`], `u64::MAX` for no
+    /// limit). Soft: a batch takes at least one file, however large.
+    pub fn max_bytes_per_trigger(mut self, bytes: u64) -> Self {
+        self.opts.max_bytes_per_trigger = Some(bytes.max(1));
         self
     }
     /// What to do with malformed lines (Spark's `mode`; default PERMISSIVE). JSON and CSV only:
@@ -255,6 +272,14 @@ impl<T: Record> FileSourceBuilder<T> {
     /// [`Error::Plan`]: crate::Error::Plan
     pub fn corrupt_record_column(mut self, name: &str) -> Self {
         self.opts.corrupt_record_column = Some(name.to_string());
+        self
+    }
+    /// Whether JSON keys and Parquet column names must match the record's field names exactly.
+    /// Default false: matched ignoring case, as Spark's `spark.sql.caseSensitive=false`; two
+    /// keys or columns that both match one field, or two fields that differ only in case, are
+    /// then an error (a malformed line, for JSON keys) that says so.
+    pub fn case_sensitive(mut self, case_sensitive: bool) -> Self {
+        self.opts.case_sensitive = case_sensitive;
         self
     }
     /// Only files whose name ends with this suffix (e.g. `.json`); default: every file not

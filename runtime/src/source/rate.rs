@@ -35,9 +35,15 @@ struct Start {
 /// moment on: the offset is the number of rows created by now, which is
 /// `floor(elapsed * rows_per_second) + 1` (row 0 at the start). So a row's `timestamp` is the
 /// time it was created and made available, and end-to-end latency is `now - timestamp`.
-/// Asking for the same range again gives the same rows. A source created after a restart does
-/// not know the old start time: it picks one such that the rows already processed are the ones
-/// that exist, so values continue without a gap but replayed timestamps are re-derived.
+/// Asking for the same range again gives the same rows, also across a restart: the start
+/// time (UTC microseconds) is logged with the first batch of each run
+/// ([`SourceImpl::batch_log`], `{"startMicros": …}`) and restored from the checkpoint
+/// ([`SourceImpl::restore_log`]), as Spark's rate source records `startTimeMs` in its offset
+/// metadata, so a re-run batch has exactly the rows of its first attempt. After a restart the
+/// rows due while the query was down exist at once (Spark's rate source catches up the same
+/// way). A checkpoint written before the start time was logged has none to restore: then the
+/// source picks a start such that the rows already processed are the ones that exist, so
+/// values continue without a gap but the timestamps of a re-run batch are re-derived.
 ///
 /// The source tells the engine when its next row is due ([`SourceImpl::next_data_due`]), so an
 /// idle query wakes up for it instead of polling.
@@ -47,7 +53,13 @@ pub struct RateSource {
     start: Option<Start>,
     /// Under available-now: the last offset of the run.
     snapshot: Option<u64>,
+    /// Whether this run logged its start time yet (once per run is enough: source logs are
+    /// kept whole, and every entry holds the same start).
+    logged_start: bool,
 }
+
+/// The key of the start time in the rate source's log entries.
+const START_KEY: &str = "startMicros";
 
 impl RateSource {
     /// A source producing `rows_per_second` rows a second (must be positive; 0 is reported as
@@ -57,7 +69,7 @@ impl RateSource {
             Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
             Field::new("value", DataType::Int64, false),
         ]));
-        RateSource { rows_per_second, schema, start: None, snapshot: None }
+        RateSource { rows_per_second, schema, start: None, snapshot: None, logged_start: false }
     }
 
     fn check(&self) -> Result<()> {
@@ -78,6 +90,15 @@ impl RateSource {
             let instant = instant.checked_sub(std::time::Duration::from_micros(back as u64)).unwrap_or(instant);
             Start { instant, micros: chrono::Utc::now().timestamp_micros().saturating_sub(back) }
         })
+    }
+
+    /// The start whose row 0 has timestamp `micros` (a logged start): the monotonic clock's
+    /// start is as far back as the wall clock says `micros` is.
+    fn start_at(micros: i64) -> Start {
+        let ago = chrono::Utc::now().timestamp_micros().saturating_sub(micros).max(0);
+        let now = Instant::now();
+        let instant = now.checked_sub(Duration::from_micros(ago as u64)).unwrap_or(now);
+        Start { instant, micros }
     }
 
     /// Rows that exist at this moment: row `v` exists once `v / rows_per_second` seconds have
@@ -152,6 +173,30 @@ impl SourceImpl for RateSource {
             lo = hi;
         }
         Ok(batches)
+    }
+
+    fn batch_log(&self, _start: Option<&Offset>, _end: &Offset) -> Result<Option<serde_json::Value>> {
+        Ok(match self.start {
+            Some(start) if !self.logged_start => Some(serde_json::json!({ START_KEY: start.micros })),
+            _ => None,
+        })
+    }
+
+    fn restore_log(&mut self, entries: Vec<serde_json::Value>) -> Result<()> {
+        // The first run's start: every later entry repeats it (a run after a restart logs the
+        // start it restored).
+        let Some(first) = entries.iter().find(|e| !e.is_null()) else { return Ok(()) };
+        let micros = first[START_KEY].as_i64().ok_or_else(|| {
+            Error::Checkpoint(format!("rate source log entry {first} has no integer \"{START_KEY}\""))
+        })?;
+        self.start = Some(Self::start_at(micros));
+        Ok(())
+    }
+
+    fn commit(&mut self, _end: &Offset) -> Result<()> {
+        // The batch's log entry (written before it ran) holds the start.
+        self.logged_start = true;
+        Ok(())
     }
 
     fn next_data_due(&self) -> Option<Instant> {
@@ -258,6 +303,40 @@ mod tests {
         // Under available-now there is nothing more to wait for.
         src.prepare_available_now().unwrap();
         assert_eq!(src.next_data_due(), None);
+    }
+
+    #[test]
+    fn a_restarted_source_replays_a_batch_exactly_from_its_logged_start() {
+        let mut first = RateSource::new(1_000);
+        let end = first.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
+        let entry = first.batch_log(None, &end).unwrap().expect("the first batch logs the start");
+        let rows = first.get_batch(None, &end).unwrap();
+        first.commit(&end).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let next = first.latest_offset(Some(&end), ReadLimit::Default).unwrap().unwrap();
+        assert_eq!(first.batch_log(Some(&end), &next).unwrap(), None, "once per run");
+        let second = first.get_batch(Some(&end), &next).unwrap();
+        // Another process, later: it restores the start and replays both batches row for row.
+        std::thread::sleep(Duration::from_millis(20));
+        let mut restarted = RateSource::new(1_000);
+        restarted.restore_log(vec![entry.clone()]).unwrap();
+        assert_eq!(restarted.get_batch(None, &end).unwrap(), rows);
+        assert_eq!(restarted.get_batch(Some(&end), &next).unwrap(), second);
+        // It logs the restored start for its own first batch, and new rows continue the clock:
+        // everything due while it was down exists at once.
+        let later = restarted.latest_offset(Some(&next), ReadLimit::Default).unwrap().unwrap();
+        assert!(later.as_u64().unwrap() >= next.as_u64().unwrap() + 20, "{later} after {next}");
+        assert_eq!(restarted.batch_log(Some(&next), &later).unwrap(), Some(entry));
+    }
+
+    #[test]
+    fn a_log_entry_without_a_start_is_a_checkpoint_error() {
+        let mut src = RateSource::new(10);
+        let e = src.restore_log(vec![serde_json::json!({"x": 1})]).unwrap_err();
+        assert!(matches!(e, Error::Checkpoint(_)) && e.to_string().contains("startMicros"), "{e}");
+        // Null entries (batches that logged nothing) are skipped.
+        src.restore_log(vec![serde_json::Value::Null]).unwrap();
+        assert!(src.start.is_none());
     }
 
     #[test]

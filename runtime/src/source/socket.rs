@@ -1,18 +1,81 @@
 //! The socket source: text lines read from a TCP server, for tests and demos (after Spark's
 //! `socket` source). Not fault-tolerant: lines live only in memory until committed.
+//!
+//! The bytes come from a program this one did not write, so nothing they hold may make the
+//! source panic or grow without bound: a line longer than [`SocketOptions::max_line_bytes`] is
+//! never held whole (its bytes are discarded as they arrive) and is skipped or fails the query
+//! per the [`ParseMode`], as is a line that is not UTF-8; and the lines held before the query
+//! commits them are bounded by [`SocketOptions::max_buffered_bytes`] (the reader stops reading,
+//! so TCP flow control slows the server down). [`SocketCounters`] counts what was skipped.
+//! The source only connects out: nothing listens.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use arrow_array::{RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::{Offset, ReadLimit, SourceImpl};
+use super::{Offset, ParseMode, ReadLimit, SourceImpl};
 use crate::error::{Error, Result};
+
+/// The default longest line: 1 MiB, Kafka's default largest message (`message.max.bytes`,
+/// 1 MB), for lines that are messages too.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The default bound on the bytes of lines received and not yet committed: 64 MiB,
+/// librdkafka's default `queued.max.messages.kbytes` (65536 KiB) for the same job.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
+
+/// How long the reader waits for room before checking whether the source stops.
+const ROOM_WAIT: Duration = Duration::from_millis(50);
+
+/// The reader's socket buffer (a `BufReader`'s default is 8 KiB; larger reads fewer times).
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
+/// Options of a [`SocketSource`]; [`SocketOptions::default`] gives the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// The longest line kept, in bytes without the line terminator
+    /// ([`DEFAULT_MAX_LINE_BYTES`]).
+    pub max_line_bytes: usize,
+    /// At most about this many bytes of lines are held until committed; then the reader waits
+    /// (a single line larger than that is still taken) ([`DEFAULT_MAX_BUFFERED_BYTES`]).
+    pub max_buffered_bytes: usize,
+    /// What to do with a line that is too long or not UTF-8. [`ParseMode::Permissive`] (the
+    /// default) skips a too-long line and keeps an invalid one with U+FFFD for the bad bytes
+    /// (as before); [`ParseMode::DropMalformed`] skips both; [`ParseMode::FailFast`] fails the
+    /// query once the lines before the bad one are taken, with an [`Error::MalformedInput`]
+    /// naming the server, the line and why. Skipped lines are counted in [`SocketCounters`].
+    pub mode: ParseMode,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            mode: ParseMode::Permissive,
+        }
+    }
+}
+
+/// What a [`SocketSource`] skipped (shared with its reader thread; see
+/// [`SocketSource::counters`]).
+#[derive(Debug, Default)]
+pub struct SocketCounters {
+    /// Lines longer than [`SocketOptions::max_line_bytes`], skipped.
+    pub overlong_lines: AtomicU64,
+    /// Lines that were not UTF-8, skipped (under [`ParseMode::DropMalformed`]).
+    pub invalid_lines: AtomicU64,
+    /// The most bytes the reader ever held of one line (bounded by the line limit plus one
+    /// read).
+    pub largest_line_buffer: AtomicU64,
+}
 
 /// Lines received and not yet committed.
 #[derive(Debug, Default)]
@@ -20,12 +83,23 @@ struct Lines {
     /// The lines after the first `base` ones (which were committed and dropped).
     lines: VecDeque<String>,
     base: u64,
+    /// The bytes of `lines`.
+    bytes: usize,
+    /// Under FAILFAST: the offset at which a bad line was met, and the error.
+    error: Option<(u64, String)>,
 }
 
 impl Lines {
     fn end(&self) -> u64 {
         self.base + self.lines.len() as u64
     }
+}
+
+/// The lines and the condition the reader waits on for room.
+#[derive(Debug, Default)]
+struct Shared {
+    lines: Mutex<Lines>,
+    room: Condvar,
 }
 
 fn lock(m: &Mutex<Lines>) -> MutexGuard<'_, Lines> {
@@ -42,8 +116,8 @@ struct Connection {
 }
 
 /// Lines of UTF-8 text from a TCP server, as Spark's socket source: every line (without its
-/// `\n` or `\r\n`; invalid UTF-8 replaced by U+FFFD) becomes a row with the column
-/// `value: String`.
+/// `\n` or `\r\n`) becomes a row with the column `value: String`. Lines too long or not UTF-8
+/// are handled as [`SocketOptions`] say.
 ///
 /// The source connects on the first [`SourceImpl::latest_offset`]; a background thread then
 /// reads lines into memory. The offset is the number of lines received so far; committed lines
@@ -53,24 +127,39 @@ struct Connection {
 pub struct SocketSource {
     host: String,
     port: u16,
+    opts: SocketOptions,
     schema: SchemaRef,
-    shared: Arc<Mutex<Lines>>,
+    shared: Arc<Shared>,
+    counters: Arc<SocketCounters>,
     conn: Option<Connection>,
     /// Under available-now: the last offset of the run.
     snapshot: Option<u64>,
 }
 
 impl SocketSource {
-    /// A source that will read lines from `host:port`.
+    /// A source that will read lines from `host:port`, with the default options.
     pub fn new(host: &str, port: u16) -> Self {
+        Self::with_options(host, port, SocketOptions::default())
+    }
+
+    /// A source that will read lines from `host:port` as `opts` say.
+    pub fn with_options(host: &str, port: u16, opts: SocketOptions) -> Self {
         SocketSource {
             host: host.to_string(),
             port,
+            opts: SocketOptions { max_line_bytes: opts.max_line_bytes.max(1), ..opts },
             schema: Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, false)])),
             shared: Arc::default(),
+            counters: Arc::default(),
             conn: None,
             snapshot: None,
         }
+    }
+
+    /// The counters of what this source skipped (a handle: keep it before handing the source
+    /// to a query with [`crate::Source::from_impl`]).
+    pub fn counters(&self) -> Arc<SocketCounters> {
+        self.counters.clone()
     }
 
     fn address(&self) -> String {
@@ -88,10 +177,16 @@ impl SocketSource {
         let reading = stream.try_clone().map_err(|e| Error::io(format!("cloning the socket to {address}"), e))?;
         let stopping = Arc::new(AtomicBool::new(false));
         let reader = {
-            let (shared, stopping, thread_address) = (self.shared.clone(), stopping.clone(), address.clone());
+            let reader = Reader {
+                shared: self.shared.clone(),
+                counters: self.counters.clone(),
+                stopping: stopping.clone(),
+                opts: self.opts,
+                address: address.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("flowgate-socket-{address}"))
-                .spawn(move || read_lines(reading, &shared, &stopping, &thread_address))
+                .spawn(move || reader.run(reading))
                 .map_err(|e| Error::io(format!("starting the reader thread of the socket source on {address}"), e))?
         };
         tracing::info!("socket source connected to {address}");
@@ -100,32 +195,129 @@ impl SocketSource {
     }
 }
 
-/// The reader thread: appends every line of `stream` to `shared` until the connection ends.
-fn read_lines(stream: TcpStream, shared: &Mutex<Lines>, stopping: &AtomicBool, address: &str) {
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) => {
-                if !stopping.load(Ordering::Acquire) {
-                    tracing::warn!("socket source: {address} closed the connection; no more lines will arrive");
+/// The reader thread's side.
+struct Reader {
+    shared: Arc<Shared>,
+    counters: Arc<SocketCounters>,
+    stopping: Arc<AtomicBool>,
+    opts: SocketOptions,
+    address: String,
+}
+
+/// What the reader does after a line.
+enum Next {
+    Continue,
+    Stop,
+}
+
+impl Reader {
+    /// Appends every line of `stream` to the shared lines until the connection ends, the
+    /// source stops, or a bad line under FAILFAST.
+    fn run(&self, stream: TcpStream) {
+        let mut reader = BufReader::with_capacity(READ_CHUNK_BYTES, stream);
+        // The line so far; emptied and marked `overlong` once it passes the limit, after which
+        // its bytes are discarded as they arrive, up to its end.
+        let mut line = Vec::new();
+        let mut overlong = false;
+        let mut number: u64 = 0;
+        loop {
+            let chunk = match reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if !self.stopping.load(Ordering::Acquire) {
+                        tracing::warn!(
+                            "socket source: reading from {} failed ({e}); no more lines will arrive",
+                            self.address
+                        );
+                    }
+                    return;
+                }
+            };
+            if chunk.is_empty() {
+                if !line.is_empty() || overlong {
+                    self.line(number + 1, &line, overlong);
+                }
+                if !self.stopping.load(Ordering::Acquire) {
+                    tracing::warn!("socket source: {} closed the connection; no more lines will arrive", self.address);
                 }
                 return;
             }
-            Ok(_) => {
-                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                lock(shared).lines.push_back(String::from_utf8_lossy(line).into_owned());
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                if !stopping.load(Ordering::Acquire) {
-                    tracing::warn!("socket source: reading from {address} failed ({e}); no more lines will arrive");
+            let (take, ends) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            if !overlong {
+                // One byte more than the limit may be a `\r` that is not part of the line.
+                if line.len() + take > self.opts.max_line_bytes.saturating_add(1) {
+                    overlong = true;
+                    line = Vec::new();
+                } else {
+                    line.extend_from_slice(&chunk[..take]);
+                    self.counters.largest_line_buffer.fetch_max(line.capacity() as u64, Ordering::Relaxed);
                 }
-                return;
+            }
+            reader.consume(take + usize::from(ends));
+            if ends {
+                number += 1;
+                if let Next::Stop = self.line(number, &line, overlong) {
+                    return;
+                }
+                line.clear();
+                overlong = false;
             }
         }
+    }
+
+    /// Handles line `number` (its bytes `raw`, without the `\n`, unless `overlong`).
+    fn line(&self, number: u64, raw: &[u8], overlong: bool) -> Next {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let overlong = overlong || raw.len() > self.opts.max_line_bytes;
+        let text = if overlong {
+            None
+        } else {
+            match std::str::from_utf8(raw) {
+                Ok(text) => Some(text.to_string()),
+                Err(_) if self.opts.mode == ParseMode::Permissive => Some(String::from_utf8_lossy(raw).into_owned()),
+                Err(_) => None,
+            }
+        };
+        if let Some(text) = text {
+            self.push(text);
+            return Next::Continue;
+        }
+        let why = if overlong {
+            format!("is longer than the limit of {} bytes (SocketOptions::max_line_bytes)", self.opts.max_line_bytes)
+        } else {
+            "is not UTF-8 text".to_string()
+        };
+        if self.opts.mode == ParseMode::FailFast {
+            let message = format!(
+                "socket source on {}: line {number} {why} (mode FAILFAST: use PERMISSIVE or DROPMALFORMED to skip it)",
+                self.address
+            );
+            let mut lines = lock(&self.shared.lines);
+            let at = lines.end();
+            lines.error = Some((at, message));
+            return Next::Stop;
+        }
+        let counter = if overlong { &self.counters.overlong_lines } else { &self.counters.invalid_lines };
+        let skipped = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!("socket source on {}: skipping line {number}, which {why} ({skipped} so far)", self.address);
+        Next::Continue
+    }
+
+    /// Appends a line once there is room for it (or nothing is held).
+    fn push(&self, text: String) {
+        let mut lines = lock(&self.shared.lines);
+        while !lines.lines.is_empty()
+            && lines.bytes + text.len() > self.opts.max_buffered_bytes
+            && !self.stopping.load(Ordering::Acquire)
+        {
+            lines = self.shared.room.wait_timeout(lines, ROOM_WAIT).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        lines.bytes += text.len();
+        lines.lines.push_back(text);
     }
 }
 
@@ -144,13 +336,22 @@ impl SourceImpl for SocketSource {
 
     fn prepare_available_now(&mut self) -> Result<()> {
         self.connect()?;
-        self.snapshot = Some(lock(&self.shared).end());
+        self.snapshot = Some(lock(&self.shared.lines).end());
         Ok(())
     }
 
-    fn latest_offset(&mut self, _start: Option<&Offset>, _limit: ReadLimit) -> Result<Option<Offset>> {
+    fn latest_offset(&mut self, start: Option<&Offset>, _limit: ReadLimit) -> Result<Option<Offset>> {
         self.connect()?;
-        let mut end = lock(&self.shared).end();
+        let start = start.map(parse).transpose()?.unwrap_or(0);
+        let lines = lock(&self.shared.lines);
+        let mut end = lines.end();
+        if let Some((at, message)) = &lines.error {
+            // The lines before the bad one go first; then the query fails.
+            if start >= *at {
+                return Err(Error::MalformedInput(message.clone()));
+            }
+        }
+        drop(lines);
         if let Some(snapshot) = self.snapshot {
             end = end.min(snapshot);
         }
@@ -160,7 +361,7 @@ impl SourceImpl for SocketSource {
     fn get_batch(&mut self, start: Option<&Offset>, end: &Offset) -> Result<Vec<RecordBatch>> {
         let start = start.map(parse).transpose()?.unwrap_or(0);
         let end = parse(end)?;
-        let shared = lock(&self.shared);
+        let shared = lock(&self.shared.lines);
         if start < shared.base || end > shared.end() || start > end {
             return Err(Error::Execution(format!(
                 "socket source on {} cannot give lines ({start}, {end}]: it holds ({}, {}] (the socket source is \
@@ -178,16 +379,20 @@ impl SourceImpl for SocketSource {
 
     fn commit(&mut self, end: &Offset) -> Result<()> {
         let end = parse(end)?;
-        let mut shared = lock(&self.shared);
+        let mut shared = lock(&self.shared.lines);
         let n = end.saturating_sub(shared.base).min(shared.lines.len() as u64);
-        shared.lines.drain(..n as usize);
+        let freed: usize = shared.lines.drain(..n as usize).map(|l| l.len()).sum();
         shared.base += n;
+        shared.bytes -= freed;
+        drop(shared);
+        self.shared.room.notify_all();
         Ok(())
     }
 
     fn stop(&mut self) {
         if let Some(conn) = self.conn.take() {
             conn.stopping.store(true, Ordering::Release);
+            self.shared.room.notify_all();
             // Ends the reader's blocking read; an error means the socket is already closed.
             let _ = conn.stream.shutdown(Shutdown::Both);
             if conn.reader.join().is_err() {
@@ -258,6 +463,129 @@ mod tests {
         // The server is gone: no more data, no error.
         assert_eq!(src.latest_offset(Some(&second), ReadLimit::Default).unwrap(), Some(second));
         src.stop();
+    }
+
+    /// A server that sends `data` to one client, then closes.
+    fn serve(data: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            // The source may stop reading (FAILFAST) before taking everything.
+            let _ = conn.write_all(&data);
+        });
+        (port, server)
+    }
+
+    /// Takes and commits every line until the reader has finished with the connection and
+    /// nothing is left; returns the lines, or the error the source reported.
+    fn drain(src: &mut SocketSource, server: std::thread::JoinHandle<()>) -> Result<Vec<String>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let finished = src.conn.as_ref().unwrap().reader.is_finished();
+            let end = src.latest_offset(start.as_ref(), ReadLimit::Default)?;
+            if let Some(end) = end.filter(|e| Some(e) != start.as_ref()) {
+                out.extend(values(&src.get_batch(start.as_ref(), &end)?));
+                src.commit(&end)?;
+                start = Some(end);
+            } else if finished {
+                server.join().unwrap();
+                return Ok(out);
+            } else {
+                assert!(Instant::now() < deadline, "the reader did not finish");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
+    /// Valid lines around binary junk: invalid UTF-8, NULs, control bytes, a lone `\r`.
+    fn junk() -> Vec<u8> {
+        let mut data = b"first\n".to_vec();
+        data.extend_from_slice(&[0xff, 0xfe, 0x00, 0x01, b'a', 0xc3, b'\n']);
+        data.extend_from_slice(b"\x00\x07 nul and bell are text\r\n\rmid\rline\n");
+        data.extend_from_slice(&[0xed, 0xa0, 0x80, b'\n']); // an encoded surrogate: not UTF-8
+        data.extend_from_slice(b"last");
+        data
+    }
+
+    #[test]
+    fn binary_junk_is_kept_replaced_skipped_or_fails_per_mode() {
+        let opts = |mode| SocketOptions { mode, ..SocketOptions::default() };
+        let (port, server) = serve(junk());
+        let mut src = SocketSource::with_options("127.0.0.1", port, opts(ParseMode::Permissive));
+        src.latest_offset(None, ReadLimit::Default).unwrap();
+        let lines = drain(&mut src, server).unwrap();
+        assert_eq!(
+            lines,
+            [
+                "first",
+                "\u{fffd}\u{fffd}\0\u{1}a\u{fffd}",
+                "\0\u{7} nul and bell are text",
+                "\rmid\rline",
+                "\u{fffd}\u{fffd}\u{fffd}",
+                "last"
+            ]
+        );
+
+        let (port, server) = serve(junk());
+        let mut src = SocketSource::with_options("127.0.0.1", port, opts(ParseMode::DropMalformed));
+        src.latest_offset(None, ReadLimit::Default).unwrap();
+        let lines = drain(&mut src, server).unwrap();
+        assert_eq!(lines, ["first", "\0\u{7} nul and bell are text", "\rmid\rline", "last"]);
+        assert_eq!(src.counters().invalid_lines.load(Ordering::Relaxed), 2);
+
+        let (port, server) = serve(junk());
+        let mut src = SocketSource::with_options("127.0.0.1", port, opts(ParseMode::FailFast));
+        src.latest_offset(None, ReadLimit::Default).unwrap();
+        // The line before the bad one is delivered; then the source fails, naming it.
+        let err = drain(&mut src, server).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, Error::MalformedInput(_)), "{err}");
+        assert!(message.contains(&format!("127.0.0.1:{port}")) && message.contains("line 2 is not UTF-8"), "{message}");
+        assert_eq!(src.counters().invalid_lines.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_100_mb_line_is_never_held_and_is_skipped_or_fails_per_mode() {
+        let mut data = b"before\n".to_vec();
+        data.resize(data.len() + (100 << 20), b'x');
+        data.extend_from_slice(b"\r\nafter\n");
+        let data = Arc::new(data);
+        let (port, server) = serve(data.to_vec());
+        let mut src = SocketSource::new("127.0.0.1", port);
+        src.latest_offset(None, ReadLimit::Default).unwrap();
+        assert_eq!(drain(&mut src, server).unwrap(), ["before", "after"]);
+        let counters = src.counters();
+        assert_eq!(counters.overlong_lines.load(Ordering::Relaxed), 1);
+        let held = counters.largest_line_buffer.load(Ordering::Relaxed);
+        assert!(held <= 2 * (DEFAULT_MAX_LINE_BYTES + READ_CHUNK_BYTES) as u64, "held {held} bytes of one line");
+
+        // A line of exactly the limit is kept; one byte more is not.
+        let opts = SocketOptions { max_line_bytes: 4, mode: ParseMode::FailFast, ..SocketOptions::default() };
+        let (port, server) = serve(b"abcd\r\nabcde\nnever\n".to_vec());
+        let mut src = SocketSource::with_options("127.0.0.1", port, opts);
+        src.latest_offset(None, ReadLimit::Default).unwrap();
+        let err = drain(&mut src, server).unwrap_err().to_string();
+        assert!(err.contains("line 2 is longer than the limit of 4 bytes"), "{err}");
+    }
+
+    #[test]
+    fn lines_held_before_a_commit_are_bounded_and_the_rest_waits_in_the_socket() {
+        let line = "0123456789".repeat(10);
+        let text: String = (0..2_000).map(|i| format!("{i} {line}\n")).collect();
+        let (port, server) = serve(text.into_bytes());
+        let opts = SocketOptions { max_buffered_bytes: 4_096, ..SocketOptions::default() };
+        let mut src = SocketSource::with_options("127.0.0.1", port, opts);
+        src.latest_offset(None, ReadLimit::Default).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let held = lock(&src.shared.lines).bytes;
+        assert!(held <= 4_096 && held > 0, "{held} bytes held");
+        // Committing makes room: every line arrives, in order.
+        let lines = drain(&mut src, server).unwrap();
+        assert_eq!(lines.len(), 2_000);
+        assert!(lines.iter().enumerate().all(|(i, l)| l.starts_with(&format!("{i} "))));
     }
 
     #[test]

@@ -60,6 +60,9 @@ enum Kind {
 pub(super) struct FastPlan {
     schema: SchemaRef,
     names: Vec<Box<[u8]>>,
+    /// When names match ignoring case: the lowercase names. A line with a key that matches a
+    /// field only ignoring case is given up on (arrow-json's path respells it).
+    lowercase: Option<Vec<String>>,
     kinds: Vec<Kind>,
     nullable: Vec<bool>,
 }
@@ -117,8 +120,8 @@ impl Builder {
 
 impl FastPlan {
     /// The plan for decoding `schema` (arrow-json's decode schema), if every field has a type
-    /// the fast path builds.
-    pub(super) fn new(schema: &SchemaRef) -> Option<FastPlan> {
+    /// the fast path builds; `case_insensitive`: keys match names ignoring case.
+    pub(super) fn new(schema: &SchemaRef, case_insensitive: bool) -> Option<FastPlan> {
         let mut kinds = Vec::with_capacity(schema.fields().len());
         for field in schema.fields() {
             kinds.push(match field.data_type() {
@@ -135,6 +138,7 @@ impl FastPlan {
         Some(FastPlan {
             schema: schema.clone(),
             names: schema.fields().iter().map(|f| f.name().as_bytes().into()).collect(),
+            lowercase: case_insensitive.then(|| schema.fields().iter().map(|f| f.name().to_lowercase()).collect()),
             kinds,
             nullable: schema.fields().iter().map(|f| f.is_nullable()).collect(),
         })
@@ -194,6 +198,7 @@ impl FastPlan {
                         seen[f] = row;
                         self.value(&mut c, f, &mut builders[f])?;
                     }
+                    None if self.matches_ignoring_case(key) => return None,
                     None => c.skip_value(0)?,
                 }
                 c.ws();
@@ -217,6 +222,18 @@ impl FastPlan {
             }
         }
         Some(())
+    }
+
+    /// Whether `key`, which matches no field exactly, matches one ignoring case (when names
+    /// are matched so).
+    fn matches_ignoring_case(&self, key: &str) -> bool {
+        let Some(lowercase) = &self.lowercase else { return false };
+        if key.is_ascii() {
+            lowercase.iter().any(|n| n.eq_ignore_ascii_case(key))
+        } else {
+            let key = key.to_lowercase();
+            lowercase.contains(&key)
+        }
     }
 
     /// The decoded field named `key`, tried first at `hint`; moves `hint` past it.
@@ -634,12 +651,12 @@ mod tests {
     fn differential(schema: &SchemaRef, text: &str, batch_rows: usize) -> bool {
         let data = text.as_bytes();
         let lines = lines(data, FileFormat::Json);
-        let plan = FastPlan::new(schema).expect("a schema the fast path builds");
+        let plan = FastPlan::new(schema, false).expect("a schema the fast path builds");
         let Some(fast) = plan.decode(data, &lines, batch_rows) else {
             return false;
         };
         assert!(fast.iter().all(|b| b.num_rows() <= batch_rows));
-        let slow = match arrow_json_decode(schema.clone(), data, &lines) {
+        let slow = match arrow_json_decode(schema.clone(), data, &lines, None) {
             Ok(slow) => slow,
             Err(e) => panic!("the fast path took lines arrow-json rejects ({e}):\n{text}"),
         };
@@ -744,7 +761,7 @@ mod tests {
         let mut bytes = br#"{"x": "a"#.to_vec();
         bytes.extend_from_slice(b"\xff\"}");
         let lines = lines(&bytes, FileFormat::Json);
-        assert!(FastPlan::new(&schema).unwrap().decode(&bytes, &lines, DECODE_BATCH_ROWS).is_none());
+        assert!(FastPlan::new(&schema, false).unwrap().decode(&bytes, &lines, DECODE_BATCH_ROWS).is_none());
 
         // A null or a missing key for a non-nullable field: arrow-json fails the line.
         let strict = Arc::new(Schema::new(vec![Field::new("i", DataType::Int64, false)]));
