@@ -112,7 +112,7 @@ pub fn emit_row(id: usize, spec: &DedupSpec, reject: &TokenStream) -> TokenStrea
     let keys = &spec.keys;
     let value = match (spec.within_watermark, &spec.watermark) {
         (Some(delay), Some(w)) => quote!(::flowgate::ops::dedup::expiry(#w, #delay)),
-        _ => quote!(0i64),
+        _ => quote!(()),
     };
     quote! {
         #late

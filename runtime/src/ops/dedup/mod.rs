@@ -5,7 +5,8 @@
 //! watermark, [`DedupState::first`] for each other row (true: the row is the first of its key
 //! and goes on), then [`DedupState::evict`] or [`DedupState::evict_expired`], then
 //! [`DedupState::end_batch`]. Each stored key's value is the time its state expires for
-//! `drop_duplicates_within_watermark` (first event time + delay, µs) and 0 otherwise.
+//! `drop_duplicates_within_watermark` (first event time + delay, µs); a plain deduplication
+//! stores nothing but the key (`V = ()`).
 
 use crate::checkpoint::state::StateMap;
 use crate::codec::StateCodec;
@@ -14,9 +15,10 @@ use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulO
 use crate::value::{hash_key, GroupKey};
 use crate::window::EventTime;
 
-/// The keys a deduplication has seen.
-pub struct DedupState<K> {
-    keys: KeyedState<K, i64>,
+/// The keys a deduplication has seen, each with `V`: `()`, or the expiry time (µs) for
+/// `drop_duplicates_within_watermark`.
+pub struct DedupState<K, V = ()> {
+    keys: KeyedState<K, V>,
     metrics: StateOperatorProgress,
 }
 
@@ -34,7 +36,7 @@ pub fn expiry(t: impl EventTime, delay: i64) -> i64 {
     t.event_micros().unwrap_or(0).saturating_add(delay)
 }
 
-impl<K> DedupState<K>
+impl<K, V> DedupState<K, V>
 where
     K: GroupKey<Owned = K> + Clone + Eq,
 {
@@ -52,9 +54,9 @@ where
         self.metrics.num_rows_dropped_by_watermark += 1;
     }
 
-    /// Whether `key` is new; if so it is remembered with `value` (its expiry time).
+    /// Whether `key` is new; if so it is remembered with `value` (its expiry time, or `()`).
     #[inline]
-    pub fn first<Q: GroupKey<Owned = K>>(&mut self, key: Q, value: i64) -> bool {
+    pub fn first<Q: GroupKey<Owned = K>>(&mut self, key: Q, value: V) -> bool {
         let new = self.keys.insert_absent(hash_key(&key), &key, value);
         self.metrics.num_rows_updated += new as u64;
         new
@@ -64,13 +66,6 @@ where
     /// eviction watermark).
     pub fn evict(&mut self, mut behind: impl FnMut(&K) -> bool) {
         let gone = self.keys.evict(|e| behind(&e.key));
-        self.metrics.num_rows_removed += gone.len() as u64;
-    }
-
-    /// Forgets the keys whose expiry is at or behind `watermark` (Spark's
-    /// `watermark >= expiresAt`).
-    pub fn evict_expired(&mut self, watermark: i64) {
-        let gone = self.keys.evict(|e| e.value <= watermark);
         self.metrics.num_rows_removed += gone.len() as u64;
     }
 
@@ -99,12 +94,25 @@ where
     }
 }
 
-impl<K> StatefulOperator for DedupState<K>
+impl<K> DedupState<K, i64>
+where
+    K: GroupKey<Owned = K> + Clone + Eq,
+{
+    /// Forgets the keys whose expiry is at or behind `watermark` (Spark's
+    /// `watermark >= expiresAt`).
+    pub fn evict_expired(&mut self, watermark: i64) {
+        let gone = self.keys.evict(|e| e.value <= watermark);
+        self.metrics.num_rows_removed += gone.len() as u64;
+    }
+}
+
+impl<K, V> StatefulOperator for DedupState<K, V>
 where
     K: GroupKey<Owned = K> + Clone + Eq + Send + StateCodec,
+    V: StateCodec + Send,
 {
     fn state_schema(&self) -> StateSchema {
-        StateSchema::of::<K, i64>(&self.metrics.operator_name, self.keys.partitions())
+        StateSchema::of::<K, V>(&self.metrics.operator_name, self.keys.partitions())
     }
     fn metrics(&self) -> StateOperatorProgress {
         self.metrics.clone()
@@ -132,19 +140,19 @@ mod tests {
         let mut d: DedupState<(Option<String>, Option<Timestamp>)> = DedupState::new(2, "dedupe");
         d.begin_batch();
         let rows = [(Some("a"), 1), (Some("a"), 1), (Some("a"), 2), (None, 1), (None, 1)];
-        let kept: Vec<bool> = rows.iter().map(|(k, t)| d.first((*k, Some(Timestamp(*t))), 0)).collect();
+        let kept: Vec<bool> = rows.iter().map(|(k, t)| d.first((*k, Some(Timestamp(*t))), ())).collect();
         assert_eq!(kept, [true, false, true, true, false]);
         d.evict(|k| k.1.is_some_and(|t| t.0 <= 1));
         d.end_batch();
         let m = d.metrics();
         assert_eq!((m.num_rows_total, m.num_rows_updated, m.num_rows_removed), (1, 3, 2));
         d.begin_batch();
-        assert!(d.first((Some("a"), Some(Timestamp(1))), 0), "an evicted key is new again");
+        assert!(d.first((Some("a"), Some(Timestamp(1))), ()), "an evicted key is new again");
     }
 
     #[test]
     fn within_watermark_keys_expire_at_first_time_plus_delay() {
-        let mut d: DedupState<(i64,)> = DedupState::new(1, "dedupeWithinWatermark");
+        let mut d: DedupState<(i64,), i64> = DedupState::new(1, "dedupeWithinWatermark");
         d.begin_batch();
         assert!(d.first((7i64,), expiry(Timestamp(100), 50)));
         assert!(!d.first((7i64,), expiry(Timestamp(120), 50)), "the first sighting sets the expiry");
