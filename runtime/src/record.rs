@@ -163,21 +163,30 @@ pub fn schema_of(fields: Vec<Field>) -> SchemaRef {
     Arc::new(arrow_schema::Schema::new(fields))
 }
 
+/// The [`ColumnType::Padded`] items of a column type whose padded value is `Option<Ref>`
+/// (every type but `Option` itself, which stays one `Option`).
+macro_rules! padded_as_option {
+    () => {
+        type Padded<'a> = Option<Self::Ref<'a>>;
+        #[inline(always)]
+        fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
+            Some(r)
+        }
+        #[inline(always)]
+        fn pad_null<'a>() -> Self::Padded<'a> {
+            None
+        }
+    };
+}
+pub(crate) use padded_as_option;
+
 macro_rules! primitive_column {
     ($t:ty, $arr:ty, $builder:ty, $dt:expr) => {
         impl ColumnType for $t {
             type Array = $arr;
             type Builder = $builder;
             type Ref<'a> = $t;
-            type Padded<'a> = Option<Self::Ref<'a>>;
-            #[inline(always)]
-            fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
-                Some(r)
-            }
-            #[inline(always)]
-            fn pad_null<'a>() -> Self::Padded<'a> {
-                None
-            }
+            crate::record::padded_as_option!();
             fn data_type() -> DataType {
                 $dt
             }
@@ -212,15 +221,7 @@ impl ColumnType for String {
     type Array = StringArray;
     type Builder = StringBuilder;
     type Ref<'a> = &'a str;
-    type Padded<'a> = Option<Self::Ref<'a>>;
-    #[inline(always)]
-    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
-        Some(r)
-    }
-    #[inline(always)]
-    fn pad_null<'a>() -> Self::Padded<'a> {
-        None
-    }
+    crate::record::padded_as_option!();
     fn data_type() -> DataType {
         DataType::Utf8
     }
@@ -248,15 +249,7 @@ impl ColumnType for Vec<u8> {
     type Array = BinaryArray;
     type Builder = BinaryBuilder;
     type Ref<'a> = &'a [u8];
-    type Padded<'a> = Option<Self::Ref<'a>>;
-    #[inline(always)]
-    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
-        Some(r)
-    }
-    #[inline(always)]
-    fn pad_null<'a>() -> Self::Padded<'a> {
-        None
-    }
+    crate::record::padded_as_option!();
     fn data_type() -> DataType {
         DataType::Binary
     }
@@ -371,15 +364,7 @@ impl ColumnType for Timestamp {
     type Array = TimestampMicrosecondArray;
     type Builder = TimestampMicrosecondBuilder;
     type Ref<'a> = Timestamp;
-    type Padded<'a> = Option<Self::Ref<'a>>;
-    #[inline(always)]
-    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
-        Some(r)
-    }
-    #[inline(always)]
-    fn pad_null<'a>() -> Self::Padded<'a> {
-        None
-    }
+    crate::record::padded_as_option!();
     fn data_type() -> DataType {
         DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
     }
@@ -447,15 +432,7 @@ impl ColumnType for Date {
     type Array = Date32Array;
     type Builder = Date32Builder;
     type Ref<'a> = Date;
-    type Padded<'a> = Option<Self::Ref<'a>>;
-    #[inline(always)]
-    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
-        Some(r)
-    }
-    #[inline(always)]
-    fn pad_null<'a>() -> Self::Padded<'a> {
-        None
-    }
+    crate::record::padded_as_option!();
     fn data_type() -> DataType {
         DataType::Date32
     }

@@ -149,15 +149,7 @@ impl ColumnType for Window {
     type Array = StructArray;
     type Builder = WindowBuilder;
     type Ref<'a> = Window;
-    type Padded<'a> = Option<Self::Ref<'a>>;
-    #[inline(always)]
-    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
-        Some(r)
-    }
-    #[inline(always)]
-    fn pad_null<'a>() -> Self::Padded<'a> {
-        None
-    }
+    crate::record::padded_as_option!();
 
     fn data_type() -> DataType {
         DataType::Struct(window_fields())

@@ -108,32 +108,6 @@ where
         self.touched.clear();
     }
 
-    /// The value of `key` (borrowed or owned), if present.
-    #[inline]
-    pub fn get<Q: GroupKey<Owned = K>>(&self, hash: u64, key: &Q) -> Option<&V> {
-        self.parts[partition_of(hash, self.parts.len())].find(hash, |e| key.eq_owned(&e.key)).map(|e| &e.value)
-    }
-
-    /// Inserts `key` with `value` (its hash given), replacing any value; the key is changed.
-    #[inline]
-    pub fn put<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q, value: V) {
-        let p = partition_of(hash, self.parts.len());
-        let owned = match self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)) {
-            Ok(mut e) => {
-                e.get_mut().value = value;
-                self.tracking.then(|| e.get().key.clone())
-            }
-            Err(absent) => {
-                let owned = key.to_owned_key();
-                let e = absent.into_table().insert_unique(hash, Entry { key: owned, value }, |e| hash_key(&e.key));
-                self.tracking.then(|| e.get().key.clone())
-            }
-        };
-        if let Some(k) = owned {
-            self.touched.push((hash, k));
-        }
-    }
-
     /// Inserts `key` with `value` if it is absent (one probe); returns whether it was.
     #[inline]
     pub fn insert_absent<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q, value: V) -> bool {
@@ -214,7 +188,7 @@ mod tests {
         st.set_tracking(true);
         for (i, w) in ["a", "b", "c", "d"].iter().enumerate() {
             let k = (*w,);
-            st.put(hash_key(&k), &k, i as i64);
+            assert!(st.insert_absent(hash_key(&k), &k, i as i64));
         }
         st.evict(|e| e.key.0 == "b");
         let changes = st.take_changes();

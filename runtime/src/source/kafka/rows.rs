@@ -94,15 +94,7 @@ impl ColumnType for KafkaHeaders {
     type Array = ListArray;
     type Builder = KafkaHeadersBuilder;
     type Ref<'a> = KafkaHeadersRef<'a>;
-    type Padded<'a> = Option<Self::Ref<'a>>;
-    #[inline(always)]
-    fn pad(r: Self::Ref<'_>) -> Self::Padded<'_> {
-        Some(r)
-    }
-    #[inline(always)]
-    fn pad_null<'a>() -> Self::Padded<'a> {
-        None
-    }
+    crate::record::padded_as_option!();
     fn data_type() -> DataType {
         DataType::List(header_item())
     }
