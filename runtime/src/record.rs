@@ -198,6 +198,7 @@ macro_rules! primitive_column {
             fn from_ref(r: $t) -> $t {
                 r
             }
+
             fn new_builder(capacity: usize) -> Self::Builder {
                 <$builder>::with_capacity(capacity)
             }
@@ -232,6 +233,7 @@ impl ColumnType for String {
     fn from_ref(r: &str) -> String {
         r.to_owned()
     }
+
     fn new_builder(capacity: usize) -> StringBuilder {
         StringBuilder::with_capacity(capacity, capacity * 8)
     }
@@ -514,6 +516,7 @@ where
     fn from_ref(r: Self::Ref<'_>) -> Self {
         r.map(T::from_ref)
     }
+
     fn new_builder(capacity: usize) -> Self::Builder {
         T::new_builder(capacity)
     }
@@ -550,6 +553,51 @@ where
     }
 }
 
+/// A column type whose owned value can be read back as a column read gives it (`&str` from a
+/// `String`): how a stream-stream join's buffered rows are seen by the operators after it.
+/// Every column type but those whose read value borrows the Arrow array itself (Kafka
+/// headers).
+pub trait BorrowRef: ColumnType {
+    /// The value as [`ColumnType::get`] would read it.
+    fn borrow_ref(v: &Self) -> Self::Ref<'_>;
+}
+
+macro_rules! borrow_copy {
+    ($($t:ty),*) => {$(
+        impl BorrowRef for $t {
+            #[inline(always)]
+            fn borrow_ref(v: &$t) -> $t {
+                *v
+            }
+        }
+    )*};
+}
+borrow_copy!(bool, i32, i64, f64, Timestamp, Date, crate::window::Window);
+
+impl BorrowRef for String {
+    #[inline(always)]
+    fn borrow_ref(v: &String) -> &str {
+        v
+    }
+}
+
+impl BorrowRef for Vec<u8> {
+    #[inline(always)]
+    fn borrow_ref(v: &Vec<u8>) -> &[u8] {
+        v
+    }
+}
+
+impl<T: BorrowRef> BorrowRef for Option<T>
+where
+    T::Builder: NullableBuilder,
+{
+    #[inline(always)]
+    fn borrow_ref(v: &Self) -> Self::Ref<'_> {
+        v.as_ref().map(T::borrow_ref)
+    }
+}
+
 /// One typed column of a batch: the Arrow array and the Rust type it is read as. The fields of
 /// a derived record's [`Record::Columns`] are these.
 pub struct Col<'a, T: ColumnType>(pub &'a T::Array);
@@ -570,6 +618,11 @@ impl<'a, T: ColumnType> Col<'a, T> {
     #[inline(always)]
     pub fn get(self, i: usize) -> T::Ref<'a> {
         T::get(self.0, i)
+    }
+    /// The value in row `i`, owned (as a stream-stream join buffers it).
+    #[inline(always)]
+    pub fn get_owned(self, i: usize) -> T {
+        T::from_ref(T::get(self.0, i))
     }
     /// Row `i` as the optional side of an outer join gives it (see [`ColumnType::Padded`]).
     #[inline(always)]

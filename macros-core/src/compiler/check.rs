@@ -30,6 +30,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         limited: false,
         unioned: Vec::new(),
         union_columns: Vec::new(),
+        stream_joined: false,
     };
     // `products.col` of a static input becomes a row-loop variable before anything reads it.
     let (calls, static_refs) = join::rewrite_static_refs(q);
@@ -47,6 +48,19 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             diags.error(
                 call.name.span(),
                 format!("`{name}` after `order_by`/`limit`: the sorted, limited rows are the query's result; move `{name}` before them"),
+            );
+            i += 1;
+            continue;
+        }
+        if cx.stream_joined
+            && matches!(
+                spec.kind,
+                OpKind::GroupBy | OpKind::Agg | OpKind::Dedup | OpKind::DedupWithinWatermark | OpKind::Join | OpKind::Union
+            )
+        {
+            diags.error(
+                call.name.span(),
+                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go to the output through stateless operators"),
             );
             i += 1;
             continue;
@@ -169,6 +183,13 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         }
         i += 1;
     }
+    if cx.stream_joined && !ops::stream_join::output_named(&cx.schema) {
+        let span = q.calls.iter().find(|c| c.name == "join").map(|c| c.name.span()).unwrap_or_else(|| q.source.span());
+        diags.error(
+            span,
+            "name the output columns after a stream-stream join: end the query with `.select(...)` (both sides' columns, the other stream's as `clicks.col`)",
+        );
+    }
     check_output_mode(q, &cx, &ops_out, diags);
     check_output_columns(q, &cx.schema, &ops_out, diags);
     let event_time_key = ops_out.iter().any(|o| matches!(o, LOp::Aggregate { event_time_key: Some(_), .. }));
@@ -213,6 +234,8 @@ pub(crate) struct Cx {
     pub unioned: Vec<usize>,
     /// Per unioned input, the columns its own operators read.
     pub union_columns: Vec<(usize, Vec<Ident>)>,
+    /// Whether a stream-stream join was seen (operators after it run on its emitted rows).
+    pub stream_joined: bool,
     /// Whether an error in a `with_watermark` or a grouping key left the event time unknown:
     /// the rules about it (append mode) then stay silent instead of adding a false error.
     pub event_time_unknown: bool,
@@ -277,7 +300,7 @@ fn check_single_input(q: &Query, diags: &mut Diagnostics) {
     // the union's other side.
     let joined = |name: &Ident| {
         q.calls.iter().any(|c| {
-            (c.name == "join" && matches!(c.args.first(), Some(Expr::Path(p)) if p.path.is_ident(name)))
+            (c.name == "join" && c.args.first().is_some_and(|a| union::names_input(a, name)))
                 || (c.name == "union" && c.args.first().is_some_and(|a| union::names_input(a, name)))
         })
     };
@@ -547,6 +570,9 @@ pub(crate) fn optional_name(arg: &Expr, diags: &mut Diagnostics) -> Option<(Opti
 fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Diagnostics) {
     if !q.inputs.iter().any(|i| i.name == q.source) {
         return; // An unknown input has no columns to judge.
+    }
+    if ops.iter().any(|o| matches!(o, LOp::StreamJoin { .. })) {
+        return; // The join's own rule says what to name.
     }
     if let Schema::Open { defined } = schema {
         // Semi and anti joins only choose rows, as filters do.

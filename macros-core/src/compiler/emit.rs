@@ -12,7 +12,7 @@ use syn::{Ident, Type};
 
 use super::ast::{ModeKind, Query};
 use super::logical::LOp;
-use super::ops::{aggregate, dedup, join};
+use super::ops::{aggregate, dedup, join, stream_join};
 use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, Source};
 
 /// The query's items: its type, spec, plan and builder.
@@ -61,6 +61,7 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
             OperatorKind::HashAggregate(_) => aggregate::init_hash(),
             OperatorKind::SessionAggregate(a) => aggregate::init_session(a),
             OperatorKind::Dedup(d) => dedup::init(d),
+            OperatorKind::StreamJoin(_) => stream_join::init(),
         })
         .collect();
     let vars: Vec<Ident> = plan.operators.iter().map(|o| dedup::var(o.id)).collect();
@@ -77,6 +78,14 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
         .map(|o| {
             let v = dedup::var(o.id);
             quote! { #v.begin_batch(); }
+        })
+        .collect();
+    let join_prepare_streams: Vec<TokenStream> = plan
+        .operators
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OperatorKind::StreamJoin(s) => Some(stream_join::emit_prepare(plan, s)),
+            _ => None,
         })
         .collect();
     let bind_ops = if vars.is_empty() {
@@ -168,6 +177,7 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
             #bind_ops
             #bind_watermarks
             #(#begin)*
+            #(#join_prepare_streams)*
             #(#join_prepare)*
             #(#pipelines)*
             #result
@@ -188,6 +198,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
                 OperatorKind::HashAggregate(a) => aggregate::emit_hash_update(q, plan, p, *i, *o, a, first),
                 OperatorKind::SessionAggregate(a) => aggregate::emit_session_update(q, plan, p, *i, *o, a),
                 OperatorKind::Dedup(_) => quote! { compile_error!("flowgate bug: a dedup is not a breaker"); },
+                OperatorKind::StreamJoin(s) => stream_join::emit_side(plan, p, *i, s),
             };
             quote! { #update #(#ends)* }
         }
@@ -195,6 +206,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
             OperatorKind::HashAggregate(a) => aggregate::emit_hash_output(q, plan, p, *o, a, columns),
             OperatorKind::SessionAggregate(a) => aggregate::emit_session_output(q, plan, p, *o, a, columns),
             OperatorKind::Dedup(_) => quote! { compile_error!("flowgate bug: a dedup emits no rows of its own"); },
+            OperatorKind::StreamJoin(s) => stream_join::emit_output(q, plan, p, s, columns),
         },
         _ => quote! { compile_error!("flowgate bug: a pipeline shape the planner does not make"); },
     }
@@ -346,7 +358,9 @@ fn fuse_live(
         LOp::Sort { .. } | LOp::Limit { .. } => {
             quote! { compile_error!("flowgate bug: a sort or limit inside a fused stage"); }
         }
-        LOp::Aggregate { .. } => quote! { compile_error!("flowgate bug: aggregate inside a fused stage"); },
+        LOp::Aggregate { .. } | LOp::StreamJoin { .. } => {
+            quote! { compile_error!("flowgate bug: a breaker inside a fused stage"); }
+        }
     };
     quote! { #bind #op }
 }

@@ -78,6 +78,9 @@ pub enum LOp {
     /// `join(static_input, keys.., kind = .., on = ..)`: each stream row with the static
     /// rows whose key equals its own (a stream-static join).
     Join { spec: JoinSpec },
+    /// `join(other_stream[.with_watermark(..)], keys.., kind = .., on = ..)`: a stream-stream
+    /// join, a stateful operator with two inputs (its id set by the plan phase).
+    StreamJoin { spec: Box<crate::compiler::ops::stream_join::StreamJoinSpec> },
     /// `drop_duplicates(...)` / `drop_duplicates_within_watermark(...)` / `distinct()`: keep
     /// the first row per key. `op` is its stateful operator id (set by the plan phase).
     Dedup { op: usize, spec: DedupSpec },

@@ -23,6 +23,7 @@ use syn::{Expr, Ident, Type};
 use super::ast::{ModeKind, Query};
 use super::exprs::free_columns;
 use super::logical::{AggFunc, AggItem, DedupSpec, JoinSpec, Key, KeyKind, LOp, Logical, Schema};
+use super::ops::stream_join::{Eviction, StreamJoinSpec};
 
 /// The physical plan of one query.
 pub struct Plan {
@@ -67,6 +68,9 @@ pub enum OperatorKind {
     SessionAggregate(AggPlan),
     /// Deduplication (`dedupe`): a stateful filter inside its pipeline.
     Dedup(DedupSpec),
+    /// A stream-stream join (`symmetricHashJoin`): a breaker fed by two pipelines, the left
+    /// input's and the right's.
+    StreamJoin(Box<StreamJoinSpec>),
 }
 
 impl OperatorKind {
@@ -77,6 +81,7 @@ impl OperatorKind {
             OperatorKind::SessionAggregate(_) => "sessionWindowStateStoreSaveExec",
             OperatorKind::Dedup(d) if d.within_watermark.is_some() => "dedupeWithinWatermark",
             OperatorKind::Dedup(_) => "dedupe",
+            OperatorKind::StreamJoin(_) => "symmetricHashJoin",
         }
     }
 }
@@ -220,6 +225,34 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     pipelines.push(b);
                 }
             }
+            LOp::StreamJoin { mut spec } => {
+                let id = operators.len();
+                spec.op = id;
+                let right = spec.right;
+                let mut b = input_pipeline(right);
+                b.parallel = false;
+                b.sink = Sink::Operator(id);
+                b.reads = spec.right_columns.clone();
+                for op in &spec.right_ops {
+                    if let LOp::Watermark { column, delay, tracker } = op {
+                        debug_assert_eq!(*tracker, watermarks.len());
+                        watermarks.push(WatermarkPlan { input: right, column: column.clone(), delay: *delay });
+                    }
+                    b.ops.push(op.clone());
+                }
+                operators.push(Operator { id, kind: OperatorKind::StreamJoin(spec) });
+                current.sink = Sink::Operator(id);
+                current.parallel = false;
+                let next = Pipeline {
+                    source: Source::Operator(id),
+                    ops: Vec::new(),
+                    sink: Sink::Operator(0),
+                    reads: Vec::new(),
+                    parallel: false,
+                };
+                pipelines.push(std::mem::replace(&mut current, next));
+                pipelines.push(b);
+            }
             LOp::Dedup { spec, .. } => {
                 let id = operators.len();
                 operators.push(Operator { id, kind: OperatorKind::Dedup(spec.clone()) });
@@ -257,13 +290,61 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         pipelines.push(b);
     }
     // An input pipeline that does not build its output column by column loads every input
-    // column it names at the top of its row loop.
+    // column it names at the top of its row loop (a stream-stream join's right side: its own).
+    let right_inputs: Vec<usize> = operators
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OperatorKind::StreamJoin(s) => Some(s.right),
+            _ => None,
+        })
+        .collect();
     for p in &mut pipelines {
         if let Source::Input(i) = p.source {
-            if !matches!(p.sink, Sink::Output(OutputPlan::Columns(_))) {
+            if !matches!(p.sink, Sink::Output(OutputPlan::Columns(_))) && !right_inputs.contains(&i) {
                 p.reads = union_reads(i);
             }
         }
+    }
+    // What each side of a stream-stream join buffers: what its condition and the operators
+    // after it read, and the column its eviction reads.
+    for o in &mut operators {
+        let OperatorKind::StreamJoin(spec) = &mut o.kind else { continue };
+        let Some(out) = pipelines.iter().find(|p| p.source == Source::Operator(o.id)) else { continue };
+        let terminal: Vec<&Ident> = match &out.sink {
+            Sink::Output(OutputPlan::Rows(c)) => c.iter().collect(),
+            _ => Vec::new(),
+        };
+        let (_, needed) = liveness(&out.ops, &terminal);
+        let vars: Vec<String> = spec.vars().iter().map(Ident::to_string).collect();
+        spec.right_after = spec.fields.iter().filter(|f| needed.contains(&spec.var(f).to_string())).cloned().collect();
+        let mut left: Vec<Ident> = Vec::new();
+        let push = |v: &mut Vec<Ident>, c: Ident| {
+            if !v.contains(&c) {
+                v.push(c);
+            }
+        };
+        let mut after: Vec<String> = needed.into_iter().filter(|n| !vars.contains(n)).collect();
+        after.sort();
+        let left_cols: Vec<Ident> = logical.input_columns.clone();
+        for n in &after {
+            let c = left_cols.iter().find(|c| c.to_string() == *n).cloned().unwrap_or_else(|| Ident::new(n, proc_macro2::Span::call_site()));
+            push(&mut left, c);
+        }
+        for c in spec.condition_left_names() {
+            push(&mut left, c);
+        }
+        if let Eviction::Value { column, .. } = &spec.left_eviction {
+            push(&mut left, column.clone());
+        }
+        let mut right: Vec<Ident> = spec.fields.clone();
+        for c in spec.condition_right_columns() {
+            push(&mut right, c);
+        }
+        if let Eviction::Value { column, .. } = &spec.right_eviction {
+            push(&mut right, column.clone());
+        }
+        spec.left_stored = left;
+        spec.right_stored = right;
     }
     let reads_all = |i: usize| {
         pipelines.iter().any(|p| matches!(p.sink, Sink::Output(OutputPlan::InputRows)) && p.source == Source::Input(i))
@@ -286,6 +367,11 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             ty: decl.ty.clone(),
             reads: if i == input || unioned.contains(&i) {
                 (!reads_all(i)).then(|| union_reads(i))
+            } else if let Some(s) = operators.iter().find_map(|o| match &o.kind {
+                OperatorKind::StreamJoin(s) if s.right == i => Some(s),
+                _ => None,
+            }) {
+                Some(s.right_columns.clone())
             } else {
                 Some(joins.iter().filter(|j| j.input == i).flat_map(JoinSpec::static_reads).collect())
             },
@@ -311,7 +397,12 @@ pub fn bare_column(expr: &Expr) -> Option<Ident> {
 fn changes_rows(op: &LOp) -> bool {
     matches!(
         op,
-        LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. } | LOp::Join { .. }
+        LOp::Filter { .. }
+            | LOp::FlatMap { .. }
+            | LOp::Aggregate { .. }
+            | LOp::Dedup { .. }
+            | LOp::Join { .. }
+            | LOp::StreamJoin { .. }
     )
 }
 
@@ -335,6 +426,7 @@ fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
             | LOp::Aggregate { .. }
             | LOp::Dedup { .. }
             | LOp::Join { .. }
+            | LOp::StreamJoin { .. }
             | LOp::Union { .. }
             | LOp::Sort { .. }
             | LOp::Limit { .. } => return None,
@@ -365,7 +457,7 @@ fn reads_of(op: &LOp, live: Option<&[bool]>) -> Vec<String> {
             .map(|c| c.to_string())
             .collect(),
         LOp::Sort { keys } => keys.iter().flat_map(|k| free_columns(&k.expr)).map(|c| c.to_string()).collect(),
-        LOp::Aggregate { .. } | LOp::Union { .. } | LOp::Limit { .. } => Vec::new(),
+        LOp::Aggregate { .. } | LOp::Union { .. } | LOp::Limit { .. } | LOp::StreamJoin { .. } => Vec::new(),
     }
 }
 
@@ -554,6 +646,7 @@ impl fmt::Display for Plan {
                     writeln!(f, "stateful #{} {}: session-window aggregate {a}", op.id, op.kind.spark_name())?
                 }
                 OperatorKind::Dedup(d) => writeln!(f, "stateful #{} {}: {d}", op.id, op.kind.spark_name())?,
+                OperatorKind::StreamJoin(j) => writeln!(f, "stateful #{} {}: {j}", op.id, op.kind.spark_name())?,
             }
         }
         for (n, p) in self.pipelines.iter().enumerate() {
@@ -561,10 +654,15 @@ impl fmt::Display for Plan {
                 Source::Input(i) => format!("input #{i}"),
                 Source::Operator(o) => format!("the rows stateful #{o} emits ({:?} mode)", self.mode),
             };
-            let how = match (p.source, p.parallel) {
-                (Source::Input(_), true) => ", parallel over row chunks",
-                (Source::Input(_), false) => ", one thread in row order (a stateful filter inside)",
-                (Source::Operator(_), _) => "",
+            let how = match (p.source, p.parallel, &p.sink) {
+                (Source::Input(_), true, _) => ", parallel over row chunks",
+                (Source::Input(_), false, Sink::Operator(o))
+                    if matches!(self.operators[*o].kind, OperatorKind::StreamJoin(_)) =>
+                {
+                    ", one thread in row order (a join side: the left side's rows first)"
+                }
+                (Source::Input(_), false, _) => ", one thread in row order (a stateful filter inside)",
+                (Source::Operator(_), _, _) => "",
             };
             let reads =
                 if p.reads.is_empty() { String::new() } else { format!(", loading [{}] per row", idents(&p.reads)) };
@@ -608,7 +706,7 @@ impl fmt::Display for Plan {
                         writeln!(f, "    sort the batch's rows by [{}]", keys.join(", "))?
                     }
                     LOp::Limit { n } => writeln!(f, "    keep the first {n} rows")?,
-                    LOp::Aggregate { .. } | LOp::Union { .. } => writeln!(f, "    (breaker)")?,
+                    LOp::Aggregate { .. } | LOp::Union { .. } | LOp::StreamJoin { .. } => writeln!(f, "    (breaker)")?,
                 }
             }
             match &p.sink {

@@ -30,7 +30,13 @@ pub type StaticRefs = BTreeMap<String, Vec<Ident>>;
 /// variable, naming top-level ones in `select`/`with_column`/`group_by` after the column, and
 /// returns the rewritten calls and the columns each static input is read for.
 pub fn rewrite_static_refs(q: &Query) -> (Vec<Call>, StaticRefs) {
-    let statics: Vec<String> = q.inputs.iter().filter(|i| i.is_static).map(|i| i.name.to_string()).collect();
+    // Static inputs and the streams a stream-stream join reads: their columns are written
+    // `input.col` after the join.
+    let joined_stream = |name: &Ident| {
+        q.calls.iter().any(|c| c.name == "join" && c.args.first().is_some_and(|a| crate::compiler::ops::stream_join::is_stream_join(q, a) && crate::compiler::ops::union::names_input(a, name)))
+    };
+    let statics: Vec<String> =
+        q.inputs.iter().filter(|i| i.is_static || joined_stream(&i.name)).map(|i| i.name.to_string()).collect();
     let mut refs = StaticRefs::new();
     let mut calls = Vec::with_capacity(q.calls.len());
     for call in &q.calls {
@@ -104,6 +110,9 @@ fn static_field(expr: &Expr, input: &Ident) -> Option<Ident> {
 /// Check hook: the static input, the keys, the join type (Spark's rules for stream-static
 /// joins) and the condition; defines the static columns read later.
 pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut Diagnostics) -> Option<LOp> {
+    if call.args.first().is_some_and(|a| crate::compiler::ops::stream_join::is_stream_join(q, a)) {
+        return crate::compiler::ops::stream_join::check(q, cx, call, refs, diags);
+    }
     let Some(Expr::Path(target)) = call.args.first() else {
         diags.error(call.name.span(), "`join` takes the static input first: `.join(products, product_id)`");
         return None;

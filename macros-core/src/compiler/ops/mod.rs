@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod dedup;
 pub mod join;
+pub mod stream_join;
 pub mod union;
 
 /// What an operator does, as the check phase sees it.

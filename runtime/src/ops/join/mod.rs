@@ -7,6 +7,8 @@
 //! static columns become nullable: [`crate::ColumnType::Padded`]), left semi and left anti.
 //! A key with a null column never matches (SQL `=`), on either side.
 
+pub mod stream;
+
 use arrow_array::RecordBatch;
 use hashbrown::HashTable;
 

@@ -1,0 +1,150 @@
+//! Stream-stream joins against real Spark: the shared oracle's inner and left outer cases and
+//! the project's own (right outer, full outer, left semi, equal windows, the `max` watermark
+//! policy), each replayed batch by batch with Spark's rows, state metrics and watermarks.
+#![allow(non_snake_case)]
+
+use flowgate::prelude::*;
+use flowgate_codegen_tests::InputRows;
+
+#[derive(Record)]
+struct Impression {
+    impressionAdId: Option<String>,
+    impressionTime: Option<Timestamp>,
+}
+
+#[derive(Record)]
+struct Click {
+    clickAdId: Option<String>,
+    clickTime: Option<Timestamp>,
+}
+
+#[derive(Record)]
+struct AdClick {
+    impressionAdId: Option<String>,
+    impressionTime: Option<Timestamp>,
+    clickAdId: Option<String>,
+    clickTime: Option<Timestamp>,
+}
+
+stream_query! {
+    /// The programming guide's ad-click join: each click within an hour after its impression.
+    query AdClicks(impressions: Impression, clicks: Click) -> AdClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, impressionTime, clickAdId = clicks.clickAdId, clickTime = clicks.clickTime)
+    }
+
+    /// The same, every impression: without a click once the watermark proves none can come.
+    query AdClicksLeft(impressions: Impression, clicks: Click) -> AdClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                kind = left_outer,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, impressionTime, clickAdId = clicks.clickAdId, clickTime = clicks.clickTime)
+    }
+
+    /// Every click, with its impression where there is one (`between` for the range).
+    query AdClicksRight(impressions: Impression, clicks: Click) -> AdClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                kind = right_outer,
+                on = between(clicks.clickTime, impressionTime, impressionTime + "1 hour"),
+            )
+            .select(impressionAdId, impressionTime, clickAdId = clicks.clickAdId, clickTime = clicks.clickTime)
+    }
+
+    /// Both.
+    query AdClicksFull(impressions: Impression, clicks: Click) -> AdClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                kind = full_outer,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, impressionTime, clickAdId = clicks.clickAdId, clickTime = clicks.clickTime)
+    }
+
+    /// The impressions that were clicked, once each.
+    query ClickedImpressions(impressions: Impression, clicks: Click) -> Impression, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                kind = left_semi,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, impressionTime)
+    }
+}
+
+macro_rules! golden_join {
+    ($case:literal, $query:ident, $rows:expr) => {
+        golden_join!($case, $query, $rows, WatermarkPolicy::Min)
+    };
+    ($case:literal, $query:ident, $rows:expr, $policy:expr) => {{
+        let (i, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let table = MemoryTable::new();
+        let query = $query::builder()
+            .impressions(Source::file(i.path()).json())
+            .clicks(Source::file(c.path()).json())
+            .watermark_policy($policy)
+            .sink(Sink::memory(&table))
+            .shuffle_partitions(2)
+            .start()
+            .unwrap();
+        flowgate_codegen_tests::run_case_sources(
+            $case,
+            &[("impressions", i.path()), ("clicks", c.path())],
+            &query,
+            &table,
+            $rows,
+        );
+        query.stop().unwrap();
+    }};
+}
+
+#[test]
+fn stream_stream_inner_join() {
+    // Spark infers `clickAdId IS NOT NULL` and `impressionAdId IS NOT NULL` from the inner join.
+    golden_join!("stream_stream_inner_join", AdClicks, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_left_outer_join() {
+    golden_join!("stream_stream_left_outer_join", AdClicksLeft, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_right_outer_join() {
+    golden_join!("stream_stream_right_outer_join", AdClicksRight, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_full_outer_join() {
+    golden_join!("stream_stream_full_outer_join", AdClicksFull, InputRows::Check);
+}
+
+#[test]
+fn stream_stream_left_semi_join() {
+    golden_join!("stream_stream_left_semi_join", ClickedImpressions, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_inner_join_max_policy() {
+    golden_join!("stream_stream_inner_join_max_policy", AdClicks, InputRows::SparkPushesFiltersDown, WatermarkPolicy::Max);
+}

@@ -1,0 +1,1081 @@
+//! Stream-stream joins: `.join(clicks.with_watermark(clickTime, "3 hours"), impressionAdId =
+//! clicks.clickAdId, kind = left_outer, on = clicks.clickTime >= impressionTime &&
+//! clicks.clickTime <= impressionTime + "1 hour")` (Spark's `StreamingSymmetricHashJoinExec`).
+//!
+//! The query's own stream is the left side; the other stream, with its own filters and
+//! watermark, is the first argument. As in a stream-static join, the right side's columns are
+//! written `clicks.col` (in the keys, the condition and every later operator), the left's
+//! unqualified. A key is `left_expr = clicks.col`, a column both sides have (`ad_id`), or equal
+//! tumbling windows `window(impressionTime, "1 hour") = window(clicks.clickTime, "1 hour")`.
+//!
+//! `on` is split into its `&&` conjuncts, as Spark splits a join condition: a conjunct over
+//! one side only filters that side before the join (an outer side's row that fails it is
+//! emitted null-padded at once); a conjunct comparing the two sides' times (`col ± "interval"`
+//! on each side, `between(t, lo, hi)` for two) is a *time range*, compiled here with SQL's null
+//! semantics and solved for each side's state watermark (Spark's `StreamingJoinHelper`); every
+//! other conjunct is Rust, evaluated per candidate pair. The outer side's columns become
+//! nullable after an outer join (`ColumnType::Padded`: `Option`, never an `Option` of one).
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{BinOp, Expr, Ident, Index};
+
+use crate::compiler::ast::{Call, ModeKind, Query};
+use crate::compiler::check::{check_no_aggregate, duration_arg, single_arg, watermark_args, Cx};
+use crate::compiler::diag::{hint, Diagnostics};
+use crate::compiler::emit::{collect_units, fuse, output_literal, unit_loop};
+use crate::compiler::exprs::free_columns;
+use crate::compiler::logical::{JoinSpec, LOp, Schema};
+use crate::compiler::ops::join::StaticRefs;
+use crate::compiler::ops::{self, OpKind};
+use crate::compiler::parse::unwind_chain;
+use crate::compiler::plan::{Pipeline, Plan};
+
+/// The join types of a stream-stream join.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StreamJoinKind {
+    Inner,
+    LeftOuter,
+    RightOuter,
+    FullOuter,
+    LeftSemi,
+}
+
+impl StreamJoinKind {
+    fn name(self) -> &'static str {
+        match self {
+            StreamJoinKind::Inner => "inner",
+            StreamJoinKind::LeftOuter => "left outer",
+            StreamJoinKind::RightOuter => "right outer",
+            StreamJoinKind::FullOuter => "full outer",
+            StreamJoinKind::LeftSemi => "left semi",
+        }
+    }
+    /// Whether the left side's unmatched rows are emitted (null-padded).
+    pub fn left_outer(self) -> bool {
+        matches!(self, StreamJoinKind::LeftOuter | StreamJoinKind::FullOuter)
+    }
+    /// Whether the right side's unmatched rows are emitted.
+    pub fn right_outer(self) -> bool {
+        matches!(self, StreamJoinKind::RightOuter | StreamJoinKind::FullOuter)
+    }
+}
+
+/// One equi-join key: the left side's expression and the right side's (over `clicks.col`
+/// variables); `window`: both are `window(t, size)` of one column each (size µs).
+#[derive(Clone)]
+pub struct JoinKey {
+    pub left: Expr,
+    pub right: Expr,
+    pub window: Option<(Ident, Ident, i64)>,
+}
+
+/// One side of a time comparison: a column plus a constant (µs).
+#[derive(Clone, Debug)]
+pub struct TimeTerm {
+    pub column: Ident,
+    /// Whether the column is the right side's (its variable name is `column`).
+    pub right: bool,
+    pub offset: i64,
+}
+
+/// `lo < hi` (`strict`) or `lo <= hi`, one term per side.
+#[derive(Clone, Debug)]
+pub struct TimeRange {
+    pub lo: TimeTerm,
+    pub hi: TimeTerm,
+    pub strict: bool,
+}
+
+/// How a side's buffered rows leave the state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Eviction {
+    /// Kept forever (no watermark bounds them).
+    Never,
+    /// By key: key `#i` (a watermarked column or its window) behind the watermark.
+    Key(usize),
+    /// By the side's watermarked column against its state watermark: per bound, the offset
+    /// added to the watermark and whether the comparison is strict.
+    Value { column: Ident, bounds: Vec<(i64, bool)> },
+}
+
+/// A checked stream-stream join.
+#[derive(Clone)]
+pub struct StreamJoinSpec {
+    /// The stateful operator's id (set by the plan phase).
+    pub op: usize,
+    pub right: usize,
+    pub right_name: Ident,
+    /// The right side's own operators (filters, its watermark).
+    pub right_ops: Vec<LOp>,
+    pub kind: StreamJoinKind,
+    pub keys: Vec<JoinKey>,
+    /// Conjuncts over the left side only, the right side only, and both (Rust).
+    pub left_pre: Vec<Expr>,
+    pub right_pre: Vec<Expr>,
+    pub post: Vec<Expr>,
+    pub ranges: Vec<TimeRange>,
+    /// Right columns read after the join, in the keys or the condition, and by its own
+    /// operators (each loaded by the right side's pipeline).
+    pub right_columns: Vec<Ident>,
+    /// Right columns the operators after the join read (as `clicks.col`).
+    pub fields: Vec<Ident>,
+    pub left_watermark: Option<Ident>,
+    pub right_watermark: Option<Ident>,
+    pub left_eviction: Eviction,
+    pub right_eviction: Eviction,
+    /// The columns each side buffers (set by the plan phase): what the condition and the
+    /// operators after the join read, and the column eviction reads.
+    pub left_stored: Vec<Ident>,
+    pub right_stored: Vec<Ident>,
+    /// The right columns the operators after the join read (set by the plan phase).
+    pub right_after: Vec<Ident>,
+}
+
+impl StreamJoinSpec {
+    /// The variable of right column `c`.
+    pub fn var(&self, c: &Ident) -> Ident {
+        JoinSpec::var(&self.right_name, c)
+    }
+
+    fn right_column_of(&self, var: &Ident) -> Option<Ident> {
+        var.to_string().strip_prefix(&format!("__fg_{}_", self.right_name)).map(|c| Ident::new(c, var.span()))
+    }
+
+    /// The right-side variables the join defines for later operators.
+    pub fn vars(&self) -> Vec<Ident> {
+        self.fields.iter().map(|f| self.var(f)).collect()
+    }
+
+    /// Left names the join's condition reads from a buffered left row.
+    pub fn condition_left_names(&self) -> Vec<Ident> {
+        let mut out = Vec::new();
+        for e in &self.post {
+            for c in free_columns(e) {
+                if self.right_column_of(&c).is_none() && !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        for r in &self.ranges {
+            for t in [&r.lo, &r.hi] {
+                if !t.right && !out.contains(&t.column) {
+                    out.push(t.column.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Right columns the join's condition reads from a buffered right row.
+    pub fn condition_right_columns(&self) -> Vec<Ident> {
+        let mut out = Vec::new();
+        for e in &self.post {
+            for c in free_columns(e) {
+                if let Some(col) = self.right_column_of(&c) {
+                    if !out.contains(&col) {
+                        out.push(col);
+                    }
+                }
+            }
+        }
+        for r in &self.ranges {
+            for t in [&r.lo, &r.hi] {
+                if t.right {
+                    if let Some(col) = self.right_column_of(&t.column) {
+                        if !out.contains(&col) {
+                            out.push(col);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether `arg`, a `join` argument, names a stream input of `q` (a stream-stream join).
+pub fn is_stream_join(q: &Query, arg: &Expr) -> bool {
+    match unwind_chain(arg.clone()) {
+        Ok((name, calls)) => {
+            q.inputs.iter().any(|i| i.name == name && !i.is_static && name != q.source)
+                && (!calls.is_empty() || matches!(arg, Expr::Path(_)))
+        }
+        Err(_) => false,
+    }
+}
+
+fn is_ident(e: &Expr, name: &str) -> bool {
+    matches!(e, Expr::Path(p) if p.path.is_ident(name))
+}
+
+/// `kind = inner | left_outer | right_outer | full_outer | left_semi`.
+fn join_kind(e: &Expr, diags: &mut Diagnostics) -> Option<StreamJoinKind> {
+    let known = ["inner", "left_outer", "right_outer", "full_outer", "left_semi"];
+    let Some(id) = (match e {
+        Expr::Path(p) => p.path.get_ident(),
+        _ => None,
+    }) else {
+        diags.error(e.span(), "expected a join type: inner, left_outer, right_outer, full_outer or left_semi");
+        return None;
+    };
+    match id.to_string().as_str() {
+        "inner" => Some(StreamJoinKind::Inner),
+        "left_outer" | "left" => Some(StreamJoinKind::LeftOuter),
+        "right_outer" | "right" => Some(StreamJoinKind::RightOuter),
+        "full_outer" | "full" | "outer" => Some(StreamJoinKind::FullOuter),
+        "left_semi" | "semi" => Some(StreamJoinKind::LeftSemi),
+        "left_anti" | "anti" => {
+            diags.error(id.span(), "a left anti join between two streams is not supported (as in Spark 4)");
+            None
+        }
+        other => {
+            let names: Vec<String> = known.iter().map(|s| s.to_string()).collect();
+            diags.error(
+                id.span(),
+                format!("unknown join type `{other}`{} ({})", hint(other, &names), known.join(", ")),
+            );
+            None
+        }
+    }
+}
+
+/// `col`, `col + "1 hour"`, `col - "30 minutes" + "5 seconds"`: the column and its offset.
+fn time_term(e: &Expr, diags: &mut Diagnostics, errors: &mut bool) -> Option<(Ident, i64, bool)> {
+    match e {
+        Expr::Paren(p) => time_term(&p.expr, diags, errors),
+        Expr::Path(p) => p.path.get_ident().map(|i| (i.clone(), 0, false)),
+        Expr::Binary(b) if matches!(b.op, BinOp::Add(_) | BinOp::Sub(_)) => {
+            let (col, off, _) = time_term(&b.left, diags, errors)?;
+            let Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(_), .. }) = &*b.right else { return None };
+            let Some(d) = duration_arg(&b.right, "interval", diags) else {
+                *errors = true;
+                return None;
+            };
+            let d = if matches!(b.op, BinOp::Sub(_)) { -d } else { d };
+            Some((col, off + d, true))
+        }
+        _ => None,
+    }
+}
+
+/// The conjuncts of `e` (`a && b && c`), with `between(t, lo, hi)` as `t >= lo && t <= hi`.
+fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Binary(b) if matches!(b.op, BinOp::And(_)) => {
+            conjuncts(&b.left, out);
+            conjuncts(&b.right, out);
+        }
+        Expr::Paren(p) if matches!(&*p.expr, Expr::Binary(b) if matches!(b.op, BinOp::And(_))) => conjuncts(&p.expr, out),
+        Expr::Call(c) if matches!(&*c.func, Expr::Path(p) if p.path.is_ident("between")) && c.args.len() == 3 => {
+            let (t, lo, hi) = (&c.args[0], &c.args[1], &c.args[2]);
+            out.push(syn::parse_quote_spanned!(c.span()=> #t >= #lo));
+            out.push(syn::parse_quote_spanned!(c.span()=> #t <= #hi));
+        }
+        other => out.push(other.clone()),
+    }
+}
+
+/// Check hook: the other stream and its own operators, the keys, the join type, the
+/// condition, and Spark's rules for stream-stream joins.
+pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut Diagnostics) -> Option<LOp> {
+    let first = call.args.first()?;
+    let (name, calls) = match unwind_chain(first.clone()) {
+        Ok(x) => x,
+        Err(e) => {
+            diags.push(e);
+            return None;
+        }
+    };
+    let right = q.inputs.iter().position(|i| i.name == name)?;
+    if cx.aggregated {
+        diags.error(call.name.span(), "a join after an aggregation is not supported yet in flowgate: join before aggregating");
+        return None;
+    }
+    if cx.stream_joined || !cx.unioned.is_empty() || !cx.joined.is_empty() {
+        diags.error(
+            call.name.span(),
+            "one stream-stream join per query, on a stream without unions or static joins before it, is supported yet in flowgate",
+        );
+        return None;
+    }
+    // The right side's own operators: filters and its watermark.
+    let mut right_ops = Vec::new();
+    let mut right_columns: Vec<Ident> = Vec::new();
+    let mut right_watermark = None;
+    let push_col = |cols: &mut Vec<Ident>, c: Ident| {
+        if !cols.contains(&c) {
+            cols.push(c);
+        }
+    };
+    for c in &calls {
+        match ops::lookup(&c.name.to_string()).map(|o| o.kind) {
+            Some(OpKind::Filter) => {
+                let pred = single_arg(c, diags)?;
+                check_no_aggregate(pred, diags);
+                for col in free_columns(pred) {
+                    push_col(&mut right_columns, col);
+                }
+                right_ops.push(LOp::Filter { pred: pred.clone() });
+            }
+            Some(OpKind::Watermark) => {
+                if right_watermark.is_some() {
+                    diags.error(c.name.span(), "this input already has a watermark: use one `with_watermark` per input");
+                    return None;
+                }
+                let (column, delay) = watermark_args(c, diags)?;
+                push_col(&mut right_columns, column.clone());
+                right_watermark = Some(column.clone());
+                right_ops.push(LOp::Watermark { column, delay, tracker: cx.trackers });
+                cx.trackers += 1;
+            }
+            _ => {
+                diags.error(
+                    c.name.span(),
+                    format!("only `filter` and `with_watermark` may come between `{name}` and the join: write other operators after it"),
+                );
+                return None;
+            }
+        }
+    }
+    let spec_name = name.clone();
+    let var = |c: &Ident| JoinSpec::var(&spec_name, c);
+    let right_col = |v: &Ident| v.to_string().strip_prefix(&format!("__fg_{spec_name}_")).map(|c| Ident::new(c, v.span()));
+    let refs_right = |e: &Expr| free_columns(e).iter().any(|c| right_col(c).is_some());
+    let refs_left = |e: &Expr| free_columns(e).iter().any(|c| right_col(c).is_none());
+    let mut kind = StreamJoinKind::Inner;
+    let mut keys: Vec<JoinKey> = Vec::new();
+    let mut condition = None;
+    for arg in &call.args[1..] {
+        match arg {
+            Expr::Assign(a) if is_ident(&a.left, "kind") => kind = join_kind(&a.right, diags)?,
+            Expr::Assign(a) if is_ident(&a.left, "on") => condition = Some((*a.right).clone()),
+            Expr::Assign(a) => {
+                let (l, r) = match (refs_right(&a.left), refs_right(&a.right)) {
+                    (false, true) if !refs_left(&a.right) => ((*a.left).clone(), (*a.right).clone()),
+                    (true, false) if !refs_left(&a.left) => ((*a.right).clone(), (*a.left).clone()),
+                    _ => {
+                        diags.error(
+                            arg.span(),
+                            format!("a join key is `left_expression = {name}.column`: one side over this stream's columns, the other over `{name}.`'s"),
+                        );
+                        return None;
+                    }
+                };
+                let window = match (window_call(&l, diags), window_call(&r, diags)) {
+                    (Some(Err(())), _) | (_, Some(Err(()))) => return None,
+                    (Some(Ok((lc, ls))), Some(Ok((rc, rs)))) => {
+                        if ls != rs {
+                            diags.error(r.span(), "the two sides' windows must have the same size");
+                            return None;
+                        }
+                        Some((lc, rc, ls))
+                    }
+                    (None, None) => None,
+                    _ => {
+                        diags.error(arg.span(), "a window key compares a window of each side: `window(t, \"1 hour\") = window(clicks.t, \"1 hour\")`");
+                        return None;
+                    }
+                };
+                keys.push(JoinKey { left: l, right: r, window });
+            }
+            Expr::Path(p) if p.path.get_ident().is_some() => {
+                let col = p.path.get_ident().cloned()?;
+                let v = var(&col);
+                keys.push(JoinKey { left: arg.clone(), right: syn::parse_quote_spanned!(col.span()=> #v), window: None });
+            }
+            other => {
+                diags.error(
+                    other.span(),
+                    format!("expected a join key (`ad_id`, `impression_ad = {name}.ad_id`), `kind = ...` or `on = ...`"),
+                );
+                return None;
+            }
+        }
+    }
+    if keys.is_empty() {
+        diags.error(
+            call.name.span(),
+            format!("a stream-stream join needs an equi-join key: `.join({name}, ad_id)` or `.join({name}, ad = {name}.ad_id)`"),
+        );
+        return None;
+    }
+    for k in &keys {
+        check_no_aggregate(&k.left, diags);
+        for c in free_columns(&k.left) {
+            cx.resolve(&syn::parse_quote!(#c), diags);
+        }
+        for c in free_columns(&k.right) {
+            if let Some(col) = right_col(&c) {
+                push_col(&mut right_columns, col);
+            }
+        }
+    }
+    // The condition, conjunct by conjunct.
+    let (mut left_pre, mut right_pre, mut post, mut ranges) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if let Some(c) = &condition {
+        check_no_aggregate(c, diags);
+        let mut parts = Vec::new();
+        conjuncts(c, &mut parts);
+        for part in parts {
+            let mut bad = false;
+            if let Some(r) = time_range(&part, &right_col, cx, &right_watermark, diags, &mut bad) {
+                ranges.push(r);
+                continue;
+            }
+            if bad {
+                return None;
+            }
+            match (refs_left(&part), refs_right(&part)) {
+                (true, false) => left_pre.push(part.clone()),
+                (false, true) => right_pre.push(part.clone()),
+                _ => post.push(part.clone()),
+            }
+        }
+    }
+    let fields = refs.get(&name.to_string()).cloned().unwrap_or_default();
+    for f in &fields {
+        cx.schema.define(&var(f));
+    }
+    for e in left_pre.iter().chain(&right_pre).chain(&post) {
+        for c in free_columns(e) {
+            if let Some(col) = right_col(&c) {
+                push_col(&mut right_columns, col.clone());
+                cx.schema.define(&c);
+            }
+        }
+        cx.resolve(e, diags);
+    }
+    for r in &ranges {
+        for t in [&r.lo, &r.hi] {
+            if t.right {
+                if let Some(col) = right_col(&t.column) {
+                    push_col(&mut right_columns, col);
+                }
+            } else {
+                let col = &t.column;
+                cx.resolve(&syn::parse_quote!(#col), diags);
+            }
+        }
+    }
+    for f in &fields {
+        push_col(&mut right_columns, f.clone());
+    }
+    let left_watermark = cx.watermark.clone();
+    let mut spec = StreamJoinSpec {
+        op: 0,
+        right,
+        right_name: name.clone(),
+        right_ops,
+        kind,
+        keys,
+        left_pre,
+        right_pre,
+        post,
+        ranges,
+        right_columns,
+        fields,
+        left_watermark,
+        right_watermark,
+        left_eviction: Eviction::Never,
+        right_eviction: Eviction::Never,
+        left_stored: Vec::new(),
+        right_stored: Vec::new(),
+        right_after: Vec::new(),
+    };
+    evictions(&mut spec);
+    check_rules(q, &spec, call, diags)?;
+    if kind == StreamJoinKind::LeftSemi {
+        let in_condition = spec.condition_right_columns();
+        if let Some(f) = spec.fields.iter().find(|f| !in_condition.contains(f)) {
+            diags.error(f.span(), format!("a left semi join keeps only this stream's columns: `{name}.{f}` is not available after it"));
+            return None;
+        }
+    }
+    cx.stream_joined = true;
+    Some(LOp::StreamJoin { spec: Box::new(spec) })
+}
+
+/// `window(col, "size")`: the column and the size; `Some(Err)` after an error.
+#[allow(clippy::type_complexity)]
+fn window_call(e: &Expr, diags: &mut Diagnostics) -> Option<Result<(Ident, i64), ()>> {
+    let Expr::Call(c) = e else { return None };
+    if !matches!(&*c.func, Expr::Path(p) if p.path.is_ident("window")) {
+        return None;
+    }
+    let col = match c.args.first() {
+        Some(Expr::Path(p)) if p.path.get_ident().is_some() => p.path.get_ident().cloned(),
+        _ => None,
+    };
+    let (Some(col), 2) = (col, c.args.len()) else {
+        diags.error(c.span(), "a join's window key is `window(column, \"size\")` (a tumbling window)");
+        return Some(Err(()));
+    };
+    match duration_arg(&c.args[1], "window size", diags) {
+        Some(size) if size > 0 => Some(Ok((col, size))),
+        Some(_) => {
+            diags.error(c.args[1].span(), "the window size must be positive");
+            Some(Err(()))
+        }
+        None => Some(Err(())),
+    }
+}
+
+/// A conjunct comparing one side's time with the other's: `clicks.t >= t`, `clicks.t <= t + "1
+/// hour"`. A comparison of two plain columns that are not both watermarked stays Rust.
+fn time_range(
+    e: &Expr,
+    right_col: &dyn Fn(&Ident) -> Option<Ident>,
+    cx: &Cx,
+    right_watermark: &Option<Ident>,
+    diags: &mut Diagnostics,
+    bad: &mut bool,
+) -> Option<TimeRange> {
+    let Expr::Binary(b) = e else { return None };
+    let (flip, strict) = match b.op {
+        BinOp::Lt(_) => (false, true),
+        BinOp::Le(_) => (false, false),
+        BinOp::Gt(_) => (true, true),
+        BinOp::Ge(_) => (true, false),
+        _ => return None,
+    };
+    let (l, r) = if flip { (&*b.right, &*b.left) } else { (&*b.left, &*b.right) };
+    let (lc, lo, li) = time_term(l, diags, bad)?;
+    let (rc, ro, ri) = time_term(r, diags, bad)?;
+    let (l_right, r_right) = (right_col(&lc).is_some(), right_col(&rc).is_some());
+    if l_right == r_right {
+        return None;
+    }
+    let watermarked = |c: &Ident, right: bool| {
+        if right {
+            right_col(c).as_ref() == right_watermark.as_ref()
+        } else {
+            cx.watermark.as_ref() == Some(c)
+        }
+    };
+    if !(li || ri || (watermarked(&lc, l_right) && watermarked(&rc, r_right))) {
+        return None;
+    }
+    Some(TimeRange {
+        lo: TimeTerm { column: lc, right: l_right, offset: lo },
+        hi: TimeTerm { column: rc, right: r_right, offset: ro },
+        strict,
+    })
+}
+
+/// Each side's eviction, as Spark derives it: by a key that carries event time (both sides),
+/// else by the side's watermarked column against what the time ranges prove (the side and
+/// the other both need a watermark).
+fn evictions(spec: &mut StreamJoinSpec) {
+    let rw = spec.right_watermark.clone().map(|c| spec.var(&c));
+    let lw = spec.left_watermark.clone();
+    let key = spec.keys.iter().position(|k| match &k.window {
+        Some((lc, rc, _)) => Some(lc) == lw.as_ref() || Some(rc) == rw.as_ref(),
+        None => {
+            matches!(&k.left, Expr::Path(p) if p.path.get_ident().is_some() && p.path.get_ident() == lw.as_ref())
+                || matches!(&k.right, Expr::Path(p) if p.path.get_ident().is_some() && p.path.get_ident() == rw.as_ref())
+        }
+    });
+    if let Some(i) = key {
+        spec.left_eviction = Eviction::Key(i);
+        spec.right_eviction = Eviction::Key(i);
+        return;
+    }
+    // For side S against the other side O: `O.t + a < S.t + b` (or `<=`) bounds S's rows by
+    // O's watermark: `S.t > W + a - b`.
+    let bounds = |right_side: bool| -> Vec<(i64, bool)> {
+        let (own, other) = if right_side { (rw.as_ref(), lw.as_ref()) } else { (lw.as_ref(), rw.as_ref()) };
+        spec.ranges
+            .iter()
+            .filter(|r| r.hi.right == right_side && Some(&r.hi.column) == own && Some(&r.lo.column) == other)
+            .map(|r| (r.lo.offset - r.hi.offset, r.strict))
+            .collect()
+    };
+    let (lb, rb) = (bounds(false), bounds(true));
+    if let (Some(l), Some(_)) = (&lw, &rw) {
+        if !lb.is_empty() {
+            spec.left_eviction = Eviction::Value { column: l.clone(), bounds: lb };
+        }
+        if !rb.is_empty() {
+            let col = spec.right_watermark.clone().unwrap_or_else(|| l.clone());
+            spec.right_eviction = Eviction::Value { column: col, bounds: rb };
+        }
+    }
+}
+
+/// Spark's `UnsupportedOperationChecker` rules for stream-stream joins, found at compile time.
+fn check_rules(q: &Query, spec: &StreamJoinSpec, call: &Call, diags: &mut Diagnostics) -> Option<()> {
+    let name = &spec.right_name;
+    let how = match &spec.kind {
+        StreamJoinKind::LeftOuter | StreamJoinKind::LeftSemi => format!(
+            "a watermark on `{name}` (`{name}.with_watermark(ts, \"1 hour\")`) and a time range bounding this stream's rows by it (`on = {name}.ts >= ts && {name}.ts <= ts + \"1 hour\"`), or a watermarked column or its window among the keys"
+        ),
+        StreamJoinKind::RightOuter => format!(
+            "a watermark on this stream and a time range bounding `{name}`'s rows by it (`on = {name}.ts >= ts && {name}.ts <= ts + \"1 hour\"`), or a watermarked column or its window among the keys"
+        ),
+        _ => "a watermark on both streams and a time range between them, or a watermarked column or its window among the keys".to_string(),
+    };
+    let (need_left, need_right) = match spec.kind {
+        StreamJoinKind::Inner => (false, false),
+        StreamJoinKind::LeftOuter | StreamJoinKind::LeftSemi => (true, false),
+        StreamJoinKind::RightOuter => (false, true),
+        StreamJoinKind::FullOuter => (true, true),
+    };
+    let evicts = |e: &Eviction| *e != Eviction::Never;
+    let ok = match spec.kind {
+        StreamJoinKind::FullOuter => evicts(&spec.left_eviction) || evicts(&spec.right_eviction),
+        _ => (!need_left || evicts(&spec.left_eviction)) && (!need_right || evicts(&spec.right_eviction)),
+    };
+    if !ok {
+        diags.error(
+            call.name.span(),
+            format!(
+                "a stream-stream {} join needs {how} (Spark: \"Stream-stream {} join between two streaming DataFrame/Datasets is not supported without a watermark in the join keys, or a watermark on the nullable side and an appropriate range condition\")",
+                spec.kind.name(),
+                match spec.kind {
+                    StreamJoinKind::LeftOuter => "LeftOuter",
+                    StreamJoinKind::RightOuter => "RightOuter",
+                    StreamJoinKind::FullOuter => "FullOuter",
+                    _ => "LeftSemi",
+                }
+            ),
+        );
+        return None;
+    }
+    // Stricter than Spark, which accepts it and then never emits the unmatched rows: the
+    // outer side's own rows must leave the state to be emitted.
+    let stuck = |outer: bool, e: &Eviction| outer && !evicts(e);
+    if spec.kind != StreamJoinKind::FullOuter
+        && (stuck(spec.kind.left_outer(), &spec.left_eviction) || stuck(spec.kind.right_outer(), &spec.right_eviction))
+    {
+        let side = if spec.kind.left_outer() { "this stream".to_string() } else { format!("`{name}`") };
+        diags.error(
+            call.name.span(),
+            format!("the {} join's unmatched rows would never be emitted: put a watermark on {side} too, so its rows leave the state when no match can come", spec.kind.name()),
+        );
+        return None;
+    }
+    if q.mode.kind == ModeKind::Update && spec.kind != StreamJoinKind::Inner {
+        diags.error(
+            q.mode.span,
+            format!("a stream-stream {} join is supported in append mode only (Spark accepts update mode for inner joins): use `mode = append`", spec.kind.name()),
+        );
+        return None;
+    }
+    Some(())
+}
+
+/// Column `i` of a buffered row tuple (nested by sixes past seven columns).
+fn field_path(i: usize, n: usize) -> TokenStream {
+    if n <= 7 {
+        let i = Index::from(i);
+        quote!(.#i)
+    } else {
+        let (a, b) = (Index::from(i / 6), Index::from(i % 6));
+        quote!(.#a.#b)
+    }
+}
+
+fn tuple_of(items: &[TokenStream]) -> TokenStream {
+    if items.len() <= 7 {
+        quote!(( #(#items,)* ))
+    } else {
+        let chunks = items.chunks(6).map(|c| quote!(( #(#c,)* )));
+        quote!(( #(#chunks,)* ))
+    }
+}
+
+fn var_of(spec: &StreamJoinSpec, op: usize) -> Ident {
+    let _ = spec;
+    format_ident!("__fg_op{}", op)
+}
+
+fn joined_var(op: usize) -> Ident {
+    format_ident!("__fg_joined{}", op)
+}
+
+/// Emit hook at the start of a batch: the operator's batch metrics, its output buffer, and
+/// each side's state watermark of this batch.
+pub fn emit_prepare(plan: &Plan, spec: &StreamJoinSpec) -> TokenStream {
+    let op = var_of(spec, spec.op);
+    let right_ty = &plan.inputs[spec.right].ty;
+    let witness: Vec<TokenStream> = spec
+        .right_stored
+        .iter()
+        .map(|c| quote_spanned!(c.span()=> ::flowgate::ops::join::stream::owned_of(&__fg_c.#c)))
+        .collect();
+    let witness = tuple_of(&witness);
+    let joined = joined_var(spec.op);
+    let wm = |e: &Eviction, v: Ident| match e {
+        Eviction::Value { bounds, .. } => {
+            let parts = bounds.iter().map(|(off, strict)| {
+                quote!(::flowgate::ops::join::stream::state_watermark_ms(__fg_ev_wm, #off, #strict))
+            });
+            quote! { let #v: ::core::option::Option<i64> = [ #(#parts),* ].into_iter().min(); }
+        }
+        _ => quote! { let #v: ::core::option::Option<i64> = ::core::option::Option::None; },
+    };
+    let lw = wm(&spec.left_eviction, format_ident!("__fg_jl_wm{}", spec.op));
+    let rw = wm(&spec.right_eviction, format_ident!("__fg_jr_wm{}", spec.op));
+    quote! {
+        #op.begin_batch();
+        #op.pin_right(|__fg_c: &<#right_ty as ::flowgate::Record>::Columns<'_>| #witness);
+        let mut #joined = #op.output_buffer();
+        #lw
+        #rw
+    }
+}
+
+/// Whether a row of one side (its key `key`, its buffered row `row`) is behind that side's
+/// state watermark.
+fn behind(spec: &StreamJoinSpec, right: bool, key: TokenStream, row: TokenStream) -> TokenStream {
+    let (eviction, stored, wm) = if right {
+        (&spec.right_eviction, &spec.right_stored, format_ident!("__fg_jr_wm{}", spec.op))
+    } else {
+        (&spec.left_eviction, &spec.left_stored, format_ident!("__fg_jl_wm{}", spec.op))
+    };
+    match eviction {
+        Eviction::Never => quote!(false),
+        Eviction::Key(i) => {
+            let i = Index::from(*i);
+            quote!(::flowgate::watermark::is_behind(&(#key).#i, __fg_ev_wm))
+        }
+        Eviction::Value { column, .. } => {
+            let at = stored.iter().position(|c| c == column).unwrap_or(0);
+            let path = field_path(at, stored.len());
+            quote!(::flowgate::ops::join::stream::behind_state_watermark(
+                ::flowgate::window::EventTime::event_micros(::flowgate::ops::join::stream::bind(&(#row) #path)),
+                #wm
+            ))
+        }
+    }
+}
+
+/// The condition of a candidate pair: the time ranges (null: no match) and the Rust conjuncts.
+fn pair_condition(spec: &StreamJoinSpec) -> TokenStream {
+    let ranges = spec.ranges.iter().map(|r| {
+        let (a, b) = (&r.lo.column, &r.hi.column);
+        let (ao, bo) = (r.lo.offset, r.hi.offset);
+        let cmp = if r.strict { quote!(<) } else { quote!(<=) };
+        quote_spanned!(a.span()=> match (
+            ::flowgate::window::EventTime::event_micros(#a),
+            ::flowgate::window::EventTime::event_micros(#b),
+        ) {
+            (::core::option::Option::Some(__fg_a), ::core::option::Option::Some(__fg_b)) => (__fg_a + #ao) #cmp (__fg_b + #bo),
+            _ => false,
+        })
+    });
+    let post = spec.post.iter().map(|e| quote_spanned!(e.span()=> { let __fg_c: bool = #e; __fg_c }));
+    let all: Vec<TokenStream> = ranges.chain(post).collect();
+    if all.is_empty() {
+        quote!(true)
+    } else {
+        quote!(#(#all)&&*)
+    }
+}
+
+/// Binds the names of a buffered row (`row: &(..)`) of one side, as the row loop reads them.
+fn bind_stored(names: &[Ident], vars: &[Ident], row: TokenStream) -> TokenStream {
+    let n = names.len();
+    let binds = names.iter().zip(vars).enumerate().map(|(i, (_, v))| {
+        let path = field_path(i, n);
+        quote_spanned!(v.span()=> let #v = ::flowgate::ops::join::stream::bind(&(#row) #path);)
+    });
+    quote! { #(#binds)* }
+}
+
+/// The pipeline of one side into the join: its operators, then per row the late filter, the
+/// side's own conjuncts, the probe of the other side's rows, and the row buffered.
+pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec) -> TokenStream {
+    let right = input == spec.right;
+    let op = var_of(spec, spec.op);
+    let joined = joined_var(spec.op);
+    let units = collect_units(plan, p, input);
+    let wm_col = if right { spec.right_watermark.as_ref() } else { spec.left_watermark.as_ref() };
+    let late = match wm_col {
+        Some(c) => quote! {
+            if ::flowgate::ops::dedup::is_late(#c, __fg_late_wm) { #op.late(); continue; }
+        },
+        None => TokenStream::new(),
+    };
+    // The right side's columns under their `clicks.col` names too.
+    let aliases = if right {
+        let a = spec.right_columns.iter().map(|c| {
+            let v = spec.var(c);
+            quote_spanned!(c.span()=> let #v = #c;)
+        });
+        quote! { #(#a)* }
+    } else {
+        TokenStream::new()
+    };
+    let own_vars: Vec<Ident> =
+        if right { spec.right_stored.iter().map(|c| spec.var(c)).collect() } else { spec.left_stored.clone() };
+    let owned: Vec<TokenStream> = own_vars
+        .iter()
+        .map(|v| quote_spanned!(v.span()=> ::flowgate::value::IntoOwned::into_owned(#v)))
+        .collect();
+    let row = tuple_of(&owned);
+    let pre = if right { &spec.right_pre } else { &spec.left_pre };
+    let pre_check = if pre.is_empty() {
+        TokenStream::new()
+    } else {
+        let conds = pre.iter().map(|e| quote_spanned!(e.span()=> { let __fg_c: bool = #e; __fg_c }));
+        let outer = if right { spec.kind.right_outer() } else { spec.kind.left_outer() };
+        let emit = match (outer, right) {
+            (true, false) => quote! { #joined.push((::core::option::Option::Some(__fg_row), ::core::option::Option::None)); },
+            (true, true) => quote! { #joined.push((::core::option::Option::None, ::core::option::Option::Some(__fg_row))); },
+            _ => TokenStream::new(),
+        };
+        quote! { if !( #(#conds)&&* ) { #emit continue; } }
+    };
+    let keys: Vec<TokenStream> = spec
+        .keys
+        .iter()
+        .map(|k| {
+            let e = if right { &k.right } else { &k.left };
+            match &k.window {
+                Some((lc, rc, size)) => {
+                    let c = if right { rc } else { lc };
+                    quote_spanned!(e.span()=> ::flowgate::window::tumbling(#c, #size, 0).map(::flowgate::window::WindowKey::<#size>::of))
+                }
+                None => quote_spanned!(e.span()=> #e),
+            }
+        })
+        .collect();
+    // The other side's buffered rows bound under their names for the condition.
+    let (other_names, other_vars): (Vec<Ident>, Vec<Ident>) = if right {
+        (spec.left_stored.clone(), spec.left_stored.clone())
+    } else {
+        (spec.right_stored.clone(), spec.right_stored.iter().map(|c| spec.var(c)).collect())
+    };
+    let cond_names: Vec<Ident> = if right {
+        spec.condition_left_names()
+    } else {
+        spec.condition_right_columns().iter().map(|c| spec.var(c)).collect()
+    };
+    let other_binds = {
+        let n = other_names.len();
+        let b = other_vars.iter().enumerate().filter(|(_, v)| cond_names.contains(v)).map(|(i, v)| {
+            let path = field_path(i, n);
+            quote_spanned!(v.span()=> let #v = ::flowgate::ops::join::stream::bind(&__fg_m.value #path);)
+        });
+        quote! { #(#b)* }
+    };
+    let cond = pair_condition(spec);
+    let semi = spec.kind == StreamJoinKind::LeftSemi;
+    let (probe, mark, append) = if right {
+        (quote!(probe_left), quote!(matched_left), quote!(append_right))
+    } else {
+        (quote!(probe_right), quote!(matched_right), quote!(append_left))
+    };
+    let on_match = match (semi, right) {
+        (true, false) => quote! { break; },
+        (true, true) => quote! {
+            if __fg_first { #joined.push((::core::option::Option::Some(__fg_m.value.clone()), ::core::option::Option::None)); }
+        },
+        (false, false) => quote! {
+            #joined.push((::core::option::Option::Some(__fg_row.clone()), ::core::option::Option::Some(__fg_m.value.clone())));
+        },
+        (false, true) => quote! {
+            #joined.push((::core::option::Option::Some(__fg_m.value.clone()), ::core::option::Option::Some(__fg_row.clone())));
+        },
+    };
+    let store = match (semi, right) {
+        (true, false) => quote! {
+            if __fg_hit {
+                #joined.push((::core::option::Option::Some(__fg_row), ::core::option::Option::None));
+            } else {
+                #op.#append(__fg_h, &__fg_key, __fg_row, false);
+            }
+        },
+        (_, false) => quote! { #op.#append(__fg_h, &__fg_key, __fg_row, __fg_hit); },
+        (_, true) => {
+            let now = behind(spec, true, quote!(__fg_key), quote!(__fg_row));
+            let keep_unmatched = spec.kind.right_outer();
+            quote! {
+                let __fg_now: bool = #now;
+                if !__fg_now || (#keep_unmatched && !__fg_hit) {
+                    #op.#append(__fg_h, &__fg_key, __fg_row, __fg_hit);
+                }
+            }
+        }
+    };
+    let terminal = quote! {
+        #late
+        #aliases
+        let __fg_row = #row;
+        #pre_check
+        let __fg_key = ( #(#keys,)* );
+        let __fg_h = ::flowgate::value::hash_key(&__fg_key);
+        let mut __fg_hit = false;
+        let mut __fg_flip = false;
+        for __fg_m in #op.#probe(__fg_h, &__fg_key).iter_mut() {
+            #other_binds
+            let __fg_pair: bool = #cond;
+            if !__fg_pair { continue; }
+            __fg_hit = true;
+            let __fg_first = !__fg_m.matched;
+            if __fg_first { __fg_m.matched = true; __fg_flip = true; }
+            #on_match
+        }
+        if __fg_flip { #op.#mark(__fg_h, &__fg_key); }
+        #store
+    };
+    let body = unit_loop(p, plan, terminal);
+    quote! {
+        #units
+        for __fg_unit in __fg_units {
+            let __fg_unit = &__fg_unit;
+            #body
+        }
+    }
+}
+
+/// The pipeline from the join's rows to the output: the rows the watermark retires (an outer
+/// side's unmatched ones null-padded), then every joined row through the operators after the
+/// join.
+pub fn emit_output(q: &Query, plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, columns: &[Ident]) -> TokenStream {
+    let out = &q.output;
+    let op = var_of(spec, spec.op);
+    let joined = joined_var(spec.op);
+    let lb = behind(spec, false, quote!(__fg_k), quote!(__fg_v));
+    let rb = behind(spec, true, quote!(__fg_k), quote!(__fg_v));
+    let left_emit = if spec.kind.left_outer() {
+        quote! { if !__fg_r.matched { #joined.push((::core::option::Option::Some(__fg_r.value), ::core::option::Option::None)); } }
+    } else {
+        TokenStream::new()
+    };
+    let right_emit = if spec.kind.right_outer() {
+        quote! { if !__fg_r.matched { #joined.push((::core::option::Option::None, ::core::option::Option::Some(__fg_r.value))); } }
+    } else {
+        TokenStream::new()
+    };
+    let evict_left = if spec.left_eviction == Eviction::Never {
+        TokenStream::new()
+    } else {
+        quote! { #op.evict_left(|__fg_k, __fg_v| #lb, |_, __fg_r| { #left_emit }); }
+    };
+    let evict_right = if spec.right_eviction == Eviction::Never {
+        TokenStream::new()
+    } else {
+        quote! { #op.evict_right(|__fg_k, __fg_v| #rb, |_, __fg_r| { #right_emit }); }
+    };
+    let n = spec.left_stored.len();
+    let left_binds: Vec<TokenStream> = spec
+        .left_stored
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let path = field_path(i, n);
+            if spec.kind.right_outer() {
+                quote_spanned!(c.span()=> let #c = ::flowgate::ops::join::stream::bind_padded(__fg_l.as_ref().map(|__fg_x| &__fg_x #path));)
+            } else {
+                quote_spanned!(c.span()=> let #c = ::flowgate::ops::join::stream::bind(&__fg_lv #path);)
+            }
+        })
+        .collect();
+    let m = spec.right_stored.len();
+    let right_binds: Vec<TokenStream> = spec
+        .right_stored
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| spec.right_after.contains(c))
+        .map(|(i, c)| {
+            let v = spec.var(c);
+            let path = field_path(i, m);
+            if spec.kind.left_outer() {
+                quote_spanned!(c.span()=> let #v = ::flowgate::ops::join::stream::bind_padded(__fg_r.as_ref().map(|__fg_x| &__fg_x #path));)
+            } else {
+                quote_spanned!(c.span()=> let #v = ::flowgate::ops::join::stream::bind(&__fg_rv #path);)
+            }
+        })
+        .collect();
+    let unwrap_left = if spec.kind.right_outer() {
+        TokenStream::new()
+    } else {
+        quote! { let ::core::option::Option::Some(__fg_lv) = &__fg_l else { continue; }; }
+    };
+    let unwrap_right = if spec.kind.left_outer() || spec.right_after.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! { let ::core::option::Option::Some(__fg_rv) = &__fg_r else { continue; }; }
+    };
+    let lit = output_literal(q, columns);
+    let body = fuse(plan, &p.ops, quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); });
+    let _ = bind_stored;
+    quote! {
+        #evict_left
+        #evict_right
+        #op.end_batch();
+        let mut __fg_out = <#out as ::flowgate::Record>::builder(#joined.len());
+        for (__fg_l, __fg_r) in #joined.iter() {
+            #unwrap_left
+            #unwrap_right
+            #(#left_binds)*
+            #(#right_binds)*
+            #body
+        }
+        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}
+
+/// The operator's state, created with the plan.
+pub fn init() -> TokenStream {
+    quote!(::flowgate::ops::join::stream::StreamJoinState::new(__fg_config.shuffle_partitions))
+}
+
+impl std::fmt::Display for StreamJoinSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use quote::ToTokens;
+        let show = |e: &Expr| {
+            e.to_token_stream().to_string().replace(&format!("__fg_{}_", self.right_name), &format!("{}.", self.right_name))
+        };
+        let keys: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| match &k.window {
+                Some((l, r, size)) => format!("window({l}, {size} µs) = window({}.{r}, {size} µs)", self.right_name)
+                    .replace(&format!("__fg_{}_", self.right_name), ""),
+                None => format!("{} = {}", show(&k.left), show(&k.right)),
+            })
+            .collect();
+        write!(f, "{} join with stream {} on [{}]", self.kind.name(), self.right_name, keys.join(", "))?;
+        for r in &self.ranges {
+            let term = |t: &TimeTerm| {
+                let col = &t.column;
+                let c = if t.right { show(&syn::parse_quote!(#col)) } else { t.column.to_string() };
+                if t.offset == 0 {
+                    c
+                } else {
+                    format!("{c} {:+} µs", t.offset)
+                }
+            };
+            write!(f, "; time range {} {} {}", term(&r.lo), if r.strict { "<" } else { "<=" }, term(&r.hi))?;
+        }
+        for e in &self.post {
+            write!(f, "; and {}", show(e))?;
+        }
+        for (side, e) in [("left", &self.left_pre), ("right", &self.right_pre)] {
+            for x in e {
+                write!(f, "; {side} rows filtered by {} first", show(x))?;
+            }
+        }
+        let ev = |e: &Eviction| match e {
+            Eviction::Never => "kept forever".to_string(),
+            Eviction::Key(i) => format!("evicted when key #{i} is behind the watermark"),
+            Eviction::Value { column, bounds } => {
+                let b: Vec<String> = bounds.iter().map(|(o, s)| format!("watermark {o:+} µs{}", if *s { "" } else { " - 1 ms" })).collect();
+                format!("evicted when {column} <= min({})", b.join(", ")).replace(&format!("__fg_{}_", self.right_name), "")
+            }
+        };
+        write!(f, "; left rows {}, right rows {}", ev(&self.left_eviction), ev(&self.right_eviction))?;
+        let names = |v: &[Ident]| v.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ");
+        write!(f, "; buffers left [{}], right [{}]", names(&self.left_stored), names(&self.right_stored))
+    }
+}
+
+/// Whether the schema after a stream-stream join names its output columns.
+pub fn output_named(schema: &Schema) -> bool {
+    matches!(schema, Schema::Closed { .. })
+}

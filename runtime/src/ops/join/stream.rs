@@ -1,0 +1,501 @@
+//! Stream-stream joins (Spark's `StreamingSymmetricHashJoinExec`, `symmetricHashJoin` in
+//! progress): both sides buffer their rows in state, by join key and shuffle partition.
+//!
+//! Generated code drives one batch in Spark's order:
+//! 1. [`StreamJoinState::begin_batch`];
+//! 2. every left row (late ones counted by [`StreamJoinState::late`] and dropped) probes the
+//!    right side's buffered rows ([`StreamJoinState::probe_right`]), emits the pairs its
+//!    condition accepts, marks those right rows matched, and is buffered itself
+//!    ([`StreamJoinState::append_left`]);
+//! 3. every right row does the same against the left side, which now holds this batch's left
+//!    rows too, so a pair from the same batch is emitted once;
+//! 4. each side's rows behind its *state watermark* are removed
+//!    ([`StreamJoinState::evict_left`] / [`StreamJoinState::evict_right`]); an outer join
+//!    emits the removed rows that never matched, padded with nulls;
+//! 5. [`StreamJoinState::end_batch`].
+//!
+//! The state watermark of a side is what the join condition proves about the rows the other
+//! side can still bring ([`state_watermark_ms`], Spark's `StreamingJoinHelper`): with
+//! `clicks.t >= impressions.t && clicks.t <= impressions.t + 1 hour`, no future click can match
+//! an impression older than the watermark minus one hour. A side without one keeps its rows.
+//!
+//! Persisted as one state store per operator: each key is stored once per side, the side as
+//! the first byte (0 left, 1 right), the value the side's rows with their matched flags
+//! (`list[(row,bool)]`). Both sides of a key live in the key's shuffle partition.
+
+use std::mem::size_of;
+
+use hashbrown::HashTable;
+
+use crate::checkpoint::state::StateMap;
+use crate::codec::StateCodec;
+use crate::error::{Error, Result};
+use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
+use crate::partition::partition_of;
+use crate::record::BorrowRef;
+use crate::value::{hash_key, GroupKey};
+
+/// One buffered row of a side and whether any row of the other side has matched it (an outer
+/// join emits the unmatched ones when they leave the state; Spark's state format 2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffered<V> {
+    pub value: V,
+    pub matched: bool,
+}
+
+/// The buffered rows of one side: per shuffle partition, each key with its rows in arrival
+/// order.
+struct Side<K, V> {
+    parts: Vec<HashTable<(K, Vec<Buffered<V>>)>>,
+    rows: usize,
+    /// Keys changed since the last checkpoint (hash, key), while tracking.
+    touched: Vec<(u64, K)>,
+}
+
+impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
+    fn new(partitions: usize) -> Self {
+        Side { parts: (0..partitions.max(1)).map(|_| HashTable::new()).collect(), rows: 0, touched: Vec::new() }
+    }
+
+    fn rows_of<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> &mut [Buffered<V>] {
+        let p = partition_of(hash, self.parts.len());
+        match self.parts[p].find_mut(hash, |(k, _)| key.eq_owned(k)) {
+            Some((_, rows)) => rows,
+            None => &mut [],
+        }
+    }
+
+    fn append<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q, value: V, matched: bool, tracking: bool) {
+        let p = partition_of(hash, self.parts.len());
+        let row = Buffered { value, matched };
+        let owned = match self.parts[p].find_mut(hash, |(k, _)| key.eq_owned(k)) {
+            Some((k, rows)) => {
+                rows.push(row);
+                tracking.then(|| k.clone())
+            }
+            None => {
+                let k = key.to_owned_key();
+                let t = tracking.then(|| k.clone());
+                self.parts[p].insert_unique(hash, (k, vec![row]), |(k, _)| hash_key(k));
+                t
+            }
+        };
+        self.rows += 1;
+        if let Some(k) = owned {
+            self.touched.push((hash, k));
+        }
+    }
+
+    fn touch<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) {
+        self.touched.push((hash, key.to_owned_key()));
+    }
+
+    /// Removes the rows `behind` says, handing each to `removed`; returns how many.
+    fn evict(
+        &mut self,
+        mut behind: impl FnMut(&K, &V) -> bool,
+        mut removed: impl FnMut(&K, Buffered<V>),
+        tracking: bool,
+    ) -> usize {
+        let mut gone = 0;
+        for t in &mut self.parts {
+            for (k, rows) in t.iter_mut() {
+                if !rows.iter().any(|r| behind(k, &r.value)) {
+                    continue;
+                }
+                let before = rows.len();
+                let mut kept = Vec::with_capacity(rows.len());
+                for r in rows.drain(..) {
+                    if behind(k, &r.value) {
+                        removed(k, r);
+                    } else {
+                        kept.push(r);
+                    }
+                }
+                gone += before - kept.len();
+                *rows = kept;
+                if tracking {
+                    self.touched.push((hash_key(k), k.clone()));
+                }
+            }
+            t.retain(|(_, rows)| !rows.is_empty());
+        }
+        self.rows -= gone;
+        gone
+    }
+
+    fn estimated_bytes(&self) -> u64 {
+        let tables: usize = self.parts.iter().map(|t| t.capacity() * (size_of::<(K, Vec<Buffered<V>>)>() + 1)).sum();
+        let rows: usize = self.parts.iter().flat_map(|t| t.iter()).map(|(_, r)| r.capacity() * size_of::<Buffered<V>>()).sum();
+        (tables + rows) as u64
+    }
+}
+
+/// The state of one stream-stream join: the left side's rows (`L`) and the right side's (`R`)
+/// by key `K`.
+pub struct StreamJoinState<K, L, R> {
+    left: Side<K, L>,
+    right: Side<K, R>,
+    tracking: bool,
+    metrics: StateOperatorProgress,
+}
+
+/// Spark's name for the operator.
+pub const OPERATOR_NAME: &str = "symmetricHashJoin";
+
+/// The state watermark (ms) one conjunct of a join condition gives a side: the rows of the
+/// side whose event time is at or before it (`t <= ms * 1000`) can match no future row of the
+/// other side. `offset_us` is what the conjunct adds to the other side's watermarked column,
+/// solved for this side's (`other + offset < this`); `strict` is whether the comparison is
+/// `<` (Spark subtracts one millisecond for `<=`, keeping the row that equals the bound).
+/// Computed as Spark does: the watermark in milliseconds, the sum in microseconds, truncated
+/// to milliseconds.
+#[inline]
+pub fn state_watermark_ms(watermark_us: i64, offset_us: i64, strict: bool) -> i64 {
+    let ms = watermark_us.div_euclid(1000).saturating_mul(1000).saturating_add(offset_us) / 1000;
+    if strict {
+        ms
+    } else {
+        ms - 1
+    }
+}
+
+/// Whether a buffered row with event time `t` is behind the state watermark `ms` (null event
+/// times never are).
+#[inline(always)]
+pub fn behind_state_watermark(t: Option<i64>, ms: Option<i64>) -> bool {
+    match (t, ms) {
+        (Some(t), Some(ms)) => t <= ms.saturating_mul(1000),
+        _ => false,
+    }
+}
+
+impl<K, L, R> StreamJoinState<K, L, R>
+where
+    K: GroupKey<Owned = K> + Clone + Eq,
+{
+    /// Empty state with `partitions` shuffle partitions.
+    pub fn new(partitions: usize) -> Self {
+        StreamJoinState {
+            left: Side::new(partitions),
+            right: Side::new(partitions),
+            tracking: false,
+            metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
+        }
+    }
+
+    /// Starts a batch's metrics.
+    pub fn begin_batch(&mut self) {
+        let m = &mut self.metrics;
+        m.num_rows_updated = 0;
+        m.num_rows_removed = 0;
+        m.num_rows_dropped_by_watermark = 0;
+    }
+
+    /// Counts an input row dropped as late (its event time at or behind the watermark).
+    #[cold]
+    pub fn late(&mut self) {
+        self.metrics.num_rows_dropped_by_watermark += 1;
+    }
+
+    /// The right side's rows buffered under `key` (none for a key with a null: SQL's `=`).
+    #[inline]
+    pub fn probe_right<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> &mut [Buffered<R>] {
+        if key.has_null() {
+            return &mut [];
+        }
+        self.right.rows_of(hash, key)
+    }
+
+    /// The left side's rows buffered under `key` (none for a key with a null).
+    #[inline]
+    pub fn probe_left<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> &mut [Buffered<L>] {
+        if key.has_null() {
+            return &mut [];
+        }
+        self.left.rows_of(hash, key)
+    }
+
+    /// Records that a probe set matched flags of the right rows under `key` (for the checkpoint).
+    pub fn matched_right<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) {
+        if self.tracking {
+            self.right.touch(hash, key);
+        }
+    }
+
+    /// Records that a probe set matched flags of the left rows under `key`.
+    pub fn matched_left<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) {
+        if self.tracking {
+            self.left.touch(hash, key);
+        }
+    }
+
+    /// Buffers a left row.
+    #[inline]
+    pub fn append_left<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q, value: L, matched: bool) {
+        self.left.append(hash, key, value, matched, self.tracking);
+        self.metrics.num_rows_updated += 1;
+    }
+
+    /// Buffers a right row.
+    #[inline]
+    pub fn append_right<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q, value: R, matched: bool) {
+        self.right.append(hash, key, value, matched, self.tracking);
+        self.metrics.num_rows_updated += 1;
+    }
+
+    /// Removes the left rows `behind` says (by key or by the row's event time), handing each
+    /// removed row to `removed` (an outer join emits the unmatched ones).
+    pub fn evict_left(&mut self, behind: impl FnMut(&K, &L) -> bool, removed: impl FnMut(&K, Buffered<L>)) {
+        let n = self.left.evict(behind, removed, self.tracking);
+        self.metrics.num_rows_removed += n as u64;
+    }
+
+    /// Removes the right rows `behind` says.
+    pub fn evict_right(&mut self, behind: impl FnMut(&K, &R) -> bool, removed: impl FnMut(&K, Buffered<R>)) {
+        let n = self.right.evict(behind, removed, self.tracking);
+        self.metrics.num_rows_removed += n as u64;
+    }
+
+    /// Fixes the right side's row type for type inference: generated code passes a closure,
+    /// never called, that builds a right row from the right input's typed columns (the left
+    /// side's pass reads right rows before the right side's pass stores one).
+    #[inline(always)]
+    pub fn pin_right<A>(&self, _row: impl FnOnce(A) -> R) {}
+
+    /// An empty buffer for the batch's joined rows: left and right values, `None` for the
+    /// null side of an outer row (or the right side of a semi join's rows).
+    #[allow(clippy::type_complexity)]
+    pub fn output_buffer(&self) -> Vec<(Option<L>, Option<R>)> {
+        Vec::new()
+    }
+
+    /// Buffered rows per side.
+    pub fn rows(&self) -> (usize, usize) {
+        (self.left.rows, self.right.rows)
+    }
+
+    /// Closes the batch's metrics.
+    pub fn end_batch(&mut self) {
+        self.metrics.num_rows_total = (self.left.rows + self.right.rows) as u64;
+        self.metrics.memory_used_bytes = self.left.estimated_bytes() + self.right.estimated_bytes();
+    }
+}
+
+/// The stored value of one key of one side: its rows and matched flags.
+struct Rows<V>(Vec<Buffered<V>>);
+
+impl<V: StateCodec> StateCodec for Rows<V> {
+    fn layout(out: &mut String) {
+        out.push_str("list[(");
+        V::layout(out);
+        out.push_str(",bool)]");
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.0.len() as u64).encode(out);
+        for r in &self.0 {
+            r.value.encode(out);
+            r.matched.encode(out);
+        }
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        let n = u64::decode(input)? as usize;
+        let mut rows = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let value = V::decode(input)?;
+            let matched = bool::decode(input)?;
+            rows.push(Buffered { value, matched });
+        }
+        Ok(Rows(rows))
+    }
+}
+
+const LEFT: u8 = 0;
+const RIGHT: u8 = 1;
+
+fn side_key<K: StateCodec>(side: u8, key: &K) -> Vec<u8> {
+    let mut out = vec![side];
+    key.encode(&mut out);
+    out
+}
+
+fn changes<K, V>(side: &mut Side<K, V>, tag: u8, out: &mut [PartitionChanges])
+where
+    K: GroupKey<Owned = K> + Clone + Eq + StateCodec,
+    V: StateCodec + Clone,
+{
+    let n = side.parts.len();
+    let mut touched = std::mem::take(&mut side.touched);
+    touched.sort_by_key(|(h, _)| *h);
+    touched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    for (hash, key) in touched {
+        let p = partition_of(hash, n);
+        let value = side.parts[p].find(hash, |(k, _)| *k == key).map(|(_, rows)| {
+            let mut buf = Vec::new();
+            (rows.len() as u64).encode(&mut buf);
+            for r in rows {
+                r.value.encode(&mut buf);
+                r.matched.encode(&mut buf);
+            }
+            buf
+        });
+        out[p].push((side_key(tag, &key), value));
+    }
+}
+
+impl<K, L, R> StatefulOperator for StreamJoinState<K, L, R>
+where
+    K: GroupKey<Owned = K> + Clone + Eq + Send + StateCodec,
+    L: StateCodec + Clone + Send,
+    R: StateCodec + Clone + Send,
+{
+    fn state_schema(&self) -> StateSchema {
+        let mut key = String::from("(join_side,");
+        K::layout(&mut key);
+        key.push(')');
+        let mut value = String::from("left:");
+        Rows::<L>::layout(&mut value);
+        value.push_str(";right:");
+        Rows::<R>::layout(&mut value);
+        StateSchema { operator: OPERATOR_NAME.to_string(), key_layout: key, value_layout: value, partitions: self.left.parts.len() }
+    }
+    fn metrics(&self) -> StateOperatorProgress {
+        self.metrics.clone()
+    }
+    fn set_tracking(&mut self, on: bool) {
+        self.tracking = on;
+        self.left.touched.clear();
+        self.right.touched.clear();
+    }
+    fn take_changes(&mut self) -> Vec<PartitionChanges> {
+        let mut out: Vec<PartitionChanges> = (0..self.left.parts.len()).map(|_| Vec::new()).collect();
+        changes(&mut self.left, LEFT, &mut out);
+        changes(&mut self.right, RIGHT, &mut out);
+        out
+    }
+    fn restore(&mut self, maps: Vec<StateMap>) -> Result<()> {
+        let n = self.left.parts.len();
+        if maps.len() != n {
+            return Err(Error::Checkpoint(format!("join state has {} partitions, the query {n}", maps.len())));
+        }
+        self.left = Side::new(n);
+        self.right = Side::new(n);
+        for (p, map) in maps.into_iter().enumerate() {
+            for (k, v) in map {
+                let Some((&tag, mut rest)) = k.split_first() else {
+                    return Err(Error::Checkpoint("an empty join state key".into()));
+                };
+                let key = K::decode(&mut rest)?;
+                let hash = hash_key(&key);
+                let home = partition_of(hash, n);
+                if home != p {
+                    return Err(Error::Checkpoint(format!(
+                        "a join key stored in state partition {p} belongs to partition {home}: the checkpoint was \
+                         written with another partition hash"
+                    )));
+                }
+                match tag {
+                    LEFT => {
+                        let rows = crate::codec::from_bytes::<Rows<L>>(&v)?.0;
+                        self.left.rows += rows.len();
+                        self.left.parts[p].insert_unique(hash, (key, rows), |(k, _)| hash_key(k));
+                    }
+                    RIGHT => {
+                        let rows = crate::codec::from_bytes::<Rows<R>>(&v)?.0;
+                        self.right.rows += rows.len();
+                        self.right.parts[p].insert_unique(hash, (key, rows), |(k, _)| hash_key(k));
+                    }
+                    other => return Err(Error::Checkpoint(format!("bad join side {other} in state"))),
+                }
+            }
+        }
+        self.end_batch();
+        Ok(())
+    }
+}
+
+/// A buffered column value as the row loop reads it from an input column (`&str` for a
+/// `String`): what the operators after the join see.
+#[inline(always)]
+pub fn bind<T: BorrowRef>(v: &T) -> T::Ref<'_> {
+    T::borrow_ref(v)
+}
+
+/// A buffered column value of the optional side of an outer join (`None`: the row had no
+/// match), as [`crate::ColumnType::Padded`].
+#[inline(always)]
+pub fn bind_padded<T: BorrowRef>(v: Option<&T>) -> T::Padded<'_> {
+    match v {
+        Some(v) => T::pad(T::borrow_ref(v)),
+        None => T::pad_null(),
+    }
+}
+
+/// The owned value type of a typed column (for [`StreamJoinState::pin_right`]; never called).
+pub fn owned_of<T: crate::ColumnType>(_column: &crate::record::Col<'_, T>) -> T {
+    unreachable!("a type witness, never called")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::state::StateMap;
+
+    #[test]
+    fn state_watermark_follows_spark_arithmetic() {
+        // impressions ⋈ clicks, clickTime <= impressionTime + 1 hour: impressions older than
+        // the watermark minus an hour are done (Spark: W - 3 600 000 ms - 1 for `<=`).
+        let w = 1_704_096_600_000_000; // 2024-01-01T08:10:00Z in µs
+        assert_eq!(state_watermark_ms(w, -3_600_000_000, false), 1_704_096_600_000 - 3_600_000 - 1);
+        assert_eq!(state_watermark_ms(w, 0, true), 1_704_096_600_000);
+        assert!(behind_state_watermark(Some(5_000), Some(5)));
+        assert!(!behind_state_watermark(Some(5_001), Some(5)));
+        assert!(!behind_state_watermark(None, Some(5)));
+        assert!(!behind_state_watermark(Some(0), None));
+    }
+
+    #[test]
+    fn probes_match_marks_evicts_and_round_trips() {
+        let mut j: StreamJoinState<(Option<String>,), (i64,), (i64,)> = StreamJoinState::new(2);
+        j.set_tracking(true);
+        j.begin_batch();
+        let a = (Some("a"),);
+        let h = hash_key(&a);
+        j.append_left(h, &a, (1,), false);
+        j.append_left(h, &a, (5,), false);
+        let rows = j.probe_left(h, &a);
+        assert_eq!(rows.len(), 2);
+        rows[0].matched = true;
+        j.matched_left(h, &a);
+        j.append_right(h, &a, (2,), true);
+        let null = (None::<&str>,);
+        j.append_left(hash_key(&null), &null, (9,), false);
+        assert!(j.probe_left(hash_key(&null), &null).is_empty(), "a null key matches nothing");
+        let mut out = Vec::new();
+        j.evict_left(|_, v| v.0 <= 1, |_, r| out.push(r));
+        j.end_batch();
+        assert_eq!(out, vec![Buffered { value: (1,), matched: true }]);
+        let m = j.metrics();
+        assert_eq!((m.num_rows_total, m.num_rows_updated, m.num_rows_removed), (3, 4, 1));
+        let changes = j.take_changes();
+        let mut maps: Vec<StateMap> = (0..2).map(|_| StateMap::new()).collect();
+        for (p, c) in changes.into_iter().enumerate() {
+            for (k, v) in c {
+                match v {
+                    Some(v) => maps[p].insert(k, v),
+                    None => maps[p].remove(&k),
+                };
+            }
+        }
+        let mut back: StreamJoinState<(Option<String>,), (i64,), (i64,)> = StreamJoinState::new(2);
+        back.restore(maps).unwrap();
+        assert_eq!(back.rows(), (2, 1));
+        assert_eq!(back.probe_left(h, &a).iter().map(|r| r.value.0).collect::<Vec<_>>(), vec![5]);
+        assert!(back.probe_right(h, &a)[0].matched);
+        assert_eq!(
+            back.state_schema().key_layout,
+            "(join_side,(option<utf8>))",
+            "the side and the key, as the checkpoint records them"
+        );
+    }
+}
