@@ -146,5 +146,10 @@ fn stream_stream_left_semi_join() {
 
 #[test]
 fn stream_stream_inner_join_max_policy() {
-    golden_join!("stream_stream_inner_join_max_policy", AdClicks, InputRows::SparkPushesFiltersDown, WatermarkPolicy::Max);
+    golden_join!(
+        "stream_stream_inner_join_max_policy",
+        AdClicks,
+        InputRows::SparkPushesFiltersDown,
+        WatermarkPolicy::Max
+    );
 }

@@ -55,7 +55,12 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         if cx.stream_joined
             && matches!(
                 spec.kind,
-                OpKind::GroupBy | OpKind::Agg | OpKind::Dedup | OpKind::DedupWithinWatermark | OpKind::Join | OpKind::Union
+                OpKind::GroupBy
+                    | OpKind::Agg
+                    | OpKind::Dedup
+                    | OpKind::DedupWithinWatermark
+                    | OpKind::Join
+                    | OpKind::Union
             )
         {
             diags.error(

@@ -61,7 +61,7 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
             OperatorKind::HashAggregate(_) => aggregate::init_hash(),
             OperatorKind::SessionAggregate(a) => aggregate::init_session(a),
             OperatorKind::Dedup(d) => dedup::init(d),
-            OperatorKind::StreamJoin(_) => stream_join::init(),
+            OperatorKind::StreamJoin(s) => stream_join::init(s),
         })
         .collect();
     let vars: Vec<Ident> = plan.operators.iter().map(|o| dedup::var(o.id)).collect();

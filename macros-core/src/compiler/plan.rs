@@ -233,6 +233,29 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                 b.parallel = false;
                 b.sink = Sink::Operator(id);
                 b.reads = spec.right_columns.clone();
+                // The null filters first, before the watermark sees the rows (Spark pushes them
+                // into the scan), where they read only input columns.
+                if let Some(f) = spec.null_filter(true) {
+                    b.ops.push(LOp::Filter { pred: f });
+                    spec.null_filter_first.1 = true;
+                }
+                if let Some(f) = spec.null_filter(false) {
+                    let defined: Vec<String> = current
+                        .ops
+                        .iter()
+                        .flat_map(|o| match o {
+                            LOp::Project { items } | LOp::WithColumns { items } => {
+                                items.iter().map(|i| i.name.to_string()).collect::<Vec<_>>()
+                            }
+                            LOp::FlatMap { name, .. } => vec![name.to_string()],
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    if free_columns(&f).iter().all(|c| !defined.contains(&c.to_string())) {
+                        current.ops.insert(0, LOp::Filter { pred: f });
+                        spec.null_filter_first.0 = true;
+                    }
+                }
                 for op in &spec.right_ops {
                     if let LOp::Watermark { column, delay, tracker } = op {
                         debug_assert_eq!(*tracker, watermarks.len());
@@ -250,8 +273,17 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     reads: Vec::new(),
                     parallel: false,
                 };
-                pipelines.push(std::mem::replace(&mut current, next));
-                pipelines.push(b);
+                // Spark runs a left semi join's right side first: a left row matched by a
+                // buffered right row is emitted at once and never buffered.
+                let semi = matches!(&operators[id].kind, OperatorKind::StreamJoin(s) if s.kind == super::ops::stream_join::StreamJoinKind::LeftSemi);
+                let left = std::mem::replace(&mut current, next);
+                if semi {
+                    pipelines.push(b);
+                    pipelines.push(left);
+                } else {
+                    pipelines.push(left);
+                    pipelines.push(b);
+                }
             }
             LOp::Dedup { spec, .. } => {
                 let id = operators.len();
@@ -327,7 +359,11 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         after.sort();
         let left_cols: Vec<Ident> = logical.input_columns.clone();
         for n in &after {
-            let c = left_cols.iter().find(|c| c.to_string() == *n).cloned().unwrap_or_else(|| Ident::new(n, proc_macro2::Span::call_site()));
+            let c = left_cols
+                .iter()
+                .find(|c| c.to_string() == *n)
+                .cloned()
+                .unwrap_or_else(|| Ident::new(n, proc_macro2::Span::call_site()));
             push(&mut left, c);
         }
         for c in spec.condition_left_names() {

@@ -33,7 +33,13 @@ pub fn rewrite_static_refs(q: &Query) -> (Vec<Call>, StaticRefs) {
     // Static inputs and the streams a stream-stream join reads: their columns are written
     // `input.col` after the join.
     let joined_stream = |name: &Ident| {
-        q.calls.iter().any(|c| c.name == "join" && c.args.first().is_some_and(|a| crate::compiler::ops::stream_join::is_stream_join(q, a) && crate::compiler::ops::union::names_input(a, name)))
+        q.calls.iter().any(|c| {
+            c.name == "join"
+                && c.args.first().is_some_and(|a| {
+                    crate::compiler::ops::stream_join::is_stream_join(q, a)
+                        && crate::compiler::ops::union::names_input(a, name)
+                })
+        })
     };
     let statics: Vec<String> =
         q.inputs.iter().filter(|i| i.is_static || joined_stream(&i.name)).map(|i| i.name.to_string()).collect();

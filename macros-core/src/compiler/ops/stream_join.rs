@@ -131,6 +131,10 @@ pub struct StreamJoinSpec {
     pub right_stored: Vec<Ident>,
     /// The right columns the operators after the join read (set by the plan phase).
     pub right_after: Vec<Ident>,
+    /// Whether each side's null filter (see [`StreamJoinSpec::null_filter`]) runs first in its
+    /// pipeline, before its watermark sees the row, as Spark pushes it into the scan (set by
+    /// the plan phase; otherwise it runs just before the join).
+    pub null_filter_first: (bool, bool),
 }
 
 impl StreamJoinSpec {
@@ -195,6 +199,71 @@ impl StreamJoinSpec {
     }
 }
 
+impl StreamJoinSpec {
+    /// Whether a side drops rows with a null key or a null time of a range before the join:
+    /// the `IS NOT NULL` filters Spark infers from the condition for a side whose rows are
+    /// never emitted unmatched (none in a full outer join).
+    pub fn filters_nulls(&self, right: bool) -> bool {
+        let preserved = if right { self.kind.right_outer() } else { self.kind.left_outer() };
+        !preserved && self.kind != StreamJoinKind::FullOuter
+    }
+
+    /// The null filter of a side as a predicate over its own (unqualified) columns.
+    pub fn null_filter(&self, right: bool) -> Option<Expr> {
+        if !self.filters_nulls(right) {
+            return None;
+        }
+        let unqualify = |e: &Expr| -> Expr {
+            if !right {
+                return e.clone();
+            }
+            struct U<'a>(&'a StreamJoinSpec);
+            impl syn::visit_mut::VisitMut for U<'_> {
+                fn visit_expr_path_mut(&mut self, p: &mut syn::ExprPath) {
+                    if let Some(c) = p.path.get_ident().and_then(|i| self.0.right_column_of(i)) {
+                        p.path = c.into();
+                    }
+                }
+            }
+            let mut e = e.clone();
+            syn::visit_mut::VisitMut::visit_expr_mut(&mut U(self), &mut e);
+            e
+        };
+        let keys: Vec<TokenStream> = self
+            .keys
+            .iter()
+            .map(|k| match &k.window {
+                Some((lc, rc, _)) => {
+                    let c = unqualify(&syn::parse_quote!(#rc));
+                    if right {
+                        quote!(::flowgate::window::EventTime::event_micros(#c))
+                    } else {
+                        quote!(::flowgate::window::EventTime::event_micros(#lc))
+                    }
+                }
+                None => {
+                    let e = unqualify(if right { &k.right } else { &k.left });
+                    quote!(#e)
+                }
+            })
+            .collect();
+        let times: Vec<TokenStream> = self
+            .ranges
+            .iter()
+            .flat_map(|r| [&r.lo, &r.hi])
+            .filter(|t| t.right == right)
+            .map(|t| {
+                let c = unqualify(&{
+                    let col = &t.column;
+                    syn::parse_quote!(#col)
+                });
+                quote!(::flowgate::window::EventTime::event_micros(#c).is_some())
+            })
+            .collect();
+        Some(syn::parse_quote!(!::flowgate::value::GroupKey::has_null(&( #(#keys,)* )) #(&& #times)*))
+    }
+}
+
 /// Whether `arg`, a `join` argument, names a stream input of `q` (a stream-stream join).
 pub fn is_stream_join(q: &Query, arg: &Expr) -> bool {
     match unwind_chain(arg.clone()) {
@@ -232,10 +301,8 @@ fn join_kind(e: &Expr, diags: &mut Diagnostics) -> Option<StreamJoinKind> {
         }
         other => {
             let names: Vec<String> = known.iter().map(|s| s.to_string()).collect();
-            diags.error(
-                id.span(),
-                format!("unknown join type `{other}`{} ({})", hint(other, &names), known.join(", ")),
-            );
+            diags
+                .error(id.span(), format!("unknown join type `{other}`{} ({})", hint(other, &names), known.join(", ")));
             None
         }
     }
@@ -267,7 +334,9 @@ fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
             conjuncts(&b.left, out);
             conjuncts(&b.right, out);
         }
-        Expr::Paren(p) if matches!(&*p.expr, Expr::Binary(b) if matches!(b.op, BinOp::And(_))) => conjuncts(&p.expr, out),
+        Expr::Paren(p) if matches!(&*p.expr, Expr::Binary(b) if matches!(b.op, BinOp::And(_))) => {
+            conjuncts(&p.expr, out)
+        }
         Expr::Call(c) if matches!(&*c.func, Expr::Path(p) if p.path.is_ident("between")) && c.args.len() == 3 => {
             let (t, lo, hi) = (&c.args[0], &c.args[1], &c.args[2]);
             out.push(syn::parse_quote_spanned!(c.span()=> #t >= #lo));
@@ -290,7 +359,10 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
     };
     let right = q.inputs.iter().position(|i| i.name == name)?;
     if cx.aggregated {
-        diags.error(call.name.span(), "a join after an aggregation is not supported yet in flowgate: join before aggregating");
+        diags.error(
+            call.name.span(),
+            "a join after an aggregation is not supported yet in flowgate: join before aggregating",
+        );
         return None;
     }
     if cx.stream_joined || !cx.unioned.is_empty() || !cx.joined.is_empty() {
@@ -321,7 +393,8 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
             }
             Some(OpKind::Watermark) => {
                 if right_watermark.is_some() {
-                    diags.error(c.name.span(), "this input already has a watermark: use one `with_watermark` per input");
+                    diags
+                        .error(c.name.span(), "this input already has a watermark: use one `with_watermark` per input");
                     return None;
                 }
                 let (column, delay) = watermark_args(c, diags)?;
@@ -341,7 +414,8 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
     }
     let spec_name = name.clone();
     let var = |c: &Ident| JoinSpec::var(&spec_name, c);
-    let right_col = |v: &Ident| v.to_string().strip_prefix(&format!("__fg_{spec_name}_")).map(|c| Ident::new(c, v.span()));
+    let right_col =
+        |v: &Ident| v.to_string().strip_prefix(&format!("__fg_{spec_name}_")).map(|c| Ident::new(c, v.span()));
     let refs_right = |e: &Expr| free_columns(e).iter().any(|c| right_col(c).is_some());
     let refs_left = |e: &Expr| free_columns(e).iter().any(|c| right_col(c).is_none());
     let mut kind = StreamJoinKind::Inner;
@@ -383,12 +457,18 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
             Expr::Path(p) if p.path.get_ident().is_some() => {
                 let col = p.path.get_ident().cloned()?;
                 let v = var(&col);
-                keys.push(JoinKey { left: arg.clone(), right: syn::parse_quote_spanned!(col.span()=> #v), window: None });
+                keys.push(JoinKey {
+                    left: arg.clone(),
+                    right: syn::parse_quote_spanned!(col.span()=> #v),
+                    window: None,
+                });
             }
             other => {
                 diags.error(
                     other.span(),
-                    format!("expected a join key (`ad_id`, `impression_ad = {name}.ad_id`), `kind = ...` or `on = ...`"),
+                    format!(
+                        "expected a join key (`ad_id`, `impression_ad = {name}.ad_id`), `kind = ...` or `on = ...`"
+                    ),
                 );
                 return None;
             }
@@ -483,13 +563,17 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         left_stored: Vec::new(),
         right_stored: Vec::new(),
         right_after: Vec::new(),
+        null_filter_first: (false, false),
     };
     evictions(&mut spec);
     check_rules(q, &spec, call, diags)?;
     if kind == StreamJoinKind::LeftSemi {
         let in_condition = spec.condition_right_columns();
         if let Some(f) = spec.fields.iter().find(|f| !in_condition.contains(f)) {
-            diags.error(f.span(), format!("a left semi join keeps only this stream's columns: `{name}.{f}` is not available after it"));
+            diags.error(
+                f.span(),
+                format!("a left semi join keeps only this stream's columns: `{name}.{f}` is not available after it"),
+            );
             return None;
         }
     }
@@ -706,12 +790,36 @@ pub fn emit_prepare(plan: &Plan, spec: &StreamJoinSpec) -> TokenStream {
         .map(|c| quote_spanned!(c.span()=> ::flowgate::ops::join::stream::owned_of(&__fg_c.#c)))
         .collect();
     let witness = tuple_of(&witness);
+    let pin_left = if spec.kind == StreamJoinKind::LeftSemi {
+        let left_ty = &plan.inputs[plan
+            .pipelines
+            .iter()
+            .find_map(|p| match (p.source, &p.sink) {
+                (crate::compiler::plan::Source::Input(i), crate::compiler::plan::Sink::Operator(o))
+                    if *o == spec.op && i != spec.right =>
+                {
+                    Some(i)
+                }
+                _ => None,
+            })
+            .unwrap_or(0)]
+        .ty;
+        let w: Vec<TokenStream> = spec
+            .left_stored
+            .iter()
+            .map(|c| quote_spanned!(c.span()=> ::flowgate::ops::join::stream::owned_of(&__fg_c.#c)))
+            .collect();
+        let w = tuple_of(&w);
+        quote! { #op.pin_left(|__fg_c: &<#left_ty as ::flowgate::Record>::Columns<'_>| #w); }
+    } else {
+        TokenStream::new()
+    };
     let joined = joined_var(spec.op);
     let wm = |e: &Eviction, v: Ident| match e {
         Eviction::Value { bounds, .. } => {
-            let parts = bounds.iter().map(|(off, strict)| {
-                quote!(::flowgate::ops::join::stream::state_watermark_ms(__fg_ev_wm, #off, #strict))
-            });
+            let parts = bounds.iter().map(
+                |(off, strict)| quote!(::flowgate::ops::join::stream::state_watermark_ms(__fg_ev_wm, #off, #strict)),
+            );
             quote! { let #v: ::core::option::Option<i64> = [ #(#parts),* ].into_iter().min(); }
         }
         _ => quote! { let #v: ::core::option::Option<i64> = ::core::option::Option::None; },
@@ -721,6 +829,7 @@ pub fn emit_prepare(plan: &Plan, spec: &StreamJoinSpec) -> TokenStream {
     quote! {
         #op.begin_batch();
         #op.pin_right(|__fg_c: &<#right_ty as ::flowgate::Record>::Columns<'_>| #witness);
+        #pin_left
         let mut #joined = #op.output_buffer();
         #lw
         #rw
@@ -811,10 +920,8 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
     };
     let own_vars: Vec<Ident> =
         if right { spec.right_stored.iter().map(|c| spec.var(c)).collect() } else { spec.left_stored.clone() };
-    let owned: Vec<TokenStream> = own_vars
-        .iter()
-        .map(|v| quote_spanned!(v.span()=> ::flowgate::value::IntoOwned::into_owned(#v)))
-        .collect();
+    let owned: Vec<TokenStream> =
+        own_vars.iter().map(|v| quote_spanned!(v.span()=> ::flowgate::value::IntoOwned::into_owned(#v))).collect();
     let row = tuple_of(&owned);
     let pre = if right { &spec.right_pre } else { &spec.left_pre };
     let pre_check = if pre.is_empty() {
@@ -823,8 +930,12 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
         let conds = pre.iter().map(|e| quote_spanned!(e.span()=> { let __fg_c: bool = #e; __fg_c }));
         let outer = if right { spec.kind.right_outer() } else { spec.kind.left_outer() };
         let emit = match (outer, right) {
-            (true, false) => quote! { #joined.push((::core::option::Option::Some(__fg_row), ::core::option::Option::None)); },
-            (true, true) => quote! { #joined.push((::core::option::Option::None, ::core::option::Option::Some(__fg_row))); },
+            (true, false) => {
+                quote! { #joined.push((::core::option::Option::Some(__fg_row), ::core::option::Option::None)); }
+            }
+            (true, true) => {
+                quote! { #joined.push((::core::option::Option::None, ::core::option::Option::Some(__fg_row))); }
+            }
             _ => TokenStream::new(),
         };
         quote! { if !( #(#conds)&&* ) { #emit continue; } }
@@ -901,9 +1012,23 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
             }
         }
     };
+    // A side whose rows are never emitted unmatched drops rows with a null key or a null time
+    // of the range first: the `IS NOT NULL` filters Spark infers from the join condition and
+    // pushes into that side's scan (full outer joins infer none).
+    let first = if right { spec.null_filter_first.1 } else { spec.null_filter_first.0 };
+    let null_filter = match spec.null_filter(right) {
+        Some(f) if !first => quote! { if !(#f) { continue; } },
+        _ => TokenStream::new(),
+    };
+    let forget = if semi && right {
+        quote! { if __fg_flip { #op.remove_matched_left(__fg_h, &__fg_key); } }
+    } else {
+        TokenStream::new()
+    };
     let terminal = quote! {
-        #late
         #aliases
+        #null_filter
+        #late
         let __fg_row = #row;
         #pre_check
         let __fg_key = ( #(#keys,)* );
@@ -920,6 +1045,7 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
             #on_match
         }
         if __fg_flip { #op.#mark(__fg_h, &__fg_key); }
+        #forget
         #store
     };
     let body = unit_loop(p, plan, terminal);
@@ -1021,15 +1147,18 @@ pub fn emit_output(q: &Query, plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, 
 }
 
 /// The operator's state, created with the plan.
-pub fn init() -> TokenStream {
-    quote!(::flowgate::ops::join::stream::StreamJoinState::new(__fg_config.shuffle_partitions))
+pub fn init(spec: &StreamJoinSpec) -> TokenStream {
+    let full = spec.kind == StreamJoinKind::FullOuter;
+    quote!(::flowgate::ops::join::stream::StreamJoinState::new(__fg_config.shuffle_partitions).null_keys_equal(#full))
 }
 
 impl std::fmt::Display for StreamJoinSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use quote::ToTokens;
         let show = |e: &Expr| {
-            e.to_token_stream().to_string().replace(&format!("__fg_{}_", self.right_name), &format!("{}.", self.right_name))
+            e.to_token_stream()
+                .to_string()
+                .replace(&format!("__fg_{}_", self.right_name), &format!("{}.", self.right_name))
         };
         let keys: Vec<String> = self
             .keys
@@ -1065,8 +1194,12 @@ impl std::fmt::Display for StreamJoinSpec {
             Eviction::Never => "kept forever".to_string(),
             Eviction::Key(i) => format!("evicted when key #{i} is behind the watermark"),
             Eviction::Value { column, bounds } => {
-                let b: Vec<String> = bounds.iter().map(|(o, s)| format!("watermark {o:+} µs{}", if *s { "" } else { " - 1 ms" })).collect();
-                format!("evicted when {column} <= min({})", b.join(", ")).replace(&format!("__fg_{}_", self.right_name), "")
+                let b: Vec<String> = bounds
+                    .iter()
+                    .map(|(o, s)| format!("watermark {o:+} µs{}", if *s { "" } else { " - 1 ms" }))
+                    .collect();
+                format!("evicted when {column} <= min({})", b.join(", "))
+                    .replace(&format!("__fg_{}_", self.right_name), "")
             }
         };
         write!(f, "; left rows {}, right rows {}", ev(&self.left_eviction), ev(&self.right_eviction))?;

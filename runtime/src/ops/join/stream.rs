@@ -126,7 +126,8 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
 
     fn estimated_bytes(&self) -> u64 {
         let tables: usize = self.parts.iter().map(|t| t.capacity() * (size_of::<(K, Vec<Buffered<V>>)>() + 1)).sum();
-        let rows: usize = self.parts.iter().flat_map(|t| t.iter()).map(|(_, r)| r.capacity() * size_of::<Buffered<V>>()).sum();
+        let rows: usize =
+            self.parts.iter().flat_map(|t| t.iter()).map(|(_, r)| r.capacity() * size_of::<Buffered<V>>()).sum();
         (tables + rows) as u64
     }
 }
@@ -137,6 +138,10 @@ pub struct StreamJoinState<K, L, R> {
     left: Side<K, L>,
     right: Side<K, R>,
     tracking: bool,
+    /// Whether a key with a null matches an equal key (Spark's full outer join, whose key
+    /// comparison is its row format's equality; the other join types filter null keys out
+    /// before the join, from the `IS NOT NULL` Spark infers from the condition).
+    null_keys_equal: bool,
     metrics: StateOperatorProgress,
 }
 
@@ -180,8 +185,15 @@ where
             left: Side::new(partitions),
             right: Side::new(partitions),
             tracking: false,
+            null_keys_equal: false,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
+    }
+
+    /// Keys with nulls match equal keys (a full outer join, as Spark compares them).
+    pub fn null_keys_equal(mut self, on: bool) -> Self {
+        self.null_keys_equal = on;
+        self
     }
 
     /// Starts a batch's metrics.
@@ -201,7 +213,7 @@ where
     /// The right side's rows buffered under `key` (none for a key with a null: SQL's `=`).
     #[inline]
     pub fn probe_right<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> &mut [Buffered<R>] {
-        if key.has_null() {
+        if !self.null_keys_equal && key.has_null() {
             return &mut [];
         }
         self.right.rows_of(hash, key)
@@ -210,7 +222,7 @@ where
     /// The left side's rows buffered under `key` (none for a key with a null).
     #[inline]
     pub fn probe_left<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> &mut [Buffered<L>] {
-        if key.has_null() {
+        if !self.null_keys_equal && key.has_null() {
             return &mut [];
         }
         self.left.rows_of(hash, key)
@@ -225,6 +237,25 @@ where
 
     /// Records that a probe set matched flags of the left rows under `key`.
     pub fn matched_left<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) {
+        if self.tracking {
+            self.left.touch(hash, key);
+        }
+    }
+
+    /// Removes the left rows under `key` that a right row matched (a left semi join emits each
+    /// left row once, when it is first matched, and forgets it then, as Spark does).
+    pub fn remove_matched_left<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) {
+        let p = partition_of(hash, self.left.parts.len());
+        let Ok(mut entry) = self.left.parts[p].find_entry(hash, |(k, _)| key.eq_owned(k)) else { return };
+        let rows = &mut entry.get_mut().1;
+        let before = rows.len();
+        rows.retain(|r| !r.matched);
+        let gone = before - rows.len();
+        if rows.is_empty() {
+            entry.remove();
+        }
+        self.left.rows -= gone;
+        self.metrics.num_rows_removed += gone as u64;
         if self.tracking {
             self.left.touch(hash, key);
         }
@@ -262,6 +293,11 @@ where
     /// side's pass reads right rows before the right side's pass stores one).
     #[inline(always)]
     pub fn pin_right<A>(&self, _row: impl FnOnce(A) -> R) {}
+
+    /// The left side's [`StreamJoinState::pin_right`] (a left semi join runs its right side
+    /// first).
+    #[inline(always)]
+    pub fn pin_left<A>(&self, _row: impl FnOnce(A) -> L) {}
 
     /// An empty buffer for the batch's joined rows: left and right values, `None` for the
     /// null side of an outer row (or the right side of a semi join's rows).
@@ -357,7 +393,12 @@ where
         Rows::<L>::layout(&mut value);
         value.push_str(";right:");
         Rows::<R>::layout(&mut value);
-        StateSchema { operator: OPERATOR_NAME.to_string(), key_layout: key, value_layout: value, partitions: self.left.parts.len() }
+        StateSchema {
+            operator: OPERATOR_NAME.to_string(),
+            key_layout: key,
+            value_layout: value,
+            partitions: self.left.parts.len(),
+        }
     }
     fn metrics(&self) -> StateOperatorProgress {
         self.metrics.clone()
