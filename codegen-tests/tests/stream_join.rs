@@ -26,6 +26,51 @@ struct AdClick {
     clickTime: Option<Timestamp>,
 }
 
+#[derive(Record)]
+struct WindowClick {
+    impressionAdId: Option<String>,
+    window_start: Option<Timestamp>,
+    clickAdId: Option<String>,
+}
+
+const HOUR: i64 = 3_600_000_000;
+
+stream_query! {
+    /// Impressions and clicks of the same ad in the same hour (Spark: both sides project
+    /// `window(t, '1 hour')`, joined on it): state leaves by key, when the window's end passes.
+    query SameHour(impressions: Impression, clicks: Click) -> WindowClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                window(impressionTime, "1 hour") = window(clicks.clickTime, "1 hour"),
+            )
+            .select(
+                impressionAdId,
+                window_start = impressionTime.map(|t| Timestamp(t.0 - t.0.rem_euclid(HOUR))),
+                clickAdId = clicks.clickAdId,
+            )
+    }
+
+    /// The same, every impression: those without a click in their hour once it has passed.
+    query SameHourLeft(impressions: Impression, clicks: Click) -> WindowClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                window(impressionTime, "1 hour") = window(clicks.clickTime, "1 hour"),
+                kind = left_outer,
+            )
+            .select(
+                impressionAdId,
+                window_start = impressionTime.map(|t| Timestamp(t.0 - t.0.rem_euclid(HOUR))),
+                clickAdId = clicks.clickAdId,
+            )
+    }
+}
+
 stream_query! {
     /// The programming guide's ad-click join: each click within an hour after its impression.
     query AdClicks(impressions: Impression, clicks: Click) -> AdClick, mode = append {
@@ -152,4 +197,14 @@ fn stream_stream_inner_join_max_policy() {
         InputRows::SparkPushesFiltersDown,
         WatermarkPolicy::Max
     );
+}
+
+#[test]
+fn stream_stream_window_join() {
+    golden_join!("stream_stream_window_join", SameHour, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_left_outer_window_join() {
+    golden_join!("stream_stream_left_outer_window_join", SameHourLeft, InputRows::SparkPushesFiltersDown);
 }

@@ -67,7 +67,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 call.name.span(),
                 format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go to the output through stateless operators"),
             );
-            i += 1;
+            // `group_by(..).agg(..)` is one mistake.
+            i += if spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg") { 2 } else { 1 };
             continue;
         }
         match spec.kind {
@@ -313,7 +314,7 @@ fn check_single_input(q: &Query, diags: &mut Diagnostics) {
         diags.error(
             extra.name.span(),
             format!(
-                "queries over several streams (union, stream-stream joins) are not supported yet: declare `{}: static {}` to join it as a static table, or remove it",
+                "input `{}` is declared but the query never reads it: union it (`.union({0})`), join it (`.join({0}, key)`; declare it `{0}: static {}` for a static table), or remove it",
                 extra.name,
                 quote::ToTokens::to_token_stream(&extra.ty)
             ),

@@ -568,8 +568,7 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
     evictions(&mut spec);
     check_rules(q, &spec, call, diags)?;
     if kind == StreamJoinKind::LeftSemi {
-        let in_condition = spec.condition_right_columns();
-        if let Some(f) = spec.fields.iter().find(|f| !in_condition.contains(f)) {
+        if let Some(f) = right_refs_after_join(q, &name).first() {
             diags.error(
                 f.span(),
                 format!("a left semi join keeps only this stream's columns: `{name}.{f}` is not available after it"),
@@ -579,6 +578,30 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
     }
     cx.stream_joined = true;
     Some(LOp::StreamJoin { spec: Box::new(spec) })
+}
+
+/// The `input.col` references in the operators after the (first) join, as written.
+fn right_refs_after_join(q: &Query, input: &Ident) -> Vec<Ident> {
+    struct V<'a>(&'a Ident, Vec<Ident>);
+    impl<'ast> syn::visit::Visit<'ast> for V<'_> {
+        fn visit_expr_field(&mut self, f: &'ast syn::ExprField) {
+            if let (Expr::Path(p), syn::Member::Named(m)) = (&*f.base, &f.member) {
+                if p.path.is_ident(self.0) {
+                    self.1.push(m.clone());
+                    return;
+                }
+            }
+            syn::visit::visit_expr_field(self, f);
+        }
+    }
+    let mut v = V(input, Vec::new());
+    let Some(at) = q.calls.iter().position(|c| c.name == "join") else { return Vec::new() };
+    for c in &q.calls[at + 1..] {
+        for a in &c.args {
+            syn::visit::Visit::visit_expr(&mut v, a);
+        }
+    }
+    v.1
 }
 
 /// `window(col, "size")`: the column and the size; `Some(Err)` after an error.
@@ -707,9 +730,16 @@ fn check_rules(q: &Query, spec: &StreamJoinSpec, call: &Call, diags: &mut Diagno
         StreamJoinKind::FullOuter => (true, true),
     };
     let evicts = |e: &Eviction| *e != Eviction::Never;
+    // Spark's test: a key carrying event time, or a range bounding the side's rows by the
+    // other side's watermarked column (whether the side itself has a watermark or not).
+    let keyed = matches!(spec.left_eviction, Eviction::Key(_));
+    let bounded = |right_side: bool| {
+        let other = if right_side { spec.left_watermark.clone() } else { spec.right_watermark.clone().map(|c| spec.var(&c)) };
+        keyed || spec.ranges.iter().any(|r| r.hi.right == right_side && Some(&r.lo.column) == other.as_ref())
+    };
     let ok = match spec.kind {
-        StreamJoinKind::FullOuter => evicts(&spec.left_eviction) || evicts(&spec.right_eviction),
-        _ => (!need_left || evicts(&spec.left_eviction)) && (!need_right || evicts(&spec.right_eviction)),
+        StreamJoinKind::FullOuter => bounded(false) || bounded(true),
+        _ => (!need_left || bounded(false)) && (!need_right || bounded(true)),
     };
     if !ok {
         diags.error(
@@ -902,11 +932,20 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
     let joined = joined_var(spec.op);
     let units = collect_units(plan, p, input);
     let wm_col = if right { spec.right_watermark.as_ref() } else { spec.left_watermark.as_ref() };
-    let late = match wm_col {
-        Some(c) => quote! {
+    // Late rows: by the side's watermarked column, or, where a key is its window, by the
+    // window's end (Spark's event-time column is then the window).
+    let window_key = match (&spec.left_eviction, wm_col) {
+        (Eviction::Key(i), Some(_)) if spec.keys[*i].window.is_some() => Some(Index::from(*i)),
+        _ => None,
+    };
+    let late = match (wm_col, &window_key) {
+        (Some(_), Some(i)) => quote! {
+            if ::flowgate::watermark::is_behind(&__fg_key.#i, __fg_late_wm) { #op.late(); continue; }
+        },
+        (Some(c), None) => quote! {
             if ::flowgate::ops::dedup::is_late(#c, __fg_late_wm) { #op.late(); continue; }
         },
-        None => TokenStream::new(),
+        (None, _) => TokenStream::new(),
     };
     // The right side's columns under their `clicks.col` names too.
     let aliases = if right {
@@ -1028,10 +1067,10 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
     let terminal = quote! {
         #aliases
         #null_filter
+        let __fg_key = ( #(#keys,)* );
         #late
         let __fg_row = #row;
         #pre_check
-        let __fg_key = ( #(#keys,)* );
         let __fg_h = ::flowgate::value::hash_key(&__fg_key);
         let mut __fg_hit = false;
         let mut __fg_flip = false;

@@ -1,0 +1,31 @@
+#![allow(non_snake_case)]
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Impression {
+    adId: Option<String>,
+    impressionTime: Option<Timestamp>,
+}
+
+#[derive(Record)]
+struct Click {
+    adId: Option<String>,
+    clickTime: Option<Timestamp>,
+}
+
+#[derive(Record)]
+struct Out {
+    adId: Option<String>,
+    clickTime: Option<Timestamp>,
+}
+
+stream_query! {
+    query Q(impressions: Impression, clicks: Click) -> Out, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(clicks.with_watermark(clickTime, "3 hours"), adId, kind = left_semi, on = between(clicks.clickTime, impressionTime, impressionTime + "1 hour"))
+            .select(adId, clickTime = clicks.clickTime)
+    }
+}
+
+fn main() {}
