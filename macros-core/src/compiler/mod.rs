@@ -197,6 +197,37 @@ mod snapshot_tests {
         }));
     }
 
+    /// The guide's stream-stream left outer join: two input pipelines into the join (the left
+    /// side first), the state watermark each side gets from the time range, the columns each
+    /// side buffers, and the output pipeline from the join's rows.
+    fn stream_join() -> proc_macro2::TokenStream {
+        quote! {
+            query J(impressions: Impression, clicks: Click) -> AdClick, mode = append {
+                impressions
+                    .with_watermark(impressionTime, "2 hours")
+                    .join(
+                        clicks.with_watermark(clickTime, "3 hours").filter(clickAdId.is_some()),
+                        impressionAdId = clicks.clickAdId,
+                        kind = left_outer,
+                        on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+                    )
+                    .select(impressionAdId, impressionTime, clickTime = clicks.clickTime)
+            }
+        }
+    }
+
+    #[test]
+    fn stream_join_plan() {
+        insta::assert_snapshot!(plan_of(stream_join()));
+    }
+
+    #[test]
+    fn stream_join_expansion() {
+        let out = super::compile(stream_join());
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
     /// A union of two inputs with their own watermarks into one aggregation: a pipeline per
     /// input, the second feeding the same batch of the state.
     #[test]

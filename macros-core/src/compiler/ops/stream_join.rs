@@ -252,6 +252,13 @@ impl StreamJoinSpec {
             .iter()
             .flat_map(|r| [&r.lo, &r.hi])
             .filter(|t| t.right == right)
+            .fold(Vec::<&TimeTerm>::new(), |mut seen, t| {
+                if !seen.iter().any(|s| s.column == t.column) {
+                    seen.push(t);
+                }
+                seen
+            })
+            .into_iter()
             .map(|t| {
                 let c = unqualify(&{
                     let col = &t.column;
@@ -734,7 +741,8 @@ fn check_rules(q: &Query, spec: &StreamJoinSpec, call: &Call, diags: &mut Diagno
     // other side's watermarked column (whether the side itself has a watermark or not).
     let keyed = matches!(spec.left_eviction, Eviction::Key(_));
     let bounded = |right_side: bool| {
-        let other = if right_side { spec.left_watermark.clone() } else { spec.right_watermark.clone().map(|c| spec.var(&c)) };
+        let other =
+            if right_side { spec.left_watermark.clone() } else { spec.right_watermark.clone().map(|c| spec.var(&c)) };
         keyed || spec.ranges.iter().any(|r| r.hi.right == right_side && Some(&r.lo.column) == other.as_ref())
     };
     let ok = match spec.kind {
