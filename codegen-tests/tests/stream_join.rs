@@ -208,3 +208,79 @@ fn stream_stream_window_join() {
 fn stream_stream_left_outer_window_join() {
     golden_join!("stream_stream_left_outer_window_join", SameHourLeft, InputRows::SparkPushesFiltersDown);
 }
+
+#[derive(Record, Clone)]
+struct Imp {
+    ad: i64,
+    ts: Timestamp,
+}
+
+#[derive(Record)]
+struct Pair {
+    ad: i64,
+    it: Timestamp,
+    ct: Timestamp,
+}
+
+stream_query! {
+    /// Clicks within 5 minutes of their impression, both streams watermarked 1 minute behind.
+    query Bounded(imps: Imp, clicks: Imp) -> Pair, mode = append {
+        imps
+            .with_watermark(ts, "1 minute")
+            .join(clicks.with_watermark(ts, "1 minute"), ad, on = between(clicks.ts, ts, ts + "5 minutes"))
+            .select(ad, it = ts, ct = clicks.ts)
+    }
+
+    /// The same without watermarks: Spark allows it, and both sides keep every row.
+    query Unbounded(imps: Imp, clicks: Imp) -> Pair, mode = append {
+        imps
+            .join(clicks, ad, on = between(clicks.ts, ts, ts + "5 minutes"))
+            .select(ad, it = ts, ct = clicks.ts)
+    }
+}
+
+/// State rows after each of `batches` batches of 50 impressions and 50 clicks, event time
+/// advancing 10 s a batch; and the number of joined rows.
+fn state_rows(bounded: bool, batches: usize) -> (Vec<u64>, usize) {
+    let (imps, clicks, table) = (MemoryStream::<Imp>::new(), MemoryStream::<Imp>::new(), MemoryTable::new());
+    let q = if bounded {
+        Bounded::builder()
+            .imps(Source::memory(&imps))
+            .clicks(Source::memory(&clicks))
+            .sink(Sink::memory(&table))
+            .no_data_batches(false)
+            .start()
+    } else {
+        Unbounded::builder()
+            .imps(Source::memory(&imps))
+            .clicks(Source::memory(&clicks))
+            .sink(Sink::memory(&table))
+            .no_data_batches(false)
+            .start()
+    }
+    .unwrap();
+    let mut rows = Vec::new();
+    for b in 0..batches as i64 {
+        let t = 1_704_110_400_000_000 + b * 10_000_000;
+        imps.add((0..50).map(|i| Imp { ad: (b * 50 + i) % 500, ts: Timestamp(t + i * 100_000) }).collect::<Vec<_>>());
+        clicks.add((0..50).map(|i| Imp { ad: (b * 50 + i + 250) % 500, ts: Timestamp(t + i * 100_000) }).collect::<Vec<_>>());
+        q.process_all_available().unwrap();
+        rows.push(q.recent_progress().last().unwrap().state_operators[0].num_rows_total);
+    }
+    q.stop().unwrap();
+    (rows, table.rows::<Pair>().unwrap().len())
+}
+
+#[test]
+fn state_levels_off_with_watermarks_and_grows_without() {
+    let (bounded, joined) = state_rows(true, 240);
+    // Rows stay about 7 minutes (the 1-minute delay and the 5-minute range) of 10 s batches
+    // of 100 rows: the state levels off near 4 200 rows instead of growing by 100 a batch.
+    let (early, late) = (&bounded[60..120], &bounded[180..]);
+    let (max_early, max_late) = (early.iter().max().unwrap(), late.iter().max().unwrap());
+    assert!(*max_late <= max_early + max_early / 10, "state grew: {max_early} rows, later {max_late}");
+    assert!(*max_late < 6_000, "state rows {max_late}: not bounded by the watermark");
+    assert!(joined > 0, "the join matched rows");
+    let (unbounded, _) = state_rows(false, 120);
+    assert_eq!(unbounded.last(), Some(&(120 * 100)), "without watermarks every row stays");
+}
