@@ -263,9 +263,22 @@ fn state_rows(bounded: bool, batches: usize) -> (Vec<u64>, usize) {
     for b in 0..batches as i64 {
         let t = 1_704_110_400_000_000 + b * 10_000_000;
         imps.add((0..50).map(|i| Imp { ad: (b * 50 + i) % 500, ts: Timestamp(t + i * 100_000) }).collect::<Vec<_>>());
-        clicks.add((0..50).map(|i| Imp { ad: (b * 50 + i + 250) % 500, ts: Timestamp(t + i * 100_000) }).collect::<Vec<_>>());
+        clicks.add(
+            (0..50).map(|i| Imp { ad: (b * 50 + i + 250) % 500, ts: Timestamp(t + i * 100_000) }).collect::<Vec<_>>(),
+        );
         q.process_all_available().unwrap();
-        rows.push(q.recent_progress().last().unwrap().state_operators[0].num_rows_total);
+        let op = q.recent_progress().last().unwrap().state_operators[0].clone();
+        let side = |name: &str| op.custom_metrics.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+        assert_eq!(
+            side("leftRows").zip(side("rightRows")).map(|(l, r)| l + r),
+            Some(op.num_rows_total),
+            "rows per side"
+        );
+        assert!(
+            side("leftBytes").is_some_and(|b| b > 0) && side("rightBytes").is_some_and(|b| b > 0),
+            "bytes per side"
+        );
+        rows.push(op.num_rows_total);
     }
     q.stop().unwrap();
     (rows, table.rows::<Pair>().unwrap().len())

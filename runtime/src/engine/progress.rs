@@ -77,14 +77,21 @@ impl QueryProgress {
             "durationMs": self.duration_ms,
             "batchDuration": self.duration_ms.get("triggerExecution").copied().unwrap_or(0),
             "eventTime": event_time,
-            "stateOperators": self.state_operators.iter().map(|s| json!({
-                "operatorName": s.operator_name,
-                "numRowsTotal": s.num_rows_total,
-                "numRowsUpdated": s.num_rows_updated,
-                "numRowsRemoved": s.num_rows_removed,
-                "numRowsDroppedByWatermark": s.num_rows_dropped_by_watermark,
-                "memoryUsedBytes": s.memory_used_bytes,
-            })).collect::<Vec<_>>(),
+            "stateOperators": self.state_operators.iter().map(|s| {
+                let mut o = json!({
+                    "operatorName": s.operator_name,
+                    "numRowsTotal": s.num_rows_total,
+                    "numRowsUpdated": s.num_rows_updated,
+                    "numRowsRemoved": s.num_rows_removed,
+                    "numRowsDroppedByWatermark": s.num_rows_dropped_by_watermark,
+                    "memoryUsedBytes": s.memory_used_bytes,
+                });
+                // As Spark, an operator without custom metrics shows none.
+                if !s.custom_metrics.is_empty() {
+                    o["customMetrics"] = s.custom_metrics.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>().into();
+                }
+                o
+            }).collect::<Vec<_>>(),
             "sources": self.sources.iter().map(|s| {
                 let mut o = json!({
                     "description": s.description,

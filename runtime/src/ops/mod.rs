@@ -57,6 +57,9 @@ pub struct StateOperatorProgress {
     pub num_rows_dropped_by_watermark: u64,
     /// Estimated memory.
     pub memory_used_bytes: u64,
+    /// Operator-specific figures (Spark's `customMetrics`), by name: a stream-stream join's
+    /// rows and bytes per side (`leftRows`, `leftBytes`, `rightRows`, `rightBytes`).
+    pub custom_metrics: Vec<(String, u64)>,
 }
 
 /// One stateful operator's state as the checkpoint's metadata records it. Compared on every

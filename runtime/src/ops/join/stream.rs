@@ -313,8 +313,15 @@ where
 
     /// Closes the batch's metrics.
     pub fn end_batch(&mut self) {
+        let (lb, rb) = (self.left.estimated_bytes(), self.right.estimated_bytes());
         self.metrics.num_rows_total = (self.left.rows + self.right.rows) as u64;
-        self.metrics.memory_used_bytes = self.left.estimated_bytes() + self.right.estimated_bytes();
+        self.metrics.memory_used_bytes = lb + rb;
+        self.metrics.custom_metrics = vec![
+            ("leftBytes".into(), lb),
+            ("leftRows".into(), self.left.rows as u64),
+            ("rightBytes".into(), rb),
+            ("rightRows".into(), self.right.rows as u64),
+        ];
     }
 }
 
