@@ -328,6 +328,11 @@ pub enum Layout {
     MaxAcc(Box<Layout>),
     SessionOf(Box<Layout>),
     ListOf(Box<Layout>),
+    /// The side of a stream-stream join's stored key: a byte, 0 left, 1 right.
+    JoinSide,
+    /// A stream-stream join's stored value: the side's byte, then the left or the right
+    /// side's layout.
+    JoinRows(Box<Layout>, Box<Layout>),
 }
 
 impl Layout {
@@ -390,6 +395,16 @@ impl Layout {
                 let n = u64::decode(input)?;
                 Value::Array((0..n).map(|_| item.decode(input)).collect::<Result<_>>()?)
             }
+            Layout::JoinSide => match take(input, 1)?[0] {
+                0 => Value::from("left"),
+                1 => Value::from("right"),
+                t => return Err(Error::Checkpoint(format!("bad join side {t} in state"))),
+            },
+            Layout::JoinRows(left, right) => match take(input, 1)?[0] {
+                0 => json!({"side": "left", "rows": left.decode(input)?}),
+                1 => json!({"side": "right", "rows": right.decode(input)?}),
+                t => return Err(Error::Checkpoint(format!("bad join side {t} in state"))),
+            },
         })
     }
 
@@ -486,6 +501,15 @@ impl LayoutParser<'_> {
             "max" => Layout::MaxAcc(self.wrapped(b'[', b']')?),
             "session" => Layout::SessionOf(self.wrapped(b'[', b']')?),
             "list" => Layout::ListOf(self.wrapped(b'[', b']')?),
+            "join_side" => Layout::JoinSide,
+            "join_rows" => {
+                self.eat(b'[')?;
+                let left = self.layout()?;
+                self.eat(b',')?;
+                let right = self.layout()?;
+                self.eat(b']')?;
+                Layout::JoinRows(Box::new(left), Box::new(right))
+            }
             other => return Err(self.error(&format!("unknown layout `{other}`"))),
         })
     }

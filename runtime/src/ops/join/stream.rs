@@ -374,7 +374,7 @@ where
     for (hash, key) in touched {
         let p = partition_of(hash, n);
         let value = side.parts[p].find(hash, |(k, _)| *k == key).map(|(_, rows)| {
-            let mut buf = Vec::new();
+            let mut buf = vec![tag];
             (rows.len() as u64).encode(&mut buf);
             for r in rows {
                 r.value.encode(&mut buf);
@@ -396,10 +396,11 @@ where
         let mut key = String::from("(join_side,");
         K::layout(&mut key);
         key.push(')');
-        let mut value = String::from("left:");
+        let mut value = String::from("join_rows[");
         Rows::<L>::layout(&mut value);
-        value.push_str(";right:");
+        value.push(',');
         Rows::<R>::layout(&mut value);
+        value.push(']');
         StateSchema {
             operator: OPERATOR_NAME.to_string(),
             key_layout: key,
@@ -442,14 +443,22 @@ where
                          written with another partition hash"
                     )));
                 }
+                let Some((&vtag, v)) = v.split_first() else {
+                    return Err(Error::Checkpoint("an empty join state value".into()));
+                };
+                if vtag != tag {
+                    return Err(Error::Checkpoint(format!(
+                        "a join state value of side {vtag} under a key of side {tag}"
+                    )));
+                }
                 match tag {
                     LEFT => {
-                        let rows = crate::codec::from_bytes::<Rows<L>>(&v)?.0;
+                        let rows = crate::codec::from_bytes::<Rows<L>>(v)?.0;
                         self.left.rows += rows.len();
                         self.left.parts[p].insert_unique(hash, (key, rows), |(k, _)| hash_key(k));
                     }
                     RIGHT => {
-                        let rows = crate::codec::from_bytes::<Rows<R>>(&v)?.0;
+                        let rows = crate::codec::from_bytes::<Rows<R>>(v)?.0;
                         self.right.rows += rows.len();
                         self.right.parts[p].insert_unique(hash, (key, rows), |(k, _)| hash_key(k));
                     }
@@ -540,10 +549,28 @@ mod tests {
         assert_eq!(back.rows(), (2, 1));
         assert_eq!(back.probe_left(h, &a).iter().map(|r| r.value.0).collect::<Vec<_>>(), vec![5]);
         assert!(back.probe_right(h, &a)[0].matched);
+        let schema = back.state_schema();
         assert_eq!(
-            back.state_schema().key_layout,
-            "(join_side,(option<utf8>))",
+            schema.key_layout, "(join_side,(option<utf8>))",
             "the side and the key, as the checkpoint records them"
         );
+        assert_eq!(schema.value_layout, "join_rows[list[((i64),bool)],list[((i64),bool)]]");
+        // The layouts describe the bytes: `flowgate state` decodes them.
+        let (kl, vl) = (
+            crate::codec::Layout::parse(&schema.key_layout).unwrap(),
+            crate::codec::Layout::parse(&schema.value_layout).unwrap(),
+        );
+        let mut left_key = vec![0u8];
+        crate::codec::StateCodec::encode(&(Some("a".to_string()),), &mut left_key);
+        let mut k: &[u8] = &left_key;
+        assert_eq!(kl.decode(&mut k).unwrap(), serde_json::json!(["left", ["a"]]));
+        let changes = {
+            let mut j: StreamJoinState<(Option<String>,), (i64,), (i64,)> = StreamJoinState::new(1);
+            j.set_tracking(true);
+            j.append_left(h, &a, (5,), true);
+            j.take_changes()
+        };
+        let mut v: &[u8] = changes[0][0].1.as_deref().unwrap();
+        assert_eq!(vl.decode(&mut v).unwrap(), serde_json::json!({"side": "left", "rows": [[[5], true]]}));
     }
 }
