@@ -16,6 +16,7 @@ mod compare;
 mod compile;
 mod data;
 mod files;
+mod joins;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod latency;

@@ -60,6 +60,20 @@ pub fn all() -> Vec<Workload> {
             hand: crate::ops::hand_join,
         },
         Workload {
+            name: "nexmark_q3_stream_join",
+            group: "joins",
+            prepare: crate::joins::prepare,
+            flowgate: crate::joins::fg_q3,
+            hand: crate::joins::hand_q3,
+        },
+        Workload {
+            name: "nexmark_q8_window_join",
+            group: "joins",
+            prepare: crate::joins::prepare,
+            flowgate: crate::joins::fg_q8,
+            hand: crate::joins::hand_q8,
+        },
+        Workload {
             name: "windowed_count",
             group: "windowed",
             prepare: prep_events,

@@ -478,6 +478,18 @@ impl Generator {
         self.records(Kind::Bid, 0..Kind::Bid.count(events), Self::bid)
     }
 
+    /// Stream `kind`'s rows among events `from..to`, as one Arrow batch (a micro-batch of a
+    /// two-stream query: persons and auctions of the same stretch of event time).
+    pub fn batch_between(&self, kind: Kind, from: u64, to: u64) -> RecordBatch {
+        let range = kind.count(from)..kind.count(to);
+        match kind {
+            Kind::Person => Person::to_batch(self.records(kind, range, Self::person)),
+            Kind::Auction => Auction::to_batch(self.records(kind, range, Self::auction)),
+            Kind::Bid => Bid::to_batch(self.records(kind, range, Self::bid)),
+        }
+        .expect("event batch")
+    }
+
     /// Stream `kind` among the first `events` events as Arrow batches of [`BATCH_ROWS`]
     /// (generated batch by batch, so that only one batch of rows is in memory at a time).
     pub fn batches(&self, kind: Kind, events: u64) -> Vec<RecordBatch> {

@@ -303,7 +303,10 @@ fn join_kind(e: &Expr, diags: &mut Diagnostics) -> Option<StreamJoinKind> {
         "full_outer" | "full" | "outer" => Some(StreamJoinKind::FullOuter),
         "left_semi" | "semi" => Some(StreamJoinKind::LeftSemi),
         "left_anti" | "anti" => {
-            diags.error(id.span(), "a left anti join between two streams is not supported (as in Spark 4)");
+            diags.error(
+                id.span(),
+                "a left anti join between two streams is not supported (Spark: \"LeftAnti joins with a streaming DataFrame/Dataset on the right are not supported\")",
+            );
             None
         }
         other => {
@@ -778,10 +781,15 @@ fn check_rules(q: &Query, spec: &StreamJoinSpec, call: &Call, diags: &mut Diagno
         );
         return None;
     }
-    if q.mode.kind == ModeKind::Update && spec.kind != StreamJoinKind::Inner {
+    if q.mode.kind == ModeKind::Update && (spec.kind.left_outer() || spec.kind.right_outer()) {
+        let spark = match spec.kind {
+            StreamJoinKind::LeftOuter => "LeftOuter",
+            StreamJoinKind::RightOuter => "RightOuter",
+            _ => "FullOuter",
+        };
         diags.error(
             q.mode.span,
-            format!("a stream-stream {} join is supported in append mode only (Spark accepts update mode for inner joins): use `mode = append`", spec.kind.name()),
+            format!("a stream-stream {} join is supported in append mode only (Spark: \"{spark} join between two streaming DataFrames/Datasets is not supported in Update output mode, only in Append output mode\"): use `mode = append`", spec.kind.name()),
         );
         return None;
     }

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Record the exact errors Spark gives for streaming queries it rejects (flowgate's copy of
+the shared oracle's rejections.py, with its own list: the stream-stream join shapes).
+
+Each invalid query is described in the same declarative form as a case
+(run_case.py interprets it); the script builds it over empty streaming file
+sources, calls writeStream...start() (or a batch action) and records the
+exception. Output: rejections.jsonl, one JSON object per query:
+
+  {"name", "query" (PySpark snippet), "output_mode", "accepted" (true when Spark
+   did NOT reject it: kept to document it), "stage" (where it failed:
+   build | start | action), "exception" (Python class), "error_class",
+   "sqlstate", "error" (message; the logical plan Spark appends after ';\\n'
+   is cut because it contains per-run expression ids), "error_plan_cut" (bool)}
+
+    /opt/oracle-venv/bin/python rejections.py [--output rejections.jsonl]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run_case  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+EVENTS = {"events": {"kind": "stream", "schema": "ts TIMESTAMP, word STRING"}}
+WM = {"op": "withWatermark", "column": "ts", "delay": "10 minutes"}
+IMP = {"kind": "stream", "schema": "impressionAdId STRING, impressionTime TIMESTAMP"}
+CLK = {"kind": "stream", "schema": "clickAdId STRING, clickTime TIMESTAMP"}
+IMP_WM = dict(IMP, ops=[{"op": "withWatermark", "column": "impressionTime", "delay": "2 hours"}])
+CLK_WM = dict(CLK, ops=[{"op": "withWatermark", "column": "clickTime", "delay": "3 hours"}])
+RANGE = "clickAdId = impressionAdId AND clickTime >= impressionTime AND clickTime <= impressionTime + interval 1 hour"
+ORDERS = {"kind": "stream", "schema": "order_id INT, product_id STRING"}
+PRODUCTS = {"kind": "static", "schema": "product_id STRING, name STRING", "file": "static/products.jsonl"}
+
+INVALID = [
+    # flowgate's extension of the shared list: which stream-stream join shapes Spark 4 accepts.
+    ("ss_left_outer_update_mode", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "left_outer"}], "update"),
+    ("ss_full_outer_update_mode", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "full_outer"}], "update"),
+    ("ss_left_semi_update_mode", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "left_semi"}], "update"),
+    ("ss_left_outer_no_left_watermark", {"impressions": IMP, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "left_outer"}], "append"),
+    ("ss_left_anti", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "left_anti"}], "append"),
+    ("ss_inner_then_count_append", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "inner"},
+      {"op": "groupBy", "keys": ["window(impressionTime, '1 hour')"], "aggs": ["count(*) AS n"]}], "append"),
+    ("ss_inner_then_count_update", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "inner"},
+      {"op": "groupBy", "keys": ["impressionAdId"], "aggs": ["count(*) AS n"]}], "update"),
+]
+# Batch actions on a streaming DataFrame (not via writeStream)
+ACTIONS = [
+    ("batch_action_count_on_stream", EVENTS, [], "count"),
+]
+
+
+def message_of(e):
+    msg = None
+    for attr in ("getMessage",):
+        if hasattr(e, attr):
+            try:
+                msg = getattr(e, attr)()
+            except Exception:
+                msg = None
+    if not msg:
+        msg = str(e)
+    return msg
+
+
+def record_error(e):
+    msg = message_of(e)
+    cut = False
+    # Spark appends the (analyzed) logical plan after ';\n'; it contains per-run expression ids.
+    if ";\n" in msg:
+        msg = msg.split(";\n", 1)[0]
+        cut = True
+    cond = None
+    for attr in ("getCondition", "getErrorClass"):
+        if hasattr(e, attr):
+            try:
+                cond = getattr(e, attr)()
+                break
+            except Exception:
+                pass
+    state = None
+    if hasattr(e, "getSqlState"):
+        try:
+            state = e.getSqlState()
+        except Exception:
+            pass
+    return {
+        "exception": type(e).__name__,
+        "error_class": cond,
+        "sqlstate": state,
+        "error": msg,
+        "error_plan_cut": cut,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--output", default=os.path.join(HERE, "..", "join_rejections.jsonl"))
+    ap.add_argument("--work", default=os.path.join(run_case.DEFAULT_WORK, "_rejections"))
+    args = ap.parse_args()
+    spark = run_case.get_spark("oracle-rejections")
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(os.path.join(args.work, "static"))
+    with open(os.path.join(args.work, "static", "products.jsonl"), "w") as f:
+        f.write('{"product_id": "p1", "name": "apple"}\n')
+    out = []
+    specs = [(n, s, ops, mode, (rest[0] if rest else None), None) for (n, s, ops, mode, *rest) in INVALID]
+    specs += [(n, s, ops, None, None, action) for (n, s, ops, action) in ACTIONS]
+    for name, sources, ops, mode, from_, action in specs:
+        from_ = from_ or next(iter(sources))
+        case = {"name": name, "sources": sources, "query": {"from": from_, "ops": ops}, "output_mode": mode or "append"}
+        query_text = run_case.render_pyspark(case)
+        query_text = query_text.replace(".foreachBatch(capture_rows)", '.format("noop")')
+        if action:
+            query_text = query_text.split("\nquery = ")[0] + "\nresult.%s()" % action
+        staging = {}
+        for sname, s in sources.items():
+            if s.get("kind", "stream") == "stream":
+                staging[sname] = os.path.join(args.work, name, sname)
+                os.makedirs(staging[sname], exist_ok=True)
+        rec = {"name": name, "query": query_text, "output_mode": mode}
+        stage = "build"
+        q = None
+        try:
+            df = run_case.build_query_df(spark, case, args.work, staging)
+            if action:
+                stage = "action"
+                getattr(df, action)()
+            else:
+                stage = "start"
+                q = (df.writeStream.outputMode(mode).format("noop")
+                     .option("checkpointLocation", os.path.join(args.work, name, "_ckpt")).start())
+                q.processAllAvailable()
+            rec.update({"accepted": True, "stage": None, "exception": None, "error_class": None,
+                        "sqlstate": None, "error": None, "error_plan_cut": False})
+        except Exception as e:  # noqa: BLE001
+            rec["accepted"] = False
+            rec["stage"] = stage
+            rec.update(record_error(e))
+        finally:
+            if q is not None:
+                q.stop()
+        out.append(rec)
+        print("%-65s %s" % (name, (rec.get("error_class") or rec.get("error") or "ACCEPTED")[:100]), flush=True)
+    with open(args.output, "w") as f:
+        for rec in out:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
