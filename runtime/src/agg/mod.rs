@@ -1,5 +1,7 @@
-//! Aggregation: accumulators for `count`, `sum`, `avg`, `min`, `max` with Spark's semantics.
-//! The operators that keep them per group are `ops::aggregate` (hash aggregation) and
+//! Aggregation: accumulators for `count`, `sum`, `avg`, `min`, `max` (here), `first`/`last`
+//! ([`first`]), `collect_list`/`collect_set` ([`collect`]), `approx_count_distinct` ([`hll`],
+//! Spark's HyperLogLog++) and `stddev`/`variance` ([`moments`]), with Spark's semantics. The
+//! operators that keep them per group are `ops::aggregate` (hash aggregation) and
 //! `ops::session` (session windows).
 //!
 //! Accumulators are generic over the *input* type, which rustc infers from the user's
@@ -10,6 +12,17 @@
 use std::cmp::Ordering;
 
 use crate::record::{Date, Timestamp};
+
+pub mod collect;
+pub mod first;
+pub mod hll;
+mod hll_tables;
+pub mod moments;
+
+pub use collect::{CollectList, CollectSet};
+pub use first::{First, Last, ValueInput};
+pub use hll::{ApproxCountDistinct, SparkXxHash64};
+pub use moments::{Moments, StddevPop, StddevSamp, VarPop, VarSamp};
 
 /// Accumulators whose partial results combine (Spark's partial/final aggregation).
 pub trait Merge {
@@ -73,7 +86,7 @@ never_null!(bool, i32, i64, f64, String, &str, &String, Timestamp, Date);
 
 /// Inputs of `sum` and `avg`.
 #[diagnostic::on_unimplemented(
-    message = "`sum`/`avg` need a numeric column, but this is `{Self}`",
+    message = "`sum`/`avg`/`stddev`/`variance` need a numeric column, but this is `{Self}`",
     label = "not a number: expected i32, i64, f64 or an Option of them",
     note = "convert it first, e.g. `sum(x.parse::<i64>().ok())`"
 )]
@@ -95,6 +108,8 @@ pub trait NumericInput: Copy {
     fn as_f64(sum: Self::Sum) -> f64;
     /// The average's result.
     fn avg_output(avg: Option<f64>) -> Self::AvgOutput;
+    /// The value as a double (`stddev`, `variance`); `None` when null.
+    fn to_f64(self) -> Option<f64>;
 }
 
 macro_rules! numeric_input {
@@ -122,6 +137,10 @@ macro_rules! numeric_input {
             fn avg_output(avg: Option<f64>) -> f64 {
                 avg.unwrap_or(f64::NAN)
             }
+            #[inline(always)]
+            fn to_f64(self) -> Option<f64> {
+                Some(self as f64)
+            }
         }
     };
 }
@@ -131,7 +150,7 @@ numeric_input!(i64, i64, |s, v| s.wrapping_add(v));
 numeric_input!(i32, i64, |s, v| s.wrapping_add(v as i64));
 numeric_input!(f64, f64, |s, v| s + v);
 
-/// Generated code passes every `sum`/`avg` argument through this method. When the column is
+/// Generated code passes every `sum`/`avg`/`stddev`/`variance` argument through this method. When the column is
 /// not a number, method resolution fails right there — one error, under the argument, that
 /// names [`NumericInput`] — and rustc, having no type for the argument, reports nothing about
 /// the accumulators and the state built from it (a bound checked later would be reported
@@ -181,6 +200,10 @@ impl<T: NumericInput> NumericInput for Option<T> {
     }
     fn avg_output(avg: Option<f64>) -> Option<f64> {
         avg
+    }
+    #[inline(always)]
+    fn to_f64(self) -> Option<f64> {
+        self.and_then(T::to_f64)
     }
 }
 
