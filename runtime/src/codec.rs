@@ -373,7 +373,7 @@ collect_codec!(CollectList, "collect_list");
 collect_codec!(CollectSet, "collect_set");
 
 /// The 512 registers of HyperLogLog++ at precision 9, a byte each.
-impl<I> StateCodec for ApproxCountDistinct<I> {
+impl StateCodec for ApproxCountDistinct {
     fn layout(out: &mut String) {
         out.push_str(&format!("hll_pp[{}]", crate::agg::hll::P));
     }
@@ -391,7 +391,7 @@ impl<I> StateCodec for ApproxCountDistinct<I> {
 
 /// `n`, `avg`, `m2` as doubles (the same state for every statistic: which one a query asks
 /// for is decided when it finishes).
-impl<I, const STAT: u8> StateCodec for Moments<I, STAT> {
+impl<const STAT: u8> StateCodec for Moments<STAT> {
     fn layout(out: &mut String) {
         out.push_str("moments");
     }
@@ -519,7 +519,7 @@ impl Layout {
                 let set = registers.iter().filter(|r| **r != 0).count();
                 match <[u8; crate::agg::hll::M]>::try_from(registers) {
                     Ok(r) => {
-                        json!({"estimate": ApproxCountDistinct::<i64>::from_registers(r).finish(), "registers_set": set})
+                        json!({"estimate": ApproxCountDistinct::from_registers(r).finish(), "registers_set": set})
                     }
                     Err(_) => json!({"registers_set": set}),
                 }
@@ -736,13 +736,13 @@ mod tests {
     fn new_accumulators_are_pinned() {
         use crate::agg::{StddevSamp, VarPop};
         type Acc = (
-            First<Option<&'static str>, false>,
+            First<Option<String>, false>,
             Last<i64, true>,
             CollectList<Option<i32>>,
-            CollectSet<&'static str>,
-            ApproxCountDistinct<Option<i64>>,
-            StddevSamp<Option<f64>>,
-            VarPop<i32>,
+            CollectSet<String>,
+            ApproxCountDistinct,
+            StddevSamp,
+            VarPop,
         );
         let v = layout_of::<Acc>();
         assert_eq!(
@@ -751,18 +751,18 @@ mod tests {
         );
         assert_eq!(fingerprint("(utf8)", &v), "9f6c2f17");
         let mut acc: Acc = Default::default();
-        acc.0.update(None);
+        acc.0.update(None::<&str>);
         acc.0.update(Some("x"));
-        acc.1.update(7);
+        acc.1.update(7i64);
         acc.2.update(Some(1));
-        acc.2.update(None);
+        acc.2.update(None::<i32>);
         acc.2.update(Some(2));
         acc.3.update("a");
         acc.3.update("a");
-        acc.4.update(Some(5));
+        acc.4.update(Some(5i64));
         acc.5.update(Some(1.0));
         acc.5.update(Some(3.0));
-        acc.6.update(4);
+        acc.6.update(4i32);
         let bytes = to_bytes(&acc);
         assert_eq!(bytes[..3], [1, 0, 1], "first: set, null value; last: set");
         assert_eq!(bytes.len(), 2 + 10 + (8 + 8) + (8 + 8 + 1) + 512 + 24 + 24);

@@ -512,7 +512,7 @@ impl fmt::Display for AggPlan {
                 let arg = x.arg.as_ref().map(tokens).unwrap_or_default();
                 let func = match x.func {
                     AggFunc::CountRows => "count()".to_string(),
-                    other => format!("{}({arg})", format!("{other:?}").to_lowercase()),
+                    other => format!("{}({arg})", other.name()),
                 };
                 format!("{} = {}", x.name, func)
             })

@@ -11,7 +11,7 @@ use crate::list::ListElement;
 use super::first::ValueInput;
 use super::Merge;
 
-/// `collect_list(x)`.
+/// `collect_list(x)`, named by the input's [`ValueInput::Kind`].
 #[derive(Clone, Debug)]
 pub struct CollectList<I: ValueInput> {
     items: Vec<I::Value>,
@@ -30,7 +30,7 @@ impl<I: ValueInput> CollectList<I> {
     }
     /// Appends a value (nulls are skipped).
     #[inline(always)]
-    pub fn update(&mut self, v: I) {
+    pub fn update<V: ValueInput<Kind = I, Value = I::Value>>(&mut self, v: V) {
         if let Some(v) = v.into_value() {
             self.items.push(v);
         }
@@ -86,7 +86,7 @@ impl<I: ValueInput> CollectSet<I> {
     }
     /// Adds a value unless it is null or already there.
     #[inline(always)]
-    pub fn update(&mut self, v: I) {
+    pub fn update<V: ValueInput<Kind = I, Value = I::Value>>(&mut self, v: V) {
         if let Some(v) = v.into_value() {
             self.insert(v);
         }
@@ -124,8 +124,8 @@ mod tests {
 
     #[test]
     fn lists_skip_nulls_sets_keep_first_occurrences() {
-        let mut l = CollectList::<Option<&str>>::new();
-        let mut s = CollectSet::<Option<&str>>::new();
+        let mut l = CollectList::<Option<String>>::new();
+        let mut s = CollectSet::<Option<String>>::new();
         for v in [Some("b"), None, Some("a"), Some("b")] {
             l.update(v);
             s.update(v);
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(l.finish(), ["b", "a", "b"]);
         assert_eq!(s.finish(), ["b", "a"]);
         let mut only_nulls = CollectList::<Option<i64>>::new();
-        only_nulls.update(None);
+        only_nulls.update(None::<i64>);
         assert!(only_nulls.finish().is_empty(), "an empty list, not null, as in Spark");
     }
 
@@ -147,8 +147,8 @@ mod tests {
         a.merge(b);
         assert_eq!(a.finish(), [0.0, 1.0, 2.0], "-0.0 is 0.0 in a set, as in Spark");
         let (mut a, mut b) = (CollectList::<i64>::new(), CollectList::<i64>::new());
-        a.update(1);
-        b.update(1);
+        a.update(1i64);
+        b.update(1i64);
         a.merge(b);
         assert_eq!(a.finish(), [1, 1]);
         let many = CollectSet::<i64>::from_items((0..1000).chain(0..10).collect());

@@ -17,6 +17,10 @@ use super::Merge;
 pub trait ValueInput: Sized {
     /// The stored (owned, non-null) value, also a list element.
     type Value: ListElement;
+    /// This input type without its borrows (`&str` → `String`, `Option<&str>` →
+    /// `Option<String>`): accumulators are named by it, so the state they live in, which
+    /// outlives every batch, borrows nothing from a batch.
+    type Kind: ValueInput<Value = Self::Value, Output = Self::Output> + 'static;
     /// `first`/`last`'s result: the value, or an `Option` of it for a nullable input.
     type Output;
     /// Whether this input is null.
@@ -31,6 +35,7 @@ macro_rules! value_input {
     ($($t:ty => $v:ty, |$x:ident| $own:expr);* $(;)?) => {$(
         impl ValueInput for $t {
             type Value = $v;
+            type Kind = $v;
             type Output = $v;
             #[inline(always)]
             fn is_null_input(&self) -> bool {
@@ -68,6 +73,7 @@ value_input!(
 
 impl<T: ValueInput> ValueInput for Option<T> {
     type Value = T::Value;
+    type Kind = Option<T::Kind>;
     type Output = Option<T::Value>;
     #[inline(always)]
     fn is_null_input(&self) -> bool {
@@ -82,7 +88,8 @@ impl<T: ValueInput> ValueInput for Option<T> {
     }
 }
 
-/// `first(x)` (`IGNORE_NULLS = false`) and `first(x, true)`.
+/// `first(x)` (`IGNORE_NULLS = false`) and `first(x, true)`, named by the input's
+/// [`ValueInput::Kind`].
 #[derive(Clone, Debug)]
 pub struct First<I: ValueInput, const IGNORE_NULLS: bool> {
     set: bool,
@@ -132,7 +139,7 @@ impl<I: ValueInput, const IGNORE_NULLS: bool> First<I, IGNORE_NULLS> {
     /// Considers a row's value: kept if it is the first (the first non-null with
     /// `IGNORE_NULLS`).
     #[inline(always)]
-    pub fn update(&mut self, v: I) {
+    pub fn update<V: ValueInput<Kind = I, Value = I::Value>>(&mut self, v: V) {
         if self.set || (IGNORE_NULLS && v.is_null_input()) {
             return;
         }
@@ -145,7 +152,7 @@ impl<I: ValueInput, const IGNORE_NULLS: bool> Last<I, IGNORE_NULLS> {
     /// Considers a row's value: it replaces the previous one (unless null with
     /// `IGNORE_NULLS`).
     #[inline(always)]
-    pub fn update(&mut self, v: I) {
+    pub fn update<V: ValueInput<Kind = I, Value = I::Value>>(&mut self, v: V) {
         if IGNORE_NULLS && v.is_null_input() {
             return;
         }
@@ -179,17 +186,22 @@ mod tests {
     #[test]
     fn nulls_count_unless_ignored() {
         let mut f = First::<Option<i64>, false>::new();
+        let _: Option<String> = {
+            let mut borrowed = First::<Option<String>, false>::new();
+            borrowed.update(Some("a"));
+            borrowed.finish()
+        };
         let mut fi = First::<Option<i64>, true>::new();
         let mut l = Last::<Option<i64>, false>::new();
         let mut li = Last::<Option<i64>, true>::new();
-        for v in [None, Some(1), Some(2), None] {
+        for v in [None, Some(1i64), Some(2), None] {
             f.update(v);
             fi.update(v);
             l.update(v);
             li.update(v);
         }
         assert_eq!((f.finish(), fi.finish(), l.finish(), li.finish()), (None, Some(1), None, Some(2)));
-        let mut s = First::<&str, false>::new();
+        let mut s = First::<String, false>::new();
         s.update("b");
         s.update("a");
         assert_eq!(s.finish(), "b");
@@ -198,12 +210,12 @@ mod tests {
     #[test]
     fn merge_keeps_row_order() {
         let (mut f, mut later) = (First::<Option<i64>, true>::new(), First::<Option<i64>, true>::new());
-        f.update(None);
-        later.update(Some(5));
+        f.update(None::<i64>);
+        later.update(Some(5i64));
         f.merge(later);
         assert_eq!(f.finish(), Some(5), "nothing taken yet: the later part's value");
         let (mut l, later) = (Last::<i64, false>::new(), Last::<i64, false>::new());
-        l.update(3);
+        l.update(3i64);
         l.merge(later);
         assert_eq!(l.finish(), 3, "a later part that saw nothing changes nothing");
     }

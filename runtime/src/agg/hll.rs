@@ -87,16 +87,16 @@ impl<T: SparkXxHash64> SparkXxHash64 for Option<T> {
     }
 }
 
-/// `approx_count_distinct(x)`: HyperLogLog++ registers, one byte each.
+/// `approx_count_distinct(x)`: HyperLogLog++ registers, one byte each. Any input type that
+/// hashes as Spark's ([`SparkXxHash64`]) updates it.
 #[derive(Clone, Debug)]
-pub struct ApproxCountDistinct<I> {
+pub struct ApproxCountDistinct {
     registers: Box<[u8; M]>,
-    _input: std::marker::PhantomData<fn(I)>,
 }
 
-impl<I> Default for ApproxCountDistinct<I> {
+impl Default for ApproxCountDistinct {
     fn default() -> Self {
-        ApproxCountDistinct { registers: Box::new([0; M]), _input: std::marker::PhantomData }
+        ApproxCountDistinct { registers: Box::new([0; M]) }
     }
 }
 
@@ -108,14 +108,14 @@ fn register_of(hash: u64) -> (usize, u8) {
     (idx, (w.leading_zeros() + 1) as u8)
 }
 
-impl<I: SparkXxHash64> ApproxCountDistinct<I> {
+impl ApproxCountDistinct {
     /// No value seen.
     pub fn new() -> Self {
         Self::default()
     }
     /// Adds a value (nulls are skipped).
     #[inline(always)]
-    pub fn update(&mut self, v: I) {
+    pub fn update<V: SparkXxHash64>(&mut self, v: V) {
         if let Some(h) = v.spark_xxhash64() {
             let (idx, rank) = register_of(h);
             let r = &mut self.registers[idx];
@@ -126,20 +126,17 @@ impl<I: SparkXxHash64> ApproxCountDistinct<I> {
     pub fn finish(&self) -> i64 {
         estimate(&self.registers)
     }
-}
-
-impl<I> ApproxCountDistinct<I> {
     /// The registers (for checkpoints).
     pub fn registers(&self) -> &[u8; M] {
         &self.registers
     }
     /// Rebuilds from [`ApproxCountDistinct::registers`].
     pub fn from_registers(registers: [u8; M]) -> Self {
-        ApproxCountDistinct { registers: Box::new(registers), _input: std::marker::PhantomData }
+        ApproxCountDistinct { registers: Box::new(registers) }
     }
 }
 
-impl<I> Merge for ApproxCountDistinct<I> {
+impl Merge for ApproxCountDistinct {
     fn merge(&mut self, other: Self) {
         for (a, b) in self.registers.iter_mut().zip(other.registers.iter()) {
             *a = (*a).max(*b);
@@ -246,7 +243,7 @@ mod tests {
     }
 
     fn count<I: SparkXxHash64>(values: impl Iterator<Item = I>) -> i64 {
-        let mut a = ApproxCountDistinct::<I>::new();
+        let mut a = ApproxCountDistinct::new();
         values.for_each(|v| a.update(v));
         a.finish()
     }
@@ -284,7 +281,7 @@ mod tests {
 
     #[test]
     fn merged_registers_estimate_the_union() {
-        let (mut a, mut b) = (ApproxCountDistinct::<i64>::new(), ApproxCountDistinct::<i64>::new());
+        let (mut a, mut b) = (ApproxCountDistinct::new(), ApproxCountDistinct::new());
         (0..600).for_each(|i| a.update(i));
         (400..1000).for_each(|i| b.update(i));
         a.merge(b);

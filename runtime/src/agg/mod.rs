@@ -26,8 +26,13 @@ pub use moments::{Moments, StddevPop, StddevSamp, VarPop, VarSamp};
 
 /// Accumulators whose partial results combine (Spark's partial/final aggregation).
 pub trait Merge {
-    /// Folds `other` (a partial result over other rows) into `self`.
+    /// Folds `other` (a partial result over later rows) into `self`.
     fn merge(&mut self, other: Self);
+    /// Called on a group's stored accumulators when a batch first reaches the group, before
+    /// its rows: an accumulator that keeps the batch's rows apart from the state (to combine
+    /// the two in Spark's order, [`moments`]) folds them in here. Nothing by default.
+    #[inline(always)]
+    fn begin_batch(&mut self) {}
 }
 
 /// `count()` (rows) and `count(x)` (non-null values).
@@ -483,6 +488,10 @@ macro_rules! tuple_merge {
             #[inline]
             fn merge(&mut self, other: Self) {
                 $(self.$idx.merge(other.$idx);)+
+            }
+            #[inline]
+            fn begin_batch(&mut self) {
+                $(self.$idx.begin_batch();)+
             }
         }
     };
