@@ -676,10 +676,10 @@ mod tests {
         assert_eq!(from_bytes::<(Window, Option<String>, Option<i64>, bool, Date)>(&to_bytes(&k)).unwrap(), k);
         let mut s = Sum::<Option<i64>>::new();
         s.update(Some(4));
-        let mut m = crate::agg::Max::<&str>::new();
+        let mut m = crate::agg::Max::<String>::new();
         m.update("x");
         let acc = (Count(7), s, Avg::<f64>::new(), m);
-        let back: (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<&str>) = from_bytes(&to_bytes(&acc)).unwrap();
+        let back: (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<String>) = from_bytes(&to_bytes(&acc)).unwrap();
         assert_eq!(back.0, Count(7));
         assert_eq!(back.1.finish(), Some(4));
         assert!(back.2.finish().is_nan());
@@ -690,11 +690,11 @@ mod tests {
     #[test]
     fn layouts_parse_and_decode_what_the_types_encode() {
         type Key = (crate::window::WindowKey<600_000_000>, Option<String>);
-        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<&'static str>, crate::agg::Min<Option<i32>>);
+        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<String>, crate::agg::Min<Option<i32>>);
         let key: Key = (crate::window::WindowKey { start: 0 }, Some("dog".into()));
         let mut sum = Sum::<Option<i64>>::new();
         sum.update(Some(5));
-        let mut max = crate::agg::Max::<&str>::new();
+        let mut max = crate::agg::Max::<String>::new();
         max.update("z");
         let acc: Acc = (Count(3), sum, Avg::<f64>::new(), max, crate::agg::Min::new());
         let k = Layout::parse(&layout_of::<Key>()).unwrap().decode_all(&to_bytes(&key)).unwrap();
@@ -718,7 +718,7 @@ mod tests {
     #[test]
     fn layouts_and_fingerprints_are_pinned() {
         type Key = (crate::window::WindowKey<600_000_000>, Option<String>);
-        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<&'static str>, crate::agg::Min<Option<i32>>);
+        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<String>, crate::agg::Min<Option<i32>>);
         let (k, v) = (layout_of::<Key>(), layout_of::<Acc>());
         assert_eq!(k, "(window_start[600000000],option<utf8>)");
         assert_eq!(v, "(count,sum[nullable_sum[i64]],avg[f64],max[option<utf8>],min[option<i32>])");

@@ -309,6 +309,9 @@ pub trait OrdInput: Sized {
     type Value: Clone + Default + Send + Sync + 'static + std::fmt::Debug;
     /// `min`/`max`'s result type.
     type Output;
+    /// This input type without its borrows (`&str` → `String`): what [`Extreme`] is named
+    /// by, so the state it lives in borrows nothing from a batch.
+    type Kind: OrdInput<Value = Self::Value, Output = Self::Output> + 'static;
     /// Compares with a stored value; `None` when this input is null.
     fn cmp_stored(&self, stored: &Self::Value) -> Option<Ordering>;
     /// Whether this input is null.
@@ -336,6 +339,7 @@ macro_rules! ord_input {
         impl OrdInput for $t {
             type Value = $t;
             type Output = $t;
+            type Kind = $t;
             #[inline(always)]
             fn cmp_stored(&self, stored: &$t) -> Option<Ordering> {
                 let cmp: fn(&$t, &$t) -> Ordering = $cmp;
@@ -368,6 +372,7 @@ ord_input!(String, |a, b| a.cmp(b));
 impl OrdInput for &str {
     type Value = String;
     type Output = String;
+    type Kind = String;
     #[inline(always)]
     fn cmp_stored(&self, stored: &String) -> Option<Ordering> {
         Some((*self).cmp(stored.as_str()))
@@ -389,6 +394,7 @@ impl OrdInput for &str {
 impl<T: OrdInput> OrdInput for Option<T> {
     type Value = T::Value;
     type Output = Option<T::Value>;
+    type Kind = Option<T::Kind>;
     #[inline(always)]
     fn cmp_stored(&self, stored: &T::Value) -> Option<Ordering> {
         self.as_ref().and_then(|v| v.cmp_stored(stored))
@@ -437,9 +443,9 @@ impl<I: OrdInput, const MAX: bool> Extreme<I, MAX> {
             ord == Ordering::Less
         }
     }
-    /// Considers a value.
+    /// Considers a value (of any input type whose [`OrdInput::Kind`] is `I`).
     #[inline(always)]
-    pub fn update(&mut self, v: I) {
+    pub fn update<V: OrdInput<Kind = I, Value = I::Value>>(&mut self, v: V) {
         match &self.value {
             None => {
                 if !v.is_null_input() {
@@ -536,20 +542,20 @@ mod tests {
 
     #[test]
     fn min_max_strings_and_merge() {
-        let mut mn = Min::<&str>::new();
-        let mut mx = Max::<&str>::new();
+        let mut mn = Min::<String>::new();
+        let mut mx = Max::<String>::new();
         for w in ["dog", "cat", "owl"] {
             mn.update(w);
             mx.update(w);
         }
         assert_eq!(mn.finish(), "cat");
         assert_eq!(mx.finish(), "owl");
-        let mut other = Max::<&str>::new();
+        let mut other = Max::<String>::new();
         other.update("zebra");
         mx.merge(other);
         assert_eq!(mx.finish(), "zebra");
         let mut m = Max::<Option<f64>>::new();
-        m.update(None);
+        m.update(None::<f64>);
         assert_eq!(m.finish(), None);
         m.update(Some(1.0));
         m.update(Some(f64::NAN));
