@@ -655,3 +655,23 @@ fn agg_stats_approx_update() {
     run_case_within_ulps("agg_stats_approx_update", staging.path(), &query, &table, 2);
     query.stop().unwrap();
 }
+
+#[derive(Record)]
+struct IdWord {
+    id: Option<i32>,
+    word: Option<String>,
+}
+
+stream_query! {
+    /// Spark's streaming global limit: the first 4 odd ids of the stream, over batches.
+    query FirstOddIds(events: IdWord) -> IdWord, mode = append {
+        events
+            .filter(id.is_some_and(|i| i % 2 == 1))
+            .limit(4)
+    }
+}
+
+#[test]
+fn limit_append() {
+    golden!("limit_append", FirstOddIds, events, InputRows::SparkPushesFiltersDown);
+}

@@ -112,8 +112,11 @@ pub enum LOp {
     Watermark { column: Ident, delay: i64, tracker: usize },
     /// `order_by(keys..)` after an aggregation in complete mode: the emitted rows in this order.
     Sort { keys: Vec<SortSpec> },
-    /// `limit(n)` after an aggregation in complete mode: the first `n` emitted rows.
-    Limit { n: usize },
+    /// `limit(n)`: after an aggregation in complete mode, the first `n` emitted rows of each
+    /// result (`global: None`); on a stream in append mode, the first `n` rows of the whole
+    /// stream (Spark's streaming global limit), a stateful filter that is stateful operator
+    /// `global` (`Some(0)` until the plan numbers it).
+    Limit { n: usize, global: Option<usize> },
     /// `union(other)`: the rows of input `input` too, after its own operators `ops` (filters
     /// and its watermark); what follows applies to both.
     Union { input: usize, ops: Vec<LOp> },

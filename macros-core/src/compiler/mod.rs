@@ -227,6 +227,16 @@ mod snapshot_tests {
         }));
     }
 
+    /// `limit` on a stream in append mode: Spark's global limit, a stateful filter.
+    #[test]
+    fn global_limit_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query L(events: Event) -> Out, mode = append {
+                events.filter(n > 0).select(id, n).limit(10)
+            }
+        }));
+    }
+
     /// The aggregates after the first five: each becomes its own accumulator in the plan.
     #[test]
     fn more_aggregates_plan() {

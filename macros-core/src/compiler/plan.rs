@@ -67,6 +67,9 @@ pub enum OperatorKind {
     SessionAggregate(AggPlan),
     /// Deduplication (`dedupe`): a stateful filter inside its pipeline.
     Dedup(DedupSpec),
+    /// The streaming global limit (`globalLimit`): the first `n` rows of the stream, a
+    /// stateful filter inside its pipeline.
+    GlobalLimit(usize),
 }
 
 impl OperatorKind {
@@ -77,6 +80,7 @@ impl OperatorKind {
             OperatorKind::SessionAggregate(_) => "sessionWindowStateStoreSaveExec",
             OperatorKind::Dedup(d) if d.within_watermark.is_some() => "dedupeWithinWatermark",
             OperatorKind::Dedup(_) => "dedupe",
+            OperatorKind::GlobalLimit(_) => "globalLimit",
         }
     }
 }
@@ -227,6 +231,13 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                 branches.iter_mut().for_each(|b| b.parallel = false);
                 push(&mut current, &mut branches, LOp::Dedup { op: id, spec });
             }
+            LOp::Limit { n, global: Some(_) } => {
+                let id = operators.len();
+                operators.push(Operator { id, kind: OperatorKind::GlobalLimit(n) });
+                current.parallel = false;
+                branches.iter_mut().for_each(|b| b.parallel = false);
+                push(&mut current, &mut branches, LOp::Limit { n, global: Some(id) });
+            }
             other => push(&mut current, &mut branches, other),
         }
     }
@@ -311,7 +322,12 @@ pub fn bare_column(expr: &Expr) -> Option<Ident> {
 fn changes_rows(op: &LOp) -> bool {
     matches!(
         op,
-        LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. } | LOp::Join { .. }
+        LOp::Filter { .. }
+            | LOp::FlatMap { .. }
+            | LOp::Aggregate { .. }
+            | LOp::Dedup { .. }
+            | LOp::Join { .. }
+            | LOp::Limit { global: Some(_), .. }
     )
 }
 
@@ -554,6 +570,9 @@ impl fmt::Display for Plan {
                     writeln!(f, "stateful #{} {}: session-window aggregate {a}", op.id, op.kind.spark_name())?
                 }
                 OperatorKind::Dedup(d) => writeln!(f, "stateful #{} {}: {d}", op.id, op.kind.spark_name())?,
+                OperatorKind::GlobalLimit(n) => {
+                    writeln!(f, "stateful #{} {}: the first {n} rows of the stream", op.id, op.kind.spark_name())?
+                }
             }
         }
         for (n, p) in self.pipelines.iter().enumerate() {
@@ -607,7 +626,10 @@ impl fmt::Display for Plan {
                             .collect();
                         writeln!(f, "    sort the batch's rows by [{}]", keys.join(", "))?
                     }
-                    LOp::Limit { n } => writeln!(f, "    keep the first {n} rows")?,
+                    LOp::Limit { n, global: None } => writeln!(f, "    keep the first {n} rows")?,
+                    LOp::Limit { global: Some(op), .. } => {
+                        writeln!(f, "    pass rows while the limit has room (stateful #{op})")?
+                    }
                     LOp::Aggregate { .. } | LOp::Union { .. } => writeln!(f, "    (breaker)")?,
                 }
             }

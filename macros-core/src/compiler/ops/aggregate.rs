@@ -544,7 +544,7 @@ fn split_top(ops: &[LOp]) -> (&[LOp], Option<&[SortSpec]>, Option<usize>) {
     let mut limit = None;
     while let Some(op) = end.checked_sub(1).and_then(|i| ops.get(i)) {
         match op {
-            LOp::Limit { n } => limit = Some(*n),
+            LOp::Limit { n, .. } => limit = Some(*n),
             LOp::Sort { keys } => sort = Some(keys.as_slice()),
             _ => break,
         }
