@@ -12,6 +12,9 @@
 //! manifest. Processes everything available (trigger available-now), then exits 0. Killed at
 //! any moment and started again with the same arguments, it resumes from the checkpoint and
 //! the committed output is as if it had never stopped.
+//!
+//! With `--dedup`, a query of two stateful operators: rows are first deduplicated on
+//! `(key, value, ts)` (state evicted behind the watermark), then aggregated the same way.
 
 use flowgate::prelude::*;
 
@@ -43,6 +46,19 @@ stream_query! {
     }
 }
 
+stream_query! {
+    /// The same totals over the distinct readings: a deduplication, then the aggregation.
+    query DistinctMinuteTotals(readings: Reading) -> WindowTotal, mode = update {
+        readings
+            .filter(value >= 0)
+            .with_watermark(ts, "1 hour")
+            .drop_duplicates(key, value, ts)
+            .group_by(window(ts, "1 minute"), key)
+            .agg(count() as count, sum(value) as sum)
+            .select(window_start = window.start, window_end = window.end, key, count, sum)
+    }
+}
+
 fn main() -> flowgate::Result<()> {
     flowgate_examples::init_logging();
     let need = |name: &str| {
@@ -53,11 +69,22 @@ fn main() -> flowgate::Result<()> {
         })
     };
     let (input, output, checkpoint) = (need("input")?, need("output")?, need("checkpoint")?);
-    let query = MinuteTotals::builder()
-        .readings(Source::file(input).json().mode(ParseMode::FailFast).max_files_per_trigger(1))
-        .sink(Sink::file(output, SinkFormat::Json))
-        .trigger(Trigger::available_now())
-        .checkpoint(checkpoint)
-        .start()?;
+    let source = Source::file(input).json().mode(ParseMode::FailFast).max_files_per_trigger(1);
+    let sink = Sink::file(output, SinkFormat::Json);
+    let query = if std::env::args().any(|a| a == "--dedup") {
+        DistinctMinuteTotals::builder()
+            .readings(source)
+            .sink(sink)
+            .trigger(Trigger::available_now())
+            .checkpoint(checkpoint)
+            .start()?
+    } else {
+        MinuteTotals::builder()
+            .readings(source)
+            .sink(sink)
+            .trigger(Trigger::available_now())
+            .checkpoint(checkpoint)
+            .start()?
+    };
     query.await_termination()
 }

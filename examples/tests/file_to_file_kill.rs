@@ -13,6 +13,10 @@
 //!
 //! `FLOWGATE_KILLS=200 cargo test -p flowgate-examples --test file_to_file_kill` for a longer run
 //! (CI kills at least 30 times).
+//!
+//! The second test runs the example's query of two stateful operators (`--dedup`: a
+//! deduplication, then the windowed aggregation) over input with duplicate rows, within a file
+//! and across files: both operators' state must come back from the checkpoint exactly.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,6 +25,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Kills in CI; `FLOWGATE_KILLS` overrides.
 const DEFAULT_KILLS: usize = 30;
+/// Kills of the two-operator query in CI (fewer: the first test covers the kill points).
+const DEFAULT_KILLS_DEDUP: usize = 20;
 /// Rows per input file.
 const ROWS_PER_FILE: usize = 50;
 /// Distinct keys of on-time rows.
@@ -46,26 +52,52 @@ impl Rng {
 /// (window start, key) → (count, sum), computed directly from the rows.
 type Answer = HashMap<(String, String), (i64, i64)>;
 
+/// Duplicates of earlier rows to write into the next file (`--dedup` runs only).
+#[derive(Default)]
+struct Duplicates {
+    on: bool,
+    /// The on-time lines of the previous file.
+    previous: Vec<String>,
+    /// Every on-time line written: equal lines have equal event times, so they are at most
+    /// ten files (minutes) apart, inside the watermark, and the second is always dropped.
+    seen: std::collections::HashSet<String>,
+}
+
 /// Writes input file number `i`: event times advance about a minute per file with up to
 /// 10 minutes of disorder, well inside the 1-hour watermark, so these rows are never late and
 /// their answer is a plain group-by. About one value in ten is negative (filtered out). Then a
 /// few rows 55 to 60 minutes behind, whose fate depends on the watermark the batch runs with
 /// (keys `lateN`: compared only with the uninterrupted run).
-fn write_input(dir: &Path, i: usize, rng: &mut Rng, answer: &mut Answer) {
+///
+/// With duplicates on, the file also repeats some of its own rows and of the previous file's:
+/// rows a deduplication drops, so the answer does not count them (a generated row that equals
+/// an earlier one by chance is not counted twice either).
+fn write_input(dir: &Path, i: usize, rng: &mut Rng, answer: &mut Answer, dups: &mut Duplicates) {
     let base = 1_704_110_400i64 + i as i64 * 60; // 2024-01-01 12:00 UTC + i minutes
     let mut text = String::new();
+    let mut lines = Vec::new();
     for _ in 0..ROWS_PER_FILE {
         let ts = base + rng.below(600) as i64 - 300;
         let key = format!("k{}", rng.below(KEYS));
         let value = rng.below(110) as i64 - 10;
         let t = chrono_like(ts);
-        text.push_str(&format!("{{\"ts\": \"{t}\", \"key\": \"{key}\", \"value\": {value}}}\n"));
-        if value >= 0 {
+        let line = format!("{{\"ts\": \"{t}\", \"key\": \"{key}\", \"value\": {value}}}\n");
+        text.push_str(&line);
+        let seen = dups.on && !dups.seen.insert(line.clone());
+        lines.push(line);
+        if value >= 0 && !seen {
             let w = ts - ts.rem_euclid(60);
             let e = answer.entry((chrono_like(w), key)).or_insert((0, 0));
             e.0 += 1;
             e.1 += value;
         }
+    }
+    if dups.on {
+        for _ in 0..5 {
+            let from = if rng.below(2) == 0 && !dups.previous.is_empty() { &dups.previous } else { &lines };
+            text.push_str(&from[rng.below(from.len() as u64) as usize].clone());
+        }
+        dups.previous = lines;
     }
     for _ in 0..LATE_ROWS_PER_FILE {
         // The watermark that drops late rows in a batch is the one computed two batches before
@@ -115,10 +147,11 @@ fn written_since(checkpoint: &Path, since: SystemTime) -> Option<u64> {
 }
 
 /// Runs the example to completion over `input`; fails the test if it fails.
-fn run_to_end(bin: &Path, input: &Path, output: &Path, checkpoint: &Path) {
+fn run_to_end(bin: &Path, input: &Path, output: &Path, checkpoint: &Path, extra: &[&str]) {
     let out = Command::new(bin)
         .args(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
         .args(["--checkpoint", checkpoint.to_str().unwrap()])
+        .args(extra)
         .output()
         .unwrap();
     assert!(out.status.success(), "the example failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -139,10 +172,23 @@ fn committed_batches(output: &Path) -> Vec<(u64, Vec<String>)> {
 
 #[test]
 fn killed_and_restarted_gives_the_exact_answer() {
+    kill_and_compare(false, DEFAULT_KILLS);
+}
+
+#[test]
+fn two_stateful_operators_killed_and_restarted_give_the_exact_answer() {
+    kill_and_compare(true, DEFAULT_KILLS_DEDUP);
+}
+
+/// Kills the example (`--dedup` when `dedup`) `default_kills` times (or `FLOWGATE_KILLS`),
+/// then compares with an uninterrupted run and the independent answer.
+fn kill_and_compare(dedup: bool, default_kills: usize) {
     let bin = flowgate_examples::example_binary("file_to_file");
     assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
+    let extra: &[&str] = if dedup { &["--dedup"] } else { &[] };
+    let mut dups = Duplicates { on: dedup, ..Duplicates::default() };
     let kills_wanted: usize =
-        std::env::var("FLOWGATE_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_KILLS);
+        std::env::var("FLOWGATE_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_kills);
     let root = tempfile::tempdir().unwrap();
     let (input, output, checkpoint) = (root.path().join("in"), root.path().join("out"), root.path().join("cp"));
     std::fs::create_dir_all(&input).unwrap();
@@ -150,7 +196,7 @@ fn killed_and_restarted_gives_the_exact_answer() {
     let mut answer = Answer::new();
     let mut files = 0;
     for _ in 0..60 {
-        write_input(&input, files, &mut rng, &mut answer);
+        write_input(&input, files, &mut rng, &mut answer, &mut dups);
         files += 1;
     }
     // The file counts at which the killed run finished cleanly (and more input was added).
@@ -159,6 +205,7 @@ fn killed_and_restarted_gives_the_exact_answer() {
         Command::new(&bin)
             .args(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
             .args(["--checkpoint", checkpoint.to_str().unwrap()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -211,13 +258,13 @@ fn killed_and_restarted_gives_the_exact_answer() {
                 // It caught up before we killed it: give it more input and go on.
                 clean_exits.push(files);
                 for _ in 0..10 {
-                    write_input(&input, files, &mut rng, &mut answer);
+                    write_input(&input, files, &mut rng, &mut answer, &mut dups);
                     files += 1;
                 }
             }
         }
     }
-    run_to_end(&bin, &input, &output, &checkpoint);
+    run_to_end(&bin, &input, &output, &checkpoint, extra);
     clean_exits.push(files);
 
     // The uninterrupted run: the same files, arriving at the same points (each batch is one
@@ -234,7 +281,7 @@ fn killed_and_restarted_gives_the_exact_answer() {
             std::fs::rename(&tmp, ref_input.join(&name)).unwrap();
         }
         copied = upto;
-        run_to_end(&bin, &ref_input, &ref_output, &ref_checkpoint);
+        run_to_end(&bin, &ref_input, &ref_output, &ref_checkpoint, extra);
     }
 
     let got = committed_batches(&output);

@@ -8,7 +8,10 @@
 //! so a decoder always knows what it reads. Layouts are persisted: they name what a value is,
 //! never how Rust spells its type (`std::any::type_name` may change with the compiler).
 
-use crate::agg::{Avg, Count, Extreme, NullableSum, NumericInput, OrdInput, Sum};
+use crate::agg::{
+    ApproxCountDistinct, Avg, CollectList, CollectSet, Count, Extreme, First, Last, Moments, NullableSum, NumericInput,
+    OrdInput, Sum, ValueInput,
+};
 use crate::error::{Error, Result};
 use crate::record::{Date, Timestamp};
 use crate::window::Window;
@@ -299,6 +302,110 @@ where
     }
 }
 
+fn encode_items<T: StateCodec>(items: &[T], out: &mut Vec<u8>) {
+    (items.len() as u64).encode(out);
+    for v in items {
+        v.encode(out);
+    }
+}
+
+fn decode_items<T: StateCodec>(input: &mut &[u8]) -> Result<Vec<T>> {
+    let n = u64::decode(input)?;
+    // Each item takes at least a byte only for some layouts, so the count is checked against
+    // what is left only as a bound on the first allocation.
+    let mut items = Vec::with_capacity((n as usize).min(input.len()));
+    for _ in 0..n {
+        items.push(T::decode(input)?);
+    }
+    Ok(items)
+}
+
+macro_rules! first_last_codec {
+    ($ty:ident, $name:literal, $ignoring:literal) => {
+        /// `set` (bool), then the value (`option<T>`).
+        impl<I: ValueInput, const IGNORE_NULLS: bool> StateCodec for $ty<I, IGNORE_NULLS>
+        where
+            I::Value: StateCodec,
+        {
+            fn layout(out: &mut String) {
+                out.push_str(if IGNORE_NULLS { $ignoring } else { $name });
+                out.push('[');
+                I::Value::layout(out);
+                out.push(']');
+            }
+            fn encode(&self, out: &mut Vec<u8>) {
+                let (set, value) = self.raw();
+                set.encode(out);
+                value.cloned().encode(out);
+            }
+            fn decode(input: &mut &[u8]) -> Result<Self> {
+                let set = bool::decode(input)?;
+                Ok($ty::from_raw(set, Option::<I::Value>::decode(input)?))
+            }
+        }
+    };
+}
+first_last_codec!(First, "first", "first_ignore_nulls");
+first_last_codec!(Last, "last", "last_ignore_nulls");
+
+macro_rules! collect_codec {
+    ($ty:ident, $name:literal) => {
+        /// The number of values (u64), then each value.
+        impl<I: ValueInput> StateCodec for $ty<I>
+        where
+            I::Value: StateCodec,
+        {
+            fn layout(out: &mut String) {
+                out.push_str(concat!($name, "["));
+                I::Value::layout(out);
+                out.push(']');
+            }
+            fn encode(&self, out: &mut Vec<u8>) {
+                encode_items(self.items(), out)
+            }
+            fn decode(input: &mut &[u8]) -> Result<Self> {
+                Ok($ty::from_items(decode_items(input)?))
+            }
+        }
+    };
+}
+collect_codec!(CollectList, "collect_list");
+collect_codec!(CollectSet, "collect_set");
+
+/// The 512 registers of HyperLogLog++ at precision 9, a byte each.
+impl StateCodec for ApproxCountDistinct {
+    fn layout(out: &mut String) {
+        out.push_str(&format!("hll_pp[{}]", crate::agg::hll::P));
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.registers());
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        let registers: [u8; crate::agg::hll::M] = array(input)?;
+        if let Some(r) = registers.iter().find(|r| **r > 64 - crate::agg::hll::P as u8 + 1) {
+            return Err(Error::Checkpoint(format!("HyperLogLog++ register {r} out of range in state")));
+        }
+        Ok(ApproxCountDistinct::from_registers(registers))
+    }
+}
+
+/// `n`, `avg`, `m2` as doubles (the same state for every statistic: which one a query asks
+/// for is decided when it finishes).
+impl<const STAT: u8> StateCodec for Moments<STAT> {
+    fn layout(out: &mut String) {
+        out.push_str("moments");
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        let (n, avg, m2) = self.raw();
+        n.encode(out);
+        avg.encode(out);
+        m2.encode(out);
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        Ok(Moments::from_raw(f64::decode(input)?, f64::decode(input)?, f64::decode(input)?))
+    }
+}
+
 /// A parsed [`StateCodec::layout`]: enough to decode a stored value without its Rust type, as
 /// `flowgate state read` does (Spark 4's state data source reads state as a table the same
 /// way, from the schema the checkpoint records).
@@ -333,6 +440,15 @@ pub enum Layout {
     /// A stream-stream join's stored value: the side's byte, then the left or the right
     /// side's layout.
     JoinRows(Box<Layout>, Box<Layout>),
+    FirstAcc(Box<Layout>),
+    FirstIgnoreNullsAcc(Box<Layout>),
+    LastAcc(Box<Layout>),
+    LastIgnoreNullsAcc(Box<Layout>),
+    CollectListAcc(Box<Layout>),
+    CollectSetAcc(Box<Layout>),
+    /// HyperLogLog++ registers at this precision.
+    HllAcc(u32),
+    MomentsAcc,
 }
 
 impl Layout {
@@ -391,7 +507,7 @@ impl Layout {
                 let (a, b) = (i64::decode(input)?, i64::decode(input)?);
                 json!({"start": ts(a), "end": ts(b), "acc": acc.decode(input)?})
             }
-            Layout::ListOf(item) => {
+            Layout::ListOf(item) | Layout::CollectListAcc(item) | Layout::CollectSetAcc(item) => {
                 let n = u64::decode(input)?;
                 Value::Array((0..n).map(|_| item.decode(input)).collect::<Result<_>>()?)
             }
@@ -405,6 +521,28 @@ impl Layout {
                 1 => json!({"side": "right", "rows": right.decode(input)?}),
                 t => return Err(Error::Checkpoint(format!("bad join side {t} in state"))),
             },
+            Layout::FirstAcc(v)
+            | Layout::FirstIgnoreNullsAcc(v)
+            | Layout::LastAcc(v)
+            | Layout::LastIgnoreNullsAcc(v) => {
+                let set = bool::decode(input)?;
+                let value = Layout::Nullable(v.clone()).decode(input)?;
+                json!({"set": set, "value": value})
+            }
+            Layout::HllAcc(p) => {
+                let registers = take(input, 1usize << p)?;
+                let set = registers.iter().filter(|r| **r != 0).count();
+                match <[u8; crate::agg::hll::M]>::try_from(registers) {
+                    Ok(r) => {
+                        json!({"estimate": ApproxCountDistinct::from_registers(r).finish(), "registers_set": set})
+                    }
+                    Err(_) => json!({"registers_set": set}),
+                }
+            }
+            Layout::MomentsAcc => {
+                let (n, avg, m2) = (f64::decode(input)?, f64::decode(input)?, f64::decode(input)?);
+                json!({"n": n, "avg": avg, "m2": m2})
+            }
         })
     }
 
@@ -480,6 +618,21 @@ impl LayoutParser<'_> {
             "date" => Layout::Days,
             "window" => Layout::WindowStruct,
             "count" => Layout::CountAcc,
+            "moments" => Layout::MomentsAcc,
+            "hll_pp" => {
+                self.eat(b'[')?;
+                let start = self.at;
+                while self.s.get(self.at).is_some_and(|c| c.is_ascii_digit()) {
+                    self.at += 1;
+                }
+                let p = std::str::from_utf8(&self.s[start..self.at])
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .filter(|p| (4..=18).contains(p))
+                    .ok_or_else(|| self.error("expected a precision from 4 to 18"))?;
+                self.eat(b']')?;
+                Layout::HllAcc(p)
+            }
             "window_start" => {
                 self.eat(b'[')?;
                 let start = self.at;
@@ -510,6 +663,12 @@ impl LayoutParser<'_> {
                 self.eat(b']')?;
                 Layout::JoinRows(Box::new(left), Box::new(right))
             }
+            "first" => Layout::FirstAcc(self.wrapped(b'[', b']')?),
+            "first_ignore_nulls" => Layout::FirstIgnoreNullsAcc(self.wrapped(b'[', b']')?),
+            "last" => Layout::LastAcc(self.wrapped(b'[', b']')?),
+            "last_ignore_nulls" => Layout::LastIgnoreNullsAcc(self.wrapped(b'[', b']')?),
+            "collect_list" => Layout::CollectListAcc(self.wrapped(b'[', b']')?),
+            "collect_set" => Layout::CollectSetAcc(self.wrapped(b'[', b']')?),
             other => return Err(self.error(&format!("unknown layout `{other}`"))),
         })
     }
@@ -541,10 +700,10 @@ mod tests {
         assert_eq!(from_bytes::<(Window, Option<String>, Option<i64>, bool, Date)>(&to_bytes(&k)).unwrap(), k);
         let mut s = Sum::<Option<i64>>::new();
         s.update(Some(4));
-        let mut m = crate::agg::Max::<&str>::new();
+        let mut m = crate::agg::Max::<String>::new();
         m.update("x");
         let acc = (Count(7), s, Avg::<f64>::new(), m);
-        let back: (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<&str>) = from_bytes(&to_bytes(&acc)).unwrap();
+        let back: (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<String>) = from_bytes(&to_bytes(&acc)).unwrap();
         assert_eq!(back.0, Count(7));
         assert_eq!(back.1.finish(), Some(4));
         assert!(back.2.finish().is_nan());
@@ -555,11 +714,11 @@ mod tests {
     #[test]
     fn layouts_parse_and_decode_what_the_types_encode() {
         type Key = (crate::window::WindowKey<600_000_000>, Option<String>);
-        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<&'static str>, crate::agg::Min<Option<i32>>);
+        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<String>, crate::agg::Min<Option<i32>>);
         let key: Key = (crate::window::WindowKey { start: 0 }, Some("dog".into()));
         let mut sum = Sum::<Option<i64>>::new();
         sum.update(Some(5));
-        let mut max = crate::agg::Max::<&str>::new();
+        let mut max = crate::agg::Max::<String>::new();
         max.update("z");
         let acc: Acc = (Count(3), sum, Avg::<f64>::new(), max, crate::agg::Min::new());
         let k = Layout::parse(&layout_of::<Key>()).unwrap().decode_all(&to_bytes(&key)).unwrap();
@@ -583,7 +742,7 @@ mod tests {
     #[test]
     fn layouts_and_fingerprints_are_pinned() {
         type Key = (crate::window::WindowKey<600_000_000>, Option<String>);
-        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<&'static str>, crate::agg::Min<Option<i32>>);
+        type Acc = (Count, Sum<Option<i64>>, Avg<f64>, crate::agg::Max<String>, crate::agg::Min<Option<i32>>);
         let (k, v) = (layout_of::<Key>(), layout_of::<Acc>());
         assert_eq!(k, "(window_start[600000000],option<utf8>)");
         assert_eq!(v, "(count,sum[nullable_sum[i64]],avg[f64],max[option<utf8>],min[option<i32>])");
@@ -593,5 +752,59 @@ mod tests {
             "(bool,i32,i64,f64,timestamp_us,date,window,())"
         );
         assert_eq!(fingerprint("(utf8)", "count"), "9ddf0268");
+    }
+
+    /// Golden vectors of the accumulators after the first five: layouts, fingerprints and
+    /// bytes are persisted; a change here breaks restoring existing checkpoints.
+    #[test]
+    fn new_accumulators_are_pinned() {
+        use crate::agg::{StddevSamp, VarPop};
+        type Acc = (
+            First<Option<String>, false>,
+            Last<i64, true>,
+            CollectList<Option<i32>>,
+            CollectSet<String>,
+            ApproxCountDistinct,
+            StddevSamp,
+            VarPop,
+        );
+        let v = layout_of::<Acc>();
+        assert_eq!(
+            v,
+            "(first[utf8],last_ignore_nulls[i64],collect_list[i32],collect_set[utf8],hll_pp[9],moments,moments)"
+        );
+        assert_eq!(fingerprint("(utf8)", &v), "9f6c2f17");
+        let mut acc: Acc = Default::default();
+        acc.0.update(None::<&str>);
+        acc.0.update(Some("x"));
+        acc.1.update(7i64);
+        acc.2.update(Some(1));
+        acc.2.update(None::<i32>);
+        acc.2.update(Some(2));
+        acc.3.update("a");
+        acc.3.update("a");
+        acc.4.update(Some(5i64));
+        acc.5.update(Some(1.0));
+        acc.5.update(Some(3.0));
+        acc.6.update(4i32);
+        let bytes = to_bytes(&acc);
+        assert_eq!(bytes[..3], [1, 0, 1], "first: set, null value; last: set");
+        assert_eq!(bytes.len(), 2 + 10 + (8 + 8) + (8 + 8 + 1) + 512 + 24 + 24);
+        let back: Acc = from_bytes(&bytes).unwrap();
+        assert_eq!(back.0.finish(), None);
+        assert_eq!(back.1.finish(), 7);
+        assert_eq!(back.2.finish(), [1, 2]);
+        assert_eq!(back.3.finish(), ["a"]);
+        assert_eq!(back.4.finish(), 1);
+        assert_eq!(back.5.finish(), Some(2f64.sqrt()));
+        assert_eq!(back.6.finish(), Some(0.0));
+        let json = Layout::parse(&v).unwrap().decode_all(&bytes).unwrap();
+        assert_eq!(json[0], serde_json::json!({"set": true, "value": null}));
+        assert_eq!(json[2], serde_json::json!([1, 2]));
+        assert_eq!(json[4], serde_json::json!({"estimate": 1, "registers_set": 1}));
+        assert_eq!(json[5], serde_json::json!({"n": 2.0, "avg": 2.0, "m2": 2.0}));
+        let mut bad = bytes.clone();
+        bad[2 + 10 + 16 + 17] = 60;
+        assert!(from_bytes::<Acc>(&bad).is_err(), "a register above 56 is refused");
     }
 }

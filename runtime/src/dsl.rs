@@ -65,6 +65,49 @@
 //! group whose values are all null gets null. Operators after `.agg` run on the emitted rows
 //! (Spark's `HAVING`).
 //!
+//! Beyond those, as Spark has them ([`crate::agg`] says how each is computed and stored):
+//! - `first(x)`, `last(x)`: the value of the group's first / last row in arrival order, a null
+//!   included; `first(x, true)` / `last(x, true)` skip nulls (Spark's `ignoreNulls`). The
+//!   result has the column's type (`Option` for a nullable column).
+//! - `collect_list(x)`, `collect_set(x)`: the non-null values as a `Vec<T>` (Spark's
+//!   `ARRAY<T>`; never null, empty for a group of nulls), the set with each value once, in the
+//!   order first seen.
+//! - `approx_count_distinct(x)`: an `i64`, Spark's HyperLogLog++ estimate at its default
+//!   relative error 0.05 — the same estimate Spark gives for the same values.
+//! - `stddev(x)` (= `stddev_samp`), `stddev_pop(x)`, `variance(x)` (= `var_samp`),
+//!   `var_pop(x)`: `Option<f64>`, null without values (and for the sample statistics with
+//!   one value).
+//!
+//! ```
+//! use flowgate::prelude::*;
+//!
+//! #[derive(Record)]
+//! struct Reading { sensor: String, v: Option<i64>, tag: Option<String> }
+//!
+//! #[derive(Record)]
+//! struct Spread {
+//!     sensor: String,
+//!     first_v: Option<i64>,
+//!     tags: Vec<String>,
+//!     distinct_tags: i64,
+//!     sd: Option<f64>,
+//! }
+//!
+//! stream_query! {
+//!     query Spreads(readings: Reading) -> Spread, mode = update {
+//!         readings
+//!             .group_by(sensor)
+//!             .agg(
+//!                 first(v, true) as first_v,
+//!                 collect_set(tag) as tags,
+//!                 approx_count_distinct(tag) as distinct_tags,
+//!                 stddev(v) as sd,
+//!             )
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
 //! ```
 //! use flowgate::prelude::*;
 //!

@@ -53,6 +53,7 @@ pub mod exec;
 pub mod functions;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod list;
 pub mod monitor;
 pub mod ops;
 pub mod partition;

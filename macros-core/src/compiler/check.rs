@@ -465,10 +465,13 @@ fn check_limit(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> 
         );
         return None;
     }
-    if !(cx.aggregated && q.mode.kind == ModeKind::Complete) {
+    // On a stream in append mode: Spark's streaming global limit (the first n rows of the
+    // stream). After an aggregation in append mode Spark would limit the emitted rows.
+    let global = q.mode.kind == ModeKind::Append && !cx.aggregated;
+    if cx.aggregated && q.mode.kind != ModeKind::Complete {
         diags.error(
             call.name.span(),
-            "limit in append mode is not implemented yet in flowgate: limit an aggregation's result in complete mode",
+            "a limit after an aggregation in append mode is not implemented yet in flowgate: limit the aggregation's result in complete mode, or the stream before it",
         );
         return None;
     }
@@ -490,7 +493,7 @@ fn check_limit(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> 
         }
     };
     cx.limited = true;
-    Some(LOp::Limit { n })
+    Some(LOp::Limit { n, global: global.then_some(0) })
 }
 
 /// Rule: one watermark per query, before the aggregation.
@@ -583,7 +586,11 @@ fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Dia
     if let Schema::Open { defined } = schema {
         // Semi and anti joins only choose rows, as filters do.
         let only_filters = ops.iter().all(|o| match o {
-            LOp::Filter { .. } | LOp::Watermark { .. } | LOp::Dedup { .. } | LOp::Union { .. } => true,
+            LOp::Filter { .. }
+            | LOp::Watermark { .. }
+            | LOp::Dedup { .. }
+            | LOp::Union { .. }
+            | LOp::Limit { global: Some(_), .. } => true,
             LOp::Join { spec } => matches!(spec.kind, JoinKind::LeftSemi | JoinKind::LeftAnti),
             _ => false,
         });

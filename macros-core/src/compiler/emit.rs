@@ -62,6 +62,10 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
             OperatorKind::SessionAggregate(a) => aggregate::init_session(a),
             OperatorKind::Dedup(d) => dedup::init(d),
             OperatorKind::StreamJoin(s) => stream_join::init(s),
+            OperatorKind::GlobalLimit(n) => {
+                let n = *n as u64;
+                quote!(::flowgate::ops::limit::LimitState::new(#n))
+            }
         })
         .collect();
     let vars: Vec<Ident> = plan.operators.iter().map(|o| dedup::var(o.id)).collect();
@@ -74,7 +78,7 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
     let begin: Vec<TokenStream> = plan
         .operators
         .iter()
-        .filter(|o| matches!(o.kind, OperatorKind::Dedup(_)))
+        .filter(|o| matches!(o.kind, OperatorKind::Dedup(_) | OperatorKind::GlobalLimit(_)))
         .map(|o| {
             let v = dedup::var(o.id);
             quote! { #v.begin_batch(); }
@@ -106,11 +110,18 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
     let mut parts: Vec<Ident> = Vec::new();
     let mut pipelines: Vec<TokenStream> = Vec::new();
     for (n, p) in plan.pipelines.iter().enumerate() {
-        let ends: Vec<TokenStream> = plan
+        let mut ends: Vec<TokenStream> = plan
             .filters_in(p)
             .filter(|(id, _)| last_of.get(id) == Some(&n))
             .map(|(id, d)| dedup::emit_end(id, d))
             .collect();
+        ends.extend(p.ops.iter().filter_map(|op| match op {
+            LOp::Limit { global: Some(id), .. } => {
+                let v = dedup::var(*id);
+                Some(quote! { #v.end_batch(); })
+            }
+            _ => None,
+        }));
         let first = match p.sink {
             Sink::Operator(o) => fed.insert(o),
             Sink::Output(_) => true,
@@ -197,7 +208,9 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
             let update = match &plan.operators[*o].kind {
                 OperatorKind::HashAggregate(a) => aggregate::emit_hash_update(q, plan, p, *i, *o, a, first),
                 OperatorKind::SessionAggregate(a) => aggregate::emit_session_update(q, plan, p, *i, *o, a),
-                OperatorKind::Dedup(_) => quote! { compile_error!("flowgate bug: a dedup is not a breaker"); },
+                OperatorKind::Dedup(_) | OperatorKind::GlobalLimit(_) => {
+                    quote! { compile_error!("flowgate bug: a stateful filter is not a breaker"); }
+                }
                 OperatorKind::StreamJoin(s) => stream_join::emit_side(plan, p, *i, s),
             };
             quote! { #update #(#ends)* }
@@ -205,7 +218,9 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
         (Source::Operator(o), Sink::Output(OutputPlan::Rows(columns))) => match &plan.operators[*o].kind {
             OperatorKind::HashAggregate(a) => aggregate::emit_hash_output(q, plan, p, *o, a, columns),
             OperatorKind::SessionAggregate(a) => aggregate::emit_session_output(q, plan, p, *o, a, columns),
-            OperatorKind::Dedup(_) => quote! { compile_error!("flowgate bug: a dedup emits no rows of its own"); },
+            OperatorKind::Dedup(_) | OperatorKind::GlobalLimit(_) => {
+                quote! { compile_error!("flowgate bug: a stateful filter emits no rows of its own"); }
+            }
             OperatorKind::StreamJoin(s) => stream_join::emit_output(q, plan, p, s, columns),
         },
         _ => quote! { compile_error!("flowgate bug: a pipeline shape the planner does not make"); },
@@ -354,6 +369,10 @@ fn fuse_live(
             quote! { #check #inner }
         }
         LOp::Join { spec } => join::emit_row(spec, inner, &quote! { continue; }),
+        LOp::Limit { global: Some(id), .. } => {
+            let v = dedup::var(*id);
+            quote! { if !#v.take() { continue; } #inner }
+        }
         LOp::Union { .. } => quote! { compile_error!("flowgate bug: a union inside a fused stage"); },
         LOp::Sort { .. } | LOp::Limit { .. } => {
             quote! { compile_error!("flowgate bug: a sort or limit inside a fused stage"); }
@@ -491,8 +510,9 @@ fn emit_columns(
     });
     // Every row makes one output row unless a filter, flat_map or dedup comes first; then the
     // builders start small and grow, instead of reserving a whole unit for rows it drops.
-    let capacity = if p.ops.iter().any(|op| matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Dedup { .. }))
-    {
+    let capacity = if p.ops.iter().any(|op| {
+        matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Dedup { .. } | LOp::Limit { global: Some(_), .. })
+    }) {
         quote!(::core::cmp::min(__fg_range.len(), ::flowgate::exec::FILTERED_START_CAPACITY))
     } else {
         quote!(__fg_range.len())
@@ -546,6 +566,10 @@ fn emit_input_rows(q: &Query, plan: &Plan, p: &Pipeline, input: usize, ends: &[T
         LOp::Watermark { column, .. } => observe(column),
         LOp::Dedup { op, spec } => dedup::emit_row(*op, spec, &reject),
         LOp::Join { spec } => join::emit_row(spec, TokenStream::new(), &reject),
+        LOp::Limit { global: Some(id), .. } => {
+            let v = dedup::var(*id);
+            quote! { if !#v.take() { #reject } }
+        }
         _ => quote! { compile_error!("flowgate bug: only filters pass the input through"); },
     });
     let (wm_start, wm_end) = watermark_unit(p);

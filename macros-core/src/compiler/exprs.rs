@@ -11,16 +11,31 @@ use syn::visit::{self, Visit};
 use syn::{Expr, Ident, Pat, Token};
 
 /// Aggregate function names, as written in `.agg(...)`.
-pub const AGG_FUNCTIONS: &[&str] = &["count", "sum", "avg", "mean", "min", "max"];
+pub const AGG_FUNCTIONS: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "mean",
+    "min",
+    "max",
+    "first",
+    "first_value",
+    "last",
+    "last_value",
+    "collect_list",
+    "collect_set",
+    "approx_count_distinct",
+    "stddev",
+    "stddev_samp",
+    "stddev_pop",
+    "variance",
+    "var_samp",
+    "var_pop",
+];
 
 /// Aggregates Spark refuses on streams, with the message we give.
 pub const UNSUPPORTED_AGGS: &[(&str, &str)] = &[
-    ("count_distinct", "count(distinct) is not supported on streaming data (Spark: \"Distinct aggregations are not supported on streaming DataFrames/Datasets\"); approx_count_distinct is not available yet either"),
-    ("approx_count_distinct", "approx_count_distinct is not implemented in flowgate yet"),
-    ("collect_list", "collect_list is not implemented in flowgate yet"),
-    ("collect_set", "collect_set is not implemented in flowgate yet"),
-    ("first", "first is not implemented in flowgate yet"),
-    ("last", "last is not implemented in flowgate yet"),
+    ("count_distinct", "count(distinct) is not supported on streaming data (Spark: \"Distinct aggregations are not supported on streaming DataFrames/Datasets\"); use approx_count_distinct(x), Spark's HyperLogLog++ estimate"),
 ];
 
 /// Free column references of `expr`, in order of first appearance (each name once).
@@ -103,7 +118,7 @@ pub fn find_aggregate_call(expr: &Expr) -> Option<(String, Span)> {
                         let is_agg =
                             AGG_FUNCTIONS.contains(&name.as_str()) || UNSUPPORTED_AGGS.iter().any(|(n, _)| *n == name);
                         // `min(a, b)` with two arguments is an ordinary function.
-                        if is_agg && c.args.len() <= 1 {
+                        if is_agg && (c.args.len() <= 1 || !matches!(name.as_str(), "min" | "max")) {
                             self.0 = Some((name, id.span()));
                             return;
                         }

@@ -39,6 +39,48 @@ pub enum AggFunc {
     Avg,
     Min,
     Max,
+    /// `first(x)`, `first(x, true)` (nulls ignored).
+    First {
+        ignore_nulls: bool,
+    },
+    /// `last(x)`, `last(x, true)`.
+    Last {
+        ignore_nulls: bool,
+    },
+    CollectList,
+    CollectSet,
+    /// Spark's HyperLogLog++ at its default relative error.
+    ApproxCountDistinct,
+    /// `stddev`, `stddev_samp`, `std`.
+    StddevSamp,
+    StddevPop,
+    /// `variance`, `var_samp`.
+    VarSamp,
+    VarPop,
+}
+
+impl AggFunc {
+    /// The function as the plan prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunc::CountRows | AggFunc::Count => "count",
+            AggFunc::Sum => "sum",
+            AggFunc::Avg => "avg",
+            AggFunc::Min => "min",
+            AggFunc::Max => "max",
+            AggFunc::First { ignore_nulls: false } => "first",
+            AggFunc::First { ignore_nulls: true } => "first_ignore_nulls",
+            AggFunc::Last { ignore_nulls: false } => "last",
+            AggFunc::Last { ignore_nulls: true } => "last_ignore_nulls",
+            AggFunc::CollectList => "collect_list",
+            AggFunc::CollectSet => "collect_set",
+            AggFunc::ApproxCountDistinct => "approx_count_distinct",
+            AggFunc::StddevSamp => "stddev_samp",
+            AggFunc::StddevPop => "stddev_pop",
+            AggFunc::VarSamp => "var_samp",
+            AggFunc::VarPop => "var_pop",
+        }
+    }
 }
 
 /// `sum(x) as total`.
@@ -70,8 +112,11 @@ pub enum LOp {
     Watermark { column: Ident, delay: i64, tracker: usize },
     /// `order_by(keys..)` after an aggregation in complete mode: the emitted rows in this order.
     Sort { keys: Vec<SortSpec> },
-    /// `limit(n)` after an aggregation in complete mode: the first `n` emitted rows.
-    Limit { n: usize },
+    /// `limit(n)`: after an aggregation in complete mode, the first `n` emitted rows of each
+    /// result (`global: None`); on a stream in append mode, the first `n` rows of the whole
+    /// stream (Spark's streaming global limit), a stateful filter that is stateful operator
+    /// `global` (`Some(0)` until the plan numbers it).
+    Limit { n: usize, global: Option<usize> },
     /// `union(other)`: the rows of input `input` too, after its own operators `ops` (filters
     /// and its watermark); what follows applies to both.
     Union { input: usize, ops: Vec<LOp> },

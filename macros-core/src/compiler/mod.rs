@@ -258,6 +258,50 @@ mod snapshot_tests {
         }));
     }
 
+    /// `limit` on a stream in append mode: Spark's global limit, a stateful filter.
+    #[test]
+    fn global_limit_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query L(events: Event) -> Out, mode = append {
+                events.filter(n > 0).select(id, n).limit(10)
+            }
+        }));
+    }
+
+    /// The aggregates after the first five: each becomes its own accumulator in the plan.
+    #[test]
+    fn more_aggregates_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query A(readings: Reading) -> Stats, mode = update {
+                readings
+                    .group_by(sensor)
+                    .agg(
+                        first(v) as first_v,
+                        last(v, true) as last_v,
+                        collect_list(v) as vs,
+                        collect_set(word) as words,
+                        approx_count_distinct(word) as n_words,
+                        stddev(v) as sd,
+                        variance(v) as var,
+                    )
+            }
+        }));
+    }
+
+    /// The emitted accumulators and their updates (the type of each is left to rustc).
+    #[test]
+    fn more_aggregates_expansion() {
+        let out = super::compile(quote! {
+            query A(readings: Reading) -> Stats, mode = update {
+                readings
+                    .group_by(sensor)
+                    .agg(first(v, true) as first_v, collect_set(word) as words, approx_count_distinct(word) as n, stddev_pop(v) as sd)
+            }
+        });
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
     /// The code of a two-operator query: the dedup check inside the aggregation's row loop.
     #[test]
     fn dedup_then_aggregate_expansion() {

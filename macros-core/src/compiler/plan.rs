@@ -71,6 +71,9 @@ pub enum OperatorKind {
     /// A stream-stream join (`symmetricHashJoin`): a breaker fed by two pipelines, the left
     /// input's and the right's.
     StreamJoin(Box<StreamJoinSpec>),
+    /// The streaming global limit (`globalLimit`): the first `n` rows of the stream, a
+    /// stateful filter inside its pipeline.
+    GlobalLimit(usize),
 }
 
 impl OperatorKind {
@@ -82,6 +85,7 @@ impl OperatorKind {
             OperatorKind::Dedup(d) if d.within_watermark.is_some() => "dedupeWithinWatermark",
             OperatorKind::Dedup(_) => "dedupe",
             OperatorKind::StreamJoin(_) => "symmetricHashJoin",
+            OperatorKind::GlobalLimit(_) => "globalLimit",
         }
     }
 }
@@ -292,6 +296,13 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                 branches.iter_mut().for_each(|b| b.parallel = false);
                 push(&mut current, &mut branches, LOp::Dedup { op: id, spec });
             }
+            LOp::Limit { n, global: Some(_) } => {
+                let id = operators.len();
+                operators.push(Operator { id, kind: OperatorKind::GlobalLimit(n) });
+                current.parallel = false;
+                branches.iter_mut().for_each(|b| b.parallel = false);
+                push(&mut current, &mut branches, LOp::Limit { n, global: Some(id) });
+            }
             other => push(&mut current, &mut branches, other),
         }
     }
@@ -439,6 +450,7 @@ fn changes_rows(op: &LOp) -> bool {
             | LOp::Dedup { .. }
             | LOp::Join { .. }
             | LOp::StreamJoin { .. }
+            | LOp::Limit { global: Some(_), .. }
     )
 }
 
@@ -640,7 +652,7 @@ impl fmt::Display for AggPlan {
                 let arg = x.arg.as_ref().map(tokens).unwrap_or_default();
                 let func = match x.func {
                     AggFunc::CountRows => "count()".to_string(),
-                    other => format!("{}({arg})", format!("{other:?}").to_lowercase()),
+                    other => format!("{}({arg})", other.name()),
                 };
                 format!("{} = {}", x.name, func)
             })
@@ -683,6 +695,9 @@ impl fmt::Display for Plan {
                 }
                 OperatorKind::Dedup(d) => writeln!(f, "stateful #{} {}: {d}", op.id, op.kind.spark_name())?,
                 OperatorKind::StreamJoin(j) => writeln!(f, "stateful #{} {}: {j}", op.id, op.kind.spark_name())?,
+                OperatorKind::GlobalLimit(n) => {
+                    writeln!(f, "stateful #{} {}: the first {n} rows of the stream", op.id, op.kind.spark_name())?
+                }
             }
         }
         for (n, p) in self.pipelines.iter().enumerate() {
@@ -741,7 +756,10 @@ impl fmt::Display for Plan {
                             .collect();
                         writeln!(f, "    sort the batch's rows by [{}]", keys.join(", "))?
                     }
-                    LOp::Limit { n } => writeln!(f, "    keep the first {n} rows")?,
+                    LOp::Limit { n, global: None } => writeln!(f, "    keep the first {n} rows")?,
+                    LOp::Limit { global: Some(op), .. } => {
+                        writeln!(f, "    pass rows while the limit has room (stateful #{op})")?
+                    }
                     LOp::Aggregate { .. } | LOp::Union { .. } | LOp::StreamJoin { .. } => writeln!(f, "    (breaker)")?,
                 }
             }

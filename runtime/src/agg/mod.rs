@@ -1,5 +1,7 @@
-//! Aggregation: accumulators for `count`, `sum`, `avg`, `min`, `max` with Spark's semantics.
-//! The operators that keep them per group are `ops::aggregate` (hash aggregation) and
+//! Aggregation: accumulators for `count`, `sum`, `avg`, `min`, `max` (here), `first`/`last`
+//! ([`first`]), `collect_list`/`collect_set` ([`collect`]), `approx_count_distinct` ([`hll`],
+//! Spark's HyperLogLog++) and `stddev`/`variance` ([`moments`]), with Spark's semantics. The
+//! operators that keep them per group are `ops::aggregate` (hash aggregation) and
 //! `ops::session` (session windows).
 //!
 //! Accumulators are generic over the *input* type, which rustc infers from the user's
@@ -11,10 +13,26 @@ use std::cmp::Ordering;
 
 use crate::record::{Date, Timestamp};
 
+pub mod collect;
+pub mod first;
+pub mod hll;
+mod hll_tables;
+pub mod moments;
+
+pub use collect::{CollectList, CollectSet};
+pub use first::{First, Last, ValueInput};
+pub use hll::{ApproxCountDistinct, SparkXxHash64};
+pub use moments::{Moments, StddevPop, StddevSamp, VarPop, VarSamp};
+
 /// Accumulators whose partial results combine (Spark's partial/final aggregation).
 pub trait Merge {
-    /// Folds `other` (a partial result over other rows) into `self`.
+    /// Folds `other` (a partial result over later rows) into `self`.
     fn merge(&mut self, other: Self);
+    /// Called on a group's stored accumulators when a batch first reaches the group, before
+    /// its rows: an accumulator that keeps the batch's rows apart from the state (to combine
+    /// the two in Spark's order, [`moments`]) folds them in here. Nothing by default.
+    #[inline(always)]
+    fn begin_batch(&mut self) {}
 }
 
 /// `count()` (rows) and `count(x)` (non-null values).
@@ -73,7 +91,7 @@ never_null!(bool, i32, i64, f64, String, &str, &String, Timestamp, Date);
 
 /// Inputs of `sum` and `avg`.
 #[diagnostic::on_unimplemented(
-    message = "`sum`/`avg` need a numeric column, but this is `{Self}`",
+    message = "`sum`/`avg`/`stddev`/`variance` need a numeric column, but this is `{Self}`",
     label = "not a number: expected i32, i64, f64 or an Option of them",
     note = "convert it first, e.g. `sum(x.parse::<i64>().ok())`"
 )]
@@ -95,6 +113,8 @@ pub trait NumericInput: Copy {
     fn as_f64(sum: Self::Sum) -> f64;
     /// The average's result.
     fn avg_output(avg: Option<f64>) -> Self::AvgOutput;
+    /// The value as a double (`stddev`, `variance`); `None` when null.
+    fn to_f64(self) -> Option<f64>;
 }
 
 macro_rules! numeric_input {
@@ -122,6 +142,10 @@ macro_rules! numeric_input {
             fn avg_output(avg: Option<f64>) -> f64 {
                 avg.unwrap_or(f64::NAN)
             }
+            #[inline(always)]
+            fn to_f64(self) -> Option<f64> {
+                Some(self as f64)
+            }
         }
     };
 }
@@ -131,7 +155,7 @@ numeric_input!(i64, i64, |s, v| s.wrapping_add(v));
 numeric_input!(i32, i64, |s, v| s.wrapping_add(v as i64));
 numeric_input!(f64, f64, |s, v| s + v);
 
-/// Generated code passes every `sum`/`avg` argument through this method. When the column is
+/// Generated code passes every `sum`/`avg`/`stddev`/`variance` argument through this method. When the column is
 /// not a number, method resolution fails right there — one error, under the argument, that
 /// names [`NumericInput`] — and rustc, having no type for the argument, reports nothing about
 /// the accumulators and the state built from it (a bound checked later would be reported
@@ -181,6 +205,10 @@ impl<T: NumericInput> NumericInput for Option<T> {
     }
     fn avg_output(avg: Option<f64>) -> Option<f64> {
         avg
+    }
+    #[inline(always)]
+    fn to_f64(self) -> Option<f64> {
+        self.and_then(T::to_f64)
     }
 }
 
@@ -281,6 +309,9 @@ pub trait OrdInput: Sized {
     type Value: Clone + Default + Send + Sync + 'static + std::fmt::Debug;
     /// `min`/`max`'s result type.
     type Output;
+    /// This input type without its borrows (`&str` → `String`): what [`Extreme`] is named
+    /// by, so the state it lives in borrows nothing from a batch.
+    type Kind: OrdInput<Value = Self::Value, Output = Self::Output> + 'static;
     /// Compares with a stored value; `None` when this input is null.
     fn cmp_stored(&self, stored: &Self::Value) -> Option<Ordering>;
     /// Whether this input is null.
@@ -308,6 +339,7 @@ macro_rules! ord_input {
         impl OrdInput for $t {
             type Value = $t;
             type Output = $t;
+            type Kind = $t;
             #[inline(always)]
             fn cmp_stored(&self, stored: &$t) -> Option<Ordering> {
                 let cmp: fn(&$t, &$t) -> Ordering = $cmp;
@@ -340,6 +372,7 @@ ord_input!(String, |a, b| a.cmp(b));
 impl OrdInput for &str {
     type Value = String;
     type Output = String;
+    type Kind = String;
     #[inline(always)]
     fn cmp_stored(&self, stored: &String) -> Option<Ordering> {
         Some((*self).cmp(stored.as_str()))
@@ -361,6 +394,7 @@ impl OrdInput for &str {
 impl<T: OrdInput> OrdInput for Option<T> {
     type Value = T::Value;
     type Output = Option<T::Value>;
+    type Kind = Option<T::Kind>;
     #[inline(always)]
     fn cmp_stored(&self, stored: &T::Value) -> Option<Ordering> {
         self.as_ref().and_then(|v| v.cmp_stored(stored))
@@ -409,9 +443,9 @@ impl<I: OrdInput, const MAX: bool> Extreme<I, MAX> {
             ord == Ordering::Less
         }
     }
-    /// Considers a value.
+    /// Considers a value (of any input type whose [`OrdInput::Kind`] is `I`).
     #[inline(always)]
-    pub fn update(&mut self, v: I) {
+    pub fn update<V: OrdInput<Kind = I, Value = I::Value>>(&mut self, v: V) {
         match &self.value {
             None => {
                 if !v.is_null_input() {
@@ -461,6 +495,10 @@ macro_rules! tuple_merge {
             fn merge(&mut self, other: Self) {
                 $(self.$idx.merge(other.$idx);)+
             }
+            #[inline]
+            fn begin_batch(&mut self) {
+                $(self.$idx.begin_batch();)+
+            }
         }
     };
 }
@@ -504,20 +542,20 @@ mod tests {
 
     #[test]
     fn min_max_strings_and_merge() {
-        let mut mn = Min::<&str>::new();
-        let mut mx = Max::<&str>::new();
+        let mut mn = Min::<String>::new();
+        let mut mx = Max::<String>::new();
         for w in ["dog", "cat", "owl"] {
             mn.update(w);
             mx.update(w);
         }
         assert_eq!(mn.finish(), "cat");
         assert_eq!(mx.finish(), "owl");
-        let mut other = Max::<&str>::new();
+        let mut other = Max::<String>::new();
         other.update("zebra");
         mx.merge(other);
         assert_eq!(mx.finish(), "zebra");
         let mut m = Max::<Option<f64>>::new();
-        m.update(None);
+        m.update(None::<f64>);
         assert_eq!(m.finish(), None);
         m.update(Some(1.0));
         m.update(Some(f64::NAN));

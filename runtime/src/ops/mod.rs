@@ -34,6 +34,7 @@ pub mod aggregate;
 pub mod dedup;
 pub mod join;
 pub mod keyed;
+pub mod limit;
 pub mod session;
 
 use crate::checkpoint::state::StateMap;

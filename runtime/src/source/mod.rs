@@ -160,17 +160,19 @@ impl<T: Record> Source<T> {
     }
 
     /// Text lines from a TCP server, as Spark's socket source: the query connects to
-    /// `host:port` and every line becomes a row with column `value: String`. For tests and
-    /// demos only: lines are not replayable after a failure.
-    pub fn socket(host: &str, port: u16) -> Self {
-        Self::from_impl(Box::new(socket::SocketSource::new(host, port)))
+    /// `host:port` and every line becomes a row with column `value: String`, or, after
+    /// `.json()` / `.csv()`, a row of the record decoded from the line (see
+    /// [`socket::SocketSourceBuilder`]). For tests and demos only: lines are not replayable
+    /// after a failure.
+    pub fn socket(host: &str, port: u16) -> socket::SocketSourceBuilder<T> {
+        socket::SocketSourceBuilder::new(host, port, SocketOptions::default())
     }
 
     /// [`Source::socket`] with other limits and handling of too-long or non-UTF-8 lines (see
     /// [`SocketOptions`]; to read its counters, build a [`socket::SocketSource`] and use
     /// [`Source::from_impl`]).
-    pub fn socket_with(host: &str, port: u16, options: SocketOptions) -> Self {
-        Self::from_impl(Box::new(socket::SocketSource::with_options(host, port, options)))
+    pub fn socket_with(host: &str, port: u16, options: SocketOptions) -> socket::SocketSourceBuilder<T> {
+        socket::SocketSourceBuilder::new(host, port, options)
     }
 
     /// `rows_per_second` rows per second with columns `timestamp: Timestamp` and `value: i64`,

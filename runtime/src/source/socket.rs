@@ -8,6 +8,11 @@
 //! commits them are bounded by [`SocketOptions::max_buffered_bytes`] (the reader stops reading,
 //! so TCP flow control slows the server down). [`SocketCounters`] counts what was skipped.
 //! The source only connects out: nothing listens.
+//!
+//! By default a line is a row with column `value`, as Spark's. With a format
+//! ([`SocketSourceBuilder::json`], [`SocketSourceBuilder::csv`]) each line is decoded into the
+//! query's record as the file source decodes a line of a JSON or CSV file (no CSV header), with
+//! its parse modes and corrupt-record column.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader};
@@ -20,6 +25,7 @@ use std::time::Duration;
 use arrow_array::{RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use super::file::{FileFormat, FileOptions, FileSource};
 use super::{Offset, ParseMode, ReadLimit, SourceImpl};
 use crate::error::{Error, Result};
 
@@ -134,6 +140,9 @@ pub struct SocketSource {
     conn: Option<Connection>,
     /// Under available-now: the last offset of the run.
     snapshot: Option<u64>,
+    /// With a format: the decoder of the lines into the record (a file source that is only
+    /// asked to decode values).
+    decoder: Option<FileSource>,
 }
 
 impl SocketSource {
@@ -153,7 +162,15 @@ impl SocketSource {
             counters: Arc::default(),
             conn: None,
             snapshot: None,
+            decoder: None,
         }
+    }
+
+    /// Decodes each line into rows of `decoder`'s schema (see [`SocketSourceBuilder`]).
+    fn with_decoder(mut self, decoder: FileSource) -> Self {
+        self.schema = SourceImpl::schema(&decoder);
+        self.decoder = Some(decoder);
+        self
     }
 
     /// The counters of what this source skipped (a handle: keep it before handing the source
@@ -334,6 +351,12 @@ impl SourceImpl for SocketSource {
         self.schema.clone()
     }
 
+    fn project(&mut self, columns: &[&str]) {
+        if let Some(d) = &mut self.decoder {
+            d.project(columns);
+        }
+    }
+
     fn prepare_available_now(&mut self) -> Result<()> {
         self.connect()?;
         self.snapshot = Some(lock(&self.shared.lines).end());
@@ -372,6 +395,20 @@ impl SourceImpl for SocketSource {
             )));
         }
         let range = (start - shared.base) as usize..(end - shared.base) as usize;
+        if let Some(decoder) = &self.decoder {
+            let mut data = Vec::new();
+            let mut ranges = Vec::with_capacity(range.len());
+            for line in shared.lines.range(range) {
+                let at = data.len();
+                data.extend_from_slice(line.as_bytes());
+                ranges.push((at, data.len()));
+                data.push(b'\n');
+            }
+            drop(shared);
+            let address = self.address();
+            let place = |i: usize| format!("line {} from {address}", start + i as u64 + 1);
+            return decoder.decode_values(&data, &ranges, &place);
+        }
         let values: StringArray = shared.lines.range(range).map(Some).collect();
         drop(shared);
         Ok(vec![RecordBatch::try_new(self.schema.clone(), vec![Arc::new(values)])?])
@@ -405,6 +442,84 @@ impl SourceImpl for SocketSource {
 impl Drop for SocketSource {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A socket source being set up (`Source::socket(host, port)`): lines as Spark's `value`
+/// column by default, or decoded into the query's record with [`SocketSourceBuilder::json`] or
+/// [`SocketSourceBuilder::csv`] and the file source's options for those formats.
+pub struct SocketSourceBuilder<T> {
+    host: String,
+    port: u16,
+    options: SocketOptions,
+    decode: Option<FileOptions>,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: crate::Record> SocketSourceBuilder<T> {
+    pub(crate) fn new(host: &str, port: u16, options: SocketOptions) -> Self {
+        SocketSourceBuilder { host: host.to_string(), port, options, decode: None, _t: std::marker::PhantomData }
+    }
+
+    fn format(mut self, format: FileFormat) -> Self {
+        let mut fo = self.decode.take().unwrap_or_else(|| {
+            let mut fo = FileOptions::new(std::path::PathBuf::from("<socket>"), T::schema());
+            fo.csv_header = false;
+            fo
+        });
+        fo.format = format;
+        // A malformed line is the parse mode's business, as in a file.
+        fo.mode = self.options.mode;
+        self.decode = Some(fo);
+        self
+    }
+
+    /// Each line is one JSON object, decoded into the record (as a line of a JSON file).
+    pub fn json(self) -> Self {
+        self.format(FileFormat::Json)
+    }
+
+    /// Each line is one CSV record of the record's fields in order (no header line).
+    pub fn csv(self) -> Self {
+        self.format(FileFormat::Csv)
+    }
+
+    /// The CSV field delimiter (default `,`).
+    pub fn delimiter(mut self, delimiter: u8) -> Self {
+        if let Some(fo) = &mut self.decode {
+            fo.csv_delimiter = delimiter;
+        }
+        self
+    }
+
+    /// What to do with a line that does not decode (Spark's `mode`; default PERMISSIVE), and
+    /// with a line that is too long or not UTF-8 ([`SocketOptions::mode`]).
+    pub fn mode(mut self, mode: ParseMode) -> Self {
+        self.options.mode = mode;
+        if let Some(fo) = &mut self.decode {
+            fo.mode = mode;
+        }
+        self
+    }
+
+    /// Under PERMISSIVE, the nullable string field that receives a malformed line's text
+    /// (default `_corrupt_record`, if the record has it).
+    pub fn corrupt_record_column(mut self, name: &str) -> Self {
+        if let Some(fo) = &mut self.decode {
+            fo.corrupt_record_column = Some(name.to_string());
+        }
+        self
+    }
+}
+
+impl<T: crate::Record> From<SocketSourceBuilder<T>> for super::Source<T> {
+    fn from(b: SocketSourceBuilder<T>) -> Self {
+        let source = SocketSource::with_options(&b.host, b.port, b.options);
+        let source = match b.decode {
+            Some(fo) => source.with_decoder(FileSource::new(fo)),
+            None => source,
+        };
+        super::Source::from_impl(Box::new(source))
     }
 }
 

@@ -156,7 +156,10 @@ pub(crate) fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Ve
     for arg in &call.args {
         let Some((name, body)) = optional_name(arg, diags) else { continue };
         let Expr::Call(c) = &body else {
-            diags.error(body.span(), "expected an aggregate call: count(), count(x), sum(x), avg(x), min(x) or max(x)");
+            diags.error(
+                body.span(),
+                "expected an aggregate call: count(), count(x), sum(x), avg(x), min(x), max(x), first(x), last(x), collect_list(x), collect_set(x), approx_count_distinct(x), stddev(x) or variance(x)",
+            );
             continue;
         };
         let Some(fname) = (match &*c.func {
@@ -171,30 +174,7 @@ pub(crate) fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Ve
             diags.error(fname.span(), *why);
             continue;
         }
-        let func = match (fstr.as_str(), c.args.len()) {
-            ("count", 0) => AggFunc::CountRows,
-            ("count", 1) => AggFunc::Count,
-            ("sum", 1) => AggFunc::Sum,
-            ("avg" | "mean", 1) => AggFunc::Avg,
-            ("min", 1) => AggFunc::Min,
-            ("max", 1) => AggFunc::Max,
-            (known, n) if AGG_FUNCTIONS.contains(&known) => {
-                let want = if known == "count" { "0 or 1" } else { "1" };
-                diags.error(fname.span(), format!("`{known}` takes {want} argument(s), got {n}"));
-                continue;
-            }
-            (other, _) => {
-                let names: Vec<String> = AGG_FUNCTIONS.iter().map(|s| s.to_string()).collect();
-                diags.error(
-                    fname.span(),
-                    format!(
-                        "unknown aggregate function `{other}`{} (known: count, sum, avg, min, max)",
-                        hint(other, &names)
-                    ),
-                );
-                continue;
-            }
-        };
+        let Some(func) = agg_func(&fname, &fstr, c, diags) else { continue };
         let arg_expr = c.args.first().cloned();
         if let Some(a) = &arg_expr {
             check_no_aggregate(a, diags);
@@ -211,6 +191,72 @@ pub(crate) fn agg_items(call: &Call, cx: &mut Cx, diags: &mut Diagnostics) -> Ve
         out.push(AggItem { name, func, arg: arg_expr, span: fname.span() });
     }
     out
+}
+
+/// The aggregate function a call names, its arguments checked: one column expression, plus
+/// for `first`/`last` an optional `true`/`false` literal (Spark's `ignoreNulls`).
+fn agg_func(fname: &Ident, fstr: &str, c: &syn::ExprCall, diags: &mut Diagnostics) -> Option<AggFunc> {
+    let n = c.args.len();
+    let mut ignore_nulls = || -> Option<bool> {
+        match c.args.iter().nth(1) {
+            None => Some(false),
+            Some(Expr::Lit(syn::ExprLit { lit: syn::Lit::Bool(b), .. })) => Some(b.value),
+            Some(other) => {
+                diags.error(
+                    other.span(),
+                    format!("the second argument of `{fstr}` is `true` or `false` (ignore nulls), as in Spark's `{fstr}(x, true)`"),
+                );
+                None
+            }
+        }
+    };
+    let func = match (fstr, n) {
+        ("count", 0) => AggFunc::CountRows,
+        ("count", 1) => AggFunc::Count,
+        ("sum", 1) => AggFunc::Sum,
+        ("avg" | "mean", 1) => AggFunc::Avg,
+        ("min", 1) => AggFunc::Min,
+        ("max", 1) => AggFunc::Max,
+        ("first" | "first_value", 1 | 2) => AggFunc::First { ignore_nulls: ignore_nulls()? },
+        ("last" | "last_value", 1 | 2) => AggFunc::Last { ignore_nulls: ignore_nulls()? },
+        ("collect_list", 1) => AggFunc::CollectList,
+        ("collect_set", 1) => AggFunc::CollectSet,
+        ("approx_count_distinct", 1) => AggFunc::ApproxCountDistinct,
+        ("approx_count_distinct", 2) => {
+            let arg = c.args.iter().nth(1).map(|a| a.span()).unwrap_or(fname.span());
+            diags.error(
+                arg,
+                "approx_count_distinct takes Spark's default relative error (0.05) only in flowgate: write `approx_count_distinct(x)`",
+            );
+            return None;
+        }
+        ("stddev" | "stddev_samp", 1) => AggFunc::StddevSamp,
+        ("stddev_pop", 1) => AggFunc::StddevPop,
+        ("variance" | "var_samp", 1) => AggFunc::VarSamp,
+        ("var_pop", 1) => AggFunc::VarPop,
+        (known, n) if AGG_FUNCTIONS.contains(&known) => {
+            let want = match known {
+                "count" => "0 or 1",
+                "first" | "first_value" | "last" | "last_value" => "1 or 2",
+                _ => "1",
+            };
+            diags.error(fname.span(), format!("`{known}` takes {want} argument(s), got {n}"));
+            return None;
+        }
+        (other, _) => {
+            let names: Vec<String> = AGG_FUNCTIONS.iter().map(|s| s.to_string()).collect();
+            diags.error(
+                fname.span(),
+                format!(
+                    "unknown aggregate function `{other}`{} (known: {})",
+                    hint(other, &names),
+                    AGG_FUNCTIONS.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    Some(func)
 }
 
 pub(crate) fn finish_aggregate(
@@ -251,6 +297,15 @@ fn agg_init(a: &AggItem) -> TokenStream {
         AggFunc::Avg => quote_spanned!(span=> ::flowgate::agg::Avg::new()),
         AggFunc::Min => quote_spanned!(span=> ::flowgate::agg::Min::new()),
         AggFunc::Max => quote_spanned!(span=> ::flowgate::agg::Max::new()),
+        AggFunc::First { ignore_nulls } => quote_spanned!(span=> ::flowgate::agg::First::<_, #ignore_nulls>::new()),
+        AggFunc::Last { ignore_nulls } => quote_spanned!(span=> ::flowgate::agg::Last::<_, #ignore_nulls>::new()),
+        AggFunc::CollectList => quote_spanned!(span=> ::flowgate::agg::CollectList::new()),
+        AggFunc::CollectSet => quote_spanned!(span=> ::flowgate::agg::CollectSet::new()),
+        AggFunc::ApproxCountDistinct => quote_spanned!(span=> ::flowgate::agg::ApproxCountDistinct::new()),
+        AggFunc::StddevSamp => quote_spanned!(span=> ::flowgate::agg::StddevSamp::new()),
+        AggFunc::StddevPop => quote_spanned!(span=> ::flowgate::agg::StddevPop::new()),
+        AggFunc::VarSamp => quote_spanned!(span=> ::flowgate::agg::VarSamp::new()),
+        AggFunc::VarPop => quote_spanned!(span=> ::flowgate::agg::VarPop::new()),
     }
 }
 
@@ -259,7 +314,10 @@ fn agg_update(a: &AggItem, j: usize) -> TokenStream {
     match (&a.func, &a.arg) {
         (AggFunc::CountRows, _) => quote! { __fg_acc.#j.add_row(); },
         (AggFunc::Count, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.add(#arg);),
-        (AggFunc::Sum | AggFunc::Avg, Some(arg)) => quote_spanned!(arg.span()=>
+        (
+            AggFunc::Sum | AggFunc::Avg | AggFunc::StddevSamp | AggFunc::StddevPop | AggFunc::VarSamp | AggFunc::VarPop,
+            Some(arg),
+        ) => quote_spanned!(arg.span()=>
             __fg_acc.#j.update({
                 use ::flowgate::agg::NumericColumn as _;
                 (#arg).sum_or_avg_needs_a_number()
@@ -486,7 +544,7 @@ fn split_top(ops: &[LOp]) -> (&[LOp], Option<&[SortSpec]>, Option<usize>) {
     let mut limit = None;
     while let Some(op) = end.checked_sub(1).and_then(|i| ops.get(i)) {
         match op {
-            LOp::Limit { n } => limit = Some(*n),
+            LOp::Limit { n, .. } => limit = Some(*n),
             LOp::Sort { keys } => sort = Some(keys.as_slice()),
             _ => break,
         }

@@ -90,6 +90,7 @@ impl<K, A> AggPartials<K, A> {
     where
         Q: GroupKey<Owned = K>,
         K: GroupKey,
+        A: Merge,
     {
         let hash = hash_key(&key);
         let p = partition_of(hash, self.parts.len());
@@ -102,9 +103,9 @@ impl<K, A> AggPartials<K, A> {
     }
 }
 
-/// A group met for the first time in this batch table: moved from the state if it is there,
-/// new otherwise. Out of line, so the hit path stays small enough to inline into the generated
-/// loop.
+/// A group met for the first time in this batch table: moved from the state if it is there
+/// (and told a new batch begins, [`Merge::begin_batch`]), new otherwise. Out of line, so the
+/// hit path stays small enough to inline into the generated loop.
 #[cold]
 #[inline(never)]
 fn insert_new<'t, Q, K, A>(
@@ -117,8 +118,13 @@ fn insert_new<'t, Q, K, A>(
 where
     Q: GroupKey<Owned = K>,
     K: GroupKey,
+    A: Merge,
 {
-    let old = state.and_then(|s| s.find_entry(hash, |e| key.eq_owned(&e.key)).ok()).map(|o| o.remove().0);
+    let old = state.and_then(|s| s.find_entry(hash, |e| key.eq_owned(&e.key)).ok()).map(|o| {
+        let mut e = o.remove().0;
+        e.acc.begin_batch();
+        e
+    });
     let e = old.unwrap_or_else(|| Entry { key: key.to_owned_key(), acc: init() });
     &mut table.insert_unique(hash, e, |e| hash_key(&e.key)).into_mut().acc
 }
@@ -272,6 +278,7 @@ where
             .extract_if(|s| match batch.find_mut(hash_key(&s.key), |b| b.key == s.key) {
                 Some(b) => {
                     let partial = std::mem::replace(&mut b.acc, s.acc.clone());
+                    b.acc.begin_batch();
                     b.acc.merge(partial);
                     true
                 }
@@ -283,6 +290,7 @@ where
             if let Ok(o) = state.find_entry(hash_key(&b.key), |s| s.key == b.key) {
                 let (old, _) = o.remove();
                 let partial = std::mem::replace(&mut b.acc, old.acc);
+                b.acc.begin_batch();
                 b.acc.merge(partial);
             }
         }

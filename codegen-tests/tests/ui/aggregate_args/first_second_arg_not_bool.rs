@@ -1,0 +1,23 @@
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Reading {
+    word: Option<String>,
+    v: Option<i64>,
+}
+
+#[derive(Record)]
+struct Out {
+    word: Option<String>,
+    n: Option<f64>,
+}
+
+stream_query! {
+    query Q(readings: Reading) -> Out, mode = update {
+        readings
+            .group_by(word)
+            .agg(first(v, 1) as n)
+    }
+}
+
+fn main() {}
