@@ -61,6 +61,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                     | OpKind::DedupWithinWatermark
                     | OpKind::Join
                     | OpKind::Union
+                    | OpKind::Limit
+                    | OpKind::Sort
             )
         {
             diags.error(
