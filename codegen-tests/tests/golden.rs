@@ -508,6 +508,8 @@ fn union_case(case: &str, policy: WatermarkPolicy) {
         .a(Source::file(a.path()).json())
         .b(Source::file(b.path()).json())
         .watermark_policy(policy)
+        // Two files per step, renamed one after the other: see `stream_join.rs`.
+        .trigger(Trigger::processing_time("200 milliseconds"))
         .sink(Sink::memory(&table))
         .shuffle_partitions(2)
         .start()

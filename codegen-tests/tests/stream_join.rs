@@ -148,6 +148,10 @@ macro_rules! golden_join {
             .impressions(Source::file(i.path()).json())
             .clicks(Source::file(c.path()).json())
             .watermark_policy($policy)
+            // A step stages one file per source, one rename after the other; a trigger every
+            // 200 ms (the next one just after `process_all_available` returns) keeps a batch
+            // from starting between the two, as the oracle placed its files mid-interval.
+            .trigger(Trigger::processing_time("200 milliseconds"))
             .sink(Sink::memory(&table))
             .shuffle_partitions(2)
             .start()
