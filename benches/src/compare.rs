@@ -444,12 +444,12 @@ fn run_child(case: &str, system: &str, rows: usize, runs: usize, out: &Path) -> 
 
 // ------------------------------------------------------------------ Spark
 
-fn spark_dir() -> PathBuf {
+pub(crate) fn spark_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("spark")
 }
 
 /// The python of the Spark venv, installing it if needed; `Err` says why Spark is skipped.
-fn spark_python() -> Result<PathBuf, String> {
+pub(crate) fn spark_python() -> Result<PathBuf, String> {
     if let Ok(p) = std::env::var("FLOWGATE_SPARK_PYTHON") {
         return Ok(p.into());
     }

@@ -262,3 +262,91 @@ pub fn hand_q8(_events: usize) -> Measured {
     let elapsed = start.elapsed();
     Measured { elapsed, note: String::new(), result: canonical(&out) }
 }
+
+/// `joins-spark`: q3 and q8's join over the same JSON files in flowgate (the engine: two file
+/// sources, one file each per micro-batch, trigger available-now, memory sink) and in Spark
+/// (`benches/spark/joins.py`, the same shape), side by side in one run; Spark's fixed cost of
+/// a query (an empty input) printed apart. The row counts must agree.
+pub fn spark_compare(events: usize, runs: usize) {
+    use std::process::Command;
+    prepare(events);
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data").join(format!("joins-{events}"));
+    let (pdir, adir) = (root.join("person"), root.join("auction"));
+    if !root.join("_done").exists() {
+        let _ = std::fs::remove_dir_all(&root);
+        let persons: Vec<RecordBatch> = batches().iter().map(|(p, _)| p.clone()).collect();
+        let auctions: Vec<RecordBatch> = batches().iter().map(|(_, a)| a.clone()).collect();
+        crate::files::write(&pdir, crate::files::Encoding::Json, &persons, persons.len()).expect("write persons");
+        crate::files::write(&adir, crate::files::Encoding::Json, &auctions, auctions.len()).expect("write auctions");
+        std::fs::write(root.join("_done"), "").expect("marker");
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let python = crate::compare::spark_python();
+    println!("{events} Nexmark events as JSON files ({} micro-batches of {EVENTS_PER_BATCH} events)", batches().len());
+    println!("query  system      median s   events/s    rows   spark/flowgate");
+    for q in ["q3", "q8"] {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for _ in 0..runs {
+            let table = MemoryTable::new();
+            let start = Instant::now();
+            let query = if q == "q3" {
+                Q3::builder()
+                    .auctions(Source::file(&adir).json().max_files_per_trigger(1))
+                    .persons(Source::file(&pdir).json().max_files_per_trigger(1))
+                    .sink(Sink::memory(&table))
+                    .trigger(Trigger::available_now())
+                    .start()
+            } else {
+                Q8Join::builder()
+                    .persons(Source::file(&pdir).json().max_files_per_trigger(1))
+                    .auctions(Source::file(&adir).json().max_files_per_trigger(1))
+                    .sink(Sink::memory(&table))
+                    .trigger(Trigger::available_now())
+                    .start()
+            }
+            .expect("start");
+            query.await_termination().expect("run");
+            times.push(start.elapsed().as_secs_f64());
+            rows = table.history().iter().map(|(_, b)| b.num_rows()).sum::<usize>();
+        }
+        let fg = median(times);
+        println!("{q}     flowgate    {fg:8.3}   {:9.3e}  {rows:7}", events as f64 / fg);
+        match &python {
+            Err(why) => println!("{q}     spark       skipped: {why}"),
+            Ok(py) => {
+                let out = Command::new(py)
+                    .arg(crate::compare::spark_dir().join("joins.py"))
+                    .args(["--query", q, "--runs", &runs.to_string(), "--threads", "2"])
+                    .arg("--persons")
+                    .arg(&pdir)
+                    .arg("--auctions")
+                    .arg(&adir)
+                    .output()
+                    .expect("run spark");
+                let text = String::from_utf8_lossy(&out.stdout);
+                let Some(v) = text.lines().last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                else {
+                    println!(
+                        "{q}     spark       failed: {}",
+                        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                    );
+                    continue;
+                };
+                let sp = median(v["elapsed_s"].as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect());
+                let spark_rows = v["rows"].as_u64().unwrap_or(0) as usize;
+                assert_eq!(spark_rows, rows, "{q}: Spark and flowgate disagree on the number of joined rows");
+                println!(
+                    "{q}     spark       {sp:8.3}   {:9.3e}  {spark_rows:7}   {:.1}x (Spark's fixed cost of a query: {:.2} s)",
+                    events as f64 / sp,
+                    sp / fg,
+                    v["empty_s"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
+    }
+}

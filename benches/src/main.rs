@@ -108,6 +108,10 @@ fn main() {
         );
         return;
     }
+    if what == "joins-spark" {
+        joins::spark_compare(arg("--rows", 10_000_000), arg("--runs", 3));
+        return;
+    }
     if what == "kafka" {
         #[cfg(feature = "kafka")]
         {
