@@ -12,7 +12,7 @@ use syn::{Ident, Type};
 
 use super::ast::{ModeKind, Query};
 use super::logical::LOp;
-use super::ops::{aggregate, dedup, join};
+use super::ops::{aggregate, dedup, group_state, join};
 use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, Source};
 
 /// The query's items: its type, spec, plan and builder.
@@ -61,6 +61,7 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
             OperatorKind::HashAggregate(_) => aggregate::init_hash(),
             OperatorKind::SessionAggregate(a) => aggregate::init_session(a),
             OperatorKind::Dedup(d) => dedup::init(d),
+            OperatorKind::GroupState(g) => group_state::init(g),
         })
         .collect();
     let vars: Vec<Ident> = plan.operators.iter().map(|o| dedup::var(o.id)).collect();
@@ -73,7 +74,7 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
     let begin: Vec<TokenStream> = plan
         .operators
         .iter()
-        .filter(|o| matches!(o.kind, OperatorKind::Dedup(_)))
+        .filter(|o| matches!(o.kind, OperatorKind::Dedup(_) | OperatorKind::GroupState(_)))
         .map(|o| {
             let v = dedup::var(o.id);
             quote! { #v.begin_batch(); }
@@ -188,6 +189,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
                 OperatorKind::HashAggregate(a) => aggregate::emit_hash_update(q, plan, p, *i, *o, a, first),
                 OperatorKind::SessionAggregate(a) => aggregate::emit_session_update(q, plan, p, *i, *o, a),
                 OperatorKind::Dedup(_) => quote! { compile_error!("flowgate bug: a dedup is not a breaker"); },
+                OperatorKind::GroupState(g) => group_state::emit_update(plan, p, *i, *o, g),
             };
             quote! { #update #(#ends)* }
         }
@@ -195,6 +197,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
             OperatorKind::HashAggregate(a) => aggregate::emit_hash_output(q, plan, p, *o, a, columns),
             OperatorKind::SessionAggregate(a) => aggregate::emit_session_output(q, plan, p, *o, a, columns),
             OperatorKind::Dedup(_) => quote! { compile_error!("flowgate bug: a dedup emits no rows of its own"); },
+            OperatorKind::GroupState(g) => group_state::emit_output(q, *o, g),
         },
         _ => quote! { compile_error!("flowgate bug: a pipeline shape the planner does not make"); },
     }
@@ -346,7 +349,9 @@ fn fuse_live(
         LOp::Sort { .. } | LOp::Limit { .. } => {
             quote! { compile_error!("flowgate bug: a sort or limit inside a fused stage"); }
         }
-        LOp::Aggregate { .. } => quote! { compile_error!("flowgate bug: aggregate inside a fused stage"); },
+        LOp::Aggregate { .. } | LOp::GroupState { .. } => {
+            quote! { compile_error!("flowgate bug: a breaker inside a fused stage"); }
+        }
     };
     quote! { #bind #op }
 }

@@ -22,7 +22,7 @@ use syn::{Expr, Ident, Type};
 
 use super::ast::{ModeKind, Query};
 use super::exprs::free_columns;
-use super::logical::{AggFunc, AggItem, DedupSpec, JoinSpec, Key, KeyKind, LOp, Logical, Schema};
+use super::logical::{AggFunc, AggItem, DedupSpec, GroupStateSpec, JoinSpec, Key, KeyKind, LOp, Logical, Schema};
 
 /// The physical plan of one query.
 pub struct Plan {
@@ -67,6 +67,9 @@ pub enum OperatorKind {
     SessionAggregate(AggPlan),
     /// Deduplication (`dedupe`): a stateful filter inside its pipeline.
     Dedup(DedupSpec),
+    /// `map_groups_with_state` / `flat_map_groups_with_state`: the input rows grouped by key
+    /// per batch, the user's function per key; a breaker whose output is the function's.
+    GroupState(GroupStateSpec),
 }
 
 impl OperatorKind {
@@ -77,6 +80,7 @@ impl OperatorKind {
             OperatorKind::SessionAggregate(_) => "sessionWindowStateStoreSaveExec",
             OperatorKind::Dedup(d) if d.within_watermark.is_some() => "dedupeWithinWatermark",
             OperatorKind::Dedup(_) => "dedupe",
+            OperatorKind::GroupState(_) => "flatMapGroupsWithState",
         }
     }
 }
@@ -220,6 +224,21 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     pipelines.push(b);
                 }
             }
+            LOp::GroupState { spec, .. } => {
+                let id = operators.len();
+                operators.push(Operator { id, kind: OperatorKind::GroupState(spec) });
+                // One thread in row order: a key's rows reach the function in input order.
+                current.parallel = false;
+                current.sink = Sink::Operator(id);
+                let next = Pipeline {
+                    source: Source::Operator(id),
+                    ops: Vec::new(),
+                    sink: Sink::Operator(0),
+                    reads: Vec::new(),
+                    parallel: false,
+                };
+                pipelines.push(std::mem::replace(&mut current, next));
+            }
             LOp::Dedup { spec, .. } => {
                 let id = operators.len();
                 operators.push(Operator { id, kind: OperatorKind::Dedup(spec.clone()) });
@@ -265,8 +284,13 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             }
         }
     }
+    // An input whose rows are the output, or whose rows a group-state function gets whole.
     let reads_all = |i: usize| {
-        pipelines.iter().any(|p| matches!(p.sink, Sink::Output(OutputPlan::InputRows)) && p.source == Source::Input(i))
+        pipelines.iter().filter(|p| p.source == Source::Input(i)).any(|p| match p.sink {
+            Sink::Output(OutputPlan::InputRows) => true,
+            Sink::Operator(o) => matches!(operators[o].kind, OperatorKind::GroupState(_)),
+            Sink::Output(_) => false,
+        })
     };
     let joins: Vec<JoinSpec> = pipelines
         .iter()
@@ -311,7 +335,12 @@ pub fn bare_column(expr: &Expr) -> Option<Ident> {
 fn changes_rows(op: &LOp) -> bool {
     matches!(
         op,
-        LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Aggregate { .. } | LOp::Dedup { .. } | LOp::Join { .. }
+        LOp::Filter { .. }
+            | LOp::FlatMap { .. }
+            | LOp::Aggregate { .. }
+            | LOp::Dedup { .. }
+            | LOp::Join { .. }
+            | LOp::GroupState { .. }
     )
 }
 
@@ -336,6 +365,7 @@ fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
             | LOp::Dedup { .. }
             | LOp::Join { .. }
             | LOp::Union { .. }
+            | LOp::GroupState { .. }
             | LOp::Sort { .. }
             | LOp::Limit { .. } => return None,
         }
@@ -365,7 +395,7 @@ fn reads_of(op: &LOp, live: Option<&[bool]>) -> Vec<String> {
             .map(|c| c.to_string())
             .collect(),
         LOp::Sort { keys } => keys.iter().flat_map(|k| free_columns(&k.expr)).map(|c| c.to_string()).collect(),
-        LOp::Aggregate { .. } | LOp::Union { .. } | LOp::Limit { .. } => Vec::new(),
+        LOp::Aggregate { .. } | LOp::Union { .. } | LOp::Limit { .. } | LOp::GroupState { .. } => Vec::new(),
     }
 }
 
@@ -554,6 +584,7 @@ impl fmt::Display for Plan {
                     writeln!(f, "stateful #{} {}: session-window aggregate {a}", op.id, op.kind.spark_name())?
                 }
                 OperatorKind::Dedup(d) => writeln!(f, "stateful #{} {}: {d}", op.id, op.kind.spark_name())?,
+                OperatorKind::GroupState(g) => writeln!(f, "stateful #{} {}: {g}", op.id, op.kind.spark_name())?,
             }
         }
         for (n, p) in self.pipelines.iter().enumerate() {
@@ -608,7 +639,7 @@ impl fmt::Display for Plan {
                         writeln!(f, "    sort the batch's rows by [{}]", keys.join(", "))?
                     }
                     LOp::Limit { n } => writeln!(f, "    keep the first {n} rows")?,
-                    LOp::Aggregate { .. } | LOp::Union { .. } => writeln!(f, "    (breaker)")?,
+                    LOp::Aggregate { .. } | LOp::Union { .. } | LOp::GroupState { .. } => writeln!(f, "    (breaker)")?,
                 }
             }
             match &p.sink {
@@ -629,6 +660,11 @@ impl fmt::Display for Plan {
                     if !c.unread.is_empty() {
                         writeln!(f, "    (named but never loaded: {})", idents(&c.unread))?;
                     }
+                }
+                Sink::Output(OutputPlan::Rows(_))
+                    if matches!(p.source, Source::Operator(o) if matches!(self.operators[o].kind, OperatorKind::GroupState(_))) =>
+                {
+                    writeln!(f, "    → output record (the records the function returns, one thread, keys with rows first, then timed-out keys)")?
                 }
                 Sink::Output(OutputPlan::Rows(c)) => writeln!(f, "    → output record ({})", idents(c))?,
                 Sink::Output(OutputPlan::InputRows) => writeln!(f, "    → output = input rows (mask filter)")?,
