@@ -169,9 +169,9 @@ pub(crate) fn check_nothing_after(call: &Call, diags: &mut Diagnostics) {
 /// The operator's state at plan creation.
 pub fn init(spec: &GroupStateSpec) -> TokenStream {
     let t = match spec.timeout {
-        TimeoutKind::None => quote!(None),
-        TimeoutKind::ProcessingTime => quote!(ProcessingTime),
-        TimeoutKind::EventTime => quote!(EventTime),
+        TimeoutKind::None => quote!(NoTimeout),
+        TimeoutKind::ProcessingTime => quote!(ProcessingTimeTimeout),
+        TimeoutKind::EventTime => quote!(EventTimeTimeout),
     };
     quote!(::flowgate::ops::group_state::GroupStateOp::new(
         __fg_config.shuffle_partitions,
@@ -229,9 +229,10 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
         quote! { #push }
     };
     let result = format_ident!("__fg_result");
+    let run = quote!(#op.run);
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(0);
-        #op.run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
+        #run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
             let #result = #call;
             #push
         })?;

@@ -123,9 +123,9 @@ where
             self.call(g.hash, g.key, g.rows, false, batch_ms, watermark_ms, &mut f)?;
         }
         let threshold = match self.timeout {
-            GroupStateTimeout::None => None,
-            GroupStateTimeout::ProcessingTime => Some(batch_ms),
-            GroupStateTimeout::EventTime => watermark_ms,
+            GroupStateTimeout::NoTimeout => None,
+            GroupStateTimeout::ProcessingTimeTimeout => Some(batch_ms),
+            GroupStateTimeout::EventTimeTimeout => watermark_ms,
         };
         if let Some(threshold) = threshold {
             let mut due: Vec<(i64, Vec<u8>, u64, K)> = self
@@ -206,7 +206,7 @@ where
         self.metrics.num_rows_total = self.state.len() as u64;
         self.metrics.memory_used_bytes = self.state.estimated_bytes();
         self.next_timeout = match self.timeout {
-            GroupStateTimeout::ProcessingTime => self
+            GroupStateTimeout::ProcessingTimeTimeout => self
                 .state
                 .iter()
                 .map(|e| e.value.timeout_ms)

@@ -10,12 +10,12 @@ pub const NO_TIMESTAMP: i64 = -1;
 /// `timeout = none | processing_time | event_time`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupStateTimeout {
-    /// `NoTimeout`.
-    None,
-    /// `ProcessingTimeTimeout`: `set_timeout_duration`, against the batch's processing time.
-    ProcessingTime,
-    /// `EventTimeTimeout`: `set_timeout_timestamp`, against the watermark.
-    EventTime,
+    /// No timeouts.
+    NoTimeout,
+    /// `set_timeout_duration`, against the batch's processing time.
+    ProcessingTimeTimeout,
+    /// `set_timeout_timestamp`, against the watermark.
+    EventTimeTimeout,
 }
 
 /// What the checkpoint stores per key: the state (absent once removed while a timeout is
@@ -143,7 +143,7 @@ impl<S> GroupState<S> {
     /// (`timeout = processing_time` only). The key is called with no rows in the first batch
     /// whose processing time is past it, unless it gets rows first.
     pub fn set_timeout_duration(&mut self, duration_ms: i64) {
-        if self.conf != GroupStateTimeout::ProcessingTime {
+        if self.conf != GroupStateTimeout::ProcessingTimeTimeout {
             self.misuse("cannot set timeout duration without enabling processing time timeout in map_groups_with_state / flat_map_groups_with_state (`timeout = processing_time`)".into());
         } else if duration_ms <= 0 {
             self.misuse(format!("timeout duration must be positive, got {duration_ms} ms"));
@@ -164,7 +164,7 @@ impl<S> GroupState<S> {
     /// called with no rows once the watermark passes it. It must not be behind the current
     /// watermark.
     pub fn set_timeout_timestamp(&mut self, timestamp_ms: i64) {
-        if self.conf != GroupStateTimeout::EventTime {
+        if self.conf != GroupStateTimeout::EventTimeTimeout {
             self.misuse("cannot set timeout timestamp without enabling event time timeout in map_groups_with_state / flat_map_groups_with_state (`timeout = event_time`)".into());
             return;
         }

@@ -39,7 +39,7 @@ fn sum_batch(
 
 #[test]
 fn keys_are_called_in_first_seen_order_with_their_rows_in_input_order() {
-    let mut op = Op::new(2, GroupStateTimeout::None);
+    let mut op = Op::new(2, GroupStateTimeout::NoTimeout);
     let calls = sum_batch(&mut op, &ctx(0, 0, None), &[("b", 1), ("a", 2), ("b", 3)], |_, _| {});
     assert_eq!(calls, vec![("b".into(), vec![1, 3], false), ("a".into(), vec![2], false)]);
     let calls = sum_batch(&mut op, &ctx(1, 0, None), &[("a", 10)], |_, s| assert_eq!(s.get(), &12));
@@ -50,7 +50,7 @@ fn keys_are_called_in_first_seen_order_with_their_rows_in_input_order() {
 
 #[test]
 fn processing_time_timeouts_fire_strictly_after_their_time_with_no_rows() {
-    let mut op = Op::new(2, GroupStateTimeout::ProcessingTime);
+    let mut op = Op::new(2, GroupStateTimeout::ProcessingTimeTimeout);
     sum_batch(&mut op, &ctx(0, 1_000, None), &[("a", 1), ("b", 1)], |k, s| {
         if k == "a" {
             s.set_timeout_duration(500);
@@ -73,7 +73,7 @@ fn processing_time_timeouts_fire_strictly_after_their_time_with_no_rows() {
 
 #[test]
 fn a_call_that_sets_no_timeout_clears_it() {
-    let mut op = Op::new(1, GroupStateTimeout::ProcessingTime);
+    let mut op = Op::new(1, GroupStateTimeout::ProcessingTimeTimeout);
     sum_batch(&mut op, &ctx(0, 0, None), &[("a", 1)], |_, s| s.set_timeout_duration(10));
     sum_batch(&mut op, &ctx(1, 5, None), &[("a", 1)], |_, _| {});
     assert!(sum_batch(&mut op, &ctx(2, 100, None), &[], |_, _| {}).is_empty());
@@ -81,7 +81,7 @@ fn a_call_that_sets_no_timeout_clears_it() {
 
 #[test]
 fn event_time_timeouts_fire_on_the_watermark_and_a_removed_state_keeps_its_timeout() {
-    let mut op = Op::new(2, GroupStateTimeout::EventTime);
+    let mut op = Op::new(2, GroupStateTimeout::EventTimeTimeout);
     sum_batch(&mut op, &ctx(0, 0, Some(0)), &[("a", 1)], |_, s| {
         s.remove();
         s.set_timeout_timestamp(2_000);
@@ -102,15 +102,15 @@ fn event_time_timeouts_fire_on_the_watermark_and_a_removed_state_keeps_its_timeo
 
 #[test]
 fn misusing_the_api_fails_the_batch_with_sparks_message() {
-    let mut op = Op::new(1, GroupStateTimeout::None);
+    let mut op = Op::new(1, GroupStateTimeout::NoTimeout);
     op.push_row(("a",), 1);
     let err = op.run(&ctx(0, 0, None), |_, _, s| s.set_timeout_duration(5)).unwrap_err().to_string();
     assert!(err.contains("without enabling processing time timeout") && err.contains("\"a\""), "{err}");
-    let mut op = Op::new(1, GroupStateTimeout::EventTime);
+    let mut op = Op::new(1, GroupStateTimeout::EventTimeTimeout);
     op.push_row(("a",), 1);
     let err = op.run(&ctx(0, 0, Some(100)), |_, _, s| s.set_timeout_timestamp(99)).unwrap_err().to_string();
     assert!(err.contains("cannot be earlier than the current watermark (100)"), "{err}");
-    let mut op = Op::new(1, GroupStateTimeout::None);
+    let mut op = Op::new(1, GroupStateTimeout::NoTimeout);
     op.push_row(("a",), 1);
     let err = op
         .run(&ctx(0, 0, None), |_, _, s| {
@@ -119,7 +119,7 @@ fn misusing_the_api_fails_the_batch_with_sparks_message() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("panicked") && err.contains("not defined"), "{err}");
-    let mut op = Op::new(1, GroupStateTimeout::None);
+    let mut op = Op::new(1, GroupStateTimeout::NoTimeout);
     op.push_row(("a",), 1);
     let err = op
         .run(&ctx(0, 0, None), |_, _, s| {
@@ -132,7 +132,7 @@ fn misusing_the_api_fails_the_batch_with_sparks_message() {
 
 #[test]
 fn changes_round_trip_through_restore_with_timeouts() {
-    let mut op = Op::new(3, GroupStateTimeout::ProcessingTime);
+    let mut op = Op::new(3, GroupStateTimeout::ProcessingTimeTimeout);
     op.set_tracking(true);
     sum_batch(&mut op, &ctx(0, 0, None), &[("a", 1), ("b", 2), ("c", 3)], |k, s| {
         if k == "b" {
@@ -152,7 +152,7 @@ fn changes_round_trip_through_restore_with_timeouts() {
             };
         }
     }
-    let mut back = Op::new(3, GroupStateTimeout::ProcessingTime);
+    let mut back = Op::new(3, GroupStateTimeout::ProcessingTimeTimeout);
     back.restore(maps).unwrap();
     assert_eq!(back.len(), 2);
     assert_eq!(back.next_processing_timeout_ms(), Some(7));
