@@ -206,7 +206,9 @@ fn run_sessions(input: &Path, cp: &Path, clock: &ManualClock) -> flowgate::Resul
 fn write(dir: &Path, name: &str, events: &[Event]) {
     let text: String = events
         .iter()
-        .map(|e| format!("{{\"user\": \"{}\", \"time\": {}, \"clicks\": {}}}\n", e.user, e.time.0 / 1_000_000, e.clicks))
+        .map(|e| {
+            format!("{{\"user\": \"{}\", \"time\": {}, \"clicks\": {}}}\n", e.user, e.time.0 / 1_000_000, e.clicks)
+        })
         .collect();
     let tmp = dir.join(format!(".{name}"));
     std::fs::write(&tmp, text).unwrap();
@@ -220,10 +222,10 @@ fn user_state_and_timeouts_survive_a_restart() {
     std::fs::create_dir_all(&input).unwrap();
     let clock = ManualClock::new(0);
     write(&input, "1.json", &[ev("a", 1, 1), ev("b", 1, 2)]);
-    assert_eq!(sorted(&run_sessions(&input, &cp, &clock).unwrap(), |r| r.user.clone()), vec![
-        upd("a", 1, 1, false),
-        upd("b", 1, 2, false)
-    ]);
+    assert_eq!(
+        sorted(&run_sessions(&input, &cp, &clock).unwrap(), |r| r.user.clone()),
+        vec![upd("a", 1, 1, false), upd("b", 1, 2, false)]
+    );
     clock.advance_ms(5_000);
     write(&input, "2.json", &[ev("a", 3, 4)]);
     assert_eq!(run_sessions(&input, &cp, &clock).unwrap(), vec![upd("a", 2, 5, false)]);

@@ -111,7 +111,11 @@ fn main() -> flowgate::Result<()> {
                 .rsplit_once(':')
                 .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
                 .ok_or_else(|| flowgate::Error::Plan(format!("--socket {addr}: expected HOST:PORT")))?;
-            SocketSessions::builder().lines(Source::socket(&host, port)).sink(Sink::console()).trigger(trigger).start()?
+            SocketSessions::builder()
+                .lines(Source::socket(&host, port))
+                .sink(Sink::console())
+                .trigger(trigger)
+                .start()?
         }
         None => RateSessions::builder().ticks(Source::rate(10)).sink(Sink::console()).trigger(trigger).start()?,
     };

@@ -201,9 +201,15 @@ fn killed_and_restarted_closes_the_same_sessions_in_the_same_batches() {
     }
     let sessions: usize = got.iter().map(|(_, r)| r.len()).sum();
     let by_timeout = got.iter().flat_map(|(_, r)| r).filter(|r| r.contains("\"closed_by\":\"timeout\"")).count();
-    assert!(by_timeout > 0 && by_timeout < sessions, "sessions closed both ways: {by_timeout} of {sessions} by timeout");
+    assert!(
+        by_timeout > 0 && by_timeout < sessions,
+        "sessions closed both ways: {by_timeout} of {sessions} by timeout"
+    );
     assert!(sessions > 20, "{sessions} sessions");
-    assert!(mid_batch >= kills / 4, "{mid_batch} of {kills} kills landed between a batch's offset entry and its commit");
+    assert!(
+        mid_batch >= kills / 4,
+        "{mid_batch} of {kills} kills landed between a batch's offset entry and its commit"
+    );
     eprintln!(
         "{kills} kills ({mid_batch} between a batch's offsets and its commit), {} clean exits, {files} input files, \
          {} committed batches equal to the uninterrupted run's, {sessions} sessions ({by_timeout} closed by timeout)",

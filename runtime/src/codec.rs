@@ -198,10 +198,13 @@ impl<T: StateCodec> StateCodec for Vec<T> {
     }
 }
 
+/// One field of a derived state struct: its name and its type's [`StateCodec::layout`].
+pub type StructField<'a> = (&'a str, fn(&mut String));
+
 /// Writes a struct's layout, `struct[name:<layout>,...]`, as `#[derive(StateCodec)]` does:
 /// fields by name and in order (renaming, reordering, adding or removing a field, or changing
 /// its type, changes the layout, and a checkpoint with the old one is refused).
-pub fn struct_layout(out: &mut String, fields: &[(&str, fn(&mut String))]) {
+pub fn struct_layout(out: &mut String, fields: &[StructField<'_>]) {
     out.push_str("struct[");
     for (i, (name, layout)) in fields.iter().enumerate() {
         if i > 0 {
@@ -594,7 +597,9 @@ pub fn layout_difference(old: &str, new: &str) -> Option<String> {
     for (name, l) in &o {
         match n.iter().find(|(m, _)| m == name) {
             None => out.push(format!("field `{name}` ({}) removed", text(l))),
-            Some((_, m)) if m != l => out.push(format!("field `{name}`: {} in the checkpoint, {} now", text(l), text(m))),
+            Some((_, m)) if m != l => {
+                out.push(format!("field `{name}`: {} in the checkpoint, {} now", text(l), text(m)))
+            }
             _ => {}
         }
     }
@@ -605,7 +610,11 @@ pub fn layout_difference(old: &str, new: &str) -> Option<String> {
     }
     let names = |f: &[(String, Layout)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     if out.is_empty() && names(&o) != names(&n) {
-        out.push(format!("fields reordered: [{}] in the checkpoint, [{}] now", names(&o).join(", "), names(&n).join(", ")));
+        out.push(format!(
+            "fields reordered: [{}] in the checkpoint, [{}] now",
+            names(&o).join(", "),
+            names(&n).join(", ")
+        ));
     }
     Some(out.join("; "))
 }

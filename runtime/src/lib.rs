@@ -144,11 +144,11 @@ impl Duration {
 
 /// Everything a query file needs: `use flowgate::prelude::*;`.
 pub mod prelude {
+    pub use crate::clock::ManualClock;
     pub use crate::functions::*;
+    pub use crate::ops::group_state::GroupState;
     pub use crate::{
         stream_query, ConsoleOptions, Date, Duration, MemoryStream, MemoryTable, OutputMode, ParseMode, Record, Sink,
         SinkFormat, Source, StateCodec, StreamingQuery, Timestamp, Trigger, WatermarkPolicy, Window,
     };
-    pub use crate::clock::ManualClock;
-    pub use crate::ops::group_state::GroupState;
 }

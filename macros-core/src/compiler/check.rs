@@ -191,7 +191,9 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             OpKind::GroupState => {
                 diags.error(
                     call.name.span(),
-                    format!("`{name}` needs its keys: `.group_by(user).{name}(update_session, timeout = processing_time)`"),
+                    format!(
+                        "`{name}` needs its keys: `.group_by(user).{name}(update_session, timeout = processing_time)`"
+                    ),
                 );
                 // Its function makes the output: no second error about the output columns.
                 cx.group_state = true;

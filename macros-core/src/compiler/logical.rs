@@ -114,8 +114,16 @@ pub struct GroupStateSpec {
 impl std::fmt::Display for GroupStateSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use quote::ToTokens;
-        let keys: Vec<String> = self.keys.iter().map(|k| format!("{} = {}", k.name, k.expr.to_token_stream())).collect();
-        write!(f, "{}({}) by [{}], timeout {:?}", self.name, self.func.to_token_stream(), keys.join(", "), self.timeout)?;
+        let keys: Vec<String> =
+            self.keys.iter().map(|k| format!("{} = {}", k.name, k.expr.to_token_stream())).collect();
+        write!(
+            f,
+            "{}({}) by [{}], timeout {:?}",
+            self.name,
+            self.func.to_token_stream(),
+            keys.join(", "),
+            self.timeout
+        )?;
         if let Some(w) = &self.watermark {
             write!(f, "; rows with {w} behind the watermark dropped")?;
         }

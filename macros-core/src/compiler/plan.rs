@@ -152,7 +152,7 @@ pub struct Pipeline {
 
 impl Plan {
     /// Whether `pipeline` ends in a group-state operator.
-    pub fn into_group_state(&self, pipeline: &Pipeline) -> bool {
+    pub fn feeds_group_state(&self, pipeline: &Pipeline) -> bool {
         matches!(pipeline.sink, Sink::Operator(o) if matches!(self.operators[o].kind, OperatorKind::GroupState(_)))
     }
 
@@ -573,7 +573,7 @@ impl fmt::Display for Plan {
             let reads = match &input.reads {
                 Some(cols) if is_static => format!("static, read once, reads [{}]", idents(cols)),
                 Some(cols) => format!("reads [{}]", idents(cols)),
-                None if self.pipelines.iter().any(|p| p.source == Source::Input(i) && self.into_group_state(p)) => {
+                None if self.pipelines.iter().any(|p| p.source == Source::Input(i) && self.feeds_group_state(p)) => {
                     "reads every column (the group-state function gets whole rows)".to_string()
                 }
                 None => "reads every column (the rows are the output)".to_string(),
@@ -601,7 +601,7 @@ impl fmt::Display for Plan {
                 Source::Operator(o) => format!("the rows stateful #{o} emits ({:?} mode)", self.mode),
             };
             let how = match (p.source, p.parallel) {
-                (Source::Input(_), false) if self.into_group_state(p) => {
+                (Source::Input(_), false) if self.feeds_group_state(p) => {
                     ", one thread in row order (a key's rows reach the function in input order)"
                 }
                 (Source::Input(_), true) => ", parallel over row chunks",

@@ -85,7 +85,13 @@ pub struct BatchContext {
 impl BatchContext {
     /// A context for batch `batch_id` without event time (tests, benchmarks).
     pub fn new(batch_id: u64, output_mode: OutputMode) -> Self {
-        BatchContext { batch_id, output_mode, watermark_for_late: None, watermark_for_eviction: None, batch_timestamp_ms: 0 }
+        BatchContext {
+            batch_id,
+            output_mode,
+            watermark_for_late: None,
+            watermark_for_eviction: None,
+            batch_timestamp_ms: 0,
+        }
     }
 
     /// The late-input watermark, or `i64::MIN` (nothing is late) without one.

@@ -60,32 +60,32 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
     let mut timeout = TimeoutKind::None;
     for arg in &call.args[1..] {
         match arg {
-            Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("timeout")) => {
-                match &*a.right {
-                    Expr::Path(p) if p.path.get_ident().is_some() => {
-                        let word = p.path.get_ident().map(Ident::to_string).unwrap_or_default();
-                        match TIMEOUTS.iter().find(|(n, _)| *n == word) {
-                            Some((_, t)) => timeout = *t,
-                            None => {
-                                let hint = did_you_mean(&word, TIMEOUTS.iter().map(|(n, _)| *n))
-                                    .map(|c| format!("; did you mean `{c}`?"))
-                                    .unwrap_or_default();
-                                diags.error(
-                                    p.span(),
-                                    format!("unknown timeout `{word}`: `none`, `processing_time` or `event_time`{hint}"),
-                                );
-                            }
+            Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("timeout")) => match &*a.right {
+                Expr::Path(p) if p.path.get_ident().is_some() => {
+                    let word = p.path.get_ident().map(Ident::to_string).unwrap_or_default();
+                    match TIMEOUTS.iter().find(|(n, _)| *n == word) {
+                        Some((_, t)) => timeout = *t,
+                        None => {
+                            let hint = did_you_mean(&word, TIMEOUTS.iter().map(|(n, _)| *n))
+                                .map(|c| format!("; did you mean `{c}`?"))
+                                .unwrap_or_default();
+                            diags.error(
+                                p.span(),
+                                format!("unknown timeout `{word}`: `none`, `processing_time` or `event_time`{hint}"),
+                            );
                         }
                     }
-                    other => diags.error(
-                        other.span(),
-                        "the timeout is `none`, `processing_time` or `event_time`: `timeout = processing_time`",
-                    ),
                 }
-            }
+                other => diags.error(
+                    other.span(),
+                    "the timeout is `none`, `processing_time` or `event_time`: `timeout = processing_time`",
+                ),
+            },
             other => diags.error(
                 other.span(),
-                format!("`{name}` takes the function and `timeout = ...`: `.{name}(update_session, timeout = event_time)`"),
+                format!(
+                    "`{name}` takes the function and `timeout = ...`: `.{name}(update_session, timeout = event_time)`"
+                ),
             ),
         }
     }

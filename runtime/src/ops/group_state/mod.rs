@@ -161,13 +161,7 @@ where
         let stored = self.state.take(hash, &key);
         let old_timeout = stored.as_ref().map_or(NO_TIMESTAMP, |v| v.timeout_ms);
         let existed = stored.is_some();
-        let mut gs = GroupState::new(
-            stored.and_then(|v| v.state),
-            self.timeout,
-            timed_out,
-            batch_ms,
-            watermark_ms,
-        );
+        let mut gs = GroupState::new(stored.and_then(|v| v.state), self.timeout, timed_out, batch_ms, watermark_ms);
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&key, rows, &mut gs)));
         if let Err(panic) = outcome {
             let msg = panic
@@ -206,12 +200,9 @@ where
         self.metrics.num_rows_total = self.state.len() as u64;
         self.metrics.memory_used_bytes = self.state.estimated_bytes();
         self.next_timeout = match self.timeout {
-            GroupStateTimeout::ProcessingTimeTimeout => self
-                .state
-                .iter()
-                .map(|e| e.value.timeout_ms)
-                .filter(|t| *t != NO_TIMESTAMP)
-                .min(),
+            GroupStateTimeout::ProcessingTimeTimeout => {
+                self.state.iter().map(|e| e.value.timeout_ms).filter(|t| *t != NO_TIMESTAMP).min()
+            }
             _ => None,
         };
     }
