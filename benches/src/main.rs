@@ -6,6 +6,7 @@
 //! cargo run --release -p flowgate-benches -- core        # word count + grouped sum, 10 M rows
 //! cargo run --release -p flowgate-benches -- windowed    # 1-minute windows, 10 M events, 100 K keys
 //! cargo run --release -p flowgate-benches -- ops         # dedup, stream-static join
+//! cargo run --release -p flowgate-benches -- group_state # map_groups_with_state vs a hash map of the state
 //! cargo run --release -p flowgate-benches -- all --rows 1000000 --runs 5
 //! cargo run --release -p flowgate-benches -- compare     # + Apache Spark, from the same files (JSON, Parquet)
 //! cargo run --release -p flowgate-benches -- latency --rate 100000 --seconds 5
@@ -16,6 +17,7 @@ mod compare;
 mod compile;
 mod data;
 mod files;
+mod group_state;
 mod joins;
 #[cfg(feature = "kafka")]
 mod kafka;

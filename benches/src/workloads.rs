@@ -74,6 +74,13 @@ pub fn all() -> Vec<Workload> {
             hand: crate::joins::hand_q8,
         },
         Workload {
+            name: "group_state",
+            group: "group_state",
+            prepare: crate::group_state::prepare,
+            flowgate: crate::group_state::fg,
+            hand: crate::group_state::hand,
+        },
+        Workload {
             name: "windowed_count",
             group: "windowed",
             prepare: prep_events,

@@ -144,7 +144,7 @@ pub enum InputRows {
 /// `table` must be the memory sink of `query`, which must read `staging` with a file source.
 pub fn run_case(case: &str, staging: &Path, query: &StreamingQuery, table: &MemoryTable, input_rows: InputRows) {
     let steps: Vec<Vec<(String, PathBuf)>> = input_files(case).into_iter().map(|f| vec![(String::new(), f)]).collect();
-    replay(case, &steps, &[(String::new(), staging.to_path_buf())], query, table, input_rows, 0)
+    replay(case, &steps, &[(String::new(), staging.to_path_buf())], query, table, input_rows, 0, &mut |_| {})
 }
 
 /// [`run_case`] with doubles compared to within `ulps` units in the last place (every other
@@ -152,7 +152,7 @@ pub fn run_case(case: &str, staging: &Path, query: &StreamingQuery, table: &Memo
 /// combines partial buffers in, which flowgate reproduces but for a rounding now and then.
 pub fn run_case_within_ulps(case: &str, staging: &Path, query: &StreamingQuery, table: &MemoryTable, ulps: u64) {
     let steps: Vec<Vec<(String, PathBuf)>> = input_files(case).into_iter().map(|f| vec![(String::new(), f)]).collect();
-    replay(case, &steps, &[(String::new(), staging.to_path_buf())], query, table, InputRows::Check, ulps)
+    replay(case, &steps, &[(String::new(), staging.to_path_buf())], query, table, InputRows::Check, ulps, &mut |_| {})
 }
 
 /// Whether two JSON values are equal, doubles to within `ulps` (exactly when 0).
@@ -198,6 +198,35 @@ fn canonical_within(rows: Vec<Value>, ulps: u64) -> Vec<Value> {
     rows
 }
 
+/// [`run_case`] for a case that pauses the wall clock before some steps
+/// (`sleep_before_step_ms` in its case.json: processing-time timeouts): `clock`, the query's
+/// manual clock, is moved forward by each pause before its step, and by
+/// [`STEP_PROCESSING_MS`] before every other step, standing for the time Spark spent on a step.
+pub fn run_case_with_clock(
+    case: &str,
+    staging: &Path,
+    query: &StreamingQuery,
+    table: &MemoryTable,
+    input_rows: InputRows,
+    clock: &flowgate::clock::ManualClock,
+) {
+    let steps: Vec<Vec<(String, PathBuf)>> = input_files(case).into_iter().map(|f| vec![(String::new(), f)]).collect();
+    let path = cases_dir().join(case).join("case.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let spec: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let pauses = spec["sleep_before_step_ms"].clone();
+    let mut before = |step: usize| {
+        let pause = pauses[step.to_string()].as_i64().unwrap_or(STEP_PROCESSING_MS);
+        clock.advance_ms(pause);
+    };
+    replay(case, &steps, &[(String::new(), staging.to_path_buf())], query, table, input_rows, 0, &mut before)
+}
+
+/// How far a replay moves a manual clock before a step the harness did not pause before: a
+/// second, well within the harness's rule that such steps follow each other much faster than
+/// a case's processing-time timeouts (60 s in `group_state_processing_time_timeout`).
+pub const STEP_PROCESSING_MS: i64 = 1_000;
+
 /// [`run_case`] for a case of several stream sources: `input/<source>/batch_NNN.jsonl`, step
 /// NNN of each source (a missing file adds nothing to that source in that step), each source
 /// through its own staging directory (`stagings`: source name, directory).
@@ -218,7 +247,7 @@ pub fn run_case_sources(
     }
     let steps: Vec<Vec<(String, PathBuf)>> = by_step.into_values().collect();
     let stagings: Vec<(String, PathBuf)> = stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect();
-    replay(case, &steps, &stagings, query, table, input_rows, 0)
+    replay(case, &steps, &stagings, query, table, input_rows, 0, &mut |_| {})
 }
 
 fn replay(
@@ -229,6 +258,7 @@ fn replay(
     table: &MemoryTable,
     input_rows: InputRows,
     ulps: u64,
+    before_step: &mut dyn FnMut(usize),
 ) {
     let expected = expected(case);
     assert!(!steps.is_empty(), "case {case} has no input files");
@@ -237,6 +267,7 @@ fn replay(
     let mut checked = 0usize;
     query.process_all_available().expect("initial trigger");
     for (step, files) in steps.iter().enumerate() {
+        before_step(step);
         for (source, file) in files {
             let name = file.file_name().expect("file name");
             let staging = &stagings.iter().find(|(s, _)| s == source).expect("a staging dir per source").1;

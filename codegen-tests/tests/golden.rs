@@ -677,3 +677,168 @@ stream_query! {
 fn limit_append() {
     golden!("limit_append", FirstOddIds, events, InputRows::SparkPushesFiltersDown);
 }
+
+// ---- Arbitrary stateful processing: the cases Spark ran with applyInPandasWithState (the
+// same GroupState semantics as flatMapGroupsWithState), each function written here in Rust as
+// `oracle/harness/group_state_functions.py` writes it in Python.
+
+#[derive(Record)]
+struct Activity {
+    user: Option<String>,
+    ts: Option<Timestamp>,
+    clicks: Option<i64>,
+    action: Option<String>,
+}
+
+#[derive(Record)]
+struct Totals {
+    user: Option<String>,
+    events: i64,
+    clicks: i64,
+    active: bool,
+}
+
+#[derive(StateCodec)]
+struct RunningTotals {
+    events: i64,
+    clicks: i64,
+}
+
+/// `running_totals`: events and clicks per user; a logout removes the state.
+fn running_totals(user: &Option<String>, rows: Vec<Activity>, state: &mut GroupState<RunningTotals>) -> Totals {
+    let (mut events, mut clicks) = state.get_option().map_or((0, 0), |s| (s.events, s.clicks));
+    let mut logout = false;
+    for r in &rows {
+        events += 1;
+        clicks += r.clicks.unwrap_or(0);
+        logout |= r.action.as_deref() == Some("logout");
+    }
+    if logout {
+        state.remove();
+    } else {
+        state.update(RunningTotals { events, clicks });
+    }
+    Totals { user: user.clone(), events, clicks, active: !logout }
+}
+
+#[derive(Record)]
+struct UserAlert {
+    user: Option<String>,
+    kind: String,
+    clicks: i64,
+    events: i64,
+}
+
+#[derive(StateCodec)]
+struct AlertState {
+    events: i64,
+    clicks: i64,
+    /// The user's last event time (ms).
+    last: i64,
+}
+
+/// `session_alerts`: an alert per event with more than 2 clicks; the user's totals once the
+/// watermark passes 5 s after their last event.
+fn session_alerts(user: &Option<String>, rows: Vec<Activity>, state: &mut GroupState<AlertState>) -> Vec<UserAlert> {
+    if state.has_timed_out() {
+        let s = state.get();
+        let expired = UserAlert { user: user.clone(), kind: "expired".into(), clicks: s.clicks, events: s.events };
+        state.remove();
+        return vec![expired];
+    }
+    let mut s = state.get_option().map_or(AlertState { events: 0, clicks: 0, last: 0 }, |s| AlertState { ..*s });
+    let mut alerts = Vec::new();
+    for r in &rows {
+        let c = r.clicks.unwrap_or(0);
+        s.events += 1;
+        s.clicks += c;
+        s.last = s.last.max(r.ts.map_or(0, |t| t.0.div_euclid(1000)));
+        if c > 2 {
+            alerts.push(UserAlert { user: user.clone(), kind: "alert".into(), clicks: c, events: 0 });
+        }
+    }
+    let timeout = s.last + 5000;
+    state.update(s);
+    state.set_timeout_timestamp(timeout);
+    alerts
+}
+
+stream_query! {
+    /// `groupBy(user).applyInPandasWithState(running_totals, ..., "update", NoTimeout)`.
+    query RunningTotalsQuery(events: Activity) -> Totals, mode = update {
+        events.group_by(user).map_groups_with_state(running_totals)
+    }
+
+    /// `withWatermark(ts, 10 seconds).groupBy(user).applyInPandasWithState(session_alerts, ...,
+    /// "append", EventTimeTimeout)`.
+    query SessionAlerts(events: Activity) -> UserAlert, mode = append {
+        events
+            .with_watermark(ts, "10 seconds")
+            .group_by(user)
+            .flat_map_groups_with_state(session_alerts, timeout = event_time)
+    }
+}
+
+#[test]
+fn group_state_update_remove() {
+    golden!("group_state_update_remove", RunningTotalsQuery, events);
+}
+
+#[test]
+fn group_state_event_time_timeout() {
+    golden!("group_state_event_time_timeout", SessionAlerts, events);
+}
+
+#[derive(Record)]
+struct IdleSession {
+    user: Option<String>,
+    events: i64,
+    expired: bool,
+}
+
+/// `idle_sessions`: events per user; a session ends 60 s of processing time after its last
+/// event (`IDLE_TIMEOUT_MS` in group_state_functions.py).
+fn idle_sessions(user: &Option<String>, rows: Vec<Activity>, state: &mut GroupState<i64>) -> Vec<IdleSession> {
+    if state.has_timed_out() {
+        let events = *state.get();
+        state.remove();
+        return vec![IdleSession { user: user.clone(), events, expired: true }];
+    }
+    let events = state.get_option().copied().unwrap_or(0) + rows.len() as i64;
+    state.update(events);
+    state.set_timeout_duration(60_000);
+    vec![IdleSession { user: user.clone(), events, expired: false }]
+}
+
+stream_query! {
+    /// `groupBy(user).applyInPandasWithState(idle_sessions, ..., "update", ProcessingTimeTimeout)`.
+    query IdleSessions(events: Activity) -> IdleSession, mode = update {
+        events.group_by(user).flat_map_groups_with_state(idle_sessions, timeout = processing_time)
+    }
+}
+
+/// Processing time from a manual clock moved as the harness paused Spark's wall clock (see
+/// the case's description); no-data batches off, as the case ran Spark.
+#[test]
+fn group_state_processing_time_timeout() {
+    let staging = tempfile::tempdir().unwrap();
+    let table = MemoryTable::new();
+    let clock = ManualClock::new(1_704_110_400_000);
+    let query = IdleSessions::builder()
+        .events(Source::file(staging.path()).json())
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .no_data_batches(false)
+        .clock(clock.clone())
+        .start()
+        .unwrap();
+    flowgate_codegen_tests::run_case_with_clock(
+        "group_state_processing_time_timeout",
+        staging.path(),
+        &query,
+        &table,
+        InputRows::Check,
+        &clock,
+    );
+    query.stop().unwrap();
+}

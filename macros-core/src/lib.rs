@@ -5,12 +5,18 @@
 mod compiler;
 pub use flowgate_interval as duration;
 mod record;
+mod state_codec;
 
 pub use compiler::compile;
 
 /// Expands `#[derive(Record)]` on the struct in `input`.
 pub fn derive_record(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
     record::derive(input)
+}
+
+/// Expands `#[derive(StateCodec)]` on the struct in `input`.
+pub fn derive_state_codec(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    state_codec::derive(input)
 }
 
 /// The compiler's plan for each query in `input`, as text (what the snapshot tests record), or

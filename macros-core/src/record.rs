@@ -147,6 +147,13 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                     ::flowgate::record::batch_from_columns(<#name as ::flowgate::Record>::schema(), columns)
                 }
 
+                #[inline]
+                fn row(cols: &Self::Columns<'_>, i: usize) -> Self {
+                    #name {
+                        #( #idents: <#tys as ::flowgate::ColumnType>::from_ref(cols.#idents.get(i)), )*
+                    }
+                }
+
                 fn from_batch(
                     batch: &::flowgate::__private::arrow_array::RecordBatch,
                 ) -> ::flowgate::Result<::std::vec::Vec<Self>> {

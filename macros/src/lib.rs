@@ -12,6 +12,14 @@ pub fn derive_record(input: TokenStream) -> TokenStream {
     flowgate_macros_core::derive_record(input.into()).into()
 }
 
+/// Makes a struct a checkpointable state value (group-state functions' `S`): its layout names
+/// its fields, so a restart with a changed state type is refused, saying which field changed.
+/// See `flowgate::codec::StateCodec`.
+#[proc_macro_derive(StateCodec)]
+pub fn derive_state_codec(input: TokenStream) -> TokenStream {
+    flowgate_macros_core::derive_state_codec(input.into()).into()
+}
+
 /// Compiles streaming queries. See the `flowgate` crate documentation for the language.
 #[proc_macro]
 pub fn stream_query(input: TokenStream) -> TokenStream {

@@ -177,6 +177,49 @@ impl<T: StateCodec> StateCodec for Option<T> {
     }
 }
 
+/// A list: its length (u64), then each item. The layout is `list[<item>]`.
+impl<T: StateCodec> StateCodec for Vec<T> {
+    fn layout(out: &mut String) {
+        out.push_str("list[");
+        T::layout(out);
+        out.push(']');
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.len() as u64).encode(out);
+        for v in self {
+            v.encode(out);
+        }
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        let n = u64::decode(input)?;
+        // Never trust a length to reserve memory: a corrupt one would abort on allocation.
+        let mut out = Vec::with_capacity((n as usize).min(input.len()));
+        for _ in 0..n {
+            out.push(T::decode(input)?);
+        }
+        Ok(out)
+    }
+}
+
+/// One field of a derived state struct: its name and its type's [`StateCodec::layout`].
+pub type StructField<'a> = (&'a str, fn(&mut String));
+
+/// Writes a struct's layout, `struct[name:<layout>,...]`, as `#[derive(StateCodec)]` does:
+/// fields by name and in order (renaming, reordering, adding or removing a field, or changing
+/// its type, changes the layout, and a checkpoint with the old one is refused).
+pub fn struct_layout(out: &mut String, fields: &[StructField<'_>]) {
+    out.push_str("struct[");
+    for (i, (name, layout)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push(':');
+        layout(out);
+    }
+    out.push(']');
+}
+
 impl StateCodec for () {
     fn layout(out: &mut String) {
         out.push_str("()");
@@ -449,6 +492,10 @@ pub enum Layout {
     /// HyperLogLog++ registers at this precision.
     HllAcc(u32),
     MomentsAcc,
+    /// A `#[derive(StateCodec)]` struct: its fields by name, in order.
+    Fields(Vec<(String, Layout)>),
+    /// A group-state value: the user's state (absent once removed) and its timeout (ms).
+    GroupStateOf(Box<Layout>),
 }
 
 impl Layout {
@@ -542,6 +589,18 @@ impl Layout {
             Layout::MomentsAcc => {
                 let (n, avg, m2) = (f64::decode(input)?, f64::decode(input)?, f64::decode(input)?);
                 json!({"n": n, "avg": avg, "m2": m2})
+            }
+            Layout::Fields(fields) => {
+                let mut m = serde_json::Map::new();
+                for (name, l) in fields {
+                    m.insert(name.clone(), l.decode(input)?);
+                }
+                Value::Object(m)
+            }
+            Layout::GroupStateOf(inner) => {
+                let state = Layout::Nullable(inner.clone()).decode(input)?;
+                let t = i64::decode(input)?;
+                json!({"state": state, "timeout": if t < 0 { Value::Null } else { ts(t * 1000) }})
             }
         })
     }
@@ -669,8 +728,152 @@ impl LayoutParser<'_> {
             "last_ignore_nulls" => Layout::LastIgnoreNullsAcc(self.wrapped(b'[', b']')?),
             "collect_list" => Layout::CollectListAcc(self.wrapped(b'[', b']')?),
             "collect_set" => Layout::CollectSetAcc(self.wrapped(b'[', b']')?),
+            "group_state" => Layout::GroupStateOf(self.wrapped(b'[', b']')?),
+            "struct" => {
+                self.eat(b'[')?;
+                let mut fields = Vec::new();
+                while self.s.get(self.at) != Some(&b']') {
+                    if !fields.is_empty() {
+                        self.eat(b',')?;
+                    }
+                    let name = self.word().to_string();
+                    if name.is_empty() {
+                        return Err(self.error("expected a field name"));
+                    }
+                    self.eat(b':')?;
+                    fields.push((name, self.layout()?));
+                }
+                self.eat(b']')?;
+                Layout::Fields(fields)
+            }
             other => return Err(self.error(&format!("unknown layout `{other}`"))),
         })
+    }
+}
+
+/// How two layouts differ, in words, field by field where both are structs (`field `count`:
+/// i64 in the checkpoint, f64 now; field `user` added`), so a refused restart says what
+/// changed in the state type. `None` when they are equal.
+pub fn layout_difference(old: &str, new: &str) -> Option<String> {
+    if old == new {
+        return None;
+    }
+    fn fields(l: Layout) -> Option<Vec<(String, Layout)>> {
+        match l {
+            Layout::Fields(f) => Some(f),
+            Layout::GroupStateOf(inner) => fields(*inner),
+            _ => None,
+        }
+    }
+    let text = |l: &Layout| {
+        let mut s = String::new();
+        write_layout(l, &mut s);
+        s
+    };
+    let (Ok(o), Ok(n)) = (Layout::parse(old), Layout::parse(new)) else {
+        return Some(format!("`{old}` in the checkpoint, `{new}` now"));
+    };
+    let (Some(o), Some(n)) = (fields(o), fields(n)) else {
+        return Some(format!("`{old}` in the checkpoint, `{new}` now"));
+    };
+    let mut out = Vec::new();
+    for (name, l) in &o {
+        match n.iter().find(|(m, _)| m == name) {
+            None => out.push(format!("field `{name}` ({}) removed", text(l))),
+            Some((_, m)) if m != l => {
+                out.push(format!("field `{name}`: {} in the checkpoint, {} now", text(l), text(m)))
+            }
+            _ => {}
+        }
+    }
+    for (name, l) in &n {
+        if !o.iter().any(|(m, _)| m == name) {
+            out.push(format!("field `{name}` ({}) added", text(l)));
+        }
+    }
+    let names = |f: &[(String, Layout)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    if out.is_empty() && names(&o) != names(&n) {
+        out.push(format!(
+            "fields reordered: [{}] in the checkpoint, [{}] now",
+            names(&o).join(", "),
+            names(&n).join(", ")
+        ));
+    }
+    Some(out.join("; "))
+}
+
+/// A parsed layout written back as text (the inverse of [`Layout::parse`]).
+fn write_layout(l: &Layout, out: &mut String) {
+    let wrap = |out: &mut String, name: &str, inner: &Layout| {
+        out.push_str(name);
+        out.push('[');
+        write_layout(inner, out);
+        out.push(']');
+    };
+    match l {
+        Layout::Bool => out.push_str("bool"),
+        Layout::I32 => out.push_str("i32"),
+        Layout::I64 => out.push_str("i64"),
+        Layout::U64 => out.push_str("u64"),
+        Layout::F64 => out.push_str("f64"),
+        Layout::Utf8 => out.push_str("utf8"),
+        Layout::TimestampUs => out.push_str("timestamp_us"),
+        Layout::Days => out.push_str("date"),
+        Layout::WindowStruct => out.push_str("window"),
+        Layout::WindowStart(size) => out.push_str(&format!("window_start[{size}]")),
+        Layout::Unit => out.push_str("()"),
+        Layout::Nullable(inner) => {
+            out.push_str("option<");
+            write_layout(inner, out);
+            out.push('>');
+        }
+        Layout::Tuple(items) => {
+            out.push('(');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_layout(item, out);
+            }
+            out.push(')');
+        }
+        Layout::CountAcc => out.push_str("count"),
+        Layout::SumAcc(i) => wrap(out, "sum", i),
+        Layout::NullableSumAcc(i) => wrap(out, "nullable_sum", i),
+        Layout::AvgAcc(i) => wrap(out, "avg", i),
+        Layout::MinAcc(i) => wrap(out, "min", i),
+        Layout::MaxAcc(i) => wrap(out, "max", i),
+        Layout::SessionOf(i) => wrap(out, "session", i),
+        Layout::ListOf(i) => wrap(out, "list", i),
+        Layout::GroupStateOf(i) => wrap(out, "group_state", i),
+        Layout::JoinSide => out.push_str("join_side"),
+        Layout::JoinRows(l, r) => {
+            out.push_str("join_rows[");
+            write_layout(l, out);
+            out.push(',');
+            write_layout(r, out);
+            out.push(']');
+        }
+        Layout::FirstAcc(i) => wrap(out, "first", i),
+        Layout::FirstIgnoreNullsAcc(i) => wrap(out, "first_ignore_nulls", i),
+        Layout::LastAcc(i) => wrap(out, "last", i),
+        Layout::LastIgnoreNullsAcc(i) => wrap(out, "last_ignore_nulls", i),
+        Layout::CollectListAcc(i) => wrap(out, "collect_list", i),
+        Layout::CollectSetAcc(i) => wrap(out, "collect_set", i),
+        Layout::HllAcc(p) => out.push_str(&format!("hll_pp[{p}]")),
+        Layout::MomentsAcc => out.push_str("moments"),
+        Layout::Fields(fields) => {
+            out.push_str("struct[");
+            for (i, (name, l)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(name);
+                out.push(':');
+                write_layout(l, out);
+            }
+            out.push(']');
+        }
     }
 }
 

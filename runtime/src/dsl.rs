@@ -168,6 +168,56 @@
 //! # fn main() {}
 //! ```
 //!
+//! ## Arbitrary stateful processing
+//!
+//! `.group_by(keys..).map_groups_with_state(f, timeout = none | processing_time | event_time)`
+//! and `.flat_map_groups_with_state(f, timeout = ..)` (Spark's `mapGroupsWithState` /
+//! `flatMapGroupsWithState`): per batch, `f` is called once per key with rows, with the key
+//! (`&K` for one key, `&(K1, K2)` for several), the key's rows as owned input records (in input
+//! order) and a [`crate::ops::group_state::GroupState`] of the user's state `S`; then, with a
+//! timeout, once per key whose timeout has passed, with no rows and `has_timed_out()` true. The
+//! map returns one output record, the flat map any `IntoIterator` of them. `S` is any
+//! [`crate::codec::StateCodec`]: `#[derive(StateCodec)]` on a struct records its fields in the
+//! checkpoint, and a restart with a changed state type is refused, field by field, before the
+//! first batch. Processing time is the batch's (`.clock(..)` on the builder; tests use a
+//! [`crate::clock::ManualClock`]). Spark's rules are compile errors: the map only in update
+//! mode, the flat map in append or update mode (the query's mode is the function's), an
+//! event-time timeout only after `with_watermark` (late rows are then dropped before `f`); only
+//! `filter`, `with_watermark` and `drop_duplicates` may come before it and nothing after, yet.
+//!
+//! ```
+//! use flowgate::prelude::*;
+//!
+//! #[derive(Record)]
+//! struct Click { ts: Timestamp, user: String }
+//!
+//! #[derive(Record)]
+//! struct Session { user: String, clicks: i64, ended: bool }
+//!
+//! #[derive(StateCodec)]
+//! struct Seen { clicks: i64 }
+//!
+//! fn track(user: &str, clicks: Vec<Click>, state: &mut GroupState<Seen>) -> Session {
+//!     if state.has_timed_out() {
+//!         let n = state.get().clicks;
+//!         state.remove();
+//!         return Session { user: user.into(), clicks: n, ended: true };
+//!     }
+//!     let n = state.get_option().map_or(0, |s| s.clicks) + clicks.len() as i64;
+//!     state.update(Seen { clicks: n });
+//!     state.set_timeout_duration(30 * 60 * 1000); // ends after 30 idle minutes
+//!     Session { user: user.into(), clicks: n, ended: false }
+//! }
+//!
+//! stream_query! {
+//!     /// A session per user, ended by 30 minutes of processing time without clicks.
+//!     query Sessions(clicks: Click) -> Session, mode = update {
+//!         clicks.group_by(user).map_groups_with_state(track, timeout = processing_time)
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
 //! ## Functions
 //!
 //! [`crate::functions`] (in the prelude): `split`, `lower`, `upper`, `length`, `coalesce` —

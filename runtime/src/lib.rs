@@ -45,6 +45,7 @@
 
 pub mod agg;
 pub mod checkpoint;
+pub mod clock;
 pub mod codec;
 pub mod dsl;
 pub mod engine;
@@ -71,7 +72,7 @@ use std::fmt;
 
 pub use engine::{QueryBuilder, QueryProgress, StreamingQuery, Trigger};
 pub use error::{Error, Result};
-pub use flowgate_macros::{stream_query, Record};
+pub use flowgate_macros::{stream_query, Record, StateCodec};
 pub use ops::StateOperatorProgress;
 pub use record::{ColumnType, Date, Record, RecordBuilder, Timestamp};
 pub use sink::{ConsoleOptions, MemoryTable, Sink, SinkFormat};
@@ -144,9 +145,11 @@ impl Duration {
 
 /// Everything a query file needs: `use flowgate::prelude::*;`.
 pub mod prelude {
+    pub use crate::clock::ManualClock;
     pub use crate::functions::*;
+    pub use crate::ops::group_state::GroupState;
     pub use crate::{
         stream_query, ConsoleOptions, Date, Duration, MemoryStream, MemoryTable, OutputMode, ParseMode, Record, Sink,
-        SinkFormat, Source, StreamingQuery, Timestamp, Trigger, WatermarkPolicy, Window,
+        SinkFormat, Source, StateCodec, StreamingQuery, Timestamp, Trigger, WatermarkPolicy, Window,
     };
 }

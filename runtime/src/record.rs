@@ -54,6 +54,9 @@ pub trait Record: Sized + Send + 'static {
 
     /// Converts a batch to rows.
     fn from_batch(batch: &RecordBatch) -> Result<Vec<Self>>;
+
+    /// Row `i` of typed columns, owned (the rows a group-state function receives).
+    fn row(cols: &Self::Columns<'_>, i: usize) -> Self;
 }
 
 /// Appends rows of `R` column by column.

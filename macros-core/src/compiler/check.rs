@@ -9,7 +9,7 @@ use super::ast::{Call, ModeKind, Query};
 use super::diag::{did_you_mean, hint, Diagnostics};
 use super::exprs::{find_aggregate_call, free_columns};
 use super::logical::{Item, JoinKind, LOp, Logical, Schema, SortSpec};
-use super::ops::{self, aggregate, dedup, join, union, OpKind};
+use super::ops::{self, aggregate, dedup, group_state, join, union, OpKind};
 
 /// Checks `q`; returns its logical plan (meaningful only when `diags` has no errors).
 pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
@@ -31,6 +31,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         unioned: Vec::new(),
         union_columns: Vec::new(),
         stream_joined: false,
+        group_state: false,
     };
     // `products.col` of a static input becomes a row-loop variable before anything reads it.
     let (calls, static_refs) = join::rewrite_static_refs(q);
@@ -44,6 +45,11 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             i += 1;
             continue;
         };
+        if cx.group_state {
+            group_state::check_nothing_after(call, diags);
+            i += 1;
+            continue;
+        }
         if cx.limited || (cx.ordered && spec.kind != OpKind::Limit) {
             diags.error(
                 call.name.span(),
@@ -133,6 +139,25 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 let keys = aggregate::group_keys(call, &mut cx, diags);
                 cx.event_time_unknown |= diags.count() > before;
                 match calls.get(i + 1) {
+                    Some(next) if ops::lookup(&next.name.to_string()).is_some_and(|s| s.kind == OpKind::GroupState) => {
+                        if let Some(op) = group_state::check(q, &mut cx, keys, next, diags) {
+                            ops_out.push(op);
+                        }
+                        i += 1;
+                    }
+                    Some(next)
+                        if ops::lookup(&next.name.to_string())
+                            .is_some_and(|s| matches!(s.kind, OpKind::Unsupported(_))) =>
+                    {
+                        // `group_by(..).transform_with_state(..)`: the operator's own error is
+                        // the one to show; the query's output is then unknown, not an error.
+                        if let Some(OpKind::Unsupported(why)) = ops::lookup(&next.name.to_string()).map(|s| s.kind) {
+                            diags.error(next.name.span(), format!("`{}` is not supported yet: {why}", next.name));
+                        }
+                        cx.group_state = true;
+                        cx.schema = Schema::Closed { columns: Vec::new() };
+                        i += 1;
+                    }
                     Some(next) if next.name == "agg" => {
                         let aggs = aggregate::agg_items(next, &mut cx, diags);
                         aggregate::check_chained_aggregation(&cx, &call.name, diags);
@@ -184,6 +209,17 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 if let Some(op) = dedup::check(&mut cx, call, within, diags) {
                     ops_out.push(op);
                 }
+            }
+            OpKind::GroupState => {
+                diags.error(
+                    call.name.span(),
+                    format!(
+                        "`{name}` needs its keys: `.group_by(user).{name}(update_session, timeout = processing_time)`"
+                    ),
+                );
+                // Its function makes the output: no second error about the output columns.
+                cx.group_state = true;
+                cx.schema = Schema::Closed { columns: Vec::new() };
             }
             OpKind::Unsupported(why) => {
                 diags.error(call.name.span(), format!("`{name}` is not supported yet: {why}"));
@@ -244,6 +280,9 @@ pub(crate) struct Cx {
     pub union_columns: Vec<(usize, Vec<Ident>)>,
     /// Whether a stream-stream join was seen (operators after it run on its emitted rows).
     pub stream_joined: bool,
+    /// Whether a `map_groups_with_state` / `flat_map_groups_with_state` was seen (its function
+    /// makes the output; nothing may follow it).
+    pub group_state: bool,
     /// Whether an error in a `with_watermark` or a grouping key left the event time unknown:
     /// the rules about it (append mode) then stay silent instead of adding a false error.
     pub event_time_unknown: bool,
@@ -371,7 +410,7 @@ fn check_output_mode(q: &Query, cx: &Cx, ops: &[LOp], diags: &mut Diagnostics) {
     }
     let event_time_key = ops.iter().any(|o| matches!(o, LOp::Aggregate { event_time_key: Some(_), .. }));
     match q.mode.kind {
-        ModeKind::Complete if !cx.aggregated => diags.error(
+        ModeKind::Complete if !cx.aggregated && !cx.group_state => diags.error(
             q.mode.span,
             "complete mode needs an aggregation (Spark: \"Complete output mode not supported when there are no streaming aggregations\"); use `mode = append`",
         ),

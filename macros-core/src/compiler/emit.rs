@@ -12,7 +12,7 @@ use syn::{Ident, Type};
 
 use super::ast::{ModeKind, Query};
 use super::logical::LOp;
-use super::ops::{aggregate, dedup, join, stream_join};
+use super::ops::{aggregate, dedup, group_state, join, stream_join};
 use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, Source};
 
 /// The query's items: its type, spec, plan and builder.
@@ -66,6 +66,7 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
                 let n = *n as u64;
                 quote!(::flowgate::ops::limit::LimitState::new(#n))
             }
+            OperatorKind::GroupState(g) => group_state::init(g),
         })
         .collect();
     let vars: Vec<Ident> = plan.operators.iter().map(|o| dedup::var(o.id)).collect();
@@ -78,7 +79,9 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
     let begin: Vec<TokenStream> = plan
         .operators
         .iter()
-        .filter(|o| matches!(o.kind, OperatorKind::Dedup(_) | OperatorKind::GlobalLimit(_)))
+        .filter(|o| {
+            matches!(o.kind, OperatorKind::Dedup(_) | OperatorKind::GlobalLimit(_) | OperatorKind::GroupState(_))
+        })
         .map(|o| {
             let v = dedup::var(o.id);
             quote! { #v.begin_batch(); }
@@ -212,6 +215,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
                     quote! { compile_error!("flowgate bug: a stateful filter is not a breaker"); }
                 }
                 OperatorKind::StreamJoin(s) => stream_join::emit_side(plan, p, *i, s),
+                OperatorKind::GroupState(g) => group_state::emit_update(plan, p, *i, *o, g),
             };
             quote! { #update #(#ends)* }
         }
@@ -222,6 +226,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
                 quote! { compile_error!("flowgate bug: a stateful filter emits no rows of its own"); }
             }
             OperatorKind::StreamJoin(s) => stream_join::emit_output(q, plan, p, s, columns),
+            OperatorKind::GroupState(g) => group_state::emit_output(q, *o, g),
         },
         _ => quote! { compile_error!("flowgate bug: a pipeline shape the planner does not make"); },
     }
@@ -377,7 +382,7 @@ fn fuse_live(
         LOp::Sort { .. } | LOp::Limit { .. } => {
             quote! { compile_error!("flowgate bug: a sort or limit inside a fused stage"); }
         }
-        LOp::Aggregate { .. } | LOp::StreamJoin { .. } => {
+        LOp::Aggregate { .. } | LOp::StreamJoin { .. } | LOp::GroupState { .. } => {
             quote! { compile_error!("flowgate bug: a breaker inside a fused stage"); }
         }
     };

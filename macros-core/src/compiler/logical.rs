@@ -129,6 +129,54 @@ pub enum LOp {
     /// `drop_duplicates(...)` / `drop_duplicates_within_watermark(...)` / `distinct()`: keep
     /// the first row per key. `op` is its stateful operator id (set by the plan phase).
     Dedup { op: usize, spec: DedupSpec },
+    /// `group_by(keys..).map_groups_with_state(f, ..)` / `flat_map_groups_with_state`: the
+    /// user's function per key.
+    GroupState { spec: GroupStateSpec },
+}
+
+/// Which timeouts a group-state function may set (Spark's `GroupStateTimeout`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TimeoutKind {
+    None,
+    ProcessingTime,
+    EventTime,
+}
+
+/// A `map_groups_with_state` / `flat_map_groups_with_state`.
+#[derive(Clone)]
+pub struct GroupStateSpec {
+    /// The grouping keys.
+    pub keys: Vec<Item>,
+    /// The user's function, as written.
+    pub func: Expr,
+    /// `flat_map_groups_with_state`: the function returns any number of records.
+    pub flat: bool,
+    pub timeout: TimeoutKind,
+    /// With an event-time timeout, the watermarked column: late rows are dropped before the
+    /// function sees them (as Spark does only then).
+    pub watermark: Option<Ident>,
+    /// The operator's name token.
+    pub name: Ident,
+}
+
+impl std::fmt::Display for GroupStateSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use quote::ToTokens;
+        let keys: Vec<String> =
+            self.keys.iter().map(|k| format!("{} = {}", k.name, k.expr.to_token_stream())).collect();
+        write!(
+            f,
+            "{}({}) by [{}], timeout {:?}",
+            self.name,
+            self.func.to_token_stream(),
+            keys.join(", "),
+            self.timeout
+        )?;
+        if let Some(w) = &self.watermark {
+            write!(f, "; rows with {w} behind the watermark dropped")?;
+        }
+        Ok(())
+    }
 }
 
 /// One `order_by` key: `count`, `desc(count)`, `asc_nulls_last(word)`, ...

@@ -185,6 +185,49 @@ mod snapshot_tests {
         }));
     }
 
+    /// `map_groups_with_state` with a processing-time timeout: rows grouped by key in one
+    /// thread, the function per key; the input decodes every column (the rows go whole).
+    #[test]
+    fn map_groups_with_state_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query S(events: Event) -> SessionUpdate, mode = update {
+                events
+                    .filter(clicks >= 0)
+                    .group_by(user)
+                    .map_groups_with_state(track, timeout = processing_time)
+            }
+        }));
+    }
+
+    /// `flat_map_groups_with_state` with an event-time timeout: late rows dropped first.
+    #[test]
+    fn flat_map_groups_with_state_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query A(events: Event) -> Alert, mode = append {
+                events
+                    .with_watermark(time, "2 seconds")
+                    .drop_duplicates(user, time)
+                    .group_by(user, device)
+                    .flat_map_groups_with_state(alerts, timeout = event_time)
+            }
+        }));
+    }
+
+    /// The expansion of a group-state query: the row loop into the operator, the call per key.
+    #[test]
+    fn flat_map_groups_with_state_expansion() {
+        let file: syn::File = syn::parse2(super::compile(quote! {
+            query A(events: Event) -> Alert, mode = append {
+                events
+                    .with_watermark(time, "2 seconds")
+                    .group_by(user)
+                    .flat_map_groups_with_state(alerts, timeout = event_time)
+            }
+        }))
+        .unwrap();
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
     /// A stream-static left outer join with an extra condition, then a projection.
     #[test]
     fn stream_static_join_plan() {

@@ -22,7 +22,7 @@ use syn::{Expr, Ident, Type};
 
 use super::ast::{ModeKind, Query};
 use super::exprs::free_columns;
-use super::logical::{AggFunc, AggItem, DedupSpec, JoinSpec, Key, KeyKind, LOp, Logical, Schema};
+use super::logical::{AggFunc, AggItem, DedupSpec, GroupStateSpec, JoinSpec, Key, KeyKind, LOp, Logical, Schema};
 use super::ops::stream_join::{Eviction, StreamJoinSpec};
 
 /// The physical plan of one query.
@@ -74,6 +74,9 @@ pub enum OperatorKind {
     /// The streaming global limit (`globalLimit`): the first `n` rows of the stream, a
     /// stateful filter inside its pipeline.
     GlobalLimit(usize),
+    /// `map_groups_with_state` / `flat_map_groups_with_state`: the input rows grouped by key
+    /// per batch, the user's function per key; a breaker whose output is the function's.
+    GroupState(GroupStateSpec),
 }
 
 impl OperatorKind {
@@ -86,6 +89,7 @@ impl OperatorKind {
             OperatorKind::Dedup(_) => "dedupe",
             OperatorKind::StreamJoin(_) => "symmetricHashJoin",
             OperatorKind::GlobalLimit(_) => "globalLimit",
+            OperatorKind::GroupState(_) => "flatMapGroupsWithState",
         }
     }
 }
@@ -156,6 +160,11 @@ pub struct Pipeline {
 }
 
 impl Plan {
+    /// Whether `pipeline` ends in a group-state operator.
+    pub fn feeds_group_state(&self, pipeline: &Pipeline) -> bool {
+        matches!(pipeline.sink, Sink::Operator(o) if matches!(self.operators[o].kind, OperatorKind::GroupState(_)))
+    }
+
     /// The dedup operators of a pipeline, in order.
     pub fn filters_in<'a>(&'a self, pipeline: &'a Pipeline) -> impl Iterator<Item = (usize, &'a DedupSpec)> + 'a {
         pipeline.ops.iter().filter_map(move |op| match op {
@@ -289,6 +298,21 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     pipelines.push(b);
                 }
             }
+            LOp::GroupState { spec, .. } => {
+                let id = operators.len();
+                operators.push(Operator { id, kind: OperatorKind::GroupState(spec) });
+                // One thread in row order: a key's rows reach the function in input order.
+                current.parallel = false;
+                current.sink = Sink::Operator(id);
+                let next = Pipeline {
+                    source: Source::Operator(id),
+                    ops: Vec::new(),
+                    sink: Sink::Operator(0),
+                    reads: Vec::new(),
+                    parallel: false,
+                };
+                pipelines.push(std::mem::replace(&mut current, next));
+            }
             LOp::Dedup { spec, .. } => {
                 let id = operators.len();
                 operators.push(Operator { id, kind: OperatorKind::Dedup(spec.clone()) });
@@ -393,8 +417,13 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         spec.left_stored = left;
         spec.right_stored = right;
     }
+    // An input whose rows are the output, or whose rows a group-state function gets whole.
     let reads_all = |i: usize| {
-        pipelines.iter().any(|p| matches!(p.sink, Sink::Output(OutputPlan::InputRows)) && p.source == Source::Input(i))
+        pipelines.iter().filter(|p| p.source == Source::Input(i)).any(|p| match p.sink {
+            Sink::Output(OutputPlan::InputRows) => true,
+            Sink::Operator(o) => matches!(operators[o].kind, OperatorKind::GroupState(_)),
+            Sink::Output(_) => false,
+        })
     };
     let joins: Vec<JoinSpec> = pipelines
         .iter()
@@ -451,6 +480,7 @@ fn changes_rows(op: &LOp) -> bool {
             | LOp::Join { .. }
             | LOp::StreamJoin { .. }
             | LOp::Limit { global: Some(_), .. }
+            | LOp::GroupState { .. }
     )
 }
 
@@ -476,6 +506,7 @@ fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
             | LOp::Join { .. }
             | LOp::StreamJoin { .. }
             | LOp::Union { .. }
+            | LOp::GroupState { .. }
             | LOp::Sort { .. }
             | LOp::Limit { .. } => return None,
         }
@@ -505,7 +536,11 @@ fn reads_of(op: &LOp, live: Option<&[bool]>) -> Vec<String> {
             .map(|c| c.to_string())
             .collect(),
         LOp::Sort { keys } => keys.iter().flat_map(|k| free_columns(&k.expr)).map(|c| c.to_string()).collect(),
-        LOp::Aggregate { .. } | LOp::Union { .. } | LOp::Limit { .. } | LOp::StreamJoin { .. } => Vec::new(),
+        LOp::Aggregate { .. }
+        | LOp::Union { .. }
+        | LOp::Limit { .. }
+        | LOp::StreamJoin { .. }
+        | LOp::GroupState { .. } => Vec::new(),
     }
 }
 
@@ -678,6 +713,9 @@ impl fmt::Display for Plan {
             let reads = match &input.reads {
                 Some(cols) if is_static => format!("static, read once, reads [{}]", idents(cols)),
                 Some(cols) => format!("reads [{}]", idents(cols)),
+                None if self.pipelines.iter().any(|p| p.source == Source::Input(i) && self.feeds_group_state(p)) => {
+                    "reads every column (the group-state function gets whole rows)".to_string()
+                }
                 None => "reads every column (the rows are the output)".to_string(),
             };
             writeln!(f, "input #{i} {}: {}, {reads}", input.name, tokens(&input.ty))?;
@@ -698,6 +736,7 @@ impl fmt::Display for Plan {
                 OperatorKind::GlobalLimit(n) => {
                     writeln!(f, "stateful #{} {}: the first {n} rows of the stream", op.id, op.kind.spark_name())?
                 }
+                OperatorKind::GroupState(g) => writeln!(f, "stateful #{} {}: {g}", op.id, op.kind.spark_name())?,
             }
         }
         for (n, p) in self.pipelines.iter().enumerate() {
@@ -706,6 +745,9 @@ impl fmt::Display for Plan {
                 Source::Operator(o) => format!("the rows stateful #{o} emits ({:?} mode)", self.mode),
             };
             let how = match (p.source, p.parallel, &p.sink) {
+                (Source::Input(_), false, _) if self.feeds_group_state(p) => {
+                    ", one thread in row order (a key's rows reach the function in input order)"
+                }
                 (Source::Input(_), true, _) => ", parallel over row chunks",
                 (Source::Input(_), false, Sink::Operator(o))
                     if matches!(self.operators[*o].kind, OperatorKind::StreamJoin(_)) =>
@@ -760,7 +802,9 @@ impl fmt::Display for Plan {
                     LOp::Limit { global: Some(op), .. } => {
                         writeln!(f, "    pass rows while the limit has room (stateful #{op})")?
                     }
-                    LOp::Aggregate { .. } | LOp::Union { .. } | LOp::StreamJoin { .. } => writeln!(f, "    (breaker)")?,
+                    LOp::Aggregate { .. } | LOp::Union { .. } | LOp::StreamJoin { .. } | LOp::GroupState { .. } => {
+                        writeln!(f, "    (breaker)")?
+                    }
                 }
             }
             match &p.sink {
@@ -781,6 +825,11 @@ impl fmt::Display for Plan {
                     if !c.unread.is_empty() {
                         writeln!(f, "    (named but never loaded: {})", idents(&c.unread))?;
                     }
+                }
+                Sink::Output(OutputPlan::Rows(_))
+                    if matches!(p.source, Source::Operator(o) if matches!(self.operators[o].kind, OperatorKind::GroupState(_))) =>
+                {
+                    writeln!(f, "    → output record (the records the function returns, one thread, keys with rows first, then timed-out keys)")?
                 }
                 Sink::Output(OutputPlan::Rows(c)) => writeln!(f, "    → output record ({})", idents(c))?,
                 Sink::Output(OutputPlan::InputRows) => writeln!(f, "    → output = input rows (mask filter)")?,

@@ -275,6 +275,9 @@ pub(crate) struct Resume {
     /// A batch that was planned (offset entry written) but not committed: re-run it with
     /// exactly these ends.
     pub rerun: Option<(u64, Vec<Option<Offset>>)>,
+    /// The processing time (ms) logged for the batch to re-run, when its entry has one
+    /// (entries written before batch timestamps were logged have none).
+    pub rerun_timestamp_ms: Option<i64>,
     /// Watermarks (late, eviction) of the next batch to run, when the query has one.
     pub watermarks: Option<(i64, i64)>,
     /// Per-source log entries of every batch still logged, in batch order.
@@ -362,8 +365,15 @@ fn state_difference(old: &Value, new: &Value) -> Option<String> {
             [("operator", "operator"), ("keyLayout", "key"), ("valueLayout", "value"), ("partitions", "partitions")]
         {
             if o[field] != n[field] {
+                // For a user's state type, say which fields changed.
+                let detail = match (o[field].as_str(), n[field].as_str()) {
+                    (Some(a), Some(b)) if field == "valueLayout" && b.contains("struct[") => {
+                        crate::codec::layout_difference(a, b).map(|d| format!(" ({d})")).unwrap_or_default()
+                    }
+                    _ => String::new(),
+                };
                 return Some(format!(
-                    "stateful operator {id} ({}): its {what} was {} in the checkpoint and is {} in the query",
+                    "stateful operator {id} ({}): its {what} was {} in the checkpoint and is {} in the query{detail}",
                     n["operator"].as_str().unwrap_or("?"),
                     o[field],
                     n[field]
@@ -473,6 +483,7 @@ impl QueryCheckpoint {
                     next_batch: last + 1,
                     committed: ends,
                     rerun: None,
+                    rerun_timestamp_ms: None,
                     watermarks,
                     source_logs,
                     state_version: last + 1,
@@ -496,6 +507,7 @@ impl QueryCheckpoint {
                     next_batch: last,
                     committed,
                     rerun: Some((last, ends)),
+                    rerun_timestamp_ms: entry["batchTimestampMs"].as_i64(),
                     watermarks: logged_wm(&entry),
                     source_logs,
                     state_version: last,
@@ -576,11 +588,14 @@ impl QueryCheckpoint {
         ends: &[Option<Offset>],
         watermarks: Option<(i64, i64)>,
         source_logs: Vec<Option<Value>>,
+        timestamp_ms: i64,
     ) -> Result<()> {
         self.wait_offsets()?;
         let wm = watermarks.map(|(late, eviction)| json!({"late": late, "eviction": eviction}));
         let logs: Vec<Value> = source_logs.iter().map(|e| e.clone().unwrap_or(Value::Null)).collect();
-        let entry = json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm, "sourceLogs": logs});
+        // `batchTimestampMs` (Spark's name in its offset log metadata): a re-run batch takes
+        // its processing time from here, so processing-time timeouts fire in the same batch.
+        let entry = json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm, "sourceLogs": logs, "batchTimestampMs": timestamp_ms});
         for (unsynced, e) in self.sources_unsynced.iter_mut().zip(&source_logs) {
             *unsynced |= e.is_some();
         }
@@ -826,7 +841,7 @@ mod tests {
             let mut cp = open(dir.path());
             for b in 0..4u64 {
                 let log = (b != 2).then(|| entry(b));
-                cp.log_offsets(b, &offsets(b), None, vec![log]).unwrap();
+                cp.log_offsets(b, &offsets(b), None, vec![log], 0).unwrap();
             }
         }
         let src = |b: u64| dir.path().join(format!("sources/0/{b}"));
@@ -861,7 +876,7 @@ mod tests {
         {
             let mut cp = open(dir.path());
             for b in 0..2u64 {
-                cp.log_offsets(b, &offsets(b), Some((b as i64, b as i64 + 1)), vec![None]).unwrap();
+                cp.log_offsets(b, &offsets(b), Some((b as i64, b as i64 + 1)), vec![None], 0).unwrap();
                 cp.commit_state(b, vec![changes(b + 1)]).unwrap();
                 apply_model(&mut model, b + 1);
                 if b == 0 {
@@ -889,7 +904,7 @@ mod tests {
         {
             let mut cp = open(dir.path());
             for b in 0..10u64 {
-                cp.log_offsets(b, &[Some(Offset(json!(b)))], None, vec![None]).unwrap();
+                cp.log_offsets(b, &[Some(Offset(json!(b)))], None, vec![None], 0).unwrap();
                 if b < 9 {
                     cp.commit_state(b, vec![changes(b + 1)]).unwrap();
                     apply_model(&mut model, b + 1);
@@ -929,13 +944,13 @@ mod tests {
         let mut model = vec![StateMap::new(); PARTS];
         {
             let mut cp = open(dir.path());
-            cp.log_offsets(0, &[Some(Offset(json!(0)))], None, vec![None]).unwrap();
+            cp.log_offsets(0, &[Some(Offset(json!(0)))], None, vec![None], 0).unwrap();
             cp.commit_state(0, vec![changes(1)]).unwrap();
             apply_model(&mut model, 1);
             cp.log_commit(0, None).unwrap();
             // Batch 1: its state delta is written while its offset entry is still being
             // written; the process dies before that entry is durable.
-            cp.log_offsets(1, &[Some(Offset(json!(1)))], None, vec![None]).unwrap();
+            cp.log_offsets(1, &[Some(Offset(json!(1)))], None, vec![None], 0).unwrap();
             cp.commit_state(1, vec![vec![vec![(vec![5, 5], Some(vec![5]))]; PARTS]]).unwrap();
         }
         std::fs::remove_file(dir.path().join("offsets/1")).unwrap();
@@ -944,7 +959,7 @@ mod tests {
         assert_eq!((resume.next_batch, resume.rerun.is_none(), resume.state_version), (1, true, 1));
         assert_eq!(cp.load_state(1).unwrap(), vec![model.clone()]);
         // Batch 1 planned again (other offsets, other changes) replaces the orphan delta.
-        cp.log_offsets(1, &[Some(Offset(json!(2)))], None, vec![None]).unwrap();
+        cp.log_offsets(1, &[Some(Offset(json!(2)))], None, vec![None], 0).unwrap();
         cp.commit_state(1, vec![changes(2)]).unwrap();
         apply_model(&mut model, 2);
         cp.flush().unwrap();

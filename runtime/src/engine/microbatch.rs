@@ -44,6 +44,8 @@ pub(crate) struct MicroBatch {
     pub no_data_batches: bool,
     pub checkpoint: Option<super::checkpoint::QueryCheckpoint>,
     pub shared: Arc<Shared>,
+    /// Where batch timestamps come from ([`crate::clock`]).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// The two watermarks a batch runs with (microseconds).
@@ -124,6 +126,7 @@ impl MicroBatch {
         let mut wm_last: i64 = 0;
         let mut wm_next: i64 = 0;
         let mut rerun = None;
+        let mut rerun_timestamp = None;
         // Whether the sources still hold the last batch (see `run_batch`: with a checkpoint
         // they forget a batch once its commit entry is durable).
         let mut sources_behind = false;
@@ -148,6 +151,7 @@ impl MicroBatch {
             committed = resume.committed;
             next_batch = resume.next_batch;
             rerun = resume.rerun;
+            rerun_timestamp = resume.rerun_timestamp_ms;
             tracing::info!(query = %self.name, next_batch, rerun = rerun.is_some(), "resuming from checkpoint");
         }
         let static_rows = self.read_statics()?;
@@ -207,6 +211,19 @@ impl MicroBatch {
             };
             let latest_ms = t.finish();
             let has_new = replay.is_some() || ends.iter().zip(&committed).any(|(e, c)| e != c);
+            // A batch's processing time: the logged one for a re-run, else the clock's now.
+            let timestamp_ms = match &replay {
+                Some(_) => rerun_timestamp.take().unwrap_or_else(|| self.clock.now_ms()),
+                None => self.clock.now_ms(),
+            };
+            // A processing-time timeout that is due needs a batch even without new data.
+            if !has_new && !no_data_due && self.no_data_batches {
+                let mut due = false;
+                self.plan.operators().each(&mut |op| {
+                    due |= op.next_processing_timeout_ms().is_some_and(|t| t < timestamp_ms);
+                });
+                no_data_due = due;
+            }
             if !has_new && !no_data_due && sources_behind {
                 // Idle: make the last commit entry durable and let the sources forget that
                 // batch too (a source holding it, such as a full socket buffer, may be why
@@ -246,6 +263,7 @@ impl MicroBatch {
                 trigger_start,
                 last_trigger_start,
                 latest_ms,
+                timestamp_ms,
             )?;
             if let Some(next) = next {
                 wm_last = wm_next;
@@ -298,6 +316,7 @@ impl MicroBatch {
         trigger_start: Instant,
         last_trigger_start: Option<Instant>,
         latest_ms: u64,
+        timestamp_ms: i64,
     ) -> Result<Option<i64>> {
         let _batch = tracing::info_span!("batch", query = %self.name, batch_id).entered();
         let mut durations = BTreeMap::new();
@@ -311,7 +330,7 @@ impl MicroBatch {
                     _ => None,
                 });
             }
-            cp.log_offsets(batch_id, ends, watermarks.map(|w| (w.late, w.eviction)), logs)?;
+            cp.log_offsets(batch_id, ends, watermarks.map(|w| (w.late, w.eviction)), logs, timestamp_ms)?;
         }
         t.record(&mut durations);
         let t = super::listener::Phase::start("getBatch");
@@ -351,6 +370,7 @@ impl MicroBatch {
             output_mode: self.output_mode,
             watermark_for_late: watermarks.map(|w| w.late),
             watermark_for_eviction: watermarks.map(|w| w.eviction),
+            batch_timestamp_ms: timestamp_ms,
         };
         let out = self.plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("running batch {batch_id}")))?;
         drop(inputs);

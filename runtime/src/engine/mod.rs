@@ -77,12 +77,21 @@ pub struct BatchContext {
     /// Watermark for evicting state and closing windows: this batch's watermark (Spark's
     /// `eventTimeWatermarkForEviction`); `None` without a watermark.
     pub watermark_for_eviction: Option<i64>,
+    /// The batch's processing time (ms since the epoch; Spark's `batchTimestampMs`): from the
+    /// query's [`crate::clock::Clock`] when the batch is planned, logged with its offsets.
+    pub batch_timestamp_ms: i64,
 }
 
 impl BatchContext {
     /// A context for batch `batch_id` without event time (tests, benchmarks).
     pub fn new(batch_id: u64, output_mode: OutputMode) -> Self {
-        BatchContext { batch_id, output_mode, watermark_for_late: None, watermark_for_eviction: None }
+        BatchContext {
+            batch_id,
+            output_mode,
+            watermark_for_late: None,
+            watermark_for_eviction: None,
+            batch_timestamp_ms: 0,
+        }
     }
 
     /// The late-input watermark, or `i64::MIN` (nothing is late) without one.
@@ -248,6 +257,7 @@ pub struct QueryBuilder {
     name: Option<String>,
     no_data_batches: bool,
     watermark_policy: WatermarkPolicy,
+    clock: Arc<dyn crate::clock::Clock>,
     // Operating the query (listener.rs, manager.rs).
     listeners: Vec<Arc<dyn QueryListener>>,
     manager: Option<QueryManager>,
@@ -268,6 +278,7 @@ impl QueryBuilder {
             name: None,
             no_data_batches: true,
             watermark_policy: WatermarkPolicy::Min,
+            clock: Arc::new(crate::clock::SystemClock),
             listeners: Vec::new(),
             manager: None,
             monitor: Default::default(),
@@ -318,6 +329,13 @@ impl QueryBuilder {
     /// `spark.sql.streaming.multipleWatermarkPolicy`; default [`WatermarkPolicy::Min`]).
     pub fn watermark_policy(mut self, policy: WatermarkPolicy) -> Self {
         self.watermark_policy = policy;
+        self
+    }
+
+    /// The clock batch timestamps (processing time) come from (default: the system clock);
+    /// tests give a [`crate::clock::ManualClock`] to drive processing-time timeouts by hand.
+    pub fn clock(mut self, clock: impl crate::clock::Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -472,6 +490,7 @@ impl QueryBuilder {
             no_data_batches: self.no_data_batches,
             checkpoint,
             shared: shared.clone(),
+            clock: self.clock,
         };
         let handle = std::thread::Builder::new()
             .name(format!("flowgate-{name}"))
@@ -515,6 +534,10 @@ macro_rules! __query_builder_methods {
         /// How several inputs' watermarks combine (default: the minimum).
         pub fn watermark_policy(self, policy: $crate::watermark::WatermarkPolicy) -> Self {
             $builder { inner: self.inner.watermark_policy(policy) }
+        }
+        /// The clock of batch timestamps (processing time); default: the system clock.
+        pub fn clock(self, clock: impl $crate::clock::Clock + 'static) -> Self {
+            $builder { inner: self.inner.clock(clock) }
         }
         /// A name for progress reports.
         pub fn query_name(self, name: &str) -> Self {

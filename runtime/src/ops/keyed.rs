@@ -125,6 +125,34 @@ where
         }
     }
 
+    /// Takes `key`'s value out of the table, without recording a change: the caller puts it
+    /// back with [`KeyedState::put`] or records its removal with [`KeyedState::mark_removed`]
+    /// (the group-state operator moves a key's state into the user's call and back).
+    pub fn take<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> Option<V> {
+        let p = partition_of(hash, self.parts.len());
+        match self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)) {
+            Ok(entry) => Some(entry.remove().0.value),
+            Err(_) => None,
+        }
+    }
+
+    /// Inserts `key` (absent: taken out, or new) with `value`; `changed` records it for the
+    /// next [`KeyedState::take_changes`].
+    pub fn put(&mut self, hash: u64, key: K, value: V, changed: bool) {
+        let p = partition_of(hash, self.parts.len());
+        if self.tracking && changed {
+            self.touched.push((hash, key.clone()));
+        }
+        self.parts[p].insert_unique(hash, Entry { key, value }, |e| hash_key(&e.key));
+    }
+
+    /// Records the removal of a key already [`KeyedState::take`]n.
+    pub fn mark_removed(&mut self, hash: u64, key: K) {
+        if self.tracking {
+            self.touched.push((hash, key));
+        }
+    }
+
     /// Every entry, partition by partition.
     pub fn iter(&self) -> impl Iterator<Item = &Entry<K, V>> {
         self.parts.iter().flat_map(|t| t.iter())

@@ -32,6 +32,7 @@
 
 pub mod aggregate;
 pub mod dedup;
+pub mod group_state;
 pub mod join;
 pub mod keyed;
 pub mod limit;
@@ -107,6 +108,12 @@ pub trait StatefulOperator: Send {
     fn take_changes(&mut self) -> Vec<PartitionChanges>;
     /// Replaces the state with the state store's maps, one per shuffle partition.
     fn restore(&mut self, partitions: Vec<StateMap>) -> Result<()>;
+    /// The earliest processing-time timeout in state (ms since the epoch), if the operator
+    /// has any: once the query's clock is past it, the engine runs a batch without new data
+    /// so the timeout can fire (group state with `timeout = processing_time`).
+    fn next_processing_timeout_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// The stateful operators of one plan, in operator-id order: `()`, or a tuple of

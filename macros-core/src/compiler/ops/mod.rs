@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod dedup;
+pub mod group_state;
 pub mod join;
 pub mod stream_join;
 pub mod union;
@@ -31,6 +32,9 @@ pub enum OpKind {
     Dedup,
     /// `drop_duplicates_within_watermark(cols..)`: needs a watermark (Spark's rule).
     DedupWithinWatermark,
+    /// `group_by(keys..).map_groups_with_state(f, timeout = ..)` and the flat map: the user's
+    /// function per key with typed state (`ops/group_state.rs`).
+    GroupState,
     /// Known (from Spark) but not implemented yet: the message says so.
     Unsupported(&'static str),
 }
@@ -61,13 +65,13 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "order_by", kind: OpKind::Sort },
     OpSpec { name: "sort", kind: OpKind::Sort },
     OpSpec { name: "limit", kind: OpKind::Limit },
+    OpSpec { name: "map_groups_with_state", kind: OpKind::GroupState },
+    OpSpec { name: "flat_map_groups_with_state", kind: OpKind::GroupState },
     OpSpec {
-        name: "map_groups_with_state",
-        kind: OpKind::Unsupported("arbitrary stateful processing is not implemented yet"),
-    },
-    OpSpec {
-        name: "flat_map_groups_with_state",
-        kind: OpKind::Unsupported("arbitrary stateful processing is not implemented yet"),
+        name: "transform_with_state",
+        kind: OpKind::Unsupported(
+            "Spark 4's transformWithState is not implemented in flowgate yet: use `group_by(..).flat_map_groups_with_state(..)`",
+        ),
     },
 ];
 
@@ -79,6 +83,7 @@ pub const BUILDER_METHODS: &[&str] = &[
     "shuffle_partitions",
     "no_data_batches",
     "watermark_policy",
+    "clock",
     "query_name",
     "start",
     "builder",

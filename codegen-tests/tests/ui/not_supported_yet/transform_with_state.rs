@@ -8,7 +8,7 @@ struct Event {
 
 stream_query! {
     query Q(events: Event) -> Event, mode = append {
-        events.map_groups_with_state(id)
+        events.group_by(id).transform_with_state(id)
     }
 }
 

@@ -1,0 +1,153 @@
+//! Arbitrary stateful processing (`map_groups_with_state`) against a hand-written loop with a
+//! hash map of the same state: per key, events and clicks so far, one output row per key a
+//! batch touched (update mode). The input is `BATCHES` batches over `KEYS` keys, so each
+//! batch updates most keys once: the figure is per-key state updates per second, and the
+//! state bytes per key (in memory, and as the checkpoint encodes it).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use arrow_array::builder::Int64Builder;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, RecordBatch};
+use flowgate::engine::{BatchContext, PlanConfig, PlanExt};
+use flowgate::prelude::*;
+use hashbrown::HashMap;
+
+use crate::data::SplitMix;
+use crate::workloads::{canonical, Hasher};
+use crate::Measured;
+
+#[derive(Record)]
+pub struct Click {
+    pub user: i64,
+    pub clicks: i64,
+}
+
+#[derive(Record)]
+pub struct UserTotal {
+    pub user: i64,
+    pub events: i64,
+    pub clicks: i64,
+}
+
+/// The state per user: a small struct, as issue 13 asks to measure.
+#[derive(StateCodec, Clone, Copy, Default)]
+pub struct Totals {
+    events: i64,
+    clicks: i64,
+}
+
+/// The user's function: fold the batch's rows of one key into its state.
+fn totals(user: &i64, rows: Vec<Click>, state: &mut GroupState<Totals>) -> UserTotal {
+    let mut t = state.get_option().copied().unwrap_or_default();
+    for r in &rows {
+        t.events += 1;
+        t.clicks += r.clicks;
+    }
+    state.update(t);
+    UserTotal { user: *user, events: t.events, clicks: t.clicks }
+}
+
+stream_query! {
+    /// Running totals per user, the changed ones each batch.
+    pub(crate) query RunningTotals(clicks: Click) -> UserTotal, mode = update {
+        clicks.group_by(user).map_groups_with_state(totals)
+    }
+}
+
+/// Keys: 100 K users, a state table larger than L2, as a real per-user state is.
+pub const KEYS: u64 = 100_000;
+/// Batches the rows are split into: each batch touches most keys (rows / BATCHES / KEYS rows
+/// per key and batch: about one at 10 M rows).
+pub const BATCHES: usize = 100;
+
+static INPUT: OnceLock<Vec<RecordBatch>> = OnceLock::new();
+
+pub fn prepare(rows: usize) {
+    INPUT.get_or_init(|| {
+        let mut rng = SplitMix::new(13);
+        let per = rows.div_ceil(BATCHES);
+        (0..rows)
+            .step_by(per)
+            .map(|start| {
+                let n = per.min(rows - start);
+                Click::to_batch((0..n).map(|_| Click { user: rng.below(KEYS) as i64, clicks: rng.below(10) as i64 }))
+                    .expect("batch")
+            })
+            .collect()
+    });
+}
+
+pub fn fg(_rows: usize) -> Measured {
+    let input = INPUT.get().expect("prepared");
+    let start = Instant::now();
+    let mut plan = (RunningTotals::spec().make_plan)(&PlanConfig::with_partitions(2));
+    let mut out = Vec::with_capacity(input.len());
+    let mut updates = 0u64;
+    for (i, b) in input.iter().enumerate() {
+        out.extend(plan.run_batch(&BatchContext::new(i as u64, OutputMode::Update), &[vec![b.clone()]]).expect("run"));
+        updates += plan.state_operators()[0].num_rows_updated;
+    }
+    let elapsed = start.elapsed();
+    let m = &plan.state_operators()[0];
+    let memory = m.memory_used_bytes as f64 / m.num_rows_total as f64;
+    // The checkpoint's bytes per key: the encoded key and value (`group_state[struct[..]]`).
+    let encoded = flowgate::codec::to_bytes(&(0i64,)).len()
+        + flowgate::codec::to_bytes(&flowgate::ops::group_state::GroupStateValue {
+            state: Some(Totals::default()),
+            timeout_ms: -1,
+        })
+        .len();
+    Measured {
+        elapsed,
+        note: format!(
+            "{updates} state updates ({:.3e}/s); state {memory:.1} B/key in memory, {encoded} B/key encoded",
+            updates as f64 / elapsed.as_secs_f64()
+        ),
+        result: canonical(&out),
+    }
+}
+
+/// What a careful engineer writes: one hash map of the state, per batch the keys it touched
+/// in first-seen order, then one output row per touched key.
+pub fn hand(_rows: usize) -> Measured {
+    let input = INPUT.get().expect("prepared");
+    let start = Instant::now();
+    let mut state: HashMap<i64, Totals, Hasher> = HashMap::with_hasher(Hasher::with_seed(1));
+    // Per key, the batch that last touched it (to list each touched key once).
+    let mut touched_in: HashMap<i64, usize, Hasher> = HashMap::with_hasher(Hasher::with_seed(2));
+    let schema = UserTotal::schema();
+    let mut out = Vec::with_capacity(input.len());
+    for (bi, b) in input.iter().enumerate() {
+        let users = b.column(0).as_primitive::<Int64Type>().values();
+        let clicks = b.column(1).as_primitive::<Int64Type>().values();
+        let mut touched = Vec::new();
+        for i in 0..b.num_rows() {
+            let t = state.entry(users[i]).or_default();
+            t.events += 1;
+            t.clicks += clicks[i];
+            let last = touched_in.entry(users[i]).or_insert(usize::MAX);
+            if *last != bi {
+                *last = bi;
+                touched.push(users[i]);
+            }
+        }
+        let (mut u, mut e, mut c) = (
+            Int64Builder::with_capacity(touched.len()),
+            Int64Builder::with_capacity(touched.len()),
+            Int64Builder::with_capacity(touched.len()),
+        );
+        for k in touched {
+            let t = state[&k];
+            u.append_value(k);
+            e.append_value(t.events);
+            c.append_value(t.clicks);
+        }
+        let cols: Vec<ArrayRef> = vec![Arc::new(u.finish()), Arc::new(e.finish()), Arc::new(c.finish())];
+        out.push(RecordBatch::try_new(schema.clone(), cols).expect("batch"));
+    }
+    let elapsed = start.elapsed();
+    Measured { elapsed, note: String::new(), result: canonical(&out) }
+}

@@ -1,0 +1,77 @@
+"""flowgate's extension of the shared harness: the functions of the group-state golden cases.
+
+Each case's `applyInPandasWithState` op names one of these by `function`. They are written for
+pyspark's `GroupState` exactly as the flowgate tests write the same function in Rust
+(codegen-tests/tests/golden.rs), and never depend on row order within a key.
+"""
+import pandas as pd
+
+
+def _ms(t):
+    """A pandas timestamp as milliseconds since the epoch."""
+    return int(pd.Timestamp(t).value // 1_000_000)
+
+
+def running_totals(key, pdfs, state):
+    """Per user: events and clicks so far; a `logout` action removes the state (the next
+    event starts from zero). One output row per call (mapGroupsWithState's shape)."""
+    events, clicks = state.get if state.exists else (0, 0)
+    logout = False
+    for pdf in pdfs:
+        events += len(pdf)
+        clicks += int(pdf["clicks"].sum())
+        logout = logout or bool((pdf["action"] == "logout").any())
+    if logout:
+        state.remove()
+    else:
+        state.update((events, clicks))
+    yield pd.DataFrame({"user": [key[0]], "events": [events], "clicks": [clicks], "active": [not logout]})
+
+
+def session_alerts(key, pdfs, state):
+    """Per user: an `alert` row for every event with more than 2 clicks, and once the watermark
+    passes 5 s after the user's last event, an `expired` row with the totals (event-time
+    timeout, flatMapGroupsWithState in append mode)."""
+    if state.hasTimedOut:
+        events, clicks, _last = state.get
+        state.remove()
+        yield pd.DataFrame({"user": [key[0]], "kind": ["expired"], "clicks": [clicks], "events": [events]})
+        return
+    events, clicks, last = state.get if state.exists else (0, 0, 0)
+    alerts = []
+    for pdf in pdfs:
+        for c, t in zip(pdf["clicks"], pdf["ts"]):
+            events += 1
+            clicks += int(c)
+            last = max(last, _ms(t))
+            if c > 2:
+                alerts.append(int(c))
+    state.update((events, clicks, last))
+    state.setTimeoutTimestamp(last + 5000)
+    yield pd.DataFrame(
+        {"user": [key[0]] * len(alerts), "kind": ["alert"] * len(alerts), "clicks": alerts, "events": [0] * len(alerts)}
+    )
+
+
+def idle_sessions(key, pdfs, state):
+    """Per user: events so far, emitted on every call with data; a processing-time timeout of
+    the case's `timeout_ms` after the last call with data ends the session with an `expired`
+    row (flatMapGroupsWithState in update mode)."""
+    if state.hasTimedOut:
+        (events,) = state.get
+        state.remove()
+        yield pd.DataFrame({"user": [key[0]], "events": [events], "expired": [True]})
+        return
+    (events,) = state.get if state.exists else (0,)
+    for pdf in pdfs:
+        events += len(pdf)
+    state.update((events,))
+    state.setTimeoutDuration(IDLE_TIMEOUT_MS)
+    yield pd.DataFrame({"user": [key[0]], "events": [events], "expired": [False]})
+
+
+# The processing-time timeout of `idle_sessions` (see case group_state_processing_time_timeout:
+# the harness pauses longer than this before the steps where a timeout must fire; every other
+# step follows the previous one well within it: the slowest, the first batch that starts the
+# Python workers, took 21 s on a loaded 2-core machine).
+IDLE_TIMEOUT_MS = 60000

@@ -1,0 +1,300 @@
+//! Arbitrary stateful processing end to end: `map_groups_with_state` and
+//! `flat_map_groups_with_state` with typed user state, processing-time timeouts driven by a
+//! manual clock (no sleeps), event-time timeouts on the watermark, the state checkpointed and
+//! restored, and a restart with a changed state type refused, field by field.
+
+use std::path::Path;
+
+use flowgate::prelude::*;
+
+#[derive(Record, Clone)]
+struct Event {
+    user: String,
+    time: Timestamp,
+    clicks: i64,
+}
+
+/// One user's session, as the state keeps it.
+#[derive(StateCodec, Clone, Debug, PartialEq)]
+struct Session {
+    start: Timestamp,
+    end: Timestamp,
+    events: i64,
+    clicks: i64,
+}
+
+#[derive(Record, Debug, PartialEq, Clone)]
+struct SessionUpdate {
+    user: String,
+    events: i64,
+    clicks: i64,
+    expired: bool,
+}
+
+/// The programming guide's session tracking: a session ends after 10 s of processing time
+/// without events.
+fn track(user: &str, events: Vec<Event>, state: &mut GroupState<Session>) -> SessionUpdate {
+    if state.has_timed_out() {
+        let s = state.get().clone();
+        state.remove();
+        return SessionUpdate { user: user.into(), events: s.events, clicks: s.clicks, expired: true };
+    }
+    let mut s = state.get_option().cloned().unwrap_or(Session {
+        start: events[0].time,
+        end: events[0].time,
+        events: 0,
+        clicks: 0,
+    });
+    for e in &events {
+        s.start = s.start.min(e.time);
+        s.end = s.end.max(e.time);
+        s.events += 1;
+        s.clicks += e.clicks;
+    }
+    state.update(s.clone());
+    state.set_timeout_duration(10_000);
+    SessionUpdate { user: user.into(), events: s.events, clicks: s.clicks, expired: false }
+}
+
+#[derive(Record, Debug, PartialEq, Clone)]
+struct Alert {
+    user: String,
+    clicks: i64,
+    at: Timestamp,
+}
+
+/// Emits every event with more than 2 clicks, and the user's total once the watermark passes
+/// 5 s after their last event.
+fn alerts(user: &str, events: Vec<Event>, state: &mut GroupState<i64>) -> Vec<Alert> {
+    if state.has_timed_out() {
+        let total = *state.get();
+        state.remove();
+        return vec![Alert { user: user.into(), clicks: total, at: Timestamp(-1) }];
+    }
+    let mut out = Vec::new();
+    let mut total = state.get_option().copied().unwrap_or(0);
+    let mut last = i64::MIN;
+    for e in events {
+        total += e.clicks;
+        last = last.max(e.time.0 / 1000);
+        if e.clicks > 2 {
+            out.push(Alert { user: user.into(), clicks: e.clicks, at: e.time });
+        }
+    }
+    state.update(total);
+    state.set_timeout_timestamp(last + 5_000);
+    out
+}
+
+stream_query! {
+    query Sessions(events: Event) -> SessionUpdate, mode = update {
+        events
+            .filter(clicks >= 0)
+            .group_by(user)
+            .map_groups_with_state(track, timeout = processing_time)
+    }
+
+    query Alerts(events: Event) -> Alert, mode = append {
+        events
+            .with_watermark(time, "2 seconds")
+            .group_by(user)
+            .flat_map_groups_with_state(alerts, timeout = event_time)
+    }
+}
+
+fn ev(user: &str, secs: i64, clicks: i64) -> Event {
+    Event { user: user.into(), time: Timestamp(secs * 1_000_000), clicks }
+}
+
+fn upd(user: &str, events: i64, clicks: i64, expired: bool) -> SessionUpdate {
+    SessionUpdate { user: user.into(), events, clicks, expired }
+}
+
+fn sorted<T: Clone>(rows: &[T], key: impl Fn(&T) -> String) -> Vec<T> {
+    let mut r = rows.to_vec();
+    r.sort_by_key(|x| key(x));
+    r
+}
+
+#[test]
+fn processing_time_sessions_expire_when_the_manual_clock_passes_their_timeout() {
+    let input = MemoryStream::<Event>::new();
+    let table = MemoryTable::new();
+    let clock = ManualClock::new(1_000_000);
+    let q = Sessions::builder()
+        .events(Source::memory(&input))
+        .sink(Sink::memory(&table))
+        .clock(clock.clone())
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    input.add(vec![ev("a", 1, 1), ev("b", 1, 2), ev("a", 2, 3), ev("b", 3, -1)]);
+    q.process_all_available().unwrap();
+    let rows: Vec<SessionUpdate> = table.rows().unwrap();
+    assert_eq!(sorted(&rows, |r| r.user.clone()), vec![upd("a", 2, 4, false), upd("b", 1, 2, false)]);
+    clock.advance_ms(6_000);
+    input.add(vec![ev("b", 9, 5)]);
+    q.process_all_available().unwrap();
+    clock.advance_ms(5_000); // a's timeout (1_010_000) is behind; b's (1_016_000) is not.
+    q.process_all_available().unwrap();
+    let rows: Vec<SessionUpdate> = table.rows().unwrap();
+    assert_eq!(rows[2..], [upd("b", 2, 7, false), upd("a", 2, 4, true)]);
+    clock.advance_ms(100_000);
+    q.process_all_available().unwrap();
+    let rows: Vec<SessionUpdate> = table.rows().unwrap();
+    assert_eq!(rows[4..], [upd("b", 2, 7, true)]);
+    let p = q.last_progress().unwrap();
+    assert_eq!(p.state_operators[0].operator_name, "flatMapGroupsWithState");
+    assert_eq!(p.state_operators[0].num_rows_total, 0);
+    // Nothing is due any more: no more batches however far the clock goes.
+    let batches = q.recent_progress().len();
+    clock.advance_ms(1_000_000);
+    q.process_all_available().unwrap();
+    assert_eq!(q.recent_progress().len(), batches);
+    q.stop().unwrap();
+}
+
+#[test]
+fn event_time_timeouts_fire_when_the_watermark_passes_and_late_rows_are_dropped() {
+    let input = MemoryStream::<Event>::new();
+    let table = MemoryTable::new();
+    let q = Alerts::builder().events(Source::memory(&input)).sink(Sink::memory(&table)).start().unwrap();
+    input.add(vec![ev("a", 10, 3), ev("a", 11, 1), ev("b", 12, 1)]);
+    q.process_all_available().unwrap();
+    // Watermark 10 s: nothing times out yet (a at 16 s, b at 17 s).
+    input.add(vec![ev("b", 20, 4), ev("a", 5, 9)]);
+    q.process_all_available().unwrap();
+    // The a 5 s row is behind the late-row watermark (10 s, from batch 0) and dropped; the
+    // watermark then reaches 18 s and a's timeout (16 s: its last event 11 s + 5 s) fires in
+    // the no-data batch with its total; b's (25 s) does not.
+    let rows: Vec<Alert> = table.rows().unwrap();
+    let key = |a: &Alert| format!("{}{}", a.user, a.at.0);
+    assert_eq!(
+        sorted(&rows, key),
+        vec![
+            Alert { user: "a".into(), clicks: 4, at: Timestamp(-1) },
+            Alert { user: "a".into(), clicks: 3, at: Timestamp(10_000_000) },
+            Alert { user: "b".into(), clicks: 4, at: Timestamp(20_000_000) },
+        ]
+    );
+    // Watermark 38 s after this batch: b's timeout (25 s) fires in the no-data batch; the
+    // c row (1 s) is late and never reaches the function.
+    input.add(vec![ev("c", 1, 7), ev("d", 40, 0)]);
+    q.process_all_available().unwrap();
+    let rows: Vec<Alert> = table.rows().unwrap();
+    assert!(!rows.iter().any(|r| r.user == "c"), "{rows:?}");
+    assert_eq!(rows[3..], [Alert { user: "b".into(), clicks: 5, at: Timestamp(-1) }]);
+    let dropped: u64 = q.recent_progress().iter().map(|p| p.state_operators[0].num_rows_dropped_by_watermark).sum();
+    assert_eq!(dropped, 2);
+    q.stop().unwrap();
+}
+
+fn run_sessions(input: &Path, cp: &Path, clock: &ManualClock) -> flowgate::Result<Vec<SessionUpdate>> {
+    let table = MemoryTable::new();
+    let q = Sessions::builder()
+        .events(Source::file(input).json())
+        .sink(Sink::memory(&table))
+        .checkpoint(cp)
+        .clock(clock.clone())
+        .shuffle_partitions(3)
+        .trigger(Trigger::available_now())
+        .start()?;
+    q.await_termination()?;
+    table.rows()
+}
+
+fn write(dir: &Path, name: &str, events: &[Event]) {
+    let text: String = events
+        .iter()
+        .map(|e| {
+            format!("{{\"user\": \"{}\", \"time\": {}, \"clicks\": {}}}\n", e.user, e.time.0 / 1_000_000, e.clicks)
+        })
+        .collect();
+    let tmp = dir.join(format!(".{name}"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+#[test]
+fn user_state_and_timeouts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, cp) = (dir.path().join("in"), dir.path().join("cp"));
+    std::fs::create_dir_all(&input).unwrap();
+    let clock = ManualClock::new(0);
+    write(&input, "1.json", &[ev("a", 1, 1), ev("b", 1, 2)]);
+    assert_eq!(
+        sorted(&run_sessions(&input, &cp, &clock).unwrap(), |r| r.user.clone()),
+        vec![upd("a", 1, 1, false), upd("b", 1, 2, false)]
+    );
+    clock.advance_ms(5_000);
+    write(&input, "2.json", &[ev("a", 3, 4)]);
+    assert_eq!(run_sessions(&input, &cp, &clock).unwrap(), vec![upd("a", 2, 5, false)]);
+    // After the restart b's timeout (10 s) is due at 11 s; a's (15 s) is not.
+    clock.advance_ms(6_000);
+    assert_eq!(run_sessions(&input, &cp, &clock).unwrap(), vec![upd("b", 1, 2, true)]);
+    let meta = String::from_utf8_lossy(&std::fs::read(cp.join("metadata")).unwrap()).to_string();
+    assert!(
+        meta.contains("group_state[struct[start:timestamp_us,end:timestamp_us,events:i64,clicks:i64]]"),
+        "the state's schema is recorded: {meta}"
+    );
+    let offsets = String::from_utf8_lossy(&std::fs::read(cp.join("offsets/2")).unwrap()).to_string();
+    assert!(offsets.contains("\"batchTimestampMs\":11000"), "{offsets}");
+}
+
+mod changed {
+    //! The same query with a changed state type (`clicks` became `f64`, `pages` added).
+    use flowgate::prelude::*;
+
+    use super::{Event, SessionUpdate};
+
+    #[derive(StateCodec, Clone)]
+    pub struct Session {
+        start: Timestamp,
+        end: Timestamp,
+        events: i64,
+        clicks: f64,
+        pages: i64,
+    }
+
+    fn track(user: &str, events: Vec<Event>, state: &mut GroupState<Session>) -> SessionUpdate {
+        let n = events.len() as i64;
+        state.update(Session { start: Timestamp(0), end: Timestamp(0), events: n, clicks: 0.0, pages: 0 });
+        let _ = (&state.get().start, &state.get().end, state.get().clicks, state.get().pages);
+        SessionUpdate { user: user.into(), events: n, clicks: 0, expired: false }
+    }
+
+    stream_query! {
+        pub query Sessions(events: Event) -> SessionUpdate, mode = update {
+            events
+                .filter(clicks >= 0)
+                .group_by(user)
+                .map_groups_with_state(track, timeout = processing_time)
+        }
+    }
+}
+
+#[test]
+fn a_restart_with_a_changed_state_type_is_refused_before_the_first_batch_showing_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, cp) = (dir.path().join("in"), dir.path().join("cp"));
+    std::fs::create_dir_all(&input).unwrap();
+    write(&input, "1.json", &[ev("a", 1, 1)]);
+    run_sessions(&input, &cp, &ManualClock::new(0)).unwrap();
+    write(&input, "2.json", &[ev("a", 2, 1)]);
+    let table = MemoryTable::new();
+    let err = changed::Sessions::builder()
+        .events(Source::file(&input).json())
+        .sink(Sink::memory(&table))
+        .checkpoint(&cp)
+        .trigger(Trigger::available_now())
+        .start()
+        .and_then(|q| q.await_termination())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("field `clicks`: i64 in the checkpoint, f64 now") && err.contains("field `pages` (i64) added"),
+        "{err}"
+    );
+    assert!(table.rows::<SessionUpdate>().unwrap().is_empty(), "no batch ran");
+    assert!(!cp.join("offsets/1").exists());
+}

@@ -1,0 +1,9 @@
+use flowgate::prelude::*;
+
+#[derive(StateCodec)]
+enum Phase {
+    Idle,
+    Active(i64),
+}
+
+fn main() {}

@@ -1,0 +1,241 @@
+//! Arbitrary stateful processing: `group_by(keys..).map_groups_with_state(f, timeout = ..)` and
+//! `.flat_map_groups_with_state(f, timeout = ..)` (Spark's `mapGroupsWithState` /
+//! `flatMapGroupsWithState`, run by `FlatMapGroupsWithStateExec`).
+//!
+//! The user's function gets the key (`&K` for one grouping key, `&(K1, K2, ..)` for several),
+//! the batch's rows of that key as owned input records (`Vec<Event>`) and a
+//! `&mut GroupState<S>`; `map_groups_with_state` returns one output record, the flat map
+//! anything iterable of output records. The check hooks hold Spark's rules (output modes,
+//! event-time timeouts need a watermark, nothing after it yet); the emit hooks write the row
+//! loop that groups rows by key and the call of the function per key.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident};
+
+use crate::compiler::ast::{Call, ModeKind, Query};
+use crate::compiler::check::Cx;
+use crate::compiler::diag::{did_you_mean, Diagnostics};
+use crate::compiler::emit::{collect_units, unit_loop};
+use crate::compiler::logical::{GroupStateSpec, Item, Key, KeyKind, LOp, Schema, TimeoutKind};
+use crate::compiler::ops::dedup;
+use crate::compiler::plan::{Pipeline, Plan};
+
+/// The DSL names of the timeouts (Spark's `GroupStateTimeout.NoTimeout`, ...).
+const TIMEOUTS: &[(&str, TimeoutKind)] = &[
+    ("none", TimeoutKind::None),
+    ("processing_time", TimeoutKind::ProcessingTime),
+    ("event_time", TimeoutKind::EventTime),
+];
+
+/// Check hook: `group_by` (already parsed into `keys`) followed by `call`, a
+/// `map_groups_with_state` or `flat_map_groups_with_state`.
+pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Diagnostics) -> Option<LOp> {
+    let name = call.name.to_string();
+    let flat = name == "flat_map_groups_with_state";
+    let before = diags.count();
+    check_output_mode(q, flat, call, diags);
+    check_rows_are_input_records(cx, call, diags);
+    // The output is whatever the function returns (rustc checks it is the output record), and
+    // nothing may follow; also after an error here, so later rules stay quiet.
+    let input_schema = std::mem::replace(&mut cx.schema, Schema::Closed { columns: Vec::new() });
+    cx.group_state = true;
+    let _ = input_schema;
+    for k in &keys {
+        if !matches!(k.kind, KeyKind::Plain) {
+            diags.error(
+                k.item.name.span(),
+                format!("`{name}` groups by plain keys: a window is not a group-state key (keep the window in the state, or aggregate with `.agg(...)`)"),
+            );
+        }
+    }
+    let Some(func) = call.args.first().filter(|a| !matches!(a, Expr::Assign(_))) else {
+        diags.error(
+            call.name.span(),
+            format!("`{name}` takes the function to call per key first: `.{name}(update_session, timeout = processing_time)`"),
+        );
+        return None;
+    };
+    let mut timeout = TimeoutKind::None;
+    for arg in &call.args[1..] {
+        match arg {
+            Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("timeout")) => match &*a.right {
+                Expr::Path(p) if p.path.get_ident().is_some() => {
+                    let word = p.path.get_ident().map(Ident::to_string).unwrap_or_default();
+                    match TIMEOUTS.iter().find(|(n, _)| *n == word) {
+                        Some((_, t)) => timeout = *t,
+                        None => {
+                            let hint = did_you_mean(&word, TIMEOUTS.iter().map(|(n, _)| *n))
+                                .map(|c| format!("; did you mean `{c}`?"))
+                                .unwrap_or_default();
+                            diags.error(
+                                p.span(),
+                                format!("unknown timeout `{word}`: `none`, `processing_time` or `event_time`{hint}"),
+                            );
+                        }
+                    }
+                }
+                other => diags.error(
+                    other.span(),
+                    "the timeout is `none`, `processing_time` or `event_time`: `timeout = processing_time`",
+                ),
+            },
+            other => diags.error(
+                other.span(),
+                format!(
+                    "`{name}` takes the function and `timeout = ...`: `.{name}(update_session, timeout = event_time)`"
+                ),
+            ),
+        }
+    }
+    if timeout == TimeoutKind::EventTime && cx.watermark.is_none() {
+        let at = call.args[1..].iter().find_map(|a| match a {
+            Expr::Assign(x) => Some(x.right.span()),
+            _ => None,
+        });
+        diags.error(
+            at.unwrap_or_else(|| call.name.span()),
+            "an event-time timeout needs a watermark (as in Spark): add `.with_watermark(ts, \"10 minutes\")` before the `group_by`",
+        );
+    }
+    if diags.count() > before {
+        return None;
+    }
+    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
+    let watermark = (timeout == TimeoutKind::EventTime).then(|| cx.watermark.clone()).flatten();
+    Some(LOp::GroupState {
+        spec: GroupStateSpec { keys, func: func.clone(), flat, timeout, watermark, name: call.name.clone() },
+    })
+}
+
+/// Rules on output modes (Spark's `UnsupportedOperationChecker`): `mapGroupsWithState` only in
+/// update mode; `flatMapGroupsWithState` in append or update mode (the query's mode is the
+/// function's declared one), never complete.
+fn check_output_mode(q: &Query, flat: bool, call: &Call, diags: &mut Diagnostics) {
+    if !q.errors.is_empty() {
+        return; // The declared mode did not parse.
+    }
+    match (flat, q.mode.kind) {
+        (false, ModeKind::Append | ModeKind::Complete) => diags.error(
+            q.mode.span,
+            format!(
+                "`map_groups_with_state` is not supported with {} output mode (as in Spark): use `mode = update`, or `flat_map_groups_with_state` for append mode",
+                if q.mode.kind == ModeKind::Append { "append" } else { "complete" }
+            ),
+        ),
+        (true, ModeKind::Complete) => diags.error(
+            q.mode.span,
+            "`flat_map_groups_with_state` is not supported with complete output mode (as in Spark): use `mode = append` or `mode = update`",
+        ),
+        _ => {}
+    }
+    let _ = call;
+}
+
+/// Rule: the function gets the input record's rows, so only operators that choose rows
+/// (filters, a watermark, deduplication) may come before it.
+fn check_rows_are_input_records(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
+    let reshaped = match &cx.schema {
+        Schema::Open { defined } => !defined.is_empty(),
+        Schema::Closed { .. } => true,
+    };
+    if cx.aggregated {
+        diags.error(
+            call.name.span(),
+            format!("`{}` after an aggregation is not supported (as in Spark's append mode rules in flowgate): group the input rows", call.name),
+        );
+    } else if reshaped || !cx.joined.is_empty() || !cx.unioned.is_empty() {
+        diags.error(
+            call.name.span(),
+            format!(
+                "`{}` hands the function the input record's rows: only `filter`, `with_watermark` and `drop_duplicates` may come before it in flowgate (compute the other values in the function)",
+                call.name
+            ),
+        );
+    }
+}
+
+/// Rule: nothing follows a group-state operator yet.
+pub(crate) fn check_nothing_after(call: &Call, diags: &mut Diagnostics) {
+    diags.error(
+        call.name.span(),
+        format!("`{}` after `map_groups_with_state` / `flat_map_groups_with_state` is not supported yet in flowgate: do it in the function", call.name),
+    );
+}
+
+// ---- emit hooks ----
+
+/// The operator's state at plan creation.
+pub fn init(spec: &GroupStateSpec) -> TokenStream {
+    let t = match spec.timeout {
+        TimeoutKind::None => quote!(NoTimeout),
+        TimeoutKind::ProcessingTime => quote!(ProcessingTimeTimeout),
+        TimeoutKind::EventTime => quote!(EventTimeTimeout),
+    };
+    quote!(::flowgate::ops::group_state::GroupStateOp::new(
+        __fg_config.shuffle_partitions,
+        ::flowgate::ops::group_state::GroupStateTimeout::#t
+    ))
+}
+
+/// The pipeline from `input` into group-state operator `id`: each row (after the pipeline's
+/// filters; late rows dropped first with an event-time timeout, as Spark) goes, owned, into
+/// its key's group of the batch. One thread, in row order: a key's rows keep their order.
+pub fn emit_update(plan: &Plan, p: &Pipeline, input: usize, id: usize, spec: &GroupStateSpec) -> TokenStream {
+    let op = dedup::var(id);
+    let in_ty = &plan.inputs[input].ty;
+    let units = collect_units(plan, p, input);
+    let late = match &spec.watermark {
+        Some(w) => quote_spanned!(w.span()=>
+            if ::flowgate::ops::dedup::is_late(#w, __fg_late_wm) {
+                #op.late();
+                continue;
+            }
+        ),
+        None => TokenStream::new(),
+    };
+    let keys = spec.keys.iter().map(|k| &k.expr);
+    let terminal = quote! {
+        #late
+        #op.push_row(( #(#keys,)* ), <#in_ty as ::flowgate::Record>::row(__fg_cols, __fg_i));
+    };
+    let body = unit_loop(p, plan, terminal);
+    quote! {
+        #units
+        for __fg_unit in &__fg_units {
+            #body
+        }
+    }
+}
+
+/// The pipeline from group-state operator `id` to the output: the user's function per key
+/// with rows, then per timed-out key; its records appended to the output.
+pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
+    let out = &q.output;
+    let op = dedup::var(id);
+    let func = &spec.func;
+    let key = if spec.keys.len() == 1 { quote!(&__fg_key.0) } else { quote!(__fg_key) };
+    let call = quote_spanned!(func.span()=> (#func)(#key, __fg_rows, __fg_state));
+    let push = if spec.flat {
+        let iter = quote_spanned!(func.span()=> ::core::iter::IntoIterator::into_iter(__fg_result));
+        quote! {
+            for __fg_row in #iter {
+                ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row);
+            }
+        }
+    } else {
+        let push = quote_spanned!(func.span()=> ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_result););
+        quote! { #push }
+    };
+    let result = format_ident!("__fg_result");
+    let run = quote!(#op.run);
+    quote! {
+        let mut __fg_out = <#out as ::flowgate::Record>::builder(0);
+        #run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
+            let #result = #call;
+            #push
+        })?;
+        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}

@@ -1,0 +1,240 @@
+//! Arbitrary stateful processing: `map_groups_with_state` / `flat_map_groups_with_state`
+//! (Spark's `FlatMapGroupsWithStateExec`, `flatMapGroupsWithState` in progress).
+//!
+//! Per batch, generated code hands [`GroupStateOp::push_row`] each input row with its grouping
+//! key (rows keep their input order within a key), then calls [`GroupStateOp::run`] with a
+//! closure that calls the user's function. `run` calls it once per key that has rows, in the
+//! order the keys first appeared in the batch, then — when timeouts are enabled — once per
+//! key whose timeout is strictly before the batch's threshold (the batch's processing time,
+//! or the eviction watermark in ms), with no rows and `has_timed_out()` true, ordered by
+//! timeout and then by encoded key (so a replay calls them in the same order). Spark's rules
+//! on what is written back after a call are kept exactly (see [`GroupStateOp::call`]).
+
+mod state;
+
+pub use state::{GroupState, GroupStateTimeout, GroupStateValue, NO_TIMESTAMP};
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use hashbrown::HashTable;
+
+use crate::checkpoint::state::StateMap;
+use crate::codec::StateCodec;
+use crate::engine::BatchContext;
+use crate::error::{Error, Result};
+use crate::ops::keyed::KeyedState;
+use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
+use crate::value::{hash_key, GroupKey};
+
+/// Spark's name for the operator (both map and flat map run `FlatMapGroupsWithStateExec`).
+pub const OPERATOR_NAME: &str = "flatMapGroupsWithState";
+
+/// One key's rows of the current batch.
+struct BatchGroup<K, R> {
+    hash: u64,
+    key: K,
+    rows: Vec<R>,
+}
+
+/// The state of a `map_groups_with_state` / `flat_map_groups_with_state`: the user's state
+/// `S` and timeout per key `K`, and the batch's rows `R` grouped by key.
+pub struct GroupStateOp<K, R, S> {
+    state: KeyedState<K, GroupStateValue<S>>,
+    timeout: GroupStateTimeout,
+    /// The batch's groups in first-seen order, indexed by hash.
+    groups: Vec<BatchGroup<K, R>>,
+    index: HashTable<usize>,
+    /// The earliest processing-time timeout in state (for the engine's no-data batches).
+    next_timeout: Option<i64>,
+    metrics: StateOperatorProgress,
+}
+
+impl<K, R, S> GroupStateOp<K, R, S>
+where
+    K: GroupKey<Owned = K> + Clone + Eq + StateCodec,
+{
+    /// Empty state with `partitions` shuffle partitions and the query's timeout setting.
+    pub fn new(partitions: usize, timeout: GroupStateTimeout) -> Self {
+        GroupStateOp {
+            state: KeyedState::new(partitions),
+            timeout,
+            groups: Vec::new(),
+            index: HashTable::new(),
+            next_timeout: None,
+            metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
+        }
+    }
+
+    /// Starts a batch (generated code calls it before the batch's rows).
+    pub fn begin_batch(&mut self) {
+        let m = &mut self.metrics;
+        m.num_rows_updated = 0;
+        m.num_rows_removed = 0;
+        m.num_rows_dropped_by_watermark = 0;
+    }
+
+    /// Counts an input row dropped as late (event-time timeouts only, as Spark).
+    #[cold]
+    pub fn late(&mut self) {
+        self.metrics.num_rows_dropped_by_watermark += 1;
+    }
+
+    /// Adds one input row to its key's group of this batch.
+    #[inline]
+    pub fn push_row<Q: GroupKey<Owned = K>>(&mut self, key: Q, row: R) {
+        let hash = hash_key(&key);
+        let groups = &mut self.groups;
+        match self.index.find(hash, |&i| key.eq_owned(&groups[i].key)) {
+            Some(&i) => groups[i].rows.push(row),
+            None => {
+                let i = groups.len();
+                groups.push(BatchGroup { hash, key: key.to_owned_key(), rows: vec![row] });
+                self.index.insert_unique(hash, i, |&j| groups[j].hash);
+            }
+        }
+    }
+
+    /// Number of keys in state.
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// Whether no key is in state.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+}
+
+impl<K, R, S> GroupStateOp<K, R, S>
+where
+    K: GroupKey<Owned = K> + Clone + Eq + StateCodec + std::fmt::Debug,
+{
+    /// Runs the batch: `f(key, rows, state)` per key with rows, then per timed-out key (see
+    /// the module docs). `f` is generated code calling the user's function and appending its
+    /// output. A misuse of the `GroupState` API (Spark's exceptions) or a panic in the user's
+    /// function fails the batch with an error naming the key; nothing of the batch is kept
+    /// (the engine re-runs it from the previous state version after a restart).
+    pub fn run(&mut self, ctx: &BatchContext, mut f: impl FnMut(&K, Vec<R>, &mut GroupState<S>)) -> Result<()> {
+        let batch_ms = ctx.batch_timestamp_ms;
+        let watermark_ms = ctx.watermark_for_eviction.map(|w| w.div_euclid(1000));
+        let groups = std::mem::take(&mut self.groups);
+        self.index.clear();
+        for g in groups {
+            self.call(g.hash, g.key, g.rows, false, batch_ms, watermark_ms, &mut f)?;
+        }
+        let threshold = match self.timeout {
+            GroupStateTimeout::NoTimeout => None,
+            GroupStateTimeout::ProcessingTimeTimeout => Some(batch_ms),
+            GroupStateTimeout::EventTimeTimeout => watermark_ms,
+        };
+        if let Some(threshold) = threshold {
+            let mut due: Vec<(i64, Vec<u8>, u64, K)> = self
+                .state
+                .iter()
+                .filter(|e| e.value.timeout_ms != NO_TIMESTAMP && e.value.timeout_ms < threshold)
+                .map(|e| (e.value.timeout_ms, crate::codec::to_bytes(&e.key), hash_key(&e.key), e.key.clone()))
+                .collect();
+            due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            for (_, _, hash, key) in due {
+                self.call(hash, key, Vec::new(), true, batch_ms, watermark_ms, &mut f)?;
+            }
+        }
+        self.end_batch();
+        Ok(())
+    }
+
+    /// One call of the user's function and Spark's write-back rules: a removed state with no
+    /// timeout is deleted; otherwise the state (possibly absent) and the timeout set in this
+    /// call (a call that sets none clears it) are written when the state was updated or
+    /// removed or the timeout changed.
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        hash: u64,
+        key: K,
+        rows: Vec<R>,
+        timed_out: bool,
+        batch_ms: i64,
+        watermark_ms: Option<i64>,
+        f: &mut impl FnMut(&K, Vec<R>, &mut GroupState<S>),
+    ) -> Result<()> {
+        let stored = self.state.take(hash, &key);
+        let old_timeout = stored.as_ref().map_or(NO_TIMESTAMP, |v| v.timeout_ms);
+        let existed = stored.is_some();
+        let mut gs = GroupState::new(stored.and_then(|v| v.state), self.timeout, timed_out, batch_ms, watermark_ms);
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(&key, rows, &mut gs)));
+        if let Err(panic) = outcome {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            return Err(Error::User(format!("the group-state function panicked for key {key:?}: {msg}")));
+        }
+        if let Some(e) = gs.misuse.take() {
+            return Err(Error::User(format!("the group-state function for key {key:?}: {e}")));
+        }
+        let new_timeout = gs.timeout_ms;
+        // Spark writes a row with no state and no timeout in one case (a timed-out key whose
+        // state was removed earlier, called again without setting a timeout); such a row can
+        // never be seen again, so flowgate deletes it instead.
+        if (gs.removed || gs.value.is_none()) && new_timeout == NO_TIMESTAMP {
+            if existed {
+                self.metrics.num_rows_removed += 1;
+                self.state.mark_removed(hash, key);
+            }
+        } else {
+            let write = gs.updated || gs.removed || new_timeout != old_timeout;
+            let value = GroupStateValue { state: gs.value, timeout_ms: new_timeout };
+            if write {
+                self.metrics.num_rows_updated += 1;
+            }
+            if write || existed {
+                self.state.put(hash, key, value, write);
+            }
+        }
+        Ok(())
+    }
+
+    fn end_batch(&mut self) {
+        self.metrics.num_rows_total = self.state.len() as u64;
+        self.metrics.memory_used_bytes = self.state.estimated_bytes();
+        self.next_timeout = match self.timeout {
+            GroupStateTimeout::ProcessingTimeTimeout => {
+                self.state.iter().map(|e| e.value.timeout_ms).filter(|t| *t != NO_TIMESTAMP).min()
+            }
+            _ => None,
+        };
+    }
+}
+
+impl<K, R, S> StatefulOperator for GroupStateOp<K, R, S>
+where
+    K: GroupKey<Owned = K> + Clone + Eq + Send + StateCodec + std::fmt::Debug,
+    R: Send,
+    S: StateCodec + Send,
+{
+    fn state_schema(&self) -> StateSchema {
+        StateSchema::of::<K, GroupStateValue<S>>(OPERATOR_NAME, self.state.partitions())
+    }
+    fn metrics(&self) -> StateOperatorProgress {
+        self.metrics.clone()
+    }
+    fn set_tracking(&mut self, on: bool) {
+        self.state.set_tracking(on)
+    }
+    fn take_changes(&mut self) -> Vec<PartitionChanges> {
+        self.state.take_changes()
+    }
+    fn restore(&mut self, partitions: Vec<StateMap>) -> Result<()> {
+        self.state.restore(partitions)?;
+        self.end_batch();
+        Ok(())
+    }
+    fn next_processing_timeout_ms(&self) -> Option<i64> {
+        self.next_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests;
