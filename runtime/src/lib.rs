@@ -45,6 +45,7 @@
 
 pub mod agg;
 pub mod checkpoint;
+pub mod clock;
 pub mod codec;
 pub mod dsl;
 pub mod engine;
