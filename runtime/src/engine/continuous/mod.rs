@@ -111,7 +111,8 @@ impl ContinuousTrigger {
 
 /// A manual epoch clock for tests: a continuous query whose trigger has a ticker
 /// ([`ContinuousTrigger::with_ticker`]) ends an epoch only when [`EpochTicker::end_epoch`]
-/// asks.
+/// asks (or when it stops). `StreamingQuery::process_all_available` waits for epochs to
+/// commit, so under a ticker it returns only as the test ends epochs.
 #[derive(Clone, Default)]
 pub struct EpochTicker {
     inner: Arc<TickerInner>,
