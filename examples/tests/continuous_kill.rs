@@ -103,7 +103,7 @@ fn killed_and_restarted_the_file_sink_holds_every_row_once() {
         assert!((euros - 0.908 * v as f64).abs() <= 1e-9 * euros.abs().max(1.0), "value {v}: euros {euros}");
         // Timestamps of one start: ts = start + floor(v * 1e6 / rate).
         let ts = chrono_micros(r["timestamp"].as_str().unwrap());
-        let start = ts - (v as i64 * 1_000_000 / RATE as i64);
+        let start = ts - (v * 1_000_000 / RATE as i64);
         assert_eq!(*ts0.get_or_insert(start), start, "value {v} has a timestamp of another start");
     }
     // Nothing lost: per partition, every value below its highest one is there (but those the

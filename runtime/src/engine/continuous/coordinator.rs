@@ -437,13 +437,13 @@ impl Continuous {
         let reports: Vec<EpochReport> = p.reports.into_iter().flatten().collect();
         let mut ends: Vec<Option<Offset>> = Vec::with_capacity(self.sources.len());
         let mut rows_per_source = vec![0u64; self.sources.len()];
-        for j in 0..self.sources.len() {
+        for (j, rows) in rows_per_source.iter_mut().enumerate() {
             let positions: Vec<Value> = tasks
                 .iter()
                 .zip(&reports)
                 .filter(|(t, _)| t.source == j)
                 .map(|(_, r)| {
-                    rows_per_source[j] += r.rows_in;
+                    *rows += r.rows_in;
                     r.position.clone()
                 })
                 .collect();
