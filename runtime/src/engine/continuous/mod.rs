@@ -3,8 +3,8 @@
 //!
 //! # Execution
 //!
-//! The query thread becomes an epoch coordinator ([`coordinator`]). It starts one long-running
-//! task per source partition ([`task`]: the rate source's partitions, the memory source's one),
+//! The query thread becomes an epoch coordinator (`coordinator.rs`). It starts one long-running
+//! task per source partition (`task.rs`: the rate source's partitions, the memory source's one),
 //! each with its own instance of the query's generated plan, reading its partition
 //! ([`crate::source::continuous::PartitionReader`]) and running the plan's stage code on the
 //! small vectors of rows that arrived since its last poll (everything available, at most
@@ -17,7 +17,7 @@
 //! its marker travel on one FIFO channel to the coordinator, so everything a task produced in
 //! epoch `e` has arrived when its marker `e` does), reporting its partition's position. When
 //! every task has passed marker `e`, epoch `e` commits, in the micro-batch loop's order and
-//! through the same checkpoint code ([`super::checkpoint`]):
+//! through the same checkpoint code (`engine/checkpoint.rs`):
 //!
 //! 1. `offsets/<e>`: every source's partition positions (a JSON list per source), durable;
 //! 2. the sink gets the epoch: `add_batch(e, rows of e)` for sinks that take whole batches
