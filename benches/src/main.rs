@@ -130,10 +130,11 @@ fn main() {
     }
     if what == "latency" {
         // Not part of `all`: it runs real queries for a while and measures time, not throughput.
-        let rates: Vec<u64> = match arg("--rate", 0u64) {
-            0 => vec![1_000, 100_000],
-            r => vec![r],
-        };
+        // `--rate 100000` or `--rate 1000,100000,1000000`.
+        let rates: Vec<u64> = arg("--rate", "1000,100000".to_string())
+            .split(',')
+            .map(|r| r.trim().parse().unwrap_or_else(|_| panic!("--rate: `{r}` is not a number")))
+            .collect();
         let configs = latency::configs(
             &rates,
             arg("--seconds", 5.0),
@@ -211,8 +212,8 @@ fn main() {
     if selected.is_empty() {
         eprintln!(
             "usage: flowgate-benches [compare | core | windowed | ops | nexmark | checkpoint | monitoring | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark] [--format json|parquet|both]\n       \
-             flowgate-benches latency [--rate N] [--seconds S] [--query stateless|stateful|all] \
-             [--trigger default|interval|all] [--interval-ms N] [--checkpoint no|yes|both]"
+             flowgate-benches latency [--rate N[,N..]] [--seconds S] [--query stateless|stateful|all] \
+             [--trigger default|interval|continuous|all] [--interval-ms N] [--checkpoint no|yes|both]"
         );
         std::process::exit(2);
     }

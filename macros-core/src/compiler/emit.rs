@@ -17,7 +17,8 @@ use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, S
 
 /// The query's items: its type, spec, plan and builder.
 pub fn emit(q: &Query, plan: &Plan) -> TokenStream {
-    emit_skeleton(q, emit_plan(q, plan), input_reads(plan))
+    let continuity = super::continuous::mode_tokens(super::continuous::blocker(plan));
+    emit_skeleton(q, emit_plan(q, plan), input_reads(plan), continuity)
 }
 
 /// Per input, the columns the plan reads (`Some(&[..])`), or `None` where it hands the whole
@@ -48,6 +49,8 @@ pub fn emit_fallback(q: &Query) -> TokenStream {
             }))
         },
         reads,
+        // Any trigger type-checks: the user sees the query's errors, not one about its trigger.
+        super::continuous::mode_tokens(None),
     )
 }
 
@@ -240,7 +243,7 @@ fn mode_tokens(mode: ModeKind) -> TokenStream {
     }
 }
 
-fn emit_skeleton(q: &Query, plan_body: TokenStream, reads: Vec<TokenStream>) -> TokenStream {
+fn emit_skeleton(q: &Query, plan_body: TokenStream, reads: Vec<TokenStream>, continuity: TokenStream) -> TokenStream {
     let attrs = &q.attrs;
     let vis = &q.vis;
     let name = &q.name;
@@ -310,6 +313,10 @@ fn emit_skeleton(q: &Query, plan_body: TokenStream, reads: Vec<TokenStream>) -> 
                 }
             )*
             ::flowgate::__query_builder_methods!(#builder);
+        }
+
+        impl ::flowgate::engine::continuous::Continuity for #builder {
+            type Mode = #continuity;
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod ast;
 pub mod check;
+pub mod continuous;
 pub mod diag;
 pub mod emit;
 pub mod exprs;

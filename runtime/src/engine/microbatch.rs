@@ -247,7 +247,7 @@ impl MicroBatch {
                 match self.trigger {
                     Trigger::Once | Trigger::AvailableNow => return Ok(()),
                     Trigger::Default => self.sleep_until(self.idle_deadline()),
-                    Trigger::ProcessingTime(_) | Trigger::Invalid(_) => {}
+                    Trigger::ProcessingTime(_) | Trigger::Continuous(_) | Trigger::Invalid(_) => {}
                 }
                 continue;
             }
@@ -456,6 +456,7 @@ impl MicroBatch {
             sources: source_progress,
             sink: self.sink.description(),
             num_output_rows: output_rows,
+            epoch: None,
         };
         tracing::debug!(query = %self.name, batch_id, rows, "batch done");
         self.observer.progress(&progress);

@@ -14,6 +14,8 @@
 //! the engine is the only caller.
 
 mod checkpoint;
+pub mod continuous;
+mod execution;
 pub mod listener;
 pub mod manager;
 mod microbatch;
@@ -386,6 +388,10 @@ impl QueryBuilder {
         if let Trigger::Invalid(msg) = &self.trigger {
             return Err(Error::Plan(format!("invalid trigger: {msg}")));
         }
+        if let Trigger::Continuous(t) = &self.trigger {
+            t.interval().map_err(|msg| Error::Plan(format!("invalid trigger: {msg}")))?;
+        }
+        let continuous = matches!(self.trigger, Trigger::Continuous(_));
         let mut sources = Vec::new();
         for (i, ((name, schema), src)) in self.spec.inputs.iter().zip(self.sources).enumerate() {
             let mut src = src.ok_or_else(|| {
@@ -444,6 +450,11 @@ impl QueryBuilder {
                     .zip(&slots)
                     .map(|((n, schema), slot)| {
                         let description = match *slot {
+                            // A continuous run logs partition positions: its checkpoint is not a
+                            // micro-batch run's, and the metadata says so.
+                            microbatch::InputSlot::Stream(j) if continuous => {
+                                format!("continuous {}", streams[j].description())
+                            }
                             microbatch::InputSlot::Stream(j) => streams[j].description(),
                             microbatch::InputSlot::Static(k) => format!("static {}", statics[k].1.description()),
                         };
@@ -474,27 +485,49 @@ impl QueryBuilder {
         sink.inner.open(&context)?;
         let sinks = self.monitor.sinks(&name, &id, &run_id, &self.trigger)?;
         let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, sinks);
-        let exec = microbatch::MicroBatch {
-            observer,
-            id: id.clone(),
-            run_id,
-            name: name.clone(),
-            output_mode: self.spec.output_mode,
-            sources: streams,
-            statics,
-            slots,
-            sink: sink.inner,
-            plan,
-            trigger: self.trigger,
-            output_schema: self.spec.output.clone(),
-            no_data_batches: self.no_data_batches,
-            checkpoint,
-            shared: shared.clone(),
-            clock: self.clock,
+        let exec: Box<dyn execution::Execution> = match self.trigger {
+            Trigger::Continuous(trigger) => {
+                execution::check_continuous(self.spec.name, plan.as_ref())?;
+                Box::new(continuous::coordinator::Continuous {
+                    observer,
+                    id: id.clone(),
+                    run_id,
+                    name: name.clone(),
+                    output_mode: self.spec.output_mode,
+                    sources: streams,
+                    statics,
+                    slots,
+                    sink: sink.inner,
+                    make_plan: self.spec.make_plan,
+                    config,
+                    trigger,
+                    output_schema: self.spec.output.clone(),
+                    checkpoint,
+                    shared: shared.clone(),
+                })
+            }
+            trigger => Box::new(microbatch::MicroBatch {
+                observer,
+                id: id.clone(),
+                run_id,
+                name: name.clone(),
+                output_mode: self.spec.output_mode,
+                sources: streams,
+                statics,
+                slots,
+                sink: sink.inner,
+                plan,
+                trigger,
+                output_schema: self.spec.output.clone(),
+                no_data_batches: self.no_data_batches,
+                checkpoint,
+                shared: shared.clone(),
+                clock: self.clock,
+            }),
         };
         let handle = std::thread::Builder::new()
             .name(format!("flowgate-{name}"))
-            .spawn(move || exec.run())
+            .spawn(move || exec.execute())
             .map_err(|e| Error::io("starting the query thread", e))?;
         let guard = Arc::new(StopGuard(shared.clone()));
         let query = StreamingQuery { id, name, shared, thread: Arc::new(Mutex::new(Some(handle))), guard };
@@ -515,9 +548,10 @@ macro_rules! __query_builder_methods {
         pub fn sink(self, sink: $crate::Sink) -> Self {
             $builder { inner: self.inner.sink(sink) }
         }
-        /// When micro-batches run.
-        pub fn trigger(self, trigger: $crate::Trigger) -> Self {
-            $builder { inner: self.inner.trigger(trigger) }
+        /// When micro-batches run, or `Trigger::continuous(..)` for a query that can run
+        /// continuously.
+        pub fn trigger(self, trigger: impl $crate::engine::continuous::TriggerFor<Self>) -> Self {
+            $builder { inner: self.inner.trigger(trigger.into_trigger()) }
         }
         /// The checkpoint directory.
         pub fn checkpoint(self, dir: impl ::core::convert::Into<::std::path::PathBuf>) -> Self {

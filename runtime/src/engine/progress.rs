@@ -56,6 +56,8 @@ pub struct QueryProgress {
     pub sink: String,
     /// Rows handed to the sink in this batch (Spark's `sink.numOutputRows`).
     pub num_output_rows: u64,
+    /// Continuous mode: what the epoch's tasks report (`batch_id` is the epoch).
+    pub epoch: Option<super::continuous::EpochProgress>,
 }
 
 impl QueryProgress {
@@ -65,7 +67,7 @@ impl QueryProgress {
         if let Some(w) = self.watermark {
             event_time.insert("watermark".into(), Value::from(rfc3339_millis(w)));
         }
-        json!({
+        let mut out = json!({
             "id": self.id,
             "runId": self.run_id,
             "name": self.name,
@@ -108,7 +110,17 @@ impl QueryProgress {
                 o
             }).collect::<Vec<_>>(),
             "sink": {"description": self.sink, "numOutputRows": self.num_output_rows},
-        })
+        });
+        if let Some(e) = &self.epoch {
+            out["continuous"] = json!({
+                "tasks": e.tasks,
+                "rowsPerTask": e.rows_per_task,
+                "maxLatencyMicros": e.max_latency_micros,
+                "meanLatencyMicros": e.mean_latency_micros,
+                "maxLagMicros": e.max_lag_micros,
+            });
+        }
+        out
     }
 }
 

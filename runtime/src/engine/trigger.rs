@@ -1,4 +1,4 @@
-//! When micro-batches run.
+//! When micro-batches run, or that the query runs continuously.
 
 use crate::error::Result;
 use crate::Duration;
@@ -18,6 +18,9 @@ pub enum Trigger {
     Once,
     /// Everything available at start, in as many batches as the sources' limits allow, then stop.
     AvailableNow,
+    /// Continuous processing with this epoch interval (see [`super::continuous`]). Made by
+    /// [`Trigger::continuous`], which only map-like queries accept as a trigger.
+    Continuous(super::continuous::ContinuousTrigger),
     /// A trigger whose interval did not parse; `start()` reports the message.
     Invalid(String),
 }
@@ -52,5 +55,16 @@ impl Trigger {
     /// Everything available now, then stop.
     pub fn available_now() -> Trigger {
         Trigger::AvailableNow
+    }
+
+    /// Continuous processing: long-running tasks, one per source partition, that process rows
+    /// as they arrive; every `interval` ("1 second") the query commits an epoch (the interval
+    /// is the checkpoint interval, not the latency). Only queries that can run continuously
+    /// accept it as their trigger (a type error otherwise, naming what stands in the way): see
+    /// [`super::continuous`].
+    ///
+    /// A malformed interval makes the query's `start()` fail with a message that says why.
+    pub fn continuous(interval: &str) -> super::continuous::ContinuousTrigger {
+        super::continuous::ContinuousTrigger::parse(interval)
     }
 }

@@ -1,4 +1,5 @@
-//! `foreach_batch`: user code receives every micro-batch with its id.
+//! `foreach_batch`: user code receives every micro-batch with its id; `foreach_rows`: user
+//! code receives a continuous query's rows as they are produced.
 
 use arrow_array::RecordBatch;
 
@@ -28,6 +29,42 @@ where
 
     fn add_batch(&mut self, batch_id: u64, batch: &RecordBatch, _mode: OutputMode) -> Result<()> {
         (self.f)(batch_id, batch).map_err(|e| match e {
+            e @ Error::User(_) => e,
+            other => Error::User(other.to_string()),
+        })
+    }
+}
+
+/// Calls a user closure with rows as they are produced (continuous mode), or per micro-batch.
+pub struct ForeachRowsSink<F> {
+    f: F,
+}
+
+impl<F> ForeachRowsSink<F> {
+    /// Wraps `f`.
+    pub fn new(f: F) -> Self {
+        ForeachRowsSink { f }
+    }
+}
+
+impl<F> SinkImpl for ForeachRowsSink<F>
+where
+    F: FnMut(u64, &RecordBatch) -> Result<()> + Send,
+{
+    fn description(&self) -> String {
+        "ForeachRowsSink".to_string()
+    }
+
+    fn add_batch(&mut self, batch_id: u64, batch: &RecordBatch, mode: OutputMode) -> Result<()> {
+        self.add_rows(batch_id, batch, mode)
+    }
+
+    fn takes_rows(&self) -> bool {
+        true
+    }
+
+    fn add_rows(&mut self, epoch: u64, rows: &RecordBatch, _mode: OutputMode) -> Result<()> {
+        (self.f)(epoch, rows).map_err(|e| match e {
             e @ Error::User(_) => e,
             other => Error::User(other.to_string()),
         })

@@ -31,6 +31,27 @@ pub trait SinkImpl: Send {
     fn open(&mut self, _query: &SinkContext) -> Result<()> {
         Ok(())
     }
+    /// Continuous mode ([`crate::engine::continuous`]): whether this sink takes an epoch's rows
+    /// as the tasks produce them ([`SinkImpl::add_rows`], then [`SinkImpl::commit_epoch`]),
+    /// at-least-once, rather than whole when the epoch commits ([`SinkImpl::add_batch`] with
+    /// the epoch id, after the epoch's offsets are durable: exactly-once for the sinks that are
+    /// idempotent by batch id). Default false.
+    fn takes_rows(&self) -> bool {
+        false
+    }
+    /// Continuous mode, when [`SinkImpl::takes_rows`]: rows of epoch `epoch`, not committed yet
+    /// (after a failure the epoch's rows are delivered again).
+    fn add_rows(&mut self, epoch: u64, _rows: &RecordBatch, _mode: OutputMode) -> Result<()> {
+        Err(crate::Error::Internal(format!(
+            "{} was given the rows of epoch {epoch} but does not take rows",
+            self.description()
+        )))
+    }
+    /// Continuous mode, when [`SinkImpl::takes_rows`]: every row of `epoch` was given to
+    /// [`SinkImpl::add_rows`] and the epoch's offsets are durable.
+    fn commit_epoch(&mut self, _epoch: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a sink learns about its query when it starts ([`SinkImpl::open`]).
@@ -84,6 +105,17 @@ impl Sink {
         F: FnMut(u64, &RecordBatch) -> Result<()> + Send + 'static,
     {
         Sink::from_impl(Box::new(foreach::ForeachBatchSink::new(f)))
+    }
+    /// Calls `f(epoch, rows)` with the rows of a continuous query as soon as a task produced
+    /// them, before their epoch commits (at-least-once: after a failure the rows of an
+    /// uncommitted epoch come again, with the same epoch id). The lowest-latency way out of a
+    /// continuous query; under a micro-batch trigger it is called once per batch, like
+    /// [`Sink::foreach_batch`].
+    pub fn foreach_rows<F>(f: F) -> Self
+    where
+        F: FnMut(u64, &RecordBatch) -> Result<()> + Send + 'static,
+    {
+        Sink::from_impl(Box::new(foreach::ForeachRowsSink::new(f)))
     }
     /// Writes each row as a Kafka record (Spark's Kafka sink) to the brokers at
     /// `bootstrap_servers`: see [`kafka`] for the columns, options and the transactional

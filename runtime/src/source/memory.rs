@@ -16,6 +16,8 @@ struct Shared {
     /// Batches added and not yet committed; `base` is the offset of the first.
     batches: Vec<RecordBatch>,
     base: u64,
+    /// Continuous mode: the task threads to unpark when a batch is added.
+    waiters: Vec<std::thread::Thread>,
 }
 
 /// A stream of `T` rows fed by the program: `add(rows)` appends one batch of input.
@@ -59,7 +61,11 @@ impl<T: Record> MemoryStream<T> {
 
     /// Appends a ready-made Arrow batch (its schema must be `T`'s).
     pub fn add_batch(&self, batch: RecordBatch) {
-        lock(&self.shared).batches.push(batch);
+        let mut s = lock(&self.shared);
+        s.batches.push(batch);
+        for t in &s.waiters {
+            t.unpark();
+        }
     }
 
     /// Number of batches added so far (the latest offset).
@@ -124,6 +130,25 @@ impl SourceImpl for MemorySource {
         Ok(s.batches[(start - s.base) as usize..(end - s.base) as usize].to_vec())
     }
 
+    fn continuous_readers(
+        &mut self,
+        start: Option<&[serde_json::Value]>,
+    ) -> Result<Option<Vec<Box<dyn super::continuous::PartitionReader>>>> {
+        let read = match start {
+            None => 0,
+            Some([p]) => p
+                .as_u64()
+                .ok_or_else(|| Error::Checkpoint(format!("memory source: the logged position {p} is not a number")))?,
+            Some(other) => {
+                return Err(Error::Checkpoint(format!(
+                    "memory source: the checkpoint has {} partitions, the source has one",
+                    other.len()
+                )))
+            }
+        };
+        Ok(Some(vec![Box::new(MemoryPartition { shared: self.shared.clone(), read, end: None })]))
+    }
+
     fn commit(&mut self, end: &Offset) -> Result<()> {
         if let Some(end) = end.as_u64() {
             let mut s = lock(&self.shared);
@@ -132,5 +157,53 @@ impl SourceImpl for MemorySource {
             s.base += n;
         }
         Ok(())
+    }
+}
+
+/// The memory source in continuous mode: one partition, whose position is the number of
+/// batches read. A poll returns the next batch added, whole (a batch is never split across
+/// epochs).
+struct MemoryPartition {
+    shared: Arc<Mutex<Shared>>,
+    read: u64,
+    end: Option<u64>,
+}
+
+impl super::continuous::PartitionReader for MemoryPartition {
+    fn poll(&mut self, _max_rows: usize) -> Result<Option<RecordBatch>> {
+        if self.end.is_some_and(|e| self.read >= e) {
+            return Ok(None);
+        }
+        let s = lock(&self.shared);
+        if self.read < s.base {
+            return Err(Error::Execution(format!(
+                "memory source cannot replay from batch {}: it holds batches from {}",
+                self.read, s.base
+            )));
+        }
+        let Some(batch) = s.batches.get((self.read - s.base) as usize).cloned() else { return Ok(None) };
+        self.read += 1;
+        Ok(Some(batch))
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::Value::from(self.read)
+    }
+
+    fn next_due(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    fn set_end(&mut self, end: &serde_json::Value) -> Result<()> {
+        self.end =
+            Some(end.as_u64().ok_or_else(|| {
+                Error::Checkpoint(format!("memory source: the logged position {end} is not a number"))
+            })?);
+        Ok(())
+    }
+
+    fn wake_on_data(&mut self, thread: std::thread::Thread) -> bool {
+        lock(&self.shared).waiters.push(thread);
+        true
     }
 }

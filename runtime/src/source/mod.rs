@@ -14,6 +14,7 @@ use arrow_schema::SchemaRef;
 use crate::error::Result;
 use crate::record::Record;
 
+pub mod continuous;
 pub mod file;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -115,6 +116,16 @@ pub trait SourceImpl: Send {
     /// bars; `None` (the default) when the source cannot tell.
     fn backlog(&self, _end: Option<&Offset>) -> Option<Backlog> {
         None
+    }
+    /// Continuous mode: this source as partitions, each read by one long-running task
+    /// ([`continuous::PartitionReader`]), from `start` (the partitions' positions after the
+    /// last committed epoch; `None` on a first run). `Ok(None)` (the default): the source
+    /// cannot run continuously, and a continuous query on it fails to start saying so.
+    fn continuous_readers(
+        &mut self,
+        _start: Option<&[serde_json::Value]>,
+    ) -> Result<Option<Vec<Box<dyn continuous::PartitionReader>>>> {
+        Ok(None)
     }
 }
 

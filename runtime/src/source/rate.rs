@@ -18,7 +18,8 @@ const MAX_ROWS_PER_BATCH: u64 = 65_536;
 const MICROS_PER_SECOND: u128 = 1_000_000;
 const NANOS_PER_SECOND: u128 = 1_000_000_000;
 
-/// When the source started: both clocks, read at the same moment.
+/// When the source started: the monotonic instant and its UTC microseconds on
+/// [`crate::clock`], the clock sinks measure latency with.
 #[derive(Clone, Copy, Debug)]
 struct Start {
     /// For measuring elapsed time (monotonic).
@@ -34,7 +35,8 @@ struct Start {
 /// and `timestamp = start + v * 1e6 / rows_per_second` microseconds, and exists from that
 /// moment on: the offset is the number of rows created by now, which is
 /// `floor(elapsed * rows_per_second) + 1` (row 0 at the start). So a row's `timestamp` is the
-/// time it was created and made available, and end-to-end latency is `now - timestamp`.
+/// time it was created and made available (on [`crate::clock`]'s clock, rounded down), and
+/// end-to-end latency is [`crate::clock::now_micros`]` - timestamp`, never negative.
 /// Asking for the same range again gives the same rows, also across a restart: the start
 /// time (UTC microseconds) is logged with the first batch of each run
 /// ([`SourceImpl::batch_log`], `{"startMicros": …}`) and restored from the checkpoint
@@ -56,6 +58,9 @@ pub struct RateSource {
     /// Whether this run logged its start time yet (once per run is enough: source logs are
     /// kept whole, and every entry holds the same start).
     logged_start: bool,
+    /// Continuous mode: the number of partitions (Spark's `numPartitions`); `None`: the
+    /// number of cores.
+    partitions: Option<usize>,
 }
 
 /// The key of the start time in the rate source's log entries.
@@ -69,7 +74,16 @@ impl RateSource {
             Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
             Field::new("value", DataType::Int64, false),
         ]));
-        RateSource { rows_per_second, schema, start: None, snapshot: None, logged_start: false }
+        RateSource { rows_per_second, schema, start: None, snapshot: None, logged_start: false, partitions: None }
+    }
+
+    /// In continuous mode, `n` partitions, each read by its own task (Spark's `numPartitions`;
+    /// default: the number of cores): partition `p` has the rows whose `value % n == p`, so
+    /// the rows are those of a micro-batch run, with the same timestamps. Micro-batch runs
+    /// ignore it. Fixed for the life of a checkpoint.
+    pub fn with_partitions(mut self, n: usize) -> Self {
+        self.partitions = Some(n.max(1));
+        self
     }
 
     fn check(&self) -> Result<()> {
@@ -85,41 +99,53 @@ impl RateSource {
         let rps = self.rows_per_second as u128;
         *self.start.get_or_insert_with(|| {
             let last = rows_done.saturating_sub(1) as u128;
-            let back = i64::try_from(last * MICROS_PER_SECOND / rps).unwrap_or(i64::MAX);
-            let instant = Instant::now();
-            let instant = instant.checked_sub(std::time::Duration::from_micros(back as u64)).unwrap_or(instant);
-            Start { instant, micros: chrono::Utc::now().timestamp_micros().saturating_sub(back) }
+            let back = u64::try_from(last * NANOS_PER_SECOND / rps).unwrap_or(u64::MAX);
+            let now = Instant::now();
+            let instant = now.checked_sub(Duration::from_nanos(back)).unwrap_or(now);
+            // Stamped on the clock sinks measure with (`crate::clock`), rounded down: a row's
+            // timestamp is never after the moment it exists.
+            Start { instant, micros: crate::clock::micros_at(instant) }
         })
     }
 
-    /// The start whose row 0 has timestamp `micros` (a logged start): the monotonic clock's
-    /// start is as far back as the wall clock says `micros` is.
+    /// The start whose row 0 has timestamp `micros` (a logged start), on the same clock.
     fn start_at(micros: i64) -> Start {
-        let ago = chrono::Utc::now().timestamp_micros().saturating_sub(micros).max(0);
-        let now = Instant::now();
-        let instant = now.checked_sub(Duration::from_micros(ago as u64)).unwrap_or(now);
-        Start { instant, micros }
+        Start { instant: crate::clock::instant_at(micros), micros }
     }
 
-    /// Rows that exist at this moment: row `v` exists once `v / rows_per_second` seconds have
-    /// passed since the start.
+    /// Rows that exist at this moment ([`rows_now`]).
     fn rows_now(&self, start: Start) -> u64 {
-        let elapsed = start.instant.elapsed().as_nanos();
-        u64::try_from(elapsed * self.rows_per_second as u128 / NANOS_PER_SECOND)
-            .map_or(u64::MAX, |n| n.saturating_add(1))
+        rows_now(self.rows_per_second, start)
     }
 
-    /// When row `value` is created (rounded up to the nanosecond, so it exists then).
+    /// When row `value` is created ([`created_at`]).
     fn created_at(&self, start: Start, value: u64) -> Instant {
-        let nanos = (value as u128 * NANOS_PER_SECOND).div_ceil(self.rows_per_second as u128);
-        start.instant + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        created_at(self.rows_per_second, start, value)
     }
 
-    /// The timestamp of row `value`.
+    /// The timestamp of row `value` ([`timestamp`]).
     fn timestamp(&self, start: Start, value: u64) -> i64 {
-        let offset = value as u128 * MICROS_PER_SECOND / self.rows_per_second as u128;
-        start.micros.saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
+        timestamp(self.rows_per_second, start, value)
     }
+}
+
+/// Rows that exist at this moment: row `v` exists once `v / rps` seconds have passed since
+/// the start.
+fn rows_now(rps: u64, start: Start) -> u64 {
+    let elapsed = start.instant.elapsed().as_nanos();
+    u64::try_from(elapsed * rps as u128 / NANOS_PER_SECOND).map_or(u64::MAX, |n| n.saturating_add(1))
+}
+
+/// When row `value` is created (rounded up to the nanosecond, so it exists then).
+fn created_at(rps: u64, start: Start, value: u64) -> Instant {
+    let nanos = (value as u128 * NANOS_PER_SECOND).div_ceil(rps as u128);
+    start.instant + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+/// The timestamp of row `value` (rounded down to the microsecond: never after it exists).
+fn timestamp(rps: u64, start: Start, value: u64) -> i64 {
+    let offset = value as u128 * MICROS_PER_SECOND / rps as u128;
+    start.micros.saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
 }
 
 fn parse(offset: &Offset) -> Result<u64> {
@@ -199,12 +225,128 @@ impl SourceImpl for RateSource {
         Ok(())
     }
 
+    fn continuous_readers(
+        &mut self,
+        start: Option<&[serde_json::Value]>,
+    ) -> Result<Option<Vec<Box<dyn super::continuous::PartitionReader>>>> {
+        self.check()?;
+        let n = match (start, self.partitions) {
+            (Some(s), Some(n)) if s.len() != n => {
+                return Err(Error::Checkpoint(format!(
+                    "the rate source has {n} partitions and the checkpoint {}: the partitions of a continuous \
+                     query are fixed by its first run",
+                    s.len()
+                )))
+            }
+            (Some(s), _) => s.len(),
+            (None, Some(n)) => n,
+            (None, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let mut read = Vec::with_capacity(n);
+        for p in 0..n {
+            let r = match start {
+                Some(s) => s[p].as_u64().ok_or_else(|| {
+                    Error::Checkpoint(format!("rate source partition {p}: logged position {} is not a number", s[p]))
+                })?,
+                None => 0,
+            };
+            read.push(r);
+        }
+        // Rows done across partitions: the start is fixed (unless restored) such that they exist.
+        let done =
+            read.iter().enumerate().map(|(p, &k)| if k == 0 { 0 } else { p as u64 + (k - 1) * n as u64 + 1 }).max();
+        let start = self.start(done.unwrap_or(0));
+        let readers = (0..n)
+            .map(|p| {
+                Box::new(RatePartition {
+                    rows_per_second: self.rows_per_second,
+                    schema: self.schema.clone(),
+                    start,
+                    partition: p as u64,
+                    partitions: n as u64,
+                    read: read[p],
+                    end: None,
+                    since: None,
+                }) as Box<dyn super::continuous::PartitionReader>
+            })
+            .collect();
+        Ok(Some(readers))
+    }
+
     fn next_data_due(&self) -> Option<Instant> {
         let start = self.start?;
         if self.rows_per_second == 0 || self.snapshot.is_some() {
             return None;
         }
         Some(self.created_at(start, self.rows_now(start)))
+    }
+}
+
+/// One partition of the rate source in continuous mode: the values `p, p + n, p + 2n, …`.
+struct RatePartition {
+    rows_per_second: u64,
+    schema: SchemaRef,
+    start: Start,
+    partition: u64,
+    partitions: u64,
+    /// Rows of this partition read so far (the position).
+    read: u64,
+    /// Never read past this position (a replayed epoch).
+    end: Option<u64>,
+    /// When the first row of the last vector was created.
+    since: Option<Instant>,
+}
+
+impl RatePartition {
+    fn value(&self, k: u64) -> u64 {
+        self.partition + k * self.partitions
+    }
+}
+
+impl super::continuous::PartitionReader for RatePartition {
+    fn poll(&mut self, max_rows: usize) -> Result<Option<RecordBatch>> {
+        let rps = self.rows_per_second;
+        // Rows `0..total` exist; this partition's among them: values `p + k n < total`.
+        let total = rows_now(rps, self.start);
+        let mut exist = if total > self.partition { (total - self.partition).div_ceil(self.partitions) } else { 0 };
+        if let Some(end) = self.end {
+            exist = exist.min(end);
+        }
+        if exist <= self.read {
+            return Ok(None);
+        }
+        let hi = exist.min(self.read + max_rows as u64);
+        let values: Vec<u64> = (self.read..hi).map(|k| self.value(k)).collect();
+        self.since = Some(created_at(rps, self.start, values[0]));
+        let timestamps: TimestampMicrosecondArray =
+            values.iter().map(|&v| timestamp(rps, self.start, v)).collect::<Vec<_>>().into();
+        let values: Int64Array = values.iter().map(|&v| v as i64).collect::<Vec<_>>().into();
+        self.read = hi;
+        let columns = vec![Arc::new(timestamps.with_timezone("UTC")) as _, Arc::new(values) as _];
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::Value::from(self.read)
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        if self.end.is_some_and(|e| self.read >= e) {
+            return None;
+        }
+        Some(created_at(self.rows_per_second, self.start, self.value(self.read)))
+    }
+
+    fn available_since(&self) -> Option<Instant> {
+        self.since
+    }
+
+    fn set_end(&mut self, end: &serde_json::Value) -> Result<()> {
+        let end = end.as_u64().ok_or_else(|| {
+            Error::Checkpoint(format!("rate source partition {}: position {end} is not a number", self.partition))
+        })?;
+        self.end = Some(end);
+        Ok(())
     }
 }
 
@@ -282,13 +424,13 @@ mod tests {
     fn a_row_exists_from_its_timestamp_and_the_next_one_is_announced() {
         let mut src = RateSource::new(100);
         assert_eq!(src.next_data_due(), None, "no start yet");
-        let before = chrono::Utc::now().timestamp_micros();
+        let before = crate::clock::now_micros();
         let first = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap();
         // Row 0 is created at the start: it exists at once.
         assert!(first.as_u64().unwrap() >= 1);
         let row0 = &src.get_batch(None, &Offset::number(1)).unwrap()[0];
         let ts0 = row0.column(0).as_primitive::<TimestampMicrosecondType>().value(0);
-        assert!(ts0 >= before - 1_000 && ts0 <= chrono::Utc::now().timestamp_micros(), "{ts0} vs {before}");
+        assert!(ts0 >= before - 1_000 && ts0 <= crate::clock::now_micros(), "{ts0} vs {before}");
         // The next row is due within 10 ms; at that time it exists, and its timestamp is not later
         // than the wall clock.
         let n = src.latest_offset(None, ReadLimit::Default).unwrap().unwrap().as_u64().unwrap();
@@ -299,7 +441,7 @@ mod tests {
         assert!(m > n, "{m} > {n}");
         let batch = &src.get_batch(Some(&Offset::number(m - 1)), &Offset::number(m)).unwrap()[0];
         let ts = batch.column(0).as_primitive::<TimestampMicrosecondType>().value(0);
-        assert!(ts <= chrono::Utc::now().timestamp_micros());
+        assert!(ts <= crate::clock::now_micros());
         // Under available-now there is nothing more to wait for.
         src.prepare_available_now().unwrap();
         assert_eq!(src.next_data_due(), None);

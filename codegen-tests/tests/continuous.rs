@@ -1,0 +1,432 @@
+//! Continuous processing end to end: every map-like query shape gives the same sink contents
+//! in continuous mode as in micro-batch mode over the same input; epochs commit in order, each
+//! with the rows its tasks had read when they passed its marker (a manual epoch clock: no test
+//! depends on timing); a restart resumes after the last committed epoch; the engine refuses a
+//! hand-built continuous trigger on a stateful query.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flowgate::engine::continuous::EpochTicker;
+use flowgate::prelude::*;
+
+#[derive(Record, Clone, Debug, PartialEq, PartialOrd)]
+struct Sale {
+    shop: String,
+    units: i64,
+}
+
+#[derive(Record, Clone, Debug, PartialEq, PartialOrd)]
+struct Line {
+    value: String,
+}
+
+#[derive(Record, Clone, Debug, PartialEq, PartialOrd)]
+struct Word {
+    word: String,
+    len: i64,
+}
+
+#[derive(Record, Clone, Debug, PartialEq, PartialOrd)]
+struct Named {
+    shop: String,
+    double: i64,
+}
+
+#[derive(Record, Clone, Debug)]
+struct Shop {
+    name: String,
+    city: String,
+}
+
+#[derive(Record, Clone, Debug, PartialEq, PartialOrd)]
+struct Located {
+    shop: String,
+    city: String,
+    units: i64,
+}
+
+#[derive(Record, Debug, PartialEq, PartialOrd)]
+struct Total {
+    shop: String,
+    units: i64,
+}
+
+#[derive(Record, Clone, Debug)]
+struct Tick {
+    timestamp: Timestamp,
+    value: i64,
+}
+
+#[derive(Record, Clone, Debug, PartialEq, PartialOrd)]
+struct Even {
+    value: i64,
+    half: i64,
+}
+
+stream_query! {
+    /// Filter and projection.
+    query Projected(sales: Sale) -> Named, mode = append {
+        sales.filter(units % 3 != 0).select(shop, double = units * 2)
+    }
+
+    /// Explode (the word count's first half) with a computed column.
+    query Words(lines: Line) -> Word, mode = append {
+        lines.flat_map(word = split(value, " ")).filter(word != "").select(word, len = word.len() as i64)
+    }
+
+    /// Two streams, the second filtered first.
+    query Both(web: Sale, store: Sale) -> Sale, mode = append {
+        web.union(store.filter(units > 0)).filter(units < 1000)
+    }
+
+    /// A stream-static join.
+    query WithCity(sales: Sale, shops: static Shop) -> Located, mode = append {
+        sales.join(shops, shop = shops.name).select(shop, city = shops.city, units)
+    }
+
+    /// The rate source's even values.
+    query Evens(ticks: Tick) -> Even, mode = append {
+        ticks.filter(value % 2 == 0).select(value, half = value / 2)
+    }
+
+    /// An aggregation: it cannot run continuously.
+    query Totals(sales: Sale) -> Total, mode = update {
+        sales.group_by(shop).agg(sum(units) as units)
+    }
+}
+
+fn sales(n: usize, seed: i64) -> Vec<Sale> {
+    (0..n)
+        .map(|i| Sale { shop: format!("s{}", (i as i64 * 7 + seed) % 5), units: (i as i64 * 13 + seed) % 2000 - 10 })
+        .collect()
+}
+
+fn sorted<T: PartialOrd>(mut rows: Vec<T>) -> Vec<T> {
+    rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rows
+}
+
+/// Epochs of 5 ms in the comparison tests: many epochs, rows split across them at random.
+fn fast() -> flowgate::engine::continuous::ContinuousTrigger {
+    Trigger::continuous("5 milliseconds")
+}
+
+/// Feeds `batches` one by one (waiting for each), then returns the sink's rows, sorted.
+fn feed<T: Record + PartialOrd, R: Record + Clone>(
+    query: StreamingQuery,
+    stream: &MemoryStream<R>,
+    table: &MemoryTable,
+    batches: &[Vec<R>],
+) -> Vec<T> {
+    for b in batches {
+        stream.add(b.clone());
+        query.process_all_available().unwrap();
+    }
+    query.stop().unwrap();
+    assert!(query.exception().is_none(), "{:?}", query.exception());
+    sorted(table.rows().unwrap())
+}
+
+#[test]
+fn a_projection_gives_the_same_rows_in_both_modes() {
+    let batches = vec![sales(100, 1), sales(7, 2), Vec::new(), sales(300, 3)];
+    let run = |continuous: bool| {
+        let (input, table) = (MemoryStream::<Sale>::new(), MemoryTable::new());
+        let b = Projected::builder().sales(Source::memory(&input)).sink(Sink::memory(&table));
+        let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
+        feed::<Named, _>(query, &input, &table, &batches)
+    };
+    let micro = run(false);
+    let expected: Vec<Named> = sorted(
+        batches
+            .iter()
+            .flatten()
+            .filter(|s| s.units % 3 != 0)
+            .map(|s| Named { shop: s.shop.clone(), double: s.units * 2 })
+            .collect(),
+    );
+    assert_eq!(micro, expected);
+    assert_eq!(run(true), micro);
+}
+
+#[test]
+fn an_explode_gives_the_same_rows_in_both_modes() {
+    let lines = |k: usize| -> Vec<Line> {
+        (0..k).map(|i| Line { value: format!("a b{} {}  c", i % 4, "x".repeat(i % 3)) }).collect()
+    };
+    let batches = vec![lines(50), lines(3), lines(120)];
+    let run = |continuous: bool| {
+        let (input, table) = (MemoryStream::<Line>::new(), MemoryTable::new());
+        let b = Words::builder().lines(Source::memory(&input)).sink(Sink::memory(&table));
+        let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
+        feed::<Word, _>(query, &input, &table, &batches)
+    };
+    let micro = run(false);
+    assert!(micro.iter().any(|w| w.word == "xx") && micro.iter().all(|w| !w.word.is_empty()));
+    assert_eq!(run(true), micro);
+}
+
+#[test]
+fn a_union_gives_the_same_rows_in_both_modes_with_a_task_per_input() {
+    let run = |continuous: bool| {
+        let (web, store, table) = (MemoryStream::<Sale>::new(), MemoryStream::<Sale>::new(), MemoryTable::new());
+        let b = Both::builder().web(Source::memory(&web)).store(Source::memory(&store)).sink(Sink::memory(&table));
+        let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
+        for (i, (a, s)) in [(sales(40, 1), sales(60, 2)), (sales(5, 3), Vec::new()), (Vec::new(), sales(90, 4))]
+            .into_iter()
+            .enumerate()
+        {
+            web.add(a);
+            if i != 1 {
+                store.add(s);
+            }
+            query.process_all_available().unwrap();
+        }
+        if continuous {
+            let p = query.last_progress().unwrap();
+            assert_eq!(p.epoch.as_ref().unwrap().tasks, 2, "one task per input partition");
+            assert_eq!(p.sources.len(), 2);
+        }
+        query.stop().unwrap();
+        sorted::<Sale>(table.rows().unwrap())
+    };
+    let micro = run(false);
+    let web = sales(40, 1).into_iter().chain(sales(5, 3));
+    let store = sales(60, 2).into_iter().chain(sales(90, 4)).filter(|s| s.units > 0);
+    assert_eq!(micro, sorted(web.chain(store).filter(|s| s.units < 1000).collect::<Vec<_>>()));
+    assert_eq!(run(true), micro);
+}
+
+#[test]
+fn a_stream_static_join_gives_the_same_rows_in_both_modes() {
+    let shops = vec![
+        Shop { name: "s0".into(), city: "Oslo".into() },
+        Shop { name: "s1".into(), city: "Lyon".into() },
+        Shop { name: "s1".into(), city: "Gent".into() },
+        Shop { name: "s3".into(), city: "Bern".into() },
+    ];
+    let batches = vec![sales(30, 1), sales(70, 5)];
+    let run = |continuous: bool| {
+        let (input, static_shops, table) =
+            (MemoryStream::<Sale>::new(), MemoryStream::<Shop>::new(), MemoryTable::new());
+        static_shops.add(shops.clone());
+        let b = WithCity::builder()
+            .sales(Source::memory(&input))
+            .shops(Source::memory(&static_shops))
+            .sink(Sink::memory(&table));
+        let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
+        feed::<Located, _>(query, &input, &table, &batches)
+    };
+    let micro = run(false);
+    assert!(micro.iter().any(|r| r.city == "Gent") && micro.iter().all(|r| r.shop != "s2"));
+    assert_eq!(run(true), micro);
+}
+
+#[test]
+fn the_rate_source_gives_the_rows_of_a_micro_batch_run_over_the_same_values() {
+    // Continuous: three partitions of the rate source, each a task; the committed rows are
+    // those of the partitions' logged positions.
+    let table = MemoryTable::new();
+    let ticker = EpochTicker::new();
+    let query = Evens::builder()
+        .ticks(flowgate::Source::from_impl(Box::new(flowgate::source::rate::RateSource::new(2_000).with_partitions(3))))
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::continuous("1 hour").with_ticker(&ticker))
+        .start()
+        .unwrap();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(20));
+        ticker.end_epoch(Duration::from_secs(30)).expect("the epoch commits");
+    }
+    query.stop().unwrap();
+    // The stop committed the epoch in progress too.
+    let progress = query.recent_progress();
+    let last = progress.last().unwrap();
+    let positions: Vec<u64> = serde_json::from_str::<serde_json::Value>(last.sources[0].end_offset.as_deref().unwrap())
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(positions.len(), 3);
+    // The input rows, partition by partition: values p, p + 3, ... below each position.
+    let mut values: Vec<i64> =
+        (0..3u64).flat_map(|p| (0..positions[p as usize]).map(move |k| (p + 3 * k) as i64)).collect();
+    values.sort_unstable();
+    let expected: Vec<Even> =
+        values.iter().filter(|v| *v % 2 == 0).map(|&value| Even { value, half: value / 2 }).collect();
+    let got: Vec<Even> = sorted(table.rows().unwrap());
+    assert!(!got.is_empty());
+    assert_eq!(got, expected);
+    // Every committed epoch reported its tasks.
+    assert!(progress.iter().all(|p| p.epoch.as_ref().is_some_and(|e| e.tasks == 3 && e.rows_per_task.len() == 3)));
+}
+
+#[test]
+fn epochs_commit_in_order_with_the_rows_read_before_their_marker() {
+    let input = MemoryStream::<Sale>::new();
+    let ticker = EpochTicker::new();
+    let calls: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
+    let seen = calls.clone();
+    let query = Projected::builder()
+        .sales(Source::memory(&input))
+        .sink(Sink::foreach_batch(move |epoch, batch| {
+            seen.lock().unwrap().push((epoch, batch.num_rows()));
+            Ok(())
+        }))
+        .trigger(Trigger::continuous("1 hour").with_ticker(&ticker))
+        .start()
+        .unwrap();
+    let wait_read = |n: u64| {
+        // The task reads a memory batch as soon as it is added; wait until it has.
+        for _ in 0..2_000 {
+            if query.status() == "Stopped" {
+                break;
+            }
+            if input.len() >= n {
+                std::thread::sleep(Duration::from_millis(5));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let mut epochs = Vec::new();
+    // Epoch 0: 9 rows (6 pass the filter); epoch 1: nothing; epoch 2: 30 rows (20 pass).
+    input.add(sales(9, 0));
+    wait_read(1);
+    epochs.push(ticker.end_epoch(Duration::from_secs(30)).unwrap());
+    epochs.push(ticker.end_epoch(Duration::from_secs(30)).unwrap());
+    input.add(sales(30, 0));
+    wait_read(2);
+    epochs.push(ticker.end_epoch(Duration::from_secs(30)).unwrap());
+    assert_eq!(epochs, [0, 1, 2]);
+    let progress = query.recent_progress();
+    query.stop().unwrap();
+    assert_eq!(progress.iter().map(|p| p.batch_id).take(3).collect::<Vec<_>>(), [0, 1, 2]);
+    let rows: Vec<u64> = progress.iter().map(|p| p.num_input_rows).collect();
+    assert_eq!(&rows[..3], &[9, 0, 30], "each epoch has the rows read before its marker");
+    // The sink got each epoch with output once, with the epoch id, in order; the empty epoch 1
+    // was committed without a call.
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls, [(0, 6), (2, 20)]);
+    // The source offsets: batches read per partition, as the offset log has them.
+    assert_eq!(progress[0].sources[0].end_offset.as_deref(), Some("[1]"));
+    assert_eq!(progress[2].sources[0].end_offset.as_deref(), Some("[2]"));
+}
+
+#[test]
+fn a_restart_resumes_after_the_last_committed_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, table) = (MemoryStream::<Sale>::new(), MemoryTable::new());
+    let start = || {
+        Projected::builder()
+            .sales(Source::memory(&input))
+            .sink(Sink::memory(&table))
+            .checkpoint(dir.path())
+            .trigger(fast())
+            .start()
+            .unwrap()
+    };
+    let query = start();
+    input.add(sales(50, 1));
+    query.process_all_available().unwrap();
+    query.stop().unwrap();
+    let first = table.rows::<Named>().unwrap().len();
+    assert!(first > 0);
+    let last_epoch = table.history().last().unwrap().0;
+    // A stop commits the epoch in progress: nothing is read twice after the restart.
+    let query = start();
+    input.add(sales(20, 2));
+    query.process_all_available().unwrap();
+    query.stop().unwrap();
+    let all: Vec<Named> = sorted(table.rows().unwrap());
+    let mut expected: Vec<Named> = sales(50, 1)
+        .into_iter()
+        .chain(sales(20, 2))
+        .filter(|s| s.units % 3 != 0)
+        .map(|s| Named { shop: s.shop, double: s.units * 2 })
+        .collect();
+    expected = sorted(expected);
+    assert_eq!(all, expected);
+    assert!(table.history().iter().skip_while(|(e, _)| *e <= last_epoch).count() > 0, "new epochs after the restart");
+    assert!(table.history().windows(2).all(|w| w[0].0 < w[1].0), "epoch ids keep growing across the restart");
+}
+
+#[test]
+fn a_micro_batch_run_refuses_a_continuous_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, table) = (MemoryStream::<Sale>::new(), MemoryTable::new());
+    let q = Projected::builder()
+        .sales(Source::memory(&input))
+        .sink(Sink::memory(&table))
+        .checkpoint(dir.path())
+        .trigger(fast())
+        .start()
+        .unwrap();
+    input.add(sales(5, 1));
+    q.process_all_available().unwrap();
+    q.stop().unwrap();
+    let e = Projected::builder()
+        .sales(Source::memory(&input))
+        .sink(Sink::memory(&table))
+        .checkpoint(dir.path())
+        .start()
+        .unwrap_err();
+    assert!(e.to_string().contains("continuous MemoryStream"), "{e}");
+}
+
+#[test]
+fn a_hand_built_continuous_trigger_on_an_aggregation_is_refused_at_start() {
+    let input = MemoryStream::<Sale>::new();
+    let e = Totals::builder()
+        .sales(Source::memory(&input))
+        .sink(Sink::memory(&MemoryTable::new()))
+        .trigger(Trigger::Continuous(Trigger::continuous("1 second")))
+        .start()
+        .unwrap_err();
+    assert!(matches!(e, flowgate::Error::Plan(_)), "{e}");
+    assert!(e.to_string().contains("cannot run in continuous mode") && e.to_string().contains("stateStoreSave"), "{e}");
+}
+
+#[test]
+fn a_malformed_epoch_interval_fails_the_start() {
+    let input = MemoryStream::<Sale>::new();
+    let e = Projected::builder()
+        .sales(Source::memory(&input))
+        .sink(Sink::memory(&MemoryTable::new()))
+        .trigger(Trigger::continuous("1 secnd"))
+        .start()
+        .unwrap_err();
+    assert!(e.to_string().contains("invalid trigger"), "{e}");
+}
+
+#[test]
+fn foreach_rows_sees_rows_before_their_epoch_commits() {
+    let input = MemoryStream::<Sale>::new();
+    let ticker = EpochTicker::new();
+    let got: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
+    let seen = got.clone();
+    let query = Projected::builder()
+        .sales(Source::memory(&input))
+        .sink(Sink::foreach_rows(move |epoch, rows| {
+            seen.lock().unwrap().push((epoch, rows.num_rows()));
+            Ok(())
+        }))
+        .trigger(Trigger::continuous("1 hour").with_ticker(&ticker))
+        .start()
+        .unwrap();
+    input.add(sales(9, 0));
+    // No epoch has ended: the rows arrive anyway.
+    for _ in 0..5_000 {
+        if !got.lock().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(got.lock().unwrap().clone(), [(0, 6)]);
+    assert!(query.recent_progress().is_empty(), "epoch 0 is not committed");
+    assert_eq!(ticker.end_epoch(Duration::from_secs(30)), Some(0));
+    query.stop().unwrap();
+}

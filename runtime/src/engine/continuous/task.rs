@@ -1,0 +1,162 @@
+//! A continuous task: one source partition, read forward, through its own instance of the
+//! query's plan, until told to exit.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use serde_json::Value;
+
+use crate::engine::{BatchContext, Plan};
+use crate::error::Result;
+use crate::source::continuous::{PartitionReader, MAX_VECTOR_ROWS};
+use crate::OutputMode;
+
+/// How long a task whose source can neither say when its next row is due nor wake it sleeps
+/// before polling again; also the longest sleep of any task, so a missed wake-up costs at
+/// most this. Spark's continuous readers poll every 1 ms; a sleeping task costs nothing.
+pub(super) const IDLE_POLL: Duration = Duration::from_millis(1);
+
+/// What a task tells the coordinator, in order on one channel.
+pub(super) enum Message {
+    /// Output rows of epoch `epoch`.
+    Rows { epoch: u64, rows: RecordBatch },
+    /// The task passed the marker of `epoch`: everything it produced in the epoch was sent.
+    Marker { task: usize, epoch: u64, report: EpochReport },
+    /// The task failed; it has stopped.
+    Failed { task: usize, error: crate::Error },
+}
+
+/// A task's account of one epoch.
+pub(super) struct EpochReport {
+    /// Its partition's position after the epoch.
+    pub position: Value,
+    pub rows_in: u64,
+    /// Whether its last poll found nothing to read (it was caught up with its source).
+    pub caught_up: bool,
+    /// Largest and summed latency over vectors with a known availability time, and how many.
+    pub max_latency: Option<Duration>,
+    pub sum_latency: Duration,
+    pub timed_vectors: u64,
+    /// How overdue the partition's next row was at the marker.
+    pub lag: Option<Duration>,
+}
+
+/// What every task shares with the coordinator.
+pub(super) struct Control {
+    /// The epoch tasks are in: a task whose epoch is below it passes markers up to it.
+    pub open_epoch: AtomicU64,
+    /// Set once the last epoch was opened: a task that has passed every marker exits.
+    pub exit: AtomicBool,
+}
+
+pub(super) struct Task {
+    pub index: usize,
+    /// Which declared input the partition belongs to.
+    pub input: usize,
+    /// The rows of every static input, by declared input (`None` for streams).
+    pub statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
+    pub reader: Box<dyn PartitionReader>,
+    pub plan: Box<dyn Plan>,
+    pub output_mode: OutputMode,
+    pub epoch: u64,
+    pub control: Arc<Control>,
+    pub tx: SyncSender<Message>,
+}
+
+impl Task {
+    pub(super) fn run(mut self) {
+        if let Err(error) = self.run_loop() {
+            let _ = self.tx.send(Message::Failed { task: self.index, error });
+        }
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        let woken = self.reader.wake_on_data(std::thread::current());
+        let mut report = self.fresh_report();
+        loop {
+            // Markers first: a vector read after the coordinator opened epoch `e + 1` belongs
+            // to it (or later), never to `e`.
+            if !self.pass_markers(&mut report) {
+                return Ok(()); // the coordinator is gone: the query stopped
+            }
+            if self.control.exit.load(Ordering::Acquire) {
+                // The coordinator opened the last epoch before it set `exit`: its marker is
+                // visible now, and passed before the task ends.
+                self.pass_markers(&mut report);
+                return Ok(());
+            }
+            match self.reader.poll(MAX_VECTOR_ROWS)? {
+                Some(rows) => {
+                    report.caught_up = false;
+                    report.rows_in += rows.num_rows() as u64;
+                    let since = self.reader.available_since();
+                    self.process(rows)?;
+                    if let Some(since) = since {
+                        let latency = since.elapsed();
+                        report.max_latency = Some(report.max_latency.map_or(latency, |m| m.max(latency)));
+                        report.sum_latency += latency;
+                        report.timed_vectors += 1;
+                    }
+                }
+                None => {
+                    report.caught_up = true;
+                    let wait = match self.reader.next_due() {
+                        Some(due) => due.saturating_duration_since(Instant::now()).min(IDLE_POLL),
+                        None if woken => IDLE_POLL * 10,
+                        None => IDLE_POLL,
+                    };
+                    if !wait.is_zero() {
+                        // Unparked early by the coordinator (a marker) or the source (rows).
+                        std::thread::park_timeout(wait);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the markers of every epoch before the open one; false if the coordinator is gone.
+    fn pass_markers(&mut self, report: &mut EpochReport) -> bool {
+        let open = self.control.open_epoch.load(Ordering::Acquire);
+        while self.epoch < open {
+            report.position = self.reader.position();
+            report.lag = self.reader.next_due().map(|due| Instant::now().saturating_duration_since(due));
+            let done = std::mem::replace(report, self.fresh_report());
+            if self.tx.send(Message::Marker { task: self.index, epoch: self.epoch, report: done }).is_err() {
+                return false;
+            }
+            self.epoch += 1;
+        }
+        true
+    }
+
+    fn fresh_report(&self) -> EpochReport {
+        EpochReport {
+            position: Value::Null,
+            rows_in: 0,
+            caught_up: false,
+            max_latency: None,
+            sum_latency: Duration::ZERO,
+            timed_vectors: 0,
+            lag: None,
+        }
+    }
+
+    /// Runs the plan's generated code on one vector of rows.
+    fn process(&mut self, rows: RecordBatch) -> Result<()> {
+        let inputs = super::coordinator::inputs_for(&self.statics, self.input, rows);
+        let ctx = BatchContext::new(self.epoch, self.output_mode);
+        let out = self
+            .plan
+            .run_batch(&ctx, &inputs)
+            .map_err(|e| e.context(format!("task {}, epoch {}", self.index, self.epoch)))?;
+        for rows in out {
+            if rows.num_rows() > 0 && self.tx.send(Message::Rows { epoch: self.epoch, rows }).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
