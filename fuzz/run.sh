@@ -17,7 +17,7 @@ runs="${1:-1000000}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(json_fast_path file_decoders checkpoint_frame checkpoint_files state_codec)
+    targets=(json_fast_path file_decoders checkpoint_frame checkpoint_files state_codec dsl_compiler)
 fi
 export RUSTC_BOOTSTRAP=1
 for t in "${targets[@]}"; do

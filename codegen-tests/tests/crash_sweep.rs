@@ -172,6 +172,10 @@ fn sweep_all(which: Which, files: usize) {
     run(which, &input, &reference).unwrap();
     let want = committed(reference.storage("out").as_ref()).unwrap();
     let steps = reference.steps();
+    if files > 10 {
+        let snapshot = reference.trace().iter().any(|(k, p)| *k == StepKind::Rename && p.ends_with("10.snapshot"));
+        assert!(snapshot, "the run writes the state snapshot of version 10");
+    }
     assert!(want.len() >= files, "a batch per file at least: {want:?}");
     assert!(want.iter().any(|(_, rows)| !rows.is_empty()));
     let mut total = 0;
