@@ -49,9 +49,18 @@ pub fn dsl_compiler(data: &[u8]) -> Result<(), String> {
     }
 }
 
-/// The byte range of `span` in the process's source map (see proc-macro2's `span-locations`).
+/// Where `span` is: its character range as proc-macro2's `span-locations` records it, read
+/// from its `Debug` form (`bytes(lo..hi)`), the one form that survives a cargo-fuzz build
+/// (under `cfg(fuzzing)` proc-macro2 keeps no source map: `byte_range` is always `0..0`, while
+/// tokens still get their own `lo..hi`). The call site is `0..0`; the queries generated here
+/// are ASCII, so characters are bytes.
 fn range(span: Span) -> Range<usize> {
-    span.byte_range()
+    let debug = format!("{span:?}");
+    let inner = debug.strip_prefix("bytes(").and_then(|s| s.strip_suffix(')'));
+    inner
+        .and_then(|s| s.split_once(".."))
+        .and_then(|(lo, hi)| Some(lo.parse().ok()?..hi.parse().ok()?))
+        .unwrap_or(0..0)
 }
 
 /// Every token's span in `tokens`, groups' delimiters included.

@@ -229,8 +229,7 @@ impl SimDisk {
         }
         inner.steps += 1;
         let n = inner.steps;
-        if let Some((at, mode)) = inner.armed.filter(|(at, _)| *at == n) {
-            let _ = at;
+        if let Some((_, mode)) = inner.armed.filter(|(at, _)| *at == n) {
             if mode == CrashMode::Torn && kind == StepKind::Write {
                 torn(&mut inner.state);
             }
