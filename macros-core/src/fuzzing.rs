@@ -57,10 +57,7 @@ pub fn dsl_compiler(data: &[u8]) -> Result<(), String> {
 fn range(span: Span) -> Range<usize> {
     let debug = format!("{span:?}");
     let inner = debug.strip_prefix("bytes(").and_then(|s| s.strip_suffix(')'));
-    inner
-        .and_then(|s| s.split_once(".."))
-        .and_then(|(lo, hi)| Some(lo.parse().ok()?..hi.parse().ok()?))
-        .unwrap_or(0..0)
+    inner.and_then(|s| s.split_once("..")).and_then(|(lo, hi)| Some(lo.parse().ok()?..hi.parse().ok()?)).unwrap_or(0..0)
 }
 
 /// Every token's span in `tokens`, groups' delimiters included.
