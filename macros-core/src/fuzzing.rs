@@ -92,7 +92,7 @@ fn compile_checked(src: &str) -> Result<(Vec<syn::Error>, TokenStream), String> 
         .map_err(|_| format!("compile_errors panicked on: {src}"))?;
     let errors: Vec<syn::Error> = errors.into_iter().flat_map(|e| e.into_iter()).collect();
     let expanded_error = out.to_string().contains("compile_error");
-    if expanded_error != !errors.is_empty() {
+    if expanded_error == errors.is_empty() {
         return Err(format!(
             "{} errors reported, but the expansion {} a compile_error! for: {src}",
             errors.len(),
