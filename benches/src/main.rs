@@ -10,6 +10,7 @@
 //! cargo run --release -p flowgate-benches -- all --rows 1000000 --runs 5
 //! cargo run --release -p flowgate-benches -- compare     # + Apache Spark, from the same files (JSON, Parquet)
 //! cargo run --release -p flowgate-benches -- latency --rate 100000 --seconds 5
+//! cargo run --release -p flowgate-benches -- soak [--minutes 30] [--rate R]   # 80% of the peak rate
 //! ```
 
 mod checkpoint;
@@ -25,6 +26,7 @@ mod latency;
 mod monitoring;
 mod nexmark;
 mod ops;
+mod soak;
 mod workloads;
 
 use std::time::{Duration, Instant};
@@ -127,6 +129,11 @@ fn main() {
             );
             std::process::exit(2);
         }
+    }
+    if what == "soak" {
+        // Not part of `all` (nor of CI): half an hour of one core by default.
+        soak::main(arg("--minutes", 30.0), Some(arg("--rate", 0u64)).filter(|r| *r > 0));
+        return;
     }
     if what == "latency" {
         // Not part of `all`: it runs real queries for a while and measures time, not throughput.

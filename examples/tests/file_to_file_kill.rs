@@ -7,6 +7,10 @@
 //! The input has late rows: rows 55 to 60 minutes behind their file, around the 1-hour
 //! watermark, so a watermark restored too low after a kill counts rows the uninterrupted run
 //! drops, and one restored too high drops rows it counts — both change some batch's rows.
+//! (Checked by planting each bug, a restored watermark 30 minutes too high or too low, in
+//! `engine/microbatch.rs`: this test then fails — on batch 2's rows when too low, on the
+//! batches committed when too high — and so does `codegen-tests/tests/crash_sweep.rs`, at its
+//! first crash after a commit.)
 //! Rows with a negative value are filtered out. The test counts the kills that landed between
 //! a batch's offset entry and its commit entry (mid-batch) and requires some: a kill during
 //! start-up proves nothing.

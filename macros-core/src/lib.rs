@@ -7,7 +7,9 @@ pub use flowgate_interval as duration;
 mod record;
 mod state_codec;
 
-pub use compiler::compile;
+pub use compiler::{compile, compile_errors};
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 
 /// Expands `#[derive(Record)]` on the struct in `input`.
 pub fn derive_record(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {

@@ -1,6 +1,8 @@
 //! The compiler never panics: malformed queries — random token soups and valid queries with
-//! tokens deleted, duplicated or replaced — always come back as spanned errors inside
-//! well-formed Rust items (property tests with proptest).
+//! tokens deleted, duplicated or replaced — always come back as errors spanned on their tokens
+//! inside well-formed Rust items; valid queries get no error; and the grammar of
+//! `flowgate_macros_core::fuzzing` checks that one mistake gets exactly one error, on it
+//! (property tests with proptest; the same checks are the cargo-fuzz target `dsl_compiler`).
 
 use proc_macro2::TokenStream;
 use proptest::prelude::*;
@@ -82,29 +84,56 @@ const WORDS: &[&str] = &[
     "i64",
 ];
 
-/// Compiles `src` (if it tokenizes) and checks the compiler neither panicked nor produced
-/// something that is not a sequence of Rust items.
-fn check(src: &str) -> Result<(), TestCaseError> {
-    let Ok(tokens) = src.parse::<TokenStream>() else { return Ok(()) };
-    let out = std::panic::catch_unwind(|| flowgate_macros_core::compile(tokens));
-    let out = out.map_err(|_| TestCaseError::fail(format!("the compiler panicked on: {src}")))?;
-    syn::parse2::<syn::File>(out.clone())
-        .map_err(|e| TestCaseError::fail(format!("output is not Rust items ({e}) for: {src}\n{out}")))?;
-    Ok(())
+/// Compiles `src`, which must lex (the mutations keep delimiters balanced), and checks the
+/// properties of `flowgate_macros_core::fuzzing`: no panic, Rust items out, errors exactly
+/// when the expansion has one, each spanned on the input's tokens. Returns the errors.
+fn check(src: &str) -> Result<Vec<String>, TestCaseError> {
+    flowgate_macros_core::fuzzing::check_tokens(src).map(|(errors, _)| errors).map_err(TestCaseError::fail)
 }
 
+fn is_delimiter(t: &str) -> bool {
+    matches!(t, "(" | ")" | "[" | "]" | "{" | "}")
+}
+
+/// The tokens of `src`, delimiters apart (a string literal stays one token).
 fn tokens_of(src: &str) -> Vec<String> {
-    src.parse::<TokenStream>()
-        .map(|ts| ts.to_string().split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default()
+    fn walk(ts: TokenStream, out: &mut Vec<String>) {
+        for t in ts {
+            match t {
+                proc_macro2::TokenTree::Group(g) => {
+                    let (open, close) = match g.delimiter() {
+                        proc_macro2::Delimiter::Parenthesis => ("(", ")"),
+                        proc_macro2::Delimiter::Bracket => ("[", "]"),
+                        proc_macro2::Delimiter::Brace => ("{", "}"),
+                        proc_macro2::Delimiter::None => ("", ""),
+                    };
+                    out.push(open.to_string());
+                    walk(g.stream(), out);
+                    out.push(close.to_string());
+                }
+                t => out.push(t.to_string()),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(src.parse().expect("a valid query lexes"), &mut out);
+    out
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
+    /// The fuzz target's checks on random bytes: queries from the grammar (valid: no error;
+    /// one mistake: one error, on it) and token soups in balanced groups.
+    #[test]
+    fn fuzz_checks_hold_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        flowgate_macros_core::fuzzing::dsl_compiler(&bytes).map_err(TestCaseError::fail)?;
+    }
+
     #[test]
     fn token_soup_never_panics(words in proptest::collection::vec(0..WORDS.len(), 0..40)) {
-        let src: Vec<&str> = words.iter().map(|&i| WORDS[i]).collect();
+        // Delimiters dropped: every soup is a token stream (none skipped).
+        let src: Vec<&str> = words.iter().map(|&i| WORDS[i]).filter(|w| !is_delimiter(w)).collect();
         check(&src.join(" "))?;
     }
 
@@ -113,14 +142,17 @@ proptest! {
         q in 0..VALID.len(),
         edits in proptest::collection::vec((0..3u8, 0..200usize, 0..WORDS.len()), 1..4),
     ) {
+        // Edits touch tokens, never delimiters, so the result still lexes.
         let mut toks = tokens_of(VALID[q]);
         for (kind, at, word) in edits {
-            if toks.is_empty() { break; }
-            let at = at % toks.len();
+            let leaves: Vec<usize> = (0..toks.len()).filter(|&i| !is_delimiter(&toks[i])).collect();
+            if leaves.is_empty() { break; }
+            let at = leaves[at % leaves.len()];
             match kind {
                 0 => { toks.remove(at); }
                 1 => { let t = toks[at].clone(); toks.insert(at, t); }
-                _ => toks[at] = WORDS[word].to_string(),
+                _ if !is_delimiter(WORDS[word]) => toks[at] = WORDS[word].to_string(),
+                _ => {}
             }
         }
         check(&toks.join(" "))?;
@@ -128,8 +160,61 @@ proptest! {
 }
 
 #[test]
-fn valid_queries_compile_to_items() {
+fn valid_queries_compile_with_no_error() {
     for q in VALID {
-        check(q).unwrap();
+        assert_eq!(check(q).unwrap(), Vec::<String>::new(), "{q}");
+    }
+}
+
+/// Every file of `fuzz/corpus/dsl_compiler/` (the cargo-fuzz target's corpus, with the inputs
+/// of past findings).
+fn corpus() -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/dsl_compiler");
+    let mut files: Vec<std::path::PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} is empty", dir.display());
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+#[test]
+fn the_dsl_compiler_corpus_replays() {
+    for (i, data) in corpus().iter().enumerate() {
+        if let Err(e) = flowgate_macros_core::fuzzing::dsl_compiler(data) {
+            panic!("corpus file {i} ({data:?}): {e}");
+        }
+    }
+}
+
+/// The target run briefly in CI without libFuzzer (see `runtime/src/fuzzing.rs`, `brief`):
+/// mutations of the corpus from a fixed seed (`FLOWGATE_FUZZ_SEED` picks another).
+#[test]
+fn the_dsl_compiler_runs_briefly_on_its_mutated_corpus() {
+    let files = corpus();
+    let seed = std::env::var("FLOWGATE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
+    let mut rng = seed;
+    let mut next = move || {
+        rng = rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as usize
+    };
+    for run in 0..2000 {
+        let mut data = files[next() % files.len()].clone();
+        for _ in 0..1 + next() % 4 {
+            let at = if data.is_empty() { 0 } else { next() % data.len() };
+            match next() % 4 {
+                0 if !data.is_empty() => data[at] ^= 1 << (next() % 8),
+                1 => data.insert(at, next() as u8),
+                2 if !data.is_empty() => {
+                    data.remove(at);
+                }
+                _ => data.truncate(at.max(1)),
+            }
+        }
+        if let Err(e) = flowgate_macros_core::fuzzing::dsl_compiler(&data) {
+            panic!("seed {seed}, run {run}, input {data:?}: {e}");
+        }
     }
 }

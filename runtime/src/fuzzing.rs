@@ -187,6 +187,59 @@ mod tests {
         }
     }
 
+    /// Each target run briefly in CI, without libFuzzer (whose instrumented build takes about
+    /// 23 minutes here, a quarter of CI's limit): `runs` inputs made by mutating the corpus
+    /// (bit flips, byte changes, inserts, deletes, truncations, splices of two files), from a
+    /// fixed seed so a failure reproduces (`FLOWGATE_FUZZ_SEED` picks another). The full runs
+    /// of ≥ 1 M executions with coverage feedback are `fuzz/run.sh`'s.
+    fn brief(target: &str, f: fn(&[u8]) -> Result<(), String>, runs: usize) {
+        let files: Vec<Vec<u8>> = corpus(target).iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let seed = std::env::var("FLOWGATE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
+        let mut rng = seed;
+        let mut next = move || {
+            rng = rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = rng;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) as usize
+        };
+        for run in 0..runs {
+            let mut data = files[next() % files.len()].clone();
+            for _ in 0..1 + next() % 4 {
+                let at = if data.is_empty() { 0 } else { next() % data.len() };
+                match next() % 6 {
+                    0 if !data.is_empty() => data[at] ^= 1 << (next() % 8),
+                    1 if !data.is_empty() => data[at] = next() as u8,
+                    2 => data.insert(at, next() as u8),
+                    3 if !data.is_empty() => {
+                        data.remove(at);
+                    }
+                    4 => data.truncate(at),
+                    _ => {
+                        let other = &files[next() % files.len()];
+                        let from = if other.is_empty() { 0 } else { next() % other.len() };
+                        data.truncate(at);
+                        data.extend_from_slice(&other[from..]);
+                    }
+                }
+            }
+            if let Err(e) = f(&data) {
+                panic!("{target}, seed {seed}, run {run}: {e}; input {data:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_target_runs_briefly_on_mutated_corpora() {
+        // Runs per target: a few seconds each in a debug build (file_decoders decodes each
+        // input nine ways, so it gets fewer).
+        brief("json_fast_path", json_fast_path, 3000);
+        brief("file_decoders", file_decoders, 500);
+        brief("checkpoint_frame", checkpoint_frame, 5000);
+        brief("checkpoint_files", checkpoint_files, 1000);
+        brief("state_codec", state_codec, 5000);
+    }
+
     #[test]
     fn the_json_fast_path_corpus_replays() {
         replay("json_fast_path", json_fast_path);

@@ -36,12 +36,16 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
     // `products.col` of a static input becomes a row-loop variable before anything reads it.
     let (calls, static_refs) = join::rewrite_static_refs(q);
     let mut ops_out = Vec::new();
+    // An unknown operator may have been meant to define the output columns: the rule that
+    // judges them stays silent then (one mistake, one error).
+    let mut unknown_operator = false;
     let mut i = 0;
     while i < calls.len() {
         let call = &calls[i];
         let name = call.name.to_string();
         let Some(spec) = ops::lookup(&name) else {
             check_unknown_operator(call, diags);
+            unknown_operator = true;
             i += 1;
             continue;
         };
@@ -235,7 +239,9 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         );
     }
     check_output_mode(q, &cx, &ops_out, diags);
-    check_output_columns(q, &cx.schema, &ops_out, diags);
+    if !unknown_operator {
+        check_output_columns(q, &cx.schema, &ops_out, diags);
+    }
     let event_time_key = ops_out.iter().any(|o| matches!(o, LOp::Aggregate { event_time_key: Some(_), .. }));
     let append_needs_key = (q.mode.kind == ModeKind::Append
         && q.errors.is_empty()

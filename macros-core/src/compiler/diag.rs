@@ -33,6 +33,11 @@ impl Diagnostics {
         self.errors.as_ref().map_or(0, Vec::len)
     }
 
+    /// The errors, one by one (the fuzz checks look at each one's span).
+    pub fn into_errors(mut self) -> Vec<syn::Error> {
+        self.errors.take().unwrap_or_default()
+    }
+
     /// The combined errors as `compile_error!` invocations (empty when there were none).
     pub fn finish(mut self) -> Result<(), TokenStream> {
         let errors = self.errors.take().unwrap_or_default();

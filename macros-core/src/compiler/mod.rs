@@ -53,6 +53,24 @@ pub fn compile(input: TokenStream) -> TokenStream {
     out
 }
 
+/// The errors [`compile`] reports for `input`, one by one, without emitting code (for the
+/// fuzz checks: an invalid query has at least one, each spanned on its tokens; a valid one has
+/// none).
+pub fn compile_errors(input: TokenStream) -> Vec<syn::Error> {
+    let file = match parse::parse(input) {
+        Ok(f) => f,
+        Err(e) => return e.into_iter().collect(),
+    };
+    let mut errors = Vec::new();
+    for q in &file.queries {
+        let mut diags = diag::Diagnostics::new();
+        q.errors.iter().for_each(|e| diags.push(e.clone()));
+        let _ = check::check(q, &mut diags);
+        errors.extend(diags.into_errors());
+    }
+    errors
+}
+
 #[cfg(test)]
 mod snapshot_tests {
     //! Expansion snapshots: the plan and the emitted code of the seed's word count, reviewed

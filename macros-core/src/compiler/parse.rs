@@ -16,7 +16,31 @@ mod kw {
 
 /// Parses the macro input.
 pub fn parse(input: TokenStream) -> syn::Result<QueryFile> {
-    syn::parse2(input)
+    let last = input.clone().into_iter().last().map(|t| match t {
+        proc_macro2::TokenTree::Group(g) => g.span_close(),
+        t => t.span(),
+    });
+    syn::parse2(input).map_err(|e| match last {
+        Some(last) => respan_end_of_input(e, last),
+        None => e,
+    })
+}
+
+/// syn reports a query that ends too early ("unexpected end of input") at the call site, the
+/// whole macro invocation; such an error goes on the input's last token instead, where the
+/// query stops (found by the `dsl_compiler` fuzz checks). Spans cannot be compared, but their
+/// `Debug` forms can: the call site's is the invocation's, a token's its own.
+fn respan_end_of_input(e: syn::Error, last: proc_macro2::Span) -> syn::Error {
+    let call_site = format!("{:?}", proc_macro2::Span::call_site());
+    let mut out: Option<syn::Error> = None;
+    for err in e {
+        let err = if format!("{:?}", err.span()) == call_site { syn::Error::new(last, err.to_string()) } else { err };
+        match &mut out {
+            None => out = Some(err),
+            Some(o) => o.combine(err),
+        }
+    }
+    out.unwrap_or_else(|| syn::Error::new(last, "malformed query"))
 }
 
 impl Parse for QueryFile {

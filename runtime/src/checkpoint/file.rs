@@ -1,4 +1,5 @@
-//! Atomic, checksummed files, and the [`Storage`] trait the logs are written through.
+//! Atomic, checksummed files, and the [`Storage`] trait every checkpoint, state and file-sink
+//! file is written through.
 //!
 //! Every checkpoint file is `magic "FLOWGATE" | format u16 | payload length u64 | crc32 u32 |
 //! payload` (little-endian), written to a temporary name, fsynced, renamed over the target, and
@@ -62,66 +63,40 @@ pub fn unframe<'a>(bytes: &'a [u8], what: &Path) -> Result<&'a [u8]> {
 /// Syncs a directory, making the renames done in it durable. Directories can be opened and
 /// synced on Unix; elsewhere this is a no-op.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    let context = || format!("syncing directory {}", dir.display());
-    super::crash::step(super::crash::Step::DirFsync, dir, None).map_err(|e| Error::io(context(), e))?;
-    super::crash::dir_synced(dir);
-    #[cfg(unix)]
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(context(), e))?;
-    Ok(())
+    fs_sync_dir(dir).map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
-/// Creates `dir` and its missing ancestors, and fsyncs the parent of each created directory,
-/// so that a file later made durable in `dir` is not lost with a directory entry that was not.
-fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
-    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
-    fs::create_dir_all(dir)?;
-    for created in missing.iter().rev() {
-        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fsync_dir(parent).map_err(|e| std::io::Error::other(e.to_string()))?;
-        }
-    }
+fn fs_sync_dir(dir: &Path) -> std::io::Result<()> {
+    super::crash::step(super::crash::Step::DirFsync, dir, None)?;
+    super::crash::dir_synced(dir);
+    #[cfg(unix)]
+    File::open(dir).and_then(|d| d.sync_all())?;
     Ok(())
 }
 
 /// Writes `payload` framed to `path` through a temporary file that is fsynced and renamed over
-/// `path`; returns the directory, which the caller must sync ([`fsync_dir`]) before relying on
-/// the file being there after a crash. A reader sees the old file or the whole new one, never
-/// a torn one (the data is on disk before the rename can be).
-///
-/// The directory is created only when the temporary file cannot be created because it is
-/// missing, so a steady stream of writes into existing directories pays no `mkdir` calls.
+/// `path`, without syncing the directory (see [`Storage::write_unsynced`]); returns the
+/// directory.
 pub fn write_synced_file<'a>(path: &'a Path, payload: &[u8]) -> Result<&'a Path> {
-    let dir = path.parent().ok_or_else(|| Error::Internal(format!("{} has no parent", path.display())))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let bytes = frame(payload);
-    let create = || match File::create(&tmp) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            create_dirs_durably(dir)?;
-            File::create(&tmp)
-        }
-        r => r,
-    };
-    let write = || -> std::io::Result<()> {
-        use super::crash::{step, Step};
-        let mut f = create()?;
-        step(Step::Write, &tmp, Some((&mut f, &bytes)))?;
-        f.write_all(&bytes)?;
-        step(Step::Fsync, &tmp, None)?;
-        f.sync_all()?;
-        step(Step::Rename, path, None)?;
-        fs::rename(&tmp, path)?;
-        super::crash::renamed(dir, path);
-        Ok(())
-    };
-    write().map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    let (dir, name) = split_path(path)?;
+    FsStorage::new(dir).write_unsynced(name, payload)?;
     Ok(dir)
+}
+
+fn split_path(path: &Path) -> Result<(&Path, &str)> {
+    let dir = path.parent().ok_or_else(|| Error::Internal(format!("{} has no parent", path.display())))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Internal(format!("{} has no file name in UTF-8", path.display())))?;
+    Ok((dir, name))
 }
 
 /// Writes `payload` framed to `path` atomically and durably: temp file, fsync, rename, fsync
 /// directory.
 pub fn write_atomic(path: &Path, payload: &[u8]) -> Result<()> {
-    fsync_dir(write_synced_file(path, payload)?)
+    let (dir, name) = split_path(path)?;
+    FsStorage::new(dir).write(name, payload)
 }
 
 /// Reads and checks a file written by [`write_atomic`]; `Ok(None)` when it does not exist.
@@ -133,28 +108,137 @@ pub fn read_checked(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Where checkpoint files live: a directory, or memory for tests. Paths are relative,
-/// `/`-separated.
-pub trait Storage: Send + Sync {
-    /// Writes a file atomically (durable when this returns).
-    fn write(&self, rel: &str, payload: &[u8]) -> Result<()>;
-    /// Writes a file atomically, its data durable, but without syncing its directory, so the
-    /// file may be missing after a crash until the directory is synced (see
-    /// [`write_synced_file`]). By default the same as [`Storage::write`].
-    fn write_unsynced(&self, rel: &str, payload: &[u8]) -> Result<()> {
-        self.write(rel, payload)
-    }
-    /// Reads a file, checked; `None` when absent.
-    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>>;
-    /// Names of the files directly in `rel_dir` (not temporary files), sorted.
-    fn list(&self, rel_dir: &str) -> Result<Vec<String>>;
-    /// Deletes a file (absent is fine).
-    fn delete(&self, rel: &str) -> Result<()>;
-    /// Where this storage is, for messages.
-    fn describe(&self, rel: &str) -> String;
+/// The directory part of a relative path (`""` for a file at the root).
+pub fn parent_rel(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
-/// Files under a root directory.
+/// `dir/name`, or `name` at the root.
+pub fn join_rel(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}/{name}", dir.trim_end_matches('/'))
+    }
+}
+
+/// The one layer every checkpoint, state and file-sink write goes through: where those files
+/// live (a directory, memory, or the simulated disk of the crash tests, [`super::sim`]).
+/// Paths are relative, `/`-separated; `""` is the root.
+///
+/// The required methods are a file system's primitive steps, each one step of the crash model:
+/// [`Storage::write_new`] (a file's data), [`Storage::sync`] (its fsync), [`Storage::rename`],
+/// [`Storage::sync_dir`] (a directory fsync, which makes the renames, creations and deletions
+/// in it durable) and [`Storage::remove`] (a delete); plus reads. The provided methods build
+/// the protocol on them once, for every implementation: an atomic checksummed write is
+/// *temporary file, data, fsync, rename, directory fsync*, and a new directory is fsynced into
+/// its parent before anything in it is relied on.
+pub trait Storage: Send + Sync {
+    /// Creates (or truncates) the file `rel` and writes `data` to it; not durable before
+    /// [`Storage::sync`], and its name not before its directory's [`Storage::sync_dir`]. Fails
+    /// with `NotFound` when the directory does not exist.
+    fn write_new(&self, rel: &str, data: &[u8]) -> std::io::Result<()>;
+    /// Makes the data of `rel` durable (fsync).
+    fn sync(&self, rel: &str) -> std::io::Result<()>;
+    /// Renames `from` over `to` (atomic; durable after the directory's [`Storage::sync_dir`]).
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()>;
+    /// Makes the entries of directory `rel_dir` durable (fsync of the directory).
+    fn sync_dir(&self, rel_dir: &str) -> std::io::Result<()>;
+    /// Deletes file `rel`; `Ok(false)` when it did not exist. Durable after the directory's
+    /// [`Storage::sync_dir`].
+    fn remove(&self, rel: &str) -> std::io::Result<bool>;
+    /// Creates directory `rel_dir` and its missing ancestors; returns those it created,
+    /// outermost first (each must be fsynced into its parent to be durable).
+    fn create_dirs(&self, rel_dir: &str) -> std::io::Result<Vec<String>>;
+    /// Whether directory `rel_dir` exists.
+    fn dir_exists(&self, rel_dir: &str) -> std::io::Result<bool>;
+    /// The raw bytes of file `rel`; `None` when absent.
+    fn read_raw(&self, rel: &str) -> std::io::Result<Option<Vec<u8>>>;
+    /// Names of the files directly in `rel_dir`, temporary (hidden) files included, sorted;
+    /// empty when the directory does not exist.
+    fn list_all(&self, rel_dir: &str) -> std::io::Result<Vec<String>>;
+    /// Where `rel` is, for messages (a path, or a `mem:`/`sim:` name).
+    fn describe(&self, rel: &str) -> String;
+
+    /// Reads a file, checked (see [`unframe`]), through a memory map where the storage has
+    /// one (large files such as snapshots); `None` when absent.
+    fn read_large(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        self.read(rel)
+    }
+
+    /// Writes `payload` framed, atomically and durably: [`Storage::write_unsynced`], then the
+    /// directory's fsync.
+    fn write(&self, rel: &str, payload: &[u8]) -> Result<()> {
+        self.write_unsynced(rel, payload)?;
+        self.sync_dir_checked(parent_rel(rel))
+    }
+
+    /// Writes `payload` framed to a temporary file, fsyncs it and renames it over `rel`,
+    /// without syncing the directory: a reader sees the old file or the whole new one, but the
+    /// new one may be missing after a crash until the directory is synced.
+    fn write_unsynced(&self, rel: &str, payload: &[u8]) -> Result<()> {
+        self.write_raw_unsynced(rel, &frame(payload))
+    }
+
+    /// [`Storage::write_unsynced`] of bytes as they are (no frame: a file sink's data file).
+    /// The directory is created (durably) only when the temporary file cannot be created
+    /// because it is missing, so writes into existing directories pay no `mkdir` calls.
+    fn write_raw_unsynced(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        let dir = parent_rel(rel);
+        let name = rel.rsplit_once('/').map_or(rel, |(_, n)| n);
+        let tmp = join_rel(dir, &format!(".{name}.{}.tmp", std::process::id()));
+        let io = |what: &str, e| Error::io(format!("{what} {}", self.describe(rel)), e);
+        match self.write_new(&tmp, bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.create_dirs_durably(dir)?;
+                self.write_new(&tmp, bytes).map_err(|e| io("writing", e))?;
+            }
+            r => r.map_err(|e| io("writing", e))?,
+        }
+        self.sync(&tmp).map_err(|e| io("syncing", e))?;
+        self.rename(&tmp, rel).map_err(|e| io("renaming into place", e))
+    }
+
+    /// Creates `rel_dir` and its missing ancestors, and fsyncs the parent of each one created,
+    /// so that a file later made durable in `rel_dir` is not lost with a directory entry that
+    /// was not.
+    fn create_dirs_durably(&self, rel_dir: &str) -> Result<()> {
+        let created =
+            self.create_dirs(rel_dir).map_err(|e| Error::io(format!("creating {}", self.describe(rel_dir)), e))?;
+        for d in created {
+            self.sync_dir_checked(parent_rel(&d))?;
+        }
+        Ok(())
+    }
+
+    /// [`Storage::sync_dir`], its error naming the directory.
+    fn sync_dir_checked(&self, rel_dir: &str) -> Result<()> {
+        self.sync_dir(rel_dir).map_err(|e| Error::io(format!("syncing directory {}", self.describe(rel_dir)), e))
+    }
+
+    /// Reads a file, checked (see [`unframe`]); `None` when absent.
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        match self.read_raw(rel) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => Ok(Some(unframe(&bytes, Path::new(&self.describe(rel)))?.to_vec())),
+            Err(e) => Err(Error::io(format!("reading {}", self.describe(rel)), e)),
+        }
+    }
+
+    /// Names of the files directly in `rel_dir` (not temporary files), sorted.
+    fn list(&self, rel_dir: &str) -> Result<Vec<String>> {
+        let names = self.list_all(rel_dir).map_err(|e| Error::io(format!("listing {}", self.describe(rel_dir)), e))?;
+        Ok(names.into_iter().filter(|n| !n.starts_with('.')).collect())
+    }
+
+    /// Deletes a file (absent is fine), without syncing its directory.
+    fn delete(&self, rel: &str) -> Result<()> {
+        self.remove(rel).map(|_| ()).map_err(|e| Error::io(format!("deleting {}", self.describe(rel)), e))
+    }
+}
+
+/// Files under a root directory. Each primitive step is a crash point of the process-wide
+/// fault injection in `crash.rs` (`FLOWGATE_CRASH_AT`, for tests that crash a real process).
 pub struct FsStorage {
     root: PathBuf,
 }
@@ -166,53 +250,120 @@ impl FsStorage {
     }
     /// The absolute path of `rel`.
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
     }
 }
 
 impl Storage for FsStorage {
-    fn write(&self, rel: &str, payload: &[u8]) -> Result<()> {
-        write_atomic(&self.path(rel), payload)
+    fn write_new(&self, rel: &str, data: &[u8]) -> std::io::Result<()> {
+        use super::crash::{step, Step};
+        let path = self.path(rel);
+        let mut f = File::create(&path)?;
+        step(Step::Write, &path, Some((&mut f, data)))?;
+        f.write_all(data)
     }
-    fn write_unsynced(&self, rel: &str, payload: &[u8]) -> Result<()> {
-        write_synced_file(&self.path(rel), payload).map(|_| ())
+    fn sync(&self, rel: &str) -> std::io::Result<()> {
+        let path = self.path(rel);
+        super::crash::step(super::crash::Step::Fsync, &path, None)?;
+        File::options().write(true).open(&path)?.sync_all()
     }
-    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
-        read_checked(&self.path(rel))
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        let to = self.path(to);
+        super::crash::step(super::crash::Step::Rename, &to, None)?;
+        fs::rename(self.path(from), &to)?;
+        if let Some(dir) = to.parent() {
+            super::crash::renamed(dir, &to);
+        }
+        Ok(())
     }
-    fn list(&self, rel_dir: &str) -> Result<Vec<String>> {
-        let dir = self.path(rel_dir);
-        let entries = match fs::read_dir(&dir) {
+    fn sync_dir(&self, rel_dir: &str) -> std::io::Result<()> {
+        fs_sync_dir(&self.path(rel_dir))
+    }
+    fn remove(&self, rel: &str) -> std::io::Result<bool> {
+        let path = self.path(rel);
+        super::crash::step(super::crash::Step::Delete, &path, None)?;
+        match fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    fn create_dirs(&self, rel_dir: &str) -> std::io::Result<Vec<String>> {
+        let mut missing = Vec::new();
+        let mut d = rel_dir;
+        while !d.is_empty() && !self.path(d).exists() {
+            missing.push(d.to_string());
+            d = parent_rel(d);
+        }
+        // The root and its missing ancestors are outside the storage: fsynced into their
+        // parents here, as plain paths.
+        let above: Vec<PathBuf> = self
+            .root
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        fs::create_dir_all(self.path(rel_dir))?;
+        for created in above.iter().rev() {
+            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs_sync_dir(parent)?;
+            }
+        }
+        missing.reverse();
+        Ok(missing)
+    }
+    fn dir_exists(&self, rel_dir: &str) -> std::io::Result<bool> {
+        Ok(self.path(rel_dir).is_dir())
+    }
+    fn read_raw(&self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match fs::read(self.path(rel)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn list_all(&self, rel_dir: &str) -> std::io::Result<Vec<String>> {
+        let entries = match fs::read_dir(self.path(rel_dir)) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+            Err(e) => return Err(e),
         };
         let mut names = Vec::new();
         for e in entries {
-            let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && e.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                names.push(name);
+            let e = e?;
+            if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                names.push(e.file_name().to_string_lossy().into_owned());
             }
         }
         names.sort();
         Ok(names)
     }
-    fn delete(&self, rel: &str) -> Result<()> {
-        let removed = super::crash::step(super::crash::Step::Delete, &self.path(rel), None)
-            .and_then(|()| fs::remove_file(self.path(rel)));
-        match removed {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("deleting {}", self.path(rel).display()), e)),
-        }
-    }
     fn describe(&self, rel: &str) -> String {
         self.path(rel).display().to_string()
     }
+    fn read_large(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(rel);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+        };
+        // SAFETY: checkpoint files are written to a temporary name and renamed into place
+        // (`write_unsynced`), and never modified afterwards; nothing else writes this file
+        // while it is mapped, so the mapping's contents cannot change under us.
+        let map =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+        Ok(Some(unframe(&map, &path)?.to_vec()))
+    }
 }
 
-/// Files in memory (tests). Stored framed, so corruption tests work the same way.
+/// Files in memory (tests), with no crash model (every step is durable at once; see
+/// [`super::sim`] for one that has). Stored as written (framed), so corruption tests work the
+/// same way.
 #[derive(Default)]
 pub struct MemStorage {
     files: Mutex<BTreeMap<String, Vec<u8>>>,
@@ -238,18 +389,36 @@ impl MemStorage {
 }
 
 impl Storage for MemStorage {
-    fn write(&self, rel: &str, payload: &[u8]) -> Result<()> {
-        self.files().insert(rel.to_string(), frame(payload));
+    fn write_new(&self, rel: &str, data: &[u8]) -> std::io::Result<()> {
+        self.files().insert(rel.to_string(), data.to_vec());
         Ok(())
     }
-    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
-        match self.files().get(rel) {
-            None => Ok(None),
-            Some(b) => Ok(Some(unframe(b, Path::new(&format!("mem:{rel}")))?.to_vec())),
-        }
+    fn sync(&self, _rel: &str) -> std::io::Result<()> {
+        Ok(())
     }
-    fn list(&self, rel_dir: &str) -> Result<Vec<String>> {
-        let prefix = format!("{}/", rel_dir.trim_end_matches('/'));
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        let mut files = self.files();
+        let data = files.remove(from).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        files.insert(to.to_string(), data);
+        Ok(())
+    }
+    fn sync_dir(&self, _rel_dir: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn remove(&self, rel: &str) -> std::io::Result<bool> {
+        Ok(self.files().remove(rel).is_some())
+    }
+    fn create_dirs(&self, _rel_dir: &str) -> std::io::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    fn dir_exists(&self, _rel_dir: &str) -> std::io::Result<bool> {
+        Ok(true)
+    }
+    fn read_raw(&self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(self.files().get(rel).cloned())
+    }
+    fn list_all(&self, rel_dir: &str) -> std::io::Result<Vec<String>> {
+        let prefix = if rel_dir.is_empty() { String::new() } else { format!("{}/", rel_dir.trim_end_matches('/')) };
         Ok(self
             .files()
             .keys()
@@ -257,10 +426,6 @@ impl Storage for MemStorage {
             .filter(|rest| !rest.contains('/'))
             .map(str::to_string)
             .collect())
-    }
-    fn delete(&self, rel: &str) -> Result<()> {
-        self.files().remove(rel);
-        Ok(())
     }
     fn describe(&self, rel: &str) -> String {
         format!("mem:{rel}")

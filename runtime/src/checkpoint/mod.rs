@@ -18,11 +18,15 @@
 //! What is written when, and why each ordering is crash-safe: `engine/checkpoint.rs`.
 //!
 //! Every file is written atomically and checksummed (`file.rs`); a torn or corrupt file is an
-//! error naming it, never silently used.
+//! error naming it, never silently used. Every write, fsync, rename, directory fsync and delete
+//! of a checkpoint (logs, state deltas and snapshots) and of the file sink goes through the
+//! [`Storage`] trait: files (`FsStorage`), memory (`MemStorage`) or the simulated disk of the
+//! crash tests (`sim.rs`).
 
 pub(crate) mod crash;
 pub mod file;
 pub mod log;
+pub mod sim;
 pub mod state;
 
 pub use file::{FsStorage, MemStorage, Storage};

@@ -19,9 +19,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use super::file::{unframe, write_atomic};
+use super::file::{join_rel, FsStorage, Storage};
 use crate::error::{Error, Result};
 
 /// A full snapshot every 10 versions: Spark's `spark.sql.streaming.stateStore.minDeltasForSnapshot`
@@ -230,16 +230,22 @@ impl StateStore for MemStateStore {
     }
 }
 
-/// State in files: `<dir>/<version>.delta` and `<dir>/<version>.snapshot`.
+/// State in files of a [`Storage`]: `<dir>/<version>.delta` and `<dir>/<version>.snapshot`.
 #[derive(Clone)]
 pub struct FileStateStore {
-    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    dir: String,
 }
 
 impl FileStateStore {
-    /// The store of one operator partition in `dir` (created on first commit).
+    /// The store of one operator partition in directory `dir` (created on first commit).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileStateStore { dir: dir.into() }
+        Self::in_storage(Arc::new(FsStorage::new(dir)), "")
+    }
+
+    /// The store of one operator partition in directory `dir` of `storage`.
+    pub fn in_storage(storage: Arc<dyn Storage>, dir: &str) -> Self {
+        FileStateStore { storage, dir: dir.trim_end_matches('/').to_string() }
     }
 
     /// The state at `version`, taking the delta of a version from `batch_deltas` (this
@@ -257,7 +263,7 @@ impl FileStateStore {
                 _ => self.read(v, snap),
             },
             |v, snap| {
-                let path = self.path(v, snap).display().to_string();
+                let path = self.describe(v, snap);
                 match (snap, batch_deltas.contains_key(&v)) {
                     (true, _) => path,
                     (false, true) => format!("this partition's part of the batch delta of version {v}"),
@@ -274,58 +280,46 @@ impl FileStateStore {
 
     /// Removes the snapshot of `version`, if any (durably).
     pub fn remove_snapshot(&self, version: u64) -> Result<()> {
-        let path = self.path(version, true);
-        let removed =
-            super::crash::step(super::crash::Step::Delete, &path, None).and_then(|()| std::fs::remove_file(&path));
-        match removed {
-            Ok(()) => super::file::fsync_dir(&self.dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
+        let rel = self.rel(version, true);
+        match self.storage.remove(&rel) {
+            Ok(true) => self.storage.sync_dir_checked(&self.dir),
+            Ok(false) => Ok(()),
+            Err(e) => Err(Error::io(format!("deleting {}", self.storage.describe(&rel)), e)),
         }
     }
 
     /// Writes the snapshot of `version` (durable when this returns).
     pub fn write_snapshot(&self, version: u64, map: &StateMap) -> Result<()> {
-        write_atomic(&self.path(version, true), &encode_snapshot(map))
+        self.storage.write(&self.rel(version, true), &encode_snapshot(map))
     }
 
-    fn path(&self, v: u64, snapshot: bool) -> PathBuf {
-        self.dir.join(format!("{v}.{}", if snapshot { "snapshot" } else { "delta" }))
+    fn rel(&self, v: u64, snapshot: bool) -> String {
+        join_rel(&self.dir, &format!("{v}.{}", if snapshot { "snapshot" } else { "delta" }))
+    }
+
+    fn describe(&self, v: u64, snapshot: bool) -> String {
+        self.storage.describe(&self.rel(v, snapshot))
     }
 
     fn versions(&self, ext: &str) -> Result<Vec<u64>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("listing {}", self.dir.display()), e)),
-        };
-        let mut out = Vec::new();
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(v) = name.strip_suffix(ext).and_then(|n| n.strip_suffix('.')).and_then(|n| n.parse().ok()) {
-                out.push(v);
-            }
-        }
+        let mut out: Vec<u64> = self
+            .storage
+            .list(&self.dir)?
+            .iter()
+            .filter_map(|name| name.strip_suffix(ext).and_then(|n| n.strip_suffix('.')).and_then(|n| n.parse().ok()))
+            .collect();
         out.sort_unstable();
         Ok(out)
     }
 
-    /// Reads a version file: snapshots through a memory map (they can be large), deltas with
-    /// a plain read.
+    /// Reads a version file: snapshots through a memory map where the storage has one (they
+    /// can be large), deltas with a plain read.
     fn read(&self, v: u64, snapshot: bool) -> Result<Vec<u8>> {
-        let path = self.path(v, snapshot);
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        if snapshot {
-            // SAFETY: checkpoint files are written to a temporary name and renamed into place
-            // (`write_atomic`), and never modified afterwards; nothing else writes this file
-            // while it is mapped, so the mapping's contents cannot change under us.
-            let map = unsafe { memmap2::Mmap::map(&file) }
-                .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
-            Ok(unframe(&map, &path)?.to_vec())
-        } else {
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            Ok(unframe(&bytes, &path)?.to_vec())
-        }
+        let rel = self.rel(v, snapshot);
+        let bytes = if snapshot { self.storage.read_large(&rel)? } else { self.storage.read(&rel)? };
+        bytes.ok_or_else(|| {
+            Error::io(format!("opening {}", self.storage.describe(&rel)), std::io::ErrorKind::NotFound.into())
+        })
     }
 }
 
@@ -338,15 +332,15 @@ impl StateStore for FileStateStore {
             &snapshots,
             |v| deltas.binary_search(&v).is_ok(),
             |v, snap| self.read(v, snap),
-            |v, snap| self.path(v, snap).display().to_string(),
+            |v, snap| self.describe(v, snap),
         )
     }
 
     fn commit(&mut self, version: u64, changes: &[Change]) -> Result<()> {
-        write_atomic(&self.path(version, false), &encode(changes.iter().cloned()))?;
+        self.storage.write(&self.rel(version, false), &encode(changes.iter().cloned()))?;
         if version.is_multiple_of(SNAPSHOT_INTERVAL) {
             let full = self.load(version)?;
-            write_atomic(&self.path(version, true), &encode(full.into_iter().map(|(k, v)| (k, Some(v)))))?;
+            self.storage.write(&self.rel(version, true), &encode(full.into_iter().map(|(k, v)| (k, Some(v)))))?;
         }
         Ok(())
     }
@@ -355,18 +349,15 @@ impl StateStore for FileStateStore {
         let keep_from = latest.saturating_sub(retain);
         let snapshots = self.versions("snapshot")?;
         let base = snapshots.iter().copied().filter(|s| *s <= keep_from).max().unwrap_or(0);
+        // Best effort: a file left behind costs disk space, never correctness.
         for v in self.versions("delta")? {
             if v <= base {
-                let path = self.path(v, false);
-                let _ = super::crash::step(super::crash::Step::Delete, &path, None)
-                    .and_then(|()| std::fs::remove_file(path));
+                let _ = self.storage.remove(&self.rel(v, false));
             }
         }
         for v in snapshots {
             if v < base {
-                let path = self.path(v, true);
-                let _ = super::crash::step(super::crash::Step::Delete, &path, None)
-                    .and_then(|()| std::fs::remove_file(path));
+                let _ = self.storage.remove(&self.rel(v, true));
             }
         }
         Ok(())

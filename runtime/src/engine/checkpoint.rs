@@ -56,7 +56,6 @@
 //! deltas.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -64,12 +63,11 @@ use std::thread::JoinHandle;
 use serde_json::{json, Value};
 
 use super::StateSchema;
-use crate::checkpoint::file::fsync_dir;
 use crate::checkpoint::state::{
     apply_delta, decode_batch_delta, encode_batch_delta, encode_changes, Change, StateMap, MIN_VERSIONS_TO_RETAIN,
     SNAPSHOT_INTERVAL,
 };
-use crate::checkpoint::{BatchLog, FileStateStore, FsStorage, StateStore, Storage};
+use crate::checkpoint::{BatchLog, FileStateStore, StateStore, Storage};
 use crate::error::{Error, Result};
 use crate::source::Offset;
 
@@ -287,7 +285,7 @@ pub(crate) struct Resume {
 }
 
 pub(crate) struct QueryCheckpoint {
-    dir: PathBuf,
+    storage: Arc<dyn Storage>,
     offsets: BatchLog,
     commits: BatchLog,
     sources: Vec<BatchLog>,
@@ -385,8 +383,7 @@ fn state_difference(old: &Value, new: &Value) -> Option<String> {
 }
 
 /// The shuffle partitions recorded in an existing checkpoint, if any.
-pub(crate) fn recorded_partitions(dir: &Path) -> Result<Option<usize>> {
-    let storage = FsStorage::new(dir);
+pub(crate) fn recorded_partitions(storage: &dyn Storage) -> Result<Option<usize>> {
     match storage.read("metadata")? {
         None => Ok(None),
         Some(bytes) => {
@@ -398,10 +395,10 @@ pub(crate) fn recorded_partitions(dir: &Path) -> Result<Option<usize>> {
 }
 
 impl QueryCheckpoint {
-    /// Opens (or creates) the checkpoint at `dir` for a query described by `meta`; refuses a
-    /// checkpoint written by a different query, saying what changed.
-    pub fn open(dir: &Path, meta: Value, state: &[StateSchema], sources: usize) -> Result<Self> {
-        let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir));
+    /// Opens (or creates) the checkpoint in `storage` for a query described by `meta`; refuses
+    /// a checkpoint written by a different query, saying what changed.
+    pub fn open(storage: Arc<dyn Storage>, meta: Value, state: &[StateSchema], sources: usize) -> Result<Self> {
+        let dir = storage.describe("");
         let mut id = meta["id"].as_str().unwrap_or_default().to_string();
         match storage.read("metadata")? {
             None => storage.write("metadata", meta.to_string().as_bytes())?,
@@ -414,7 +411,7 @@ impl QueryCheckpoint {
                         "checkpoint {} was written by an older flowgate whose state partitioning and state \
                          schemas are not stable across builds; its state cannot be restored safely. Start the \
                          query on a new checkpoint directory",
-                        dir.display()
+                        dir
                     )));
                 }
                 for field in ["inputs", "output", "outputMode", "shufflePartitions", "partitionHash"] {
@@ -422,9 +419,7 @@ impl QueryCheckpoint {
                         return Err(Error::Checkpoint(format!(
                             "checkpoint {} belongs to a different query: `{field}` was {} and is now {}. \
                              Stateful queries cannot change these across restarts; use a new checkpoint directory",
-                            dir.display(),
-                            old[field],
-                            meta[field]
+                            dir, old[field], meta[field]
                         )));
                     }
                 }
@@ -432,7 +427,7 @@ impl QueryCheckpoint {
                     return Err(Error::Checkpoint(format!(
                         "checkpoint {} holds state this query cannot read: {why}. The state of a stateful \
                          query cannot change across restarts; use a new checkpoint directory",
-                        dir.display()
+                        dir
                     )));
                 }
                 id = old["id"].as_str().unwrap_or(&id).to_string();
@@ -442,13 +437,15 @@ impl QueryCheckpoint {
             .iter()
             .enumerate()
             .map(|(op, s)| {
-                (0..s.partitions).map(|p| FileStateStore::new(dir.join(format!("state/{op}/{p}")))).collect()
+                (0..s.partitions)
+                    .map(|p| FileStateStore::in_storage(storage.clone(), &format!("state/{op}/{p}")))
+                    .collect()
             })
             .collect::<Vec<Vec<_>>>();
         let state = StateFiles { storage: storage.clone(), stores };
         let snapshots = if state.stores.is_empty() { None } else { Some(SnapshotWorker::start(state.clone())?) };
         Ok(QueryCheckpoint {
-            dir: dir.to_path_buf(),
+            storage: storage.clone(),
             offsets: BatchLog::new(storage.clone(), "offsets"),
             commits: BatchLog::new(storage.clone(), "commits"),
             sources: (0..sources).map(|i| BatchLog::new(storage.clone(), &format!("sources/{i}"))).collect(),
@@ -561,7 +558,7 @@ impl QueryCheckpoint {
                 }
             }
             if rewrote {
-                fsync_dir(&self.dir.join(format!("sources/{i}")))?;
+                self.storage.sync_dir_checked(&format!("sources/{i}"))?;
             }
         }
         Ok(source_logs)
@@ -674,7 +671,7 @@ impl QueryCheckpoint {
             // entries: make the source files durable first.
             for (i, unsynced) in self.sources_unsynced.iter_mut().enumerate() {
                 if *unsynced {
-                    fsync_dir(&self.dir.join(format!("sources/{i}")))?;
+                    self.storage.sync_dir_checked(&format!("sources/{i}"))?;
                     *unsynced = false;
                 }
             }
@@ -693,9 +690,9 @@ impl QueryCheckpoint {
         join_write(self.pending_commit.take(), "commit entry").and(offsets)
     }
 
-    /// The directory, for messages.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Where the checkpoint is, for messages.
+    pub fn describe(&self) -> String {
+        self.storage.describe("")
     }
 }
 
@@ -703,7 +700,7 @@ impl Drop for QueryCheckpoint {
     fn drop(&mut self) {
         // The engine flushes when it stops; this is for paths that return early.
         if let Err(e) = self.flush() {
-            tracing::error!(dir = %self.dir.display(), error = %e, "writing the last commit entry failed");
+            tracing::error!(dir = %self.describe(), error = %e, "writing the last commit entry failed");
         }
     }
 }
@@ -711,6 +708,7 @@ impl Drop for QueryCheckpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const PARTS: usize = 3;
 
@@ -722,7 +720,7 @@ mod tests {
             partitions: PARTS,
         }];
         let meta = metadata("id", "q", &[], "out", "update", PARTS, &schema);
-        QueryCheckpoint::open(dir, meta, &schema, 1).unwrap()
+        QueryCheckpoint::open(Arc::new(crate::checkpoint::FsStorage::new(dir)), meta, &schema, 1).unwrap()
     }
 
     /// Deterministic changes for `version`: per partition a few puts and deletes (partition
@@ -852,7 +850,7 @@ mod tests {
         // … and batch 3's file is from an earlier attempt.
         crate::checkpoint::file::write_atomic(&src(3), entry(98).to_string().as_bytes()).unwrap();
         // An offset entry of an older flowgate (no `sourceLogs`): its file is used.
-        let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
+        let storage: Arc<dyn Storage> = Arc::new(crate::checkpoint::FsStorage::new(dir.path()));
         BatchLog::new(storage.clone(), "offsets")
             .add(4, &json!({"batchId": 4, "offsets": [4], "watermark": null}))
             .unwrap();

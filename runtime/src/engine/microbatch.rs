@@ -140,9 +140,7 @@ impl MicroBatch {
             self.plan.set_tracking(true);
             if resume.state_version > 0 {
                 let state = cp.load_state(resume.state_version)?;
-                self.plan
-                    .restore(state)
-                    .map_err(|e| e.context(format!("restoring state from {}", cp.dir().display())))?;
+                self.plan.restore(state).map_err(|e| e.context(format!("restoring state from {}", cp.describe())))?;
             }
             if let Some((late, eviction)) = resume.watermarks {
                 wm_last = late;

@@ -255,6 +255,9 @@ pub struct QueryBuilder {
     sink: Option<Sink>,
     trigger: Trigger,
     checkpoint: Option<PathBuf>,
+    /// Set by [`QueryBuilder::checkpoint_storage`]: the checkpoint's storage, instead of files
+    /// in `checkpoint`.
+    checkpoint_storage: Option<Arc<dyn crate::checkpoint::Storage>>,
     shuffle_partitions: Option<usize>,
     name: Option<String>,
     no_data_batches: bool,
@@ -276,6 +279,7 @@ impl QueryBuilder {
             sink: None,
             trigger: Trigger::Default,
             checkpoint: None,
+            checkpoint_storage: None,
             shuffle_partitions: None,
             name: None,
             no_data_batches: true,
@@ -310,6 +314,16 @@ impl QueryBuilder {
     /// The checkpoint directory.
     pub fn checkpoint(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint = Some(dir.into());
+        self.checkpoint_storage = None;
+        self
+    }
+
+    /// Keeps the checkpoint in `storage` instead of a directory (see
+    /// [`crate::checkpoint::Storage`]; the crash tests use the simulated disk of
+    /// [`crate::checkpoint::sim`]).
+    pub fn checkpoint_storage(mut self, storage: Arc<dyn crate::checkpoint::Storage>) -> Self {
+        self.checkpoint = None;
+        self.checkpoint_storage = Some(storage);
         self
     }
 
@@ -424,8 +438,13 @@ impl QueryBuilder {
         })?;
         // Shuffle partitions are fixed for the life of a query: a restart takes them from the
         // checkpoint unless set explicitly (and then they must match).
-        let recorded = match &self.checkpoint {
-            Some(dir) => checkpoint::recorded_partitions(dir)?,
+        let storage: Option<Arc<dyn crate::checkpoint::Storage>> = match (&self.checkpoint_storage, &self.checkpoint) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(dir)) => Some(Arc::new(crate::checkpoint::FsStorage::new(dir))),
+            (None, None) => None,
+        };
+        let recorded = match &storage {
+            Some(s) => checkpoint::recorded_partitions(s.as_ref())?,
             None => None,
         };
         let partitions = self.shuffle_partitions.or(recorded).unwrap_or_else(default_shuffle_partitions);
@@ -440,9 +459,9 @@ impl QueryBuilder {
             Some(m) => Some(m.reserve(&run_id, &name, self.checkpoint.as_deref())?),
             None => None,
         };
-        let checkpoint = match &self.checkpoint {
+        let checkpoint = match storage {
             None => None,
-            Some(dir) => {
+            Some(storage) => {
                 let inputs: Vec<(String, String, String)> = self
                     .spec
                     .inputs
@@ -470,7 +489,7 @@ impl QueryBuilder {
                     partitions,
                     &plan_state.state_schema(),
                 );
-                let cp = checkpoint::QueryCheckpoint::open(dir, meta, &plan_state.state_schema(), streams.len())?;
+                let cp = checkpoint::QueryCheckpoint::open(storage, meta, &plan_state.state_schema(), streams.len())?;
                 id = cp.id.clone();
                 Some(cp)
             }
@@ -556,6 +575,10 @@ macro_rules! __query_builder_methods {
         /// The checkpoint directory.
         pub fn checkpoint(self, dir: impl ::core::convert::Into<::std::path::PathBuf>) -> Self {
             $builder { inner: self.inner.checkpoint(dir) }
+        }
+        /// Keeps the checkpoint in a [`Storage`]($crate::checkpoint::Storage) instead of a directory.
+        pub fn checkpoint_storage(self, storage: ::std::sync::Arc<dyn $crate::checkpoint::Storage>) -> Self {
+            $builder { inner: self.inner.checkpoint_storage(storage) }
         }
         /// Number of shuffle partitions of stateful operators.
         pub fn shuffle_partitions(self, n: usize) -> Self {

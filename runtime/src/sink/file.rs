@@ -14,8 +14,6 @@
 //! batch. When the engine delivers a batch again after a crash, a batch whose manifest entry
 //! exists is skipped, and one without is written afresh after deleting its leftover files.
 
-use std::fs::{self, File};
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +24,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
 use serde_json::{json, Value};
 
 use super::SinkImpl;
-use crate::checkpoint::crash;
+use crate::checkpoint::{FsStorage, Storage};
 use crate::error::{Error, Result};
 use crate::OutputMode;
 
@@ -57,27 +55,29 @@ impl SinkFormat {
 
 /// Writes batches as files under a directory, committed through a manifest.
 pub struct FileSink {
-    output: PathBuf,
+    storage: Arc<dyn Storage>,
     format: SinkFormat,
 }
+
+/// The manifest's directory in the output.
+const MANIFEST: &str = "_manifest";
 
 impl FileSink {
     /// A sink writing `format` files into `output` (created if needed).
     pub fn new(output: impl Into<PathBuf>, format: SinkFormat) -> Self {
-        FileSink { output: output.into(), format }
+        Self::in_storage(Arc::new(FsStorage::new(output)), format)
     }
 
-    fn manifest_dir(&self) -> PathBuf {
-        self.output.join("_manifest")
+    /// A sink writing `format` files into the root of `storage`.
+    pub fn in_storage(storage: Arc<dyn Storage>, format: SinkFormat) -> Self {
+        FileSink { storage, format }
     }
 
+    /// One data file: encoded in memory (a file holds at most [`MAX_ROWS_PER_FILE`] rows), then
+    /// written to a temporary name, fsynced and renamed (its directory is fsynced by the caller).
     fn write_file(&self, name: &str, batch: &RecordBatch) -> Result<()> {
-        let path = self.output.join(name);
-        let tmp = self.output.join(format!(".{name}.tmp"));
-        let io = |e: std::io::Error| Error::io(format!("writing {}", tmp.display()), e);
-        let mut file = File::create(&tmp).map_err(io)?;
-        crash::step(crash::Step::Write, &tmp, Some((&mut file, b"{\"torn\": "))).map_err(io)?;
-        let mut w = BufWriter::new(file);
+        let what = || self.storage.describe(name);
+        let mut w = Vec::new();
         match self.format {
             SinkFormat::Json => {
                 let batch = textual(batch, false)?;
@@ -94,21 +94,12 @@ impl FileSink {
             }
             SinkFormat::Parquet => {
                 let mut writer = parquet::arrow::ArrowWriter::try_new(&mut w, batch.schema(), None)
-                    .map_err(|e| Error::Execution(format!("parquet writer for {}: {e}", path.display())))?;
-                writer
-                    .write(batch)
-                    .map_err(|e| Error::Execution(format!("writing parquet {}: {e}", path.display())))?;
-                writer.close().map_err(|e| Error::Execution(format!("closing parquet {}: {e}", path.display())))?;
+                    .map_err(|e| Error::Execution(format!("parquet writer for {}: {e}", what())))?;
+                writer.write(batch).map_err(|e| Error::Execution(format!("writing parquet {}: {e}", what())))?;
+                writer.close().map_err(|e| Error::Execution(format!("closing parquet {}: {e}", what())))?;
             }
         }
-        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-        crash::step(crash::Step::Fsync, &tmp, None).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        crash::step(crash::Step::Rename, &path, None)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e))?;
-        crash::renamed(&self.output, &path);
-        Ok(())
+        self.storage.write_raw_unsynced(name, &w)
     }
 }
 
@@ -173,7 +164,7 @@ pub fn spark_timestamp(micros: i64) -> String {
 
 impl SinkImpl for FileSink {
     fn description(&self) -> String {
-        format!("FileSink[{}]", self.output.display())
+        format!("FileSink[{}]", self.storage.describe(""))
     }
 
     fn add_batch(&mut self, batch_id: u64, batch: &RecordBatch, mode: OutputMode) -> Result<()> {
@@ -182,21 +173,19 @@ impl SinkImpl for FileSink {
                 "the file sink does not support complete mode (as in Spark): use append or update".into(),
             ));
         }
-        let manifest = self.manifest_dir().join(batch_id.to_string());
-        if manifest.exists() {
+        let manifest = format!("{MANIFEST}/{batch_id}");
+        if self.storage.read(&manifest)?.is_some() {
             // Committed before a restart: already delivered exactly once.
-            crate::checkpoint::file::read_checked(&manifest)?;
             return Ok(());
         }
-        fs::create_dir_all(&self.output).map_err(|e| Error::io(format!("creating {}", self.output.display()), e))?;
         let prefix = format!("part-{batch_id:08}-");
-        for e in fs::read_dir(&self.output).map_err(|e| Error::io(format!("listing {}", self.output.display()), e))? {
-            let e = e.map_err(|e| Error::io(format!("listing {}", self.output.display()), e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
+        let listed =
+            self.storage.list_all("").map_err(|e| Error::io(format!("listing {}", self.storage.describe("")), e))?;
+        for name in listed {
             if name.starts_with(&prefix) || name.starts_with(&format!(".{prefix}")) {
-                crash::step(crash::Step::Delete, &e.path(), None)
-                    .and_then(|()| fs::remove_file(e.path()))
-                    .map_err(|err| Error::io(format!("removing leftover {}", e.path().display()), err))?;
+                self.storage
+                    .remove(&name)
+                    .map_err(|err| Error::io(format!("removing leftover {}", self.storage.describe(&name)), err))?;
             }
         }
         let mut files = Vec::new();
@@ -212,34 +201,34 @@ impl SinkImpl for FileSink {
         // otherwise a power loss can keep the entry and lose a file (found by the crash-point
         // sweep, `examples/tests/crash_points.rs`, with unsynced renames undone).
         if !files.is_empty() {
-            crate::checkpoint::file::fsync_dir(&self.output)?;
+            self.storage.sync_dir_checked("")?;
         }
         let entry = json!({ "batch": batch_id, "files": files, "rows": batch.num_rows() });
-        crate::checkpoint::file::write_atomic(&manifest, entry.to_string().as_bytes())
+        self.storage.write(&manifest, entry.to_string().as_bytes())
     }
 }
 
 /// The committed batches of a file-sink output, in batch order, with their data files: what a
 /// reader that follows the manifest sees. Files of uncommitted batches are not listed.
 pub fn read_committed(output: &Path) -> Result<Vec<(u64, Vec<PathBuf>)>> {
-    let dir = output.join("_manifest");
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-    };
+    let batches = read_committed_in(&FsStorage::new(output))?;
+    Ok(batches.into_iter().map(|(b, files)| (b, files.iter().map(|f| output.join(f)).collect())).collect())
+}
+
+/// [`read_committed`] of an output in a [`Storage`]: the data files' names in it.
+pub fn read_committed_in(storage: &dyn Storage) -> Result<Vec<(u64, Vec<String>)>> {
     let mut out = Vec::new();
-    for e in entries {
-        let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-        let Ok(batch) = e.file_name().to_string_lossy().parse::<u64>() else { continue };
-        let bytes = crate::checkpoint::file::read_checked(&e.path())?.unwrap_or_default();
+    for name in storage.list(MANIFEST)? {
+        let Ok(batch) = name.parse::<u64>() else { continue };
+        let rel = format!("{MANIFEST}/{name}");
+        let bytes = storage.read(&rel)?.unwrap_or_default();
         let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|err| Error::Checkpoint(format!("{}: not valid JSON: {err}", e.path().display())))?;
+            .map_err(|err| Error::Checkpoint(format!("{}: not valid JSON: {err}", storage.describe(&rel))))?;
         let files = v["files"]
             .as_array()
-            .ok_or_else(|| Error::Checkpoint(format!("{}: no \"files\" list", e.path().display())))?
+            .ok_or_else(|| Error::Checkpoint(format!("{}: no \"files\" list", storage.describe(&rel))))?
             .iter()
-            .filter_map(|f| f.as_str().map(|f| output.join(f)))
+            .filter_map(|f| f.as_str().map(str::to_string))
             .collect();
         out.push((batch, files));
     }
@@ -249,15 +238,28 @@ pub fn read_committed(output: &Path) -> Result<Vec<(u64, Vec<PathBuf>)>> {
 
 /// The rows of every committed batch of a JSON-lines output, as JSON objects.
 pub fn read_committed_json_rows(output: &Path) -> Result<Vec<(u64, Vec<Value>)>> {
+    read_committed_json_rows_in(&FsStorage::new(output))
+}
+
+/// [`read_committed_json_rows`] of an output in a [`Storage`]. A committed data file that is
+/// missing is an error (the manifest names only durable files).
+pub fn read_committed_json_rows_in(storage: &dyn Storage) -> Result<Vec<(u64, Vec<Value>)>> {
     let mut out = Vec::new();
-    for (batch, files) in read_committed(output)? {
+    for (batch, files) in read_committed_in(storage)? {
         let mut rows = Vec::new();
         for f in files {
-            let text = fs::read_to_string(&f).map_err(|e| Error::io(format!("reading {}", f.display()), e))?;
+            let bytes = storage
+                .read_raw(&f)
+                .map_err(|e| Error::io(format!("reading {}", storage.describe(&f)), e))?
+                .ok_or_else(|| {
+                    Error::io(format!("reading {}", storage.describe(&f)), std::io::ErrorKind::NotFound.into())
+                })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| Error::MalformedInput(format!("{}: not UTF-8: {e}", storage.describe(&f))))?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 rows.push(
                     serde_json::from_str(line)
-                        .map_err(|e| Error::MalformedInput(format!("{}: bad JSON line: {e}", f.display())))?,
+                        .map_err(|e| Error::MalformedInput(format!("{}: bad JSON line: {e}", storage.describe(&f))))?,
                 );
             }
         }
@@ -271,6 +273,7 @@ mod tests {
     use super::*;
     use crate::record::{ColumnType, Timestamp};
     use crate::window::Window;
+    use std::fs::{self, File};
 
     fn batch() -> RecordBatch {
         let mut wb = Window::new_builder(2);

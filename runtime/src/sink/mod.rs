@@ -94,6 +94,12 @@ impl Sink {
     pub fn file(output: impl Into<std::path::PathBuf>, format: SinkFormat) -> Self {
         Sink::from_impl(Box::new(file::FileSink::new(output, format)))
     }
+    /// The file sink writing into the root of `storage` instead of a directory (see
+    /// [`crate::checkpoint::Storage`]; the crash tests use the simulated disk of
+    /// [`crate::checkpoint::sim`]).
+    pub fn file_in(storage: std::sync::Arc<dyn crate::checkpoint::Storage>, format: SinkFormat) -> Self {
+        Sink::from_impl(Box::new(file::FileSink::in_storage(storage, format)))
+    }
     /// Keeps results in a table the program can query (see [`MemoryTable`]).
     pub fn memory(table: &MemoryTable) -> Self {
         Sink::from_impl(Box::new(table.sink()))
