@@ -144,7 +144,15 @@ pub enum InputRows {
 /// `table` must be the memory sink of `query`, which must read `staging` with a file source.
 pub fn run_case(case: &str, staging: &Path, query: &StreamingQuery, table: &MemoryTable, input_rows: InputRows) {
     let steps: Vec<Vec<(String, PathBuf)>> = input_files(case).into_iter().map(|f| vec![(String::new(), f)]).collect();
-    replay(case, &steps, &[(String::new(), staging.to_path_buf())], query, table, input_rows, 0, &mut |_| {})
+    replay(
+        case,
+        &steps,
+        &[(String::new(), staging.to_path_buf())],
+        query,
+        table,
+        input_rows,
+        Replay { ulps: 0, before_step: &mut |_| {} },
+    )
 }
 
 /// [`run_case`] with doubles compared to within `ulps` units in the last place (every other
@@ -152,7 +160,15 @@ pub fn run_case(case: &str, staging: &Path, query: &StreamingQuery, table: &Memo
 /// combines partial buffers in, which flowgate reproduces but for a rounding now and then.
 pub fn run_case_within_ulps(case: &str, staging: &Path, query: &StreamingQuery, table: &MemoryTable, ulps: u64) {
     let steps: Vec<Vec<(String, PathBuf)>> = input_files(case).into_iter().map(|f| vec![(String::new(), f)]).collect();
-    replay(case, &steps, &[(String::new(), staging.to_path_buf())], query, table, InputRows::Check, ulps, &mut |_| {})
+    replay(
+        case,
+        &steps,
+        &[(String::new(), staging.to_path_buf())],
+        query,
+        table,
+        InputRows::Check,
+        Replay { ulps, before_step: &mut |_| {} },
+    )
 }
 
 /// Whether two JSON values are equal, doubles to within `ulps` (exactly when 0).
@@ -219,7 +235,15 @@ pub fn run_case_with_clock(
         let pause = pauses[step.to_string()].as_i64().unwrap_or(STEP_PROCESSING_MS);
         clock.advance_ms(pause);
     };
-    replay(case, &steps, &[(String::new(), staging.to_path_buf())], query, table, input_rows, 0, &mut before)
+    replay(
+        case,
+        &steps,
+        &[(String::new(), staging.to_path_buf())],
+        query,
+        table,
+        input_rows,
+        Replay { ulps: 0, before_step: &mut before },
+    )
 }
 
 /// How far a replay moves a manual clock before a step the harness did not pause before: a
@@ -247,7 +271,14 @@ pub fn run_case_sources(
     }
     let steps: Vec<Vec<(String, PathBuf)>> = by_step.into_values().collect();
     let stagings: Vec<(String, PathBuf)> = stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect();
-    replay(case, &steps, &stagings, query, table, input_rows, 0, &mut |_| {})
+    replay(case, &steps, &stagings, query, table, input_rows, Replay { ulps: 0, before_step: &mut |_| {} })
+}
+
+/// How a replay compares doubles (within `ulps`, exactly when 0) and what runs before each
+/// step (a manual clock moved).
+struct Replay<'a> {
+    ulps: u64,
+    before_step: &'a mut dyn FnMut(usize),
 }
 
 fn replay(
@@ -257,9 +288,9 @@ fn replay(
     query: &StreamingQuery,
     table: &MemoryTable,
     input_rows: InputRows,
-    ulps: u64,
-    before_step: &mut dyn FnMut(usize),
+    options: Replay<'_>,
 ) {
+    let Replay { ulps, before_step } = options;
     let expected = expected(case);
     assert!(!steps.is_empty(), "case {case} has no input files");
     let scratch = tempfile::tempdir().expect("scratch dir");

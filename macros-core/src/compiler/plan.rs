@@ -76,7 +76,7 @@ pub enum OperatorKind {
     GlobalLimit(usize),
     /// `map_groups_with_state` / `flat_map_groups_with_state`: the input rows grouped by key
     /// per batch, the user's function per key; a breaker whose output is the function's.
-    GroupState(GroupStateSpec),
+    GroupState(Box<GroupStateSpec>),
 }
 
 impl OperatorKind {
@@ -300,7 +300,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             }
             LOp::GroupState { spec, .. } => {
                 let id = operators.len();
-                operators.push(Operator { id, kind: OperatorKind::GroupState(spec) });
+                operators.push(Operator { id, kind: OperatorKind::GroupState(Box::new(spec)) });
                 // One thread in row order: a key's rows reach the function in input order.
                 current.parallel = false;
                 current.sink = Sink::Operator(id);
