@@ -17,12 +17,13 @@ use super::plan::{OperatorKind, Plan};
 pub fn blocker(plan: &Plan) -> Option<&'static str> {
     // Stateful operators first (the first in id order), then what needs event time, then sorts.
     if let Some(op) = plan.operators.first() {
-        #[allow(unreachable_patterns)] // operators other issues add are stateful too
         return Some(match op.kind {
             OperatorKind::HashAggregate(_) => "Aggregation",
             OperatorKind::SessionAggregate(_) => "SessionWindowAggregation",
             OperatorKind::Dedup(_) => "Deduplication",
-            _ => "StatefulOperator",
+            OperatorKind::StreamJoin(_) => "StreamStreamJoin",
+            OperatorKind::GroupState(_) => "GroupState",
+            OperatorKind::GlobalLimit(_) => "GlobalLimit",
         });
     }
     if !plan.watermarks.is_empty() {

@@ -250,8 +250,12 @@ pub mod unsupported {
     pub struct Watermark;
     /// `order_by(..)` / `limit(..)`: a sort.
     pub struct Sort;
-    /// Another stateful operator.
-    pub struct StatefulOperator;
+    /// `join(other_stream, ..)`: a stream-stream join.
+    pub struct StreamStreamJoin;
+    /// `map_groups_with_state` / `flat_map_groups_with_state`: arbitrary stateful processing.
+    pub struct GroupState;
+    /// `limit(n)` in append mode: the stream's global limit.
+    pub struct GlobalLimit;
 }
 
 /// What a generated builder's `trigger` accepts: any [`super::Trigger`], and a
