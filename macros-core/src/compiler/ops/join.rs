@@ -133,13 +133,8 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         return None;
     };
     if !q.inputs[input].is_static {
-        diags.error(
-            name.span(),
-            format!(
-                "`{name}` is a stream: stream-stream joins are not supported yet; for a stream-static join declare it `{name}: static {}`",
-                quote::ToTokens::to_token_stream(&q.inputs[input].ty)
-            ),
-        );
+        // Another stream is a stream-stream join (`ops::stream_join`); this is the query's own.
+        diags.error(name.span(), format!("`{name}` is this query's own stream: a self-join is not supported"));
         return None;
     }
     if cx.aggregated {

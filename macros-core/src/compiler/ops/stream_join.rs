@@ -274,10 +274,7 @@ impl StreamJoinSpec {
 /// Whether `arg`, a `join` argument, names a stream input of `q` (a stream-stream join).
 pub fn is_stream_join(q: &Query, arg: &Expr) -> bool {
     match unwind_chain(arg.clone()) {
-        Ok((name, calls)) => {
-            q.inputs.iter().any(|i| i.name == name && !i.is_static && name != q.source)
-                && (!calls.is_empty() || matches!(arg, Expr::Path(_)))
-        }
+        Ok((name, _)) => q.inputs.iter().any(|i| i.name == name && !i.is_static && name != q.source),
         Err(_) => false,
     }
 }
@@ -816,11 +813,6 @@ fn tuple_of(items: &[TokenStream]) -> TokenStream {
     }
 }
 
-fn var_of(spec: &StreamJoinSpec, op: usize) -> Ident {
-    let _ = spec;
-    format_ident!("__fg_op{}", op)
-}
-
 fn joined_var(op: usize) -> Ident {
     format_ident!("__fg_joined{}", op)
 }
@@ -828,7 +820,7 @@ fn joined_var(op: usize) -> Ident {
 /// Emit hook at the start of a batch: the operator's batch metrics, its output buffer, and
 /// each side's state watermark of this batch.
 pub fn emit_prepare(plan: &Plan, spec: &StreamJoinSpec) -> TokenStream {
-    let op = var_of(spec, spec.op);
+    let op = crate::compiler::ops::dedup::var(spec.op);
     let right_ty = &plan.inputs[spec.right].ty;
     let witness: Vec<TokenStream> = spec
         .right_stored
@@ -930,21 +922,11 @@ fn pair_condition(spec: &StreamJoinSpec) -> TokenStream {
     }
 }
 
-/// Binds the names of a buffered row (`row: &(..)`) of one side, as the row loop reads them.
-fn bind_stored(names: &[Ident], vars: &[Ident], row: TokenStream) -> TokenStream {
-    let n = names.len();
-    let binds = names.iter().zip(vars).enumerate().map(|(i, (_, v))| {
-        let path = field_path(i, n);
-        quote_spanned!(v.span()=> let #v = ::flowgate::ops::join::stream::bind(&(#row) #path);)
-    });
-    quote! { #(#binds)* }
-}
-
 /// The pipeline of one side into the join: its operators, then per row the late filter, the
 /// side's own conjuncts, the probe of the other side's rows, and the row buffered.
 pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec) -> TokenStream {
     let right = input == spec.right;
-    let op = var_of(spec, spec.op);
+    let op = crate::compiler::ops::dedup::var(spec.op);
     let joined = joined_var(spec.op);
     let units = collect_units(plan, p, input);
     let wm_col = if right { spec.right_watermark.as_ref() } else { spec.left_watermark.as_ref() };
@@ -1118,7 +1100,7 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
 /// join.
 pub fn emit_output(q: &Query, plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, columns: &[Ident]) -> TokenStream {
     let out = &q.output;
-    let op = var_of(spec, spec.op);
+    let op = crate::compiler::ops::dedup::var(spec.op);
     let joined = joined_var(spec.op);
     let lb = behind(spec, false, quote!(__fg_k), quote!(__fg_v));
     let rb = behind(spec, true, quote!(__fg_k), quote!(__fg_v));
@@ -1184,7 +1166,6 @@ pub fn emit_output(q: &Query, plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, 
     };
     let lit = output_literal(q, columns);
     let body = fuse(plan, &p.ops, quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); });
-    let _ = bind_stored;
     quote! {
         #evict_left
         #evict_right
