@@ -20,7 +20,7 @@ struct Out {
 }
 
 stream_query! {
-    query Q(impressions: Impression, clicks: Click) -> Out, mode = append {
+    query Q(impressions: Impression) -> Out, mode = append {
         impressions
             .join(impressions, adId)
             .select(adId, clickTime = None)
