@@ -15,41 +15,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+
+mod common;
+use common::{rfc3339, Rng};
 
 const DEFAULT_KILLS: usize = 20;
 const IMPRESSIONS_PER_FILE: usize = 20;
 const ADS: u64 = 200;
 const BASE: i64 = 1_704_110_400; // 2024-01-01 12:00 UTC
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
 
 /// The input so far: on-time impressions and clicks (ad, seconds), and late clicks.
 #[derive(Default)]
@@ -107,16 +80,6 @@ fn write_pair(imp_dir: &Path, click_dir: &Path, rng: &mut Rng, input: &mut Input
     input.files += 1;
 }
 
-fn last_entry(dir: &Path) -> Option<u64> {
-    std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).max()
-}
-
-fn written_since(checkpoint: &Path, since: SystemTime) -> Option<u64> {
-    let last = last_entry(&checkpoint.join("offsets"))?;
-    let modified = std::fs::metadata(checkpoint.join(format!("offsets/{last}"))).ok()?.modified().ok()?;
-    (modified >= since).then_some(last)
-}
-
 fn command(bin: &Path, dirs: &[&Path; 4]) -> Command {
     let mut c = Command::new(bin);
     for (flag, d) in ["--impressions", "--clicks", "--output", "--checkpoint"].iter().zip(dirs) {
@@ -125,29 +88,11 @@ fn command(bin: &Path, dirs: &[&Path; 4]) -> Command {
     c
 }
 
-fn run_to_end(bin: &Path, dirs: &[&Path; 4]) {
-    let out = command(bin, dirs).output().unwrap();
-    assert!(out.status.success(), "the example failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn committed_batches(output: &Path) -> Vec<(u64, Vec<String>)> {
-    flowgate::sink::file::read_committed_json_rows(output)
-        .unwrap()
-        .into_iter()
-        .map(|(b, rows)| {
-            let mut rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
-            rows.sort();
-            (b, rows)
-        })
-        .collect()
-}
-
 #[test]
 fn killed_and_restarted_join_gives_the_exact_answer() {
     let bin = flowgate_examples::example_binary("ad_clicks");
     assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
-    let kills_wanted: usize =
-        std::env::var("FLOWGATE_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_KILLS);
+    let kills_wanted = common::kills_wanted(DEFAULT_KILLS);
     let root = tempfile::tempdir().unwrap();
     let p = |n: &str| root.path().join(n);
     let (imp, clk, out, cp) = (p("imp"), p("clk"), p("out"), p("cp"));
@@ -159,75 +104,22 @@ fn killed_and_restarted_join_gives_the_exact_answer() {
         write_pair(&imp, &clk, &mut rng, &mut input);
     }
     let dirs = [imp.as_path(), clk.as_path(), out.as_path(), cp.as_path()];
-    let mut clean_exits = Vec::new();
-    let (mut kills, mut mid_batch) = (0, 0);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while kills < kills_wanted {
-        assert!(Instant::now() < deadline, "fault injection took too long ({kills} kills)");
-        let started = SystemTime::now();
-        let mut child = command(&bin, &dirs).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        if rng.below(4) != 0 {
-            let wait_until = Instant::now() + Duration::from_secs(5);
-            while written_since(&cp, started).is_none()
-                && child.try_wait().unwrap().is_none()
-                && Instant::now() < wait_until
-            {
-                std::thread::sleep(Duration::from_micros(500));
-            }
-            std::thread::sleep(Duration::from_millis(rng.below(12)));
-        } else {
-            std::thread::sleep(Duration::from_millis(2 + rng.below(40)));
+    let spawn = || command(&bin, &dirs).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let k = common::kill_at_random(kills_wanted, &mut rng, &cp, &out, spawn, |rng| {
+        let before = input.files;
+        for _ in 0..8 {
+            write_pair(&imp, &clk, rng, &mut input);
         }
-        match child.try_wait().unwrap() {
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                if let Some(planned) = written_since(&cp, started) {
-                    if last_entry(&cp.join("commits")) < Some(planned) {
-                        mid_batch += 1;
-                    }
-                }
-            }
-            Some(status) => {
-                let mut err = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                assert!(status.success(), "the example failed: {status}\n{err}");
-                clean_exits.push(input.files);
-                for _ in 0..8 {
-                    write_pair(&imp, &clk, &mut rng, &mut input);
-                }
-            }
-        }
-    }
-    run_to_end(&bin, &dirs);
+        before
+    });
+    common::run_to_end(command(&bin, &dirs));
+    let common::Kills { kills, mid_batch, mut clean_exits, .. } = k;
     clean_exits.push(input.files);
-
-    // The uninterrupted run over the same files, arriving at the same points.
     let (rimp, rclk, rout, rcp) = (p("rimp"), p("rclk"), p("rout"), p("rcp"));
-    std::fs::create_dir_all(&rimp).unwrap();
-    std::fs::create_dir_all(&rclk).unwrap();
-    let mut copied = 0;
-    for &upto in &clean_exits {
-        for i in copied..upto {
-            let name = format!("{i:05}.json");
-            for (from, to) in [(&imp, &rimp), (&clk, &rclk)] {
-                let tmp = to.join(format!(".{name}"));
-                std::fs::copy(from.join(&name), &tmp).unwrap();
-                std::fs::rename(&tmp, to.join(&name)).unwrap();
-            }
-        }
-        copied = upto;
-        run_to_end(&bin, &[rimp.as_path(), rclk.as_path(), rout.as_path(), rcp.as_path()]);
-    }
-    let got = committed_batches(&out);
-    let want = committed_batches(&rout);
-    let ids: Vec<u64> = got.iter().map(|(b, _)| *b).collect();
-    assert_eq!(ids, (0..ids.len() as u64).collect::<Vec<_>>(), "committed batches are 0..n, each once");
-    assert_eq!(got.len(), want.len(), "batches committed: killed run vs uninterrupted run");
-    for ((b, rows), (_, want_rows)) in got.iter().zip(&want) {
-        assert_eq!(rows, want_rows, "batch {b}: the killed run's rows differ from the uninterrupted run's");
-    }
+    common::uninterrupted_run(&[(&imp, &rimp), (&clk, &rclk)], &clean_exits, || {
+        common::run_to_end(command(&bin, &[rimp.as_path(), rclk.as_path(), rout.as_path(), rcp.as_path()]))
+    });
+    let ids = common::assert_same_batches(&out, &rout).len();
 
     // Independently: every on-time pair in range, once; the unmatched impressions.
     let mut pairs: BTreeMap<(String, String, String), usize> = BTreeMap::new();
@@ -290,7 +182,7 @@ fn killed_and_restarted_join_gives_the_exact_answer() {
          uninterrupted run's, {} pairs exact, {} impressions alone, {late_joined} late clicks joined",
         clean_exits.len(),
         input.files,
-        ids.len(),
+        ids,
         want_pairs.values().sum::<usize>(),
         alone.len()
     );
