@@ -75,27 +75,14 @@ impl MicroBatch {
                 result = flushed;
             }
         }
-        for s in &mut self.sources {
-            s.stop();
-        }
-        for (_, s) in &mut self.statics {
-            s.stop();
-        }
-        let error = match result {
-            Ok(()) | Err(Error::Stopped) => None,
-            Err(e) => {
-                tracing::error!(query = %self.name, error = %e, "query failed");
-                Some(Arc::new(e))
-            }
-        };
-        // Progress bar, page and metrics are final before anyone sees the query stopped.
-        self.observer.stopping(error.as_ref());
-        self.shared.update(|st| {
-            st.active = false;
-            st.message = "Stopped".into();
-            st.error = error.clone();
-        });
-        self.observer.terminated(error);
+        super::execution::terminate(
+            &self.name,
+            &mut self.sources,
+            &mut self.statics,
+            &self.observer,
+            &self.shared,
+            result,
+        );
     }
 
     fn stopped(&self) -> bool {
@@ -288,14 +275,7 @@ impl MicroBatch {
     fn read_statics(&mut self) -> Result<Vec<Vec<RecordBatch>>> {
         let mut out = Vec::with_capacity(self.statics.len());
         for (name, s) in &mut self.statics {
-            let description = s.description();
-            let what = || format!("reading static input `{name}` from {description}");
-            s.prepare_available_now().map_err(|e| e.context(what()))?;
-            let end = s.latest_offset(None, ReadLimit::All).map_err(|e| e.context(what()))?;
-            let rows = match end {
-                Some(end) => s.get_batch(None, &end).map_err(|e| e.context(what()))?,
-                None => Vec::new(),
-            };
+            let rows = super::execution::read_static(name, s)?;
             tracing::info!(query = %self.name, input = %name, rows = rows.iter().map(RecordBatch::num_rows).sum::<usize>(), "static input read");
             out.push(rows);
         }

@@ -21,7 +21,7 @@ use crate::engine::{
 use crate::error::{Error, Result};
 use crate::sink::SinkImpl;
 use crate::source::continuous::{partition_positions, PartitionReader, MAX_VECTOR_ROWS};
-use crate::source::{Offset, ReadLimit, SourceImpl};
+use crate::source::{Offset, SourceImpl};
 use crate::OutputMode;
 
 /// Messages in flight from the tasks before a task waits for the coordinator (backpressure:
@@ -94,29 +94,17 @@ impl Continuous {
                 result = flushed;
             }
         }
-        for s in &mut self.sources {
-            s.stop();
-        }
-        for (_, s) in &mut self.statics {
-            s.stop();
-        }
         if let Some(t) = self.trigger.ticker() {
             t.close();
         }
-        let error = match result {
-            Ok(()) | Err(Error::Stopped) => None,
-            Err(e) => {
-                tracing::error!(query = %self.name, error = %e, "query failed");
-                Some(Arc::new(e))
-            }
-        };
-        self.observer.stopping(error.as_ref());
-        self.shared.update(|st| {
-            st.active = false;
-            st.message = "Stopped".into();
-            st.error = error.clone();
-        });
-        self.observer.terminated(error);
+        crate::engine::execution::terminate(
+            &self.name,
+            &mut self.sources,
+            &mut self.statics,
+            &self.observer,
+            &self.shared,
+            result,
+        );
     }
 
     fn stopped(&self) -> bool {
@@ -129,14 +117,7 @@ impl Continuous {
         for (i, slot) in self.slots.iter().enumerate() {
             let InputSlot::Static(k) = *slot else { continue };
             let (name, s) = &mut self.statics[k];
-            let description = s.description();
-            let what = || format!("reading static input `{name}` from {description}");
-            s.prepare_available_now().map_err(|e| e.context(what()))?;
-            let end = s.latest_offset(None, ReadLimit::All).map_err(|e| e.context(what()))?;
-            out[i] = Some(match end {
-                Some(end) => s.get_batch(None, &end).map_err(|e| e.context(what()))?,
-                None => Vec::new(),
-            });
+            out[i] = Some(crate::engine::execution::read_static(name, s)?);
         }
         Ok(Arc::new(out))
     }
