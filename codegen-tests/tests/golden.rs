@@ -375,6 +375,65 @@ fn dedup_then_window_count() {
 }
 
 #[derive(Record)]
+struct HalfHourTotal {
+    window: Window,
+    total: i64,
+    groups: i64,
+}
+
+#[derive(Record)]
+struct WordCountValue {
+    word: Option<String>,
+    n: i64,
+}
+
+stream_query! {
+    /// Chained aggregations (append mode): a 10-minute count per word, then per 30 minutes of
+    /// `window_time(window)` the sum of those counts and how many there were.
+    query WindowCountThenSum(events: WordEvent) -> HalfHourTotal, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes"), word)
+            .agg(count() as n)
+            .group_by(window(window_time(window), "30 minutes"))
+            .agg(sum(n) as total, count() as groups)
+    }
+
+    /// A running count per word, then each count value once (`dropDuplicates(['n'])` after an
+    /// update-mode aggregation, which Spark accepts: the dedup has no event time).
+    query CountThenDedup(events: WordEvent) -> WordCountValue, mode = update {
+        events
+            .group_by(word)
+            .agg(count() as n)
+            .drop_duplicates(n)
+    }
+
+    /// Each word's first finished 10-minute window only.
+    query WindowCountThenDedup(events: WordEvent) -> WindowWordCount, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes"), word)
+            .agg(count() as count)
+            .drop_duplicates(word)
+    }
+}
+
+#[test]
+fn window_count_then_window_time_sum() {
+    golden!("window_count_then_window_time_sum", WindowCountThenSum, events);
+}
+
+#[test]
+fn count_then_dedup_update() {
+    golden!("count_then_dedup_update", CountThenDedup, events);
+}
+
+#[test]
+fn window_count_then_dedup_append() {
+    golden!("window_count_then_dedup_append", WindowCountThenDedup, events);
+}
+
+#[derive(Record)]
 struct Order {
     order_id: Option<i32>,
     ts: Option<Timestamp>,

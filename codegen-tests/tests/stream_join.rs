@@ -213,6 +213,88 @@ fn stream_stream_left_outer_window_join() {
     golden_join!("stream_stream_left_outer_window_join", SameHourLeft, InputRows::SparkPushesFiltersDown);
 }
 
+#[derive(Record)]
+struct HourlyMatches {
+    window: Window,
+    n: i64,
+}
+
+#[derive(Record)]
+struct HourlyImpressions {
+    window: Window,
+    n: i64,
+    clicks: i64,
+}
+
+#[derive(Record)]
+struct AdMatches {
+    impressionAdId: Option<String>,
+    n: i64,
+}
+
+stream_query! {
+    /// Two stateful operators: the ad-click join, then matches per hour of impression. The
+    /// window closes when the join's output watermark passes its end.
+    query HourlyAdClicks(impressions: Impression, clicks: Click) -> HourlyMatches, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .group_by(window(impressionTime, "1 hour"))
+            .agg(count() as n)
+    }
+
+    /// Every impression per hour, and how many had a click: the unmatched ones arrive
+    /// null-padded when the join's watermark proves them unmatched.
+    query HourlyImpressionsLeft(impressions: Impression, clicks: Click) -> HourlyImpressions, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                kind = left_outer,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .group_by(window(impressionTime, "1 hour"))
+            .agg(count() as n, count(clicks.clickTime) as clicks)
+    }
+
+    /// A running count of matches per ad (update mode, which Spark 4 accepts for an inner join).
+    query MatchesPerAd(impressions: Impression, clicks: Click) -> AdMatches, mode = update {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .group_by(impressionAdId)
+            .agg(count() as n)
+    }
+}
+
+#[test]
+fn stream_stream_inner_join_then_window_count() {
+    golden_join!("stream_stream_inner_join_then_window_count", HourlyAdClicks, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_left_outer_join_then_window_count() {
+    golden_join!(
+        "stream_stream_left_outer_join_then_window_count",
+        HourlyImpressionsLeft,
+        InputRows::SparkPushesFiltersDown
+    );
+}
+
+#[test]
+fn stream_stream_inner_join_then_count_update() {
+    golden_join!("stream_stream_inner_join_then_count_update", MatchesPerAd, InputRows::SparkPushesFiltersDown);
+}
+
 #[derive(Record, Clone)]
 struct Imp {
     ad: i64,

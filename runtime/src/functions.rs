@@ -71,3 +71,18 @@ pub fn length<'a>(s: impl Into<Option<&'a str>>) -> Option<i32> {
 pub fn coalesce<T>(a: Option<T>, b: T) -> T {
     a.unwrap_or(b)
 }
+
+/// Spark's `window_time(window)`: the last instant of a time window, its end minus one
+/// microsecond. After an aggregation by an event-time window it is that window's event time:
+/// a later aggregation groups by `window(window_time(window), "1 hour")` (chained
+/// aggregations, append mode).
+///
+/// ```
+/// use flowgate::{functions::window_time, Timestamp, Window};
+/// let w = Window::new(Timestamp::from_micros(0), Timestamp::from_micros(600_000_000));
+/// assert_eq!(window_time(&w), Timestamp::from_micros(599_999_999));
+/// ```
+#[inline(always)]
+pub fn window_time(window: &crate::Window) -> crate::Timestamp {
+    crate::Timestamp(window.end.0 - 1)
+}

@@ -146,6 +146,28 @@ impl GroupKey for String {
     }
 }
 
+/// A key borrowed from where it is kept (an aggregation's emitted group, read by an operator
+/// after it): the key itself.
+impl<T: GroupKey> GroupKey for &T {
+    type Owned = T::Owned;
+    #[inline(always)]
+    fn hash_key<H: Hasher>(&self, h: &mut H) {
+        (**self).hash_key(h)
+    }
+    #[inline(always)]
+    fn eq_owned(&self, other: &Self::Owned) -> bool {
+        (**self).eq_owned(other)
+    }
+    #[inline(always)]
+    fn to_owned_key(&self) -> Self::Owned {
+        (**self).to_owned_key()
+    }
+    #[inline(always)]
+    fn has_null(&self) -> bool {
+        (**self).has_null()
+    }
+}
+
 impl<T: GroupKey> GroupKey for Option<T> {
     type Owned = Option<T::Owned>;
     #[inline(always)]

@@ -32,6 +32,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         union_columns: Vec::new(),
         stream_joined: false,
         group_state: false,
+        joined_watermark: None,
+        window_event_time: None,
     };
     // `products.col` of a static input becomes a row-loop variable before anything reads it.
     let (calls, static_refs) = join::rewrite_static_refs(q);
@@ -62,11 +64,15 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             i += 1;
             continue;
         }
+        // An aggregation may follow the join (`group_by(..).agg(..)` or `agg(..)`), as Spark
+        // allows; the operators below not yet.
+        let aggregates_next = spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg");
         if cx.stream_joined
+            && !cx.aggregated
+            && !aggregates_next
             && matches!(
                 spec.kind,
                 OpKind::GroupBy
-                    | OpKind::Agg
                     | OpKind::Dedup
                     | OpKind::DedupWithinWatermark
                     | OpKind::Join
@@ -77,7 +83,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         {
             diags.error(
                 call.name.span(),
-                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go to the output through stateless operators"),
+                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, and at most into aggregations, to the output"),
             );
             // `group_by(..).agg(..)` is one mistake.
             i += if spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg") { 2 } else { 1 };
@@ -164,7 +170,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                     }
                     Some(next) if next.name == "agg" => {
                         let aggs = aggregate::agg_items(next, &mut cx, diags);
-                        aggregate::check_chained_aggregation(&cx, &call.name, diags);
+                        aggregate::check_chained_aggregation(q, &cx, &call.name, diags);
                         aggregate::finish_aggregate(&mut cx, keys, aggs, &mut ops_out, diags);
                         if cx.session && !cx.unioned.is_empty() {
                             diags.error(call.name.span(), "a session window over a union is not supported yet in flowgate: aggregate each input, or use a tumbling or sliding window");
@@ -185,7 +191,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             OpKind::Agg => {
                 // A global aggregation: one group for the whole stream.
                 let aggs = aggregate::agg_items(call, &mut cx, diags);
-                aggregate::check_chained_aggregation(&cx, &call.name, diags);
+                aggregate::check_chained_aggregation(q, &cx, &call.name, diags);
                 aggregate::finish_aggregate(&mut cx, Vec::new(), aggs, &mut ops_out, diags);
             }
             OpKind::Sort => {
@@ -210,7 +216,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             }
             OpKind::Dedup | OpKind::DedupWithinWatermark => {
                 let within = spec.kind == OpKind::DedupWithinWatermark;
-                if let Some(op) = dedup::check(&mut cx, call, within, diags) {
+                if let Some(op) = dedup::check(q, &mut cx, call, within, diags) {
                     ops_out.push(op);
                 }
             }
@@ -242,7 +248,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
     if !unknown_operator {
         check_output_columns(q, &cx.schema, &ops_out, diags);
     }
-    let event_time_key = ops_out.iter().any(|o| matches!(o, LOp::Aggregate { event_time_key: Some(_), .. }));
+    let event_time_key = last_aggregate_has_event_time(&ops_out);
     let append_needs_key = (q.mode.kind == ModeKind::Append
         && q.errors.is_empty()
         && cx.aggregated
@@ -289,6 +295,12 @@ pub(crate) struct Cx {
     /// Whether a `map_groups_with_state` / `flat_map_groups_with_state` was seen (its function
     /// makes the output; nothing may follow it).
     pub group_state: bool,
+    /// After a stream-stream join, the other stream's watermarked column (its `clicks.col`
+    /// variable): event time for an aggregation after the join, as the query's own.
+    pub joined_watermark: Option<Ident>,
+    /// After an aggregation grouped by an event-time window, that window's column: a later
+    /// aggregation's event time is `window_time(it)` (Spark's watermarked `window_time`).
+    pub window_event_time: Option<Ident>,
     /// Whether an error in a `with_watermark` or a grouping key left the event time unknown:
     /// the rules about it (append mode) then stay silent instead of adding a false error.
     pub event_time_unknown: bool,
@@ -414,7 +426,7 @@ fn check_output_mode(q: &Query, cx: &Cx, ops: &[LOp], diags: &mut Diagnostics) {
         // The declared mode did not parse: its rules would judge a guess.
         return;
     }
-    let event_time_key = ops.iter().any(|o| matches!(o, LOp::Aggregate { event_time_key: Some(_), .. }));
+    let event_time_key = last_aggregate_has_event_time(ops);
     match q.mode.kind {
         ModeKind::Complete if !cx.aggregated && !cx.group_state => diags.error(
             q.mode.span,
@@ -424,9 +436,10 @@ fn check_output_mode(q: &Query, cx: &Cx, ops: &[LOp], diags: &mut Diagnostics) {
             // Left to rustc (see `Logical::append_needs_key`).
         }
         ModeKind::Append if cx.aggregated && !event_time_key && !cx.event_time_unknown => {
-            let how = match &cx.watermark {
-                None => "add `.with_watermark(ts, \"10 minutes\")` before the aggregation and group by `window(ts, ...)` or `ts`".to_string(),
-                Some(w) => format!("group by `window({w}, ...)` or `{w}` (the watermarked column)"),
+            let how = match (&cx.watermark, &cx.window_event_time) {
+                (_, Some(w)) => format!("group by `window(window_time({w}), ...)` (the first aggregation's watermarked window)"),
+                (None, None) => "add `.with_watermark(ts, \"10 minutes\")` before the aggregation and group by `window(ts, ...)` or `ts`".to_string(),
+                (Some(w), None) => format!("group by `window({w}, ...)` or `{w}` (the watermarked column)"),
             };
             diags.error(
                 q.mode.span,
@@ -441,6 +454,18 @@ fn check_output_mode(q: &Query, cx: &Cx, ops: &[LOp], diags: &mut Diagnostics) {
         ),
         _ => {}
     }
+}
+
+/// Whether the query's last aggregation groups by event time. Spark checks the last one: an
+/// earlier one without event time would leave the later one none to group by.
+fn last_aggregate_has_event_time(ops: &[LOp]) -> bool {
+    ops.iter()
+        .rev()
+        .find_map(|o| match o {
+            LOp::Aggregate { event_time_key, .. } => Some(event_time_key.is_some()),
+            _ => None,
+        })
+        .unwrap_or(false)
 }
 
 /// Whether the watermarked column is a column of the input record (which only rustc knows).

@@ -222,16 +222,60 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
             };
             quote! { #update #(#ends)* }
         }
-        (Source::Operator(o), Sink::Output(OutputPlan::Rows(columns))) => match &plan.operators[*o].kind {
-            OperatorKind::HashAggregate(a) => aggregate::emit_hash_output(q, plan, p, *o, a, columns),
-            OperatorKind::SessionAggregate(a) => aggregate::emit_session_output(q, plan, p, *o, a, columns),
-            OperatorKind::Dedup(_) | OperatorKind::GlobalLimit(_) => {
-                quote! { compile_error!("flowgate bug: a stateful filter emits no rows of its own"); }
-            }
-            OperatorKind::StreamJoin(s) => stream_join::emit_output(q, plan, p, s, columns),
-            OperatorKind::GroupState(g) => group_state::emit_output(q, *o, g),
-        },
+        (Source::Operator(o), Sink::Operator(to)) => {
+            let feed = match &plan.operators[*to].kind {
+                OperatorKind::HashAggregate(a) => aggregate::feed_hash(*to, a),
+                _ => {
+                    return quote! { compile_error!("flowgate bug: only a hash aggregation takes another operator's rows"); }
+                }
+            };
+            let code = match &plan.operators[*o].kind {
+                OperatorKind::HashAggregate(a) => aggregate::emit_hash_into(plan, p, *o, a, &feed),
+                OperatorKind::StreamJoin(s) => stream_join::emit_into(plan, p, s, &feed),
+                _ => quote! { compile_error!("flowgate bug: an operator whose rows do not feed another"); },
+            };
+            quote! { #code #(#ends)* }
+        }
+        (Source::Operator(o), Sink::Output(OutputPlan::Rows(columns))) if !ends.is_empty() => {
+            // Stateful filters in the pipeline (a dedup after an aggregation) end after its rows.
+            let rows = emit_operator_output(q, plan, p, *o, columns);
+            quote! {{
+                let __fg_rows = { #rows };
+                #(#ends)*
+                __fg_rows
+            }}
+        }
+        (Source::Operator(o), Sink::Output(OutputPlan::Rows(columns))) => emit_operator_output(q, plan, p, *o, columns),
         _ => quote! { compile_error!("flowgate bug: a pipeline shape the planner does not make"); },
+    }
+}
+
+/// Where rows go when a stateful operator's emitted rows feed another one (a breaker): the
+/// per-row terminal that updates it, and the call that runs a loop of such rows into it.
+pub(crate) struct Feed {
+    pub op: Ident,
+    pub terminal: TokenStream,
+}
+
+impl Feed {
+    /// `body` (a loop over the emitted rows ending in `terminal`) run into the operator's
+    /// update, on the calling thread.
+    pub fn wrap(&self, body: TokenStream) -> TokenStream {
+        let op = &self.op;
+        quote! { #op.update_sequential(&[()], |_: &(), __fg_tables| { #body }); }
+    }
+}
+
+/// The pipeline from operator `o`'s emitted rows to the output.
+fn emit_operator_output(q: &Query, plan: &Plan, p: &Pipeline, o: usize, columns: &[Ident]) -> TokenStream {
+    match &plan.operators[o].kind {
+        OperatorKind::HashAggregate(a) => aggregate::emit_hash_output(q, plan, p, o, a, columns),
+        OperatorKind::SessionAggregate(a) => aggregate::emit_session_output(q, plan, p, o, a, columns),
+        OperatorKind::Dedup(_) | OperatorKind::GlobalLimit(_) => {
+            quote! { compile_error!("flowgate bug: a stateful filter emits no rows of its own"); }
+        }
+        OperatorKind::StreamJoin(s) => stream_join::emit_output(q, plan, p, s, columns),
+        OperatorKind::GroupState(g) => group_state::emit_output(q, o, g),
     }
 }
 

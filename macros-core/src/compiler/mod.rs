@@ -290,6 +290,61 @@ mod snapshot_tests {
         insta::assert_snapshot!(prettyplease::unparse(&file));
     }
 
+    /// Two stateful operators after each other: a stream-stream join, then an aggregation fed
+    /// by its rows, which sees the join's output watermark.
+    #[test]
+    fn join_then_aggregate_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query HourlyMatches(impressions: Impression, clicks: Click) -> Hourly, mode = append {
+                impressions
+                    .with_watermark(impressionTime, "2 hours")
+                    .join(
+                        clicks.with_watermark(clickTime, "3 hours"),
+                        impressionAdId = clicks.clickAdId,
+                        on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+                    )
+                    .group_by(window(impressionTime, "1 hour"))
+                    .agg(count() as n, count(clicks.clickTime) as clicks)
+            }
+        }));
+    }
+
+    #[test]
+    fn join_then_aggregate_expansion() {
+        let out = super::compile(quote! {
+            query HourlyMatches(impressions: Impression, clicks: Click) -> Hourly, mode = append {
+                impressions
+                    .with_watermark(impressionTime, "2 hours")
+                    .join(
+                        clicks.with_watermark(clickTime, "3 hours"),
+                        impressionAdId = clicks.clickAdId,
+                        on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+                    )
+                    .group_by(window(impressionTime, "1 hour"))
+                    .agg(count() as n)
+            }
+        });
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
+    /// Chained aggregations (append mode): a window count, then a coarser window over
+    /// `window_time(window)`; and a dedup of the second one's rows.
+    #[test]
+    fn chained_aggregation_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query HalfHours(events: Word) -> Totals, mode = append {
+                events
+                    .with_watermark(ts, "10 minutes")
+                    .group_by(window(ts, "10 minutes"), word)
+                    .agg(count() as n)
+                    .group_by(window(window_time(window), "30 minutes"))
+                    .agg(sum(n) as total)
+                    .drop_duplicates(total)
+            }
+        }));
+    }
+
     /// A union of two inputs with their own watermarks into one aggregation: a pipeline per
     /// input, the second feeding the same batch of the state.
     #[test]

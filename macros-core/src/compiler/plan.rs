@@ -59,6 +59,20 @@ pub struct WatermarkPlan {
 pub struct Operator {
     pub id: usize,
     pub kind: OperatorKind,
+    /// The watermark it drops late rows and evicts by.
+    pub watermark: WatermarkInput,
+}
+
+/// Which watermark a stateful operator sees: Spark's watermark propagation between stateful
+/// operators (`WatermarkPropagator`). Every operator passes its input watermark on, except a
+/// stream-stream join, whose output watermark is the minimum of its input watermark and both
+/// sides' state watermarks (rows it emits are never older than that).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WatermarkInput {
+    /// The query's watermark (of the batch, or of the previous batch for late rows).
+    Query,
+    /// The output watermark of the stream-stream join with this id.
+    JoinOutput(usize),
 }
 
 pub enum OperatorKind {
@@ -223,7 +237,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                 let session = keys.iter().any(|k| matches!(k.kind, KeyKind::Session { .. }));
                 let agg = AggPlan { keys, aggs, event_time_key, uses_watermark };
                 let kind = if session { OperatorKind::SessionAggregate(agg) } else { OperatorKind::HashAggregate(agg) };
-                operators.push(Operator { id, kind });
+                operators.push(Operator { id, kind, watermark: WatermarkInput::Query });
                 current.sink = Sink::Operator(id);
                 let next = Pipeline {
                     source: Source::Operator(id),
@@ -276,7 +290,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     }
                     b.ops.push(op.clone());
                 }
-                operators.push(Operator { id, kind: OperatorKind::StreamJoin(spec) });
+                operators.push(Operator { id, kind: OperatorKind::StreamJoin(spec), watermark: WatermarkInput::Query });
                 current.sink = Sink::Operator(id);
                 current.parallel = false;
                 let next = Pipeline {
@@ -300,7 +314,11 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             }
             LOp::GroupState { spec, .. } => {
                 let id = operators.len();
-                operators.push(Operator { id, kind: OperatorKind::GroupState(Box::new(spec)) });
+                operators.push(Operator {
+                    id,
+                    kind: OperatorKind::GroupState(Box::new(spec)),
+                    watermark: WatermarkInput::Query,
+                });
                 // One thread in row order: a key's rows reach the function in input order.
                 current.parallel = false;
                 current.sink = Sink::Operator(id);
@@ -315,14 +333,18 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             }
             LOp::Dedup { spec, .. } => {
                 let id = operators.len();
-                operators.push(Operator { id, kind: OperatorKind::Dedup(spec.clone()) });
+                operators.push(Operator {
+                    id,
+                    kind: OperatorKind::Dedup(spec.clone()),
+                    watermark: WatermarkInput::Query,
+                });
                 current.parallel = false;
                 branches.iter_mut().for_each(|b| b.parallel = false);
                 push(&mut current, &mut branches, LOp::Dedup { op: id, spec });
             }
             LOp::Limit { n, global: Some(_) } => {
                 let id = operators.len();
-                operators.push(Operator { id, kind: OperatorKind::GlobalLimit(n) });
+                operators.push(Operator { id, kind: OperatorKind::GlobalLimit(n), watermark: WatermarkInput::Query });
                 current.parallel = false;
                 branches.iter_mut().for_each(|b| b.parallel = false);
                 push(&mut current, &mut branches, LOp::Limit { n, global: Some(id) });
@@ -356,6 +378,29 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         b.sink = Sink::Output(output(&b));
         pipelines.push(b);
     }
+    // Watermark propagation: an operator fed by another's emitted rows (a breaker it sinks
+    // into, or a stateful filter inside that pipeline) sees what that one passes on.
+    for p in &pipelines {
+        let Source::Operator(from) = p.source else { continue };
+        let passed = match operators[from].kind {
+            OperatorKind::StreamJoin(_) => WatermarkInput::JoinOutput(from),
+            _ => operators[from].watermark,
+        };
+        let mut fed: Vec<usize> = p
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                LOp::Dedup { op, .. } | LOp::Limit { global: Some(op), .. } => Some(*op),
+                _ => None,
+            })
+            .collect();
+        if let Sink::Operator(to) = p.sink {
+            fed.push(to);
+        }
+        for o in fed {
+            operators[o].watermark = passed;
+        }
+    }
     // An input pipeline that does not build its output column by column loads every input
     // column it names at the top of its row loop (a stream-stream join's right side: its own).
     let right_inputs: Vec<usize> = operators
@@ -374,11 +419,17 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
     }
     // What each side of a stream-stream join buffers: what its condition and the operators
     // after it read, and the column its eviction reads.
+    let operators_snapshot: Vec<Vec<Ident>> = operators.iter().map(|o| operator_input_columns(&o.kind)).collect();
     for o in &mut operators {
         let OperatorKind::StreamJoin(spec) = &mut o.kind else { continue };
         let Some(out) = pipelines.iter().find(|p| p.source == Source::Operator(o.id)) else { continue };
+        let fed_columns: Vec<Ident> = match &out.sink {
+            Sink::Operator(to) => operators_snapshot[*to].clone(),
+            _ => Vec::new(),
+        };
         let terminal: Vec<&Ident> = match &out.sink {
             Sink::Output(OutputPlan::Rows(c)) => c.iter().collect(),
+            Sink::Operator(_) => fed_columns.iter().collect(),
             _ => Vec::new(),
         };
         let (_, needed) = liveness(&out.ops, &terminal);
@@ -455,6 +506,32 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         .collect();
     let append_needs_key = logical.append_needs_key.map(|c| (input, c));
     Plan { inputs, watermarks, operators, pipelines, mode: q.mode.kind, append_needs_key }
+}
+
+/// The columns a breaker reads from the rows fed to it (its keys and aggregate arguments).
+fn operator_input_columns(kind: &OperatorKind) -> Vec<Ident> {
+    let mut cols: Vec<Ident> = Vec::new();
+    let mut add = |e: &Expr| {
+        for c in free_columns(e) {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        }
+    };
+    if let OperatorKind::HashAggregate(a) | OperatorKind::SessionAggregate(a) = kind {
+        for k in &a.keys {
+            match &k.kind {
+                KeyKind::Window { ts, .. } | KeyKind::Session { ts, .. } => add(ts),
+                KeyKind::Plain => add(&k.item.expr),
+            }
+        }
+        for g in &a.aggs {
+            if let Some(arg) = &g.arg {
+                add(arg);
+            }
+        }
+    }
+    cols
 }
 
 /// The column `name` a bare column reference names (`auction` in `select(auction)` or in
@@ -724,6 +801,9 @@ impl fmt::Display for Plan {
             writeln!(f, "watermark #{i}: input #{} column {}, delay {} µs", w.input, w.column, w.delay)?;
         }
         for op in &self.operators {
+            if let WatermarkInput::JoinOutput(j) = op.watermark {
+                writeln!(f, "stateful #{} watermark: the output watermark of stateful #{j} (min of its input and both sides' state watermarks)", op.id)?;
+            }
             match &op.kind {
                 OperatorKind::HashAggregate(a) => {
                     writeln!(f, "stateful #{} {}: hash aggregate {a}", op.id, op.kind.spark_name())?

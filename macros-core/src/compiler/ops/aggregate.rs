@@ -10,20 +10,26 @@ use syn::{Expr, Ident, Index};
 use crate::compiler::ast::{Call, ModeKind, Query};
 use crate::compiler::check::{check_no_aggregate, check_unique_names, duration_arg, named_item, optional_name, Cx};
 use crate::compiler::diag::{hint, Diagnostics};
-use crate::compiler::emit::{collect_units, fuse, output_literal, push_output, unit_loop};
+use crate::compiler::emit::{collect_units, fuse, output_literal, push_output, unit_loop, Feed};
 use crate::compiler::exprs::{AGG_FUNCTIONS, UNSUPPORTED_AGGS};
 use crate::compiler::logical::{AggFunc, AggItem, Item, Key, KeyKind, LOp, Schema, SortSpec};
 use crate::compiler::ops::dedup;
 use crate::compiler::plan::{AggPlan, Pipeline, Plan};
 
-/// Rule: Spark supports one streaming aggregation per query ("Multiple streaming aggregations
-/// are not supported with streaming DataFrames/Datasets").
-pub(crate) fn check_chained_aggregation(cx: &Cx, at: &Ident, diags: &mut Diagnostics) {
-    if cx.aggregated {
+/// Rule: an aggregation after another runs only in append mode, as Spark 4's
+/// `checkStreamingQueryGlobalWatermarkLimit` says: in update or complete mode the first emits
+/// rows (updates) the second would count as late. Session windows do not chain yet.
+pub(crate) fn check_chained_aggregation(q: &Query, cx: &Cx, at: &Ident, diags: &mut Diagnostics) {
+    if !cx.aggregated {
+        return;
+    }
+    if q.mode.kind != ModeKind::Append {
         diags.error(
             at.span(),
-            "multiple streaming aggregations are not supported (as in Spark): a query can aggregate once",
+            "an aggregation after an aggregation needs append mode (Spark: \"Detected pattern of possible 'correctness' issue due to global watermark\"): in update or complete mode the first aggregation emits rows the second would count as late; use `mode = append` and window both over event time: `.group_by(window(window_time(window), \"1 hour\"))`",
         );
+    } else if cx.session {
+        diags.error(at.span(), "an aggregation after a session window aggregation is not supported yet in flowgate");
     }
 }
 
@@ -273,15 +279,42 @@ pub(crate) fn finish_aggregate(
         }
         columns.push(a.name.clone());
     }
-    let event_time_key = cx.watermark.as_ref().and_then(|w| {
-        keys.iter().position(|k| {
-            let on_watermark = |e: &Expr| matches!(e, Expr::Path(p) if p.path.is_ident(w));
-            match &k.kind {
-                KeyKind::Window { ts, .. } | KeyKind::Session { ts, .. } => on_watermark(ts),
-                KeyKind::Plain => on_watermark(&k.item.expr),
-            }
-        })
+    // Event time: the watermarked column (the other stream's too after a join), or, after an
+    // aggregation by an event-time window, `window_time(window)`.
+    let watermarked: Vec<&Ident> = cx.watermark.iter().chain(&cx.joined_watermark).collect();
+    let on_watermark = |e: &Expr| match e {
+        Expr::Path(p) => watermarked.iter().any(|w| p.path.is_ident(*w)),
+        Expr::Call(c) => {
+            matches!(&*c.func, Expr::Path(f) if f.path.is_ident("window_time"))
+                && c.args.len() == 1
+                && cx
+                    .window_event_time
+                    .as_ref()
+                    .is_some_and(|w| matches!(&c.args[0], Expr::Path(p) if p.path.is_ident(w)))
+        }
+        _ => false,
+    };
+    let event_time_key = keys.iter().position(|k| match &k.kind {
+        KeyKind::Window { ts, .. } | KeyKind::Session { ts, .. } => on_watermark(ts),
+        KeyKind::Plain => on_watermark(&k.item.expr),
     });
+    // What carries event time after this aggregation: its event-time window's column, or its
+    // plain key on the watermarked column when the key keeps the column's name.
+    let key_on = |k: &Key| match &k.item.expr {
+        Expr::Path(p) => p.path.is_ident(&k.item.name),
+        _ => false,
+    };
+    // (Without an event-time key the watermark stays as it was: the output-mode rule names it.)
+    if let Some(k) = event_time_key.map(|i| &keys[i]) {
+        let (watermark, window) = match k.kind {
+            KeyKind::Plain if key_on(k) && cx.watermark.as_ref() == Some(&k.item.name) => (cx.watermark.clone(), None),
+            KeyKind::Plain => (None, None),
+            _ => (None, Some(k.item.name.clone())),
+        };
+        cx.watermark = watermark;
+        cx.window_event_time = window;
+    }
+    cx.joined_watermark = None;
     cx.schema = Schema::Closed { columns };
     cx.aggregated = true;
     ops.push(LOp::Aggregate { keys, aggs, event_time_key });
@@ -384,6 +417,12 @@ fn hash_terminal(agg: &AggPlan) -> TokenStream {
     }
 }
 
+/// How rows another stateful operator emits are fed into hash aggregation `id`: the same
+/// per-row terminal as an input's, on the calling thread.
+pub fn feed_hash(id: usize, agg: &AggPlan) -> Feed {
+    Feed { op: dedup::var(id), terminal: hash_terminal(agg) }
+}
+
 /// The hash aggregation's state at plan creation.
 pub fn init_hash() -> TokenStream {
     quote!(::flowgate::ops::aggregate::HashAggState::new(__fg_config.shuffle_partitions))
@@ -438,28 +477,6 @@ pub fn emit_hash_output(
 ) -> TokenStream {
     let out = &q.output;
     let op = dedup::var(id);
-    let key_binds: Vec<TokenStream> = agg
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let (name, i) = (&k.item.name, Index::from(i));
-            match k.kind {
-                KeyKind::Window { .. } => quote! { let #name = &__fg_e.key.#i.window(); },
-                _ => quote! { let #name = &__fg_e.key.#i; },
-            }
-        })
-        .collect();
-    // Spanned on the aggregate's name, so any error about its result points at the DSL.
-    let finishes: Vec<TokenStream> = agg
-        .aggs
-        .iter()
-        .enumerate()
-        .map(|(j, a)| {
-            let (name, j) = (&a.name, Index::from(j));
-            quote_spanned!(a.span=> let #name = __fg_e.acc.#j.finish();)
-        })
-        .collect();
     // `order_by`/`limit` end the pipeline: its rows are collected with their sort keys,
     // sorted and cut (Spark's top-N of a complete-mode result), then pushed.
     let (ops, sort, limit) = split_top(&p.ops);
@@ -483,34 +500,7 @@ pub fn emit_hash_output(
     } else {
         push_output(q, columns)
     };
-    let emit_body = fuse(plan, ops, terminal);
-    let emit_loop = |entries: TokenStream| {
-        quote! {
-            for __fg_e in #entries {
-                #(#key_binds)*
-                #(#finishes)*
-                #emit_body
-            }
-        }
-    };
-    let evict = |i: usize| {
-        let i = Index::from(i);
-        quote! { #op.evict(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)) }
-    };
-    let emit = match (plan.mode, agg.uses_watermark, agg.event_time_key) {
-        (ModeKind::Append, true, Some(i)) => {
-            let evicted = evict(i);
-            let lp = emit_loop(quote!(&__fg_closed));
-            quote! { let __fg_closed = #evicted; #lp }
-        }
-        (ModeKind::Update, true, Some(i)) => {
-            let evicted = evict(i);
-            let lp = emit_loop(quote!(#op.updated()));
-            quote! { #lp #evicted; }
-        }
-        (ModeKind::Complete, _, _) => emit_loop(quote!(#op.all())),
-        _ => emit_loop(quote!(#op.updated())),
-    };
+    let emit = hash_emission(plan, ops, id, agg, terminal, |lp| lp);
     let (start, finish) = if ordered {
         let limit = match limit {
             Some(n) => quote!(::core::option::Option::Some(#n)),
@@ -534,6 +524,76 @@ pub fn emit_hash_output(
         #emit
         #finish
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}
+
+/// The pipeline from hash aggregation `id`'s emitted groups into another stateful operator
+/// (`feed`): the groups append mode closes, as they would go to the output.
+pub fn emit_hash_into(plan: &Plan, p: &Pipeline, id: usize, agg: &AggPlan, feed: &Feed) -> TokenStream {
+    hash_emission(plan, &p.ops, id, agg, feed.terminal.clone(), |lp| feed.wrap(lp))
+}
+
+/// The groups hash aggregation `id` emits this batch, each bound by its key and aggregate
+/// names and run through `ops` into `terminal`; `wrap` places the loop (into a downstream
+/// operator's update, or as is).
+fn hash_emission(
+    plan: &Plan,
+    ops: &[LOp],
+    id: usize,
+    agg: &AggPlan,
+    terminal: TokenStream,
+    wrap: impl Fn(TokenStream) -> TokenStream,
+) -> TokenStream {
+    let op = dedup::var(id);
+    let key_binds: Vec<TokenStream> = agg
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let (name, i) = (&k.item.name, Index::from(i));
+            match k.kind {
+                KeyKind::Window { .. } => quote! { let #name = &__fg_e.key.#i.window(); },
+                _ => quote! { let #name = &__fg_e.key.#i; },
+            }
+        })
+        .collect();
+    // Spanned on the aggregate's name, so any error about its result points at the DSL.
+    let finishes: Vec<TokenStream> = agg
+        .aggs
+        .iter()
+        .enumerate()
+        .map(|(j, a)| {
+            let (name, j) = (&a.name, Index::from(j));
+            quote_spanned!(a.span=> let #name = __fg_e.acc.#j.finish();)
+        })
+        .collect();
+    let emit_body = fuse(plan, ops, terminal);
+    let emit_loop = |entries: TokenStream| {
+        wrap(quote! {
+            for __fg_e in #entries {
+                #(#key_binds)*
+                #(#finishes)*
+                #emit_body
+            }
+        })
+    };
+    let evict = |i: usize| {
+        let i = Index::from(i);
+        quote! { #op.evict(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)) }
+    };
+    match (plan.mode, agg.uses_watermark, agg.event_time_key) {
+        (ModeKind::Append, true, Some(i)) => {
+            let evicted = evict(i);
+            let lp = emit_loop(quote!(&__fg_closed));
+            quote! { let __fg_closed = #evicted; #lp }
+        }
+        (ModeKind::Update, true, Some(i)) => {
+            let evicted = evict(i);
+            let lp = emit_loop(quote!(#op.updated()));
+            quote! { #lp #evicted; }
+        }
+        (ModeKind::Complete, _, _) => emit_loop(quote!(#op.all())),
+        _ => emit_loop(quote!(#op.updated())),
     }
 }
 

@@ -13,16 +13,20 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, Index};
 
-use crate::compiler::ast::Call;
+use crate::compiler::ast::{Call, ModeKind, Query};
 use crate::compiler::check::Cx;
 use crate::compiler::diag::Diagnostics;
 use crate::compiler::logical::{DedupSpec, LOp, Schema};
 
 /// Check hook: the key columns (bare column names; none for the whole row, which must then be
 /// known), Spark's rules, and the spec.
-pub fn check(cx: &mut Cx, call: &Call, within_watermark: bool, diags: &mut Diagnostics) -> Option<LOp> {
+///
+/// After an aggregation (Spark 4 accepts it in every mode when the keys hold no event time)
+/// the dedup sees the aggregation's emitted rows, has no watermark of its own and keeps its
+/// keys forever.
+pub fn check(q: &Query, cx: &mut Cx, call: &Call, within_watermark: bool, diags: &mut Diagnostics) -> Option<LOp> {
     let name = call.name.to_string();
-    if cx.aggregated {
+    if cx.aggregated && within_watermark {
         diags.error(
             call.name.span(),
             format!("`{name}` after an aggregation is not supported yet in flowgate: deduplicate the input before aggregating"),
@@ -65,6 +69,29 @@ pub fn check(cx: &mut Cx, call: &Call, within_watermark: bool, diags: &mut Diagn
     }
     if keys.is_empty() {
         return None;
+    }
+    if cx.aggregated {
+        let event_time =
+            keys.iter().find(|k| Some(*k) == cx.window_event_time.as_ref() || Some(*k) == cx.watermark.as_ref());
+        if let Some(k) = event_time {
+            if q.mode.kind != ModeKind::Append {
+                let mode = if q.mode.kind == ModeKind::Update { "update" } else { "complete" };
+                diags.error(
+                    k.span(),
+                    format!("`{name}` on the event-time column `{k}` after an aggregation needs append mode (Spark: \"Detected pattern of possible 'correctness' issue due to global watermark\"): in {mode} mode the aggregation emits rows the dedup would count as late; use `mode = append`, or deduplicate on columns without event time"),
+                );
+            } else {
+                diags.error(
+                    k.span(),
+                    format!("`{name}` on the event-time column `{k}` after an aggregation is not supported yet in flowgate: deduplicate on the other columns"),
+                );
+            }
+            return None;
+        }
+        return Some(LOp::Dedup {
+            op: 0,
+            spec: DedupSpec { keys, event_time_key: None, watermark: None, within_watermark: None },
+        });
     }
     let watermark = cx.watermark.clone();
     let delay = match (within_watermark, &watermark) {

@@ -24,7 +24,7 @@ use syn::{BinOp, Expr, Ident, Index};
 use crate::compiler::ast::{Call, ModeKind, Query};
 use crate::compiler::check::{check_no_aggregate, duration_arg, single_arg, watermark_args, Cx};
 use crate::compiler::diag::{hint, Diagnostics};
-use crate::compiler::emit::{collect_units, fuse, output_literal, unit_loop};
+use crate::compiler::emit::{collect_units, fuse, output_literal, unit_loop, Feed};
 use crate::compiler::exprs::free_columns;
 use crate::compiler::logical::{JoinSpec, LOp, Schema};
 use crate::compiler::ops::join::StaticRefs;
@@ -584,6 +584,7 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         }
     }
     cx.stream_joined = true;
+    cx.joined_watermark = spec.right_watermark.as_ref().map(|c| spec.var(c));
     Some(LOp::StreamJoin { spec: Box::new(spec) })
 }
 
@@ -1098,8 +1099,63 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
 /// The pipeline from the join's rows to the output: the rows the watermark retires (an outer
 /// side's unmatched ones null-padded), then every joined row through the operators after the
 /// join.
+/// The pipeline from the join's rows to the output: the batch's pairs, then the outer rows
+/// that eviction proves unmatched, null-padded.
 pub fn emit_output(q: &Query, plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, columns: &[Ident]) -> TokenStream {
     let out = &q.output;
+    let joined = joined_var(spec.op);
+    let lit = output_literal(q, columns);
+    let (evict, rows) = emit_joined(plan, p, spec, quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); });
+    quote! {
+        #evict
+        let mut __fg_out = <#out as ::flowgate::Record>::builder(#joined.len());
+        #rows
+        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}
+
+/// The pipeline from the join's rows into another stateful operator (an aggregation). From
+/// here on the batch's watermarks are the join's output watermarks: what the operators after
+/// it drop late rows and evict by (Spark's watermark propagation).
+pub fn emit_into(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, feed: &Feed) -> TokenStream {
+    let (evict, rows) = emit_joined(plan, p, spec, feed.terminal.clone());
+    let late = output_watermark(spec, quote!(__fg_late_wm));
+    let ev = output_watermark(spec, quote!(__fg_ev_wm));
+    let update = feed.wrap(rows);
+    quote! {
+        #evict
+        let __fg_late_wm: i64 = #late;
+        let __fg_ev_wm: i64 = #ev;
+        #update
+    }
+}
+
+/// The join's output watermark (µs) for input watermark `w`: the minimum of `w` and both
+/// sides' state watermarks, as Spark's `produceOutputWatermark` (a side evicted by a
+/// watermarked key has the input watermark as its state watermark).
+fn output_watermark(spec: &StreamJoinSpec, w: TokenStream) -> TokenStream {
+    let sides = [&spec.left_eviction, &spec.right_eviction].into_iter().filter_map(|e| match e {
+        Eviction::Value { bounds, .. } => {
+            let parts = bounds
+                .iter()
+                .map(|(off, strict)| quote!(::flowgate::ops::join::stream::state_watermark_ms(__fg_w, #off, #strict)));
+            Some(quote! {
+                if let ::core::option::Option::Some(__fg_ms) = [ #(#parts),* ].into_iter().min() {
+                    __fg_m = __fg_m.min(__fg_ms.saturating_mul(1000));
+                }
+            })
+        }
+        _ => None,
+    });
+    quote! {{
+        let __fg_w: i64 = #w;
+        let mut __fg_m = __fg_w;
+        #(#sides)*
+        __fg_m
+    }}
+}
+
+fn emit_joined(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: TokenStream) -> (TokenStream, TokenStream) {
     let op = crate::compiler::ops::dedup::var(spec.op);
     let joined = joined_var(spec.op);
     let lb = behind(spec, false, quote!(__fg_k), quote!(__fg_v));
@@ -1164,13 +1220,13 @@ pub fn emit_output(q: &Query, plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, 
     } else {
         quote! { let ::core::option::Option::Some(__fg_rv) = &__fg_r else { continue; }; }
     };
-    let lit = output_literal(q, columns);
-    let body = fuse(plan, &p.ops, quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); });
-    quote! {
+    let body = fuse(plan, &p.ops, terminal);
+    let evict = quote! {
         #evict_left
         #evict_right
         #op.end_batch();
-        let mut __fg_out = <#out as ::flowgate::Record>::builder(#joined.len());
+    };
+    let rows = quote! {
         for (__fg_l, __fg_r) in #joined.iter() {
             #unwrap_left
             #unwrap_right
@@ -1178,8 +1234,8 @@ pub fn emit_output(q: &Query, plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, 
             #(#right_binds)*
             #body
         }
-        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
-    }
+    };
+    (evict, rows)
 }
 
 /// The operator's state, created with the plan.

@@ -20,12 +20,11 @@ struct Out {
 }
 
 stream_query! {
-    query Q(impressions: Impression, clicks: Click) -> Out, mode = update {
+    query Q(impressions: Impression, clicks: Click) -> Out, mode = append {
         impressions
             .join(clicks, adId)
-            .group_by(adId)
-            .agg(count() as n)
-            .select(adId, clickTime = None)
+            .drop_duplicates(adId)
+            .select(adId, clickTime = clicks.clickTime)
     }
 }
 
