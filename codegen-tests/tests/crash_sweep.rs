@@ -1,5 +1,6 @@
 //! Every crash point, deterministically, in process: a stateful query (a windowed aggregation
-//! with a watermark; a deduplication with a watermark) runs with its checkpoint and its file
+//! with a watermark; a deduplication with a watermark; two aggregations in a row; a
+//! stream-stream join feeding an aggregation) runs with its checkpoint and its file
 //! sink's output on the simulated disk of `flowgate::checkpoint::sim`, which stops the world
 //! at the N-th step of writing files (a file's data, its fsync, a rename, a directory fsync, a
 //! delete — every one of them, for the offset and commit logs, the source logs, the state's
@@ -41,6 +42,14 @@ struct WindowTotal {
     sum: i64,
 }
 
+#[derive(Record)]
+struct SpanTotal {
+    window_start: Timestamp,
+    rows: i64,
+    /// The number of per-minute groups (chained), or the sum of the joined values (join).
+    extra: i64,
+}
+
 stream_query! {
     /// Per-minute count and sum per key in append mode: a window is emitted once the 1-minute
     /// watermark passes its end, and rows behind the watermark are dropped.
@@ -50,6 +59,34 @@ stream_query! {
             .group_by(window(ts, "1 minute"), key)
             .agg(count() as count, sum(value) as sum)
             .select(window_start = window.start, window_end = window.end, key, count, sum)
+    }
+
+    /// Two aggregations in a row (two state stores): the per-minute counts, then per
+    /// 3 minutes of `window_time(window)` their sum and how many keys had one.
+    query ThreeMinuteTotals(readings: Reading) -> SpanTotal, mode = append {
+        readings
+            .with_watermark(ts, "1 minute")
+            .group_by(window(ts, "1 minute"), key)
+            .agg(count() as count)
+            .group_by(window(window_time(window), "3 minutes"))
+            .agg(sum(count) as rows, count() as extra)
+            .select(window_start = window.start, rows, extra)
+    }
+
+    /// A stream-stream join, then an aggregation (three state stores: the join's two sides
+    /// and the aggregation's): readings of the same key within 10 s of each other, counted per
+    /// minute once the join's output watermark passes.
+    query CloseReadings(readings: Reading, others: Reading) -> SpanTotal, mode = append {
+        readings
+            .with_watermark(ts, "1 minute")
+            .join(
+                others.with_watermark(ts, "1 minute"),
+                key,
+                on = between(others.ts, ts, ts + "10 seconds"),
+            )
+            .group_by(window(ts, "1 minute"))
+            .agg(count() as rows, sum(others.value) as extra)
+            .select(window_start = window.start, rows, extra)
     }
 
     /// The first row per (key, ts); keys evicted behind the 1-minute watermark, late rows dropped.
@@ -82,6 +119,8 @@ fn write_input(dir: &Path, files: usize) {
 enum Which {
     Totals,
     Dedup,
+    Chained,
+    JoinThenTotals,
 }
 
 fn run(which: Which, input: &Path, disk: &Arc<SimDisk>) -> flowgate::Result<()> {
@@ -97,6 +136,21 @@ fn run(which: Which, input: &Path, disk: &Arc<SimDisk>) -> flowgate::Result<()> 
             .start()?,
         Which::Dedup => FirstReadings::builder()
             .readings(source())
+            .sink(Sink::file_in(out, SinkFormat::Json))
+            .checkpoint_storage(cp)
+            .shuffle_partitions(2)
+            .trigger(Trigger::available_now())
+            .start()?,
+        Which::Chained => ThreeMinuteTotals::builder()
+            .readings(source())
+            .sink(Sink::file_in(out, SinkFormat::Json))
+            .checkpoint_storage(cp)
+            .shuffle_partitions(2)
+            .trigger(Trigger::available_now())
+            .start()?,
+        Which::JoinThenTotals => CloseReadings::builder()
+            .readings(source())
+            .others(source())
             .sink(Sink::file_in(out, SinkFormat::Json))
             .checkpoint_storage(cp)
             .shuffle_partitions(2)
@@ -202,4 +256,14 @@ fn every_crash_point_of_a_windowed_aggregation_with_a_watermark() {
 #[test]
 fn every_crash_point_of_a_deduplication_with_a_watermark() {
     sweep_all(Which::Dedup, 6);
+}
+
+#[test]
+fn every_crash_point_of_two_chained_aggregations() {
+    sweep_all(Which::Chained, 6);
+}
+
+#[test]
+fn every_crash_point_of_a_stream_stream_join_then_an_aggregation() {
+    sweep_all(Which::JoinThenTotals, 6);
 }
