@@ -94,7 +94,7 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
         .operators
         .iter()
         .filter_map(|o| match &o.kind {
-            OperatorKind::StreamJoin(s) => Some(stream_join::emit_prepare(plan, s)),
+            OperatorKind::StreamJoin(s) => Some(stream_join::emit_prepare(q, plan, s)),
             _ => None,
         })
         .collect();

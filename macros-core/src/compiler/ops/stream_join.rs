@@ -24,7 +24,7 @@ use syn::{BinOp, Expr, Ident, Index};
 use crate::compiler::ast::{Call, ModeKind, Query};
 use crate::compiler::check::{check_no_aggregate, duration_arg, single_arg, watermark_args, Cx};
 use crate::compiler::diag::{hint, Diagnostics};
-use crate::compiler::emit::{collect_units, fuse, output_literal, unit_loop, Feed};
+use crate::compiler::emit::{collect_units, fuse, unit_loop, Feed};
 use crate::compiler::exprs::free_columns;
 use crate::compiler::logical::{JoinSpec, LOp, Schema};
 use crate::compiler::ops::join::StaticRefs;
@@ -820,7 +820,7 @@ fn joined_var(op: usize) -> Ident {
 
 /// Emit hook at the start of a batch: the operator's batch metrics, its output buffer, and
 /// each side's state watermark of this batch.
-pub fn emit_prepare(plan: &Plan, spec: &StreamJoinSpec) -> TokenStream {
+pub fn emit_prepare(q: &Query, plan: &Plan, spec: &StreamJoinSpec) -> TokenStream {
     let op = crate::compiler::ops::dedup::var(spec.op);
     let right_ty = &plan.inputs[spec.right].ty;
     let witness: Vec<TokenStream> = spec
@@ -863,6 +863,21 @@ pub fn emit_prepare(plan: &Plan, spec: &StreamJoinSpec) -> TokenStream {
         }
         _ => quote! { let #v: ::core::option::Option<i64> = ::core::option::Option::None; },
     };
+    // The output columns the pairs are appended to as they match.
+    let parts = match direct_output(plan, spec) {
+        Some((_, columns)) => {
+            let out = &q.output;
+            let v = out_parts(spec);
+            let fields =
+                columns.iter().map(|c| quote_spanned!(c.span()=> #c: ::flowgate::record::OutColumn::with_capacity(0)));
+            let ty = quote_spanned!(out.span()=> type __FgJoinParts = <#out as ::flowgate::Record>::Parts;);
+            quote! {
+                #ty
+                let mut #v = __FgJoinParts { #(#fields),* };
+            }
+        }
+        None => TokenStream::new(),
+    };
     let lw = wm(&spec.left_eviction, format_ident!("__fg_jl_wm{}", spec.op));
     let rw = wm(&spec.right_eviction, format_ident!("__fg_jr_wm{}", spec.op));
     quote! {
@@ -870,6 +885,7 @@ pub fn emit_prepare(plan: &Plan, spec: &StreamJoinSpec) -> TokenStream {
         #op.pin_right(|__fg_c: &<#right_ty as ::flowgate::Record>::Columns<'_>| #witness);
         #pin_left
         let mut #joined = #op.output_buffer();
+        #parts
         #lw
         #rw
     }
@@ -1020,15 +1036,27 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
     };
     let on_match = match (semi, right) {
         (true, false) => quote! { break; },
-        (true, true) => quote! {
-            if __fg_first { #joined.push((::core::option::Option::Some(__fg_m.value.clone()), ::core::option::Option::None)); }
-        },
-        (false, false) => quote! {
-            #joined.push((::core::option::Option::Some(__fg_row.clone()), ::core::option::Option::Some(__fg_m.value.clone())));
-        },
-        (false, true) => quote! {
-            #joined.push((::core::option::Option::Some(__fg_m.value.clone()), ::core::option::Option::Some(__fg_row.clone())));
-        },
+        (true, true) => {
+            let pair = emit_pair(
+                plan,
+                spec,
+                quote!(::core::option::Option::Some(&__fg_m.value)),
+                quote!(::core::option::Option::None),
+            );
+            quote! { if __fg_first { #pair } }
+        }
+        (false, false) => emit_pair(
+            plan,
+            spec,
+            quote!(::core::option::Option::Some(&__fg_row)),
+            quote!(::core::option::Option::Some(&__fg_m.value)),
+        ),
+        (false, true) => emit_pair(
+            plan,
+            spec,
+            quote!(::core::option::Option::Some(&__fg_m.value)),
+            quote!(::core::option::Option::Some(&__fg_row)),
+        ),
     };
     let store = match (semi, right) {
         (true, false) => quote! {
@@ -1099,18 +1127,18 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
 /// The pipeline from the join's rows to the output: the rows the watermark retires (an outer
 /// side's unmatched ones null-padded), then every joined row through the operators after the
 /// join.
-/// The pipeline from the join's rows to the output: the batch's pairs, then the outer rows
-/// that eviction proves unmatched, null-padded.
+/// The pipeline from the join's rows to the output: the pairs were appended to the output
+/// columns as they matched; then the rows the batch emitted unmatched (an outer side's rows
+/// failing their side's conjuncts, the rows eviction proves unmatched, null-padded; a semi
+/// join's left rows).
 pub fn emit_output(q: &Query, plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, columns: &[Ident]) -> TokenStream {
     let out = &q.output;
-    let joined = joined_var(spec.op);
-    let lit = output_literal(q, columns);
-    let (evict, rows) = emit_joined(plan, p, spec, quote! { ::flowgate::RecordBuilder::push(&mut __fg_out, #lit); });
+    let parts = out_parts(spec);
+    let (evict, rows) = emit_joined(plan, p, spec, push_parts(spec, columns));
     quote! {
         #evict
-        let mut __fg_out = <#out as ::flowgate::Record>::builder(#joined.len());
         #rows
-        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+        ::core::result::Result::Ok(::std::vec![<#out as ::flowgate::Record>::from_parts(#parts)?])
     }
 }
 
@@ -1180,6 +1208,25 @@ fn emit_joined(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: Token
     } else {
         quote! { #op.evict_right(|__fg_k, __fg_v| #rb, |_, __fg_r| { #right_emit }); }
     };
+    let body = pair_body(plan, p, spec, terminal);
+    let evict = quote! {
+        #evict_left
+        #evict_right
+        #op.end_batch();
+    };
+    let rows = quote! {
+        for (__fg_l, __fg_r) in #joined.iter() {
+            let (__fg_l, __fg_r) = (__fg_l.as_ref(), __fg_r.as_ref());
+            #body
+        }
+    };
+    (evict, rows)
+}
+
+/// One joined row through the operators after the join into `terminal`: `__fg_l` and
+/// `__fg_r` (`Option<&row>` of each side's buffered columns; `None` for the missing side of
+/// an outer row) bound under the columns' names, as a row loop reads them.
+fn pair_body(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: TokenStream) -> TokenStream {
     let n = spec.left_stored.len();
     let left_binds: Vec<TokenStream> = spec
         .left_stored
@@ -1188,7 +1235,7 @@ fn emit_joined(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: Token
         .map(|(i, c)| {
             let path = field_path(i, n);
             if spec.kind.right_outer() {
-                quote_spanned!(c.span()=> let #c = ::flowgate::ops::join::stream::bind_padded(__fg_l.as_ref().map(|__fg_x| &__fg_x #path));)
+                quote_spanned!(c.span()=> let #c = ::flowgate::ops::join::stream::bind_padded(__fg_l.map(|__fg_x| &__fg_x #path));)
             } else {
                 quote_spanned!(c.span()=> let #c = ::flowgate::ops::join::stream::bind(&__fg_lv #path);)
             }
@@ -1204,7 +1251,7 @@ fn emit_joined(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: Token
             let v = spec.var(c);
             let path = field_path(i, m);
             if spec.kind.left_outer() {
-                quote_spanned!(c.span()=> let #v = ::flowgate::ops::join::stream::bind_padded(__fg_r.as_ref().map(|__fg_x| &__fg_x #path));)
+                quote_spanned!(c.span()=> let #v = ::flowgate::ops::join::stream::bind_padded(__fg_r.map(|__fg_x| &__fg_x #path));)
             } else {
                 quote_spanned!(c.span()=> let #v = ::flowgate::ops::join::stream::bind(&__fg_rv #path);)
             }
@@ -1213,29 +1260,65 @@ fn emit_joined(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: Token
     let unwrap_left = if spec.kind.right_outer() {
         TokenStream::new()
     } else {
-        quote! { let ::core::option::Option::Some(__fg_lv) = &__fg_l else { continue; }; }
+        quote! { let ::core::option::Option::Some(__fg_lv) = __fg_l else { continue; }; }
     };
     let unwrap_right = if spec.kind.left_outer() || spec.right_after.is_empty() {
         TokenStream::new()
     } else {
-        quote! { let ::core::option::Option::Some(__fg_rv) = &__fg_r else { continue; }; }
+        quote! { let ::core::option::Option::Some(__fg_rv) = __fg_r else { continue; }; }
     };
     let body = fuse(plan, &p.ops, terminal);
-    let evict = quote! {
-        #evict_left
-        #evict_right
-        #op.end_batch();
-    };
-    let rows = quote! {
-        for (__fg_l, __fg_r) in #joined.iter() {
-            #unwrap_left
-            #unwrap_right
-            #(#left_binds)*
-            #(#right_binds)*
-            #body
+    quote! {
+        #unwrap_left
+        #unwrap_right
+        #(#left_binds)*
+        #(#right_binds)*
+        #body
+    }
+}
+
+/// Where the join's pairs go as they match: straight into the output columns
+/// (`__fg_jout<op>`) when the join's rows are the output, with no copy of either row; into
+/// the batch's buffer of joined rows when an operator after the join takes them.
+fn direct_output<'a>(plan: &'a Plan, spec: &StreamJoinSpec) -> Option<(&'a Pipeline, &'a [Ident])> {
+    let p = plan.pipelines.iter().find(|p| p.source == crate::compiler::plan::Source::Operator(spec.op))?;
+    match &p.sink {
+        crate::compiler::plan::Sink::Output(crate::compiler::plan::OutputPlan::Rows(c)) => Some((p, c.as_slice())),
+        _ => None,
+    }
+}
+
+/// The output columns the join's rows are appended to.
+fn out_parts(spec: &StreamJoinSpec) -> Ident {
+    format_ident!("__fg_jout{}", spec.op)
+}
+
+/// The terminal that appends one joined row to the output columns.
+fn push_parts(spec: &StreamJoinSpec, columns: &[Ident]) -> TokenStream {
+    let parts = out_parts(spec);
+    let pushes = columns.iter().map(|c| quote_spanned!(c.span()=> #parts.#c.push(#c);));
+    quote! { #(#pushes)* }
+}
+
+/// A matched pair: emitted at once where the join's rows are the output, else buffered
+/// (`l`, `r`: the pair's rows, `Option<&row>`).
+fn emit_pair(plan: &Plan, spec: &StreamJoinSpec, l: TokenStream, r: TokenStream) -> TokenStream {
+    match direct_output(plan, spec) {
+        Some((p, columns)) => {
+            let body = pair_body(plan, p, spec, push_parts(spec, columns));
+            let joined = joined_var(spec.op);
+            quote! {{
+                let (__fg_l, __fg_r) = ::flowgate::ops::join::stream::pair_of(&#joined, #l, #r);
+                #body
+            }}
         }
-    };
-    (evict, rows)
+        None => {
+            let joined = joined_var(spec.op);
+            let owned = |x: TokenStream| quote!((#x).cloned());
+            let (l, r) = (owned(l), owned(r));
+            quote! { #joined.push((#l, #r)); }
+        }
+    }
 }
 
 /// The operator's state, created with the plan.
