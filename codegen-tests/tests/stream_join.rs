@@ -295,6 +295,97 @@ fn stream_stream_inner_join_then_count_update() {
     golden_join!("stream_stream_inner_join_then_count_update", MatchesPerAd, InputRows::SparkPushesFiltersDown);
 }
 
+#[derive(Record)]
+struct Buy {
+    buyAdId: Option<String>,
+    buyTime: Option<Timestamp>,
+}
+
+#[derive(Record)]
+struct ClickBuy {
+    impressionAdId: Option<String>,
+    impressionTime: Option<Timestamp>,
+    clickAdId: Option<String>,
+    buyAdId: Option<String>,
+    buyTime: Option<Timestamp>,
+}
+
+stream_query! {
+    /// Two stream-stream joins in a row: the ad clicks, then purchases within 90 minutes of
+    /// the impression. The first join's output keeps one event-time column (Spark 4 joins a
+    /// stream with one at most); the second join's watermark is the first's output watermark.
+    query ClickedThenBought(impressions: Impression, clicks: Click, buys: Buy) -> ClickBuy, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, impressionTime, clickAdId = clicks.clickAdId)
+            .join(
+                buys.with_watermark(buyTime, "1 hour"),
+                clickAdId = buys.buyAdId,
+                on = buys.buyTime >= impressionTime && buys.buyTime <= impressionTime + "90 minutes",
+            )
+            .select(impressionAdId, impressionTime, clickAdId, buyAdId = buys.buyAdId, buyTime = buys.buyTime)
+    }
+
+    /// The same with a left outer second join: clicked impressions without a purchase come
+    /// out null-padded once the watermark proves none can come.
+    query ClickedMaybeBought(impressions: Impression, clicks: Click, buys: Buy) -> ClickBuy, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, impressionTime, clickAdId = clicks.clickAdId)
+            .join(
+                buys.with_watermark(buyTime, "1 hour"),
+                clickAdId = buys.buyAdId,
+                kind = left_outer,
+                on = buys.buyTime >= impressionTime && buys.buyTime <= impressionTime + "90 minutes",
+            )
+            .select(impressionAdId, impressionTime, clickAdId, buyAdId = buys.buyAdId, buyTime = buys.buyTime)
+    }
+}
+
+macro_rules! golden_join3 {
+    ($case:literal, $query:ident, $rows:expr) => {{
+        let (i, c, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let table = MemoryTable::new();
+        let query = $query::builder()
+            .impressions(Source::file(i.path()).json())
+            .clicks(Source::file(c.path()).json())
+            .buys(Source::file(b.path()).json())
+            .trigger(Trigger::processing_time("200 milliseconds"))
+            .sink(Sink::memory(&table))
+            .shuffle_partitions(2)
+            .start()
+            .unwrap();
+        flowgate_codegen_tests::run_case_sources(
+            $case,
+            &[("impressions", i.path()), ("clicks", c.path()), ("buys", b.path())],
+            &query,
+            &table,
+            $rows,
+        );
+        query.stop().unwrap();
+    }};
+}
+
+#[test]
+fn stream_stream_join_then_join() {
+    golden_join3!("stream_stream_join_then_join", ClickedThenBought, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_join_then_left_outer_join() {
+    golden_join3!("stream_stream_join_then_left_outer_join", ClickedMaybeBought, InputRows::SparkPushesFiltersDown);
+}
+
 #[derive(Record, Clone)]
 struct Imp {
     ad: i64,

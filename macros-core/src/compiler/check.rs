@@ -32,7 +32,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         union_columns: Vec::new(),
         stream_joined: false,
         group_state: false,
-        joined_watermark: None,
+        joined_watermarks: Vec::new(),
+        stream_joined_inputs: Vec::new(),
         window_event_time: None,
     };
     // `products.col` of a static input becomes a row-loop variable before anything reads it.
@@ -67,9 +68,13 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         // An aggregation may follow the join (`group_by(..).agg(..)` or `agg(..)`), as Spark
         // allows; the operators below not yet.
         let aggregates_next = spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg");
+        // Another stream-stream join may follow too (Spark joins several streams in a row).
+        let joins_a_stream =
+            spec.kind == OpKind::Join && call.args.first().is_some_and(|a| ops::stream_join::is_stream_join(q, a));
         if cx.stream_joined
             && !cx.aggregated
             && !aggregates_next
+            && !joins_a_stream
             && matches!(
                 spec.kind,
                 OpKind::GroupBy
@@ -83,7 +88,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         {
             diags.error(
                 call.name.span(),
-                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, and at most into aggregations, to the output"),
+                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, other stream-stream joins and aggregations to the output"),
             );
             // `group_by(..).agg(..)` is one mistake.
             i += if spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg") { 2 } else { 1 };
@@ -105,6 +110,9 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                     cx.resolve(&it.expr, diags);
                 }
                 cx.schema = Schema::Closed { columns: items.iter().map(|i| i.name.clone()).collect() };
+                if cx.stream_joined {
+                    ops::stream_join::project_event_times(&mut cx, &items);
+                }
                 ops_out.push(LOp::Project { items });
             }
             OpKind::WithColumn => {
@@ -295,9 +303,11 @@ pub(crate) struct Cx {
     /// Whether a `map_groups_with_state` / `flat_map_groups_with_state` was seen (its function
     /// makes the output; nothing may follow it).
     pub group_state: bool,
-    /// After a stream-stream join, the other stream's watermarked column (its `clicks.col`
-    /// variable): event time for an aggregation after the join, as the query's own.
-    pub joined_watermark: Option<Ident>,
+    /// After stream-stream joins, the other streams' watermarked columns (their `clicks.col`
+    /// variables): event time for an operator after the join, as the query's own.
+    pub joined_watermarks: Vec<Ident>,
+    /// The streams joined so far.
+    pub stream_joined_inputs: Vec<usize>,
     /// After an aggregation grouped by an event-time window, that window's column: a later
     /// aggregation's event time is `window_time(it)` (Spark's watermarked `window_time`).
     pub window_event_time: Option<Ident>,

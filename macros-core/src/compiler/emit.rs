@@ -225,8 +225,9 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
         (Source::Operator(o), Sink::Operator(to)) => {
             let feed = match &plan.operators[*to].kind {
                 OperatorKind::HashAggregate(a) => aggregate::feed_hash(*to, a),
+                OperatorKind::StreamJoin(s) => stream_join::feed_left(plan, s),
                 _ => {
-                    return quote! { compile_error!("flowgate bug: only a hash aggregation takes another operator's rows"); }
+                    return quote! { compile_error!("flowgate bug: only a hash aggregation or a join takes another operator's rows"); }
                 }
             };
             let code = match &plan.operators[*o].kind {
@@ -255,14 +256,21 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
 pub(crate) struct Feed {
     pub op: Ident,
     pub terminal: TokenStream,
+    /// Whether the operator is a stream-stream join (its left side's pass runs in the loop
+    /// itself) rather than an aggregation (the loop runs inside its update).
+    pub into_join: bool,
 }
 
 impl Feed {
-    /// `body` (a loop over the emitted rows ending in `terminal`) run into the operator's
-    /// update, on the calling thread.
+    /// `body` (a loop over the emitted rows ending in `terminal`) run into the operator, on
+    /// the calling thread.
     pub fn wrap(&self, body: TokenStream) -> TokenStream {
         let op = &self.op;
-        quote! { #op.update_sequential(&[()], |_: &(), __fg_tables| { #body }); }
+        if self.into_join {
+            body
+        } else {
+            quote! { #op.update_sequential(&[()], |_: &(), __fg_tables| { #body }); }
+        }
     }
 }
 

@@ -328,6 +328,31 @@ mod snapshot_tests {
         insta::assert_snapshot!(prettyplease::unparse(&file));
     }
 
+    /// Two stream-stream joins in a row: the second's left side is a pass over the first's
+    /// pairs, and its watermark is the first's output watermark.
+    #[test]
+    fn join_then_join_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query ClickedThenBought(impressions: Impression, clicks: Click, buys: Buy) -> ClickBuy, mode = append {
+                impressions
+                    .with_watermark(impressionTime, "2 hours")
+                    .join(
+                        clicks.with_watermark(clickTime, "3 hours"),
+                        impressionAdId = clicks.clickAdId,
+                        on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+                    )
+                    .select(impressionAdId, impressionTime, clickAdId = clicks.clickAdId)
+                    .join(
+                        buys.with_watermark(buyTime, "1 hour"),
+                        clickAdId = buys.buyAdId,
+                        kind = left_outer,
+                        on = buys.buyTime >= impressionTime && buys.buyTime <= impressionTime + "90 minutes",
+                    )
+                    .select(impressionAdId, clickAdId, buyTime = buys.buyTime)
+            }
+        }));
+    }
+
     /// Chained aggregations (append mode): a window count, then a coarser window over
     /// `window_time(window)`; and a dedup of the second one's rows.
     #[test]

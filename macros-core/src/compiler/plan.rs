@@ -419,14 +419,18 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
     }
     // What each side of a stream-stream join buffers: what its condition and the operators
     // after it read, and the column its eviction reads.
-    let operators_snapshot: Vec<Vec<Ident>> = operators.iter().map(|o| operator_input_columns(&o.kind)).collect();
-    for o in &mut operators {
-        let OperatorKind::StreamJoin(spec) = &mut o.kind else { continue };
-        let Some(out) = pipelines.iter().find(|p| p.source == Source::Operator(o.id)) else { continue };
+    // Last join first: a join fed by another's rows decides what it reads from them.
+    for id in (0..operators.len()).rev() {
+        let Some(out) = pipelines.iter().find(|p| p.source == Source::Operator(id)) else { continue };
         let fed_columns: Vec<Ident> = match &out.sink {
-            Sink::Operator(to) => operators_snapshot[*to].clone(),
+            Sink::Operator(to) => match &operators[*to].kind {
+                OperatorKind::StreamJoin(next) => next.left_reads(),
+                other => operator_input_columns(other),
+            },
             _ => Vec::new(),
         };
+        let o = &mut operators[id];
+        let OperatorKind::StreamJoin(spec) = &mut o.kind else { continue };
         let terminal: Vec<&Ident> = match &out.sink {
             Sink::Output(OutputPlan::Rows(c)) => c.iter().collect(),
             Sink::Operator(_) => fed_columns.iter().collect(),

@@ -281,7 +281,7 @@ pub(crate) fn finish_aggregate(
     }
     // Event time: the watermarked column (the other stream's too after a join), or, after an
     // aggregation by an event-time window, `window_time(window)`.
-    let watermarked: Vec<&Ident> = cx.watermark.iter().chain(&cx.joined_watermark).collect();
+    let watermarked: Vec<&Ident> = cx.watermark.iter().chain(&cx.joined_watermarks).collect();
     let on_watermark = |e: &Expr| match e {
         Expr::Path(p) => watermarked.iter().any(|w| p.path.is_ident(*w)),
         Expr::Call(c) => {
@@ -314,7 +314,7 @@ pub(crate) fn finish_aggregate(
         cx.watermark = watermark;
         cx.window_event_time = window;
     }
-    cx.joined_watermark = None;
+    cx.joined_watermarks.clear();
     cx.schema = Schema::Closed { columns };
     cx.aggregated = true;
     ops.push(LOp::Aggregate { keys, aggs, event_time_key });
@@ -420,7 +420,7 @@ fn hash_terminal(agg: &AggPlan) -> TokenStream {
 /// How rows another stateful operator emits are fed into hash aggregation `id`: the same
 /// per-row terminal as an input's, on the calling thread.
 pub fn feed_hash(id: usize, agg: &AggPlan) -> Feed {
-    Feed { op: dedup::var(id), terminal: hash_terminal(agg) }
+    Feed { op: dedup::var(id), terminal: hash_terminal(agg), into_join: false }
 }
 
 /// The hash aggregation's state at plan creation.

@@ -153,6 +153,27 @@ impl StreamJoinSpec {
     }
 
     /// Left names the join's condition reads from a buffered left row.
+    /// What the left side's pass reads of a row: its key, its own conjuncts, its watermarked
+    /// column and the columns it buffers (of another join's rows, when that join feeds it).
+    pub fn left_reads(&self) -> Vec<Ident> {
+        let mut cols: Vec<Ident> = Vec::new();
+        let mut push = |c: Ident| {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        };
+        for k in &self.keys {
+            match &k.window {
+                Some((l, _, _)) => push(l.clone()),
+                None => free_columns(&k.left).into_iter().for_each(&mut push),
+            }
+        }
+        self.left_pre.iter().flat_map(free_columns).for_each(&mut push);
+        self.left_watermark.iter().cloned().for_each(&mut push);
+        self.left_stored.iter().cloned().for_each(&mut push);
+        cols
+    }
+
     pub fn condition_left_names(&self) -> Vec<Ident> {
         let mut out = Vec::new();
         for e in &self.post {
@@ -372,11 +393,17 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         );
         return None;
     }
-    if cx.stream_joined || !cx.unioned.is_empty() || !cx.joined.is_empty() {
+    if !cx.unioned.is_empty() || !cx.joined.is_empty() {
         diags.error(
             call.name.span(),
-            "one stream-stream join per query, on a stream without unions or static joins before it, is supported yet in flowgate",
+            "a stream-stream join of a stream with unions or static joins before it is not supported yet in flowgate",
         );
+        return None;
+    }
+    if cx.stream_joined
+        && q.inputs.iter().position(|i| i.name == name).is_some_and(|r| cx.stream_joined_inputs.contains(&r))
+    {
+        diags.error(call.name.span(), format!("`{name}` is already joined: join each stream once"));
         return None;
     }
     // The right side's own operators: filters and its watermark.
@@ -549,7 +576,31 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
     for f in &fields {
         push_col(&mut right_columns, f.clone());
     }
-    let left_watermark = cx.watermark.clone();
+    // Spark 4 joins a side with one event-time column at most (`MULTIPLE_EVENT_TIME_COLUMNS`):
+    // after a join, the left side's are the query's and each joined stream's.
+    let left_event_times: Vec<Ident> = cx.watermark.iter().chain(&cx.joined_watermarks).cloned().collect();
+    if left_event_times.len() > 1 {
+        let names: Vec<String> = left_event_times
+            .iter()
+            .map(|c| {
+                let c = c.to_string();
+                match c.strip_prefix("__fg_").and_then(|r| r.split_once('_')) {
+                    Some((input, col)) => format!("`{input}.{col}`"),
+                    None => format!("`{c}`"),
+                }
+            })
+            .collect();
+        diags.error(
+            call.name.span(),
+            format!(
+                "this side of the join has {} event-time columns ({}); Spark 4 joins a stream with one at most (MULTIPLE_EVENT_TIME_COLUMNS): `select` the columns to keep before this join, with one of them",
+                names.len(),
+                names.join(", ")
+            ),
+        );
+        return None;
+    }
+    let left_watermark = left_event_times.into_iter().next();
     let mut spec = StreamJoinSpec {
         op: 0,
         right,
@@ -584,8 +635,23 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         }
     }
     cx.stream_joined = true;
-    cx.joined_watermark = spec.right_watermark.as_ref().map(|c| spec.var(c));
+    cx.stream_joined_inputs.push(spec.right);
+    // The event-time columns after the join: the query's own and each joined stream's.
+    if let Some(w) = spec.right_watermark.as_ref().map(|c| spec.var(c)) {
+        cx.joined_watermarks.push(w);
+    }
     Some(LOp::StreamJoin { spec: Box::new(spec) })
+}
+
+/// After a `select` that follows a stream-stream join: the event-time columns it keeps, under
+/// their new names (a bare column keeps its watermark, as Spark's alias keeps the metadata; an
+/// expression over it does not).
+pub(crate) fn project_event_times(cx: &mut Cx, items: &[crate::compiler::logical::Item]) {
+    let kept = |w: &Ident| {
+        items.iter().find(|i| crate::compiler::plan::bare_column(&i.expr).as_ref() == Some(w)).map(|i| i.name.clone())
+    };
+    cx.watermark = cx.watermark.as_ref().and_then(kept);
+    cx.joined_watermarks = cx.joined_watermarks.iter().filter_map(kept).collect();
 }
 
 /// The `input.col` references in the operators after the (first) join, as written.
@@ -666,7 +732,7 @@ fn time_range(
         if right {
             right_col(c).as_ref() == right_watermark.as_ref()
         } else {
-            cx.watermark.as_ref() == Some(c)
+            cx.watermark.as_ref() == Some(c) || cx.joined_watermarks.contains(c)
         }
     };
     if !(li || ri || (watermarked(&lc, l_right) && watermarked(&rc, r_right))) {
@@ -854,10 +920,13 @@ pub fn emit_prepare(q: &Query, plan: &Plan, spec: &StreamJoinSpec) -> TokenStrea
         TokenStream::new()
     };
     let joined = joined_var(spec.op);
+    // The join's input watermark: the batch's, or the output watermark of the join whose rows
+    // feed it (the code after that join sees it as `__fg_ev_wm`; this runs before).
+    let input_wm = input_watermark(plan, spec, quote!(__fg_ev_wm));
     let wm = |e: &Eviction, v: Ident| match e {
         Eviction::Value { bounds, .. } => {
             let parts = bounds.iter().map(
-                |(off, strict)| quote!(::flowgate::ops::join::stream::state_watermark_ms(__fg_ev_wm, #off, #strict)),
+                |(off, strict)| quote!(::flowgate::ops::join::stream::state_watermark_ms(__fg_in_wm, #off, #strict)),
             );
             quote! { let #v: ::core::option::Option<i64> = [ #(#parts),* ].into_iter().min(); }
         }
@@ -881,6 +950,7 @@ pub fn emit_prepare(q: &Query, plan: &Plan, spec: &StreamJoinSpec) -> TokenStrea
     let lw = wm(&spec.left_eviction, format_ident!("__fg_jl_wm{}", spec.op));
     let rw = wm(&spec.right_eviction, format_ident!("__fg_jr_wm{}", spec.op));
     quote! {
+        let __fg_in_wm: i64 = #input_wm;
         #op.begin_batch();
         #op.pin_right(|__fg_c: &<#right_ty as ::flowgate::Record>::Columns<'_>| #witness);
         #pin_left
@@ -943,9 +1013,28 @@ fn pair_condition(spec: &StreamJoinSpec) -> TokenStream {
 /// side's own conjuncts, the probe of the other side's rows, and the row buffered.
 pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec) -> TokenStream {
     let right = input == spec.right;
+    let units = collect_units(plan, p, input);
+    let terminal = side_terminal(plan, spec, right);
+    let body = unit_loop(p, plan, terminal);
+    quote! {
+        #units
+        for __fg_unit in __fg_units {
+            let __fg_unit = &__fg_unit;
+            #body
+        }
+    }
+}
+
+/// How another join's rows feed this join as its left side: per row, the left side's pass.
+pub fn feed_left(plan: &Plan, spec: &StreamJoinSpec) -> Feed {
+    Feed { op: crate::compiler::ops::dedup::var(spec.op), terminal: side_terminal(plan, spec, false), into_join: true }
+}
+
+/// One side's pass over a row: the null filter, its key, the late filter, its own
+/// conjuncts, the probe of the other side's rows and the row buffered.
+fn side_terminal(plan: &Plan, spec: &StreamJoinSpec, right: bool) -> TokenStream {
     let op = crate::compiler::ops::dedup::var(spec.op);
     let joined = joined_var(spec.op);
-    let units = collect_units(plan, p, input);
     let wm_col = if right { spec.right_watermark.as_ref() } else { spec.left_watermark.as_ref() };
     // Late rows: by the side's watermarked column, or, where a key is its window, by the
     // window's end (Spark's event-time column is then the window).
@@ -1114,14 +1203,7 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
         #forget
         #store
     };
-    let body = unit_loop(p, plan, terminal);
-    quote! {
-        #units
-        for __fg_unit in __fg_units {
-            let __fg_unit = &__fg_unit;
-            #body
-        }
-    }
+    terminal
 }
 
 /// The pipeline from the join's rows to the output: the rows the watermark retires (an outer
@@ -1155,6 +1237,21 @@ pub fn emit_into(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, feed: &Feed) 
         let __fg_late_wm: i64 = #late;
         let __fg_ev_wm: i64 = #ev;
         #update
+    }
+}
+
+/// Join `spec`'s input watermark for the batch's watermark `w`: `w` itself, or, when
+/// another join's rows feed it, that join's output watermark of `w`.
+fn input_watermark(plan: &Plan, spec: &StreamJoinSpec, w: TokenStream) -> TokenStream {
+    match plan.operators[spec.op].watermark {
+        crate::compiler::plan::WatermarkInput::JoinOutput(j) => match &plan.operators[j].kind {
+            crate::compiler::plan::OperatorKind::StreamJoin(up) => {
+                let inner = input_watermark(plan, up, w);
+                output_watermark(up, inner)
+            }
+            _ => w,
+        },
+        crate::compiler::plan::WatermarkInput::Query => w,
     }
 }
 
