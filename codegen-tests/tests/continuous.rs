@@ -430,3 +430,142 @@ fn foreach_rows_sees_rows_before_their_epoch_commits() {
     assert_eq!(ticker.end_epoch(Duration::from_secs(30)), Some(0));
     query.stop().unwrap();
 }
+
+/// Writes `rows` as a JSON-lines file `name` in `dir` atomically (written aside, then renamed
+/// in, as the file source expects), with modification time `secs` past a fixed instant so the
+/// listing order is the writing order.
+fn write_json(dir: &std::path::Path, name: &str, rows: &[Sale], secs: u64) {
+    let text: String = rows.iter().map(|s| format!("{{\"shop\":\"{}\",\"units\":{}}}\n", s.shop, s.units)).collect();
+    let aside = dir.join(format!(".{name}"));
+    std::fs::write(&aside, text).unwrap();
+    let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs);
+    std::fs::File::options().write(true).open(&aside).unwrap().set_modified(t).unwrap();
+    std::fs::rename(&aside, dir.join(name)).unwrap();
+}
+
+fn projected(rows: impl IntoIterator<Item = Sale>) -> Vec<Named> {
+    sorted(rows.into_iter().filter(|s| s.units % 3 != 0).map(|s| Named { shop: s.shop, double: s.units * 2 }).collect())
+}
+
+#[test]
+fn the_file_source_gives_the_same_rows_in_both_modes_taking_files_as_they_appear() {
+    let files = [sales(40, 1), sales(3, 2), Vec::new(), sales(200, 3), sales(1, 4)];
+    let run = |continuous: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let table = MemoryTable::new();
+        let b = Projected::builder().sales(Source::file(dir.path()).json()).sink(Sink::memory(&table));
+        let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
+        for (i, rows) in files.iter().enumerate() {
+            write_json(dir.path(), &format!("part-{i}.json"), rows, i as u64);
+            query.process_all_available().unwrap();
+        }
+        if continuous {
+            let p = query.last_progress().unwrap();
+            assert_eq!(p.sources[0].end_offset.as_deref(), Some(r#"[{"logOffset":5}]"#), "five files taken");
+        }
+        query.stop().unwrap();
+        assert!(query.exception().is_none(), "{:?}", query.exception());
+        sorted::<Named>(table.rows().unwrap())
+    };
+    let micro = run(false);
+    assert_eq!(micro, projected(files.iter().flatten().cloned()));
+    assert_eq!(run(true), micro);
+}
+
+#[test]
+fn a_file_source_restart_goes_on_after_the_files_of_committed_epochs() {
+    let (input, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let checkpoint = tempfile::tempdir().unwrap();
+    let start = || {
+        Projected::builder()
+            .sales(Source::file(input.path()).json())
+            .sink(Sink::file(out.path(), flowgate::sink::SinkFormat::Json))
+            .checkpoint(checkpoint.path())
+            .trigger(fast())
+            .start()
+            .unwrap()
+    };
+    let query = start();
+    write_json(input.path(), "a.json", &sales(30, 1), 1);
+    query.process_all_available().unwrap();
+    write_json(input.path(), "b.json", &sales(20, 2), 2);
+    query.process_all_available().unwrap();
+    query.stop().unwrap();
+    // Written while the query is down: the restart takes it, and only it.
+    write_json(input.path(), "c.json", &sales(25, 3), 3);
+    let query = start();
+    query.process_all_available().unwrap();
+    write_json(input.path(), "d.json", &sales(5, 4), 4);
+    query.process_all_available().unwrap();
+    query.stop().unwrap();
+    assert!(query.exception().is_none(), "{:?}", query.exception());
+    let committed = flowgate::sink::file::read_committed_json_rows(out.path()).unwrap();
+    assert!(committed.windows(2).all(|w| w[0].0 < w[1].0), "one manifest entry per epoch, in order");
+    let got: Vec<Named> = sorted(
+        committed
+            .iter()
+            .flat_map(|(_, rows)| rows)
+            .map(|r| Named { shop: r["shop"].as_str().unwrap().into(), double: r["double"].as_i64().unwrap() })
+            .collect(),
+    );
+    let all = [sales(30, 1), sales(20, 2), sales(25, 3), sales(5, 4)];
+    assert_eq!(got, projected(all.into_iter().flatten()));
+}
+
+/// A line server: serves `lines` to the first client, then keeps the connection open until
+/// the returned sender is dropped.
+fn serve_lines(lines: Vec<String>) -> (u16, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        for chunk in lines.chunks(37) {
+            let text: String = chunk.iter().map(|l| format!("{l}\n")).collect();
+            conn.write_all(text.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = rx.recv();
+    });
+    (port, tx, server)
+}
+
+/// Waits (at most 30 s) until `table` holds `n` rows.
+fn wait_rows<T: Record>(table: &MemoryTable, query: &StreamingQuery, n: usize) -> Vec<T> {
+    for _ in 0..3_000 {
+        query.process_all_available().unwrap();
+        let rows: Vec<T> = table.rows().unwrap();
+        if rows.len() >= n {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the query did not produce {n} rows within 30 s");
+}
+
+#[test]
+fn the_socket_source_gives_the_same_rows_in_both_modes() {
+    let lines: Vec<String> = (0..500).map(|i| format!("w{} x{}  y", i % 7, i % 3)).collect();
+    // "w.. x.. y": three words a line.
+    let expected_words = lines.len() * 3;
+    let run = |continuous: bool| {
+        let (port, done, server) = serve_lines(lines.clone());
+        let table = MemoryTable::new();
+        let b = Words::builder().lines(Source::socket("127.0.0.1", port)).sink(Sink::memory(&table));
+        let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
+        let words: Vec<Word> = wait_rows(&table, &query, expected_words);
+        if continuous {
+            let positions = query.recent_progress().last().unwrap().sources[0].end_offset.clone();
+            assert_eq!(positions.as_deref(), Some("[500]"), "the position is the lines taken");
+        }
+        query.stop().unwrap();
+        drop(done);
+        server.join().unwrap();
+        assert!(query.exception().is_none(), "{:?}", query.exception());
+        sorted(words)
+    };
+    let micro = run(false);
+    assert_eq!(micro.len(), expected_words);
+    assert_eq!(run(true), micro);
+}

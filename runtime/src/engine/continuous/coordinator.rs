@@ -135,8 +135,8 @@ impl Continuous {
             let start = start.as_ref().map(|o| partition_positions(&o.0, None, &description)).transpose()?;
             let readers = s.continuous_readers(start.as_deref())?.ok_or_else(|| {
                 Error::Plan(format!(
-                    "{description} cannot run in continuous mode (the rate and memory sources can); use a \
-                     micro-batch trigger for this query"
+                    "{description} cannot run in continuous mode (the rate, memory, file, socket and Kafka sources \
+                     can); use a micro-batch trigger for this query"
                 ))
             })?;
             out.extend(readers.into_iter().map(|r| (j, r)));

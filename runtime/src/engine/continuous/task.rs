@@ -34,7 +34,8 @@ pub(super) struct EpochReport {
     /// Its partition's position after the epoch.
     pub position: Value,
     pub rows_in: u64,
-    /// Whether its last poll found nothing to read (it was caught up with its source).
+    /// Whether a poll that looked at the source found nothing to read after the epoch's last
+    /// rows (it was caught up with its source).
     pub caught_up: bool,
     /// Largest and summed latency over vectors with a known availability time, and how many.
     pub max_latency: Option<Duration>,
@@ -102,7 +103,7 @@ impl Task {
                     }
                 }
                 None => {
-                    report.caught_up = true;
+                    report.caught_up |= self.reader.looked();
                     let wait = match self.reader.next_due() {
                         Some(due) => due.saturating_duration_since(Instant::now()).min(IDLE_POLL),
                         None if woken => IDLE_POLL * 10,

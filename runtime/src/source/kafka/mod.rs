@@ -58,6 +58,7 @@
 //! keeps what it fetched ahead of the current batch in memory (bounded by
 //! [`MAX_BUFFERED_BYTES`]), and decodes a batch on the query thread.
 
+mod continuous;
 mod offsets;
 mod reader;
 mod rows;
