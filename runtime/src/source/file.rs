@@ -24,6 +24,11 @@
 //! and text has nothing to prune. The batches still hold every configured column: the unread
 //! ones are all null, and their fields are marked nullable in the batches' schema.
 //!
+//! ## Continuous mode
+//!
+//! Under `Trigger::continuous` one task reads the directory, taking each new file as it appears
+//! (see `file/continuous.rs`): the same log, offsets and per-epoch log entries as micro-batches.
+//!
 //! ## JSON fast path
 //!
 //! JSON lines are first tried with a fast path (`file/json_fast.rs`): flat objects whose decoded fields are

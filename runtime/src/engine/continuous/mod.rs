@@ -4,7 +4,8 @@
 //! # Execution
 //!
 //! The query thread becomes an epoch coordinator (`coordinator.rs`). It starts one long-running
-//! task per source partition (`task.rs`: the rate source's partitions, the memory source's one),
+//! task per source partition (`task.rs`: the rate source's partitions, a Kafka task per
+//! topic-partition, the one partition of the memory, file and socket sources),
 //! each with its own instance of the query's generated plan, reading its partition
 //! ([`crate::source::continuous::PartitionReader`]) and running the plan's stage code on the
 //! small vectors of rows that arrived since its last poll (everything available, at most
@@ -43,6 +44,9 @@
 //! - `foreach_batch`: called once per epoch at commit with the epoch id; exactly-once if the
 //!   function is idempotent by that id, as in micro-batch mode;
 //! - console: prints each epoch at commit (`Batch: <epoch>`); a replayed epoch prints again;
+//! - Kafka, transactional: exactly-once, one transaction per epoch with output (the sink's
+//!   transaction id and marker are the epoch's, as a batch's); without `transactional()`,
+//!   at-least-once;
 //! - `foreach_rows`: rows as soon as a task produced them (the lowest latency), at-least-once:
 //!   after a failure an uncommitted epoch's rows come again under the same epoch id.
 //!
@@ -53,7 +57,8 @@
 //! # Which queries run continuously
 //!
 //! Map-like queries: `filter`, `select`, `map`, `with_column`, `flat_map`, `union` of
-//! streams and stream-static joins, over sources that have partition readers (rate, memory).
+//! streams and stream-static joins, over sources that have partition readers (rate, memory,
+//! file, socket, Kafka; the socket source is not replayable, as in micro-batch mode).
 //! A query with a stateful operator, a watermark or a sort does not get a continuous trigger:
 //! the generated builder's `trigger` takes a [`Trigger::continuous`](super::Trigger::continuous)
 //! only when the compiler found the query eligible, and otherwise rustc reports that
