@@ -47,7 +47,7 @@ fn kept(n: i32) -> Vec<Msg> {
 }
 
 fn sorted(mut rows: Vec<Msg>) -> Vec<Msg> {
-    rows.sort_by(|a, b| (a.partition, a.offset).cmp(&(b.partition, b.offset)));
+    rows.sort_by_key(|a| (a.partition, a.offset));
     rows
 }
 

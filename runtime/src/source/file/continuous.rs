@@ -114,7 +114,7 @@ struct FilePartition {
 impl FilePartition {
     /// Lists the directory if it is time, appending new files to both logs.
     fn list(&mut self) -> Result<()> {
-        self.looked = !self.listed.is_some_and(|at| at.elapsed() < LISTING_INTERVAL);
+        self.looked = self.listed.is_none_or(|at| at.elapsed() >= LISTING_INTERVAL);
         if !self.looked {
             return Ok(());
         }
