@@ -13,10 +13,12 @@
 //! dropped by the previous epoch's watermark, state evicted by this epoch's). Output is per
 //! epoch: in update mode, each key the epoch changed once, with its value at the epoch's end,
 //! which is what a micro-batch over the same rows gives. An epoch without rows runs only when
-//! the watermark moved (Spark's no-data batch). The epoch's rows are in task order (a task's
-//! partition order, then each partition's rows in order), never in the order they happened to
-//! arrive, so a replayed epoch gives exactly the rows, state and output of its first run, even
-//! where order matters (which of two duplicates a dedup keeps, `first` and `last`).
+//! the watermark moved (Spark's no-data batch); it still writes its (empty) state version.
+//!
+//! The epoch's rows are in task order (a task's partition order, then each partition's rows in
+//! order), never in the order they happened to arrive, so a replayed epoch gives exactly the
+//! rows, state and output of its first run, even where order matters (which of two duplicates
+//! a dedup keeps, `first` and `last`).
 
 use arrow_array::RecordBatch;
 
@@ -99,7 +101,10 @@ impl Stage {
         let has_rows = inputs.iter().flatten().any(|b| b.num_rows() > 0);
         let moved = self.has_watermark && self.eviction > self.late;
         if !has_rows && !moved {
-            return Ok(EpochRun { rows: Vec::new(), changes: None, next_watermark: self.watermarks().map(|w| w.1) });
+            // Nothing to run, but the epoch still gets its (empty) state version: a restart
+            // loads the version after the last committed epoch, whichever that is.
+            let changes = tracking.then(|| self.plan.take_changes());
+            return Ok(EpochRun { rows: Vec::new(), changes, next_watermark: self.watermarks().map(|w| w.1) });
         }
         let ctx = BatchContext {
             batch_id: epoch,
