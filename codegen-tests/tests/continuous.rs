@@ -568,8 +568,13 @@ fn a_file_source_restart_goes_on_after_the_files_of_committed_epochs() {
 /// A line server: serves `lines` to the first client, then keeps the connection open until
 /// the returned sender is dropped.
 fn serve_lines(lines: Vec<String>) -> (u16, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    serve_lines_on(0, lines)
+}
+
+/// [`serve_lines`] on `port` (0: any free one).
+fn serve_lines_on(port: u16, lines: Vec<String>) -> (u16, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     use std::io::Write;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let server = std::thread::spawn(move || {
@@ -827,6 +832,54 @@ fn a_stateful_restart_replays_a_logged_epoch_from_the_state_before_it() {
         }
     }
     assert_eq!(latest, totals, "every sale counted once across the crash");
+}
+
+#[test]
+fn a_socket_restart_that_owes_an_epoch_with_lines_fails_saying_the_source_cannot_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..40).map(|i| format!("a{i} b")).collect();
+    let (port, done, server) = serve_lines(lines);
+    let (table, ticker) = (MemoryTable::new(), EpochTicker::new());
+    let query = Words::builder()
+        .lines(Source::socket("127.0.0.1", port))
+        .sink(Sink::memory(&table))
+        .checkpoint(dir.path())
+        .trigger(Trigger::continuous("1 hour").with_ticker(&ticker))
+        .start()
+        .unwrap();
+    // Epochs end until every line's two words were committed.
+    for _ in 0..3_000 {
+        ticker.end_epoch(Duration::from_secs(30)).unwrap();
+        if table.rows::<Word>().unwrap().len() == 80 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    query.stop().unwrap();
+    drop(done);
+    server.join().unwrap();
+    assert_eq!(table.rows::<Word>().unwrap().len(), 80);
+    // Every commit entry lost: the restart owes the first epoch with lines.
+    let first = query.recent_progress().iter().find(|p| p.num_input_rows > 0).unwrap().batch_id;
+    for e in first..first + 100 {
+        let _ = std::fs::remove_file(dir.path().join("commits").join(e.to_string()));
+        if e > first {
+            let _ = std::fs::remove_file(dir.path().join("offsets").join(e.to_string()));
+        }
+    }
+    // The same server address (the checkpoint names it), other lines.
+    let (_, done, server) = serve_lines_on(port, vec!["late line".into()]);
+    let query = Words::builder()
+        .lines(Source::socket("127.0.0.1", port))
+        .sink(Sink::memory(&table))
+        .checkpoint(dir.path())
+        .trigger(fast())
+        .start()
+        .unwrap();
+    let e = query.await_termination().unwrap_err().to_string();
+    drop(done);
+    let _ = server.join();
+    assert!(e.contains("cannot read its lines again (it is not replayable)"), "{e}");
 }
 
 /// Spark's golden cases (`oracle/cases/*`) of the stateful shapes continuous mode runs, the

@@ -556,6 +556,9 @@ impl super::continuous::PartitionReader for SocketPartition {
     }
 
     fn set_end(&mut self, end: &serde_json::Value) -> Result<()> {
+        if *end == self.position() {
+            return Ok(()); // the epoch took no lines: nothing to read again
+        }
         Err(Error::Execution(format!(
             "socket source on {}: an epoch ending at line {end} was logged but not committed when the query stopped, \
              and the socket source cannot read its lines again (it is not replayable); start the query with a new \
