@@ -434,7 +434,8 @@ impl SourceImpl for SocketSource {
         Ok(())
     }
 
-    /// One partition: the connection. See [`SocketPartition`].
+    /// One partition: the connection, whose lines a task takes as they arrive (not
+    /// replayable: see `SocketPartition`).
     fn continuous_readers(
         &mut self,
         start: Option<&[serde_json::Value]>,
