@@ -11,6 +11,7 @@
 //! cargo run --release -p flowgate-benches -- compare     # + Apache Spark, from the same files (JSON, Parquet)
 //! cargo run --release -p flowgate-benches -- latency --rate 100000 --seconds 5
 //! cargo run --release -p flowgate-benches -- soak [--minutes 30] [--rate R]   # 80% of the peak rate
+//! cargo run --release -p flowgate-benches -- throughput [--rows 4000000] [--runs 5]   # continuous vs micro-batch
 //! ```
 
 mod checkpoint;
@@ -27,6 +28,7 @@ mod monitoring;
 mod nexmark;
 mod ops;
 mod soak;
+mod throughput;
 mod workloads;
 
 use std::time::{Duration, Instant};
@@ -135,6 +137,11 @@ fn main() {
         soak::main(arg("--minutes", 30.0), Some(arg("--rate", 0u64)).filter(|r| *r > 0));
         return;
     }
+    if what == "throughput" {
+        // Not part of `all`: the same queries in micro-batch and continuous mode, timed end to end.
+        throughput::main(arg("--rows", 4_000_000usize), arg("--runs", 5usize));
+        return;
+    }
     if what == "latency" {
         // Not part of `all`: it runs real queries for a while and measures time, not throughput.
         // `--rate 100000` or `--rate 1000,100000,1000000`.
@@ -220,7 +227,8 @@ fn main() {
         eprintln!(
             "usage: flowgate-benches [compare | core | windowed | ops | nexmark | checkpoint | monitoring | compile | all] [--rows N] [--runs N] [--keys N] [--only CASE,..] [--no-spark] [--format json|parquet|both]\n       \
              flowgate-benches latency [--rate N[,N..]] [--seconds S] [--query stateless|stateful|all] \
-             [--trigger default|interval|continuous|all] [--interval-ms N] [--checkpoint no|yes|both]"
+             [--trigger default|interval|continuous|all] [--interval-ms N] [--checkpoint no|yes|both]\n       \
+             flowgate-benches throughput [--rows N] [--runs N]"
         );
         std::process::exit(2);
     }

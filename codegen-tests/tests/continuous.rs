@@ -1,8 +1,11 @@
-//! Continuous processing end to end: every map-like query shape gives the same sink contents
-//! in continuous mode as in micro-batch mode over the same input; epochs commit in order, each
-//! with the rows its tasks had read when they passed its marker (a manual epoch clock: no test
-//! depends on timing); a restart resumes after the last committed epoch; the engine refuses a
-//! hand-built continuous trigger on a stateful query.
+//! Continuous processing end to end: every eligible query shape (map-like, and the stateful
+//! ones: update-mode aggregations, dedups, event-time windows with a watermark) gives the same
+//! sink contents in continuous mode as in micro-batch mode over the same input, from the memory,
+//! rate, file and socket sources; the stateful shapes also give Spark's golden rows, step by step
+//! (`mod spark`); epochs commit in order, each with the rows its tasks had read when they passed
+//! its marker (a manual epoch clock: no test depends on timing); a restart resumes after the last
+//! committed epoch, a stateful one replays a logged epoch from the state before it; the engine
+//! refuses a hand-built continuous trigger on a stateful query continuous mode does not run.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -90,10 +93,59 @@ stream_query! {
         ticks.filter(value % 2 == 0).select(value, half = value / 2)
     }
 
-    /// An aggregation: it cannot run continuously.
+    /// An aggregation in update mode: the stateful stage runs it per epoch.
     query Totals(sales: Sale) -> Total, mode = update {
         sales.group_by(shop).agg(sum(units) as units)
     }
+
+    /// The first sale of each shop.
+    query FirstSales(sales: Sale) -> Sale, mode = append {
+        sales.filter(units != 0).drop_duplicates(shop)
+    }
+
+    /// Event-time windows in update mode: late readings dropped, windows evicted, per epoch.
+    query PerWindow(readings: Reading) -> WindowTotal, mode = update {
+        readings
+            .with_watermark(at, "10 seconds")
+            .group_by(window(at, "10 seconds"), sensor)
+            .agg(count() as n, sum(value) as total)
+    }
+
+    /// Dedup within a watermark, then the rows' shape.
+    query FirstReadings(readings: Reading) -> Reading, mode = append {
+        readings.with_watermark(at, "5 seconds").drop_duplicates(sensor, at)
+    }
+
+    /// The rate source's values per residue mod 4.
+    query Residues(ticks: Tick) -> Residue, mode = update {
+        ticks.group_by(residue = value % 4).agg(count() as n)
+    }
+
+    /// An aggregation in complete mode: it cannot run continuously.
+    query AllTotals(sales: Sale) -> Total, mode = complete {
+        sales.group_by(shop).agg(sum(units) as units)
+    }
+}
+
+#[derive(Record, Debug, PartialEq, PartialOrd)]
+struct Residue {
+    residue: i64,
+    n: i64,
+}
+
+#[derive(Record, Clone, Debug, PartialEq, PartialOrd)]
+struct Reading {
+    sensor: String,
+    at: Timestamp,
+    value: i64,
+}
+
+#[derive(Record, Debug, PartialEq, PartialOrd)]
+struct WindowTotal {
+    window: Window,
+    sensor: String,
+    n: i64,
+    total: i64,
 }
 
 fn sales(n: usize, seed: i64) -> Vec<Sale> {
@@ -378,16 +430,17 @@ fn a_micro_batch_run_refuses_a_continuous_checkpoint() {
 }
 
 #[test]
-fn a_hand_built_continuous_trigger_on_an_aggregation_is_refused_at_start() {
+fn a_hand_built_continuous_trigger_on_a_complete_mode_aggregation_is_refused_at_start() {
     let input = MemoryStream::<Sale>::new();
-    let e = Totals::builder()
+    let e = AllTotals::builder()
         .sales(Source::memory(&input))
         .sink(Sink::memory(&MemoryTable::new()))
         .trigger(Trigger::Continuous(Trigger::continuous("1 second")))
         .start()
         .unwrap_err();
     assert!(matches!(e, flowgate::Error::Plan(_)), "{e}");
-    assert!(e.to_string().contains("cannot run in continuous mode") && e.to_string().contains("stateStoreSave"), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("cannot run in continuous mode") && text.contains("stateStoreSave; in Complete mode"), "{e}");
 }
 
 #[test]
@@ -429,4 +482,532 @@ fn foreach_rows_sees_rows_before_their_epoch_commits() {
     assert!(query.recent_progress().is_empty(), "epoch 0 is not committed");
     assert_eq!(ticker.end_epoch(Duration::from_secs(30)), Some(0));
     query.stop().unwrap();
+}
+
+/// Writes `rows` as a JSON-lines file `name` in `dir` atomically (written aside, then renamed
+/// in, as the file source expects), with modification time `secs` past a fixed instant so the
+/// listing order is the writing order.
+fn write_json(dir: &std::path::Path, name: &str, rows: &[Sale], secs: u64) {
+    let text: String = rows.iter().map(|s| format!("{{\"shop\":\"{}\",\"units\":{}}}\n", s.shop, s.units)).collect();
+    let aside = dir.join(format!(".{name}"));
+    std::fs::write(&aside, text).unwrap();
+    let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs);
+    std::fs::File::options().write(true).open(&aside).unwrap().set_modified(t).unwrap();
+    std::fs::rename(&aside, dir.join(name)).unwrap();
+}
+
+fn projected(rows: impl IntoIterator<Item = Sale>) -> Vec<Named> {
+    sorted(rows.into_iter().filter(|s| s.units % 3 != 0).map(|s| Named { shop: s.shop, double: s.units * 2 }).collect())
+}
+
+#[test]
+fn the_file_source_gives_the_same_rows_in_both_modes_taking_files_as_they_appear() {
+    let files = [sales(40, 1), sales(3, 2), Vec::new(), sales(200, 3), sales(1, 4)];
+    let run = |continuous: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let table = MemoryTable::new();
+        let b = Projected::builder().sales(Source::file(dir.path()).json()).sink(Sink::memory(&table));
+        let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
+        for (i, rows) in files.iter().enumerate() {
+            write_json(dir.path(), &format!("part-{i}.json"), rows, i as u64);
+            query.process_all_available().unwrap();
+        }
+        if continuous {
+            let p = query.last_progress().unwrap();
+            assert_eq!(p.sources[0].end_offset.as_deref(), Some(r#"[{"logOffset":5}]"#), "five files taken");
+        }
+        query.stop().unwrap();
+        assert!(query.exception().is_none(), "{:?}", query.exception());
+        sorted::<Named>(table.rows().unwrap())
+    };
+    let micro = run(false);
+    assert_eq!(micro, projected(files.iter().flatten().cloned()));
+    assert_eq!(run(true), micro);
+}
+
+#[test]
+fn a_file_source_restart_goes_on_after_the_files_of_committed_epochs() {
+    let (input, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let checkpoint = tempfile::tempdir().unwrap();
+    let start = || {
+        Projected::builder()
+            .sales(Source::file(input.path()).json())
+            .sink(Sink::file(out.path(), flowgate::sink::SinkFormat::Json))
+            .checkpoint(checkpoint.path())
+            .trigger(fast())
+            .start()
+            .unwrap()
+    };
+    let query = start();
+    write_json(input.path(), "a.json", &sales(30, 1), 1);
+    query.process_all_available().unwrap();
+    write_json(input.path(), "b.json", &sales(20, 2), 2);
+    query.process_all_available().unwrap();
+    query.stop().unwrap();
+    // Written while the query is down: the restart takes it, and only it.
+    write_json(input.path(), "c.json", &sales(25, 3), 3);
+    let query = start();
+    query.process_all_available().unwrap();
+    write_json(input.path(), "d.json", &sales(5, 4), 4);
+    query.process_all_available().unwrap();
+    query.stop().unwrap();
+    assert!(query.exception().is_none(), "{:?}", query.exception());
+    let committed = flowgate::sink::file::read_committed_json_rows(out.path()).unwrap();
+    assert!(committed.windows(2).all(|w| w[0].0 < w[1].0), "one manifest entry per epoch, in order");
+    let got: Vec<Named> = sorted(
+        committed
+            .iter()
+            .flat_map(|(_, rows)| rows)
+            .map(|r| Named { shop: r["shop"].as_str().unwrap().into(), double: r["double"].as_i64().unwrap() })
+            .collect(),
+    );
+    let all = [sales(30, 1), sales(20, 2), sales(25, 3), sales(5, 4)];
+    assert_eq!(got, projected(all.into_iter().flatten()));
+}
+
+/// A line server: serves `lines` to the first client, then keeps the connection open until
+/// the returned sender is dropped.
+fn serve_lines(lines: Vec<String>) -> (u16, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    serve_lines_on(0, lines)
+}
+
+/// [`serve_lines`] on `port` (0: any free one).
+fn serve_lines_on(port: u16, lines: Vec<String>) -> (u16, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        for chunk in lines.chunks(37) {
+            let text: String = chunk.iter().map(|l| format!("{l}\n")).collect();
+            conn.write_all(text.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = rx.recv();
+    });
+    (port, tx, server)
+}
+
+/// Waits (at most 30 s) until `table` holds `n` rows.
+fn wait_rows<T: Record>(table: &MemoryTable, query: &StreamingQuery, n: usize) -> Vec<T> {
+    for _ in 0..3_000 {
+        query.process_all_available().unwrap();
+        let rows: Vec<T> = table.rows().unwrap();
+        if rows.len() >= n {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the query did not produce {n} rows within 30 s");
+}
+
+#[test]
+fn the_socket_source_gives_the_same_rows_in_both_modes() {
+    let lines: Vec<String> = (0..500).map(|i| format!("w{} x{}  y", i % 7, i % 3)).collect();
+    // "w.. x.. y": three words a line.
+    let expected_words = lines.len() * 3;
+    let run = |continuous: bool| {
+        let (port, done, server) = serve_lines(lines.clone());
+        let table = MemoryTable::new();
+        let b = Words::builder().lines(Source::socket("127.0.0.1", port)).sink(Sink::memory(&table));
+        let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
+        let words: Vec<Word> = wait_rows(&table, &query, expected_words);
+        if continuous {
+            let positions = query.recent_progress().last().unwrap().sources[0].end_offset.clone();
+            assert_eq!(positions.as_deref(), Some("[500]"), "the position is the lines taken");
+        }
+        query.stop().unwrap();
+        drop(done);
+        server.join().unwrap();
+        assert!(query.exception().is_none(), "{:?}", query.exception());
+        sorted(words)
+    };
+    let micro = run(false);
+    assert_eq!(micro.len(), expected_words);
+    assert_eq!(run(true), micro);
+}
+
+/// Every batch the sink got with rows, each sorted: the sequence of updates.
+fn updates<T: Record + PartialOrd>(table: &MemoryTable) -> Vec<Vec<T>> {
+    table
+        .history()
+        .into_iter()
+        .filter(|(_, b)| b.num_rows() > 0)
+        .map(|(_, b)| sorted(T::from_batch(&b).unwrap()))
+        .collect()
+}
+
+/// Runs a stateful query over `batches` in both modes (each batch added, then waited for:
+/// an epoch holds whole memory batches, so a batch is an epoch in both modes) and returns
+/// the sink's batches of rows in each.
+fn both_modes<I: Record + Clone, T: Record + PartialOrd>(
+    batches: &[Vec<I>],
+    start: impl Fn(&MemoryStream<I>, &MemoryTable, bool) -> StreamingQuery,
+) -> (Vec<Vec<T>>, Vec<Vec<T>>) {
+    let run = |continuous: bool| {
+        let (input, table) = (MemoryStream::<I>::new(), MemoryTable::new());
+        let query = start(&input, &table, continuous);
+        for b in batches {
+            input.add(b.clone());
+            query.process_all_available().unwrap();
+        }
+        query.stop().unwrap();
+        assert!(query.exception().is_none(), "{:?}", query.exception());
+        updates(&table)
+    };
+    (run(false), run(true))
+}
+
+#[test]
+fn an_update_mode_aggregation_gives_the_same_updates_in_both_modes() {
+    let batches = vec![sales(100, 1), sales(7, 2), Vec::new(), sales(300, 3), sales(1, 4)];
+    let (micro, continuous) = both_modes::<Sale, Total>(&batches, |input, table, continuous| {
+        let b = Totals::builder().sales(Source::memory(input)).sink(Sink::memory(table));
+        if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap()
+    });
+    assert_eq!(micro.len(), 4, "one update per batch with rows");
+    let mut totals = std::collections::BTreeMap::new();
+    for s in batches.iter().flatten() {
+        *totals.entry(s.shop.clone()).or_insert(0) += s.units;
+    }
+    let mut latest = std::collections::BTreeMap::new();
+    for t in micro.iter().flatten() {
+        latest.insert(t.shop.clone(), t.units);
+    }
+    assert_eq!(latest, totals, "the groups a batch changed, with their values after it");
+    assert_eq!(continuous, micro);
+}
+
+#[test]
+fn a_dedup_gives_the_same_rows_in_both_modes() {
+    let batches = vec![sales(3, 1), sales(40, 2), sales(200, 3)];
+    let (micro, continuous) = both_modes::<Sale, Sale>(&batches, |input, table, continuous| {
+        let b = FirstSales::builder().sales(Source::memory(input)).sink(Sink::memory(table));
+        if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap()
+    });
+    assert_eq!(micro.iter().flatten().count(), 5, "one row per shop");
+    assert_eq!(continuous, micro);
+}
+
+fn readings(round: i64) -> Vec<Reading> {
+    // Times move forward by 7 s a round, with stragglers up to 25 s behind: some late.
+    (0..60)
+        .map(|i| {
+            let behind = if i % 9 == 0 { 25 } else { i % 4 };
+            let secs = 1_700_000_000 + round * 7 - behind;
+            Reading { sensor: format!("s{}", i % 3), at: Timestamp(secs * 1_000_000 + i * 1_000), value: i - 20 }
+        })
+        .collect()
+}
+
+#[test]
+fn event_time_windows_with_a_watermark_give_the_same_updates_in_both_modes() {
+    let batches: Vec<Vec<Reading>> = (0..8).map(readings).collect();
+    let (micro, continuous) = both_modes::<Reading, WindowTotal>(&batches, |input, table, continuous| {
+        let b = PerWindow::builder().readings(Source::memory(input)).sink(Sink::memory(table));
+        if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap()
+    });
+    let mut latest = std::collections::BTreeMap::new();
+    for w in micro.iter().flatten() {
+        latest.insert((w.window.start, w.sensor.clone()), w.n);
+    }
+    let counted: i64 = latest.values().sum();
+    assert!(micro.len() >= 8, "{micro:?}");
+    assert!(counted > 0 && counted < 8 * 60, "late readings were dropped by the watermark ({counted})");
+    assert_eq!(continuous, micro);
+}
+
+#[test]
+fn a_dedup_within_a_watermark_gives_the_same_rows_in_both_modes() {
+    let batches: Vec<Vec<Reading>> =
+        (0..6).map(|r| readings(r).into_iter().chain(readings(r.saturating_sub(1))).collect()).collect();
+    let (micro, continuous) = both_modes::<Reading, Reading>(&batches, |input, table, continuous| {
+        let b = FirstReadings::builder().readings(Source::memory(input)).sink(Sink::memory(table));
+        if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap()
+    });
+    assert!(!micro.is_empty());
+    assert_eq!(continuous, micro);
+}
+
+#[test]
+fn the_rate_source_aggregated_continuously_counts_each_partitions_rows_once() {
+    // Three partitions read in parallel; one stage counts the values per residue.
+    let table = MemoryTable::new();
+    let ticker = EpochTicker::new();
+    let query = Residues::builder()
+        .ticks(flowgate::Source::from_impl(Box::new(flowgate::source::rate::RateSource::new(5_000).with_partitions(3))))
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::continuous("1 hour").with_ticker(&ticker))
+        .start()
+        .unwrap();
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(20));
+        ticker.end_epoch(Duration::from_secs(30)).expect("the epoch commits");
+    }
+    query.stop().unwrap();
+    assert!(query.exception().is_none(), "{:?}", query.exception());
+    let last = query.recent_progress().into_iter().last().unwrap();
+    let positions: Vec<u64> = serde_json::from_str::<serde_json::Value>(last.sources[0].end_offset.as_deref().unwrap())
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let mut expected = std::collections::BTreeMap::new();
+    for p in 0..3u64 {
+        for k in 0..positions[p as usize] {
+            *expected.entry(((p + 3 * k) % 4) as i64).or_insert(0i64) += 1;
+        }
+    }
+    // The latest update per residue is its count over every row read.
+    let mut latest = std::collections::BTreeMap::new();
+    for (_, b) in table.history() {
+        for r in Residue::from_batch(&b).unwrap() {
+            latest.insert(r.residue, r.n);
+        }
+    }
+    assert!(!latest.is_empty());
+    assert_eq!(latest, expected);
+    assert!(last.state_operators.iter().any(|s| s.operator_name == "stateStoreSave"), "state metrics per epoch");
+}
+
+#[test]
+fn a_stateful_restart_replays_a_logged_epoch_from_the_state_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, table) = (MemoryStream::<Sale>::new(), MemoryTable::new());
+    let ticker = EpochTicker::new();
+    let start = |ticker: Option<&EpochTicker>| {
+        let b = Totals::builder().sales(Source::memory(&input)).sink(Sink::memory(&table)).checkpoint(dir.path());
+        match ticker {
+            Some(t) => b.trigger(Trigger::continuous("1 hour").with_ticker(t)).start(),
+            None => b.trigger(fast()).start(),
+        }
+        .unwrap()
+    };
+    let wait_read = |query: &StreamingQuery, n: u64| {
+        for _ in 0..2_000 {
+            if input.len() >= n || query.status() == "Stopped" {
+                std::thread::sleep(Duration::from_millis(5));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let query = start(Some(&ticker));
+    input.add(sales(50, 1));
+    wait_read(&query, 1);
+    assert_eq!(ticker.end_epoch(Duration::from_secs(30)), Some(0));
+    input.add(sales(30, 2));
+    wait_read(&query, 2);
+    assert_eq!(ticker.end_epoch(Duration::from_secs(30)), Some(1));
+    query.stop().unwrap();
+    assert!(query.exception().is_none(), "{:?}", query.exception());
+    let before = updates::<Total>(&table);
+    // A crash after epoch 1's offsets (and its state version) were written, before its commit
+    // entry: the restart runs epoch 1 again, from the state after epoch 0.
+    let cp = dir.path();
+    for e in 2..10 {
+        let _ = std::fs::remove_file(cp.join("offsets").join(e.to_string()));
+        let _ = std::fs::remove_file(cp.join("commits").join(e.to_string()));
+    }
+    std::fs::remove_file(cp.join("commits").join("1")).unwrap();
+    let query = start(None);
+    input.add(sales(20, 3));
+    query.process_all_available().unwrap();
+    query.stop().unwrap();
+    assert!(query.exception().is_none(), "{:?}", query.exception());
+    assert_eq!(table.deliveries().iter().filter(|(e, _)| *e == 1).count(), 2, "epoch 1 delivered again");
+    let after = updates::<Total>(&table);
+    assert_eq!(&after[..2], &before[..], "the replayed epoch gave the updates of its first run");
+    let mut totals = std::collections::BTreeMap::new();
+    for s in sales(50, 1).into_iter().chain(sales(30, 2)).chain(sales(20, 3)) {
+        *totals.entry(s.shop).or_insert(0) += s.units;
+    }
+    let mut latest = std::collections::BTreeMap::new();
+    for batch in &after {
+        for t in batch {
+            latest.insert(t.shop.clone(), t.units);
+        }
+    }
+    assert_eq!(latest, totals, "every sale counted once across the crash");
+}
+
+#[test]
+fn a_socket_restart_that_owes_an_epoch_with_lines_fails_saying_the_source_cannot_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..40).map(|i| format!("a{i} b")).collect();
+    let (port, done, server) = serve_lines(lines);
+    let (table, ticker) = (MemoryTable::new(), EpochTicker::new());
+    let query = Words::builder()
+        .lines(Source::socket("127.0.0.1", port))
+        .sink(Sink::memory(&table))
+        .checkpoint(dir.path())
+        .trigger(Trigger::continuous("1 hour").with_ticker(&ticker))
+        .start()
+        .unwrap();
+    // Epochs end until every line's two words were committed.
+    for _ in 0..3_000 {
+        ticker.end_epoch(Duration::from_secs(30)).unwrap();
+        if table.rows::<Word>().unwrap().len() == 80 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    query.stop().unwrap();
+    drop(done);
+    server.join().unwrap();
+    assert_eq!(table.rows::<Word>().unwrap().len(), 80);
+    // Every commit entry lost: the restart owes the first epoch with lines.
+    let first = query.recent_progress().iter().find(|p| p.num_input_rows > 0).unwrap().batch_id;
+    for e in first..first + 100 {
+        let _ = std::fs::remove_file(dir.path().join("commits").join(e.to_string()));
+        if e > first {
+            let _ = std::fs::remove_file(dir.path().join("offsets").join(e.to_string()));
+        }
+    }
+    // The same server address (the checkpoint names it), other lines.
+    let (_, done, server) = serve_lines_on(port, vec!["late line".into()]);
+    let query = Words::builder()
+        .lines(Source::socket("127.0.0.1", port))
+        .sink(Sink::memory(&table))
+        .checkpoint(dir.path())
+        .trigger(fast())
+        .start()
+        .unwrap();
+    let e = query.await_termination().unwrap_err().to_string();
+    drop(done);
+    let _ = server.join();
+    assert!(e.contains("cannot read its lines again (it is not replayable)"), "{e}");
+}
+
+/// Spark's golden cases (`oracle/cases/*`) of the stateful shapes continuous mode runs, the
+/// queries as `golden.rs` writes them, run continuously: per step (an input file moved into the
+/// watched directory, then everything processed), the rows the sink got equal the rows Spark's
+/// batches of that step emitted. Epoch ids are not Spark's batch ids (empty epochs pass between
+/// steps), so rows are compared per step.
+mod spark {
+    use flowgate::prelude::*;
+    use flowgate_codegen_tests::{canonical, expected, input_files, rows_as_json};
+
+    #[derive(Record)]
+    struct Line {
+        value: Option<String>,
+    }
+
+    #[derive(Record)]
+    struct WordCount {
+        word: String,
+        count: i64,
+    }
+
+    #[derive(Record)]
+    struct WordEvent {
+        ts: Option<Timestamp>,
+        word: Option<String>,
+    }
+
+    #[derive(Record)]
+    struct GuideWord {
+        timestamp: Option<Timestamp>,
+        word: Option<String>,
+    }
+
+    #[derive(Record)]
+    struct WindowWordCount {
+        window: Window,
+        word: Option<String>,
+        count: i64,
+    }
+
+    #[derive(Record)]
+    struct Keyed {
+        id: Option<String>,
+        ts: Option<Timestamp>,
+        payload: Option<String>,
+    }
+
+    stream_query! {
+        query WordCountUpdate(lines: Line) -> WordCount, mode = update {
+            lines.flat_map(word = split(value, " ")).group_by(word).agg(count() as count)
+        }
+
+        query TumblingUpdate(events: WordEvent) -> WindowWordCount, mode = update {
+            events.with_watermark(ts, "10 minutes").group_by(window(ts, "10 minutes"), word).agg(count() as count)
+        }
+
+        query GuideLateData(words: GuideWord) -> WindowWordCount, mode = update {
+            words
+                .with_watermark(timestamp, "10 minutes")
+                .group_by(window(timestamp, "10 minutes", "5 minutes"), word)
+                .agg(count() as count)
+        }
+
+        query DedupById(events: Keyed) -> Keyed, mode = append {
+            events.drop_duplicates(id)
+        }
+
+        query DedupByIdAndTime(events: Keyed) -> Keyed, mode = append {
+            events.with_watermark(ts, "10 minutes").drop_duplicates(id, ts)
+        }
+
+        query DedupWithinWatermark(events: Keyed) -> Keyed, mode = append {
+            events.with_watermark(ts, "10 minutes").drop_duplicates_within_watermark(id)
+        }
+    }
+
+    fn continuous() -> flowgate::engine::continuous::ContinuousTrigger {
+        Trigger::continuous("5 milliseconds")
+    }
+
+    /// Replays `case` into `staging` (the continuous query's file source) step by step.
+    fn replay(case: &str, staging: &std::path::Path, query: &StreamingQuery, table: &MemoryTable) {
+        let want = expected(case);
+        let scratch = tempfile::tempdir().unwrap();
+        let mut seen = 0;
+        let mut compared = 0;
+        query.process_all_available().unwrap();
+        for (step, file) in input_files(case).iter().enumerate() {
+            let name = file.file_name().unwrap();
+            std::fs::copy(file, scratch.path().join(name)).unwrap();
+            std::fs::rename(scratch.path().join(name), staging.join(name)).unwrap();
+            query.process_all_available().unwrap_or_else(|e| panic!("case {case} step {step}: {e}"));
+            let history = table.history();
+            let got: Vec<serde_json::Value> = history[seen..].iter().flat_map(|(_, b)| rows_as_json(b)).collect();
+            seen = history.len();
+            let spark: Vec<serde_json::Value> =
+                want.iter().filter(|b| b.step == step as u64).flat_map(|b| b.rows.clone()).collect();
+            compared += spark.len();
+            assert_eq!(canonical(got), canonical(spark), "case {case} step {step}: rows differ from Spark's");
+        }
+        assert!(compared > 0, "case {case}: Spark emitted no rows to compare");
+        query.stop().unwrap();
+        assert!(query.exception().is_none(), "{:?}", query.exception());
+    }
+
+    macro_rules! spark_case {
+        ($test:ident, $case:literal, $query:ident, $input:ident) => {
+            #[test]
+            fn $test() {
+                let staging = tempfile::tempdir().unwrap();
+                let table = MemoryTable::new();
+                let query = $query::builder()
+                    .$input(Source::file(staging.path()).json())
+                    .sink(Sink::memory(&table))
+                    .shuffle_partitions(2)
+                    .trigger(continuous())
+                    .start()
+                    .unwrap();
+                replay($case, staging.path(), &query, &table);
+            }
+        };
+    }
+
+    spark_case!(wordcount_update, "wordcount_update", WordCountUpdate, lines);
+    spark_case!(window_tumbling_update, "window_tumbling_update", TumblingUpdate, events);
+    spark_case!(guide_late_data_update, "guide_late_data_update", GuideLateData, words);
+    spark_case!(dedup_no_watermark, "dedup_no_watermark", DedupById, events);
+    spark_case!(dedup_with_watermark, "dedup_with_watermark", DedupByIdAndTime, events);
+    spark_case!(dedup_within_watermark, "dedup_within_watermark", DedupWithinWatermark, events);
 }

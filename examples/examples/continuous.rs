@@ -12,6 +12,9 @@
 //!
 //! At the end it prints the last epoch's progress, with the tasks' latency from a row's
 //! creation to the end of its processing (`continuous.maxLatencyMicros`).
+//!
+//! `--query counts` runs a stateful query instead: rows per key (`value % 14`) in update mode,
+//! counted by the stateful stage once per epoch, its state checkpointed per epoch.
 
 use flowgate::prelude::*;
 use flowgate::source::rate::RateSource;
@@ -38,6 +41,19 @@ stream_query! {
             .filter(value % 10 != 9)
             .select(timestamp, value, euros = 0.908 * value as f64)
     }
+
+    /// Rows and the largest value per key, in update mode: each epoch writes the keys it
+    /// changed.
+    query Counts(ticks: Tick) -> KeyCount, mode = update {
+        ticks.group_by(key = value % 14).agg(count() as n, max(value) as top)
+    }
+}
+
+#[derive(Record)]
+struct KeyCount {
+    key: i64,
+    n: i64,
+    top: i64,
 }
 
 fn main() -> flowgate::Result<()> {
@@ -50,14 +66,25 @@ fn main() -> flowgate::Result<()> {
         Some(dir) => Sink::file(dir, SinkFormat::Json),
         None => Sink::console(),
     };
-    let mut builder = Euros::builder()
-        .ticks(Source::from_impl(Box::new(RateSource::new(rate).with_partitions(partitions))))
-        .sink(sink)
-        .trigger(Trigger::continuous(&interval));
-    if let Some(dir) = flowgate_examples::arg("checkpoint") {
-        builder = builder.checkpoint(dir);
-    }
-    let query = builder.start()?;
+    let source = Source::from_impl(Box::new(RateSource::new(rate).with_partitions(partitions)));
+    let checkpoint = flowgate_examples::arg("checkpoint");
+    let query = match flowgate_examples::arg("query").as_deref() {
+        None | Some("euros") => {
+            let mut builder = Euros::builder().ticks(source).sink(sink).trigger(Trigger::continuous(&interval));
+            if let Some(dir) = checkpoint {
+                builder = builder.checkpoint(dir);
+            }
+            builder.start()?
+        }
+        Some("counts") => {
+            let mut builder = Counts::builder().ticks(source).sink(sink).trigger(Trigger::continuous(&interval));
+            if let Some(dir) = checkpoint {
+                builder = builder.checkpoint(dir);
+            }
+            builder.start()?
+        }
+        Some(other) => return Err(flowgate::Error::Plan(format!("--query {other}: use euros or counts"))),
+    };
     if !query.await_termination_timeout(std::time::Duration::from_secs_f64(seconds))? {
         // A stop commits the epoch in progress.
         query.stop()?;

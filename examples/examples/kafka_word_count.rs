@@ -13,7 +13,10 @@
 //! With `--output DIR --checkpoint DIR` it writes the counts that changed in each batch
 //! (update mode) as JSON lines through the exactly-once file sink instead, and with
 //! `--available-now` it stops once it has read what the topic had when it started (the
-//! program the fault-injection test kills and restarts).
+//! program the fault-injection test kills and restarts). `--continuous INTERVAL` runs the
+//! update-mode counts in continuous mode instead (a task per partition, the counts per epoch of
+//! `INTERVAL`), and `--seconds S` stops it after `S` seconds (a stop commits the epoch in
+//! progress).
 
 use flowgate::prelude::*;
 
@@ -56,7 +59,14 @@ fn main() -> flowgate::Result<()> {
         Source::kafka(&bootstrap).subscribe(&topic).starting_offsets(&starting).max_offsets_per_trigger(500).into()
     };
     let trigger = if available_now { Trigger::available_now() } else { Trigger::default() };
+    let continuous = flowgate_examples::arg("continuous");
     let query = match (flowgate_examples::arg("output"), flowgate_examples::arg("checkpoint")) {
+        (Some(output), Some(checkpoint)) if continuous.is_some() => WordCountUpdates::builder()
+            .lines(source())
+            .sink(Sink::file(output, SinkFormat::Json))
+            .checkpoint(checkpoint)
+            .trigger(Trigger::continuous(continuous.as_deref().unwrap_or("1 second")))
+            .start()?,
         (Some(output), Some(checkpoint)) => WordCountUpdates::builder()
             .lines(source())
             .sink(Sink::file(output, SinkFormat::Json))
@@ -72,5 +82,17 @@ fn main() -> flowgate::Result<()> {
         }
         _ => return Err(flowgate::Error::Plan("--output and --checkpoint go together".into())),
     };
-    query.await_termination()
+    match flowgate_examples::arg("seconds") {
+        Some(s) => {
+            let s: f64 = s.parse().map_err(|_| flowgate::Error::Plan(format!("--seconds {s}: not a number")))?;
+            if !query.await_termination_timeout(std::time::Duration::from_secs_f64(s))? {
+                query.stop()?;
+            }
+            match query.error() {
+                Some(e) => Err(flowgate::Error::QueryFailed { name: query.name().to_string(), source: e }),
+                None => Ok(()),
+            }
+        }
+        None => query.await_termination(),
+    }
 }

@@ -7,6 +7,9 @@
 //! its value, with the timestamps of one source start (a replayed epoch re-created exactly the
 //! rows of its first attempt).
 //!
+//! The same for the stateful query (`--query counts`: rows per key in update mode, its state
+//! checkpointed per epoch): the committed updates must count every value read exactly once.
+//!
 //! `FLOWGATE_KILLS=100 cargo test -p flowgate-examples --test continuous_kill` for a longer run.
 
 use std::collections::BTreeSet;
@@ -53,17 +56,22 @@ fn mid_epoch(checkpoint: &Path) -> bool {
     }
 }
 
-#[test]
-fn killed_and_restarted_the_file_sink_holds_every_row_once() {
+/// Kills and restarts the example (`extra` arguments) many times, at random moments and at
+/// crash points, then runs it once cleanly: how many crash points were reached, and how many
+/// restarts found an epoch to replay.
+fn kill_and_restart(extra: &[&str], output: &Path, checkpoint: &Path, seed: u64) -> (usize, usize, usize) {
     let bin = flowgate_examples::example_binary("continuous");
     let kills: usize = std::env::var("FLOWGATE_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_KILLS);
-    let root = tempfile::tempdir().unwrap();
-    let (output, checkpoint) = (root.path().join("out"), root.path().join("cp"));
-    let mut rng = Rng(15);
+    let command = |seconds: &str| {
+        let mut c = command(&bin, output, checkpoint, seconds);
+        c.args(extra);
+        c
+    };
+    let mut rng = Rng(seed);
     let mut replays_owed = 0;
     // SIGKILL at random moments.
     for _ in 0..kills {
-        let mut child = command(&bin, &output, &checkpoint, "1000").spawn().unwrap();
+        let mut child = command("1000").spawn().unwrap();
         std::thread::sleep(Duration::from_millis(60 + rng.next() % 300));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -74,8 +82,7 @@ fn killed_and_restarted_the_file_sink_holds_every_row_once() {
     let mut crashed = 0;
     for at in [3u64, 7, 11, 14, 18, 23, 29, 36, 44, 53] {
         let started = Instant::now();
-        let out =
-            command(&bin, &output, &checkpoint, "1000").env("FLOWGATE_CRASH_AT", at.to_string()).output().unwrap();
+        let out = command("1000").env("FLOWGATE_CRASH_AT", at.to_string()).output().unwrap();
         if !out.status.success() {
             crashed += 1;
             replays_owed += usize::from(mid_epoch(&checkpoint));
@@ -84,9 +91,17 @@ fn killed_and_restarted_the_file_sink_holds_every_row_once() {
     }
     assert!(crashed >= 8, "only {crashed} crash points were reached");
     // The last run ends cleanly (a stop commits its last epoch).
-    let out = command(&bin, &output, &checkpoint, "0.5").output().unwrap();
+    let out = command("0.5").output().unwrap();
     assert!(out.status.success(), "the last run failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(replays_owed > 0, "no kill landed between an epoch's offsets and its commit");
+    (kills, crashed, replays_owed)
+}
+
+#[test]
+fn killed_and_restarted_the_file_sink_holds_every_row_once() {
+    let root = tempfile::tempdir().unwrap();
+    let (output, checkpoint) = (root.path().join("out"), root.path().join("cp"));
+    let (kills, crashed, replays_owed) = kill_and_restart(&[], &output, &checkpoint, 15);
 
     // What the sink committed, epoch by epoch.
     let committed = flowgate::sink::file::read_committed_json_rows(&output).unwrap();
@@ -119,6 +134,43 @@ fn killed_and_restarted_the_file_sink_holds_every_row_once() {
         "{kills} kills, {crashed} crash points, {replays_owed} restarts replayed an epoch; {} epochs, {} rows",
         epochs.len(),
         values.len()
+    );
+}
+
+#[test]
+fn killed_and_restarted_a_continuous_aggregation_counts_every_row_once() {
+    let root = tempfile::tempdir().unwrap();
+    let (output, checkpoint) = (root.path().join("out"), root.path().join("cp"));
+    let (kills, crashed, replays_owed) = kill_and_restart(&["--query", "counts"], &output, &checkpoint, 16);
+    let committed = flowgate::sink::file::read_committed_json_rows(&output).unwrap();
+    let epochs: Vec<u64> = committed.iter().map(|(e, _)| *e).collect();
+    assert!(epochs.windows(2).all(|w| w[0] < w[1]), "each epoch committed once, in order: {epochs:?}");
+    // Per epoch, each key it changed once; over the epochs, a key's count and top never go back.
+    let mut latest: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for (epoch, rows) in &committed {
+        let mut keys = BTreeSet::new();
+        for r in rows {
+            let (key, n, top) = (r["key"].as_i64().unwrap(), r["n"].as_i64().unwrap(), r["top"].as_i64().unwrap());
+            assert!(keys.insert(key), "epoch {epoch} updated key {key} twice");
+            if let Some(&(n0, top0)) = latest.get(&key) {
+                assert!(n > n0 && top > top0, "epoch {epoch}: key {key} went from ({n0}, {top0}) to ({n}, {top})");
+            }
+            latest.insert(key, (n, top));
+        }
+    }
+    // With 2 partitions and keys `value % 14`, a key's values are one partition's, read as a
+    // gap-free prefix: its count is exactly the number of its values up to its top (nothing
+    // lost, nothing counted twice across the crashes and replays).
+    assert_eq!(latest.len(), 14, "every key has rows");
+    for (key, (n, top)) in &latest {
+        assert_eq!((top - key) % 14, 0, "key {key}: top {top}");
+        assert_eq!(*n, (top - key) / 14 + 1, "key {key}: {n} rows counted up to value {top}");
+    }
+    let rows: i64 = latest.values().map(|(n, _)| n).sum();
+    assert!(rows > 1_000, "{rows} rows");
+    eprintln!(
+        "{kills} kills, {crashed} crash points, {replays_owed} restarts replayed an epoch; {} epochs, {rows} rows counted",
+        epochs.len()
     );
 }
 

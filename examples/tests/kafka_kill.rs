@@ -3,7 +3,8 @@
 //! and restarted until they finish.
 //!
 //! - `kafka_word_count` (Kafka → file sink): the committed counts must equal the counts
-//!   computed from what was produced.
+//!   computed from what was produced, in micro-batch mode and in continuous mode (a task per
+//!   partition, the stateful stage counting per epoch).
 //! - `kafka_to_kafka` (Kafka → transactional Kafka sink): every batch of the offset log must be
 //!   in the output exactly once, as one transaction, and every other attempt at it must be
 //!   one that was cut short by a kill. The broker does not hide aborted records from
@@ -148,6 +149,42 @@ fn kafka_to_file_killed_and_restarted_counts_every_record_once() {
     // The answer, from the committed batches: each word's count in the last batch that has it.
     let mut got: HashMap<String, i64> = HashMap::new();
     for (_, rows) in flowgate::sink::file::read_committed_json_rows(&output).unwrap() {
+        for r in rows {
+            got.insert(r["word"].as_str().unwrap().to_string(), r["count"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(got, answer, "after {} kills", killed.len());
+}
+
+#[test]
+fn kafka_to_file_in_continuous_mode_killed_and_restarted_counts_every_record_once() {
+    // The same word count in continuous mode: a task per partition, the counts by the stateful
+    // stage per 50 ms epoch, state and partition positions checkpointed per epoch.
+    let b = broker();
+    let bin = flowgate_examples::example_binary("kafka_word_count");
+    let topic = unique_topic("kill-wc-cont");
+    create_topic(&b, &topic, 3);
+    let root = tempfile::tempdir().unwrap();
+    let (output, checkpoint) = (root.path().join("out"), root.path().join("cp"));
+    let mut rng = Rng(15);
+    let mut answer = HashMap::new();
+    produce(&b, &topic, &lines(&mut rng, 3000, &mut answer));
+    let spawn = || {
+        Command::new(&bin)
+            .args(["--bootstrap", &b, "--topic", &topic, "--continuous", "50 milliseconds", "--seconds", "4"])
+            .args(["--output", output.to_str().unwrap(), "--checkpoint", checkpoint.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut more_rng = Rng(51);
+    let mut more = || produce(&b, &topic, &lines(&mut more_rng, 1000, &mut answer));
+    let killed = kill_loop(&spawn, &checkpoint, &mut rng, &mut more, kills_wanted(), None);
+    let committed = flowgate::sink::file::read_committed_json_rows(&output).unwrap();
+    assert!(committed.windows(2).all(|w| w[0].0 < w[1].0), "each epoch committed once, in order");
+    let mut got: HashMap<String, i64> = HashMap::new();
+    for (_, rows) in committed {
         for r in rows {
             got.insert(r["word"].as_str().unwrap().to_string(), r["count"].as_i64().unwrap());
         }

@@ -17,7 +17,7 @@ use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, S
 
 /// The query's items: its type, spec, plan and builder.
 pub fn emit(q: &Query, plan: &Plan) -> TokenStream {
-    let continuity = super::continuous::mode_tokens(super::continuous::blocker(plan));
+    let continuity = super::continuous::mode_tokens(super::continuous::continuity(plan));
     emit_skeleton(q, emit_plan(q, plan), input_reads(plan), continuity)
 }
 
@@ -50,7 +50,7 @@ pub fn emit_fallback(q: &Query) -> TokenStream {
         },
         reads,
         // Any trigger type-checks: the user sees the query's errors, not one about its trigger.
-        super::continuous::mode_tokens(None),
+        super::continuous::mode_tokens(super::continuous::Continuity::MapLike),
     )
 }
 

@@ -35,20 +35,20 @@ impl Execution for Continuous {
 }
 
 /// The engine's own check that a plan can run continuously, behind the compiler's (a
-/// `Trigger::Continuous` built by hand reaches `start` without it): no stateful operator and no
-/// watermark.
-pub(crate) fn check_continuous(query: &str, plan: &(dyn Plan + 'static)) -> Result<()> {
-    let operators: Vec<String> = plan.state_schema().into_iter().map(|s| s.operator).collect();
-    if !operators.is_empty() {
+/// `Trigger::Continuous` built by hand reaches `start` without it): stateful operators only of
+/// the kinds the stateful stage runs (aggregations in update mode, dedups).
+pub(crate) fn check_continuous(query: &str, plan: &(dyn Plan + 'static), mode: crate::OutputMode) -> Result<()> {
+    let runs = |op: &str| match op {
+        crate::ops::aggregate::OPERATOR_NAME => mode == crate::OutputMode::Update,
+        "dedupe" | "dedupeWithinWatermark" => true,
+        _ => false,
+    };
+    let blocked: Vec<String> = plan.state_schema().into_iter().map(|s| s.operator).filter(|op| !runs(op)).collect();
+    if !blocked.is_empty() {
         return Err(Error::Plan(format!(
-            "query `{query}` cannot run in continuous mode: it has stateful operators ({}); use a micro-batch \
-             trigger",
-            operators.join(", ")
-        )));
-    }
-    if !plan.watermarks().is_empty() {
-        return Err(Error::Plan(format!(
-            "query `{query}` cannot run in continuous mode: it has a watermark; use a micro-batch trigger"
+            "query `{query}` cannot run in continuous mode: it has stateful operators continuous mode does not run \
+             ({}; in {mode} mode); use a micro-batch trigger",
+            blocked.join(", ")
         )));
     }
     Ok(())

@@ -506,7 +506,7 @@ impl QueryBuilder {
         let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, sinks);
         let exec: Box<dyn execution::Execution> = match self.trigger {
             Trigger::Continuous(trigger) => {
-                execution::check_continuous(self.spec.name, plan.as_ref())?;
+                execution::check_continuous(self.spec.name, plan.as_ref(), self.spec.output_mode)?;
                 Box::new(continuous::coordinator::Continuous {
                     observer,
                     id: id.clone(),

@@ -34,6 +34,14 @@ pub trait PartitionReader: Send {
     fn available_since(&self) -> Option<Instant> {
         None
     }
+    /// Whether the last [`PartitionReader::poll`] that returned `None` looked at the source: a
+    /// reader that checks its source only every so often (the file source lists its directory
+    /// every [`crate::engine::POLL_INTERVAL`]) says no between checks. A task counts as caught
+    /// up in an epoch (`StreamingQuery::process_all_available`) only once a poll that looked
+    /// found nothing after its last rows.
+    fn looked(&self) -> bool {
+        true
+    }
     /// Replays an epoch: never read past `end` (a position this reader's partition logged).
     fn set_end(&mut self, end: &Value) -> Result<()>;
     /// The reader's source unparks `thread` when new rows arrive, if it can (the memory

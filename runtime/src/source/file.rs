@@ -24,6 +24,11 @@
 //! and text has nothing to prune. The batches still hold every configured column: the unread
 //! ones are all null, and their fields are marked nullable in the batches' schema.
 //!
+//! ## Continuous mode
+//!
+//! Under `Trigger::continuous` one task reads the directory, taking each new file as it appears
+//! (see `file/continuous.rs`): the same log, offsets and per-epoch log entries as micro-batches.
+//!
 //! ## JSON fast path
 //!
 //! JSON lines are first tried with a fast path (`file/json_fast.rs`): flat objects whose decoded fields are
@@ -57,6 +62,7 @@ use crate::error::{Error, Result};
 use json_case::KeyCase;
 use json_fast::FastPlan;
 
+mod continuous;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 mod json_case;
@@ -438,8 +444,15 @@ pub struct FileSource {
     seen: HashSet<PathBuf>,
     /// Under available-now: the new files that existed when the run was prepared.
     snapshot: Option<HashSet<PathBuf>>,
-    /// Malformed lines met so far (whatever the parse mode did with them).
-    malformed_rows: std::sync::atomic::AtomicU64,
+    /// Malformed lines met so far (whatever the parse mode did with them), shared with the
+    /// continuous reader's decoder.
+    malformed_rows: Arc<std::sync::atomic::AtomicU64>,
+    /// The columns decoded ([`SourceImpl::project`]; `None`: every one), for the continuous
+    /// reader's decoder.
+    projection: Option<Vec<usize>>,
+    /// In continuous mode: the files the reader took, in order (the log it extends), for
+    /// [`SourceImpl::batch_log`] on the query thread.
+    continuous_log: Option<Arc<std::sync::Mutex<Vec<PathBuf>>>>,
 }
 
 impl FileSource {
@@ -454,6 +467,8 @@ impl FileSource {
             seen: HashSet::new(),
             snapshot: None,
             malformed_rows: Default::default(),
+            projection: None,
+            continuous_log: None,
         }
     }
 
@@ -1115,6 +1130,7 @@ impl SourceImpl for FileSource {
                         self.opts.dir.display()
                     );
                     self.layout = Layout::new(&self.opts, None);
+                    self.projection = None;
                     return;
                 }
             }
@@ -1122,6 +1138,7 @@ impl SourceImpl for FileSource {
         indices.sort_unstable();
         indices.dedup();
         self.layout = Layout::new(&self.opts, Some(&indices));
+        self.projection = Some(indices);
     }
 
     fn prepare_available_now(&mut self) -> Result<()> {
@@ -1152,6 +1169,9 @@ impl SourceImpl for FileSource {
     }
 
     fn batch_log(&self, start: Option<&Offset>, end: &Offset) -> Result<Option<serde_json::Value>> {
+        if let Some(log) = &self.continuous_log {
+            return continuous::batch_log(log, start, end);
+        }
         let files: Vec<String> =
             self.files_in_batch(start, end)?.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         Ok(Some(serde_json::json!({ "files": files })))
@@ -1186,6 +1206,14 @@ impl SourceImpl for FileSource {
         let per_file: Vec<Vec<RecordBatch>> =
             self.log[start..end].par_iter().map(|path| self.read_file(path)).collect::<Result<_>>()?;
         Ok(per_file.into_iter().flatten().filter(|b| b.num_rows() > 0).collect())
+    }
+
+    /// One partition: the directory, its files taken as they appear (see `file/continuous.rs`).
+    fn continuous_readers(
+        &mut self,
+        start: Option<&[serde_json::Value]>,
+    ) -> Result<Option<Vec<Box<dyn super::continuous::PartitionReader>>>> {
+        continuous::readers(self, start).map(Some)
     }
 }
 

@@ -93,6 +93,8 @@ struct Lines {
     bytes: usize,
     /// Under FAILFAST: the offset at which a bad line was met, and the error.
     error: Option<(u64, String)>,
+    /// In continuous mode: the task to wake when a line arrives.
+    waiter: Option<std::thread::Thread>,
 }
 
 impl Lines {
@@ -316,6 +318,9 @@ impl Reader {
             let mut lines = lock(&self.shared.lines);
             let at = lines.end();
             lines.error = Some((at, message));
+            if let Some(t) = &lines.waiter {
+                t.unpark();
+            }
             return Next::Stop;
         }
         let counter = if overlong { &self.counters.overlong_lines } else { &self.counters.invalid_lines };
@@ -335,6 +340,9 @@ impl Reader {
         }
         lines.bytes += text.len();
         lines.lines.push_back(text);
+        if let Some(t) = &lines.waiter {
+            t.unpark();
+        }
     }
 }
 
@@ -426,6 +434,39 @@ impl SourceImpl for SocketSource {
         Ok(())
     }
 
+    /// One partition: the connection, whose lines a task takes as they arrive (not
+    /// replayable: see `SocketPartition`).
+    fn continuous_readers(
+        &mut self,
+        start: Option<&[serde_json::Value]>,
+    ) -> Result<Option<Vec<Box<dyn super::continuous::PartitionReader>>>> {
+        let read = match start {
+            None => 0,
+            Some([p]) => p.as_u64().ok_or_else(|| {
+                Error::Checkpoint(format!(
+                    "socket source on {}: the logged position {p} is not a number",
+                    self.address()
+                ))
+            })?,
+            Some(other) => {
+                return Err(Error::Checkpoint(format!(
+                    "socket source on {}: the checkpoint has {} partitions, the source has one",
+                    self.address(),
+                    other.len()
+                )))
+            }
+        };
+        self.connect()?;
+        Ok(Some(vec![Box::new(SocketPartition {
+            shared: self.shared.clone(),
+            schema: self.schema.clone(),
+            decoder: self.decoder.take(),
+            address: self.address(),
+            read,
+            taken: 0,
+        })]))
+    }
+
     fn stop(&mut self) {
         if let Some(conn) = self.conn.take() {
             conn.stopping.store(true, Ordering::Release);
@@ -442,6 +483,94 @@ impl SourceImpl for SocketSource {
 impl Drop for SocketSource {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The socket source in continuous mode: one partition, the connection, read by one task
+/// that the reader thread wakes when a line arrives. A poll takes every line received (at
+/// most the vector size) and drops it at once: lines are never read twice in one run (a
+/// continuous query re-reads nothing while it runs), and after a restart they are gone in
+/// any case. The position is the number of lines taken, counted on from the logged one
+/// after a restart (the new connection's lines follow the old ones').
+///
+/// Not replayable, as in micro-batch mode: an epoch that was logged but not committed when
+/// the query died cannot be read again, and the restart fails saying so.
+struct SocketPartition {
+    shared: Arc<Shared>,
+    schema: SchemaRef,
+    decoder: Option<FileSource>,
+    address: String,
+    /// Lines taken in earlier runs (the logged position this run started from).
+    read: u64,
+    /// Lines taken in this run.
+    taken: u64,
+}
+
+impl super::continuous::PartitionReader for SocketPartition {
+    fn poll(&mut self, max_rows: usize) -> Result<Option<RecordBatch>> {
+        let mut lines = lock(&self.shared.lines);
+        if lines.lines.is_empty() {
+            if let Some((_, message)) = &lines.error {
+                // Every line before the bad one was taken: now the query fails.
+                return Err(Error::MalformedInput(message.clone()));
+            }
+            return Ok(None);
+        }
+        let n = lines.lines.len().min(max_rows.max(1));
+        let taken: Vec<String> = lines.lines.drain(..n).collect();
+        let freed: usize = taken.iter().map(String::len).sum();
+        lines.bytes -= freed;
+        lines.base += n as u64;
+        drop(lines);
+        self.shared.room.notify_all();
+        let first = self.read + self.taken;
+        self.taken += n as u64;
+        if let Some(decoder) = &self.decoder {
+            let mut data = Vec::with_capacity(freed + n);
+            let mut ranges = Vec::with_capacity(n);
+            for line in &taken {
+                let at = data.len();
+                data.extend_from_slice(line.as_bytes());
+                ranges.push((at, data.len()));
+                data.push(b'\n');
+            }
+            let address = &self.address;
+            let place = |i: usize| format!("line {} from {address}", first + i as u64 + 1);
+            let batches = decoder.decode_values(&data, &ranges, &place)?;
+            let batch = match batches.len() {
+                0 => RecordBatch::new_empty(self.schema.clone()),
+                1 => batches.into_iter().next().unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())),
+                _ => arrow_select::concat::concat_batches(&batches[0].schema(), &batches)?,
+            };
+            return Ok(Some(batch));
+        }
+        let values: StringArray = taken.iter().map(|l| Some(l.as_str())).collect();
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), vec![Arc::new(values)])?))
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::Value::from(self.read + self.taken)
+    }
+
+    fn next_due(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    fn set_end(&mut self, end: &serde_json::Value) -> Result<()> {
+        if *end == self.position() {
+            return Ok(()); // the epoch took no lines: nothing to read again
+        }
+        Err(Error::Execution(format!(
+            "socket source on {}: an epoch ending at line {end} was logged but not committed when the query stopped, \
+             and the socket source cannot read its lines again (it is not replayable); start the query with a new \
+             checkpoint directory",
+            self.address
+        )))
+    }
+
+    fn wake_on_data(&mut self, thread: std::thread::Thread) -> bool {
+        lock(&self.shared.lines).waiter = Some(thread);
+        true
     }
 }
 

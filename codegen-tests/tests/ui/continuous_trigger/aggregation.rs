@@ -1,28 +1,30 @@
-//! A continuous trigger on a query with an aggregation: rustc names the operator in the way.
+//! A continuous trigger on an aggregation in append mode (its windows wait for the watermark):
+//! rustc names the operator in the way. Update mode runs continuously.
 use flowgate::prelude::*;
 
 #[derive(Record)]
-struct Sale {
-    shop: String,
-    units: i64,
+struct Reading {
+    sensor: String,
+    at: Timestamp,
 }
 
 #[derive(Record)]
-struct Total {
-    shop: String,
-    units: i64,
+struct PerWindow {
+    window: Window,
+    sensor: String,
+    n: i64,
 }
 
 stream_query! {
-    query Totals(sales: Sale) -> Total, mode = update {
-        sales.group_by(shop).agg(sum(units) as units)
+    query Counts(readings: Reading) -> PerWindow, mode = append {
+        readings.with_watermark(at, "10 seconds").group_by(window(at, "1 minute"), sensor).agg(count() as n)
     }
 }
 
 fn main() {
-    let input = MemoryStream::<Sale>::new();
-    let _ = Totals::builder()
-        .sales(Source::memory(&input))
+    let input = MemoryStream::<Reading>::new();
+    let _ = Counts::builder()
+        .readings(Source::memory(&input))
         .sink(Sink::console())
         .trigger(Trigger::continuous("1 second"))
         .start();

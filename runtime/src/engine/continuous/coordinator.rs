@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use serde_json::Value;
 
+use super::stage::Stage;
 use super::task::{Control, EpochReport, Message, Task, IDLE_POLL};
 use super::{ContinuousTrigger, EpochProgress};
 use crate::engine::checkpoint::QueryCheckpoint;
@@ -63,13 +64,21 @@ struct Pending {
     reports: Vec<Option<EpochReport>>,
     /// Output rows, for a sink that takes whole epochs.
     rows: Vec<RecordBatch>,
+    /// A stateful query's input rows, per task (the stage runs on them at commit).
+    inputs: Vec<Vec<RecordBatch>>,
     output_rows: u64,
     opened: Instant,
 }
 
 impl Pending {
     fn new(tasks: usize, opened: Instant) -> Self {
-        Pending { reports: (0..tasks).map(|_| None).collect(), rows: Vec::new(), output_rows: 0, opened }
+        Pending {
+            reports: (0..tasks).map(|_| None).collect(),
+            rows: Vec::new(),
+            inputs: vec![Vec::new(); tasks],
+            output_rows: 0,
+            opened,
+        }
     }
     fn complete(&self) -> bool {
         self.reports.iter().all(Option::is_some)
@@ -135,8 +144,8 @@ impl Continuous {
             let start = start.as_ref().map(|o| partition_positions(&o.0, None, &description)).transpose()?;
             let readers = s.continuous_readers(start.as_deref())?.ok_or_else(|| {
                 Error::Plan(format!(
-                    "{description} cannot run in continuous mode (the rate and memory sources can); use a \
-                     micro-batch trigger for this query"
+                    "{description} cannot run in continuous mode (the rate, memory, file, socket and Kafka sources \
+                     can); use a micro-batch trigger for this query"
                 ))
             })?;
             out.extend(readers.into_iter().map(|r| (j, r)));
@@ -149,6 +158,10 @@ impl Continuous {
         let mut committed: Vec<Option<Offset>> = vec![None; n];
         let mut next_epoch = 0;
         let mut rerun = None;
+        let mut rerun_timestamp = None;
+        // A stateful query's plan runs once, in the stage (see `stage.rs`); a stateless one's
+        // runs in every task.
+        let mut stage = Stage::for_plan((self.make_plan)(&self.config));
         if let Some(cp) = &mut self.checkpoint {
             let resume = cp.resume(n)?;
             for (s, logs) in self.sources.iter_mut().zip(resume.source_logs) {
@@ -156,18 +169,23 @@ impl Continuous {
                     s.restore_log(logs).map_err(|e| e.context(format!("restoring source {}", s.description())))?;
                 }
             }
+            if let Some(stage) = &mut stage {
+                stage.restore(cp, resume.state_version, resume.watermarks)?;
+            }
             committed = resume.committed;
             next_epoch = resume.next_batch;
             rerun = resume.rerun;
+            rerun_timestamp = resume.rerun_timestamp_ms;
             tracing::info!(query = %self.name, next_epoch, rerun = rerun.is_some(), "resuming from checkpoint");
         }
         let statics = self.read_statics()?;
         if let Some((epoch, ends)) = rerun {
-            self.replay(epoch, &committed, &ends, &statics)?;
+            let timestamp_ms = rerun_timestamp.unwrap_or_else(|| crate::clock::now_micros() / 1000);
+            self.replay(epoch, &committed, &ends, &statics, stage.as_mut(), timestamp_ms)?;
             committed = ends;
             next_epoch = epoch + 1;
         }
-        self.run_epochs(committed, next_epoch, statics)
+        self.run_epochs(committed, next_epoch, statics, stage)
     }
 
     /// Runs a logged, uncommitted epoch again with exactly its offsets, on this thread.
@@ -177,6 +195,8 @@ impl Continuous {
         starts: &[Option<Offset>],
         ends: &[Option<Offset>],
         statics: &Arc<Vec<Option<Vec<RecordBatch>>>>,
+        stage: Option<&mut Stage>,
+        timestamp_ms: i64,
     ) -> Result<()> {
         let _span = tracing::info_span!("replay", query = %self.name, epoch).entered();
         let readers = self.readers(starts)?;
@@ -191,6 +211,8 @@ impl Continuous {
         }
         let mut next_of_source = vec![0usize; ends.len()];
         let mut out = Vec::new();
+        // A stateful query's epoch rows, per declared input, for one run of the stage.
+        let mut inputs: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.slots.len()];
         for (j, mut reader) in readers {
             let p = next_of_source[j];
             next_of_source[j] += 1;
@@ -206,6 +228,7 @@ impl Continuous {
             let deadline = Instant::now() + REPLAY_TIMEOUT;
             while reader.position() != end {
                 match reader.poll(MAX_VECTOR_ROWS)? {
+                    Some(rows) if stage.is_some() => inputs[input].push(rows),
                     Some(rows) => {
                         let inputs = inputs_for(statics, input, rows);
                         let ctx = BatchContext::new(epoch, self.output_mode);
@@ -224,13 +247,46 @@ impl Continuous {
                 }
             }
         }
+        let mut next_watermark = None;
+        if let Some(stage) = stage {
+            // The state of the epoch before, the logged watermarks: the epoch as it first ran.
+            let run = self.run_stage(stage, epoch, inputs, statics, timestamp_ms)?;
+            out = run.0;
+            next_watermark = run.1;
+        }
         let rows: u64 = out.iter().map(|b| b.num_rows() as u64).sum();
         self.deliver(epoch, out)?;
         if let Some(cp) = &mut self.checkpoint {
-            cp.log_commit(epoch, None)?;
+            cp.log_commit(epoch, next_watermark)?;
         }
         tracing::info!(query = %self.name, epoch, rows, "replayed an uncommitted epoch");
         Ok(())
+    }
+
+    /// Runs the stage on an epoch's rows and makes its state version durable (with a
+    /// checkpoint; the epoch's offsets were logged before): the output and the next watermark.
+    fn run_stage(
+        &mut self,
+        stage: &mut Stage,
+        epoch: u64,
+        inputs: Vec<Vec<RecordBatch>>,
+        statics: &[Option<Vec<RecordBatch>>],
+        timestamp_ms: i64,
+    ) -> Result<(Vec<RecordBatch>, Option<i64>)> {
+        let inputs: Vec<Vec<RecordBatch>> = inputs
+            .into_iter()
+            .zip(statics)
+            .map(|(rows, st)| match st {
+                Some(st) => st.clone(),
+                None => rows,
+            })
+            .collect();
+        let tracking = self.checkpoint.as_ref().is_some_and(QueryCheckpoint::has_state);
+        let run = stage.run(epoch, inputs, self.output_mode, timestamp_ms, tracking)?;
+        if let (Some(cp), Some(changes)) = (&self.checkpoint, run.changes) {
+            cp.commit_state(epoch, changes)?;
+        }
+        Ok((run.rows, run.next_watermark))
     }
 
     /// Hands a whole epoch to the sink (a replay, or a sink that takes whole epochs).
@@ -260,6 +316,7 @@ impl Continuous {
         mut committed: Vec<Option<Offset>>,
         first_epoch: u64,
         statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
+        mut stage: Option<Stage>,
     ) -> Result<()> {
         let readers = self.readers(&committed)?;
         let tasks_n = readers.len();
@@ -272,7 +329,7 @@ impl Continuous {
                 input: self.input_of(source),
                 statics: statics.clone(),
                 reader,
-                plan: (self.make_plan)(&self.config),
+                plan: stage.is_none().then(|| (self.make_plan)(&self.config)),
                 output_mode: self.output_mode,
                 epoch: first_epoch,
                 control: control.clone(),
@@ -287,7 +344,7 @@ impl Continuous {
         drop(tx);
         tracing::info!(query = %self.name, tasks = tasks_n, first_epoch, "continuous tasks started");
         self.shared.update(|st| st.message = "Processing new data".into());
-        let result = self.coordinate(&mut committed, first_epoch, &tasks, &control, &rx);
+        let result = self.coordinate(&mut committed, first_epoch, &tasks, &control, &rx, &statics, stage.as_mut());
         // Whatever happened, the tasks end: the last epoch is open (or the query failed).
         control.open_epoch.fetch_add(1, Ordering::AcqRel);
         control.exit.store(true, Ordering::Release);
@@ -301,6 +358,8 @@ impl Continuous {
         result
     }
 
+    // The coordinator's loop state is these locals; a struct for them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn coordinate(
         &mut self,
         committed: &mut Vec<Option<Offset>>,
@@ -308,6 +367,8 @@ impl Continuous {
         tasks: &[TaskHandle],
         control: &Control,
         rx: &Receiver<Message>,
+        statics: &[Option<Vec<RecordBatch>>],
+        mut stage: Option<&mut Stage>,
     ) -> Result<()> {
         let interval = self.trigger.interval().map_err(Error::Plan)?.to_std();
         let ticker = self.trigger.ticker().cloned();
@@ -372,6 +433,12 @@ impl Continuous {
                         p.rows.push(rows);
                     }
                 }
+                Ok(Message::Input { epoch, task, rows }) => {
+                    let p = pending.get_mut(&epoch).ok_or_else(|| {
+                        Error::Internal(format!("input of epoch {epoch}, which is not open (committing {to_commit})"))
+                    })?;
+                    p.inputs[task].push(rows);
+                }
                 Ok(Message::Marker { task, epoch, report }) => {
                     let p = pending
                         .get_mut(&epoch)
@@ -389,7 +456,7 @@ impl Continuous {
             // Commit, in order, every epoch all tasks have passed.
             while pending.get(&to_commit).is_some_and(Pending::complete) && to_commit < open {
                 let Some(p) = pending.remove(&to_commit) else { break };
-                let ends = self.commit(to_commit, committed, tasks, p, last_commit)?;
+                let ends = self.commit(to_commit, committed, tasks, p, last_commit, statics, stage.as_deref_mut())?;
                 last_commit = Some(Instant::now());
                 *committed = ends;
                 if ticked.front() == Some(&to_commit) {
@@ -405,13 +472,17 @@ impl Continuous {
 
     /// Commits epoch `epoch` (offset log, sink, commit log) and reports its progress;
     /// returns the sources' offsets after it.
+    // As `coordinate`.
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &mut self,
         epoch: u64,
         starts: &[Option<Offset>],
         tasks: &[TaskHandle],
-        p: Pending,
+        mut p: Pending,
         last_commit: Option<Instant>,
+        statics: &[Option<Vec<RecordBatch>>],
+        stage: Option<&mut Stage>,
     ) -> Result<Vec<Option<Offset>>> {
         let _span = tracing::debug_span!("epoch", query = %self.name, epoch).entered();
         let commit_start = Instant::now();
@@ -430,6 +501,9 @@ impl Continuous {
                 .collect();
             ends.push(Some(Offset(Value::Array(positions))));
         }
+        let watermarks = stage.as_ref().and_then(|s| s.watermarks());
+        let timestamp_ms = crate::clock::now_micros() / 1000;
+        let mut state_operators = Vec::new();
         if let Some(cp) = &mut self.checkpoint {
             let mut logs = Vec::with_capacity(self.sources.len());
             for ((s, start), end) in self.sources.iter().zip(starts).zip(&ends) {
@@ -438,15 +512,29 @@ impl Continuous {
                     None => None,
                 });
             }
-            // An epoch's processing time: when it was logged (continuous queries have no
-            // processing-time timeouts to replay).
-            cp.log_offsets(epoch, &ends, None, logs, crate::clock::now_micros() / 1000)?;
+            // An epoch's processing time: when it was logged (a replay runs with it again).
+            cp.log_offsets(epoch, &ends, watermarks, logs, timestamp_ms)?;
+        }
+        let mut next_watermark = None;
+        if let Some(stage) = stage {
+            // In task order (see `stage.rs`), per declared input.
+            let mut inputs: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.slots.len()];
+            for (t, rows) in tasks.iter().zip(std::mem::take(&mut p.inputs)) {
+                inputs[self.input_of(t.source)].extend(rows);
+            }
+            let (rows, next) = self.run_stage(stage, epoch, inputs, statics, timestamp_ms)?;
+            p.output_rows = rows.iter().map(|b| b.num_rows() as u64).sum();
+            p.rows = rows;
+            next_watermark = next;
+            state_operators = stage.state_operators();
+        }
+        if let Some(cp) = &mut self.checkpoint {
             // Nothing reaches a sink that takes whole epochs before the offsets are durable.
             cp.wait_offsets()?;
         }
         self.deliver(epoch, p.rows)?;
         if let Some(cp) = &mut self.checkpoint {
-            cp.log_commit(epoch, None)?;
+            cp.log_commit(epoch, next_watermark)?;
         }
         let rows: u64 = rows_per_source.iter().sum();
         let epoch_ms = commit_start.duration_since(p.opened).as_millis() as u64;
@@ -478,9 +566,9 @@ impl Continuous {
             input_rows_per_second: if since_last > 0.0 { rows as f64 / since_last } else { 0.0 },
             processed_rows_per_second: if total > 0.0 { rows as f64 / total } else { 0.0 },
             duration_ms,
-            watermark: None,
-            next_watermark: None,
-            state_operators: Vec::new(),
+            watermark: watermarks.map(|w| crate::Timestamp(w.1)),
+            next_watermark: next_watermark.map(crate::Timestamp),
+            state_operators,
             sources: self
                 .sources
                 .iter()

@@ -4,7 +4,8 @@
 //! # Execution
 //!
 //! The query thread becomes an epoch coordinator (`coordinator.rs`). It starts one long-running
-//! task per source partition (`task.rs`: the rate source's partitions, the memory source's one),
+//! task per source partition (`task.rs`: the rate source's partitions, a Kafka task per
+//! topic-partition, the one partition of the memory, file and socket sources),
 //! each with its own instance of the query's generated plan, reading its partition
 //! ([`crate::source::continuous::PartitionReader`]) and running the plan's stage code on the
 //! small vectors of rows that arrived since its last poll (everything available, at most
@@ -19,7 +20,9 @@
 //! every task has passed marker `e`, epoch `e` commits, in the micro-batch loop's order and
 //! through the same checkpoint code (`engine/checkpoint.rs`):
 //!
-//! 1. `offsets/<e>`: every source's partition positions (a JSON list per source), durable;
+//! 1. `offsets/<e>`: every source's partition positions (a JSON list per source), durable
+//!    before step 2 (a stateful query's stage runs the epoch meanwhile and writes its state
+//!    version, see below);
 //! 2. the sink gets the epoch: `add_batch(e, rows of e)` for sinks that take whole batches
 //!    (nothing reaches them before step 1), or `commit_epoch(e)` for a sink that took the
 //!    rows as they came ([`crate::sink::SinkImpl::takes_rows`]); an epoch without output
@@ -43,6 +46,9 @@
 //! - `foreach_batch`: called once per epoch at commit with the epoch id; exactly-once if the
 //!   function is idempotent by that id, as in micro-batch mode;
 //! - console: prints each epoch at commit (`Batch: <epoch>`); a replayed epoch prints again;
+//! - Kafka, transactional: exactly-once, one transaction per epoch with output (the sink's
+//!   transaction id and marker are the epoch's, as a batch's); without `transactional()`,
+//!   at-least-once;
 //! - `foreach_rows`: rows as soon as a task produced them (the lowest latency), at-least-once:
 //!   after a failure an uncommitted epoch's rows come again under the same epoch id.
 //!
@@ -52,19 +58,45 @@
 //!
 //! # Which queries run continuously
 //!
-//! Map-like queries: `filter`, `select`, `map`, `with_column`, `flat_map`, `union` of
-//! streams and stream-static joins, over sources that have partition readers (rate, memory).
-//! A query with a stateful operator, a watermark or a sort does not get a continuous trigger:
-//! the generated builder's `trigger` takes a [`Trigger::continuous`](super::Trigger::continuous)
-//! only when the compiler found the query eligible, and otherwise rustc reports that
-//! [`RunsContinuously`] is not implemented for a type named after the operator in the way
+//! Over sources that have partition readers (rate, memory, file, socket, Kafka; the socket
+//! source is not replayable, as in micro-batch mode):
+//! - map-like queries ([`MapLike`]): `filter`, `select`, `map`, `with_column`, `flat_map`,
+//!   `union` of streams and stream-static joins, run by every task on its vectors;
+//! - stateful queries ([`Stateful`]): aggregations in update mode and `drop_duplicates` (with
+//!   or without a watermark, also after one another), and a watermark on a map-like query,
+//!   run by the stateful stage once per epoch (below).
+//!
+//! Anything else does not get a continuous trigger: aggregations in append mode (their windows
+//! wait for the watermark) or complete mode, session windows, stream-stream joins, arbitrary
+//! stateful processing, the stream's global limit and sorts. The generated builder's `trigger`
+//! takes a [`Trigger::continuous`](super::Trigger::continuous) only when the compiler found the
+//! query eligible, and otherwise rustc reports that [`RunsContinuously`] is not implemented for
+//! a type named after the operator in the way
 //! (`flowgate::engine::continuous::unsupported::Aggregation`, ...).
+//!
+//! # Stateful queries
+//!
+//! The tasks of a stateful query only read (in parallel, one per partition, decoding
+//! included) and send their vectors to the coordinator; its stateful stage (`stage.rs`) holds
+//! the one instance of the plan and runs it on each epoch's rows once every task's marker
+//! arrived (aligned markers: rows of later epochs wait apart). An epoch is then exactly a
+//! micro-batch over the rows its tasks read, in task order: the operators' state, partitioned by
+//! the persisted partition hash into the shuffle partitions, is snapshotted per epoch as the
+//! epoch's state version (the micro-batch state store, so a restart restores the state after the
+//! last committed epoch and replays a logged one from the state before it); watermarks advance
+//! per epoch by the micro-batch rules; output is per epoch, in update mode the groups the epoch
+//! changed, each once with its value at the epoch's end (the choice that keeps a continuous
+//! run's sink equal to a micro-batch run's). The price is latency: a stateful query's rows are
+//! processed when their epoch ends, so its output follows its input by about one epoch interval
+//! (an exactly-once sink publishes at the epoch's commit anyway). The keyed exchange is into this
+//! one stage; parallel stateful tasks, each owning a range of the partition hash, are not built.
 //!
 //! Progress: one [`super::QueryProgress`] per committed epoch (`batch_id` is the epoch), with
 //! [`EpochProgress`] (rows per task, the latency from a row's availability to the end of its
 //! vector's processing, and how far the tasks are behind their sources).
 
 pub(crate) mod coordinator;
+mod stage;
 mod task;
 
 use std::sync::{Arc, Condvar, Mutex};
@@ -216,38 +248,42 @@ pub struct EpochProgress {
 }
 
 /// The eligibility of a query for continuous mode, as the compiler found it: every generated
-/// builder implements this, with `Mode` either [`MapLike`] or a type of [`unsupported`] that
-/// names the operator in the way.
+/// builder implements this, with `Mode` [`MapLike`], [`Stateful`] or a type of [`unsupported`]
+/// that names the operator in the way.
 pub trait Continuity {
-    /// [`MapLike`], or the reason the query cannot run continuously.
+    /// [`MapLike`], [`Stateful`], or the reason the query cannot run continuously.
     type Mode;
 }
 
 /// Implemented for the [`Continuity::Mode`]s that run continuously.
 #[diagnostic::on_unimplemented(
-    message = "this query cannot run in continuous mode: `{Self}` is not map-like",
-    label = "a continuous trigger needs a map-like query",
-    note = "continuous mode runs filter, select, map, with_column, flat_map, union and stream-static joins; \
-            use `Trigger::default()` or `Trigger::processing_time(..)` for this query"
+    message = "this query cannot run in continuous mode: `{Self}` does not run continuously",
+    label = "a continuous trigger needs a query continuous mode can run",
+    note = "continuous mode runs filter, select, map, with_column, flat_map, union, stream-static joins, \
+            aggregations in update mode and drop_duplicates; use `Trigger::default()` or \
+            `Trigger::processing_time(..)` for this query"
 )]
 pub trait RunsContinuously {}
 
-/// A query of map-like operators only: it can run continuously.
+/// A query of map-like operators only: every task runs it on its vectors.
 pub struct MapLike;
 
 impl RunsContinuously for MapLike {}
 
+/// A query with aggregations in update mode, dedups or a watermark: the tasks read, and the
+/// coordinator's stateful stage runs the plan once per epoch on the epoch's rows (see the
+/// module docs).
+pub struct Stateful;
+
+impl RunsContinuously for Stateful {}
+
 /// Why a query cannot run continuously, one type per operator (what the compile error
 /// names).
 pub mod unsupported {
-    /// `group_by(..).agg(..)` or `agg(..)`: an aggregation.
+    /// `group_by(..).agg(..)` or `agg(..)` in append or complete mode (update mode runs).
     pub struct Aggregation;
     /// `group_by(session_window(..))`: a session-window aggregation.
     pub struct SessionWindowAggregation;
-    /// `drop_duplicates(..)` / `distinct()`: a deduplication.
-    pub struct Deduplication;
-    /// `with_watermark(..)`: event-time watermarks (advanced per epoch: not yet).
-    pub struct Watermark;
     /// `order_by(..)` / `limit(..)`: a sort.
     pub struct Sort;
     /// `join(other_stream, ..)`: a stream-stream join.

@@ -23,6 +23,9 @@ pub(super) const IDLE_POLL: Duration = Duration::from_millis(1);
 pub(super) enum Message {
     /// Output rows of epoch `epoch`.
     Rows { epoch: u64, rows: RecordBatch },
+    /// Input rows of epoch `epoch` read by task `task` of a stateful query (the
+    /// coordinator's stage runs the plan on each epoch's rows).
+    Input { epoch: u64, task: usize, rows: RecordBatch },
     /// The task passed the marker of `epoch`: everything it produced in the epoch was sent.
     Marker { task: usize, epoch: u64, report: EpochReport },
     /// The task failed; it has stopped.
@@ -34,7 +37,8 @@ pub(super) struct EpochReport {
     /// Its partition's position after the epoch.
     pub position: Value,
     pub rows_in: u64,
-    /// Whether its last poll found nothing to read (it was caught up with its source).
+    /// Whether a poll that looked at the source found nothing to read after the epoch's last
+    /// rows (it was caught up with its source).
     pub caught_up: bool,
     /// Largest and summed latency over vectors with a known availability time, and how many.
     pub max_latency: Option<Duration>,
@@ -59,7 +63,9 @@ pub(super) struct Task {
     /// The rows of every static input, by declared input (`None` for streams).
     pub statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
     pub reader: Box<dyn PartitionReader>,
-    pub plan: Box<dyn Plan>,
+    /// The task's instance of the plan; `None` for a stateful query, whose task only reads
+    /// (the coordinator's stage runs the plan per epoch).
+    pub plan: Option<Box<dyn Plan>>,
     pub output_mode: OutputMode,
     pub epoch: u64,
     pub control: Arc<Control>,
@@ -102,7 +108,7 @@ impl Task {
                     }
                 }
                 None => {
-                    report.caught_up = true;
+                    report.caught_up |= self.reader.looked();
                     let wait = match self.reader.next_due() {
                         Some(due) => due.saturating_duration_since(Instant::now()).min(IDLE_POLL),
                         None if woken => IDLE_POLL * 10,
@@ -144,12 +150,19 @@ impl Task {
         }
     }
 
-    /// Runs the plan's generated code on one vector of rows.
+    /// Runs the plan's generated code on one vector of rows (or hands the vector on, for a
+    /// stateful query).
     fn process(&mut self, rows: RecordBatch) -> Result<()> {
+        let Some(plan) = self.plan.as_mut() else {
+            if rows.num_rows() > 0 {
+                // A closed channel means the query stopped; the loop sees it at the next marker.
+                let _ = self.tx.send(Message::Input { epoch: self.epoch, task: self.index, rows });
+            }
+            return Ok(());
+        };
         let inputs = super::coordinator::inputs_for(&self.statics, self.input, rows);
         let ctx = BatchContext::new(self.epoch, self.output_mode);
-        let out = self
-            .plan
+        let out = plan
             .run_batch(&ctx, &inputs)
             .map_err(|e| e.context(format!("task {}, epoch {}", self.index, self.epoch)))?;
         for rows in out {

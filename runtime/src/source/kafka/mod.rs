@@ -57,7 +57,14 @@
 //! fetches the partitions of each broker in parallel, in the background, while a batch runs),
 //! keeps what it fetched ahead of the current batch in memory (bounded by
 //! [`MAX_BUFFERED_BYTES`]), and decodes a batch on the query thread.
+//!
+//! # Continuous mode
+//!
+//! Under `Trigger::continuous` each topic-partition is a task with a consumer of its own, its
+//! position Spark's offset JSON for that partition, logged per epoch (see `continuous.rs`);
+//! the partitions are fixed when the query first starts.
 
+mod continuous;
 mod offsets;
 mod reader;
 mod rows;

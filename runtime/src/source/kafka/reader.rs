@@ -47,9 +47,12 @@ struct Part {
 
 /// The Kafka source: see the [module documentation](super).
 pub struct KafkaSource {
-    opts: KafkaOptions,
-    schema: SchemaRef,
-    metrics: Arc<KafkaSourceMetrics>,
+    pub(super) opts: KafkaOptions,
+    pub(super) schema: SchemaRef,
+    pub(super) metrics: Arc<KafkaSourceMetrics>,
+    /// The columns the query reads ([`SourceImpl::project`]), for the continuous readers' own
+    /// sources.
+    pub(super) projected: Option<Vec<String>>,
     /// The typed path's decoder (a file source that is only asked to decode values).
     decoder: Option<FileSource>,
     /// Spark's columns: which one each field is.
@@ -60,7 +63,7 @@ pub struct KafkaSource {
     parts: BTreeMap<TopicPartition, Part>,
     buffered_bytes: usize,
     /// Where a new query starts (resolved once, logged with batch 0).
-    initial: Option<PartitionOffsets>,
+    pub(super) initial: Option<PartitionOffsets>,
     /// Under available-now: the end of the run.
     cap: Option<PartitionOffsets>,
     available_now: bool,
@@ -102,6 +105,7 @@ impl KafkaSource {
             opts,
             schema,
             metrics,
+            projected: None,
             decoder,
             layout,
             consumer: None,
@@ -119,7 +123,7 @@ impl KafkaSource {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(super) fn check(&self) -> Result<()> {
         if let Some(e) = self.opts.errors.first() {
             return Err(Error::Plan(format!("Kafka source: {e}")));
         }
@@ -159,7 +163,7 @@ impl KafkaSource {
     /// The partitions the options name, as the cluster has them now.
     /// The partitions now; `None` while the cluster does not answer (a broker outage: the
     /// query waits, up to the poll timeout, then fails with the error).
-    fn partitions(&mut self) -> Result<Option<Vec<TopicPartition>>> {
+    pub(super) fn partitions(&mut self) -> Result<Option<Vec<TopicPartition>>> {
         if let Some((at, tps)) = &self.known {
             if at.elapsed() < METADATA_REFRESH {
                 return Ok(Some(tps.clone()));
@@ -244,7 +248,7 @@ impl KafkaSource {
 
     /// Where a new query starts, per partition in `tps` (Spark's `startingOffsets` /
     /// `startingTimestamp`).
-    fn resolve_initial(&mut self, tps: &[TopicPartition]) -> Result<PartitionOffsets> {
+    pub(super) fn resolve_initial(&mut self, tps: &[TopicPartition]) -> Result<PartitionOffsets> {
         let mut out = BTreeMap::new();
         match self.opts.starting.clone() {
             Starting::Earliest | Starting::Latest => {
@@ -570,6 +574,7 @@ impl SourceImpl for KafkaSource {
     }
 
     fn project(&mut self, columns: &[&str]) {
+        self.projected = Some(columns.iter().map(|c| c.to_string()).collect());
         if let Some(d) = &mut self.decoder {
             d.project(columns);
             return;
@@ -734,6 +739,15 @@ impl SourceImpl for KafkaSource {
             }
         }
         Ok(())
+    }
+
+    /// One partition per topic-partition, each with a consumer of its own (see
+    /// `kafka/continuous.rs`).
+    fn continuous_readers(
+        &mut self,
+        start: Option<&[serde_json::Value]>,
+    ) -> Result<Option<Vec<Box<dyn crate::source::continuous::PartitionReader>>>> {
+        super::continuous::readers(self, start).map(Some)
     }
 
     fn stop(&mut self) {
