@@ -75,7 +75,7 @@ fn kill_and_restart(extra: &[&str], output: &Path, checkpoint: &Path, seed: u64)
         std::thread::sleep(Duration::from_millis(60 + rng.next() % 300));
         child.kill().unwrap();
         child.wait().unwrap();
-        replays_owed += usize::from(mid_epoch(&checkpoint));
+        replays_owed += usize::from(mid_epoch(checkpoint));
     }
     // Crash points: the process aborts just before its N-th checkpoint or sink file step, at
     // start-up, in an epoch's offset entry, its sink files and manifest, or its commit entry.
@@ -85,7 +85,7 @@ fn kill_and_restart(extra: &[&str], output: &Path, checkpoint: &Path, seed: u64)
         let out = command("1000").env("FLOWGATE_CRASH_AT", at.to_string()).output().unwrap();
         if !out.status.success() {
             crashed += 1;
-            replays_owed += usize::from(mid_epoch(&checkpoint));
+            replays_owed += usize::from(mid_epoch(checkpoint));
         }
         assert!(started.elapsed() < Duration::from_secs(60), "crash point {at} was never reached");
     }
