@@ -496,6 +496,54 @@ pub enum Layout {
     Fields(Vec<(String, Layout)>),
     /// A group-state value: the user's state (absent once removed) and its timeout (ms).
     GroupStateOf(Box<Layout>),
+    /// A `transform_with_state` row: its state variables by name, in declaration order,
+    /// then its timers (`ops/transform_with_state/row.rs` has the encoding).
+    StateVars(Vec<(String, StateVarLayout)>),
+}
+
+/// One `transform_with_state` state variable's layout: `value[T]`, `list[T]`, `map[K,V]`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StateVarLayout {
+    Single(Layout),
+    Elements(Layout),
+    Entries(Layout, Layout),
+}
+
+impl StateVarLayout {
+    fn write(&self, out: &mut String) {
+        let (kind, items): (&str, Vec<&Layout>) = match self {
+            StateVarLayout::Single(l) => ("value", vec![l]),
+            StateVarLayout::Elements(l) => ("list", vec![l]),
+            StateVarLayout::Entries(k, v) => ("map", vec![k, v]),
+        };
+        out.push_str(kind);
+        out.push('[');
+        for (i, l) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_layout(l, out);
+        }
+        out.push(']');
+    }
+}
+
+/// Reads a length-prefixed encoding (a state variable's value inside a row).
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8]> {
+    let n = u64::decode(input)? as usize;
+    take(input, n)
+}
+
+/// A stored value and its expiry, as JSON.
+fn decode_stamped(l: &Layout, input: &mut &[u8]) -> Result<serde_json::Value> {
+    let value = l.decode_all(take_bytes(input)?)?;
+    let expires = i64::decode(input)?;
+    let expires = if expires == i64::MAX {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::from(Timestamp(expires.saturating_mul(1000)).to_string())
+    };
+    Ok(serde_json::json!({"value": value, "expires": expires}))
 }
 
 impl Layout {
@@ -596,6 +644,46 @@ impl Layout {
                     m.insert(name.clone(), l.decode(input)?);
                 }
                 Value::Object(m)
+            }
+            Layout::StateVars(vars) => {
+                let n = u64::decode(input)?;
+                if n != vars.len() as u64 {
+                    return Err(Error::Checkpoint(format!(
+                        "a transform_with_state row holds {n} state variables, its layout {}",
+                        vars.len()
+                    )));
+                }
+                let mut m = serde_json::Map::new();
+                for (name, var) in vars {
+                    let tag = take(input, 1)?[0];
+                    let v = match (var, tag) {
+                        (StateVarLayout::Single(l), 1) => match take(input, 1)?[0] {
+                            0 => Value::Null,
+                            _ => decode_stamped(l, input)?,
+                        },
+                        (StateVarLayout::Elements(l), 2) => {
+                            let n = u64::decode(input)?;
+                            Value::Array((0..n).map(|_| decode_stamped(l, input)).collect::<Result<_>>()?)
+                        }
+                        (StateVarLayout::Entries(k, l), 3) => {
+                            let n = u64::decode(input)?;
+                            let mut entries = Vec::new();
+                            for _ in 0..n {
+                                let key = k.decode_all(take_bytes(input)?)?;
+                                let mut e = decode_stamped(l, input)?;
+                                e["key"] = key;
+                                entries.push(e);
+                            }
+                            Value::Array(entries)
+                        }
+                        (_, t) => return Err(Error::Checkpoint(format!("bad state variable tag {t} for `{name}`"))),
+                    };
+                    m.insert(name.clone(), v);
+                }
+                let n = u64::decode(input)?;
+                let timers: Vec<Value> =
+                    (0..n).map(|_| i64::decode(input).map(|t| ts(t.saturating_mul(1000)))).collect::<Result<_>>()?;
+                json!({"state": Value::Object(m), "timers": timers})
             }
             Layout::GroupStateOf(inner) => {
                 let state = Layout::Nullable(inner.clone()).decode(input)?;
@@ -729,6 +817,36 @@ impl LayoutParser<'_> {
             "collect_list" => Layout::CollectListAcc(self.wrapped(b'[', b']')?),
             "collect_set" => Layout::CollectSetAcc(self.wrapped(b'[', b']')?),
             "group_state" => Layout::GroupStateOf(self.wrapped(b'[', b']')?),
+            "transform_with_state" => {
+                self.eat(b'[')?;
+                let mut vars = Vec::new();
+                while self.s.get(self.at) != Some(&b']') {
+                    if !vars.is_empty() {
+                        self.eat(b',')?;
+                    }
+                    let name = self.word().to_string();
+                    if name.is_empty() {
+                        return Err(self.error("expected a state variable name"));
+                    }
+                    self.eat(b':')?;
+                    let kind = self.word().to_string();
+                    self.eat(b'[')?;
+                    let first = self.layout()?;
+                    let var = match kind.as_str() {
+                        "value" => StateVarLayout::Single(first),
+                        "list" => StateVarLayout::Elements(first),
+                        "map" => {
+                            self.eat(b',')?;
+                            StateVarLayout::Entries(first, self.layout()?)
+                        }
+                        other => return Err(self.error(&format!("unknown state variable kind `{other}`"))),
+                    };
+                    self.eat(b']')?;
+                    vars.push((name, var));
+                }
+                self.eat(b']')?;
+                Layout::StateVars(vars)
+            }
             "struct" => {
                 self.eat(b'[')?;
                 let mut fields = Vec::new();
@@ -773,6 +891,9 @@ pub fn layout_difference(old: &str, new: &str) -> Option<String> {
     let (Ok(o), Ok(n)) = (Layout::parse(old), Layout::parse(new)) else {
         return Some(format!("`{old}` in the checkpoint, `{new}` now"));
     };
+    if let (Layout::StateVars(o), Layout::StateVars(n)) = (&o, &n) {
+        return Some(state_var_difference(o, n));
+    }
     let (Some(o), Some(n)) = (fields(o), fields(n)) else {
         return Some(format!("`{old}` in the checkpoint, `{new}` now"));
     };
@@ -800,6 +921,39 @@ pub fn layout_difference(old: &str, new: &str) -> Option<String> {
         ));
     }
     Some(out.join("; "))
+}
+
+/// How a `transform_with_state` processor's state variables differ, variable by variable.
+fn state_var_difference(o: &[(String, StateVarLayout)], n: &[(String, StateVarLayout)]) -> String {
+    let text = |v: &StateVarLayout| {
+        let mut s = String::new();
+        v.write(&mut s);
+        s
+    };
+    let mut out = Vec::new();
+    for (name, v) in o {
+        match n.iter().find(|(m, _)| m == name) {
+            None => out.push(format!("state variable `{name}` ({}) removed", text(v))),
+            Some((_, w)) if w != v => {
+                out.push(format!("state variable `{name}`: {} in the checkpoint, {} now", text(v), text(w)))
+            }
+            _ => {}
+        }
+    }
+    for (name, v) in n {
+        if !o.iter().any(|(m, _)| m == name) {
+            out.push(format!("state variable `{name}` ({}) added", text(v)));
+        }
+    }
+    let names = |f: &[(String, StateVarLayout)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    if out.is_empty() {
+        out.push(format!(
+            "state variables reordered: [{}] in the checkpoint, [{}] now",
+            names(o).join(", "),
+            names(n).join(", ")
+        ));
+    }
+    out.join("; ")
 }
 
 /// A parsed layout written back as text (the inverse of [`Layout::parse`]).
@@ -862,6 +1016,18 @@ fn write_layout(l: &Layout, out: &mut String) {
         Layout::CollectSetAcc(i) => wrap(out, "collect_set", i),
         Layout::HllAcc(p) => out.push_str(&format!("hll_pp[{p}]")),
         Layout::MomentsAcc => out.push_str("moments"),
+        Layout::StateVars(vars) => {
+            out.push_str("transform_with_state[");
+            for (i, (name, v)) in vars.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(name);
+                out.push(':');
+                v.write(out);
+            }
+            out.push(']');
+        }
         Layout::Fields(fields) => {
             out.push_str("struct[");
             for (i, (name, l)) in fields.iter().enumerate() {

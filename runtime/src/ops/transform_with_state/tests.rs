@@ -65,7 +65,8 @@ impl StatefulProcessor for Recorder {
         self.sum.clear(h);
         self.rows.clear(h);
         self.seen.clear(h);
-        let out = format!("timer {} at {} sum {sum:?}", info.get_expiry_time_in_ms(), tv.get_current_processing_time_in_ms());
+        let out =
+            format!("timer {} at {} sum {sum:?}", info.get_expiry_time_in_ms(), tv.get_current_processing_time_in_ms());
         std::iter::once((key.clone(), out))
     }
 }
@@ -98,10 +99,7 @@ fn keys_are_called_in_first_seen_order_and_each_state_variable_keeps_its_own_val
     let m = op.metrics();
     assert_eq!((m.operator_name.as_str(), m.num_rows_total, m.num_rows_updated), (OPERATOR_NAME, 2, 1));
     assert!(m.custom_metrics.contains(&("numMapStateVars".into(), 1)), "{:?}", m.custom_metrics);
-    assert_eq!(
-        op.state_schema().value_layout,
-        "transform_with_state[sum:value[i64],rows:list[i64],seen:map[i64,i64]]"
-    );
+    assert_eq!(op.state_schema().value_layout, "transform_with_state[sum:value[i64],rows:list[i64],seen:map[i64,i64]]");
 }
 
 #[test]
@@ -170,7 +168,8 @@ impl StatefulProcessor for Deadline {
 
 #[test]
 fn event_time_timers_fire_on_the_watermark_and_a_deleted_timer_never_fires() {
-    let mut op: TransformWithStateOp<(String,), Deadline> = TransformWithStateOp::new(1, TimeMode::EventTime, Deadline::default());
+    let mut op: TransformWithStateOp<(String,), Deadline> =
+        TransformWithStateOp::new(1, TimeMode::EventTime, Deadline::default());
     let run = |op: &mut TransformWithStateOp<(String,), Deadline>, b, wm, rows: &[(&str, i64)]| {
         op.begin_batch();
         for (k, v) in rows {
@@ -265,11 +264,25 @@ fn the_stored_row_encoding_is_pinned() {
     assert_eq!(
         hex,
         concat!(
-            "0300000000000000",                                               // 3 variables
-            "01", "01", "0100000000000000", "07", "ffffffffffffff7f",         // value: some, [7], never
-            "02", "0100000000000000", "0200000000000000", "0102", "0900000000000000", // list: 1 item
-            "03", "0100000000000000", "0100000000000000", "03", "0000000000000000", "feffffffffffffff", // map
-            "0100000000000000", "0500000000000000"                            // timers: [5]
+            "0300000000000000", // 3 variables
+            "01",
+            "01",
+            "0100000000000000",
+            "07",
+            "ffffffffffffff7f", // value: some, [7], never
+            "02",
+            "0100000000000000",
+            "0200000000000000",
+            "0102",
+            "0900000000000000", // list: 1 item
+            "03",
+            "0100000000000000",
+            "0100000000000000",
+            "03",
+            "0000000000000000",
+            "feffffffffffffff", // map
+            "0100000000000000",
+            "0500000000000000" // timers: [5]
         )
     );
     assert_eq!(crate::codec::from_bytes::<TwsRow>(&bytes).unwrap(), row);
@@ -342,4 +355,30 @@ fn misuses_fail_the_batch_with_a_message_naming_the_key() {
         let err = op.run(&ctx(0, 0, None), |k| &k.0, |_| {}).unwrap_err().to_string();
         assert!(err.contains(want) && err.contains(key), "{key}: {err}");
     }
+}
+
+#[test]
+fn the_recorded_layout_decodes_stored_rows_and_a_changed_processor_shows_the_difference() {
+    let rec = Recorder { ttl: Some(1_000), timer_after: Some(5), ..Default::default() };
+    let mut op = Op::new(1, TimeMode::ProcessingTime, rec);
+    op.set_tracking(true);
+    batch(&mut op, &ctx(0, 2_000, None), &[("a", 7)]).unwrap();
+    let changes = op.take_changes();
+    let (_, value) = &changes[0][0];
+    let layout = crate::codec::Layout::parse(&op.state_schema().value_layout).unwrap();
+    let json = layout.decode_all(value.as_ref().unwrap()).unwrap();
+    assert_eq!(json["state"]["sum"]["value"], 7);
+    assert_eq!(json["state"]["sum"]["expires"], "1970-01-01 00:00:03");
+    assert_eq!(json["state"]["rows"][0]["value"], 7);
+    assert_eq!(json["state"]["seen"][0]["key"], 7);
+    assert_eq!(json["timers"][0], "1970-01-01 00:00:02.005");
+    let old = "transform_with_state[sum:value[i64],rows:list[i64],seen:map[i64,i64]]";
+    let new = "transform_with_state[sum:value[f64],seen:map[i64,i64],last:value[utf8]]";
+    assert_eq!(
+        crate::codec::layout_difference(old, new).unwrap(),
+        "state variable `sum`: value[i64] in the checkpoint, value[f64] now; state variable `rows` (list[i64]) removed; \
+         state variable `last` (value[utf8]) added"
+    );
+    let swapped = "transform_with_state[rows:list[i64],sum:value[i64],seen:map[i64,i64]]";
+    assert!(crate::codec::layout_difference(old, swapped).unwrap().contains("reordered"));
 }
