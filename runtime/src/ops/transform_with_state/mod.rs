@@ -42,6 +42,25 @@ use crate::ops::keyed::KeyedState;
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
 use crate::value::{hash_key, GroupKey};
 
+/// The processor expression of a `transform_with_state`, checked to be a
+/// [`StatefulProcessor`] where the user wrote it (generated code calls it).
+#[inline]
+pub fn processor<P: StatefulProcessor>(p: P) -> P {
+    p
+}
+
+/// The processor's view of a one-column grouping key: the column (generated code).
+#[inline]
+pub fn single_key<T>(key: &(T,)) -> &T {
+    &key.0
+}
+
+/// The processor's view of a grouping key of several columns: the tuple (generated code).
+#[inline]
+pub fn whole_key<K>(key: &K) -> &K {
+    key
+}
+
 /// Spark's name for the operator in progress reports.
 pub const OPERATOR_NAME: &str = "transformWithStateExec";
 

@@ -253,6 +253,11 @@ impl StatefulProcessorHandle {
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a stateful processor",
+    label = "`transform_with_state` takes a value whose type implements `flowgate::ops::transform_with_state::StatefulProcessor`",
+    note = "implement `StatefulProcessor` for it: `init` declares its state variables, `handle_input_rows` is called per key"
+)]
 pub trait StatefulProcessor: Send {
     /// The grouping key: the key column's type for one `group_by` key, a tuple for several.
     type Key;
