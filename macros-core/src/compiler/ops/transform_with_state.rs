@@ -88,6 +88,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
 fn time_mode(call: &Call, diags: &mut Diagnostics) -> Option<TimeoutKind> {
     let mut mode = None;
     let mut seen = false;
+    let mut timeout = false;
     for arg in &call.args[1..] {
         match arg {
             Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("time_mode")) => {
@@ -107,7 +108,9 @@ fn time_mode(call: &Call, diags: &mut Diagnostics) -> Option<TimeoutKind> {
                                     .unwrap_or_default();
                                 diags.error(
                                     p.span(),
-                                    format!("unknown time mode `{word}`: `none`, `processing_time` or `event_time`{hint}"),
+                                    format!(
+                                        "unknown time mode `{word}`: `none`, `processing_time` or `event_time`{hint}"
+                                    ),
                                 );
                             }
                         }
@@ -118,17 +121,20 @@ fn time_mode(call: &Call, diags: &mut Diagnostics) -> Option<TimeoutKind> {
                     ),
                 }
             }
-            Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("timeout")) => diags.error(
-                a.left.span(),
-                "`transform_with_state` has a time mode, not a timeout (the processor registers timers): `time_mode = processing_time`",
-            ),
+            Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("timeout")) => {
+                timeout = true;
+                diags.error(
+                    a.left.span(),
+                    "`transform_with_state` has a time mode, not a timeout (the processor registers timers): `time_mode = processing_time`",
+                )
+            }
             other => diags.error(
                 other.span(),
                 format!("`transform_with_state` takes the processor and `time_mode = ...`: {EXAMPLE}"),
             ),
         }
     }
-    if !seen {
+    if !seen && !timeout {
         diags.error(
             call.name.span(),
             format!(
@@ -160,11 +166,12 @@ pub fn init(spec: &GroupStateSpec) -> TokenStream {
         TimeoutKind::EventTime => quote!(EventTime),
     };
     let processor = &spec.func;
-    let arg = quote_spanned!(processor.span()=> ::flowgate::ops::transform_with_state::processor(#processor));
-    quote!(::flowgate::ops::transform_with_state::TransformWithStateOp::new(
+    // Spanned on the processor: a value that is no processor is one error, under it.
+    let new = quote_spanned!(processor.span()=> ::flowgate::ops::transform_with_state::TransformWithStateOp::new);
+    quote!(#new(
         __fg_config.shuffle_partitions,
         ::flowgate::ops::transform_with_state::TimeMode::#mode,
-        #arg
+        #processor
     ))
 }
 

@@ -42,13 +42,6 @@ use crate::ops::keyed::KeyedState;
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
 use crate::value::{hash_key, GroupKey};
 
-/// The processor expression of a `transform_with_state`, checked to be a
-/// [`StatefulProcessor`] where the user wrote it (generated code calls it).
-#[inline]
-pub fn processor<P: StatefulProcessor>(p: P) -> P {
-    p
-}
-
 /// The processor's view of a one-column grouping key: the column (generated code).
 #[inline]
 pub fn single_key<T>(key: &(T,)) -> &T {
@@ -86,17 +79,23 @@ struct BatchCounts {
     ttl_removed: u64,
 }
 
-/// The state of a `transform_with_state`: the processor, its declarations, and per key `K`
-/// its state variables and timers; the batch's rows grouped by key.
-pub struct TransformWithStateOp<K, P: StatefulProcessor> {
+/// The state of a `transform_with_state`: the processor `P`, its declarations, and per key
+/// `K` its state variables and timers; the batch's input rows `R` (`P::Input`) grouped by key.
+///
+/// The struct has no bounds, and its constructor's type is `Self` with `R = P::Input`: a
+/// value that is no processor is one error, at [`TransformWithStateOp::new`], after which
+/// the operator's type is an error to rustc and nothing using it is reported again.
+pub struct TransformWithStateOp<K, R, P> {
     processor: P,
+    /// `P::close` (the struct is unbounded, so its `Drop` cannot name it).
+    close: fn(&mut P),
     decls: Vec<VarDecl>,
     /// Misuses in `init` (a name declared twice, a bad TTL): the first batch fails with them.
     init_errors: Vec<String>,
     time_mode: TimeMode,
     has_ttl: bool,
     state: KeyedState<K, TwsRow>,
-    groups: Vec<BatchGroup<K, P::Input>>,
+    groups: Vec<BatchGroup<K, R>>,
     index: HashTable<usize>,
     /// The earliest processing-time timer in state (for the engine's no-data batches).
     next_timer: Option<i64>,
@@ -106,9 +105,9 @@ pub struct TransformWithStateOp<K, P: StatefulProcessor> {
     metrics: StateOperatorProgress,
 }
 
-impl<K, P> TransformWithStateOp<K, P>
+impl<K, P> TransformWithStateOp<K, P::Input, P>
 where
-    K: GroupKey<Owned = K> + Clone + Eq + StateCodec + std::fmt::Debug,
+    K: GroupKey<Owned = K> + Clone + Eq,
     P: StatefulProcessor,
 {
     /// The operator with `partitions` shuffle partitions: calls the processor's `init`,
@@ -119,6 +118,7 @@ where
         let has_ttl = handle.decls.iter().any(|d| d.ttl_ms.is_some());
         TransformWithStateOp {
             processor,
+            close: P::close,
             decls: handle.decls,
             init_errors: handle.errors,
             time_mode,
@@ -132,7 +132,12 @@ where
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
     }
+}
 
+impl<K, R, P> TransformWithStateOp<K, R, P>
+where
+    K: GroupKey<Owned = K> + Clone + Eq,
+{
     /// The declared state variables, in declaration order.
     pub fn declarations(&self) -> &[VarDecl] {
         &self.decls
@@ -155,7 +160,7 @@ where
 
     /// Adds one input row to its key's group of this batch.
     #[inline]
-    pub fn push_row<Q: GroupKey<Owned = K>>(&mut self, key: Q, row: P::Input) {
+    pub fn push_row<Q: GroupKey<Owned = K>>(&mut self, key: Q, row: R) {
         let hash = hash_key(&key);
         let groups = &mut self.groups;
         match self.index.find(hash, |&i| key.eq_owned(&groups[i].key)) {
@@ -177,7 +182,13 @@ where
     pub fn is_empty(&self) -> bool {
         self.state.is_empty()
     }
+}
 
+impl<K, P> TransformWithStateOp<K, P::Input, P>
+where
+    K: GroupKey<Owned = K> + Clone + Eq + StateCodec + std::fmt::Debug,
+    P: StatefulProcessor,
+{
     /// Runs the batch (see the module docs): `key_of` gives the processor's view of a key
     /// (the column for one grouping key), `emit` takes each output record.
     pub fn run(
@@ -352,14 +363,14 @@ where
     }
 }
 
-impl<K, P: StatefulProcessor> Drop for TransformWithStateOp<K, P> {
+impl<K, R, P> Drop for TransformWithStateOp<K, R, P> {
     /// The query stopped (or failed): the processor's `close`.
     fn drop(&mut self) {
-        self.processor.close();
+        (self.close)(&mut self.processor);
     }
 }
 
-impl<K, P> StatefulOperator for TransformWithStateOp<K, P>
+impl<K, P> StatefulOperator for TransformWithStateOp<K, P::Input, P>
 where
     K: GroupKey<Owned = K> + Clone + Eq + Send + StateCodec + std::fmt::Debug,
     P: StatefulProcessor,

@@ -71,7 +71,7 @@ impl StatefulProcessor for Recorder {
     }
 }
 
-type Op = TransformWithStateOp<(String,), Recorder>;
+type Op = TransformWithStateOp<(String,), i64, Recorder>;
 
 fn batch(op: &mut Op, c: &BatchContext, rows: &[(&str, i64)]) -> Result<Vec<(String, String)>> {
     op.begin_batch();
@@ -168,9 +168,9 @@ impl StatefulProcessor for Deadline {
 
 #[test]
 fn event_time_timers_fire_on_the_watermark_and_a_deleted_timer_never_fires() {
-    let mut op: TransformWithStateOp<(String,), Deadline> =
+    let mut op: TransformWithStateOp<(String,), i64, Deadline> =
         TransformWithStateOp::new(1, TimeMode::EventTime, Deadline::default());
-    let run = |op: &mut TransformWithStateOp<(String,), Deadline>, b, wm, rows: &[(&str, i64)]| {
+    let run = |op: &mut TransformWithStateOp<(String,), i64, Deadline>, b, wm, rows: &[(&str, i64)]| {
         op.begin_batch();
         for (k, v) in rows {
             op.push_row((*k,), *v);
@@ -340,7 +340,7 @@ impl StatefulProcessor for Misuser {
 
 #[test]
 fn misuses_fail_the_batch_with_a_message_naming_the_key() {
-    let mut op: TransformWithStateOp<(String,), Twice> = TransformWithStateOp::new(1, TimeMode::None, Twice);
+    let mut op: TransformWithStateOp<(String,), i64, Twice> = TransformWithStateOp::new(1, TimeMode::None, Twice);
     op.push_row(("a",), 1);
     let err = op.run(&ctx(0, 0, None), |k| &k.0, |_| {}).unwrap_err().to_string();
     assert!(err.contains("`count` is declared twice") && err.contains("TTL must be positive"), "{err}");
@@ -349,7 +349,7 @@ fn misuses_fail_the_batch_with_a_message_naming_the_key() {
         ("undeclared", "a ValueState used before `init` declared it"),
         ("boom", "panicked for key (\"boom\",): boom"),
     ] {
-        let mut op: TransformWithStateOp<(String,), Misuser> =
+        let mut op: TransformWithStateOp<(String,), i64, Misuser> =
             TransformWithStateOp::new(1, TimeMode::None, Misuser::default());
         op.push_row((key,), 1);
         let err = op.run(&ctx(0, 0, None), |k| &k.0, |_| {}).unwrap_err().to_string();
