@@ -147,7 +147,7 @@ fn sessions_keep_value_list_and_map_state_and_end_when_the_manual_clock_passes_t
     assert_eq!(rows[4..], [end("b", 2, "cart,pay", "cart", true)]);
     let p = q.last_progress().unwrap();
     let op = &p.state_operators[0];
-    assert_eq!((op.operator_name.as_str(), op.num_rows_total, op.num_rows_removed), ("transformWithStateExec", 0, 1));
+    assert_eq!((op.operator_name.as_str(), op.num_rows_total, op.num_rows_removed), ("transformWithStateExec", 0, 5));
     assert!(op.custom_metrics.contains(&("numExpiredTimers".to_string(), 1)), "{:?}", op.custom_metrics);
     // Nothing is due any more: no more batches however far the clock goes.
     let batches = q.recent_progress().len();

@@ -16,6 +16,10 @@
 //!    no call has seen since they expired.
 //!
 //! A key whose variables are all empty and that has no timer is removed from state. The
+//! progress counts state rows as Spark's does: `numRowsTotal` a set value, a non-empty list
+//! and each map entry one row (timers are not counted); `numRowsUpdated` each value written,
+//! list element appended or put, and map entry updated; `numRowsRemoved` each value, list
+//! element and map entry cleared or removed. The
 //! state goes through the checkpoint as one value per key ([`row`]); the state schema is the
 //! processor's declarations, made when the operator is created, so a changed processor is
 //! refused before the first batch.
@@ -262,6 +266,8 @@ where
             changed: false,
             timers_registered: 0,
             timers_deleted: 0,
+            rows_updated: 0,
+            rows_removed: 0,
             misuse: RefCell::new(None),
         };
         let processor = &mut self.processor;
@@ -299,15 +305,13 @@ where
         let changed = h.changed;
         self.counts.timers_registered += h.timers_registered;
         self.counts.timers_deleted += h.timers_deleted;
+        self.metrics.num_rows_updated += h.rows_updated;
+        self.metrics.num_rows_removed += h.rows_removed;
         if row.is_empty() {
             if existed {
-                self.metrics.num_rows_removed += 1;
                 self.state.mark_removed(hash, key);
             }
         } else {
-            if changed {
-                self.metrics.num_rows_updated += 1;
-            }
             self.state.put(hash, key, row, changed || !existed);
         }
         Ok(())
@@ -325,7 +329,6 @@ where
             let Some(mut row) = self.state.take(hash, &key) else { continue };
             self.counts.ttl_removed += row.vars.iter_mut().map(|s| s.expire(batch_ms)).sum::<u64>();
             if row.is_empty() {
-                self.metrics.num_rows_removed += 1;
                 self.state.mark_removed(hash, key);
             } else {
                 self.state.put(hash, key, row, true);
@@ -335,7 +338,7 @@ where
 
     fn end_batch(&mut self) {
         let m = &mut self.metrics;
-        m.num_rows_total = self.state.len() as u64;
+        m.num_rows_total = self.state.iter().flat_map(|e| &e.value.vars).map(row::Slot::state_rows).sum();
         m.memory_used_bytes = self.state.estimated_bytes()
             + self
                 .state

@@ -307,6 +307,10 @@ pub struct KeyHandle<'a> {
     pub(super) changed: bool,
     pub(super) timers_registered: u64,
     pub(super) timers_deleted: u64,
+    /// State rows written and removed, as Spark counts them (`numUpdatedStateRows`,
+    /// `numRemovedStateRows`): a value, a list element, a map entry each.
+    pub(super) rows_updated: u64,
+    pub(super) rows_removed: u64,
     pub(super) misuse: RefCell<Option<String>>,
 }
 
@@ -463,13 +467,15 @@ impl<T: StateCodec> ValueState<T> {
         let expires_ms = h.expiry(self.id);
         if let Some(slot) = h.slot_mut(self.id, VarKind::Value) {
             *slot = Slot::Value(Some(Stamped { bytes: to_bytes(&value), expires_ms }));
+            h.rows_updated += 1;
         }
     }
 
     /// Removes the value.
     pub fn clear(&self, h: &mut KeyHandle<'_>) {
-        if let Some(slot) = h.slot_mut(self.id, VarKind::Value) {
-            *slot = Slot::Value(None);
+        if let Some(Slot::Value(v)) = h.slot_mut(self.id, VarKind::Value) {
+            let removed = v.take().is_some() as u64;
+            h.rows_removed += removed;
         }
     }
 }
@@ -493,6 +499,7 @@ impl<T: StateCodec> ListState<T> {
         let expires_ms = h.expiry(self.id);
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
             *items = values.iter().map(|v| Stamped { bytes: to_bytes(v), expires_ms }).collect();
+            h.rows_updated += values.len() as u64;
         }
     }
 
@@ -501,6 +508,7 @@ impl<T: StateCodec> ListState<T> {
         let expires_ms = h.expiry(self.id);
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
             items.push(Stamped { bytes: to_bytes(&value), expires_ms });
+            h.rows_updated += 1;
         }
     }
 
@@ -509,13 +517,16 @@ impl<T: StateCodec> ListState<T> {
         let expires_ms = h.expiry(self.id);
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
             items.extend(values.iter().map(|v| Stamped { bytes: to_bytes(v), expires_ms }));
+            h.rows_updated += values.len() as u64;
         }
     }
 
     /// Removes every element.
     pub fn clear(&self, h: &mut KeyHandle<'_>) {
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
+            let removed = items.len() as u64;
             items.clear();
+            h.rows_removed += removed;
         }
     }
 }
@@ -558,6 +569,7 @@ impl<K: StateCodec, V: StateCodec> MapState<K, V> {
                 Ok(at) => items[at].1 = stamped,
                 Err(at) => items.insert(at, (k, stamped)),
             }
+            h.rows_updated += 1;
         }
     }
 
@@ -583,6 +595,7 @@ impl<K: StateCodec, V: StateCodec> MapState<K, V> {
         if let Some(Slot::Map(items)) = h.slot_mut(self.id, VarKind::Map) {
             if let Ok(at) = items.binary_search_by(|(ek, _)| ek.cmp(&k)) {
                 items.remove(at);
+                h.rows_removed += 1;
             }
         }
     }
@@ -590,7 +603,9 @@ impl<K: StateCodec, V: StateCodec> MapState<K, V> {
     /// Removes every entry.
     pub fn clear(&self, h: &mut KeyHandle<'_>) {
         if let Some(Slot::Map(items)) = h.slot_mut(self.id, VarKind::Map) {
+            let removed = items.len() as u64;
             items.clear();
+            h.rows_removed += removed;
         }
     }
 }

@@ -80,6 +80,16 @@ impl Slot {
         }
     }
 
+    /// State rows as Spark counts them in `numRowsTotal`: a set value and a non-empty list
+    /// one each (a list is one row of the store), a map one per entry.
+    pub fn state_rows(&self) -> u64 {
+        match self {
+            Slot::Value(v) => v.is_some() as u64,
+            Slot::List(items) => !items.is_empty() as u64,
+            Slot::Map(items) => items.len() as u64,
+        }
+    }
+
     /// The earliest expiry in the slot, if any value has a TTL.
     pub fn next_expiry(&self) -> Option<i64> {
         let live = |s: &Stamped| (s.expires_ms != NEVER).then_some(s.expires_ms);

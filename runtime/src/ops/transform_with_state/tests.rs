@@ -97,7 +97,7 @@ fn keys_are_called_in_first_seen_order_and_each_state_variable_keeps_its_own_val
     let out = batch(&mut op, &ctx(1, 0, None), &[("b", 3)]).unwrap();
     assert_eq!(out, vec![("b".into(), "rows [3] sum 5 all [1, 1, 3] seen [(1, 2), (3, 1)]".into())]);
     let m = op.metrics();
-    assert_eq!((m.operator_name.as_str(), m.num_rows_total, m.num_rows_updated), (OPERATOR_NAME, 2, 1));
+    assert_eq!((m.operator_name.as_str(), m.num_rows_total, m.num_rows_updated), (OPERATOR_NAME, 7, 3));
     assert!(m.custom_metrics.contains(&("numMapStateVars".into(), 1)), "{:?}", m.custom_metrics);
     assert_eq!(op.state_schema().value_layout, "transform_with_state[sum:value[i64],rows:list[i64],seen:map[i64,i64]]");
 }
@@ -123,7 +123,7 @@ fn processing_time_timers_fire_strictly_before_the_batch_time_in_time_then_key_o
     assert_eq!(op.len(), 1);
     assert_eq!(op.next_processing_timeout_ms(), Some(2_001));
     let m = op.metrics();
-    assert_eq!(m.num_rows_removed, 2);
+    assert_eq!((m.num_rows_total, m.num_rows_removed), (3, 6), "each key's value, list and map entry cleared");
     assert!(m.custom_metrics.contains(&("numExpiredTimers".into(), 2)), "{:?}", m.custom_metrics);
 }
 
