@@ -19,7 +19,8 @@
 //! progress counts state rows as Spark's does: `numRowsTotal` a set value, a non-empty list
 //! and each map entry one row (timers are not counted); `numRowsUpdated` each value written,
 //! list element appended or put, and map entry updated; `numRowsRemoved` each value, list
-//! element and map entry cleared or removed. The
+//! element and map entry cleared or removed, or removed by its TTL (not one overwritten
+//! after it expired). The
 //! state goes through the checkpoint as one value per key ([`row`]); the state schema is the
 //! processor's declarations, made when the operator is created, so a changed processor is
 //! refused before the first batch.
@@ -327,7 +328,9 @@ where
             .collect();
         for (hash, key) in due {
             let Some(mut row) = self.state.take(hash, &key) else { continue };
-            self.counts.ttl_removed += row.vars.iter_mut().map(|s| s.expire(batch_ms)).sum::<u64>();
+            let removed = row.vars.iter_mut().map(|s| s.expire(batch_ms)).sum::<u64>();
+            self.counts.ttl_removed += removed;
+            self.metrics.num_rows_removed += removed;
             if row.is_empty() {
                 self.state.mark_removed(hash, key);
             } else {
