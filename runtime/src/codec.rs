@@ -220,6 +220,34 @@ pub fn struct_layout(out: &mut String, fields: &[StructField<'_>]) {
     out.push(']');
 }
 
+/// One variant of a `#[derive(StateCodec)]` enum: its name and its fields.
+pub type EnumVariant<'a> = (&'a str, &'a [StructField<'a>]);
+
+/// Writes an enum's layout, `enum[Name:struct[..],...]`, as `#[derive(StateCodec)]` does:
+/// variants by name and in order (their index is what is stored), each with its fields.
+pub fn enum_layout(out: &mut String, variants: &[EnumVariant<'_>]) {
+    out.push_str("enum[");
+    for (i, (name, fields)) in variants.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push(':');
+        struct_layout(out, fields);
+    }
+    out.push(']');
+}
+
+/// Reads a derived enum's variant index (one byte).
+pub fn enum_tag(input: &mut &[u8], type_name: &str) -> Result<u8> {
+    take(input, 1).map(|b| b[0]).map_err(|e| Error::Checkpoint(format!("state value of enum `{type_name}`: {e}")))
+}
+
+/// A variant index the enum does not have.
+pub fn bad_enum_tag(type_name: &str, tag: u8) -> Error {
+    Error::Checkpoint(format!("state value of enum `{type_name}`: no variant {tag}"))
+}
+
 impl StateCodec for () {
     fn layout(out: &mut String) {
         out.push_str("()");
@@ -496,6 +524,8 @@ pub enum Layout {
     Fields(Vec<(String, Layout)>),
     /// A group-state value: the user's state (absent once removed) and its timeout (ms).
     GroupStateOf(Box<Layout>),
+    /// A `#[derive(StateCodec)]` enum: its variants by name, in order, each a `Fields`.
+    Variants(Vec<(String, Layout)>),
     /// A `transform_with_state` row: its state variables by name, in declaration order,
     /// then its timers (`ops/transform_with_state/row.rs` has the encoding).
     StateVars(Vec<(String, StateVarLayout)>),
@@ -644,6 +674,13 @@ impl Layout {
                     m.insert(name.clone(), l.decode(input)?);
                 }
                 Value::Object(m)
+            }
+            Layout::Variants(variants) => {
+                let tag = take(input, 1)?[0] as usize;
+                let Some((name, fields)) = variants.get(tag) else {
+                    return Err(Error::Checkpoint(format!("bad enum variant {tag} in state")));
+                };
+                json!({"variant": name, "fields": fields.decode(input)?})
             }
             Layout::StateVars(vars) => {
                 let n = u64::decode(input)?;
@@ -817,6 +854,23 @@ impl LayoutParser<'_> {
             "collect_list" => Layout::CollectListAcc(self.wrapped(b'[', b']')?),
             "collect_set" => Layout::CollectSetAcc(self.wrapped(b'[', b']')?),
             "group_state" => Layout::GroupStateOf(self.wrapped(b'[', b']')?),
+            "enum" => {
+                self.eat(b'[')?;
+                let mut variants = Vec::new();
+                while self.s.get(self.at) != Some(&b']') {
+                    if !variants.is_empty() {
+                        self.eat(b',')?;
+                    }
+                    let name = self.word().to_string();
+                    if name.is_empty() {
+                        return Err(self.error("expected a variant name"));
+                    }
+                    self.eat(b':')?;
+                    variants.push((name, self.layout()?));
+                }
+                self.eat(b']')?;
+                Layout::Variants(variants)
+            }
             "transform_with_state" => {
                 self.eat(b'[')?;
                 let mut vars = Vec::new();
@@ -894,6 +948,9 @@ pub fn layout_difference(old: &str, new: &str) -> Option<String> {
     if let (Layout::StateVars(o), Layout::StateVars(n)) = (&o, &n) {
         return Some(state_var_difference(o, n));
     }
+    if let (Layout::Variants(o), Layout::Variants(n)) = (&o, &n) {
+        return Some(variant_difference(o, n));
+    }
     let (Some(o), Some(n)) = (fields(o), fields(n)) else {
         return Some(format!("`{old}` in the checkpoint, `{new}` now"));
     };
@@ -921,6 +978,39 @@ pub fn layout_difference(old: &str, new: &str) -> Option<String> {
         ));
     }
     Some(out.join("; "))
+}
+
+/// How a derived enum's variants differ, variant by variant.
+fn variant_difference(o: &[(String, Layout)], n: &[(String, Layout)]) -> String {
+    let text = |l: &Layout| {
+        let mut s = String::new();
+        write_layout(l, &mut s);
+        s
+    };
+    let mut out = Vec::new();
+    for (name, l) in o {
+        match n.iter().find(|(m, _)| m == name) {
+            None => out.push(format!("variant `{name}` ({}) removed", text(l))),
+            Some((_, w)) if w != l => {
+                out.push(format!("variant `{name}`: {} in the checkpoint, {} now", text(l), text(w)))
+            }
+            _ => {}
+        }
+    }
+    for (name, l) in n {
+        if !o.iter().any(|(m, _)| m == name) {
+            out.push(format!("variant `{name}` ({}) added", text(l)));
+        }
+    }
+    let names = |v: &[(String, Layout)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    if out.is_empty() {
+        out.push(format!(
+            "variants reordered (a variant is stored by its position): [{}] in the checkpoint, [{}] now",
+            names(o).join(", "),
+            names(n).join(", ")
+        ));
+    }
+    out.join("; ")
 }
 
 /// How a `transform_with_state` processor's state variables differ, variable by variable.
@@ -1016,6 +1106,18 @@ fn write_layout(l: &Layout, out: &mut String) {
         Layout::CollectSetAcc(i) => wrap(out, "collect_set", i),
         Layout::HllAcc(p) => out.push_str(&format!("hll_pp[{p}]")),
         Layout::MomentsAcc => out.push_str("moments"),
+        Layout::Variants(variants) => {
+            out.push_str("enum[");
+            for (i, (name, l)) in variants.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(name);
+                out.push(':');
+                write_layout(l, out);
+            }
+            out.push(']');
+        }
         Layout::StateVars(vars) => {
             out.push_str("transform_with_state[");
             for (i, (name, v)) in vars.iter().enumerate() {
