@@ -298,3 +298,41 @@ fn a_restart_with_a_changed_state_type_is_refused_before_the_first_batch_showing
     assert!(table.rows::<SessionUpdate>().unwrap().is_empty(), "no batch ran");
     assert!(!cp.join("offsets/1").exists());
 }
+
+/// A state machine per key as a derived enum.
+#[derive(StateCodec, Clone, Debug, PartialEq)]
+enum Phase {
+    Idle,
+    Active(i64, Timestamp),
+    Done { clicks: i64, reason: Option<String> },
+}
+
+/// Golden vectors: a derived enum's layout and bytes are persisted (the variant's position is
+/// stored); a change here makes existing checkpoints refuse to restore.
+#[test]
+fn a_derived_enum_codec_stores_the_variant_index_then_its_fields_and_its_layout_names_them() {
+    use flowgate::codec::{from_bytes, layout_difference, layout_of, to_bytes, Layout};
+    let layout = layout_of::<Phase>();
+    assert_eq!(
+        layout,
+        "enum[Idle:struct[],Active:struct[_0:i64,_1:timestamp_us],Done:struct[clicks:i64,reason:option<utf8>]]"
+    );
+    let values = [Phase::Idle, Phase::Active(3, Timestamp(5)), Phase::Done { clicks: 7, reason: Some("x".into()) }];
+    let bytes: Vec<Vec<u8>> = values.iter().map(to_bytes).collect();
+    assert_eq!(bytes[0], [0]);
+    assert_eq!(bytes[1], [1, 3, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(bytes[2], [2, 7, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, b'x']);
+    for (v, b) in values.iter().zip(&bytes) {
+        assert_eq!(&from_bytes::<Phase>(b).unwrap(), v);
+    }
+    let err = from_bytes::<Phase>(&[9]).unwrap_err().to_string();
+    assert!(err.contains("enum `Phase`: no variant 9"), "{err}");
+    let json = Layout::parse(&layout).unwrap().decode_all(&bytes[2]).unwrap();
+    assert_eq!(json, serde_json::json!({"variant": "Done", "fields": {"clicks": 7, "reason": "x"}}));
+    let changed = "enum[Idle:struct[],Active:struct[_0:f64,_1:timestamp_us],Paused:struct[]]";
+    assert_eq!(
+        layout_difference(&layout, changed).unwrap(),
+        "variant `Active`: struct[_0:i64,_1:timestamp_us] in the checkpoint, struct[_0:f64,_1:timestamp_us] now; \
+         variant `Done` (struct[clicks:i64,reason:option<utf8>]) removed; variant `Paused` (struct[]) added"
+    );
+}

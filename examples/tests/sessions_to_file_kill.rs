@@ -1,14 +1,17 @@
 //! Exactly-once under failure for arbitrary stateful processing: the `sessions_to_file`
-//! example (`flat_map_groups_with_state` with typed user state and event-time timeouts) is
-//! killed with SIGKILL at random moments and restarted until it finishes. Every committed batch
-//! must then hold exactly the rows of the same batch of an uninterrupted run over the same
-//! input (same files, the same clean exits), batch by batch: a state restored wrong (a session
-//! lost or doubled, a timeout lost or restored late) changes some batch's closed sessions.
+//! example (`flat_map_groups_with_state` with typed user state and event-time timeouts) and
+//! the `tws_sessions_to_file` one (Spark 4's `transformWithState`: a `StatefulProcessor` with
+//! value, list and map state and event-time timers) are each killed with SIGKILL at random
+//! moments and restarted until they finish. Every committed batch must then hold exactly the
+//! rows of the same batch of an uninterrupted run over the same input (same files, the same
+//! clean exits), batch by batch: a state restored wrong (a session, a list element or a map
+//! entry lost or doubled, a timeout or timer lost or restored late) changes some batch's
+//! closed sessions.
 //! The test counts the kills that landed between a batch's offset entry and its commit entry
 //! and requires some.
 //!
 //! `FLOWGATE_KILLS=200 cargo test -p flowgate-examples --test sessions_to_file_kill` for a
-//! longer run.
+//! longer run (each test).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -56,12 +59,23 @@ fn command(bin: &Path, input: &Path, output: &Path, checkpoint: &Path) -> Comman
 
 #[test]
 fn killed_and_restarted_closes_the_same_sessions_in_the_same_batches() {
-    let bin = flowgate_examples::example_binary("sessions_to_file");
+    killed_and_restarted("sessions_to_file", 13);
+}
+
+#[test]
+fn killed_and_restarted_the_stateful_processor_closes_the_same_sessions_in_the_same_batches() {
+    killed_and_restarted("tws_sessions_to_file", 31);
+}
+
+/// Kills and restarts example `example` (seeded input) and compares its batches with an
+/// uninterrupted run's.
+fn killed_and_restarted(example: &str, seed: u64) {
+    let bin = flowgate_examples::example_binary(example);
     let kills_wanted = common::kills_wanted(DEFAULT_KILLS);
     let root = tempfile::tempdir().unwrap();
     let (input, output, checkpoint) = (root.path().join("in"), root.path().join("out"), root.path().join("cp"));
     std::fs::create_dir_all(&input).unwrap();
-    let mut rng = Rng(13);
+    let mut rng = Rng(seed);
     let mut files = 0;
     for _ in 0..80 {
         write_input(&input, files, &mut rng);
@@ -99,7 +113,7 @@ fn killed_and_restarted_closes_the_same_sessions_in_the_same_batches() {
         "{mid_batch} of {kills} kills landed between a batch's offset entry and its commit"
     );
     eprintln!(
-        "{kills} kills ({mid_batch} between a batch's offsets and its commit), {} clean exits, {files} input files, \
+        "{example}: {kills} kills ({mid_batch} between a batch's offsets and its commit), {} clean exits, {files} input files, \
          {} committed batches equal to the uninterrupted run's, {sessions} sessions ({by_timeout} closed by timeout)",
         clean_exits.len(),
         ids

@@ -220,6 +220,34 @@ pub fn struct_layout(out: &mut String, fields: &[StructField<'_>]) {
     out.push(']');
 }
 
+/// One variant of a `#[derive(StateCodec)]` enum: its name and its fields.
+pub type EnumVariant<'a> = (&'a str, &'a [StructField<'a>]);
+
+/// Writes an enum's layout, `enum[Name:struct[..],...]`, as `#[derive(StateCodec)]` does:
+/// variants by name and in order (their index is what is stored), each with its fields.
+pub fn enum_layout(out: &mut String, variants: &[EnumVariant<'_>]) {
+    out.push_str("enum[");
+    for (i, (name, fields)) in variants.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push(':');
+        struct_layout(out, fields);
+    }
+    out.push(']');
+}
+
+/// Reads a derived enum's variant index (one byte).
+pub fn enum_tag(input: &mut &[u8], type_name: &str) -> Result<u8> {
+    take(input, 1).map(|b| b[0]).map_err(|e| Error::Checkpoint(format!("state value of enum `{type_name}`: {e}")))
+}
+
+/// A variant index the enum does not have.
+pub fn bad_enum_tag(type_name: &str, tag: u8) -> Error {
+    Error::Checkpoint(format!("state value of enum `{type_name}`: no variant {tag}"))
+}
+
 impl StateCodec for () {
     fn layout(out: &mut String) {
         out.push_str("()");
@@ -496,6 +524,56 @@ pub enum Layout {
     Fields(Vec<(String, Layout)>),
     /// A group-state value: the user's state (absent once removed) and its timeout (ms).
     GroupStateOf(Box<Layout>),
+    /// A `#[derive(StateCodec)]` enum: its variants by name, in order, each a `Fields`.
+    Variants(Vec<(String, Layout)>),
+    /// A `transform_with_state` row: its state variables by name, in declaration order,
+    /// then its timers (`ops/transform_with_state/row.rs` has the encoding).
+    StateVars(Vec<(String, StateVarLayout)>),
+}
+
+/// One `transform_with_state` state variable's layout: `value[T]`, `list[T]`, `map[K,V]`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StateVarLayout {
+    Single(Layout),
+    Elements(Layout),
+    Entries(Layout, Layout),
+}
+
+impl StateVarLayout {
+    fn write(&self, out: &mut String) {
+        let (kind, items): (&str, Vec<&Layout>) = match self {
+            StateVarLayout::Single(l) => ("value", vec![l]),
+            StateVarLayout::Elements(l) => ("list", vec![l]),
+            StateVarLayout::Entries(k, v) => ("map", vec![k, v]),
+        };
+        out.push_str(kind);
+        out.push('[');
+        for (i, l) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_layout(l, out);
+        }
+        out.push(']');
+    }
+}
+
+/// Reads a length-prefixed encoding (a state variable's value inside a row).
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8]> {
+    let n = u64::decode(input)? as usize;
+    take(input, n)
+}
+
+/// A stored value and its expiry, as JSON.
+fn decode_stamped(l: &Layout, input: &mut &[u8]) -> Result<serde_json::Value> {
+    let value = l.decode_all(take_bytes(input)?)?;
+    let expires = i64::decode(input)?;
+    let expires = if expires == i64::MAX {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::from(Timestamp(expires.saturating_mul(1000)).to_string())
+    };
+    Ok(serde_json::json!({"value": value, "expires": expires}))
 }
 
 impl Layout {
@@ -596,6 +674,53 @@ impl Layout {
                     m.insert(name.clone(), l.decode(input)?);
                 }
                 Value::Object(m)
+            }
+            Layout::Variants(variants) => {
+                let tag = take(input, 1)?[0] as usize;
+                let Some((name, fields)) = variants.get(tag) else {
+                    return Err(Error::Checkpoint(format!("bad enum variant {tag} in state")));
+                };
+                json!({"variant": name, "fields": fields.decode(input)?})
+            }
+            Layout::StateVars(vars) => {
+                let n = u64::decode(input)?;
+                if n != vars.len() as u64 {
+                    return Err(Error::Checkpoint(format!(
+                        "a transform_with_state row holds {n} state variables, its layout {}",
+                        vars.len()
+                    )));
+                }
+                let mut m = serde_json::Map::new();
+                for (name, var) in vars {
+                    let tag = take(input, 1)?[0];
+                    let v = match (var, tag) {
+                        (StateVarLayout::Single(l), 1) => match take(input, 1)?[0] {
+                            0 => Value::Null,
+                            _ => decode_stamped(l, input)?,
+                        },
+                        (StateVarLayout::Elements(l), 2) => {
+                            let n = u64::decode(input)?;
+                            Value::Array((0..n).map(|_| decode_stamped(l, input)).collect::<Result<_>>()?)
+                        }
+                        (StateVarLayout::Entries(k, l), 3) => {
+                            let n = u64::decode(input)?;
+                            let mut entries = Vec::new();
+                            for _ in 0..n {
+                                let key = k.decode_all(take_bytes(input)?)?;
+                                let mut e = decode_stamped(l, input)?;
+                                e["key"] = key;
+                                entries.push(e);
+                            }
+                            Value::Array(entries)
+                        }
+                        (_, t) => return Err(Error::Checkpoint(format!("bad state variable tag {t} for `{name}`"))),
+                    };
+                    m.insert(name.clone(), v);
+                }
+                let n = u64::decode(input)?;
+                let timers: Vec<Value> =
+                    (0..n).map(|_| i64::decode(input).map(|t| ts(t.saturating_mul(1000)))).collect::<Result<_>>()?;
+                json!({"state": Value::Object(m), "timers": timers})
             }
             Layout::GroupStateOf(inner) => {
                 let state = Layout::Nullable(inner.clone()).decode(input)?;
@@ -729,6 +854,53 @@ impl LayoutParser<'_> {
             "collect_list" => Layout::CollectListAcc(self.wrapped(b'[', b']')?),
             "collect_set" => Layout::CollectSetAcc(self.wrapped(b'[', b']')?),
             "group_state" => Layout::GroupStateOf(self.wrapped(b'[', b']')?),
+            "enum" => {
+                self.eat(b'[')?;
+                let mut variants = Vec::new();
+                while self.s.get(self.at) != Some(&b']') {
+                    if !variants.is_empty() {
+                        self.eat(b',')?;
+                    }
+                    let name = self.word().to_string();
+                    if name.is_empty() {
+                        return Err(self.error("expected a variant name"));
+                    }
+                    self.eat(b':')?;
+                    variants.push((name, self.layout()?));
+                }
+                self.eat(b']')?;
+                Layout::Variants(variants)
+            }
+            "transform_with_state" => {
+                self.eat(b'[')?;
+                let mut vars = Vec::new();
+                while self.s.get(self.at) != Some(&b']') {
+                    if !vars.is_empty() {
+                        self.eat(b',')?;
+                    }
+                    let name = self.word().to_string();
+                    if name.is_empty() {
+                        return Err(self.error("expected a state variable name"));
+                    }
+                    self.eat(b':')?;
+                    let kind = self.word().to_string();
+                    self.eat(b'[')?;
+                    let first = self.layout()?;
+                    let var = match kind.as_str() {
+                        "value" => StateVarLayout::Single(first),
+                        "list" => StateVarLayout::Elements(first),
+                        "map" => {
+                            self.eat(b',')?;
+                            StateVarLayout::Entries(first, self.layout()?)
+                        }
+                        other => return Err(self.error(&format!("unknown state variable kind `{other}`"))),
+                    };
+                    self.eat(b']')?;
+                    vars.push((name, var));
+                }
+                self.eat(b']')?;
+                Layout::StateVars(vars)
+            }
             "struct" => {
                 self.eat(b'[')?;
                 let mut fields = Vec::new();
@@ -773,6 +945,12 @@ pub fn layout_difference(old: &str, new: &str) -> Option<String> {
     let (Ok(o), Ok(n)) = (Layout::parse(old), Layout::parse(new)) else {
         return Some(format!("`{old}` in the checkpoint, `{new}` now"));
     };
+    if let (Layout::StateVars(o), Layout::StateVars(n)) = (&o, &n) {
+        return Some(state_var_difference(o, n));
+    }
+    if let (Layout::Variants(o), Layout::Variants(n)) = (&o, &n) {
+        return Some(variant_difference(o, n));
+    }
     let (Some(o), Some(n)) = (fields(o), fields(n)) else {
         return Some(format!("`{old}` in the checkpoint, `{new}` now"));
     };
@@ -800,6 +978,72 @@ pub fn layout_difference(old: &str, new: &str) -> Option<String> {
         ));
     }
     Some(out.join("; "))
+}
+
+/// How a derived enum's variants differ, variant by variant.
+fn variant_difference(o: &[(String, Layout)], n: &[(String, Layout)]) -> String {
+    let text = |l: &Layout| {
+        let mut s = String::new();
+        write_layout(l, &mut s);
+        s
+    };
+    let mut out = Vec::new();
+    for (name, l) in o {
+        match n.iter().find(|(m, _)| m == name) {
+            None => out.push(format!("variant `{name}` ({}) removed", text(l))),
+            Some((_, w)) if w != l => {
+                out.push(format!("variant `{name}`: {} in the checkpoint, {} now", text(l), text(w)))
+            }
+            _ => {}
+        }
+    }
+    for (name, l) in n {
+        if !o.iter().any(|(m, _)| m == name) {
+            out.push(format!("variant `{name}` ({}) added", text(l)));
+        }
+    }
+    let names = |v: &[(String, Layout)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    if out.is_empty() {
+        out.push(format!(
+            "variants reordered (a variant is stored by its position): [{}] in the checkpoint, [{}] now",
+            names(o).join(", "),
+            names(n).join(", ")
+        ));
+    }
+    out.join("; ")
+}
+
+/// How a `transform_with_state` processor's state variables differ, variable by variable.
+fn state_var_difference(o: &[(String, StateVarLayout)], n: &[(String, StateVarLayout)]) -> String {
+    let text = |v: &StateVarLayout| {
+        let mut s = String::new();
+        v.write(&mut s);
+        s
+    };
+    let mut out = Vec::new();
+    for (name, v) in o {
+        match n.iter().find(|(m, _)| m == name) {
+            None => out.push(format!("state variable `{name}` ({}) removed", text(v))),
+            Some((_, w)) if w != v => {
+                out.push(format!("state variable `{name}`: {} in the checkpoint, {} now", text(v), text(w)))
+            }
+            _ => {}
+        }
+    }
+    for (name, v) in n {
+        if !o.iter().any(|(m, _)| m == name) {
+            out.push(format!("state variable `{name}` ({}) added", text(v)));
+        }
+    }
+    let names = |f: &[(String, StateVarLayout)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    if out.is_empty() {
+        out.push(format!(
+            "state variables reordered: [{}] in the checkpoint, [{}] now",
+            names(o).join(", "),
+            names(n).join(", ")
+        ));
+    }
+    out.join("; ")
 }
 
 /// A parsed layout written back as text (the inverse of [`Layout::parse`]).
@@ -862,6 +1106,30 @@ fn write_layout(l: &Layout, out: &mut String) {
         Layout::CollectSetAcc(i) => wrap(out, "collect_set", i),
         Layout::HllAcc(p) => out.push_str(&format!("hll_pp[{p}]")),
         Layout::MomentsAcc => out.push_str("moments"),
+        Layout::Variants(variants) => {
+            out.push_str("enum[");
+            for (i, (name, l)) in variants.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(name);
+                out.push(':');
+                write_layout(l, out);
+            }
+            out.push(']');
+        }
+        Layout::StateVars(vars) => {
+            out.push_str("transform_with_state[");
+            for (i, (name, v)) in vars.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(name);
+                out.push(':');
+                v.write(out);
+            }
+            out.push(']');
+        }
         Layout::Fields(fields) => {
             out.push_str("struct[");
             for (i, (name, l)) in fields.iter().enumerate() {

@@ -148,6 +148,10 @@ pub mod prelude {
     pub use crate::clock::ManualClock;
     pub use crate::functions::*;
     pub use crate::ops::group_state::GroupState;
+    pub use crate::ops::transform_with_state::{
+        ExpiredTimerInfo, KeyHandle, ListState, MapState, StatefulProcessor, StatefulProcessorHandle, TimerValues, Ttl,
+        ValueState,
+    };
     pub use crate::{
         stream_query, ConsoleOptions, Date, Duration, MemoryStream, MemoryTable, OutputMode, ParseMode, Record, Sink,
         SinkFormat, Source, StateCodec, StreamingQuery, Timestamp, Trigger, WatermarkPolicy, Window,

@@ -163,19 +163,6 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                         }
                         i += 1;
                     }
-                    Some(next)
-                        if ops::lookup(&next.name.to_string())
-                            .is_some_and(|s| matches!(s.kind, OpKind::Unsupported(_))) =>
-                    {
-                        // `group_by(..).transform_with_state(..)`: the operator's own error is
-                        // the one to show; the query's output is then unknown, not an error.
-                        if let Some(OpKind::Unsupported(why)) = ops::lookup(&next.name.to_string()).map(|s| s.kind) {
-                            diags.error(next.name.span(), format!("`{}` is not supported yet: {why}", next.name));
-                        }
-                        cx.group_state = true;
-                        cx.schema = Schema::Closed { columns: Vec::new() };
-                        i += 1;
-                    }
                     Some(next) if next.name == "agg" => {
                         let aggs = aggregate::agg_items(next, &mut cx, diags);
                         aggregate::check_chained_aggregation(q, &cx, &call.name, diags);
@@ -229,18 +216,10 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 }
             }
             OpKind::GroupState => {
-                diags.error(
-                    call.name.span(),
-                    format!(
-                        "`{name}` needs its keys: `.group_by(user).{name}(update_session, timeout = processing_time)`"
-                    ),
-                );
+                diags.error(call.name.span(), group_state::needs_keys(&name));
                 // Its function makes the output: no second error about the output columns.
                 cx.group_state = true;
                 cx.schema = Schema::Closed { columns: Vec::new() };
-            }
-            OpKind::Unsupported(why) => {
-                diags.error(call.name.span(), format!("`{name}` is not supported yet: {why}"));
             }
         }
         i += 1;

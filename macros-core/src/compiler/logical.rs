@@ -142,15 +142,20 @@ pub enum TimeoutKind {
     EventTime,
 }
 
-/// A `map_groups_with_state` / `flat_map_groups_with_state`.
+/// A `map_groups_with_state` / `flat_map_groups_with_state`, or a `transform_with_state`.
 #[derive(Clone)]
 pub struct GroupStateSpec {
     /// The grouping keys.
     pub keys: Vec<Item>,
-    /// The user's function, as written.
+    /// The user's function, as written; for `transform_with_state` the processor expression
+    /// (evaluated once when the query starts).
     pub func: Expr,
-    /// `flat_map_groups_with_state`: the function returns any number of records.
+    /// `flat_map_groups_with_state` (and `transform_with_state`): the function returns any
+    /// number of records.
     pub flat: bool,
+    /// `transform_with_state`: a `StatefulProcessor` with timers (`ops/transform_with_state.rs`).
+    pub transform: bool,
+    /// The timeout, or for `transform_with_state` its time mode.
     pub timeout: TimeoutKind,
     /// With an event-time timeout, the watermarked column: late rows are dropped before the
     /// function sees them (as Spark does only then).
@@ -166,10 +171,11 @@ impl std::fmt::Display for GroupStateSpec {
             self.keys.iter().map(|k| format!("{} = {}", k.name, k.expr.to_token_stream())).collect();
         write!(
             f,
-            "{}({}) by [{}], timeout {:?}",
+            "{}({}) by [{}], {} {:?}",
             self.name,
             self.func.to_token_stream(),
             keys.join(", "),
+            if self.transform { "time mode" } else { "timeout" },
             self.timeout
         )?;
         if let Some(w) = &self.watermark {

@@ -247,6 +247,36 @@ mod snapshot_tests {
         insta::assert_snapshot!(prettyplease::unparse(&file));
     }
 
+    /// `transform_with_state` in event time: the group-state plan (late rows dropped first,
+    /// one thread), named as Spark names the operator.
+    #[test]
+    fn transform_with_state_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query Q(events: Event) -> Alert, mode = append {
+                events
+                    .with_watermark(time, "2 seconds")
+                    .filter(page != "")
+                    .group_by(user)
+                    .transform_with_state(Quiet::default(), time_mode = event_time)
+            }
+        }));
+    }
+
+    /// The expansion of a `transform_with_state` query: the operator built from the processor
+    /// expression, the row loop into it, its run per batch.
+    #[test]
+    fn transform_with_state_expansion() {
+        let file: syn::File = syn::parse2(super::compile(quote! {
+            query S(events: Event) -> SessionEnd, mode = update {
+                events
+                    .group_by(user, device)
+                    .transform_with_state(Sessions::default(), time_mode = processing_time)
+            }
+        }))
+        .unwrap();
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
     /// A stream-static left outer join with an extra condition, then a projection.
     #[test]
     fn stream_static_join_plan() {

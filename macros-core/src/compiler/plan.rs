@@ -103,6 +103,7 @@ impl OperatorKind {
             OperatorKind::Dedup(_) => "dedupe",
             OperatorKind::StreamJoin(_) => "symmetricHashJoin",
             OperatorKind::GlobalLimit(_) => "globalLimit",
+            OperatorKind::GroupState(g) if g.transform => "transformWithStateExec",
             OperatorKind::GroupState(_) => "flatMapGroupsWithState",
         }
     }

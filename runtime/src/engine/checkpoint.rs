@@ -363,9 +363,12 @@ fn state_difference(old: &Value, new: &Value) -> Option<String> {
             [("operator", "operator"), ("keyLayout", "key"), ("valueLayout", "value"), ("partitions", "partitions")]
         {
             if o[field] != n[field] {
-                // For a user's state type, say which fields changed.
+                // For a user's state type, say which fields (or state variables) changed.
                 let detail = match (o[field].as_str(), n[field].as_str()) {
-                    (Some(a), Some(b)) if field == "valueLayout" && b.contains("struct[") => {
+                    (Some(a), Some(b))
+                        if field == "valueLayout"
+                            && (b.contains("struct[") || b.starts_with("transform_with_state[")) =>
+                    {
                         crate::codec::layout_difference(a, b).map(|d| format!(" ({d})")).unwrap_or_default()
                     }
                     _ => String::new(),

@@ -136,6 +136,33 @@ where
         }
     }
 
+    /// `key`'s value, in place (one probe; the group-state operator writes the user's call
+    /// back into it). A change made through it is recorded with [`KeyedState::touch`].
+    #[inline]
+    pub fn find_mut<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> Option<&mut V> {
+        let p = partition_of(hash, self.parts.len());
+        self.parts[p].find_mut(hash, |e| key.eq_owned(&e.key)).map(|e| &mut e.value)
+    }
+
+    /// Records a change of `key`'s value made in place, for the next
+    /// [`KeyedState::take_changes`].
+    #[inline]
+    pub fn touch(&mut self, hash: u64, key: &K) {
+        if self.tracking {
+            self.touched.push((hash, key.clone()));
+        }
+    }
+
+    /// Removes `key` and records the removal.
+    pub fn remove<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> Option<V> {
+        let p = partition_of(hash, self.parts.len());
+        let (entry, _) = self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)).ok()?.remove();
+        if self.tracking {
+            self.touched.push((hash, entry.key));
+        }
+        Some(entry.value)
+    }
+
     /// Inserts `key` (absent: taken out, or new) with `value`; `changed` records it for the
     /// next [`KeyedState::take_changes`].
     pub fn put(&mut self, hash: u64, key: K, value: V, changed: bool) {

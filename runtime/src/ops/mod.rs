@@ -37,6 +37,7 @@ pub mod join;
 pub mod keyed;
 pub mod limit;
 pub mod session;
+pub mod transform_with_state;
 
 use crate::checkpoint::state::StateMap;
 use crate::error::Result;

@@ -19,7 +19,7 @@ use crate::compiler::check::Cx;
 use crate::compiler::diag::{did_you_mean, Diagnostics};
 use crate::compiler::emit::{collect_units, unit_loop};
 use crate::compiler::logical::{GroupStateSpec, Item, Key, KeyKind, LOp, Schema, TimeoutKind};
-use crate::compiler::ops::dedup;
+use crate::compiler::ops::{dedup, transform_with_state};
 use crate::compiler::plan::{Pipeline, Plan};
 
 /// The DSL names of the timeouts (Spark's `GroupStateTimeout.NoTimeout`, ...).
@@ -33,6 +33,9 @@ const TIMEOUTS: &[(&str, TimeoutKind)] = &[
 /// `map_groups_with_state` or `flat_map_groups_with_state`.
 pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Diagnostics) -> Option<LOp> {
     let name = call.name.to_string();
+    if name == "transform_with_state" {
+        return transform_with_state::check(q, cx, keys, call, diags);
+    }
     let flat = name == "flat_map_groups_with_state";
     let before = diags.count();
     check_output_mode(q, flat, call, diags);
@@ -105,7 +108,15 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
     let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
     let watermark = (timeout == TimeoutKind::EventTime).then(|| cx.watermark.clone()).flatten();
     Some(LOp::GroupState {
-        spec: GroupStateSpec { keys, func: func.clone(), flat, timeout, watermark, name: call.name.clone() },
+        spec: GroupStateSpec {
+            keys,
+            func: func.clone(),
+            flat,
+            transform: false,
+            timeout,
+            watermark,
+            name: call.name.clone(),
+        },
     })
 }
 
@@ -135,7 +146,7 @@ fn check_output_mode(q: &Query, flat: bool, call: &Call, diags: &mut Diagnostics
 
 /// Rule: the function gets the input record's rows, so only operators that choose rows
 /// (filters, a watermark, deduplication) may come before it.
-fn check_rows_are_input_records(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
+pub(crate) fn check_rows_are_input_records(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
     let reshaped = match &cx.schema {
         Schema::Open { defined } => !defined.is_empty(),
         Schema::Closed { .. } => true,
@@ -156,11 +167,22 @@ fn check_rows_are_input_records(cx: &Cx, call: &Call, diags: &mut Diagnostics) {
     }
 }
 
+/// Rule: a group-state operator needs `group_by` before it.
+pub(crate) fn needs_keys(name: &str) -> String {
+    if name == "transform_with_state" {
+        format!(
+            "`{name}` needs its keys: `.group_by(user).{name}(SessionTracker::default(), time_mode = processing_time)`"
+        )
+    } else {
+        format!("`{name}` needs its keys: `.group_by(user).{name}(update_session, timeout = processing_time)`")
+    }
+}
+
 /// Rule: nothing follows a group-state operator yet.
 pub(crate) fn check_nothing_after(call: &Call, diags: &mut Diagnostics) {
     diags.error(
         call.name.span(),
-        format!("`{}` after `map_groups_with_state` / `flat_map_groups_with_state` is not supported yet in flowgate: do it in the function", call.name),
+        format!("`{}` after `map_groups_with_state` / `flat_map_groups_with_state` / `transform_with_state` is not supported yet in flowgate: do it in the function", call.name),
     );
 }
 
@@ -168,6 +190,9 @@ pub(crate) fn check_nothing_after(call: &Call, diags: &mut Diagnostics) {
 
 /// The operator's state at plan creation.
 pub fn init(spec: &GroupStateSpec) -> TokenStream {
+    if spec.transform {
+        return transform_with_state::init(spec);
+    }
     let t = match spec.timeout {
         TimeoutKind::None => quote!(NoTimeout),
         TimeoutKind::ProcessingTime => quote!(ProcessingTimeTimeout),
@@ -212,6 +237,9 @@ pub fn emit_update(plan: &Plan, p: &Pipeline, input: usize, id: usize, spec: &Gr
 /// The pipeline from group-state operator `id` to the output: the user's function per key
 /// with rows, then per timed-out key; its records appended to the output.
 pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
+    if spec.transform {
+        return transform_with_state::emit_output(q, id, spec);
+    }
     let out = &q.output;
     let op = dedup::var(id);
     let func = &spec.func;

@@ -7,6 +7,7 @@ pub mod dedup;
 pub mod group_state;
 pub mod join;
 pub mod stream_join;
+pub mod transform_with_state;
 pub mod union;
 
 /// What an operator does, as the check phase sees it.
@@ -33,10 +34,10 @@ pub enum OpKind {
     /// `drop_duplicates_within_watermark(cols..)`: needs a watermark (Spark's rule).
     DedupWithinWatermark,
     /// `group_by(keys..).map_groups_with_state(f, timeout = ..)` and the flat map: the user's
-    /// function per key with typed state (`ops/group_state.rs`).
+    /// function per key with typed state (`ops/group_state.rs`); and
+    /// `group_by(keys..).transform_with_state(processor, time_mode = ..)`
+    /// (`ops/transform_with_state.rs`).
     GroupState,
-    /// Known (from Spark) but not implemented yet: the message says so.
-    Unsupported(&'static str),
 }
 
 /// One registered operator.
@@ -67,12 +68,7 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "limit", kind: OpKind::Limit },
     OpSpec { name: "map_groups_with_state", kind: OpKind::GroupState },
     OpSpec { name: "flat_map_groups_with_state", kind: OpKind::GroupState },
-    OpSpec {
-        name: "transform_with_state",
-        kind: OpKind::Unsupported(
-            "Spark 4's transformWithState is not implemented in flowgate yet: use `group_by(..).flat_map_groups_with_state(..)`",
-        ),
-    },
+    OpSpec { name: "transform_with_state", kind: OpKind::GroupState },
 ];
 
 /// Methods of the generated query builder (input names must differ from these).

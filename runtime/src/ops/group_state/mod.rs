@@ -158,10 +158,15 @@ where
         watermark_ms: Option<i64>,
         f: &mut impl FnMut(&K, Vec<R>, &mut GroupState<S>),
     ) -> Result<()> {
-        let stored = self.state.take(hash, &key);
-        let old_timeout = stored.as_ref().map_or(NO_TIMESTAMP, |v| v.timeout_ms);
-        let existed = stored.is_some();
-        let mut gs = GroupState::new(stored.and_then(|v| v.state), self.timeout, timed_out, batch_ms, watermark_ms);
+        // One probe: the stored state is moved into the call and the result written back in
+        // place; only a new key (an insert) or a deleted one (a remove) probes again.
+        let mut slot = self.state.find_mut(hash, &key);
+        let existed = slot.is_some();
+        let (stored, old_timeout) = match slot.as_deref_mut() {
+            Some(v) => (v.state.take(), v.timeout_ms),
+            None => (None, NO_TIMESTAMP),
+        };
+        let mut gs = GroupState::new(stored, self.timeout, timed_out, batch_ms, watermark_ms);
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&key, rows, &mut gs)));
         if let Err(panic) = outcome {
             let msg = panic
@@ -181,7 +186,7 @@ where
         if (gs.removed || gs.value.is_none()) && new_timeout == NO_TIMESTAMP {
             if existed {
                 self.metrics.num_rows_removed += 1;
-                self.state.mark_removed(hash, key);
+                self.state.remove(hash, &key);
             }
         } else {
             let write = gs.updated || gs.removed || new_timeout != old_timeout;
@@ -189,8 +194,15 @@ where
             if write {
                 self.metrics.num_rows_updated += 1;
             }
-            if write || existed {
-                self.state.put(hash, key, value, write);
+            match slot {
+                Some(slot) => {
+                    *slot = value;
+                    if write {
+                        self.state.touch(hash, &key);
+                    }
+                }
+                None if write => self.state.put(hash, key, value, true),
+                None => {}
             }
         }
         Ok(())

@@ -1,9 +1,6 @@
 use flowgate::prelude::*;
 
 #[derive(StateCodec)]
-enum Phase {
-    Idle,
-    Active(i64),
-}
+enum Never {}
 
 fn main() {}

@@ -1,0 +1,327 @@
+//! The `transform_with_state` Spark golden cases (`oracle/cases/tws_*`), each a flowgate query
+//! whose processor is written as `oracle/harness/tws_processors.py` writes it for pyspark's
+//! `transformWithStateInPandas`: inputs and Spark's per-batch output come from the case files.
+
+use flowgate::prelude::*;
+use flowgate_codegen_tests::{run_case, run_case_with_clock, InputRows};
+
+#[derive(Record)]
+struct Visit {
+    user: Option<String>,
+    ts: Option<Timestamp>,
+    page: Option<String>,
+    clicks: Option<i64>,
+    action: Option<String>,
+}
+
+fn is(action: &Option<String>, what: &str) -> bool {
+    action.as_deref() == Some(what)
+}
+
+#[derive(Record)]
+struct PageStatsRow {
+    user: Option<String>,
+    events: i64,
+    clicks: i64,
+    pages: String,
+    top_visits: i64,
+    active: bool,
+}
+
+/// `PageStats`: a value, a list and a map state per user; a logout clears them.
+#[derive(Default)]
+struct PageStats {
+    events: ValueState<i64>,
+    clicks: ListState<i64>,
+    visits: MapState<String, i64>,
+}
+
+impl StatefulProcessor for PageStats {
+    type Key = Option<String>;
+    type Input = Visit;
+    type Output = PageStatsRow;
+
+    fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+        self.events = handle.get_value_state("events", Ttl::NONE);
+        self.clicks = handle.get_list_state("clicks", Ttl::NONE);
+        self.visits = handle.get_map_state("visits", Ttl::NONE);
+    }
+
+    fn handle_input_rows(
+        &mut self,
+        user: &Option<String>,
+        rows: Vec<Visit>,
+        _timer_values: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = PageStatsRow> {
+        let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
+        self.clicks.append_list(h, rows.iter().map(|r| r.clicks.unwrap_or(0)).collect());
+        for r in &rows {
+            let page = r.page.clone().unwrap_or_default();
+            let n = self.visits.get_value(h, &page).unwrap_or(0);
+            self.visits.update_value(h, page, n + 1);
+        }
+        let logout = rows.iter().any(|r| is(&r.action, "logout"));
+        self.events.update(h, events);
+        let clicks = self.clicks.get(h).iter().sum();
+        let mut pages = self.visits.keys(h);
+        pages.sort();
+        let top_visits = self.visits.values(h).into_iter().max().unwrap_or(0);
+        if logout {
+            self.events.clear(h);
+            self.clicks.clear(h);
+            self.visits.clear(h);
+        }
+        Some(PageStatsRow { user: user.clone(), events, clicks, pages: pages.join(","), top_visits, active: !logout })
+    }
+}
+
+#[derive(Record)]
+struct IdleRow {
+    user: Option<String>,
+    events: i64,
+    expired: bool,
+}
+
+/// `IDLE_TIMER_MS` in tws_processors.py.
+const IDLE_TIMER_MS: i64 = 60_000;
+
+/// `IdleTimers`: a processing-time timer a minute after the last event; `cancel` deletes it.
+#[derive(Default)]
+struct IdleTimers {
+    events: ValueState<i64>,
+}
+
+impl StatefulProcessor for IdleTimers {
+    type Key = Option<String>;
+    type Input = Visit;
+    type Output = IdleRow;
+
+    fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+        self.events = handle.get_value_state("events", Ttl::NONE);
+    }
+
+    fn handle_input_rows(
+        &mut self,
+        user: &Option<String>,
+        rows: Vec<Visit>,
+        timer_values: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = IdleRow> {
+        let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
+        self.events.update(h, events);
+        for t in h.list_timers() {
+            h.delete_timer(t);
+        }
+        if !rows.iter().any(|r| is(&r.action, "cancel")) {
+            h.register_timer(timer_values.get_current_processing_time_in_ms() + IDLE_TIMER_MS);
+        }
+        [IdleRow { user: user.clone(), events, expired: false }]
+    }
+
+    fn handle_expired_timer(
+        &mut self,
+        user: &Option<String>,
+        _timer_values: &TimerValues,
+        _expired: ExpiredTimerInfo,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = IdleRow> {
+        let events = self.events.get(h).unwrap_or(0);
+        self.events.clear(h);
+        [IdleRow { user: user.clone(), events, expired: true }]
+    }
+}
+
+#[derive(Record)]
+struct QuietRow {
+    user: Option<String>,
+    events: i64,
+    fired_at: Timestamp,
+}
+
+/// `QuietAlerts`: an event-time timer 5 s after the latest event, moved forward only.
+#[derive(Default)]
+struct QuietAlerts {
+    events: ValueState<i64>,
+}
+
+impl StatefulProcessor for QuietAlerts {
+    type Key = Option<String>;
+    type Input = Visit;
+    type Output = QuietRow;
+
+    fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+        self.events = handle.get_value_state("events", Ttl::NONE);
+    }
+
+    fn handle_input_rows(
+        &mut self,
+        _user: &Option<String>,
+        rows: Vec<Visit>,
+        _timer_values: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = QuietRow> {
+        let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
+        self.events.update(h, events);
+        let latest = rows.iter().filter_map(|r| r.ts).map(|t| t.0.div_euclid(1000)).max();
+        let old = h.list_timers();
+        if let Some(latest) = latest.filter(|l| old.iter().all(|t| *t < l + 5_000)) {
+            old.into_iter().for_each(|t| h.delete_timer(t));
+            h.register_timer(latest + 5_000);
+        }
+        std::iter::empty()
+    }
+
+    fn handle_expired_timer(
+        &mut self,
+        user: &Option<String>,
+        _timer_values: &TimerValues,
+        expired: ExpiredTimerInfo,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = QuietRow> {
+        let events = self.events.get(h).unwrap_or(0);
+        Some(QuietRow { user: user.clone(), events, fired_at: Timestamp(expired.get_expiry_time_in_ms() * 1000) })
+    }
+}
+
+#[derive(Record)]
+struct TtlRow {
+    user: Option<String>,
+    events: i64,
+    pages: String,
+}
+
+/// `TTL_MS` in tws_processors.py.
+const TTL_MS: i64 = 60_000;
+
+/// `TtlCounts`: a value and a map state, both with a TTL of a minute of processing time.
+#[derive(Default)]
+struct TtlCounts {
+    events: ValueState<i64>,
+    visits: MapState<String, i64>,
+}
+
+impl StatefulProcessor for TtlCounts {
+    type Key = Option<String>;
+    type Input = Visit;
+    type Output = TtlRow;
+
+    fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+        self.events = handle.get_value_state("events", Ttl::ms(TTL_MS));
+        self.visits = handle.get_map_state("visits", Ttl::ms(TTL_MS));
+    }
+
+    fn handle_input_rows(
+        &mut self,
+        user: &Option<String>,
+        rows: Vec<Visit>,
+        _timer_values: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = TtlRow> {
+        let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
+        for r in &rows {
+            let page = r.page.clone().unwrap_or_default();
+            let n = self.visits.get_value(h, &page).unwrap_or(0);
+            self.visits.update_value(h, page, n + 1);
+        }
+        self.events.update(h, events);
+        let mut pages = self.visits.keys(h);
+        pages.sort();
+        Some(TtlRow { user: user.clone(), events, pages: pages.join(",") })
+    }
+}
+
+stream_query! {
+    /// `groupBy(user).transformWithStateInPandas(PageStats(), ..., "Update", "None")`.
+    query PageStatsQuery(events: Visit) -> PageStatsRow, mode = update {
+        events.group_by(user).transform_with_state(PageStats::default(), time_mode = none)
+    }
+
+    /// `groupBy(user).transformWithStateInPandas(IdleTimers(), ..., "Update", "ProcessingTime")`.
+    query IdleTimersQuery(events: Visit) -> IdleRow, mode = update {
+        events.group_by(user).transform_with_state(IdleTimers::default(), time_mode = processing_time)
+    }
+
+    /// `withWatermark(ts, 2 seconds).groupBy(user).transformWithStateInPandas(QuietAlerts(),
+    /// ..., "Append", "EventTime")`.
+    query QuietAlertsQuery(events: Visit) -> QuietRow, mode = append {
+        events
+            .with_watermark(ts, "2 seconds")
+            .group_by(user)
+            .transform_with_state(QuietAlerts::default(), time_mode = event_time)
+    }
+
+    /// `groupBy(user).transformWithStateInPandas(TtlCounts(), ..., "Update", "ProcessingTime")`.
+    query TtlCountsQuery(events: Visit) -> TtlRow, mode = update {
+        events.group_by(user).transform_with_state(TtlCounts::default(), time_mode = processing_time)
+    }
+}
+
+#[test]
+fn tws_value_list_map() {
+    let staging = tempfile::tempdir().unwrap();
+    let table = MemoryTable::new();
+    let query = PageStatsQuery::builder()
+        .events(Source::file(staging.path()).json())
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    run_case("tws_value_list_map", staging.path(), &query, &table, InputRows::Check);
+    query.stop().unwrap();
+}
+
+#[test]
+fn tws_event_time_timers() {
+    let staging = tempfile::tempdir().unwrap();
+    let table = MemoryTable::new();
+    let query = QuietAlertsQuery::builder()
+        .events(Source::file(staging.path()).json())
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    run_case("tws_event_time_timers", staging.path(), &query, &table, InputRows::Check);
+    query.stop().unwrap();
+}
+
+/// Processing time from a manual clock moved as the harness paused Spark's wall clock (see
+/// the cases' descriptions); no-data batches off, as the cases ran Spark.
+fn replay_with_clock(case: &str, builder: impl FnOnce(&Path, &MemoryTable, &ManualClock) -> StreamingQuery) {
+    let staging = tempfile::tempdir().unwrap();
+    let table = MemoryTable::new();
+    let clock = ManualClock::new(1_704_110_400_000);
+    let query = builder(staging.path(), &table, &clock);
+    run_case_with_clock(case, staging.path(), &query, &table, InputRows::Check, &clock);
+    query.stop().unwrap();
+}
+
+use std::path::Path;
+
+#[test]
+fn tws_processing_time_timers() {
+    replay_with_clock("tws_processing_time_timers", |staging, table, clock| {
+        IdleTimersQuery::builder()
+            .events(Source::file(staging).json())
+            .sink(Sink::memory(table))
+            .shuffle_partitions(2)
+            .no_data_batches(false)
+            .clock(clock.clone())
+            .start()
+            .unwrap()
+    });
+}
+
+#[test]
+fn tws_ttl() {
+    replay_with_clock("tws_ttl", |staging, table, clock| {
+        TtlCountsQuery::builder()
+            .events(Source::file(staging).json())
+            .sink(Sink::memory(table))
+            .shuffle_partitions(2)
+            .no_data_batches(false)
+            .clock(clock.clone())
+            .start()
+            .unwrap()
+    });
+}

@@ -1,0 +1,194 @@
+//! Spark 4's `transformWithState`: `group_by(keys..).transform_with_state(processor,
+//! time_mode = none | processing_time | event_time)`, run by the runtime's
+//! `TransformWithStateOp` (`runtime/src/ops/transform_with_state/`).
+//!
+//! The processor is any expression whose type implements
+//! `flowgate::ops::transform_with_state::StatefulProcessor` (`Tracker::default()`,
+//! `Alerts { limit: 3 }`); it is evaluated once when the query starts, and its `init`
+//! declares the state variables. The plan is the group-state plan (rows grouped by key in
+//! one thread, then one call per key): this module holds its check rules (Spark's
+//! `UnsupportedOperationChecker` and `TransformWithStateExec` ones) and its emit hooks; the
+//! update pipeline is `group_state::emit_update`'s.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident};
+
+use crate::compiler::ast::{Call, ModeKind, Query};
+use crate::compiler::check::Cx;
+use crate::compiler::diag::{did_you_mean, Diagnostics};
+use crate::compiler::logical::{GroupStateSpec, Item, Key, KeyKind, LOp, Schema, TimeoutKind};
+use crate::compiler::ops::{dedup, group_state};
+
+/// The DSL names of the time modes (Spark's `TimeMode.None()`, ...).
+const TIME_MODES: &[(&str, TimeoutKind)] = &[
+    ("none", TimeoutKind::None),
+    ("processing_time", TimeoutKind::ProcessingTime),
+    ("event_time", TimeoutKind::EventTime),
+];
+
+const EXAMPLE: &str = "`.transform_with_state(SessionTracker::default(), time_mode = processing_time)`";
+
+/// Check hook: `group_by` (already parsed into `keys`) followed by `transform_with_state`.
+pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Diagnostics) -> Option<LOp> {
+    let before = diags.count();
+    check_output_mode(q, diags);
+    group_state::check_rows_are_input_records(cx, call, diags);
+    // The output is what the processor returns (rustc checks it is the output record), and
+    // nothing may follow; also after an error here, so later rules stay quiet.
+    cx.schema = Schema::Closed { columns: Vec::new() };
+    cx.group_state = true;
+    for k in &keys {
+        if !matches!(k.kind, KeyKind::Plain) {
+            diags.error(
+                k.item.name.span(),
+                "`transform_with_state` groups by plain keys: a window is not a grouping key of a processor (keep the window in a state variable, or aggregate with `.agg(...)`)",
+            );
+        }
+    }
+    let Some(processor) = call.args.first().filter(|a| !matches!(a, Expr::Assign(_))) else {
+        diags.error(call.name.span(), format!("`transform_with_state` takes the stateful processor first: {EXAMPLE}"));
+        return None;
+    };
+    let mode = time_mode(call, diags);
+    if mode == Some(TimeoutKind::EventTime) && cx.watermark.is_none() {
+        let at = call.args[1..].iter().find_map(|a| match a {
+            Expr::Assign(x) => Some(x.right.span()),
+            _ => None,
+        });
+        diags.error(
+            at.unwrap_or_else(|| call.name.span()),
+            "`time_mode = event_time` needs a watermark (its timers fire on it): add `.with_watermark(ts, \"10 minutes\")` before the `group_by`",
+        );
+    }
+    if diags.count() > before {
+        return None;
+    }
+    let timeout = mode?;
+    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
+    // In event time the late rows are dropped before the processor sees them, as Spark's
+    // `TransformWithStateExec` filters by the late-events watermark.
+    let watermark = (timeout == TimeoutKind::EventTime).then(|| cx.watermark.clone()).flatten();
+    Some(LOp::GroupState {
+        spec: GroupStateSpec {
+            keys,
+            func: processor.clone(),
+            flat: true,
+            transform: true,
+            timeout,
+            watermark,
+            name: call.name.clone(),
+        },
+    })
+}
+
+/// The `time_mode = ..` argument (required, as Spark's `timeMode` has no default); `None`
+/// after an error.
+fn time_mode(call: &Call, diags: &mut Diagnostics) -> Option<TimeoutKind> {
+    let mut mode = None;
+    let mut seen = false;
+    let mut timeout = false;
+    for arg in &call.args[1..] {
+        match arg {
+            Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("time_mode")) => {
+                if seen {
+                    diags.error(a.left.span(), "`time_mode` is given twice");
+                    continue;
+                }
+                seen = true;
+                match &*a.right {
+                    Expr::Path(p) if p.path.get_ident().is_some() => {
+                        let word = p.path.get_ident().map(Ident::to_string).unwrap_or_default();
+                        match TIME_MODES.iter().find(|(n, _)| *n == word) {
+                            Some((_, t)) => mode = Some(*t),
+                            None => {
+                                let hint = did_you_mean(&word, TIME_MODES.iter().map(|(n, _)| *n))
+                                    .map(|c| format!("; did you mean `{c}`?"))
+                                    .unwrap_or_default();
+                                diags.error(
+                                    p.span(),
+                                    format!(
+                                        "unknown time mode `{word}`: `none`, `processing_time` or `event_time`{hint}"
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    other => diags.error(
+                        other.span(),
+                        "the time mode is `none`, `processing_time` or `event_time`: `time_mode = processing_time`",
+                    ),
+                }
+            }
+            Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("timeout")) => {
+                timeout = true;
+                diags.error(
+                    a.left.span(),
+                    "`transform_with_state` has a time mode, not a timeout (the processor registers timers): `time_mode = processing_time`",
+                )
+            }
+            other => diags.error(
+                other.span(),
+                format!("`transform_with_state` takes the processor and `time_mode = ...`: {EXAMPLE}"),
+            ),
+        }
+    }
+    if !seen && !timeout {
+        diags.error(
+            call.name.span(),
+            format!(
+                "`transform_with_state` needs its time mode (Spark's `timeMode`): `none`, `processing_time` or `event_time`, as in {EXAMPLE}"
+            ),
+        );
+    }
+    mode
+}
+
+/// Rule (Spark's `UnsupportedOperationChecker`): `transformWithState` runs in append or
+/// update mode, never complete.
+fn check_output_mode(q: &Query, diags: &mut Diagnostics) {
+    if q.errors.is_empty() && q.mode.kind == ModeKind::Complete {
+        diags.error(
+            q.mode.span,
+            "`transform_with_state` is not supported with complete output mode (as in Spark): use `mode = append` or `mode = update`",
+        );
+    }
+}
+
+// ---- emit hooks ----
+
+/// The operator at plan creation: the processor is evaluated and its `init` called.
+pub fn init(spec: &GroupStateSpec) -> TokenStream {
+    let mode = match spec.timeout {
+        TimeoutKind::None => quote!(None),
+        TimeoutKind::ProcessingTime => quote!(ProcessingTime),
+        TimeoutKind::EventTime => quote!(EventTime),
+    };
+    let processor = &spec.func;
+    // Spanned on the processor: a value that is no processor is one error, under it.
+    let new = quote_spanned!(processor.span()=> ::flowgate::ops::transform_with_state::TransformWithStateOp::new);
+    quote!(#new(
+        __fg_config.shuffle_partitions,
+        ::flowgate::ops::transform_with_state::TimeMode::#mode,
+        #processor
+    ))
+}
+
+/// The pipeline from operator `id` to the output: the processor's calls for the batch, its
+/// records appended to the output.
+pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
+    let out = &q.output;
+    let op = dedup::var(id);
+    let key_of = if spec.keys.len() == 1 {
+        quote!(::flowgate::ops::transform_with_state::single_key)
+    } else {
+        quote!(::flowgate::ops::transform_with_state::whole_key)
+    };
+    let push = quote_spanned!(spec.func.span()=> ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row));
+    quote! {
+        let mut __fg_out = <#out as ::flowgate::Record>::builder(0);
+        #op.run(__fg_ctx, #key_of, |__fg_row| #push)?;
+        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}

@@ -1,0 +1,238 @@
+//! What `transform_with_state` stores per grouping key: every declared state variable's
+//! values (encoded, each with its expiry) and the key's timers, in one state-store value.
+//!
+//! # Encoding (persisted; pinned by the golden-vector test in `tests.rs`)
+//!
+//! Little-endian, as [`crate::codec`]: the number of variables (u64), then per variable in
+//! declaration order a tag byte and its contents — `1` a value state: an option byte, then
+//! the value's bytes and expiry; `2` a list state: the count (u64), then each element's bytes
+//! and expiry; `3` a map state: the count (u64), then each entry's key bytes, value bytes and
+//! expiry, in key-byte order — then the number of timers (u64) and each timer (i64 ms),
+//! earliest first. "Bytes" are a length (u64) and the [`StateCodec`] encoding of the
+//! variable's type; an expiry is i64 ms of processing time, [`NEVER`] without a TTL.
+//!
+//! The layout recorded in the checkpoint's metadata names each variable and its type:
+//! `transform_with_state[count:value[i64],seen:map[utf8,i64]]` ([`row_layout`]); a restart
+//! whose processor declares other variables, or changes one's type, is refused before the
+//! first batch with the difference per variable ([`crate::codec::layout_difference`]).
+
+use crate::codec::StateCodec;
+use crate::error::{Error, Result};
+
+use super::processor::{VarDecl, VarKind};
+
+/// The expiry of a value without a TTL.
+pub const NEVER: i64 = i64::MAX;
+
+/// One stored value: the encoding of the variable's type and when it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamped {
+    pub bytes: Vec<u8>,
+    pub expires_ms: i64,
+}
+
+/// One state variable's contents for one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Value(Option<Stamped>),
+    List(Vec<Stamped>),
+    /// Entries sorted by key bytes.
+    Map(Vec<(Vec<u8>, Stamped)>),
+}
+
+impl Slot {
+    /// An empty slot of `kind`.
+    pub fn empty(kind: VarKind) -> Slot {
+        match kind {
+            VarKind::Value => Slot::Value(None),
+            VarKind::List => Slot::List(Vec::new()),
+            VarKind::Map => Slot::Map(Vec::new()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Slot::Value(v) => v.is_none(),
+            Slot::List(items) => items.is_empty(),
+            Slot::Map(items) => items.is_empty(),
+        }
+    }
+
+    /// Removes the values expired at `batch_ms`; returns how many.
+    pub fn expire(&mut self, batch_ms: i64) -> u64 {
+        let dead = |s: &Stamped| s.expires_ms != NEVER && batch_ms >= s.expires_ms;
+        match self {
+            Slot::Value(v) if v.as_ref().is_some_and(dead) => {
+                *v = None;
+                1
+            }
+            Slot::Value(_) => 0,
+            Slot::List(items) => {
+                let n = items.len();
+                items.retain(|s| !dead(s));
+                (n - items.len()) as u64
+            }
+            Slot::Map(items) => {
+                let n = items.len();
+                items.retain(|(_, s)| !dead(s));
+                (n - items.len()) as u64
+            }
+        }
+    }
+
+    /// State rows as Spark counts them in `numRowsTotal`: a set value and a non-empty list
+    /// one each (a list is one row of the store), a map one per entry.
+    pub fn state_rows(&self) -> u64 {
+        match self {
+            Slot::Value(v) => v.is_some() as u64,
+            Slot::List(items) => !items.is_empty() as u64,
+            Slot::Map(items) => items.len() as u64,
+        }
+    }
+
+    /// The earliest expiry in the slot, if any value has a TTL.
+    pub fn next_expiry(&self) -> Option<i64> {
+        let live = |s: &Stamped| (s.expires_ms != NEVER).then_some(s.expires_ms);
+        match self {
+            Slot::Value(v) => v.as_ref().and_then(live),
+            Slot::List(items) => items.iter().filter_map(live).min(),
+            Slot::Map(items) => items.iter().filter_map(|(_, s)| live(s)).min(),
+        }
+    }
+}
+
+/// One grouping key's state variables (in declaration order) and timers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TwsRow {
+    pub vars: Vec<Slot>,
+    /// Expiry times (ms), sorted, unique.
+    pub timers: Vec<i64>,
+}
+
+impl TwsRow {
+    /// A key's row before anything is written: empty slots of the declared kinds.
+    pub fn new(decls: &[VarDecl]) -> Self {
+        TwsRow { vars: decls.iter().map(|d| Slot::empty(d.kind)).collect(), timers: Vec::new() }
+    }
+
+    /// Whether nothing is stored (the key is then removed from state).
+    pub fn is_empty(&self) -> bool {
+        self.timers.is_empty() && self.vars.iter().all(Slot::is_empty)
+    }
+}
+
+/// The layout of the stored value for these declarations.
+pub fn row_layout(decls: &[VarDecl]) -> String {
+    let vars: Vec<String> = decls.iter().map(|d| format!("{}:{}", d.name, d.layout)).collect();
+    format!("transform_with_state[{}]", vars.join(","))
+}
+
+fn put_bytes(b: &[u8], out: &mut Vec<u8>) {
+    (b.len() as u64).encode(out);
+    out.extend_from_slice(b);
+}
+
+fn get_bytes(input: &mut &[u8]) -> Result<Vec<u8>> {
+    let n = u64::decode(input)? as usize;
+    if input.len() < n {
+        return Err(Error::Checkpoint(format!("state value truncated: need {n} bytes, have {}", input.len())));
+    }
+    let (head, rest) = input.split_at(n);
+    *input = rest;
+    Ok(head.to_vec())
+}
+
+fn put_stamped(s: &Stamped, out: &mut Vec<u8>) {
+    put_bytes(&s.bytes, out);
+    s.expires_ms.encode(out);
+}
+
+fn get_stamped(input: &mut &[u8]) -> Result<Stamped> {
+    Ok(Stamped { bytes: get_bytes(input)?, expires_ms: i64::decode(input)? })
+}
+
+fn tag(input: &mut &[u8]) -> Result<u8> {
+    let Some((&t, rest)) = input.split_first() else {
+        return Err(Error::Checkpoint("state value truncated: need a tag byte".into()));
+    };
+    *input = rest;
+    Ok(t)
+}
+
+/// A count, never trusted to reserve more than the input could hold.
+fn count(input: &mut &[u8]) -> Result<(u64, usize)> {
+    let n = u64::decode(input)?;
+    Ok((n, (n as usize).min(input.len())))
+}
+
+/// The stored value. Its static layout is only the operator's name: the layout the
+/// checkpoint records is per query, from the processor's declarations ([`row_layout`]).
+impl StateCodec for TwsRow {
+    fn layout(out: &mut String) {
+        out.push_str("transform_with_state[]");
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.vars.len() as u64).encode(out);
+        for slot in &self.vars {
+            match slot {
+                Slot::Value(v) => {
+                    out.push(1);
+                    match v {
+                        None => out.push(0),
+                        Some(s) => {
+                            out.push(1);
+                            put_stamped(s, out);
+                        }
+                    }
+                }
+                Slot::List(items) => {
+                    out.push(2);
+                    (items.len() as u64).encode(out);
+                    items.iter().for_each(|s| put_stamped(s, out));
+                }
+                Slot::Map(items) => {
+                    out.push(3);
+                    (items.len() as u64).encode(out);
+                    for (k, s) in items {
+                        put_bytes(k, out);
+                        put_stamped(s, out);
+                    }
+                }
+            }
+        }
+        self.timers.encode(out);
+    }
+
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        let (n, cap) = count(input)?;
+        let mut vars = Vec::with_capacity(cap);
+        for _ in 0..n {
+            vars.push(match tag(input)? {
+                1 => match tag(input)? {
+                    0 => Slot::Value(None),
+                    1 => Slot::Value(Some(get_stamped(input)?)),
+                    t => return Err(Error::Checkpoint(format!("bad option tag {t} in state"))),
+                },
+                2 => {
+                    let (n, cap) = count(input)?;
+                    let mut items = Vec::with_capacity(cap);
+                    for _ in 0..n {
+                        items.push(get_stamped(input)?);
+                    }
+                    Slot::List(items)
+                }
+                3 => {
+                    let (n, cap) = count(input)?;
+                    let mut items = Vec::with_capacity(cap);
+                    for _ in 0..n {
+                        items.push((get_bytes(input)?, get_stamped(input)?));
+                    }
+                    Slot::Map(items)
+                }
+                t => return Err(Error::Checkpoint(format!("bad state variable tag {t} in state"))),
+            });
+        }
+        Ok(TwsRow { vars, timers: Vec::<i64>::decode(input)? })
+    }
+}
