@@ -12,7 +12,7 @@ use syn::{Ident, Type};
 
 use super::ast::{ModeKind, Query};
 use super::logical::LOp;
-use super::ops::{aggregate, dedup, group_state, join, stream_join};
+use super::ops::{aggregate, dedup, group_state, join, stream_join, typed};
 use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, Source};
 
 /// The query's items: its type, spec, plan and builder.
@@ -210,6 +210,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
     match (&p.source, &p.sink) {
         (Source::Input(i), Sink::Output(OutputPlan::Columns(c))) => emit_columns(q, plan, p, *i, c, ends),
         (Source::Input(i), Sink::Output(OutputPlan::InputRows)) => emit_input_rows(q, plan, p, *i, ends),
+        (Source::Input(i), Sink::Output(OutputPlan::Records)) => typed::emit_records(q, plan, p, *i, ends),
         (Source::Input(i), Sink::Operator(o)) => {
             let update = match &plan.operators[*o].kind {
                 OperatorKind::HashAggregate(a) => aggregate::emit_hash_update(q, plan, p, *i, *o, a, first),
@@ -381,6 +382,7 @@ fn fuse_live(
             quote! { #check #inner }
         }
         LOp::Join { spec } => join::emit_row(spec, inner, &quote! { continue; }),
+        LOp::TypedRows { spec } => typed::emit_row(spec, inner, &quote! { continue; }),
         LOp::Limit { global: Some(id), .. } => {
             let v = dedup::var(*id);
             quote! { if !#v.take() { continue; } #inner }
@@ -524,6 +526,7 @@ fn emit_columns(
     // builders start small and grow, instead of reserving a whole unit for rows it drops.
     let capacity = if p.ops.iter().any(|op| {
         matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Dedup { .. } | LOp::Limit { global: Some(_), .. })
+            || matches!(op, LOp::TypedRows { spec } if spec.kind != typed::TypedKind::Map)
     }) {
         quote!(::core::cmp::min(__fg_range.len(), ::flowgate::exec::FILTERED_START_CAPACITY))
     } else {
@@ -578,6 +581,7 @@ fn emit_input_rows(q: &Query, plan: &Plan, p: &Pipeline, input: usize, ends: &[T
         LOp::Watermark { column, .. } => observe(column),
         LOp::Dedup { op, spec } => dedup::emit_row(*op, spec, &reject),
         LOp::Join { spec } => join::emit_row(spec, TokenStream::new(), &reject),
+        LOp::TypedRows { spec } if !spec.produces() => typed::emit_row(spec, TokenStream::new(), &reject),
         LOp::Limit { global: Some(id), .. } => {
             let v = dedup::var(*id);
             quote! { if !#v.take() { #reject } }

@@ -7,6 +7,7 @@ pub mod dedup;
 pub mod group_state;
 pub mod join;
 pub mod stream_join;
+pub mod typed;
 pub mod union;
 
 /// What an operator does, as the check phase sees it.
@@ -35,6 +36,9 @@ pub enum OpKind {
     /// `group_by(keys..).map_groups_with_state(f, timeout = ..)` and the flat map: the user's
     /// function per key with typed state (`ops/group_state.rs`).
     GroupState,
+    /// `map_rows(f)` / `flat_map_rows(f)` / `filter_rows(f)`: the user's function over the
+    /// whole record (`ops/typed.rs`).
+    Typed(typed::TypedKind),
     /// Known (from Spark) but not implemented yet: the message says so.
     Unsupported(&'static str),
 }
@@ -54,6 +58,9 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "with_column", kind: OpKind::WithColumn },
     OpSpec { name: "flat_map", kind: OpKind::FlatMap },
     OpSpec { name: "explode", kind: OpKind::FlatMap },
+    OpSpec { name: "map_rows", kind: OpKind::Typed(typed::TypedKind::Map) },
+    OpSpec { name: "flat_map_rows", kind: OpKind::Typed(typed::TypedKind::FlatMap) },
+    OpSpec { name: "filter_rows", kind: OpKind::Typed(typed::TypedKind::Filter) },
     OpSpec { name: "group_by", kind: OpKind::GroupBy },
     OpSpec { name: "agg", kind: OpKind::Agg },
     OpSpec { name: "with_watermark", kind: OpKind::Watermark },
