@@ -275,6 +275,46 @@
 //! # fn main() {}
 //! ```
 //!
+//! ## Batch
+//!
+//! The same query runs once over bounded inputs, as Spark runs it over `spark.read`:
+//! `Name::batch()` has one setter per input, then `.run()` (the output records),
+//! `.run_batches()` (Arrow batches) or `.write(sink)` (one call to the sink, as batch 0). Every
+//! input is read whole; there is no checkpoint and no trigger. The result is Spark's batch
+//! result whatever the declared mode: an aggregation gives every group with its final value
+//! (append mode too: every window is emitted, as if the watermark had passed them all), nothing
+//! is dropped as late (a watermark has nothing to do in a batch), an outer join emits every
+//! unmatched row padded, and a group-state function is called once per key with all its rows,
+//! its timeouts never firing (see [`crate::engine::batch`]).
+//!
+//! ```
+//! use flowgate::prelude::*;
+//!
+//! #[derive(Record)]
+//! struct Event { ts: Timestamp, word: String }
+//!
+//! #[derive(Record, Debug, PartialEq)]
+//! struct WindowCount { window: Window, word: String, n: i64 }
+//!
+//! stream_query! {
+//!     query Counts(events: Event) -> WindowCount, mode = append {
+//!         events
+//!             .with_watermark(ts, "10 minutes")
+//!             .group_by(window(ts, "10 minutes"), word)
+//!             .agg(count() as n)
+//!     }
+//! }
+//!
+//! # fn main() -> flowgate::Result<()> {
+//! let events = MemoryStream::new();
+//! events.add(vec![Event { ts: Timestamp(0), word: "a".into() }, Event { ts: Timestamp(1), word: "a".into() }]);
+//! let rows = Counts::batch().events(Source::memory(&events)).run()?;
+//! assert_eq!(rows.len(), 1);
+//! assert_eq!(rows[0].n, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Functions
 //!
 //! [`crate::functions`] (in the prelude): `split`, `lower`, `upper`, `length`, `coalesce` —

@@ -18,7 +18,9 @@ use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, S
 /// The query's items: its type, spec, plan and builder.
 pub fn emit(q: &Query, plan: &Plan) -> TokenStream {
     let continuity = super::continuous::mode_tokens(super::continuous::blocker(plan));
-    emit_skeleton(q, emit_plan(q, plan), input_reads(plan), continuity)
+    let mut items = emit_skeleton(q, emit_plan(q, plan), input_reads(plan), continuity);
+    items.extend(super::batch::items(q, plan.batch_finishes()));
+    items
 }
 
 /// Per input, the columns the plan reads (`Some(&[..])`), or `None` where it hands the whole
@@ -41,7 +43,8 @@ fn input_reads(plan: &Plan) -> Vec<TokenStream> {
 /// with a plan that is never run.
 pub fn emit_fallback(q: &Query) -> TokenStream {
     let reads = q.inputs.iter().map(|_| quote!(::core::option::Option::None)).collect();
-    emit_skeleton(
+    let batch = super::batch::items(q, false);
+    let mut items = emit_skeleton(
         q,
         quote! {
             ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new((), ::flowgate::engine::Watermarks::none(), |_, _, _| {
@@ -51,7 +54,9 @@ pub fn emit_fallback(q: &Query) -> TokenStream {
         reads,
         // Any trigger type-checks: the user sees the query's errors, not one about its trigger.
         super::continuous::mode_tokens(None),
-    )
+    );
+    items.extend(batch);
+    items
 }
 
 /// The plan: the operators' state, the watermark trackers, and the batch function running

@@ -2,6 +2,7 @@
 //! (see ARCHITECTURE.md). Runs without rustc: the unit and snapshot tests call it directly.
 
 pub mod ast;
+pub mod batch;
 pub mod check;
 pub mod continuous;
 pub mod diag;

@@ -95,6 +95,11 @@ pub const BUILDER_METHODS: &[&str] = &[
     "start",
     "builder",
     "spec",
+    // The batch job's (`<Query>Batch`).
+    "run",
+    "run_batches",
+    "write",
+    "batch",
 ];
 
 pub fn lookup(name: &str) -> Option<&'static OpSpec> {
