@@ -26,6 +26,7 @@ mod latency;
 mod monitoring;
 mod nexmark;
 mod ops;
+mod q13;
 mod soak;
 mod workloads;
 
