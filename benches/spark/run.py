@@ -183,6 +183,8 @@ def q21(spark, src):
     return out, "append"
 
 
+from q13 import q13  # noqa: E402 (the bounded side input join, in its own file)
+
 QUERIES = {
     "word_count": q_word_count,
     "windowed_count": q_windowed_count,
@@ -190,6 +192,7 @@ QUERIES = {
     "nexmark_q1": q1,
     "nexmark_q2": q2,
     "nexmark_q11": q11,
+    "nexmark_q13": q13,
     "nexmark_q14": q14,
     "nexmark_q17": q17,
     "nexmark_q21": q21,

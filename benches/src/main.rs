@@ -27,6 +27,7 @@ mod latency;
 mod monitoring;
 mod nexmark;
 mod ops;
+mod q13;
 mod soak;
 mod throughput;
 mod workloads;

@@ -109,6 +109,13 @@ pub fn all() -> Vec<Workload> {
             hand: nexmark::hand_q2,
         },
         Workload {
+            name: "nexmark_q13",
+            group: "nexmark",
+            prepare: crate::q13::prepare,
+            flowgate: crate::q13::fg_q13,
+            hand: crate::q13::hand_q13,
+        },
+        Workload {
             name: "nexmark_q14",
             group: "nexmark",
             prepare: nexmark::prepare,

@@ -47,6 +47,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let columns_ty = format_ident!("{}Columns", name);
     let builder_ty = format_ident!("{}Builder", name);
     let parts_ty = format_ident!("{}Parts", name);
+    let ref_ty = format_ident!("{}Ref", name);
     let idents: Vec<_> = fields.iter().filter_map(|f| f.ident.clone()).collect();
     let names: Vec<String> = idents.iter().map(|i| i.to_string().trim_start_matches("r#").to_string()).collect();
     let tys: Vec<_> = fields.iter().map(|f| f.ty.clone()).collect();
@@ -59,6 +60,9 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let doc_columns = format!("Typed columns of a batch of [`{name}`] rows.");
     let doc_builder = format!("Builds a batch of [`{name}`] rows column by column.");
     let doc_parts = format!("The output columns of a batch of [`{name}`] rows, one per field.");
+    let doc_ref = format!("A borrowed view of one [`{name}`] row: each field as a column read gives it.");
+    let ref_tys: Vec<TokenStream> =
+        tys.iter().map(|ty| quote_spanned!(ty.span()=> <#ty as ::flowgate::ColumnType>::Ref<'a>)).collect();
     let part_tys: Vec<TokenStream> =
         tys.iter().map(|ty| quote_spanned!(ty.span()=> ::flowgate::record::OutColumn<#ty>)).collect();
 
@@ -86,6 +90,14 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 #( pub #idents: #part_tys, )*
             }
 
+            #[doc = #doc_ref]
+            #[derive(Clone, Copy)]
+            #[allow(non_camel_case_types, dead_code)]
+            pub struct #ref_ty<'a> {
+                #( pub #idents: #ref_tys, )*
+                __fg_lt: ::core::marker::PhantomData<&'a ()>,
+            }
+
             impl ::flowgate::RecordBuilder<#name> for #builder_ty {
                 #[inline(always)]
                 fn push(&mut self, row: #name) {
@@ -108,6 +120,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 type Columns<'a> = #columns_ty<'a>;
                 type Builder = #builder_ty;
                 type Parts = #parts_ty;
+                type Ref<'a> = #ref_ty<'a>;
 
                 fn schema() -> ::flowgate::__private::arrow_schema::SchemaRef {
                     static SCHEMA: ::std::sync::OnceLock<::flowgate::__private::arrow_schema::SchemaRef> =
@@ -151,6 +164,21 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                 fn row(cols: &Self::Columns<'_>, i: usize) -> Self {
                     #name {
                         #( #idents: <#tys as ::flowgate::ColumnType>::from_ref(cols.#idents.get(i)), )*
+                    }
+                }
+
+                #[inline(always)]
+                fn row_ref<'a>(cols: &Self::Columns<'a>, i: usize) -> Self::Ref<'a> {
+                    #ref_ty {
+                        #( #idents: ::flowgate::record::Col::get(cols.#idents, i), )*
+                        __fg_lt: ::core::marker::PhantomData,
+                    }
+                }
+
+                #[inline]
+                fn from_row_ref(r: #ref_ty<'_>) -> Self {
+                    #name {
+                        #( #idents: <#tys as ::flowgate::ColumnType>::from_ref(r.#idents), )*
                     }
                 }
 

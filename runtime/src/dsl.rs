@@ -57,6 +57,63 @@
 //! # fn main() {}
 //! ```
 //!
+//! ## Typed operations
+//!
+//! Spark's typed `Dataset` operations (`lines.as[String].map(line => DeviceData(...))`) with a
+//! Rust function over the whole record, fused into the same row loop as the column operators
+//! (no box, no `dyn`: the function is inlined):
+//!
+//! - `.map_rows(f)` — `f(row) -> Record`: one record per row. The columns after it are that
+//!   record's (rustc checks each name where it is written).
+//! - `.flat_map_rows(f)` — `f(row) -> impl IntoIterator<Item = Record>`: any number of records
+//!   per row; return an `Option` to keep a row that parses and drop one that does not.
+//! - `.filter_rows(f)` — `f(row) -> bool`: keep the row when `f` says so.
+//!
+//! Over the query's input, `row` is a borrowed view of the row, [`crate::record::RowRef`]
+//! (`RowRef<'_, Line>`: each field as a column read gives it, `&str` for `String`; nothing is
+//! allocated); after a map, a reference to the record it returned. `f` is a closure or a
+//! function's path (the expression is evaluated once per row). A typed operation needs the rows
+//! to be a record: the input's or a map's, after operators that only choose rows (`filter`,
+//! `drop_duplicates`, …) — not after `select`, `with_column`, an aggregation or a join; and a
+//! `with_watermark` goes after the map, on a column of its records. The input's source then
+//! decodes every column.
+//!
+//! ```
+//! use flowgate::prelude::*;
+//! use flowgate::record::RowRef;
+//!
+//! #[derive(Record)]
+//! struct Line { value: String }
+//!
+//! #[derive(Record)]
+//! struct DeviceData { device: String, device_type: String, signal: f64, time: Timestamp }
+//!
+//! #[derive(Record)]
+//! struct TypeCount { device_type: String, n: i64 }
+//!
+//! /// `d1 phone 12.5 2024-01-01T12:00:00Z`; a line that does not parse gives no record.
+//! fn parse(line: RowRef<'_, Line>) -> Option<DeviceData> {
+//!     let mut f = line.value.split(' ');
+//!     let (device, device_type) = (f.next()?.to_string(), f.next()?.to_string());
+//!     let signal = f.next()?.parse().ok()?;
+//!     let time = Timestamp::parse(f.next()?).ok()?;
+//!     Some(DeviceData { device, device_type, signal, time })
+//! }
+//!
+//! stream_query! {
+//!     /// The seed's device example over a socket's lines.
+//!     query DeviceTypes(lines: Line) -> TypeCount, mode = update {
+//!         lines
+//!             .flat_map_rows(parse)
+//!             .filter_rows(|d| d.device_type != "test")
+//!             .filter(signal > 10.0)
+//!             .group_by(device_type)
+//!             .agg(count() as n)
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
 //! ## Aggregation
 //!
 //! `.group_by(keys...).agg(aggregates...)`, or `.agg(...)` alone for one group over the whole
@@ -218,10 +275,59 @@
 //! # fn main() {}
 //! ```
 //!
+//! ## Batch
+//!
+//! The same query runs once over bounded inputs, as Spark runs it over `spark.read`:
+//! `Name::batch()` has one setter per input, then `.run()` (the output records),
+//! `.run_batches()` (Arrow batches) or `.write(sink)` (one call to the sink, as batch 0). Every
+//! input is read whole; there is no checkpoint and no trigger. The result is Spark's batch
+//! result whatever the declared mode: an aggregation gives every group with its final value
+//! (append mode too: every window is emitted, as if the watermark had passed them all), nothing
+//! is dropped as late (a watermark has nothing to do in a batch), an outer join emits every
+//! unmatched row padded, and a group-state function is called once per key with all its rows,
+//! its timeouts never firing (see [`crate::engine::batch`]).
+//!
+//! ```
+//! use flowgate::prelude::*;
+//!
+//! #[derive(Record)]
+//! struct Event { ts: Timestamp, word: String }
+//!
+//! #[derive(Record, Debug, PartialEq)]
+//! struct WindowCount { window: Window, word: String, n: i64 }
+//!
+//! stream_query! {
+//!     query Counts(events: Event) -> WindowCount, mode = append {
+//!         events
+//!             .with_watermark(ts, "10 minutes")
+//!             .group_by(window(ts, "10 minutes"), word)
+//!             .agg(count() as n)
+//!     }
+//! }
+//!
+//! # fn main() -> flowgate::Result<()> {
+//! let events = MemoryStream::new();
+//! events.add(vec![Event { ts: Timestamp(0), word: "a".into() }, Event { ts: Timestamp(1), word: "a".into() }]);
+//! let rows = Counts::batch().events(Source::memory(&events)).run()?;
+//! assert_eq!(rows.len(), 1);
+//! assert_eq!(rows[0].n, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Functions
 //!
 //! [`crate::functions`] (in the prelude): `split`, `lower`, `upper`, `length`, `coalesce` —
 //! Spark's functions with SQL null semantics; everything else is Rust.
+
+/// Calls the function of a `map_rows` / `flat_map_rows` / `filter_rows` on one row. Generated
+/// code passes the user's closure here rather than calling it, so that rustc infers the
+/// closure's parameter from the row (a closure literal needs no type annotation).
+#[doc(hidden)]
+#[inline(always)]
+pub fn call_row<A, O>(row: A, f: impl FnOnce(A) -> O) -> O {
+    f(row)
+}
 
 /// A rule the macro cannot decide alone, left to rustc so that one mistake gets one error:
 /// append mode over an aggregation needs the watermarked column as a grouping key (or inside

@@ -57,7 +57,24 @@ pub trait Record: Sized + Send + 'static {
 
     /// Row `i` of typed columns, owned (the rows a group-state function receives).
     fn row(cols: &Self::Columns<'_>, i: usize) -> Self;
+
+    /// A borrowed view of one row: a `Copy` struct with one public field per struct field,
+    /// each as a column read gives it (`&str` for `String`, `Option<&str>` for
+    /// `Option<String>`), so reading a row allocates nothing. What the functions of
+    /// `map_rows` / `flat_map_rows` / `filter_rows` receive (see [`RowRef`]).
+    type Ref<'a>: Copy;
+
+    /// Row `i` of typed columns as a [`Record::Ref`] view.
+    fn row_ref<'a>(cols: &Self::Columns<'a>, i: usize) -> Self::Ref<'a>;
+
+    /// An owned record from a view (each field converted with [`ColumnType::from_ref`]).
+    fn from_row_ref(r: Self::Ref<'_>) -> Self;
 }
+
+/// The borrowed view of a row of `R` that a `map_rows` / `flat_map_rows` / `filter_rows`
+/// function over the query's input receives: name it in a function's signature,
+/// `fn parse(line: RowRef<'_, Line>) -> Option<DeviceData>`.
+pub type RowRef<'a, R> = <R as Record>::Ref<'a>;
 
 /// Appends rows of `R` column by column.
 pub trait RecordBuilder<R>: Send {

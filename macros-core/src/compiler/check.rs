@@ -9,7 +9,7 @@ use super::ast::{Call, ModeKind, Query};
 use super::diag::{did_you_mean, hint, Diagnostics};
 use super::exprs::{find_aggregate_call, free_columns};
 use super::logical::{Item, JoinKind, LOp, Logical, Schema, SortSpec};
-use super::ops::{self, aggregate, dedup, group_state, join, union, OpKind};
+use super::ops::{self, aggregate, dedup, group_state, join, typed, union, OpKind};
 
 /// Checks `q`; returns its logical plan (meaningful only when `diags` has no errors).
 pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
@@ -35,6 +35,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         joined_watermarks: Vec::new(),
         stream_joined_inputs: Vec::new(),
         window_event_time: None,
+        mapped: None,
+        typed: 0,
     };
     // `products.col` of a static input becomes a row-loop variable before anything reads it.
     let (calls, static_refs) = join::rewrite_static_refs(q);
@@ -94,7 +96,37 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             i += if spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg") { 2 } else { 1 };
             continue;
         }
+        if cx.mapped.is_some() && after_map_unsupported(spec.kind, calls.get(i + 1)) {
+            diags.error(
+                call.name.span(),
+                format!(
+                    "`{name}` after `map_rows`/`flat_map_rows` is not supported yet in flowgate: put it before the map"
+                ),
+            );
+            i += if spec.kind == OpKind::GroupBy { 2 } else { 1 };
+            continue;
+        }
         match spec.kind {
+            OpKind::Typed(kind) => {
+                let op = typed::check(q, &mut cx, call, kind, diags);
+                if op.is_none() && kind != typed::TypedKind::Filter {
+                    // The map meant to make the rows: what follows names its records' columns
+                    // (unchecked now) and the output is not judged (one mistake, one error).
+                    cx.schema = Schema::Open { defined: Vec::new() };
+                    cx.mapped = Some((usize::MAX, Vec::new()));
+                    unknown_operator = true;
+                }
+                if let Some(op) = op {
+                    if let LOp::TypedRows { spec } = &op {
+                        if spec.produces() {
+                            // The columns named since the previous map are that map's.
+                            typed::flush(&mut cx, &mut ops_out);
+                            cx.mapped = Some((spec.id, Vec::new()));
+                        }
+                    }
+                    ops_out.push(op);
+                }
+            }
             OpKind::Filter => {
                 if let Some(pred) = single_arg(call, diags) {
                     check_no_aggregate(pred, diags);
@@ -231,6 +263,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             "name the output columns after a stream-stream join: end the query with `.select(...)` (both sides' columns, the other stream's as `clicks.col`)",
         );
     }
+    typed::flush(&mut cx, &mut ops_out);
     check_output_mode(q, &cx, &ops_out, diags);
     if !unknown_operator {
         check_output_columns(q, &cx.schema, &ops_out, diags);
@@ -290,6 +323,11 @@ pub(crate) struct Cx {
     /// After an aggregation grouped by an event-time window, that window's column: a later
     /// aggregation's event time is `window_time(it)` (Spark's watermarked `window_time`).
     pub window_event_time: Option<Ident>,
+    /// After a `map_rows` / `flat_map_rows`: its number, and the columns of its records named
+    /// since (bound from each record; rustc checks them).
+    pub mapped: Option<(usize, Vec<Ident>)>,
+    /// Typed operations so far (the next one's number).
+    pub typed: usize,
     /// Whether an error in a `with_watermark` or a grouping key left the event time unknown:
     /// the rules about it (append mode) then stay silent instead of adding a false error.
     pub event_time_unknown: bool,
@@ -306,6 +344,14 @@ impl Cx {
             match &self.schema {
                 // A column of the input record: rustc checks it exists against the record's
                 // typed columns (with its own "did you mean"), at this very token.
+                // After a map, a column of the records its function returns.
+                Schema::Open { .. } if self.mapped.is_some() => {
+                    if let Some((_, cols)) = &mut self.mapped {
+                        if !cols.iter().any(|c| *c == name) {
+                            cols.push(col);
+                        }
+                    }
+                }
                 Schema::Open { .. } => {
                     if !self.input_columns.iter().any(|c| *c == name) {
                         self.input_columns.push(col);
@@ -314,6 +360,18 @@ impl Cx {
                 Schema::Closed { columns } => check_unknown_column(&col, columns, diags),
             }
         }
+    }
+}
+
+/// The operators that cannot follow a `map_rows` yet: those that read the query input's record
+/// again (a union's other side, a join's probe, a group-state function's rows).
+fn after_map_unsupported(kind: OpKind, next: Option<&Call>) -> bool {
+    match kind {
+        OpKind::Union | OpKind::Join | OpKind::GroupState => true,
+        OpKind::GroupBy => {
+            next.is_some_and(|n| ops::lookup(&n.name.to_string()).is_some_and(|s| matches!(s.kind, OpKind::GroupState)))
+        }
+        _ => false,
     }
 }
 
@@ -645,17 +703,22 @@ fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Dia
         return; // The join's own rule says what to name.
     }
     if let Schema::Open { defined } = schema {
+        // After a map, the rows are its records (rustc checks their type is the output's).
+        let last_map = ops.iter().rposition(|o| matches!(o, LOp::TypedRows { spec } if spec.produces()));
+        let after = &ops[last_map.map_or(0, |m| m + 1)..];
         // Semi and anti joins only choose rows, as filters do.
-        let only_filters = ops.iter().all(|o| match o {
+        let only_filters = after.iter().all(|o| match o {
             LOp::Filter { .. }
             | LOp::Watermark { .. }
             | LOp::Dedup { .. }
             | LOp::Union { .. }
             | LOp::Limit { global: Some(_), .. } => true,
+            LOp::TypedRows { spec } => !spec.produces(),
             LOp::Join { spec } => matches!(spec.kind, JoinKind::LeftSemi | JoinKind::LeftAnti),
             _ => false,
         });
-        let same_type = q.inputs.iter().find(|i| i.name == q.source).is_some_and(|i| same_type(&i.ty, &q.output));
+        let same_type = last_map.is_some()
+            || q.inputs.iter().find(|i| i.name == q.source).is_some_and(|i| same_type(&i.ty, &q.output));
         if !(only_filters && same_type) {
             let span = q.calls.last().map(|c| c.name.span()).unwrap_or_else(|| q.source.span());
             let extra =

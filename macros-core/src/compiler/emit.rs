@@ -12,13 +12,15 @@ use syn::{Ident, Type};
 
 use super::ast::{ModeKind, Query};
 use super::logical::LOp;
-use super::ops::{aggregate, dedup, group_state, join, stream_join};
+use super::ops::{aggregate, dedup, group_state, join, stream_join, typed};
 use super::plan::{ColumnsPlan, OperatorKind, OutputPlan, Pipeline, Plan, Sink, Source};
 
 /// The query's items: its type, spec, plan and builder.
 pub fn emit(q: &Query, plan: &Plan) -> TokenStream {
     let continuity = super::continuous::mode_tokens(super::continuous::continuity(plan));
-    emit_skeleton(q, emit_plan(q, plan), input_reads(plan), continuity)
+    let mut items = emit_skeleton(q, emit_plan(q, plan), input_reads(plan), continuity);
+    items.extend(super::batch::items(q, plan.batch_finishes()));
+    items
 }
 
 /// Per input, the columns the plan reads (`Some(&[..])`), or `None` where it hands the whole
@@ -41,7 +43,8 @@ fn input_reads(plan: &Plan) -> Vec<TokenStream> {
 /// with a plan that is never run.
 pub fn emit_fallback(q: &Query) -> TokenStream {
     let reads = q.inputs.iter().map(|_| quote!(::core::option::Option::None)).collect();
-    emit_skeleton(
+    let batch = super::batch::items(q, false);
+    let mut items = emit_skeleton(
         q,
         quote! {
             ::std::boxed::Box::new(::flowgate::engine::CompiledPlan::new((), ::flowgate::engine::Watermarks::none(), |_, _, _| {
@@ -51,7 +54,9 @@ pub fn emit_fallback(q: &Query) -> TokenStream {
         reads,
         // Any trigger type-checks: the user sees the query's errors, not one about its trigger.
         super::continuous::mode_tokens(super::continuous::Continuity::MapLike),
-    )
+    );
+    items.extend(batch);
+    items
 }
 
 /// The plan: the operators' state, the watermark trackers, and the batch function running
@@ -210,6 +215,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
     match (&p.source, &p.sink) {
         (Source::Input(i), Sink::Output(OutputPlan::Columns(c))) => emit_columns(q, plan, p, *i, c, ends),
         (Source::Input(i), Sink::Output(OutputPlan::InputRows)) => emit_input_rows(q, plan, p, *i, ends),
+        (Source::Input(i), Sink::Output(OutputPlan::Records)) => typed::emit_records(q, plan, p, *i, ends),
         (Source::Input(i), Sink::Operator(o)) => {
             let update = match &plan.operators[*o].kind {
                 OperatorKind::HashAggregate(a) => aggregate::emit_hash_update(q, plan, p, *i, *o, a, first),
@@ -433,6 +439,7 @@ fn fuse_live(
             quote! { #check #inner }
         }
         LOp::Join { spec } => join::emit_row(spec, inner, &quote! { continue; }),
+        LOp::TypedRows { spec } => typed::emit_row(spec, inner, &quote! { continue; }),
         LOp::Limit { global: Some(id), .. } => {
             let v = dedup::var(*id);
             quote! { if !#v.take() { continue; } #inner }
@@ -576,6 +583,7 @@ fn emit_columns(
     // builders start small and grow, instead of reserving a whole unit for rows it drops.
     let capacity = if p.ops.iter().any(|op| {
         matches!(op, LOp::Filter { .. } | LOp::FlatMap { .. } | LOp::Dedup { .. } | LOp::Limit { global: Some(_), .. })
+            || matches!(op, LOp::TypedRows { spec } if spec.kind != typed::TypedKind::Map)
     }) {
         quote!(::core::cmp::min(__fg_range.len(), ::flowgate::exec::FILTERED_START_CAPACITY))
     } else {
@@ -630,6 +638,7 @@ fn emit_input_rows(q: &Query, plan: &Plan, p: &Pipeline, input: usize, ends: &[T
         LOp::Watermark { column, .. } => observe(column),
         LOp::Dedup { op, spec } => dedup::emit_row(*op, spec, &reject),
         LOp::Join { spec } => join::emit_row(spec, TokenStream::new(), &reject),
+        LOp::TypedRows { spec } if !spec.produces() => typed::emit_row(spec, TokenStream::new(), &reject),
         LOp::Limit { global: Some(id), .. } => {
             let v = dedup::var(*id);
             quote! { if !#v.take() { #reject } }

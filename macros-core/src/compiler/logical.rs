@@ -132,6 +132,9 @@ pub enum LOp {
     /// `group_by(keys..).map_groups_with_state(f, ..)` / `flat_map_groups_with_state`: the
     /// user's function per key.
     GroupState { spec: GroupStateSpec },
+    /// `map_rows(f)` / `flat_map_rows(f)` / `filter_rows(f)`: the user's function over the
+    /// whole current record (`ops/typed.rs`).
+    TypedRows { spec: Box<crate::compiler::ops::typed::TypedSpec> },
 }
 
 /// Which timeouts a group-state function may set (Spark's `GroupStateTimeout`).

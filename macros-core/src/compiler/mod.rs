@@ -2,6 +2,7 @@
 //! (see ARCHITECTURE.md). Runs without rustc: the unit and snapshot tests call it directly.
 
 pub mod ast;
+pub mod batch;
 pub mod check;
 pub mod continuous;
 pub mod diag;
@@ -488,6 +489,46 @@ mod snapshot_tests {
         });
         let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
         insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
+    /// The seed's device example with typed operations: a filter over the row view, a flat map
+    /// to records, column operators over the records' columns, into an aggregation.
+    fn typed_rows() -> proc_macro2::TokenStream {
+        quote! {
+            query DeviceTypes(lines: Line) -> TypeCount, mode = complete {
+                lines
+                    .filter_rows(|l| !l.value.is_empty())
+                    .flat_map_rows(parse_device)
+                    .filter(signal > 10.0)
+                    .group_by(device_type)
+                    .agg(count() as n, max(signal) as strongest)
+            }
+        }
+    }
+
+    #[test]
+    fn typed_rows_plan() {
+        insta::assert_snapshot!(plan_of(typed_rows()));
+    }
+
+    #[test]
+    fn typed_rows_expansion() {
+        let out = super::compile(typed_rows());
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
+    /// A map's records to the output whole, and a map into column operators.
+    #[test]
+    fn typed_rows_to_output_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query Parsed(lines: Line) -> DeviceData, mode = append {
+                lines.map_rows(|l| parse(l)).filter(signal >= 0.0)
+            }
+            query Loud(lines: Line) -> Strong, mode = append {
+                lines.map_rows(parse).with_column(loud = signal > 20.0).select(device, loud)
+            }
+        }));
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub enum OutputPlan {
     /// The output record is the input record and only filters ran: the input batch, filtered
     /// with a mask.
     InputRows,
+    /// The records the pipeline's last `map_rows` / `flat_map_rows` returned, pushed whole.
+    Records,
 }
 
 /// The column-by-column output of an input pipeline.
@@ -367,6 +369,9 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         cols
     };
     let output = |p: &Pipeline| match (&logical.output, p.source) {
+        (Schema::Open { .. }, _) if p.ops.iter().any(|o| matches!(o, LOp::TypedRows { spec } if spec.produces())) => {
+            OutputPlan::Records
+        }
         (Schema::Open { .. }, _) => OutputPlan::InputRows,
         (Schema::Closed { columns }, Source::Input(i)) => {
             OutputPlan::Columns(columns_plan(&p.ops, columns, &union_reads(i)))
@@ -476,6 +481,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
     // An input whose rows are the output, or whose rows a group-state function gets whole.
     let reads_all = |i: usize| {
         pipelines.iter().filter(|p| p.source == Source::Input(i)).any(|p| match p.sink {
+            _ if reads_whole_rows(p) => true,
             Sink::Output(OutputPlan::InputRows) => true,
             Sink::Operator(o) => matches!(operators[o].kind, OperatorKind::GroupState(_)),
             Sink::Output(_) => false,
@@ -539,6 +545,11 @@ fn operator_input_columns(kind: &OperatorKind) -> Vec<Ident> {
     cols
 }
 
+/// Whether a typed operation's function gets the input's rows whole.
+fn reads_whole_rows(p: &Pipeline) -> bool {
+    p.ops.iter().any(|o| matches!(o, LOp::TypedRows { spec } if spec.reads_input()))
+}
+
 /// The column `name` a bare column reference names (`auction` in `select(auction)` or in
 /// `x = auction`), or `None` for any other expression.
 pub fn bare_column(expr: &Expr) -> Option<Ident> {
@@ -563,6 +574,7 @@ fn changes_rows(op: &LOp) -> bool {
             | LOp::StreamJoin { .. }
             | LOp::Limit { global: Some(_), .. }
             | LOp::GroupState { .. }
+            | LOp::TypedRows { .. }
     )
 }
 
@@ -589,6 +601,7 @@ fn passed_input(ops: &[LOp], name: &Ident) -> Option<Ident> {
             | LOp::StreamJoin { .. }
             | LOp::Union { .. }
             | LOp::GroupState { .. }
+            | LOp::TypedRows { .. }
             | LOp::Sort { .. }
             | LOp::Limit { .. } => return None,
         }
@@ -622,7 +635,8 @@ fn reads_of(op: &LOp, live: Option<&[bool]>) -> Vec<String> {
         | LOp::Union { .. }
         | LOp::Limit { .. }
         | LOp::StreamJoin { .. }
-        | LOp::GroupState { .. } => Vec::new(),
+        | LOp::GroupState { .. }
+        | LOp::TypedRows { .. } => Vec::new(),
     }
 }
 
@@ -660,6 +674,8 @@ fn liveness(ops: &[LOp], built: &[&Ident]) -> (Vec<Vec<bool>>, HashSet<String>) 
                 }
                 needed.extend(reads_of(op, None));
             }
+            // Names after a map are its records' columns; its function reads the row whole.
+            LOp::TypedRows { spec } if spec.produces() => needed.clear(),
             other => needed.extend(reads_of(other, None)),
         }
     }
@@ -674,6 +690,8 @@ fn bind_points(ops: &[LOp], live: &[Vec<bool>], row_inputs: &[Ident], terminal: 
     let mut defined: HashSet<String> = HashSet::new();
     let mut bound: HashSet<String> = HashSet::new();
     let mut flat_map_at = None;
+    // After a map no name is an input column: each is bound from the map's records.
+    let mut mapped = false;
     for k in 0..=ops.len() {
         let reads: Vec<String> = match ops.get(k) {
             None => terminal.iter().map(|c| c.to_string()).collect(),
@@ -681,7 +699,7 @@ fn bind_points(ops: &[LOp], live: &[Vec<bool>], row_inputs: &[Ident], terminal: 
         };
         let at = flat_map_at.unwrap_or(k);
         for r in reads {
-            if defined.contains(&r) || bound.contains(&r) {
+            if mapped || defined.contains(&r) || bound.contains(&r) {
                 continue;
             }
             if let Some(c) = row_inputs.iter().find(|c| **c == r) {
@@ -701,6 +719,7 @@ fn bind_points(ops: &[LOp], live: &[Vec<bool>], row_inputs: &[Ident], terminal: 
                 defined.extend(spec.vars().iter().map(Ident::to_string));
                 flat_map_at.get_or_insert(k);
             }
+            Some(LOp::TypedRows { spec }) if spec.produces() => mapped = true,
             _ => {}
         }
     }
@@ -798,6 +817,9 @@ impl fmt::Display for Plan {
                 None if self.pipelines.iter().any(|p| p.source == Source::Input(i) && self.feeds_group_state(p)) => {
                     "reads every column (the group-state function gets whole rows)".to_string()
                 }
+                None if self.pipelines.iter().any(|p| p.source == Source::Input(i) && reads_whole_rows(p)) => {
+                    "reads every column (a typed function gets whole rows)".to_string()
+                }
                 None => "reads every column (the rows are the output)".to_string(),
             };
             writeln!(f, "input #{i} {}: {}, {reads}", input.name, tokens(&input.ty))?;
@@ -887,6 +909,7 @@ impl fmt::Display for Plan {
                     LOp::Limit { global: Some(op), .. } => {
                         writeln!(f, "    pass rows while the limit has room (stateful #{op})")?
                     }
+                    LOp::TypedRows { spec } => writeln!(f, "    {spec}")?,
                     LOp::Aggregate { .. } | LOp::Union { .. } | LOp::StreamJoin { .. } | LOp::GroupState { .. } => {
                         writeln!(f, "    (breaker)")?
                     }
@@ -918,6 +941,9 @@ impl fmt::Display for Plan {
                 }
                 Sink::Output(OutputPlan::Rows(c)) => writeln!(f, "    → output record ({})", idents(c))?,
                 Sink::Output(OutputPlan::InputRows) => writeln!(f, "    → output = input rows (mask filter)")?,
+                Sink::Output(OutputPlan::Records) => {
+                    writeln!(f, "    → output record = the records the last map returns, pushed whole")?
+                }
             }
         }
         Ok(())

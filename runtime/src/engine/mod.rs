@@ -13,6 +13,7 @@
 //! Breaking (2) — calling a batch twice, or out of order — would double-count in aggregations;
 //! the engine is the only caller.
 
+pub mod batch;
 mod checkpoint;
 pub mod continuous;
 mod execution;

@@ -65,6 +65,17 @@ where
     })
 }
 
+/// The hash a key's slot in its partition's table is found by: the persisted partition hash
+/// with its halves swapped. The table takes its 7-bit tags from the hash's top bits, and the
+/// top bits of the upper half also choose the partition (`partition_of`), so within one
+/// partition the unswapped tags would share their first bit(s): twice the false tag matches,
+/// each a read of a key that is likely not in cache. Only the in-memory tables see it; the
+/// partition and the checkpoint still go by the partition hash.
+#[inline(always)]
+fn slot_hash(hash: u64) -> u64 {
+    hash.rotate_left(32)
+}
+
 /// Keyed state with one value per key, by shuffle partition.
 pub struct KeyedState<K, V> {
     parts: Vec<HashTable<Entry<K, V>>>,
@@ -112,14 +123,16 @@ where
     #[inline]
     pub fn insert_absent<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q, value: V) -> bool {
         let p = partition_of(hash, self.parts.len());
-        match self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)) {
-            Ok(_) => false,
-            Err(absent) => {
+        // `entry`: the probe that finds the key absent also finds its slot (`find_entry`
+        // then `insert_unique` probed twice; measured in `benches/src/ops.rs`, dedup).
+        match self.parts[p].entry(slot_hash(hash), |e| key.eq_owned(&e.key), |e| slot_hash(hash_key(&e.key))) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
                 let owned = key.to_owned_key();
                 if self.tracking {
                     self.touched.push((hash, owned.clone()));
                 }
-                absent.into_table().insert_unique(hash, Entry { key: owned, value }, |e| hash_key(&e.key));
+                slot.insert(Entry { key: owned, value });
                 true
             }
         }
@@ -130,7 +143,7 @@ where
     /// (the group-state operator moves a key's state into the user's call and back).
     pub fn take<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> Option<V> {
         let p = partition_of(hash, self.parts.len());
-        match self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)) {
+        match self.parts[p].find_entry(slot_hash(hash), |e| key.eq_owned(&e.key)) {
             Ok(entry) => Some(entry.remove().0.value),
             Err(_) => None,
         }
@@ -170,7 +183,7 @@ where
         if self.tracking && changed {
             self.touched.push((hash, key.clone()));
         }
-        self.parts[p].insert_unique(hash, Entry { key, value }, |e| hash_key(&e.key));
+        self.parts[p].insert_unique(slot_hash(hash), Entry { key, value }, |e| slot_hash(hash_key(&e.key)));
     }
 
     /// Records the removal of a key already [`KeyedState::take`]n.
@@ -217,7 +230,7 @@ where
         touched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         for (hash, key) in touched {
             let p = partition_of(hash, n);
-            let value = self.parts[p].find(hash, |e| e.key == key).map(|e| crate::codec::to_bytes(&e.value));
+            let value = self.parts[p].find(slot_hash(hash), |e| e.key == key).map(|e| crate::codec::to_bytes(&e.value));
             out[p].push((crate::codec::to_bytes(&key), value));
         }
         out
@@ -228,7 +241,7 @@ where
         self.touched.clear();
         self.parts.iter_mut().for_each(HashTable::clear);
         restore_partitions(maps, &mut self.parts, |t: &mut HashTable<Entry<K, V>>, hash, key: K, value: V| {
-            t.insert_unique(hash, Entry { key, value }, |e| hash_key(&e.key));
+            t.insert_unique(slot_hash(hash), Entry { key, value }, |e| slot_hash(hash_key(&e.key)));
         })
     }
 }

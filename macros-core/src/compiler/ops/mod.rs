@@ -8,6 +8,7 @@ pub mod group_state;
 pub mod join;
 pub mod stream_join;
 pub mod transform_with_state;
+pub mod typed;
 pub mod union;
 
 /// What an operator does, as the check phase sees it.
@@ -38,6 +39,9 @@ pub enum OpKind {
     /// `group_by(keys..).transform_with_state(processor, time_mode = ..)`
     /// (`ops/transform_with_state.rs`).
     GroupState,
+    /// `map_rows(f)` / `flat_map_rows(f)` / `filter_rows(f)`: the user's function over the
+    /// whole record (`ops/typed.rs`).
+    Typed(typed::TypedKind),
 }
 
 /// One registered operator.
@@ -55,6 +59,9 @@ pub const OPERATORS: &[OpSpec] = &[
     OpSpec { name: "with_column", kind: OpKind::WithColumn },
     OpSpec { name: "flat_map", kind: OpKind::FlatMap },
     OpSpec { name: "explode", kind: OpKind::FlatMap },
+    OpSpec { name: "map_rows", kind: OpKind::Typed(typed::TypedKind::Map) },
+    OpSpec { name: "flat_map_rows", kind: OpKind::Typed(typed::TypedKind::FlatMap) },
+    OpSpec { name: "filter_rows", kind: OpKind::Typed(typed::TypedKind::Filter) },
     OpSpec { name: "group_by", kind: OpKind::GroupBy },
     OpSpec { name: "agg", kind: OpKind::Agg },
     OpSpec { name: "with_watermark", kind: OpKind::Watermark },
@@ -84,6 +91,11 @@ pub const BUILDER_METHODS: &[&str] = &[
     "start",
     "builder",
     "spec",
+    // The batch job's (`<Query>Batch`).
+    "run",
+    "run_batches",
+    "write",
+    "batch",
 ];
 
 pub fn lookup(name: &str) -> Option<&'static OpSpec> {

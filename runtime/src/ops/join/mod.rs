@@ -12,7 +12,22 @@ pub mod stream;
 use arrow_array::RecordBatch;
 use hashbrown::HashTable;
 
-use crate::value::{hash_key, GroupKey};
+use std::hash::{BuildHasher, Hasher};
+
+use crate::value::GroupKey;
+
+/// The hash of the index: in memory only (the table is rebuilt from the static input whenever
+/// the query starts), so a fast one, not the persisted partition hash, whose Murmur3 rounds
+/// cost more per probe (measured in `benches/src/ops.rs`, static_join).
+#[inline(always)]
+fn index_hash<K: GroupKey + ?Sized>(key: &K) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(INDEX_SEED).build_hasher();
+    key.hash_key(&mut h);
+    h.finish()
+}
+
+/// Any constant: the index is never persisted.
+const INDEX_SEED: u64 = 0x5157_4154_4943_0001;
 
 /// The static side of a join: its batches and an index from key to rows.
 ///
@@ -48,12 +63,12 @@ where
         if key.has_null() {
             return;
         }
-        let hash = hash_key(&key);
+        let hash = index_hash(&key);
         let at = (batch as u32, row as u32);
         match self.building.find_mut(hash, |(k, _)| key.eq_owned(k)) {
             Some((_, rows)) => rows.push(at),
             None => {
-                self.building.insert_unique(hash, (key.to_owned_key(), vec![at]), |(k, _)| hash_key(k));
+                self.building.insert_unique(hash, (key.to_owned_key(), vec![at]), |(k, _)| index_hash(k));
             }
         }
     }
@@ -62,12 +77,12 @@ where
     pub fn finish(&mut self) {
         let building = std::mem::take(&mut self.building);
         self.rows.reserve(building.iter().map(|(_, r)| r.len()).sum());
-        self.index.reserve(building.len(), |(k, _, _)| hash_key(k));
+        self.index.reserve(building.len(), |(k, _, _)| index_hash(k));
         for (key, rows) in building {
             let start = self.rows.len() as u32;
             self.rows.extend_from_slice(&rows);
-            let hash = hash_key(&key);
-            self.index.insert_unique(hash, (key, start, rows.len() as u32), |(k, _, _)| hash_key(k));
+            let hash = index_hash(&key);
+            self.index.insert_unique(hash, (key, start, rows.len() as u32), |(k, _, _)| index_hash(k));
         }
     }
 
@@ -78,7 +93,7 @@ where
         if key.has_null() {
             return &[];
         }
-        match self.index.find(hash_key(key), |(k, _, _)| key.eq_owned(k)) {
+        match self.index.find(index_hash(key), |(k, _, _)| key.eq_owned(k)) {
             Some(&(_, start, len)) => &self.rows[start as usize..(start + len) as usize],
             None => &[],
         }

@@ -1,0 +1,271 @@
+//! Typed Dataset operations: `map_rows` / `flat_map_rows` / `filter_rows` with a Rust function
+//! over the whole record, fused with the column operators. The seed's device example (socket
+//! lines → `DeviceData`) written as Spark users write it, and each shape of pipeline a typed
+//! operation can sit in: to the output whole, into column operators, into an aggregation,
+//! into a deduplication, chained, and a filter alone (the input rows passed through by mask).
+
+use arrow_array::RecordBatch;
+use flowgate::engine::{BatchContext, PlanConfig, QuerySpec};
+use flowgate::prelude::*;
+use flowgate::record::RowRef;
+
+/// What the socket source gives: one line of text per row.
+#[derive(Record, Clone, Debug, PartialEq)]
+struct Line {
+    value: String,
+}
+
+/// The seed's record.
+#[derive(Record, Clone, Debug, PartialEq)]
+struct DeviceData {
+    device: String,
+    device_type: String,
+    signal: f64,
+    time: Timestamp,
+}
+
+#[derive(Record, Debug, Clone, PartialEq)]
+struct TypeCount {
+    device_type: String,
+    n: i64,
+    strongest: f64,
+}
+
+#[derive(Record, Debug, Clone, PartialEq)]
+struct Strong {
+    device: String,
+    loud: bool,
+}
+
+#[derive(Record, Debug, Clone, PartialEq)]
+struct Word {
+    word: String,
+    len: i64,
+}
+
+#[derive(Record, Debug, Clone, PartialEq)]
+struct WindowCount {
+    window: Window,
+    device_type: String,
+    n: i64,
+}
+
+/// `d1 phone 12.5 2024-01-01T12:00:00Z` → a record; a line that does not parse gives none
+/// (Spark users write `lines.as[String].flatMap(parse)` for this).
+fn parse_device(line: RowRef<'_, Line>) -> Option<DeviceData> {
+    let mut parts = line.value.split(' ');
+    let device = parts.next()?.to_string();
+    let device_type = parts.next()?.to_string();
+    let signal = parts.next()?.parse().ok()?;
+    let time = Timestamp::parse(parts.next()?).ok()?;
+    Some(DeviceData { device, device_type, signal, time })
+}
+
+stream_query! {
+    /// The seed's device example: lines parsed into records, then column operators over the
+    /// records' columns.
+    query DeviceTypes(lines: Line) -> TypeCount, mode = complete {
+        lines
+            .flat_map_rows(parse_device)
+            .filter(signal > 10.0)
+            .group_by(device_type)
+            .agg(count() as n, max(signal) as strongest)
+    }
+
+    /// A map's records are the output, pushed whole.
+    query Parsed(lines: Line) -> DeviceData, mode = append {
+        lines.filter(!value.is_empty()).flat_map_rows(parse_device).filter(signal >= 0.0)
+    }
+
+    /// A closure over the row view, then column operators; the names after the map are the
+    /// record's, even where the input had the same (`value`).
+    query Loud(lines: Line) -> Strong, mode = append {
+        lines
+            .map_rows(|l| DeviceData {
+                device: l.value.split(' ').next().unwrap_or("").to_string(),
+                device_type: String::new(),
+                signal: l.value.len() as f64,
+                time: Timestamp(0),
+            })
+            .with_column(loud = signal > 20.0)
+            .select(device = device.to_uppercase(), loud)
+    }
+
+    /// Typed operations chained: a filter over the map's record (by reference), a second map.
+    query Chained(lines: Line) -> Strong, mode = append {
+        lines
+            .filter_rows(|l| !l.value.starts_with('#'))
+            .flat_map_rows(parse_device)
+            .filter_rows(|d| d.device_type == "phone")
+            .map_rows(|d| Strong { device: d.device.clone(), loud: d.signal > 20.0 })
+    }
+
+    /// A filter over the row view alone: the input rows pass through by mask.
+    query Comments(lines: Line) -> Line, mode = append {
+        lines.filter_rows(|l| l.value.starts_with('#'))
+    }
+
+    /// A flat map to many records, then a column filter and select.
+    query Words(lines: Line) -> Word, mode = append {
+        lines
+            .flat_map_rows(|l| l.value.split(' ').map(|w| Word { word: w.to_string(), len: w.len() as i64 }).collect::<Vec<_>>())
+            .filter(len > 1)
+            .select(word, len)
+    }
+
+    /// Event time on a column of the map's records, then a windowed aggregation.
+    query Windows(lines: Line) -> WindowCount, mode = update {
+        lines
+            .flat_map_rows(parse_device)
+            .with_watermark(time, "10 minutes")
+            .group_by(window(time, "1 minute"), device_type)
+            .agg(count() as n)
+    }
+
+    /// A deduplication on the map's columns.
+    query FirstPerDevice(lines: Line) -> DeviceData, mode = append {
+        lines.flat_map_rows(parse_device).drop_duplicates(device)
+    }
+
+    /// The same as `DeviceTypes`, with column operators only (the reference).
+    query DeviceTypesByColumns(lines: Line) -> TypeCount, mode = complete {
+        lines
+            .with_column(parts = value.split(' ').collect::<Vec<_>>())
+            .filter(parts.len() == 4 && parts[2].parse::<f64>().is_ok() && Timestamp::parse(parts[3]).is_ok())
+            .with_column(device_type = parts[1].to_string(), signal = parts[2].parse::<f64>().unwrap_or(0.0))
+            .filter(signal > 10.0)
+            .group_by(device_type)
+            .agg(count() as n, max(signal) as strongest)
+    }
+}
+
+fn run(spec: QuerySpec, batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    run_mode(spec, batches, OutputMode::Append)
+}
+
+fn run_mode(spec: QuerySpec, batches: Vec<RecordBatch>, mode: OutputMode) -> Vec<RecordBatch> {
+    let mut plan = (spec.make_plan)(&PlanConfig::with_partitions(2));
+    plan.run_batch(&BatchContext::new(0, mode), &[batches]).unwrap()
+}
+
+fn rows<R: Record>(out: &[RecordBatch]) -> Vec<R> {
+    out.iter().flat_map(|b| R::from_batch(b).unwrap()).collect()
+}
+
+fn lines(text: &[&str]) -> Vec<RecordBatch> {
+    vec![Line::to_batch(text.iter().map(|t| Line { value: t.to_string() })).unwrap()]
+}
+
+const DEVICES: &[&str] = &[
+    "d1 phone 12.5 2024-01-01T12:00:00Z",
+    "d2 tablet 30.0 2024-01-01T12:00:01Z",
+    "not a reading",
+    "d3 phone 8.0 2024-01-01T12:00:02Z",
+    "d4 phone 20.0 2024-01-01T12:01:03Z",
+    "d1 phone 25.0 2024-01-01T12:01:04Z",
+    "d5 tablet x 2024-01-01T12:00:05Z",
+];
+
+fn sorted_counts(out: &[RecordBatch]) -> Vec<TypeCount> {
+    let mut r: Vec<TypeCount> = rows(out);
+    r.sort_by(|a, b| a.device_type.cmp(&b.device_type));
+    r
+}
+
+#[test]
+fn the_seed_device_example_parses_lines_into_records_and_aggregates_their_columns() {
+    let out = run_mode(DeviceTypes::spec(), lines(DEVICES), OutputMode::Complete);
+    assert_eq!(
+        sorted_counts(&out),
+        [
+            TypeCount { device_type: "phone".into(), n: 3, strongest: 25.0 },
+            TypeCount { device_type: "tablet".into(), n: 1, strongest: 30.0 },
+        ]
+    );
+}
+
+#[test]
+fn typed_and_column_operators_agree_on_many_rows_over_parallel_units() {
+    // Enough rows for several work units, so the typed pipeline runs in parallel.
+    let text: Vec<String> = (0..200_000)
+        .map(|i| match i % 11 {
+            0 => format!("bad line {i}"),
+            k => format!("d{i} t{} {}.5 2024-01-01T12:{:02}:00Z", k % 4, i % 40, i % 60),
+        })
+        .collect();
+    let refs: Vec<&str> = text.iter().map(String::as_str).collect();
+    let typed = sorted_counts(&run_mode(DeviceTypes::spec(), lines(&refs), OutputMode::Complete));
+    let columns = sorted_counts(&run_mode(DeviceTypesByColumns::spec(), lines(&refs), OutputMode::Complete));
+    assert_eq!(typed.len(), 4);
+    assert_eq!(typed, columns);
+}
+
+#[test]
+fn a_maps_records_are_the_output_whole() {
+    let out: Vec<DeviceData> = rows(&run(Parsed::spec(), lines(DEVICES)));
+    let devices: Vec<&str> = out.iter().map(|d| d.device.as_str()).collect();
+    assert_eq!(devices, ["d1", "d2", "d3", "d4", "d1"]);
+    assert_eq!(out[1].time, Timestamp::parse("2024-01-01T12:00:01Z").unwrap());
+    assert_eq!(out[1].signal, 30.0);
+}
+
+#[test]
+fn columns_after_a_map_are_its_records_columns() {
+    let out: Vec<Strong> = rows(&run(Loud::spec(), lines(&["ab cd", "a much longer line than twenty"])));
+    assert_eq!(out, [Strong { device: "AB".into(), loud: false }, Strong { device: "A".into(), loud: true }]);
+}
+
+#[test]
+fn typed_operations_chain_by_reference() {
+    let mut text = DEVICES.to_vec();
+    text.push("# d9 phone 99.0 2024-01-01T12:00:00Z");
+    let out: Vec<Strong> = rows(&run(Chained::spec(), lines(&text)));
+    assert_eq!(
+        out,
+        [
+            Strong { device: "d1".into(), loud: false },
+            Strong { device: "d3".into(), loud: false },
+            Strong { device: "d4".into(), loud: false },
+            Strong { device: "d1".into(), loud: true },
+        ]
+    );
+}
+
+#[test]
+fn a_filter_alone_passes_the_input_rows_through() {
+    let out: Vec<Line> = rows(&run(Comments::spec(), lines(&["# a", "b", "#c"])));
+    assert_eq!(out, [Line { value: "# a".into() }, Line { value: "#c".into() }]);
+    // The source decodes every column: the function reads the row whole.
+    assert_eq!(Comments::spec().input_reads, vec![None]);
+}
+
+#[test]
+fn a_flat_map_makes_any_number_of_records() {
+    let out: Vec<Word> = rows(&run(Words::spec(), lines(&["to be or not", "", "x yz"])));
+    let words: Vec<&str> = out.iter().map(|w| w.word.as_str()).collect();
+    assert_eq!(words, ["to", "be", "or", "not", "yz"]);
+}
+
+#[test]
+fn event_time_of_a_maps_records_drives_a_window() {
+    let out: Vec<WindowCount> = rows(&run_mode(Windows::spec(), lines(DEVICES), OutputMode::Update));
+    let mut got: Vec<(i64, String, i64)> =
+        out.iter().map(|w| (w.window.start.micros(), w.device_type.clone(), w.n)).collect();
+    got.sort();
+    let minute = |m: &str| Timestamp::parse(&format!("2024-01-01T12:{m}:00Z")).unwrap().micros();
+    assert_eq!(
+        got,
+        [
+            (minute("00"), "phone".to_string(), 2),
+            (minute("00"), "tablet".to_string(), 1),
+            (minute("01"), "phone".to_string(), 2),
+        ]
+    );
+}
+
+#[test]
+fn a_deduplication_keys_on_a_maps_columns() {
+    let out: Vec<DeviceData> = rows(&run(FirstPerDevice::spec(), lines(DEVICES)));
+    let devices: Vec<(&str, f64)> = out.iter().map(|d| (d.device.as_str(), d.signal)).collect();
+    assert_eq!(devices, [("d1", 12.5), ("d2", 30.0), ("d3", 8.0), ("d4", 20.0)]);
+}

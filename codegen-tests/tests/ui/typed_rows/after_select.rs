@@ -1,0 +1,24 @@
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Line {
+    value: String,
+}
+
+#[derive(Record)]
+struct DeviceData {
+    device: String,
+    signal: f64,
+}
+
+fn parse(line: flowgate::record::RowRef<'_, Line>) -> DeviceData {
+    DeviceData { device: line.value.to_string(), signal: line.value.len() as f64 }
+}
+
+stream_query! {
+    query Q(lines: Line) -> DeviceData, mode = append {
+        lines.select(value).map_rows(parse)
+    }
+}
+
+fn main() {}
