@@ -154,7 +154,7 @@ where
     #[inline]
     pub fn find_mut<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> Option<&mut V> {
         let p = partition_of(hash, self.parts.len());
-        self.parts[p].find_mut(hash, |e| key.eq_owned(&e.key)).map(|e| &mut e.value)
+        self.parts[p].find_mut(slot_hash(hash), |e| key.eq_owned(&e.key)).map(|e| &mut e.value)
     }
 
     /// Records a change of `key`'s value made in place, for the next
@@ -169,7 +169,7 @@ where
     /// Removes `key` and records the removal.
     pub fn remove<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> Option<V> {
         let p = partition_of(hash, self.parts.len());
-        let (entry, _) = self.parts[p].find_entry(hash, |e| key.eq_owned(&e.key)).ok()?.remove();
+        let (entry, _) = self.parts[p].find_entry(slot_hash(hash), |e| key.eq_owned(&e.key)).ok()?.remove();
         if self.tracking {
             self.touched.push((hash, entry.key));
         }
