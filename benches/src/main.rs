@@ -107,13 +107,15 @@ fn main() {
             eprintln!("--format takes json, parquet or both, not {format:?}");
             std::process::exit(2);
         };
-        compare::compare(
-            arg("--rows", compare::DEFAULT_ROWS),
-            arg("--runs", DEFAULT_RUNS),
-            only.as_deref(),
-            no_spark,
-            &formats,
-        );
+        compare::compare(&compare::Options {
+            rows: arg("--rows", compare::DEFAULT_ROWS),
+            runs: arg("--runs", DEFAULT_RUNS),
+            only: only.as_deref(),
+            skip_spark: no_spark,
+            formats: &formats,
+            verify: !std::env::args().any(|a| a == "--no-verify"),
+            empty_runs: arg("--empty-runs", 3),
+        });
         return;
     }
     if what == "joins-spark" {
