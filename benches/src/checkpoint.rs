@@ -25,11 +25,7 @@ pub const RESTART_KEYS: i64 = 1_000_000;
 const SMALL_ROWS: i64 = 10;
 
 fn builder(source: Source<KeyValue>, sink: Sink, checkpoint: Option<&std::path::Path>) -> StreamingQuery {
-    let b = CountPerKey::builder()
-        .events(source)
-        .sink(sink)
-        .shuffle_partitions(4)
-        .trigger(Trigger::available_now());
+    let b = CountPerKey::builder().events(source).sink(sink).shuffle_partitions(4).trigger(Trigger::available_now());
     let b = match checkpoint {
         Some(dir) => b.checkpoint(dir),
         None => b,
@@ -43,7 +39,9 @@ pub fn restart_time(keys: i64) -> (Duration, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = MemoryStream::<KeyValue>::new();
     input.add((0..keys).map(|k| KeyValue { key: k, value: 1 }));
-    builder(Source::memory(&input), Sink::foreach_batch(|_, _| Ok(())), Some(dir.path())).await_termination().expect("first run");
+    builder(Source::memory(&input), Sink::foreach_batch(|_, _| Ok(())), Some(dir.path()))
+        .await_termination()
+        .expect("first run");
     let bytes = dir_bytes(&dir.path().join("state"));
     let t = Instant::now();
     let q = builder(Source::memory(&MemoryStream::new()), Sink::foreach_batch(|_, _| Ok(())), Some(dir.path()));

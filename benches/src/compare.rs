@@ -196,8 +196,14 @@ fn bid_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>, format: Form
 }
 
 pub fn cases() -> Vec<Case> {
-    let bids =
-        |name, spec| Case { name, input: Input::Nexmark, spec, source: bid_source, max_files: None, aggregation: false };
+    let bids = |name, spec| Case {
+        name,
+        input: Input::Nexmark,
+        spec,
+        source: bid_source,
+        max_files: None,
+        aggregation: false,
+    };
     vec![
         Case {
             name: "word_count",
@@ -701,7 +707,8 @@ pub struct Options<'a> {
 pub fn compare(o: &Options<'_>) {
     let (rows, runs, formats) = (o.rows, o.runs, o.formats);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let work = data_root().join("compare");
+    // One work directory per size, so that runs of two sizes never share result files.
+    let work = data_root().join(format!("compare-{rows}"));
     std::fs::create_dir_all(&work).expect("work dir");
     let python = if o.skip_spark { Err("--no-spark given".to_string()) } else { spark_python() };
     if let Err(why) = &python {
@@ -730,9 +737,10 @@ pub fn compare(o: &Options<'_>) {
             let fg_out = work.join(format!("{}.{}.flowgate.tsv", case.name, format.name()));
             let out_arg = |p: &Path| if o.verify { p.to_path_buf() } else { PathBuf::from("-") };
             let mut fg = Vec::new();
-            for (system, child_system) in
-                [(FG_CHECKPOINT, format!("files-{}", format.name())), (FG_PLAIN, format!("files-{}-nockpt", format.name()))]
-            {
+            for (system, child_system) in [
+                (FG_CHECKPOINT, format!("files-{}", format.name())),
+                (FG_PLAIN, format!("files-{}-nockpt", format.name())),
+            ] {
                 // Only the first writes the result (the same query over the same files).
                 let out = if system == FG_CHECKPOINT { out_arg(&fg_out) } else { PathBuf::from("-") };
                 match run_child(case.name, &child_system, rows, runs, &out) {
@@ -830,7 +838,15 @@ fn print_table(lines: &[Line], rows: usize, threads: usize, cases: &[Case]) {
     };
     println!(
         "{:<15} {:<33} {:>10} {:>11} {:>8} {:>7} {:>9}  {:<22} {:<22} ratio",
-        "workload", "system", "seconds", "events/s/c", "peak MB", "MB/s/c", "result", "x page-cache read", "x hand loop"
+        "workload",
+        "system",
+        "seconds",
+        "events/s/c",
+        "peak MB",
+        "MB/s/c",
+        "result",
+        "x page-cache read",
+        "x hand loop"
     );
     let mut csv = vec![
         "workload,system,format,rows,threads,median_s,events_per_s,events_per_s_per_core,peak_rss_mb,result_rows,agrees,ratio_name,ratio,limit_read_s,x_read,limit_hand_s,x_hand,spark_fixed_s,bytes"
@@ -894,8 +910,8 @@ fn print_table(lines: &[Line], rows: usize, threads: usize, cases: &[Case]) {
             ratio_text
         );
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
-        let spark_fixed = (l.system == SPARK && !l.report.empty.is_empty())
-            .then(|| median_of(&l.report.empty).as_secs_f64());
+        let spark_fixed =
+            (l.system == SPARK && !l.report.empty.is_empty()).then(|| median_of(&l.report.empty).as_secs_f64());
         csv.push(format!(
             "{},{},{},{rows},{threads},{secs:.6},{eps:.0},{:.0},{:.1},{},{},{},{},{},{},{},{},{},{}",
             l.case,
@@ -960,14 +976,13 @@ mod tests {
 
     #[test]
     fn reports_round_trip() {
-        let r =
-            Report {
-                elapsed: vec![Duration::from_millis(1500), Duration::from_millis(20)],
-                rows: 7,
-                peak_rss_kb: 9,
-                empty: vec![Duration::from_millis(300)],
-                bytes: 5,
-            };
+        let r = Report {
+            elapsed: vec![Duration::from_millis(1500), Duration::from_millis(20)],
+            rows: 7,
+            peak_rss_kb: 9,
+            empty: vec![Duration::from_millis(300)],
+            bytes: 5,
+        };
         let back = Report::parse(&format!("noise\n{}\n", r.to_line())).unwrap();
         assert_eq!(back.elapsed, r.elapsed);
         assert_eq!((back.rows, back.peak_rss_kb, back.empty, back.bytes), (7, 9, r.empty, 5));

@@ -69,9 +69,7 @@ fn hand(f: impl Fn(&RecordBatch) -> RecordBatch + Sync) -> Measured {
     let start = Instant::now();
     let slices: Vec<RecordBatch> = input
         .iter()
-        .flat_map(|b| {
-            (0..b.num_rows()).step_by(HAND_CHUNK).map(move |s| b.slice(s, HAND_CHUNK.min(b.num_rows() - s)))
-        })
+        .flat_map(|b| (0..b.num_rows()).step_by(HAND_CHUNK).map(move |s| b.slice(s, HAND_CHUNK.min(b.num_rows() - s))))
         .collect();
     let out: Vec<RecordBatch> = slices.par_iter().map(&f).collect();
     Measured { elapsed: start.elapsed(), result: crate::workloads::canonical(&out), note: String::new() }
