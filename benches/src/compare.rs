@@ -684,7 +684,7 @@ fn verdict(flowgate: &Path, spark: &Path) -> Result<(), String> {
 
 /// The systems' names in the table.
 const FG_CHECKPOINT: &str = "flowgate files";
-const FG_PLAIN: &str = "flowgate files, no ckpt";
+const FG_PLAIN: &str = "flowgate files no ckpt";
 const SPARK: &str = "spark files";
 const READ: &str = "page-cache read";
 const FG_MEMORY: &str = "flowgate memory";
