@@ -279,6 +279,15 @@ fn snapshot_loop(files: StateFiles, rx: Receiver<(u64, Arc<Deltas>)>) {
     }
 }
 
+/// What a restart finds of the sources' log entries ([`QueryCheckpoint::resume`]).
+struct RecoveredSourceLogs {
+    /// Per source, the entries of every batch still logged, in batch order.
+    logs: Vec<Vec<Value>>,
+    /// Per source, the batches whose file may not be durable (see
+    /// [`QueryCheckpoint::sources_lazy`]).
+    lazy: Vec<BTreeSet<u64>>,
+}
+
 /// Where a restarted query resumes.
 #[derive(Debug, Default)]
 pub(crate) struct Resume {
@@ -492,7 +501,7 @@ impl QueryCheckpoint {
         let logged_wm = |e: &Value| {
             e["watermark"].as_object().map(|w| (w["late"].as_i64().unwrap_or(0), w["eviction"].as_i64().unwrap_or(0)))
         };
-        let (source_logs, lazy) = self.resume_source_logs(last, sources)?;
+        let RecoveredSourceLogs { logs: source_logs, lazy } = self.resume_source_logs(last, sources)?;
         self.sources_lazy = lazy;
         match self.commits.get(last)? {
             Some(commit) => {
@@ -542,7 +551,7 @@ impl QueryCheckpoint {
     /// Also returns, per source, the batches whose file is vouched for by an offset entry: a
     /// file found on disk may never have been fsynced (the process that wrote it was killed),
     /// so each is fsynced before its offset entry is purged, as if written by this process.
-    fn resume_source_logs(&self, last: u64, sources: usize) -> Result<(Vec<Vec<Value>>, Vec<BTreeSet<u64>>)> {
+    fn resume_source_logs(&self, last: u64, sources: usize) -> Result<RecoveredSourceLogs> {
         let mut embedded: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
         for b in self.offsets.batches()? {
             if b > last {
@@ -589,7 +598,7 @@ impl QueryCheckpoint {
                 log.sync_dir()?;
             }
         }
-        Ok((source_logs, lazy))
+        Ok(RecoveredSourceLogs { logs: source_logs, lazy })
     }
 
     /// Whether the query keeps state (has state stores).
