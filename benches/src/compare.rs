@@ -4,16 +4,21 @@
 //! of two formats: JSON lines (text lines for the word count) and Parquet, the same bytes for
 //! every system ([`data_set`]). Each system then runs in a child process of its own, so that
 //! its peak memory (VmHWM) is its own:
-//! - `flowgate files (<format>)`: the real engine (`QueryBuilder::start`, file source, memory
-//!   sink, trigger available-now) over the files of one format;
+//! - `flowgate files (<format>)`: the real engine (`QueryBuilder::start`, file source, a fresh
+//!   checkpoint per run, trigger available-now) over the files of one format, into a sink that
+//!   reads every value and drops the batch ([`touch_sink`]); `flowgate files no ckpt`: the
+//!   same without the checkpoint;
 //! - `spark files (<format>)`: Spark Structured Streaming, local mode, over the same files with
-//!   trigger available-now and its memory sink (`benches/spark/run.py`), when pyspark is
-//!   installed (`benches/spark/install.sh`);
+//!   its checkpoint, trigger available-now and its `noop` sink (`benches/spark/run.py`), when
+//!   pyspark is installed (`benches/spark/install.sh`), and its fixed cost over an empty input;
+//! - `page-cache read (<format>)`: the files read from the page cache with all cores, the
+//!   physical limit of each row ([`read_all`]);
 //! - `flowgate memory`: the compiled plan alone over Arrow batches in memory;
 //! - `hand memory`: the hand-written loop over the same Arrow batches.
 //!
 //! The memory runs do not read files, so they run once per case, whatever the formats.
-//! Results are compared before any ratio is printed: flowgate's file run against Spark's over
+//! Results are compared before any ratio is printed (unless `--no-verify`), from an untimed
+//! first run of each file system with a memory sink: flowgate's file run against Spark's over
 //! the same files, row for row (as tab-separated text: timestamps as µs, doubles to 10
 //! significant digits), and flowgate's memory run against the hand-written loop's (row
 //! fingerprints).
