@@ -1,18 +1,29 @@
 """Runs one benchmark query in Apache Spark Structured Streaming (local mode) over the same
 files flowgate reads, with trigger available-now, and reports the time of each run.
 
-    python run.py --query NAME --format json|parquet --input DIR --output DIR --runs N --threads T [--max-files N]
+    python run.py --query NAME --format json|parquet --input DIR [--output DIR] --runs N --threads T
+                  [--max-files N] [--sink noop|memory] [--empty-runs K] [--checkpoint-root DIR]
 
 --format json reads JSON lines (plain text lines for word_count), --format parquet reads
 Parquet with the same schema (spark.readStream.schema(schema).parquet(dir)); the query text is
 the same for both.
 
-Each run is a fresh streaming query (own checkpoint) writing to Spark's memory sink; the time is
-from start() to the end of awaitTermination() (the JVM and the session are up before the first
-run). After the runs, the last run's result is written, outside the timing, as tab-separated
-text under --output (timestamps as microseconds since the epoch, null as \\N) for the caller to
-compare with flowgate's. The last line of stdout is one JSON object:
-{"elapsed_s": [...], "rows": N, "peak_rss_kb": K} where K is the JVM's peak resident set (VmHWM).
+Each timed run is a fresh streaming query with its own checkpoint (offset and commit logs,
+state; under --checkpoint-root, on the same disk as flowgate's) writing to --sink: `noop`
+(default: Spark's `noop` format, which consumes every row and keeps nothing, the counterpart
+of flowgate's sink that touches every value and drops the batch) or `memory` (every row
+collected into the driver). The time is from start() to the end of awaitTermination() (the JVM
+and the session are up before the first run).
+
+With --output, a first, untimed run writes the result through the memory sink, as
+tab-separated text under --output (timestamps as microseconds since the epoch, null as \\N),
+for the caller to compare with flowgate's; it also warms the JIT before the timed runs.
+
+--empty-runs K then runs the same query K times over an empty directory (same schema): Spark's
+fixed cost per query (planning, starting the query and its first trigger, stopping), reported
+separately. The last line of stdout is one JSON object: {"elapsed_s": [...], "empty_s": [...],
+"rows": N, "peak_rss_kb": K} where K is the JVM's peak resident set (VmHWM) and N the rows of
+the verification run (0 without --output).
 """
 
 import argparse
@@ -224,17 +235,41 @@ def peak_rss_kb(spark):
     return 0
 
 
+def run_query(spark, args, path, sink, name):
+    """One streaming query over `path` to `sink`, started and awaited; returns its seconds."""
+    checkpoint = tempfile.mkdtemp(prefix="spark-ckpt-", dir=args.checkpoint_root)
+    df, mode = QUERIES[args.query](spark, Input(spark, path, args.max_files, args.format))
+    writer = df.writeStream.format(sink).outputMode(mode).option("checkpointLocation", checkpoint)
+    if sink == "memory":
+        writer = writer.queryName(name)
+    writer = writer.trigger(availableNow=True)
+    start = time.perf_counter()
+    q = writer.start()
+    q.awaitTermination()
+    elapsed = time.perf_counter() - start
+    if q.exception() is not None:
+        print(f"spark query failed: {q.exception()}", file=sys.stderr)
+        sys.exit(1)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    return elapsed
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--query", required=True, choices=sorted(QUERIES))
     ap.add_argument("--format", default="json", choices=["json", "parquet"])
     ap.add_argument("--input", required=True)
-    ap.add_argument("--output", required=True)
+    ap.add_argument("--output")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--max-files", type=int, default=0)
     ap.add_argument("--memory", default="12g")
+    ap.add_argument("--sink", default="noop", choices=["noop", "memory"])
+    ap.add_argument("--empty-runs", type=int, default=0)
+    ap.add_argument("--checkpoint-root", default=None)
     args = ap.parse_args()
+    if args.checkpoint_root:
+        os.makedirs(args.checkpoint_root, exist_ok=True)
 
     spark = (
         SparkSession.builder.master(f"local[{args.threads}]")
@@ -248,43 +283,38 @@ def main():
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    times = []
     rows = 0
-    for run in range(args.runs):
-        checkpoint = tempfile.mkdtemp(prefix="flowgate-spark-ckpt-")
-        name = f"out_{run}"
-        df, mode = QUERIES[args.query](spark, Input(spark, args.input, args.max_files, args.format))
-        writer = (
-            df.writeStream.format("memory")
-            .queryName(name)
-            .outputMode(mode)
-            .option("checkpointLocation", checkpoint)
-            .trigger(availableNow=True)
+    if args.output:
+        secs = run_query(spark, args, args.input, "memory", "verify")
+        print(f"  spark {args.query} verification run (memory sink, untimed): {secs:.2f} s", file=sys.stderr)
+        result = flat(spark.table("verify"))
+        rows = result.count()
+        shutil.rmtree(args.output, ignore_errors=True)
+        (
+            result.write.option("sep", "\t")
+            .option("nullValue", "\\N")
+            .option("emptyValue", "")
+            .option("quote", "\u0000")
+            .option("escapeQuotes", "false")
+            .csv(args.output)
         )
-        start = time.perf_counter()
-        q = writer.start()
-        q.awaitTermination()
-        times.append(time.perf_counter() - start)
-        if q.exception() is not None:
-            print(f"spark query failed: {q.exception()}", file=sys.stderr)
-            sys.exit(1)
-        print(f"  spark {args.query} run {run + 1}: {times[-1]:.2f} s", file=sys.stderr)
-        shutil.rmtree(checkpoint, ignore_errors=True)
-        if run + 1 < args.runs:
-            spark.sql(f"DROP VIEW IF EXISTS {name}")
-            spark.catalog.dropTempView(name)
-    result = flat(spark.table(f"out_{args.runs - 1}"))
-    rows = result.count()
-    shutil.rmtree(args.output, ignore_errors=True)
-    (
-        result.write.option("sep", "\t")
-        .option("nullValue", "\\N")
-        .option("emptyValue", "")
-        .option("quote", "\u0000")
-        .option("escapeQuotes", "false")
-        .csv(args.output)
-    )
-    print(json.dumps({"elapsed_s": times, "rows": rows, "peak_rss_kb": peak_rss_kb(spark)}))
+        spark.catalog.dropTempView("verify")
+    times = []
+    for run in range(args.runs):
+        times.append(run_query(spark, args, args.input, args.sink, f"out_{run}"))
+        print(f"  spark {args.query} run {run + 1} ({args.sink} sink): {times[-1]:.2f} s", file=sys.stderr)
+        if args.sink == "memory":
+            spark.catalog.dropTempView(f"out_{run}")
+    empty_times = []
+    if args.empty_runs:
+        empty = tempfile.mkdtemp(prefix="spark-empty-input-", dir=args.checkpoint_root)
+        for run in range(args.empty_runs):
+            empty_times.append(run_query(spark, args, empty, args.sink, f"empty_{run}"))
+            if args.sink == "memory":
+                spark.catalog.dropTempView(f"empty_{run}")
+        shutil.rmtree(empty, ignore_errors=True)
+        print(f"  spark {args.query} over an empty input: {', '.join(f'{t:.2f}' for t in empty_times)} s", file=sys.stderr)
+    print(json.dumps({"elapsed_s": times, "empty_s": empty_times, "rows": rows, "peak_rss_kb": peak_rss_kb(spark)}))
     spark.stop()
 
 

@@ -4,16 +4,21 @@
 //! of two formats: JSON lines (text lines for the word count) and Parquet, the same bytes for
 //! every system ([`data_set`]). Each system then runs in a child process of its own, so that
 //! its peak memory (VmHWM) is its own:
-//! - `flowgate files (<format>)`: the real engine (`QueryBuilder::start`, file source, memory
-//!   sink, trigger available-now) over the files of one format;
+//! - `flowgate files (<format>)`: the real engine (`QueryBuilder::start`, file source, a fresh
+//!   checkpoint per run, trigger available-now) over the files of one format, into a sink that
+//!   reads every value and drops the batch ([`touch_sink`]); `flowgate files no ckpt`: the
+//!   same without the checkpoint;
 //! - `spark files (<format>)`: Spark Structured Streaming, local mode, over the same files with
-//!   trigger available-now and its memory sink (`benches/spark/run.py`), when pyspark is
-//!   installed (`benches/spark/install.sh`);
+//!   its checkpoint, trigger available-now and its `noop` sink (`benches/spark/run.py`), when
+//!   pyspark is installed (`benches/spark/install.sh`), and its fixed cost over an empty input;
+//! - `page-cache read (<format>)`: the files read from the page cache with all cores, the
+//!   physical limit of each row ([`read_all`]);
 //! - `flowgate memory`: the compiled plan alone over Arrow batches in memory;
 //! - `hand memory`: the hand-written loop over the same Arrow batches.
 //!
 //! The memory runs do not read files, so they run once per case, whatever the formats.
-//! Results are compared before any ratio is printed: flowgate's file run against Spark's over
+//! Results are compared before any ratio is printed (unless `--no-verify`), from an untimed
+//! first run of each file system with a memory sink: flowgate's file run against Spark's over
 //! the same files, row for row (as tab-separated text: timestamps as µs, doubles to 10
 //! significant digits), and flowgate's memory run against the hand-written loop's (row
 //! fingerprints).
@@ -154,6 +159,9 @@ pub struct Case {
     source: fn(&mut QueryBuilder, &Path, Option<usize>, Format),
     /// Files per micro-batch (Spark's `maxFilesPerTrigger`); `None`: all in one batch.
     max_files: Option<usize>,
+    /// Whether the query aggregates: its limit column then also shows the hand-written loop's
+    /// time from memory (the ceiling of the aggregation itself, beside the read's).
+    aggregation: bool,
 }
 
 /// Written into each data set's `_done` marker: bump it when a generator or the file layout
@@ -193,7 +201,14 @@ fn bid_source(b: &mut QueryBuilder, dir: &Path, max: Option<usize>, format: Form
 }
 
 pub fn cases() -> Vec<Case> {
-    let bids = |name, spec| Case { name, input: Input::Nexmark, spec, source: bid_source, max_files: None };
+    let bids = |name, spec| Case {
+        name,
+        input: Input::Nexmark,
+        spec,
+        source: bid_source,
+        max_files: None,
+        aggregation: false,
+    };
     vec![
         Case {
             name: "word_count",
@@ -201,6 +216,7 @@ pub fn cases() -> Vec<Case> {
             spec: workloads::WordCounts::spec,
             source: text_source,
             max_files: None,
+            aggregation: true,
         },
         Case {
             name: "windowed_count",
@@ -209,15 +225,16 @@ pub fn cases() -> Vec<Case> {
             source: event_source,
             // A stream of micro-batches, so the watermark advances and windows close.
             max_files: Some(1),
+            aggregation: true,
         },
         bids("nexmark_q0", nexmark::Q0::spec),
         bids("nexmark_q1", nexmark::Q1::spec),
         bids("nexmark_q2", nexmark::Q2::spec),
-        Case { max_files: Some(1), ..bids("nexmark_q11", nexmark::Q11::spec) },
+        Case { max_files: Some(1), aggregation: true, ..bids("nexmark_q11", nexmark::Q11::spec) },
         bids("nexmark_q14", nexmark::Q14::spec),
         // The bounded side input join: its source setter also sets the side table (q13.rs).
         Case { source: crate::q13::source, ..bids("nexmark_q13", crate::q13::Q13::spec) },
-        bids("nexmark_q17", nexmark::Q17::spec),
+        Case { aggregation: true, ..bids("nexmark_q17", nexmark::Q17::spec) },
         bids("nexmark_q21", nexmark::Q21::spec),
         bids("nexmark_q22", nexmark::Q22::spec),
     ]
@@ -344,31 +361,57 @@ struct Report {
     elapsed: Vec<Duration>,
     rows: usize,
     peak_rss_kb: u64,
+    /// Spark only: the time of the same query over an empty input (its fixed cost: planning,
+    /// starting the query, the first trigger, stopping), per run.
+    empty: Vec<Duration>,
+    /// The page-cache read only: the bytes read per run.
+    bytes: u64,
+}
+
+fn median_of(e: &[Duration]) -> Duration {
+    let mut e = e.to_vec();
+    e.sort();
+    e[e.len() / 2]
 }
 
 impl Report {
     fn median(&self) -> Duration {
-        let mut e = self.elapsed.clone();
-        e.sort();
-        e[e.len() / 2]
+        median_of(&self.elapsed)
     }
 
     fn to_line(&self) -> String {
-        let secs: Vec<f64> = self.elapsed.iter().map(Duration::as_secs_f64).collect();
-        serde_json::json!({"elapsed_s": secs, "rows": self.rows, "peak_rss_kb": self.peak_rss_kb}).to_string()
+        let secs = |d: &[Duration]| d.iter().map(Duration::as_secs_f64).collect::<Vec<f64>>();
+        serde_json::json!({
+            "elapsed_s": secs(&self.elapsed),
+            "rows": self.rows,
+            "peak_rss_kb": self.peak_rss_kb,
+            "empty_s": secs(&self.empty),
+            "bytes": self.bytes,
+        })
+        .to_string()
     }
 
     /// Parses the last JSON line of a child's stdout (`to_line`'s format, also what run.py
-    /// prints).
+    /// prints; `empty_s` and `bytes` may be absent).
     fn parse(stdout: &str) -> Option<Report> {
         let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'))?;
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let elapsed = v["elapsed_s"]
-            .as_array()?
-            .iter()
-            .map(|s| s.as_f64().map(Duration::from_secs_f64))
-            .collect::<Option<Vec<_>>>()?;
-        Some(Report { elapsed, rows: v["rows"].as_u64()? as usize, peak_rss_kb: v["peak_rss_kb"].as_u64()? })
+        let durations = |v: &serde_json::Value| {
+            v.as_array().map_or(Some(Vec::new()), |a| {
+                a.iter().map(|s| s.as_f64().map(Duration::from_secs_f64)).collect::<Option<Vec<_>>>()
+            })
+        };
+        let elapsed = durations(&v["elapsed_s"])?;
+        if elapsed.is_empty() {
+            return None;
+        }
+        Some(Report {
+            elapsed,
+            rows: v["rows"].as_u64()? as usize,
+            peak_rss_kb: v["peak_rss_kb"].as_u64()?,
+            empty: durations(&v["empty_s"])?,
+            bytes: v["bytes"].as_u64().unwrap_or(0),
+        })
     }
 }
 
@@ -381,16 +424,83 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-/// The child side: `compare-child CASE SYSTEM ROWS RUNS OUT` with SYSTEM `files-json`,
-/// `files-parquet`, `memory` or `hand`; prints a [`Report`] line.
+/// The flowgate sink of the timed runs, the counterpart of Spark's `noop` sink: it reads every
+/// value of every row of each batch (a fold over every column's buffers, so nothing the query
+/// computed can be skipped) and drops the batch.
+fn touch_sink() -> Sink {
+    fn touch(col: &dyn Array) -> u64 {
+        let data = col.to_data();
+        let own: u64 = data
+            .buffers()
+            .iter()
+            .map(|b| b.as_slice().chunks(8).fold(0u64, |acc, c| acc.wrapping_add(c.iter().map(|&x| x as u64).sum())))
+            .fold(0, u64::wrapping_add);
+        let children: u64 = match col.data_type() {
+            DataType::Struct(_) => col.as_struct().columns().iter().map(|c| touch(c.as_ref())).sum(),
+            _ => 0,
+        };
+        own.wrapping_add(children).wrapping_add(col.len() as u64)
+    }
+    Sink::foreach_batch(|_, batch| {
+        std::hint::black_box(batch.columns().iter().map(|c| touch(c.as_ref())).fold(0u64, u64::wrapping_add));
+        Ok(())
+    })
+}
+
+/// A fresh checkpoint directory for one timed run, on the same disk as the input (Spark's go
+/// there too, `--checkpoint-root`).
+fn checkpoint_root() -> PathBuf {
+    data_root().join("compare").join("checkpoints")
+}
+
+/// Reads every file of `dir` with all cores (one file per task, each into a buffer reused
+/// across files) and returns the bytes read: the physical limit of a run over those files once
+/// they are in the page cache.
+fn read_all(dir: &Path) -> u64 {
+    use rayon::prelude::*;
+    use std::io::Read;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("input dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("part-")))
+        .collect();
+    files.sort();
+    files
+        .par_iter()
+        .map_init(
+            || vec![0u8; 1 << 20],
+            |buf, p| {
+                let mut f = std::fs::File::open(p).expect("input file");
+                let mut n = 0u64;
+                loop {
+                    match f.read(buf).expect("read") {
+                        0 => break n,
+                        k => {
+                            std::hint::black_box(&buf[..k]);
+                            n += k as u64;
+                        }
+                    }
+                }
+            },
+        )
+        .sum()
+}
+
+/// The child side: `compare-child CASE SYSTEM ROWS RUNS OUT` with SYSTEM `files-<format>`
+/// (with a checkpoint), `files-<format>-nockpt`, `read-<format>`, `memory` or `hand`; prints a
+/// [`Report`] line. OUT `-`: no result is written (and the file systems skip their
+/// verification run).
 pub fn child(args: &[String]) {
     let [case, system, rows, runs, out] = args else {
-        eprintln!("usage: compare-child CASE files-json|files-parquet|memory|hand ROWS RUNS OUT");
+        eprintln!("usage: compare-child CASE files-json|files-parquet|files-json-nockpt|files-parquet-nockpt|read-json|read-parquet|memory|hand ROWS RUNS OUT");
         std::process::exit(2);
     };
     let rows: usize = rows.parse().expect("rows");
     let runs: usize = runs.parse().expect("runs");
     let case = cases().into_iter().find(|c| c.name == case).expect("known case");
+    let verify = out != "-";
+    let report = |elapsed, rows| Report { elapsed, rows, peak_rss_kb: peak_rss_kb(), empty: Vec::new(), bytes: 0 };
     let report = match system.as_str() {
         "memory" | "hand" => {
             let w = workloads::all().into_iter().find(|w| w.name == case.name).expect("in-memory workload");
@@ -398,32 +508,69 @@ pub fn child(args: &[String]) {
             let f = if system == "memory" { w.flowgate } else { w.hand };
             let all: Vec<crate::Measured> = (0..runs).map(|_| f(rows)).collect();
             let n = all[0].result.len();
-            let text: String = all[0].result.iter().map(|h| format!("{h}\n")).collect();
-            std::fs::write(format!("{out}.hashes"), text).expect("write hashes");
-            Report { elapsed: all.iter().map(|m| m.elapsed).collect(), rows: n, peak_rss_kb: peak_rss_kb() }
+            if verify {
+                let text: String = all[0].result.iter().map(|h| format!("{h}\n")).collect();
+                std::fs::write(format!("{out}.hashes"), text).expect("write hashes");
+            }
+            report(all.iter().map(|m| m.elapsed).collect(), n)
         }
-        files => {
-            let format = files.strip_prefix("files-").and_then(Format::parse).unwrap_or_else(|| {
-                panic!("unknown system {files}");
-            });
+        read if read.starts_with("read-") => {
+            let format = Format::parse(&read["read-".len()..]).unwrap_or_else(|| panic!("unknown system {read}"));
             let root = data_set(case.input, rows).expect("input files");
             let dir = case.input.stream_dir(&root, format);
-            let mut elapsed = Vec::new();
-            let mut result = Vec::new();
-            for _ in 0..runs {
-                let table = MemoryTable::new();
+            // A first read brings the files into the page cache (the systems' first runs do
+            // the same for them).
+            let bytes = read_all(&dir);
+            let elapsed = (0..runs)
+                .map(|_| {
+                    let t = Instant::now();
+                    assert_eq!(read_all(&dir), bytes);
+                    t.elapsed()
+                })
+                .collect();
+            Report { bytes, ..report(elapsed, 0) }
+        }
+        files => {
+            let rest = files.strip_prefix("files-").unwrap_or_else(|| panic!("unknown system {files}"));
+            let (rest, checkpointed) = match rest.strip_suffix("-nockpt") {
+                Some(r) => (r, false),
+                None => (rest, true),
+            };
+            let format = Format::parse(rest).unwrap_or_else(|| panic!("unknown system {files}"));
+            let root = data_set(case.input, rows).expect("input files");
+            let dir = case.input.stream_dir(&root, format);
+            let run = |sink: Sink, checkpoint: Option<&Path>| {
                 let mut b = QueryBuilder::new((case.spec)());
                 (case.source)(&mut b, &dir, case.max_files, format);
+                let b = b.sink(sink).trigger(Trigger::available_now());
+                let b = match checkpoint {
+                    Some(c) => b.checkpoint(c),
+                    None => b,
+                };
                 let started = Instant::now();
-                let q = b.sink(Sink::memory(&table)).trigger(Trigger::available_now()).start().expect("start");
+                let q = b.start().expect("start");
                 q.await_termination().expect("query");
-                elapsed.push(started.elapsed());
-                result = table.batches();
+                started.elapsed()
+            };
+            // The verification run (untimed, as Spark's): the memory sink keeps the rows to
+            // compare. It also warms the page cache and the allocator, as Spark's warms its JIT.
+            let mut result_rows = 0;
+            if verify {
+                let table = MemoryTable::new();
+                run(Sink::memory(&table), None);
+                let lines = tsv(&table.batches());
+                result_rows = lines.len();
+                let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+                std::fs::write(out, text).expect("write result");
             }
-            let lines = tsv(&result);
-            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-            std::fs::write(out, text).expect("write result");
-            Report { elapsed, rows: lines.len(), peak_rss_kb: peak_rss_kb() }
+            std::fs::create_dir_all(checkpoint_root()).expect("checkpoint root");
+            let elapsed = (0..runs)
+                .map(|_| {
+                    let cp = tempfile::tempdir_in(checkpoint_root()).expect("checkpoint dir");
+                    run(touch_sink(), checkpointed.then(|| cp.path()))
+                })
+                .collect();
+            report(elapsed, result_rows)
         }
     };
     println!("{}", report.to_line());
@@ -471,27 +618,34 @@ pub(crate) fn spark_python() -> Result<PathBuf, String> {
     Ok(python.into())
 }
 
-fn run_spark(
-    python: &Path,
-    case: &Case,
-    format: Format,
-    input: &Path,
-    out: &Path,
+/// How the Spark child runs: result written (and a verification run made) or not, and the
+/// runs over an empty input that measure its fixed cost.
+struct SparkRun<'a> {
+    python: &'a Path,
     runs: usize,
     threads: usize,
-) -> Result<Report, String> {
-    let mut cmd = Command::new(python);
+    verify: bool,
+    empty_runs: usize,
+}
+
+fn run_spark(s: &SparkRun<'_>, case: &Case, format: Format, input: &Path, out: &Path) -> Result<Report, String> {
+    let mut cmd = Command::new(s.python);
     cmd.arg(spark_dir().join("run.py"))
-        .args(["--query", case.name, "--format", format.name()])
-        .args(["--runs", &runs.to_string(), "--threads", &threads.to_string()])
+        .args(["--query", case.name, "--format", format.name(), "--sink", "noop"])
+        .args(["--runs", &s.runs.to_string(), "--threads", &s.threads.to_string()])
+        .args(["--empty-runs", &s.empty_runs.to_string()])
         .arg("--input")
         .arg(input)
-        .arg("--output")
-        .arg(out)
+        .arg("--checkpoint-root")
+        .arg(checkpoint_root())
         .stderr(std::process::Stdio::inherit());
+    if s.verify {
+        cmd.arg("--output").arg(out);
+    }
     if let Some(n) = case.max_files {
         cmd.args(["--max-files", &n.to_string()]);
     }
+    std::fs::create_dir_all(checkpoint_root()).map_err(|e| format!("checkpoint root: {e}"))?;
     let output = cmd.output().map_err(|e| format!("could not start Spark: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
@@ -535,21 +689,48 @@ fn verdict(flowgate: &Path, spark: &Path) -> Result<(), String> {
     }
 }
 
-pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool, formats: &[Format]) {
+/// The systems' names in the table.
+const FG_CHECKPOINT: &str = "flowgate files";
+const FG_PLAIN: &str = "flowgate files no ckpt";
+const SPARK: &str = "spark files";
+const READ: &str = "page-cache read";
+const FG_MEMORY: &str = "flowgate memory";
+const HAND: &str = "hand memory";
+
+/// What `compare` runs: sizes and runs, and what is checked.
+pub struct Options<'a> {
+    pub rows: usize,
+    pub runs: usize,
+    pub only: Option<&'a str>,
+    pub skip_spark: bool,
+    pub formats: &'a [Format],
+    /// Compare the results (a verification run per file system, untimed); off for sizes whose
+    /// results are too large to collect (Spark's memory sink holds them all in the driver).
+    pub verify: bool,
+    /// Runs of each Spark query over an empty input (its fixed cost).
+    pub empty_runs: usize,
+}
+
+pub fn compare(o: &Options<'_>) {
+    let (rows, runs, formats) = (o.rows, o.runs, o.formats);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let work = data_root().join("compare");
+    // One work directory per size, so that runs of two sizes never share result files.
+    let work = data_root().join(format!("compare-{rows}"));
     std::fs::create_dir_all(&work).expect("work dir");
-    let python = if skip_spark { Err("--no-spark given".to_string()) } else { spark_python() };
+    let python = if o.skip_spark { Err("--no-spark given".to_string()) } else { spark_python() };
     if let Err(why) = &python {
         println!("Spark is skipped: {why}");
     }
     let names: Vec<&str> = formats.iter().map(|f| f.name()).collect();
     println!(
-        "compare: {rows} input rows per case (bids for Nexmark), median of {runs} runs, {threads} cores, files: {}\n",
-        names.join(", ")
+        "compare: {rows} input rows per case (bids for Nexmark), median of {runs} runs, {threads} cores, files: {}, \
+         sinks: Spark `noop`, flowgate a sink that reads every value and drops the batch; results {}\n",
+        names.join(", "),
+        if o.verify { "compared in an untimed first run" } else { "NOT compared (--no-verify)" }
     );
+    let unchecked = || Err::<(), String>("not compared (--no-verify)".into());
     let mut lines: Vec<Line> = Vec::new();
-    for case in cases().iter().filter(|c| only.is_none_or(|o| o.split(',').any(|o| o == c.name))) {
+    for case in cases().iter().filter(|c| o.only.is_none_or(|only| only.split(',').any(|n| n == c.name))) {
         eprintln!("{}:", case.name);
         let root = match data_set(case.input, rows) {
             Ok(d) => d,
@@ -561,21 +742,39 @@ pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool, f
         for &format in formats {
             let encoding = Some(case.input.encoding(format).name());
             let fg_out = work.join(format!("{}.{}.flowgate.tsv", case.name, format.name()));
-            let fg = match run_child(case.name, &format!("files-{}", format.name()), rows, runs, &fg_out) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    eprintln!("  {e}");
-                    None
+            let out_arg = |p: &Path| if o.verify { p.to_path_buf() } else { PathBuf::from("-") };
+            let mut fg = Vec::new();
+            for (system, child_system) in [
+                (FG_CHECKPOINT, format!("files-{}", format.name())),
+                (FG_PLAIN, format!("files-{}-nockpt", format.name())),
+            ] {
+                // Only the first writes the result (the same query over the same files).
+                let out = if system == FG_CHECKPOINT { out_arg(&fg_out) } else { PathBuf::from("-") };
+                match run_child(case.name, &child_system, rows, runs, &out) {
+                    Ok(r) => fg.push((system, r)),
+                    Err(e) => eprintln!("  {e}"),
                 }
-            };
+            }
+            // The run without a checkpoint wrote no result: it has the same rows.
+            let result_rows = fg.iter().find(|(s, _)| *s == FG_CHECKPOINT).map(|(_, r)| r.rows);
+            for (_, r) in fg.iter_mut().filter(|(s, _)| *s == FG_PLAIN) {
+                r.rows = result_rows.unwrap_or(r.rows);
+            }
+            match run_child(case.name, &format!("read-{}", format.name()), rows, runs.max(3), Path::new("-")) {
+                Ok(report) => lines.push(Line { case: case.name, system: READ, encoding, report, verdict: Ok(()) }),
+                Err(e) => eprintln!("  {e}"),
+            }
             let mut files_verdict = Err("Spark not run".to_string());
             let mut spark_line = None;
             if let Ok(py) = &python {
                 let spark_out = work.join(format!("{}.{}.spark", case.name, format.name()));
                 let input = case.input.stream_dir(&root, format);
-                match run_spark(py, case, format, &input, &spark_out, runs, threads) {
+                let how = SparkRun { python: py, runs, threads, verify: o.verify, empty_runs: o.empty_runs };
+                match run_spark(&how, case, format, &input, &spark_out) {
                     Ok(report) => {
-                        let v = if fg.is_some() {
+                        let v = if !o.verify {
+                            unchecked()
+                        } else if fg.iter().any(|(s, _)| *s == FG_CHECKPOINT) {
                             verdict(&fg_out, &spark_out)
                         } else {
                             Err("the flowgate run failed: nothing was compared".into())
@@ -584,8 +783,7 @@ pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool, f
                             eprintln!("  {} ({}): {why}", case.name, format.name());
                         }
                         files_verdict = v.clone();
-                        spark_line =
-                            Some(Line { case: case.name, system: "spark files", encoding, report, verdict: v });
+                        spark_line = Some(Line { case: case.name, system: SPARK, encoding, report, verdict: v });
                     }
                     Err(e) => {
                         eprintln!("  {e}");
@@ -593,14 +791,8 @@ pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool, f
                     }
                 }
             }
-            if let Some(report) = fg {
-                lines.push(Line {
-                    case: case.name,
-                    system: "flowgate files",
-                    encoding,
-                    report,
-                    verdict: files_verdict,
-                });
+            for (system, report) in fg {
+                lines.push(Line { case: case.name, system, encoding, report, verdict: files_verdict.clone() });
             }
             lines.extend(spark_line);
         }
@@ -625,34 +817,59 @@ pub fn compare(rows: usize, runs: usize, only: Option<&str>, skip_spark: bool, f
             _ => Err("a memory run failed".into()),
         };
         for (system, report, _) in mine {
-            let name = if system == "memory" { "flowgate memory" } else { "hand memory" };
+            let name = if system == "memory" { FG_MEMORY } else { HAND };
             lines.push(Line { case: case.name, system: name, encoding: None, report, verdict: memory_verdict.clone() });
         }
     }
-    print_table(&lines, rows, threads);
+    print_table(&lines, rows, threads, &cases());
 }
 
-fn print_table(lines: &[Line], rows: usize, threads: usize) {
+/// One row's physical limits: the page-cache read of the same files (memory rows: of the
+/// smallest encoding), and for aggregations the hand-written loop's time from memory.
+fn limits(lines: &[Line], l: &Line, aggregation: bool) -> (Option<f64>, Option<f64>) {
+    let reads = lines.iter().filter(|o| o.case == l.case && o.system == READ);
+    let read = match l.encoding {
+        Some(e) => reads.clone().find(|o| o.encoding == Some(e)).map(|o| o.report.median().as_secs_f64()),
+        None => reads.map(|o| o.report.median().as_secs_f64()).min_by(f64::total_cmp),
+    };
+    let hand = aggregation
+        .then(|| lines.iter().find(|o| o.case == l.case && o.system == HAND))
+        .flatten()
+        .map(|o| o.report.median().as_secs_f64());
+    (read, hand)
+}
+
+fn print_table(lines: &[Line], rows: usize, threads: usize, cases: &[Case]) {
     let find = |l: &Line, system: &str| {
         lines.iter().find(|o| o.case == l.case && o.system == system && o.encoding == l.encoding)
     };
     println!(
-        "{:<16} {:<24} {:>12} {:>14} {:>9} {:>10}  ratio",
-        "workload", "system", "events/s", "events/s/core", "peak MB", "result"
+        "{:<15} {:<33} {:>10} {:>11} {:>8} {:>7} {:>9}  {:<22} {:<22} ratio",
+        "workload",
+        "system",
+        "seconds",
+        "events/s/c",
+        "peak MB",
+        "MB/s/c",
+        "result",
+        "x page-cache read",
+        "x hand loop"
     );
     let mut csv = vec![
-        "workload,system,format,rows,threads,median_s,events_per_s,events_per_s_per_core,peak_rss_mb,result_rows,agrees,ratio_name,ratio"
+        "workload,system,format,rows,threads,median_s,events_per_s,events_per_s_per_core,peak_rss_mb,result_rows,agrees,ratio_name,ratio,limit_read_s,x_read,limit_hand_s,x_hand,spark_fixed_s,bytes"
             .to_string(),
     ];
     for l in lines {
         let secs = l.report.median().as_secs_f64();
         let eps = rows as f64 / secs;
+        let aggregation = cases.iter().find(|c| c.name == l.case).is_some_and(|c| c.aggregation);
+        let (read, hand) = limits(lines, l, aggregation);
         let (ratio_name, ratio) = match l.system {
-            "flowgate files" => match (&l.verdict, find(l, "spark files")) {
+            FG_CHECKPOINT | FG_PLAIN => match (&l.verdict, find(l, SPARK)) {
                 (Ok(()), Some(s)) => ("speed-up over Spark", Some(s.report.median().as_secs_f64() / secs)),
                 _ => ("speed-up over Spark", None),
             },
-            "flowgate memory" => match (&l.verdict, find(l, "hand memory")) {
+            FG_MEMORY => match (&l.verdict, find(l, HAND)) {
                 (Ok(()), Some(h)) => ("time / hand-written", Some(secs / h.report.median().as_secs_f64())),
                 _ => ("time / hand-written", None),
             },
@@ -660,30 +877,69 @@ fn print_table(lines: &[Line], rows: usize, threads: usize) {
         };
         let ratio_text = match (ratio, &l.verdict) {
             (Some(r), _) => format!("{ratio_name} {r:.2}"),
-            (None, Err(why)) if !ratio_name.is_empty() => format!("no ratio: {why}"),
+            (None, Err(why)) if !ratio_name.is_empty() => {
+                // Unchecked sizes still show the ratio, marked.
+                match (l.system, find(l, SPARK)) {
+                    (FG_CHECKPOINT | FG_PLAIN, Some(s)) if why.contains("--no-verify") => {
+                        format!("{ratio_name} {:.2} (results not compared)", s.report.median().as_secs_f64() / secs)
+                    }
+                    _ => format!("no ratio: {why}"),
+                }
+            }
             _ => String::new(),
         };
+        let ratio_text = match (l.system, l.report.empty.is_empty()) {
+            (SPARK, false) => format!("fixed cost (empty input) {:.2} s", median_of(&l.report.empty).as_secs_f64()),
+            _ => ratio_text,
+        };
+        let x = |limit: Option<f64>| match limit {
+            Some(t) if l.system != READ && !(l.system == HAND && Some(t) == hand) => {
+                format!("{t:.3} s x{:.1}", secs / t)
+            }
+            _ => String::new(),
+        };
+        let mb_s = if l.report.bytes > 0 {
+            format!("{:.0}", l.report.bytes as f64 / 1e6 / secs / threads as f64)
+        } else {
+            String::new()
+        };
         println!(
-            "{:<16} {:<24} {:>12.3e} {:>14.3e} {:>9.0} {:>10}  {}",
+            "{:<15} {:<33} {:>10.3} {:>11.3e} {:>8.0} {:>7} {:>9}  {:<22} {:<22} {}",
             l.case,
             l.label(),
-            eps,
+            secs,
             eps / threads as f64,
             l.report.peak_rss_kb as f64 / 1024.0,
-            l.report.rows,
+            mb_s,
+            if l.system == READ { String::new() } else { l.report.rows.to_string() },
+            x(read),
+            x(hand),
             ratio_text
         );
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+        let spark_fixed =
+            (l.system == SPARK && !l.report.empty.is_empty()).then(|| median_of(&l.report.empty).as_secs_f64());
         csv.push(format!(
-            "{},{},{},{rows},{threads},{secs:.6},{eps:.0},{:.0},{:.1},{},{},{},{}",
+            "{},{},{},{rows},{threads},{secs:.6},{eps:.0},{:.0},{:.1},{},{},{},{},{},{},{},{},{},{}",
             l.case,
             l.label(),
             l.encoding.unwrap_or(""),
             eps / threads as f64,
             l.report.peak_rss_kb as f64 / 1024.0,
             l.report.rows,
-            l.verdict.is_ok(),
+            match &l.verdict {
+                Ok(()) => "true",
+                Err(w) if w.contains("--no-verify") => "unchecked",
+                Err(_) => "false",
+            },
             ratio_name,
-            ratio.map(|r| format!("{r:.4}")).unwrap_or_default()
+            ratio.map(|r| format!("{r:.4}")).unwrap_or_default(),
+            opt(read),
+            opt(read.map(|t| secs / t)),
+            opt(hand),
+            opt(hand.map(|t| secs / t)),
+            opt(spark_fixed),
+            l.report.bytes,
         ));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
@@ -727,11 +983,16 @@ mod tests {
 
     #[test]
     fn reports_round_trip() {
-        let r =
-            Report { elapsed: vec![Duration::from_millis(1500), Duration::from_millis(20)], rows: 7, peak_rss_kb: 9 };
+        let r = Report {
+            elapsed: vec![Duration::from_millis(1500), Duration::from_millis(20)],
+            rows: 7,
+            peak_rss_kb: 9,
+            empty: vec![Duration::from_millis(300)],
+            bytes: 5,
+        };
         let back = Report::parse(&format!("noise\n{}\n", r.to_line())).unwrap();
         assert_eq!(back.elapsed, r.elapsed);
-        assert_eq!((back.rows, back.peak_rss_kb), (7, 9));
+        assert_eq!((back.rows, back.peak_rss_kb, back.empty, back.bytes), (7, 9, r.empty, 5));
         let spark = Report::parse("{\"elapsed_s\": [2.5, 3.0], \"rows\": 10, \"peak_rss_kb\": 1234}").unwrap();
         assert_eq!(spark.median(), Duration::from_secs(3));
     }

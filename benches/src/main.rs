@@ -62,6 +62,10 @@ fn median(runs: usize, mut f: impl FnMut() -> Measured) -> Measured {
     all.swap_remove(all.len() / 2)
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 fn pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool")
 }
@@ -106,13 +110,15 @@ fn main() {
             eprintln!("--format takes json, parquet or both, not {format:?}");
             std::process::exit(2);
         };
-        compare::compare(
-            arg("--rows", compare::DEFAULT_ROWS),
-            arg("--runs", DEFAULT_RUNS),
-            only.as_deref(),
-            no_spark,
-            &formats,
-        );
+        compare::compare(&compare::Options {
+            rows: arg("--rows", compare::DEFAULT_ROWS),
+            runs: arg("--runs", DEFAULT_RUNS),
+            only: only.as_deref(),
+            skip_spark: no_spark,
+            formats: &formats,
+            verify: !std::env::args().any(|a| a == "--no-verify"),
+            empty_runs: arg("--empty-runs", 3),
+        });
         return;
     }
     if what == "joins-spark" {
@@ -179,6 +185,14 @@ fn main() {
         }
     }
     if what == "checkpoint" || what == "all" {
+        let batches = arg("--batches", checkpoint::SMALL_BATCHES);
+        if std::env::args().any(|a| a == "--only-checkpointed") {
+            // One checkpointed run alone (to count its system calls from outside, e.g. with
+            // `strace -f -c -e trace=fsync,fdatasync,rename`).
+            let (_, c) = checkpoint::small_batch_overhead(batches, false);
+            println!("{batches} checkpointed small batches: p50 {:.3} ms, p99 {:.3} ms", ms(c.p50), ms(c.p99));
+            return;
+        }
         let keys = arg("--keys", checkpoint::RESTART_KEYS);
         let (restart, bytes) = checkpoint::restart_time(keys);
         println!(
@@ -186,12 +200,18 @@ fn main() {
             bytes as f64 / 1e6,
             restart.as_secs_f64()
         );
-        let (plain, checkpointed) = checkpoint::small_batch_overhead();
+        let (plain, checkpointed) = checkpoint::small_batch_overhead(batches, true);
+        let plain = plain.expect("asked for the plain run");
         println!(
-            "small batch: {:.3} ms without a checkpoint, {:.3} ms with; checkpoint overhead {:.3} ms per batch (goal ≤ 1 ms)\n",
-            plain.as_secs_f64() * 1e3,
-            checkpointed.as_secs_f64() * 1e3,
-            (checkpointed.as_secs_f64() - plain.as_secs_f64()) * 1e3
+            "{batches} small batches: {:.3} ms without a checkpoint, {:.3} ms with (mean); checkpoint overhead {:.3} ms \
+             per batch (goal ≤ 1 ms); per batch p50 / p99: {:.3} / {:.3} ms without, {:.3} / {:.3} ms with\n",
+            ms(plain.mean),
+            ms(checkpointed.mean),
+            ms(checkpointed.mean) - ms(plain.mean),
+            ms(plain.p50),
+            ms(plain.p99),
+            ms(checkpointed.p50),
+            ms(checkpointed.p99),
         );
         if what == "checkpoint" {
             return;

@@ -524,7 +524,8 @@ fn hand_windowed(_rows: usize) -> Measured {
             )
             .expect("batch"),
         );
-        let next = if max_ts == i64::MIN { wm_next } else { (max_ts - DELAY_US).max(wm_next) };
+        // The engine's watermark: whole milliseconds, as Spark keeps it.
+        let next = if max_ts == i64::MIN { wm_next } else { (max_ts.div_euclid(1000) * 1000 - DELAY_US).max(wm_next) };
         wm_last = wm_next;
         wm_next = next;
     }

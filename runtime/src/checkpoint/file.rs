@@ -180,13 +180,41 @@ pub trait Storage: Send + Sync {
         self.write_raw_unsynced(rel, &frame(payload))
     }
 
+    /// Writes `payload` framed to a temporary file and renames it over `rel`, with no fsync at
+    /// all: a reader sees the old file or the whole new one while the machine stays up, but
+    /// after a power loss the new file may be missing, or present with its data lost (read back
+    /// as corrupt: its checksum fails). For files whose content is also durable elsewhere, made
+    /// durable later with [`Storage::sync`] and the directory's fsync when that copy goes.
+    fn write_lazily(&self, rel: &str, payload: &[u8]) -> Result<()> {
+        let (tmp, framed) = (self.temp_for(rel), frame(payload));
+        let io = |what: &str, e| Error::io(format!("{what} {}", self.describe(rel)), e);
+        match self.write_new(&tmp, &framed) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.create_dirs_durably(parent_rel(rel))?;
+                self.write_new(&tmp, &framed).map_err(|e| io("writing", e))?;
+            }
+            r => r.map_err(|e| io("writing", e))?,
+        }
+        self.rename(&tmp, rel).map_err(|e| io("renaming into place", e))
+    }
+
+    /// The temporary name `rel` is written under before its rename (hidden: never listed).
+    fn temp_for(&self, rel: &str) -> String {
+        let name = rel.rsplit_once('/').map_or(rel, |(_, n)| n);
+        join_rel(parent_rel(rel), &format!(".{name}.{}.tmp", std::process::id()))
+    }
+
+    /// [`Storage::sync`] of `rel`, its error naming the file.
+    fn sync_checked(&self, rel: &str) -> Result<()> {
+        self.sync(rel).map_err(|e| Error::io(format!("syncing {}", self.describe(rel)), e))
+    }
+
     /// [`Storage::write_unsynced`] of bytes as they are (no frame: a file sink's data file).
     /// The directory is created (durably) only when the temporary file cannot be created
     /// because it is missing, so writes into existing directories pay no `mkdir` calls.
     fn write_raw_unsynced(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         let dir = parent_rel(rel);
-        let name = rel.rsplit_once('/').map_or(rel, |(_, n)| n);
-        let tmp = join_rel(dir, &format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = self.temp_for(rel);
         let io = |what: &str, e| Error::io(format!("{what} {}", self.describe(rel)), e);
         match self.write_new(&tmp, bytes) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -37,6 +37,23 @@ impl BatchLog {
         self.storage.write_unsynced(&self.rel(batch), entry.to_string().as_bytes())
     }
 
+    /// Writes the entry of `batch` with no fsync (see [`Storage::write_lazily`]): for entries
+    /// kept durably elsewhere until [`BatchLog::sync`] makes this copy durable.
+    pub fn add_lazily(&self, batch: u64, entry: &Value) -> Result<()> {
+        self.storage.write_lazily(&self.rel(batch), entry.to_string().as_bytes())
+    }
+
+    /// Fsyncs the file of `batch` (its data; its name is durable after the directory's fsync,
+    /// [`BatchLog::sync_dir`]).
+    pub fn sync(&self, batch: u64) -> Result<()> {
+        self.storage.sync_checked(&self.rel(batch))
+    }
+
+    /// Fsyncs the log's directory: the entries renamed into it (or deleted) are durable.
+    pub fn sync_dir(&self) -> Result<()> {
+        self.storage.sync_dir_checked(&self.dir)
+    }
+
     /// The entry of `batch`, if written.
     pub fn get(&self, batch: u64) -> Result<Option<Value>> {
         match self.storage.read(&self.rel(batch))? {

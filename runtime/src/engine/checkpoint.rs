@@ -4,22 +4,32 @@
 //!
 //! # What each batch writes, in order, and why a crash anywhere is safe
 //!
+//! A stateful batch pays five fsyncs on its path: two for its offset entry, two for its state
+//! delta, one for its commit entry (before 2026-12-01 seven: the sources' files and the commit
+//! entry's directory each cost one more per batch), plus, off its path, one source file's
+//! fsync per batch batched ten at a time at the offset log's purge, and the snapshots. Where a write skips an fsync, the paragraph below
+//! says which durable copy or which rule of `resume` covers its loss.
+//!
 //! 1. Write-ahead, on a helper thread while the engine reads the input and runs the plan;
 //!    the engine waits for it before the sink gets anything. `offsets/<b>`, which also
 //!    carries the sources' log entries of the batch (`sourceLogs`), is written atomically and
 //!    durably (file fsync, rename, directory fsync); then each `sources/<i>/<b>` is written to
-//!    a temporary file, fsynced and renamed, *without* a directory fsync.
+//!    a temporary file and renamed, with *no* fsync at all (`Storage::write_lazily`).
 //!    - Nothing reaches the sink before `offsets/<b>` is durable, so a crash that loses it
 //!      has had no visible effect: resume re-plans from the last durable entry and never
 //!      loads a state version past it, so a delta of version `b + 1` written (step 2) before
 //!      `offsets/<b>` was durable is never read, and is replaced when batch `b` runs again.
 //!    - Every source entry of a batch still in the offset log is durable in `offsets/<b>`, so
-//!      a crash that loses the rename of `sources/<i>/<b>` loses nothing: resume takes the
-//!      entry from `offsets/<b>` and writes the file again, durably (and ignores a file that
+//!      a crash that loses `sources/<i>/<b>` — its name, or its data (it then reads back as
+//!      corrupt: its checksum fails) — loses nothing: resume takes the entry from
+//!      `offsets/<b>` and writes the file again, durably (and ignores a file that
 //!      `offsets/<b>` does not vouch for: the leftover of an attempt whose offsets were lost).
-//!      Before offset entries are purged (every [`CLEANUP_EVERY`] batches), the source
-//!      directories written since the last purge are fsynced, so the files of the purged
-//!      batches are durable by then (their data was fsynced before the rename).
+//!      Before offset entries are purged (every [`CLEANUP_EVERY`] batches, those older than
+//!      [`RETAIN`] batches, on the commit entry's helper thread of step 3), the source files of
+//!      the purged batches are fsynced and then their directories, so each is durable before
+//!      its durable copy goes (an fsync per batch still, but ten at a time, off the batch's
+//!      path, of files written a hundred batches earlier). That includes the files
+//!      a restart found on disk and kept (a killed process may never have synced them).
 //!    - Offset entries without `sourceLogs` (older checkpoints) are served from the files, as
 //!      before.
 //! 2. `state/deltas/<b + 1>`: one batch delta holding every operator partition's changes
@@ -28,16 +38,22 @@
 //!    to be durable before the commit log entry, because until `commits/<b>` exists a restart
 //!    re-runs batch `b` from state version `b`, which this write does not touch (a re-run
 //!    replaces version `b + 1` atomically). The engine joins the write before step 3.
-//! 3. `commits/<b>`: fsynced file, rename, directory fsync — on a helper thread, while the
-//!    engine goes on to the next trigger; it is joined before the next commit entry is written
-//!    (and when the query stops). Until `commits/<b>` is durable a restart sees batch `b` as
-//!    uncommitted and re-runs it from state version `b` with its logged offsets, which is what
-//!    a crash just before the commit write always meant; and if `offsets/<b + 1>` is durable
+//! 3. `commits/<b>`: file fsync and rename, on a helper thread while the engine goes on to the
+//!    next trigger, joined before the next commit entry is written; *no* directory fsync per
+//!    batch. The directory is fsynced when the query stops or goes idle
+//!    ([`QueryCheckpoint::flush`], before a source is told it may forget the last batch).
+//!    Until the entry's name is durable a crash may lose it, and a restart then sees batch `b`
+//!    as uncommitted and re-runs it from state version `b` with its logged offsets, which is
+//!    what a crash just before the commit write always meant; if `offsets/<b + 1>` is durable
 //!    already, the restart re-runs batch `b + 1` instead, from state version `b + 1` (durable
 //!    since step 2, which was joined before this write started) and the ends of `offsets/<b>`;
 //!    resume never needs `commits/<b>` then. Either way the sink gets no batch it has not had,
-//!    except a re-run it handles by batch id. Once `commits/<b>` is durable a restart loads
-//!    state version `b + 1`.
+//!    except a re-run it handles by batch id. A commit entry that survives is whole (its data
+//!    was fsynced before the rename) and its state version durable (step 2 was joined before
+//!    it was written), so once `commits/<b>` is on the disk a restart loads state version
+//!    `b + 1`. Only the latest offset entry's commit entry is ever read, so losing an older
+//!    one changes nothing. Sources forget, after batch `b`, only up to batch `b`'s starts:
+//!    `offsets/<b>` is durable, so a restart re-runs at most batch `b`, from there.
 //!
 //! Snapshots (every [`SNAPSHOT_INTERVAL`] versions) are not needed for correctness — every
 //! version can be loaded from the previous snapshot and the deltas — so they are written off
@@ -263,6 +279,15 @@ fn snapshot_loop(files: StateFiles, rx: Receiver<(u64, Arc<Deltas>)>) {
     }
 }
 
+/// What a restart finds of the sources' log entries ([`QueryCheckpoint::resume`]).
+struct RecoveredSourceLogs {
+    /// Per source, the entries of every batch still logged, in batch order.
+    logs: Vec<Vec<Value>>,
+    /// Per source, the batches whose file may not be durable (see
+    /// [`QueryCheckpoint::sources_lazy`]).
+    lazy: Vec<BTreeSet<u64>>,
+}
+
 /// Where a restarted query resumes.
 #[derive(Debug, Default)]
 pub(crate) struct Resume {
@@ -289,9 +314,13 @@ pub(crate) struct QueryCheckpoint {
     offsets: BatchLog,
     commits: BatchLog,
     sources: Vec<BatchLog>,
-    /// Per source: whether `sources/<i>/` had files renamed into it since its last directory
-    /// fsync (see the module docs).
-    sources_unsynced: Vec<bool>,
+    /// Per source: the batches whose `sources/<i>/<b>` file may not be durable yet (written
+    /// with no fsync, or found on disk at a restart): fsynced, with their directory, before
+    /// the offset entries that hold their durable copy are purged (see the module docs).
+    sources_lazy: Vec<BTreeSet<u64>>,
+    /// Whether `commits/` had an entry renamed into it since its last directory fsync (step 3
+    /// of the module docs).
+    commits_unsynced: bool,
     state: StateFiles,
     /// `None` for a query without state.
     snapshots: Option<SnapshotWorker>,
@@ -452,7 +481,8 @@ impl QueryCheckpoint {
             offsets: BatchLog::new(storage.clone(), "offsets"),
             commits: BatchLog::new(storage.clone(), "commits"),
             sources: (0..sources).map(|i| BatchLog::new(storage.clone(), &format!("sources/{i}"))).collect(),
-            sources_unsynced: vec![false; sources],
+            sources_lazy: vec![BTreeSet::new(); sources],
+            commits_unsynced: false,
             state,
             snapshots,
             pending_offsets: Mutex::new(None),
@@ -474,7 +504,8 @@ impl QueryCheckpoint {
         let logged_wm = |e: &Value| {
             e["watermark"].as_object().map(|w| (w["late"].as_i64().unwrap_or(0), w["eviction"].as_i64().unwrap_or(0)))
         };
-        let source_logs = self.resume_source_logs(last, sources)?;
+        let RecoveredSourceLogs { logs: source_logs, lazy } = self.resume_source_logs(last, sources)?;
+        self.sources_lazy = lazy;
         match self.commits.get(last)? {
             Some(commit) => {
                 let watermarks = logged_wm(&entry)
@@ -520,7 +551,10 @@ impl QueryCheckpoint {
     /// with `sourceLogs` is authoritative for its batch: a missing or different
     /// `sources/<i>/<b>` file is written again (durably) from it, a file it does not vouch for
     /// is ignored. Batches without such an entry (purged, or an older checkpoint) use the files.
-    fn resume_source_logs(&self, last: u64, sources: usize) -> Result<Vec<Vec<Value>>> {
+    /// Also returns, per source, the batches whose file is vouched for by an offset entry: a
+    /// file found on disk may never have been fsynced (the process that wrote it was killed),
+    /// so each is fsynced before its offset entry is purged, as if written by this process.
+    fn resume_source_logs(&self, last: u64, sources: usize) -> Result<RecoveredSourceLogs> {
         let mut embedded: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
         for b in self.offsets.batches()? {
             if b > last {
@@ -538,6 +572,7 @@ impl QueryCheckpoint {
             }
         }
         let mut source_logs = vec![Vec::new(); sources];
+        let mut lazy = vec![BTreeSet::new(); sources];
         for (i, log) in self.sources.iter().enumerate() {
             let files: BTreeSet<u64> = log.batches()?.into_iter().filter(|b| *b <= last).collect();
             let all: BTreeSet<u64> = files.iter().copied().chain(embedded.keys().copied()).collect();
@@ -550,6 +585,8 @@ impl QueryCheckpoint {
                         if on_file.as_ref() != Some(v) {
                             log.add_unsynced(b, v)?;
                             rewrote = true;
+                        } else {
+                            lazy[i].insert(b);
                         }
                         source_logs[i].push(v.clone());
                     }
@@ -561,10 +598,10 @@ impl QueryCheckpoint {
                 }
             }
             if rewrote {
-                self.storage.sync_dir_checked(&format!("sources/{i}"))?;
+                log.sync_dir()?;
             }
         }
-        Ok(source_logs)
+        Ok(RecoveredSourceLogs { logs: source_logs, lazy })
     }
 
     /// Whether the query keeps state (has state stores).
@@ -596,17 +633,19 @@ impl QueryCheckpoint {
         // `batchTimestampMs` (Spark's name in its offset log metadata): a re-run batch takes
         // its processing time from here, so processing-time timeouts fire in the same batch.
         let entry = json!({"batchId": batch, "offsets": offsets_json(ends), "watermark": wm, "sourceLogs": logs, "batchTimestampMs": timestamp_ms});
-        for (unsynced, e) in self.sources_unsynced.iter_mut().zip(&source_logs) {
-            *unsynced |= e.is_some();
+        for (lazy, e) in self.sources_lazy.iter_mut().zip(&source_logs) {
+            if e.is_some() {
+                lazy.insert(batch);
+            }
         }
         let (sources, offsets) = (self.sources.clone(), self.offsets.clone());
         let handle = std::thread::Builder::new()
             .name("flowgate-offset-log".into())
             .spawn(move || {
                 offsets.add(batch, &entry)?;
-                // Durable in the entry already; the files only need their data fsynced.
+                // Durable in the entry already: no fsync until the entry is purged.
                 sources.iter().zip(&source_logs).try_for_each(|(log, e)| match e {
-                    Some(e) => log.add_unsynced(batch, e),
+                    Some(e) => log.add_lazily(batch, e),
                     None => Ok(()),
                 })
             })
@@ -657,40 +696,67 @@ impl QueryCheckpoint {
     }
 
     /// Marks `batch` done (the sink has it) and cleans up old entries now and then.
-    /// The entry is written on a helper thread: it is durable once [`QueryCheckpoint::flush`]
-    /// (or the next `log_commit`) returns.
+    /// The entry is written on a helper thread, with its data fsynced but not its directory
+    /// (step 3 of the module docs): it is durable once [`QueryCheckpoint::flush`] returns.
     pub fn log_commit(&mut self, batch: u64, next_watermark: Option<i64>) -> Result<()> {
-        self.flush()?;
-        let commits = self.commits.clone();
+        self.join_writes()?;
+        let (commits, offsets, sources) = (self.commits.clone(), self.offsets.clone(), self.sources.clone());
         let entry = json!({"batchId": batch, "nextBatchWatermarkMicros": next_watermark});
+        // Every CLEANUP_EVERY batches, old log entries go too, on the same helper thread (off the
+        // batch's path): the offset entries about to go are the durable copy of their batches'
+        // source entries, so those source files are made durable first (their data, then their
+        // names).
+        let purge = (batch.is_multiple_of(CLEANUP_EVERY) && batch > RETAIN).then(|| {
+            let keep_from = batch - RETAIN;
+            let due: Vec<Vec<u64>> = self
+                .sources_lazy
+                .iter_mut()
+                .map(|lazy| {
+                    let rest = lazy.split_off(&keep_from);
+                    std::mem::replace(lazy, rest).into_iter().collect()
+                })
+                .collect();
+            (keep_from, due)
+        });
         let handle = std::thread::Builder::new()
             .name("flowgate-commit-log".into())
-            .spawn(move || commits.add(batch, &entry))
+            .spawn(move || {
+                commits.add_unsynced(batch, &entry)?;
+                let Some((keep_from, due)) = purge else { return Ok(()) };
+                for (log, due) in sources.iter().zip(&due) {
+                    for &b in due {
+                        log.sync(b)?;
+                    }
+                    if !due.is_empty() {
+                        log.sync_dir()?;
+                    }
+                }
+                offsets.purge(keep_from)?;
+                // Source logs are kept whole: a source rebuilds its full history from them (the
+                // file source's offset counts files from the first batch). State files are
+                // cleaned by the snapshot thread, after the snapshots they rely on are durable.
+                commits.purge(keep_from)
+            })
             .map_err(|e| Error::io("starting the commit log thread", e))?;
         self.pending_commit = Some((batch, handle));
-        if batch.is_multiple_of(CLEANUP_EVERY) && batch > RETAIN {
-            let keep_from = batch - RETAIN;
-            // The offset entries about to go are the durable copy of their batches' source
-            // entries: make the source files durable first.
-            for (i, unsynced) in self.sources_unsynced.iter_mut().enumerate() {
-                if *unsynced {
-                    self.storage.sync_dir_checked(&format!("sources/{i}"))?;
-                    *unsynced = false;
-                }
-            }
-            self.offsets.purge(keep_from)?;
-            self.commits.purge(keep_from)?;
-            // Source logs are kept whole: a source rebuilds its full history from them (the
-            // file source's offset counts files from the first batch). State files are cleaned
-            // by the snapshot thread, after the snapshots they rely on are durable.
-        }
+        self.commits_unsynced = true;
         Ok(())
     }
 
-    /// Waits for the log entries being written, if any; they are durable when this returns.
-    pub fn flush(&mut self) -> Result<()> {
+    /// Waits for the log entries being written, if any.
+    fn join_writes(&mut self) -> Result<()> {
         let offsets = self.wait_offsets();
         join_write(self.pending_commit.take(), "commit entry").and(offsets)
+    }
+
+    /// Waits for the log entries being written, if any, and makes the commit entries durable
+    /// (the fsync of `commits/` the batches skip): every entry is durable when this returns.
+    pub fn flush(&mut self) -> Result<()> {
+        self.join_writes()?;
+        if std::mem::take(&mut self.commits_unsynced) {
+            self.commits.sync_dir()?;
+        }
+        Ok(())
     }
 
     /// Where the checkpoint is, for messages.
@@ -716,6 +782,10 @@ mod tests {
     const PARTS: usize = 3;
 
     fn open(dir: &Path) -> QueryCheckpoint {
+        open_in(Arc::new(crate::checkpoint::FsStorage::new(dir)))
+    }
+
+    fn open_in(storage: Arc<dyn Storage>) -> QueryCheckpoint {
         let schema = vec![StateSchema {
             operator: "agg".into(),
             key_layout: "(i64)".into(),
@@ -723,7 +793,7 @@ mod tests {
             partitions: PARTS,
         }];
         let meta = metadata("id", "q", &[], "out", "update", PARTS, &schema);
-        QueryCheckpoint::open(Arc::new(crate::checkpoint::FsStorage::new(dir)), meta, &schema, 1).unwrap()
+        QueryCheckpoint::open(storage, meta, &schema, 1).unwrap()
     }
 
     /// Deterministic changes for `version`: per partition a few puts and deletes (partition
@@ -867,6 +937,100 @@ mod tests {
         let log = BatchLog::new(storage, "sources/0");
         assert_eq!(log.get(1).unwrap(), Some(entry(1)));
         assert_eq!(log.get(3).unwrap(), Some(entry(3)));
+    }
+
+    /// Writes batches `from..to` as the engine does: offsets (with a source entry), state,
+    /// commit.
+    fn run_batches(cp: &mut QueryCheckpoint, from: u64, to: u64) {
+        for b in from..to {
+            let log = json!({ "files": [format!("{b}.json")] });
+            cp.log_offsets(b, &[Some(Offset(json!(b)))], None, vec![Some(log)], 0).unwrap();
+            cp.commit_state(b, vec![changes(b + 1)]).unwrap();
+            cp.wait_offsets().unwrap();
+            cp.log_commit(b, None).unwrap();
+        }
+    }
+
+    /// The source entries `resume` gives, and those of the purged batches (files only).
+    fn source_files_after(disk: &Arc<crate::checkpoint::sim::SimDisk>, batches: u64) -> (Vec<Value>, Vec<u64>) {
+        let storage = disk.storage("cp");
+        let mut cp = open_in(storage.clone());
+        let resume = cp.resume(1).unwrap();
+        let log = BatchLog::new(storage, "sources/0");
+        let purged: Vec<u64> = (0..batches)
+            .filter(|b| cp.offsets.get(*b).unwrap().is_none())
+            .filter(|b| log.get(*b).ok().flatten() != Some(json!({ "files": [format!("{b}.json")] })))
+            .collect();
+        (resume.source_logs[0].clone(), purged)
+    }
+
+    #[test]
+    fn source_files_written_without_fsync_are_durable_before_their_offset_entries_are_purged() {
+        use crate::checkpoint::sim::{CrashMode, SimDisk};
+        // Past two purges (every 10 batches once past RETAIN): a power loss right after the
+        // last batch keeps only what was fsynced.
+        let batches = RETAIN + 2 * CLEANUP_EVERY + 3;
+        let disk = SimDisk::new();
+        {
+            let mut cp = open_in(disk.storage("cp"));
+            run_batches(&mut cp, 0, batches);
+            cp.join_writes().unwrap();
+            // The snapshot thread done, so that the armed step is the flush's.
+            drop(cp.snapshots.take());
+            disk.crash_at(1, CrashMode::PowerLoss);
+            // The next step is the crash (the commit directory's fsync of a stop).
+            assert!(cp.flush().is_err());
+        }
+        let after = disk.after_crash();
+        let (logs, missing) = source_files_after(&after, batches);
+        assert!(missing.is_empty(), "purged batches whose source file is not durable: {missing:?}");
+        let all: Vec<Value> = (0..batches).map(|b| json!({ "files": [format!("{b}.json")] })).collect();
+        assert_eq!(logs, all, "every batch's entry from a file or the offset log");
+        // The lazily written files of the batches still in the offset log were lost to the
+        // power loss, and the restart wrote them again from there.
+        let storage = after.storage("cp");
+        let log = BatchLog::new(storage, "sources/0");
+        assert_eq!(log.get(batches - 1).unwrap(), Some(all[batches as usize - 1].clone()));
+    }
+
+    #[test]
+    fn a_commit_entry_whose_directory_was_not_fsynced_is_lost_to_a_power_loss_and_its_batch_re_run() {
+        use crate::checkpoint::sim::{CrashMode, SimDisk};
+        let disk = SimDisk::new();
+        {
+            let mut cp = open_in(disk.storage("cp"));
+            run_batches(&mut cp, 0, 3);
+            cp.join_writes().unwrap();
+            // The snapshot thread done, so that the armed step is the flush's.
+            drop(cp.snapshots.take());
+            disk.crash_at(1, CrashMode::PowerLoss);
+            assert!(cp.flush().is_err());
+        }
+        let mut cp = open_in(disk.after_crash().storage("cp"));
+        let resume = cp.resume(1).unwrap();
+        // Batch 2's offsets are durable, its commit entry's name is not: it runs again, from
+        // the state after batch 1, which is durable.
+        assert_eq!(resume.rerun.as_ref().map(|r| r.0), Some(2));
+        assert_eq!(resume.state_version, 2);
+        let mut model = vec![StateMap::new(); PARTS];
+        apply_model(&mut model, 1);
+        apply_model(&mut model, 2);
+        assert_eq!(cp.load_state(2).unwrap(), vec![model]);
+
+        // After a stop, every commit entry is durable.
+        let disk = SimDisk::new();
+        {
+            let mut cp = open_in(disk.storage("cp"));
+            run_batches(&mut cp, 0, 3);
+            cp.flush().unwrap();
+            drop(cp.snapshots.take());
+            disk.crash_at(1, CrashMode::PowerLoss);
+            let _ = cp.log_offsets(3, &[Some(Offset(json!(3)))], None, vec![None], 0);
+            let _ = cp.wait_offsets();
+        }
+        let mut cp = open_in(disk.after_crash().storage("cp"));
+        let resume = cp.resume(1).unwrap();
+        assert_eq!((resume.next_batch, resume.rerun.is_none(), resume.state_version), (3, true, 3));
     }
 
     #[test]

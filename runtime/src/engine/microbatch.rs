@@ -402,10 +402,11 @@ impl MicroBatch {
         if let Some(cp) = &mut self.checkpoint {
             cp.log_commit(batch_id, next_watermark)?;
         }
-        // A source may forget only what a durable commit entry covers (a batch whose entry is
-        // lost is re-run and read again): with a checkpoint, up to the previous batch's ends,
-        // whose entry `log_commit` has just made durable (as Spark commits batch N - 1 to its
-        // sources once batch N is planned).
+        // A source may forget only what a restart can no longer need (a batch whose commit
+        // entry is lost is re-run and read again): with a checkpoint, up to the previous
+        // batch's ends, this batch's starts — `offsets/<this batch>` is durable, so a restart
+        // re-runs at most this batch, from those starts, whether or not the commit entries are
+        // durable yet (as Spark commits batch N - 1 to its sources once batch N is planned).
         let t = super::listener::Phase::start("commitOffsets");
         let forgettable = if self.checkpoint.is_some() { starts } else { ends };
         for (s, end) in self.sources.iter_mut().zip(forgettable) {
