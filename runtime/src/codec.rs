@@ -954,30 +954,7 @@ pub fn layout_difference(old: &str, new: &str) -> Option<String> {
     let (Some(o), Some(n)) = (fields(o), fields(n)) else {
         return Some(format!("`{old}` in the checkpoint, `{new}` now"));
     };
-    let mut out = Vec::new();
-    for (name, l) in &o {
-        match n.iter().find(|(m, _)| m == name) {
-            None => out.push(format!("field `{name}` ({}) removed", text(l))),
-            Some((_, m)) if m != l => {
-                out.push(format!("field `{name}`: {} in the checkpoint, {} now", text(l), text(m)))
-            }
-            _ => {}
-        }
-    }
-    for (name, l) in &n {
-        if !o.iter().any(|(m, _)| m == name) {
-            out.push(format!("field `{name}` ({}) added", text(l)));
-        }
-    }
-    let names = |f: &[(String, Layout)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    if out.is_empty() && names(&o) != names(&n) {
-        out.push(format!(
-            "fields reordered: [{}] in the checkpoint, [{}] now",
-            names(&o).join(", "),
-            names(&n).join(", ")
-        ));
-    }
-    Some(out.join("; "))
+    Some(named_difference("field", "fields reordered", true, &o, &n, text))
 }
 
 /// How a derived enum's variants differ, variant by variant.
@@ -987,30 +964,7 @@ fn variant_difference(o: &[(String, Layout)], n: &[(String, Layout)]) -> String 
         write_layout(l, &mut s);
         s
     };
-    let mut out = Vec::new();
-    for (name, l) in o {
-        match n.iter().find(|(m, _)| m == name) {
-            None => out.push(format!("variant `{name}` ({}) removed", text(l))),
-            Some((_, w)) if w != l => {
-                out.push(format!("variant `{name}`: {} in the checkpoint, {} now", text(l), text(w)))
-            }
-            _ => {}
-        }
-    }
-    for (name, l) in n {
-        if !o.iter().any(|(m, _)| m == name) {
-            out.push(format!("variant `{name}` ({}) added", text(l)));
-        }
-    }
-    let names = |v: &[(String, Layout)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    if out.is_empty() {
-        out.push(format!(
-            "variants reordered (a variant is stored by its position): [{}] in the checkpoint, [{}] now",
-            names(o).join(", "),
-            names(n).join(", ")
-        ));
-    }
-    out.join("; ")
+    named_difference("variant", "variants reordered (a variant is stored by its position)", false, o, n, text)
 }
 
 /// How a `transform_with_state` processor's state variables differ, variable by variable.
@@ -1020,28 +974,38 @@ fn state_var_difference(o: &[(String, StateVarLayout)], n: &[(String, StateVarLa
         v.write(&mut s);
         s
     };
+    named_difference("state variable", "state variables reordered", false, o, n, text)
+}
+
+/// How two named lists (a struct's fields, an enum's variants, a processor's state
+/// variables) differ, name by name: each `what` removed, changed or added. When nothing
+/// differs by name, the two orders (`reordered`; for fields only when the order does differ).
+fn named_difference<T: PartialEq>(
+    what: &str,
+    reordered: &str,
+    only_if_reordered: bool,
+    o: &[(String, T)],
+    n: &[(String, T)],
+    text: impl Fn(&T) -> String,
+) -> String {
     let mut out = Vec::new();
-    for (name, v) in o {
+    for (name, l) in o {
         match n.iter().find(|(m, _)| m == name) {
-            None => out.push(format!("state variable `{name}` ({}) removed", text(v))),
-            Some((_, w)) if w != v => {
-                out.push(format!("state variable `{name}`: {} in the checkpoint, {} now", text(v), text(w)))
+            None => out.push(format!("{what} `{name}` ({}) removed", text(l))),
+            Some((_, w)) if w != l => {
+                out.push(format!("{what} `{name}`: {} in the checkpoint, {} now", text(l), text(w)))
             }
             _ => {}
         }
     }
-    for (name, v) in n {
+    for (name, l) in n {
         if !o.iter().any(|(m, _)| m == name) {
-            out.push(format!("state variable `{name}` ({}) added", text(v)));
+            out.push(format!("{what} `{name}` ({}) added", text(l)));
         }
     }
-    let names = |f: &[(String, StateVarLayout)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    if out.is_empty() {
-        out.push(format!(
-            "state variables reordered: [{}] in the checkpoint, [{}] now",
-            names(o).join(", "),
-            names(n).join(", ")
-        ));
+    let names = |v: &[(String, T)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    if out.is_empty() && (!only_if_reordered || names(o) != names(n)) {
+        out.push(format!("{reordered}: [{}] in the checkpoint, [{}] now", names(o).join(", "), names(n).join(", ")));
     }
     out.join("; ")
 }

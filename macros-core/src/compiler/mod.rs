@@ -323,9 +323,8 @@ mod snapshot_tests {
 
     /// Two stateful operators after each other: a stream-stream join, then an aggregation fed
     /// by its rows, which sees the join's output watermark.
-    #[test]
-    fn join_then_aggregate_plan() {
-        insta::assert_snapshot!(plan_of(quote! {
+    fn join_then_aggregate() -> proc_macro2::TokenStream {
+        quote! {
             query HourlyMatches(impressions: Impression, clicks: Click) -> Hourly, mode = append {
                 impressions
                     .with_watermark(impressionTime, "2 hours")
@@ -337,24 +336,17 @@ mod snapshot_tests {
                     .group_by(window(impressionTime, "1 hour"))
                     .agg(count() as n, count(clicks.clickTime) as clicks)
             }
-        }));
+        }
+    }
+
+    #[test]
+    fn join_then_aggregate_plan() {
+        insta::assert_snapshot!(plan_of(join_then_aggregate()));
     }
 
     #[test]
     fn join_then_aggregate_expansion() {
-        let out = super::compile(quote! {
-            query HourlyMatches(impressions: Impression, clicks: Click) -> Hourly, mode = append {
-                impressions
-                    .with_watermark(impressionTime, "2 hours")
-                    .join(
-                        clicks.with_watermark(clickTime, "3 hours"),
-                        impressionAdId = clicks.clickAdId,
-                        on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
-                    )
-                    .group_by(window(impressionTime, "1 hour"))
-                    .agg(count() as n)
-            }
-        });
+        let out = super::compile(join_then_aggregate());
         let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
         insta::assert_snapshot!(prettyplease::unparse(&file));
     }
