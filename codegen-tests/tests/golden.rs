@@ -416,6 +416,16 @@ stream_query! {
             .agg(count() as count)
             .drop_duplicates(word)
     }
+
+    /// One row per (finished window, count): the window is the dedup's event time, so its
+    /// keys leave state once the watermark passes the window's end.
+    query WindowCountThenDedupWindow(events: WordEvent) -> WindowWordCount, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes"), word)
+            .agg(count() as count)
+            .drop_duplicates(window, count)
+    }
 }
 
 #[test]
@@ -431,6 +441,11 @@ fn count_then_dedup_update() {
 #[test]
 fn window_count_then_dedup_append() {
     golden!("window_count_then_dedup_append", WindowCountThenDedup, events);
+}
+
+#[test]
+fn window_count_then_dedup_window_append() {
+    golden!("window_count_then_dedup_window_append", WindowCountThenDedupWindow, events);
 }
 
 #[derive(Record)]

@@ -80,13 +80,18 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, within_watermark: bool, diags:
                     k.span(),
                     format!("`{name}` on the event-time column `{k}` after an aggregation needs append mode (Spark: \"Detected pattern of possible 'correctness' issue due to global watermark\"): in {mode} mode the aggregation emits rows the dedup would count as late; use `mode = append`, or deduplicate on columns without event time"),
                 );
-            } else {
-                diags.error(
-                    k.span(),
-                    format!("`{name}` on the event-time column `{k}` after an aggregation is not supported yet in flowgate: deduplicate on the other columns"),
-                );
+                return None;
             }
-            return None;
+            // Append mode: the aggregation emits each window once its end passes the
+            // watermark; the dedup, fed by it, drops rows whose window ends at or before the
+            // previous batch's watermark and evicts keys whose window ends at or before this
+            // batch's (Spark's `window.end <= watermark` on a struct event-time column).
+            let k = k.clone();
+            let event_time_key = keys.iter().position(|c| *c == k);
+            return Some(LOp::Dedup {
+                op: 0,
+                spec: DedupSpec { keys, event_time_key, watermark: Some(k), within_watermark: None },
+            });
         }
         return Some(LOp::Dedup {
             op: 0,

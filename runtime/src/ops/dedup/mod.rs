@@ -13,6 +13,7 @@ use crate::codec::StateCodec;
 use crate::ops::keyed::KeyedState;
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
 use crate::value::{hash_key, GroupKey};
+use crate::watermark::{is_behind, EventTimeKey};
 use crate::window::EventTime;
 
 /// The keys a deduplication has seen, each with `V`: `()`, or the expiry time (µs) for
@@ -23,10 +24,11 @@ pub struct DedupState<K, V = ()> {
 }
 
 /// Whether a row whose watermarked column is `t` is late: at or behind `watermark` (Spark's
-/// `eventTime <= watermark` filter before deduplication). A null event time is never late.
+/// `eventTime <= watermark` filter before deduplication; for a window, as an aggregation
+/// emits it, Spark's `window.end <= watermark`). A null event time is never late.
 #[inline(always)]
-pub fn is_late(t: impl EventTime, watermark: i64) -> bool {
-    t.event_micros().is_some_and(|t| t <= watermark)
+pub fn is_late(t: impl EventTimeKey, watermark: i64) -> bool {
+    is_behind(&t, watermark)
 }
 
 /// When the state of a key first seen at event time `t` expires: `t + delay` (µs). A null
