@@ -426,6 +426,16 @@ stream_query! {
             .agg(count() as count)
             .drop_duplicates(window, count)
     }
+
+    /// The first four rows the window count emits, nothing after (Spark's streaming limit
+    /// over an aggregation in append mode).
+    query WindowCountLimit(events: WordEvent) -> WindowWordCount, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes"), word)
+            .agg(count() as count)
+            .limit(4)
+    }
 }
 
 #[test]
@@ -446,6 +456,11 @@ fn window_count_then_dedup_append() {
 #[test]
 fn window_count_then_dedup_window_append() {
     golden!("window_count_then_dedup_window_append", WindowCountThenDedupWindow, events);
+}
+
+#[test]
+fn window_count_limit_append() {
+    golden!("window_count_limit_append", WindowCountLimit, events);
 }
 
 #[derive(Record)]
@@ -915,4 +930,51 @@ fn group_state_processing_time_timeout() {
         &clock,
     );
     query.stop().unwrap();
+}
+
+#[derive(Record)]
+struct ProductTotals {
+    product_id: Option<String>,
+    name: Option<String>,
+    n: i64,
+    qty: Option<i64>,
+}
+
+stream_query! {
+    /// Orders and quantity per product as they change, each changed row joined with the
+    /// static product names (a stream-static join after an aggregation, update mode).
+    query ProductTotalsUpdate(orders: Order, products: static Product) -> ProductTotals, mode = update {
+        orders
+            .group_by(product_id)
+            .agg(count() as n, sum(qty) as qty)
+            .join(products, product_id, kind = left_outer)
+            .select(product_id, name = products.name, n, qty)
+    }
+
+    /// The whole result each trigger, joined (complete mode, inner join).
+    query ProductTotalsComplete(orders: Order, products: static Product) -> ProductTotals, mode = complete {
+        orders
+            .group_by(product_id)
+            .agg(count() as n, sum(qty) as qty)
+            .join(products, product_id)
+            .select(product_id, name = products.name, n, qty)
+    }
+}
+
+#[test]
+fn count_then_static_left_outer_join_update() {
+    golden_static!("count_then_static_left_outer_join_update", ProductTotalsUpdate, orders, products, InputRows::Check);
+}
+
+#[test]
+fn count_then_static_join_complete() {
+    // Spark infers `product_id IS NOT NULL` from the inner join on the grouping key and pushes it
+    // through the aggregation into the scan.
+    golden_static!(
+        "count_then_static_join_complete",
+        ProductTotalsComplete,
+        orders,
+        products,
+        InputRows::SparkPushesFiltersDown
+    );
 }

@@ -474,3 +474,79 @@ fn state_levels_off_with_watermarks_and_grows_without() {
     let (unbounded, _) = state_rows(false, 120);
     assert_eq!(unbounded.last(), Some(&(120 * 100)), "without watermarks every row stays");
 }
+
+#[derive(Record)]
+struct ImpressionOnly {
+    impressionAdId: Option<String>,
+    impressionTime: Option<Timestamp>,
+}
+
+#[derive(Record)]
+struct AdClicked {
+    impressionAdId: Option<String>,
+    clicked: bool,
+}
+
+#[derive(Record)]
+struct AdOnly {
+    impressionAdId: Option<String>,
+}
+
+stream_query! {
+    /// Each clicked impression once: a dedup after the join, on the impression's ad and event
+    /// time. Its late rows and evicted keys go by the join's output watermark.
+    query ClickedImpressionsOnce(impressions: Impression, clicks: Click) -> ImpressionOnly, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, impressionTime)
+            .drop_duplicates(impressionAdId, impressionTime)
+    }
+
+    /// Each ad at most once clicked and once not: a dedup without event time after a left
+    /// outer join, its null-padded rows included when the join emits them.
+    query AdsClickedOrNot(impressions: Impression, clicks: Click) -> AdClicked, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                kind = left_outer,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, clicked = clicks.clickTime.is_some())
+            .drop_duplicates(impressionAdId, clicked)
+    }
+
+    /// The first three joined rows of the stream, nothing after (Spark's streaming limit).
+    query FirstThreeMatches(impressions: Impression, clicks: Click) -> AdOnly, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId)
+            .limit(3)
+    }
+}
+
+#[test]
+fn stream_stream_inner_join_then_dedup() {
+    golden_join!("stream_stream_inner_join_then_dedup", ClickedImpressionsOnce, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_left_outer_join_then_dedup() {
+    golden_join!("stream_stream_left_outer_join_then_dedup", AdsClickedOrNot, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_inner_join_then_limit() {
+    golden_join!("stream_stream_inner_join_then_limit", FirstThreeMatches, InputRows::SparkPushesFiltersDown);
+}

@@ -67,30 +67,21 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             i += 1;
             continue;
         }
-        // An aggregation may follow the join (`group_by(..).agg(..)` or `agg(..)`), as Spark
-        // allows; the operators below not yet.
+        // After a stream-stream join, as Spark allows: stateless operators, an aggregation
+        // (`group_by(..).agg(..)` or `agg(..)`), another stream-stream join, a dedup, a limit
+        // (and a sort, refused by the sort rule as Spark refuses it); the operators below not yet.
         let aggregates_next = spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg");
-        // Another stream-stream join may follow too (Spark joins several streams in a row).
         let joins_a_stream =
             spec.kind == OpKind::Join && call.args.first().is_some_and(|a| ops::stream_join::is_stream_join(q, a));
         if cx.stream_joined
             && !cx.aggregated
             && !aggregates_next
             && !joins_a_stream
-            && matches!(
-                spec.kind,
-                OpKind::GroupBy
-                    | OpKind::Dedup
-                    | OpKind::DedupWithinWatermark
-                    | OpKind::Join
-                    | OpKind::Union
-                    | OpKind::Limit
-                    | OpKind::Sort
-            )
+            && matches!(spec.kind, OpKind::GroupBy | OpKind::DedupWithinWatermark | OpKind::Join | OpKind::Union)
         {
             diags.error(
                 call.name.span(),
-                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, other stream-stream joins and aggregations to the output"),
+                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, other stream-stream joins, aggregations, `drop_duplicates` and `limit` to the output"),
             );
             // `group_by(..).agg(..)` is one mistake.
             i += if spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg") { 2 } else { 1 };
@@ -238,6 +229,9 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             }
             OpKind::Join => {
                 if let Some(op) = join::check(q, &mut cx, call, &static_refs, diags) {
+                    if let (true, LOp::Join { spec }) = (cx.aggregated, &op) {
+                        join::infer_not_null_before_aggregation(spec, &mut ops_out);
+                    }
                     ops_out.push(op);
                 }
             }
@@ -584,16 +578,10 @@ fn check_limit(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> 
         );
         return None;
     }
-    // On a stream in append mode: Spark's streaming global limit (the first n rows of the
-    // stream). After an aggregation in append mode Spark would limit the emitted rows.
-    let global = q.mode.kind == ModeKind::Append && !cx.aggregated;
-    if cx.aggregated && q.mode.kind != ModeKind::Complete {
-        diags.error(
-            call.name.span(),
-            "a limit after an aggregation in append mode is not implemented yet in flowgate: limit the aggregation's result in complete mode, or the stream before it",
-        );
-        return None;
-    }
+    // In append mode: Spark's streaming global limit, the first n rows of the stream (after
+    // an aggregation: of the rows it emits, as windows close). In complete mode after an
+    // aggregation: the first n rows of each result.
+    let global = q.mode.kind == ModeKind::Append;
     if cx.session {
         diags.error(call.name.span(), "a limit over session windows is not supported yet in flowgate");
         return None;

@@ -244,10 +244,16 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
             quote! { #code #(#ends)* }
         }
         (Source::Operator(o), Sink::Output(OutputPlan::Rows(columns))) if !ends.is_empty() => {
-            // Stateful filters in the pipeline (a dedup after an aggregation) end after its rows.
+            // Stateful filters in the pipeline (a dedup after an aggregation or a join) end
+            // after its rows, by the watermarks that operator passes on.
             let rows = emit_operator_output(q, plan, p, *o, columns);
+            let shadow = match &plan.operators[*o].kind {
+                OperatorKind::StreamJoin(s) => stream_join::shadow_watermarks(plan, s),
+                _ => TokenStream::new(),
+            };
             quote! {{
                 let __fg_rows = { #rows };
+                #shadow
                 #(#ends)*
                 __fg_rows
             }}

@@ -597,14 +597,16 @@ fn hash_emission(
     }
 }
 
-/// The pipeline's stateless operators, and its trailing `order_by` keys and `limit`.
+/// The pipeline's stateless operators, and its trailing `order_by` keys and `limit` (a
+/// complete-mode result's top N; a streaming global limit, in append mode, stays in the row
+/// loop as a stateful filter).
 fn split_top(ops: &[LOp]) -> (&[LOp], Option<&[SortSpec]>, Option<usize>) {
     let mut end = ops.len();
     let mut sort = None;
     let mut limit = None;
     while let Some(op) = end.checked_sub(1).and_then(|i| ops.get(i)) {
         match op {
-            LOp::Limit { n, .. } => limit = Some(*n),
+            LOp::Limit { n, global: None } => limit = Some(*n),
             LOp::Sort { keys } => sort = Some(keys.as_slice()),
             _ => break,
         }

@@ -98,7 +98,10 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, within_watermark: bool, diags:
             spec: DedupSpec { keys, event_time_key: None, watermark: None, within_watermark: None },
         });
     }
-    let watermark = cx.watermark.clone();
+    // After a stream-stream join the event-time columns are both sides' (those a `select`
+    // kept): late rows are judged by the first, as Spark's filter takes the first watermarked
+    // column of its input, and a key holding any of them is evicted by it.
+    let watermark = cx.watermark.clone().or_else(|| cx.joined_watermarks.first().cloned());
     let delay = match (within_watermark, &watermark) {
         (true, None) => {
             diags.error(
@@ -111,7 +114,9 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, within_watermark: bool, diags:
         (false, _) => None,
     };
     let event_time_key = match &watermark {
-        Some(w) if delay.is_none() => keys.iter().position(|k| k == w),
+        Some(_) if delay.is_none() => {
+            keys.iter().position(|k| cx.watermark.as_ref() == Some(k) || cx.joined_watermarks.contains(k))
+        }
         _ => None,
     };
     Some(LOp::Dedup { op: 0, spec: DedupSpec { keys, event_time_key, watermark, within_watermark: delay } })

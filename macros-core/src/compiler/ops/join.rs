@@ -113,6 +113,33 @@ fn static_field(expr: &Expr, input: &Ident) -> Option<Ident> {
     Some(Ident::new(field, p.span()))
 }
 
+/// After an aggregation, an inner or semi join on a grouping key never matches that key's
+/// null group: as Spark infers `key IS NOT NULL` from the join and pushes it through the
+/// aggregation, the rows with a null key are filtered before it (fewer state rows, the same
+/// result). Inserted before the last aggregation in `ops`.
+pub fn infer_not_null_before_aggregation(spec: &JoinSpec, ops: &mut Vec<LOp>) {
+    if !matches!(spec.kind, JoinKind::Inner | JoinKind::LeftSemi) {
+        return;
+    }
+    let Some(at) = ops.iter().rposition(|o| matches!(o, LOp::Aggregate { .. })) else { return };
+    let LOp::Aggregate { keys, .. } = &ops[at] else { return };
+    let filters: Vec<LOp> = spec
+        .keys
+        .iter()
+        .filter_map(|(e, _)| {
+            let name = crate::compiler::plan::bare_column(e)?;
+            let key = keys.iter().find(|k| k.item.name == name)?;
+            let col = crate::compiler::plan::bare_column(&key.item.expr)?;
+            Some(LOp::Filter {
+                pred: syn::parse_quote_spanned!(col.span()=> !::flowgate::agg::Nullable::is_null(&#col)),
+            })
+        })
+        .collect();
+    for f in filters.into_iter().rev() {
+        ops.insert(at, f);
+    }
+}
+
 /// Check hook: the static input, the keys, the join type (Spark's rules for stream-static
 /// joins) and the condition; defines the static columns read later.
 pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut Diagnostics) -> Option<LOp> {
@@ -135,13 +162,6 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
     if !q.inputs[input].is_static {
         // Another stream is a stream-stream join (`ops::stream_join`); this is the query's own.
         diags.error(name.span(), format!("`{name}` is this query's own stream: a self-join is not supported"));
-        return None;
-    }
-    if cx.aggregated {
-        diags.error(
-            call.name.span(),
-            "a join after an aggregation is not supported yet in flowgate: join before aggregating",
-        );
         return None;
     }
     if cx.joined.contains(&input) {

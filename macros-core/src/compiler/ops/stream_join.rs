@@ -949,7 +949,21 @@ pub fn emit_prepare(q: &Query, plan: &Plan, spec: &StreamJoinSpec) -> TokenStrea
     };
     let lw = wm(&spec.left_eviction, format_ident!("__fg_jl_wm{}", spec.op));
     let rw = wm(&spec.right_eviction, format_ident!("__fg_jr_wm{}", spec.op));
+    // The join's output watermarks, for the stateful filters after it (a dedup's late rows
+    // and eviction): fixed for the batch, computed once here.
+    let output_wms = if filters_after(plan, spec) {
+        let (late, ev) = output_watermark_vars(spec);
+        let late_wm = output_watermark(spec, input_watermark(plan, spec, quote!(__fg_late_wm)));
+        let ev_wm = output_watermark(spec, input_watermark(plan, spec, quote!(__fg_ev_wm)));
+        quote! {
+            let #late: i64 = #late_wm;
+            let #ev: i64 = #ev_wm;
+        }
+    } else {
+        TokenStream::new()
+    };
     quote! {
+        #output_wms
         let __fg_in_wm: i64 = #input_wm;
         #op.begin_batch();
         #op.pin_right(|__fg_c: &<#right_ty as ::flowgate::Record>::Columns<'_>| #witness);
@@ -958,6 +972,32 @@ pub fn emit_prepare(q: &Query, plan: &Plan, spec: &StreamJoinSpec) -> TokenStrea
         #parts
         #lw
         #rw
+    }
+}
+
+/// Whether the pipeline of the join's rows holds a dedup (which drops late rows and evicts by
+/// the watermarks).
+fn filters_after(plan: &Plan, spec: &StreamJoinSpec) -> bool {
+    plan.pipelines
+        .iter()
+        .find(|p| p.source == crate::compiler::plan::Source::Operator(spec.op))
+        .is_some_and(|p| plan.filters_in(p).next().is_some())
+}
+
+fn output_watermark_vars(spec: &StreamJoinSpec) -> (Ident, Ident) {
+    (format_ident!("__fg_jlate_wm{}", spec.op), format_ident!("__fg_jev_wm{}", spec.op))
+}
+
+/// Where the join's rows go through stateful filters: the batch's watermarks, shadowed by the
+/// join's output watermarks (Spark's watermark propagation) for the code that follows.
+pub fn shadow_watermarks(plan: &Plan, spec: &StreamJoinSpec) -> TokenStream {
+    if !filters_after(plan, spec) {
+        return TokenStream::new();
+    }
+    let (late, ev) = output_watermark_vars(spec);
+    quote! {
+        let __fg_late_wm: i64 = #late;
+        let __fg_ev_wm: i64 = #ev;
     }
 }
 
@@ -1365,11 +1405,13 @@ fn pair_body(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: TokenSt
         quote! { let ::core::option::Option::Some(__fg_rv) = __fg_r else { continue; }; }
     };
     let body = fuse(plan, &p.ops, terminal);
+    let shadow = shadow_watermarks(plan, spec);
     quote! {
         #unwrap_left
         #unwrap_right
         #(#left_binds)*
         #(#right_binds)*
+        #shadow
         #body
     }
 }

@@ -20,11 +20,13 @@ struct Out {
 }
 
 stream_query! {
+    // Spark: "Sorting is not supported on streaming DataFrames/Datasets, unless it is on
+    // aggregated DataFrame/Dataset in Complete output mode".
     query Q(impressions: Impression, clicks: Click) -> Out, mode = append {
         impressions
             .join(clicks, adId)
-            .drop_duplicates(adId)
             .select(adId, clickTime = clicks.clickTime)
+            .order_by(clickTime)
     }
 }
 
