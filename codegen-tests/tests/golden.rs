@@ -308,6 +308,22 @@ fn session_window_append() {
     golden!("session_window_append", Sessions, clicks);
 }
 
+stream_query! {
+    /// The three biggest sessions so far, each trigger (complete mode, sorted and cut).
+    query TopSessions(clicks: Click) -> UserSession, mode = complete {
+        clicks
+            .group_by(session_window(ts, "5 minutes"), user)
+            .agg(count() as n, min(ts) as first_ts, max(ts) as last_ts)
+            .order_by(desc(n), first_ts)
+            .limit(3)
+    }
+}
+
+#[test]
+fn session_window_top3_complete() {
+    golden!("session_window_top3_complete", TopSessions, clicks);
+}
+
 #[derive(Record)]
 struct Keyed {
     id: Option<String>,

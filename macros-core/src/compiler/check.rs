@@ -526,10 +526,6 @@ fn check_sort(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> O
         );
         return None;
     }
-    if cx.session {
-        diags.error(call.name.span(), "sorting session windows is not supported yet in flowgate");
-        return None;
-    }
     if cx.ordered {
         diags.error(call.name.span(), "the rows are already sorted: give every key to one `order_by`");
         return None;
@@ -582,10 +578,6 @@ fn check_limit(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> 
     // an aggregation: of the rows it emits, as windows close). In complete mode after an
     // aggregation: the first n rows of each result.
     let global = q.mode.kind == ModeKind::Append;
-    if cx.session {
-        diags.error(call.name.span(), "a limit over session windows is not supported yet in flowgate");
-        return None;
-    }
     let n = match single_arg(call, diags)? {
         Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) => match i.base10_parse::<usize>() {
             Ok(n) => n,

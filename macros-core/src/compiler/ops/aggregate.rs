@@ -477,47 +477,9 @@ pub fn emit_hash_output(
 ) -> TokenStream {
     let out = &q.output;
     let op = dedup::var(id);
-    // `order_by`/`limit` end the pipeline: its rows are collected with their sort keys,
-    // sorted and cut (Spark's top-N of a complete-mode result), then pushed.
-    let (ops, sort, limit) = split_top(&p.ops);
-    let ordered = sort.is_some() || limit.is_some();
-    let terminal = if ordered {
-        let lit = output_literal(q, columns);
-        let keys = sort.unwrap_or(&[]).iter().map(|k| {
-            let e = &k.expr;
-            let value = quote_spanned!(e.span()=> ::flowgate::value::IntoOwned::into_owned(#e));
-            let key = if k.descending {
-                quote!(::flowgate::sort::SortKey::desc(#value))
-            } else {
-                quote!(::flowgate::sort::SortKey::asc(#value))
-            };
-            match k.nulls_first {
-                Some(first) => quote!(#key.nulls(#first)),
-                None => key,
-            }
-        });
-        quote! { __fg_top.push(( ( #(#keys,)* ), #lit )); }
-    } else {
-        push_output(q, columns)
-    };
-    let emit = hash_emission(plan, ops, id, agg, terminal, |lp| lp);
-    let (start, finish) = if ordered {
-        let limit = match limit {
-            Some(n) => quote!(::core::option::Option::Some(#n)),
-            None => quote!(::core::option::Option::None),
-        };
-        (
-            quote! { let mut __fg_top = ::std::vec::Vec::with_capacity(#op.len()); },
-            quote! {
-                ::flowgate::sort::top(&mut __fg_top, #limit);
-                for (_, __fg_row) in __fg_top {
-                    ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row);
-                }
-            },
-        )
-    } else {
-        (TokenStream::new(), TokenStream::new())
-    };
+    let top = TopN::of(q, p, columns, quote!(#op.len()));
+    let emit = hash_emission(plan, top.ops, id, agg, top.terminal, |lp| lp);
+    let (start, finish) = (top.start, top.finish);
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.len());
         #start
@@ -594,6 +556,57 @@ fn hash_emission(
         }
         (ModeKind::Complete, _, _) => emit_loop(quote!(#op.all())),
         _ => emit_loop(quote!(#op.updated())),
+    }
+}
+
+/// `order_by`/`limit` at the end of an aggregation's output pipeline (Spark's top N of a
+/// complete-mode result): the rows are collected with their sort keys, sorted and cut, then
+/// pushed. Without them, rows are pushed as they are emitted.
+struct TopN<'a> {
+    /// The pipeline's operators before the sort and limit.
+    ops: &'a [LOp],
+    /// Where each emitted row goes.
+    terminal: TokenStream,
+    /// Before the emission loop, and after it.
+    start: TokenStream,
+    finish: TokenStream,
+}
+
+impl<'a> TopN<'a> {
+    fn of(q: &Query, p: &'a Pipeline, columns: &[Ident], capacity: TokenStream) -> Self {
+        let (ops, sort, limit) = split_top(&p.ops);
+        if sort.is_none() && limit.is_none() {
+            return TopN { ops, terminal: push_output(q, columns), start: TokenStream::new(), finish: TokenStream::new() };
+        }
+        let lit = output_literal(q, columns);
+        let keys = sort.unwrap_or(&[]).iter().map(|k| {
+            let e = &k.expr;
+            let value = quote_spanned!(e.span()=> ::flowgate::value::IntoOwned::into_owned(#e));
+            let key = if k.descending {
+                quote!(::flowgate::sort::SortKey::desc(#value))
+            } else {
+                quote!(::flowgate::sort::SortKey::asc(#value))
+            };
+            match k.nulls_first {
+                Some(first) => quote!(#key.nulls(#first)),
+                None => key,
+            }
+        });
+        let limit = match limit {
+            Some(n) => quote!(::core::option::Option::Some(#n)),
+            None => quote!(::core::option::Option::None),
+        };
+        TopN {
+            ops,
+            terminal: quote! { __fg_top.push(( ( #(#keys,)* ), #lit )); },
+            start: quote! { let mut __fg_top = ::std::vec::Vec::with_capacity(#capacity); },
+            finish: quote! {
+                ::flowgate::sort::top(&mut __fg_top, #limit);
+                for (_, __fg_row) in __fg_top {
+                    ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row);
+                }
+            },
+        }
     }
 }
 
@@ -681,7 +694,9 @@ pub fn emit_session_output(
         let (name, j) = (&a.name, Index::from(j));
         quote_spanned!(a.span=> let #name = __fg_s.acc.#j.finish();)
     });
-    let emit_body = fuse(plan, &p.ops, push_output(q, columns));
+    let top = TopN::of(q, p, columns, quote!(#op.len()));
+    let emit_body = fuse(plan, top.ops, top.terminal);
+    let (start, finish) = (top.start, top.finish);
     let (prefix, entries) = match (plan.mode, agg.uses_watermark) {
         (ModeKind::Append, true) => (
             quote! { let __fg_closed = #op.evict(__fg_ev_wm); },
@@ -692,11 +707,13 @@ pub fn emit_session_output(
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.len());
         #prefix
+        #start
         for (__fg_k, __fg_s) in #entries {
             #(#key_binds)*
             #(#finishes)*
             #emit_body
         }
+        #finish
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
     }
 }
