@@ -319,6 +319,31 @@ stream_query! {
     }
 }
 
+#[derive(Record)]
+struct HalfHourSessions {
+    window: Window,
+    total: i64,
+    sessions: i64,
+}
+
+stream_query! {
+    /// Chained aggregations over session windows (append mode): the closed sessions per 30
+    /// minutes of their `window_time`.
+    query SessionsPerHalfHour(clicks: Click) -> HalfHourSessions, mode = append {
+        clicks
+            .with_watermark(ts, "10 minutes")
+            .group_by(session_window(ts, "5 minutes"), user)
+            .agg(count() as n)
+            .group_by(window(window_time(session_window), "30 minutes"))
+            .agg(sum(n) as total, count() as sessions)
+    }
+}
+
+#[test]
+fn session_count_then_window_sum_append() {
+    golden!("session_count_then_window_sum_append", SessionsPerHalfHour, clicks);
+}
+
 #[test]
 fn session_window_top3_complete() {
     golden!("session_window_top3_complete", TopSessions, clicks);

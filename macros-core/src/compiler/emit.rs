@@ -238,6 +238,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
             };
             let code = match &plan.operators[*o].kind {
                 OperatorKind::HashAggregate(a) => aggregate::emit_hash_into(plan, p, *o, a, &feed),
+                OperatorKind::SessionAggregate(a) => aggregate::emit_session_into(plan, p, *o, a, &feed),
                 OperatorKind::StreamJoin(s) => stream_join::emit_into(plan, p, s, &feed),
                 _ => quote! { compile_error!("flowgate bug: an operator whose rows do not feed another"); },
             };

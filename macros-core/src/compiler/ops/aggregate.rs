@@ -18,7 +18,7 @@ use crate::compiler::plan::{AggPlan, Pipeline, Plan};
 
 /// Rule: an aggregation after another runs only in append mode, as Spark 4's
 /// `checkStreamingQueryGlobalWatermarkLimit` says: in update or complete mode the first emits
-/// rows (updates) the second would count as late. Session windows do not chain yet.
+/// rows (updates) the second would count as late.
 pub(crate) fn check_chained_aggregation(q: &Query, cx: &Cx, at: &Ident, diags: &mut Diagnostics) {
     if !cx.aggregated {
         return;
@@ -28,8 +28,6 @@ pub(crate) fn check_chained_aggregation(q: &Query, cx: &Cx, at: &Ident, diags: &
             at.span(),
             "an aggregation after an aggregation needs append mode (Spark: \"Detected pattern of possible 'correctness' issue due to global watermark\"): in update or complete mode the first aggregation emits rows the second would count as late; use `mode = append` and window both over event time: `.group_by(window(window_time(window), \"1 hour\"))`",
         );
-    } else if cx.session {
-        diags.error(at.span(), "an aggregation after a session window aggregation is not supported yet in flowgate");
     }
 }
 
@@ -679,6 +677,36 @@ pub fn emit_session_output(
 ) -> TokenStream {
     let out = &q.output;
     let op = dedup::var(id);
+    let top = TopN::of(q, p, columns, quote!(#op.len()));
+    let emission = session_emission(plan, top.ops, id, agg, top.terminal, |lp| lp);
+    let (start, finish) = (top.start, top.finish);
+    quote! {
+        let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.len());
+        #start
+        #emission
+        #finish
+        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}
+
+/// The pipeline from session aggregation `id`'s closed sessions into another stateful
+/// operator (an aggregation over `window_time(session_window)`, append mode).
+pub fn emit_session_into(plan: &Plan, p: &Pipeline, id: usize, agg: &AggPlan, feed: &Feed) -> TokenStream {
+    session_emission(plan, &p.ops, id, agg, feed.terminal.clone(), |lp| feed.wrap(lp))
+}
+
+/// The sessions aggregation `id` emits this batch (append mode: those the watermark closes,
+/// evicted; else all), each bound by its key and aggregate names and run through `ops` into
+/// `terminal`; `wrap` places the loop.
+fn session_emission(
+    plan: &Plan,
+    ops: &[LOp],
+    id: usize,
+    agg: &AggPlan,
+    terminal: TokenStream,
+    wrap: impl Fn(TokenStream) -> TokenStream,
+) -> TokenStream {
+    let op = dedup::var(id);
     let session_idx = agg.keys.iter().position(|k| matches!(k.kind, KeyKind::Session { .. })).unwrap_or(0);
     let plain: Vec<usize> = (0..agg.keys.len()).filter(|i| *i != session_idx).collect();
     let key_binds = agg.keys.iter().enumerate().map(|(i, k)| {
@@ -694,9 +722,7 @@ pub fn emit_session_output(
         let (name, j) = (&a.name, Index::from(j));
         quote_spanned!(a.span=> let #name = __fg_s.acc.#j.finish();)
     });
-    let top = TopN::of(q, p, columns, quote!(#op.len()));
-    let emit_body = fuse(plan, top.ops, top.terminal);
-    let (start, finish) = (top.start, top.finish);
+    let emit_body = fuse(plan, ops, terminal);
     let (prefix, entries) = match (plan.mode, agg.uses_watermark) {
         (ModeKind::Append, true) => (
             quote! { let __fg_closed = #op.evict(__fg_ev_wm); },
@@ -704,16 +730,15 @@ pub fn emit_session_output(
         ),
         _ => (TokenStream::new(), quote! { #op.all() }),
     };
-    quote! {
-        let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.len());
-        #prefix
-        #start
+    let lp = wrap(quote! {
         for (__fg_k, __fg_s) in #entries {
             #(#key_binds)*
             #(#finishes)*
             #emit_body
         }
-        #finish
-        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    });
+    quote! {
+        #prefix
+        #lp
     }
 }
