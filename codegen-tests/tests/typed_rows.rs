@@ -269,3 +269,98 @@ fn a_deduplication_keys_on_a_maps_columns() {
     let devices: Vec<(&str, f64)> = out.iter().map(|d| (d.device.as_str(), d.signal)).collect();
     assert_eq!(devices, [("d1", 12.5), ("d2", 30.0), ("d3", 8.0), ("d4", 20.0)]);
 }
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct Owner {
+    device: String,
+    owner: String,
+}
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct OwnedReading {
+    device: String,
+    owner: Option<String>,
+    signal: f64,
+}
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct Alert {
+    device: String,
+    time: Timestamp,
+}
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct AlertedReading {
+    device: String,
+    signal: f64,
+    alert_time: Timestamp,
+}
+
+stream_query! {
+    /// A map's records joined with a static table on a column of the records.
+    query Owned(lines: Line, owners: static Owner) -> OwnedReading, mode = append {
+        lines
+            .flat_map_rows(parse_device)
+            .join(owners, device, kind = left_outer)
+            .select(device, owner = owners.owner, signal)
+    }
+
+    /// A map's records joined with another stream (inner, event time within a minute).
+    query Alerted(lines: Line, alerts: Alert) -> AlertedReading, mode = append {
+        lines
+            .flat_map_rows(parse_device)
+            .with_watermark(time, "1 minute")
+            .join(
+                alerts.with_watermark(time, "1 minute"),
+                device = alerts.device,
+                on = alerts.time >= time && alerts.time <= time + "1 minute",
+            )
+            .select(device, signal, alert_time = alerts.time)
+    }
+}
+
+#[test]
+fn a_maps_records_join_a_static_table() {
+    let owners = MemoryStream::<Owner>::new();
+    owners.add([
+        Owner { device: "d1".into(), owner: "ann".into() },
+        Owner { device: "d2".into(), owner: "bob".into() },
+        Owner { device: "d2".into(), owner: "cy".into() },
+    ]);
+    let input = MemoryStream::<Line>::new();
+    input.add(DEVICES.iter().map(|t| Line { value: t.to_string() }));
+    let mut out = Owned::batch().lines(Source::memory(&input)).owners(Source::memory(&owners)).run().unwrap();
+    out.sort_by(|a, b| (&a.device, &a.owner, a.signal).partial_cmp(&(&b.device, &b.owner, b.signal)).unwrap());
+    let got: Vec<(&str, Option<&str>, f64)> =
+        out.iter().map(|r| (r.device.as_str(), r.owner.as_deref(), r.signal)).collect();
+    assert_eq!(
+        got,
+        [
+            ("d1", Some("ann"), 12.5),
+            ("d1", Some("ann"), 25.0),
+            ("d2", Some("bob"), 30.0),
+            ("d2", Some("cy"), 30.0),
+            ("d3", None, 8.0),
+            ("d4", None, 20.0),
+        ]
+    );
+}
+
+#[test]
+fn a_maps_records_join_another_stream() {
+    let alerts = MemoryStream::<Alert>::new();
+    let at = |s: &str| Timestamp::parse(s).unwrap();
+    alerts.add([
+        Alert { device: "d1".into(), time: at("2024-01-01T12:00:30Z") },
+        Alert { device: "d2".into(), time: at("2024-01-01T12:05:00Z") },
+        Alert { device: "d4".into(), time: at("2024-01-01T12:02:00Z") },
+    ]);
+    let input = MemoryStream::<Line>::new();
+    input.add(DEVICES.iter().map(|t| Line { value: t.to_string() }));
+    let mut out = Alerted::batch().lines(Source::memory(&input)).alerts(Source::memory(&alerts)).run().unwrap();
+    out.sort_by(|a, b| a.signal.partial_cmp(&b.signal).unwrap());
+    let got: Vec<(&str, f64, Timestamp)> = out.iter().map(|r| (r.device.as_str(), r.signal, r.alert_time)).collect();
+    // d1 at 12:00:00 (alert 30 s later) and d4 at 12:01:03 (alert 57 s later) match; d1 at
+    // 12:01:04 is after its alert, d2's alert is five minutes late.
+    assert_eq!(got, [("d1", 12.5, at("2024-01-01T12:00:30Z")), ("d4", 20.0, at("2024-01-01T12:02:00Z"))]);
+}

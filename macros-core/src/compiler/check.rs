@@ -358,10 +358,11 @@ impl Cx {
 }
 
 /// The operators that cannot follow a `map_rows` yet: those that read the query input's record
-/// again (a union's other side, a join's probe, a group-state function's rows).
+/// again (a union's other side, a group-state function's rows). A join after a map reads the
+/// map's columns like any operator.
 fn after_map_unsupported(kind: OpKind, next: Option<&Call>) -> bool {
     match kind {
-        OpKind::Union | OpKind::Join | OpKind::GroupState => true,
+        OpKind::Union | OpKind::GroupState => true,
         OpKind::GroupBy => {
             next.is_some_and(|n| ops::lookup(&n.name.to_string()).is_some_and(|s| matches!(s.kind, OpKind::GroupState)))
         }

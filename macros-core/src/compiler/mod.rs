@@ -523,6 +523,78 @@ mod snapshot_tests {
         }));
     }
 
+    /// A map's records into a stream-stream join's left side.
+    fn map_then_stream_join() -> proc_macro2::TokenStream {
+        quote! {
+            query Alerted(lines: Line, alerts: Alert) -> AlertedReading, mode = append {
+                lines
+                    .flat_map_rows(parse_device)
+                    .with_watermark(time, "1 minute")
+                    .join(
+                        alerts.with_watermark(time, "1 minute"),
+                        device = alerts.device,
+                        on = alerts.time >= time && alerts.time <= time + "1 minute",
+                    )
+                    .select(device, signal, alert_time = alerts.time)
+            }
+        }
+    }
+
+    #[test]
+    fn map_then_stream_join_plan() {
+        insta::assert_snapshot!(plan_of(map_then_stream_join()));
+    }
+
+    #[test]
+    fn map_then_stream_join_expansion() {
+        let out = super::compile(map_then_stream_join());
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
+    /// Operators after stateful operators: a stream-stream join's rows through a dedup (by the
+    /// join's output watermark), an aggregation's through a static join.
+    fn join_then_dedup() -> proc_macro2::TokenStream {
+        quote! {
+            query ClickedOnce(impressions: Impression, clicks: Click) -> ImpressionOnly, mode = append {
+                impressions
+                    .with_watermark(impressionTime, "2 hours")
+                    .join(
+                        clicks.with_watermark(clickTime, "3 hours"),
+                        impressionAdId = clicks.clickAdId,
+                        on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+                    )
+                    .select(impressionAdId, impressionTime)
+                    .drop_duplicates(impressionAdId, impressionTime)
+            }
+        }
+    }
+
+    #[test]
+    fn join_then_dedup_plan() {
+        insta::assert_snapshot!(plan_of(join_then_dedup()));
+    }
+
+    #[test]
+    fn join_then_dedup_expansion() {
+        let out = super::compile(join_then_dedup());
+        let file: syn::File = syn::parse2(out).expect("the expansion parses as Rust");
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
+    #[test]
+    fn aggregate_then_static_join_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query Totals(orders: Order, products: static Product) -> ProductTotals, mode = update {
+                orders
+                    .group_by(product_id)
+                    .agg(count() as n, sum(qty) as qty)
+                    .join(products, product_id)
+                    .select(product_id, name = products.name, n, qty)
+            }
+        }));
+    }
+
     #[test]
     fn errors_are_collected_not_first_wins() {
         let out = super::compile(quote! {

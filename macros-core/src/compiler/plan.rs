@@ -282,7 +282,13 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                         })
                         .collect();
                     if free_columns(&f).iter().all(|c| !defined.contains(&c.to_string())) {
-                        current.ops.insert(0, LOp::Filter { pred: f });
+                        // After a typed map the columns are its records': right after it.
+                        let at = current
+                            .ops
+                            .iter()
+                            .rposition(|o| matches!(o, LOp::TypedRows { spec } if spec.produces()))
+                            .map_or(0, |i| i + 1);
+                        current.ops.insert(at, LOp::Filter { pred: f });
                         spec.null_filter_first.0 = true;
                     }
                 }
