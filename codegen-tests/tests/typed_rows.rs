@@ -364,3 +364,34 @@ fn a_maps_records_join_another_stream() {
     // 12:01:04 is after its alert, d2's alert is five minutes late.
     assert_eq!(got, [("d1", 12.5, at("2024-01-01T12:00:30Z")), ("d4", 20.0, at("2024-01-01T12:02:00Z"))]);
 }
+
+stream_query! {
+    /// A map's records unioned with a stream of the same records, then aggregated together.
+    query AllTypes(lines: Line, readings: DeviceData) -> TypeCount, mode = complete {
+        lines
+            .flat_map_rows(parse_device)
+            .union(readings.filter(signal >= 0.0))
+            .filter(signal > 10.0)
+            .group_by(device_type)
+            .agg(count() as n, max(signal) as strongest)
+    }
+}
+
+#[test]
+fn a_maps_records_union_a_stream_of_the_same_records() {
+    let readings = MemoryStream::<DeviceData>::new();
+    let at = |s: &str| Timestamp::parse(s).unwrap();
+    readings.add([
+        DeviceData { device: "r1".into(), device_type: "phone".into(), signal: 40.0, time: at("2024-01-01T12:00:00Z") },
+        DeviceData { device: "r2".into(), device_type: "watch".into(), signal: 11.0, time: at("2024-01-01T12:00:00Z") },
+        DeviceData { device: "r3".into(), device_type: "watch".into(), signal: -1.0, time: at("2024-01-01T12:00:00Z") },
+    ]);
+    let input = MemoryStream::<Line>::new();
+    input.add(DEVICES.iter().map(|t| Line { value: t.to_string() }));
+    let mut out = AllTypes::batch().lines(Source::memory(&input)).readings(Source::memory(&readings)).run().unwrap();
+    out.sort_by(|a, b| a.device_type.cmp(&b.device_type));
+    let got: Vec<(&str, i64, f64)> = out.iter().map(|r| (r.device_type.as_str(), r.n, r.strongest)).collect();
+    // Lines: phones 12.5, 20.0, 25.0 (8.0 is not > 10), the tablet 30.0; readings: a phone at
+    // 40.0 and a watch at 11.0 (the one at -1.0 is filtered on its side).
+    assert_eq!(got, [("phone", 4, 40.0), ("tablet", 1, 30.0), ("watch", 1, 11.0)]);
+}

@@ -25,6 +25,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         trackers: 0,
         session: false,
         event_time_unknown: false,
+        union_after_map: false,
         joined: Vec::new(),
         ordered: false,
         limited: false,
@@ -98,6 +99,12 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             continue;
         }
         match spec.kind {
+            OpKind::Typed(_) if cx.union_after_map => {
+                diags.error(
+                    call.name.span(),
+                    format!("`{name}` after a union of a map's records is not supported yet in flowgate: put `{name}` before the union"),
+                );
+            }
             OpKind::Typed(kind) => {
                 let op = typed::check(q, &mut cx, call, kind, diags);
                 if op.is_none() && kind != typed::TypedKind::Filter {
@@ -224,6 +231,10 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             }
             OpKind::Union => {
                 if let Some(op) = union::check(q, &mut cx, call, diags) {
+                    if let (Some((id, _)), LOp::Union { input, .. }) = (&cx.mapped, &op) {
+                        typed::union_after(*id, q.inputs[*input].ty.clone(), &mut ops_out);
+                        cx.union_after_map = true;
+                    }
                     ops_out.push(op);
                 }
             }
@@ -325,6 +336,9 @@ pub(crate) struct Cx {
     /// Whether an error in a `with_watermark` or a grouping key left the event time unknown:
     /// the rules about it (append mode) then stay silent instead of adding a false error.
     pub event_time_unknown: bool,
+    /// Whether a union followed a `map_rows` / `flat_map_rows` (its other inputs' rows have
+    /// no record of that map to call a later typed operation on).
+    pub union_after_map: bool,
 }
 
 impl Cx {
@@ -358,11 +372,11 @@ impl Cx {
 }
 
 /// The operators that cannot follow a `map_rows` yet: those that read the query input's record
-/// again (a union's other side, a group-state function's rows). A join after a map reads the
-/// map's columns like any operator.
+/// again (a group-state function's rows). A join or a union after a map reads the map's
+/// columns like any operator.
 fn after_map_unsupported(kind: OpKind, next: Option<&Call>) -> bool {
     match kind {
-        OpKind::Union | OpKind::GroupState => true,
+        OpKind::GroupState => true,
         OpKind::GroupBy => {
             next.is_some_and(|n| ops::lookup(&n.name.to_string()).is_some_and(|s| matches!(s.kind, OpKind::GroupState)))
         }

@@ -210,6 +210,8 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
     let mut current = input_pipeline(input);
     // The other inputs of a union: their pipelines take every operator after the union too.
     let mut branches: Vec<Pipeline> = Vec::new();
+    // The inputs unioned after a map, with the map's columns the rest of the query reads.
+    let mut mapped_branches: Vec<(usize, Vec<Ident>)> = Vec::new();
     let push = |current: &mut Pipeline, branches: &mut Vec<Pipeline>, op: LOp| {
         for b in branches.iter_mut() {
             b.ops.push(op.clone());
@@ -224,6 +226,14 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                 push(&mut current, &mut branches, LOp::Watermark { column, delay, tracker });
             }
             LOp::Union { input: other, ops } => {
+                // After a map, the other input's rows are records of the map's type: the
+                // branch loads the columns the operators after the map read.
+                if let Some(spec) = current.ops.iter().rev().find_map(|o| match o {
+                    LOp::TypedRows { spec } if spec.produces() => Some(spec),
+                    _ => None,
+                }) {
+                    mapped_branches.push((other, spec.columns.clone()));
+                }
                 let mut b = input_pipeline(other);
                 for op in ops {
                     if let LOp::Watermark { column, delay, tracker } = &op {
@@ -364,7 +374,10 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
     // The columns each input's pipelines read: a unioned input the same as the query's own
     // (the record is the same) plus what its own operators read.
     let union_reads = |i: usize| -> Vec<Ident> {
-        let mut cols = logical.input_columns.clone();
+        let mut cols = match mapped_branches.iter().find(|(b, _)| *b == i) {
+            Some((_, mapped)) => mapped.clone(),
+            None => logical.input_columns.clone(),
+        };
         for (_, extra) in logical.union_columns.iter().filter(|(u, _)| *u == i) {
             for c in extra {
                 if !cols.contains(c) {

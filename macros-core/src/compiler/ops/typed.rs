@@ -64,6 +64,9 @@ pub struct TypedSpec {
     /// For a map: the columns of its records that the rest of the query reads (bound per row
     /// from the record).
     pub columns: Vec<Ident>,
+    /// For a map followed by a union: the other inputs' record types, which must be its
+    /// records' (rustc checks it at each type).
+    pub unioned: Vec<Type>,
 }
 
 impl TypedSpec {
@@ -135,7 +138,7 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, kind: TypedKind, diags: &mut D
         cx.schema = Schema::Open { defined: Vec::new() };
     }
     Some(LOp::TypedRows {
-        spec: Box::new(TypedSpec { id, kind, func: func.clone(), name: call.name.clone(), from, columns: Vec::new() }),
+        spec: Box::new(TypedSpec { id, kind, func: func.clone(), name: call.name.clone(), from, columns: Vec::new(), unioned: Vec::new() }),
     })
 }
 
@@ -167,6 +170,18 @@ fn check_on_a_record(cx: &Cx, call: &Call, diags: &mut Diagnostics) -> bool {
             false
         }
         None => true,
+    }
+}
+
+/// A union after map `id`: the other input's record type must be the map's records' (checked
+/// by rustc in the generated loop).
+pub fn union_after(id: usize, ty: Type, ops: &mut [LOp]) {
+    for op in ops.iter_mut() {
+        if let LOp::TypedRows { spec } = op {
+            if spec.id == id {
+                spec.unioned.push(ty.clone());
+            }
+        }
     }
 }
 
@@ -207,12 +222,19 @@ pub fn emit_row(spec: &TypedSpec, inner: TokenStream, reject: &TokenStream) -> T
         let field = Ident::new(&c.to_string(), c.span());
         quote_spanned!(c.span()=> let #c = ::flowgate::record::BorrowRef::borrow_ref(&#var.#field);)
     });
+    // A union after the map: its other inputs' rows are records of the same type.
+    // Spanned on the other input's declared type: a record of another type is rustc's
+    // "expected `Line`, found `DeviceData`" there.
+    let same = spec.unioned.iter().map(|ty| {
+        let v = Ident::new(&var.to_string(), ty.span());
+        quote_spanned!(ty.span()=> let _: &#ty = &#v;)
+    });
     match spec.kind {
         TypedKind::Filter => {
             let keep = quote_spanned!(f.span()=> let __fg_keep: bool = #call;);
             quote! { #keep if !__fg_keep { #reject } #inner }
         }
-        TypedKind::Map => quote! { let #var = #call; #(#binds)* #inner },
+        TypedKind::Map => quote! { let #var = #call; #(#same)* #(#binds)* #inner },
         TypedKind::FlatMap => {
             // A `for` over the returned value: a function that returns no iterator is one
             // "is not an iterator" error, at the function.
@@ -221,7 +243,7 @@ pub fn emit_row(spec: &TypedSpec, inner: TokenStream, reject: &TokenStream) -> T
             quote! {
                 let #rows = #call;
                 #[allow(for_loops_over_fallibles)]
-                for #var in #rows { #(#binds)* #inner }
+                for #var in #rows { #(#same)* #(#binds)* #inner }
             }
         }
     }

@@ -51,7 +51,9 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> Op
         );
         return None;
     }
-    if !same_type(&decl.ty, &q.inputs[source].ty) {
+    // After a map the rows are its records: rustc checks the other input's type against them
+    // (`TypedSpec::unioned`).
+    if cx.mapped.is_none() && !same_type(&decl.ty, &q.inputs[source].ty) {
         let (a, b) = (&q.inputs[source].ty, &decl.ty);
         diags.error(
             decl.ty.span(),

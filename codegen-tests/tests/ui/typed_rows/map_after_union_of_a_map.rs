@@ -16,8 +16,9 @@ fn parse(line: flowgate::record::RowRef<'_, Line>) -> DeviceData {
 }
 
 stream_query! {
-    query Q(lines: Line, more: Line) -> DeviceData, mode = append {
-        lines.map_rows(parse).union(more)
+    query Q(lines: Line, more: DeviceData) -> DeviceData, mode = append {
+        // The union's other input has no `Line` rows for the second map to call `parse` on.
+        lines.map_rows(parse).union(more).map_rows(|d| DeviceData { device: d.device.clone(), signal: d.signal * 2.0 })
     }
 }
 
