@@ -468,6 +468,17 @@ stream_query! {
             .drop_duplicates(window, count)
     }
 
+    /// Each count value once per 10 minutes of window start (`dropDuplicatesWithinWatermark`
+    /// after a window aggregation in append mode: Spark takes the window's start as the
+    /// event time a key expires by).
+    query WindowCountThenDedupWithin(events: WordEvent) -> WindowWordCount, mode = append {
+        events
+            .with_watermark(ts, "10 minutes")
+            .group_by(window(ts, "10 minutes"), word)
+            .agg(count() as count)
+            .drop_duplicates_within_watermark(count)
+    }
+
     /// The first four rows the window count emits, nothing after (Spark's streaming limit
     /// over an aggregation in append mode).
     query WindowCountLimit(events: WordEvent) -> WindowWordCount, mode = append {
@@ -497,6 +508,11 @@ fn window_count_then_dedup_append() {
 #[test]
 fn window_count_then_dedup_window_append() {
     golden!("window_count_then_dedup_window_append", WindowCountThenDedupWindow, events);
+}
+
+#[test]
+fn window_count_then_dedup_within_watermark_append() {
+    golden!("window_count_then_dedup_within_watermark_append", WindowCountThenDedupWithin, events);
 }
 
 #[test]

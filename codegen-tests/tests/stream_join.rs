@@ -522,6 +522,20 @@ stream_query! {
             .drop_duplicates(impressionAdId, clicked)
     }
 
+    /// Each clicked ad once until its first impression time plus the 2-hour delay passes the
+    /// join's output watermark (`dropDuplicatesWithinWatermark` after the join).
+    query ClickedAdsWithin(impressions: Impression, clicks: Click) -> ImpressionOnly, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, impressionTime)
+            .drop_duplicates_within_watermark(impressionAdId)
+    }
+
     /// The first three joined rows of the stream, nothing after (Spark's streaming limit).
     query FirstThreeMatches(impressions: Impression, clicks: Click) -> AdOnly, mode = append {
         impressions
@@ -549,4 +563,13 @@ fn stream_stream_left_outer_join_then_dedup() {
 #[test]
 fn stream_stream_inner_join_then_limit() {
     golden_join!("stream_stream_inner_join_then_limit", FirstThreeMatches, InputRows::SparkPushesFiltersDown);
+}
+
+#[test]
+fn stream_stream_inner_join_then_dedup_within_watermark() {
+    golden_join!(
+        "stream_stream_inner_join_then_dedup_within_watermark",
+        ClickedAdsWithin,
+        InputRows::SparkPushesFiltersDown
+    );
 }

@@ -78,11 +78,11 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             && !cx.aggregated
             && !aggregates_next
             && !joins_a_stream
-            && matches!(spec.kind, OpKind::GroupBy | OpKind::DedupWithinWatermark | OpKind::Join | OpKind::Union)
+            && matches!(spec.kind, OpKind::GroupBy | OpKind::Join | OpKind::Union)
         {
             diags.error(
                 call.name.span(),
-                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, other stream-stream joins, aggregations, `drop_duplicates` and `limit` to the output"),
+                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, other stream-stream joins, aggregations, deduplication and `limit` to the output"),
             );
             // `group_by(..).agg(..)` is one mistake.
             i += if spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg") { 2 } else { 1 };

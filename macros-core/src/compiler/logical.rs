@@ -280,6 +280,11 @@ pub struct DedupSpec {
     /// `drop_duplicates_within_watermark`: the watermark delay (µs); a key is remembered until
     /// its first event time plus the delay is behind the watermark.
     pub within_watermark: Option<i64>,
+    /// Whether the watermarked column is an aggregation's window (a dedup after a window
+    /// aggregation): rows are late, and keys evicted, by its end; a key of
+    /// `drop_duplicates_within_watermark` expires by its start plus the delay, as Spark reads
+    /// a window struct's event time there.
+    pub window_time: bool,
 }
 
 impl DedupSpec {

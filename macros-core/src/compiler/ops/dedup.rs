@@ -26,13 +26,6 @@ use crate::compiler::logical::{DedupSpec, LOp, Schema};
 /// keys forever.
 pub fn check(q: &Query, cx: &mut Cx, call: &Call, within_watermark: bool, diags: &mut Diagnostics) -> Option<LOp> {
     let name = call.name.to_string();
-    if cx.aggregated && within_watermark {
-        diags.error(
-            call.name.span(),
-            format!("`{name}` after an aggregation is not supported yet in flowgate: deduplicate the input before aggregating"),
-        );
-        return None;
-    }
     let mut keys: Vec<Ident> = Vec::new();
     for arg in &call.args {
         match arg {
@@ -70,6 +63,39 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, within_watermark: bool, diags:
     if keys.is_empty() {
         return None;
     }
+    if cx.aggregated && within_watermark {
+        // Spark 4 accepts it after an aggregation in append mode: the window (or a plain key on
+        // the watermarked column) is its event time.
+        let event_time = match (&cx.window_event_time, &cx.watermark) {
+            (Some(w), _) => Some((w.clone(), true)),
+            (None, Some(w)) => Some((w.clone(), false)),
+            (None, None) => None,
+        };
+        let Some((w, window_time)) = event_time else {
+            diags.error(
+                call.name.span(),
+                format!("`{name}` after an aggregation needs its event time: aggregate by an event-time window, e.g. `.group_by(window(ts, \"10 minutes\"), ..)`"),
+            );
+            return None;
+        };
+        if q.mode.kind != ModeKind::Append {
+            diags.error(
+                call.name.span(),
+                format!("`{name}` after an aggregation needs append mode (Spark: \"Detected pattern of possible 'correctness' issue due to global watermark\"): in update or complete mode the aggregation emits rows the dedup would count as late; use `mode = append`"),
+            );
+            return None;
+        }
+        return Some(LOp::Dedup {
+            op: 0,
+            spec: DedupSpec {
+                keys,
+                event_time_key: None,
+                watermark: Some(w),
+                within_watermark: Some(cx.watermark_delay),
+                window_time,
+            },
+        });
+    }
     if cx.aggregated {
         let event_time =
             keys.iter().find(|k| Some(*k) == cx.window_event_time.as_ref() || Some(*k) == cx.watermark.as_ref());
@@ -90,18 +116,25 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, within_watermark: bool, diags:
             let event_time_key = keys.iter().position(|c| *c == k);
             return Some(LOp::Dedup {
                 op: 0,
-                spec: DedupSpec { keys, event_time_key, watermark: Some(k), within_watermark: None },
+                spec: DedupSpec { keys, event_time_key, watermark: Some(k), within_watermark: None, window_time: true },
             });
         }
         return Some(LOp::Dedup {
             op: 0,
-            spec: DedupSpec { keys, event_time_key: None, watermark: None, within_watermark: None },
+            spec: DedupSpec { keys, event_time_key: None, watermark: None, within_watermark: None, window_time: false },
         });
     }
     // After a stream-stream join the event-time columns are both sides' (those a `select`
     // kept): late rows are judged by the first, as Spark's filter takes the first watermarked
     // column of its input, and a key holding any of them is evicted by it.
     let watermark = cx.watermark.clone().or_else(|| cx.joined_watermarks.first().cloned());
+    if within_watermark && cx.watermark.is_none() && watermark.is_some() {
+        diags.error(
+            call.name.span(),
+            format!("`{name}` on the other stream's event time after a join is not supported yet in flowgate: keep the query's own event-time column in the `select` before it"),
+        );
+        return None;
+    }
     let delay = match (within_watermark, &watermark) {
         (true, None) => {
             diags.error(
@@ -119,7 +152,10 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, within_watermark: bool, diags:
         }
         _ => None,
     };
-    Some(LOp::Dedup { op: 0, spec: DedupSpec { keys, event_time_key, watermark, within_watermark: delay } })
+    Some(LOp::Dedup {
+        op: 0,
+        spec: DedupSpec { keys, event_time_key, watermark, within_watermark: delay, window_time: false },
+    })
 }
 
 /// The operator's state at plan creation.
@@ -148,6 +184,7 @@ pub fn emit_row(id: usize, spec: &DedupSpec, reject: &TokenStream) -> TokenStrea
     };
     let keys = &spec.keys;
     let value = match (spec.within_watermark, &spec.watermark) {
+        (Some(delay), Some(w)) if spec.window_time => quote!(::flowgate::ops::dedup::window_expiry(#w, #delay)),
         (Some(delay), Some(w)) => quote!(::flowgate::ops::dedup::expiry(#w, #delay)),
         _ => quote!(()),
     };

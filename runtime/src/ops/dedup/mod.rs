@@ -14,7 +14,7 @@ use crate::ops::keyed::KeyedState;
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
 use crate::value::{hash_key, GroupKey};
 use crate::watermark::{is_behind, EventTimeKey};
-use crate::window::EventTime;
+use crate::window::{EventTime, Window};
 
 /// The keys a deduplication has seen, each with `V`: `()`, or the expiry time (µs) for
 /// `drop_duplicates_within_watermark`.
@@ -36,6 +36,14 @@ pub fn is_late(t: impl EventTimeKey, watermark: i64) -> bool {
 #[inline(always)]
 pub fn expiry(t: impl EventTime, delay: i64) -> i64 {
     t.event_micros().unwrap_or(0).saturating_add(delay)
+}
+
+/// [`expiry`] for a key whose event time is an aggregation's window: its start plus the
+/// delay (Spark's `dropDuplicatesWithinWatermark` reads a window struct's first field, the
+/// start, as the event time).
+#[inline(always)]
+pub fn window_expiry(w: &Window, delay: i64) -> i64 {
+    w.start.0.saturating_add(delay)
 }
 
 impl<K, V> DedupState<K, V>
