@@ -573,3 +573,57 @@ fn stream_stream_inner_join_then_dedup_within_watermark() {
         InputRows::SparkPushesFiltersDown
     );
 }
+
+#[derive(Record)]
+struct Ad {
+    adId: Option<String>,
+    campaign: Option<String>,
+}
+
+#[derive(Record)]
+struct CampaignClick {
+    impressionAdId: Option<String>,
+    campaign: Option<String>,
+    clickTime: Option<Timestamp>,
+}
+
+stream_query! {
+    /// Each ad-click pair with its ad's campaign from a static table (a stream-static join on
+    /// the stream-stream join's rows).
+    query CampaignClicks(impressions: Impression, clicks: Click, ads: static Ad) -> CampaignClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .join(ads, impressionAdId = ads.adId)
+            .select(impressionAdId, campaign = ads.campaign, clickTime = clicks.clickTime)
+    }
+}
+
+#[test]
+fn stream_stream_inner_join_then_static_join() {
+    let case = "stream_stream_inner_join_then_static_join";
+    let (i, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let statics = flowgate_codegen_tests::cases_dir().join(case).join("static");
+    let table = MemoryTable::new();
+    let query = CampaignClicks::builder()
+        .impressions(Source::file(i.path()).json())
+        .clicks(Source::file(c.path()).json())
+        .ads(Source::file(&statics).json())
+        .trigger(Trigger::processing_time("200 milliseconds"))
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    flowgate_codegen_tests::run_case_sources(
+        case,
+        &[("impressions", i.path()), ("clicks", c.path())],
+        &query,
+        &table,
+        InputRows::SparkPushesFiltersDown,
+    );
+    query.stop().unwrap();
+}

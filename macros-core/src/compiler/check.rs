@@ -69,8 +69,9 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             continue;
         }
         // After a stream-stream join, as Spark allows: stateless operators, an aggregation
-        // (`group_by(..).agg(..)` or `agg(..)`), another stream-stream join, a dedup, a limit
-        // (and a sort, refused by the sort rule as Spark refuses it); the operators below not yet.
+        // (`group_by(..).agg(..)` or `agg(..)`), another stream-stream join, a static join, a
+        // dedup, a limit (and a sort, refused by the sort rule as Spark refuses it); the
+        // operators below not yet.
         let aggregates_next = spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg");
         let joins_a_stream =
             spec.kind == OpKind::Join && call.args.first().is_some_and(|a| ops::stream_join::is_stream_join(q, a));
@@ -78,11 +79,11 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             && !cx.aggregated
             && !aggregates_next
             && !joins_a_stream
-            && matches!(spec.kind, OpKind::GroupBy | OpKind::Join | OpKind::Union)
+            && matches!(spec.kind, OpKind::GroupBy | OpKind::Union)
         {
             diags.error(
                 call.name.span(),
-                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, other stream-stream joins, aggregations, deduplication and `limit` to the output"),
+                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, joins, aggregations, deduplication and `limit` to the output"),
             );
             // `group_by(..).agg(..)` is one mistake.
             i += if spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg") { 2 } else { 1 };
