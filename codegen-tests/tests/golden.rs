@@ -1035,3 +1035,37 @@ fn count_then_static_join_complete() {
         InputRows::SparkPushesFiltersDown
     );
 }
+
+stream_query! {
+    /// Session windows over two unioned click streams: a session takes rows of both.
+    query UnionSessions(clicks: Click, more: Click) -> UserSession, mode = append {
+        clicks
+            .with_watermark(ts, "10 minutes")
+            .union(more.with_watermark(ts, "10 minutes"))
+            .group_by(session_window(ts, "5 minutes"), user)
+            .agg(count() as n, min(ts) as first_ts, max(ts) as last_ts)
+    }
+}
+
+#[test]
+fn union_then_session_window_append() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let table = MemoryTable::new();
+    let query = UnionSessions::builder()
+        .clicks(Source::file(a.path()).json())
+        .more(Source::file(b.path()).json())
+        // Two files per step, renamed one after the other: see `stream_join.rs`.
+        .trigger(Trigger::processing_time("200 milliseconds"))
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    flowgate_codegen_tests::run_case_sources(
+        "union_then_session_window_append",
+        &[("clicks", a.path()), ("more", b.path())],
+        &query,
+        &table,
+        InputRows::Check,
+    );
+    query.stop().unwrap();
+}

@@ -198,9 +198,6 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                         let aggs = aggregate::agg_items(next, &mut cx, diags);
                         aggregate::check_chained_aggregation(q, &cx, &call.name, diags);
                         aggregate::finish_aggregate(&mut cx, keys, aggs, &mut ops_out, diags);
-                        if cx.session && !cx.unioned.is_empty() {
-                            diags.error(call.name.span(), "a session window over a union is not supported yet in flowgate: aggregate each input, or use a tumbling or sliding window");
-                        }
                         i += 1;
                     }
                     _ => {

@@ -137,7 +137,11 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
             Sink::Operator(o) => fed.insert(o),
             Sink::Output(_) => true,
         };
-        let code = emit_pipeline(q, plan, p, &ends, first);
+        let last = match p.sink {
+            Sink::Operator(o) => !plan.pipelines[n + 1..].iter().any(|later| matches!(later.sink, Sink::Operator(l) if l == o)),
+            Sink::Output(_) => true,
+        };
+        let code = emit_pipeline(q, plan, p, &ends, (first, last));
         if matches!(p.sink, Sink::Output(_)) {
             let part = format_ident!("__fg_part{}", n);
             pipelines.push(quote! {
@@ -207,11 +211,17 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
     }
 }
 
-/// One pipeline. The last one evaluates to the batch's output (`Result<Vec<RecordBatch>>`).
 /// One pipeline: its code, and where it outputs rows, an expression of type
 /// `Result<Vec<RecordBatch>>`. `ends` are the end-of-batch hooks of the stateful filters it
-/// holds last; `first` says whether it is the first of the batch to feed its operator.
-fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], first: bool) -> TokenStream {
+/// holds last; `(first, last)` say whether it is the first and the last of the batch to feed
+/// its operator.
+fn emit_pipeline(
+    q: &Query,
+    plan: &Plan,
+    p: &Pipeline,
+    ends: &[TokenStream],
+    (first, last): (bool, bool),
+) -> TokenStream {
     match (&p.source, &p.sink) {
         (Source::Input(i), Sink::Output(OutputPlan::Columns(c))) => emit_columns(q, plan, p, *i, c, ends),
         (Source::Input(i), Sink::Output(OutputPlan::InputRows)) => emit_input_rows(q, plan, p, *i, ends),
@@ -219,7 +229,7 @@ fn emit_pipeline(q: &Query, plan: &Plan, p: &Pipeline, ends: &[TokenStream], fir
         (Source::Input(i), Sink::Operator(o)) => {
             let update = match &plan.operators[*o].kind {
                 OperatorKind::HashAggregate(a) => aggregate::emit_hash_update(q, plan, p, *i, *o, a, first),
-                OperatorKind::SessionAggregate(a) => aggregate::emit_session_update(q, plan, p, *i, *o, a),
+                OperatorKind::SessionAggregate(a) => aggregate::emit_session_update(plan, p, *i, *o, a, (first, last)),
                 OperatorKind::Dedup(_) | OperatorKind::GlobalLimit(_) => {
                     quote! { compile_error!("flowgate bug: a stateful filter is not a breaker"); }
                 }

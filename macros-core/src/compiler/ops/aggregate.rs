@@ -3,7 +3,7 @@
 //! physical operators the plan chooses between (hash aggregation, session windows).
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, Index};
 
@@ -628,13 +628,17 @@ fn split_top(ops: &[LOp]) -> (&[LOp], Option<&[SortSpec]>, Option<usize>) {
 
 /// The pipeline from `input` into session-window aggregation `id`: rows become sessions per
 /// key, merged into the state.
+///
+/// A union's inputs feed one batch of rows (`(first, last)`: whether this pipeline is the
+/// first and the last to feed it), folded into the state once, after the last: a session may
+/// take rows of every input.
 pub fn emit_session_update(
-    _q: &Query,
     plan: &Plan,
     p: &Pipeline,
     input: usize,
     id: usize,
     agg: &AggPlan,
+    (first, last): (bool, bool),
 ) -> TokenStream {
     let op = dedup::var(id);
     let units = collect_units(plan, p, input);
@@ -657,6 +661,17 @@ pub fn emit_session_update(
     };
     let unit_loop = unit_loop(p, plan, terminal);
     let late = if agg.uses_watermark { quote!(__fg_late_wm) } else { quote!(i64::MIN) };
+    if !(first && last) {
+        let rows = format_ident!("__fg_srows{}", id);
+        let start = if first { quote! { let mut #rows = #op.batch_rows(); } } else { TokenStream::new() };
+        let end = if last { quote! { #op.fold(#rows, #late); } } else { TokenStream::new() };
+        return quote! {
+            #units
+            #start
+            #op.collect(&__fg_units, &mut #rows, |__fg_unit, __fg_rows| { #unit_loop });
+            #end
+        };
+    }
     let update = if p.parallel {
         quote! { #op.update(&__fg_units, #late, |__fg_unit, __fg_rows| { #unit_loop }); }
     } else {

@@ -256,10 +256,12 @@ where
                 folded.dropped += f.dropped;
                 self.touched.extend(touched);
             }
+            self.finish_metrics(folded);
         } else {
-            self.fold_in_order(units, late_watermark, f, &mut folded);
+            let mut rows = self.batch_rows();
+            self.collect(units, &mut rows, f);
+            self.fold(rows, late_watermark);
         }
-        self.finish_metrics(folded);
     }
 
     /// Aggregates one micro-batch on the calling thread, the units in order: for a pipeline
@@ -268,24 +270,38 @@ where
     where
         F: FnMut(&U, &mut SessionRows<K, A>),
     {
-        let mut folded = Folded::default();
-        self.fold_in_order(units, late_watermark, f, &mut folded);
-        self.finish_metrics(folded);
+        let mut rows = self.batch_rows();
+        self.collect(units, &mut rows, f);
+        self.fold(rows, late_watermark);
     }
 
-    fn fold_in_order<U, F>(&mut self, units: &[U], late_watermark: i64, mut f: F, folded: &mut Folded)
+    /// An empty set of one batch's rows, for an update fed by several pipelines (the inputs of
+    /// a union): each feeds it with [`Self::collect`], then [`Self::fold`] aggregates them
+    /// once, as one batch.
+    pub fn batch_rows(&self) -> SessionRows<K, A> {
+        SessionRows { table: HashTable::new(), gap: self.gap, only: None }
+    }
+
+    /// Feeds `rows` with each unit's rows (`f`), in order.
+    pub fn collect<U, F>(&self, units: &[U], rows: &mut SessionRows<K, A>, mut f: F)
     where
         F: FnMut(&U, &mut SessionRows<K, A>),
     {
-        let (n, tracking) = (self.parts.len(), self.tracking);
-        let mut rows = SessionRows { table: HashTable::new(), gap: self.gap, only: None };
         for u in units {
-            f(u, &mut rows);
+            f(u, rows);
         }
+    }
+
+    /// Aggregates the batch's collected rows: [`Self::update_sequential`] over rows that
+    /// several pipelines fed.
+    pub fn fold(&mut self, rows: SessionRows<K, A>, late_watermark: i64) {
+        let (n, tracking) = (self.parts.len(), self.tracking);
+        let mut folded = Folded::default();
         for batch in rows.table {
             let table = &mut self.parts[partition_of(batch.hash, n)];
-            fold_key(table, batch, late_watermark, tracking.then_some(&mut self.touched), folded);
+            fold_key(table, batch, late_watermark, tracking.then_some(&mut self.touched), &mut folded);
         }
+        self.finish_metrics(folded);
     }
 
     fn finish_metrics(&mut self, folded: Folded) {
