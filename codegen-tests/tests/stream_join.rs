@@ -627,3 +627,34 @@ fn stream_stream_inner_join_then_static_join() {
     );
     query.stop().unwrap();
 }
+
+#[derive(Record)]
+struct HourClick {
+    impressionAdId: Option<String>,
+    hour: Timestamp,
+    n: i64,
+    clickTime: Option<Timestamp>,
+}
+
+stream_query! {
+    /// Impressions per ad and hour, each closed hour joined with its ad's clicks inside it (a
+    /// stream-stream join after an aggregation, append mode). The window is not a range
+    /// condition Spark bounds state by: both sides are kept.
+    query HourlyClicks(impressions: Impression, clicks: Click) -> HourClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .group_by(window(impressionTime, "1 hour"), impressionAdId)
+            .agg(count() as n)
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime.is_some_and(|t| t >= window.start && t < window.end),
+            )
+            .select(impressionAdId, hour = window.start, n, clickTime = clicks.clickTime)
+    }
+}
+
+#[test]
+fn window_count_then_stream_join() {
+    golden_join!("window_count_then_stream_join", HourlyClicks, InputRows::SparkPushesFiltersDown);
+}

@@ -238,8 +238,14 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             }
             OpKind::Join => {
                 if let Some(op) = join::check(q, &mut cx, call, &static_refs, diags) {
-                    if let (true, LOp::Join { spec }) = (cx.aggregated, &op) {
-                        join::infer_not_null_before_aggregation(spec, &mut ops_out);
+                    // After an aggregation, Spark's inferred `key IS NOT NULL` of a join that
+                    // drops unmatched stream rows, pushed below the aggregation.
+                    match (cx.aggregated, &op) {
+                        (true, LOp::Join { spec }) => join::infer_not_null_before_aggregation(spec, &mut ops_out),
+                        (true, LOp::StreamJoin { spec }) if !spec.kind.left_outer() => {
+                            join::not_null_before_aggregation(spec.keys.iter().map(|k| &k.left), &mut ops_out)
+                        }
+                        _ => {}
                     }
                     ops_out.push(op);
                 }

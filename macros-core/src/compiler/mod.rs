@@ -596,6 +596,24 @@ mod snapshot_tests {
     }
 
     #[test]
+    fn aggregate_then_stream_join_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query HourlyClicks(impressions: Impression, clicks: Click) -> HourClick, mode = append {
+                impressions
+                    .with_watermark(impressionTime, "2 hours")
+                    .group_by(window(impressionTime, "1 hour"), impressionAdId)
+                    .agg(count() as n)
+                    .join(
+                        clicks.with_watermark(clickTime, "3 hours"),
+                        impressionAdId = clicks.clickAdId,
+                        on = clicks.clickTime.is_some_and(|t| t >= window.start && t < window.end),
+                    )
+                    .select(impressionAdId, hour = window.start, n, clickTime = clicks.clickTime)
+            }
+        }));
+    }
+
+    #[test]
     fn errors_are_collected_not_first_wins() {
         let out = super::compile(quote! {
             query Q(lines: Line) -> Out, mode = complete {

@@ -118,25 +118,37 @@ fn static_field(expr: &Expr, input: &Ident) -> Option<Ident> {
 /// aggregation, the rows with a null key are filtered before it (fewer state rows, the same
 /// result). Inserted before the last aggregation in `ops`.
 pub fn infer_not_null_before_aggregation(spec: &JoinSpec, ops: &mut Vec<LOp>) {
-    if !matches!(spec.kind, JoinKind::Inner | JoinKind::LeftSemi) {
-        return;
+    if matches!(spec.kind, JoinKind::Inner | JoinKind::LeftSemi) {
+        not_null_before_aggregation(spec.keys.iter().map(|(e, _)| e), ops);
     }
-    let Some(at) = ops.iter().rposition(|o| matches!(o, LOp::Aggregate { .. })) else { return };
-    let LOp::Aggregate { keys, .. } = &ops[at] else { return };
-    let filters: Vec<LOp> = spec
-        .keys
-        .iter()
-        .filter_map(|(e, _)| {
+}
+
+/// For the stream side's join keys `keys` that are grouping keys of the last aggregation in
+/// `ops` (bare columns of its input): `key IS NOT NULL`, pushed down as far as Spark pushes
+/// it — before the watermark sees the rows (into the scan), but after whatever defines the
+/// column, a union (whose other input must be filtered too) and a stateful filter (whose
+/// first row per key it would change).
+pub(crate) fn not_null_before_aggregation<'a>(keys: impl Iterator<Item = &'a Expr>, ops: &mut Vec<LOp>) {
+    let Some(agg) = ops.iter().rposition(|o| matches!(o, LOp::Aggregate { .. })) else { return };
+    let LOp::Aggregate { keys: group, .. } = &ops[agg] else { return };
+    let cols: Vec<Ident> = keys
+        .filter_map(|e| {
             let name = crate::compiler::plan::bare_column(e)?;
-            let key = keys.iter().find(|k| k.item.name == name)?;
-            let col = crate::compiler::plan::bare_column(&key.item.expr)?;
-            Some(LOp::Filter {
-                pred: syn::parse_quote_spanned!(col.span()=> !::flowgate::agg::Nullable::is_null(&#col)),
-            })
+            let key = group.iter().find(|k| k.item.name == name)?;
+            crate::compiler::plan::bare_column(&key.item.expr)
         })
         .collect();
-    for f in filters.into_iter().rev() {
-        ops.insert(at, f);
+    for col in cols {
+        let agg = ops.iter().rposition(|o| matches!(o, LOp::Aggregate { .. })).unwrap_or(ops.len());
+        let barrier = ops[..agg].iter().rposition(|o| match o {
+            LOp::Project { items } | LOp::WithColumns { items } => items.iter().any(|i| i.name == col),
+            LOp::FlatMap { name, .. } => *name == col,
+            LOp::TypedRows { spec } => spec.produces(),
+            LOp::Union { .. } | LOp::Dedup { .. } | LOp::Limit { .. } | LOp::Aggregate { .. } => true,
+            _ => false,
+        });
+        let pred = syn::parse_quote_spanned!(col.span()=> !::flowgate::agg::Nullable::is_null(&#col));
+        ops.insert(barrier.map_or(0, |b| b + 1), LOp::Filter { pred });
     }
 }
 

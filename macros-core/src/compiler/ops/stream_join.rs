@@ -386,12 +386,14 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         }
     };
     let right = q.inputs.iter().position(|i| i.name == name)?;
-    if cx.aggregated {
+    // After an aggregation (Spark 4 accepts it in append mode): its emitted rows are the
+    // left side. In update mode they would be late rows for the join.
+    if cx.aggregated && q.mode.kind != ModeKind::Append {
         diags.error(
             call.name.span(),
-            "a join after an aggregation is not supported yet in flowgate: join before aggregating",
+            "a stream-stream join after an aggregation needs append mode (Spark: \"Detected pattern of possible 'correctness' issue due to global watermark\"): in update mode the aggregation emits rows the join would count as late; use `mode = append` with an event-time window",
         );
-        return None;
+        // The join is checked on: its columns stay known to the operators after it.
     }
     if !cx.unioned.is_empty() || !cx.joined.is_empty() {
         diags.error(
