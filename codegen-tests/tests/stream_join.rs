@@ -658,3 +658,80 @@ stream_query! {
 fn window_count_then_stream_join() {
     golden_join!("window_count_then_stream_join", HourlyClicks, InputRows::SparkPushesFiltersDown);
 }
+
+stream_query! {
+    /// Two impression streams unioned, then joined with the clicks: both feed the left side.
+    query UnionAdClicks(impressions: Impression, more: Impression, clicks: Click) -> AdClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .union(more.with_watermark(impressionTime, "2 hours"))
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, impressionTime, clickAdId = clicks.clickAdId, clickTime = clicks.clickTime)
+    }
+}
+
+#[test]
+fn union_then_stream_join() {
+    let (i, m, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let table = MemoryTable::new();
+    let query = UnionAdClicks::builder()
+        .impressions(Source::file(i.path()).json())
+        .more(Source::file(m.path()).json())
+        .clicks(Source::file(c.path()).json())
+        .trigger(Trigger::processing_time("200 milliseconds"))
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    flowgate_codegen_tests::run_case_sources(
+        "union_then_stream_join",
+        &[("impressions", i.path()), ("more", m.path()), ("clicks", c.path())],
+        &query,
+        &table,
+        InputRows::SparkPushesFiltersDown,
+    );
+    query.stop().unwrap();
+}
+
+stream_query! {
+    /// A static join before a stream-stream join: each impression takes its campaign first.
+    query CampaignClicksFirst(impressions: Impression, ads: static Ad, clicks: Click) -> CampaignClick, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(ads, impressionAdId = ads.adId)
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(impressionAdId, campaign = ads.campaign, clickTime = clicks.clickTime)
+    }
+}
+
+#[test]
+fn a_static_join_before_a_stream_stream_join() {
+    let at = |s: &str| Some(Timestamp::parse(s).unwrap());
+    let imp = |ad: &str, t: &str| Impression { impressionAdId: Some(ad.into()), impressionTime: at(t) };
+    let click = |ad: &str, t: &str| Click { clickAdId: Some(ad.into()), clickTime: at(t) };
+    let (impressions, ads, clicks) = (MemoryStream::new(), MemoryStream::new(), MemoryStream::new());
+    impressions.add([imp("ad1", "2024-01-01T10:00:00Z"), imp("ad2", "2024-01-01T10:00:00Z"), imp("ad3", "2024-01-01T10:00:00Z")]);
+    ads.add([
+        Ad { adId: Some("ad1".into()), campaign: Some("c1".into()) },
+        Ad { adId: Some("ad3".into()), campaign: Some("c3".into()) },
+    ]);
+    // ad1 clicked in time, ad2 has no campaign, ad3's click is two hours late.
+    clicks.add([click("ad1", "2024-01-01T10:30:00Z"), click("ad2", "2024-01-01T10:10:00Z"), click("ad3", "2024-01-01T12:00:00Z")]);
+    let out = CampaignClicksFirst::batch()
+        .impressions(Source::memory(&impressions))
+        .ads(Source::memory(&ads))
+        .clicks(Source::memory(&clicks))
+        .run()
+        .unwrap();
+    let got: Vec<(Option<String>, Option<String>, Option<Timestamp>)> =
+        out.into_iter().map(|r| (r.impressionAdId, r.campaign, r.clickTime)).collect();
+    assert_eq!(got, [(Some("ad1".to_string()), Some("c1".to_string()), at("2024-01-01T10:30:00Z"))]);
+}

@@ -614,6 +614,23 @@ mod snapshot_tests {
     }
 
     #[test]
+    fn union_then_stream_join_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query UnionAdClicks(impressions: Impression, more: Impression, clicks: Click) -> AdClick, mode = append {
+                impressions
+                    .with_watermark(impressionTime, "2 hours")
+                    .union(more.with_watermark(impressionTime, "2 hours"))
+                    .join(
+                        clicks.with_watermark(clickTime, "3 hours"),
+                        impressionAdId = clicks.clickAdId,
+                        on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+                    )
+                    .select(impressionAdId, impressionTime, clickAdId = clicks.clickAdId, clickTime = clicks.clickTime)
+            }
+        }));
+    }
+
+    #[test]
     fn errors_are_collected_not_first_wins() {
         let out = super::compile(quote! {
             query Q(lines: Line) -> Out, mode = complete {

@@ -298,7 +298,11 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                             .iter()
                             .rposition(|o| matches!(o, LOp::TypedRows { spec } if spec.produces()))
                             .map_or(0, |i| i + 1);
-                        current.ops.insert(at, LOp::Filter { pred: f });
+                        current.ops.insert(at, LOp::Filter { pred: f.clone() });
+                        // A union's other inputs feed the left side too: filtered first alike.
+                        for br in &mut branches {
+                            br.ops.insert(0, LOp::Filter { pred: f.clone() });
+                        }
                         spec.null_filter_first.0 = true;
                     }
                 }
@@ -323,11 +327,18 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                 // buffered right row is emitted at once and never buffered.
                 let semi = matches!(&operators[id].kind, OperatorKind::StreamJoin(s) if s.kind == super::ops::stream_join::StreamJoinKind::LeftSemi);
                 let left = std::mem::replace(&mut current, next);
+                // A union's other inputs are left-side pipelines too, in order after the first.
+                let mut lefts = vec![left];
+                for mut br in branches.drain(..) {
+                    br.sink = Sink::Operator(id);
+                    br.parallel = false;
+                    lefts.push(br);
+                }
                 if semi {
                     pipelines.push(b);
-                    pipelines.push(left);
+                    pipelines.extend(lefts);
                 } else {
-                    pipelines.push(left);
+                    pipelines.extend(lefts);
                     pipelines.push(b);
                 }
             }

@@ -395,10 +395,10 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         );
         // The join is checked on: its columns stay known to the operators after it.
     }
-    if !cx.unioned.is_empty() || !cx.joined.is_empty() {
+    if !cx.unioned.is_empty() && cx.aggregated {
         diags.error(
             call.name.span(),
-            "a stream-stream join of a stream with unions or static joins before it is not supported yet in flowgate",
+            "a stream-stream join after an aggregation of a union is not supported yet in flowgate",
         );
         return None;
     }
