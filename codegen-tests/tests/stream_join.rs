@@ -718,13 +718,21 @@ fn a_static_join_before_a_stream_stream_join() {
     let imp = |ad: &str, t: &str| Impression { impressionAdId: Some(ad.into()), impressionTime: at(t) };
     let click = |ad: &str, t: &str| Click { clickAdId: Some(ad.into()), clickTime: at(t) };
     let (impressions, ads, clicks) = (MemoryStream::new(), MemoryStream::new(), MemoryStream::new());
-    impressions.add([imp("ad1", "2024-01-01T10:00:00Z"), imp("ad2", "2024-01-01T10:00:00Z"), imp("ad3", "2024-01-01T10:00:00Z")]);
+    impressions.add([
+        imp("ad1", "2024-01-01T10:00:00Z"),
+        imp("ad2", "2024-01-01T10:00:00Z"),
+        imp("ad3", "2024-01-01T10:00:00Z"),
+    ]);
     ads.add([
         Ad { adId: Some("ad1".into()), campaign: Some("c1".into()) },
         Ad { adId: Some("ad3".into()), campaign: Some("c3".into()) },
     ]);
     // ad1 clicked in time, ad2 has no campaign, ad3's click is two hours late.
-    clicks.add([click("ad1", "2024-01-01T10:30:00Z"), click("ad2", "2024-01-01T10:10:00Z"), click("ad3", "2024-01-01T12:00:00Z")]);
+    clicks.add([
+        click("ad1", "2024-01-01T10:30:00Z"),
+        click("ad2", "2024-01-01T10:10:00Z"),
+        click("ad3", "2024-01-01T12:00:00Z"),
+    ]);
     let out = CampaignClicksFirst::batch()
         .impressions(Source::memory(&impressions))
         .ads(Source::memory(&ads))

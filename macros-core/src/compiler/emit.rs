@@ -138,7 +138,9 @@ fn emit_plan(q: &Query, plan: &Plan) -> TokenStream {
             Sink::Output(_) => true,
         };
         let last = match p.sink {
-            Sink::Operator(o) => !plan.pipelines[n + 1..].iter().any(|later| matches!(later.sink, Sink::Operator(l) if l == o)),
+            Sink::Operator(o) => {
+                !plan.pipelines[n + 1..].iter().any(|later| matches!(later.sink, Sink::Operator(l) if l == o))
+            }
             Sink::Output(_) => true,
         };
         let code = emit_pipeline(q, plan, p, &ends, (first, last));

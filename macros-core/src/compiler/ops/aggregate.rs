@@ -574,7 +574,12 @@ impl<'a> TopN<'a> {
     fn of(q: &Query, p: &'a Pipeline, columns: &[Ident], capacity: TokenStream) -> Self {
         let (ops, sort, limit) = split_top(&p.ops);
         if sort.is_none() && limit.is_none() {
-            return TopN { ops, terminal: push_output(q, columns), start: TokenStream::new(), finish: TokenStream::new() };
+            return TopN {
+                ops,
+                terminal: push_output(q, columns),
+                start: TokenStream::new(),
+                finish: TokenStream::new(),
+            };
         }
         let lit = output_literal(q, columns);
         let keys = sort.unwrap_or(&[]).iter().map(|k| {
@@ -663,8 +668,16 @@ pub fn emit_session_update(
     let late = if agg.uses_watermark { quote!(__fg_late_wm) } else { quote!(i64::MIN) };
     if !(first && last) {
         let rows = format_ident!("__fg_srows{}", id);
-        let start = if first { quote! { let mut #rows = #op.batch_rows(); } } else { TokenStream::new() };
-        let end = if last { quote! { #op.fold(#rows, #late); } } else { TokenStream::new() };
+        let start = if first {
+            quote! { let mut #rows = #op.batch_rows(); }
+        } else {
+            TokenStream::new()
+        };
+        let end = if last {
+            quote! { #op.fold(#rows, #late); }
+        } else {
+            TokenStream::new()
+        };
         return quote! {
             #units
             #start

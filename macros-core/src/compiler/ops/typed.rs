@@ -138,7 +138,15 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, kind: TypedKind, diags: &mut D
         cx.schema = Schema::Open { defined: Vec::new() };
     }
     Some(LOp::TypedRows {
-        spec: Box::new(TypedSpec { id, kind, func: func.clone(), name: call.name.clone(), from, columns: Vec::new(), unioned: Vec::new() }),
+        spec: Box::new(TypedSpec {
+            id,
+            kind,
+            func: func.clone(),
+            name: call.name.clone(),
+            from,
+            columns: Vec::new(),
+            unioned: Vec::new(),
+        }),
     })
 }
 
