@@ -473,10 +473,23 @@ pub fn emit_hash_output(
     agg: &AggPlan,
     columns: &[Ident],
 ) -> TokenStream {
+    output_of(q, p, id, columns, |ops, terminal| hash_emission(plan, ops, id, agg, terminal, |lp| lp))
+}
+
+/// The pipeline from aggregation `id` to the output: `emission` runs the rows it emits
+/// through the pipeline's operators before any top N into each row's terminal, into the
+/// output record's builder.
+fn output_of(
+    q: &Query,
+    p: &Pipeline,
+    id: usize,
+    columns: &[Ident],
+    emission: impl FnOnce(&[LOp], TokenStream) -> TokenStream,
+) -> TokenStream {
     let out = &q.output;
     let op = dedup::var(id);
     let top = TopN::of(q, p, columns, quote!(#op.len()));
-    let emit = hash_emission(plan, top.ops, id, agg, top.terminal, |lp| lp);
+    let emit = emission(top.ops, top.terminal);
     let (start, finish) = (top.start, top.finish);
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.len());
@@ -703,18 +716,7 @@ pub fn emit_session_output(
     agg: &AggPlan,
     columns: &[Ident],
 ) -> TokenStream {
-    let out = &q.output;
-    let op = dedup::var(id);
-    let top = TopN::of(q, p, columns, quote!(#op.len()));
-    let emission = session_emission(plan, top.ops, id, agg, top.terminal, |lp| lp);
-    let (start, finish) = (top.start, top.finish);
-    quote! {
-        let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.len());
-        #start
-        #emission
-        #finish
-        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
-    }
+    output_of(q, p, id, columns, |ops, terminal| session_emission(plan, ops, id, agg, terminal, |lp| lp))
 }
 
 /// The pipeline from session aggregation `id`'s closed sessions into another stateful
