@@ -395,3 +395,45 @@ fn a_maps_records_union_a_stream_of_the_same_records() {
     // 40.0 and a watch at 11.0 (the one at -1.0 is filtered on its side).
     assert_eq!(got, [("phone", 4, 40.0), ("tablet", 1, 30.0), ("watch", 1, 11.0)]);
 }
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct TypeSummary {
+    device_type: String,
+    label: String,
+}
+
+stream_query! {
+    /// An aggregation's rows as records (`|r: &TypeCount|`), mapped to the output.
+    query TypeLabels(lines: Line) -> TypeSummary, mode = complete {
+        lines
+            .flat_map_rows(parse_device)
+            .group_by(device_type)
+            .agg(count() as n, max(signal) as strongest)
+            .map_rows(|r: &TypeCount| TypeSummary {
+                device_type: r.device_type.clone(),
+                label: format!("{} x{} up to {}", r.device_type, r.n, r.strongest),
+            })
+    }
+
+    /// The same, filtered as records, then columns of the map's records.
+    query LoudTypes(lines: Line) -> Strong, mode = complete {
+        lines
+            .flat_map_rows(parse_device)
+            .group_by(device_type)
+            .agg(count() as n, max(signal) as strongest)
+            .filter_rows(|r: &TypeCount| r.n > 1)
+            .map_rows(|r: &TypeCount| Strong { device: r.device_type.clone(), loud: r.strongest > 20.0 })
+            .select(device = device.to_uppercase(), loud)
+    }
+}
+
+#[test]
+fn an_aggregations_rows_map_as_records() {
+    let mut out: Vec<TypeSummary> = rows(&run_mode(TypeLabels::spec(), lines(DEVICES), OutputMode::Complete));
+    out.sort_by(|a, b| a.device_type.cmp(&b.device_type));
+    let labels: Vec<&str> = out.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(labels, ["phone x4 up to 25", "tablet x1 up to 30"]);
+    let mut loud: Vec<Strong> = rows(&run_mode(LoudTypes::spec(), lines(DEVICES), OutputMode::Complete));
+    loud.sort_by(|a, b| a.device.cmp(&b.device));
+    assert_eq!(loud, [Strong { device: "PHONE".into(), loud: true }]);
+}

@@ -538,6 +538,9 @@ fn watermark_is_input(cx: &Cx) -> bool {
 /// Complete output mode"). Keys are output columns or expressions over them, in `asc(..)`,
 /// `desc(..)`, `asc_nulls_last(..)`, `desc_nulls_first(..)` (a bare key is ascending).
 fn check_sort(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> Option<LOp> {
+    if !check_not_after_map_of_aggregation(cx, call, diags) {
+        return None;
+    }
     if !(cx.aggregated && q.mode.kind == ModeKind::Complete) {
         diags.error(
             call.name.span(),
@@ -582,10 +585,26 @@ fn check_sort(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> O
     Some(LOp::Sort { keys })
 }
 
+/// Rule (not built yet): `order_by`/`limit` after a map of an aggregation's rows.
+fn check_not_after_map_of_aggregation(cx: &Cx, call: &Call, diags: &mut Diagnostics) -> bool {
+    if cx.aggregated && cx.mapped.is_some() {
+        let name = call.name.to_string();
+        diags.error(
+            call.name.span(),
+            format!("`{name}` after `map_rows` over an aggregation's rows is not supported yet in flowgate: put `{name}` before the map"),
+        );
+        return false;
+    }
+    true
+}
+
 /// Rule: no limit in update mode (Spark: "Limits are not supported on streaming
 /// DataFrames/Datasets in Update output mode"); after an aggregation in complete mode it keeps
 /// the first `n` rows of each result (the top N after an `order_by`).
 fn check_limit(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> Option<LOp> {
+    if !check_not_after_map_of_aggregation(cx, call, diags) {
+        return None;
+    }
     if q.mode.kind == ModeKind::Update {
         diags.error(
             call.name.span(),

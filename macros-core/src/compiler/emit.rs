@@ -272,6 +272,44 @@ fn emit_pipeline(
             }}
         }
         (Source::Operator(o), Sink::Output(OutputPlan::Rows(columns))) => emit_operator_output(q, plan, p, *o, columns),
+        // An aggregation's rows through a map (`typed::RowFrom::Columns`): its records are
+        // the output, pushed whole (the terminal `TopN::of` chooses).
+        (Source::Operator(o), Sink::Output(OutputPlan::Records))
+            if matches!(
+                plan.operators[*o].kind,
+                OperatorKind::HashAggregate(_) | OperatorKind::SessionAggregate(_)
+            ) =>
+        {
+            let rows = emit_operator_output(q, plan, p, *o, &[]);
+            if ends.is_empty() {
+                rows
+            } else {
+                quote! {{
+                    let __fg_rows = { #rows };
+                    #(#ends)*
+                    __fg_rows
+                }}
+            }
+        }
+        // An aggregation's rows through a map (`typed::RowFrom::Columns`): its records are
+        // the output, pushed whole (the terminal `TopN::of` chooses).
+        (Source::Operator(o), Sink::Output(OutputPlan::Records))
+            if matches!(
+                plan.operators[*o].kind,
+                OperatorKind::HashAggregate(_) | OperatorKind::SessionAggregate(_)
+            ) =>
+        {
+            let rows = emit_operator_output(q, plan, p, *o, &[]);
+            if ends.is_empty() {
+                rows
+            } else {
+                quote! {{
+                    let __fg_rows = { #rows };
+                    #(#ends)*
+                    __fg_rows
+                }}
+            }
+        }
         _ => quote! { compile_error!("flowgate bug: a pipeline shape the planner does not make"); },
     }
 }

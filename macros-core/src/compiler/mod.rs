@@ -631,6 +631,19 @@ mod snapshot_tests {
     }
 
     #[test]
+    fn aggregate_then_map_rows_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query TypeLabels(lines: Line) -> TypeSummary, mode = complete {
+                lines
+                    .flat_map_rows(parse_device)
+                    .group_by(device_type)
+                    .agg(count() as n, max(signal) as strongest)
+                    .map_rows(|r: &TypeCount| TypeSummary { device_type: r.device_type.clone(), label: String::new() })
+            }
+        }));
+    }
+
+    #[test]
     fn errors_are_collected_not_first_wins() {
         let out = super::compile(quote! {
             query Q(lines: Line) -> Out, mode = complete {

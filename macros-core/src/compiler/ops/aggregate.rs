@@ -13,7 +13,7 @@ use crate::compiler::diag::{hint, Diagnostics};
 use crate::compiler::emit::{collect_units, fuse, output_literal, push_output, unit_loop, Feed};
 use crate::compiler::exprs::{AGG_FUNCTIONS, UNSUPPORTED_AGGS};
 use crate::compiler::logical::{AggFunc, AggItem, Item, Key, KeyKind, LOp, Schema, SortSpec};
-use crate::compiler::ops::dedup;
+use crate::compiler::ops::{dedup, typed};
 use crate::compiler::plan::{AggPlan, Pipeline, Plan};
 
 /// Rule: an aggregation after another runs only in append mode, as Spark 4's
@@ -270,6 +270,10 @@ pub(crate) fn finish_aggregate(
     ops: &mut Vec<LOp>,
     diags: &mut Diagnostics,
 ) {
+    // A map before it: the columns named since are its records' (the keys and arguments
+    // too); the aggregation's rows are no map's records.
+    typed::flush(cx, ops);
+    cx.mapped = None;
     let mut columns: Vec<Ident> = keys.iter().map(|k| k.item.name.clone()).collect();
     for a in &aggs {
         if columns.contains(&a.name) {
@@ -587,12 +591,22 @@ impl<'a> TopN<'a> {
     fn of(q: &Query, p: &'a Pipeline, columns: &[Ident], capacity: TokenStream) -> Self {
         let (ops, sort, limit) = split_top(&p.ops);
         if sort.is_none() && limit.is_none() {
-            return TopN {
-                ops,
-                terminal: push_output(q, columns),
-                start: TokenStream::new(),
-                finish: TokenStream::new(),
+            // Rows made records by a map are pushed whole (rustc checks their type against
+            // the output's, at the map's function).
+            let records =
+                matches!(p.sink, crate::compiler::plan::Sink::Output(crate::compiler::plan::OutputPlan::Records));
+            let last_map = ops.iter().rev().find_map(|o| match o {
+                LOp::TypedRows { spec } if spec.produces() => Some(spec),
+                _ => None,
+            });
+            let terminal = match last_map.filter(|_| records) {
+                Some(last) => {
+                    let var = Ident::new(&typed::row_var(last.id).to_string(), last.func.span());
+                    quote_spanned!(last.func.span()=> ::flowgate::RecordBuilder::push(&mut __fg_out, #var);)
+                }
+                None => push_output(q, columns),
             };
+            return TopN { ops, terminal, start: TokenStream::new(), finish: TokenStream::new() };
         }
         let lit = output_literal(q, columns);
         let keys = sort.unwrap_or(&[]).iter().map(|k| {

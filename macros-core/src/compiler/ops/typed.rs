@@ -48,6 +48,9 @@ pub enum RowFrom {
     Input(Box<Type>),
     /// The record typed operation `id` returned, by reference.
     Mapped(usize),
+    /// An aggregation's emitted row, as a record of the type the function's argument names
+    /// (`|r: &WordCount| ..`), built from the row's columns by name, by reference.
+    Columns(Box<Type>, Vec<Ident>),
 }
 
 /// One typed operation.
@@ -91,6 +94,11 @@ impl fmt::Display for TypedSpec {
         let on = match &self.from {
             RowFrom::Input(ty) => format!("a borrowed view of each {} row", ty.to_token_stream()),
             RowFrom::Mapped(id) => format!("&record of typed #{id}"),
+            RowFrom::Columns(ty, cols) => format!(
+                "&{} built from [{}]",
+                ty.to_token_stream(),
+                cols.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ")
+            ),
         };
         write!(f, "typed #{} {}({}) on {on}", self.id, self.name, self.func.to_token_stream())?;
         if self.produces() {
@@ -115,7 +123,21 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, kind: TypedKind, diags: &mut D
             return None;
         }
     }
-    if !check_on_a_record(cx, call, diags) {
+    // After an aggregation its rows become records of the type the function names.
+    let over_aggregation = match (&cx.schema, cx.aggregated && !cx.group_state && !cx.stream_joined) {
+        (Schema::Closed { columns }, true) if cx.mapped.is_none() => match annotated_record(func) {
+            Some(ty) => Some(RowFrom::Columns(Box::new(ty), columns.clone())),
+            None => {
+                diags.error(
+                    func.span(),
+                    format!("`{name}` after an aggregation gets its rows as records of a type you name: write the function as a closure with its argument's type, `.{name}(|r: &WordCount| ...)` (a `#[derive(Record)]` struct with the aggregation's columns as fields)"),
+                );
+                return None;
+            }
+        },
+        _ => None,
+    };
+    if over_aggregation.is_none() && !check_on_a_record(cx, call, diags) {
         return None;
     }
     if kind != TypedKind::Filter {
@@ -127,9 +149,10 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, kind: TypedKind, diags: &mut D
             return None;
         }
     }
-    let from = match &cx.mapped {
-        Some((id, _)) => RowFrom::Mapped(*id),
-        None => RowFrom::Input(Box::new(q.inputs.iter().find(|i| i.name == q.source)?.ty.clone())),
+    let from = match (&cx.mapped, over_aggregation) {
+        (_, Some(from)) => from,
+        (Some((id, _)), None) => RowFrom::Mapped(*id),
+        (None, None) => RowFrom::Input(Box::new(q.inputs.iter().find(|i| i.name == q.source)?.ty.clone())),
     };
     let id = cx.typed;
     cx.typed += 1;
@@ -150,10 +173,20 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, kind: TypedKind, diags: &mut D
     })
 }
 
+/// The record type a closure's argument names: `|r: &T| ..` (or `|r: T| ..`).
+fn annotated_record(func: &Expr) -> Option<Type> {
+    let Expr::Closure(c) = func else { return None };
+    let syn::Pat::Type(pt) = c.inputs.first()? else { return None };
+    match &*pt.ty {
+        Type::Reference(r) => Some((*r.elem).clone()),
+        other => Some(other.clone()),
+    }
+}
+
 /// Rule: a typed operation's function gets the whole record, so the rows must be one: the
 /// input's or a previous map's, after operators that only choose rows — not after a
-/// `select`/`with_column`/`flat_map` (columns the record does not have), an aggregation, or a
-/// join.
+/// `select`/`with_column`/`flat_map` (columns the record does not have), or a join; after an
+/// aggregation only when the function names the record type (`RowFrom::Columns`).
 fn check_on_a_record(cx: &Cx, call: &Call, diags: &mut Diagnostics) -> bool {
     let name = call.name.to_string();
     let why = if cx.aggregated || cx.group_state {
@@ -213,6 +246,15 @@ fn row(spec: &TypedSpec) -> TokenStream {
         RowFrom::Mapped(id) => {
             let v = row_var(*id);
             quote!(&#v)
+        }
+        // Each field spanned on the type: a column the record lacks, or a field no column
+        // fills, is rustc's error there.
+        RowFrom::Columns(ty, cols) => {
+            let fields = cols.iter().map(|c| {
+                let field = Ident::new(&c.to_string(), ty.span());
+                quote_spanned!(ty.span()=> #field: ::flowgate::value::IntoOwned::into_owned(#c))
+            });
+            quote_spanned!(ty.span()=> &#ty { #(#fields),* })
         }
     }
 }

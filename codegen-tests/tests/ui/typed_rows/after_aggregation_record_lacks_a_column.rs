@@ -21,9 +21,16 @@ struct Count {
     n: i64,
 }
 
+#[derive(Record)]
+struct Total {
+    value: String,
+    total: i64,
+}
+
 stream_query! {
-    query Q(lines: Line) -> Count, mode = complete {
-        lines.group_by(value).agg(count() as n).filter_rows(|c| c.n > 1)
+    // `Count` has no field `total`: the aggregation's columns are `value` and `total`.
+    query Q(lines: Line) -> Total, mode = complete {
+        lines.group_by(value).agg(count() as total).filter_rows(|c: &Count| c.n > 1)
     }
 }
 
