@@ -151,7 +151,7 @@ pub fn run_case(case: &str, staging: &Path, query: &StreamingQuery, table: &Memo
         query,
         table,
         input_rows,
-        Replay { ulps: 0, before_step: &mut |_| {} },
+        Replay { ulps: 0, before_step: &mut |_| {}, restart: None },
     )
 }
 
@@ -167,7 +167,7 @@ pub fn run_case_within_ulps(case: &str, staging: &Path, query: &StreamingQuery, 
         query,
         table,
         InputRows::Check,
-        Replay { ulps, before_step: &mut |_| {} },
+        Replay { ulps, before_step: &mut |_| {}, restart: None },
     )
 }
 
@@ -242,7 +242,7 @@ pub fn run_case_with_clock(
         query,
         table,
         input_rows,
-        Replay { ulps: 0, before_step: &mut before },
+        Replay { ulps: 0, before_step: &mut before, restart: None },
     )
 }
 
@@ -271,14 +271,50 @@ pub fn run_case_sources(
     }
     let steps: Vec<Vec<(String, PathBuf)>> = by_step.into_values().collect();
     let stagings: Vec<(String, PathBuf)> = stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect();
-    replay(case, &steps, &stagings, query, table, input_rows, Replay { ulps: 0, before_step: &mut |_| {} })
+    replay(
+        case,
+        &steps,
+        &stagings,
+        query,
+        table,
+        input_rows,
+        Replay { ulps: 0, before_step: &mut |_| {}, restart: None },
+    )
 }
 
-/// How a replay compares doubles (within `ulps`, exactly when 0) and what runs before each
-/// step (a manual clock moved).
+/// How a replay compares doubles (within `ulps`, exactly when 0), what runs before each
+/// step (a manual clock moved), and whether the query is stopped before a step and started
+/// again from its checkpoint (`restart`: the step, and how to start it).
 struct Replay<'a> {
     ulps: u64,
     before_step: &'a mut dyn FnMut(usize),
+    restart: Option<(usize, &'a dyn Fn() -> StreamingQuery)>,
+}
+
+/// [`run_case_sources`], with the query stopped before step `restart_at` and started again
+/// by `start` (which must give it the same checkpoint and sink): every batch after the
+/// restart must still be Spark's — state, watermarks and offsets restored exactly.
+pub fn run_case_sources_restarting(
+    case: &str,
+    stagings: &[(&str, &Path)],
+    start: &dyn Fn() -> StreamingQuery,
+    table: &MemoryTable,
+    input_rows: InputRows,
+    restart_at: usize,
+) {
+    let mut by_step: std::collections::BTreeMap<String, Vec<(String, PathBuf)>> = Default::default();
+    for (source, _) in stagings {
+        let dir = cases_dir().join(case).join("input").join(source);
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())).flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            by_step.entry(name).or_default().push((source.to_string(), e.path()));
+        }
+    }
+    let steps: Vec<Vec<(String, PathBuf)>> = by_step.into_values().collect();
+    let stagings: Vec<(String, PathBuf)> = stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect();
+    let query = start();
+    let restart = Some((restart_at, start));
+    replay(case, &steps, &stagings, &query, table, input_rows, Replay { ulps: 0, before_step: &mut |_| {}, restart });
 }
 
 fn replay(
@@ -290,7 +326,8 @@ fn replay(
     input_rows: InputRows,
     options: Replay<'_>,
 ) {
-    let Replay { ulps, before_step } = options;
+    let Replay { ulps, before_step, restart } = options;
+    let mut restarted: Option<StreamingQuery> = None;
     let expected = expected(case);
     assert!(!steps.is_empty(), "case {case} has no input files");
     let scratch = tempfile::tempdir().expect("scratch dir");
@@ -298,6 +335,13 @@ fn replay(
     let mut checked = 0usize;
     query.process_all_available().expect("initial trigger");
     for (step, files) in steps.iter().enumerate() {
+        if let Some((at, start)) = restart {
+            if at == step {
+                query.stop().unwrap_or_else(|e| panic!("case {case}: stopping before step {step}: {e}"));
+                restarted = Some(start());
+            }
+        }
+        let query = restarted.as_ref().unwrap_or(query);
         before_step(step);
         for (source, file) in files {
             let name = file.file_name().expect("file name");
@@ -373,4 +417,7 @@ fn replay(
         seen_batches = history.len();
     }
     assert_eq!(checked, expected.len(), "case {case}: Spark ran {} batches, flowgate {}", expected.len(), checked);
+    if let Some(q) = restarted {
+        q.stop().unwrap_or_else(|e| panic!("case {case}: stopping the restarted query: {e}"));
+    }
 }

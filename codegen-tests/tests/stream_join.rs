@@ -743,3 +743,50 @@ fn a_static_join_before_a_stream_stream_join() {
         out.into_iter().map(|r| (r.impressionAdId, r.campaign, r.clickTime)).collect();
     assert_eq!(got, [(Some("ad1".to_string()), Some("c1".to_string()), at("2024-01-01T10:30:00Z"))]);
 }
+
+/// A two-input golden case, stopped before step `$at` and restarted from its checkpoint:
+/// every batch after the restart is still Spark's (each operator's state, the watermarks and
+/// the offsets restored). The step after the restart must bring rows to every input: after a
+/// restart each input's watermark starts unknown, counted as 0 until the input has rows
+/// again (Spark's `WatermarkTracker`), so the query's watermark cannot move before then —
+/// there the uninterrupted run Spark recorded would differ.
+macro_rules! golden_join_restarting {
+    ($case:literal, $query:ident, $at:expr) => {{
+        let (i, c, ck) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let table = MemoryTable::new();
+        let start = || {
+            $query::builder()
+                .impressions(Source::file(i.path()).json())
+                .clicks(Source::file(c.path()).json())
+                .checkpoint(ck.path())
+                .trigger(Trigger::processing_time("200 milliseconds"))
+                .sink(Sink::memory(&table))
+                .shuffle_partitions(2)
+                .start()
+                .unwrap()
+        };
+        flowgate_codegen_tests::run_case_sources_restarting(
+            $case,
+            &[("impressions", i.path()), ("clicks", c.path())],
+            &start,
+            &table,
+            InputRows::SparkPushesFiltersDown,
+            $at,
+        );
+    }};
+}
+
+#[test]
+fn a_join_then_dedup_restarts_from_its_checkpoint() {
+    golden_join_restarting!("stream_stream_inner_join_then_dedup", ClickedImpressionsOnce, 2);
+}
+
+#[test]
+fn a_window_count_then_join_restarts_from_its_checkpoint() {
+    golden_join_restarting!("window_count_then_stream_join", HourlyClicks, 2);
+}
+
+#[test]
+fn a_join_then_window_count_restarts_from_its_checkpoint() {
+    golden_join_restarting!("stream_stream_inner_join_then_window_count", HourlyAdClicks, 2);
+}
