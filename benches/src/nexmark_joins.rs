@@ -112,7 +112,10 @@ pub(crate) fn batches() -> &'static [(RecordBatch, RecordBatch)] {
 /// Runs `spec` one micro-batch per stretch (inputs chosen by `inputs`), the watermark advanced
 /// as the engine does, then one batch without input at the end-of-input watermark; the note
 /// gives the rows out and the peak state (rows, bytes per row) of each stateful operator.
-fn run(spec: flowgate::engine::QuerySpec, inputs: impl Fn(&RecordBatch, &RecordBatch) -> Vec<Vec<RecordBatch>>) -> Measured {
+fn run(
+    spec: flowgate::engine::QuerySpec,
+    inputs: impl Fn(&RecordBatch, &RecordBatch) -> Vec<Vec<RecordBatch>>,
+) -> Measured {
     let start = Instant::now();
     let mut plan = (spec.make_plan)(&PlanConfig::with_partitions(2));
     let (mut wm_last, mut wm_next) = (0i64, 0i64);
@@ -287,7 +290,8 @@ pub fn hand_q4(_events: usize) -> Measured {
             !bs.is_empty()
         });
         let out_wm = ev.min(auction_wm).min(bid_wm);
-        let (mut starts, mut ends, mut cats, mut avgs) = (timestamps(), timestamps(), Int64Builder::new(), Float64Builder::new());
+        let (mut starts, mut ends, mut cats, mut avgs) =
+            (timestamps(), timestamps(), Int64Builder::new(), Float64Builder::new());
         averages.retain(|&(w, c), &mut (sum, count)| {
             if w + WINDOW_US > out_wm {
                 return true;
@@ -331,7 +335,11 @@ pub fn hand_q5(_events: usize) -> Measured {
                 while w > t - WINDOW_US {
                     // A window already closed takes no more rows (Spark drops them as late).
                     if w + WINDOW_US > wm_last {
-                        *windows.entry(w).or_insert_with(|| HashMap::with_hasher(Hasher::with_seed(2))).entry(b_auction[i]).or_insert(0) += 1;
+                        *windows
+                            .entry(w)
+                            .or_insert_with(|| HashMap::with_hasher(Hasher::with_seed(2)))
+                            .entry(b_auction[i])
+                            .or_insert(0) += 1;
                     }
                     w -= SLIDE_US;
                 }
