@@ -116,6 +116,7 @@ def main():
     os.makedirs(os.path.join(empty, "p"))
     os.makedirs(os.path.join(empty, "a"))
     empty_s = run("empty", os.path.join(empty, "p"), os.path.join(empty, "a"))
+    shutil.rmtree(empty, ignore_errors=True)
     times = []
     result = None
     for r in range(args.runs):
