@@ -267,7 +267,7 @@ pub fn hand_q8(_events: usize) -> Measured {
 /// sources, one file each per micro-batch, trigger available-now, memory sink) and in Spark
 /// (`benches/spark/joins.py`, the same shape), side by side in one run; Spark's fixed cost of
 /// a query (an empty input) printed apart. The row counts must agree.
-pub fn spark_compare(events: usize, runs: usize) {
+pub fn spark_compare(events: usize, runs: usize, queries: &[&str]) {
     use std::process::Command;
     prepare(events);
     let root =
@@ -288,7 +288,7 @@ pub fn spark_compare(events: usize, runs: usize) {
     let python = crate::compare::spark_python();
     println!("{events} Nexmark events as JSON files ({} micro-batches of {EVENTS_PER_BATCH} events)", batches().len());
     println!("query  system      median s   events/s    rows   spark/flowgate");
-    for q in ["q3", "q8"] {
+    for &q in queries {
         let mut times = Vec::new();
         let mut rows = 0;
         for _ in 0..runs {

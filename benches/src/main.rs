@@ -26,6 +26,7 @@ mod kafka;
 mod latency;
 mod monitoring;
 mod nexmark;
+mod nexmark_joins;
 mod ops;
 mod q13;
 mod soak;
@@ -122,7 +123,19 @@ fn main() {
         return;
     }
     if what == "joins-spark" {
-        joins::spark_compare(arg("--rows", 10_000_000), arg("--runs", 3));
+        // `--queries q3,q8,q4,q5` (default all): q3 and q8 over persons and auctions, q4 and
+        // q5 over auctions and bids.
+        let queries = arg("--queries", "q3,q8,q4,q5".to_string());
+        let queries: Vec<&str> = queries.split(',').collect();
+        let (rows, runs) = (arg("--rows", 10_000_000), arg("--runs", 3));
+        let pa: Vec<&str> = queries.iter().copied().filter(|q| matches!(*q, "q3" | "q8")).collect();
+        let ab: Vec<&str> = queries.iter().copied().filter(|q| matches!(*q, "q4" | "q5")).collect();
+        if !pa.is_empty() {
+            joins::spark_compare(rows, runs, &pa);
+        }
+        if !ab.is_empty() {
+            nexmark_joins::spark_compare(rows, runs, &ab);
+        }
         return;
     }
     if what == "kafka" {

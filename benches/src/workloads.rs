@@ -74,6 +74,20 @@ pub fn all() -> Vec<Workload> {
             hand: crate::joins::hand_q8,
         },
         Workload {
+            name: "nexmark_q4_join_avg",
+            group: "joins",
+            prepare: crate::nexmark_joins::prepare,
+            flowgate: crate::nexmark_joins::fg_q4,
+            hand: crate::nexmark_joins::hand_q4,
+        },
+        Workload {
+            name: "nexmark_q5_hot_items",
+            group: "joins",
+            prepare: crate::nexmark_joins::prepare,
+            flowgate: crate::nexmark_joins::fg_q5,
+            hand: crate::nexmark_joins::hand_q5,
+        },
+        Workload {
             name: "group_state",
             group: "group_state",
             prepare: crate::group_state::prepare,

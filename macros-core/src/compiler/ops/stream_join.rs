@@ -1337,15 +1337,17 @@ fn emit_joined(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: Token
     } else {
         TokenStream::new()
     };
-    let evict_left = if spec.left_eviction == Eviction::Never {
-        TokenStream::new()
-    } else {
-        quote! { #op.evict_left(|__fg_k, __fg_v| #lb, |_, __fg_r| { #left_emit }); }
+    // A side evicted by a watermarked key (a window) loses whole keys: the runtime then checks
+    // each key once instead of each row.
+    let evict_left = match spec.left_eviction {
+        Eviction::Never => TokenStream::new(),
+        Eviction::Key(_) => quote! { #op.evict_left_keys(|__fg_k| #lb, |_, __fg_r| { #left_emit }); },
+        Eviction::Value { .. } => quote! { #op.evict_left(|__fg_k, __fg_v| #lb, |_, __fg_r| { #left_emit }); },
     };
-    let evict_right = if spec.right_eviction == Eviction::Never {
-        TokenStream::new()
-    } else {
-        quote! { #op.evict_right(|__fg_k, __fg_v| #rb, |_, __fg_r| { #right_emit }); }
+    let evict_right = match spec.right_eviction {
+        Eviction::Never => TokenStream::new(),
+        Eviction::Key(_) => quote! { #op.evict_right_keys(|__fg_k| #rb, |_, __fg_r| { #right_emit }); },
+        Eviction::Value { .. } => quote! { #op.evict_right(|__fg_k, __fg_v| #rb, |_, __fg_r| { #right_emit }); },
     };
     let body = pair_body(plan, p, spec, terminal);
     let evict = quote! {

@@ -101,35 +101,70 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
         self.touched.push((hash, key.to_owned_key()));
     }
 
-    /// Removes the rows `behind` says, handing each to `removed`; returns how many.
+    /// Removes the rows `behind` says, handing each to `removed`; returns how many. One pass
+    /// over the table: each key's rows are scanned once (the kept ones stay in order, in
+    /// place), and a key left without rows leaves the table in the same pass.
     fn evict(
         &mut self,
         mut behind: impl FnMut(&K, &V) -> bool,
         mut removed: impl FnMut(&K, Buffered<V>),
         tracking: bool,
     ) -> usize {
-        let mut gone = 0;
+        let (mut gone, mut freed) = (0, 0);
+        let touched = &mut self.touched;
         for t in &mut self.parts {
-            for (k, rows) in t.iter_mut() {
-                if !rows.iter().any(|r| behind(k, &r.value)) {
-                    continue;
-                }
-                // In place: the kept rows stay in order, the removed ones are handed on.
+            t.retain(|(k, rows)| {
+                let before = rows.len();
                 for r in rows.extract_if(.., |r| behind(k, &r.value)) {
                     removed(k, r);
-                    gone += 1;
                 }
+                if rows.len() == before {
+                    return true;
+                }
+                gone += before - rows.len();
                 if tracking {
-                    self.touched.push((hash_key(k), k.clone()));
+                    touched.push((hash_key(k), k.clone()));
                 }
-            }
-            t.retain(|(_, rows)| {
                 if rows.is_empty() {
-                    self.capacity -= rows.capacity();
+                    freed += rows.capacity();
+                    return false;
                 }
-                !rows.is_empty()
+                true
             });
         }
+        self.capacity -= freed;
+        self.rows -= gone;
+        gone
+    }
+
+    /// Removes every key `behind` says, with all its rows (handed to `removed` in arrival
+    /// order); returns how many rows. For a side evicted by a key column (a window), where a
+    /// row is behind exactly when its key is: one check per key, not per row.
+    fn evict_keys(
+        &mut self,
+        mut behind: impl FnMut(&K) -> bool,
+        mut removed: impl FnMut(&K, Buffered<V>),
+        tracking: bool,
+    ) -> usize {
+        let (mut gone, mut freed) = (0, 0);
+        let touched = &mut self.touched;
+        for t in &mut self.parts {
+            t.retain(|(k, rows)| {
+                if !behind(k) {
+                    return true;
+                }
+                gone += rows.len();
+                freed += rows.capacity();
+                for r in rows.drain(..) {
+                    removed(k, r);
+                }
+                if tracking {
+                    touched.push((hash_key(k), k.clone()));
+                }
+                false
+            });
+        }
+        self.capacity -= freed;
         self.rows -= gone;
         gone
     }
@@ -313,6 +348,20 @@ where
     /// Removes the right rows `behind` says.
     pub fn evict_right(&mut self, behind: impl FnMut(&K, &R) -> bool, removed: impl FnMut(&K, Buffered<R>)) {
         let n = self.right.evict(behind, removed, self.tracking);
+        self.metrics.num_rows_removed += n as u64;
+    }
+
+    /// Removes the left keys `behind` says, each with all its rows, handing each row to
+    /// `removed`: [`StreamJoinState::evict_left`] for a side evicted by a key column, where a
+    /// row is behind exactly when its key is (one check per key).
+    pub fn evict_left_keys(&mut self, behind: impl FnMut(&K) -> bool, removed: impl FnMut(&K, Buffered<L>)) {
+        let n = self.left.evict_keys(behind, removed, self.tracking);
+        self.metrics.num_rows_removed += n as u64;
+    }
+
+    /// Removes the right keys `behind` says, each with all its rows.
+    pub fn evict_right_keys(&mut self, behind: impl FnMut(&K) -> bool, removed: impl FnMut(&K, Buffered<R>)) {
+        let n = self.right.evict_keys(behind, removed, self.tracking);
         self.metrics.num_rows_removed += n as u64;
     }
 
@@ -575,6 +624,37 @@ mod tests {
         assert_eq!((back.left.capacity, back.right.capacity), (back.left.recount(), back.right.recount()));
         j.end_batch();
         assert!(j.metrics().memory_used_bytes > 0);
+    }
+
+    /// Evicting whole keys gives what evicting each row by its key gives: the same rows
+    /// removed in the same order, the same rows left, the same changes for the checkpoint and
+    /// a byte count that equals a recount.
+    #[test]
+    fn evicting_by_key_equals_evicting_each_row_by_its_key() {
+        let fill = || {
+            let mut j: StreamJoinState<(i64,), (i64,), (i64,)> = StreamJoinState::new(3);
+            j.set_tracking(true);
+            for i in 0..400i64 {
+                let k = (i % 41,);
+                j.append_left(hash_key(&k), &k, (i,), i % 5 == 0);
+                j.append_right(hash_key(&k), &k, (-i,), i % 7 == 0);
+            }
+            j
+        };
+        let (mut by_row, mut by_key) = (fill(), fill());
+        let (mut out_row, mut out_key) = (Vec::new(), Vec::new());
+        by_row.evict_left(|k, _| k.0 % 3 == 0, |k, r| out_row.push((*k, r)));
+        by_row.evict_right(|k, _| k.0 < 10, |k, r| out_row.push((*k, r)));
+        by_key.evict_left_keys(|k| k.0 % 3 == 0, |k, r| out_key.push((*k, r)));
+        by_key.evict_right_keys(|k| k.0 < 10, |k, r| out_key.push((*k, r)));
+        assert!(!out_row.is_empty());
+        assert_eq!(out_row, out_key);
+        assert_eq!(by_row.rows(), by_key.rows());
+        assert_eq!(by_row.metrics().num_rows_removed, by_key.metrics().num_rows_removed);
+        for j in [&by_row, &by_key] {
+            assert_eq!((j.left.capacity, j.right.capacity), (j.left.recount(), j.right.recount()));
+        }
+        assert_eq!(by_row.take_changes(), by_key.take_changes());
     }
 
     #[test]
