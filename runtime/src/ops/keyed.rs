@@ -1,9 +1,11 @@
-//! Keyed state shared by the stateful operators: entries per shuffle partition, the keys a
-//! batch changed (the checkpoint's delta), eviction, and restore from the state store.
+//! Keyed state shared by the stateful operators: one value per key, the keys a batch changed
+//! (the checkpoint's delta, split by shuffle partition), eviction, and restore from the state
+//! store.
 //!
 //! [`KeyedState`] is the whole machinery for operators with one value per key (deduplication,
-//! session windows). Hash aggregation keeps its own two-table layout per partition for speed
-//! (`ops/aggregate/table.rs`) and shares the restore path ([`restore_partitions`]).
+//! group state, `transform_with_state`). Hash aggregation and session windows keep their own
+//! layouts per partition (they run partitions in parallel: `ops/aggregate/table.rs`,
+//! `ops/session/state.rs`) and share the restore path ([`restore_partitions`]).
 
 use std::hash::{BuildHasher, Hasher};
 use std::mem::size_of;

@@ -1,5 +1,6 @@
 //! Deduplication (Spark's `StreamingDeduplicateExec`, `dedupe` in progress, and
-//! `StreamingDeduplicateWithinWatermarkExec`): the keys seen so far, by shuffle partition.
+//! `StreamingDeduplicateWithinWatermarkExec`): the keys seen so far (checkpointed by shuffle
+//! partition).
 //!
 //! Generated code calls, per batch: [`DedupState::begin_batch`], [`DedupState::late`] for each row dropped as behind the
 //! watermark, [`DedupState::first`] for each other row (true: the row is the first of its key
