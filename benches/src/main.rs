@@ -53,14 +53,32 @@ pub struct Measured {
     pub note: String,
 }
 
-/// The median of `runs` executions of `f`, all results checked equal.
-fn median(runs: usize, mut f: impl FnMut() -> Measured) -> Measured {
-    let mut all: Vec<Measured> = (0..runs.max(1)).map(|_| f()).collect();
-    for m in &all[1..] {
-        assert!(m.result == all[0].result, "a workload gave different results on different runs");
+/// The medians of `runs` executions each of `a` and `b`, interleaved round by round (which of
+/// the two goes first alternates), so that a change in the machine's load during the
+/// measurement falls on both sides alike rather than on whichever ran last.
+fn medians_interleaved(
+    runs: usize,
+    mut a: impl FnMut() -> Measured,
+    mut b: impl FnMut() -> Measured,
+) -> (Measured, Measured) {
+    let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
+    for round in 0..runs.max(1) {
+        if round % 2 == 0 {
+            all_a.push(a());
+            all_b.push(b());
+        } else {
+            all_b.push(b());
+            all_a.push(a());
+        }
     }
-    all.sort_by_key(|m| m.elapsed);
-    all.swap_remove(all.len() / 2)
+    let pick = |mut all: Vec<Measured>| {
+        for m in &all[1..] {
+            assert!(m.result == all[0].result, "a workload gave different results on different runs");
+        }
+        all.sort_by_key(|m| m.elapsed);
+        all.swap_remove(all.len() / 2)
+    };
+    (pick(all_a), pick(all_b))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -82,8 +100,7 @@ struct Row {
 
 fn run_workload(w: &workloads::Workload, rows: usize, runs: usize, threads: usize, out: &mut Vec<Row>) {
     let p = pool(threads);
-    let fg = p.install(|| median(runs, || (w.flowgate)(rows)));
-    let hand = p.install(|| median(runs, || (w.hand)(rows)));
+    let (fg, hand) = p.install(|| medians_interleaved(runs, || (w.flowgate)(rows), || (w.hand)(rows)));
     if fg.result != hand.result {
         eprintln!(
             "{}: flowgate and the hand-written loop DISAGREE ({} vs {} result rows); no ratio printed",

@@ -21,7 +21,7 @@ use std::time::Instant;
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use flowgate::engine::{BatchContext, PlanConfig};
 use flowgate::prelude::*;
 use flowgate::QueryBuilder;
@@ -133,6 +133,8 @@ pub fn hand_q13(_rows: usize) -> Measured {
             index.entry(keys.value(i)).or_default().push((n, i));
         }
     }
+    // The side table's value columns, downcast once (not per matched row).
+    let values: Vec<&StringArray> = side.iter().map(|b| b.column(1).as_string::<i32>()).collect();
     let schema = Q13Row::schema();
     let units: Vec<(&RecordBatch, std::ops::Range<usize>)> = bids
         .iter()
@@ -163,7 +165,7 @@ pub fn hand_q13(_rows: usize) -> Measured {
                         bi.append_value(bidder[i]);
                         p.append_value(price[i]);
                         d.append_value(ts[i]);
-                        v.append_value(side[n].column(1).as_string::<i32>().value(j));
+                        v.append_value(values[n].value(j));
                     }
                 }
             }

@@ -1,10 +1,13 @@
-//! Keyed state shared by the stateful operators: entries per shuffle partition, the keys a
-//! batch changed (the checkpoint's delta), eviction, and restore from the state store.
+//! Keyed state shared by the stateful operators: one value per key, the keys a batch changed
+//! (the checkpoint's delta, split by shuffle partition), eviction, and restore from the state
+//! store.
 //!
 //! [`KeyedState`] is the whole machinery for operators with one value per key (deduplication,
-//! session windows). Hash aggregation keeps its own two-table layout per partition for speed
-//! (`ops/aggregate/table.rs`) and shares the restore path ([`restore_partitions`]).
+//! group state, `transform_with_state`). Hash aggregation and session windows keep their own
+//! layouts per partition (they run partitions in parallel: `ops/aggregate/table.rs`,
+//! `ops/session/state.rs`) and share the restore path ([`restore_partitions`]).
 
+use std::hash::{BuildHasher, Hasher};
 use std::mem::size_of;
 
 use hashbrown::HashTable;
@@ -65,23 +68,34 @@ where
     })
 }
 
-/// The hash a key's slot in its partition's table is found by: the persisted partition hash
-/// with its halves swapped. The table takes its 7-bit tags from the hash's top bits, and the
-/// top bits of the upper half also choose the partition (`partition_of`), so within one
-/// partition the unswapped tags would share their first bit(s): twice the false tag matches,
-/// each a read of a key that is likely not in cache. Only the in-memory tables see it; the
-/// partition and the checkpoint still go by the partition hash.
+/// The hash a key is found by in memory: foldhash with a fixed seed, never persisted. The
+/// partition hash ([`hash_key`], Murmur3) is what the checkpoint goes by, and it is computed
+/// only where a key meets the checkpoint: [`KeyedState::take_changes`] (once per changed key)
+/// and [`KeyedState::restore`]. A probe is then one fast hash, and growing the table rehashes
+/// with it too; the Murmur3 rounds per row and per rehash were most of what the dedup bench's
+/// flowgate side paid over its hand loop (`benches/src/ops.rs`, dedup; `benches/README.md`).
 #[inline(always)]
-fn slot_hash(hash: u64) -> u64 {
-    hash.rotate_left(32)
+pub fn state_hash<K: GroupKey + ?Sized>(key: &K) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(STATE_SEED).build_hasher();
+    key.hash_key(&mut h);
+    h.finish()
 }
 
-/// Keyed state with one value per key, by shuffle partition.
+/// Any constant: [`state_hash`] is never persisted.
+const STATE_SEED: u64 = 0x6b65_7965_645f_0001;
+
+/// Keyed state with one value per key. Its keys live in one in-memory table found by
+/// [`state_hash`]; the shuffle partitions (a fixed number, recorded in the checkpoint) are
+/// the checkpoint's layout, computed from each key's partition hash when changes are taken or
+/// state is restored. No operator over `KeyedState` runs its partitions in parallel (a
+/// deduplication runs in row order, group state per key on one thread), so splitting the
+/// table by partition in memory would only cost a Murmur3 hash per probe.
 pub struct KeyedState<K, V> {
-    parts: Vec<HashTable<Entry<K, V>>>,
-    /// Keys put or removed since the last [`KeyedState::take_changes`], with their hashes;
-    /// recorded only while `tracking`.
-    touched: Vec<(u64, K)>,
+    table: HashTable<Entry<K, V>>,
+    partitions: usize,
+    /// Keys put or removed since the last [`KeyedState::take_changes`]; recorded only while
+    /// `tracking`.
+    touched: Vec<K>,
     tracking: bool,
 }
 
@@ -91,21 +105,17 @@ where
 {
     /// Empty state with `partitions` shuffle partitions.
     pub fn new(partitions: usize) -> Self {
-        KeyedState {
-            parts: (0..partitions.max(1)).map(|_| HashTable::new()).collect(),
-            touched: Vec::new(),
-            tracking: false,
-        }
+        KeyedState { table: HashTable::new(), partitions: partitions.max(1), touched: Vec::new(), tracking: false }
     }
 
     /// Number of shuffle partitions.
     pub fn partitions(&self) -> usize {
-        self.parts.len()
+        self.partitions
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(HashTable::len).sum()
+        self.table.len()
     }
 
     /// Whether there is no key.
@@ -120,17 +130,17 @@ where
     }
 
     /// Inserts `key` with `value` if it is absent (one probe); returns whether it was.
+    /// `hash` is the key's [`state_hash`], as for every method here that takes one.
     #[inline]
     pub fn insert_absent<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q, value: V) -> bool {
-        let p = partition_of(hash, self.parts.len());
         // `entry`: the probe that finds the key absent also finds its slot (`find_entry`
         // then `insert_unique` probed twice; measured in `benches/src/ops.rs`, dedup).
-        match self.parts[p].entry(slot_hash(hash), |e| key.eq_owned(&e.key), |e| slot_hash(hash_key(&e.key))) {
+        match self.table.entry(hash, |e| key.eq_owned(&e.key), |e| state_hash(&e.key)) {
             hashbrown::hash_table::Entry::Occupied(_) => false,
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 let owned = key.to_owned_key();
                 if self.tracking {
-                    self.touched.push((hash, owned.clone()));
+                    self.touched.push(owned.clone());
                 }
                 slot.insert(Entry { key: owned, value });
                 true
@@ -142,8 +152,7 @@ where
     /// back with [`KeyedState::put`] or records its removal with [`KeyedState::mark_removed`]
     /// (the group-state operator moves a key's state into the user's call and back).
     pub fn take<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> Option<V> {
-        let p = partition_of(hash, self.parts.len());
-        match self.parts[p].find_entry(slot_hash(hash), |e| key.eq_owned(&e.key)) {
+        match self.table.find_entry(hash, |e| key.eq_owned(&e.key)) {
             Ok(entry) => Some(entry.remove().0.value),
             Err(_) => None,
         }
@@ -153,25 +162,23 @@ where
     /// back into it). A change made through it is recorded with [`KeyedState::touch`].
     #[inline]
     pub fn find_mut<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> Option<&mut V> {
-        let p = partition_of(hash, self.parts.len());
-        self.parts[p].find_mut(slot_hash(hash), |e| key.eq_owned(&e.key)).map(|e| &mut e.value)
+        self.table.find_mut(hash, |e| key.eq_owned(&e.key)).map(|e| &mut e.value)
     }
 
     /// Records a change of `key`'s value made in place, for the next
     /// [`KeyedState::take_changes`].
     #[inline]
-    pub fn touch(&mut self, hash: u64, key: &K) {
+    pub fn touch(&mut self, key: &K) {
         if self.tracking {
-            self.touched.push((hash, key.clone()));
+            self.touched.push(key.clone());
         }
     }
 
     /// Removes `key` and records the removal.
     pub fn remove<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> Option<V> {
-        let p = partition_of(hash, self.parts.len());
-        let (entry, _) = self.parts[p].find_entry(slot_hash(hash), |e| key.eq_owned(&e.key)).ok()?.remove();
+        let (entry, _) = self.table.find_entry(hash, |e| key.eq_owned(&e.key)).ok()?.remove();
         if self.tracking {
-            self.touched.push((hash, entry.key));
+            self.touched.push(entry.key);
         }
         Some(entry.value)
     }
@@ -179,40 +186,36 @@ where
     /// Inserts `key` (absent: taken out, or new) with `value`; `changed` records it for the
     /// next [`KeyedState::take_changes`].
     pub fn put(&mut self, hash: u64, key: K, value: V, changed: bool) {
-        let p = partition_of(hash, self.parts.len());
         if self.tracking && changed {
-            self.touched.push((hash, key.clone()));
+            self.touched.push(key.clone());
         }
-        self.parts[p].insert_unique(slot_hash(hash), Entry { key, value }, |e| slot_hash(hash_key(&e.key)));
+        self.table.insert_unique(hash, Entry { key, value }, |e| state_hash(&e.key));
     }
 
     /// Records the removal of a key already [`KeyedState::take`]n.
-    pub fn mark_removed(&mut self, hash: u64, key: K) {
+    pub fn mark_removed(&mut self, key: K) {
         if self.tracking {
-            self.touched.push((hash, key));
+            self.touched.push(key);
         }
     }
 
-    /// Every entry, partition by partition.
+    /// Every entry (in no particular order).
     pub fn iter(&self) -> impl Iterator<Item = &Entry<K, V>> {
-        self.parts.iter().flat_map(|t| t.iter())
+        self.table.iter()
     }
 
     /// Removes and returns the entries for which `behind` is true.
     pub fn evict(&mut self, mut behind: impl FnMut(&Entry<K, V>) -> bool) -> Vec<Entry<K, V>> {
-        let mut out = Vec::new();
-        for t in &mut self.parts {
-            out.extend(t.extract_if(|e| behind(e)));
-        }
+        let out: Vec<Entry<K, V>> = self.table.extract_if(|e| behind(e)).collect();
         if self.tracking {
-            self.touched.extend(out.iter().map(|e| (hash_key(&e.key), e.key.clone())));
+            self.touched.extend(out.iter().map(|e| e.key.clone()));
         }
         out
     }
 
     /// Table slots times entry size (heap data of keys such as `String`s is not counted).
     pub fn estimated_bytes(&self) -> u64 {
-        self.parts.iter().map(|t| (t.capacity() * (size_of::<Entry<K, V>>() + 1)) as u64).sum()
+        (self.table.capacity() * (size_of::<Entry<K, V>>() + 1)) as u64
     }
 }
 
@@ -222,27 +225,34 @@ where
     V: StateCodec + Send,
 {
     /// Per partition, the keys changed since the last call: their value now, or a delete.
+    /// Each partition's changes are in the order of their keys' partition hashes.
     pub fn take_changes(&mut self) -> Vec<PartitionChanges> {
-        let n = self.parts.len();
+        let n = self.partitions;
         let mut out: Vec<PartitionChanges> = (0..n).map(|_| Vec::new()).collect();
-        let mut touched = std::mem::take(&mut self.touched);
+        let mut touched: Vec<(u64, K)> =
+            std::mem::take(&mut self.touched).into_iter().map(|k| (hash_key(&k), k)).collect();
         touched.sort_by_key(|(h, _)| *h);
         touched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         for (hash, key) in touched {
             let p = partition_of(hash, n);
-            let value = self.parts[p].find(slot_hash(hash), |e| e.key == key).map(|e| crate::codec::to_bytes(&e.value));
+            let value = self.table.find(state_hash(&key), |e| e.key == key).map(|e| crate::codec::to_bytes(&e.value));
             out[p].push((crate::codec::to_bytes(&key), value));
         }
         out
     }
 
-    /// Replaces the state with the state store's maps.
+    /// Replaces the state with the state store's maps (decoded and checked in parallel, one
+    /// map per partition, then inserted into the table).
     pub fn restore(&mut self, maps: Vec<StateMap>) -> Result<()> {
         self.touched.clear();
-        self.parts.iter_mut().for_each(HashTable::clear);
-        restore_partitions(maps, &mut self.parts, |t: &mut HashTable<Entry<K, V>>, hash, key: K, value: V| {
-            t.insert_unique(slot_hash(hash), Entry { key, value }, |e| slot_hash(hash_key(&e.key)));
-        })
+        self.table.clear();
+        let mut decoded: Vec<Vec<(K, V)>> = (0..self.partitions).map(|_| Vec::new()).collect();
+        restore_partitions(maps, &mut decoded, |d: &mut Vec<(K, V)>, _, key: K, value: V| d.push((key, value)))?;
+        self.table.reserve(decoded.iter().map(Vec::len).sum(), |e| state_hash(&e.key));
+        for (key, value) in decoded.into_iter().flatten() {
+            self.table.insert_unique(state_hash(&key), Entry { key, value }, |e| state_hash(&e.key));
+        }
+        Ok(())
     }
 }
 
@@ -256,7 +266,7 @@ mod tests {
         st.set_tracking(true);
         for (i, w) in ["a", "b", "c", "d"].iter().enumerate() {
             let k = (*w,);
-            assert!(st.insert_absent(hash_key(&k), &k, i as i64));
+            assert!(st.insert_absent(state_hash(&k), &k, i as i64));
         }
         st.evict(|e| e.key.0 == "b");
         let changes = st.take_changes();
@@ -264,6 +274,10 @@ mod tests {
         let mut maps: Vec<StateMap> = (0..3).map(|_| StateMap::new()).collect();
         for (p, c) in changes.into_iter().enumerate() {
             for (k, v) in c {
+                // The checkpoint's layout: a key's changes go to its partition hash's partition
+                // (the table in memory is one, found by `state_hash`).
+                let key: (String,) = crate::codec::from_bytes(&k).unwrap();
+                assert_eq!(partition_of(hash_key(&key), 3), p, "{key:?}");
                 match v {
                     Some(v) => maps[p].insert(k, v),
                     None => maps[p].remove(&k),

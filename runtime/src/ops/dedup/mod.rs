@@ -1,5 +1,6 @@
 //! Deduplication (Spark's `StreamingDeduplicateExec`, `dedupe` in progress, and
-//! `StreamingDeduplicateWithinWatermarkExec`): the keys seen so far, by shuffle partition.
+//! `StreamingDeduplicateWithinWatermarkExec`): the keys seen so far (checkpointed by shuffle
+//! partition).
 //!
 //! Generated code calls, per batch: [`DedupState::begin_batch`], [`DedupState::late`] for each row dropped as behind the
 //! watermark, [`DedupState::first`] for each other row (true: the row is the first of its key
@@ -10,9 +11,9 @@
 
 use crate::checkpoint::state::StateMap;
 use crate::codec::StateCodec;
-use crate::ops::keyed::KeyedState;
+use crate::ops::keyed::{state_hash, KeyedState};
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
-use crate::value::{hash_key, GroupKey};
+use crate::value::GroupKey;
 use crate::watermark::{is_behind, EventTimeKey};
 use crate::window::{EventTime, Window};
 
@@ -67,7 +68,7 @@ where
     /// Whether `key` is new; if so it is remembered with `value` (its expiry time, or `()`).
     #[inline]
     pub fn first<Q: GroupKey<Owned = K>>(&mut self, key: Q, value: V) -> bool {
-        let new = self.keys.insert_absent(hash_key(&key), &key, value);
+        let new = self.keys.insert_absent(state_hash(&key), &key, value);
         self.metrics.num_rows_updated += new as u64;
         new
     }

@@ -22,9 +22,9 @@ use crate::checkpoint::state::StateMap;
 use crate::codec::StateCodec;
 use crate::engine::BatchContext;
 use crate::error::{Error, Result};
-use crate::ops::keyed::KeyedState;
+use crate::ops::keyed::{state_hash, KeyedState};
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
-use crate::value::{hash_key, GroupKey};
+use crate::value::GroupKey;
 
 /// Spark's name for the operator (both map and flat map run `FlatMapGroupsWithStateExec`).
 pub const OPERATOR_NAME: &str = "flatMapGroupsWithState";
@@ -82,7 +82,7 @@ where
     /// Adds one input row to its key's group of this batch.
     #[inline]
     pub fn push_row<Q: GroupKey<Owned = K>>(&mut self, key: Q, row: R) {
-        let hash = hash_key(&key);
+        let hash = state_hash(&key);
         let groups = &mut self.groups;
         match self.index.find(hash, |&i| key.eq_owned(&groups[i].key)) {
             Some(&i) => groups[i].rows.push(row),
@@ -132,7 +132,7 @@ where
                 .state
                 .iter()
                 .filter(|e| e.value.timeout_ms != NO_TIMESTAMP && e.value.timeout_ms < threshold)
-                .map(|e| (e.value.timeout_ms, crate::codec::to_bytes(&e.key), hash_key(&e.key), e.key.clone()))
+                .map(|e| (e.value.timeout_ms, crate::codec::to_bytes(&e.key), state_hash(&e.key), e.key.clone()))
                 .collect();
             due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
             for (_, _, hash, key) in due {
@@ -198,7 +198,7 @@ where
                 Some(slot) => {
                     *slot = value;
                     if write {
-                        self.state.touch(hash, &key);
+                        self.state.touch(&key);
                     }
                 }
                 None if write => self.state.put(hash, key, value, true),

@@ -43,9 +43,9 @@ use crate::checkpoint::state::StateMap;
 use crate::codec::StateCodec;
 use crate::engine::BatchContext;
 use crate::error::{Error, Result};
-use crate::ops::keyed::KeyedState;
+use crate::ops::keyed::{state_hash, KeyedState};
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
-use crate::value::{hash_key, GroupKey};
+use crate::value::GroupKey;
 
 /// The processor's view of a one-column grouping key: the column (generated code).
 #[inline]
@@ -166,7 +166,7 @@ where
     /// Adds one input row to its key's group of this batch.
     #[inline]
     pub fn push_row<Q: GroupKey<Owned = K>>(&mut self, key: Q, row: R) {
-        let hash = hash_key(&key);
+        let hash = state_hash(&key);
         let groups = &mut self.groups;
         match self.index.find(hash, |&i| key.eq_owned(&groups[i].key)) {
             Some(&i) => groups[i].rows.push(row),
@@ -226,7 +226,7 @@ where
             let mut due: Vec<(i64, Vec<u8>, u64, K)> = Vec::new();
             for e in self.state.iter() {
                 for &t in e.value.timers.iter().take_while(|t| **t < threshold) {
-                    due.push((t, crate::codec::to_bytes(&e.key), hash_key(&e.key), e.key.clone()));
+                    due.push((t, crate::codec::to_bytes(&e.key), state_hash(&e.key), e.key.clone()));
                 }
             }
             due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -310,7 +310,7 @@ where
         self.metrics.num_rows_removed += h.rows_removed;
         if row.is_empty() {
             if existed {
-                self.state.mark_removed(hash, key);
+                self.state.mark_removed(key);
             }
         } else {
             self.state.put(hash, key, row, changed || !existed);
@@ -324,7 +324,7 @@ where
             .state
             .iter()
             .filter(|e| e.value.vars.iter().filter_map(|s| s.next_expiry()).any(|t| batch_ms >= t))
-            .map(|e| (hash_key(&e.key), e.key.clone()))
+            .map(|e| (state_hash(&e.key), e.key.clone()))
             .collect();
         for (hash, key) in due {
             let Some(mut row) = self.state.take(hash, &key) else { continue };
@@ -332,7 +332,7 @@ where
             self.counts.ttl_removed += removed;
             self.metrics.num_rows_removed += removed;
             if row.is_empty() {
-                self.state.mark_removed(hash, key);
+                self.state.mark_removed(key);
             } else {
                 self.state.put(hash, key, row, true);
             }
