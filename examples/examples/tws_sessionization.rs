@@ -183,11 +183,9 @@ fn main() -> flowgate::Result<()> {
                 .trigger(trigger)
                 .start()?
         }
-        None => RateSessions::builder()
-            .ticks(Source::rate(rate as u64))
-            .sink(Sink::console())
-            .trigger(trigger)
-            .start()?,
+        None => {
+            RateSessions::builder().ticks(Source::rate(rate as u64)).sink(Sink::console()).trigger(trigger).start()?
+        }
     };
     if !query.await_termination_timeout(std::time::Duration::from_secs(seconds))? {
         query.stop()?;

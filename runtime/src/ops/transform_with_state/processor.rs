@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use crate::codec::{to_bytes, StateCodec};
 
-use super::row::{Slot, StateBytes, Stamped, TwsRow, NEVER};
+use super::row::{Slot, Stamped, StateBytes, TwsRow, NEVER};
 
 /// Which clock a processor's timers use (Spark's `TimeMode`), from the DSL's
 /// `time_mode = none | processing_time | event_time`.
