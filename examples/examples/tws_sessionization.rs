@@ -104,7 +104,7 @@ impl<K: Send, R: Send> StatefulProcessor for Sessions<K, R> {
         _expired: ExpiredTimerInfo,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = SessionUpdate> {
-        let Some(s) = self.session.get(h) else { return None };
+        let s = self.session.get(h)?;
         self.session.clear(h);
         Some(SessionUpdate { id: (self.id)(key), duration_ms: s.end_ms - s.start_ms, events: s.events, expired: true })
     }
