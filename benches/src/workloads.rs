@@ -95,6 +95,20 @@ pub fn all() -> Vec<Workload> {
             hand: crate::group_state::hand,
         },
         Workload {
+            name: "group_state_2map",
+            group: "group_state",
+            prepare: crate::group_state::prepare,
+            flowgate: crate::group_state::fg,
+            hand: crate::group_state::hand_two_maps,
+        },
+        Workload {
+            name: "tws_value_state",
+            group: "group_state",
+            prepare: crate::group_state::prepare,
+            flowgate: crate::group_state::fg_tws,
+            hand: crate::group_state::hand,
+        },
+        Workload {
             name: "windowed_count",
             group: "windowed",
             prepare: prep_events,

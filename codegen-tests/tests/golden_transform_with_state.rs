@@ -185,6 +185,113 @@ impl StatefulProcessor for QuietAlerts {
 }
 
 #[derive(Record)]
+struct WatermarkTimerRow {
+    user: Option<String>,
+    events: i64,
+    fired_at: Timestamp,
+    watermark_at: Timestamp,
+}
+
+/// `WatermarkTimers`: each call with rows registers a timer at exactly the batch's watermark
+/// (once there is one) and one at the key's latest event.
+#[derive(Default)]
+struct WatermarkTimers {
+    events: ValueState<i64>,
+}
+
+impl StatefulProcessor for WatermarkTimers {
+    type Key = Option<String>;
+    type Input = Visit;
+    type Output = WatermarkTimerRow;
+
+    fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+        self.events = handle.get_value_state("events", Ttl::NONE);
+    }
+
+    fn handle_input_rows(
+        &mut self,
+        _user: &Option<String>,
+        rows: Vec<Visit>,
+        timer_values: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = WatermarkTimerRow> {
+        let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
+        self.events.update(h, events);
+        let wm = timer_values.get_current_watermark_in_ms();
+        if wm > 0 {
+            h.register_timer(wm);
+        }
+        if let Some(latest) = rows.iter().filter_map(|r| r.ts).map(|t| t.0.div_euclid(1000)).max() {
+            h.register_timer(latest);
+        }
+        std::iter::empty()
+    }
+
+    fn handle_expired_timer(
+        &mut self,
+        user: &Option<String>,
+        timer_values: &TimerValues,
+        expired: ExpiredTimerInfo,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = WatermarkTimerRow> {
+        Some(WatermarkTimerRow {
+            user: user.clone(),
+            events: self.events.get(h).unwrap_or(0),
+            fired_at: Timestamp(expired.get_expiry_time_in_ms() * 1000),
+            watermark_at: Timestamp(timer_values.get_current_watermark_in_ms() * 1000),
+        })
+    }
+}
+
+#[derive(Record)]
+struct BatchTimeRow {
+    user: Option<String>,
+    events: i64,
+    fired: bool,
+}
+
+/// `BatchTimeTimers`: each call with rows registers a processing-time timer at exactly the
+/// batch's processing time; a fired timer says whether it fired at exactly its time.
+#[derive(Default)]
+struct BatchTimeTimers {
+    events: ValueState<i64>,
+}
+
+impl StatefulProcessor for BatchTimeTimers {
+    type Key = Option<String>;
+    type Input = Visit;
+    type Output = BatchTimeRow;
+
+    fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+        self.events = handle.get_value_state("events", Ttl::NONE);
+    }
+
+    fn handle_input_rows(
+        &mut self,
+        user: &Option<String>,
+        rows: Vec<Visit>,
+        timer_values: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = BatchTimeRow> {
+        let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
+        self.events.update(h, events);
+        h.register_timer(timer_values.get_current_processing_time_in_ms());
+        Some(BatchTimeRow { user: user.clone(), events, fired: false })
+    }
+
+    fn handle_expired_timer(
+        &mut self,
+        user: &Option<String>,
+        timer_values: &TimerValues,
+        expired: ExpiredTimerInfo,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = BatchTimeRow> {
+        let fired = expired.get_expiry_time_in_ms() == timer_values.get_current_processing_time_in_ms();
+        Some(BatchTimeRow { user: user.clone(), events: self.events.get(h).unwrap_or(0), fired })
+    }
+}
+
+#[derive(Record)]
 struct TtlRow {
     user: Option<String>,
     events: i64,
@@ -251,6 +358,20 @@ stream_query! {
             .transform_with_state(QuietAlerts::default(), time_mode = event_time)
     }
 
+    /// `withWatermark(ts, 2 seconds).groupBy(user).transformWithStateInPandas(WatermarkTimers(),
+    /// ..., "Append", "EventTime")`.
+    query WatermarkTimersQuery(events: Visit) -> WatermarkTimerRow, mode = append {
+        events
+            .with_watermark(ts, "2 seconds")
+            .group_by(user)
+            .transform_with_state(WatermarkTimers::default(), time_mode = event_time)
+    }
+
+    /// `groupBy(user).transformWithStateInPandas(BatchTimeTimers(), ..., "Update", "ProcessingTime")`.
+    query BatchTimeTimersQuery(events: Visit) -> BatchTimeRow, mode = update {
+        events.group_by(user).transform_with_state(BatchTimeTimers::default(), time_mode = processing_time)
+    }
+
     /// `groupBy(user).transformWithStateInPandas(TtlCounts(), ..., "Update", "ProcessingTime")`.
     query TtlCountsQuery(events: Visit) -> TtlRow, mode = update {
         events.group_by(user).transform_with_state(TtlCounts::default(), time_mode = processing_time)
@@ -285,6 +406,22 @@ fn tws_event_time_timers() {
     query.stop().unwrap();
 }
 
+/// A timer at exactly the watermark fires in the batch that registers it (Spark fires event-time
+/// timers at or before the watermark).
+#[test]
+fn tws_timer_at_watermark() {
+    let staging = tempfile::tempdir().unwrap();
+    let table = MemoryTable::new();
+    let query = WatermarkTimersQuery::builder()
+        .events(Source::file(staging.path()).json())
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    run_case("tws_timer_at_watermark", staging.path(), &query, &table, InputRows::Check);
+    query.stop().unwrap();
+}
+
 /// Processing time from a manual clock moved as the harness paused Spark's wall clock (see
 /// the cases' descriptions); no-data batches off, as the cases ran Spark.
 fn replay_with_clock(case: &str, builder: impl FnOnce(&Path, &MemoryTable, &ManualClock) -> StreamingQuery) {
@@ -316,6 +453,22 @@ fn tws_processing_time_timers() {
 fn tws_ttl() {
     replay_with_clock("tws_ttl", |staging, table, clock| {
         TtlCountsQuery::builder()
+            .events(Source::file(staging).json())
+            .sink(Sink::memory(table))
+            .shuffle_partitions(2)
+            .no_data_batches(false)
+            .clock(clock.clone())
+            .start()
+            .unwrap()
+    });
+}
+
+/// A processing-time timer at exactly the batch's time fires in that batch (Spark fires timers
+/// at or before the batch time).
+#[test]
+fn tws_timer_at_batch_time() {
+    replay_with_clock("tws_timer_at_batch_time", |staging, table, clock| {
+        BatchTimeTimersQuery::builder()
             .events(Source::file(staging).json())
             .sink(Sink::memory(table))
             .shuffle_partitions(2)

@@ -150,3 +150,64 @@ class TtlCounts(StatefulProcessor):
 
     def close(self):
         pass
+
+
+class WatermarkTimers(StatefulProcessor):
+    """Event time, per user: events so far (value state); each call with rows registers a timer
+    at exactly the batch's watermark (once the query has one) and one at the user's latest event
+    time. Each fired timer emits the count, the timer's time and the watermark it fired at: does
+    a timer at exactly the watermark fire in the batch that registered it?"""
+
+    def init(self, handle):
+        self.handle = handle
+        self.events = handle.getValueState("events", "events LONG")
+
+    def handleInputRows(self, key, rows, timerValues):
+        events = self.events.get()[0] if self.events.exists() else 0
+        latest = None
+        for pdf in rows:
+            events += len(pdf)
+            for t in pdf["ts"]:
+                latest = _ms(t) if latest is None else max(latest, _ms(t))
+        self.events.update((events,))
+        wm = timerValues.getCurrentWatermarkInMs()
+        if wm > 0:
+            self.handle.registerTimer(wm)
+        if latest is not None:
+            self.handle.registerTimer(latest)
+        return iter([])
+
+    def handleExpiredTimer(self, key, timerValues, expiredTimerInfo):
+        events = self.events.get()[0] if self.events.exists() else 0
+        at = pd.Timestamp(expiredTimerInfo.getExpiryTimeInMs(), unit="ms")
+        wm = pd.Timestamp(timerValues.getCurrentWatermarkInMs(), unit="ms")
+        yield pd.DataFrame({"user": [key[0]], "events": [events], "fired_at": [at], "watermark_at": [wm]})
+
+    def close(self):
+        pass
+
+
+class BatchTimeTimers(StatefulProcessor):
+    """Processing time, per user: events so far (value state); each call with rows registers a
+    timer at exactly the batch's processing time. A fired timer emits the count: does a timer at
+    exactly the batch time fire in the batch that registered it?"""
+
+    def init(self, handle):
+        self.handle = handle
+        self.events = handle.getValueState("events", "events LONG")
+
+    def handleInputRows(self, key, rows, timerValues):
+        events = self.events.get()[0] if self.events.exists() else 0
+        for pdf in rows:
+            events += len(pdf)
+        self.events.update((events,))
+        self.handle.registerTimer(timerValues.getCurrentProcessingTimeInMs())
+        yield pd.DataFrame({"user": [key[0]], "events": [events], "fired": [False]})
+
+    def handleExpiredTimer(self, key, timerValues, expiredTimerInfo):
+        events = self.events.get()[0] if self.events.exists() else 0
+        at_batch_time = expiredTimerInfo.getExpiryTimeInMs() == timerValues.getCurrentProcessingTimeInMs()
+        yield pd.DataFrame({"user": [key[0]], "events": [events], "fired": [bool(at_batch_time)]})
+
+    def close(self):
+        pass

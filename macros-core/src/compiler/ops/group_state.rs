@@ -259,7 +259,7 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
     let result = format_ident!("__fg_result");
     let run = quote!(#op.run);
     quote! {
-        let mut __fg_out = <#out as ::flowgate::Record>::builder(0);
+        let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
         #run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
             let #result = #call;
             #push

@@ -166,13 +166,21 @@ pub fn init(spec: &GroupStateSpec) -> TokenStream {
         TimeoutKind::EventTime => quote!(EventTime),
     };
     let processor = &spec.func;
-    // Spanned on the processor: a value that is no processor is one error, under it.
-    let new = quote_spanned!(processor.span()=> ::flowgate::ops::transform_with_state::TransformWithStateOp::new);
-    quote!(#new(
-        __fg_config.shuffle_partitions,
-        ::flowgate::ops::transform_with_state::TimeMode::#mode,
-        #processor
-    ))
+    // The call and its argument spanned on the processor, as the `run` call in
+    // `emit_output`: a value that is no processor is one unmet bound at one span, which
+    // rustc reports once, under the processor.
+    let new = quote_spanned!(processor.span()=>
+        ::flowgate::ops::transform_with_state::TransformWithStateOp::new(
+            __fg_config.shuffle_partitions,
+            ::flowgate::ops::transform_with_state::TimeMode::#mode,
+            __fg_processor
+        )
+    );
+    let binding = quote_spanned!(processor.span()=> __fg_processor);
+    quote!({
+        let #binding = #processor;
+        #new
+    })
 }
 
 /// The pipeline from operator `id` to the output: the processor's calls for the batch, its
@@ -185,10 +193,15 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
     } else {
         quote!(::flowgate::ops::transform_with_state::whole_key)
     };
-    let push = quote_spanned!(spec.func.span()=> ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row));
+    let span = spec.func.span();
+    let push = quote_spanned!(span=> ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row));
+    // Spanned on the processor (see `init`): `run` needs `P: StatefulProcessor` too. The
+    // receiver in parentheses spanned there makes the call's span the processor's while the
+    // operator's variable keeps its own hygiene.
+    let run = quote_spanned!(span=> (#op).run(__fg_ctx, #key_of, |__fg_row| #push));
     quote! {
-        let mut __fg_out = <#out as ::flowgate::Record>::builder(0);
-        #op.run(__fg_ctx, #key_of, |__fg_row| #push)?;
+        let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
+        #run?;
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
     }
 }

@@ -9,14 +9,19 @@
 //! or the eviction watermark in ms), with no rows and `has_timed_out()` true, ordered by
 //! timeout and then by encoded key (so a replay calls them in the same order). Spark's rules
 //! on what is written back after a call are kept exactly (see [`GroupStateOp::call`]).
+//!
+//! With timeouts enabled, the operator keeps every key's timeout in an in-memory index by
+//! (timeout, encoded key), updated by each call that changes it and rebuilt on restore: the
+//! keys due are a prefix of it and the next processing-time timeout its first entry, so no
+//! batch scans the state.
 
+pub(crate) mod batch;
 mod state;
 
 pub use state::{GroupState, GroupStateTimeout, GroupStateValue, NO_TIMESTAMP};
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use hashbrown::HashTable;
 
 use crate::checkpoint::state::StateMap;
 use crate::codec::StateCodec;
@@ -26,24 +31,21 @@ use crate::ops::keyed::{state_hash, KeyedState};
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
 use crate::value::GroupKey;
 
+use batch::BatchGroups;
+
 /// Spark's name for the operator (both map and flat map run `FlatMapGroupsWithStateExec`).
 pub const OPERATOR_NAME: &str = "flatMapGroupsWithState";
-
-/// One key's rows of the current batch.
-struct BatchGroup<K, R> {
-    hash: u64,
-    key: K,
-    rows: Vec<R>,
-}
 
 /// The state of a `map_groups_with_state` / `flat_map_groups_with_state`: the user's state
 /// `S` and timeout per key `K`, and the batch's rows `R` grouped by key.
 pub struct GroupStateOp<K, R, S> {
     state: KeyedState<K, GroupStateValue<S>>,
     timeout: GroupStateTimeout,
-    /// The batch's groups in first-seen order, indexed by hash.
-    groups: Vec<BatchGroup<K, R>>,
-    index: HashTable<usize>,
+    /// The batch's rows by key.
+    groups: BatchGroups<K, R>,
+    /// Every key with a timeout, by (timeout, encoded key): the order timed-out keys are
+    /// called in (timeouts enabled only).
+    timeouts: BTreeMap<(i64, Vec<u8>), (u64, K)>,
     /// The earliest processing-time timeout in state (for the engine's no-data batches).
     next_timeout: Option<i64>,
     metrics: StateOperatorProgress,
@@ -58,8 +60,8 @@ where
         GroupStateOp {
             state: KeyedState::new(partitions),
             timeout,
-            groups: Vec::new(),
-            index: HashTable::new(),
+            groups: BatchGroups::default(),
+            timeouts: BTreeMap::new(),
             next_timeout: None,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
@@ -79,19 +81,15 @@ where
         self.metrics.num_rows_dropped_by_watermark += 1;
     }
 
-    /// Adds one input row to its key's group of this batch.
+    /// Adds one row to its key's group of this batch.
     #[inline]
     pub fn push_row<Q: GroupKey<Owned = K>>(&mut self, key: Q, row: R) {
-        let hash = state_hash(&key);
-        let groups = &mut self.groups;
-        match self.index.find(hash, |&i| key.eq_owned(&groups[i].key)) {
-            Some(&i) => groups[i].rows.push(row),
-            None => {
-                let i = groups.len();
-                groups.push(BatchGroup { hash, key: key.to_owned_key(), rows: vec![row] });
-                self.index.insert_unique(hash, i, |&j| groups[j].hash);
-            }
-        }
+        self.groups.push(key, row);
+    }
+
+    /// Number of keys with rows in this batch so far (generated code sizes the output by it).
+    pub fn batch_keys(&self) -> usize {
+        self.groups.keys()
     }
 
     /// Number of keys in state.
@@ -117,25 +115,22 @@ where
     pub fn run(&mut self, ctx: &BatchContext, mut f: impl FnMut(&K, Vec<R>, &mut GroupState<S>)) -> Result<()> {
         let batch_ms = ctx.batch_timestamp_ms;
         let watermark_ms = ctx.watermark_for_eviction.map(|w| w.div_euclid(1000));
-        let groups = std::mem::take(&mut self.groups);
-        self.index.clear();
-        for g in groups {
-            self.call(g.hash, g.key, g.rows, false, batch_ms, watermark_ms, &mut f)?;
+        // Taken out for the calls and put back drained: its buffers keep their capacity.
+        let mut groups = std::mem::take(&mut self.groups);
+        for (hash, key, rows) in groups.drain() {
+            self.call(hash, key, rows, false, batch_ms, watermark_ms, &mut f)?;
         }
+        self.groups = groups;
         let threshold = match self.timeout {
             GroupStateTimeout::NoTimeout => None,
             GroupStateTimeout::ProcessingTimeTimeout => Some(batch_ms),
             GroupStateTimeout::EventTimeTimeout => watermark_ms,
         };
         if let Some(threshold) = threshold {
-            let mut due: Vec<(i64, Vec<u8>, u64, K)> = self
-                .state
-                .iter()
-                .filter(|e| e.value.timeout_ms != NO_TIMESTAMP && e.value.timeout_ms < threshold)
-                .map(|e| (e.value.timeout_ms, crate::codec::to_bytes(&e.key), state_hash(&e.key), e.key.clone()))
-                .collect();
-            due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-            for (_, _, hash, key) in due {
+            // The keys with rows were called first: a timeout they set is in the index.
+            let due: Vec<(u64, K)> =
+                self.timeouts.range(..(threshold, Vec::new())).map(|(_, (hash, key))| (*hash, key.clone())).collect();
+            for (hash, key) in due {
                 self.call(hash, key, Vec::new(), true, batch_ms, watermark_ms, &mut f)?;
             }
         }
@@ -180,6 +175,15 @@ where
             return Err(Error::User(format!("the group-state function for key {key:?}: {e}")));
         }
         let new_timeout = gs.timeout_ms;
+        if new_timeout != old_timeout {
+            let encoded = crate::codec::to_bytes(&key);
+            if old_timeout != NO_TIMESTAMP {
+                self.timeouts.remove(&(old_timeout, encoded.clone()));
+            }
+            if new_timeout != NO_TIMESTAMP {
+                self.timeouts.insert((new_timeout, encoded), (hash, key.clone()));
+            }
+        }
         // Spark writes a row with no state and no timeout in one case (a timed-out key whose
         // state was removed earlier, called again without setting a timeout); such a row can
         // never be seen again, so flowgate deletes it instead.
@@ -212,11 +216,18 @@ where
         self.metrics.num_rows_total = self.state.len() as u64;
         self.metrics.memory_used_bytes = self.state.estimated_bytes();
         self.next_timeout = match self.timeout {
-            GroupStateTimeout::ProcessingTimeTimeout => {
-                self.state.iter().map(|e| e.value.timeout_ms).filter(|t| *t != NO_TIMESTAMP).min()
-            }
+            GroupStateTimeout::ProcessingTimeTimeout => self.timeouts.first_key_value().map(|((t, _), _)| *t),
             _ => None,
         };
+    }
+
+    /// Rebuilds the timeout index from the state (after a restore).
+    fn reindex(&mut self) {
+        self.timeouts.clear();
+        for e in self.state.iter().filter(|e| e.value.timeout_ms != NO_TIMESTAMP) {
+            let encoded = crate::codec::to_bytes(&e.key);
+            self.timeouts.insert((e.value.timeout_ms, encoded), (state_hash(&e.key), e.key.clone()));
+        }
     }
 }
 
@@ -240,6 +251,7 @@ where
     }
     fn restore(&mut self, partitions: Vec<StateMap>) -> Result<()> {
         self.state.restore(partitions)?;
+        self.reindex();
         self.end_batch();
         Ok(())
     }

@@ -8,12 +8,20 @@
 //! 1. calls `handle_input_rows` once per key with rows, in the order the keys first appeared
 //!    in the batch, with that key's rows in input order;
 //! 2. then, with `time_mode = processing_time` or `event_time`, calls `handle_expired_timer`
-//!    once per timer strictly before the batch's processing time or eviction watermark, in
+//!    once per timer at or before the batch's processing time or eviction watermark (as Spark
+//!    4.3; golden cases `tws_timer_at_batch_time`, `tws_timer_at_watermark`), in
 //!    order of expiry time then encoded key (so a replay calls them in the same order), and
 //!    deletes the timer after the call. The timers due are those in state once step 1 is
 //!    done (a timer registered in step 1 that is already due fires in this batch);
 //! 3. then removes the values whose TTL has passed (`batch time >= last write + ttl`), which
 //!    no call has seen since they expired.
+//!
+//! Neither step scans the state: the operator keeps, in memory beside the keyed state, every
+//! timer by (time, encoded key) — Spark's timer index — and every key holding a value with a
+//! TTL by its earliest expiry (Spark's TTL index), so a batch reads only the timers and
+//! expiries that are due, and the next processing-time timer is the first entry. Both
+//! indexes, the state-row count and the stored bytes are kept up to date per call (from the
+//! key's row before and after it) and rebuilt from the rows on restore; none is persisted.
 //!
 //! A key whose variables are all empty and that has no timer is removed from state. The
 //! progress counts state rows as Spark's does: `numRowsTotal` a set value, a non-empty list
@@ -35,14 +43,14 @@ pub use processor::{
 pub use row::{row_layout, TwsRow};
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use hashbrown::HashTable;
 
 use crate::checkpoint::state::StateMap;
 use crate::codec::StateCodec;
 use crate::engine::BatchContext;
 use crate::error::{Error, Result};
+use crate::ops::group_state::batch::BatchGroups;
 use crate::ops::keyed::{state_hash, KeyedState};
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
 use crate::value::GroupKey;
@@ -62,13 +70,6 @@ pub fn whole_key<K>(key: &K) -> &K {
 /// Spark's name for the operator in progress reports.
 pub const OPERATOR_NAME: &str = "transformWithStateExec";
 
-/// One key's rows of the current batch.
-struct BatchGroup<K, R> {
-    hash: u64,
-    key: K,
-    rows: Vec<R>,
-}
-
 /// What a call is for: the key's rows of the batch, or one of its timers that is due.
 enum Call<R> {
     Rows(Vec<R>),
@@ -84,12 +85,37 @@ struct BatchCounts {
     ttl_removed: u64,
 }
 
+/// An in-memory index of keys by a time (a timer's, or the earliest TTL expiry), ordered as
+/// due entries are processed: by time, then by encoded key (so a replay sees one order).
+type TimeIndex<K> = BTreeMap<(i64, Vec<u8>), (u64, K)>;
+
+/// What one key's row counts for in the operator's totals, taken before and after a call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Footprint {
+    rows: u64,
+    bytes: u64,
+    expiry: i64,
+}
+
+impl Footprint {
+    const NONE: Footprint = Footprint { rows: 0, bytes: 0, expiry: row::NEVER };
+
+    fn of(row: &TwsRow, ttl: bool) -> Footprint {
+        Footprint {
+            rows: row.state_rows(),
+            bytes: row.encoded_len(),
+            expiry: if ttl { row.next_expiry() } else { row::NEVER },
+        }
+    }
+}
+
 /// The state of a `transform_with_state`: the processor `P`, its declarations, and per key
 /// `K` its state variables and timers; the batch's input rows `R` (`P::Input`) grouped by key.
 ///
-/// The struct has no bounds, and its constructor's type is `Self` with `R = P::Input`: a
-/// value that is no processor is one error, at [`TransformWithStateOp::new`], after which
-/// the operator's type is an error to rustc and nothing using it is reported again.
+/// The struct and its [`StatefulOperator`] impl need no `P: StatefulProcessor`; only
+/// [`TransformWithStateOp::new`] and [`TransformWithStateOp::run`] do. Generated code spans
+/// both calls on the processor expression, so a value that is no processor is one error
+/// there (rustc reports an unmet bound once per span).
 pub struct TransformWithStateOp<K, R, P> {
     processor: P,
     /// `P::close` (the struct is unbounded, so its `Drop` cannot name it).
@@ -100,9 +126,19 @@ pub struct TransformWithStateOp<K, R, P> {
     time_mode: TimeMode,
     has_ttl: bool,
     state: KeyedState<K, TwsRow>,
-    groups: Vec<BatchGroup<K, R>>,
-    index: HashTable<usize>,
-    /// The earliest processing-time timer in state (for the engine's no-data batches).
+    /// The batch's rows by key.
+    groups: BatchGroups<K, R>,
+    /// Every timer in state.
+    timers: TimeIndex<K>,
+    /// Every key holding a value with a TTL, by its earliest expiry.
+    expiries: TimeIndex<K>,
+    /// Spark's state rows in state (`numRowsTotal`), and the rows' encoded bytes.
+    rows_total: u64,
+    stored_bytes: u64,
+    /// Timer changes of the running call (reused between calls).
+    timer_log: Vec<(i64, bool)>,
+    /// One millisecond before the earliest processing-time timer in state: the engine runs a
+    /// no-data batch once its clock is past it.
     next_timer: Option<i64>,
     counts: BatchCounts,
     /// The running batch's processing time (ms).
@@ -129,8 +165,12 @@ where
             time_mode,
             has_ttl,
             state: KeyedState::new(partitions),
-            groups: Vec::new(),
-            index: HashTable::new(),
+            groups: BatchGroups::default(),
+            timers: BTreeMap::new(),
+            expiries: BTreeMap::new(),
+            rows_total: 0,
+            stored_bytes: 0,
+            timer_log: Vec::new(),
             next_timer: None,
             counts: BatchCounts::default(),
             batch_ms: 0,
@@ -163,19 +203,15 @@ where
         self.metrics.num_rows_dropped_by_watermark += 1;
     }
 
-    /// Adds one input row to its key's group of this batch.
+    /// Adds one row to its key's group of this batch.
     #[inline]
     pub fn push_row<Q: GroupKey<Owned = K>>(&mut self, key: Q, row: R) {
-        let hash = state_hash(&key);
-        let groups = &mut self.groups;
-        match self.index.find(hash, |&i| key.eq_owned(&groups[i].key)) {
-            Some(&i) => groups[i].rows.push(row),
-            None => {
-                let i = groups.len();
-                groups.push(BatchGroup { hash, key: key.to_owned_key(), rows: vec![row] });
-                self.index.insert_unique(hash, i, |&j| groups[j].hash);
-            }
-        }
+        self.groups.push(key, row);
+    }
+
+    /// Number of keys with rows in this batch so far (generated code sizes the output by it).
+    pub fn batch_keys(&self) -> usize {
+        self.groups.keys()
     }
 
     /// Number of keys in state.
@@ -189,10 +225,9 @@ where
     }
 }
 
-impl<K, P> TransformWithStateOp<K, P::Input, P>
+impl<K, R, P> TransformWithStateOp<K, R, P>
 where
     K: GroupKey<Owned = K> + Clone + Eq + StateCodec + std::fmt::Debug,
-    P: StatefulProcessor,
 {
     /// Runs the batch (see the module docs): `key_of` gives the processor's view of a key
     /// (the column for one grouping key), `emit` takes each output record.
@@ -201,7 +236,10 @@ where
         ctx: &BatchContext,
         key_of: impl Fn(&K) -> &P::Key,
         mut emit: impl FnMut(P::Output),
-    ) -> Result<()> {
+    ) -> Result<()>
+    where
+        P: StatefulProcessor<Input = R>,
+    {
         if !self.init_errors.is_empty() {
             return Err(Error::User(format!("the stateful processor's `init`: {}", self.init_errors.join("; "))));
         }
@@ -212,25 +250,29 @@ where
             TimeMode::None => TimerValues::new(NO_TIME, NO_TIME),
             _ => TimerValues::new(batch_ms, watermark_ms.unwrap_or(NO_TIME)),
         };
-        let groups = std::mem::take(&mut self.groups);
-        self.index.clear();
-        for g in groups {
-            self.call(g.hash, g.key, Call::Rows(g.rows), &timer_values, watermark_ms, &key_of, &mut emit)?;
+        // Taken out for the calls and put back drained: its buffers keep their capacity.
+        let mut groups = std::mem::take(&mut self.groups);
+        for (hash, key, rows) in groups.drain() {
+            self.call(hash, key, Call::Rows(rows), &timer_values, watermark_ms, &key_of, &mut emit)?;
         }
+        self.groups = groups;
+        // The first timer time not yet due: Spark 4.3 fires a timer at or before the batch's
+        // processing time or watermark, so one set at exactly that time fires in the batch
+        // that sets it (golden cases `tws_timer_at_batch_time`, `tws_timer_at_watermark`).
         let threshold = match self.time_mode {
             TimeMode::None => None,
-            TimeMode::ProcessingTime => Some(batch_ms),
-            TimeMode::EventTime => watermark_ms,
+            TimeMode::ProcessingTime => Some(batch_ms.saturating_add(1)),
+            TimeMode::EventTime => watermark_ms.map(|w| w.saturating_add(1)),
         };
         if let Some(threshold) = threshold {
-            let mut due: Vec<(i64, Vec<u8>, u64, K)> = Vec::new();
-            for e in self.state.iter() {
-                for &t in e.value.timers.iter().take_while(|t| **t < threshold) {
-                    due.push((t, crate::codec::to_bytes(&e.key), state_hash(&e.key), e.key.clone()));
-                }
-            }
-            due.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-            for (t, _, hash, key) in due {
+            // The timers due once step 1 is done, in (time, encoded key) order; a call may
+            // delete a later one of its key (then skipped) or register new ones (next batch).
+            let due: Vec<(i64, u64, K)> = self
+                .timers
+                .range(..(threshold, Vec::new()))
+                .map(|((t, _), (hash, key))| (*t, *hash, key.clone()))
+                .collect();
+            for (t, hash, key) in due {
                 self.counts.timers_expired += 1;
                 self.call(hash, key, Call::Timer(t), &timer_values, watermark_ms, &key_of, &mut emit)?;
             }
@@ -242,24 +284,35 @@ where
         Ok(())
     }
 
-    /// One call of the processor for `key` and the write-back of its row: a row left empty
-    /// is removed, a changed one recorded for the checkpoint.
+    /// One call of the processor for `key`, on its row in place, then the write-back: a row
+    /// left empty is removed, a changed one recorded for the checkpoint, and the indexes and
+    /// totals follow the row's change.
     #[allow(clippy::too_many_arguments)]
     fn call(
         &mut self,
         hash: u64,
         key: K,
-        what: Call<P::Input>,
+        what: Call<R>,
         timer_values: &TimerValues,
         watermark_ms: Option<i64>,
         key_of: &impl Fn(&K) -> &P::Key,
         emit: &mut impl FnMut(P::Output),
-    ) -> Result<()> {
-        let stored = self.state.take(hash, &key);
+    ) -> Result<()>
+    where
+        P: StatefulProcessor<Input = R>,
+    {
+        let has_ttl = self.has_ttl;
+        let mut fresh = None;
+        let stored = self.state.find_mut(hash, &key);
         let existed = stored.is_some();
-        let mut row = stored.unwrap_or_else(|| TwsRow::new(&self.decls));
+        let row: &mut TwsRow = match stored {
+            Some(row) => row,
+            None => fresh.insert(TwsRow::new(&self.decls)),
+        };
+        let before = if existed { Footprint::of(row, has_ttl) } else { Footprint::NONE };
+        self.timer_log.clear();
         let mut h = KeyHandle {
-            row: &mut row,
+            row,
             decls: &self.decls,
             time_mode: self.time_mode,
             batch_ms: self.batch_ms,
@@ -269,6 +322,7 @@ where
             timers_deleted: 0,
             rows_updated: 0,
             rows_removed: 0,
+            timer_log: &mut self.timer_log,
             misuse: RefCell::new(None),
         };
         let processor = &mut self.processor;
@@ -288,6 +342,7 @@ where
                 }
                 if let Ok(at) = h.row.timers.binary_search(&t) {
                     h.row.timers.remove(at);
+                    h.timer_log.push((t, false));
                     h.changed = true;
                 }
             }
@@ -308,49 +363,103 @@ where
         self.counts.timers_deleted += h.timers_deleted;
         self.metrics.num_rows_updated += h.rows_updated;
         self.metrics.num_rows_removed += h.rows_removed;
-        if row.is_empty() {
-            if existed {
-                self.state.mark_removed(key);
+        if !changed && existed {
+            return Ok(());
+        }
+        let empty = h.row.is_empty();
+        let after = if empty { Footprint::NONE } else { Footprint::of(h.row, has_ttl) };
+        self.account(before, after);
+        if !self.timer_log.is_empty() || before.expiry != after.expiry {
+            let encoded = crate::codec::to_bytes(&key);
+            for &(t, added) in &self.timer_log {
+                if added {
+                    self.timers.insert((t, encoded.clone()), (hash, key.clone()));
+                } else {
+                    self.timers.remove(&(t, encoded.clone()));
+                }
             }
-        } else {
-            self.state.put(hash, key, row, changed || !existed);
+            refile(&mut self.expiries, before.expiry, after.expiry, encoded, hash, &key);
+        }
+        match (existed, empty) {
+            (true, true) => {
+                self.state.remove(hash, &key);
+            }
+            (true, false) => self.state.touch(&key),
+            (false, true) => {}
+            (false, false) => {
+                if let Some(row) = fresh {
+                    self.state.put(hash, key, row, true);
+                }
+            }
         }
         Ok(())
     }
 
-    /// Removes every value whose TTL passed at `batch_ms` (a scan of the keys holding one).
+    /// The totals after a row went from `before` to `after`.
+    fn account(&mut self, before: Footprint, after: Footprint) {
+        self.rows_total = self.rows_total - before.rows + after.rows;
+        self.stored_bytes = self.stored_bytes - before.bytes + after.bytes;
+    }
+
+    /// Removes every value whose TTL passed at `batch_ms` (`batch_ms >= expiry`): the keys
+    /// filed in the TTL index at or before it, each expired and filed again by its next
+    /// expiry.
     fn expire_ttl(&mut self, batch_ms: i64) {
-        let due: Vec<(u64, K)> = self
-            .state
+        let due: Vec<(i64, Vec<u8>, u64, K)> = self
+            .expiries
             .iter()
-            .filter(|e| e.value.vars.iter().filter_map(|s| s.next_expiry()).any(|t| batch_ms >= t))
-            .map(|e| (state_hash(&e.key), e.key.clone()))
+            .take_while(|((t, _), _)| *t <= batch_ms)
+            .map(|((t, encoded), (hash, key))| (*t, encoded.clone(), *hash, key.clone()))
             .collect();
-        for (hash, key) in due {
-            let Some(mut row) = self.state.take(hash, &key) else { continue };
+        for (t, encoded, hash, key) in due {
+            self.expiries.remove(&(t, encoded.clone()));
+            let Some(row) = self.state.find_mut(hash, &key) else { continue };
+            let before = Footprint::of(row, true);
             let removed = row.vars.iter_mut().map(|s| s.expire(batch_ms)).sum::<u64>();
+            let empty = row.is_empty();
+            let after = if empty { Footprint::NONE } else { Footprint::of(row, true) };
             self.counts.ttl_removed += removed;
             self.metrics.num_rows_removed += removed;
-            if row.is_empty() {
-                self.state.mark_removed(key);
-            } else {
-                self.state.put(hash, key, row, true);
+            self.account(before, after);
+            if after.expiry != row::NEVER {
+                self.expiries.insert((after.expiry, encoded), (hash, key.clone()));
+            }
+            if empty {
+                self.state.remove(hash, &key);
+            } else if removed > 0 {
+                self.state.touch(&key);
+            }
+        }
+    }
+
+    /// Rebuilds the indexes and totals from the rows (after a restore).
+    fn reindex(&mut self) {
+        self.timers.clear();
+        self.expiries.clear();
+        self.rows_total = 0;
+        self.stored_bytes = 0;
+        for e in self.state.iter() {
+            let f = Footprint::of(&e.value, self.has_ttl);
+            self.rows_total += f.rows;
+            self.stored_bytes += f.bytes;
+            if e.value.timers.is_empty() && f.expiry == row::NEVER {
+                continue;
+            }
+            let encoded = crate::codec::to_bytes(&e.key);
+            let hash = state_hash(&e.key);
+            for &t in &e.value.timers {
+                self.timers.insert((t, encoded.clone()), (hash, e.key.clone()));
+            }
+            if f.expiry != row::NEVER {
+                self.expiries.insert((f.expiry, encoded), (hash, e.key.clone()));
             }
         }
     }
 
     fn end_batch(&mut self) {
         let m = &mut self.metrics;
-        m.num_rows_total = self.state.iter().flat_map(|e| &e.value.vars).map(row::Slot::state_rows).sum();
-        m.memory_used_bytes = self.state.estimated_bytes()
-            + self
-                .state
-                .iter()
-                .map(|e| {
-                    let stored = crate::codec::to_bytes(&e.value).len();
-                    stored as u64
-                })
-                .sum::<u64>();
+        m.num_rows_total = self.rows_total;
+        m.memory_used_bytes = self.state.estimated_bytes() + self.stored_bytes;
         let count = |k: VarKind| self.decls.iter().filter(|d| d.kind == k).count() as u64;
         let c = self.counts;
         m.custom_metrics = vec![
@@ -362,10 +471,25 @@ where
             ("numExpiredTimers".into(), c.timers_expired),
             ("numValuesRemovedDueToTTLExpiry".into(), c.ttl_removed),
         ];
+        // The engine runs a no-data batch once its clock is past the reported time; a timer is
+        // due at its time, so it is reported one millisecond early.
         self.next_timer = match self.time_mode {
-            TimeMode::ProcessingTime => self.state.iter().filter_map(|e| e.value.timers.first().copied()).min(),
+            TimeMode::ProcessingTime => self.timers.first_key_value().map(|((t, _), _)| t.saturating_sub(1)),
             _ => None,
         };
+    }
+}
+
+/// Moves `key` in a TTL index from its old earliest expiry to its new one.
+fn refile<K: Clone>(index: &mut TimeIndex<K>, old: i64, new: i64, encoded: Vec<u8>, hash: u64, key: &K) {
+    if old == new {
+        return;
+    }
+    if old != row::NEVER {
+        index.remove(&(old, encoded.clone()));
+    }
+    if new != row::NEVER {
+        index.insert((new, encoded), (hash, key.clone()));
     }
 }
 
@@ -376,11 +500,11 @@ impl<K, R, P> Drop for TransformWithStateOp<K, R, P> {
     }
 }
 
-impl<K, P> StatefulOperator for TransformWithStateOp<K, P::Input, P>
+impl<K, R, P> StatefulOperator for TransformWithStateOp<K, R, P>
 where
     K: GroupKey<Owned = K> + Clone + Eq + Send + StateCodec + std::fmt::Debug,
-    P: StatefulProcessor,
-    P::Input: Send,
+    R: Send,
+    P: Send,
 {
     fn state_schema(&self) -> StateSchema {
         StateSchema {
@@ -408,6 +532,7 @@ where
                 bad.value.vars.len()
             )));
         }
+        self.reindex();
         self.end_batch();
         Ok(())
     }

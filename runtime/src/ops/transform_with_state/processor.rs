@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use crate::codec::{to_bytes, StateCodec};
 
-use super::row::{Slot, Stamped, TwsRow, NEVER};
+use super::row::{Slot, Stamped, StateBytes, TwsRow, NEVER};
 
 /// Which clock a processor's timers use (Spark's `TimeMode`), from the DSL's
 /// `time_mode = none | processing_time | event_time`.
@@ -311,6 +311,9 @@ pub struct KeyHandle<'a> {
     /// `numRemovedStateRows`): a value, a list element, a map entry each.
     pub(super) rows_updated: u64,
     pub(super) rows_removed: u64,
+    /// The timers this call registered (`true`) and deleted, in order, for the operator's
+    /// timer index.
+    pub(super) timer_log: &'a mut Vec<(i64, bool)>,
     pub(super) misuse: RefCell<Option<String>>,
 }
 
@@ -372,6 +375,7 @@ impl KeyHandle<'_> {
         }
         if let Err(at) = self.row.timers.binary_search(&expiry_ms) {
             self.row.timers.insert(at, expiry_ms);
+            self.timer_log.push((expiry_ms, true));
             self.changed = true;
             self.timers_registered += 1;
         }
@@ -385,6 +389,7 @@ impl KeyHandle<'_> {
         }
         if let Ok(at) = self.row.timers.binary_search(&expiry_ms) {
             self.row.timers.remove(at);
+            self.timer_log.push((expiry_ms, false));
             self.changed = true;
             self.timers_deleted += 1;
         }
@@ -466,7 +471,7 @@ impl<T: StateCodec> ValueState<T> {
     pub fn update(&self, h: &mut KeyHandle<'_>, value: T) {
         let expires_ms = h.expiry(self.id);
         if let Some(slot) = h.slot_mut(self.id, VarKind::Value) {
-            *slot = Slot::Value(Some(Stamped { bytes: to_bytes(&value), expires_ms }));
+            *slot = Slot::Value(Some(Stamped { bytes: StateBytes::of(&value), expires_ms }));
             h.rows_updated += 1;
         }
     }
@@ -498,7 +503,7 @@ impl<T: StateCodec> ListState<T> {
     pub fn put(&self, h: &mut KeyHandle<'_>, values: Vec<T>) {
         let expires_ms = h.expiry(self.id);
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
-            *items = values.iter().map(|v| Stamped { bytes: to_bytes(v), expires_ms }).collect();
+            *items = values.iter().map(|v| Stamped { bytes: StateBytes::of(v), expires_ms }).collect();
             h.rows_updated += values.len() as u64;
         }
     }
@@ -507,7 +512,7 @@ impl<T: StateCodec> ListState<T> {
     pub fn append_value(&self, h: &mut KeyHandle<'_>, value: T) {
         let expires_ms = h.expiry(self.id);
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
-            items.push(Stamped { bytes: to_bytes(&value), expires_ms });
+            items.push(Stamped { bytes: StateBytes::of(&value), expires_ms });
             h.rows_updated += 1;
         }
     }
@@ -516,7 +521,7 @@ impl<T: StateCodec> ListState<T> {
     pub fn append_list(&self, h: &mut KeyHandle<'_>, values: Vec<T>) {
         let expires_ms = h.expiry(self.id);
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
-            items.extend(values.iter().map(|v| Stamped { bytes: to_bytes(v), expires_ms }));
+            items.extend(values.iter().map(|v| Stamped { bytes: StateBytes::of(v), expires_ms }));
             h.rows_updated += values.len() as u64;
         }
     }
@@ -564,7 +569,7 @@ impl<K: StateCodec, V: StateCodec> MapState<K, V> {
         let expires_ms = h.expiry(self.id);
         let k = to_bytes(&key);
         if let Some(Slot::Map(items)) = h.slot_mut(self.id, VarKind::Map) {
-            let stamped = Stamped { bytes: to_bytes(&value), expires_ms };
+            let stamped = Stamped { bytes: StateBytes::of(&value), expires_ms };
             match items.binary_search_by(|(ek, _)| ek.cmp(&k)) {
                 Ok(at) => items[at].1 = stamped,
                 Err(at) => items.insert(at, (k, stamped)),
@@ -575,7 +580,7 @@ impl<K: StateCodec, V: StateCodec> MapState<K, V> {
 
     /// The entries that have not expired, in the order of the keys' encodings.
     pub fn iter(&self, h: &KeyHandle<'_>) -> Vec<(K, V)> {
-        let raw: Vec<(Vec<u8>, Vec<u8>)> = self.entries(h).map(|(k, s)| (k.clone(), s.bytes.clone())).collect();
+        let raw: Vec<(Vec<u8>, StateBytes)> = self.entries(h).map(|(k, s)| (k.clone(), s.bytes.clone())).collect();
         raw.into_iter().filter_map(|(k, v)| Some((h.decode(&k)?, h.decode(&v)?))).collect()
     }
 

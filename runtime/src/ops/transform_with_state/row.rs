@@ -27,8 +27,85 @@ pub const NEVER: i64 = i64::MAX;
 /// One stored value: the encoding of the variable's type and when it expires.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stamped {
-    pub bytes: Vec<u8>,
+    pub bytes: StateBytes,
     pub expires_ms: i64,
+}
+
+/// The longest encoding kept inline in a [`StateBytes`]: as many bytes as fit beside a length
+/// byte in a `Vec`'s 24, so a small state struct (two `i64`s: 16 bytes) is stored without an
+/// allocation of its own, and a call reads it from the row it already has in cache.
+const INLINE: usize = 23;
+
+/// A value's encoding in memory: inline up to [`INLINE`] bytes, else on the heap. Its bytes
+/// are what [`StateCodec`] wrote; where they live is never persisted.
+#[derive(Clone)]
+pub enum StateBytes {
+    Inline { len: u8, data: [u8; INLINE] },
+    Heap(Vec<u8>),
+}
+
+impl StateBytes {
+    /// The encoding of `value`.
+    pub fn of<T: StateCodec>(value: &T) -> StateBytes {
+        let mut data = [0u8; INLINE];
+        let mut out = Vec::new();
+        value.encode(&mut out);
+        if out.len() <= INLINE {
+            data[..out.len()].copy_from_slice(&out);
+            StateBytes::Inline { len: out.len() as u8, data }
+        } else {
+            StateBytes::Heap(out)
+        }
+    }
+}
+
+impl From<Vec<u8>> for StateBytes {
+    fn from(v: Vec<u8>) -> StateBytes {
+        if v.len() <= INLINE {
+            let mut data = [0u8; INLINE];
+            data[..v.len()].copy_from_slice(&v);
+            StateBytes::Inline { len: v.len() as u8, data }
+        } else {
+            StateBytes::Heap(v)
+        }
+    }
+}
+
+impl From<&[u8]> for StateBytes {
+    fn from(v: &[u8]) -> StateBytes {
+        if v.len() <= INLINE {
+            let mut data = [0u8; INLINE];
+            data[..v.len()].copy_from_slice(v);
+            StateBytes::Inline { len: v.len() as u8, data }
+        } else {
+            StateBytes::Heap(v.to_vec())
+        }
+    }
+}
+
+impl std::ops::Deref for StateBytes {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            StateBytes::Inline { len, data } => &data[..*len as usize],
+            StateBytes::Heap(v) => v,
+        }
+    }
+}
+
+impl PartialEq for StateBytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for StateBytes {}
+
+impl std::fmt::Debug for StateBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
 }
 
 /// One state variable's contents for one key.
@@ -119,6 +196,36 @@ impl TwsRow {
     pub fn is_empty(&self) -> bool {
         self.timers.is_empty() && self.vars.iter().all(Slot::is_empty)
     }
+
+    /// State rows as Spark counts them (see [`Slot::state_rows`]).
+    pub fn state_rows(&self) -> u64 {
+        self.vars.iter().map(Slot::state_rows).sum()
+    }
+
+    /// The earliest expiry of any value ([`NEVER`] when none has a TTL): where the TTL index
+    /// files the key.
+    pub fn next_expiry(&self) -> i64 {
+        self.vars.iter().filter_map(Slot::next_expiry).min().unwrap_or(NEVER)
+    }
+
+    /// The length of [`StateCodec::encode`]'s output, computed without encoding (the
+    /// operator's `memoryUsedBytes` follows it per call instead of encoding every row per
+    /// batch; a unit test holds it equal to the encoding's length).
+    pub fn encoded_len(&self) -> u64 {
+        const LEN: usize = 8; // a u64 count or length, an i64 expiry or timer
+        let stamped = |s: &Stamped| LEN + s.bytes.len() + LEN;
+        let vars: usize = self
+            .vars
+            .iter()
+            .map(|slot| match slot {
+                Slot::Value(None) => 2,
+                Slot::Value(Some(s)) => 2 + stamped(s),
+                Slot::List(items) => 1 + LEN + items.iter().map(stamped).sum::<usize>(),
+                Slot::Map(items) => 1 + LEN + items.iter().map(|(k, s)| LEN + k.len() + stamped(s)).sum::<usize>(),
+            })
+            .sum();
+        (LEN + vars + LEN + LEN * self.timers.len()) as u64
+    }
 }
 
 /// The layout of the stored value for these declarations.
@@ -132,14 +239,18 @@ fn put_bytes(b: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b);
 }
 
-fn get_bytes(input: &mut &[u8]) -> Result<Vec<u8>> {
+fn get_slice<'a>(input: &mut &'a [u8]) -> Result<&'a [u8]> {
     let n = u64::decode(input)? as usize;
     if input.len() < n {
         return Err(Error::Checkpoint(format!("state value truncated: need {n} bytes, have {}", input.len())));
     }
     let (head, rest) = input.split_at(n);
     *input = rest;
-    Ok(head.to_vec())
+    Ok(head)
+}
+
+fn get_bytes(input: &mut &[u8]) -> Result<Vec<u8>> {
+    Ok(get_slice(input)?.to_vec())
 }
 
 fn put_stamped(s: &Stamped, out: &mut Vec<u8>) {
@@ -148,7 +259,7 @@ fn put_stamped(s: &Stamped, out: &mut Vec<u8>) {
 }
 
 fn get_stamped(input: &mut &[u8]) -> Result<Stamped> {
-    Ok(Stamped { bytes: get_bytes(input)?, expires_ms: i64::decode(input)? })
+    Ok(Stamped { bytes: get_slice(input)?.into(), expires_ms: i64::decode(input)? })
 }
 
 fn tag(input: &mut &[u8]) -> Result<u8> {
