@@ -437,3 +437,50 @@ fn an_aggregations_rows_map_as_records() {
     loud.sort_by(|a, b| a.device.cmp(&b.device));
     assert_eq!(loud, [Strong { device: "PHONE".into(), loud: true }]);
 }
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct DeviceSummary {
+    device: String,
+    readings: i64,
+    strongest: f64,
+}
+
+/// The running count and maximum per device, in typed state: the seed's
+/// `lines.as[String].map(parse).groupByKey(_.device).mapGroupsWithState(..)`.
+fn summarize(device: &str, readings: Vec<DeviceData>, state: &mut GroupState<(i64, f64)>) -> DeviceSummary {
+    let (mut n, mut strongest) = state.get_option().copied().unwrap_or((0, f64::MIN));
+    for r in &readings {
+        n += 1;
+        strongest = strongest.max(r.signal);
+    }
+    state.update((n, strongest));
+    DeviceSummary { device: device.to_string(), readings: n, strongest }
+}
+
+stream_query! {
+    /// Group state over a map's records: each device's readings, parsed from lines, reach the
+    /// function as `DeviceData` records.
+    query DeviceSummaries(lines: Line) -> DeviceSummary, mode = update {
+        lines
+            .flat_map_rows(parse_device)
+            .group_by(device)
+            .map_groups_with_state(summarize, timeout = none)
+    }
+}
+
+#[test]
+fn group_state_gets_a_maps_records() {
+    let mut plan = (DeviceSummaries::spec().make_plan)(&PlanConfig::with_partitions(2));
+    let ctx = BatchContext::new(0, OutputMode::Update);
+    let mut first: Vec<DeviceSummary> = rows(&plan.run_batch(&ctx, &[lines(DEVICES)]).unwrap());
+    first.sort_by(|a, b| a.device.cmp(&b.device));
+    let got: Vec<(&str, i64, f64)> = first.iter().map(|s| (s.device.as_str(), s.readings, s.strongest)).collect();
+    assert_eq!(got, [("d1", 2, 25.0), ("d2", 1, 30.0), ("d3", 1, 8.0), ("d4", 1, 20.0)]);
+    // The state carries over: d1's next reading counts on from 2.
+    let next: Vec<DeviceSummary> = rows(
+        &plan
+            .run_batch(&BatchContext::new(1, OutputMode::Update), &[lines(&["d1 phone 40.0 2024-01-01T12:02:00Z"])])
+            .unwrap(),
+    );
+    assert_eq!(next, [DeviceSummary { device: "d1".into(), readings: 3, strongest: 40.0 }]);
+}

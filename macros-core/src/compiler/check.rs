@@ -89,16 +89,6 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             i += if spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg") { 2 } else { 1 };
             continue;
         }
-        if cx.mapped.is_some() && after_map_unsupported(spec.kind, calls.get(i + 1)) {
-            diags.error(
-                call.name.span(),
-                format!(
-                    "`{name}` after `map_rows`/`flat_map_rows` is not supported yet in flowgate: put it before the map"
-                ),
-            );
-            i += if spec.kind == OpKind::GroupBy { 2 } else { 1 };
-            continue;
-        }
         match spec.kind {
             OpKind::Typed(_) if cx.union_after_map => {
                 diags.error(
@@ -372,19 +362,6 @@ impl Cx {
                 Schema::Closed { columns } => check_unknown_column(&col, columns, diags),
             }
         }
-    }
-}
-
-/// The operators that cannot follow a `map_rows` yet: those that read the query input's record
-/// again (a group-state function's rows). A join or a union after a map reads the map's
-/// columns like any operator.
-fn after_map_unsupported(kind: OpKind, next: Option<&Call>) -> bool {
-    match kind {
-        OpKind::GroupState => true,
-        OpKind::GroupBy => {
-            next.is_some_and(|n| ops::lookup(&n.name.to_string()).is_some_and(|s| matches!(s.kind, OpKind::GroupState)))
-        }
-        _ => false,
     }
 }
 

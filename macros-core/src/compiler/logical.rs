@@ -165,6 +165,9 @@ pub struct GroupStateSpec {
     pub watermark: Option<Ident>,
     /// The operator's name token.
     pub name: Ident,
+    /// After a `map_rows` / `flat_map_rows`: that typed operation's number. Its records are
+    /// the rows the function gets (moved into the key's group), not the input's.
+    pub from_map: Option<usize>,
 }
 
 impl std::fmt::Display for GroupStateSpec {

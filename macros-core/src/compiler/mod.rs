@@ -644,6 +644,18 @@ mod snapshot_tests {
     }
 
     #[test]
+    fn map_then_group_state_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query DeviceSummaries(lines: Line) -> DeviceSummary, mode = update {
+                lines
+                    .flat_map_rows(parse_device)
+                    .group_by(device)
+                    .map_groups_with_state(summarize, timeout = none)
+            }
+        }));
+    }
+
+    #[test]
     fn errors_are_collected_not_first_wins() {
         let out = super::compile(quote! {
             query Q(lines: Line) -> Out, mode = complete {

@@ -116,6 +116,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             timeout,
             watermark,
             name: call.name.clone(),
+            from_map: cx.mapped.as_ref().map(|(id, _)| *id),
         },
     })
 }
@@ -160,7 +161,7 @@ pub(crate) fn check_rows_are_input_records(cx: &Cx, call: &Call, diags: &mut Dia
         diags.error(
             call.name.span(),
             format!(
-                "`{}` hands the function the input record's rows: only `filter`, `with_watermark` and `drop_duplicates` may come before it in flowgate (compute the other values in the function)",
+                "`{}` hands the function the input record's rows: only `filter`, `with_watermark`, `drop_duplicates` and typed operations (`map_rows`, `flat_map_rows`, `filter_rows`) may come before it in flowgate (compute the other values in the function, or make its records with `map_rows`)",
                 call.name
             ),
         );
@@ -221,9 +222,20 @@ pub fn emit_update(plan: &Plan, p: &Pipeline, input: usize, id: usize, spec: &Gr
         None => TokenStream::new(),
     };
     let keys = spec.keys.iter().map(|k| &k.expr);
-    let terminal = quote! {
-        #late
-        #op.push_row(( #(#keys,)* ), <#in_ty as ::flowgate::Record>::row(__fg_cols, __fg_i));
+    // After a map its record moves into the group (the key, read from it, owned first).
+    let terminal = match spec.from_map {
+        Some(id) => {
+            let row = crate::compiler::ops::typed::row_var(id);
+            quote! {
+                #late
+                let __fg_gkey = ::flowgate::value::GroupKey::to_owned_key(&( #(#keys,)* ));
+                #op.push_row(__fg_gkey, #row);
+            }
+        }
+        None => quote! {
+            #late
+            #op.push_row(( #(#keys,)* ), <#in_ty as ::flowgate::Record>::row(__fg_cols, __fg_i));
+        },
     };
     let body = unit_loop(p, plan, terminal);
     quote! {

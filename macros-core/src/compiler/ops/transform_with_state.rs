@@ -79,6 +79,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             timeout,
             watermark,
             name: call.name.clone(),
+            from_map: cx.mapped.as_ref().map(|(id, _)| *id),
         },
     })
 }
