@@ -14,7 +14,10 @@
 //! their working size): memory's range over the samples within 10% of its median; lag's median
 //! over the last fifth no more than its median over the first fifth plus one trigger's worth
 //! (a second); the state rows' maximum over the second half no more than 10% above the first
-//! half's. Results: `benches/results/soak-<date>.csv` (samples) and `.txt` (the verdict).
+//! half's. Each sample also records the machine's 1-minute load average, so a reader can tell
+//! a late batch on a busy machine from a defect. Results:
+//! `benches/results/soak-<date>-<HHMM>.csv` (samples) and `.txt` (the verdict), named after the
+//! start time in UTC.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -73,6 +76,12 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The 1-minute load average (`/proc/loadavg`), 0 where there is none.
+fn load_average() -> f64 {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
 fn now_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
@@ -85,6 +94,7 @@ struct Sample {
     state_rows: u64,
     rows: u64,
     batches: u64,
+    load: f64,
 }
 
 /// A running soak query and what it has done.
@@ -136,6 +146,7 @@ impl Running {
             state_rows: p.as_ref().and_then(|p| p.state_operators.first()).map_or(0, |s| s.num_rows_total),
             rows: self.rows,
             batches: p.map_or(0, |p| p.batch_id + 1),
+            load: load_average(),
         }
     }
 }
@@ -191,11 +202,13 @@ pub fn main(minutes: f64, rate: Option<u64>) {
         "peak sustained {peak} rows/s; soaking at {rate} rows/s (80%) for {minutes} min, a sample every {:?}",
         SAMPLE
     );
-    let date = chrono::Utc::now().format("%Y-%m-%d");
+    let began = chrono::Utc::now();
+    let date = began.format("%Y-%m-%d");
+    let name = began.format("soak-%Y-%m-%d-%H%M");
     let results = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-    let csv_path = results.join(format!("soak-{date}.csv"));
+    let csv_path = results.join(format!("{name}.csv"));
     let mut csv = std::fs::File::create(&csv_path).expect("results csv");
-    writeln!(csv, "seconds,rss_mb,lag_s,state_rows,rows,batches").unwrap();
+    writeln!(csv, "seconds,rss_mb,lag_s,state_rows,rows,batches,load1").unwrap();
     let mut run = Running::start(rate, &checkpoint);
     let end = Duration::from_secs_f64(minutes * 60.0);
     let mut samples = Vec::new();
@@ -204,13 +217,14 @@ pub fn main(minutes: f64, rate: Option<u64>) {
         let s = run.sample();
         writeln!(
             csv,
-            "{:.0},{:.1},{:.3},{},{},{}",
+            "{:.0},{:.1},{:.3},{},{},{},{:.2}",
             s.secs,
             s.rss as f64 / 1e6,
             s.lag.as_secs_f64(),
             s.state_rows,
             s.rows,
-            s.batches
+            s.batches,
+            s.load
         )
         .unwrap();
         csv.flush().unwrap();
@@ -223,6 +237,14 @@ pub fn main(minutes: f64, rate: Option<u64>) {
     let (rss_min, rss_max) = rss.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let rss_med = median(rss.clone());
     let spread = (rss_max - rss_min) / rss_med.max(1.0);
+    // Not judged, for the reader: whether memory grows (the medians of the first and last
+    // fifths) and how many samples lie outside 10% of the median.
+    let rss_first = median(rss[..n / 5].to_vec());
+    let rss_last = median(rss[rss.len() - n / 5..].to_vec());
+    let rss_outside = rss.iter().filter(|&&v| (v - rss_med).abs() > 0.10 * rss_med).count();
+    let loads: Vec<f64> = samples.iter().map(|s| s.load).collect();
+    let (load_min, load_max) = loads.iter().fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let load_med = median(loads);
     let lag_first = median(judged[..n / 5].iter().map(|s| s.lag.as_secs_f64()).collect());
     let lag_last = median(judged[n - n / 5..].iter().map(|s| s.lag.as_secs_f64()).collect());
     let half = n / 2;
@@ -237,13 +259,21 @@ pub fn main(minutes: f64, rate: Option<u64>) {
     let text = format!(
         "soak {date}: windowed count+sum per key (10 s windows, 10 s watermark, {KEYS} keys, append mode), rate source, \
          checkpointed, 500 ms processing-time trigger\n\
-         machine: 2 shared cores (other engineers building at the same time)\n\
+         build: {} profile; machine: {} cores; 1-minute load average over the soak's samples: median {:.1}, \
+         {:.1}..{:.1}\n\
          peak sustained rate (calibration, {:?} trials): {peak} rows/s; soak rate (80%): {rate} rows/s; {minutes} min; \
          {} rows in {} batches\n\
          judged after {:?} of warm-up, {} samples every {:?}:\n\
          memory: RSS {:.1}..{:.1} MB, median {:.1} MB, range {:.1}% of the median (≤ 10%): {}\n\
+         memory (not judged): median {:.1} MB over the first fifth, {:.1} MB over the last fifth; {} of {} samples \
+         outside 10% of the median\n\
          lag: median {:.2} s over the first fifth, {:.2} s over the last fifth (no growth beyond 1 s): {}\n\
          state rows: max {} in the first half, {} in the second (≤ +10%; about {} windows × keys in flight: {:.0}): {}\n",
+        if cfg!(debug_assertions) { "dev" } else { "release" },
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load_med,
+        load_min,
+        load_max,
         TRIAL,
         last.0,
         last.1,
@@ -255,6 +285,10 @@ pub fn main(minutes: f64, rate: Option<u64>) {
         rss_med / 1e6,
         spread * 100.0,
         verdict(memory_ok),
+        rss_first / 1e6,
+        rss_last / 1e6,
+        rss_outside,
+        judged.len(),
         lag_first,
         lag_last,
         verdict(lag_ok),
@@ -265,6 +299,6 @@ pub fn main(minutes: f64, rate: Option<u64>) {
         verdict(state_ok),
     );
     print!("{text}");
-    std::fs::write(results.join(format!("soak-{date}.txt")), &text).expect("results txt");
+    std::fs::write(results.join(format!("{name}.txt")), &text).expect("results txt");
     println!("samples: {}", csv_path.display());
 }

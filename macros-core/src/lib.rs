@@ -7,7 +7,7 @@ pub use flowgate_interval as duration;
 mod record;
 mod state_codec;
 
-pub use compiler::{compile, compile_errors};
+pub use compiler::{compile, compile_reporting};
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 

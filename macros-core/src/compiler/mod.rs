@@ -31,45 +31,35 @@ pub fn plan_text(input: TokenStream) -> Result<String, String> {
 
 /// Compiles the macro input into Rust items (or spanned errors plus well-typed fallbacks).
 pub fn compile(input: TokenStream) -> TokenStream {
+    compile_reporting(input).0
+}
+
+/// [`compile`]'s expansion together with the errors it reports, one by one, from the same
+/// single pass (for the fuzz checks: an invalid query has at least one error, each spanned on
+/// its tokens, and its expansion holds them as `compile_error!`s; a valid one has none).
+pub fn compile_reporting(input: TokenStream) -> (TokenStream, Vec<syn::Error>) {
     let file = match parse::parse(input) {
         Ok(f) => f,
-        Err(e) => return e.to_compile_error(),
+        Err(e) => return (e.to_compile_error(), e.into_iter().collect()),
     };
     let mut out = TokenStream::new();
+    let mut reported = Vec::new();
     for q in &file.queries {
         let mut diags = diag::Diagnostics::new();
         q.errors.iter().for_each(|e| diags.push(e.clone()));
         let logical = check::check(q, &mut diags);
-        match diags.finish() {
-            Ok(()) => {
-                let physical = plan::plan(q, logical);
-                out.extend(emit::emit(q, &physical));
-            }
-            Err(errors) => {
-                out.extend(errors);
-                out.extend(emit::emit_fallback(q));
-            }
+        let errors = diags.into_errors();
+        if errors.is_empty() {
+            let physical = plan::plan(q, logical);
+            out.extend(emit::emit(q, &physical));
+        } else {
+            // One `compile_error!` per error, as `syn::Error::combine` would give.
+            errors.iter().for_each(|e| out.extend(e.to_compile_error()));
+            out.extend(emit::emit_fallback(q));
+            reported.extend(errors);
         }
     }
-    out
-}
-
-/// The errors [`compile`] reports for `input`, one by one, without emitting code (for the
-/// fuzz checks: an invalid query has at least one, each spanned on its tokens; a valid one has
-/// none).
-pub fn compile_errors(input: TokenStream) -> Vec<syn::Error> {
-    let file = match parse::parse(input) {
-        Ok(f) => f,
-        Err(e) => return e.into_iter().collect(),
-    };
-    let mut errors = Vec::new();
-    for q in &file.queries {
-        let mut diags = diag::Diagnostics::new();
-        q.errors.iter().for_each(|e| diags.push(e.clone()));
-        let _ = check::check(q, &mut diags);
-        errors.extend(diags.into_errors());
-    }
-    errors
+    (out, reported)
 }
 
 #[cfg(test)]

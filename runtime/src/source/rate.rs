@@ -15,6 +15,18 @@ use crate::error::{Error, Result};
 /// batches to 4 Ki), and keeps one batch of this source to 1 MiB (16 bytes a row).
 const MAX_ROWS_PER_BATCH: u64 = 65_536;
 
+/// Most rows in one micro-batch under [`ReadLimit::Default`], unless
+/// [`RateSource::with_max_rows_per_trigger`] says otherwise: a batch that starts late, or the
+/// first one after a restart (when every row due while the query was down exists at once),
+/// catches up over several batches of at most this many rows instead of generating them all
+/// at once (at a million rows a second, ten minutes down would otherwise be one batch of
+/// 9.6 GB). 4 Mi rows are 64 MiB of generated columns (16 bytes a row); at the highest rate
+/// the soak bench's windowed aggregation sustained in a release build on 2 loaded cores
+/// (4.8 M rows/s, `benches/results/soak-2026-12-01-1845.txt`) they are 0.9 s of rows, almost
+/// two of its 500 ms triggers. A processing-time trigger whose interval holds more rows than
+/// this (rate × interval) reads only this many per interval and falls behind: raise the limit.
+pub const MAX_ROWS_PER_TRIGGER: u64 = 1 << 22;
+
 const MICROS_PER_SECOND: u128 = 1_000_000;
 const NANOS_PER_SECOND: u128 = 1_000_000_000;
 
@@ -47,6 +59,9 @@ struct Start {
 /// source picks a start such that the rows already processed are the ones that exist, so
 /// values continue without a gap but the timestamps of a re-run batch are re-derived.
 ///
+/// A micro-batch reads at most [`MAX_ROWS_PER_TRIGGER`] rows (except under
+/// [`ReadLimit::All`]: `Trigger::once`); the rest waits for the next batch.
+///
 /// The source tells the engine when its next row is due ([`SourceImpl::next_data_due`]), so an
 /// idle query wakes up for it instead of polling.
 pub struct RateSource {
@@ -61,6 +76,8 @@ pub struct RateSource {
     /// Continuous mode: the number of partitions (Spark's `numPartitions`); `None`: the
     /// number of cores.
     partitions: Option<usize>,
+    /// Most rows in one micro-batch ([`MAX_ROWS_PER_TRIGGER`] unless set).
+    max_rows_per_trigger: u64,
 }
 
 /// The key of the start time in the rate source's log entries.
@@ -74,7 +91,23 @@ impl RateSource {
             Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
             Field::new("value", DataType::Int64, false),
         ]));
-        RateSource { rows_per_second, schema, start: None, snapshot: None, logged_start: false, partitions: None }
+        RateSource {
+            rows_per_second,
+            schema,
+            start: None,
+            snapshot: None,
+            logged_start: false,
+            partitions: None,
+            max_rows_per_trigger: MAX_ROWS_PER_TRIGGER,
+        }
+    }
+
+    /// At most `n` rows in one micro-batch (at least 1; default [`MAX_ROWS_PER_TRIGGER`]);
+    /// `Trigger::once` reads everything regardless. Use
+    /// `Source::from_impl(Box::new(RateSource::new(r).with_max_rows_per_trigger(n)))`.
+    pub fn with_max_rows_per_trigger(mut self, n: u64) -> Self {
+        self.max_rows_per_trigger = n.max(1);
+        self
     }
 
     /// In continuous mode, `n` partitions, each read by its own task (Spark's `numPartitions`;
@@ -168,13 +201,16 @@ impl SourceImpl for RateSource {
         Ok(())
     }
 
-    fn latest_offset(&mut self, start: Option<&Offset>, _limit: ReadLimit) -> Result<Option<Offset>> {
+    fn latest_offset(&mut self, start: Option<&Offset>, limit: ReadLimit) -> Result<Option<Offset>> {
         self.check()?;
         let done = start.map(parse).transpose()?.unwrap_or(0);
         let begun = self.start(done);
         let mut end = self.rows_now(begun).max(done);
         if let Some(snapshot) = self.snapshot {
             end = end.min(snapshot.max(done));
+        }
+        if limit == ReadLimit::Default {
+            end = end.min(done.saturating_add(self.max_rows_per_trigger));
         }
         Ok((end > 0).then(|| Offset::number(end)))
     }
@@ -469,6 +505,28 @@ mod tests {
         let later = restarted.latest_offset(Some(&next), ReadLimit::Default).unwrap().unwrap();
         assert!(later.as_u64().unwrap() >= next.as_u64().unwrap() + 20, "{later} after {next}");
         assert_eq!(restarted.batch_log(Some(&next), &later).unwrap(), Some(entry));
+    }
+
+    #[test]
+    fn a_late_batch_reads_at_most_max_rows_per_trigger_and_the_rest_follows() {
+        // Restarted after ten seconds down at a million rows a second: ten million rows exist.
+        let mut src = RateSource::new(1_000_000);
+        src.restore_log(vec![serde_json::json!({ START_KEY: crate::clock::now_micros() - 10_000_000 })]).unwrap();
+        let done = Offset::number(1_000);
+        let end = src.latest_offset(Some(&done), ReadLimit::Default).unwrap().unwrap();
+        assert_eq!(end.as_u64().unwrap(), 1_000 + MAX_ROWS_PER_TRIGGER);
+        let next = src.latest_offset(Some(&end), ReadLimit::Default).unwrap().unwrap();
+        assert_eq!(next.as_u64().unwrap(), 1_000 + 2 * MAX_ROWS_PER_TRIGGER);
+        // The rows of a capped batch are the same rows, whatever the limit.
+        let rows: usize = src.get_batch(Some(&end), &next).unwrap().iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows as u64, MAX_ROWS_PER_TRIGGER);
+        // Trigger::once reads everything that exists.
+        let all = src.latest_offset(Some(&done), ReadLimit::All).unwrap().unwrap();
+        assert!(all.as_u64().unwrap() >= 10_000_000, "{all}");
+        // A limit of its own.
+        let mut small = RateSource::new(1_000_000).with_max_rows_per_trigger(500);
+        small.restore_log(vec![serde_json::json!({ START_KEY: crate::clock::now_micros() - 1_000_000 })]).unwrap();
+        assert_eq!(small.latest_offset(Some(&done), ReadLimit::Default).unwrap(), Some(Offset::number(1_500)));
     }
 
     #[test]
