@@ -484,3 +484,45 @@ fn group_state_gets_a_maps_records() {
     );
     assert_eq!(next, [DeviceSummary { device: "d1".into(), readings: 3, strongest: 40.0 }]);
 }
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct OwnedSignal {
+    device: String,
+    owner: String,
+    signal: f64,
+}
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct Tagged {
+    tag: String,
+}
+
+stream_query! {
+    /// A stream-static join's selected columns as records (`|r: &OwnedSignal|`).
+    query Tags(lines: Line, owners: static Owner) -> Tagged, mode = append {
+        lines
+            .flat_map_rows(parse_device)
+            .join(owners, device)
+            .select(device, owner = owners.owner, signal)
+            .map_rows(|r: &OwnedSignal| Tagged { tag: format!("{}@{}:{}", r.device, r.owner, r.signal) })
+    }
+}
+
+#[test]
+fn a_joins_selected_columns_map_as_records() {
+    let owners = MemoryStream::<Owner>::new();
+    owners
+        .add([Owner { device: "d1".into(), owner: "ann".into() }, Owner { device: "d4".into(), owner: "bob".into() }]);
+    let input = MemoryStream::<Line>::new();
+    input.add(DEVICES.iter().map(|t| Line { value: t.to_string() }));
+    let mut out: Vec<String> = Tags::batch()
+        .lines(Source::memory(&input))
+        .owners(Source::memory(&owners))
+        .run()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.tag)
+        .collect();
+    out.sort();
+    assert_eq!(out, ["d1@ann:12.5", "d1@ann:25", "d4@bob:20"]);
+}

@@ -124,13 +124,17 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, kind: TypedKind, diags: &mut D
         }
     }
     // After an aggregation its rows become records of the type the function names.
-    let over_aggregation = match (&cx.schema, cx.aggregated && !cx.group_state && !cx.stream_joined) {
-        (Schema::Closed { columns }, true) if cx.mapped.is_none() => match annotated_record(func) {
+    // After an aggregation, or a stream-static join and a `select`, the rows become records
+    // of the type the function names (rows a stream-stream join emits not yet).
+    let columns_rows = !cx.stream_joined && !cx.group_state && (cx.aggregated || !cx.joined.is_empty());
+    let over_aggregation = match (&cx.schema, columns_rows) {
+        (Schema::Closed { columns }, true) => match annotated_record(func) {
             Some(ty) => Some(RowFrom::Columns(Box::new(ty), columns.clone())),
             None => {
+                let what = if cx.aggregated { "an aggregation" } else { "a join" };
                 diags.error(
                     func.span(),
-                    format!("`{name}` after an aggregation gets its rows as records of a type you name: write the function as a closure with its argument's type, `.{name}(|r: &WordCount| ...)` (a `#[derive(Record)]` struct with the aggregation's columns as fields)"),
+                    format!("`{name}` after {what} gets its rows as records of a type you name: write the function as a closure with its argument's type, `.{name}(|r: &WordCount| ...)` (a `#[derive(Record)]` struct with the columns as fields)"),
                 );
                 return None;
             }
@@ -191,8 +195,10 @@ fn check_on_a_record(cx: &Cx, call: &Call, diags: &mut Diagnostics) -> bool {
     let name = call.name.to_string();
     let why = if cx.aggregated || cx.group_state {
         Some("after an aggregation is not supported yet in flowgate: the aggregation's rows are not a record; map the input before aggregating, or `select` the result".to_string())
-    } else if cx.stream_joined || !cx.joined.is_empty() {
-        Some("after a join is not supported yet in flowgate: the joined rows are not a record; map the stream before the join".to_string())
+    } else if cx.stream_joined {
+        Some("after a stream-stream join is not supported yet in flowgate: the joined rows are not a record; map the stream before the join".to_string())
+    } else if !cx.joined.is_empty() {
+        Some(format!("after a join gets a record of the columns a `select` names: `select` them, then name its type, `.{name}(|r: &OrderLine| ...)`; or map the stream before the join"))
     } else {
         match &cx.schema {
             Schema::Open { defined } if defined.is_empty() => None,
