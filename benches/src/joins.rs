@@ -268,7 +268,6 @@ pub fn hand_q8(_events: usize) -> Measured {
 /// (`benches/spark/joins.py`, the same shape), side by side in one run; Spark's fixed cost of
 /// a query (an empty input) printed apart. The row counts must agree.
 pub fn spark_compare(events: usize, runs: usize, queries: &[&str]) {
-    use std::process::Command;
     prepare(events);
     let root =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data").join(format!("joins-{events}"));
@@ -319,22 +318,7 @@ pub fn spark_compare(events: usize, runs: usize, queries: &[&str]) {
         match &python {
             Err(why) => println!("{q}     spark       skipped: {why}"),
             Ok(py) => {
-                let out = Command::new(py)
-                    .arg(crate::compare::spark_dir().join("joins.py"))
-                    .args(["--query", q, "--runs", &runs.to_string(), "--threads", "2"])
-                    .arg("--persons")
-                    .arg(&pdir)
-                    .arg("--auctions")
-                    .arg(&adir)
-                    .output()
-                    .expect("run spark");
-                let text = String::from_utf8_lossy(&out.stdout);
-                let Some(v) = text.lines().last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                else {
-                    println!(
-                        "{q}     spark       failed: {}",
-                        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-                    );
+                let Some(v) = run_spark_join(py, q, runs, &[("--persons", &pdir), ("--auctions", &adir)]) else {
                     continue;
                 };
                 let sp = median(v["elapsed_s"].as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect());
@@ -349,4 +333,34 @@ pub fn spark_compare(events: usize, runs: usize, queries: &[&str]) {
             }
         }
     }
+}
+
+/// Runs query `q` of `benches/spark/joins.py` with `runs` and the given input directories
+/// (`--flag`, directory), and returns the JSON object its last line prints; on a failure prints
+/// Spark's last error line and returns `None`.
+pub(crate) fn run_spark_join(
+    py: &std::path::Path,
+    q: &str,
+    runs: usize,
+    inputs: &[(&str, &std::path::Path)],
+) -> Option<serde_json::Value> {
+    let mut cmd = std::process::Command::new(py);
+    cmd.arg(crate::compare::spark_dir().join("joins.py")).args([
+        "--query",
+        q,
+        "--runs",
+        &runs.to_string(),
+        "--threads",
+        "2",
+    ]);
+    for (flag, dir) in inputs {
+        cmd.arg(flag).arg(dir);
+    }
+    let out = cmd.output().expect("run spark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.lines().last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    if v.is_none() {
+        println!("{q}     spark       failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+    }
+    v
 }

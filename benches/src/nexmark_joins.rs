@@ -397,7 +397,6 @@ fn result_lines(batches: &[RecordBatch]) -> Vec<String> {
 /// sink) and by Spark (`benches/spark/joins.py`), side by side; the results must agree row for
 /// row.
 pub fn spark_compare(events: usize, runs: usize, queries: &[&str]) {
-    use std::process::Command;
     prepare(events);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/bench-data")
@@ -447,22 +446,8 @@ pub fn spark_compare(events: usize, runs: usize, queries: &[&str]) {
         match &python {
             Err(why) => println!("{q}     spark       skipped: {why}"),
             Ok(py) => {
-                let out = Command::new(py)
-                    .arg(crate::compare::spark_dir().join("joins.py"))
-                    .args(["--query", q, "--runs", &runs.to_string(), "--threads", "2"])
-                    .arg("--auctions")
-                    .arg(&adir)
-                    .arg("--bids")
-                    .arg(&bdir)
-                    .output()
-                    .expect("run spark");
-                let text = String::from_utf8_lossy(&out.stdout);
-                let Some(v) = text.lines().last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                let Some(v) = crate::joins::run_spark_join(py, q, runs, &[("--auctions", &adir), ("--bids", &bdir)])
                 else {
-                    println!(
-                        "{q}     spark       failed: {}",
-                        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-                    );
                     continue;
                 };
                 let sp = median(v["elapsed_s"].as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect());
