@@ -14,7 +14,8 @@
 # sanitizer (`-s none`): the compiler is safe Rust, so ASan would only slow it down (see
 # RESULTS.md); it builds into its own target directory, `target-none/`, so that the two
 # instrumentations do not rebuild each other's dependencies.
-# The fuzzing itself runs under `nice -n 19` (it only takes CPU nobody else wants); builds
+# The fuzzing itself runs under `nice -n 19` (it only takes CPU nobody else wants; `FUZZ_NICE=0`
+# gives it a fair share on a busy machine); builds
 # keep the caller's priority.
 # A crash leaves its input in fuzz/artifacts/<target>/ and stops the script: fix the bug,
 # add the input to the corpus (it is then replayed by `cargo test` in
@@ -42,7 +43,7 @@ for t in "${targets[@]}"; do
     start=$(date +%s)
     # (PIPESTATUS read right after the pipeline: an `|| true` would reset it and hide a crash.)
     set +e
-    nice -n 19 cargo fuzz run "${build[@]}" "$t" "corpus/$t" -- "${flags[@]}" 2>&1 | tee "$log" \
+    nice -n "${FUZZ_NICE:-19}" cargo fuzz run "${build[@]}" "$t" "corpus/$t" -- "${flags[@]}" 2>&1 | tee "$log" \
         | grep --line-buffered -E "^#[0-9]+.*(DONE|pulse)|^#[0-9]+: cov|ERROR|panicked|invariant"
     status=${PIPESTATUS[0]}
     set -e

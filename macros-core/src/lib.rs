@@ -7,6 +7,7 @@ pub use flowgate_interval as duration;
 mod record;
 mod state_codec;
 
+pub use compiler::parse::nesting;
 pub use compiler::{compile, compile_reporting};
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

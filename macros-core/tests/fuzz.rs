@@ -218,3 +218,43 @@ fn the_dsl_compiler_runs_briefly_on_its_mutated_corpus() {
         }
     }
 }
+
+/// The deepest inputs the nesting bound lets through (`parse::nesting`) compile on this test
+/// thread's 2 MiB stack in a debug build, and one step deeper gets one error, on the token
+/// that crossed the bound. A thousand `-` in a row overflowed the stack before the bound (a
+/// `dsl_compiler` fuzz input).
+#[test]
+fn inputs_at_the_nesting_bound_compile_and_deeper_ones_get_one_error() {
+    use flowgate_macros_core::nesting::{GROUP, LIMIT};
+    let query =
+        |body: &str| format!("query Q(events: Event) -> Out, mode = append {{ events.filter({body}).select(x) }}");
+    // The filter's argument starts at depth 1 (`->`) + 1 (`=`) + 2 groups + 1 (`.`).
+    let start = 2 + 2 * GROUP + 1;
+    let room = LIMIT - start;
+    let shapes: Vec<(&str, Box<dyn Fn(usize) -> String>)> = vec![
+        ("negations", Box::new(|n| format!("{}x", "- ".repeat(n)))),
+        ("a sum", Box::new(|n| format!("x{}", " + x".repeat(n)))),
+        ("parentheses", Box::new(|n| format!("{}x{}", "(".repeat(n / GROUP), ")".repeat(n / GROUP)))),
+        ("casts", Box::new(|n| format!("x{}", " as i64".repeat(n)))),
+        ("returns", Box::new(|n| format!("{}x", "return ".repeat(n / GROUP)))),
+        ("field accesses", Box::new(|n| format!("x{}", ".f".repeat(n)))),
+        ("closures", Box::new(|n| format!("{}x", "|a| ".repeat(n / GROUP)))),
+        ("blocks", Box::new(|n| format!("{}x{}", "{".repeat(n / GROUP), "}".repeat(n / GROUP)))),
+        ("arrays", Box::new(|n| format!("{}x{}", "[".repeat(n / GROUP), "]".repeat(n / GROUP)))),
+        ("negated groups", Box::new(|n| format!("{}x{}", "!(".repeat(n / (GROUP + 1)), ")".repeat(n / (GROUP + 1))))),
+        ("if blocks", Box::new(|n| format!("{}x{}", "if x {".repeat(n / GROUP), "} else { x }".repeat(n / GROUP)))),
+        ("alternatives", Box::new(|n| format!("x{}", " || x".repeat(n / GROUP)))),
+    ];
+    for (what, body) in &shapes {
+        let fits = room - room % GROUP;
+        let errors = flowgate_macros_core::fuzzing::check_tokens(&query(&body(fits))).unwrap().0;
+        assert!(errors.iter().all(|e| !e.contains("nests too deeply")), "{what} at the bound: {errors:?}");
+        let deeper = flowgate_macros_core::fuzzing::check_tokens(&query(&body(fits + 4 * GROUP))).unwrap().0;
+        assert_eq!(deeper.len(), 1, "{what} past the bound: {deeper:?}");
+        assert!(deeper[0].starts_with("this query nests too deeply here"), "{what}: {deeper:?}");
+    }
+    for body in [format!("{}x", "- ".repeat(1000)), format!("x{}", " as i64".repeat(1000))] {
+        let thousand = flowgate_macros_core::fuzzing::check_tokens(&query(&body)).unwrap().0;
+        assert_eq!(thousand.len(), 1, "{thousand:?}");
+    }
+}

@@ -16,6 +16,7 @@ mod kw {
 
 /// Parses the macro input.
 pub fn parse(input: TokenStream) -> syn::Result<QueryFile> {
+    nesting::check(&input)?;
     let last = input.clone().into_iter().last().map(|t| match t {
         proc_macro2::TokenTree::Group(g) => g.span_close(),
         t => t.span(),
@@ -24,6 +25,85 @@ pub fn parse(input: TokenStream) -> syn::Result<QueryFile> {
         Some(last) => respan_end_of_input(e, last),
         None => e,
     })
+}
+
+/// A bound on how deeply a query's expressions nest, checked on the tokens before syn parses
+/// them: syn's expression parser, and the check and emit phases after it, recurse once per
+/// nested group and per prefix or binary operator, so an input such as a thousand `-` in a row
+/// overflowed a 2 MiB thread's stack in a debug build (found by the `dsl_compiler` fuzz target).
+/// The bound is far beyond any query a person writes and far below what overflows.
+pub mod nesting {
+    use proc_macro2::{Delimiter, TokenStream, TokenTree};
+
+    /// The deepest a query may nest: a group costs [`GROUP`], an operator [`OPERATOR`], summed
+    /// along the way from the macro's input to any token.
+    pub const LIMIT: usize = 256;
+    /// What one level of `(..)`, `[..]` or `{..}` costs (syn's frames for a parenthesized
+    /// expression are several times an operator's).
+    pub const GROUP: usize = 8;
+    /// What one punctuation token costs (so `&&` costs two: `!!!!x` is four nested negations,
+    /// joined or not), but for `|`, which costs half a group (a closure `|a|` costs a group);
+    /// `,` and `;` end an expression and cost nothing, so long argument lists stay free.
+    pub const OPERATOR: usize = 1;
+
+    /// The keywords that cost as a group does (`as` costs as an operator).
+    const KEYWORD_GROUPS: &[&str] = &["return", "break", "yield", "become", "box", "let", "move"];
+
+    /// `Err` on the first token where the query nests deeper than [`LIMIT`].
+    pub fn check(input: &TokenStream) -> syn::Result<()> {
+        walk(input, 0)
+    }
+
+    fn walk(stream: &TokenStream, outer: usize) -> syn::Result<()> {
+        // The cost of the current comma-separated segment of this group.
+        let mut segment = 0;
+        for t in stream.clone() {
+            match &t {
+                TokenTree::Group(g) => {
+                    let inner = outer + segment + GROUP;
+                    if g.delimiter() != Delimiter::None && inner > LIMIT {
+                        return Err(too_deep(g.span_open()));
+                    }
+                    // A `None`-delimited group (from a macro's `$e`) is no level of its own.
+                    let inner = if g.delimiter() == Delimiter::None { outer + segment } else { inner };
+                    walk(&g.stream(), inner)?;
+                    // A block ends what came before it (a query's header, a statement).
+                    if g.delimiter() == Delimiter::Brace {
+                        segment = 0;
+                    }
+                }
+                TokenTree::Punct(p) if matches!(p.as_char(), ',' | ';') => segment = 0,
+                TokenTree::Punct(p) => {
+                    // A `|` may open a closure, whose body syn parses as a whole expression.
+                    segment += if p.as_char() == '|' { GROUP / 2 } else { OPERATOR };
+                    if outer + segment > LIMIT {
+                        return Err(too_deep(p.span()));
+                    }
+                }
+                // Keywords that nest an expression: `x as T as T ..` as an operator does,
+                // `return return ..` as a group does (syn parses a whole expression after it).
+                TokenTree::Ident(i) if i == "as" || KEYWORD_GROUPS.iter().any(|k| i == k) => {
+                    segment += if i == "as" { OPERATOR } else { GROUP };
+                    if outer + segment > LIMIT {
+                        return Err(too_deep(i.span()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn too_deep(at: proc_macro2::Span) -> syn::Error {
+        syn::Error::new(
+            at,
+            format!(
+                "this query nests too deeply here: flowgate's compiler takes expressions of at most {LIMIT} \
+                 nested operators (a group of brackets, a closure or a `||` counts as {GROUP}); split the expression with \
+                 `with_column` steps or move it into a Rust function"
+            ),
+        )
+    }
 }
 
 /// syn reports a query that ends too early ("unexpected end of input") at the call site, the
