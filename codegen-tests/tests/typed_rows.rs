@@ -526,3 +526,55 @@ fn a_joins_selected_columns_map_as_records() {
     out.sort();
     assert_eq!(out, ["d1@ann:12.5", "d1@ann:25", "d4@bob:20"]);
 }
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct AlertedSignal {
+    device: String,
+    signal: f64,
+    alert_time: Timestamp,
+}
+
+#[derive(Record, Clone, Debug, PartialEq)]
+struct AlertLine {
+    line: String,
+    late_secs: i64,
+}
+
+stream_query! {
+    /// A stream-stream join's selected columns as records (`|r: &AlertedSignal|`), then a
+    /// filter on the records.
+    query AlertLines(lines: Line, alerts: Alert) -> AlertLine, mode = append {
+        lines
+            .flat_map_rows(parse_device)
+            .with_watermark(time, "1 minute")
+            .join(
+                alerts.with_watermark(time, "1 minute"),
+                device = alerts.device,
+                on = alerts.time >= time && alerts.time <= time + "1 minute",
+            )
+            .select(device, signal, alert_time = alerts.time)
+            .map_rows(|r: &AlertedSignal| AlertLine {
+                line: format!("{} {}", r.device, r.signal),
+                late_secs: (r.alert_time.micros() / 1_000_000) % 60,
+            })
+            .filter_rows(|a| a.late_secs > 0)
+    }
+}
+
+#[test]
+fn a_stream_joins_selected_columns_map_as_records() {
+    let alerts = MemoryStream::<Alert>::new();
+    let at = |s: &str| Timestamp::parse(s).unwrap();
+    alerts.add([
+        Alert { device: "d1".into(), time: at("2024-01-01T12:00:30Z") },
+        Alert { device: "d2".into(), time: at("2024-01-01T12:05:00Z") },
+        Alert { device: "d4".into(), time: at("2024-01-01T12:02:00Z") },
+    ]);
+    let input = MemoryStream::<Line>::new();
+    input.add(DEVICES.iter().map(|t| Line { value: t.to_string() }));
+    let mut out = AlertLines::batch().lines(Source::memory(&input)).alerts(Source::memory(&alerts)).run().unwrap();
+    out.sort_by(|a, b| a.line.cmp(&b.line));
+    // As `a_maps_records_join_another_stream`: d1 and d4 match; d4's alert at 12:02:00 is at
+    // second 0, which the filter drops.
+    assert_eq!(out, [AlertLine { line: "d1 12.5".into(), late_secs: 30 }]);
+}

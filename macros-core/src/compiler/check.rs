@@ -26,6 +26,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         session: false,
         event_time_unknown: false,
         union_after_map: false,
+        records_from_columns: false,
         joined: Vec::new(),
         ordered: false,
         limited: false,
@@ -197,6 +198,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                         );
                         // Go on as if aggregated, so later rules do not repeat this error.
                         cx.aggregated = true;
+                        cx.records_from_columns = false;
                         cx.schema = Schema::Closed { columns: keys.iter().map(|k| k.item.name.clone()).collect() };
                     }
                 }
@@ -255,7 +257,7 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         }
         i += 1;
     }
-    if cx.stream_joined && !ops::stream_join::output_named(&cx.schema) {
+    if cx.stream_joined && !unknown_operator && !cx.records_from_columns && !ops::stream_join::output_named(&cx.schema) {
         let span = q.calls.iter().find(|c| c.name == "join").map(|c| c.name.span()).unwrap_or_else(|| q.source.span());
         diags.error(
             span,
@@ -333,6 +335,10 @@ pub(crate) struct Cx {
     /// Whether a union followed a `map_rows` / `flat_map_rows` (its other inputs' rows have
     /// no record of that map to call a later typed operation on).
     pub union_after_map: bool,
+    /// Whether a map made records of an aggregation's or a join's columns
+    /// (`typed::RowFrom::Columns`) with no aggregation or join since: the operators after it
+    /// act on those records as on any map's.
+    pub records_from_columns: bool,
 }
 
 impl Cx {

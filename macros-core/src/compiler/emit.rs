@@ -272,39 +272,25 @@ fn emit_pipeline(
             }}
         }
         (Source::Operator(o), Sink::Output(OutputPlan::Rows(columns))) => emit_operator_output(q, plan, p, *o, columns),
-        // An aggregation's rows through a map (`typed::RowFrom::Columns`): its records are
-        // the output, pushed whole (the terminal `TopN::of` chooses).
+        // An aggregation's or a join's rows through a map (`typed::RowFrom::Columns`): its
+        // records are the output, pushed whole (the terminal `TopN::of` chooses).
         (Source::Operator(o), Sink::Output(OutputPlan::Records))
             if matches!(
                 plan.operators[*o].kind,
-                OperatorKind::HashAggregate(_) | OperatorKind::SessionAggregate(_)
+                OperatorKind::HashAggregate(_) | OperatorKind::SessionAggregate(_) | OperatorKind::StreamJoin(_)
             ) =>
         {
             let rows = emit_operator_output(q, plan, p, *o, &[]);
-            if ends.is_empty() {
+            let shadow = match &plan.operators[*o].kind {
+                OperatorKind::StreamJoin(s) => stream_join::shadow_watermarks(plan, s),
+                _ => TokenStream::new(),
+            };
+            if ends.is_empty() && shadow.is_empty() {
                 rows
             } else {
                 quote! {{
                     let __fg_rows = { #rows };
-                    #(#ends)*
-                    __fg_rows
-                }}
-            }
-        }
-        // An aggregation's rows through a map (`typed::RowFrom::Columns`): its records are
-        // the output, pushed whole (the terminal `TopN::of` chooses).
-        (Source::Operator(o), Sink::Output(OutputPlan::Records))
-            if matches!(
-                plan.operators[*o].kind,
-                OperatorKind::HashAggregate(_) | OperatorKind::SessionAggregate(_)
-            ) =>
-        {
-            let rows = emit_operator_output(q, plan, p, *o, &[]);
-            if ends.is_empty() {
-                rows
-            } else {
-                quote! {{
-                    let __fg_rows = { #rows };
+                    #shadow
                     #(#ends)*
                     __fg_rows
                 }}

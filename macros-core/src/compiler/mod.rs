@@ -634,6 +634,25 @@ mod snapshot_tests {
     }
 
     #[test]
+    fn stream_join_then_map_rows_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query AlertLines(lines: Line, alerts: Alert) -> AlertLine, mode = append {
+                lines
+                    .flat_map_rows(parse_device)
+                    .with_watermark(time, "1 minute")
+                    .join(
+                        alerts.with_watermark(time, "1 minute"),
+                        device = alerts.device,
+                        on = alerts.time >= time && alerts.time <= time + "1 minute",
+                    )
+                    .select(device, signal, alert_time = alerts.time)
+                    .map_rows(|r: &AlertedSignal| AlertLine { line: r.device.clone(), late_secs: 0 })
+                    .filter_rows(|a| a.late_secs > 0)
+            }
+        }));
+    }
+
+    #[test]
     fn map_then_group_state_plan() {
         insta::assert_snapshot!(plan_of(quote! {
             query DeviceSummaries(lines: Line) -> DeviceSummary, mode = update {

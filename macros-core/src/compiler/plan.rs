@@ -665,8 +665,10 @@ fn reads_of(op: &LOp, live: Option<&[bool]>) -> Vec<String> {
         | LOp::Union { .. }
         | LOp::Limit { .. }
         | LOp::StreamJoin { .. }
-        | LOp::GroupState { .. }
-        | LOp::TypedRows { .. } => Vec::new(),
+        | LOp::GroupState { .. } => Vec::new(),
+        // A map over columns (an aggregation's or a join's) reads the columns it makes its
+        // records of; one over a record reads the record whole.
+        LOp::TypedRows { spec } => spec.column_reads().iter().map(Ident::to_string).collect(),
     }
 }
 
@@ -704,8 +706,12 @@ fn liveness(ops: &[LOp], built: &[&Ident]) -> (Vec<Vec<bool>>, HashSet<String>) 
                 }
                 needed.extend(reads_of(op, None));
             }
-            // Names after a map are its records' columns; its function reads the row whole.
-            LOp::TypedRows { spec } if spec.produces() => needed.clear(),
+            // Names after a map are its records' columns; its function reads the row whole
+            // (or, over columns, the columns it makes its records of).
+            LOp::TypedRows { spec } if spec.produces() => {
+                needed.clear();
+                needed.extend(reads_of(op, None));
+            }
             other => needed.extend(reads_of(other, None)),
         }
     }

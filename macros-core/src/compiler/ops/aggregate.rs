@@ -319,6 +319,7 @@ pub(crate) fn finish_aggregate(
     cx.joined_watermarks.clear();
     cx.schema = Schema::Closed { columns };
     cx.aggregated = true;
+    cx.records_from_columns = false;
     ops.push(LOp::Aggregate { keys, aggs, event_time_key });
 }
 

@@ -248,6 +248,7 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         }
     }
     cx.joined.push(input);
+    cx.records_from_columns = false;
     for f in &fields {
         cx.schema.define(&JoinSpec::var(&name, f));
     }

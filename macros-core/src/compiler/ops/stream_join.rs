@@ -28,7 +28,7 @@ use crate::compiler::emit::{collect_units, fuse, unit_loop, Feed};
 use crate::compiler::exprs::free_columns;
 use crate::compiler::logical::{JoinSpec, LOp, Schema};
 use crate::compiler::ops::join::StaticRefs;
-use crate::compiler::ops::{self, OpKind};
+use crate::compiler::ops::{self, typed, OpKind};
 use crate::compiler::parse::unwind_chain;
 use crate::compiler::plan::{Pipeline, Plan};
 
@@ -637,6 +637,7 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         }
     }
     cx.stream_joined = true;
+    cx.records_from_columns = false;
     cx.stream_joined_inputs.push(spec.right);
     // The event-time columns after the join: the query's own and each joined stream's.
     if let Some(w) = spec.right_watermark.as_ref().map(|c| spec.var(c)) {
@@ -934,9 +935,9 @@ pub fn emit_prepare(q: &Query, plan: &Plan, spec: &StreamJoinSpec) -> TokenStrea
         }
         _ => quote! { let #v: ::core::option::Option<i64> = ::core::option::Option::None; },
     };
-    // The output columns the pairs are appended to as they match.
+    // The output columns (or records) the pairs are appended to as they match.
     let parts = match direct_output(plan, spec) {
-        Some((_, columns)) => {
+        Some((_, Direct::Columns(columns))) => {
             let out = &q.output;
             let v = out_parts(spec);
             let fields =
@@ -946,6 +947,11 @@ pub fn emit_prepare(q: &Query, plan: &Plan, spec: &StreamJoinSpec) -> TokenStrea
                 #ty
                 let mut #v = __FgJoinParts { #(#fields),* };
             }
+        }
+        Some((_, Direct::Records)) => {
+            let out = &q.output;
+            let v = out_parts(spec);
+            quote! { let mut #v = <#out as ::flowgate::Record>::builder(0); }
         }
         None => TokenStream::new(),
     };
@@ -1258,11 +1264,23 @@ fn side_terminal(plan: &Plan, spec: &StreamJoinSpec, right: bool) -> TokenStream
 pub fn emit_output(q: &Query, plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, columns: &[Ident]) -> TokenStream {
     let out = &q.output;
     let parts = out_parts(spec);
-    let (evict, rows) = emit_joined(plan, p, spec, push_parts(spec, columns));
-    quote! {
-        #evict
-        #rows
-        ::core::result::Result::Ok(::std::vec![<#out as ::flowgate::Record>::from_parts(#parts)?])
+    match direct_output(plan, spec) {
+        Some((_, direct @ Direct::Records)) => {
+            let (evict, rows) = emit_joined(plan, p, spec, direct.terminal(p, spec));
+            quote! {
+                #evict
+                #rows
+                ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut #parts)?])
+            }
+        }
+        _ => {
+            let (evict, rows) = emit_joined(plan, p, spec, push_parts(spec, columns));
+            quote! {
+                #evict
+                #rows
+                ::core::result::Result::Ok(::std::vec![<#out as ::flowgate::Record>::from_parts(#parts)?])
+            }
+        }
     }
 }
 
@@ -1423,11 +1441,46 @@ fn pair_body(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: TokenSt
 /// Where the join's pairs go as they match: straight into the output columns
 /// (`__fg_jout<op>`) when the join's rows are the output, with no copy of either row; into
 /// the batch's buffer of joined rows when an operator after the join takes them.
-fn direct_output<'a>(plan: &'a Plan, spec: &StreamJoinSpec) -> Option<(&'a Pipeline, &'a [Ident])> {
+fn direct_output<'a>(plan: &'a Plan, spec: &StreamJoinSpec) -> Option<(&'a Pipeline, Direct<'a>)> {
+    use crate::compiler::plan::{OutputPlan, Sink};
     let p = plan.pipelines.iter().find(|p| p.source == crate::compiler::plan::Source::Operator(spec.op))?;
     match &p.sink {
-        crate::compiler::plan::Sink::Output(crate::compiler::plan::OutputPlan::Rows(c)) => Some((p, c.as_slice())),
+        Sink::Output(OutputPlan::Rows(c)) => Some((p, Direct::Columns(c.as_slice()))),
+        Sink::Output(OutputPlan::Records) => Some((p, Direct::Records)),
         _ => None,
+    }
+}
+
+/// What the join's rows become where they are the output: the output's columns, or the
+/// records a map after the join makes (`typed::RowFrom::Columns`), pushed whole.
+#[derive(Clone, Copy)]
+enum Direct<'a> {
+    Columns(&'a [Ident]),
+    Records,
+}
+
+impl Direct<'_> {
+    /// The terminal that appends one joined row (or the map's record of it).
+    fn terminal(self, p: &Pipeline, spec: &StreamJoinSpec) -> TokenStream {
+        match self {
+            Direct::Columns(columns) => push_parts(spec, columns),
+            Direct::Records => {
+                let last = p.ops.iter().rev().find_map(|o| match o {
+                    LOp::TypedRows { spec } if spec.produces() => Some(spec),
+                    _ => None,
+                });
+                let parts = out_parts(spec);
+                match last {
+                    // Spanned on the map's function: a record of another type than the
+                    // output's is rustc's error there.
+                    Some(last) => {
+                        let var = Ident::new(&typed::row_var(last.id).to_string(), last.func.span());
+                        quote_spanned!(last.func.span()=> ::flowgate::RecordBuilder::push(&mut #parts, #var);)
+                    }
+                    None => quote! { compile_error!("flowgate bug: records after a join without a map"); },
+                }
+            }
+        }
     }
 }
 
@@ -1447,8 +1500,8 @@ fn push_parts(spec: &StreamJoinSpec, columns: &[Ident]) -> TokenStream {
 /// (`l`, `r`: the pair's rows, `Option<&row>`).
 fn emit_pair(plan: &Plan, spec: &StreamJoinSpec, l: TokenStream, r: TokenStream) -> TokenStream {
     match direct_output(plan, spec) {
-        Some((p, columns)) => {
-            let body = pair_body(plan, p, spec, push_parts(spec, columns));
+        Some((p, direct)) => {
+            let body = pair_body(plan, p, spec, direct.terminal(p, spec));
             let joined = joined_var(spec.op);
             quote! {{
                 let (__fg_l, __fg_r) = ::flowgate::ops::join::stream::pair_of(&#joined, #l, #r);

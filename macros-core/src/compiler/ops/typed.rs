@@ -82,6 +82,15 @@ impl TypedSpec {
     pub fn reads_input(&self) -> bool {
         matches!(self.from, RowFrom::Input(_))
     }
+
+    /// The columns its function's records are made of, when it runs over columns
+    /// ([`RowFrom::Columns`]); none when it gets a whole record.
+    pub fn column_reads(&self) -> &[Ident] {
+        match &self.from {
+            RowFrom::Columns(_, cols) => cols,
+            _ => &[],
+        }
+    }
 }
 
 /// The variable holding the record typed operation `id` returned.
@@ -123,10 +132,9 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, kind: TypedKind, diags: &mut D
             return None;
         }
     }
-    // After an aggregation its rows become records of the type the function names.
-    // After an aggregation, or a stream-static join and a `select`, the rows become records
-    // of the type the function names (rows a stream-stream join emits not yet).
-    let columns_rows = !cx.stream_joined && !cx.group_state && (cx.aggregated || !cx.joined.is_empty());
+    // After an aggregation, or a join and a `select`, the rows become records of the type
+    // the function names.
+    let columns_rows = !cx.group_state && (cx.aggregated || cx.stream_joined || !cx.joined.is_empty());
     let over_aggregation = match (&cx.schema, columns_rows) {
         (Schema::Closed { columns }, true) => match annotated_record(func) {
             Some(ty) => Some(RowFrom::Columns(Box::new(ty), columns.clone())),
@@ -152,6 +160,9 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, kind: TypedKind, diags: &mut D
             );
             return None;
         }
+    }
+    if over_aggregation.is_some() && kind != TypedKind::Filter {
+        cx.records_from_columns = true;
     }
     let from = match (&cx.mapped, over_aggregation) {
         (_, Some(from)) => from,
@@ -193,11 +204,11 @@ fn annotated_record(func: &Expr) -> Option<Type> {
 /// aggregation only when the function names the record type (`RowFrom::Columns`).
 fn check_on_a_record(cx: &Cx, call: &Call, diags: &mut Diagnostics) -> bool {
     let name = call.name.to_string();
-    let why = if cx.aggregated || cx.group_state {
+    let why = if cx.records_from_columns {
+        None
+    } else if cx.aggregated || cx.group_state {
         Some("after an aggregation is not supported yet in flowgate: the aggregation's rows are not a record; map the input before aggregating, or `select` the result".to_string())
-    } else if cx.stream_joined {
-        Some("after a stream-stream join is not supported yet in flowgate: the joined rows are not a record; map the stream before the join".to_string())
-    } else if !cx.joined.is_empty() {
+    } else if cx.stream_joined || !cx.joined.is_empty() {
         Some(format!("after a join gets a record of the columns a `select` names: `select` them, then name its type, `.{name}(|r: &OrderLine| ...)`; or map the stream before the join"))
     } else {
         match &cx.schema {
