@@ -790,3 +790,48 @@ fn a_window_count_then_join_restarts_from_its_checkpoint() {
 fn a_join_then_window_count_restarts_from_its_checkpoint() {
     golden_join_restarting!("stream_stream_inner_join_then_window_count", HourlyAdClicks, 2);
 }
+
+#[derive(Record)]
+struct AdAt {
+    adId: Option<String>,
+    time: Option<Timestamp>,
+}
+
+stream_query! {
+    /// A join's matches selected as (adId, time), unioned with a stream of such rows (a union
+    /// after a stream-stream join: the other stream's records have the selected columns).
+    query MatchesAndDirect(impressions: Impression, clicks: Click, direct: AdAt) -> AdAt, mode = append {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(adId = impressionAdId, time = clicks.clickTime)
+            .union(direct.with_watermark(time, "1 hour"))
+    }
+}
+
+#[test]
+fn stream_stream_inner_join_then_union() {
+    let (i, c, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let table = MemoryTable::new();
+    let query = MatchesAndDirect::builder()
+        .impressions(Source::file(i.path()).json())
+        .clicks(Source::file(c.path()).json())
+        .direct(Source::file(d.path()).json())
+        .trigger(Trigger::processing_time("200 milliseconds"))
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    flowgate_codegen_tests::run_case_sources(
+        "stream_stream_inner_join_then_union",
+        &[("impressions", i.path()), ("clicks", c.path()), ("direct", d.path())],
+        &query,
+        &table,
+        InputRows::SparkPushesFiltersDown,
+    );
+    query.stop().unwrap();
+}

@@ -177,19 +177,33 @@ fn corpus() -> Vec<Vec<u8>> {
     files.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
 
+/// Runs `f` on a thread with the stack rustc gives a procedural macro (8 MiB, its main
+/// thread's), where the macro runs. A debug build's frames are several times a release
+/// build's (the fuzzer's), so deep inputs the nesting bound lets through (`&<& & &..>`, a
+/// reference type inside a qualified path) need more than the test harness's 2 MiB.
+fn on_rustcs_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new().stack_size(8 << 20).spawn(f).unwrap().join().unwrap();
+}
+
 #[test]
 fn the_dsl_compiler_corpus_replays() {
-    for (i, data) in corpus().iter().enumerate() {
-        if let Err(e) = flowgate_macros_core::fuzzing::dsl_compiler(data) {
-            panic!("corpus file {i} ({data:?}): {e}");
+    on_rustcs_stack(|| {
+        for (i, data) in corpus().iter().enumerate() {
+            if let Err(e) = flowgate_macros_core::fuzzing::dsl_compiler(data) {
+                panic!("corpus file {i} ({data:?}): {e}");
+            }
         }
-    }
+    });
 }
 
 /// The target run briefly in CI without libFuzzer (see `runtime/src/fuzzing.rs`, `brief`):
 /// mutations of the corpus from a fixed seed (`FLOWGATE_FUZZ_SEED` picks another).
 #[test]
 fn the_dsl_compiler_runs_briefly_on_its_mutated_corpus() {
+    on_rustcs_stack(run_briefly);
+}
+
+fn run_briefly() {
     let files = corpus();
     let seed = std::env::var("FLOWGATE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
     let mut rng = seed;
@@ -237,12 +251,19 @@ fn inputs_at_the_nesting_bound_compile_and_deeper_ones_get_one_error() {
         ("parentheses", Box::new(|n| format!("{}x{}", "(".repeat(n / GROUP), ")".repeat(n / GROUP)))),
         ("casts", Box::new(|n| format!("x{}", " as i64".repeat(n)))),
         ("returns", Box::new(|n| format!("{}x", "return ".repeat(n / GROUP)))),
+        // The blocks come after all the `if`s, so they cost a group more than the `if`s.
+        ("ifs", Box::new(|n| format!("{}x{}", "if ".repeat(n / GROUP - 1), " {}".repeat(n / GROUP - 1)))),
         ("field accesses", Box::new(|n| format!("x{}", ".f".repeat(n)))),
         ("closures", Box::new(|n| format!("{}x", "|a| ".repeat(n / GROUP)))),
         ("blocks", Box::new(|n| format!("{}x{}", "{".repeat(n / GROUP), "}".repeat(n / GROUP)))),
         ("arrays", Box::new(|n| format!("{}x{}", "[".repeat(n / GROUP), "]".repeat(n / GROUP)))),
         ("negated groups", Box::new(|n| format!("{}x{}", "!(".repeat(n / (GROUP + 1)), ")".repeat(n / (GROUP + 1))))),
-        ("if blocks", Box::new(|n| format!("{}x{}", "if x {".repeat(n / GROUP), "} else { x }".repeat(n / GROUP)))),
+        (
+            "if blocks",
+            Box::new(|n| format!("{}x{}", "if x {".repeat(n / (2 * GROUP)), "} else { x }".repeat(n / (2 * GROUP)))),
+        ),
+        ("generic arguments", Box::new(|n| format!("y as {}i64{}", "A<".repeat(n / 13), ">".repeat(n / 13)))),
+        ("references to qualified paths", Box::new(|n| format!("{}x", "& <".repeat(n / 13)))),
         ("alternatives", Box::new(|n| format!("x{}", " || x".repeat(n / GROUP)))),
     ];
     for (what, body) in &shapes {
@@ -253,8 +274,20 @@ fn inputs_at_the_nesting_bound_compile_and_deeper_ones_get_one_error() {
         assert_eq!(deeper.len(), 1, "{what} past the bound: {deeper:?}");
         assert!(deeper[0].starts_with("this query nests too deeply here"), "{what}: {deeper:?}");
     }
+    // The shapes the fuzzer found: a thousand `-`, and `if if if ..` in an attribute's value.
     for body in [format!("{}x", "- ".repeat(1000)), format!("x{}", " as i64".repeat(1000))] {
         let thousand = flowgate_macros_core::fuzzing::check_tokens(&query(&body)).unwrap().0;
         assert_eq!(thousand.len(), 1, "{thousand:?}");
+    }
+    let attribute =
+        format!("#[append = {}x] query Q(events: Event) -> Out, mode = append {{ events }}", "if ".repeat(1000));
+    let errors = flowgate_macros_core::fuzzing::check_tokens(&attribute).unwrap().0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    // An `else if` chain is a chain of nested `if`s to syn, bounded as operators are: 100
+    // branches compile, a thousand get one error.
+    for (n, errors) in [(100, 0), (1000, 1)] {
+        let chain = query(&format!("if x {{ x }}{} else {{ x }}", " else if x { x }".repeat(n)));
+        let got = flowgate_macros_core::fuzzing::check_tokens(&chain).unwrap().0;
+        assert_eq!(got.iter().filter(|e| e.contains("nests too deeply")).count(), errors, "{n}: {got:?}");
     }
 }

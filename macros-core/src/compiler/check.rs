@@ -71,23 +71,21 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         }
         // After a stream-stream join, as Spark allows: stateless operators, an aggregation
         // (`group_by(..).agg(..)` or `agg(..)`), another stream-stream join, a static join, a
-        // dedup, a limit (and a sort, refused by the sort rule as Spark refuses it); the
-        // operators below not yet.
+        // dedup, a limit, a union with a stream of the selected columns (and a sort, refused
+        // by the sort rule as Spark refuses it); group state not yet.
         let aggregates_next = spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg");
         let joins_a_stream =
             spec.kind == OpKind::Join && call.args.first().is_some_and(|a| ops::stream_join::is_stream_join(q, a));
-        if cx.stream_joined
-            && !cx.aggregated
-            && !aggregates_next
-            && !joins_a_stream
-            && matches!(spec.kind, OpKind::GroupBy | OpKind::Union)
-        {
+        if cx.stream_joined && !cx.aggregated && !aggregates_next && !joins_a_stream && spec.kind == OpKind::GroupBy {
             diags.error(
                 call.name.span(),
-                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, joins, aggregations, deduplication and `limit` to the output"),
+                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, joins, aggregations, deduplication, unions and `limit` to the output"),
             );
-            // `group_by(..).agg(..)` is one mistake.
-            i += if spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg") { 2 } else { 1 };
+            // `group_by(..)` and the operator over its groups are one mistake.
+            let grouped_next = calls.get(i + 1).is_some_and(|c| {
+                c.name == "agg" || ops::lookup(&c.name.to_string()).is_some_and(|o| o.kind == OpKind::GroupState)
+            });
+            i += if spec.kind == OpKind::GroupBy && grouped_next { 2 } else { 1 };
             continue;
         }
         match spec.kind {
@@ -257,7 +255,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         }
         i += 1;
     }
-    if cx.stream_joined && !unknown_operator && !cx.records_from_columns && !ops::stream_join::output_named(&cx.schema) {
+    if cx.stream_joined && !unknown_operator && !cx.records_from_columns && !ops::stream_join::output_named(&cx.schema)
+    {
         let span = q.calls.iter().find(|c| c.name == "join").map(|c| c.name.span()).unwrap_or_else(|| q.source.span());
         diags.error(
             span,

@@ -653,6 +653,24 @@ mod snapshot_tests {
     }
 
     #[test]
+    fn stream_join_then_union_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query MatchesAndDirect(impressions: Impression, clicks: Click, direct: AdAt) -> AdAt, mode = append {
+                impressions
+                    .with_watermark(impressionTime, "2 hours")
+                    .join(
+                        clicks.with_watermark(clickTime, "3 hours"),
+                        impressionAdId = clicks.clickAdId,
+                        on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+                    )
+                    .select(adId = impressionAdId, time = clicks.clickTime)
+                    .union(direct.with_watermark(time, "1 hour"))
+                    .filter(adId.is_some())
+            }
+        }));
+    }
+
+    #[test]
     fn map_then_group_state_plan() {
         insta::assert_snapshot!(plan_of(quote! {
             query DeviceSummaries(lines: Line) -> DeviceSummary, mode = update {

@@ -42,12 +42,16 @@ pub mod nesting {
     /// expression are several times an operator's).
     pub const GROUP: usize = 8;
     /// What one punctuation token costs (so `&&` costs two: `!!!!x` is four nested negations,
-    /// joined or not), but for `|`, which costs half a group (a closure `|a|` costs a group);
-    /// `,` and `;` end an expression and cost nothing, so long argument lists stay free.
+    /// joined or not), but for `|`, which costs half a group (a closure `|a|` costs a group),
+    /// and `<`, which costs one and a half (it may open a type); `,` and `;` end an expression
+    /// and cost nothing, so long argument lists stay free.
     pub const OPERATOR: usize = 1;
 
     /// The keywords that cost as a group does (`as` costs as an operator).
-    const KEYWORD_GROUPS: &[&str] = &["return", "break", "yield", "become", "box", "let", "move"];
+    const KEYWORD_GROUPS: &[&str] = &[
+        "return", "break", "yield", "become", "box", "let", "move", "if", "match", "while", "for", "loop", "unsafe",
+        "async", "const", "static",
+    ];
 
     /// `Err` on the first token where the query nests deeper than [`LIMIT`].
     pub fn check(input: &TokenStream) -> syn::Result<()> {
@@ -57,8 +61,13 @@ pub mod nesting {
     fn walk(stream: &TokenStream, outer: usize) -> syn::Result<()> {
         // The cost of the current comma-separated segment of this group.
         let mut segment = 0;
-        for t in stream.clone() {
-            match &t {
+        let mut tokens = stream.clone().into_iter().peekable();
+        // Whether the previous token was `else`: an `else if` chain nests one `if` in the
+        // other, but syn's frames for it are an operator's, not a group's.
+        let mut after_else = false;
+        while let Some(t) = tokens.next() {
+            let else_before = std::mem::take(&mut after_else);
+            let cost = match &t {
                 TokenTree::Group(g) => {
                     let inner = outer + segment + GROUP;
                     if g.delimiter() != Delimiter::None && inner > LIMIT {
@@ -67,28 +76,37 @@ pub mod nesting {
                     // A `None`-delimited group (from a macro's `$e`) is no level of its own.
                     let inner = if g.delimiter() == Delimiter::None { outer + segment } else { inner };
                     walk(&g.stream(), inner)?;
-                    // A block ends what came before it (a query's header, a statement).
-                    if g.delimiter() == Delimiter::Brace {
+                    // A block ends what came before it (a query's header, a statement), unless
+                    // an `else` goes on with it.
+                    let goes_on = matches!(tokens.peek(), Some(TokenTree::Ident(i)) if i == "else");
+                    if g.delimiter() == Delimiter::Brace && !goes_on {
                         segment = 0;
                     }
+                    continue;
                 }
-                TokenTree::Punct(p) if matches!(p.as_char(), ',' | ';') => segment = 0,
-                TokenTree::Punct(p) => {
-                    // A `|` may open a closure, whose body syn parses as a whole expression.
-                    segment += if p.as_char() == '|' { GROUP / 2 } else { OPERATOR };
-                    if outer + segment > LIMIT {
-                        return Err(too_deep(p.span()));
-                    }
+                TokenTree::Punct(p) if matches!(p.as_char(), ',' | ';') => {
+                    segment = 0;
+                    continue;
                 }
-                // Keywords that nest an expression: `x as T as T ..` as an operator does,
-                // `return return ..` as a group does (syn parses a whole expression after it).
-                TokenTree::Ident(i) if i == "as" || KEYWORD_GROUPS.iter().any(|k| i == k) => {
-                    segment += if i == "as" { OPERATOR } else { GROUP };
-                    if outer + segment > LIMIT {
-                        return Err(too_deep(i.span()));
-                    }
+                // A `|` may open a closure, whose body syn parses as a whole expression.
+                TokenTree::Punct(p) if p.as_char() == '|' => GROUP / 2,
+                // A `<` may open generic arguments or a qualified path, a type to syn, whose
+                // frames are the largest (`A<A<..>>` and `&<&<..` were fuzz inputs).
+                TokenTree::Punct(p) if p.as_char() == '<' => GROUP * 3 / 2,
+                TokenTree::Punct(_) => OPERATOR,
+                TokenTree::Ident(i) if i == "else" => {
+                    after_else = true;
+                    OPERATOR
                 }
-                _ => {}
+                TokenTree::Ident(i) if i == "as" || (i == "if" && else_before) => OPERATOR,
+                // Keywords that nest a whole expression, as a group does: `return return ..`,
+                // `if if ..` (a `dsl_compiler` fuzz input, in an attribute's value).
+                TokenTree::Ident(i) if KEYWORD_GROUPS.iter().any(|k| i == k) => GROUP,
+                _ => continue,
+            };
+            segment += cost;
+            if outer + segment > LIMIT {
+                return Err(too_deep(t.span()));
             }
         }
         Ok(())
@@ -99,8 +117,9 @@ pub mod nesting {
             at,
             format!(
                 "this query nests too deeply here: flowgate's compiler takes expressions of at most {LIMIT} \
-                 nested operators (a group of brackets, a closure or a `||` counts as {GROUP}); split the expression with \
-                 `with_column` steps or move it into a Rust function"
+                 nested operators (a group of brackets, a closure or a `||` counts as {GROUP}, a `<` as {}); split the expression with \
+                 `with_column` steps or move it into a Rust function",
+                GROUP * 3 / 2
             ),
         )
     }

@@ -233,6 +233,11 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     _ => None,
                 }) {
                     mapped_branches.push((other, spec.columns.clone()));
+                } else if matches!(current.source, Source::Operator(o) if matches!(operators[o].kind, OperatorKind::StreamJoin(_)))
+                {
+                    // After a stream-stream join the other input gives the selected columns
+                    // (its `union_columns`), none of the query input's.
+                    mapped_branches.push((other, Vec::new()));
                 }
                 let mut b = input_pipeline(other);
                 for op in ops {

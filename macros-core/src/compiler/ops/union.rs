@@ -51,9 +51,24 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> Op
         );
         return None;
     }
+    // After a stream-stream join and its `select`, the rows are the selected columns: the
+    // other input's records give the same columns by name (rustc checks each field).
+    let after_join = match &cx.schema {
+        Schema::Closed { columns } if cx.stream_joined && !cx.aggregated && !cx.records_from_columns => {
+            Some(columns.clone())
+        }
+        _ => None,
+    };
+    if cx.stream_joined && after_join.is_none() {
+        diags.error(
+            call.name.span(),
+            "a union after a stream-stream join takes the columns a `select` names: `select` them first, then union a stream whose records have those fields (Spark's union by position; here by name)",
+        );
+        return None;
+    }
     // After a map the rows are its records: rustc checks the other input's type against them
     // (`TypedSpec::unioned`).
-    if cx.mapped.is_none() && !same_type(&decl.ty, &q.inputs[source].ty) {
+    if after_join.is_none() && cx.mapped.is_none() && !same_type(&decl.ty, &q.inputs[source].ty) {
         let (a, b) = (&q.inputs[source].ty, &decl.ty);
         diags.error(
             decl.ty.span(),
@@ -66,7 +81,8 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> Op
         );
         return None;
     }
-    if cx.aggregated || !matches!(&cx.schema, Schema::Open { defined } if defined.is_empty()) {
+    if after_join.is_none() && (cx.aggregated || !matches!(&cx.schema, Schema::Open { defined } if defined.is_empty()))
+    {
         diags.error(
             call.name.span(),
             "union is supported right after an input's filters and watermark, before columns are defined or rows aggregated: move the union up",
@@ -74,7 +90,7 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, diags: &mut Diagnostics) -> Op
         return None;
     }
     let mut branch = Vec::new();
-    let mut columns: Vec<Ident> = Vec::new();
+    let mut columns: Vec<Ident> = after_join.clone().unwrap_or_default();
     let mut watermark = None;
     for c in &calls {
         let kind = ops::lookup(&c.name.to_string()).map(|o| o.kind);
