@@ -730,6 +730,18 @@ mod tests {
         assert_eq!(vl.decode(&mut v).unwrap(), serde_json::json!({"side": "left", "rows": [[[5], true]]}));
     }
 
+    /// A window column joins another side's windows of its size only: a window of another
+    /// length is a null key (it could equal none of them).
+    #[test]
+    fn a_window_column_is_a_key_of_its_size_only() {
+        use crate::Timestamp;
+        let w = Window::new(Timestamp(20_000_000), Timestamp(30_000_000));
+        assert_eq!(window_key::<10_000_000>(w), Some(WindowKey { start: 20_000_000 }));
+        assert_eq!(window_key::<10_000_000>(&w), Some(WindowKey { start: 20_000_000 }));
+        assert_eq!(window_key::<5_000_000>(w), None);
+        assert!(crate::value::GroupKey::has_null(&(window_key::<5_000_000>(w), 1i64)));
+    }
+
     /// The checkpoint's bytes of a join's state are pinned: a fixed run of appends, matches,
     /// evictions and a semi join's removal gives exactly these changes, partition by partition,
     /// key and value bytes in this order. They were recorded before the in-memory table moved
