@@ -752,7 +752,8 @@ mod tests {
         fn hex(b: &[u8]) -> String {
             b.iter().map(|x| format!("{x:02x}")).collect()
         }
-        let mut j: StreamJoinState<(Option<String>, i64), (i64, Option<String>), (i64,)> = StreamJoinState::new(3);
+        type Join = StreamJoinState<(Option<String>, i64), (i64, Option<String>), (i64,)>;
+        let mut j = Join::new(3);
         j.set_tracking(true);
         for i in 0..12i64 {
             let k = (Some(format!("k{}", i % 4)), i % 2);
