@@ -3,9 +3,9 @@ persons and auctions JSON files flowgate reads (`flowgate-benches joins-spark`):
 source per micro-batch (maxFilesPerTrigger 1), trigger available-now, the memory sink.
 
     python joins.py --query q3|q8 --persons DIR --auctions DIR --runs N --threads T
-    python joins.py --query q4|q5 --auctions DIR --bids DIR --runs N --threads T
+    python joins.py --query q4|q5|q7 --auctions DIR --bids DIR --runs N --threads T
 
-q4 and q5 (`benches/src/nexmark_joins.rs`) read auctions and bids; their results are small, so
+q4, q5 and q7 (`benches/src/nexmark_joins.rs`) read auctions and bids; their results are small, so
 the last line also carries them as `"result"`: one tab-separated line per row (timestamps as
 µs since the epoch, doubles with 4 decimals), sorted, for flowgate's to be compared with.
 
@@ -75,13 +75,25 @@ def q5(spark, auctions, bids):
             .selectExpr("unix_micros(window.start) AS s", "unix_micros(window.end) AS e", "maxn"))
 
 
+def q7(spark, bids, bids_again):
+    """Highest bid: the bids at the highest price of each 10-second window, as Nexmark writes
+    it (the windowed maximum joined back with the bids on the window and the price). The bids
+    side keeps one event-time column (MULTIPLE_EVENT_TIME_COLUMNS): its window; its time is
+    carried as microseconds."""
+    m = (read(spark, BID, bids).withWatermark("date_time", "1 second")
+         .groupBy(F.window("date_time", "10 seconds")).agg(F.max("price").alias("maxprice")))
+    b = (read(spark, BID, bids_again).withWatermark("date_time", "1 second")
+         .selectExpr("auction", "price", "bidder", "unix_micros(date_time) AS t", "window(date_time, '10 seconds') AS bw"))
+    return m.join(b, (m.window == b.bw) & (m.maxprice == b.price)).selectExpr("auction", "price", "bidder", "t")
+
+
 def row_text(r):
     return "\t".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--query", required=True, choices=["q3", "q4", "q5", "q8"])
+    ap.add_argument("--query", required=True, choices=["q3", "q4", "q5", "q7", "q8"])
     ap.add_argument("--persons")
     ap.add_argument("--auctions", required=True)
     ap.add_argument("--bids")
@@ -95,9 +107,11 @@ def main():
              .config("spark.ui.enabled", "false")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
-    query = {"q3": q3, "q4": q4, "q5": q5, "q8": q8}[args.query]
-    # q3 and q8 join persons with auctions; q4 and q5 read auctions and bids.
-    first, second = (args.auctions, args.bids) if args.query in ("q4", "q5") else (args.persons, args.auctions)
+    query = {"q3": q3, "q4": q4, "q5": q5, "q7": q7, "q8": q8}[args.query]
+    # q3 and q8 join persons with auctions; q4 and q5 read auctions and bids; q7 reads the bids
+    # twice.
+    first, second = {"q4": (args.auctions, args.bids), "q5": (args.auctions, args.bids),
+                     "q7": (args.bids, args.bids)}.get(args.query, (args.persons, args.auctions))
 
     def run(name, one, two):
         ckpt = tempfile.mkdtemp(prefix="flowgate-spark-join-")
@@ -122,7 +136,7 @@ def main():
     for r in range(args.runs):
         times.append(run(f"out_{r}", first, second))
         rows = spark.table(f"out_{r}").count()
-        if args.query in ("q4", "q5"):
+        if args.query in ("q4", "q5", "q7"):
             result = sorted(row_text(x) for x in spark.table(f"out_{r}").collect())
         if r + 1 < args.runs:
             spark.catalog.dropTempView(f"out_{r}")

@@ -140,13 +140,13 @@ fn main() {
         return;
     }
     if what == "joins-spark" {
-        // `--queries q3,q8,q4,q5` (default all): q3 and q8 over persons and auctions, q4 and
-        // q5 over auctions and bids.
-        let queries = arg("--queries", "q3,q8,q4,q5".to_string());
+        // `--queries q3,q8,q4,q5,q7` (default all): q3 and q8 over persons and auctions, q4,
+        // q5 and q7 over auctions and bids.
+        let queries = arg("--queries", "q3,q8,q4,q5,q7".to_string());
         let queries: Vec<&str> = queries.split(',').collect();
         let (rows, runs) = (arg("--rows", 10_000_000), arg("--runs", 3));
         let pa: Vec<&str> = queries.iter().copied().filter(|q| matches!(*q, "q3" | "q8")).collect();
-        let ab: Vec<&str> = queries.iter().copied().filter(|q| matches!(*q, "q4" | "q5")).collect();
+        let ab: Vec<&str> = queries.iter().copied().filter(|q| matches!(*q, "q4" | "q5" | "q7")).collect();
         if !pa.is_empty() {
             joins::spark_compare(rows, runs, &pa);
         }

@@ -58,6 +58,14 @@ pub struct Q5Row {
     pub maxn: i64,
 }
 
+#[derive(Record)]
+pub struct Q7Row {
+    pub auction: i64,
+    pub price: i64,
+    pub bidder: i64,
+    pub date_time: Timestamp,
+}
+
 stream_query! {
     /// Nexmark q4: the average closing price per category (per 10-second window of the
     /// auctions' start).
@@ -84,6 +92,22 @@ stream_query! {
             .agg(count() as num)
             .group_by(window(window_time(window), "2 seconds"))
             .agg(max(num) as maxn)
+    }
+
+    /// Nexmark q7: the bids at the highest price of each 10-second window. As Nexmark writes
+    /// it, the windowed maximum of the bids joined back with the bids on the window and the
+    /// price; `maxes` and `bids` read the same bids (flowgate, as Spark, joins two streams).
+    pub(crate) query Q7(maxes: Bid, bids: Bid) -> Q7Row, mode = append {
+        maxes
+            .with_watermark(date_time, "1 second")
+            .group_by(window(date_time, "10 seconds"))
+            .agg(max(price) as maxprice)
+            .join(
+                bids.with_watermark(date_time, "1 second"),
+                window = window(bids.date_time, "10 seconds"),
+                maxprice = bids.price,
+            )
+            .select(auction = bids.auction, price = bids.price, bidder = bids.bidder, date_time = bids.date_time)
     }
 }
 
@@ -166,6 +190,10 @@ pub fn fg_q4(_events: usize) -> Measured {
 
 pub fn fg_q5(_events: usize) -> Measured {
     run(Q5::spec(), |_, b| vec![vec![b.clone()]])
+}
+
+pub fn fg_q7(_events: usize) -> Measured {
+    run(Q7::spec(), |_, b| vec![vec![b.clone()], vec![b.clone()]])
 }
 
 /// The engine's next watermark after a batch whose largest event time was `max` (whole
@@ -363,36 +391,103 @@ pub fn hand_q5(_events: usize) -> Measured {
     Measured { elapsed: start.elapsed(), note: String::new(), result: canonical(&out) }
 }
 
-/// One row of a q4 or q5 result as `benches/spark/joins.py` prints it: tab-separated,
-/// timestamps as µs, doubles with 4 decimals.
-fn result_lines(batches: &[RecordBatch]) -> Vec<String> {
-    use arrow_array::Array;
-    let mut lines = Vec::new();
-    for b in batches {
-        let w = b.column(0).as_struct();
-        let (s, e) = (
-            w.column(0).as_primitive::<TimestampMicrosecondType>(),
-            w.column(1).as_primitive::<TimestampMicrosecondType>(),
-        );
-        for i in 0..b.num_rows() {
-            let mut line = format!("{}\t{}", s.value(i), e.value(i));
-            for c in &b.columns()[1..] {
-                if c.is_null(i) {
-                    line.push_str("\tNone");
-                } else if let Some(f) = c.as_primitive_opt::<arrow_array::types::Float64Type>() {
-                    line.push_str(&format!("\t{:.4}", f.value(i)));
-                } else {
-                    line.push_str(&format!("\t{}", c.as_primitive::<Int64Type>().value(i)));
+/// The hand-written q7: per open 10-second window (by start) its highest price so far and the
+/// bids at that price (a higher price starts the list again), each bid read once; a window
+/// whose end the watermark passed gives its bids. Late bids (at or behind the last
+/// watermark) are dropped, as the query's aggregation and join drop them.
+pub fn hand_q7(_events: usize) -> Measured {
+    let start = Instant::now();
+    type Best = (i64, Vec<(i64, i64, i64)>);
+    let mut windows: HashMap<i64, Best, Hasher> = HashMap::with_hasher(Hasher::with_seed(1));
+    let schema = Q7Row::schema();
+    let (mut wm_last, mut wm_next) = (0i64, 0i64);
+    let mut out = Vec::new();
+    let n = batches().len();
+    for id in 0..=n {
+        let ev = if id == n { END_US } else { wm_next };
+        let mut max_b = i64::MIN;
+        if let Some((_, b)) = batches().get(id) {
+            let b_auction = b.column_by_name("auction").unwrap().as_primitive::<Int64Type>().values();
+            let b_bidder = b.column_by_name("bidder").unwrap().as_primitive::<Int64Type>().values();
+            let b_price = b.column_by_name("price").unwrap().as_primitive::<Int64Type>().values();
+            let b_time = b.column_by_name("date_time").unwrap().as_primitive::<TimestampMicrosecondType>().values();
+            for i in 0..b.num_rows() {
+                let t = b_time[i];
+                max_b = max_b.max(t);
+                let w = t - t.rem_euclid(WINDOW_US);
+                if w + WINDOW_US <= wm_last {
+                    continue;
+                }
+                let price = b_price[i];
+                let best = windows.entry(w).or_insert_with(|| (price, Vec::new()));
+                if price > best.0 {
+                    *best = (price, Vec::new());
+                }
+                if price == best.0 {
+                    best.1.push((b_auction[i], b_bidder[i], t));
                 }
             }
-            lines.push(line);
+        }
+        let (mut auction, mut price, mut bidder, mut time) =
+            (Int64Builder::new(), Int64Builder::new(), Int64Builder::new(), timestamps());
+        windows.retain(|&w, (p, bids)| {
+            if w + WINDOW_US > ev {
+                return true;
+            }
+            for &(a, b, t) in bids.iter() {
+                auction.append_value(a);
+                price.append_value(*p);
+                bidder.append_value(b);
+                time.append_value(t);
+            }
+            false
+        });
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(auction.finish()),
+            Arc::new(price.finish()),
+            Arc::new(bidder.finish()),
+            Arc::new(time.finish()),
+        ];
+        out.push(RecordBatch::try_new(schema.clone(), cols).expect("batch"));
+        (wm_last, wm_next) = (wm_next, next_watermark(wm_next, max_b));
+    }
+    Measured { elapsed: start.elapsed(), note: String::new(), result: canonical(&out) }
+}
+
+/// One row of a q4, q5 or q7 result as `benches/spark/joins.py` prints it: tab-separated, a
+/// window as its start and end, timestamps as µs, doubles with 4 decimals.
+fn result_lines(batches: &[RecordBatch]) -> Vec<String> {
+    use arrow_array::Array;
+    fn cell(c: &dyn Array, i: usize, out: &mut Vec<String>) {
+        if c.is_null(i) {
+            out.push("None".into());
+        } else if let Some(w) = c.as_struct_opt() {
+            for f in w.columns() {
+                cell(f.as_ref(), i, out);
+            }
+        } else if let Some(t) = c.as_primitive_opt::<TimestampMicrosecondType>() {
+            out.push(t.value(i).to_string());
+        } else if let Some(f) = c.as_primitive_opt::<arrow_array::types::Float64Type>() {
+            out.push(format!("{:.4}", f.value(i)));
+        } else {
+            out.push(c.as_primitive::<Int64Type>().value(i).to_string());
+        }
+    }
+    let mut lines = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            let mut cells = Vec::new();
+            for c in b.columns() {
+                cell(c.as_ref(), i, &mut cells);
+            }
+            lines.push(cells.join("\t"));
         }
     }
     lines.sort();
     lines
 }
 
-/// `joins-spark` for q4 and q5: the same auctions and bids as JSON files, read by flowgate's
+/// `joins-spark` for q4, q5 and q7: the same auctions and bids as JSON files, read by flowgate's
 /// engine (two file sources, one file each per micro-batch, trigger available-now, memory
 /// sink) and by Spark (`benches/spark/joins.py`), side by side; the results must agree row for
 /// row.
@@ -433,6 +528,12 @@ pub fn spark_compare(events: usize, runs: usize, queries: &[&str]) {
                     .trigger(Trigger::available_now())
                     .start(),
                 "q5" => Q5::builder().bids(bids()).sink(Sink::memory(&table)).trigger(Trigger::available_now()).start(),
+                "q7" => Q7::builder()
+                    .maxes(bids())
+                    .bids(bids())
+                    .sink(Sink::memory(&table))
+                    .trigger(Trigger::available_now())
+                    .start(),
                 other => panic!("no query {other} over auctions and bids"),
             }
             .expect("start");

@@ -88,6 +88,13 @@ pub fn all() -> Vec<Workload> {
             hand: crate::nexmark_joins::hand_q5,
         },
         Workload {
+            name: "nexmark_q7_highest_bid",
+            group: "joins",
+            prepare: crate::nexmark_joins::prepare,
+            flowgate: crate::nexmark_joins::fg_q7,
+            hand: crate::nexmark_joins::hand_q7,
+        },
+        Workload {
             name: "group_state",
             group: "group_state",
             prepare: crate::group_state::prepare,

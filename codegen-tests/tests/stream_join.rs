@@ -835,3 +835,57 @@ fn stream_stream_inner_join_then_union() {
     );
     query.stop().unwrap();
 }
+
+#[derive(Record)]
+struct MaxBid {
+    mAuction: Option<i64>,
+    mPrice: Option<i64>,
+    mTime: Option<Timestamp>,
+}
+
+#[derive(Record)]
+struct PricedBid {
+    auction: Option<i64>,
+    price: Option<i64>,
+    bidTime: Option<Timestamp>,
+}
+
+stream_query! {
+    /// Nexmark q7's shape: the highest price of each closed minute, joined back with the bids
+    /// of that minute at that price. The aggregation's window is a join key, so both sides
+    /// leave the state when it closes (Spark: `window = bw`, the bids' window projected).
+    query HighestBids(maxes: MaxBid, bids: PricedBid) -> PricedBid, mode = append {
+        maxes
+            .with_watermark(mTime, "10 seconds")
+            .group_by(window(mTime, "1 minute"))
+            .agg(max(mPrice) as maxprice)
+            .join(
+                bids.with_watermark(bidTime, "10 seconds"),
+                window = window(bids.bidTime, "1 minute"),
+                maxprice = bids.price,
+            )
+            .select(auction = bids.auction, price = bids.price, bidTime = bids.bidTime)
+    }
+}
+
+#[test]
+fn window_max_then_stream_join_on_window() {
+    let (m, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let table = MemoryTable::new();
+    let query = HighestBids::builder()
+        .maxes(Source::file(m.path()).json())
+        .bids(Source::file(b.path()).json())
+        .trigger(Trigger::processing_time("200 milliseconds"))
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    flowgate_codegen_tests::run_case_sources(
+        "window_max_then_stream_join_on_window",
+        &[("maxes", m.path()), ("bids", b.path())],
+        &query,
+        &table,
+        InputRows::SparkPushesFiltersDown,
+    );
+    query.stop().unwrap();
+}

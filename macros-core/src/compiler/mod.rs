@@ -603,6 +603,26 @@ mod snapshot_tests {
         }));
     }
 
+    /// Nexmark q7's shape: the aggregation's window is a join key against the other stream's
+    /// window, so both sides are evicted by it.
+    #[test]
+    fn window_max_then_stream_join_on_window_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query HighestBids(maxes: MaxBid, bids: PricedBid) -> PricedBid, mode = append {
+                maxes
+                    .with_watermark(mTime, "10 seconds")
+                    .group_by(window(mTime, "1 minute"))
+                    .agg(max(mPrice) as maxprice)
+                    .join(
+                        bids.with_watermark(bidTime, "10 seconds"),
+                        window = window(bids.bidTime, "1 minute"),
+                        maxprice = bids.price,
+                    )
+                    .select(auction = bids.auction, price = bids.price, bidTime = bids.bidTime)
+            }
+        }));
+    }
+
     #[test]
     fn union_then_stream_join_plan() {
         insta::assert_snapshot!(plan_of(quote! {

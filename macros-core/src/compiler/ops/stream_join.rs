@@ -69,6 +69,10 @@ pub struct JoinKey {
     pub left: Expr,
     pub right: Expr,
     pub window: Option<(Ident, Ident, i64)>,
+    /// Whether the left column of a window key is already a window: the event-time window of
+    /// the aggregation before the join (`window = window(bids.date_time, "10 seconds")`, as
+    /// Spark compares `maxes.window = window(bids.date_time, ...)`).
+    pub left_is_window: bool,
 }
 
 /// One side of a time comparison: a column plus a constant (µs).
@@ -254,10 +258,12 @@ impl StreamJoinSpec {
             .keys
             .iter()
             .map(|k| match &k.window {
-                Some((lc, rc, _)) => {
+                Some((lc, rc, size)) => {
                     let c = unqualify(&syn::parse_quote!(#rc));
                     if right {
                         quote!(::flowgate::window::EventTime::event_micros(#c))
+                    } else if k.left_is_window {
+                        quote!(::flowgate::ops::join::stream::window_key::<#size>(#lc))
                     } else {
                         quote!(::flowgate::window::EventTime::event_micros(#lc))
                     }
@@ -473,6 +479,12 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
                         return None;
                     }
                 };
+                // The left side's event-time window after a windowed aggregation.
+                let agg_window = match &l {
+                    Expr::Path(p) => p.path.get_ident().filter(|i| cx.window_event_time.as_ref() == Some(*i)).cloned(),
+                    _ => None,
+                };
+                let mut left_is_window = false;
                 let window = match (window_call(&l, diags), window_call(&r, diags)) {
                     (Some(Err(())), _) | (_, Some(Err(()))) => return None,
                     (Some(Ok((lc, ls))), Some(Ok((rc, rs)))) => {
@@ -482,13 +494,17 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
                         }
                         Some((lc, rc, ls))
                     }
+                    (None, Some(Ok((rc, rs)))) if agg_window.is_some() => {
+                        left_is_window = true;
+                        agg_window.map(|lc| (lc, rc, rs))
+                    }
                     (None, None) => None,
                     _ => {
-                        diags.error(arg.span(), "a window key compares a window of each side: `window(t, \"1 hour\") = window(clicks.t, \"1 hour\")`");
+                        diags.error(arg.span(), "a window key compares a window of each side: `window(t, \"1 hour\") = window(clicks.t, \"1 hour\")`, or, after a windowed aggregation, its `window` with the other side's: `window = window(clicks.t, \"1 hour\")`");
                         return None;
                     }
                 };
-                keys.push(JoinKey { left: l, right: r, window });
+                keys.push(JoinKey { left: l, right: r, window, left_is_window });
             }
             Expr::Path(p) if p.path.get_ident().is_some() => {
                 let col = p.path.get_ident().cloned()?;
@@ -497,6 +513,7 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
                     left: arg.clone(),
                     right: syn::parse_quote_spanned!(col.span()=> #v),
                     window: None,
+                    left_is_window: false,
                 });
             }
             other => {
@@ -959,7 +976,7 @@ pub fn emit_prepare(q: &Query, plan: &Plan, spec: &StreamJoinSpec) -> TokenStrea
     let rw = wm(&spec.right_eviction, format_ident!("__fg_jr_wm{}", spec.op));
     // The join's output watermarks, for the stateful filters after it (a dedup's late rows
     // and eviction): fixed for the batch, computed once here.
-    let output_wms = if filters_after(plan, spec) {
+    let output_wms = if filters_after(plan, spec) || fused_aggregation(plan, spec).is_some() {
         let (late, ev) = output_watermark_vars(spec);
         let late_wm = output_watermark(spec, input_watermark(plan, spec, quote!(__fg_late_wm)));
         let ev_wm = output_watermark(spec, input_watermark(plan, spec, quote!(__fg_ev_wm)));
@@ -970,8 +987,18 @@ pub fn emit_prepare(q: &Query, plan: &Plan, spec: &StreamJoinSpec) -> TokenStrea
     } else {
         TokenStream::new()
     };
+    // The aggregation the pairs fold into, its batch's tables taken for the join's loops.
+    let fused = match fused_aggregation(plan, spec) {
+        Some((_, to)) => {
+            let agg = crate::compiler::ops::dedup::var(to);
+            let tables = fused_tables(spec);
+            quote! { let mut #tables = #agg.begin_sequential(); }
+        }
+        None => TokenStream::new(),
+    };
     quote! {
         #output_wms
+        #fused
         let __fg_in_wm: i64 = #input_wm;
         #op.begin_batch();
         #op.pin_right(|__fg_c: &<#right_ty as ::flowgate::Record>::Columns<'_>| #witness);
@@ -1137,6 +1164,9 @@ fn side_terminal(plan: &Plan, spec: &StreamJoinSpec, right: bool) -> TokenStream
         .map(|k| {
             let e = if right { &k.right } else { &k.left };
             match &k.window {
+                Some((lc, _, size)) if !right && k.left_is_window => {
+                    quote_spanned!(e.span()=> ::flowgate::ops::join::stream::window_key::<#size>(#lc))
+                }
                 Some((lc, rc, size)) => {
                     let c = if right { rc } else { lc };
                     quote_spanned!(e.span()=> ::flowgate::window::tumbling(#c, #size, 0).map(::flowgate::window::WindowKey::<#size>::of))
@@ -1235,7 +1265,7 @@ fn side_terminal(plan: &Plan, spec: &StreamJoinSpec, right: bool) -> TokenStream
         #late
         let __fg_row = #row;
         #pre_check
-        let __fg_h = ::flowgate::value::hash_key(&__fg_key);
+        let __fg_h = ::flowgate::ops::keyed::state_hash(&__fg_key);
         let mut __fg_hit = false;
         let mut __fg_flip = false;
         for __fg_m in #op.#probe(__fg_h, &__fg_key).iter_mut() {
@@ -1291,7 +1321,20 @@ pub fn emit_into(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, feed: &Feed) 
     let (evict, rows) = emit_joined(plan, p, spec, feed.terminal.clone());
     let late = output_watermark(spec, quote!(__fg_late_wm));
     let ev = output_watermark(spec, quote!(__fg_ev_wm));
-    let update = feed.wrap(rows);
+    // Pairs folded as they matched: the rows eviction emitted go into the same tables, then
+    // the aggregation takes them back.
+    let update = if fused_aggregation(plan, spec).is_some() {
+        let (op, tables) = (&feed.op, fused_tables(spec));
+        quote! {
+            {
+                let __fg_tables = &mut #tables;
+                #rows
+            }
+            #op.end_sequential(#tables);
+        }
+    } else {
+        feed.wrap(rows)
+    };
     quote! {
         #evict
         let __fg_late_wm: i64 = #late;
@@ -1484,6 +1527,29 @@ impl Direct<'_> {
     }
 }
 
+/// Where the join's pairs are folded into a hash aggregation as they match (the pipeline from
+/// the join's rows into it, and the aggregation's id): the join's rows go nowhere else and no
+/// stateful filter sits between, so the aggregation sees the rows in the order the buffer
+/// would have given them, with no copy of either row. The rows only eviction emits (an outer
+/// side's unmatched ones) still go through the buffer, after the pairs, as before.
+fn fused_aggregation<'a>(plan: &'a Plan, spec: &StreamJoinSpec) -> Option<(&'a Pipeline, usize)> {
+    let p = plan.pipelines.iter().find(|p| p.source == crate::compiler::plan::Source::Operator(spec.op))?;
+    match &p.sink {
+        crate::compiler::plan::Sink::Operator(to)
+            if matches!(plan.operators[*to].kind, crate::compiler::plan::OperatorKind::HashAggregate(_))
+                && plan.filters_in(p).next().is_none() =>
+        {
+            Some((p, *to))
+        }
+        _ => None,
+    }
+}
+
+/// The batch's tables of the aggregation the join's pairs are folded into.
+fn fused_tables(spec: &StreamJoinSpec) -> Ident {
+    format_ident!("__fg_jagg{}", spec.op)
+}
+
 /// The output columns the join's rows are appended to.
 fn out_parts(spec: &StreamJoinSpec) -> Ident {
     format_ident!("__fg_jout{}", spec.op)
@@ -1508,12 +1574,33 @@ fn emit_pair(plan: &Plan, spec: &StreamJoinSpec, l: TokenStream, r: TokenStream)
                 #body
             }}
         }
-        None => {
-            let joined = joined_var(spec.op);
-            let owned = |x: TokenStream| quote!((#x).cloned());
-            let (l, r) = (owned(l), owned(r));
-            quote! { #joined.push((#l, #r)); }
-        }
+        None => match fused_aggregation(plan, spec) {
+            Some((p, to)) => {
+                let joined = joined_var(spec.op);
+                let tables = fused_tables(spec);
+                let terminal = match &plan.operators[to].kind {
+                    crate::compiler::plan::OperatorKind::HashAggregate(a) => {
+                        crate::compiler::ops::aggregate::feed_hash(to, a).terminal
+                    }
+                    _ => quote! { compile_error!("flowgate bug: a join's pairs fold into a hash aggregation only"); },
+                };
+                let body = pair_body(plan, p, spec, terminal);
+                let (late, ev) = output_watermark_vars(spec);
+                quote! {{
+                    let (__fg_l, __fg_r) = ::flowgate::ops::join::stream::pair_of(&#joined, #l, #r);
+                    let __fg_tables = &mut #tables;
+                    let __fg_late_wm: i64 = #late;
+                    let __fg_ev_wm: i64 = #ev;
+                    #body
+                }}
+            }
+            None => {
+                let joined = joined_var(spec.op);
+                let owned = |x: TokenStream| quote!((#x).cloned());
+                let (l, r) = (owned(l), owned(r));
+                quote! { #joined.push((#l, #r)); }
+            }
+        },
     }
 }
 
@@ -1535,6 +1622,8 @@ impl std::fmt::Display for StreamJoinSpec {
             .keys
             .iter()
             .map(|k| match &k.window {
+                Some((l, r, size)) if k.left_is_window => format!("{l} = window({}.{r}, {size} µs)", self.right_name)
+                    .replace(&format!("__fg_{}_", self.right_name), ""),
                 Some((l, r, size)) => format!("window({l}, {size} µs) = window({}.{r}, {size} µs)", self.right_name)
                     .replace(&format!("__fg_{}_", self.right_name), ""),
                 None => format!("{} = {}", show(&k.left), show(&k.right)),

@@ -421,6 +421,30 @@ where
         self.finish_metrics();
     }
 
+    /// [`HashAggState::update_sequential`] in two halves, for rows that come one by one from
+    /// another operator's loop (a stream-stream join folds its pairs as they match, with no
+    /// buffer between): the batch's tables, to aggregate into on the calling thread, until
+    /// [`HashAggState::end_sequential`] takes them back. Groups move from the state into them
+    /// as rows meet them, as in `update_sequential`.
+    pub fn begin_sequential(&mut self) -> AggPartials<K, A> {
+        self.consolidate();
+        self.late.clear();
+        AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts))
+    }
+
+    /// Ends what [`HashAggState::begin_sequential`] began: the tables back, the batch's late
+    /// keys counted, the metrics.
+    pub fn end_sequential(&mut self, t: AggPartials<K, A>) {
+        self.parts = t.state;
+        self.changed = t.parts;
+        for (hash, key) in t.late {
+            if self.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
+                self.late.insert_unique(hash, (hash, key), |(h, _)| *h);
+            }
+        }
+        self.finish_metrics();
+    }
+
     /// One task: its tables are `changed` (empty) over the state, and groups move from the
     /// state into them as the rows meet them. No merge pass.
     fn fold_in_order<U, F>(&mut self, units: &[U], mut f: F)

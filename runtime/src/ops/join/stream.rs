@@ -1,5 +1,6 @@
 //! Stream-stream joins (Spark's `StreamingSymmetricHashJoinExec`, `symmetricHashJoin` in
-//! progress): both sides buffer their rows in state, by join key and shuffle partition.
+//! progress): both sides buffer their rows in state, by join key (a key's shuffle partition
+//! is the checkpoint's layout only: see `Side`).
 //!
 //! Generated code drives one batch in Spark's order:
 //! 1. [`StreamJoinState::begin_batch`];
@@ -19,6 +20,8 @@
 //! `clicks.t >= impressions.t && clicks.t <= impressions.t + 1 hour`, no future click can match
 //! an impression older than the watermark minus one hour. A side without one keeps its rows.
 //!
+//! Every `hash` argument below is the key's [`state_hash`] (in memory only).
+//!
 //! Persisted as one state store per operator: each key is stored once per side, the side as
 //! the first byte (0 left, 1 right), the value the side's rows with their matched flags
 //! (`list[(row,bool)]`). Both sides of a key live in the key's shuffle partition.
@@ -30,10 +33,12 @@ use hashbrown::HashTable;
 use crate::checkpoint::state::StateMap;
 use crate::codec::StateCodec;
 use crate::error::{Error, Result};
+use crate::ops::keyed::state_hash;
 use crate::ops::{PartitionChanges, StateOperatorProgress, StateSchema, StatefulOperator};
 use crate::partition::partition_of;
 use crate::record::BorrowRef;
 use crate::value::{hash_key, GroupKey};
+use crate::window::{Window, WindowKey};
 
 /// One buffered row of a side and whether any row of the other side has matched it (an outer
 /// join emits the unmatched ones when they leave the state; Spark's state format 2).
@@ -43,40 +48,38 @@ pub struct Buffered<V> {
     pub matched: bool,
 }
 
-/// The buffered rows of one side: per shuffle partition, each key with its rows in arrival
-/// order.
+/// The buffered rows of one side: each key with its rows in arrival order, in one table found
+/// by [`state_hash`] (in memory only). The shuffle partitions are the checkpoint's layout,
+/// computed from a key's persisted partition hash ([`hash_key`], Murmur3) only where the key
+/// meets the checkpoint: [`StatefulOperator::take_changes`] and [`StatefulOperator::restore`].
+/// No join runs its partitions in parallel, so one table per partition would only cost a
+/// Murmur3 hash per row (5% of q8's samples in `benches/src/joins.rs` when it did).
 struct Side<K, V> {
-    parts: Vec<HashTable<(K, Vec<Buffered<V>>)>>,
+    table: HashTable<(K, Vec<Buffered<V>>)>,
+    partitions: usize,
     rows: usize,
     /// The rows' vectors' capacity, in rows (kept as rows come and go: the state's bytes are
     /// reported every batch without a pass over it).
     capacity: usize,
-    /// Keys changed since the last checkpoint (hash, key), while tracking.
-    touched: Vec<(u64, K)>,
+    /// Keys changed since the last checkpoint, while tracking.
+    touched: Vec<K>,
 }
 
 impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
     fn new(partitions: usize) -> Self {
-        Side {
-            parts: (0..partitions.max(1)).map(|_| HashTable::new()).collect(),
-            rows: 0,
-            capacity: 0,
-            touched: Vec::new(),
-        }
+        Side { table: HashTable::new(), partitions: partitions.max(1), rows: 0, capacity: 0, touched: Vec::new() }
     }
 
     fn rows_of<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> &mut [Buffered<V>] {
-        let p = partition_of(hash, self.parts.len());
-        match self.parts[p].find_mut(hash, |(k, _)| key.eq_owned(k)) {
+        match self.table.find_mut(hash, |(k, _)| key.eq_owned(k)) {
             Some((_, rows)) => rows,
             None => &mut [],
         }
     }
 
     fn append<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q, value: V, matched: bool, tracking: bool) {
-        let p = partition_of(hash, self.parts.len());
         let row = Buffered { value, matched };
-        let owned = match self.parts[p].find_mut(hash, |(k, _)| key.eq_owned(k)) {
+        let owned = match self.table.find_mut(hash, |(k, _)| key.eq_owned(k)) {
             Some((k, rows)) => {
                 let before = rows.capacity();
                 rows.push(row);
@@ -86,19 +89,19 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
             None => {
                 let k = key.to_owned_key();
                 let t = tracking.then(|| k.clone());
-                self.parts[p].insert_unique(hash, (k, vec![row]), |(k, _)| hash_key(k));
+                self.table.insert_unique(hash, (k, vec![row]), |(k, _)| state_hash(k));
                 self.capacity += 1;
                 t
             }
         };
         self.rows += 1;
         if let Some(k) = owned {
-            self.touched.push((hash, k));
+            self.touched.push(k);
         }
     }
 
-    fn touch<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) {
-        self.touched.push((hash, key.to_owned_key()));
+    fn touch<Q: GroupKey<Owned = K>>(&mut self, key: &Q) {
+        self.touched.push(key.to_owned_key());
     }
 
     /// Removes the rows `behind` says, handing each to `removed`; returns how many. One pass
@@ -112,26 +115,24 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
     ) -> usize {
         let (mut gone, mut freed) = (0, 0);
         let touched = &mut self.touched;
-        for t in &mut self.parts {
-            t.retain(|(k, rows)| {
-                let before = rows.len();
-                for r in rows.extract_if(.., |r| behind(k, &r.value)) {
-                    removed(k, r);
-                }
-                if rows.len() == before {
-                    return true;
-                }
-                gone += before - rows.len();
-                if tracking {
-                    touched.push((hash_key(k), k.clone()));
-                }
-                if rows.is_empty() {
-                    freed += rows.capacity();
-                    return false;
-                }
-                true
-            });
-        }
+        self.table.retain(|(k, rows)| {
+            let before = rows.len();
+            for r in rows.extract_if(.., |r| behind(k, &r.value)) {
+                removed(k, r);
+            }
+            if rows.len() == before {
+                return true;
+            }
+            gone += before - rows.len();
+            if tracking {
+                touched.push(k.clone());
+            }
+            if rows.is_empty() {
+                freed += rows.capacity();
+                return false;
+            }
+            true
+        });
         self.capacity -= freed;
         self.rows -= gone;
         gone
@@ -148,22 +149,20 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
     ) -> usize {
         let (mut gone, mut freed) = (0, 0);
         let touched = &mut self.touched;
-        for t in &mut self.parts {
-            t.retain(|(k, rows)| {
-                if !behind(k) {
-                    return true;
-                }
-                gone += rows.len();
-                freed += rows.capacity();
-                for r in rows.drain(..) {
-                    removed(k, r);
-                }
-                if tracking {
-                    touched.push((hash_key(k), k.clone()));
-                }
-                false
-            });
-        }
+        self.table.retain(|(k, rows)| {
+            if !behind(k) {
+                return true;
+            }
+            gone += rows.len();
+            freed += rows.capacity();
+            for r in rows.drain(..) {
+                removed(k, r);
+            }
+            if tracking {
+                touched.push(k.clone());
+            }
+            false
+        });
         self.capacity -= freed;
         self.rows -= gone;
         gone
@@ -172,11 +171,11 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
     /// The rows' capacity counted anew (what `capacity` keeps).
     #[cfg(test)]
     fn recount(&self) -> usize {
-        self.parts.iter().flat_map(|t| t.iter()).map(|(_, r)| r.capacity()).sum()
+        self.table.iter().map(|(_, r)| r.capacity()).sum()
     }
 
     fn estimated_bytes(&self) -> u64 {
-        let tables: usize = self.parts.iter().map(|t| t.capacity() * (size_of::<(K, Vec<Buffered<V>>)>() + 1)).sum();
+        let tables = self.table.capacity() * (size_of::<(K, Vec<Buffered<V>>)>() + 1);
         (tables + self.capacity * size_of::<Buffered<V>>()) as u64
     }
 }
@@ -290,25 +289,25 @@ where
         self.left.rows_of(hash, key)
     }
 
-    /// Records that a probe set matched flags of the right rows under `key` (for the checkpoint).
-    pub fn matched_right<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) {
+    /// Records that a probe set matched flags of the right rows under `key` (for the checkpoint;
+    /// `_hash`, the key's [`state_hash`] as every probe takes it, is not needed here).
+    pub fn matched_right<Q: GroupKey<Owned = K>>(&mut self, _hash: u64, key: &Q) {
         if self.tracking {
-            self.right.touch(hash, key);
+            self.right.touch(key);
         }
     }
 
     /// Records that a probe set matched flags of the left rows under `key`.
-    pub fn matched_left<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) {
+    pub fn matched_left<Q: GroupKey<Owned = K>>(&mut self, _hash: u64, key: &Q) {
         if self.tracking {
-            self.left.touch(hash, key);
+            self.left.touch(key);
         }
     }
 
     /// Removes the left rows under `key` that a right row matched (a left semi join emits each
     /// left row once, when it is first matched, and forgets it then, as Spark does).
     pub fn remove_matched_left<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) {
-        let p = partition_of(hash, self.left.parts.len());
-        let Ok(mut entry) = self.left.parts[p].find_entry(hash, |(k, _)| key.eq_owned(k)) else { return };
+        let Ok(mut entry) = self.left.table.find_entry(hash, |(k, _)| key.eq_owned(k)) else { return };
         let rows = &mut entry.get_mut().1;
         let before = rows.len();
         rows.retain(|r| !r.matched);
@@ -320,7 +319,7 @@ where
         self.left.rows -= gone;
         self.metrics.num_rows_removed += gone as u64;
         if self.tracking {
-            self.left.touch(hash, key);
+            self.left.touch(key);
         }
     }
 
@@ -444,13 +443,15 @@ where
     K: GroupKey<Owned = K> + Clone + Eq + StateCodec,
     V: StateCodec + Clone,
 {
-    let n = side.parts.len();
-    let mut touched = std::mem::take(&mut side.touched);
+    let n = side.partitions;
+    // The partition hash, computed here, once per changed key; the keys in its order, as the
+    // checkpoint has always had them.
+    let mut touched: Vec<(u64, K)> = std::mem::take(&mut side.touched).into_iter().map(|k| (hash_key(&k), k)).collect();
     touched.sort_by_key(|(h, _)| *h);
     touched.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     for (hash, key) in touched {
         let p = partition_of(hash, n);
-        let value = side.parts[p].find(hash, |(k, _)| *k == key).map(|(_, rows)| {
+        let value = side.table.find(state_hash(&key), |(k, _)| *k == key).map(|(_, rows)| {
             let mut buf = vec![tag];
             (rows.len() as u64).encode(&mut buf);
             for r in rows {
@@ -482,7 +483,7 @@ where
             operator: OPERATOR_NAME.to_string(),
             key_layout: key,
             value_layout: value,
-            partitions: self.left.parts.len(),
+            partitions: self.left.partitions,
         }
     }
     fn metrics(&self) -> StateOperatorProgress {
@@ -494,13 +495,13 @@ where
         self.right.touched.clear();
     }
     fn take_changes(&mut self) -> Vec<PartitionChanges> {
-        let mut out: Vec<PartitionChanges> = (0..self.left.parts.len()).map(|_| Vec::new()).collect();
+        let mut out: Vec<PartitionChanges> = (0..self.left.partitions).map(|_| Vec::new()).collect();
         changes(&mut self.left, LEFT, &mut out);
         changes(&mut self.right, RIGHT, &mut out);
         out
     }
     fn restore(&mut self, maps: Vec<StateMap>) -> Result<()> {
-        let n = self.left.parts.len();
+        let n = self.left.partitions;
         if maps.len() != n {
             return Err(Error::Checkpoint(format!("join state has {} partitions, the query {n}", maps.len())));
         }
@@ -512,8 +513,7 @@ where
                     return Err(Error::Checkpoint("an empty join state key".into()));
                 };
                 let key = K::decode(&mut rest)?;
-                let hash = hash_key(&key);
-                let home = partition_of(hash, n);
+                let home = partition_of(hash_key(&key), n);
                 if home != p {
                     return Err(Error::Checkpoint(format!(
                         "a join key stored in state partition {p} belongs to partition {home}: the checkpoint was \
@@ -533,13 +533,13 @@ where
                         let rows = crate::codec::from_bytes::<Rows<L>>(v)?.0;
                         self.left.rows += rows.len();
                         self.left.capacity += rows.capacity();
-                        self.left.parts[p].insert_unique(hash, (key, rows), |(k, _)| hash_key(k));
+                        self.left.table.insert_unique(state_hash(&key), (key, rows), |(k, _)| state_hash(k));
                     }
                     RIGHT => {
                         let rows = crate::codec::from_bytes::<Rows<R>>(v)?.0;
                         self.right.rows += rows.len();
                         self.right.capacity += rows.capacity();
-                        self.right.parts[p].insert_unique(hash, (key, rows), |(k, _)| hash_key(k));
+                        self.right.table.insert_unique(state_hash(&key), (key, rows), |(k, _)| state_hash(k));
                     }
                     other => return Err(Error::Checkpoint(format!("bad join side {other} in state"))),
                 }
@@ -565,6 +565,16 @@ pub fn bind_padded<T: BorrowRef>(v: Option<&T>) -> T::Padded<'_> {
         Some(v) => T::pad(T::borrow_ref(v)),
         None => T::pad_null(),
     }
+}
+
+/// The join key of a window column (the left side's event-time window after a windowed
+/// aggregation, joined with `window(clicks.t, size)` of the other side): the window when it is
+/// `SIZE` long, else `None`, a null key that matches nothing (every window of the other side
+/// is `SIZE` long, so no row of it could equal this one).
+#[inline(always)]
+pub fn window_key<const SIZE: i64>(window: impl std::borrow::Borrow<Window>) -> Option<WindowKey<SIZE>> {
+    let w = *window.borrow();
+    (w.end.0 - w.start.0 == SIZE).then(|| WindowKey::of(w))
 }
 
 /// The owned value type of a typed column (for [`StreamJoinState::pin_right`]; never called).
@@ -599,13 +609,13 @@ mod tests {
         j.set_tracking(true);
         for i in 0..500i64 {
             let k = (i % 37,);
-            j.append_left(hash_key(&k), &k, (i,), i % 3 == 0);
-            j.append_right(hash_key(&k), &k, (i,), false);
+            j.append_left(state_hash(&k), &k, (i,), i % 3 == 0);
+            j.append_right(state_hash(&k), &k, (i,), false);
             if i % 50 == 49 {
                 j.evict_left(|_, v| v.0 <= i - 60, |_, _| {});
                 j.evict_right(|k, _| k.0 % 2 == 0, |_, _| {});
                 let k = (i % 37,);
-                j.remove_matched_left(hash_key(&k), &k);
+                j.remove_matched_left(state_hash(&k), &k);
                 assert_eq!(j.left.capacity, j.left.recount());
                 assert_eq!(j.right.capacity, j.right.recount());
             }
@@ -636,8 +646,8 @@ mod tests {
             j.set_tracking(true);
             for i in 0..400i64 {
                 let k = (i % 41,);
-                j.append_left(hash_key(&k), &k, (i,), i % 5 == 0);
-                j.append_right(hash_key(&k), &k, (-i,), i % 7 == 0);
+                j.append_left(state_hash(&k), &k, (i,), i % 5 == 0);
+                j.append_right(state_hash(&k), &k, (-i,), i % 7 == 0);
             }
             j
         };
@@ -663,7 +673,7 @@ mod tests {
         j.set_tracking(true);
         j.begin_batch();
         let a = (Some("a"),);
-        let h = hash_key(&a);
+        let h = state_hash(&a);
         j.append_left(h, &a, (1,), false);
         j.append_left(h, &a, (5,), false);
         let rows = j.probe_left(h, &a);
@@ -672,8 +682,8 @@ mod tests {
         j.matched_left(h, &a);
         j.append_right(h, &a, (2,), true);
         let null = (None::<&str>,);
-        j.append_left(hash_key(&null), &null, (9,), false);
-        assert!(j.probe_left(hash_key(&null), &null).is_empty(), "a null key matches nothing");
+        j.append_left(state_hash(&null), &null, (9,), false);
+        assert!(j.probe_left(state_hash(&null), &null).is_empty(), "a null key matches nothing");
         let mut out = Vec::new();
         j.evict_left(|_, v| v.0 <= 1, |_, r| out.push(r));
         j.end_batch();
@@ -719,4 +729,68 @@ mod tests {
         let mut v: &[u8] = changes[0][0].1.as_deref().unwrap();
         assert_eq!(vl.decode(&mut v).unwrap(), serde_json::json!({"side": "left", "rows": [[[5], true]]}));
     }
+
+    /// A window column joins another side's windows of its size only: a window of another
+    /// length is a null key (it could equal none of them).
+    #[test]
+    fn a_window_column_is_a_key_of_its_size_only() {
+        use crate::Timestamp;
+        let w = Window::new(Timestamp(20_000_000), Timestamp(30_000_000));
+        assert_eq!(window_key::<10_000_000>(w), Some(WindowKey { start: 20_000_000 }));
+        assert_eq!(window_key::<10_000_000>(&w), Some(WindowKey { start: 20_000_000 }));
+        assert_eq!(window_key::<5_000_000>(w), None);
+        assert!(crate::value::GroupKey::has_null(&(window_key::<5_000_000>(w), 1i64)));
+    }
+
+    /// The checkpoint's bytes of a join's state are pinned: a fixed run of appends, matches,
+    /// evictions and a semi join's removal gives exactly these changes, partition by partition,
+    /// key and value bytes in this order. They were recorded before the in-memory table moved
+    /// from the partition hash to [`state_hash`] (one table instead of one per partition), and
+    /// the move changed none of them: the checkpoint does not depend on how memory finds a key.
+    #[test]
+    fn checkpoint_bytes_of_join_state_are_pinned() {
+        fn hex(b: &[u8]) -> String {
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        }
+        type Join = StreamJoinState<(Option<String>, i64), (i64, Option<String>), (i64,)>;
+        let mut j = Join::new(3);
+        j.set_tracking(true);
+        for i in 0..12i64 {
+            let k = (Some(format!("k{}", i % 4)), i % 2);
+            let kr = (k.0.as_deref(), k.1);
+            let h = state_hash(&kr);
+            j.append_left(h, &kr, (i, (i % 3 == 0).then(|| format!("v{i}"))), i % 5 == 0);
+            if !j.probe_left(h, &kr).is_empty() {
+                j.probe_left(h, &kr)[0].matched = true;
+                j.matched_left(h, &kr);
+            }
+            j.append_right(h, &kr, (-i,), false);
+        }
+        j.evict_left(|_, v| v.0 < 3, |_, _| {});
+        j.evict_right_keys(|k| k.0.as_deref() == Some("k1"), |_, _| {});
+        let k = (Some("k2"), 0i64);
+        j.remove_matched_left(state_hash(&k), &k);
+        let changes = j.take_changes();
+        let text: Vec<String> = changes
+            .iter()
+            .enumerate()
+            .flat_map(|(p, c)| {
+                c.iter().map(move |(k, v)| format!("{p} {} {}", hex(k), v.as_deref().map_or("-".to_string(), hex)))
+            })
+            .collect();
+        let text = text.join("\n");
+        println!("{text}");
+        assert_eq!(text, GOLDEN_JOIN_CHANGES);
+    }
+
+    /// What [`checkpoint_bytes_of_join_state_are_pinned`] expects: `partition key value` per
+    /// change, in hex (recorded with the code before the move to one in-memory table).
+    const GOLDEN_JOIN_CHANGES: &str = "0 000102000000000000006b300000000000000000 0002000000000000000400000000000000000008000000000000000000\n\
+0 000102000000000000006b320000000000000000 0001000000000000000600000000000000010200000000000000763600\n\
+0 010102000000000000006b300000000000000000 010300000000000000000000000000000000fcffffffffffffff00f8ffffffffffffff00\n\
+0 010102000000000000006b320000000000000000 010300000000000000feffffffffffffff00faffffffffffffff00f6ffffffffffffff00\n\
+1 000102000000000000006b310100000000000000 000200000000000000050000000000000000010900000000000000010200000000000000763900\n\
+1 000102000000000000006b330100000000000000 0003000000000000000300000000000000010200000000000000763301070000000000000000000b000000000000000000\n\
+1 010102000000000000006b310100000000000000 -\n\
+1 010102000000000000006b330100000000000000 010300000000000000fdffffffffffffff00f9ffffffffffffff00f5ffffffffffffff00";
 }
