@@ -64,8 +64,9 @@ struct Pending {
     reports: Vec<Option<EpochReport>>,
     /// Output rows, for a sink that takes whole epochs.
     rows: Vec<RecordBatch>,
-    /// A stateful query's input rows, per task (the stage runs on them at commit).
-    inputs: Vec<Vec<RecordBatch>>,
+    /// A stateful query's input vectors that arrived before the epoch became the stage's
+    /// (a task passed the marker before the others did), as (task, rows) in arrival order.
+    inputs: Vec<(usize, RecordBatch)>,
     output_rows: u64,
     opened: Instant,
 }
@@ -75,7 +76,7 @@ impl Pending {
         Pending {
             reports: (0..tasks).map(|_| None).collect(),
             rows: Vec::new(),
-            inputs: vec![Vec::new(); tasks],
+            inputs: Vec::new(),
             output_rows: 0,
             opened,
         }
@@ -161,7 +162,7 @@ impl Continuous {
         let mut rerun_timestamp = None;
         // A stateful query's plan runs once, in the stage (see `stage.rs`); a stateless one's
         // runs in every task.
-        let mut stage = Stage::for_plan((self.make_plan)(&self.config));
+        let mut stage = Stage::for_plan((self.make_plan)(&self.config), self.output_mode);
         if let Some(cp) = &mut self.checkpoint {
             let resume = cp.resume(n)?;
             for (s, logs) in self.sources.iter_mut().zip(resume.source_logs) {
@@ -263,8 +264,9 @@ impl Continuous {
         Ok(())
     }
 
-    /// Runs the stage on an epoch's rows and makes its state version durable (with a
-    /// checkpoint; the epoch's offsets were logged before): the output and the next watermark.
+    /// Runs a replayed epoch's rows through the stage as one micro-batch (one vector, then the
+    /// epoch's end) and makes its state version durable (its offsets were logged before): the
+    /// output and the next watermark.
     fn run_stage(
         &mut self,
         stage: &mut Stage,
@@ -273,6 +275,8 @@ impl Continuous {
         statics: &[Option<Vec<RecordBatch>>],
         timestamp_ms: i64,
     ) -> Result<(Vec<RecordBatch>, Option<i64>)> {
+        stage.begin_epoch(epoch, timestamp_ms);
+        let has_rows = inputs.iter().flatten().any(|b| b.num_rows() > 0);
         let inputs: Vec<Vec<RecordBatch>> = inputs
             .into_iter()
             .zip(statics)
@@ -281,12 +285,46 @@ impl Continuous {
                 None => rows,
             })
             .collect();
-        let tracking = self.checkpoint.as_ref().is_some_and(QueryCheckpoint::has_state);
-        let run = stage.run(epoch, inputs, self.output_mode, timestamp_ms, tracking)?;
-        if let (Some(cp), Some(changes)) = (&self.checkpoint, run.changes) {
+        let mut rows = if has_rows { stage.run_vector(&inputs)? } else { Vec::new() };
+        let end = stage.end_epoch(&empty_inputs(statics))?;
+        rows.extend(end.rows);
+        if let (Some(cp), Some(changes)) = (&self.checkpoint, end.changes) {
             cp.commit_state(epoch, changes)?;
         }
-        Ok((run.rows, run.next_watermark))
+        Ok((rows, end.next_watermark))
+    }
+
+    /// Output rows of epoch `epoch` for the sink: to it right away if it takes rows as they
+    /// come, else kept for the epoch's commit.
+    fn emit(&mut self, p: &mut Pending, epoch: u64, rows: RecordBatch) -> Result<()> {
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        p.output_rows += rows.num_rows() as u64;
+        if self.sink.takes_rows() {
+            self.sink
+                .add_rows(epoch, &rows, self.output_mode)
+                .map_err(|e| e.context(format!("sink {} at epoch {epoch}", self.sink.description())))
+        } else {
+            p.rows.push(rows);
+            Ok(())
+        }
+    }
+
+    /// Runs one input vector of the stage's epoch through the stage and emits its output.
+    fn stage_vector(
+        &mut self,
+        stage: &mut Stage,
+        p: &mut Pending,
+        input: usize,
+        rows: RecordBatch,
+        statics: &[Option<Vec<RecordBatch>>],
+    ) -> Result<()> {
+        let epoch = stage.epoch();
+        for out in stage.run_vector(&inputs_for(statics, input, rows))? {
+            self.emit(p, epoch, out)?;
+        }
+        Ok(())
     }
 
     /// Hands a whole epoch to the sink (a replay, or a sink that takes whole epochs).
@@ -318,6 +356,9 @@ impl Continuous {
         statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
         mut stage: Option<Stage>,
     ) -> Result<()> {
+        if let Some(stage) = &mut stage {
+            stage.begin_epoch(first_epoch, crate::clock::now_micros() / 1000);
+        }
         let readers = self.readers(&committed)?;
         let tasks_n = readers.len();
         let control = Arc::new(Control { open_epoch: AtomicU64::new(first_epoch), exit: AtomicBool::new(false) });
@@ -372,7 +413,6 @@ impl Continuous {
     ) -> Result<()> {
         let interval = self.trigger.interval().map_err(Error::Plan)?.to_std();
         let ticker = self.trigger.ticker().cloned();
-        let takes_rows = self.sink.takes_rows();
         let mut open = first_epoch;
         let mut to_commit = first_epoch;
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
@@ -424,20 +464,21 @@ impl Continuous {
                     let p = pending.get_mut(&epoch).ok_or_else(|| {
                         Error::Internal(format!("rows of epoch {epoch}, which is not open (committing {to_commit})"))
                     })?;
-                    p.output_rows += rows.num_rows() as u64;
-                    if takes_rows {
-                        self.sink
-                            .add_rows(epoch, &rows, self.output_mode)
-                            .map_err(|e| e.context(format!("sink {} at epoch {epoch}", self.sink.description())))?;
-                    } else {
-                        p.rows.push(rows);
-                    }
+                    self.emit(p, epoch, rows)?;
                 }
                 Ok(Message::Input { epoch, task, rows }) => {
                     let p = pending.get_mut(&epoch).ok_or_else(|| {
                         Error::Internal(format!("input of epoch {epoch}, which is not open (committing {to_commit})"))
                     })?;
-                    p.inputs[task].push(rows);
+                    match stage.as_deref_mut() {
+                        // The stage's epoch: run now, its output to the sink at once.
+                        Some(stage) if stage.epoch() == epoch => {
+                            let input = self.input_of(tasks[task].source);
+                            self.stage_vector(stage, p, input, rows, statics)?;
+                        }
+                        // A later epoch's: it waits for the markers of the epochs before.
+                        _ => p.inputs.push((task, rows)),
+                    }
                 }
                 Ok(Message::Marker { task, epoch, report }) => {
                     let p = pending
@@ -466,6 +507,18 @@ impl Continuous {
                     }
                 }
                 to_commit += 1;
+                if let Some(stage) = stage.as_deref_mut() {
+                    // The next epoch is the stage's now: its vectors that waited run, in the
+                    // order they arrived.
+                    stage.begin_epoch(to_commit, crate::clock::now_micros() / 1000);
+                    if let Some(mut p) = pending.remove(&to_commit) {
+                        for (task, rows) in std::mem::take(&mut p.inputs) {
+                            let input = self.input_of(tasks[task].source);
+                            self.stage_vector(stage, &mut p, input, rows, statics)?;
+                        }
+                        pending.insert(to_commit, p);
+                    }
+                }
             }
         }
     }
@@ -486,7 +539,7 @@ impl Continuous {
     ) -> Result<Vec<Option<Offset>>> {
         let _span = tracing::debug_span!("epoch", query = %self.name, epoch).entered();
         let commit_start = Instant::now();
-        let reports: Vec<EpochReport> = p.reports.into_iter().flatten().collect();
+        let reports: Vec<EpochReport> = std::mem::take(&mut p.reports).into_iter().flatten().collect();
         let mut ends: Vec<Option<Offset>> = Vec::with_capacity(self.sources.len());
         let mut rows_per_source = vec![0u64; self.sources.len()];
         for (j, rows) in rows_per_source.iter_mut().enumerate() {
@@ -501,8 +554,14 @@ impl Continuous {
                 .collect();
             ends.push(Some(Offset(Value::Array(positions))));
         }
-        let watermarks = stage.as_ref().and_then(|s| s.watermarks());
-        let timestamp_ms = crate::clock::now_micros() / 1000;
+        let mut stage = stage;
+        // A stateful epoch's processing time is the one its vectors ran with.
+        let (watermarks, timestamp_ms) = match stage.as_deref() {
+            Some(s) => (s.watermarks(), s.timestamp_ms()),
+            None => (None, crate::clock::now_micros() / 1000),
+        };
+        // The epoch's end: its eviction and its state changes (its rows ran as they came).
+        let end = stage.as_deref_mut().map(|s| s.end_epoch(&empty_inputs(statics))).transpose()?;
         let mut state_operators = Vec::new();
         if let Some(cp) = &mut self.checkpoint {
             let mut logs = Vec::with_capacity(self.sources.len());
@@ -516,17 +575,15 @@ impl Continuous {
             cp.log_offsets(epoch, &ends, watermarks, logs, timestamp_ms)?;
         }
         let mut next_watermark = None;
-        if let Some(stage) = stage {
-            // In task order (see `stage.rs`), per declared input.
-            let mut inputs: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.slots.len()];
-            for (t, rows) in tasks.iter().zip(std::mem::take(&mut p.inputs)) {
-                inputs[self.input_of(t.source)].extend(rows);
+        if let Some(end) = end {
+            if let (Some(cp), Some(changes)) = (&self.checkpoint, end.changes) {
+                cp.commit_state(epoch, changes)?;
             }
-            let (rows, next) = self.run_stage(stage, epoch, inputs, statics, timestamp_ms)?;
-            p.output_rows = rows.iter().map(|b| b.num_rows() as u64).sum();
-            p.rows = rows;
-            next_watermark = next;
-            state_operators = stage.state_operators();
+            for rows in end.rows {
+                self.emit(&mut p, epoch, rows)?;
+            }
+            next_watermark = end.next_watermark;
+            state_operators = stage.as_deref().map(Stage::state_operators).unwrap_or_default();
         }
         if let Some(cp) = &mut self.checkpoint {
             // Nothing reaches a sink that takes whole epochs before the offsets are durable.
@@ -604,6 +661,11 @@ impl Continuous {
         });
         Ok(ends)
     }
+}
+
+/// A plan's inputs without stream rows: the static inputs' rows, empty streams.
+fn empty_inputs(statics: &[Option<Vec<RecordBatch>>]) -> Vec<Vec<RecordBatch>> {
+    statics.iter().map(|s| s.clone().unwrap_or_default()).collect()
 }
 
 /// A plan's inputs for one vector of input `input`: the static inputs' rows, empty streams.

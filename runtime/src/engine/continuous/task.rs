@@ -24,7 +24,7 @@ pub(super) enum Message {
     /// Output rows of epoch `epoch`.
     Rows { epoch: u64, rows: RecordBatch },
     /// Input rows of epoch `epoch` read by task `task` of a stateful query (the
-    /// coordinator's stage runs the plan on each epoch's rows).
+    /// coordinator's stage runs the plan on each vector as it arrives, see `stage.rs`).
     Input { epoch: u64, task: usize, rows: RecordBatch },
     /// The task passed the marker of `epoch`: everything it produced in the epoch was sent.
     Marker { task: usize, epoch: u64, report: EpochReport },
@@ -64,7 +64,7 @@ pub(super) struct Task {
     pub statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
     pub reader: Box<dyn PartitionReader>,
     /// The task's instance of the plan; `None` for a stateful query, whose task only reads
-    /// (the coordinator's stage runs the plan per epoch).
+    /// (the coordinator's stage runs the plan on its vectors).
     pub plan: Option<Box<dyn Plan>>,
     pub output_mode: OutputMode,
     pub epoch: u64,
