@@ -363,6 +363,8 @@ impl Continuous {
         let tasks_n = readers.len();
         let control = Arc::new(Control { open_epoch: AtomicU64::new(first_epoch), exit: AtomicBool::new(false) });
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+        // A map-like query's tasks give their rows to a sink that takes rows themselves.
+        let writer = if stage.is_none() { self.sink.row_writer() } else { None };
         let mut tasks = Vec::with_capacity(tasks_n);
         for (index, (source, reader)) in readers.into_iter().enumerate() {
             let task = Task {
@@ -372,6 +374,7 @@ impl Continuous {
                 reader,
                 plan: stage.is_none().then(|| (self.make_plan)(&self.config)),
                 output_mode: self.output_mode,
+                writer: writer.clone(),
                 epoch: first_epoch,
                 control: control.clone(),
                 tx: tx.clone(),
@@ -484,6 +487,7 @@ impl Continuous {
                     let p = pending
                         .get_mut(&epoch)
                         .ok_or_else(|| Error::Internal(format!("a marker of epoch {epoch}, which is not open")))?;
+                    p.output_rows += report.rows_out;
                     p.reports[task] = Some(report);
                 }
                 Ok(Message::Failed { task, error }) => {
@@ -607,7 +611,10 @@ impl Continuous {
                 .then(|| micros(reports.iter().map(|r| r.sum_latency).sum::<Duration>()) / timed),
             max_lag_micros: reports.iter().filter_map(|r| r.lag).max().map(micros),
         };
-        let caught_up = reports.iter().all(|r| r.caught_up);
+        // Idle: every task had read all its source had, and the next epoch owes no eviction
+        // (`process_all_available` returns after the epoch that evicts, as a micro-batch run
+        // returns after its no-data batch).
+        let caught_up = reports.iter().all(|r| r.caught_up) && !stage.as_deref().is_some_and(Stage::owes_eviction);
         let mut duration_ms = BTreeMap::new();
         duration_ms.insert("epoch".to_string(), epoch_ms);
         duration_ms.insert("commit".to_string(), commit_ms);

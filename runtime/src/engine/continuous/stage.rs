@@ -169,6 +169,13 @@ impl Stage {
         self.has_watermark.then_some((self.late, self.eviction))
     }
 
+    /// Whether the running epoch evicts at its end (its watermark moved past the late one): an
+    /// epoch before it is not idle yet, as a micro-batch run is not while it owes a no-data
+    /// batch.
+    pub(super) fn owes_eviction(&self) -> bool {
+        self.has_watermark && self.eviction > self.late
+    }
+
     /// The operators' progress over the last epoch's runs (counts summed over its vectors).
     pub(super) fn state_operators(&self) -> Vec<StateOperatorProgress> {
         // Spark's order, the operator nearest the output first (as `PlanExt::state_operators`).
@@ -231,8 +238,8 @@ impl Stage {
     /// advances the watermarks. The epoch's output was returned by its vectors' runs already.
     pub(super) fn end_epoch(&mut self, empty: &[Vec<RecordBatch>]) -> Result<EpochEnd> {
         let mut rows = Vec::new();
-        if self.has_watermark && self.eviction > self.late {
-            let ctx = self.context(self.late);
+        if self.owes_eviction() {
+            let ctx = self.context(self.eviction);
             rows = self.plan.run_batch(&ctx, empty).map_err(|e| e.context(format!("ending epoch {}", self.epoch)))?;
             self.after_run();
         }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::engine::{BatchContext, Plan};
 use crate::error::Result;
+use crate::sink::RowWriter;
 use crate::source::continuous::{PartitionReader, MAX_VECTOR_ROWS};
 use crate::OutputMode;
 
@@ -37,6 +38,8 @@ pub(super) struct EpochReport {
     /// Its partition's position after the epoch.
     pub position: Value,
     pub rows_in: u64,
+    /// Output rows the task gave the sink's row writer itself.
+    pub rows_out: u64,
     /// Whether a poll that looked at the source found nothing to read after the epoch's last
     /// rows (it was caught up with its source).
     pub caught_up: bool,
@@ -67,6 +70,9 @@ pub(super) struct Task {
     /// (the coordinator's stage runs the plan on its vectors).
     pub plan: Option<Box<dyn Plan>>,
     pub output_mode: OutputMode,
+    /// The sink's row writer, for a map-like query whose sink takes rows: the task gives its
+    /// output to the sink itself instead of sending it to the coordinator.
+    pub writer: Option<Arc<dyn RowWriter>>,
     pub epoch: u64,
     pub control: Arc<Control>,
     pub tx: SyncSender<Message>,
@@ -99,7 +105,7 @@ impl Task {
                     report.caught_up = false;
                     report.rows_in += rows.num_rows() as u64;
                     let since = self.reader.available_since();
-                    self.process(rows)?;
+                    report.rows_out += self.process(rows)?;
                     if let Some(since) = since {
                         let latency = since.elapsed();
                         report.max_latency = Some(report.max_latency.map_or(latency, |m| m.max(latency)));
@@ -142,6 +148,7 @@ impl Task {
         EpochReport {
             position: Value::Null,
             rows_in: 0,
+            rows_out: 0,
             caught_up: false,
             max_latency: None,
             sum_latency: Duration::ZERO,
@@ -151,25 +158,31 @@ impl Task {
     }
 
     /// Runs the plan's generated code on one vector of rows (or hands the vector on, for a
-    /// stateful query).
-    fn process(&mut self, rows: RecordBatch) -> Result<()> {
+    /// stateful query): the output rows the task gave the sink's row writer.
+    fn process(&mut self, rows: RecordBatch) -> Result<u64> {
         let Some(plan) = self.plan.as_mut() else {
             if rows.num_rows() > 0 {
                 // A closed channel means the query stopped; the loop sees it at the next marker.
                 let _ = self.tx.send(Message::Input { epoch: self.epoch, task: self.index, rows });
             }
-            return Ok(());
+            return Ok(0);
         };
         let inputs = super::coordinator::inputs_for(&self.statics, self.input, rows);
         let ctx = BatchContext::new(self.epoch, self.output_mode);
         let out = plan
             .run_batch(&ctx, &inputs)
             .map_err(|e| e.context(format!("task {}, epoch {}", self.index, self.epoch)))?;
-        for rows in out {
-            if rows.num_rows() > 0 && self.tx.send(Message::Rows { epoch: self.epoch, rows }).is_err() {
+        let mut written = 0;
+        for rows in out.into_iter().filter(|b| b.num_rows() > 0) {
+            if let Some(w) = &self.writer {
+                // Before this epoch's marker, so the epoch commits after its rows.
+                w.add_rows(self.epoch, &rows, self.output_mode)
+                    .map_err(|e| e.context(format!("sink at epoch {} (task {})", self.epoch, self.index)))?;
+                written += rows.num_rows() as u64;
+            } else if self.tx.send(Message::Rows { epoch: self.epoch, rows }).is_err() {
                 break;
             }
         }
-        Ok(())
+        Ok(written)
     }
 }
