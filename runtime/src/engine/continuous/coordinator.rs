@@ -4,14 +4,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use serde_json::Value;
 
-use super::stage::Stage;
+use super::stage::{Stage, StageCell};
 use super::task::{Control, EpochReport, Message, Task, IDLE_POLL};
 use super::{ContinuousTrigger, EpochProgress};
 use crate::engine::checkpoint::QueryCheckpoint;
@@ -64,22 +64,13 @@ struct Pending {
     reports: Vec<Option<EpochReport>>,
     /// Output rows, for a sink that takes whole epochs.
     rows: Vec<RecordBatch>,
-    /// A stateful query's input vectors that arrived before the epoch became the stage's
-    /// (a task passed the marker before the others did), as (task, rows) in arrival order.
-    inputs: Vec<(usize, RecordBatch)>,
     output_rows: u64,
     opened: Instant,
 }
 
 impl Pending {
     fn new(tasks: usize, opened: Instant) -> Self {
-        Pending {
-            reports: (0..tasks).map(|_| None).collect(),
-            rows: Vec::new(),
-            inputs: Vec::new(),
-            output_rows: 0,
-            opened,
-        }
+        Pending { reports: (0..tasks).map(|_| None).collect(), rows: Vec::new(), output_rows: 0, opened }
     }
     fn complete(&self) -> bool {
         self.reports.iter().all(Option::is_some)
@@ -311,22 +302,6 @@ impl Continuous {
         }
     }
 
-    /// Runs one input vector of the stage's epoch through the stage and emits its output.
-    fn stage_vector(
-        &mut self,
-        stage: &mut Stage,
-        p: &mut Pending,
-        input: usize,
-        rows: RecordBatch,
-        statics: &[Option<Vec<RecordBatch>>],
-    ) -> Result<()> {
-        let epoch = stage.epoch();
-        for out in stage.run_vector(&inputs_for(statics, input, rows))? {
-            self.emit(p, epoch, out)?;
-        }
-        Ok(())
-    }
-
     /// Hands a whole epoch to the sink (a replay, or a sink that takes whole epochs).
     fn deliver(&mut self, epoch: u64, rows: Vec<RecordBatch>) -> Result<()> {
         let what = |e: Error, sink: &dyn SinkImpl| e.context(format!("sink {} at epoch {epoch}", sink.description()));
@@ -356,15 +331,17 @@ impl Continuous {
         statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
         mut stage: Option<Stage>,
     ) -> Result<()> {
-        if let Some(stage) = &mut stage {
-            stage.begin_epoch(first_epoch, crate::clock::now_micros() / 1000);
-        }
         let readers = self.readers(&committed)?;
         let tasks_n = readers.len();
         let control = Arc::new(Control { open_epoch: AtomicU64::new(first_epoch), exit: AtomicBool::new(false) });
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
-        // A map-like query's tasks give their rows to a sink that takes rows themselves.
-        let writer = if stage.is_none() { self.sink.row_writer() } else { None };
+        // The tasks give their rows to a sink that takes rows themselves: a map-like query's
+        // from their plans, a stateful one's from the stage they share.
+        let writer = self.sink.row_writer();
+        let cell = stage.take().map(|mut stage| {
+            stage.begin_epoch(first_epoch, crate::clock::now_micros() / 1000);
+            Arc::new(Mutex::new(StageCell::new(stage, writer.clone(), statics.clone())))
+        });
         let mut tasks = Vec::with_capacity(tasks_n);
         for (index, (source, reader)) in readers.into_iter().enumerate() {
             let task = Task {
@@ -372,9 +349,10 @@ impl Continuous {
                 input: self.input_of(source),
                 statics: statics.clone(),
                 reader,
-                plan: stage.is_none().then(|| (self.make_plan)(&self.config)),
+                plan: cell.is_none().then(|| (self.make_plan)(&self.config)),
+                stage: cell.clone(),
                 output_mode: self.output_mode,
-                writer: writer.clone(),
+                writer: if cell.is_none() { writer.clone() } else { None },
                 epoch: first_epoch,
                 control: control.clone(),
                 tx: tx.clone(),
@@ -388,7 +366,7 @@ impl Continuous {
         drop(tx);
         tracing::info!(query = %self.name, tasks = tasks_n, first_epoch, "continuous tasks started");
         self.shared.update(|st| st.message = "Processing new data".into());
-        let result = self.coordinate(&mut committed, first_epoch, &tasks, &control, &rx, &statics, stage.as_mut());
+        let result = self.coordinate(&mut committed, first_epoch, &tasks, &control, &rx, cell.as_deref());
         // Whatever happened, the tasks end: the last epoch is open (or the query failed).
         control.open_epoch.fetch_add(1, Ordering::AcqRel);
         control.exit.store(true, Ordering::Release);
@@ -411,8 +389,7 @@ impl Continuous {
         tasks: &[TaskHandle],
         control: &Control,
         rx: &Receiver<Message>,
-        statics: &[Option<Vec<RecordBatch>>],
-        mut stage: Option<&mut Stage>,
+        stage: Option<&Mutex<StageCell>>,
     ) -> Result<()> {
         let interval = self.trigger.interval().map_err(Error::Plan)?.to_std();
         let ticker = self.trigger.ticker().cloned();
@@ -469,20 +446,6 @@ impl Continuous {
                     })?;
                     self.emit(p, epoch, rows)?;
                 }
-                Ok(Message::Input { epoch, task, rows }) => {
-                    let p = pending.get_mut(&epoch).ok_or_else(|| {
-                        Error::Internal(format!("input of epoch {epoch}, which is not open (committing {to_commit})"))
-                    })?;
-                    match stage.as_deref_mut() {
-                        // The stage's epoch: run now, its output to the sink at once.
-                        Some(stage) if stage.epoch() == epoch => {
-                            let input = self.input_of(tasks[task].source);
-                            self.stage_vector(stage, p, input, rows, statics)?;
-                        }
-                        // A later epoch's: it waits for the markers of the epochs before.
-                        _ => p.inputs.push((task, rows)),
-                    }
-                }
                 Ok(Message::Marker { task, epoch, report }) => {
                     let p = pending
                         .get_mut(&epoch)
@@ -501,7 +464,7 @@ impl Continuous {
             // Commit, in order, every epoch all tasks have passed.
             while pending.get(&to_commit).is_some_and(Pending::complete) && to_commit < open {
                 let Some(p) = pending.remove(&to_commit) else { break };
-                let ends = self.commit(to_commit, committed, tasks, p, last_commit, statics, stage.as_deref_mut())?;
+                let ends = self.commit(to_commit, committed, tasks, p, last_commit, stage)?;
                 last_commit = Some(Instant::now());
                 *committed = ends;
                 if ticked.front() == Some(&to_commit) {
@@ -511,18 +474,6 @@ impl Continuous {
                     }
                 }
                 to_commit += 1;
-                if let Some(stage) = stage.as_deref_mut() {
-                    // The next epoch is the stage's now: its vectors that waited run, in the
-                    // order they arrived.
-                    stage.begin_epoch(to_commit, crate::clock::now_micros() / 1000);
-                    if let Some(mut p) = pending.remove(&to_commit) {
-                        for (task, rows) in std::mem::take(&mut p.inputs) {
-                            let input = self.input_of(tasks[task].source);
-                            self.stage_vector(stage, &mut p, input, rows, statics)?;
-                        }
-                        pending.insert(to_commit, p);
-                    }
-                }
             }
         }
     }
@@ -538,8 +489,7 @@ impl Continuous {
         tasks: &[TaskHandle],
         mut p: Pending,
         last_commit: Option<Instant>,
-        statics: &[Option<Vec<RecordBatch>>],
-        stage: Option<&mut Stage>,
+        stage: Option<&Mutex<StageCell>>,
     ) -> Result<Vec<Option<Offset>>> {
         let _span = tracing::debug_span!("epoch", query = %self.name, epoch).entered();
         let commit_start = Instant::now();
@@ -558,15 +508,16 @@ impl Continuous {
                 .collect();
             ends.push(Some(Offset(Value::Array(positions))));
         }
-        let mut stage = stage;
+        // A stateful epoch's end: its eviction and its state changes (its rows ran as they
+        // came), and the next epoch's vectors that waited for it run.
+        let output = stage.map(|s| lock(s).end_epoch(crate::clock::now_micros() / 1000)).transpose()?;
         // A stateful epoch's processing time is the one its vectors ran with.
-        let (watermarks, timestamp_ms) = match stage.as_deref() {
-            Some(s) => (s.watermarks(), s.timestamp_ms()),
+        let (watermarks, timestamp_ms) = match &output {
+            Some(o) => (o.watermarks, o.timestamp_ms),
             None => (None, crate::clock::now_micros() / 1000),
         };
-        // The epoch's end: its eviction and its state changes (its rows ran as they came).
-        let end = stage.as_deref_mut().map(|s| s.end_epoch(&empty_inputs(statics))).transpose()?;
         let mut state_operators = Vec::new();
+        let mut owes_eviction = false;
         if let Some(cp) = &mut self.checkpoint {
             let mut logs = Vec::with_capacity(self.sources.len());
             for ((s, start), end) in self.sources.iter().zip(starts).zip(&ends) {
@@ -579,15 +530,15 @@ impl Continuous {
             cp.log_offsets(epoch, &ends, watermarks, logs, timestamp_ms)?;
         }
         let mut next_watermark = None;
-        if let Some(end) = end {
-            if let (Some(cp), Some(changes)) = (&self.checkpoint, end.changes) {
+        if let Some(output) = output {
+            if let (Some(cp), Some(changes)) = (&self.checkpoint, output.end.changes) {
                 cp.commit_state(epoch, changes)?;
             }
-            for rows in end.rows {
-                self.emit(&mut p, epoch, rows)?;
-            }
-            next_watermark = end.next_watermark;
-            state_operators = stage.as_deref().map(Stage::state_operators).unwrap_or_default();
+            p.output_rows += output.output_rows;
+            p.rows.extend(output.rows);
+            next_watermark = output.end.next_watermark;
+            state_operators = output.state_operators;
+            owes_eviction = output.owes_eviction;
         }
         if let Some(cp) = &mut self.checkpoint {
             // Nothing reaches a sink that takes whole epochs before the offsets are durable.
@@ -614,7 +565,7 @@ impl Continuous {
         // Idle: every task had read all its source had, and the next epoch owes no eviction
         // (`process_all_available` returns after the epoch that evicts, as a micro-batch run
         // returns after its no-data batch).
-        let caught_up = reports.iter().all(|r| r.caught_up) && !stage.as_deref().is_some_and(Stage::owes_eviction);
+        let caught_up = reports.iter().all(|r| r.caught_up) && !owes_eviction;
         let mut duration_ms = BTreeMap::new();
         duration_ms.insert("epoch".to_string(), epoch_ms);
         duration_ms.insert("commit".to_string(), commit_ms);
@@ -668,6 +619,12 @@ impl Continuous {
         });
         Ok(ends)
     }
+}
+
+/// The stage, locked. A task that panicked while it held the lock has failed the query
+/// already; what the stage holds then is not read again but to end.
+fn lock(stage: &Mutex<StageCell>) -> MutexGuard<'_, StageCell> {
+    stage.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A plan's inputs without stream rows: the static inputs' rows, empty streams.

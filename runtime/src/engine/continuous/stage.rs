@@ -1,15 +1,18 @@
 //! The stateful stage of a continuous query: the one instance of the plan that owns the
-//! query's state, run by the coordinator on each vector of rows as it arrives, with the state
-//! snapshotted and the watermarks advanced at epoch boundaries.
+//! query's state, run on each vector of rows as it arrives, with the state snapshotted and the
+//! watermarks advanced at epoch boundaries.
 //!
-//! The tasks of a stateful query only read: each sends its vectors, tagged with their epoch, and
-//! then its marker down the one FIFO channel. The coordinator runs the plan on a vector of the
-//! epoch it is committing next (`e`) as soon as the vector arrives, and sends the rows that
-//! produced to the sink right away (Spark 4.1+'s real-time mode does the same for update mode).
-//! A vector of a later epoch, from a task that already passed marker `e`, waits until every
-//! task's marker `e` arrived (Flink's aligned barriers: nothing of `e + 1` reaches the state
-//! before `e`'s snapshot). Then epoch `e` ends ([`Stage::end_epoch`]) and the waiting vectors of
-//! `e + 1` run, in the order they arrived.
+//! The tasks of a stateful query share the stage ([`StageCell`], behind a lock): a task that
+//! read a vector of the epoch the stage is in (`e`) runs it on the stage itself, one task at a
+//! time, and gives the rows that produced to the sink right away (to its row writer, for a sink
+//! that takes rows as they come; Spark 4.1+'s real-time mode emits update-mode rows per batch
+//! of records the same way), so a vector reaches the sink without a hand-off to another thread.
+//! A vector of a later epoch, from a task that already passed marker `e`, waits in the stage
+//! until every task's marker `e` reached the coordinator (Flink's aligned barriers: nothing of
+//! `e + 1` reaches the state before `e`'s snapshot). Then the coordinator ends epoch `e`
+//! ([`StageCell::end_epoch`]), and the waiting vectors of `e + 1` run, in the order they
+//! arrived. A task runs a vector before it passes the marker after it, so epoch `e` ends after
+//! all its vectors ran.
 //!
 //! # The epoch as a micro-batch
 //!
@@ -60,6 +63,8 @@
 //! partitions, the replay may choose differently than the first run did (the sinks that got the
 //! first run's epoch before the crash keep it; the state goes on from the replay's choice).
 
+use std::sync::Arc;
+
 use arrow_array::RecordBatch;
 use hashbrown::HashMap;
 
@@ -67,6 +72,7 @@ use crate::engine::checkpoint::QueryCheckpoint;
 use crate::engine::{BatchContext, Plan, PlanExt};
 use crate::error::Result;
 use crate::ops::{PartitionChanges, StateOperatorProgress};
+use crate::sink::RowWriter;
 use crate::OutputMode;
 
 /// Per operator, per partition: the changes of one epoch.
@@ -274,5 +280,112 @@ impl Stage {
             next
         });
         Ok(EpochEnd { rows, changes, next_watermark })
+    }
+}
+
+/// The stage as the tasks of a stateful query share it with the coordinator: each task runs
+/// its vectors on it itself, one task at a time under its lock, so a vector's rows reach the
+/// sink without a hand-off to another thread; the coordinator ends its epochs.
+pub(super) struct StageCell {
+    stage: Stage,
+    /// Vectors of epochs after the stage's, in arrival order: they run when their epoch
+    /// begins (aligned markers).
+    waiting: Vec<Waiting>,
+    /// The stage's epoch's output, for a sink without a row writer (kept for the commit).
+    rows: Vec<RecordBatch>,
+    /// Output rows of the stage's epoch.
+    output_rows: u64,
+    /// The sink's row writer, if it takes rows as they come.
+    writer: Option<Arc<dyn RowWriter>>,
+    /// The rows of every static input, by declared input (`None` for streams).
+    statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
+}
+
+struct Waiting {
+    epoch: u64,
+    input: usize,
+    rows: RecordBatch,
+}
+
+/// What an epoch gave, as the coordinator commits it.
+pub(super) struct EpochOutput {
+    /// The watermarks and processing time the epoch ran with (logged with its offsets).
+    pub watermarks: Option<(i64, i64)>,
+    pub timestamp_ms: i64,
+    pub end: EpochEnd,
+    /// Output rows kept for the sink (none when the row writer took them).
+    pub rows: Vec<RecordBatch>,
+    pub output_rows: u64,
+    pub state_operators: Vec<StateOperatorProgress>,
+    /// Whether the next epoch evicts at its end.
+    pub owes_eviction: bool,
+}
+
+impl StageCell {
+    pub(super) fn new(
+        stage: Stage,
+        writer: Option<Arc<dyn RowWriter>>,
+        statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
+    ) -> Self {
+        StageCell { stage, waiting: Vec::new(), rows: Vec::new(), output_rows: 0, writer, statics }
+    }
+
+    /// A task's vector of epoch `epoch` (declared input `input`): run now if the epoch is the
+    /// stage's (its output to the sink at once), else kept until the epoch begins.
+    pub(super) fn offer(&mut self, epoch: u64, input: usize, rows: RecordBatch) -> Result<()> {
+        if epoch == self.stage.epoch() {
+            self.run(input, rows)
+        } else {
+            self.waiting.push(Waiting { epoch, input, rows });
+            Ok(())
+        }
+    }
+
+    fn run(&mut self, input: usize, rows: RecordBatch) -> Result<()> {
+        let inputs = super::coordinator::inputs_for(&self.statics, input, rows);
+        let out = self.stage.run_vector(&inputs)?;
+        self.emit(out)
+    }
+
+    fn emit(&mut self, out: Vec<RecordBatch>) -> Result<()> {
+        let epoch = self.stage.epoch();
+        for rows in out.into_iter().filter(|b| b.num_rows() > 0) {
+            self.output_rows += rows.num_rows() as u64;
+            match &self.writer {
+                Some(w) => w
+                    .add_rows(epoch, &rows, self.stage.output_mode)
+                    .map_err(|e| e.context(format!("sink at epoch {epoch}")))?,
+                None => self.rows.push(rows),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stage's epoch (its eviction, its state changes, the watermarks advanced), then
+    /// begins the next, whose processing time is `next_timestamp_ms`, and runs the vectors of
+    /// it that waited, in the order they arrived.
+    pub(super) fn end_epoch(&mut self, next_timestamp_ms: i64) -> Result<EpochOutput> {
+        let (watermarks, timestamp_ms) = (self.stage.watermarks(), self.stage.timestamp_ms());
+        let empty: Vec<Vec<RecordBatch>> = self.statics.iter().map(|s| s.clone().unwrap_or_default()).collect();
+        let mut end = self.stage.end_epoch(&empty)?;
+        self.emit(std::mem::take(&mut end.rows))?;
+        let out = EpochOutput {
+            watermarks,
+            timestamp_ms,
+            end,
+            rows: std::mem::take(&mut self.rows),
+            output_rows: std::mem::take(&mut self.output_rows),
+            state_operators: self.stage.state_operators(),
+            owes_eviction: self.stage.owes_eviction(),
+        };
+        let next = self.stage.epoch() + 1;
+        self.stage.begin_epoch(next, next_timestamp_ms);
+        let (now, later): (Vec<Waiting>, Vec<Waiting>) =
+            std::mem::take(&mut self.waiting).into_iter().partition(|w| w.epoch == next);
+        self.waiting = later;
+        for w in now {
+            self.run(w.input, w.rows)?;
+        }
+        Ok(out)
     }
 }

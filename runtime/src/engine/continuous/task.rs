@@ -3,12 +3,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use serde_json::Value;
 
+use super::stage::StageCell;
 use crate::engine::{BatchContext, Plan};
 use crate::error::Result;
 use crate::sink::RowWriter;
@@ -24,9 +25,6 @@ pub(super) const IDLE_POLL: Duration = Duration::from_millis(1);
 pub(super) enum Message {
     /// Output rows of epoch `epoch`.
     Rows { epoch: u64, rows: RecordBatch },
-    /// Input rows of epoch `epoch` read by task `task` of a stateful query (the
-    /// coordinator's stage runs the plan on each vector as it arrives, see `stage.rs`).
-    Input { epoch: u64, task: usize, rows: RecordBatch },
     /// The task passed the marker of `epoch`: everything it produced in the epoch was sent.
     Marker { task: usize, epoch: u64, report: EpochReport },
     /// The task failed; it has stopped.
@@ -66,9 +64,11 @@ pub(super) struct Task {
     /// The rows of every static input, by declared input (`None` for streams).
     pub statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
     pub reader: Box<dyn PartitionReader>,
-    /// The task's instance of the plan; `None` for a stateful query, whose task only reads
-    /// (the coordinator's stage runs the plan on its vectors).
+    /// The task's instance of the plan; `None` for a stateful query, whose tasks share the
+    /// stage's one instance.
     pub plan: Option<Box<dyn Plan>>,
+    /// A stateful query's stage, on which the task runs its vectors (see `stage.rs`).
+    pub stage: Option<Arc<Mutex<StageCell>>>,
     pub output_mode: OutputMode,
     /// The sink's row writer, for a map-like query whose sink takes rows: the task gives its
     /// output to the sink itself instead of sending it to the coordinator.
@@ -161,9 +161,13 @@ impl Task {
     /// stateful query): the output rows the task gave the sink's row writer.
     fn process(&mut self, rows: RecordBatch) -> Result<u64> {
         let Some(plan) = self.plan.as_mut() else {
-            if rows.num_rows() > 0 {
-                // A closed channel means the query stopped; the loop sees it at the next marker.
-                let _ = self.tx.send(Message::Input { epoch: self.epoch, task: self.index, rows });
+            if let (Some(stage), true) = (&self.stage, rows.num_rows() > 0) {
+                // Before this epoch's marker, so the epoch ends after its vectors ran.
+                stage
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .offer(self.epoch, self.input, rows)
+                    .map_err(|e| e.context(format!("task {}, epoch {}", self.index, self.epoch)))?;
             }
             return Ok(0);
         };
