@@ -16,7 +16,9 @@
 //! Every epoch interval the coordinator opens the next epoch; each task passes the epoch
 //! marker between two vectors (Chandy-Lamport without channels to align: a task's output and
 //! its marker travel on one FIFO channel to the coordinator, so everything a task produced in
-//! epoch `e` has arrived when its marker `e` does), reporting its partition's position. When
+//! epoch `e` has arrived when its marker `e` does; a sink that takes rows as they come gets
+//! them from the task itself, before the task passes the marker after them), reporting its
+//! partition's position. When
 //! every task has passed marker `e`, epoch `e` commits, in the micro-batch loop's order and
 //! through the same checkpoint code (`engine/checkpoint.rs`):
 //!
@@ -49,7 +51,8 @@
 //! - Kafka, transactional: exactly-once, one transaction per epoch with output (the sink's
 //!   transaction id and marker are the epoch's, as a batch's); without `transactional()`,
 //!   at-least-once;
-//! - `foreach_rows`: rows as soon as a task produced them (the lowest latency), at-least-once:
+//! - `foreach_rows`: rows as soon as a task produced them, given by the task's own thread (the
+//!   sink's [`crate::sink::RowWriter`]; the lowest latency), at-least-once:
 //!   after a failure an uncommitted epoch's rows come again under the same epoch id.
 //!
 //! So the latency a sink sees is the processing latency for `foreach_rows` (about a
@@ -76,12 +79,12 @@
 //!
 //! # Stateful queries
 //!
-//! The tasks of a stateful query only read (in parallel, one per partition, decoding
-//! included) and send their vectors to the coordinator, whose stateful stage (`stage.rs`) holds
-//! the one instance of the plan and runs it on each vector as it arrives, sending the rows it
-//! emits to the sink at once (as Spark 4.1+'s real-time mode does in update mode). Markers are
-//! aligned: a vector of epoch `e + 1` from a task that already passed marker `e` waits until
-//! every task passed it. State is snapshotted per epoch: the operators' state, partitioned by
+//! The tasks of a stateful query read in parallel (one per partition, decoding included) and
+//! share the one instance of the plan, the stateful stage (`stage.rs`): each task runs its
+//! vectors on it as they arrive, one task at a time under its lock, and gives the rows they
+//! emit to the sink at once (as Spark 4.1+'s real-time mode does in update mode). Markers are
+//! aligned: a vector of epoch `e + 1` from a task that already passed marker `e` waits in the
+//! stage until every task passed it and the coordinator ended epoch `e`. State is snapshotted per epoch: the operators' state, partitioned by
 //! the persisted partition hash into the shuffle partitions, gets the epoch's changes (merged
 //! over its vectors) as the epoch's state version in the micro-batch state store, so a restart
 //! restores the state after the last committed epoch and replays a logged one from the state
