@@ -222,7 +222,7 @@ impl Continuous {
                 match reader.poll(MAX_VECTOR_ROWS)? {
                     Some(rows) if stage.is_some() => inputs[input].push(rows),
                     Some(rows) => {
-                        let inputs = inputs_for(statics, input, rows);
+                        let inputs = inputs_for(statics, input, vec![rows]);
                         let ctx = BatchContext::new(epoch, self.output_mode);
                         out.extend(
                             plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("replaying epoch {epoch}")))?,
@@ -632,14 +632,14 @@ fn empty_inputs(statics: &[Option<Vec<RecordBatch>>]) -> Vec<Vec<RecordBatch>> {
     statics.iter().map(|s| s.clone().unwrap_or_default()).collect()
 }
 
-/// A plan's inputs for one vector of input `input`: the static inputs' rows, empty streams.
+/// A plan's inputs for vectors of input `input`: the static inputs' rows, empty streams.
 pub(super) fn inputs_for(
     statics: &[Option<Vec<RecordBatch>>],
     input: usize,
-    rows: RecordBatch,
+    rows: Vec<RecordBatch>,
 ) -> Vec<Vec<RecordBatch>> {
     let mut rows = Some(rows);
     (0..statics.len())
-        .map(|i| if i == input { rows.take().into_iter().collect() } else { statics[i].clone().unwrap_or_default() })
+        .map(|i| if i == input { rows.take().unwrap_or_default() } else { statics[i].clone().unwrap_or_default() })
         .collect()
 }

@@ -304,7 +304,7 @@ pub(super) struct StageCell {
 struct Waiting {
     epoch: u64,
     input: usize,
-    rows: RecordBatch,
+    rows: Vec<RecordBatch>,
 }
 
 /// What an epoch gave, as the coordinator commits it.
@@ -330,9 +330,9 @@ impl StageCell {
         StageCell { stage, waiting: Vec::new(), rows: Vec::new(), output_rows: 0, writer, statics }
     }
 
-    /// A task's vector of epoch `epoch` (declared input `input`): run now if the epoch is the
+    /// A task's vectors of epoch `epoch` (declared input `input`): run now if the epoch is the
     /// stage's (its output to the sink at once), else kept until the epoch begins.
-    pub(super) fn offer(&mut self, epoch: u64, input: usize, rows: RecordBatch) -> Result<()> {
+    pub(super) fn offer(&mut self, epoch: u64, input: usize, rows: Vec<RecordBatch>) -> Result<()> {
         if epoch == self.stage.epoch() {
             self.run(input, rows)
         } else {
@@ -341,7 +341,7 @@ impl StageCell {
         }
     }
 
-    fn run(&mut self, input: usize, rows: RecordBatch) -> Result<()> {
+    fn run(&mut self, input: usize, rows: Vec<RecordBatch>) -> Result<()> {
         let inputs = super::coordinator::inputs_for(&self.statics, input, rows);
         let out = self.stage.run_vector(&inputs)?;
         self.emit(out)

@@ -21,6 +21,11 @@ use crate::OutputMode;
 /// most this. Spark's continuous readers poll every 1 ms; a sleeping task costs nothing.
 pub(super) const IDLE_POLL: Duration = Duration::from_millis(1);
 
+/// The most rows a task with a backlog takes at once (whole vectors): the aggregation's
+/// [`crate::ops::aggregate::PARALLEL_MIN_ROWS`], so a stateful stage folds a backlog in
+/// parallel as a micro-batch would, instead of one 8 Ki-row vector at a time on one thread.
+const BACKLOG_ROWS: usize = 8 * MAX_VECTOR_ROWS;
+
 /// What a task tells the coordinator, in order on one channel.
 pub(super) enum Message {
     /// Output rows of epoch `epoch`.
@@ -103,9 +108,19 @@ impl Task {
             match self.reader.poll(MAX_VECTOR_ROWS)? {
                 Some(rows) => {
                     report.caught_up = false;
-                    report.rows_in += rows.num_rows() as u64;
                     let since = self.reader.available_since();
-                    report.rows_out += self.process(rows)?;
+                    // A full vector means a backlog: take what else is there at once (up to
+                    // BACKLOG_ROWS), so the plan runs on it in one call, on all cores where
+                    // it can. A task that keeps up gets a vector and then nothing.
+                    let mut n = rows.num_rows();
+                    let mut vectors = vec![rows];
+                    while n >= MAX_VECTOR_ROWS && n < BACKLOG_ROWS {
+                        let Some(more) = self.reader.poll(MAX_VECTOR_ROWS)? else { break };
+                        n += more.num_rows();
+                        vectors.push(more);
+                    }
+                    report.rows_in += n as u64;
+                    report.rows_out += self.process(vectors)?;
                     if let Some(since) = since {
                         let latency = since.elapsed();
                         report.max_latency = Some(report.max_latency.map_or(latency, |m| m.max(latency)));
@@ -157,11 +172,11 @@ impl Task {
         }
     }
 
-    /// Runs the plan's generated code on one vector of rows (or hands the vector on, for a
-    /// stateful query): the output rows the task gave the sink's row writer.
-    fn process(&mut self, rows: RecordBatch) -> Result<u64> {
+    /// Runs the plan's generated code on vectors of rows (a stateful query's on the stage it
+    /// shares): the output rows the task gave the sink's row writer.
+    fn process(&mut self, rows: Vec<RecordBatch>) -> Result<u64> {
         let Some(plan) = self.plan.as_mut() else {
-            if let (Some(stage), true) = (&self.stage, rows.num_rows() > 0) {
+            if let (Some(stage), true) = (&self.stage, rows.iter().any(|b| b.num_rows() > 0)) {
                 // Before this epoch's marker, so the epoch ends after its vectors ran.
                 stage
                     .lock()
