@@ -281,9 +281,9 @@ pub struct MapLike;
 
 impl RunsContinuously for MapLike {}
 
-/// A query with aggregations in update mode, dedups or a watermark: the tasks read, and the
-/// coordinator's stateful stage runs the plan on each vector as it arrives, its state
-/// snapshotted per epoch (see the module docs).
+/// A query with aggregations in update mode, dedups or a watermark: the tasks read and run
+/// each vector on the stateful stage they share as it arrives, its state snapshotted per epoch
+/// (see the module docs).
 pub struct Stateful;
 
 impl RunsContinuously for Stateful {}
