@@ -78,6 +78,10 @@ use crate::OutputMode;
 /// Per operator, per partition: the changes of one epoch.
 type EpochChanges = Vec<Vec<PartitionChanges>>;
 
+/// One partition's changes in an epoch so far: by encoded key, the new encoded value or
+/// `None` for a removal (the last change of a key wins).
+type PartitionDelta = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
 pub(super) struct Stage {
     plan: Box<dyn Plan>,
     output_mode: OutputMode,
@@ -94,8 +98,8 @@ pub(super) struct Stage {
     ran: bool,
     /// Whether operators record changes (a checkpoint with state).
     tracking: bool,
-    /// The epoch's changes so far, per operator and partition, by encoded key.
-    delta: Vec<Vec<HashMap<Vec<u8>, Option<Vec<u8>>>>>,
+    /// The epoch's changes so far, per operator and partition.
+    delta: Vec<Vec<PartitionDelta>>,
     /// The operators' metrics over the epoch's runs.
     metrics: Vec<StateOperatorProgress>,
 }

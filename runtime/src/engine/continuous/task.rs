@@ -114,7 +114,7 @@ impl Task {
                     // it can. A task that keeps up gets a vector and then nothing.
                     let mut n = rows.num_rows();
                     let mut vectors = vec![rows];
-                    while n >= MAX_VECTOR_ROWS && n < BACKLOG_ROWS {
+                    while (MAX_VECTOR_ROWS..BACKLOG_ROWS).contains(&n) {
                         let Some(more) = self.reader.poll(MAX_VECTOR_ROWS)? else { break };
                         n += more.num_rows();
                         vectors.push(more);
