@@ -5,9 +5,10 @@
 //! memory stream, as batches of [`BATCH_ROWS`] (what a task reads as one vector). A run is
 //! timed from `start()` until the sink has every row's result: micro-batch mode (default
 //! trigger) takes the whole backlog in one batch, its best case; continuous mode's one task
-//! (the memory source has one partition) runs the plan on each vector as it reads it, for the
-//! stateless query, and its stateful stage runs the aggregation once per epoch on the epoch's
-//! vectors. Epochs are [`EPOCH_MS`] long here, so waiting for the last epoch to end costs little
+//! (the memory source has one partition) runs the plan on each vector as it reads it, the
+//! stateless query's in the task's plan, the stateful query's on the stage it shares (before
+//! 2026-12-01 20:00 the stage ran once per epoch on the epoch's vectors); a task that finds a
+//! backlog takes up to 64 Ki rows of it in one call, so the stage aggregates it in parallel. Epochs are [`EPOCH_MS`] long here, so waiting for the last epoch to end costs little
 //! beside the run. Two queries, as in `latency.rs`: `stateless` (a filter and a select) and
 //! `stateful` (count per key, update mode). The runs alternate between the modes and the
 //! median of `--runs` (default 5) is reported, with the ratio continuous / micro-batch of the

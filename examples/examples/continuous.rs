@@ -14,7 +14,7 @@
 //! creation to the end of its processing (`continuous.maxLatencyMicros`).
 //!
 //! `--query counts` runs a stateful query instead: rows per key (`value % 14`) in update mode,
-//! counted by the stateful stage once per epoch, its state checkpointed per epoch.
+//! counted per vector on the stateful stage the tasks share, its state checkpointed per epoch.
 
 use flowgate::prelude::*;
 use flowgate::source::rate::RateSource;
@@ -42,8 +42,9 @@ stream_query! {
             .select(timestamp, value, euros = 0.908 * value as f64)
     }
 
-    /// Rows and the largest value per key, in update mode: each epoch writes the keys it
-    /// changed.
+    /// Rows and the largest value per key, in update mode: each vector emits the keys it
+    /// changed, and an epoch's file holds them at the epoch's commit (a key once per vector
+    /// that changed it, its last row the epoch's value).
     query Counts(ticks: Tick) -> KeyCount, mode = update {
         ticks.group_by(key = value % 14).agg(count() as n, max(value) as top)
     }

@@ -7,8 +7,9 @@
 //! its value, with the timestamps of one source start (a replayed epoch re-created exactly the
 //! rows of its first attempt).
 //!
-//! The same for the stateful query (`--query counts`: rows per key in update mode, its state
-//! checkpointed per epoch): the committed updates must count every value read exactly once.
+//! The same for the stateful query (`--query counts`: rows per key in update mode, run per
+//! vector, its state checkpointed per epoch): the committed updates must count every value read
+//! exactly once.
 //!
 //! `FLOWGATE_KILLS=100 cargo test -p flowgate-examples --test continuous_kill` for a longer run.
 
@@ -145,13 +146,17 @@ fn killed_and_restarted_a_continuous_aggregation_counts_every_row_once() {
     let committed = flowgate::sink::file::read_committed_json_rows(&output).unwrap();
     let epochs: Vec<u64> = committed.iter().map(|(e, _)| *e).collect();
     assert!(epochs.windows(2).all(|w| w[0] < w[1]), "each epoch committed once, in order: {epochs:?}");
-    // Per epoch, each key it changed once; over the epochs, a key's count and top never go back.
+    // The stage emits a key once per vector that changed it, so an epoch may hold a key several
+    // times, in the order the vectors ran (the contract in `engine/continuous/stage.rs`): a
+    // key's count and top grow from row to row, within an epoch and across epochs, and its last
+    // row in the last epoch is its count.
     let mut latest: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    let mut repeated = 0;
     for (epoch, rows) in &committed {
         let mut keys = BTreeSet::new();
         for r in rows {
             let (key, n, top) = (r["key"].as_i64().unwrap(), r["n"].as_i64().unwrap(), r["top"].as_i64().unwrap());
-            assert!(keys.insert(key), "epoch {epoch} updated key {key} twice");
+            repeated += usize::from(!keys.insert(key));
             if let Some(&(n0, top0)) = latest.get(&key) {
                 assert!(n > n0 && top > top0, "epoch {epoch}: key {key} went from ({n0}, {top0}) to ({n}, {top})");
             }
@@ -169,7 +174,8 @@ fn killed_and_restarted_a_continuous_aggregation_counts_every_row_once() {
     let rows: i64 = latest.values().map(|(n, _)| n).sum();
     assert!(rows > 1_000, "{rows} rows");
     eprintln!(
-        "{kills} kills, {crashed} crash points, {replays_owed} restarts replayed an epoch; {} epochs, {rows} rows counted",
+        "{kills} kills, {crashed} crash points, {replays_owed} restarts replayed an epoch; {} epochs, {rows} rows counted, \
+         {repeated} rows of a key already in their epoch",
         epochs.len()
     );
 }

@@ -16,7 +16,9 @@
 //! 3. **process** — once per batch, in batch order, typed and called by generated code: the
 //!    operator's `update`/`process` takes the batch's rows (a closure per work unit that the
 //!    macro wrote) and the late-input watermark. Calling a batch twice, or out of order, would
-//!    double-count: only the engine calls the plan, once per batch id.
+//!    double-count: only the engine calls the plan, once per batch id (continuous mode's
+//!    stateful stage calls it once per vector of an epoch, each vector's rows once, with the
+//!    epoch's id; see `engine/continuous/stage.rs`).
 //! 4. **evict** — also from generated code, after process: state behind the eviction
 //!    watermark is removed (and, for operators that emit on eviction, returned).
 //! 5. **take changes** — with a checkpoint, once per batch after 3–4:

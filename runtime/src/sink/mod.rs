@@ -48,10 +48,26 @@ pub trait SinkImpl: Send {
         )))
     }
     /// Continuous mode, when [`SinkImpl::takes_rows`]: every row of `epoch` was given to
-    /// [`SinkImpl::add_rows`] and the epoch's offsets are durable.
+    /// [`SinkImpl::add_rows`] (or to its [`SinkImpl::row_writer`]) and the epoch's offsets are
+    /// durable.
     fn commit_epoch(&mut self, _epoch: u64) -> Result<()> {
         Ok(())
     }
+    /// Continuous mode, when [`SinkImpl::takes_rows`]: a handle the tasks of a map-like query
+    /// call from their own threads with the rows they produced, so a row reaches the sink
+    /// without waking the coordinator (one thread hand-off less per vector: see
+    /// `benches/README.md`, latency). A task gives an epoch's rows to it before it passes the
+    /// epoch's marker, so [`SinkImpl::commit_epoch`] still follows every row of its epoch.
+    /// `None` (the default): the rows go through the coordinator's [`SinkImpl::add_rows`].
+    fn row_writer(&mut self) -> Option<std::sync::Arc<dyn RowWriter>> {
+        None
+    }
+}
+
+/// Rows for a sink from several threads at once ([`SinkImpl::row_writer`]).
+pub trait RowWriter: Send + Sync {
+    /// As [`SinkImpl::add_rows`].
+    fn add_rows(&self, epoch: u64, rows: &RecordBatch, mode: OutputMode) -> Result<()>;
 }
 
 /// What a sink learns about its query when it starts ([`SinkImpl::open`]).

@@ -4,14 +4,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use serde_json::Value;
 
-use super::stage::Stage;
+use super::stage::{Stage, StageCell};
 use super::task::{Control, EpochReport, Message, Task, IDLE_POLL};
 use super::{ContinuousTrigger, EpochProgress};
 use crate::engine::checkpoint::QueryCheckpoint;
@@ -64,21 +64,13 @@ struct Pending {
     reports: Vec<Option<EpochReport>>,
     /// Output rows, for a sink that takes whole epochs.
     rows: Vec<RecordBatch>,
-    /// A stateful query's input rows, per task (the stage runs on them at commit).
-    inputs: Vec<Vec<RecordBatch>>,
     output_rows: u64,
     opened: Instant,
 }
 
 impl Pending {
     fn new(tasks: usize, opened: Instant) -> Self {
-        Pending {
-            reports: (0..tasks).map(|_| None).collect(),
-            rows: Vec::new(),
-            inputs: vec![Vec::new(); tasks],
-            output_rows: 0,
-            opened,
-        }
+        Pending { reports: (0..tasks).map(|_| None).collect(), rows: Vec::new(), output_rows: 0, opened }
     }
     fn complete(&self) -> bool {
         self.reports.iter().all(Option::is_some)
@@ -161,7 +153,7 @@ impl Continuous {
         let mut rerun_timestamp = None;
         // A stateful query's plan runs once, in the stage (see `stage.rs`); a stateless one's
         // runs in every task.
-        let mut stage = Stage::for_plan((self.make_plan)(&self.config));
+        let mut stage = Stage::for_plan((self.make_plan)(&self.config), self.output_mode);
         if let Some(cp) = &mut self.checkpoint {
             let resume = cp.resume(n)?;
             for (s, logs) in self.sources.iter_mut().zip(resume.source_logs) {
@@ -230,7 +222,7 @@ impl Continuous {
                 match reader.poll(MAX_VECTOR_ROWS)? {
                     Some(rows) if stage.is_some() => inputs[input].push(rows),
                     Some(rows) => {
-                        let inputs = inputs_for(statics, input, rows);
+                        let inputs = inputs_for(statics, input, vec![rows]);
                         let ctx = BatchContext::new(epoch, self.output_mode);
                         out.extend(
                             plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("replaying epoch {epoch}")))?,
@@ -263,8 +255,9 @@ impl Continuous {
         Ok(())
     }
 
-    /// Runs the stage on an epoch's rows and makes its state version durable (with a
-    /// checkpoint; the epoch's offsets were logged before): the output and the next watermark.
+    /// Runs a replayed epoch's rows through the stage as one micro-batch (one vector, then the
+    /// epoch's end) and makes its state version durable (its offsets were logged before): the
+    /// output and the next watermark.
     fn run_stage(
         &mut self,
         stage: &mut Stage,
@@ -273,6 +266,8 @@ impl Continuous {
         statics: &[Option<Vec<RecordBatch>>],
         timestamp_ms: i64,
     ) -> Result<(Vec<RecordBatch>, Option<i64>)> {
+        stage.begin_epoch(epoch, timestamp_ms);
+        let has_rows = inputs.iter().flatten().any(|b| b.num_rows() > 0);
         let inputs: Vec<Vec<RecordBatch>> = inputs
             .into_iter()
             .zip(statics)
@@ -281,12 +276,30 @@ impl Continuous {
                 None => rows,
             })
             .collect();
-        let tracking = self.checkpoint.as_ref().is_some_and(QueryCheckpoint::has_state);
-        let run = stage.run(epoch, inputs, self.output_mode, timestamp_ms, tracking)?;
-        if let (Some(cp), Some(changes)) = (&self.checkpoint, run.changes) {
+        let mut rows = if has_rows { stage.run_vector(&inputs)? } else { Vec::new() };
+        let end = stage.end_epoch(&empty_inputs(statics))?;
+        rows.extend(end.rows);
+        if let (Some(cp), Some(changes)) = (&self.checkpoint, end.changes) {
             cp.commit_state(epoch, changes)?;
         }
-        Ok((run.rows, run.next_watermark))
+        Ok((rows, end.next_watermark))
+    }
+
+    /// Output rows of epoch `epoch` for the sink: to it right away if it takes rows as they
+    /// come, else kept for the epoch's commit.
+    fn emit(&mut self, p: &mut Pending, epoch: u64, rows: RecordBatch) -> Result<()> {
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        p.output_rows += rows.num_rows() as u64;
+        if self.sink.takes_rows() {
+            self.sink
+                .add_rows(epoch, &rows, self.output_mode)
+                .map_err(|e| e.context(format!("sink {} at epoch {epoch}", self.sink.description())))
+        } else {
+            p.rows.push(rows);
+            Ok(())
+        }
     }
 
     /// Hands a whole epoch to the sink (a replay, or a sink that takes whole epochs).
@@ -322,6 +335,13 @@ impl Continuous {
         let tasks_n = readers.len();
         let control = Arc::new(Control { open_epoch: AtomicU64::new(first_epoch), exit: AtomicBool::new(false) });
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+        // The tasks give their rows to a sink that takes rows themselves: a map-like query's
+        // from their plans, a stateful one's from the stage they share.
+        let writer = self.sink.row_writer();
+        let cell = stage.take().map(|mut stage| {
+            stage.begin_epoch(first_epoch, crate::clock::now_micros() / 1000);
+            Arc::new(Mutex::new(StageCell::new(stage, writer.clone(), statics.clone())))
+        });
         let mut tasks = Vec::with_capacity(tasks_n);
         for (index, (source, reader)) in readers.into_iter().enumerate() {
             let task = Task {
@@ -329,8 +349,10 @@ impl Continuous {
                 input: self.input_of(source),
                 statics: statics.clone(),
                 reader,
-                plan: stage.is_none().then(|| (self.make_plan)(&self.config)),
+                plan: cell.is_none().then(|| (self.make_plan)(&self.config)),
+                stage: cell.clone(),
                 output_mode: self.output_mode,
+                writer: if cell.is_none() { writer.clone() } else { None },
                 epoch: first_epoch,
                 control: control.clone(),
                 tx: tx.clone(),
@@ -344,7 +366,7 @@ impl Continuous {
         drop(tx);
         tracing::info!(query = %self.name, tasks = tasks_n, first_epoch, "continuous tasks started");
         self.shared.update(|st| st.message = "Processing new data".into());
-        let result = self.coordinate(&mut committed, first_epoch, &tasks, &control, &rx, &statics, stage.as_mut());
+        let result = self.coordinate(&mut committed, first_epoch, &tasks, &control, &rx, cell.as_deref());
         // Whatever happened, the tasks end: the last epoch is open (or the query failed).
         control.open_epoch.fetch_add(1, Ordering::AcqRel);
         control.exit.store(true, Ordering::Release);
@@ -367,12 +389,10 @@ impl Continuous {
         tasks: &[TaskHandle],
         control: &Control,
         rx: &Receiver<Message>,
-        statics: &[Option<Vec<RecordBatch>>],
-        mut stage: Option<&mut Stage>,
+        stage: Option<&Mutex<StageCell>>,
     ) -> Result<()> {
         let interval = self.trigger.interval().map_err(Error::Plan)?.to_std();
         let ticker = self.trigger.ticker().cloned();
-        let takes_rows = self.sink.takes_rows();
         let mut open = first_epoch;
         let mut to_commit = first_epoch;
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
@@ -424,25 +444,13 @@ impl Continuous {
                     let p = pending.get_mut(&epoch).ok_or_else(|| {
                         Error::Internal(format!("rows of epoch {epoch}, which is not open (committing {to_commit})"))
                     })?;
-                    p.output_rows += rows.num_rows() as u64;
-                    if takes_rows {
-                        self.sink
-                            .add_rows(epoch, &rows, self.output_mode)
-                            .map_err(|e| e.context(format!("sink {} at epoch {epoch}", self.sink.description())))?;
-                    } else {
-                        p.rows.push(rows);
-                    }
-                }
-                Ok(Message::Input { epoch, task, rows }) => {
-                    let p = pending.get_mut(&epoch).ok_or_else(|| {
-                        Error::Internal(format!("input of epoch {epoch}, which is not open (committing {to_commit})"))
-                    })?;
-                    p.inputs[task].push(rows);
+                    self.emit(p, epoch, rows)?;
                 }
                 Ok(Message::Marker { task, epoch, report }) => {
                     let p = pending
                         .get_mut(&epoch)
                         .ok_or_else(|| Error::Internal(format!("a marker of epoch {epoch}, which is not open")))?;
+                    p.output_rows += report.rows_out;
                     p.reports[task] = Some(report);
                 }
                 Ok(Message::Failed { task, error }) => {
@@ -456,7 +464,7 @@ impl Continuous {
             // Commit, in order, every epoch all tasks have passed.
             while pending.get(&to_commit).is_some_and(Pending::complete) && to_commit < open {
                 let Some(p) = pending.remove(&to_commit) else { break };
-                let ends = self.commit(to_commit, committed, tasks, p, last_commit, statics, stage.as_deref_mut())?;
+                let ends = self.commit(to_commit, committed, tasks, p, last_commit, stage)?;
                 last_commit = Some(Instant::now());
                 *committed = ends;
                 if ticked.front() == Some(&to_commit) {
@@ -481,12 +489,11 @@ impl Continuous {
         tasks: &[TaskHandle],
         mut p: Pending,
         last_commit: Option<Instant>,
-        statics: &[Option<Vec<RecordBatch>>],
-        stage: Option<&mut Stage>,
+        stage: Option<&Mutex<StageCell>>,
     ) -> Result<Vec<Option<Offset>>> {
         let _span = tracing::debug_span!("epoch", query = %self.name, epoch).entered();
         let commit_start = Instant::now();
-        let reports: Vec<EpochReport> = p.reports.into_iter().flatten().collect();
+        let reports: Vec<EpochReport> = std::mem::take(&mut p.reports).into_iter().flatten().collect();
         let mut ends: Vec<Option<Offset>> = Vec::with_capacity(self.sources.len());
         let mut rows_per_source = vec![0u64; self.sources.len()];
         for (j, rows) in rows_per_source.iter_mut().enumerate() {
@@ -501,9 +508,16 @@ impl Continuous {
                 .collect();
             ends.push(Some(Offset(Value::Array(positions))));
         }
-        let watermarks = stage.as_ref().and_then(|s| s.watermarks());
-        let timestamp_ms = crate::clock::now_micros() / 1000;
+        // A stateful epoch's end: its eviction and its state changes (its rows ran as they
+        // came), and the next epoch's vectors that waited for it run.
+        let output = stage.map(|s| lock(s).end_epoch(crate::clock::now_micros() / 1000)).transpose()?;
+        // A stateful epoch's processing time is the one its vectors ran with.
+        let (watermarks, timestamp_ms) = match &output {
+            Some(o) => (o.watermarks, o.timestamp_ms),
+            None => (None, crate::clock::now_micros() / 1000),
+        };
         let mut state_operators = Vec::new();
+        let mut owes_eviction = false;
         if let Some(cp) = &mut self.checkpoint {
             let mut logs = Vec::with_capacity(self.sources.len());
             for ((s, start), end) in self.sources.iter().zip(starts).zip(&ends) {
@@ -516,17 +530,15 @@ impl Continuous {
             cp.log_offsets(epoch, &ends, watermarks, logs, timestamp_ms)?;
         }
         let mut next_watermark = None;
-        if let Some(stage) = stage {
-            // In task order (see `stage.rs`), per declared input.
-            let mut inputs: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.slots.len()];
-            for (t, rows) in tasks.iter().zip(std::mem::take(&mut p.inputs)) {
-                inputs[self.input_of(t.source)].extend(rows);
+        if let Some(output) = output {
+            if let (Some(cp), Some(changes)) = (&self.checkpoint, output.end.changes) {
+                cp.commit_state(epoch, changes)?;
             }
-            let (rows, next) = self.run_stage(stage, epoch, inputs, statics, timestamp_ms)?;
-            p.output_rows = rows.iter().map(|b| b.num_rows() as u64).sum();
-            p.rows = rows;
-            next_watermark = next;
-            state_operators = stage.state_operators();
+            p.output_rows += output.output_rows;
+            p.rows.extend(output.rows);
+            next_watermark = output.end.next_watermark;
+            state_operators = output.state_operators;
+            owes_eviction = output.owes_eviction;
         }
         if let Some(cp) = &mut self.checkpoint {
             // Nothing reaches a sink that takes whole epochs before the offsets are durable.
@@ -550,7 +562,10 @@ impl Continuous {
                 .then(|| micros(reports.iter().map(|r| r.sum_latency).sum::<Duration>()) / timed),
             max_lag_micros: reports.iter().filter_map(|r| r.lag).max().map(micros),
         };
-        let caught_up = reports.iter().all(|r| r.caught_up);
+        // Idle: every task had read all its source had, and the next epoch owes no eviction
+        // (`process_all_available` returns after the epoch that evicts, as a micro-batch run
+        // returns after its no-data batch).
+        let caught_up = reports.iter().all(|r| r.caught_up) && !owes_eviction;
         let mut duration_ms = BTreeMap::new();
         duration_ms.insert("epoch".to_string(), epoch_ms);
         duration_ms.insert("commit".to_string(), commit_ms);
@@ -606,14 +621,25 @@ impl Continuous {
     }
 }
 
-/// A plan's inputs for one vector of input `input`: the static inputs' rows, empty streams.
+/// The stage, locked. A task that panicked while it held the lock has failed the query
+/// already; what the stage holds then is not read again but to end.
+fn lock(stage: &Mutex<StageCell>) -> MutexGuard<'_, StageCell> {
+    stage.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A plan's inputs without stream rows: the static inputs' rows, empty streams.
+fn empty_inputs(statics: &[Option<Vec<RecordBatch>>]) -> Vec<Vec<RecordBatch>> {
+    statics.iter().map(|s| s.clone().unwrap_or_default()).collect()
+}
+
+/// A plan's inputs for vectors of input `input`: the static inputs' rows, empty streams.
 pub(super) fn inputs_for(
     statics: &[Option<Vec<RecordBatch>>],
     input: usize,
-    rows: RecordBatch,
+    rows: Vec<RecordBatch>,
 ) -> Vec<Vec<RecordBatch>> {
     let mut rows = Some(rows);
     (0..statics.len())
-        .map(|i| if i == input { rows.take().into_iter().collect() } else { statics[i].clone().unwrap_or_default() })
+        .map(|i| if i == input { rows.take().unwrap_or_default() } else { statics[i].clone().unwrap_or_default() })
         .collect()
 }

@@ -16,13 +16,15 @@
 //! Every epoch interval the coordinator opens the next epoch; each task passes the epoch
 //! marker between two vectors (Chandy-Lamport without channels to align: a task's output and
 //! its marker travel on one FIFO channel to the coordinator, so everything a task produced in
-//! epoch `e` has arrived when its marker `e` does), reporting its partition's position. When
+//! epoch `e` has arrived when its marker `e` does; a sink that takes rows as they come gets
+//! them from the task itself, before the task passes the marker after them), reporting its
+//! partition's position. When
 //! every task has passed marker `e`, epoch `e` commits, in the micro-batch loop's order and
 //! through the same checkpoint code (`engine/checkpoint.rs`):
 //!
 //! 1. `offsets/<e>`: every source's partition positions (a JSON list per source), durable
-//!    before step 2 (a stateful query's stage runs the epoch meanwhile and writes its state
-//!    version, see below);
+//!    before step 2 (a stateful query's stage writes the epoch's state version meanwhile, see
+//!    below);
 //! 2. the sink gets the epoch: `add_batch(e, rows of e)` for sinks that take whole batches
 //!    (nothing reaches them before step 1), or `commit_epoch(e)` for a sink that took the
 //!    rows as they came ([`crate::sink::SinkImpl::takes_rows`]); an epoch without output
@@ -49,7 +51,8 @@
 //! - Kafka, transactional: exactly-once, one transaction per epoch with output (the sink's
 //!   transaction id and marker are the epoch's, as a batch's); without `transactional()`,
 //!   at-least-once;
-//! - `foreach_rows`: rows as soon as a task produced them (the lowest latency), at-least-once:
+//! - `foreach_rows`: rows as soon as a task produced them, given by the task's own thread (the
+//!   sink's [`crate::sink::RowWriter`]; the lowest latency), at-least-once:
 //!   after a failure an uncommitted epoch's rows come again under the same epoch id.
 //!
 //! So the latency a sink sees is the processing latency for `foreach_rows` (about a
@@ -64,7 +67,7 @@
 //!   `union` of streams and stream-static joins, run by every task on its vectors;
 //! - stateful queries ([`Stateful`]): aggregations in update mode and `drop_duplicates` (with
 //!   or without a watermark, also after one another), and a watermark on a map-like query,
-//!   run by the stateful stage once per epoch (below).
+//!   run by the stateful stage on each vector, with state snapshotted per epoch (below).
 //!
 //! Anything else does not get a continuous trigger: aggregations in append mode (their windows
 //! wait for the watermark) or complete mode, session windows, stream-stream joins, arbitrary
@@ -76,20 +79,28 @@
 //!
 //! # Stateful queries
 //!
-//! The tasks of a stateful query only read (in parallel, one per partition, decoding
-//! included) and send their vectors to the coordinator; its stateful stage (`stage.rs`) holds
-//! the one instance of the plan and runs it on each epoch's rows once every task's marker
-//! arrived (aligned markers: rows of later epochs wait apart). An epoch is then exactly a
-//! micro-batch over the rows its tasks read, in task order: the operators' state, partitioned by
-//! the persisted partition hash into the shuffle partitions, is snapshotted per epoch as the
-//! epoch's state version (the micro-batch state store, so a restart restores the state after the
-//! last committed epoch and replays a logged one from the state before it); watermarks advance
-//! per epoch by the micro-batch rules; output is per epoch, in update mode the groups the epoch
-//! changed, each once with its value at the epoch's end (the choice that keeps a continuous
-//! run's sink equal to a micro-batch run's). The price is latency: a stateful query's rows are
-//! processed when their epoch ends, so its output follows its input by about one epoch interval
-//! (an exactly-once sink publishes at the epoch's commit anyway). The keyed exchange is into this
-//! one stage; parallel stateful tasks, each owning a range of the partition hash, are not built.
+//! The tasks of a stateful query read in parallel (one per partition, decoding included) and
+//! share the one instance of the plan, the stateful stage (`stage.rs`): each task runs its
+//! vectors on it as they arrive, one task at a time under its lock, and gives the rows they
+//! emit to the sink at once (as Spark 4.1+'s real-time mode does in update mode). Markers are
+//! aligned: a vector of epoch `e + 1` from a task that already passed marker `e` waits in the
+//! stage until every task passed it and the coordinator ended epoch `e`. State is snapshotted per epoch: the operators' state, partitioned by
+//! the persisted partition hash into the shuffle partitions, gets the epoch's changes (merged
+//! over its vectors) as the epoch's state version in the micro-batch state store, so a restart
+//! restores the state after the last committed epoch and replays a logged one from the state
+//! before it. Watermarks advance per epoch by the micro-batch rules: an epoch's vectors drop the
+//! rows late by the previous epoch's watermark, and state behind the epoch's own watermark is
+//! evicted at its end. The sink commits per epoch, as for map-like queries.
+//!
+//! The output contract (see `stage.rs`): an update-mode aggregation emits, per vector, the
+//! groups the vector changed with their values after it, so a group can appear more than once
+//! per epoch; its last row per epoch equals the row a micro-batch over the epoch's rows emits,
+//! so the epoch's rows collapsed to the last per key are micro-batch's batch (a sink that keeps
+//! the latest row per key holds micro-batch's result after every epoch). A dedup emits each
+//! first row once. So a stateful query's rows reach `foreach_rows` about a millisecond after
+//! their source had them, as a map-like query's do; the exactly-once sinks publish at the
+//! epoch's commit. The keyed exchange is into this one stage; parallel stateful tasks, each
+//! owning a range of the partition hash, are not built.
 //!
 //! Progress: one [`super::QueryProgress`] per committed epoch (`batch_id` is the epoch), with
 //! [`EpochProgress`] (rows per task, the latency from a row's availability to the end of its
@@ -270,9 +281,9 @@ pub struct MapLike;
 
 impl RunsContinuously for MapLike {}
 
-/// A query with aggregations in update mode, dedups or a watermark: the tasks read, and the
-/// coordinator's stateful stage runs the plan once per epoch on the epoch's rows (see the
-/// module docs).
+/// A query with aggregations in update mode, dedups or a watermark: the tasks read and run
+/// each vector on the stateful stage they share as it arrives, its state snapshotted per epoch
+/// (see the module docs).
 pub struct Stateful;
 
 impl RunsContinuously for Stateful {}

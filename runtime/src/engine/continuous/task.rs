@@ -3,14 +3,16 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use serde_json::Value;
 
+use super::stage::StageCell;
 use crate::engine::{BatchContext, Plan};
 use crate::error::Result;
+use crate::sink::RowWriter;
 use crate::source::continuous::{PartitionReader, MAX_VECTOR_ROWS};
 use crate::OutputMode;
 
@@ -19,13 +21,15 @@ use crate::OutputMode;
 /// most this. Spark's continuous readers poll every 1 ms; a sleeping task costs nothing.
 pub(super) const IDLE_POLL: Duration = Duration::from_millis(1);
 
+/// The most rows a task with a backlog takes at once (whole vectors): the aggregation's
+/// [`crate::ops::aggregate::PARALLEL_MIN_ROWS`], so a stateful stage folds a backlog in
+/// parallel as a micro-batch would, instead of one 8 Ki-row vector at a time on one thread.
+const BACKLOG_ROWS: usize = 8 * MAX_VECTOR_ROWS;
+
 /// What a task tells the coordinator, in order on one channel.
 pub(super) enum Message {
     /// Output rows of epoch `epoch`.
     Rows { epoch: u64, rows: RecordBatch },
-    /// Input rows of epoch `epoch` read by task `task` of a stateful query (the
-    /// coordinator's stage runs the plan on each epoch's rows).
-    Input { epoch: u64, task: usize, rows: RecordBatch },
     /// The task passed the marker of `epoch`: everything it produced in the epoch was sent.
     Marker { task: usize, epoch: u64, report: EpochReport },
     /// The task failed; it has stopped.
@@ -37,6 +41,8 @@ pub(super) struct EpochReport {
     /// Its partition's position after the epoch.
     pub position: Value,
     pub rows_in: u64,
+    /// Output rows the task gave the sink's row writer itself.
+    pub rows_out: u64,
     /// Whether a poll that looked at the source found nothing to read after the epoch's last
     /// rows (it was caught up with its source).
     pub caught_up: bool,
@@ -63,10 +69,15 @@ pub(super) struct Task {
     /// The rows of every static input, by declared input (`None` for streams).
     pub statics: Arc<Vec<Option<Vec<RecordBatch>>>>,
     pub reader: Box<dyn PartitionReader>,
-    /// The task's instance of the plan; `None` for a stateful query, whose task only reads
-    /// (the coordinator's stage runs the plan per epoch).
+    /// The task's instance of the plan; `None` for a stateful query, whose tasks share the
+    /// stage's one instance.
     pub plan: Option<Box<dyn Plan>>,
+    /// A stateful query's stage, on which the task runs its vectors (see `stage.rs`).
+    pub stage: Option<Arc<Mutex<StageCell>>>,
     pub output_mode: OutputMode,
+    /// The sink's row writer, for a map-like query whose sink takes rows: the task gives its
+    /// output to the sink itself instead of sending it to the coordinator.
+    pub writer: Option<Arc<dyn RowWriter>>,
     pub epoch: u64,
     pub control: Arc<Control>,
     pub tx: SyncSender<Message>,
@@ -97,9 +108,19 @@ impl Task {
             match self.reader.poll(MAX_VECTOR_ROWS)? {
                 Some(rows) => {
                     report.caught_up = false;
-                    report.rows_in += rows.num_rows() as u64;
                     let since = self.reader.available_since();
-                    self.process(rows)?;
+                    // A full vector means a backlog: take what else is there at once (up to
+                    // BACKLOG_ROWS), so the plan runs on it in one call, on all cores where
+                    // it can. A task that keeps up gets a vector and then nothing.
+                    let mut n = rows.num_rows();
+                    let mut vectors = vec![rows];
+                    while (MAX_VECTOR_ROWS..BACKLOG_ROWS).contains(&n) {
+                        let Some(more) = self.reader.poll(MAX_VECTOR_ROWS)? else { break };
+                        n += more.num_rows();
+                        vectors.push(more);
+                    }
+                    report.rows_in += n as u64;
+                    report.rows_out += self.process(vectors)?;
                     if let Some(since) = since {
                         let latency = since.elapsed();
                         report.max_latency = Some(report.max_latency.map_or(latency, |m| m.max(latency)));
@@ -142,6 +163,7 @@ impl Task {
         EpochReport {
             position: Value::Null,
             rows_in: 0,
+            rows_out: 0,
             caught_up: false,
             max_latency: None,
             sum_latency: Duration::ZERO,
@@ -150,26 +172,36 @@ impl Task {
         }
     }
 
-    /// Runs the plan's generated code on one vector of rows (or hands the vector on, for a
-    /// stateful query).
-    fn process(&mut self, rows: RecordBatch) -> Result<()> {
+    /// Runs the plan's generated code on vectors of rows (a stateful query's on the stage it
+    /// shares): the output rows the task gave the sink's row writer.
+    fn process(&mut self, rows: Vec<RecordBatch>) -> Result<u64> {
         let Some(plan) = self.plan.as_mut() else {
-            if rows.num_rows() > 0 {
-                // A closed channel means the query stopped; the loop sees it at the next marker.
-                let _ = self.tx.send(Message::Input { epoch: self.epoch, task: self.index, rows });
+            if let (Some(stage), true) = (&self.stage, rows.iter().any(|b| b.num_rows() > 0)) {
+                // Before this epoch's marker, so the epoch ends after its vectors ran.
+                stage
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .offer(self.epoch, self.input, rows)
+                    .map_err(|e| e.context(format!("task {}, epoch {}", self.index, self.epoch)))?;
             }
-            return Ok(());
+            return Ok(0);
         };
         let inputs = super::coordinator::inputs_for(&self.statics, self.input, rows);
         let ctx = BatchContext::new(self.epoch, self.output_mode);
         let out = plan
             .run_batch(&ctx, &inputs)
             .map_err(|e| e.context(format!("task {}, epoch {}", self.index, self.epoch)))?;
-        for rows in out {
-            if rows.num_rows() > 0 && self.tx.send(Message::Rows { epoch: self.epoch, rows }).is_err() {
+        let mut written = 0;
+        for rows in out.into_iter().filter(|b| b.num_rows() > 0) {
+            if let Some(w) = &self.writer {
+                // Before this epoch's marker, so the epoch commits after its rows.
+                w.add_rows(self.epoch, &rows, self.output_mode)
+                    .map_err(|e| e.context(format!("sink at epoch {} (task {})", self.epoch, self.index)))?;
+                written += rows.num_rows() as u64;
+            } else if self.tx.send(Message::Rows { epoch: self.epoch, rows }).is_err() {
                 break;
             }
         }
-        Ok(())
+        Ok(written)
     }
 }
