@@ -65,6 +65,14 @@ impl<K: GroupKey<Owned = K>, R> BatchGroups<K, R> {
         }
     }
 
+    /// Whether `key` (with hash `hash`) has rows.
+    pub(crate) fn contains(&self, hash: u64, key: &K) -> bool
+    where
+        K: Eq,
+    {
+        self.index.find(hash, |&i| self.groups[i].key == *key).is_some()
+    }
+
     /// Number of keys with rows.
     pub(crate) fn keys(&self) -> usize {
         self.groups.len()

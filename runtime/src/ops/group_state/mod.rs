@@ -10,6 +10,15 @@
 //! timeout and then by encoded key (so a replay calls them in the same order). Spark's rules
 //! on what is written back after a call are kept exactly (see [`GroupStateOp::call`]).
 //!
+//! An initial state (the DSL's `initial_state = ..`, Spark's `initialState`
+//! `KeyValueGroupedDataset`) is applied in the query's first batch (batch 0) only, as Spark
+//! applies it only while `isFirstBatch`: each key's state is stored (with no timeout), then the
+//! function is called once per key that has rows or initial state or both — the keys with
+//! rows as above, then the keys with only an initial state, in its order, with no rows — as
+//! Spark's `processNewDataWithInitialState`. A key given twice fails the batch with Spark's
+//! message. A restart from a checkpoint whose batch 0 committed never applies it again; a
+//! batch 0 re-run after a failure applies it again (it starts from no state).
+//!
 //! With timeouts enabled, the operator keeps every key's timeout in an in-memory index by
 //! (timeout, encoded key), updated by each call that changes it and rebuilt on restore: the
 //! keys due are a prefix of it and the next processing-time timeout its first entry, so no
@@ -48,6 +57,8 @@ pub struct GroupStateOp<K, R, S> {
     timeouts: BTreeMap<(i64, Vec<u8>), (u64, K)>,
     /// The earliest processing-time timeout in state (for the engine's no-data batches).
     next_timeout: Option<i64>,
+    /// The initial state, until batch 0 applies it.
+    initial: Option<Vec<(K, S)>>,
     metrics: StateOperatorProgress,
 }
 
@@ -63,8 +74,16 @@ where
             groups: BatchGroups::default(),
             timeouts: BTreeMap::new(),
             next_timeout: None,
+            initial: None,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
+    }
+
+    /// The operator with an initial state per key (the DSL's `initial_state = ..`), applied
+    /// in batch 0 only (see the module docs).
+    pub fn with_initial_state(mut self, initial: impl IntoIterator<Item = (K, S)>) -> Self {
+        self.initial = Some(initial.into_iter().collect());
+        self
     }
 
     /// Starts a batch (generated code calls it before the batch's rows).
@@ -115,12 +134,19 @@ where
     pub fn run(&mut self, ctx: &BatchContext, mut f: impl FnMut(&K, Vec<R>, &mut GroupState<S>)) -> Result<()> {
         let batch_ms = ctx.batch_timestamp_ms;
         let watermark_ms = ctx.watermark_for_eviction.map(|w| w.div_euclid(1000));
+        let initial = match self.initial.take() {
+            Some(initial) if ctx.batch_id == 0 => self.apply_initial_state(initial)?,
+            _ => Vec::new(),
+        };
         // Taken out for the calls and put back drained: its buffers keep their capacity.
         let mut groups = std::mem::take(&mut self.groups);
         for (hash, key, rows) in groups.drain() {
             self.call(hash, key, rows, false, batch_ms, watermark_ms, &mut f)?;
         }
         self.groups = groups;
+        for (hash, key) in initial {
+            self.call(hash, key, Vec::new(), false, batch_ms, watermark_ms, &mut f)?;
+        }
         let threshold = match self.timeout {
             GroupStateTimeout::NoTimeout => None,
             GroupStateTimeout::ProcessingTimeTimeout => Some(batch_ms),
@@ -136,6 +162,34 @@ where
         }
         self.end_batch();
         Ok(())
+    }
+
+    /// Stores the initial state (batch 0) and returns the keys it gave that have no rows in
+    /// the batch, in its order: they are called after the keys with rows. A key given twice
+    /// is Spark's error.
+    fn apply_initial_state(&mut self, initial: Vec<(K, S)>) -> Result<Vec<(u64, K)>> {
+        let mut seen = std::collections::HashSet::with_capacity(initial.len());
+        let mut without_rows = Vec::new();
+        for (key, state) in initial {
+            if !seen.insert(crate::codec::to_bytes(&key)) {
+                return Err(Error::User(format!(
+                    "the initial state of map_groups_with_state / flat_map_groups_with_state gives key {key:?} twice: the initial state provided contained multiple rows(state) with the same key. Make sure to de-duplicate the initial state before passing it (Spark's message)"
+                )));
+            }
+            let hash = state_hash(&key);
+            let value = GroupStateValue { state: Some(state), timeout_ms: NO_TIMESTAMP };
+            match self.state.find_mut(hash, &key) {
+                Some(slot) => {
+                    *slot = value;
+                    self.state.touch(&key);
+                }
+                None => self.state.put(hash, key.clone(), value, true),
+            }
+            if !self.groups.contains(hash, &key) {
+                without_rows.push((hash, key));
+            }
+        }
+        Ok(without_rows)
     }
 
     /// One call of the user's function and Spark's write-back rules: a removed state with no

@@ -164,3 +164,51 @@ fn changes_round_trip_through_restore_with_timeouts() {
     assert_eq!(calls, vec![("a".into(), vec![5], false), ("b".into(), vec![], true)]);
     assert_eq!(back.state_schema().value_layout, "group_state[i64]");
 }
+
+#[test]
+fn an_initial_state_is_stored_in_batch_0_and_every_key_with_rows_or_initial_state_is_called_once() {
+    let mut op = Op::new(2, GroupStateTimeout::NoTimeout)
+        .with_initial_state([(("z".to_string(),), 7), (("a".to_string(),), 10), (("y".to_string(),), 1)]);
+    op.set_tracking(true);
+    let mut seen = Vec::new();
+    let calls = sum_batch(&mut op, &ctx(0, 0, None), &[("b", 1), ("a", 2)], |k, s| {
+        seen.push((k.to_string(), *s.get()));
+        if k == "y" {
+            s.remove();
+        }
+    });
+    // The keys with rows first (first-seen order), then those with only an initial state.
+    assert_eq!(
+        calls,
+        vec![
+            ("b".into(), vec![1], false),
+            ("a".into(), vec![2], false),
+            ("z".into(), vec![], false),
+            ("y".into(), vec![], false)
+        ]
+    );
+    assert_eq!(seen, vec![("b".into(), 1), ("a".into(), 12), ("z".into(), 7), ("y".into(), 1)]);
+    assert_eq!(op.len(), 3, "y removed by its call");
+    let changed: usize = op.take_changes().iter().map(|p| p.len()).sum();
+    assert_eq!(changed, 4, "every initial key is in batch 0's delta (y as a removal)");
+    // Not applied again in a later batch.
+    let calls = sum_batch(&mut op, &ctx(1, 0, None), &[("z", 1)], |k, s| assert_eq!((k, *s.get()), ("z", 8)));
+    assert_eq!(calls.len(), 1);
+}
+
+#[test]
+fn an_initial_state_after_batch_0_is_ignored_as_spark_applies_it_in_the_first_batch_only() {
+    let mut op = Op::new(2, GroupStateTimeout::NoTimeout).with_initial_state([(("a".to_string(),), 10)]);
+    let calls = sum_batch(&mut op, &ctx(3, 0, None), &[("b", 1)], |_, _| {});
+    assert_eq!(calls, vec![("b".into(), vec![1], false)]);
+    assert_eq!(op.len(), 1);
+}
+
+#[test]
+fn a_key_twice_in_the_initial_state_fails_batch_0_with_sparks_message() {
+    let mut op = Op::new(2, GroupStateTimeout::NoTimeout)
+        .with_initial_state([(("a".to_string(),), 1), (("b".to_string(),), 2), (("a".to_string(),), 3)]);
+    op.begin_batch();
+    let err = op.run(&ctx(0, 0, None), |_, _, _| panic!("no call")).unwrap_err().to_string();
+    assert!(err.contains("multiple rows(state) with the same key") && err.contains("\"a\""), "{err}");
+}

@@ -5,6 +5,10 @@
 //!
 //! Per batch, generated code hands [`TransformWithStateOp::push_row`] each input row with its
 //! grouping key, then calls [`TransformWithStateOp::run`], which
+//! 0. in the query's first batch (batch 0) only, for an operator made
+//!    [`TransformWithStateOp::with_initial_state`], calls `handle_initial_state` once per key
+//!    of the initial state, with its entries (Spark's `initialState`; golden case
+//!    `tws_initial_state`);
 //! 1. calls `handle_input_rows` once per key with rows, in the order the keys first appeared
 //!    in the batch, with that key's rows in input order;
 //! 2. then, with `time_mode = processing_time` or `event_time`, calls `handle_expired_timer`
@@ -37,8 +41,8 @@ mod processor;
 mod row;
 
 pub use processor::{
-    ExpiredTimerInfo, KeyHandle, ListState, MapState, StatefulProcessor, StatefulProcessorHandle, TimeMode,
-    TimerValues, Ttl, ValueState, VarDecl, VarKind, NO_TIME,
+    ExpiredTimerInfo, KeyHandle, ListState, MapState, StatefulProcessor, StatefulProcessorHandle,
+    StatefulProcessorWithInitialState, TimeMode, TimerValues, Ttl, ValueState, VarDecl, VarKind, NO_TIME,
 };
 pub use row::{row_layout, TwsRow};
 
@@ -69,12 +73,6 @@ pub fn whole_key<K>(key: &K) -> &K {
 
 /// Spark's name for the operator in progress reports.
 pub const OPERATOR_NAME: &str = "transformWithStateExec";
-
-/// What a call is for: the key's rows of the batch, or one of its timers that is due.
-enum Call<R> {
-    Rows(Vec<R>),
-    Timer(i64),
-}
 
 /// What one batch did, beyond the common state metrics (Spark's `customMetrics` names).
 #[derive(Clone, Copy, Default, Debug)]
@@ -116,7 +114,7 @@ impl Footprint {
 /// [`TransformWithStateOp::new`] and [`TransformWithStateOp::run`] do. Generated code spans
 /// both calls on the processor expression, so a value that is no processor is one error
 /// there (rustc reports an unmet bound once per span).
-pub struct TransformWithStateOp<K, R, P> {
+pub struct TransformWithStateOp<K, R, P, I = ()> {
     processor: P,
     /// `P::close` (the struct is unbounded, so its `Drop` cannot name it).
     close: fn(&mut P),
@@ -143,6 +141,8 @@ pub struct TransformWithStateOp<K, R, P> {
     counts: BatchCounts,
     /// The running batch's processing time (ms).
     batch_ms: i64,
+    /// The initial state (`P::InitialState` per key), until batch 0 applies it.
+    initial: Option<Vec<(K, I)>>,
     metrics: StateOperatorProgress,
 }
 
@@ -153,7 +153,34 @@ where
 {
     /// The operator with `partitions` shuffle partitions: calls the processor's `init`,
     /// whose declarations are the state schema.
-    pub fn new(partitions: usize, time_mode: TimeMode, mut processor: P) -> Self {
+    pub fn new(partitions: usize, time_mode: TimeMode, processor: P) -> Self {
+        Self::build(partitions, time_mode, processor, None)
+    }
+}
+
+impl<K, P, I> TransformWithStateOp<K, P::Input, P, I>
+where
+    K: GroupKey<Owned = K> + Clone + Eq,
+    P: StatefulProcessor,
+{
+    /// [`TransformWithStateOp::new`] with an initial state per key (the DSL's
+    /// `initial_state = ..`, Spark's `initialState`): in batch 0 only, before any input row,
+    /// [`StatefulProcessorWithInitialState::handle_initial_state`] is called once per key,
+    /// with its entries in their order (a key may have several, as Spark 4 allows).
+    /// [`TransformWithStateOp::run_with_initial_state`] runs its batches.
+    pub fn with_initial_state(
+        partitions: usize,
+        time_mode: TimeMode,
+        processor: P,
+        initial: impl IntoIterator<Item = (K, I)>,
+    ) -> Self
+    where
+        P: StatefulProcessorWithInitialState<InitialState = I>,
+    {
+        Self::build(partitions, time_mode, processor, Some(initial.into_iter().collect()))
+    }
+
+    fn build(partitions: usize, time_mode: TimeMode, mut processor: P, initial: Option<Vec<(K, I)>>) -> Self {
         let mut handle = StatefulProcessorHandle::new(time_mode);
         processor.init(&mut handle);
         let has_ttl = handle.decls.iter().any(|d| d.ttl_ms.is_some());
@@ -174,12 +201,13 @@ where
             next_timer: None,
             counts: BatchCounts::default(),
             batch_ms: 0,
+            initial,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
     }
 }
 
-impl<K, R, P> TransformWithStateOp<K, R, P>
+impl<K, R, P, I> TransformWithStateOp<K, R, P, I>
 where
     K: GroupKey<Owned = K> + Clone + Eq,
 {
@@ -231,15 +259,48 @@ where
 {
     /// Runs the batch (see the module docs): `key_of` gives the processor's view of a key
     /// (the column for one grouping key), `emit` takes each output record.
-    pub fn run(
+    pub fn run(&mut self, ctx: &BatchContext, key_of: impl Fn(&K) -> &P::Key, mut emit: impl FnMut(P::Output)) -> Result<()>
+    where
+        P: StatefulProcessor<Input = R>,
+    {
+        let (timer_values, watermark_ms) = self.start_run(ctx)?;
+        self.run_rest(&timer_values, watermark_ms, &key_of, &mut emit)
+    }
+}
+
+impl<K, R, P, I> TransformWithStateOp<K, R, P, I>
+where
+    K: GroupKey<Owned = K> + Clone + Eq + StateCodec + std::fmt::Debug,
+{
+    /// [`TransformWithStateOp::run`] for an operator made with an initial state: in batch 0,
+    /// first `handle_initial_state` per initial entry (see
+    /// [`TransformWithStateOp::with_initial_state`]).
+    pub fn run_with_initial_state(
         &mut self,
         ctx: &BatchContext,
         key_of: impl Fn(&K) -> &P::Key,
         mut emit: impl FnMut(P::Output),
     ) -> Result<()>
     where
-        P: StatefulProcessor<Input = R>,
+        P: StatefulProcessorWithInitialState<Input = R, InitialState = I>,
     {
+        let (timer_values, watermark_ms) = self.start_run(ctx)?;
+        let initial = self.initial.take();
+        if let Some(initial) = initial.filter(|_| ctx.batch_id == 0) {
+            let mut by_key: BatchGroups<K, I> = BatchGroups::default();
+            for (key, state) in initial {
+                by_key.push(key, state);
+            }
+            for (hash, key, states) in by_key.drain() {
+                let tv = &timer_values;
+                self.call(hash, key, watermark_ms, |p, k, h| p.handle_initial_state(key_of(k), states, tv, h))?;
+            }
+        }
+        self.run_rest(&timer_values, watermark_ms, &key_of, &mut emit)
+    }
+
+    /// The start of a batch: `init`'s misuses fail it; the batch's times.
+    fn start_run(&mut self, ctx: &BatchContext) -> Result<(TimerValues, Option<i64>)> {
         if !self.init_errors.is_empty() {
             return Err(Error::User(format!("the stateful processor's `init`: {}", self.init_errors.join("; "))));
         }
@@ -250,10 +311,29 @@ where
             TimeMode::None => TimerValues::new(NO_TIME, NO_TIME),
             _ => TimerValues::new(batch_ms, watermark_ms.unwrap_or(NO_TIME)),
         };
+        Ok((timer_values, watermark_ms))
+    }
+
+    /// The batch's calls with rows, then its timers and TTL expiries (module docs, 1-3).
+    fn run_rest(
+        &mut self,
+        timer_values: &TimerValues,
+        watermark_ms: Option<i64>,
+        key_of: &impl Fn(&K) -> &P::Key,
+        emit: &mut impl FnMut(P::Output),
+    ) -> Result<()>
+    where
+        P: StatefulProcessor<Input = R>,
+    {
+        let batch_ms = self.batch_ms;
         // Taken out for the calls and put back drained: its buffers keep their capacity.
         let mut groups = std::mem::take(&mut self.groups);
         for (hash, key, rows) in groups.drain() {
-            self.call(hash, key, Call::Rows(rows), &timer_values, watermark_ms, &key_of, &mut emit)?;
+            self.call(hash, key, watermark_ms, |p, k, h| {
+                for out in p.handle_input_rows(key_of(k), rows, timer_values, h) {
+                    emit(out);
+                }
+            })?;
         }
         self.groups = groups;
         // The first timer time not yet due: Spark 4.3 fires a timer at or before the batch's
@@ -274,7 +354,20 @@ where
                 .collect();
             for (t, hash, key) in due {
                 self.counts.timers_expired += 1;
-                self.call(hash, key, Call::Timer(t), &timer_values, watermark_ms, &key_of, &mut emit)?;
+                self.call(hash, key, watermark_ms, |p, k, h| {
+                    // An earlier call of this key may have deleted it.
+                    if h.row.timers.binary_search(&t).is_ok() {
+                        let info = ExpiredTimerInfo::new(t);
+                        for out in p.handle_expired_timer(key_of(k), timer_values, info, h) {
+                            emit(out);
+                        }
+                    }
+                    if let Ok(at) = h.row.timers.binary_search(&t) {
+                        h.row.timers.remove(at);
+                        h.timer_log.push((t, false));
+                        h.changed = true;
+                    }
+                })?;
             }
         }
         if self.has_ttl {
@@ -284,23 +377,16 @@ where
         Ok(())
     }
 
-    /// One call of the processor for `key`, on its row in place, then the write-back: a row
-    /// left empty is removed, a changed one recorded for the checkpoint, and the indexes and
-    /// totals follow the row's change.
-    #[allow(clippy::too_many_arguments)]
+    /// One call of the processor for `key` (`body`: the rows, a timer or an initial state),
+    /// on its row in place, then the write-back: a row left empty is removed, a changed one
+    /// recorded for the checkpoint, and the indexes and totals follow the row's change.
     fn call(
         &mut self,
         hash: u64,
         key: K,
-        what: Call<R>,
-        timer_values: &TimerValues,
         watermark_ms: Option<i64>,
-        key_of: &impl Fn(&K) -> &P::Key,
-        emit: &mut impl FnMut(P::Output),
-    ) -> Result<()>
-    where
-        P: StatefulProcessor<Input = R>,
-    {
+        body: impl FnOnce(&mut P, &K, &mut KeyHandle<'_>),
+    ) -> Result<()> {
         let has_ttl = self.has_ttl;
         let mut fresh = None;
         let stored = self.state.find_mut(hash, &key);
@@ -326,27 +412,7 @@ where
             misuse: RefCell::new(None),
         };
         let processor = &mut self.processor;
-        let outcome = catch_unwind(AssertUnwindSafe(|| match what {
-            Call::Rows(rows) => {
-                for out in processor.handle_input_rows(key_of(&key), rows, timer_values, &mut h) {
-                    emit(out);
-                }
-            }
-            Call::Timer(t) => {
-                // An earlier call of this key may have deleted it.
-                if h.row.timers.binary_search(&t).is_ok() {
-                    let info = ExpiredTimerInfo::new(t);
-                    for out in processor.handle_expired_timer(key_of(&key), timer_values, info, &mut h) {
-                        emit(out);
-                    }
-                }
-                if let Ok(at) = h.row.timers.binary_search(&t) {
-                    h.row.timers.remove(at);
-                    h.timer_log.push((t, false));
-                    h.changed = true;
-                }
-            }
-        }));
+        let outcome = catch_unwind(AssertUnwindSafe(|| body(processor, &key, &mut h)));
         if let Err(panic) = outcome {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -493,18 +559,19 @@ fn refile<K: Clone>(index: &mut TimeIndex<K>, old: i64, new: i64, encoded: Vec<u
     }
 }
 
-impl<K, R, P> Drop for TransformWithStateOp<K, R, P> {
+impl<K, R, P, I> Drop for TransformWithStateOp<K, R, P, I> {
     /// The query stopped (or failed): the processor's `close`.
     fn drop(&mut self) {
         (self.close)(&mut self.processor);
     }
 }
 
-impl<K, R, P> StatefulOperator for TransformWithStateOp<K, R, P>
+impl<K, R, P, I> StatefulOperator for TransformWithStateOp<K, R, P, I>
 where
     K: GroupKey<Owned = K> + Clone + Eq + Send + StateCodec + std::fmt::Debug,
     R: Send,
     P: Send,
+    I: Send,
 {
     fn state_schema(&self) -> StateSchema {
         StateSchema {

@@ -295,6 +295,84 @@ pub trait StatefulProcessor: Send {
     fn close(&mut self) {}
 }
 
+/// A [`StatefulProcessor`] that takes an initial state (Spark 4's
+/// `StatefulProcessorWithInitialState`), for `transform_with_state(processor, time_mode = ..,
+/// initial_state = ..)`: the initial state is any iterable of `(key, Self::InitialState)`,
+/// evaluated when the query starts. In the query's first batch (batch 0) only, before any input
+/// row, [`handle_initial_state`](StatefulProcessorWithInitialState::handle_initial_state) is
+/// called once per key of the initial state (keys in first-seen order) with that key's
+/// entries in their order: Spark 4 allows a key several initial rows, and
+/// `transformWithStateInPandas` hands them to one call as one DataFrame (golden case
+/// `tws_initial_state`; Scala's row API calls once per row: loop over them). It may write
+/// state variables and register timers; it emits nothing. A restart whose batch 0 committed
+/// never calls it again; a batch 0 re-run after a failure calls it again (from no state).
+///
+/// ```
+/// use flowgate::ops::transform_with_state::*;
+///
+/// /// Counts events per user, starting from a count carried over from elsewhere.
+/// #[derive(Default)]
+/// struct Counts {
+///     count: ValueState<i64>,
+/// }
+///
+/// impl StatefulProcessor for Counts {
+///     type Key = String;
+///     type Input = i64;
+///     type Output = (String, i64);
+///
+///     fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+///         self.count = handle.get_value_state("count", Ttl::NONE);
+///     }
+///
+///     fn handle_input_rows(
+///         &mut self,
+///         key: &String,
+///         rows: Vec<i64>,
+///         _timer_values: &TimerValues,
+///         handle: &mut KeyHandle<'_>,
+///     ) -> impl IntoIterator<Item = (String, i64)> {
+///         let n = self.count.get(handle).unwrap_or(0) + rows.len() as i64;
+///         self.count.update(handle, n);
+///         Some((key.clone(), n))
+///     }
+/// }
+///
+/// impl StatefulProcessorWithInitialState for Counts {
+///     type InitialState = i64;
+///
+///     fn handle_initial_state(
+///         &mut self,
+///         _key: &String,
+///         initial: Vec<i64>,
+///         _timer_values: &TimerValues,
+///         handle: &mut KeyHandle<'_>,
+///     ) {
+///         let n = self.count.get(handle).unwrap_or(0) + initial.iter().sum::<i64>();
+///         self.count.update(handle, n);
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` takes no initial state",
+    label = "`initial_state = ..` needs a processor whose type implements `flowgate::ops::transform_with_state::StatefulProcessorWithInitialState`",
+    note = "implement `StatefulProcessorWithInitialState` for it: `handle_initial_state` is called per key of the initial state in the query's first batch"
+)]
+pub trait StatefulProcessorWithInitialState: StatefulProcessor {
+    /// One entry's initial state (the second element of the initial state's pairs).
+    type InitialState;
+
+    /// `key`'s initial-state entries, in their order (first batch only): write its state
+    /// variables or register timers through `handle`.
+    fn handle_initial_state(
+        &mut self,
+        key: &Self::Key,
+        initial_states: Vec<Self::InitialState>,
+        timer_values: &TimerValues,
+        handle: &mut KeyHandle<'_>,
+    );
+}
+
 /// One key's state variables and timers during one call (the per-key side of Spark's
 /// `StatefulProcessorHandle`): the typed state handles read and write through it.
 #[derive(Debug)]

@@ -71,7 +71,61 @@ impl StatefulProcessor for Recorder {
     }
 }
 
+impl StatefulProcessorWithInitialState for Recorder {
+    type InitialState = i64;
+
+    /// Adds the key's initial values to its sum and registers its timer, as a call with rows.
+    fn handle_initial_state(&mut self, _key: &String, states: Vec<i64>, tv: &TimerValues, h: &mut KeyHandle<'_>) {
+        let sum = self.sum.get(h).unwrap_or(0) + states.iter().sum::<i64>();
+        self.sum.update(h, sum);
+        if let Some(after) = self.timer_after {
+            h.register_timer(tv.get_current_processing_time_in_ms() + after);
+        }
+    }
+}
+
 type Op = TransformWithStateOp<(String,), i64, Recorder>;
+type InitOp = TransformWithStateOp<(String,), i64, Recorder, i64>;
+
+fn init_batch(op: &mut InitOp, c: &BatchContext, rows: &[(&str, i64)]) -> Result<Vec<(String, String)>> {
+    op.begin_batch();
+    for (k, v) in rows {
+        op.push_row((*k,), *v);
+    }
+    let mut out = Vec::new();
+    op.run_with_initial_state(c, |k| &k.0, |o| out.push(o))?;
+    Ok(out)
+}
+
+#[test]
+fn the_initial_state_is_handled_per_key_before_the_rows_of_batch_0_only() {
+    let rec = Recorder { timer_after: Some(500), ..Default::default() };
+    let initial = [("z", 7), ("a", 10), ("z", 1)].map(|(k, v)| ((k.to_string(),), v));
+    let mut op = InitOp::with_initial_state(2, TimeMode::ProcessingTime, rec, initial);
+    let out = init_batch(&mut op, &ctx(0, 1_000, None), &[("a", 2)]).unwrap();
+    assert_eq!(out, vec![("a".into(), "rows [2] sum 12 all [2] seen [(2, 1)]".into())], "z emits nothing");
+    let m = op.metrics();
+    assert_eq!((m.num_rows_total, m.num_rows_updated), (4, 5), "z: sum; a: sum twice, rows, seen");
+    assert!(m.custom_metrics.contains(&("numRegisteredTimers".into(), 2)), "{:?}", m.custom_metrics);
+    // z's timer, registered by its initial state, fires; nothing is applied again.
+    let out = init_batch(&mut op, &ctx(1, 1_500, None), &[("b", 1)]).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            ("b".into(), "rows [1] sum 1 all [1] seen [(1, 1)]".into()),
+            ("a".into(), "timer 1500 at 1500 sum Some(12)".into()),
+            ("z".into(), "timer 1500 at 1500 sum Some(8)".into()),
+        ]
+    );
+}
+
+#[test]
+fn an_initial_state_is_not_handled_after_batch_0() {
+    let initial = [(("a".to_string(),), 10)];
+    let mut op = InitOp::with_initial_state(2, TimeMode::None, Recorder::default(), initial);
+    let out = init_batch(&mut op, &ctx(4, 0, None), &[("a", 2)]).unwrap();
+    assert_eq!(out, vec![("a".into(), "rows [2] sum 2 all [2] seen [(2, 1)]".into())]);
+}
 
 fn batch(op: &mut Op, c: &BatchContext, rows: &[(&str, i64)]) -> Result<Vec<(String, String)>> {
     op.begin_batch();
