@@ -61,7 +61,11 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
         return None;
     };
     let mut timeout = TimeoutKind::None;
+    let mut initial_state = None;
     for arg in &call.args[1..] {
+        if initial_state_arg(arg, &mut initial_state, diags) {
+            continue;
+        }
         match arg {
             Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("timeout")) => match &*a.right {
                 Expr::Path(p) if p.path.get_ident().is_some() => {
@@ -87,7 +91,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             other => diags.error(
                 other.span(),
                 format!(
-                    "`{name}` takes the function and `timeout = ...`: `.{name}(update_session, timeout = event_time)`"
+                    "`{name}` takes the function, `timeout = ...` and `initial_state = ...`: `.{name}(update_session, timeout = event_time)`"
                 ),
             ),
         }
@@ -117,8 +121,41 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             watermark,
             name: call.name.clone(),
             from_map: cx.mapped.as_ref().map(|(id, _)| *id),
+            initial_state,
         },
     })
+}
+
+/// The `initial_state = <expr>` argument of the three group-state operators: whether `arg` is
+/// one (kept in `slot`; given twice is an error on the second).
+pub(crate) fn initial_state_arg(arg: &Expr, slot: &mut Option<Expr>, diags: &mut Diagnostics) -> bool {
+    match arg {
+        Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("initial_state")) => {
+            if slot.is_some() {
+                diags.error(a.left.span(), "`initial_state` is given twice");
+            } else {
+                *slot = Some((*a.right).clone());
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The initial state's pairs as the operator keys them: a one-column key in a 1-tuple, as
+/// the batch's rows are grouped (spanned on the user's expression, so a wrong item type is
+/// reported there). The operator calls it in batch 0 only; it is passed after the user's
+/// function, so rustc takes the state's type from the function.
+pub(crate) fn initial_pairs(spec: &GroupStateSpec, init: &Expr) -> TokenStream {
+    let span = init.span();
+    if spec.keys.len() == 1 {
+        quote_spanned!(span=> ::core::iter::Iterator::map(
+            ::core::iter::IntoIterator::into_iter(#init),
+            |(__fg_k, __fg_s)| ((__fg_k,), __fg_s)
+        ))
+    } else {
+        quote_spanned!(span=> #init)
+    }
 }
 
 /// Rules on output modes (Spark's `UnsupportedOperationChecker`): `mapGroupsWithState` only in
@@ -269,13 +306,20 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
         quote! { #push }
     };
     let result = format_ident!("__fg_result");
-    let run = quote!(#op.run);
+    let initial = match &spec.initial_state {
+        Some(init) => {
+            let pairs = initial_pairs(spec, init);
+            quote!(, || #pairs)
+        }
+        None => TokenStream::new(),
+    };
+    let run = if spec.initial_state.is_some() { quote!(#op.run_with_initial_state) } else { quote!(#op.run) };
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
         #run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
             let #result = #call;
             #push
-        })?;
+        } #initial)?;
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
     }
 }

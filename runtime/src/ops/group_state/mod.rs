@@ -57,8 +57,6 @@ pub struct GroupStateOp<K, R, S> {
     timeouts: BTreeMap<(i64, Vec<u8>), (u64, K)>,
     /// The earliest processing-time timeout in state (for the engine's no-data batches).
     next_timeout: Option<i64>,
-    /// The initial state, until batch 0 applies it.
-    initial: Option<Vec<(K, S)>>,
     metrics: StateOperatorProgress,
 }
 
@@ -74,16 +72,8 @@ where
             groups: BatchGroups::default(),
             timeouts: BTreeMap::new(),
             next_timeout: None,
-            initial: None,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
-    }
-
-    /// The operator with an initial state per key (the DSL's `initial_state = ..`), applied
-    /// in batch 0 only (see the module docs).
-    pub fn with_initial_state(mut self, initial: impl IntoIterator<Item = (K, S)>) -> Self {
-        self.initial = Some(initial.into_iter().collect());
-        self
     }
 
     /// Starts a batch (generated code calls it before the batch's rows).
@@ -131,13 +121,27 @@ where
     /// output. A misuse of the `GroupState` API (Spark's exceptions) or a panic in the user's
     /// function fails the batch with an error naming the key; nothing of the batch is kept
     /// (the engine re-runs it from the previous state version after a restart).
-    pub fn run(&mut self, ctx: &BatchContext, mut f: impl FnMut(&K, Vec<R>, &mut GroupState<S>)) -> Result<()> {
+    pub fn run(&mut self, ctx: &BatchContext, f: impl FnMut(&K, Vec<R>, &mut GroupState<S>)) -> Result<()> {
+        self.run_with_initial_state(ctx, f, std::iter::empty)
+    }
+
+    /// [`GroupStateOp::run`] with an initial state per key (the DSL's `initial_state = ..`):
+    /// in batch 0 only, `initial` is called and its pairs applied (see the module docs); in
+    /// any other batch it is never called. (Generated code passes the function before the
+    /// initial state, so rustc takes the state's type from the function and reports a wrong
+    /// initial state at its expression.)
+    pub fn run_with_initial_state<I>(
+        &mut self,
+        ctx: &BatchContext,
+        mut f: impl FnMut(&K, Vec<R>, &mut GroupState<S>),
+        initial: impl FnOnce() -> I,
+    ) -> Result<()>
+    where
+        I: IntoIterator<Item = (K, S)>,
+    {
         let batch_ms = ctx.batch_timestamp_ms;
         let watermark_ms = ctx.watermark_for_eviction.map(|w| w.div_euclid(1000));
-        let initial = match self.initial.take() {
-            Some(initial) if ctx.batch_id == 0 => self.apply_initial_state(initial)?,
-            _ => Vec::new(),
-        };
+        let initial = if ctx.batch_id == 0 { self.apply_initial_state(initial())? } else { Vec::new() };
         // Taken out for the calls and put back drained: its buffers keep their capacity.
         let mut groups = std::mem::take(&mut self.groups);
         for (hash, key, rows) in groups.drain() {
@@ -167,8 +171,8 @@ where
     /// Stores the initial state (batch 0) and returns the keys it gave that have no rows in
     /// the batch, in its order: they are called after the keys with rows. A key given twice
     /// is Spark's error.
-    fn apply_initial_state(&mut self, initial: Vec<(K, S)>) -> Result<Vec<(u64, K)>> {
-        let mut seen = std::collections::HashSet::with_capacity(initial.len());
+    fn apply_initial_state(&mut self, initial: impl IntoIterator<Item = (K, S)>) -> Result<Vec<(u64, K)>> {
+        let mut seen = std::collections::HashSet::new();
         let mut without_rows = Vec::new();
         for (key, state) in initial {
             if !seen.insert(crate::codec::to_bytes(&key)) {

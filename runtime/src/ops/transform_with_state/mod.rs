@@ -5,9 +5,9 @@
 //!
 //! Per batch, generated code hands [`TransformWithStateOp::push_row`] each input row with its
 //! grouping key, then calls [`TransformWithStateOp::run`], which
-//! 0. in the query's first batch (batch 0) only, for an operator made
-//!    [`TransformWithStateOp::with_initial_state`], calls `handle_initial_state` once per key
-//!    of the initial state, with its entries (Spark's `initialState`; golden case
+//! 0. in the query's first batch (batch 0) only, run with
+//!    [`TransformWithStateOp::run_with_initial_state`], calls `handle_initial_state` once per
+//!    key of the initial state, with its entries (Spark's `initialState`; golden case
 //!    `tws_initial_state`);
 //! 1. calls `handle_input_rows` once per key with rows, in the order the keys first appeared
 //!    in the batch, with that key's rows in input order;
@@ -114,7 +114,7 @@ impl Footprint {
 /// [`TransformWithStateOp::new`] and [`TransformWithStateOp::run`] do. Generated code spans
 /// both calls on the processor expression, so a value that is no processor is one error
 /// there (rustc reports an unmet bound once per span).
-pub struct TransformWithStateOp<K, R, P, I = ()> {
+pub struct TransformWithStateOp<K, R, P> {
     processor: P,
     /// `P::close` (the struct is unbounded, so its `Drop` cannot name it).
     close: fn(&mut P),
@@ -141,8 +141,6 @@ pub struct TransformWithStateOp<K, R, P, I = ()> {
     counts: BatchCounts,
     /// The running batch's processing time (ms).
     batch_ms: i64,
-    /// The initial state (`P::InitialState` per key), until batch 0 applies it.
-    initial: Option<Vec<(K, I)>>,
     metrics: StateOperatorProgress,
 }
 
@@ -153,34 +151,7 @@ where
 {
     /// The operator with `partitions` shuffle partitions: calls the processor's `init`,
     /// whose declarations are the state schema.
-    pub fn new(partitions: usize, time_mode: TimeMode, processor: P) -> Self {
-        Self::build(partitions, time_mode, processor, None)
-    }
-}
-
-impl<K, P, I> TransformWithStateOp<K, P::Input, P, I>
-where
-    K: GroupKey<Owned = K> + Clone + Eq,
-    P: StatefulProcessor,
-{
-    /// [`TransformWithStateOp::new`] with an initial state per key (the DSL's
-    /// `initial_state = ..`, Spark's `initialState`): in batch 0 only, before any input row,
-    /// [`StatefulProcessorWithInitialState::handle_initial_state`] is called once per key,
-    /// with its entries in their order (a key may have several, as Spark 4 allows).
-    /// [`TransformWithStateOp::run_with_initial_state`] runs its batches.
-    pub fn with_initial_state(
-        partitions: usize,
-        time_mode: TimeMode,
-        processor: P,
-        initial: impl IntoIterator<Item = (K, I)>,
-    ) -> Self
-    where
-        P: StatefulProcessorWithInitialState<InitialState = I>,
-    {
-        Self::build(partitions, time_mode, processor, Some(initial.into_iter().collect()))
-    }
-
-    fn build(partitions: usize, time_mode: TimeMode, mut processor: P, initial: Option<Vec<(K, I)>>) -> Self {
+    pub fn new(partitions: usize, time_mode: TimeMode, mut processor: P) -> Self {
         let mut handle = StatefulProcessorHandle::new(time_mode);
         processor.init(&mut handle);
         let has_ttl = handle.decls.iter().any(|d| d.ttl_ms.is_some());
@@ -201,13 +172,12 @@ where
             next_timer: None,
             counts: BatchCounts::default(),
             batch_ms: 0,
-            initial,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
     }
 }
 
-impl<K, R, P, I> TransformWithStateOp<K, R, P, I>
+impl<K, R, P> TransformWithStateOp<K, R, P>
 where
     K: GroupKey<Owned = K> + Clone + Eq,
 {
@@ -259,36 +229,39 @@ where
 {
     /// Runs the batch (see the module docs): `key_of` gives the processor's view of a key
     /// (the column for one grouping key), `emit` takes each output record.
-    pub fn run(&mut self, ctx: &BatchContext, key_of: impl Fn(&K) -> &P::Key, mut emit: impl FnMut(P::Output)) -> Result<()>
-    where
-        P: StatefulProcessor<Input = R>,
-    {
-        let (timer_values, watermark_ms) = self.start_run(ctx)?;
-        self.run_rest(&timer_values, watermark_ms, &key_of, &mut emit)
-    }
-}
-
-impl<K, R, P, I> TransformWithStateOp<K, R, P, I>
-where
-    K: GroupKey<Owned = K> + Clone + Eq + StateCodec + std::fmt::Debug,
-{
-    /// [`TransformWithStateOp::run`] for an operator made with an initial state: in batch 0,
-    /// first `handle_initial_state` per initial entry (see
-    /// [`TransformWithStateOp::with_initial_state`]).
-    pub fn run_with_initial_state(
+    pub fn run(
         &mut self,
         ctx: &BatchContext,
         key_of: impl Fn(&K) -> &P::Key,
         mut emit: impl FnMut(P::Output),
     ) -> Result<()>
     where
-        P: StatefulProcessorWithInitialState<Input = R, InitialState = I>,
+        P: StatefulProcessor<Input = R>,
     {
         let (timer_values, watermark_ms) = self.start_run(ctx)?;
-        let initial = self.initial.take();
-        if let Some(initial) = initial.filter(|_| ctx.batch_id == 0) {
-            let mut by_key: BatchGroups<K, I> = BatchGroups::default();
-            for (key, state) in initial {
+        self.run_rest(&timer_values, watermark_ms, &key_of, &mut emit)
+    }
+
+    /// [`TransformWithStateOp::run`] with an initial state per key (the DSL's
+    /// `initial_state = ..`, Spark's `initialState`): in batch 0 only, `initial` is called
+    /// and, before any input row, [`StatefulProcessorWithInitialState::handle_initial_state`]
+    /// once per key (first-seen order) with its entries in their order (a key may have
+    /// several, as Spark 4 allows); in any other batch `initial` is never called.
+    pub fn run_with_initial_state<I>(
+        &mut self,
+        ctx: &BatchContext,
+        key_of: impl Fn(&K) -> &P::Key,
+        mut emit: impl FnMut(P::Output),
+        initial: impl FnOnce() -> I,
+    ) -> Result<()>
+    where
+        P: StatefulProcessorWithInitialState<Input = R>,
+        I: IntoIterator<Item = (K, P::InitialState)>,
+    {
+        let (timer_values, watermark_ms) = self.start_run(ctx)?;
+        if ctx.batch_id == 0 {
+            let mut by_key: BatchGroups<K, P::InitialState> = BatchGroups::default();
+            for (key, state) in initial() {
                 by_key.push(key, state);
             }
             for (hash, key, states) in by_key.drain() {
@@ -559,19 +532,18 @@ fn refile<K: Clone>(index: &mut TimeIndex<K>, old: i64, new: i64, encoded: Vec<u
     }
 }
 
-impl<K, R, P, I> Drop for TransformWithStateOp<K, R, P, I> {
+impl<K, R, P> Drop for TransformWithStateOp<K, R, P> {
     /// The query stopped (or failed): the processor's `close`.
     fn drop(&mut self) {
         (self.close)(&mut self.processor);
     }
 }
 
-impl<K, R, P, I> StatefulOperator for TransformWithStateOp<K, R, P, I>
+impl<K, R, P> StatefulOperator for TransformWithStateOp<K, R, P>
 where
     K: GroupKey<Owned = K> + Clone + Eq + Send + StateCodec + std::fmt::Debug,
     R: Send,
     P: Send,
-    I: Send,
 {
     fn state_schema(&self) -> StateSchema {
         StateSchema {

@@ -85,30 +85,32 @@ impl StatefulProcessorWithInitialState for Recorder {
 }
 
 type Op = TransformWithStateOp<(String,), i64, Recorder>;
-type InitOp = TransformWithStateOp<(String,), i64, Recorder, i64>;
-
-fn init_batch(op: &mut InitOp, c: &BatchContext, rows: &[(&str, i64)]) -> Result<Vec<(String, String)>> {
+fn init_batch(
+    op: &mut Op,
+    c: &BatchContext,
+    rows: &[(&str, i64)],
+    initial: &[(&str, i64)],
+) -> Result<Vec<(String, String)>> {
     op.begin_batch();
     for (k, v) in rows {
         op.push_row((*k,), *v);
     }
     let mut out = Vec::new();
-    op.run_with_initial_state(c, |k| &k.0, |o| out.push(o))?;
+    op.run_with_initial_state(c, |k| &k.0, |o| out.push(o), || initial.iter().map(|(k, v)| ((k.to_string(),), *v)))?;
     Ok(out)
 }
 
 #[test]
 fn the_initial_state_is_handled_per_key_before_the_rows_of_batch_0_only() {
     let rec = Recorder { timer_after: Some(500), ..Default::default() };
-    let initial = [("z", 7), ("a", 10), ("z", 1)].map(|(k, v)| ((k.to_string(),), v));
-    let mut op = InitOp::with_initial_state(2, TimeMode::ProcessingTime, rec, initial);
-    let out = init_batch(&mut op, &ctx(0, 1_000, None), &[("a", 2)]).unwrap();
+    let mut op = Op::new(2, TimeMode::ProcessingTime, rec);
+    let out = init_batch(&mut op, &ctx(0, 1_000, None), &[("a", 2)], &[("z", 7), ("a", 10), ("z", 1)]).unwrap();
     assert_eq!(out, vec![("a".into(), "rows [2] sum 12 all [2] seen [(2, 1)]".into())], "z emits nothing");
     let m = op.metrics();
     assert_eq!((m.num_rows_total, m.num_rows_updated), (4, 5), "z: sum; a: sum twice, rows, seen");
     assert!(m.custom_metrics.contains(&("numRegisteredTimers".into(), 2)), "{:?}", m.custom_metrics);
     // z's timer, registered by its initial state, fires; nothing is applied again.
-    let out = init_batch(&mut op, &ctx(1, 1_500, None), &[("b", 1)]).unwrap();
+    let out = init_batch(&mut op, &ctx(1, 1_500, None), &[("b", 1)], &[("b", 100)]).unwrap();
     assert_eq!(
         out,
         vec![
@@ -121,9 +123,8 @@ fn the_initial_state_is_handled_per_key_before_the_rows_of_batch_0_only() {
 
 #[test]
 fn an_initial_state_is_not_handled_after_batch_0() {
-    let initial = [(("a".to_string(),), 10)];
-    let mut op = InitOp::with_initial_state(2, TimeMode::None, Recorder::default(), initial);
-    let out = init_batch(&mut op, &ctx(4, 0, None), &[("a", 2)]).unwrap();
+    let mut op = Op::new(2, TimeMode::None, Recorder::default());
+    let out = init_batch(&mut op, &ctx(4, 0, None), &[("a", 2)], &[("a", 10)]).unwrap();
     assert_eq!(out, vec![("a".into(), "rows [2] sum 2 all [2] seen [(2, 1)]".into())]);
 }
 
