@@ -35,7 +35,10 @@
 //! after it expired). The
 //! state goes through the checkpoint as one value per key ([`row`]); the state schema is the
 //! processor's declarations, made when the operator is created, so a changed processor is
-//! refused before the first batch.
+//! refused before the first batch — but for variables `init` deletes
+//! ([`StatefulProcessorHandle::delete_if_exists`], Spark's `deleteIfExists`): a recorded
+//! layout that holds them besides the declared ones is adopted as the stored row's, their
+//! places emptied when the state is restored.
 
 mod processor;
 mod row;
@@ -45,6 +48,8 @@ pub use processor::{
     StatefulProcessorWithInitialState, TimeMode, TimerValues, Ttl, ValueState, VarDecl, VarKind, NO_TIME,
 };
 pub use row::{row_layout, TwsRow};
+
+use row::Slot;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -119,6 +124,16 @@ pub struct TransformWithStateOp<K, R, P> {
     /// `P::close` (the struct is unbounded, so its `Drop` cannot name it).
     close: fn(&mut P),
     decls: Vec<VarDecl>,
+    /// The stored row's variables: the declared ones, and after a restart from a checkpoint
+    /// that recorded variables `init` deleted (`delete_if_exists`), the recorded layout with
+    /// those kept as empty places ([`StatefulOperator::adopt_recorded_schema`]).
+    stored: Vec<VarDecl>,
+    /// Each declared variable's place in `stored`.
+    slot_of: Vec<usize>,
+    /// The names `init` deleted.
+    deleted: Vec<String>,
+    /// The places in `stored` of deleted variables (emptied on restore).
+    dropped: Vec<usize>,
     /// Misuses in `init` (a name declared twice, a bad TTL): the first batch fails with them.
     init_errors: Vec<String>,
     time_mode: TimeMode,
@@ -158,7 +173,11 @@ where
         TransformWithStateOp {
             processor,
             close: P::close,
+            stored: handle.decls.clone(),
+            slot_of: (0..handle.decls.len()).collect(),
             decls: handle.decls,
+            deleted: handle.deleted,
+            dropped: Vec::new(),
             init_errors: handle.errors,
             time_mode,
             has_ttl,
@@ -366,13 +385,14 @@ where
         let existed = stored.is_some();
         let row: &mut TwsRow = match stored {
             Some(row) => row,
-            None => fresh.insert(TwsRow::new(&self.decls)),
+            None => fresh.insert(TwsRow::new(&self.stored)),
         };
         let before = if existed { Footprint::of(row, has_ttl) } else { Footprint::NONE };
         self.timer_log.clear();
         let mut h = KeyHandle {
             row,
             decls: &self.decls,
+            slots: &self.slot_of,
             time_mode: self.time_mode,
             batch_ms: self.batch_ms,
             watermark_ms,
@@ -549,7 +569,7 @@ where
         StateSchema {
             operator: OPERATOR_NAME.to_string(),
             key_layout: crate::codec::layout_of::<K>(),
-            value_layout: row_layout(&self.decls),
+            value_layout: row_layout(&self.stored),
             partitions: self.state.partitions(),
         }
     }
@@ -564,19 +584,93 @@ where
     }
     fn restore(&mut self, partitions: Vec<StateMap>) -> Result<()> {
         self.state.restore(partitions)?;
-        let n = self.decls.len();
+        let n = self.stored.len();
         if let Some(bad) = self.state.iter().find(|e| e.value.vars.len() != n) {
             return Err(Error::Checkpoint(format!(
                 "a stored transform_with_state row holds {} state variables, the processor declares {n}",
                 bad.value.vars.len()
             )));
         }
+        self.drop_deleted();
         self.reindex();
         self.end_batch();
         Ok(())
     }
     fn next_processing_timeout_ms(&self) -> Option<i64> {
         self.next_timer
+    }
+    /// Accepts a recorded layout whose variables are the declared ones (same names and
+    /// types, in any order) and ones `init` deleted with `delete_if_exists`: the stored row
+    /// keeps the recorded layout, the deleted variables' places emptied on restore.
+    fn adopt_recorded_schema(&mut self, recorded: &StateSchema) -> bool {
+        let now = self.state_schema();
+        if recorded.operator != now.operator
+            || recorded.key_layout != now.key_layout
+            || recorded.partitions != now.partitions
+            || self.deleted.is_empty()
+        {
+            return false;
+        }
+        let Some(vars) = row::parse_row_layout(&recorded.value_layout) else { return false };
+        let mut stored = Vec::with_capacity(vars.len());
+        let mut slot_of = vec![usize::MAX; self.decls.len()];
+        let mut dropped = Vec::new();
+        for (at, (name, layout)) in vars.into_iter().enumerate() {
+            match self.decls.iter().position(|d| d.name == name) {
+                Some(id) if self.decls[id].layout == layout => {
+                    slot_of[id] = at;
+                    stored.push(self.decls[id].clone());
+                }
+                Some(_) => return false,
+                None if self.deleted.contains(&name) => {
+                    let Some(kind) = row::kind_of_layout(&layout) else { return false };
+                    dropped.push(at);
+                    stored.push(VarDecl { name, kind, layout, ttl_ms: None });
+                }
+                None => return false,
+            }
+        }
+        // A declared variable the checkpoint does not have is a change this cannot absorb.
+        if slot_of.contains(&usize::MAX) {
+            return false;
+        }
+        self.stored = stored;
+        self.slot_of = slot_of;
+        self.dropped = dropped;
+        true
+    }
+}
+
+impl<K, R, P> TransformWithStateOp<K, R, P>
+where
+    K: GroupKey<Owned = K> + Clone + Eq + StateCodec + std::fmt::Debug,
+{
+    /// Empties the deleted variables' places in every restored row (before the indexes are
+    /// built); a row left empty is removed. The rows changed are recorded, so the next
+    /// checkpoint stores them without the deleted values.
+    fn drop_deleted(&mut self) {
+        if self.dropped.is_empty() {
+            return;
+        }
+        let dropped = &self.dropped;
+        let touched: Vec<K> = self
+            .state
+            .iter()
+            .filter(|e| dropped.iter().any(|&at| !e.value.vars[at].is_empty()))
+            .map(|e| e.key.clone())
+            .collect();
+        for key in touched {
+            let hash = state_hash(&key);
+            let Some(row) = self.state.find_mut(hash, &key) else { continue };
+            for &at in &self.dropped {
+                row.vars[at] = Slot::empty(row::slot_kind(&row.vars[at]));
+            }
+            if row.is_empty() {
+                self.state.remove(hash, &key);
+            } else {
+                self.state.touch(&key);
+            }
+        }
     }
 }
 

@@ -138,13 +138,15 @@ pub struct VarDecl {
 #[derive(Debug)]
 pub struct StatefulProcessorHandle {
     pub(super) decls: Vec<VarDecl>,
+    /// The names `delete_if_exists` was called with.
+    pub(super) deleted: Vec<String>,
     pub(super) errors: Vec<String>,
     time_mode: TimeMode,
 }
 
 impl StatefulProcessorHandle {
     pub(super) fn new(time_mode: TimeMode) -> Self {
-        StatefulProcessorHandle { decls: Vec::new(), errors: Vec::new(), time_mode }
+        StatefulProcessorHandle { decls: Vec::new(), deleted: Vec::new(), errors: Vec::new(), time_mode }
     }
 
     /// The query's time mode.
@@ -152,14 +154,21 @@ impl StatefulProcessorHandle {
         self.time_mode
     }
 
-    fn declare(&mut self, name: &str, kind: VarKind, layout: String, ttl: Ttl) -> usize {
+    fn check_name(&mut self, name: &str) {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             self.errors.push(format!(
                 "state variable name `{name}`: use letters, digits and `_` (it names the state in the checkpoint)"
             ));
         }
+    }
+
+    fn declare(&mut self, name: &str, kind: VarKind, layout: String, ttl: Ttl) -> usize {
+        self.check_name(name);
         if self.decls.iter().any(|d| d.name == name) {
             self.errors.push(format!("state variable `{name}` is declared twice in `init`"));
+        }
+        if self.deleted.iter().any(|d| d == name) {
+            self.errors.push(format!("state variable `{name}` is deleted and declared in `init`"));
         }
         if let Some(ms) = ttl.ms.filter(|ms| *ms <= 0) {
             self.errors.push(if ms == i64::MIN {
@@ -170,6 +179,22 @@ impl StatefulProcessorHandle {
         }
         self.decls.push(VarDecl { name: name.to_string(), kind, layout, ttl_ms: ttl.ms });
         self.decls.len() - 1
+    }
+
+    /// Deletes the state variable `name` and its values for every key, if the checkpoint has
+    /// one (Spark's `deleteIfExists`): a processor that no longer uses a variable calls it in
+    /// `init`, and a restart from a checkpoint that recorded the variable is then accepted
+    /// (its values are dropped when the state is restored) instead of refused. Keep the call as
+    /// long as the checkpoint is used: the recorded layout keeps the variable's place. On a
+    /// new checkpoint it does nothing.
+    pub fn delete_if_exists(&mut self, name: &str) {
+        self.check_name(name);
+        if self.decls.iter().any(|d| d.name == name) {
+            self.errors.push(format!("state variable `{name}` is declared and deleted in `init`"));
+        }
+        if !self.deleted.iter().any(|d| d == name) {
+            self.deleted.push(name.to_string());
+        }
     }
 
     /// Declares a single-value state variable (Spark's `getValueState`).
@@ -379,6 +404,9 @@ pub trait StatefulProcessorWithInitialState: StatefulProcessor {
 pub struct KeyHandle<'a> {
     pub(super) row: &'a mut TwsRow,
     pub(super) decls: &'a [VarDecl],
+    /// Each declared variable's slot in the row (its position in the stored layout, which
+    /// keeps deleted variables' places).
+    pub(super) slots: &'a [usize],
     pub(super) time_mode: TimeMode,
     pub(super) batch_ms: i64,
     pub(super) watermark_ms: Option<i64>,
@@ -404,7 +432,7 @@ impl KeyHandle<'_> {
     /// or one never declared, is a misuse).
     fn slot(&self, id: usize, kind: VarKind) -> Option<&Slot> {
         match self.decls.get(id) {
-            Some(d) if d.kind == kind => self.row.vars.get(id),
+            Some(d) if d.kind == kind => self.row.vars.get(self.slots[id]),
             _ => {
                 self.misuse(format!(
                     "a {} used before `init` declared it (keep the handle `get_{}_state` returns)",
@@ -419,7 +447,7 @@ impl KeyHandle<'_> {
     fn slot_mut(&mut self, id: usize, kind: VarKind) -> Option<&mut Slot> {
         self.slot(id, kind)?;
         self.changed = true;
-        self.row.vars.get_mut(id)
+        self.row.vars.get_mut(self.slots[id])
     }
 
     /// When a value written now expires ([`NEVER`] without a TTL).
