@@ -3,7 +3,8 @@
 //! `flatMapGroupsWithState`, run by `FlatMapGroupsWithStateExec`).
 //!
 //! The user's function gets the key (`&K` for one grouping key, `&(K1, K2, ..)` for several),
-//! the batch's rows of that key as owned input records (`Vec<Event>`) and a
+//! the batch's rows of that key as owned input records (`Vec<Event>`, or without an
+//! allocation per key `GroupRows<'_, Event>`, an iterator) and a
 //! `&mut GroupState<S>`; `map_groups_with_state` returns one output record, the flat map
 //! anything iterable of output records. The check hooks hold Spark's rules (output modes,
 //! event-time timeouts need a watermark, nothing after it yet); the emit hooks write the row
@@ -216,12 +217,49 @@ pub(crate) fn needs_keys(name: &str) -> String {
     }
 }
 
-/// Rule: nothing follows a group-state operator yet.
-pub(crate) fn check_nothing_after(call: &Call, diags: &mut Diagnostics) {
-    diags.error(
-        call.name.span(),
-        format!("`{}` after `map_groups_with_state` / `flat_map_groups_with_state` / `transform_with_state` is not supported yet in flowgate: do it in the function", call.name),
-    );
+/// The group-state operator names.
+const GROUP_STATE_OPS: &[&str] = &["map_groups_with_state", "flat_map_groups_with_state", "transform_with_state"];
+
+/// Rules on what follows a group-state operator (`before`: the calls up to and including it;
+/// `after`: the rest, not empty): Spark's refusals with Spark's messages (its
+/// `UnsupportedOperationChecker`, probed in `oracle/group_state_rejections.jsonl`), and
+/// otherwise "not yet" — one error, on the first call after it.
+pub(crate) fn check_after(q: &Query, before: &[Call], after: &[Call], diags: &mut Diagnostics) {
+    let Some(op) = before.iter().rev().find(|c| GROUP_STATE_OPS.contains(&c.name.to_string().as_str())) else {
+        return;
+    };
+    let op_name = op.name.to_string();
+    let first = &after[0];
+    let next = first.name.to_string();
+    let aggregates = next == "agg" || (next == "group_by" && after.get(1).is_some_and(|c| c.name == "agg"));
+    let another =
+        next == "group_by" && after.get(1).is_some_and(|c| GROUP_STATE_OPS.contains(&c.name.to_string().as_str()));
+    let update = q.mode.kind == ModeKind::Update;
+    let message = match op_name.as_str() {
+        "map_groups_with_state" if aggregates => concat!(
+            "an aggregation after `map_groups_with_state` is not supported (Spark: \"mapGroupsWithState is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function"
+        )
+        .to_string(),
+        "flat_map_groups_with_state" if aggregates && update => concat!(
+            "an aggregation after `flat_map_groups_with_state` in update mode is not supported (Spark: \"flatMapGroupsWithState in update mode is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function"
+        )
+        .to_string(),
+        "map_groups_with_state" | "flat_map_groups_with_state" if another => {
+            let second = &after[1];
+            diags.error(
+                second.name.span(),
+                format!(
+                    "`{second}` after `{op_name}` is not supported (Spark: \"Multiple flatMapGroupsWithStates are not supported on a streaming DataFrames/Datasets\"): keep both states in one function's state",
+                    second = second.name
+                ),
+            );
+            return;
+        }
+        _ => format!(
+            "`{next}` after `map_groups_with_state` / `flat_map_groups_with_state` / `transform_with_state` is not supported yet in flowgate: do it in the function"
+        ),
+    };
+    diags.error(first.name.span(), message);
 }
 
 // ---- emit hooks ----
@@ -293,7 +331,12 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
     let op = dedup::var(id);
     let func = &spec.func;
     let key = if spec.keys.len() == 1 { quote!(&__fg_key.0) } else { quote!(__fg_key) };
-    let call = quote_spanned!(func.span()=> (#func)(#key, __fg_rows, __fg_state));
+    // The rows as the function declares them: `GroupRows<'_, R>` (no allocation) or `Vec<R>`.
+    let call = quote_spanned!(func.span()=> (#func)(
+        #key,
+        ::flowgate::ops::group_state::FromGroupRows::from_group_rows(__fg_rows),
+        __fg_state
+    ));
     let push = if spec.flat {
         let iter = quote_spanned!(func.span()=> ::core::iter::IntoIterator::into_iter(__fg_result));
         quote! {

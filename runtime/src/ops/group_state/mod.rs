@@ -27,6 +27,7 @@
 pub(crate) mod batch;
 mod state;
 
+pub use batch::{FromGroupRows, GroupRows};
 pub use state::{GroupState, GroupStateTimeout, GroupStateValue, NO_TIMESTAMP};
 
 use std::collections::BTreeMap;
@@ -121,7 +122,7 @@ where
     /// output. A misuse of the `GroupState` API (Spark's exceptions) or a panic in the user's
     /// function fails the batch with an error naming the key; nothing of the batch is kept
     /// (the engine re-runs it from the previous state version after a restart).
-    pub fn run(&mut self, ctx: &BatchContext, f: impl FnMut(&K, Vec<R>, &mut GroupState<S>)) -> Result<()> {
+    pub fn run(&mut self, ctx: &BatchContext, f: impl FnMut(&K, GroupRows<'_, R>, &mut GroupState<S>)) -> Result<()> {
         self.run_with_initial_state(ctx, f, std::iter::empty)
     }
 
@@ -133,7 +134,7 @@ where
     pub fn run_with_initial_state<I>(
         &mut self,
         ctx: &BatchContext,
-        mut f: impl FnMut(&K, Vec<R>, &mut GroupState<S>),
+        mut f: impl FnMut(&K, GroupRows<'_, R>, &mut GroupState<S>),
         initial: impl FnOnce() -> I,
     ) -> Result<()>
     where
@@ -144,12 +145,14 @@ where
         let initial = if ctx.batch_id == 0 { self.apply_initial_state(initial())? } else { Vec::new() };
         // Taken out for the calls and put back drained: its buffers keep their capacity.
         let mut groups = std::mem::take(&mut self.groups);
-        for (hash, key, rows) in groups.drain() {
+        let mut drain = groups.drain_rows();
+        while let Some((hash, key, rows)) = drain.next() {
             self.call(hash, key, rows, false, batch_ms, watermark_ms, &mut f)?;
         }
+        drop(drain);
         self.groups = groups;
         for (hash, key) in initial {
-            self.call(hash, key, Vec::new(), false, batch_ms, watermark_ms, &mut f)?;
+            self.call(hash, key, GroupRows::empty(), false, batch_ms, watermark_ms, &mut f)?;
         }
         let threshold = match self.timeout {
             GroupStateTimeout::NoTimeout => None,
@@ -161,7 +164,7 @@ where
             let due: Vec<(u64, K)> =
                 self.timeouts.range(..(threshold, Vec::new())).map(|(_, (hash, key))| (*hash, key.clone())).collect();
             for (hash, key) in due {
-                self.call(hash, key, Vec::new(), true, batch_ms, watermark_ms, &mut f)?;
+                self.call(hash, key, GroupRows::empty(), true, batch_ms, watermark_ms, &mut f)?;
             }
         }
         self.end_batch();
@@ -205,11 +208,11 @@ where
         &mut self,
         hash: u64,
         key: K,
-        rows: Vec<R>,
+        rows: GroupRows<'_, R>,
         timed_out: bool,
         batch_ms: i64,
         watermark_ms: Option<i64>,
-        f: &mut impl FnMut(&K, Vec<R>, &mut GroupState<S>),
+        f: &mut impl FnMut(&K, GroupRows<'_, R>, &mut GroupState<S>),
     ) -> Result<()> {
         // One probe: the stored state is moved into the call and the result written back in
         // place; only a new key (an insert) or a deleted one (a remove) probes again.

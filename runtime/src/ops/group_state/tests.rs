@@ -39,6 +39,7 @@ fn sum_batch_from(
     op.run_with_initial_state(
         c,
         |key, rows, state| {
+            let rows: Vec<i64> = rows.collect();
             calls.push((key.0.clone(), rows.clone(), state.has_timed_out()));
             if !state.has_timed_out() {
                 let total = state.get_option().copied().unwrap_or(0) + rows.iter().sum::<i64>();
