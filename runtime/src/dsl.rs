@@ -240,7 +240,12 @@
 //! [`crate::clock::ManualClock`]). Spark's rules are compile errors: the map only in update
 //! mode, the flat map in append or update mode (the query's mode is the function's), an
 //! event-time timeout only after `with_watermark` (late rows are then dropped before `f`); only
-//! `filter`, `with_watermark` and `drop_duplicates` may come before it and nothing after, yet.
+//! `filter`, `with_watermark` and `drop_duplicates` may come before it; after it Spark refuses
+//! an aggregation after the map, or after the flat map in update mode, and a second
+//! group-state operator (compile errors with Spark's messages), and flowgate builds nothing
+//! after it yet. The rows parameter may be `Vec<Event>` or
+//! [`crate::ops::group_state::GroupRows`]`<'_, Event>`, an iterator of the same owned records
+//! with no allocation per key.
 //!
 //! `initial_state = <expr>` (Spark's `initialState`) gives keys their state before the first
 //! batch: any `IntoIterator` of `(key, S)` pairs (the key as `f` sees it, a tuple for several

@@ -147,7 +147,7 @@ impl Duration {
 pub mod prelude {
     pub use crate::clock::ManualClock;
     pub use crate::functions::*;
-    pub use crate::ops::group_state::GroupState;
+    pub use crate::ops::group_state::{GroupRows, GroupState};
     pub use crate::ops::transform_with_state::{
         ExpiredTimerInfo, KeyHandle, ListState, MapState, StatefulProcessor, StatefulProcessorHandle,
         StatefulProcessorWithInitialState, TimerValues, Ttl, ValueState,

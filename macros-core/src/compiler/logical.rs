@@ -170,7 +170,7 @@ pub struct GroupStateSpec {
     pub from_map: Option<usize>,
     /// `initial_state = ..`: an expression of `(key, state)` pairs, evaluated when the query
     /// starts and applied in its first batch (Spark's `initialState`).
-    pub initial_state: Option<Expr>,
+    pub initial_state: Option<Box<Expr>>,
 }
 
 impl std::fmt::Display for GroupStateSpec {

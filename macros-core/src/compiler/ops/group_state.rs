@@ -129,13 +129,13 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
 
 /// The `initial_state = <expr>` argument of the three group-state operators: whether `arg` is
 /// one (kept in `slot`; given twice is an error on the second).
-pub(crate) fn initial_state_arg(arg: &Expr, slot: &mut Option<Expr>, diags: &mut Diagnostics) -> bool {
+pub(crate) fn initial_state_arg(arg: &Expr, slot: &mut Option<Box<Expr>>, diags: &mut Diagnostics) -> bool {
     match arg {
         Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("initial_state")) => {
             if slot.is_some() {
                 diags.error(a.left.span(), "`initial_state` is given twice");
             } else {
-                *slot = Some((*a.right).clone());
+                *slot = Some(a.right.clone());
             }
             true
         }
@@ -236,11 +236,11 @@ pub(crate) fn check_after(q: &Query, before: &[Call], after: &[Call], diags: &mu
         next == "group_by" && after.get(1).is_some_and(|c| GROUP_STATE_OPS.contains(&c.name.to_string().as_str()));
     let update = q.mode.kind == ModeKind::Update;
     let message = match op_name.as_str() {
-        "map_groups_with_state" if aggregates => concat!(
+        "map_groups_with_state" if aggregates => (
             "an aggregation after `map_groups_with_state` is not supported (Spark: \"mapGroupsWithState is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function"
         )
         .to_string(),
-        "flat_map_groups_with_state" if aggregates && update => concat!(
+        "flat_map_groups_with_state" if aggregates && update => (
             "an aggregation after `flat_map_groups_with_state` in update mode is not supported (Spark: \"flatMapGroupsWithState in update mode is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function"
         )
         .to_string(),

@@ -87,7 +87,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
 
 /// The `time_mode = ..` argument (required, as Spark's `timeMode` has no default; `None`
 /// after an error) and the `initial_state = ..` one.
-fn time_mode(call: &Call, diags: &mut Diagnostics) -> (Option<TimeoutKind>, Option<Expr>) {
+fn time_mode(call: &Call, diags: &mut Diagnostics) -> (Option<TimeoutKind>, Option<Box<Expr>>) {
     let mut mode = None;
     let mut seen = false;
     let mut timeout = false;
