@@ -50,6 +50,18 @@ fn totals(user: &i64, rows: Vec<Click>, state: &mut GroupState<Totals>) -> UserT
     UserTotal { user: *user, events: t.events, clicks: t.clicks }
 }
 
+/// [`totals`] taking its rows as the batch arena's iterator (Spark's `Iterator[V]`): no
+/// `Vec` per key and call.
+fn totals_iter(user: &i64, rows: GroupRows<'_, Click>, state: &mut GroupState<Totals>) -> UserTotal {
+    let mut t = state.get_option().copied().unwrap_or_default();
+    for r in rows {
+        t.events += 1;
+        t.clicks += r.clicks;
+    }
+    state.update(t);
+    UserTotal { user: *user, events: t.events, clicks: t.clicks }
+}
+
 /// The same fold as a Spark 4 `StatefulProcessor`: the totals in one value state.
 #[derive(Default)]
 struct TotalsProcessor {
@@ -88,6 +100,11 @@ stream_query! {
         clicks.group_by(user).map_groups_with_state(totals)
     }
 
+    /// The same with the rows as an iterator.
+    pub(crate) query RunningTotalsIter(clicks: Click) -> UserTotal, mode = update {
+        clicks.group_by(user).map_groups_with_state(totals_iter)
+    }
+
     /// The same with `transform_with_state`.
     pub(crate) query RunningTotalsTws(clicks: Click) -> UserTotal, mode = update {
         clicks.group_by(user).transform_with_state(TotalsProcessor::default(), time_mode = none)
@@ -117,10 +134,19 @@ pub fn prepare(rows: usize) {
     });
 }
 
-pub fn fg(_rows: usize) -> Measured {
+pub fn fg(rows: usize) -> Measured {
+    fg_of(rows, RunningTotals::spec().make_plan)
+}
+
+/// [`fg`] with the function taking `GroupRows` (no `Vec` per key).
+pub fn fg_iter(rows: usize) -> Measured {
+    fg_of(rows, RunningTotalsIter::spec().make_plan)
+}
+
+fn fg_of(_rows: usize, make_plan: fn(&PlanConfig) -> Box<dyn flowgate::engine::Plan>) -> Measured {
     let input = INPUT.get().expect("prepared");
     let start = Instant::now();
-    let mut plan = (RunningTotals::spec().make_plan)(&PlanConfig::with_partitions(2));
+    let mut plan = make_plan(&PlanConfig::with_partitions(2));
     let mut out = Vec::with_capacity(input.len());
     let mut updates = 0u64;
     for (i, b) in input.iter().enumerate() {
@@ -247,6 +273,89 @@ pub fn hand(_rows: usize) -> Measured {
             u.append_value(*k);
             e.append_value(t.events);
             c.append_value(t.clicks);
+        }
+        let cols: Vec<ArrayRef> = vec![Arc::new(u.finish()), Arc::new(e.finish()), Arc::new(c.finish())];
+        out.push(RecordBatch::try_new(schema.clone(), cols).expect("batch"));
+    }
+    let elapsed = start.elapsed();
+    Measured { elapsed, note: String::new(), result: canonical(&out) }
+}
+
+/// No next row in [`hand_grouped`]'s arena.
+const END: u32 = u32::MAX;
+
+/// The fold of [`totals`], as the hand loop calls it: once per key and batch, with its rows.
+#[inline]
+fn fold(user: i64, rows: impl Iterator<Item = Click>, t: &mut Totals) -> (i64, i64, i64) {
+    for r in rows {
+        t.events += 1;
+        t.clicks += r.clicks;
+    }
+    (user, t.events, t.clicks)
+}
+
+/// What a careful engineer writes for `map_groups_with_state`'s semantics — the function
+/// called once per key and batch with that key's rows, in input order, keys in first-seen
+/// order — with one hash map: each key's slot (its state, the batch that last touched it,
+/// its rows' chain in the batch's arena) found once per row, the touched slots listed, then
+/// one call per touched key over its chain. The state is kept in memory only, as in [`fg`]
+/// (no checkpoint on either side).
+pub fn hand_grouped(_rows: usize) -> Measured {
+    struct Slot {
+        state: Totals,
+        last: usize,
+        head: u32,
+        tail: u32,
+    }
+    let input = INPUT.get().expect("prepared");
+    let start = Instant::now();
+    let mut index: HashMap<i64, u32, Hasher> = HashMap::with_hasher(Hasher::with_seed(1));
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut arena: Vec<(Click, u32)> = Vec::new();
+    let mut touched: Vec<(i64, u32)> = Vec::new();
+    let schema = UserTotal::schema();
+    let mut out = Vec::with_capacity(input.len());
+    for (bi, b) in input.iter().enumerate() {
+        let users = b.column(0).as_primitive::<Int64Type>().values();
+        let clicks = b.column(1).as_primitive::<Int64Type>().values();
+        touched.clear();
+        arena.clear();
+        for i in 0..b.num_rows() {
+            let at = arena.len() as u32;
+            arena.push((Click { user: users[i], clicks: clicks[i] }, END));
+            let idx = *index.entry(users[i]).or_insert_with(|| {
+                slots.push(Slot { state: Totals::default(), last: usize::MAX, head: END, tail: END });
+                slots.len() as u32 - 1
+            });
+            let s = &mut slots[idx as usize];
+            if s.last != bi {
+                s.last = bi;
+                s.head = at;
+                touched.push((users[i], idx));
+            } else {
+                arena[s.tail as usize].1 = at;
+            }
+            s.tail = at;
+        }
+        let (mut u, mut e, mut c) = (
+            Int64Builder::with_capacity(touched.len()),
+            Int64Builder::with_capacity(touched.len()),
+            Int64Builder::with_capacity(touched.len()),
+        );
+        for &(user, idx) in &touched {
+            let s = &mut slots[idx as usize];
+            let mut at = s.head;
+            let rows = std::iter::from_fn(|| {
+                (at != END).then(|| {
+                    let (r, next) = &arena[at as usize];
+                    at = *next;
+                    Click { user: r.user, clicks: r.clicks }
+                })
+            });
+            let (k, events, clicks) = fold(user, rows, &mut s.state);
+            u.append_value(k);
+            e.append_value(events);
+            c.append_value(clicks);
         }
         let cols: Vec<ArrayRef> = vec![Arc::new(u.finish()), Arc::new(e.finish()), Arc::new(c.finish())];
         out.push(RecordBatch::try_new(schema.clone(), cols).expect("batch"));

@@ -102,6 +102,20 @@ pub fn all() -> Vec<Workload> {
             hand: crate::group_state::hand,
         },
         Workload {
+            name: "group_state_iter",
+            group: "group_state",
+            prepare: crate::group_state::prepare,
+            flowgate: crate::group_state::fg_iter,
+            hand: crate::group_state::hand,
+        },
+        Workload {
+            name: "group_state_grouped",
+            group: "group_state",
+            prepare: crate::group_state::prepare,
+            flowgate: crate::group_state::fg_iter,
+            hand: crate::group_state::hand_grouped,
+        },
+        Workload {
             name: "group_state_2map",
             group: "group_state",
             prepare: crate::group_state::prepare,

@@ -291,6 +291,24 @@ struct Replay<'a> {
     restart: Option<(usize, &'a dyn Fn() -> StreamingQuery)>,
 }
 
+/// [`run_case`], with the query stopped before step `restart_at` and started again by `start`
+/// (which must give it the same checkpoint and sink): every batch after the restart must
+/// still be Spark's.
+pub fn run_case_restarting(
+    case: &str,
+    staging: &Path,
+    start: &dyn Fn() -> StreamingQuery,
+    table: &MemoryTable,
+    input_rows: InputRows,
+    restart_at: usize,
+) {
+    let steps: Vec<Vec<(String, PathBuf)>> = input_files(case).into_iter().map(|f| vec![(String::new(), f)]).collect();
+    let query = start();
+    let restart = Some((restart_at, start));
+    let stagings = [(String::new(), staging.to_path_buf())];
+    replay(case, &steps, &stagings, &query, table, input_rows, Replay { ulps: 0, before_step: &mut |_| {}, restart });
+}
+
 /// [`run_case_sources`], with the query stopped before step `restart_at` and started again
 /// by `start` (which must give it the same checkpoint and sink): every batch after the
 /// restart must still be Spark's — state, watermarks and offsets restored exactly.

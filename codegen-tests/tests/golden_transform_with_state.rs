@@ -3,7 +3,7 @@
 //! `transformWithStateInPandas`: inputs and Spark's per-batch output come from the case files.
 
 use flowgate::prelude::*;
-use flowgate_codegen_tests::{run_case, run_case_with_clock, InputRows};
+use flowgate_codegen_tests::{run_case, run_case_restarting, run_case_with_clock, InputRows};
 
 #[derive(Record)]
 struct Visit {
@@ -338,7 +338,84 @@ impl StatefulProcessor for TtlCounts {
     }
 }
 
+#[derive(Record)]
+struct InitialCountsRow {
+    user: Option<String>,
+    events: i64,
+    seeded: i64,
+}
+
+/// `InitialCounts`: events so far and the count the initial state gave, per user.
+#[derive(Default)]
+struct InitialCounts {
+    events: ValueState<i64>,
+    seeded: ValueState<i64>,
+}
+
+impl StatefulProcessor for InitialCounts {
+    type Key = Option<String>;
+    type Input = Visit;
+    type Output = InitialCountsRow;
+
+    fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+        self.events = handle.get_value_state("events", Ttl::NONE);
+        self.seeded = handle.get_value_state("seeded", Ttl::NONE);
+    }
+
+    fn handle_input_rows(
+        &mut self,
+        user: &Option<String>,
+        rows: Vec<Visit>,
+        _timer_values: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = InitialCountsRow> {
+        let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
+        let seeded = self.seeded.get(h).unwrap_or(0);
+        self.events.update(h, events);
+        Some(InitialCountsRow { user: user.clone(), events, seeded })
+    }
+}
+
+impl StatefulProcessorWithInitialState for InitialCounts {
+    type InitialState = i64;
+
+    fn handle_initial_state(
+        &mut self,
+        _user: &Option<String>,
+        counts: Vec<i64>,
+        _tv: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) {
+        let n: i64 = counts.iter().sum();
+        let events = self.events.get(h).unwrap_or(0);
+        let seeded = self.seeded.get(h).unwrap_or(0);
+        self.events.update(h, events + n);
+        self.seeded.update(h, seeded + n);
+    }
+}
+
+/// The case's initial state: its static table `initial` (user, count), read as Spark reads it.
+fn initial_counts() -> Vec<(Option<String>, i64)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/oracle/cases/tws_initial_state/static/initial.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            (v["user"].as_str().map(str::to_string), v["count"].as_i64().unwrap())
+        })
+        .collect()
+}
+
 stream_query! {
+    /// `groupBy(user).transformWithStateInPandas(InitialCounts(), ..., "Update", "None",
+    /// initialState=initial.groupBy("user"))`.
+    query InitialCountsQuery(events: Visit) -> InitialCountsRow, mode = update {
+        events
+            .group_by(user)
+            .transform_with_state(InitialCounts::default(), time_mode = none, initial_state = initial_counts())
+    }
+
     /// `groupBy(user).transformWithStateInPandas(PageStats(), ..., "Update", "None")`.
     query PageStatsQuery(events: Visit) -> PageStatsRow, mode = update {
         events.group_by(user).transform_with_state(PageStats::default(), time_mode = none)
@@ -477,4 +554,23 @@ fn tws_timer_at_batch_time() {
             .start()
             .unwrap()
     });
+}
+
+/// The initial state is handled in the first batch only: the query is stopped after it and
+/// restarted from its checkpoint before each later step, and never handles it again.
+#[test]
+fn tws_initial_state() {
+    let staging = tempfile::tempdir().unwrap();
+    let cp = tempfile::tempdir().unwrap();
+    let table = MemoryTable::new();
+    let start = || {
+        InitialCountsQuery::builder()
+            .events(Source::file(staging.path()).json())
+            .sink(Sink::memory(&table))
+            .checkpoint(cp.path())
+            .shuffle_partitions(2)
+            .start()
+            .unwrap()
+    };
+    run_case_restarting("tws_initial_state", staging.path(), &start, &table, InputRows::Check, 1);
 }

@@ -336,3 +336,100 @@ fn a_derived_enum_codec_stores_the_variant_index_then_its_fields_and_its_layout_
          variant `Done` (struct[clicks:i64,reason:option<utf8>]) removed; variant `Paused` (struct[]) added"
     );
 }
+
+#[derive(Record, Debug, PartialEq, Clone)]
+struct Count {
+    user: String,
+    count: i64,
+    rows: i64,
+}
+
+/// Counts events per user on top of its state; a count below zero (an initial state can
+/// give one) removes the user's state and emits nothing.
+fn count_from(user: &str, events: Vec<Event>, state: &mut GroupState<i64>) -> Option<Count> {
+    let before = state.get_option().copied().unwrap_or(0);
+    if before < 0 {
+        state.remove();
+        return None;
+    }
+    let count = before + events.len() as i64;
+    state.update(count);
+    Some(Count { user: user.into(), count, rows: events.len() as i64 })
+}
+
+fn initial_counts() -> Vec<(String, i64)> {
+    vec![("a".into(), 10), ("z".into(), 7), ("y".into(), -1)]
+}
+
+fn duplicate_counts() -> Vec<(String, i64)> {
+    vec![("a".into(), 10), ("b".into(), 1), ("a".into(), 3)]
+}
+
+stream_query! {
+    query InitialCounts(events: Event) -> Count, mode = update {
+        events.group_by(user).flat_map_groups_with_state(count_from, timeout = none, initial_state = initial_counts())
+    }
+
+    query DuplicateInitialCounts(events: Event) -> Count, mode = update {
+        events.group_by(user).flat_map_groups_with_state(count_from, initial_state = duplicate_counts())
+    }
+}
+
+fn run_counts(input: &Path, cp: &Path) -> flowgate::Result<Vec<Count>> {
+    let table = MemoryTable::new();
+    let q = InitialCounts::builder()
+        .events(Source::file(input).json())
+        .sink(Sink::memory(&table))
+        .checkpoint(cp)
+        .shuffle_partitions(3)
+        .trigger(Trigger::available_now())
+        .start()?;
+    q.await_termination()?;
+    table.rows()
+}
+
+fn count(user: &str, count: i64, rows: i64) -> Count {
+    Count { user: user.into(), count, rows }
+}
+
+/// Scala's `flatMapGroupsWithState(.., initialState)` (PySpark's `applyInPandasWithState` has
+/// no initial state): in the first batch each key's initial state is stored, and the function
+/// is called once per key with rows, initial state or both — a key with only an initial state
+/// with no rows. A restart from the checkpoint never applies it again.
+#[test]
+fn an_initial_state_is_applied_in_the_first_batch_only_and_not_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, cp) = (dir.path().join("in"), dir.path().join("cp"));
+    std::fs::create_dir_all(&input).unwrap();
+    write(&input, "1.json", &[ev("a", 1, 1), ev("b", 1, 2), ev("a", 2, 1)]);
+    assert_eq!(
+        sorted(&run_counts(&input, &cp).unwrap(), |r| r.user.clone()),
+        vec![count("a", 12, 2), count("b", 1, 1), count("z", 7, 0)],
+        "y's initial state was removed by its call"
+    );
+    // Restarted: z and y continue from batch 0's state, the initial state is not read again.
+    write(&input, "2.json", &[ev("z", 3, 1), ev("y", 3, 1), ev("a", 3, 1)]);
+    assert_eq!(
+        sorted(&run_counts(&input, &cp).unwrap(), |r| r.user.clone()),
+        vec![count("a", 13, 1), count("y", 1, 1), count("z", 8, 1)]
+    );
+}
+
+#[test]
+fn a_key_twice_in_the_initial_state_fails_the_first_batch_with_sparks_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    write(&input, "1.json", &[ev("a", 1, 1)]);
+    let table = MemoryTable::new();
+    let err = DuplicateInitialCounts::builder()
+        .events(Source::file(&input).json())
+        .sink(Sink::memory(&table))
+        .trigger(Trigger::available_now())
+        .start()
+        .and_then(|q| q.await_termination())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("multiple rows(state) with the same key") && err.contains("\"a\""), "{err}");
+    assert!(table.rows::<Count>().unwrap().is_empty());
+}

@@ -390,3 +390,129 @@ fn a_restart_whose_processor_declares_other_state_is_refused_before_the_first_ba
     assert!(table.rows::<SessionEnd>().unwrap().is_empty(), "no batch ran");
     assert!(!cp.join("offsets/1").exists());
 }
+
+mod pruned {
+    //! The same query whose processor no longer keeps `pages`: `init` deletes it
+    //! (`delete_if_exists`, Spark's `deleteIfExists`); `Sessions` without the deletion is
+    //! `Unpruned`.
+    use flowgate::prelude::*;
+
+    use super::{Event, SessionEnd};
+
+    #[derive(Default)]
+    pub(super) struct Sessions<const DELETE: bool> {
+        events: ValueState<i64>,
+        visits: MapState<String, i64>,
+    }
+
+    impl<const DELETE: bool> StatefulProcessor for Sessions<DELETE> {
+        type Key = String;
+        type Input = Event;
+        type Output = SessionEnd;
+        fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+            self.events = handle.get_value_state("events", Ttl::NONE);
+            if DELETE {
+                handle.delete_if_exists("pages");
+            }
+            self.visits = handle.get_map_state("visits", Ttl::NONE);
+        }
+        fn handle_input_rows(
+            &mut self,
+            user: &String,
+            rows: Vec<Event>,
+            _timer_values: &TimerValues,
+            h: &mut KeyHandle<'_>,
+        ) -> impl IntoIterator<Item = SessionEnd> {
+            let n = self.events.get(h).unwrap_or(0) + rows.len() as i64;
+            self.events.update(h, n);
+            for e in rows {
+                let v = self.visits.get_value(h, &e.page).unwrap_or(0);
+                self.visits.update_value(h, e.page, v + 1);
+            }
+            let visits = self.visits.iter(h);
+            let top = visits.iter().max_by_key(|(p, n)| (*n, std::cmp::Reverse(p.clone()))).map(|(p, _)| p.clone());
+            Some(SessionEnd {
+                user: user.clone(),
+                events: n,
+                pages: String::new(),
+                top_page: top.unwrap_or_default(),
+                ended: false,
+            })
+        }
+    }
+
+    stream_query! {
+        pub(super) query SessionQuery(events: Event) -> SessionEnd, mode = update {
+            events
+                .filter(page != "")
+                .group_by(user)
+                .transform_with_state(Sessions::<true>::default(), time_mode = processing_time)
+        }
+
+        pub(super) query Unpruned(events: Event) -> SessionEnd, mode = update {
+            events
+                .filter(page != "")
+                .group_by(user)
+                .transform_with_state(Sessions::<false>::default(), time_mode = processing_time)
+        }
+    }
+}
+
+fn run_pruned(input: &Path, cp: &Path, clock: &ManualClock) -> flowgate::Result<Vec<SessionEnd>> {
+    let table = MemoryTable::new();
+    let q = pruned::SessionQuery::builder()
+        .events(Source::file(input).json())
+        .sink(Sink::memory(&table))
+        .checkpoint(cp)
+        .clock(clock.clone())
+        .trigger(Trigger::available_now())
+        .start()?;
+    q.await_termination()?;
+    table.rows()
+}
+
+/// Spark's `deleteIfExists`: a restart whose processor dropped a state variable and deletes
+/// it in `init` is accepted, the variable's values are gone, the others and the timers
+/// continue; the checkpoint's layout keeps the variable's place, so the original processor
+/// can read the state again (with the variable empty), and one that drops it without
+/// deleting it is refused with a hint.
+#[test]
+fn a_state_variable_deleted_in_init_is_dropped_from_the_checkpoint_and_the_restart_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, cp) = (dir.path().join("in"), dir.path().join("cp"));
+    std::fs::create_dir_all(&input).unwrap();
+    let clock = ManualClock::new(0);
+    write(&input, "1.json", &[ev("a", 1, "home"), ev("b", 1, "cart"), ev("a", 2, "shop")]);
+    run_sessions(&input, &cp, &clock).unwrap();
+    // Without the deletion the restart is refused before any batch, saying what to do.
+    write(&input, "2.json", &[ev("a", 3, "shop")]);
+    let table = MemoryTable::new();
+    let err = pruned::Unpruned::builder()
+        .events(Source::file(&input).json())
+        .sink(Sink::memory(&table))
+        .checkpoint(&cp)
+        .trigger(Trigger::available_now())
+        .start()
+        .and_then(|q| q.await_termination())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("state variable `pages` (list[utf8]) removed")
+            && err.contains("handle.delete_if_exists(\"name\")"),
+        "{err}"
+    );
+    assert!(!cp.join("offsets/1").exists());
+    // With it: events and visits continue, twice (the deletion stays in `init`).
+    clock.advance_ms(1_000);
+    assert_eq!(run_pruned(&input, &cp, &clock).unwrap(), vec![end("a", 3, "", "shop", false)]);
+    write(&input, "3.json", &[ev("b", 4, "cart")]);
+    assert_eq!(run_pruned(&input, &cp, &clock).unwrap(), vec![end("b", 2, "", "cart", false)]);
+    // The original processor reads the checkpoint again: `pages` is empty for every key,
+    // and b's timer, registered before the deletion (at 10 s), still fires.
+    clock.advance_ms(10_000);
+    write(&input, "4.json", &[ev("a", 5, "home")]);
+    assert_eq!(
+        sorted(run_sessions(&input, &cp, &clock).unwrap()),
+        vec![end("a", 4, "home", "home", false), end("b", 2, "", "cart", true)]
+    );
+}

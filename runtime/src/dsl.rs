@@ -240,7 +240,24 @@
 //! [`crate::clock::ManualClock`]). Spark's rules are compile errors: the map only in update
 //! mode, the flat map in append or update mode (the query's mode is the function's), an
 //! event-time timeout only after `with_watermark` (late rows are then dropped before `f`); only
-//! `filter`, `with_watermark` and `drop_duplicates` may come before it and nothing after, yet.
+//! `filter`, `with_watermark` and `drop_duplicates` may come before it; after it Spark refuses
+//! an aggregation after the map, or after the flat map in update mode, and a second
+//! group-state operator (compile errors with Spark's messages), and flowgate builds nothing
+//! after it yet. The rows parameter may be `Vec<Event>` or
+//! [`crate::ops::group_state::GroupRows`]`<'_, Event>`, an iterator of the same owned records
+//! with no allocation per key.
+//!
+//! `initial_state = <expr>` (Spark's `initialState`) gives keys their state before the first
+//! batch: any `IntoIterator` of `(key, S)` pairs (the key as `f` sees it, a tuple for several
+//! keys), evaluated when batch 0 runs. In batch 0 only, each pair's state is stored, then `f`
+//! is called once per key with rows, initial state or both (a key with only an initial state
+//! with no rows, after the keys with rows), as Scala Spark's `flatMapGroupsWithState(..,
+//! initialState)`; a key given twice fails the batch with Spark's message. A restart from a
+//! checkpoint whose batch 0 committed never applies it again. `transform_with_state(processor,
+//! time_mode = .., initial_state = <expr>)` takes pairs of `(key,
+//! StatefulProcessorWithInitialState::InitialState)`: in batch 0, before any row,
+//! `handle_initial_state` is called once per key with its entries (a key may have several, as
+//! Spark 4 allows).
 //!
 //! ```
 //! use flowgate::prelude::*;

@@ -147,10 +147,10 @@ impl Duration {
 pub mod prelude {
     pub use crate::clock::ManualClock;
     pub use crate::functions::*;
-    pub use crate::ops::group_state::GroupState;
+    pub use crate::ops::group_state::{GroupRows, GroupState};
     pub use crate::ops::transform_with_state::{
-        ExpiredTimerInfo, KeyHandle, ListState, MapState, StatefulProcessor, StatefulProcessorHandle, TimerValues, Ttl,
-        ValueState,
+        ExpiredTimerInfo, KeyHandle, ListState, MapState, StatefulProcessor, StatefulProcessorHandle,
+        StatefulProcessorWithInitialState, TimerValues, Ttl, ValueState,
     };
     pub use crate::{
         stream_query, ConsoleOptions, Date, Duration, MemoryStream, MemoryTable, OutputMode, ParseMode, Record, Sink,

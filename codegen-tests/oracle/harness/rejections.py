@@ -154,6 +154,39 @@ INVALID = [
      [WM, {"op": "groupBy", "keys": ["window(ts, '10 minutes')", "word"], "aggs": ["count(*) AS n"]},
       {"op": "limit", "n": 2}], "update"),
 ]
+# Operators after arbitrary stateful processing (flowgate's group-state list: --only gs_,tws_
+# --output ../group_state_rejections.jsonl).
+GS_EVENTS = {"events": {"kind": "stream", "schema": "user STRING, ts TIMESTAMP, clicks LONG, action STRING"}}
+GS_WM = {"op": "withWatermark", "column": "ts", "delay": "10 seconds"}
+GS_UPDATE = {"op": "applyInPandasWithState", "keys": ["user"], "function": "running_totals",
+             "output_schema": "user STRING, events LONG, clicks LONG, active BOOLEAN",
+             "state_schema": "events LONG, clicks LONG", "output_mode": "update", "timeout": "NoTimeout"}
+GS_APPEND = {"op": "applyInPandasWithState", "keys": ["user"], "function": "session_alerts",
+             "output_schema": "user STRING, kind STRING, clicks LONG, events LONG",
+             "state_schema": "events LONG, clicks LONG, last LONG", "output_mode": "append",
+             "timeout": "EventTimeTimeout"}
+TWS_CONF_EVENTS = {"events": {"kind": "stream", "schema": "user STRING, ts TIMESTAMP, page STRING, clicks LONG, action STRING"}}
+TWS_APPEND = {"op": "transformWithStateInPandas", "keys": ["user"], "processor": "QuietAlerts",
+              "output_schema": "user STRING, events LONG, fired_at TIMESTAMP", "output_mode": "Append",
+              "time_mode": "EventTime"}
+TWS_UPDATE = dict(TWS_APPEND, output_mode="Update")
+COUNT_BY_USER = {"op": "groupBy", "keys": ["user"], "aggs": ["count(*) AS n"]}
+INVALID += [
+    ("gs_update_then_count_update", GS_EVENTS, [GS_UPDATE, COUNT_BY_USER], "update"),
+    ("gs_update_then_count_complete", GS_EVENTS, [GS_UPDATE, COUNT_BY_USER], "complete"),
+    ("gs_append_then_count_update", GS_EVENTS, [GS_WM, GS_APPEND, COUNT_BY_USER], "update"),
+    ("gs_append_then_count_complete", GS_EVENTS, [GS_WM, GS_APPEND, COUNT_BY_USER], "complete"),
+    ("gs_append_then_count_append", GS_EVENTS, [GS_WM, GS_APPEND, COUNT_BY_USER], "append"),
+    ("gs_update_then_dedup_update", GS_EVENTS, [GS_UPDATE, {"op": "dropDuplicates", "columns": ["user"]}], "update"),
+    ("gs_append_then_gs_append", GS_EVENTS, [GS_WM, GS_APPEND, dict(GS_APPEND, function="session_alerts")], "append"),
+    ("tws_update_then_count_update", TWS_CONF_EVENTS, [GS_WM, TWS_UPDATE, COUNT_BY_USER], "update"),
+    ("tws_append_then_count_update", TWS_CONF_EVENTS, [GS_WM, TWS_APPEND, COUNT_BY_USER], "update"),
+    ("tws_append_then_window_count_append", TWS_CONF_EVENTS,
+     [GS_WM, TWS_APPEND, {"op": "groupBy", "keys": ["window(fired_at, '10 seconds')"], "aggs": ["count(*) AS n"]}], "append"),
+    ("tws_append_then_watermark_window_count_append", TWS_CONF_EVENTS,
+     [GS_WM, TWS_APPEND, {"op": "withWatermark", "column": "fired_at", "delay": "0 seconds"},
+      {"op": "groupBy", "keys": ["window(fired_at, '10 seconds')"], "aggs": ["count(*) AS n"]}], "append"),
+]
 # Batch actions on a streaming DataFrame (not via writeStream)
 ACTIONS = [
     ("batch_action_count_on_stream", EVENTS, [], "count"),
@@ -207,6 +240,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--output", default=os.path.join(HERE, "..", "join_rejections.jsonl"))
     ap.add_argument("--work", default=os.path.join(run_case.DEFAULT_WORK, "_rejections"))
+    ap.add_argument("--only", default="", help="comma-separated name prefixes to run (all by default)")
     args = ap.parse_args()
     spark = run_case.get_spark("oracle-rejections")
     shutil.rmtree(args.work, ignore_errors=True)
@@ -216,7 +250,10 @@ def main():
     out = []
     specs = [(n, s, ops, mode, (rest[0] if rest else None), None) for (n, s, ops, mode, *rest) in INVALID]
     specs += [(n, s, ops, None, None, action) for (n, s, ops, action) in ACTIONS]
+    only = [p for p in args.only.split(",") if p]
     for name, sources, ops, mode, from_, action in specs:
+        if only and not any(name.startswith(p) for p in only):
+            continue
         from_ = from_ or next(iter(sources))
         case = {"name": name, "sources": sources, "query": {"from": from_, "ops": ops}, "output_mode": mode or "append"}
         query_text = run_case.render_pyspark(case)

@@ -211,3 +211,32 @@ class BatchTimeTimers(StatefulProcessor):
 
     def close(self):
         pass
+
+
+class InitialCounts(StatefulProcessor):
+    """Per user: events so far (value state) and the count the initial state gave (value state
+    `seeded`). `handleInitialState` adds each initial row's `count` to both (a user with several
+    initial rows gets their sum); each call with rows adds the rows and emits the user, events
+    and seeded. A user only in the initial state emits nothing until their first event."""
+
+    def init(self, handle):
+        self.events = handle.getValueState("events", "events LONG")
+        self.seeded = handle.getValueState("seeded", "seeded LONG")
+
+    def handleInitialState(self, key, initialState, timerValues):
+        n = int(initialState["count"].sum())
+        events = self.events.get()[0] if self.events.exists() else 0
+        seeded = self.seeded.get()[0] if self.seeded.exists() else 0
+        self.events.update((events + n,))
+        self.seeded.update((seeded + n,))
+
+    def handleInputRows(self, key, rows, timerValues):
+        events = self.events.get()[0] if self.events.exists() else 0
+        seeded = self.seeded.get()[0] if self.seeded.exists() else 0
+        for pdf in rows:
+            events += len(pdf)
+        self.events.update((events,))
+        yield pd.DataFrame({"user": [key[0]], "events": [events], "seeded": [seeded]})
+
+    def close(self):
+        pass

@@ -57,8 +57,9 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             continue;
         };
         if cx.group_state {
-            group_state::check_nothing_after(call, diags);
-            i += 1;
+            // One error for what follows it (Spark's rule where it has one).
+            group_state::check_after(q, &calls[..i], &calls[i..], diags);
+            i = calls.len();
             continue;
         }
         if cx.limited || (cx.ordered && spec.kind != OpKind::Limit) {

@@ -168,6 +168,9 @@ pub struct GroupStateSpec {
     /// After a `map_rows` / `flat_map_rows`: that typed operation's number. Its records are
     /// the rows the function gets (moved into the key's group), not the input's.
     pub from_map: Option<usize>,
+    /// `initial_state = ..`: an expression of `(key, state)` pairs, evaluated when the query
+    /// starts and applied in its first batch (Spark's `initialState`).
+    pub initial_state: Option<Box<Expr>>,
 }
 
 impl std::fmt::Display for GroupStateSpec {
@@ -186,6 +189,9 @@ impl std::fmt::Display for GroupStateSpec {
         )?;
         if let Some(w) = &self.watermark {
             write!(f, "; rows with {w} behind the watermark dropped")?;
+        }
+        if let Some(init) = &self.initial_state {
+            write!(f, "; initial state {} in batch 0", init.to_token_stream())?;
         }
         Ok(())
     }

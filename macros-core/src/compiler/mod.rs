@@ -268,6 +268,22 @@ mod snapshot_tests {
         insta::assert_snapshot!(prettyplease::unparse(&file));
     }
 
+    /// A flat map with an initial state: the plan names it (applied in batch 0); the
+    /// expansion passes it to the run after the function, as pairs keyed like the batch's rows.
+    #[test]
+    fn group_state_initial_state_plan_and_run() {
+        let q = quote! {
+            query C(events: Event) -> Count, mode = update {
+                events.group_by(user).flat_map_groups_with_state(count_from, initial_state = load_counts())
+            }
+        };
+        insta::assert_snapshot!(plan_of(q.clone()));
+        let file: syn::File = syn::parse2(super::compile(q)).unwrap();
+        let text = prettyplease::unparse(&file);
+        let at = text.find("run_with_initial_state").expect("the run takes the initial state");
+        insta::assert_snapshot!(text[at..].lines().take(26).collect::<Vec<_>>().join("\n"));
+    }
+
     /// A stream-static left outer join with an extra condition, then a projection.
     #[test]
     fn stream_static_join_plan() {

@@ -398,7 +398,12 @@ fn state_difference(old: &Value, new: &Value) -> Option<String> {
                         if field == "valueLayout"
                             && (b.contains("struct[") || b.starts_with("transform_with_state[")) =>
                     {
-                        crate::codec::layout_difference(a, b).map(|d| format!(" ({d})")).unwrap_or_default()
+                        let mut d =
+                            crate::codec::layout_difference(a, b).map(|d| format!(" ({d})")).unwrap_or_default();
+                        if b.starts_with("transform_with_state[") && d.contains(") removed") {
+                            d.push_str("; a processor that no longer uses a state variable deletes it in `init`: `handle.delete_if_exists(\"name\")`");
+                        }
+                        d
                     }
                     _ => String::new(),
                 };
@@ -412,6 +417,24 @@ fn state_difference(old: &Value, new: &Value) -> Option<String> {
         }
     }
     Some(format!("state operators were {} and are now {}", Value::Array(old), Value::Array(new)))
+}
+
+/// The state schemas recorded in an existing checkpoint, if any (operators in id order).
+pub(crate) fn recorded_state_schemas(storage: &dyn Storage) -> Result<Option<Vec<StateSchema>>> {
+    let Some(bytes) = storage.read("metadata")? else { return Ok(None) };
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Checkpoint(format!("{}: not valid JSON: {e}", storage.describe("metadata"))))?;
+    let ops = v["stateOperators"].as_array().cloned().unwrap_or_default();
+    Ok(Some(
+        ops.iter()
+            .map(|o| StateSchema {
+                operator: o["operator"].as_str().unwrap_or_default().to_string(),
+                key_layout: o["keyLayout"].as_str().unwrap_or_default().to_string(),
+                value_layout: o["valueLayout"].as_str().unwrap_or_default().to_string(),
+                partitions: o["partitions"].as_u64().unwrap_or_default() as usize,
+            })
+            .collect(),
+    ))
 }
 
 /// The shuffle partitions recorded in an existing checkpoint, if any.

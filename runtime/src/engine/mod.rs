@@ -137,6 +137,10 @@ pub trait PlanExt {
     fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()>;
     /// Whether operators record changes (a checkpointed query).
     fn set_tracking(&mut self, on: bool);
+    /// Offers each operator whose schema differs from the checkpoint's `recorded` one the
+    /// chance to read it ([`StatefulOperator::adopt_recorded_schema`]); the checkpoint then
+    /// compares the schemas as before.
+    fn adopt_recorded_schemas(&mut self, recorded: &[StateSchema]);
 }
 
 impl PlanExt for dyn Plan {
@@ -157,6 +161,17 @@ impl PlanExt for dyn Plan {
         let mut out = Vec::new();
         self.operators_mut().each_mut(&mut |op| out.push(op.take_changes()));
         out
+    }
+    fn adopt_recorded_schemas(&mut self, recorded: &[StateSchema]) {
+        let mut id = 0;
+        self.operators_mut().each_mut(&mut |op| {
+            if let Some(r) = recorded.get(id) {
+                if *r != op.state_schema() {
+                    op.adopt_recorded_schema(r);
+                }
+            }
+            id += 1;
+        });
     }
     fn restore(&mut self, state: Vec<Vec<StateMap>>) -> Result<()> {
         let n = self.operators().len();
@@ -450,7 +465,13 @@ impl QueryBuilder {
         };
         let partitions = self.shuffle_partitions.or(recorded).unwrap_or_else(default_shuffle_partitions);
         let config = PlanConfig { shuffle_partitions: partitions, watermark_policy: self.watermark_policy };
-        let plan = (self.spec.make_plan)(&config);
+        let mut plan = (self.spec.make_plan)(&config);
+        if let Some(recorded) = match &storage {
+            Some(s) => checkpoint::recorded_state_schemas(s.as_ref())?,
+            None => None,
+        } {
+            plan.as_mut().adopt_recorded_schemas(&recorded);
+        }
         let plan_state: &dyn Plan = plan.as_ref();
         let name = self.name.unwrap_or_else(|| self.spec.name.to_string());
         let shared = Arc::new(Shared::new());

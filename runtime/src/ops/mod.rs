@@ -8,7 +8,10 @@
 //!
 //! 1. **create** — generated code builds it with the plan's [`crate::engine::PlanConfig`]
 //!    (`new(partitions, ..)`); [`StatefulOperator::state_schema`] is recorded in the
-//!    checkpoint's metadata and compared on every restart, before anything is read.
+//!    checkpoint's metadata and compared on every restart, before anything is read; where the
+//!    recorded one differs the engine first offers it to the operator
+//!    ([`StatefulOperator::adopt_recorded_schema`]: a `transform_with_state` whose processor
+//!    deleted variables), which then reports it as its own. The metadata is never rewritten.
 //! 2. **restore** — on a restart, before the first batch: [`StatefulOperator::restore`] with
 //!    every partition's map, exactly as [`StatefulOperator::take_changes`] produced them over
 //!    the batches committed so far. A key found in the wrong partition is an error, never
@@ -116,6 +119,15 @@ pub trait StatefulOperator: Send {
     /// so the timeout can fire (group state with `timeout = processing_time`).
     fn next_processing_timeout_ms(&self) -> Option<i64> {
         None
+    }
+    /// Called before [`StatefulOperator::restore`] when the checkpoint recorded a schema
+    /// other than [`StatefulOperator::state_schema`]: whether the operator reads state written
+    /// with `recorded` (its `state_schema` is then `recorded`). None does, but a
+    /// `transform_with_state` whose processor deleted the variables it no longer declares
+    /// (Spark's `deleteIfExists`).
+    fn adopt_recorded_schema(&mut self, recorded: &StateSchema) -> bool {
+        let _ = recorded;
+        false
     }
 }
 

@@ -3,7 +3,8 @@
 //! `flatMapGroupsWithState`, run by `FlatMapGroupsWithStateExec`).
 //!
 //! The user's function gets the key (`&K` for one grouping key, `&(K1, K2, ..)` for several),
-//! the batch's rows of that key as owned input records (`Vec<Event>`) and a
+//! the batch's rows of that key as owned input records (`Vec<Event>`, or without an
+//! allocation per key `GroupRows<'_, Event>`, an iterator) and a
 //! `&mut GroupState<S>`; `map_groups_with_state` returns one output record, the flat map
 //! anything iterable of output records. The check hooks hold Spark's rules (output modes,
 //! event-time timeouts need a watermark, nothing after it yet); the emit hooks write the row
@@ -61,7 +62,11 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
         return None;
     };
     let mut timeout = TimeoutKind::None;
+    let mut initial_state = None;
     for arg in &call.args[1..] {
+        if initial_state_arg(arg, &mut initial_state, diags) {
+            continue;
+        }
         match arg {
             Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("timeout")) => match &*a.right {
                 Expr::Path(p) if p.path.get_ident().is_some() => {
@@ -87,7 +92,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             other => diags.error(
                 other.span(),
                 format!(
-                    "`{name}` takes the function and `timeout = ...`: `.{name}(update_session, timeout = event_time)`"
+                    "`{name}` takes the function, `timeout = ...` and `initial_state = ...`: `.{name}(update_session, timeout = event_time)`"
                 ),
             ),
         }
@@ -117,8 +122,41 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             watermark,
             name: call.name.clone(),
             from_map: cx.mapped.as_ref().map(|(id, _)| *id),
+            initial_state,
         },
     })
+}
+
+/// The `initial_state = <expr>` argument of the three group-state operators: whether `arg` is
+/// one (kept in `slot`; given twice is an error on the second).
+pub(crate) fn initial_state_arg(arg: &Expr, slot: &mut Option<Box<Expr>>, diags: &mut Diagnostics) -> bool {
+    match arg {
+        Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("initial_state")) => {
+            if slot.is_some() {
+                diags.error(a.left.span(), "`initial_state` is given twice");
+            } else {
+                *slot = Some(a.right.clone());
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The initial state's pairs as the operator keys them: a one-column key in a 1-tuple, as
+/// the batch's rows are grouped (spanned on the user's expression, so a wrong item type is
+/// reported there). The operator calls it in batch 0 only; it is passed after the user's
+/// function, so rustc takes the state's type from the function.
+pub(crate) fn initial_pairs(spec: &GroupStateSpec, init: &Expr) -> TokenStream {
+    let span = init.span();
+    if spec.keys.len() == 1 {
+        quote_spanned!(span=> ::core::iter::Iterator::map(
+            ::core::iter::IntoIterator::into_iter(#init),
+            |(__fg_k, __fg_s)| ((__fg_k,), __fg_s)
+        ))
+    } else {
+        quote_spanned!(span=> #init)
+    }
 }
 
 /// Rules on output modes (Spark's `UnsupportedOperationChecker`): `mapGroupsWithState` only in
@@ -179,12 +217,49 @@ pub(crate) fn needs_keys(name: &str) -> String {
     }
 }
 
-/// Rule: nothing follows a group-state operator yet.
-pub(crate) fn check_nothing_after(call: &Call, diags: &mut Diagnostics) {
-    diags.error(
-        call.name.span(),
-        format!("`{}` after `map_groups_with_state` / `flat_map_groups_with_state` / `transform_with_state` is not supported yet in flowgate: do it in the function", call.name),
-    );
+/// The group-state operator names.
+const GROUP_STATE_OPS: &[&str] = &["map_groups_with_state", "flat_map_groups_with_state", "transform_with_state"];
+
+/// Rules on what follows a group-state operator (`before`: the calls up to and including it;
+/// `after`: the rest, not empty): Spark's refusals with Spark's messages (its
+/// `UnsupportedOperationChecker`, probed in `oracle/group_state_rejections.jsonl`), and
+/// otherwise "not yet" — one error, on the first call after it.
+pub(crate) fn check_after(q: &Query, before: &[Call], after: &[Call], diags: &mut Diagnostics) {
+    let Some(op) = before.iter().rev().find(|c| GROUP_STATE_OPS.contains(&c.name.to_string().as_str())) else {
+        return;
+    };
+    let op_name = op.name.to_string();
+    let first = &after[0];
+    let next = first.name.to_string();
+    let aggregates = next == "agg" || (next == "group_by" && after.get(1).is_some_and(|c| c.name == "agg"));
+    let another =
+        next == "group_by" && after.get(1).is_some_and(|c| GROUP_STATE_OPS.contains(&c.name.to_string().as_str()));
+    let update = q.mode.kind == ModeKind::Update;
+    let message = match op_name.as_str() {
+        "map_groups_with_state" if aggregates => (
+            "an aggregation after `map_groups_with_state` is not supported (Spark: \"mapGroupsWithState is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function"
+        )
+        .to_string(),
+        "flat_map_groups_with_state" if aggregates && update => (
+            "an aggregation after `flat_map_groups_with_state` in update mode is not supported (Spark: \"flatMapGroupsWithState in update mode is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function"
+        )
+        .to_string(),
+        "map_groups_with_state" | "flat_map_groups_with_state" if another => {
+            let second = &after[1];
+            diags.error(
+                second.name.span(),
+                format!(
+                    "`{second}` after `{op_name}` is not supported (Spark: \"Multiple flatMapGroupsWithStates are not supported on a streaming DataFrames/Datasets\"): keep both states in one function's state",
+                    second = second.name
+                ),
+            );
+            return;
+        }
+        _ => format!(
+            "`{next}` after `map_groups_with_state` / `flat_map_groups_with_state` / `transform_with_state` is not supported yet in flowgate: do it in the function"
+        ),
+    };
+    diags.error(first.name.span(), message);
 }
 
 // ---- emit hooks ----
@@ -256,7 +331,12 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
     let op = dedup::var(id);
     let func = &spec.func;
     let key = if spec.keys.len() == 1 { quote!(&__fg_key.0) } else { quote!(__fg_key) };
-    let call = quote_spanned!(func.span()=> (#func)(#key, __fg_rows, __fg_state));
+    // The rows as the function declares them: `GroupRows<'_, R>` (no allocation) or `Vec<R>`.
+    let call = quote_spanned!(func.span()=> (#func)(
+        #key,
+        ::flowgate::ops::group_state::FromGroupRows::from_group_rows(__fg_rows),
+        __fg_state
+    ));
     let push = if spec.flat {
         let iter = quote_spanned!(func.span()=> ::core::iter::IntoIterator::into_iter(__fg_result));
         quote! {
@@ -269,13 +349,20 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
         quote! { #push }
     };
     let result = format_ident!("__fg_result");
-    let run = quote!(#op.run);
+    let initial = match &spec.initial_state {
+        Some(init) => {
+            let pairs = initial_pairs(spec, init);
+            quote!(, || #pairs)
+        }
+        None => TokenStream::new(),
+    };
+    let run = if spec.initial_state.is_some() { quote!(#op.run_with_initial_state) } else { quote!(#op.run) };
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
         #run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
             let #result = #call;
             #push
-        })?;
+        } #initial)?;
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
     }
 }

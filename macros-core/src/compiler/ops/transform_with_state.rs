@@ -51,7 +51,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
         diags.error(call.name.span(), format!("`transform_with_state` takes the stateful processor first: {EXAMPLE}"));
         return None;
     };
-    let mode = time_mode(call, diags);
+    let (mode, initial_state) = time_mode(call, diags);
     if mode == Some(TimeoutKind::EventTime) && cx.watermark.is_none() {
         let at = call.args[1..].iter().find_map(|a| match a {
             Expr::Assign(x) => Some(x.right.span()),
@@ -80,17 +80,22 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             watermark,
             name: call.name.clone(),
             from_map: cx.mapped.as_ref().map(|(id, _)| *id),
+            initial_state,
         },
     })
 }
 
-/// The `time_mode = ..` argument (required, as Spark's `timeMode` has no default); `None`
-/// after an error.
-fn time_mode(call: &Call, diags: &mut Diagnostics) -> Option<TimeoutKind> {
+/// The `time_mode = ..` argument (required, as Spark's `timeMode` has no default; `None`
+/// after an error) and the `initial_state = ..` one.
+fn time_mode(call: &Call, diags: &mut Diagnostics) -> (Option<TimeoutKind>, Option<Box<Expr>>) {
     let mut mode = None;
     let mut seen = false;
     let mut timeout = false;
+    let mut initial_state = None;
     for arg in &call.args[1..] {
+        if group_state::initial_state_arg(arg, &mut initial_state, diags) {
+            continue;
+        }
         match arg {
             Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("time_mode")) => {
                 if seen {
@@ -131,7 +136,7 @@ fn time_mode(call: &Call, diags: &mut Diagnostics) -> Option<TimeoutKind> {
             }
             other => diags.error(
                 other.span(),
-                format!("`transform_with_state` takes the processor and `time_mode = ...`: {EXAMPLE}"),
+                format!("`transform_with_state` takes the processor, `time_mode = ...` and `initial_state = ...`: {EXAMPLE}"),
             ),
         }
     }
@@ -143,7 +148,7 @@ fn time_mode(call: &Call, diags: &mut Diagnostics) -> Option<TimeoutKind> {
             ),
         );
     }
-    mode
+    (mode, initial_state)
 }
 
 /// Rule (Spark's `UnsupportedOperationChecker`): `transformWithState` runs in append or
@@ -199,7 +204,14 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
     // Spanned on the processor (see `init`): `run` needs `P: StatefulProcessor` too. The
     // receiver in parentheses spanned there makes the call's span the processor's while the
     // operator's variable keeps its own hygiene.
-    let run = quote_spanned!(span=> (#op).run(__fg_ctx, #key_of, |__fg_row| #push));
+    // With an initial state the processor must also be a `StatefulProcessorWithInitialState`
+    // (one unmet bound, under the processor); the pairs are built in batch 0 only.
+    let run = if let Some(init) = &spec.initial_state {
+        let pairs = group_state::initial_pairs(spec, init);
+        quote_spanned!(span=> (#op).run_with_initial_state(__fg_ctx, #key_of, |__fg_row| #push, || #pairs))
+    } else {
+        quote_spanned!(span=> (#op).run(__fg_ctx, #key_of, |__fg_row| #push))
+    };
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
         #run?;

@@ -65,6 +65,14 @@ impl<K: GroupKey<Owned = K>, R> BatchGroups<K, R> {
         }
     }
 
+    /// Whether `key` (with hash `hash`) has rows.
+    pub(crate) fn contains(&self, hash: u64, key: &K) -> bool
+    where
+        K: Eq,
+    {
+        self.index.find(hash, |&i| self.groups[i].key == *key).is_some()
+    }
+
     /// Number of keys with rows.
     pub(crate) fn keys(&self) -> usize {
         self.groups.len()
@@ -75,6 +83,115 @@ impl<K: GroupKey<Owned = K>, R> BatchGroups<K, R> {
     pub(crate) fn drain(&mut self) -> Drain<'_, K, R> {
         self.index.clear();
         Drain { groups: self.groups.drain(..), rows: &mut self.rows }
+    }
+
+    /// [`BatchGroups::drain`] without a `Vec` per key: each group's rows as a
+    /// [`GroupRows`] over the arena (see [`DrainRows::next`]).
+    pub(crate) fn drain_rows(&mut self) -> DrainRows<'_, K, R> {
+        self.index.clear();
+        DrainRows { groups: self.groups.drain(..), rows: &mut self.rows }
+    }
+}
+
+/// The groups of [`BatchGroups::drain_rows`], each borrowing the arena until the next.
+pub(crate) struct DrainRows<'a, K, R> {
+    groups: std::vec::Drain<'a, Group<K>>,
+    rows: &'a mut Vec<(Option<R>, usize)>,
+}
+
+impl<K, R> DrainRows<'_, K, R> {
+    /// The next group: `(hash, key, rows)`, its rows moved out of the arena as they are read.
+    #[inline]
+    pub(crate) fn next(&mut self) -> Option<(u64, K, GroupRows<'_, R>)> {
+        let g = self.groups.next()?;
+        Some((g.hash, g.key, GroupRows { arena: &mut self.rows[..], at: g.head, left: g.len }))
+    }
+}
+
+impl<K, R> Drop for DrainRows<'_, K, R> {
+    fn drop(&mut self) {
+        self.rows.clear();
+    }
+}
+
+/// One key's rows of the batch, in input order, as the group-state function may take them
+/// (`rows: GroupRows<'_, Click>`): an iterator of owned records moved out of the batch's
+/// arena as it is read, with no allocation per key — Spark's `Iterator[V]`. A function that
+/// takes `Vec<Click>` instead gets them collected ([`FromGroupRows`]).
+pub struct GroupRows<'a, R> {
+    arena: &'a mut [(Option<R>, usize)],
+    at: usize,
+    left: usize,
+}
+
+impl<R> GroupRows<'_, R> {
+    /// No rows (a timed-out key's call, or one for its initial state only).
+    pub fn empty() -> Self {
+        GroupRows { arena: &mut [], at: END, left: 0 }
+    }
+
+    /// Rows not read yet.
+    pub fn len(&self) -> usize {
+        self.left
+    }
+
+    /// Whether every row has been read (or there was none).
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl<R> Iterator for GroupRows<'_, R> {
+    type Item = R;
+
+    #[inline]
+    fn next(&mut self) -> Option<R> {
+        if self.at == END {
+            return None;
+        }
+        let (row, next) = &mut self.arena[self.at];
+        self.at = *next;
+        self.left -= 1;
+        row.take()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<R> ExactSizeIterator for GroupRows<'_, R> {}
+
+impl<R> std::fmt::Debug for GroupRows<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GroupRows({} rows)", self.left)
+    }
+}
+
+/// What a group-state function's rows parameter may be: [`GroupRows`] (an iterator, no
+/// allocation) or `Vec<R>` (collected). Generated code converts the key's rows to whichever
+/// the function declares.
+#[diagnostic::on_unimplemented(
+    message = "a group-state function takes its rows as `Vec<{R}>` or `GroupRows<'_, {R}>`, not `{Self}`",
+    label = "the function's second parameter"
+)]
+pub trait FromGroupRows<'a, R>: Sized {
+    /// The rows as this type.
+    fn from_group_rows(rows: GroupRows<'a, R>) -> Self;
+}
+
+impl<'a, R> FromGroupRows<'a, R> for GroupRows<'a, R> {
+    #[inline]
+    fn from_group_rows(rows: GroupRows<'a, R>) -> Self {
+        rows
+    }
+}
+
+impl<'a, R> FromGroupRows<'a, R> for Vec<R> {
+    #[inline]
+    fn from_group_rows(rows: GroupRows<'a, R>) -> Self {
+        rows.collect()
     }
 }
 
@@ -127,5 +244,28 @@ mod tests {
         assert_eq!(b.keys(), 0);
         b.push(("x",), 9);
         assert_eq!(b.drain().map(|(_, _, rows)| rows).collect::<Vec<_>>(), vec![vec![9]]);
+    }
+
+    #[test]
+    fn drained_rows_are_an_exact_size_iterator_over_the_arena_and_what_is_left_is_dropped() {
+        let mut b: BatchGroups<(String,), String> = BatchGroups::default();
+        for (k, v) in [("b", "1"), ("a", "2"), ("b", "3"), ("b", "5")] {
+            b.push((k,), v.to_string());
+        }
+        let mut d = b.drain_rows();
+        let (_, k, mut rows) = d.next().unwrap();
+        assert_eq!((k.0.as_str(), rows.len()), ("b", 3));
+        assert_eq!(rows.next().as_deref(), Some("1"));
+        assert_eq!(rows.len(), 2, "b's last two rows left unread");
+        let (_, k, rows) = d.next().unwrap();
+        assert_eq!((k.0, rows.collect::<Vec<_>>()), ("a".to_string(), vec!["2".to_string()]));
+        assert!(d.next().is_none());
+        drop(d);
+        assert_eq!(b.keys(), 0);
+        b.push(("c",), "9".into());
+        let mut d = b.drain_rows();
+        let (_, _, rows) = d.next().unwrap();
+        assert_eq!(<Vec<String> as FromGroupRows<'_, String>>::from_group_rows(rows), vec!["9".to_string()]);
+        assert_eq!(GroupRows::<i64>::empty().len(), 0);
     }
 }

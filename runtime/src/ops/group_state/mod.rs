@@ -10,6 +10,15 @@
 //! timeout and then by encoded key (so a replay calls them in the same order). Spark's rules
 //! on what is written back after a call are kept exactly (see [`GroupStateOp::call`]).
 //!
+//! An initial state (the DSL's `initial_state = ..`, Spark's `initialState`
+//! `KeyValueGroupedDataset`) is applied in the query's first batch (batch 0) only, as Spark
+//! applies it only while `isFirstBatch`: each key's state is stored (with no timeout), then the
+//! function is called once per key that has rows or initial state or both — the keys with
+//! rows as above, then the keys with only an initial state, in its order, with no rows — as
+//! Spark's `processNewDataWithInitialState`. A key given twice fails the batch with Spark's
+//! message. A restart from a checkpoint whose batch 0 committed never applies it again; a
+//! batch 0 re-run after a failure applies it again (it starts from no state).
+//!
 //! With timeouts enabled, the operator keeps every key's timeout in an in-memory index by
 //! (timeout, encoded key), updated by each call that changes it and rebuilt on restore: the
 //! keys due are a prefix of it and the next processing-time timeout its first entry, so no
@@ -18,6 +27,7 @@
 pub(crate) mod batch;
 mod state;
 
+pub use batch::{FromGroupRows, GroupRows};
 pub use state::{GroupState, GroupStateTimeout, GroupStateValue, NO_TIMESTAMP};
 
 use std::collections::BTreeMap;
@@ -112,15 +122,38 @@ where
     /// output. A misuse of the `GroupState` API (Spark's exceptions) or a panic in the user's
     /// function fails the batch with an error naming the key; nothing of the batch is kept
     /// (the engine re-runs it from the previous state version after a restart).
-    pub fn run(&mut self, ctx: &BatchContext, mut f: impl FnMut(&K, Vec<R>, &mut GroupState<S>)) -> Result<()> {
+    pub fn run(&mut self, ctx: &BatchContext, f: impl FnMut(&K, GroupRows<'_, R>, &mut GroupState<S>)) -> Result<()> {
+        self.run_with_initial_state(ctx, f, std::iter::empty)
+    }
+
+    /// [`GroupStateOp::run`] with an initial state per key (the DSL's `initial_state = ..`):
+    /// in batch 0 only, `initial` is called and its pairs applied (see the module docs); in
+    /// any other batch it is never called. (Generated code passes the function before the
+    /// initial state, so rustc takes the state's type from the function and reports a wrong
+    /// initial state at its expression.)
+    pub fn run_with_initial_state<I>(
+        &mut self,
+        ctx: &BatchContext,
+        mut f: impl FnMut(&K, GroupRows<'_, R>, &mut GroupState<S>),
+        initial: impl FnOnce() -> I,
+    ) -> Result<()>
+    where
+        I: IntoIterator<Item = (K, S)>,
+    {
         let batch_ms = ctx.batch_timestamp_ms;
         let watermark_ms = ctx.watermark_for_eviction.map(|w| w.div_euclid(1000));
+        let initial = if ctx.batch_id == 0 { self.apply_initial_state(initial())? } else { Vec::new() };
         // Taken out for the calls and put back drained: its buffers keep their capacity.
         let mut groups = std::mem::take(&mut self.groups);
-        for (hash, key, rows) in groups.drain() {
+        let mut drain = groups.drain_rows();
+        while let Some((hash, key, rows)) = drain.next() {
             self.call(hash, key, rows, false, batch_ms, watermark_ms, &mut f)?;
         }
+        drop(drain);
         self.groups = groups;
+        for (hash, key) in initial {
+            self.call(hash, key, GroupRows::empty(), false, batch_ms, watermark_ms, &mut f)?;
+        }
         let threshold = match self.timeout {
             GroupStateTimeout::NoTimeout => None,
             GroupStateTimeout::ProcessingTimeTimeout => Some(batch_ms),
@@ -131,11 +164,39 @@ where
             let due: Vec<(u64, K)> =
                 self.timeouts.range(..(threshold, Vec::new())).map(|(_, (hash, key))| (*hash, key.clone())).collect();
             for (hash, key) in due {
-                self.call(hash, key, Vec::new(), true, batch_ms, watermark_ms, &mut f)?;
+                self.call(hash, key, GroupRows::empty(), true, batch_ms, watermark_ms, &mut f)?;
             }
         }
         self.end_batch();
         Ok(())
+    }
+
+    /// Stores the initial state (batch 0) and returns the keys it gave that have no rows in
+    /// the batch, in its order: they are called after the keys with rows. A key given twice
+    /// is Spark's error.
+    fn apply_initial_state(&mut self, initial: impl IntoIterator<Item = (K, S)>) -> Result<Vec<(u64, K)>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut without_rows = Vec::new();
+        for (key, state) in initial {
+            if !seen.insert(crate::codec::to_bytes(&key)) {
+                return Err(Error::User(format!(
+                    "the initial state of map_groups_with_state / flat_map_groups_with_state gives key {key:?} twice: the initial state provided contained multiple rows(state) with the same key. Make sure to de-duplicate the initial state before passing it (Spark's message)"
+                )));
+            }
+            let hash = state_hash(&key);
+            let value = GroupStateValue { state: Some(state), timeout_ms: NO_TIMESTAMP };
+            match self.state.find_mut(hash, &key) {
+                Some(slot) => {
+                    *slot = value;
+                    self.state.touch(&key);
+                }
+                None => self.state.put(hash, key.clone(), value, true),
+            }
+            if !self.groups.contains(hash, &key) {
+                without_rows.push((hash, key));
+            }
+        }
+        Ok(without_rows)
     }
 
     /// One call of the user's function and Spark's write-back rules: a removed state with no
@@ -147,11 +208,11 @@ where
         &mut self,
         hash: u64,
         key: K,
-        rows: Vec<R>,
+        rows: GroupRows<'_, R>,
         timed_out: bool,
         batch_ms: i64,
         watermark_ms: Option<i64>,
-        f: &mut impl FnMut(&K, Vec<R>, &mut GroupState<S>),
+        f: &mut impl FnMut(&K, GroupRows<'_, R>, &mut GroupState<S>),
     ) -> Result<()> {
         // One probe: the stored state is moved into the call and the result written back in
         // place; only a new key (an insert) or a deleted one (a remove) probes again.

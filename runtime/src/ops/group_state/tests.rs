@@ -18,23 +18,38 @@ fn sum_batch(
     op: &mut Op,
     c: &BatchContext,
     rows: &[(&str, i64)],
-    mut after: impl FnMut(&str, &mut GroupState<i64>),
+    after: impl FnMut(&str, &mut GroupState<i64>),
 ) -> Vec<(String, Vec<i64>, bool)> {
+    sum_batch_from(op, c, rows, &[], after).unwrap()
+}
+
+/// [`sum_batch`] with an initial state (applied in batch 0).
+fn sum_batch_from(
+    op: &mut Op,
+    c: &BatchContext,
+    rows: &[(&str, i64)],
+    initial: &[(&str, i64)],
+    mut after: impl FnMut(&str, &mut GroupState<i64>),
+) -> Result<Vec<(String, Vec<i64>, bool)>> {
     op.begin_batch();
     for (k, v) in rows {
         op.push_row((*k,), *v);
     }
     let mut calls = Vec::new();
-    op.run(c, |key, rows, state| {
-        calls.push((key.0.clone(), rows.clone(), state.has_timed_out()));
-        if !state.has_timed_out() {
-            let total = state.get_option().copied().unwrap_or(0) + rows.iter().sum::<i64>();
-            state.update(total);
-        }
-        after(&key.0, state);
-    })
-    .unwrap();
-    calls
+    op.run_with_initial_state(
+        c,
+        |key, rows, state| {
+            let rows: Vec<i64> = rows.collect();
+            calls.push((key.0.clone(), rows.clone(), state.has_timed_out()));
+            if !state.has_timed_out() {
+                let total = state.get_option().copied().unwrap_or(0) + rows.iter().sum::<i64>();
+                state.update(total);
+            }
+            after(&key.0, state);
+        },
+        || initial.iter().map(|(k, v)| ((k.to_string(),), *v)),
+    )?;
+    Ok(calls)
 }
 
 #[test]
@@ -163,4 +178,54 @@ fn changes_round_trip_through_restore_with_timeouts() {
     });
     assert_eq!(calls, vec![("a".into(), vec![5], false), ("b".into(), vec![], true)]);
     assert_eq!(back.state_schema().value_layout, "group_state[i64]");
+}
+
+#[test]
+fn an_initial_state_is_stored_in_batch_0_and_every_key_with_rows_or_initial_state_is_called_once() {
+    let mut op = Op::new(2, GroupStateTimeout::NoTimeout);
+    op.set_tracking(true);
+    let mut seen = Vec::new();
+    let initial = [("z", 7), ("a", 10), ("y", 1)];
+    let calls = sum_batch_from(&mut op, &ctx(0, 0, None), &[("b", 1), ("a", 2)], &initial, |k, s| {
+        seen.push((k.to_string(), *s.get()));
+        if k == "y" {
+            s.remove();
+        }
+    })
+    .unwrap();
+    // The keys with rows first (first-seen order), then those with only an initial state.
+    assert_eq!(
+        calls,
+        vec![
+            ("b".into(), vec![1], false),
+            ("a".into(), vec![2], false),
+            ("z".into(), vec![], false),
+            ("y".into(), vec![], false)
+        ]
+    );
+    assert_eq!(seen, vec![("b".into(), 1), ("a".into(), 12), ("z".into(), 7), ("y".into(), 1)]);
+    assert_eq!(op.len(), 3, "y removed by its call");
+    let changed: usize = op.take_changes().iter().map(|p| p.len()).sum();
+    assert_eq!(changed, 4, "every initial key is in batch 0's delta (y as a removal)");
+    // Not applied again in a later batch.
+    let calls =
+        sum_batch_from(&mut op, &ctx(1, 0, None), &[("z", 1)], &initial, |k, s| assert_eq!((k, *s.get()), ("z", 8)));
+    assert_eq!(calls.unwrap().len(), 1);
+}
+
+#[test]
+fn an_initial_state_after_batch_0_is_ignored_as_spark_applies_it_in_the_first_batch_only() {
+    let mut op = Op::new(2, GroupStateTimeout::NoTimeout);
+    let calls = sum_batch_from(&mut op, &ctx(3, 0, None), &[("b", 1)], &[("a", 10)], |_, _| {}).unwrap();
+    assert_eq!(calls, vec![("b".into(), vec![1], false)]);
+    assert_eq!(op.len(), 1);
+}
+
+#[test]
+fn a_key_twice_in_the_initial_state_fails_batch_0_with_sparks_message() {
+    let mut op = Op::new(2, GroupStateTimeout::NoTimeout);
+    let initial = [("a", 1), ("b", 2), ("a", 3)];
+    let err =
+        sum_batch_from(&mut op, &ctx(0, 0, None), &[], &initial, |_, _| panic!("no call")).unwrap_err().to_string();
+    assert!(err.contains("multiple rows(state) with the same key") && err.contains("\"a\""), "{err}");
 }

@@ -5,6 +5,10 @@
 //!
 //! Per batch, generated code hands [`TransformWithStateOp::push_row`] each input row with its
 //! grouping key, then calls [`TransformWithStateOp::run`], which
+//! 0. in the query's first batch (batch 0) only, run with
+//!    [`TransformWithStateOp::run_with_initial_state`], calls `handle_initial_state` once per
+//!    key of the initial state, with its entries (Spark's `initialState`; golden case
+//!    `tws_initial_state`);
 //! 1. calls `handle_input_rows` once per key with rows, in the order the keys first appeared
 //!    in the batch, with that key's rows in input order;
 //! 2. then, with `time_mode = processing_time` or `event_time`, calls `handle_expired_timer`
@@ -31,16 +35,21 @@
 //! after it expired). The
 //! state goes through the checkpoint as one value per key ([`row`]); the state schema is the
 //! processor's declarations, made when the operator is created, so a changed processor is
-//! refused before the first batch.
+//! refused before the first batch — but for variables `init` deletes
+//! ([`StatefulProcessorHandle::delete_if_exists`], Spark's `deleteIfExists`): a recorded
+//! layout that holds them besides the declared ones is adopted as the stored row's, their
+//! places emptied when the state is restored.
 
 mod processor;
 mod row;
 
 pub use processor::{
-    ExpiredTimerInfo, KeyHandle, ListState, MapState, StatefulProcessor, StatefulProcessorHandle, TimeMode,
-    TimerValues, Ttl, ValueState, VarDecl, VarKind, NO_TIME,
+    ExpiredTimerInfo, KeyHandle, ListState, MapState, StatefulProcessor, StatefulProcessorHandle,
+    StatefulProcessorWithInitialState, TimeMode, TimerValues, Ttl, ValueState, VarDecl, VarKind, NO_TIME,
 };
 pub use row::{row_layout, TwsRow};
+
+use row::Slot;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -69,12 +78,6 @@ pub fn whole_key<K>(key: &K) -> &K {
 
 /// Spark's name for the operator in progress reports.
 pub const OPERATOR_NAME: &str = "transformWithStateExec";
-
-/// What a call is for: the key's rows of the batch, or one of its timers that is due.
-enum Call<R> {
-    Rows(Vec<R>),
-    Timer(i64),
-}
 
 /// What one batch did, beyond the common state metrics (Spark's `customMetrics` names).
 #[derive(Clone, Copy, Default, Debug)]
@@ -121,6 +124,16 @@ pub struct TransformWithStateOp<K, R, P> {
     /// `P::close` (the struct is unbounded, so its `Drop` cannot name it).
     close: fn(&mut P),
     decls: Vec<VarDecl>,
+    /// The stored row's variables: the declared ones, and after a restart from a checkpoint
+    /// that recorded variables `init` deleted (`delete_if_exists`), the recorded layout with
+    /// those kept as empty places ([`StatefulOperator::adopt_recorded_schema`]).
+    stored: Vec<VarDecl>,
+    /// Each declared variable's place in `stored`.
+    slot_of: Vec<usize>,
+    /// The names `init` deleted.
+    deleted: Vec<String>,
+    /// The places in `stored` of deleted variables (emptied on restore).
+    dropped: Vec<usize>,
     /// Misuses in `init` (a name declared twice, a bad TTL): the first batch fails with them.
     init_errors: Vec<String>,
     time_mode: TimeMode,
@@ -160,7 +173,11 @@ where
         TransformWithStateOp {
             processor,
             close: P::close,
+            stored: handle.decls.clone(),
+            slot_of: (0..handle.decls.len()).collect(),
             decls: handle.decls,
+            deleted: handle.deleted,
+            dropped: Vec::new(),
             init_errors: handle.errors,
             time_mode,
             has_ttl,
@@ -240,6 +257,42 @@ where
     where
         P: StatefulProcessor<Input = R>,
     {
+        let (timer_values, watermark_ms) = self.start_run(ctx)?;
+        self.run_rest(&timer_values, watermark_ms, &key_of, &mut emit)
+    }
+
+    /// [`TransformWithStateOp::run`] with an initial state per key (the DSL's
+    /// `initial_state = ..`, Spark's `initialState`): in batch 0 only, `initial` is called
+    /// and, before any input row, [`StatefulProcessorWithInitialState::handle_initial_state`]
+    /// once per key (first-seen order) with its entries in their order (a key may have
+    /// several, as Spark 4 allows); in any other batch `initial` is never called.
+    pub fn run_with_initial_state<I>(
+        &mut self,
+        ctx: &BatchContext,
+        key_of: impl Fn(&K) -> &P::Key,
+        mut emit: impl FnMut(P::Output),
+        initial: impl FnOnce() -> I,
+    ) -> Result<()>
+    where
+        P: StatefulProcessorWithInitialState<Input = R>,
+        I: IntoIterator<Item = (K, P::InitialState)>,
+    {
+        let (timer_values, watermark_ms) = self.start_run(ctx)?;
+        if ctx.batch_id == 0 {
+            let mut by_key: BatchGroups<K, P::InitialState> = BatchGroups::default();
+            for (key, state) in initial() {
+                by_key.push(key, state);
+            }
+            for (hash, key, states) in by_key.drain() {
+                let tv = &timer_values;
+                self.call(hash, key, watermark_ms, |p, k, h| p.handle_initial_state(key_of(k), states, tv, h))?;
+            }
+        }
+        self.run_rest(&timer_values, watermark_ms, &key_of, &mut emit)
+    }
+
+    /// The start of a batch: `init`'s misuses fail it; the batch's times.
+    fn start_run(&mut self, ctx: &BatchContext) -> Result<(TimerValues, Option<i64>)> {
         if !self.init_errors.is_empty() {
             return Err(Error::User(format!("the stateful processor's `init`: {}", self.init_errors.join("; "))));
         }
@@ -250,10 +303,29 @@ where
             TimeMode::None => TimerValues::new(NO_TIME, NO_TIME),
             _ => TimerValues::new(batch_ms, watermark_ms.unwrap_or(NO_TIME)),
         };
+        Ok((timer_values, watermark_ms))
+    }
+
+    /// The batch's calls with rows, then its timers and TTL expiries (module docs, 1-3).
+    fn run_rest(
+        &mut self,
+        timer_values: &TimerValues,
+        watermark_ms: Option<i64>,
+        key_of: &impl Fn(&K) -> &P::Key,
+        emit: &mut impl FnMut(P::Output),
+    ) -> Result<()>
+    where
+        P: StatefulProcessor<Input = R>,
+    {
+        let batch_ms = self.batch_ms;
         // Taken out for the calls and put back drained: its buffers keep their capacity.
         let mut groups = std::mem::take(&mut self.groups);
         for (hash, key, rows) in groups.drain() {
-            self.call(hash, key, Call::Rows(rows), &timer_values, watermark_ms, &key_of, &mut emit)?;
+            self.call(hash, key, watermark_ms, |p, k, h| {
+                for out in p.handle_input_rows(key_of(k), rows, timer_values, h) {
+                    emit(out);
+                }
+            })?;
         }
         self.groups = groups;
         // The first timer time not yet due: Spark 4.3 fires a timer at or before the batch's
@@ -274,7 +346,20 @@ where
                 .collect();
             for (t, hash, key) in due {
                 self.counts.timers_expired += 1;
-                self.call(hash, key, Call::Timer(t), &timer_values, watermark_ms, &key_of, &mut emit)?;
+                self.call(hash, key, watermark_ms, |p, k, h| {
+                    // An earlier call of this key may have deleted it.
+                    if h.row.timers.binary_search(&t).is_ok() {
+                        let info = ExpiredTimerInfo::new(t);
+                        for out in p.handle_expired_timer(key_of(k), timer_values, info, h) {
+                            emit(out);
+                        }
+                    }
+                    if let Ok(at) = h.row.timers.binary_search(&t) {
+                        h.row.timers.remove(at);
+                        h.timer_log.push((t, false));
+                        h.changed = true;
+                    }
+                })?;
             }
         }
         if self.has_ttl {
@@ -284,36 +369,30 @@ where
         Ok(())
     }
 
-    /// One call of the processor for `key`, on its row in place, then the write-back: a row
-    /// left empty is removed, a changed one recorded for the checkpoint, and the indexes and
-    /// totals follow the row's change.
-    #[allow(clippy::too_many_arguments)]
+    /// One call of the processor for `key` (`body`: the rows, a timer or an initial state),
+    /// on its row in place, then the write-back: a row left empty is removed, a changed one
+    /// recorded for the checkpoint, and the indexes and totals follow the row's change.
     fn call(
         &mut self,
         hash: u64,
         key: K,
-        what: Call<R>,
-        timer_values: &TimerValues,
         watermark_ms: Option<i64>,
-        key_of: &impl Fn(&K) -> &P::Key,
-        emit: &mut impl FnMut(P::Output),
-    ) -> Result<()>
-    where
-        P: StatefulProcessor<Input = R>,
-    {
+        body: impl FnOnce(&mut P, &K, &mut KeyHandle<'_>),
+    ) -> Result<()> {
         let has_ttl = self.has_ttl;
         let mut fresh = None;
         let stored = self.state.find_mut(hash, &key);
         let existed = stored.is_some();
         let row: &mut TwsRow = match stored {
             Some(row) => row,
-            None => fresh.insert(TwsRow::new(&self.decls)),
+            None => fresh.insert(TwsRow::new(&self.stored)),
         };
         let before = if existed { Footprint::of(row, has_ttl) } else { Footprint::NONE };
         self.timer_log.clear();
         let mut h = KeyHandle {
             row,
             decls: &self.decls,
+            slots: &self.slot_of,
             time_mode: self.time_mode,
             batch_ms: self.batch_ms,
             watermark_ms,
@@ -326,27 +405,7 @@ where
             misuse: RefCell::new(None),
         };
         let processor = &mut self.processor;
-        let outcome = catch_unwind(AssertUnwindSafe(|| match what {
-            Call::Rows(rows) => {
-                for out in processor.handle_input_rows(key_of(&key), rows, timer_values, &mut h) {
-                    emit(out);
-                }
-            }
-            Call::Timer(t) => {
-                // An earlier call of this key may have deleted it.
-                if h.row.timers.binary_search(&t).is_ok() {
-                    let info = ExpiredTimerInfo::new(t);
-                    for out in processor.handle_expired_timer(key_of(&key), timer_values, info, &mut h) {
-                        emit(out);
-                    }
-                }
-                if let Ok(at) = h.row.timers.binary_search(&t) {
-                    h.row.timers.remove(at);
-                    h.timer_log.push((t, false));
-                    h.changed = true;
-                }
-            }
-        }));
+        let outcome = catch_unwind(AssertUnwindSafe(|| body(processor, &key, &mut h)));
         if let Err(panic) = outcome {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -510,7 +569,7 @@ where
         StateSchema {
             operator: OPERATOR_NAME.to_string(),
             key_layout: crate::codec::layout_of::<K>(),
-            value_layout: row_layout(&self.decls),
+            value_layout: row_layout(&self.stored),
             partitions: self.state.partitions(),
         }
     }
@@ -525,19 +584,93 @@ where
     }
     fn restore(&mut self, partitions: Vec<StateMap>) -> Result<()> {
         self.state.restore(partitions)?;
-        let n = self.decls.len();
+        let n = self.stored.len();
         if let Some(bad) = self.state.iter().find(|e| e.value.vars.len() != n) {
             return Err(Error::Checkpoint(format!(
                 "a stored transform_with_state row holds {} state variables, the processor declares {n}",
                 bad.value.vars.len()
             )));
         }
+        self.drop_deleted();
         self.reindex();
         self.end_batch();
         Ok(())
     }
     fn next_processing_timeout_ms(&self) -> Option<i64> {
         self.next_timer
+    }
+    /// Accepts a recorded layout whose variables are the declared ones (same names and
+    /// types, in any order) and ones `init` deleted with `delete_if_exists`: the stored row
+    /// keeps the recorded layout, the deleted variables' places emptied on restore.
+    fn adopt_recorded_schema(&mut self, recorded: &StateSchema) -> bool {
+        let now = self.state_schema();
+        if recorded.operator != now.operator
+            || recorded.key_layout != now.key_layout
+            || recorded.partitions != now.partitions
+            || self.deleted.is_empty()
+        {
+            return false;
+        }
+        let Some(vars) = row::parse_row_layout(&recorded.value_layout) else { return false };
+        let mut stored = Vec::with_capacity(vars.len());
+        let mut slot_of = vec![usize::MAX; self.decls.len()];
+        let mut dropped = Vec::new();
+        for (at, (name, layout)) in vars.into_iter().enumerate() {
+            match self.decls.iter().position(|d| d.name == name) {
+                Some(id) if self.decls[id].layout == layout => {
+                    slot_of[id] = at;
+                    stored.push(self.decls[id].clone());
+                }
+                Some(_) => return false,
+                None if self.deleted.contains(&name) => {
+                    let Some(kind) = row::kind_of_layout(&layout) else { return false };
+                    dropped.push(at);
+                    stored.push(VarDecl { name, kind, layout, ttl_ms: None });
+                }
+                None => return false,
+            }
+        }
+        // A declared variable the checkpoint does not have is a change this cannot absorb.
+        if slot_of.contains(&usize::MAX) {
+            return false;
+        }
+        self.stored = stored;
+        self.slot_of = slot_of;
+        self.dropped = dropped;
+        true
+    }
+}
+
+impl<K, R, P> TransformWithStateOp<K, R, P>
+where
+    K: GroupKey<Owned = K> + Clone + Eq + StateCodec + std::fmt::Debug,
+{
+    /// Empties the deleted variables' places in every restored row (before the indexes are
+    /// built); a row left empty is removed. The rows changed are recorded, so the next
+    /// checkpoint stores them without the deleted values.
+    fn drop_deleted(&mut self) {
+        if self.dropped.is_empty() {
+            return;
+        }
+        let dropped = &self.dropped;
+        let touched: Vec<K> = self
+            .state
+            .iter()
+            .filter(|e| dropped.iter().any(|&at| !e.value.vars[at].is_empty()))
+            .map(|e| e.key.clone())
+            .collect();
+        for key in touched {
+            let hash = state_hash(&key);
+            let Some(row) = self.state.find_mut(hash, &key) else { continue };
+            for &at in &self.dropped {
+                row.vars[at] = Slot::empty(row::slot_kind(&row.vars[at]));
+            }
+            if row.is_empty() {
+                self.state.remove(hash, &key);
+            } else {
+                self.state.touch(&key);
+            }
+        }
     }
 }
 

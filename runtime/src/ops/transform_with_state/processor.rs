@@ -138,13 +138,15 @@ pub struct VarDecl {
 #[derive(Debug)]
 pub struct StatefulProcessorHandle {
     pub(super) decls: Vec<VarDecl>,
+    /// The names `delete_if_exists` was called with.
+    pub(super) deleted: Vec<String>,
     pub(super) errors: Vec<String>,
     time_mode: TimeMode,
 }
 
 impl StatefulProcessorHandle {
     pub(super) fn new(time_mode: TimeMode) -> Self {
-        StatefulProcessorHandle { decls: Vec::new(), errors: Vec::new(), time_mode }
+        StatefulProcessorHandle { decls: Vec::new(), deleted: Vec::new(), errors: Vec::new(), time_mode }
     }
 
     /// The query's time mode.
@@ -152,14 +154,21 @@ impl StatefulProcessorHandle {
         self.time_mode
     }
 
-    fn declare(&mut self, name: &str, kind: VarKind, layout: String, ttl: Ttl) -> usize {
+    fn check_name(&mut self, name: &str) {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             self.errors.push(format!(
                 "state variable name `{name}`: use letters, digits and `_` (it names the state in the checkpoint)"
             ));
         }
+    }
+
+    fn declare(&mut self, name: &str, kind: VarKind, layout: String, ttl: Ttl) -> usize {
+        self.check_name(name);
         if self.decls.iter().any(|d| d.name == name) {
             self.errors.push(format!("state variable `{name}` is declared twice in `init`"));
+        }
+        if self.deleted.iter().any(|d| d == name) {
+            self.errors.push(format!("state variable `{name}` is deleted and declared in `init`"));
         }
         if let Some(ms) = ttl.ms.filter(|ms| *ms <= 0) {
             self.errors.push(if ms == i64::MIN {
@@ -170,6 +179,22 @@ impl StatefulProcessorHandle {
         }
         self.decls.push(VarDecl { name: name.to_string(), kind, layout, ttl_ms: ttl.ms });
         self.decls.len() - 1
+    }
+
+    /// Deletes the state variable `name` and its values for every key, if the checkpoint has
+    /// one (Spark's `deleteIfExists`): a processor that no longer uses a variable calls it in
+    /// `init`, and a restart from a checkpoint that recorded the variable is then accepted
+    /// (its values are dropped when the state is restored) instead of refused. Keep the call as
+    /// long as the checkpoint is used: the recorded layout keeps the variable's place. On a
+    /// new checkpoint it does nothing.
+    pub fn delete_if_exists(&mut self, name: &str) {
+        self.check_name(name);
+        if self.decls.iter().any(|d| d.name == name) {
+            self.errors.push(format!("state variable `{name}` is declared and deleted in `init`"));
+        }
+        if !self.deleted.iter().any(|d| d == name) {
+            self.deleted.push(name.to_string());
+        }
     }
 
     /// Declares a single-value state variable (Spark's `getValueState`).
@@ -295,12 +320,93 @@ pub trait StatefulProcessor: Send {
     fn close(&mut self) {}
 }
 
+/// A [`StatefulProcessor`] that takes an initial state (Spark 4's
+/// `StatefulProcessorWithInitialState`), for `transform_with_state(processor, time_mode = ..,
+/// initial_state = ..)`: the initial state is any iterable of `(key, Self::InitialState)`,
+/// evaluated when the query starts. In the query's first batch (batch 0) only, before any input
+/// row, [`handle_initial_state`](StatefulProcessorWithInitialState::handle_initial_state) is
+/// called once per key of the initial state (keys in first-seen order) with that key's
+/// entries in their order: Spark 4 allows a key several initial rows, and
+/// `transformWithStateInPandas` hands them to one call as one DataFrame (golden case
+/// `tws_initial_state`; Scala's row API calls once per row: loop over them). It may write
+/// state variables and register timers; it emits nothing. A restart whose batch 0 committed
+/// never calls it again; a batch 0 re-run after a failure calls it again (from no state).
+///
+/// ```
+/// use flowgate::ops::transform_with_state::*;
+///
+/// /// Counts events per user, starting from a count carried over from elsewhere.
+/// #[derive(Default)]
+/// struct Counts {
+///     count: ValueState<i64>,
+/// }
+///
+/// impl StatefulProcessor for Counts {
+///     type Key = String;
+///     type Input = i64;
+///     type Output = (String, i64);
+///
+///     fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+///         self.count = handle.get_value_state("count", Ttl::NONE);
+///     }
+///
+///     fn handle_input_rows(
+///         &mut self,
+///         key: &String,
+///         rows: Vec<i64>,
+///         _timer_values: &TimerValues,
+///         handle: &mut KeyHandle<'_>,
+///     ) -> impl IntoIterator<Item = (String, i64)> {
+///         let n = self.count.get(handle).unwrap_or(0) + rows.len() as i64;
+///         self.count.update(handle, n);
+///         Some((key.clone(), n))
+///     }
+/// }
+///
+/// impl StatefulProcessorWithInitialState for Counts {
+///     type InitialState = i64;
+///
+///     fn handle_initial_state(
+///         &mut self,
+///         _key: &String,
+///         initial: Vec<i64>,
+///         _timer_values: &TimerValues,
+///         handle: &mut KeyHandle<'_>,
+///     ) {
+///         let n = self.count.get(handle).unwrap_or(0) + initial.iter().sum::<i64>();
+///         self.count.update(handle, n);
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` takes no initial state",
+    label = "`initial_state = ..` needs a processor whose type implements `flowgate::ops::transform_with_state::StatefulProcessorWithInitialState`",
+    note = "implement `StatefulProcessorWithInitialState` for it: `handle_initial_state` is called per key of the initial state in the query's first batch"
+)]
+pub trait StatefulProcessorWithInitialState: StatefulProcessor {
+    /// One entry's initial state (the second element of the initial state's pairs).
+    type InitialState;
+
+    /// `key`'s initial-state entries, in their order (first batch only): write its state
+    /// variables or register timers through `handle`.
+    fn handle_initial_state(
+        &mut self,
+        key: &Self::Key,
+        initial_states: Vec<Self::InitialState>,
+        timer_values: &TimerValues,
+        handle: &mut KeyHandle<'_>,
+    );
+}
+
 /// One key's state variables and timers during one call (the per-key side of Spark's
 /// `StatefulProcessorHandle`): the typed state handles read and write through it.
 #[derive(Debug)]
 pub struct KeyHandle<'a> {
     pub(super) row: &'a mut TwsRow,
     pub(super) decls: &'a [VarDecl],
+    /// Each declared variable's slot in the row (its position in the stored layout, which
+    /// keeps deleted variables' places).
+    pub(super) slots: &'a [usize],
     pub(super) time_mode: TimeMode,
     pub(super) batch_ms: i64,
     pub(super) watermark_ms: Option<i64>,
@@ -326,7 +432,7 @@ impl KeyHandle<'_> {
     /// or one never declared, is a misuse).
     fn slot(&self, id: usize, kind: VarKind) -> Option<&Slot> {
         match self.decls.get(id) {
-            Some(d) if d.kind == kind => self.row.vars.get(id),
+            Some(d) if d.kind == kind => self.row.vars.get(self.slots[id]),
             _ => {
                 self.misuse(format!(
                     "a {} used before `init` declared it (keep the handle `get_{}_state` returns)",
@@ -341,7 +447,7 @@ impl KeyHandle<'_> {
     fn slot_mut(&mut self, id: usize, kind: VarKind) -> Option<&mut Slot> {
         self.slot(id, kind)?;
         self.changed = true;
-        self.row.vars.get_mut(id)
+        self.row.vars.get_mut(self.slots[id])
     }
 
     /// When a value written now expires ([`NEVER`] without a TTL).

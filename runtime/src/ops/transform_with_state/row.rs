@@ -127,7 +127,7 @@ impl Slot {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         match self {
             Slot::Value(v) => v.is_none(),
             Slot::List(items) => items.is_empty(),
@@ -226,6 +226,52 @@ impl TwsRow {
             .sum();
         (LEN + vars + LEN + LEN * self.timers.len()) as u64
     }
+}
+
+/// A slot's kind.
+pub(super) fn slot_kind(slot: &Slot) -> VarKind {
+    match slot {
+        Slot::Value(_) => VarKind::Value,
+        Slot::List(_) => VarKind::List,
+        Slot::Map(_) => VarKind::Map,
+    }
+}
+
+/// The kind of a variable's layout text (`value[..]`, `list[..]`, `map[..]`).
+pub(super) fn kind_of_layout(layout: &str) -> Option<VarKind> {
+    [("value[", VarKind::Value), ("list[", VarKind::List), ("map[", VarKind::Map)]
+        .into_iter()
+        .find(|(p, _)| layout.starts_with(p) && layout.ends_with(']'))
+        .map(|(_, k)| k)
+}
+
+/// The `(name, layout)` of each variable of a recorded [`row_layout`], in order; `None` for
+/// text that is not one.
+pub(super) fn parse_row_layout(text: &str) -> Option<Vec<(String, String)>> {
+    let body = text.strip_prefix("transform_with_state[")?.strip_suffix(']')?;
+    let mut vars = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in body.char_indices() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth = depth.checked_sub(1)?,
+            ',' if depth == 0 => {
+                vars.push(&body[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if !body.is_empty() {
+        vars.push(&body[start..]);
+    }
+    vars.into_iter()
+        .map(|v| {
+            let (name, layout) = v.split_once(':')?;
+            kind_of_layout(layout)?;
+            Some((name.to_string(), layout.to_string()))
+        })
+        .collect()
 }
 
 /// The layout of the stored value for these declarations.

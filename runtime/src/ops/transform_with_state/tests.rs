@@ -71,7 +71,62 @@ impl StatefulProcessor for Recorder {
     }
 }
 
+impl StatefulProcessorWithInitialState for Recorder {
+    type InitialState = i64;
+
+    /// Adds the key's initial values to its sum and registers its timer, as a call with rows.
+    fn handle_initial_state(&mut self, _key: &String, states: Vec<i64>, tv: &TimerValues, h: &mut KeyHandle<'_>) {
+        let sum = self.sum.get(h).unwrap_or(0) + states.iter().sum::<i64>();
+        self.sum.update(h, sum);
+        if let Some(after) = self.timer_after {
+            h.register_timer(tv.get_current_processing_time_in_ms() + after);
+        }
+    }
+}
+
 type Op = TransformWithStateOp<(String,), i64, Recorder>;
+fn init_batch(
+    op: &mut Op,
+    c: &BatchContext,
+    rows: &[(&str, i64)],
+    initial: &[(&str, i64)],
+) -> Result<Vec<(String, String)>> {
+    op.begin_batch();
+    for (k, v) in rows {
+        op.push_row((*k,), *v);
+    }
+    let mut out = Vec::new();
+    op.run_with_initial_state(c, |k| &k.0, |o| out.push(o), || initial.iter().map(|(k, v)| ((k.to_string(),), *v)))?;
+    Ok(out)
+}
+
+#[test]
+fn the_initial_state_is_handled_per_key_before_the_rows_of_batch_0_only() {
+    let rec = Recorder { timer_after: Some(500), ..Default::default() };
+    let mut op = Op::new(2, TimeMode::ProcessingTime, rec);
+    let out = init_batch(&mut op, &ctx(0, 1_000, None), &[("a", 2)], &[("z", 7), ("a", 10), ("z", 1)]).unwrap();
+    assert_eq!(out, vec![("a".into(), "rows [2] sum 12 all [2] seen [(2, 1)]".into())], "z emits nothing");
+    let m = op.metrics();
+    assert_eq!((m.num_rows_total, m.num_rows_updated), (4, 5), "z: sum; a: sum twice, rows, seen");
+    assert!(m.custom_metrics.contains(&("numRegisteredTimers".into(), 2)), "{:?}", m.custom_metrics);
+    // z's timer, registered by its initial state, fires; nothing is applied again.
+    let out = init_batch(&mut op, &ctx(1, 1_500, None), &[("b", 1)], &[("b", 100)]).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            ("b".into(), "rows [1] sum 1 all [1] seen [(1, 1)]".into()),
+            ("a".into(), "timer 1500 at 1500 sum Some(12)".into()),
+            ("z".into(), "timer 1500 at 1500 sum Some(8)".into()),
+        ]
+    );
+}
+
+#[test]
+fn an_initial_state_is_not_handled_after_batch_0() {
+    let mut op = Op::new(2, TimeMode::None, Recorder::default());
+    let out = init_batch(&mut op, &ctx(4, 0, None), &[("a", 2)], &[("a", 10)]).unwrap();
+    assert_eq!(out, vec![("a".into(), "rows [2] sum 2 all [2] seen [(2, 1)]".into())]);
+}
 
 fn batch(op: &mut Op, c: &BatchContext, rows: &[(&str, i64)]) -> Result<Vec<(String, String)>> {
     op.begin_batch();
@@ -451,4 +506,113 @@ fn the_recorded_layout_decodes_stored_rows_and_a_changed_processor_shows_the_dif
     );
     let swapped = "transform_with_state[rows:list[i64],sum:value[i64],seen:map[i64,i64]]";
     assert!(crate::codec::layout_difference(old, swapped).unwrap().contains("reordered"));
+}
+
+/// `Recorder` without its `rows` list, deleting it (or not) in `init`, or with `seen`'s
+/// values changed to strings.
+#[derive(Default)]
+struct Pruned {
+    sum: ValueState<i64>,
+    seen: MapState<i64, i64>,
+    delete: bool,
+}
+
+impl StatefulProcessor for Pruned {
+    type Key = String;
+    type Input = i64;
+    type Output = (String, String);
+
+    fn init(&mut self, h: &mut StatefulProcessorHandle) {
+        self.sum = h.get_value_state("sum", Ttl::NONE);
+        if self.delete {
+            h.delete_if_exists("rows");
+        }
+        self.seen = h.get_map_state("seen", Ttl::NONE);
+    }
+
+    fn handle_input_rows(
+        &mut self,
+        key: &String,
+        rows: Vec<i64>,
+        _tv: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = (String, String)> {
+        let sum = self.sum.get(h).unwrap_or(0) + rows.iter().sum::<i64>();
+        self.sum.update(h, sum);
+        vec![(key.clone(), format!("sum {sum} seen {:?}", self.seen.iter(h)))]
+    }
+}
+
+#[test]
+fn a_variable_deleted_in_init_is_read_past_and_emptied_and_nothing_else_is_adopted() {
+    let mut op = Op::new(2, TimeMode::None, Recorder::default());
+    op.set_tracking(true);
+    let mut maps: Vec<StateMap> = (0..2).map(|_| StateMap::new()).collect();
+    batch(&mut op, &ctx(0, 0, None), &[("a", 1), ("b", 2), ("a", 3)]).unwrap();
+    apply(op.take_changes(), &mut maps);
+    let recorded = op.state_schema();
+    // Not deleted, or a kept variable's type changed: refused.
+    let mut kept = TransformWithStateOp::<(String,), i64, Pruned>::new(2, TimeMode::None, Pruned::default());
+    assert!(!kept.adopt_recorded_schema(&recorded));
+    let mut moved = Op::new(3, TimeMode::None, Recorder::default());
+    assert!(!moved.adopt_recorded_schema(&recorded), "other partitions");
+    // Deleted: the stored layout stays the recorded one, `rows` emptied on restore.
+    let mut pruned = TransformWithStateOp::<(String,), i64, Pruned>::new(
+        2,
+        TimeMode::None,
+        Pruned { delete: true, ..Default::default() },
+    );
+    assert_eq!(pruned.state_schema().value_layout, "transform_with_state[sum:value[i64],seen:map[i64,i64]]");
+    assert!(pruned.adopt_recorded_schema(&recorded));
+    assert_eq!(pruned.state_schema(), recorded);
+    pruned.set_tracking(true);
+    pruned.restore(maps.clone()).unwrap();
+    assert_eq!(pruned.metrics().num_rows_total, 5, "a: sum, seen 1 and 3; b: sum, seen 2; no lists");
+    let changed: usize = pruned.take_changes().iter().map(|p| p.len()).sum();
+    assert_eq!(changed, 2, "both rows are written again without their list");
+    pruned.begin_batch();
+    pruned.push_row(("a",), 10);
+    let mut out = Vec::new();
+    pruned.run(&ctx(1, 0, None), |k| &k.0, |o| out.push(o)).unwrap();
+    assert_eq!(out, vec![("a".into(), "sum 14 seen [(1, 1), (3, 1)]".into())]);
+    // A deletion of a variable the checkpoint does not have is no change.
+    let mut fresh = TransformWithStateOp::<(String,), i64, Pruned>::new(
+        2,
+        TimeMode::None,
+        Pruned { delete: true, ..Default::default() },
+    );
+    assert!(batch_pruned(&mut fresh).is_ok());
+}
+
+fn batch_pruned(op: &mut TransformWithStateOp<(String,), i64, Pruned>) -> Result<()> {
+    op.begin_batch();
+    op.push_row(("x",), 1);
+    op.run(&ctx(0, 0, None), |k| &k.0, |_| {})
+}
+
+#[test]
+fn a_variable_deleted_and_declared_is_a_misuse_of_init() {
+    struct Both(ValueState<i64>);
+    impl StatefulProcessor for Both {
+        type Key = String;
+        type Input = i64;
+        type Output = ();
+        fn init(&mut self, h: &mut StatefulProcessorHandle) {
+            h.delete_if_exists("n");
+            self.0 = h.get_value_state("n", Ttl::NONE);
+        }
+        fn handle_input_rows(
+            &mut self,
+            _key: &String,
+            _rows: Vec<i64>,
+            _tv: &TimerValues,
+            _h: &mut KeyHandle<'_>,
+        ) -> impl IntoIterator<Item = ()> {
+            None
+        }
+    }
+    let mut op = TransformWithStateOp::<(String,), i64, Both>::new(1, TimeMode::None, Both(ValueState::default()));
+    op.begin_batch();
+    let err = op.run(&ctx(0, 0, None), |k| &k.0, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("state variable `n` is deleted and declared in `init`"), "{err}");
 }
