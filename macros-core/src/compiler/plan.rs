@@ -174,6 +174,13 @@ pub struct Pipeline {
     pub reads: Vec<Ident>,
     /// Whether its work units may run in parallel (not with a stateful filter inside).
     pub parallel: bool,
+    /// Whether the rows it feeds into a hash aggregation are staged (each row's key and
+    /// aggregate inputs pushed, then probed into the state's sub-tables one sub-table at a
+    /// time: `HashAggState::update_staged`) rather than probed as the loop reaches them. Only
+    /// for parallel input pipelines whose keys and inputs borrow nothing but the input's
+    /// columns (no typed map, join or group state before the aggregation), since staged
+    /// values outlive the row loop.
+    pub staged: bool,
 }
 
 impl Plan {
@@ -206,6 +213,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         sink: Sink::Operator(0),
         reads: Vec::new(),
         parallel: true,
+        staged: false,
     };
     let mut current = input_pipeline(input);
     // The other inputs of a union: their pipelines take every operator after the union too.
@@ -258,6 +266,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     sink: Sink::Operator(0),
                     reads: Vec::new(),
                     parallel: false,
+                    staged: false,
                 };
                 pipelines.push(std::mem::replace(&mut current, next));
                 for mut b in branches.drain(..) {
@@ -322,6 +331,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     sink: Sink::Operator(0),
                     reads: Vec::new(),
                     parallel: false,
+                    staged: false,
                 };
                 // Spark runs a left semi join's right side first: a left row matched by a
                 // buffered right row is emitted at once and never buffered.
@@ -358,6 +368,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     sink: Sink::Operator(0),
                     reads: Vec::new(),
                     parallel: false,
+                    staged: false,
                 };
                 pipelines.push(std::mem::replace(&mut current, next));
             }
@@ -545,8 +556,25 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             },
         })
         .collect();
+    for p in &mut pipelines {
+        p.staged = stages_probes(p, &operators);
+    }
     let append_needs_key = logical.append_needs_key.map(|c| (input, c));
     Plan { inputs, watermarks, operators, pipelines, mode: q.mode.kind, append_needs_key }
+}
+
+/// Whether `p` stages its rows into a hash aggregation ([`Pipeline::staged`]): a parallel
+/// input pipeline of stateless row operators only, so keys and aggregate inputs are input
+/// values (borrowing the input's columns) or owned values computed from them.
+fn stages_probes(p: &Pipeline, operators: &[Operator]) -> bool {
+    let into_hash = matches!(p.sink, Sink::Operator(o) if matches!(operators[o].kind, OperatorKind::HashAggregate(_)));
+    let row_ops = p.ops.iter().all(|op| {
+        matches!(
+            op,
+            LOp::Filter { .. } | LOp::Project { .. } | LOp::WithColumns { .. } | LOp::FlatMap { .. } | LOp::Watermark { .. }
+        )
+    });
+    matches!(p.source, Source::Input(_)) && p.parallel && into_hash && row_ops
 }
 
 /// The columns a breaker reads from the rows fed to it (its keys and aggregate arguments).
@@ -884,6 +912,9 @@ impl fmt::Display for Plan {
             let how = match (p.source, p.parallel, &p.sink) {
                 (Source::Input(_), false, _) if self.feeds_group_state(p) => {
                     ", one thread in row order (a key's rows reach the function in input order)"
+                }
+                (Source::Input(_), true, _) if p.staged => {
+                    ", parallel over row chunks, probes staged by state sub-table"
                 }
                 (Source::Input(_), true, _) => ", parallel over row chunks",
                 (Source::Input(_), false, Sink::Operator(o))
