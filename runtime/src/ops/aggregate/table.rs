@@ -288,6 +288,10 @@ pub struct HashAggState<K, A> {
     /// Groups held at the end of the last batch's aggregation, before eviction: the size the
     /// next batch's tables are expected to reach (whether to stage its probes).
     last_groups: usize,
+    /// Per sub-table: the groups the last batch changed, before eviction; the next batch's
+    /// batch table is reserved for as many, so it does not grow (and rehash) batch after batch
+    /// when the table that kept the capacity became the state's.
+    last_changed: Vec<usize>,
     /// Distinct keys of the last batch dropped as late.
     late: HashTable<(u64, K)>,
     /// Empty tables that keep their capacity for the next batch's task tables (a table that
@@ -309,6 +313,7 @@ impl<K, A> HashAggState<K, A> {
             changed: (0..SUB_TABLES).map(|_| HashTable::new()).collect(),
             shuffle: partitions.max(1),
             last_groups: 0,
+            last_changed: vec![0; SUB_TABLES],
             late: HashTable::new(),
             spare: Mutex::new(Vec::new()),
             metrics: StateOperatorProgress { operator_name: "stateStoreSave".into(), ..Default::default() },
@@ -457,16 +462,17 @@ where
     /// Folds each partition's `changed` table into `parts` (the smaller into the larger; they
     /// are disjoint), leaving `changed` empty with its capacity.
     fn consolidate(&mut self) {
-        for (s, c) in self.parts.iter_mut().zip(&mut self.changed) {
-            if c.is_empty() {
-                continue;
+        for ((s, c), &expected) in self.parts.iter_mut().zip(&mut self.changed).zip(&self.last_changed) {
+            if !c.is_empty() {
+                if s.len() < c.len() {
+                    std::mem::swap(s, c);
+                }
+                for e in c.drain() {
+                    s.insert_unique(state_hash(&e.key), e, rehash);
+                }
             }
-            if s.len() < c.len() {
-                std::mem::swap(s, c);
-            }
-            for e in c.drain() {
-                s.insert_unique(state_hash(&e.key), e, rehash);
-            }
+            // Empty: allocating is all a reserve costs here.
+            c.reserve(expected, rehash);
         }
     }
 
@@ -721,6 +727,9 @@ where
 
     fn finish_metrics(&mut self) {
         self.last_groups = self.len();
+        for (n, c) in self.last_changed.iter_mut().zip(&self.changed) {
+            *n = c.len();
+        }
         self.metrics.num_rows_total = self.last_groups as u64;
         self.metrics.num_rows_updated = self.changed.iter().map(HashTable::len).sum::<usize>() as u64;
         self.metrics.num_rows_removed = 0;
