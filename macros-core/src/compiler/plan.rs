@@ -189,6 +189,15 @@ impl Plan {
         matches!(pipeline.sink, Sink::Operator(o) if matches!(self.operators[o].kind, OperatorKind::GroupState(_)))
     }
 
+    /// Whether the groups a hash aggregation emits into `pipeline` (one from the
+    /// aggregation's rows) go in Spark's order, shuffle partition by shuffle partition, rather
+    /// than in the order its in-memory sub-tables hold them: when what follows depends on the
+    /// order of its rows (another stateful operator, a dedup, a limit, a sort's ties).
+    pub fn emits_in_partition_order(&self, pipeline: &Pipeline) -> bool {
+        matches!(pipeline.sink, Sink::Operator(_))
+            || pipeline.ops.iter().any(|op| matches!(op, LOp::Dedup { .. } | LOp::Limit { .. } | LOp::Sort { .. }))
+    }
+
     /// The dedup operators of a pipeline, in order.
     pub fn filters_in<'a>(&'a self, pipeline: &'a Pipeline) -> impl Iterator<Item = (usize, &'a DedupSpec)> + 'a {
         pipeline.ops.iter().filter_map(move |op| match op {
@@ -923,6 +932,12 @@ impl fmt::Display for Plan {
                     ", one thread in row order (a join side: the left side's rows first)"
                 }
                 (Source::Input(_), false, _) => ", one thread in row order (a stateful filter inside)",
+                (Source::Operator(o), _, _)
+                    if matches!(self.operators[o].kind, OperatorKind::HashAggregate(_))
+                        && self.emits_in_partition_order(p) =>
+                {
+                    ", groups in shuffle-partition order (Spark's: the rows' order matters after)"
+                }
                 (Source::Operator(_), _, _) => "",
             };
             let reads =

@@ -538,7 +538,8 @@ pub fn emit_hash_output(
     agg: &AggPlan,
     columns: &[Ident],
 ) -> TokenStream {
-    output_of(q, p, id, columns, |ops, terminal| hash_emission(plan, ops, id, agg, terminal, |lp| lp))
+    let ordered = plan.emits_in_partition_order(p);
+    output_of(q, p, id, columns, |ops, terminal| hash_emission(plan, ops, id, agg, ordered, terminal, |lp| lp))
 }
 
 /// The pipeline from aggregation `id` to the output: `emission` runs the rows it emits
@@ -568,17 +569,20 @@ fn output_of(
 /// The pipeline from hash aggregation `id`'s emitted groups into another stateful operator
 /// (`feed`): the groups append mode closes, as they would go to the output.
 pub fn emit_hash_into(plan: &Plan, p: &Pipeline, id: usize, agg: &AggPlan, feed: &Feed) -> TokenStream {
-    hash_emission(plan, &p.ops, id, agg, feed.terminal.clone(), |lp| feed.wrap(lp))
+    let ordered = plan.emits_in_partition_order(p);
+    hash_emission(plan, &p.ops, id, agg, ordered, feed.terminal.clone(), |lp| feed.wrap(lp))
 }
 
 /// The groups hash aggregation `id` emits this batch, each bound by its key and aggregate
 /// names and run through `ops` into `terminal`; `wrap` places the loop (into a downstream
-/// operator's update, or as is).
+/// operator's update, or as is). `ordered`: in Spark's shuffle-partition order
+/// ([`Plan::emits_in_partition_order`]).
 fn hash_emission(
     plan: &Plan,
     ops: &[LOp],
     id: usize,
     agg: &AggPlan,
+    ordered: bool,
     terminal: TokenStream,
     wrap: impl Fn(TokenStream) -> TokenStream,
 ) -> TokenStream {
@@ -615,23 +619,29 @@ fn hash_emission(
             }
         })
     };
-    let evict = |i: usize| {
+    let (evict_method, updated, all) = if ordered {
+        (quote!(evict), quote!(updated_in_order), quote!(all_in_order))
+    } else {
+        (quote!(evict_unordered), quote!(updated), quote!(all))
+    };
+    let evict = |i: usize, method: &TokenStream| {
         let i = Index::from(i);
-        quote! { #op.evict(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)) }
+        quote! { #op.#method(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)) }
     };
     match (plan.mode, agg.uses_watermark, agg.event_time_key) {
         (ModeKind::Append, true, Some(i)) => {
-            let evicted = evict(i);
+            let evicted = evict(i, &evict_method);
             let lp = emit_loop(quote!(&__fg_closed));
             quote! { let __fg_closed = #evicted; #lp }
         }
         (ModeKind::Update, true, Some(i)) => {
-            let evicted = evict(i);
-            let lp = emit_loop(quote!(#op.updated()));
+            // Evicted groups are dropped, not emitted: no order to keep.
+            let evicted = evict(i, &quote!(evict_unordered));
+            let lp = emit_loop(quote!(#op.#updated()));
             quote! { #lp #evicted; }
         }
-        (ModeKind::Complete, _, _) => emit_loop(quote!(#op.all())),
-        _ => emit_loop(quote!(#op.updated())),
+        (ModeKind::Complete, _, _) => emit_loop(quote!(#op.#all())),
+        _ => emit_loop(quote!(#op.#updated())),
     }
 }
 

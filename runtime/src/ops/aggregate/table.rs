@@ -1,20 +1,31 @@
-//! Hash-partitioned aggregation state.
+//! Hash aggregation state.
 //!
-//! Keys are split into a fixed number of shuffle partitions by a fixed-seed hash (the count is
-//! part of the query's checkpoint). Each partition's groups are kept in two disjoint tables: the
-//! groups the last batch changed and the others. A batch starts by folding the smaller of the
-//! two into the larger (after the watermark evicted what it could), then aggregates its rows:
+//! Groups are kept in memory in 2^[`SUB_TABLE_BITS`] sub-tables, by bits of the key's foldhash
+//! [`state_hash`] (never persisted); each sub-table's groups are in two disjoint tables: the
+//! groups the last batch changed and the others. The shuffle partitions (their count is part of
+//! the query's checkpoint) are where the checkpoint puts a key, by the persisted partition hash
+//! ([`crate::partition`]), computed only in [`HashAggState::take_changes`] and
+//! [`HashAggState::restore`]. A batch starts by folding the smaller of a sub-table's two tables
+//! into the larger (after the watermark evicted what it could), then aggregates its rows:
 //!
-//! - on one thread (small batches, a one-thread pool), straight into an empty "changed" table
-//!   per partition; a group the rows meet for the first time moves there from the state with
-//!   its accumulators. No merge pass, and no marker per group: the changed tables are update
-//!   mode's output, the checkpoint's delta and `rows_updated`;
-//! - above [`PARALLEL_MIN_ROWS`], as Spark does: each rayon task pre-aggregates its chunk of
-//!   rows into private per-partition tables (partial aggregation), then every shuffle partition
+//! - staged ([`HashAggState::update_staged`], what input pipelines of row operators use): the
+//!   row loop pushes each row's key and aggregate inputs into a [`Stage`]. On one task over a
+//!   state that fits in cache ([`STAGE_MIN_BYTES`]) they are probed at once; otherwise they are
+//!   staged per sub-table (per task on several threads) and each sub-table's rows are then
+//!   probed into it, one sub-table at a time, the sub-tables in parallel: radix partitioning,
+//!   so the probes of a state larger than the cache hit a sub-table that sits in it, and a
+//!   parallel batch needs no partial tables and no merge;
+//! - row by row ([`AggPartials::entry`]): on one thread (small batches, a one-thread pool,
+//!   pipelines with a dedup inside), straight into an empty "changed" table per sub-table; a
+//!   group the rows meet for the first time moves there from the state with its accumulators.
+//!   Above [`PARALLEL_MIN_ROWS`], as Spark does: each rayon task pre-aggregates its chunk of
+//!   rows into private per-sub-table tables (partial aggregation), then every sub-table
 //!   combines its tasks' tables and moves the state's groups they touched into the result, in
 //!   parallel (final aggregation).
 //!
-//! Generated code supplies the per-row loop as a closure; this file knows no query.
+//! Either way a group's rows are applied in row order, no marker is kept per group (the changed
+//! tables are update mode's output, the checkpoint's delta and `rows_updated`), and generated
+//! code supplies the per-row loop as a closure: this file knows no query.
 
 use std::mem::size_of;
 use std::sync::Mutex;
@@ -192,6 +203,9 @@ where
 /// where it can) and the values its accumulators are updated with.
 type StagedRow<Q, I> = (u64, Q, I);
 
+/// One sub-table's staged rows: each task's, in task order.
+type SubTableRows<Q, I> = Vec<Vec<StagedRow<Q, I>>>;
+
 /// Where a batch's rows go as the generated row loop produces them ([`HashAggState::update_staged`]):
 /// either straight into the tables (one task over a state that fits in cache), or staged per
 /// sub-table, to be probed sub-table by sub-table once the batch's rows are all staged, so that
@@ -255,7 +269,7 @@ where
 fn apply_staged<Q, I, K, A>(
     changed: &mut Table<K, A>,
     state: &mut Table<K, A>,
-    rows: Vec<Vec<StagedRow<Q, I>>>,
+    rows: SubTableRows<Q, I>,
     init: &impl Fn() -> A,
     apply: &impl Fn(&mut A, I),
 ) where
@@ -595,7 +609,7 @@ where
             return;
         };
         // Transpose: for each sub-table, every task's rows for it, in task (row) order.
-        let mut by_sub: Vec<Vec<Vec<StagedRow<Q, I>>>> =
+        let mut by_sub: Vec<SubTableRows<Q, I>> =
             (0..SUB_TABLES).map(|_| Vec::with_capacity(tasks.len())).collect();
         for task in tasks {
             self.merge_late(task.late);
@@ -738,20 +752,70 @@ where
     }
 
     /// Removes and returns the groups whose key is `behind` (the watermark passed their event
-    /// time). Append mode emits them; update mode just drops them.
-    pub fn evict(&mut self, mut behind: impl FnMut(&K) -> bool) -> Vec<Entry<K, A>> {
-        let mut out: Vec<Entry<K, A>> = Vec::new();
-        for t in self.parts.iter_mut().chain(&mut self.changed) {
-            out.extend(t.extract_if(|e| behind(&e.key)));
+    /// time), in Spark's order: shuffle partition by shuffle partition, the groups the last
+    /// batch left unchanged before those it changed (as the state store iterates). Append mode
+    /// emits them; update mode just drops them. The order costs a partition hash per group:
+    /// where nothing after the aggregation depends on the order of its rows (a sink),
+    /// [`HashAggState::evict_unordered`] skips it.
+    pub fn evict(&mut self, behind: impl FnMut(&K) -> bool) -> Vec<Entry<K, A>> {
+        let n = self.shuffle;
+        let (unchanged, changed) = self.evict_from_both(behind);
+        let mut out = in_partition_order(unchanged, n);
+        out.extend(in_partition_order(changed, n));
+        out
+    }
+
+    /// [`HashAggState::evict`] in the order the in-memory sub-tables hold the groups.
+    pub fn evict_unordered(&mut self, behind: impl FnMut(&K) -> bool) -> Vec<Entry<K, A>> {
+        let (mut out, changed) = self.evict_from_both(behind);
+        out.extend(changed);
+        out
+    }
+
+    /// The groups the last batch changed (as [`HashAggState::updated`]) in Spark's order:
+    /// shuffle partition by shuffle partition.
+    pub fn updated_in_order(&self) -> impl Iterator<Item = &Entry<K, A>> {
+        in_partition_order(self.updated().collect(), self.shuffle).into_iter()
+    }
+
+    /// Every group (as [`HashAggState::all`]) in Spark's order: shuffle partition by shuffle
+    /// partition.
+    pub fn all_in_order(&self) -> impl Iterator<Item = &Entry<K, A>> {
+        in_partition_order(self.all().collect(), self.shuffle).into_iter()
+    }
+
+    /// The groups evicted from the unchanged tables and from the changed ones.
+    fn evict_from_both(&mut self, mut behind: impl FnMut(&K) -> bool) -> (Vec<Entry<K, A>>, Vec<Entry<K, A>>) {
+        let mut unchanged: Vec<Entry<K, A>> = Vec::new();
+        for t in &mut self.parts {
+            unchanged.extend(t.extract_if(|e| behind(&e.key)));
         }
+        let mut changed: Vec<Entry<K, A>> = Vec::new();
+        for t in &mut self.changed {
+            changed.extend(t.extract_if(|e| behind(&e.key)));
+        }
+        self.record_evicted(&unchanged);
+        self.record_evicted(&changed);
+        self.metrics.num_rows_removed = (unchanged.len() + changed.len()) as u64;
+        self.metrics.num_rows_total = self.len() as u64;
+        self.metrics.memory_used_bytes = self.estimated_bytes();
+        (unchanged, changed)
+    }
+
+    /// Keeps evicted groups' keys for the checkpoint's deletes (while tracking).
+    fn record_evicted(&mut self, out: &[Entry<K, A>]) {
         if self.tracking {
             self.removed.extend(out.iter().map(|e| (hash_key(&e.key), e.key.clone())));
         }
-        self.metrics.num_rows_removed = out.len() as u64;
-        self.metrics.num_rows_total = self.len() as u64;
-        self.metrics.memory_used_bytes = self.estimated_bytes();
-        out
     }
+}
+
+/// Groups (or references to them) stably sorted by their key's shuffle partition out of `n`.
+fn in_partition_order<E: std::borrow::Borrow<Entry<K, A>>, K: GroupKey, A>(mut groups: Vec<E>, n: usize) -> Vec<E> {
+    if n > 1 {
+        groups.sort_by_cached_key(|e| partition_of(hash_key(&e.borrow().key), n));
+    }
+    groups
 }
 
 use crate::ops::PartitionChanges;
