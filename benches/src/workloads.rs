@@ -689,7 +689,8 @@ fn hand_windowed_radix(_rows: usize) -> Measured {
                     match table.find_mut(h, |g| g.start == w && g.key == k) {
                         Some(g) => g.count += 1,
                         None => {
-                            table.insert_unique(h, WindowGroup { start: w, key: k, count: 1 }, |g| hash(g.start, g.key));
+                            table
+                                .insert_unique(h, WindowGroup { start: w, key: k, count: 1 }, |g| hash(g.start, g.key));
                         }
                     }
                 }

@@ -580,7 +580,11 @@ fn stages_probes(p: &Pipeline, operators: &[Operator]) -> bool {
     let row_ops = p.ops.iter().all(|op| {
         matches!(
             op,
-            LOp::Filter { .. } | LOp::Project { .. } | LOp::WithColumns { .. } | LOp::FlatMap { .. } | LOp::Watermark { .. }
+            LOp::Filter { .. }
+                | LOp::Project { .. }
+                | LOp::WithColumns { .. }
+                | LOp::FlatMap { .. }
+                | LOp::Watermark { .. }
         )
     });
     matches!(p.source, Source::Input(_)) && p.parallel && into_hash && row_ops

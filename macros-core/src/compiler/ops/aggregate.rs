@@ -397,11 +397,7 @@ fn staged_closures(agg: &AggPlan) -> TokenStream {
     let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
     let applies: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_apply(a, j)).collect();
     // `count()` alone reads no staged value.
-    let input = if agg.aggs.iter().all(|a| matches!(a.func, AggFunc::CountRows)) {
-        quote!(_)
-    } else {
-        quote!(__fg_in)
-    };
+    let input = if agg.aggs.iter().all(|a| matches!(a.func, AggFunc::CountRows)) { quote!(_) } else { quote!(__fg_in) };
     quote! { || ( #(#inits,)* ), |__fg_acc, #input| { #(#applies)* } }
 }
 

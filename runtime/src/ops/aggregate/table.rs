@@ -212,16 +212,16 @@ type SubTableRows<Q, I> = Vec<Vec<StagedRow<Q, I>>>;
 /// the probes of a state larger than the cache hit a sub-table that sits in it (radix
 /// partitioning). Either way a group's rows are applied in row order.
 pub struct Stage<'s, K, A, Q, I, N, P> {
-    mode: StageMode<'s, K, A, Q, I>,
+    mode: StageMode<K, A, Q, I>,
     init: &'s N,
     apply: &'s P,
     /// Distinct keys of the rows staged here dropped as late.
     late: HashTable<(u64, K)>,
 }
 
-enum StageMode<'s, K, A, Q, I> {
-    /// Probed at once: the batch table and the state, per sub-table.
-    Direct { changed: &'s mut [Table<K, A>], state: &'s mut [Table<K, A>] },
+enum StageMode<K, A, Q, I> {
+    /// Probed at once: a task's batch tables (over the state, for a batch's only task).
+    Direct(AggPartials<K, A>),
     /// Staged: each sub-table's rows, in row order.
     Staged(Vec<Vec<StagedRow<Q, I>>>),
 }
@@ -245,15 +245,21 @@ where
     /// The row of `key` with accumulator inputs `input` (from the generated row loop).
     #[inline(always)]
     pub fn push(&mut self, key: Q, input: I) {
-        let hash = state_hash(&key);
-        let s = sub_of(hash);
         match &mut self.mode {
-            StageMode::Direct { changed, state } => {
-                let acc = probe(&mut changed[s], &mut state[s], hash, key, self.init);
-                (self.apply)(acc, input);
+            StageMode::Direct(tables) => {
+                let init = self.init;
+                (self.apply)(tables.entry(key, init), input);
             }
-            StageMode::Staged(bufs) => bufs[s].push((hash, key, input)),
+            StageMode::Staged(bufs) => {
+                let hash = state_hash(&key);
+                bufs[sub_of(hash)].push((hash, key, input))
+            }
         }
+    }
+
+    /// A stage that probes at once into `tables`.
+    fn direct(init: &'s N, apply: &'s P, tables: AggPartials<K, A>) -> Self {
+        Stage { mode: StageMode::Direct(tables), init, apply, late: HashTable::new() }
     }
 
     /// Records that `key`'s rows in this batch are dropped as late (its event time is at or
@@ -553,12 +559,13 @@ where
         self.fold_staged(units, rows, stage, init, apply);
     }
 
-    /// Whether a one-task batch of `rows` rows stages its probes: when the groups it is
-    /// expected to reach (the state's, the last batch's peak, or for a first batch its rows)
-    /// exceed [`STAGE_MIN_BYTES`].
-    fn stages(&self, rows: usize) -> bool {
-        let expected = if self.last_groups == 0 { rows } else { self.last_groups.max(self.len()) };
-        expected.saturating_mul(size_of::<Entry<K, A>>()) > STAGE_MIN_BYTES
+    /// Whether a batch stages its probes: when the groups it is expected to reach (the
+    /// state's, or the last batch's before eviction) exceed [`STAGE_MIN_BYTES`]. A first batch
+    /// probes directly (its groups are unknown; staging a large batch over a small state
+    /// costs more than it saves: the word-count bench's one 10 M-line batch over 10 K words
+    /// took 3× the time staged).
+    fn stages(&self) -> bool {
+        self.last_groups.max(self.len()).saturating_mul(size_of::<Entry<K, A>>()) > STAGE_MIN_BYTES
     }
 
     fn fold_staged<U, Q, I, S, N, P>(&mut self, units: &[U], rows: usize, stage: S, init: N, apply: P)
@@ -571,7 +578,49 @@ where
         P: Fn(&mut A, I) + Sync,
     {
         let parallel = rows >= PARALLEL_MIN_ROWS && units.len() > 1 && rayon::current_num_threads() > 1;
+        let staged = self.stages();
         let (init, apply) = (&init, &apply);
+        if parallel && !staged {
+            // Partial tables per task, merged per sub-table (as `fold`).
+            let min_len = (units.len() / rayon::current_num_threads()).max(1);
+            let spare = &self.spare;
+            let tasks: Vec<Stage<'_, K, A, Q, I, N, P>> = units
+                .par_iter()
+                .with_min_len(min_len)
+                .fold(
+                    || Stage::direct(init, apply, Self::new_partials(spare, SUB_TABLES)),
+                    |mut st, u| {
+                        stage(u, &mut st);
+                        st
+                    },
+                )
+                .collect();
+            let mut partials = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                self.merge_late(task.late);
+                if let StageMode::Direct(t) = task.mode {
+                    partials.push(t);
+                }
+            }
+            self.merge_tasks(partials);
+            self.finish_metrics();
+            return;
+        }
+        if !staged {
+            let tables = AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts));
+            let mut st = Stage::direct(init, apply, tables);
+            for u in units {
+                stage(u, &mut st);
+            }
+            self.merge_late(st.late);
+            if let StageMode::Direct(t) = st.mode {
+                self.parts = t.state;
+                self.changed = t.parts;
+                self.merge_late(t.late);
+            }
+            self.finish_metrics();
+            return;
+        }
         let tasks: Vec<Stage<'_, K, A, Q, I, N, P>> = if parallel {
             // One task per thread, as `fold` (and the same floor).
             let min_len = (units.len() / rayon::current_num_threads()).max(1);
@@ -587,30 +636,15 @@ where
                     },
                 )
                 .collect()
-        } else if self.stages(rows) {
+        } else {
             let mut st = Stage::staged(init, apply, rows);
             for u in units {
                 stage(u, &mut st);
             }
             vec![st]
-        } else {
-            let mut st = Stage {
-                mode: StageMode::Direct { changed: &mut self.changed, state: &mut self.parts },
-                init,
-                apply,
-                late: HashTable::new(),
-            };
-            for u in units {
-                stage(u, &mut st);
-            }
-            let late = st.late;
-            self.merge_late(late);
-            self.finish_metrics();
-            return;
         };
         // Transpose: for each sub-table, every task's rows for it, in task (row) order.
-        let mut by_sub: Vec<SubTableRows<Q, I>> =
-            (0..SUB_TABLES).map(|_| Vec::with_capacity(tasks.len())).collect();
+        let mut by_sub: Vec<SubTableRows<Q, I>> = (0..SUB_TABLES).map(|_| Vec::with_capacity(tasks.len())).collect();
         for task in tasks {
             self.merge_late(task.late);
             if let StageMode::Staged(bufs) = task.mode {
@@ -668,14 +702,20 @@ where
                     },
                 )
                 .collect();
-            // Transpose: for each shuffle partition, the tables every task built for it.
+            self.merge_tasks(tasks);
+        }
+        self.finish_metrics();
+    }
+
+    /// The final aggregation of a parallel batch's tasks' tables (in task order).
+    fn merge_tasks(&mut self, tasks: Vec<AggPartials<K, A>>) {
+        let n = self.parts.len();
+        {
+            // Transpose: for each sub-table, the tables every task built for it.
             let mut by_part: Vec<Vec<Table<K, A>>> = (0..n).map(|_| Vec::with_capacity(tasks.len())).collect();
             for mut task in tasks {
-                for (hash, key) in std::mem::take(&mut task.late) {
-                    if self.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
-                        self.late.insert_unique(hash, (hash, key), |(h, _)| *h);
-                    }
-                }
+                let late = std::mem::take(&mut task.late);
+                self.merge_late(late);
                 for (i, t) in task.parts.into_iter().enumerate() {
                     by_part[i].push(t);
                 }
@@ -696,7 +736,6 @@ where
             // Enough spares for the next batch's tasks; beyond that they only hold memory.
             spare.truncate(n * (rayon::current_num_threads() + 1));
         }
-        self.finish_metrics();
     }
 
     /// Aggregates one micro-batch on the calling thread, the units in order: for a pipeline
@@ -785,7 +824,7 @@ where
     }
 
     /// The groups evicted from the unchanged tables and from the changed ones.
-    fn evict_from_both(&mut self, mut behind: impl FnMut(&K) -> bool) -> (Vec<Entry<K, A>>, Vec<Entry<K, A>>) {
+    fn evict_from_both(&mut self, mut behind: impl FnMut(&K) -> bool) -> Evicted<K, A> {
         let mut unchanged: Vec<Entry<K, A>> = Vec::new();
         for t in &mut self.parts {
             unchanged.extend(t.extract_if(|e| behind(&e.key)));
@@ -809,6 +848,10 @@ where
         }
     }
 }
+
+/// Evicted groups: from the tables of groups the last batch left unchanged, and from those it
+/// changed.
+type Evicted<K, A> = (Vec<Entry<K, A>>, Vec<Entry<K, A>>);
 
 /// Groups (or references to them) stably sorted by their key's shuffle partition out of `n`.
 fn in_partition_order<E: std::borrow::Borrow<Entry<K, A>>, K: GroupKey, A>(mut groups: Vec<E>, n: usize) -> Vec<E> {
@@ -853,9 +896,11 @@ where
         // Decoded (and checked against their partition) per shuffle partition in parallel,
         // then placed by their in-memory hash.
         let mut decoded: Vec<Vec<Entry<K, A>>> = (0..self.shuffle).map(|_| Vec::new()).collect();
-        crate::ops::keyed::restore_partitions(partitions, &mut decoded, |v: &mut Vec<Entry<K, A>>, _, key: K, acc: A| {
-            v.push(Entry { key, acc })
-        })?;
+        crate::ops::keyed::restore_partitions(
+            partitions,
+            &mut decoded,
+            |v: &mut Vec<Entry<K, A>>, _, key: K, acc: A| v.push(Entry { key, acc }),
+        )?;
         for e in decoded.into_iter().flatten() {
             let hash = state_hash(&e.key);
             self.parts[sub_of(hash)].insert_unique(hash, e, rehash);
@@ -1086,9 +1131,10 @@ mod tests {
 
     #[test]
     fn staged_batches_equal_row_by_row_ones_on_every_path() {
-        // Batch 1: 200 000 distinct keys (a state beyond `STAGE_MIN_BYTES`: staged on one
-        // thread too); batch 2: half of them again and new ones; batch 3: a few rows (one
-        // thread probes them directly after a small state... or staged after a large one).
+        // Batch 1: 200 000 distinct keys (a first batch: probed directly); batch 2: half of
+        // them again and new ones (after a state beyond `STAGE_MIN_BYTES`: staged, on one
+        // thread too); batch 3: a few rows, staged; the last, after eviction left a state
+        // under the threshold... still staged: the last batch's peak was above it.
         let b1: Vec<i64> = (0..400_000).map(|i| (i * 7919) % 200_000).collect();
         let b2: Vec<i64> = (0..300_000).map(|i| 100_000 + (i * 104_729) % 150_000).collect();
         let b3: Vec<i64> = vec![5, 150_001, 5, 2_500, 999_999];
@@ -1096,7 +1142,11 @@ mod tests {
         let batches = [b1, b2, b3, small];
         let reference = run_fed(&batches, Feed::RowByRow, 1, usize::MAX, 0);
         for (threads, unit) in [(1, usize::MAX), (1, 1000), (2, CHUNK_ROWS), (2, 777)] {
-            assert_eq!(run_fed(&batches, Feed::Staged, threads, unit, 0), reference, "{threads} threads, units of {unit}");
+            assert_eq!(
+                run_fed(&batches, Feed::Staged, threads, unit, 0),
+                reference,
+                "{threads} threads, units of {unit}"
+            );
         }
         assert_eq!(reference[0].1.num_rows_updated, 200_000);
         assert_eq!(reference[1].1.num_rows_total, 250_000 - 1000, "evicted below 1000 after batch 2");
@@ -1132,17 +1182,24 @@ mod tests {
             let groups = pool.install(|| {
                 let mut st: HashAggState<(i64,), Seq> = HashAggState::new(2);
                 let units: Vec<&[(i64, u32)]> = rows.chunks(unit).collect();
-                st.update_staged(
-                    &units,
-                    rows.len(),
-                    |u, t| u.iter().for_each(|(k, i)| t.push((*k,), *i)),
-                    Seq::default,
-                    |acc, i| acc.0.push(i),
-                );
+                // The first batch is probed directly; the second, over its 100 000 groups, staged.
+                for _ in 0..2 {
+                    st.update_staged(
+                        &units,
+                        rows.len(),
+                        |u, t| u.iter().for_each(|(k, i)| t.push((*k,), *i)),
+                        Seq::default,
+                        |acc, i| acc.0.push(i),
+                    );
+                }
                 st.updated().map(|e| e.acc.0.clone()).collect::<Vec<_>>()
             });
             assert_eq!(groups.len(), 100_000);
-            assert!(groups.iter().all(|g| g.len() == 3 && g.windows(2).all(|w| w[0] < w[1])), "units of {unit}");
+            // Each group's three rows of the first batch, then its three of the second.
+            assert!(
+                groups.iter().all(|g| g.len() == 6 && g[..3].windows(2).all(|w| w[0] < w[1]) && g[..3] == g[3..]),
+                "units of {unit}"
+            );
         }
     }
 
