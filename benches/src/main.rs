@@ -110,7 +110,8 @@ fn run_workload(w: &workloads::Workload, rows: usize, runs: usize, threads: usiz
         );
         std::process::exit(1);
     }
-    out.push(Row { workload: w.name, threads, rows, flowgate: fg.elapsed, hand: hand.elapsed, note: fg.note });
+    let note = if hand.note.is_empty() { fg.note } else { format!("flowgate {}; hand {}", fg.note, hand.note) };
+    out.push(Row { workload: w.name, threads, rows, flowgate: fg.elapsed, hand: hand.elapsed, note });
 }
 
 fn main() {

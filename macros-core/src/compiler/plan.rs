@@ -174,12 +174,28 @@ pub struct Pipeline {
     pub reads: Vec<Ident>,
     /// Whether its work units may run in parallel (not with a stateful filter inside).
     pub parallel: bool,
+    /// Whether the rows it feeds into a hash aggregation are staged (each row's key and
+    /// aggregate inputs pushed, then probed into the state's sub-tables one sub-table at a
+    /// time: `HashAggState::update_staged`) rather than probed as the loop reaches them. Only
+    /// for parallel input pipelines whose keys and inputs borrow nothing but the input's
+    /// columns (no typed map, join or group state before the aggregation), since staged
+    /// values outlive the row loop.
+    pub staged: bool,
 }
 
 impl Plan {
     /// Whether `pipeline` ends in a group-state operator.
     pub fn feeds_group_state(&self, pipeline: &Pipeline) -> bool {
         matches!(pipeline.sink, Sink::Operator(o) if matches!(self.operators[o].kind, OperatorKind::GroupState(_)))
+    }
+
+    /// Whether the groups a hash aggregation emits into `pipeline` (one from the
+    /// aggregation's rows) go in Spark's order, shuffle partition by shuffle partition, rather
+    /// than in the order its in-memory sub-tables hold them: when what follows depends on the
+    /// order of its rows (another stateful operator, a dedup, a limit, a sort's ties).
+    pub fn emits_in_partition_order(&self, pipeline: &Pipeline) -> bool {
+        matches!(pipeline.sink, Sink::Operator(_))
+            || pipeline.ops.iter().any(|op| matches!(op, LOp::Dedup { .. } | LOp::Limit { .. } | LOp::Sort { .. }))
     }
 
     /// The dedup operators of a pipeline, in order.
@@ -206,6 +222,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         sink: Sink::Operator(0),
         reads: Vec::new(),
         parallel: true,
+        staged: false,
     };
     let mut current = input_pipeline(input);
     // The other inputs of a union: their pipelines take every operator after the union too.
@@ -263,6 +280,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     sink: Sink::Operator(0),
                     reads: Vec::new(),
                     parallel: false,
+                    staged: false,
                 };
                 pipelines.push(std::mem::replace(&mut current, next));
                 for mut b in branches.drain(..) {
@@ -327,6 +345,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     sink: Sink::Operator(0),
                     reads: Vec::new(),
                     parallel: false,
+                    staged: false,
                 };
                 // Spark runs a left semi join's right side first: a left row matched by a
                 // buffered right row is emitted at once and never buffered.
@@ -363,6 +382,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                     sink: Sink::Operator(0),
                     reads: Vec::new(),
                     parallel: false,
+                    staged: false,
                 };
                 pipelines.push(std::mem::replace(&mut current, next));
             }
@@ -550,8 +570,29 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             },
         })
         .collect();
+    for p in &mut pipelines {
+        p.staged = stages_probes(p, &operators);
+    }
     let append_needs_key = logical.append_needs_key.map(|c| (input, c));
     Plan { inputs, watermarks, operators, pipelines, mode: q.mode.kind, append_needs_key }
+}
+
+/// Whether `p` stages its rows into a hash aggregation ([`Pipeline::staged`]): a parallel
+/// input pipeline of stateless row operators only, so keys and aggregate inputs are input
+/// values (borrowing the input's columns) or owned values computed from them.
+fn stages_probes(p: &Pipeline, operators: &[Operator]) -> bool {
+    let into_hash = matches!(p.sink, Sink::Operator(o) if matches!(operators[o].kind, OperatorKind::HashAggregate(_)));
+    let row_ops = p.ops.iter().all(|op| {
+        matches!(
+            op,
+            LOp::Filter { .. }
+                | LOp::Project { .. }
+                | LOp::WithColumns { .. }
+                | LOp::FlatMap { .. }
+                | LOp::Watermark { .. }
+        )
+    });
+    matches!(p.source, Source::Input(_)) && p.parallel && into_hash && row_ops
 }
 
 /// The columns a breaker reads from the rows fed to it (its keys and aggregate arguments).
@@ -896,6 +937,9 @@ impl fmt::Display for Plan {
                 (Source::Input(_), false, _) if self.feeds_group_state(p) => {
                     ", one thread in row order (a key's rows reach the function in input order)"
                 }
+                (Source::Input(_), true, _) if p.staged => {
+                    ", parallel over row chunks, probes staged by state sub-table"
+                }
                 (Source::Input(_), true, _) => ", parallel over row chunks",
                 (Source::Input(_), false, Sink::Operator(o))
                     if matches!(self.operators[*o].kind, OperatorKind::StreamJoin(_)) =>
@@ -903,6 +947,12 @@ impl fmt::Display for Plan {
                     ", one thread in row order (a join side: the left side's rows first)"
                 }
                 (Source::Input(_), false, _) => ", one thread in row order (a stateful filter inside)",
+                (Source::Operator(o), _, _)
+                    if matches!(self.operators[o].kind, OperatorKind::HashAggregate(_))
+                        && self.emits_in_partition_order(p) =>
+                {
+                    ", groups in shuffle-partition order (Spark's: the rows' order matters after)"
+                }
                 (Source::Operator(_), _, _) => "",
             };
             let reads =

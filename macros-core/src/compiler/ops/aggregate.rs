@@ -364,11 +364,51 @@ fn agg_update(a: &AggItem, j: usize) -> TokenStream {
     }
 }
 
-/// The end of the pipeline into a hash aggregation: the grouping key (looping over a row's windows), the late-input check, and
-/// the accumulator updates.
-fn hash_terminal(agg: &AggPlan) -> TokenStream {
+/// The value a staged row carries for aggregate `a` (its argument, as [`agg_update`] passes it;
+/// nothing for `count()`).
+fn agg_input(a: &AggItem) -> TokenStream {
+    match (&a.func, &a.arg) {
+        (AggFunc::CountRows, _) => quote!(()),
+        (
+            AggFunc::Sum | AggFunc::Avg | AggFunc::StddevSamp | AggFunc::StddevPop | AggFunc::VarSamp | AggFunc::VarPop,
+            Some(arg),
+        ) => quote_spanned!(arg.span()=> {
+            use ::flowgate::agg::NumericColumn as _;
+            (#arg).sum_or_avg_needs_a_number()
+        }),
+        (_, Some(arg)) => quote_spanned!(arg.span()=> #arg),
+        (_, None) => quote! { compile_error!("flowgate bug: aggregate without argument") },
+    }
+}
+
+/// The update of aggregate `j` with a staged row's value `__fg_in.j` ([`agg_input`]).
+fn agg_apply(a: &AggItem, j: usize) -> TokenStream {
+    let j = Index::from(j);
+    match (&a.func, &a.arg) {
+        (AggFunc::CountRows, _) => quote! { __fg_acc.#j.add_row(); },
+        (AggFunc::Count, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.add(__fg_in.#j);),
+        (_, Some(arg)) => quote_spanned!(arg.span()=> __fg_acc.#j.update(__fg_in.#j);),
+        (_, None) => quote! { compile_error!("flowgate bug: aggregate without argument"); },
+    }
+}
+
+/// The closures a staged pipeline passes after its row loop: the accumulators of a new group,
+/// and the update of a group's accumulators with one staged row's values.
+fn staged_closures(agg: &AggPlan) -> TokenStream {
+    let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
+    let applies: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_apply(a, j)).collect();
+    // `count()` alone reads no staged value.
+    let input = if agg.aggs.iter().all(|a| matches!(a.func, AggFunc::CountRows)) { quote!(_) } else { quote!(__fg_in) };
+    quote! { || ( #(#inits,)* ), |__fg_acc, #input| { #(#applies)* } }
+}
+
+/// The end of the pipeline into a hash aggregation: the grouping key (looping over a row's
+/// windows), the late-input check, and the accumulator updates — or, `staged`, the key and the
+/// aggregates' inputs pushed into the stage ([`staged_closures`] applies them).
+fn hash_terminal(agg: &AggPlan, staged: bool) -> TokenStream {
     let inits: Vec<TokenStream> = agg.aggs.iter().map(agg_init).collect();
     let updates: Vec<TokenStream> = agg.aggs.iter().enumerate().map(|(j, a)| agg_update(a, j)).collect();
+    let inputs: Vec<TokenStream> = agg.aggs.iter().map(agg_input).collect();
     let key_values: Vec<TokenStream> = agg
         .keys
         .iter()
@@ -392,12 +432,22 @@ fn hash_terminal(agg: &AggPlan) -> TokenStream {
         }
         _ => TokenStream::new(),
     };
-    let body = quote! {
-        '__fg_key: {
-            let __fg_key = ( #(#key_values,)* );
-            #late
-            let __fg_acc = __fg_tables.entry(__fg_key, || ( #(#inits,)* ));
-            #(#updates)*
+    let body = if staged {
+        quote! {
+            '__fg_key: {
+                let __fg_key = ( #(#key_values,)* );
+                #late
+                __fg_tables.push(__fg_key, ( #(#inputs,)* ));
+            }
+        }
+    } else {
+        quote! {
+            '__fg_key: {
+                let __fg_key = ( #(#key_values,)* );
+                #late
+                let __fg_acc = __fg_tables.entry(__fg_key, || ( #(#inits,)* ));
+                #(#updates)*
+            }
         }
     };
     // A row belongs to zero or one tumbling window and to several sliding ones.
@@ -423,7 +473,7 @@ fn hash_terminal(agg: &AggPlan) -> TokenStream {
 /// How rows another stateful operator emits are fed into hash aggregation `id`: the same
 /// per-row terminal as an input's, on the calling thread.
 pub fn feed_hash(id: usize, agg: &AggPlan) -> Feed {
-    Feed { op: dedup::var(id), terminal: hash_terminal(agg), into_join: false }
+    Feed { op: dedup::var(id), terminal: hash_terminal(agg, false), into_join: false }
 }
 
 /// The hash aggregation's state at plan creation.
@@ -454,9 +504,16 @@ pub fn emit_hash_update(
 ) -> TokenStream {
     let op = dedup::var(id);
     let units = collect_units(plan, p, input);
-    let unit_loop = unit_loop(p, plan, hash_terminal(agg));
+    let unit_loop = unit_loop(p, plan, hash_terminal(agg, p.staged));
     // A union's later inputs feed the same batch of the same state.
+    let closures = staged_closures(agg);
     let update = match (p.parallel, first) {
+        (true, true) if p.staged => quote! {
+            #op.update_staged(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop }, #closures);
+        },
+        (true, false) if p.staged => quote! {
+            #op.update_staged_more(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop }, #closures);
+        },
         (true, true) => quote! { #op.update(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop }); },
         (true, false) => quote! { #op.update_more(&__fg_units, __fg_rows, |__fg_unit, __fg_tables| { #unit_loop }); },
         (false, true) => quote! { #op.update_sequential(&__fg_units, |__fg_unit, __fg_tables| { #unit_loop }); },
@@ -478,7 +535,8 @@ pub fn emit_hash_output(
     agg: &AggPlan,
     columns: &[Ident],
 ) -> TokenStream {
-    output_of(q, p, id, columns, |ops, terminal| hash_emission(plan, ops, id, agg, terminal, |lp| lp))
+    let ordered = plan.emits_in_partition_order(p);
+    output_of(q, p, id, columns, |ops, terminal| hash_emission(plan, ops, id, agg, ordered, terminal, |lp| lp))
 }
 
 /// The pipeline from aggregation `id` to the output: `emission` runs the rows it emits
@@ -508,17 +566,20 @@ fn output_of(
 /// The pipeline from hash aggregation `id`'s emitted groups into another stateful operator
 /// (`feed`): the groups append mode closes, as they would go to the output.
 pub fn emit_hash_into(plan: &Plan, p: &Pipeline, id: usize, agg: &AggPlan, feed: &Feed) -> TokenStream {
-    hash_emission(plan, &p.ops, id, agg, feed.terminal.clone(), |lp| feed.wrap(lp))
+    let ordered = plan.emits_in_partition_order(p);
+    hash_emission(plan, &p.ops, id, agg, ordered, feed.terminal.clone(), |lp| feed.wrap(lp))
 }
 
 /// The groups hash aggregation `id` emits this batch, each bound by its key and aggregate
 /// names and run through `ops` into `terminal`; `wrap` places the loop (into a downstream
-/// operator's update, or as is).
+/// operator's update, or as is). `ordered`: in Spark's shuffle-partition order
+/// ([`Plan::emits_in_partition_order`]).
 fn hash_emission(
     plan: &Plan,
     ops: &[LOp],
     id: usize,
     agg: &AggPlan,
+    ordered: bool,
     terminal: TokenStream,
     wrap: impl Fn(TokenStream) -> TokenStream,
 ) -> TokenStream {
@@ -555,23 +616,29 @@ fn hash_emission(
             }
         })
     };
-    let evict = |i: usize| {
+    let (evict_method, updated, all) = if ordered {
+        (quote!(evict), quote!(updated_in_order), quote!(all_in_order))
+    } else {
+        (quote!(evict_unordered), quote!(updated), quote!(all))
+    };
+    let evict = |i: usize, method: &TokenStream| {
         let i = Index::from(i);
-        quote! { #op.evict(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)) }
+        quote! { #op.#method(|__fg_k| ::flowgate::watermark::is_behind(&__fg_k.#i, __fg_ev_wm)) }
     };
     match (plan.mode, agg.uses_watermark, agg.event_time_key) {
         (ModeKind::Append, true, Some(i)) => {
-            let evicted = evict(i);
+            let evicted = evict(i, &evict_method);
             let lp = emit_loop(quote!(&__fg_closed));
             quote! { let __fg_closed = #evicted; #lp }
         }
         (ModeKind::Update, true, Some(i)) => {
-            let evicted = evict(i);
-            let lp = emit_loop(quote!(#op.updated()));
+            // Evicted groups are dropped, not emitted: no order to keep.
+            let evicted = evict(i, &quote!(evict_unordered));
+            let lp = emit_loop(quote!(#op.#updated()));
             quote! { #lp #evicted; }
         }
-        (ModeKind::Complete, _, _) => emit_loop(quote!(#op.all())),
-        _ => emit_loop(quote!(#op.updated())),
+        (ModeKind::Complete, _, _) => emit_loop(quote!(#op.#all())),
+        _ => emit_loop(quote!(#op.#updated())),
     }
 }
 

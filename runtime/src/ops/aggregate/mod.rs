@@ -1,9 +1,13 @@
 //! Hash aggregation (Spark's `StateStoreSaveExec`, named `stateStoreSave` in progress): groups
-//! by key in [`HashAggState`], fed by the generated row loop through [`AggPartials`].
+//! by key in [`HashAggState`], fed by the generated row loop through a [`Stage`]
+//! (rows staged per in-memory sub-table and probed sub-table by sub-table when the state is
+//! larger than the cache) or, row by row, through [`AggPartials`].
 
 mod table;
 
-pub use table::{AggPartials, Entry, HashAggState, CHUNK_ROWS, PARALLEL_MIN_ROWS};
+pub use table::{
+    AggPartials, Entry, HashAggState, Stage, CHUNK_ROWS, PARALLEL_MIN_ROWS, STAGE_MIN_BYTES, SUB_TABLE_BITS,
+};
 
 use crate::agg::Merge;
 use crate::checkpoint::state::StateMap;
