@@ -35,6 +35,8 @@ for t in "${targets[@]}"; do
     # The compiler's target needs no runtime (a much shorter build) and no sanitizer.
     build=(-O)
     [ "$t" = dsl_compiler ] && build=(-O -s none --no-default-features --target-dir target-none)
+    # FUZZ_SANITIZER=none: a runtime target without AddressSanitizer, in its own target dir.
+    [ "$t" != dsl_compiler ] && [ "${FUZZ_SANITIZER:-address}" = none ] && build=(-O -s none --target-dir target-none-rt)
     cargo fuzz build "${build[@]}" "$t"
     # -max_len: inputs up to 4 KiB (lines, small files, checkpoint entries);
     # -rss_limit_mb: the sanitizer's default 2 GiB is more than this machine should give.

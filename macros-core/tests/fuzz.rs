@@ -245,7 +245,8 @@ fn inputs_at_the_nesting_bound_compile_and_deeper_ones_get_one_error() {
     // The filter's argument starts at depth 1 (`->`) + 1 (`=`) + 2 groups + 1 (`.`).
     let start = 2 + 2 * GROUP + 1;
     let room = LIMIT - start;
-    let shapes: Vec<(&str, Box<dyn Fn(usize) -> String>)> = vec![
+    type Shape = Box<dyn Fn(usize) -> String>;
+    let shapes: Vec<(&str, Shape)> = vec![
         ("negations", Box::new(|n| format!("{}x", "- ".repeat(n)))),
         ("a sum", Box::new(|n| format!("x{}", " + x".repeat(n)))),
         ("parentheses", Box::new(|n| format!("{}x{}", "(".repeat(n / GROUP), ")".repeat(n / GROUP)))),
