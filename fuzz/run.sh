@@ -6,6 +6,9 @@
 #   cargo install cargo-fuzz        # once (crates.io)
 #   fuzz/run.sh [RUNS] [TARGET...]
 #   FUZZ_FORK=2 fuzz/run.sh ...     # libFuzzer's -fork=2: two worker processes
+#   FUZZ_SANITIZER=none fuzz/run.sh 1000 file_decoders   # a runtime target without ASan
+#                                   # (its own target dir, target-none-rt/)
+#   FUZZ_NICE=5 fuzz/run.sh ...     # the fuzzing's nice level (default 19)
 #
 # cargo-fuzz needs nightly compiler flags (-Zsanitizer=address, coverage instrumentation);
 # the stable toolchain accepts them with RUSTC_BOOTSTRAP=1, which is what this script sets.
