@@ -49,6 +49,18 @@ fn word_count_prints_spark_style_counts() {
     wait_for("| spark|    1|");
     conn.write_all(b"apache hadoop\n").unwrap();
     wait_for("|apache|    2|");
+    // The table's rows come in no set order: read on to batch 1's closing border (its third).
+    let border = "+------+-----+";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while output[output.find("Batch: 1").unwrap_or(0)..].matches(border).count() < 3 {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                output.push_str(&line);
+                output.push('\n');
+            }
+            Err(_) => panic!("timed out waiting for batch 1's table to end; output so far:\n{output}"),
+        }
+    }
     child.kill().ok();
     child.wait().ok();
 
