@@ -280,6 +280,13 @@ fn inputs_at_the_nesting_bound_compile_and_deeper_ones_get_one_error() {
         let thousand = flowgate_macros_core::fuzzing::check_tokens(&query(&body)).unwrap().0;
         assert_eq!(thousand.len(), 1, "{thousand:?}");
     }
+    // Doc comments are attributes, one per line: a long one nests nothing.
+    let documented = format!(
+        "{}query Q(events: Event) -> Out, mode = append {{ events.select(x) }}",
+        "/// A line of docs.\n".repeat(400)
+    );
+    let errors = flowgate_macros_core::fuzzing::check_tokens(&documented).unwrap().0;
+    assert!(errors.iter().all(|e| !e.contains("nests too deeply")), "{errors:?}");
     let attribute =
         format!("#[append = {}x] query Q(events: Event) -> Out, mode = append {{ events }}", "if ".repeat(1000));
     let errors = flowgate_macros_core::fuzzing::check_tokens(&attribute).unwrap().0;

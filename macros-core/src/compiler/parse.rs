@@ -88,6 +88,8 @@ pub mod nesting {
                     segment = 0;
                     continue;
                 }
+                // An attribute's `#` (each `///` line is one) nests nothing.
+                TokenTree::Punct(p) if p.as_char() == '#' => continue,
                 // A `|` may open a closure, whose body syn parses as a whole expression.
                 TokenTree::Punct(p) if p.as_char() == '|' => GROUP / 2,
                 // A `<` may open generic arguments or a qualified path, a type to syn, whose
