@@ -607,16 +607,13 @@ where
             return;
         }
         if !staged {
-            let tables = AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts));
-            let mut st = Stage::direct(init, apply, tables);
+            let mut st = Stage::direct(init, apply, self.take_tables());
             for u in units {
                 stage(u, &mut st);
             }
             self.merge_late(st.late);
             if let StageMode::Direct(t) = st.mode {
-                self.parts = t.state;
-                self.changed = t.parts;
-                self.merge_late(t.late);
+                self.put_tables(t);
             }
             self.finish_metrics();
             return;
@@ -767,19 +764,13 @@ where
     pub fn begin_sequential(&mut self) -> AggPartials<K, A> {
         self.consolidate();
         self.late.clear();
-        AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts))
+        self.take_tables()
     }
 
     /// Ends what [`HashAggState::begin_sequential`] began: the tables back, the batch's late
     /// keys counted, the metrics.
     pub fn end_sequential(&mut self, t: AggPartials<K, A>) {
-        self.parts = t.state;
-        self.changed = t.parts;
-        for (hash, key) in t.late {
-            if self.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
-                self.late.insert_unique(hash, (hash, key), |(h, _)| *h);
-            }
-        }
+        self.put_tables(t);
         self.finish_metrics();
     }
 
@@ -789,17 +780,24 @@ where
     where
         F: FnMut(&U, &mut AggPartials<K, A>),
     {
-        let mut t = AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts));
+        let mut t = self.take_tables();
         for u in units {
             f(u, &mut t);
         }
+        self.put_tables(t);
+    }
+
+    /// The batch's tables (`changed`, empty) over the state, for one task to fold into.
+    fn take_tables(&mut self) -> AggPartials<K, A> {
+        AggPartials::from_tables(std::mem::take(&mut self.changed), std::mem::take(&mut self.parts))
+    }
+
+    /// The tables [`HashAggState::take_tables`] lent back, and the task's late keys counted
+    /// once each.
+    fn put_tables(&mut self, t: AggPartials<K, A>) {
         self.parts = t.state;
         self.changed = t.parts;
-        for (hash, key) in t.late {
-            if self.late.find(hash, |(h, k)| *h == hash && *k == key).is_none() {
-                self.late.insert_unique(hash, (hash, key), |(h, _)| *h);
-            }
-        }
+        self.merge_late(t.late);
     }
 
     fn finish_metrics(&mut self) {
