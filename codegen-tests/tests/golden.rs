@@ -925,6 +925,63 @@ stream_query! {
     }
 }
 
+#[derive(StateCodec)]
+struct Milestones {
+    events: i64,
+    clicks: i64,
+}
+
+/// `click_milestones`: an alert per event with more than 2 clicks, and the user's totals when
+/// a batch takes their event count past a multiple of 3.
+fn click_milestones(
+    user: &Option<String>,
+    rows: GroupRows<'_, Activity>,
+    state: &mut GroupState<Milestones>,
+) -> Vec<UserAlert> {
+    let (mut events, mut clicks) = state.get_option().map_or((0, 0), |s| (s.events, s.clicks));
+    let before = events;
+    let mut out = Vec::new();
+    for r in rows {
+        let c = r.clicks.unwrap_or(0);
+        events += 1;
+        clicks += c;
+        if c > 2 {
+            out.push(UserAlert { user: user.clone(), kind: "alert".into(), clicks: c, events: 0 });
+        }
+    }
+    state.update(Milestones { events, clicks });
+    if events / 3 > before / 3 {
+        out.push(UserAlert { user: user.clone(), kind: "milestone".into(), clicks, events });
+    }
+    out
+}
+
+#[derive(Record)]
+struct KindCount {
+    kind: String,
+    n: i64,
+    clicks: i64,
+}
+
+stream_query! {
+    /// `groupBy(user).applyInPandasWithState(click_milestones, ..., "append", NoTimeout)
+    /// .where(clicks > 1).groupBy(kind).agg(count(*) AS n, sum(clicks) AS clicks)`, complete
+    /// mode: an aggregation over the function's records.
+    query MilestoneKinds(events: Activity) -> KindCount, mode = complete {
+        events
+            .group_by(user)
+            .flat_map_groups_with_state(click_milestones, output_mode = append)
+            .filter(clicks > 1)
+            .group_by(kind)
+            .agg(count() as n, sum(clicks) as clicks)
+    }
+}
+
+#[test]
+fn group_state_then_count() {
+    golden!("group_state_then_count", MilestoneKinds, events);
+}
+
 #[test]
 fn group_state_update_remove() {
     golden!("group_state_update_remove", RunningTotalsQuery, events);

@@ -574,3 +574,63 @@ fn tws_initial_state() {
     };
     run_case_restarting("tws_initial_state", staging.path(), &start, &table, InputRows::Check, 1);
 }
+
+#[derive(Record)]
+struct AlertCount {
+    user: Option<String>,
+    alerts: i64,
+    events: i64,
+}
+
+stream_query! {
+    /// `QuietAlerts`' rows, then `where(events > 1).dropDuplicates(user)`: operators over the
+    /// processor's records.
+    query QuietAlertsThenDedup(events: Visit) -> QuietRow, mode = append {
+        events
+            .with_watermark(ts, "2 seconds")
+            .group_by(user)
+            .transform_with_state(QuietAlerts::default(), time_mode = event_time)
+            .filter(events > 1)
+            .drop_duplicates(user)
+    }
+
+    /// `QuietAlerts`' rows, then `where(events > 1).groupBy(user).agg(count, max(events))` in
+    /// update mode.
+    query QuietAlertsThenCount(events: Visit) -> AlertCount, mode = update {
+        events
+            .with_watermark(ts, "2 seconds")
+            .group_by(user)
+            .transform_with_state(QuietAlerts::default(), time_mode = event_time)
+            .filter(events > 1)
+            .group_by(user)
+            .agg(count() as alerts, max(events) as events)
+    }
+}
+
+#[test]
+fn tws_then_dedup() {
+    let staging = tempfile::tempdir().unwrap();
+    let table = MemoryTable::new();
+    let query = QuietAlertsThenDedup::builder()
+        .events(Source::file(staging.path()).json())
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    run_case("tws_then_dedup", staging.path(), &query, &table, InputRows::Check);
+    query.stop().unwrap();
+}
+
+#[test]
+fn tws_then_count() {
+    let staging = tempfile::tempdir().unwrap();
+    let table = MemoryTable::new();
+    let query = QuietAlertsThenCount::builder()
+        .events(Source::file(staging.path()).json())
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    run_case("tws_then_count", staging.path(), &query, &table, InputRows::Check);
+    query.stop().unwrap();
+}

@@ -75,3 +75,27 @@ def idle_sessions(key, pdfs, state):
 # step follows the previous one well within it: the slowest, the first batch that starts the
 # Python workers, took 21 s on a loaded 2-core machine).
 IDLE_TIMEOUT_MS = 60000
+
+
+def click_milestones(key, pdfs, state):
+    """Per user: an `alert` row for every event with more than 2 clicks, and a `milestone`
+    row with the user's totals when a batch takes their event count past a multiple of 3
+    (flatMapGroupsWithState in append mode, no timeout: the rows an aggregation after it
+    counts)."""
+    events, clicks = state.get if state.exists else (0, 0)
+    before = events
+    alerts = []
+    for pdf in pdfs:
+        for c in pdf["clicks"]:
+            events += 1
+            clicks += int(c)
+            if c > 2:
+                alerts.append(int(c))
+    state.update((events, clicks))
+    rows = [("alert", c, 0) for c in alerts]
+    if events // 3 > before // 3:
+        rows.append(("milestone", clicks, events))
+    yield pd.DataFrame(
+        {"user": [key[0]] * len(rows), "kind": [r[0] for r in rows], "clicks": [r[1] for r in rows],
+         "events": [r[2] for r in rows]}
+    )

@@ -171,6 +171,10 @@ TWS_APPEND = {"op": "transformWithStateInPandas", "keys": ["user"], "processor":
               "time_mode": "EventTime"}
 TWS_UPDATE = dict(TWS_APPEND, output_mode="Update")
 COUNT_BY_USER = {"op": "groupBy", "keys": ["user"], "aggs": ["count(*) AS n"]}
+DEDUP_USER = {"op": "dropDuplicates", "columns": ["user"]}
+# GS_APPEND with an event-time column in its output (the function is never called: the
+# streams are empty).
+GS_APPEND_AT = dict(GS_APPEND, output_schema="user STRING, kind STRING, clicks LONG, events LONG, at TIMESTAMP")
 INVALID += [
     ("gs_update_then_count_update", GS_EVENTS, [GS_UPDATE, COUNT_BY_USER], "update"),
     ("gs_update_then_count_complete", GS_EVENTS, [GS_UPDATE, COUNT_BY_USER], "complete"),
@@ -186,6 +190,40 @@ INVALID += [
     ("tws_append_then_watermark_window_count_append", TWS_CONF_EVENTS,
      [GS_WM, TWS_APPEND, {"op": "withWatermark", "column": "fired_at", "delay": "0 seconds"},
       {"op": "groupBy", "keys": ["window(fired_at, '10 seconds')"], "aggs": ["count(*) AS n"]}], "append"),
+    # Which operators may follow: dedups, stateless operators, and aggregations over a
+    # watermarked output column.
+    ("gs_update_then_dedup_append", GS_EVENTS, [GS_UPDATE, DEDUP_USER], "append"),
+    ("gs_update_then_filter_update", GS_EVENTS, [GS_UPDATE, {"op": "where", "expr": "events > 1"}], "update"),
+    ("gs_append_then_dedup_append", GS_EVENTS, [GS_WM, GS_APPEND, DEDUP_USER], "append"),
+    ("gs_append_then_dedup_update", GS_EVENTS, [GS_WM, GS_APPEND, DEDUP_USER], "update"),
+    ("gs_append_then_watermark_window_count_append", GS_EVENTS,
+     [GS_WM, GS_APPEND_AT, {"op": "withWatermark", "column": "at", "delay": "0 seconds"},
+      {"op": "groupBy", "keys": ["window(at, '10 seconds')"], "aggs": ["count(*) AS n"]}], "append"),
+    ("gs_append_then_watermark_window_count_update", GS_EVENTS,
+     [GS_WM, GS_APPEND_AT, {"op": "withWatermark", "column": "at", "delay": "0 seconds"},
+      {"op": "groupBy", "keys": ["window(at, '10 seconds')"], "aggs": ["count(*) AS n"]}], "update"),
+    ("gs_append_nowm_then_watermark_window_count_append", GS_EVENTS,
+     [dict(GS_APPEND_AT, timeout="NoTimeout"), {"op": "withWatermark", "column": "at", "delay": "0 seconds"},
+      {"op": "groupBy", "keys": ["window(at, '10 seconds')"], "aggs": ["count(*) AS n"]}], "append"),
+    ("gs_append_nowm_then_count_update", GS_EVENTS, [dict(GS_APPEND, timeout="NoTimeout"), COUNT_BY_USER], "update"),
+    ("gs_append_nowm_then_count_complete", GS_EVENTS, [dict(GS_APPEND, timeout="NoTimeout"), COUNT_BY_USER], "complete"),
+    ("gs_append_wm_notimeout_then_count_update", GS_EVENTS,
+     [GS_WM, dict(GS_APPEND, timeout="NoTimeout"), COUNT_BY_USER], "update"),
+    ("gs_append_wm_notimeout_then_dedup_append", GS_EVENTS,
+     [GS_WM, dict(GS_APPEND, timeout="NoTimeout"), DEDUP_USER], "append"),
+    ("gs_append_then_select_count_complete", GS_EVENTS,
+     [dict(GS_APPEND, timeout="NoTimeout"), {"op": "where", "expr": "clicks > 1"},
+      {"op": "groupBy", "keys": ["kind"], "aggs": ["count(*) AS n", "sum(clicks) AS clicks"]}], "complete"),
+    ("gs_update_then_limit_update", GS_EVENTS, [GS_UPDATE, {"op": "limit", "n": 2}], "update"),
+    ("tws_update_then_dedup_update", TWS_CONF_EVENTS, [GS_WM, TWS_UPDATE, DEDUP_USER], "update"),
+    ("tws_append_then_dedup_append", TWS_CONF_EVENTS, [GS_WM, TWS_APPEND, DEDUP_USER], "append"),
+    ("tws_append_then_count_complete", TWS_CONF_EVENTS, [GS_WM, TWS_APPEND, COUNT_BY_USER], "complete"),
+    ("tws_update_then_count_complete", TWS_CONF_EVENTS, [GS_WM, TWS_UPDATE, COUNT_BY_USER], "complete"),
+    ("tws_append_then_count_append", TWS_CONF_EVENTS, [GS_WM, TWS_APPEND, COUNT_BY_USER], "append"),
+    ("tws_append_then_watermark_window_count_update", TWS_CONF_EVENTS,
+     [GS_WM, TWS_APPEND, {"op": "withWatermark", "column": "fired_at", "delay": "0 seconds"},
+      {"op": "groupBy", "keys": ["window(fired_at, '10 seconds')"], "aggs": ["count(*) AS n"]}], "update"),
+    ("tws_nowm_append_then_count_update", TWS_CONF_EVENTS, [dict(TWS_APPEND, time_mode="None"), COUNT_BY_USER], "update"),
 ]
 # Batch actions on a streaming DataFrame (not via writeStream)
 ACTIONS = [

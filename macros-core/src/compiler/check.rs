@@ -56,9 +56,8 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
             i += 1;
             continue;
         };
-        if cx.group_state {
+        if cx.group_state && !cx.aggregated && !group_state::may_follow(q, &calls[..i], &calls[i..], diags) {
             // One error for what follows it (Spark's rule where it has one).
-            group_state::check_after(q, &calls[..i], &calls[i..], diags);
             i = calls.len();
             continue;
         }
@@ -179,9 +178,19 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
                 cx.event_time_unknown |= diags.count() > before;
                 match calls.get(i + 1) {
                     Some(next) if ops::lookup(&next.name.to_string()).is_some_and(|s| s.kind == OpKind::GroupState) => {
-                        if let Some(op) = group_state::check(q, &mut cx, keys, next, diags) {
-                            ops_out.push(op);
+                        let followed = calls.len() > i + 2;
+                        let Some(mut op) = group_state::check(q, &mut cx, keys, &calls[i + 2..], next, diags) else {
+                            // Its function's records are unknown: no second error about what
+                            // follows.
+                            i = calls.len();
+                            continue;
+                        };
+                        if followed {
+                            // What follows reads columns of the function's records.
+                            typed::flush(&mut cx, &mut ops_out);
+                            group_state::records_follow(&mut cx, &mut op);
                         }
+                        ops_out.push(op);
                         i += 1;
                     }
                     Some(next) if next.name == "agg" => {
@@ -704,8 +713,11 @@ fn check_output_columns(q: &Query, schema: &Schema, ops: &[LOp], diags: &mut Dia
         return; // The join's own rule says what to name.
     }
     if let Schema::Open { defined } = schema {
-        // After a map, the rows are its records (rustc checks their type is the output's).
-        let last_map = ops.iter().rposition(|o| matches!(o, LOp::TypedRows { spec } if spec.produces()));
+        // After a map or a group-state operator, the rows are its records (rustc checks their
+        // type is the output's).
+        let last_map = ops.iter().rposition(|o| {
+            matches!(o, LOp::TypedRows { spec } if spec.produces()) || matches!(o, LOp::GroupState { .. })
+        });
         let after = &ops[last_map.map_or(0, |m| m + 1)..];
         // Semi and anti joins only choose rows, as filters do.
         let only_filters = after.iter().all(|o| match o {

@@ -252,6 +252,7 @@ fn emit_pipeline(
                 OperatorKind::HashAggregate(a) => aggregate::emit_hash_into(plan, p, *o, a, &feed),
                 OperatorKind::SessionAggregate(a) => aggregate::emit_session_into(plan, p, *o, a, &feed),
                 OperatorKind::StreamJoin(s) => stream_join::emit_into(plan, p, s, &feed),
+                OperatorKind::GroupState(g) => group_state::emit_into(plan, p, *o, g, &feed),
                 _ => quote! { compile_error!("flowgate bug: an operator whose rows do not feed another"); },
             };
             quote! { #code #(#ends)* }
@@ -277,7 +278,10 @@ fn emit_pipeline(
         (Source::Operator(o), Sink::Output(OutputPlan::Records))
             if matches!(
                 plan.operators[*o].kind,
-                OperatorKind::HashAggregate(_) | OperatorKind::SessionAggregate(_) | OperatorKind::StreamJoin(_)
+                OperatorKind::HashAggregate(_)
+                    | OperatorKind::SessionAggregate(_)
+                    | OperatorKind::StreamJoin(_)
+                    | OperatorKind::GroupState(_)
             ) =>
         {
             let rows = emit_operator_output(q, plan, p, *o, &[]);
@@ -332,7 +336,7 @@ fn emit_operator_output(q: &Query, plan: &Plan, p: &Pipeline, o: usize, columns:
             quote! { compile_error!("flowgate bug: a stateful filter emits no rows of its own"); }
         }
         OperatorKind::StreamJoin(s) => stream_join::emit_output(q, plan, p, s, columns),
-        OperatorKind::GroupState(g) => group_state::emit_output(q, o, g),
+        OperatorKind::GroupState(g) => group_state::emit_output(q, plan, p, o, g, columns),
     }
 }
 

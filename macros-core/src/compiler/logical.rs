@@ -171,6 +171,10 @@ pub struct GroupStateSpec {
     /// `initial_state = ..`: an expression of `(key, state)` pairs, evaluated when the query
     /// starts and applied in its first batch (Spark's `initialState`).
     pub initial_state: Option<Box<Expr>>,
+    /// When operators follow it: the typed-operation number that names its records (the row
+    /// variable `typed::row_var`), and the columns of them the rest of the query reads (bound
+    /// per record, as after a `map_rows`).
+    pub records: Option<(usize, Vec<Ident>)>,
 }
 
 impl std::fmt::Display for GroupStateSpec {
@@ -192,6 +196,10 @@ impl std::fmt::Display for GroupStateSpec {
         }
         if let Some(init) = &self.initial_state {
             write!(f, "; initial state {} in batch 0", init.to_token_stream())?;
+        }
+        if let Some((id, cols)) = &self.records {
+            let cols: Vec<String> = cols.iter().map(Ident::to_string).collect();
+            write!(f, "; its records as typed #{id}, binding [{}] from each", cols.join(", "))?;
         }
         Ok(())
     }

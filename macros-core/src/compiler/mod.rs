@@ -253,6 +253,67 @@ mod snapshot_tests {
         }));
     }
 
+    /// Operators over a group-state function's records: its records collected, then each
+    /// bound by the columns the rest reads, filtered and deduplicated into the output.
+    #[test]
+    fn group_state_then_dedup_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query Q(events: Event) -> Alert, mode = append {
+                events
+                    .group_by(user)
+                    .flat_map_groups_with_state(alerts)
+                    .filter(clicks > 1)
+                    .drop_duplicates(user, kind)
+            }
+        }));
+    }
+
+    /// `transform_with_state`'s records into an aggregation, through a filter.
+    #[test]
+    fn transform_with_state_then_aggregate_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query Q(events: Event) -> AlertCount, mode = update {
+                events
+                    .with_watermark(time, "2 seconds")
+                    .group_by(user)
+                    .transform_with_state(Quiet::default(), time_mode = event_time)
+                    .filter(events > 1)
+                    .group_by(user)
+                    .agg(count() as alerts, max(events) as events)
+            }
+        }));
+    }
+
+    /// The expansion: the processor's records collected, then folded into the aggregation one
+    /// by one, each column read from the record.
+    #[test]
+    fn transform_with_state_then_aggregate_expansion() {
+        let file: syn::File = syn::parse2(super::compile(quote! {
+            query Q(events: Event) -> AlertCount, mode = update {
+                events
+                    .group_by(user)
+                    .transform_with_state(Quiet::default(), time_mode = none)
+                    .filter(events > 1)
+                    .group_by(user)
+                    .agg(count() as alerts)
+            }
+        }))
+        .unwrap();
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
+    /// The expansion of a flat map's records into the output through a dedup: pushed whole.
+    #[test]
+    fn group_state_then_dedup_expansion() {
+        let file: syn::File = syn::parse2(super::compile(quote! {
+            query Q(events: Event) -> Alert, mode = append {
+                events.group_by(user).flat_map_groups_with_state(alerts).drop_duplicates(user, kind)
+            }
+        }))
+        .unwrap();
+        insta::assert_snapshot!(prettyplease::unparse(&file));
+    }
+
     /// The expansion of a `transform_with_state` query: the operator built from the processor
     /// expression, the row loop into it, its run per batch.
     #[test]

@@ -427,6 +427,8 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         (Schema::Open { .. }, _) if p.ops.iter().any(|o| matches!(o, LOp::TypedRows { spec } if spec.produces())) => {
             OutputPlan::Records
         }
+        // A group-state function's records, through operators that only choose rows.
+        (Schema::Open { .. }, Source::Operator(_)) => OutputPlan::Records,
         (Schema::Open { .. }, _) => OutputPlan::InputRows,
         (Schema::Closed { columns }, Source::Input(i)) => {
             OutputPlan::Columns(columns_plan(&p.ops, columns, &union_reads(i)))
@@ -1025,13 +1027,18 @@ impl fmt::Display for Plan {
                         writeln!(f, "    (named but never loaded: {})", idents(&c.unread))?;
                     }
                 }
-                Sink::Output(OutputPlan::Rows(_))
-                    if matches!(p.source, Source::Operator(o) if matches!(self.operators[o].kind, OperatorKind::GroupState(_))) =>
+                Sink::Output(OutputPlan::Rows(c))
+                    if c.is_empty() && matches!(p.source, Source::Operator(o) if matches!(self.operators[o].kind, OperatorKind::GroupState(_))) =>
                 {
                     writeln!(f, "    → output record (the records the function returns, one thread, keys with rows first, then timed-out keys)")?
                 }
                 Sink::Output(OutputPlan::Rows(c)) => writeln!(f, "    → output record ({})", idents(c))?,
                 Sink::Output(OutputPlan::InputRows) => writeln!(f, "    → output = input rows (mask filter)")?,
+                Sink::Output(OutputPlan::Records)
+                    if !p.ops.iter().any(|o| matches!(o, LOp::TypedRows { spec } if spec.produces())) =>
+                {
+                    writeln!(f, "    → output record = the records the function returns, pushed whole")?
+                }
                 Sink::Output(OutputPlan::Records) => {
                     writeln!(f, "    → output record = the records the last map returns, pushed whole")?
                 }

@@ -39,7 +39,7 @@ impl StatefulProcessor for Counter {
 
 stream_query! {
     query Q(events: Event) -> Out, mode = update {
-        events.group_by(user).transform_with_state(Counter::default(), time_mode = none).filter(n > 1)
+        events.group_by(user).transform_with_state(Counter::default(), time_mode = none).filter(n > 1).union(events)
     }
 }
 

@@ -18,10 +18,10 @@ use syn::{Expr, Ident};
 use crate::compiler::ast::{Call, ModeKind, Query};
 use crate::compiler::check::Cx;
 use crate::compiler::diag::{did_you_mean, Diagnostics};
-use crate::compiler::emit::{collect_units, unit_loop};
+use crate::compiler::emit::{collect_units, fuse, push_output, unit_loop, Feed};
 use crate::compiler::logical::{GroupStateSpec, Item, Key, KeyKind, LOp, Schema, TimeoutKind};
-use crate::compiler::ops::{dedup, transform_with_state};
-use crate::compiler::plan::{Pipeline, Plan};
+use crate::compiler::ops::{dedup, transform_with_state, typed, OpKind};
+use crate::compiler::plan::{OutputPlan, Pipeline, Plan, Sink};
 
 /// The DSL names of the timeouts (Spark's `GroupStateTimeout.NoTimeout`, ...).
 const TIMEOUTS: &[(&str, TimeoutKind)] = &[
@@ -31,21 +31,28 @@ const TIMEOUTS: &[(&str, TimeoutKind)] = &[
 ];
 
 /// Check hook: `group_by` (already parsed into `keys`) followed by `call`, a
-/// `map_groups_with_state` or `flat_map_groups_with_state`.
-pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Diagnostics) -> Option<LOp> {
+/// `map_groups_with_state` or `flat_map_groups_with_state`; `after`: the calls after it.
+pub fn check(
+    q: &Query,
+    cx: &mut Cx,
+    keys: Vec<Key>,
+    after: &[Call],
+    call: &Call,
+    diags: &mut Diagnostics,
+) -> Option<LOp> {
     let name = call.name.to_string();
     if name == "transform_with_state" {
-        return transform_with_state::check(q, cx, keys, call, diags);
+        return transform_with_state::check(q, cx, keys, after, call, diags);
     }
     let flat = name == "flat_map_groups_with_state";
     let before = diags.count();
-    check_output_mode(q, flat, call, diags);
+    check_output_mode(q, flat, aggregated_later(after), call, diags);
     check_rows_are_input_records(cx, call, diags);
-    // The output is whatever the function returns (rustc checks it is the output record), and
-    // nothing may follow; also after an error here, so later rules stay quiet.
-    let input_schema = std::mem::replace(&mut cx.schema, Schema::Closed { columns: Vec::new() });
+    // The output is whatever the function returns (rustc checks it is the output record, or
+    // what follows reads its columns: `records_follow`); also after an error here, so later
+    // rules stay quiet.
+    cx.schema = Schema::Closed { columns: Vec::new() };
     cx.group_state = true;
-    let _ = input_schema;
     for k in &keys {
         if !matches!(k.kind, KeyKind::Plain) {
             diags.error(
@@ -63,11 +70,22 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
     };
     let mut timeout = TimeoutKind::None;
     let mut initial_state = None;
+    let mut declared_mode = None;
     for arg in &call.args[1..] {
         if initial_state_arg(arg, &mut initial_state, diags) {
             continue;
         }
         match arg {
+            Expr::Assign(a) if flat && matches!(&*a.left, Expr::Path(p) if p.path.is_ident("output_mode")) => {
+                match &*a.right {
+                    Expr::Path(p) if p.path.is_ident("append") => declared_mode = Some((ModeKind::Append, a.right.span())),
+                    Expr::Path(p) if p.path.is_ident("update") => declared_mode = Some((ModeKind::Update, a.right.span())),
+                    other => diags.error(
+                        other.span(),
+                        "the function's output mode is `append` or `update` (Spark's `outputMode` of `flatMapGroupsWithState`): `output_mode = append`",
+                    ),
+                }
+            }
             Expr::Assign(a) if matches!(&*a.left, Expr::Path(p) if p.path.is_ident("timeout")) => match &*a.right {
                 Expr::Path(p) if p.path.get_ident().is_some() => {
                     let word = p.path.get_ident().map(Ident::to_string).unwrap_or_default();
@@ -92,7 +110,8 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             other => diags.error(
                 other.span(),
                 format!(
-                    "`{name}` takes the function, `timeout = ...` and `initial_state = ...`: `.{name}(update_session, timeout = event_time)`"
+                    "`{name}` takes the function, `timeout = ...`, {}`initial_state = ...`: `.{name}(update_session, timeout = event_time)`",
+                    if flat { "`output_mode = ...` and " } else { "and " }
                 ),
             ),
         }
@@ -106,6 +125,9 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             at.unwrap_or_else(|| call.name.span()),
             "an event-time timeout needs a watermark (as in Spark): add `.with_watermark(ts, \"10 minutes\")` before the `group_by`",
         );
+    }
+    if flat {
+        check_flat_map_mode(q, declared_mode, timeout, after, diags);
     }
     if diags.count() > before {
         return None;
@@ -123,6 +145,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             name: call.name.clone(),
             from_map: cx.mapped.as_ref().map(|(id, _)| *id),
             initial_state,
+            records: None,
         },
     })
 }
@@ -161,12 +184,14 @@ pub(crate) fn initial_pairs(spec: &GroupStateSpec, init: &Expr) -> TokenStream {
 
 /// Rules on output modes (Spark's `UnsupportedOperationChecker`): `mapGroupsWithState` only in
 /// update mode; `flatMapGroupsWithState` in append or update mode (the query's mode is the
-/// function's declared one), never complete.
-fn check_output_mode(q: &Query, flat: bool, call: &Call, diags: &mut Diagnostics) {
+/// function's declared one), never complete — unless an aggregation follows it, whose output
+/// mode the query's then is.
+fn check_output_mode(q: &Query, flat: bool, aggregated_after: bool, call: &Call, diags: &mut Diagnostics) {
     if !q.errors.is_empty() {
         return; // The declared mode did not parse.
     }
     match (flat, q.mode.kind) {
+        (true, _) if aggregated_after => {}
         (false, ModeKind::Append | ModeKind::Complete) => diags.error(
             q.mode.span,
             format!(
@@ -181,6 +206,99 @@ fn check_output_mode(q: &Query, flat: bool, call: &Call, diags: &mut Diagnostics
         _ => {}
     }
     let _ = call;
+}
+
+/// Rules on a flat map's own output mode (Spark's `outputMode` of `flatMapGroupsWithState`,
+/// `output_mode = ..`; by default the query's): with an aggregation after it, append (the
+/// aggregation's mode is the query's), and not with an event-time timeout, whose rows may be
+/// late for the aggregation (Spark's global-watermark check); without one, the query's mode.
+fn check_flat_map_mode(
+    q: &Query,
+    declared: Option<(ModeKind, proc_macro2::Span)>,
+    timeout: TimeoutKind,
+    after: &[Call],
+    diags: &mut Diagnostics,
+) {
+    if !q.errors.is_empty() {
+        return;
+    }
+    let word = |m: ModeKind| match m {
+        ModeKind::Append => "append",
+        ModeKind::Update => "update",
+        ModeKind::Complete => "complete",
+    };
+    if aggregated_later(after) {
+        let at = declared.map(|(_, s)| s).unwrap_or_else(|| aggregation_call(after));
+        match declared.map_or(q.mode.kind, |(m, _)| m) {
+            ModeKind::Append if timeout == TimeoutKind::EventTime => diags.error(
+                at,
+                "an aggregation after `flat_map_groups_with_state` with an event-time timeout is not supported (Spark: \"Detected pattern of possible 'correctness' issue due to global watermark. The query contains stateful operation which can emit rows older than the current watermark plus allowed late record delay\"): its timed-out rows may be late for the aggregation; aggregate in the function",
+            ),
+            ModeKind::Append => {}
+            _ if declared.is_none() => diags.error(
+                at,
+                format!("an aggregation after `flat_map_groups_with_state` in {} mode is not supported (Spark: \"flatMapGroupsWithState in update mode is not supported with aggregation on a streaming DataFrame/Dataset\"): declare the function's output mode, `output_mode = append`, or aggregate in the function", word(q.mode.kind)),
+            ),
+            _ => diags.error(
+                at,
+                "an aggregation after `flat_map_groups_with_state` in update mode is not supported (Spark: \"flatMapGroupsWithState in update mode is not supported with aggregation on a streaming DataFrame/Dataset\"): use `output_mode = append`, or aggregate in the function",
+            ),
+        }
+    } else if let Some((m, span)) = declared {
+        if m != q.mode.kind {
+            diags.error(
+                span,
+                format!(
+                    "`flat_map_groups_with_state` in {} mode is not supported with {} output mode (as in Spark): without an aggregation after it, the function's output mode is the query's (`mode = {}`)",
+                    word(m),
+                    word(q.mode.kind),
+                    word(m)
+                ),
+            );
+        }
+    }
+}
+
+/// The `group_by` (or `agg`) of the aggregation after a group-state operator.
+fn aggregation_call(after: &[Call]) -> proc_macro2::Span {
+    (0..after.len()).find(|i| aggregates(&after[*i..])).map_or(after[0].name.span(), |i| after[i].name.span())
+}
+
+/// Whether `after` starts with an aggregation.
+fn aggregates(after: &[Call]) -> bool {
+    let Some(first) = after.first() else { return false };
+    first.name == "agg" || (first.name == "group_by" && after.get(1).is_some_and(|c| c.name == "agg"))
+}
+
+/// Whether an aggregation takes the records of a group-state operator (`after`: the calls
+/// after it), past the stateless operators between.
+pub(crate) fn aggregated_later(after: &[Call]) -> bool {
+    for (i, c) in after.iter().enumerate() {
+        if aggregates(&after[i..]) {
+            return true;
+        }
+        let stateless = super::lookup(&c.name.to_string()).is_some_and(|o| {
+            matches!(o.kind, OpKind::Filter | OpKind::Project | OpKind::WithColumn | OpKind::FlatMap | OpKind::Typed(_))
+        });
+        if !stateless {
+            return false;
+        }
+    }
+    false
+}
+
+/// Operators follow group-state operator `op`: its function's records become the rows, each
+/// column the rest of the query names bound from them (as after a `map_rows`); they carry no
+/// event time (as in Spark, the function's output has no watermarked column).
+pub(crate) fn records_follow(cx: &mut Cx, op: &mut LOp) {
+    let LOp::GroupState { spec } = op else { return };
+    let id = cx.typed;
+    cx.typed += 1;
+    spec.records = Some((id, Vec::new()));
+    cx.mapped = Some((id, Vec::new()));
+    cx.schema = Schema::Open { defined: Vec::new() };
+    cx.watermark = None;
+    cx.window_event_time = None;
 }
 
 /// Rule: the function gets the input record's rows, so only operators that choose rows
@@ -221,30 +339,32 @@ pub(crate) fn needs_keys(name: &str) -> String {
 const GROUP_STATE_OPS: &[&str] = &["map_groups_with_state", "flat_map_groups_with_state", "transform_with_state"];
 
 /// Rules on what follows a group-state operator (`before`: the calls up to and including it;
-/// `after`: the rest, not empty): Spark's refusals with Spark's messages (its
-/// `UnsupportedOperationChecker`, probed in `oracle/group_state_rejections.jsonl`), and
-/// otherwise "not yet" — one error, on the first call after it.
-pub(crate) fn check_after(q: &Query, before: &[Call], after: &[Call], diags: &mut Diagnostics) {
+/// `after`: the rest, not empty), as Spark's `UnsupportedOperationChecker` (probed in
+/// `oracle/group_state_rejections.jsonl`): stateless operators, typed operations and
+/// `drop_duplicates` over its records; an aggregation after a flat map in append mode
+/// (`check_flat_map_mode`) or after `transform_with_state`. Whether `after[0]` may follow;
+/// if not, one error on it (Spark's message where Spark refuses it, else "not yet").
+pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut Diagnostics) -> bool {
     let Some(op) = before.iter().rev().find(|c| GROUP_STATE_OPS.contains(&c.name.to_string().as_str())) else {
-        return;
+        return true;
     };
     let op_name = op.name.to_string();
     let first = &after[0];
     let next = first.name.to_string();
-    let aggregates = next == "agg" || (next == "group_by" && after.get(1).is_some_and(|c| c.name == "agg"));
     let another =
         next == "group_by" && after.get(1).is_some_and(|c| GROUP_STATE_OPS.contains(&c.name.to_string().as_str()));
-    let update = q.mode.kind == ModeKind::Update;
-    let message = match op_name.as_str() {
-        "map_groups_with_state" if aggregates => (
-            "an aggregation after `map_groups_with_state` is not supported (Spark: \"mapGroupsWithState is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function"
+    let kind = super::lookup(&next).map(|o| o.kind);
+    let message = match kind {
+        Some(OpKind::Filter | OpKind::Project | OpKind::WithColumn | OpKind::FlatMap | OpKind::Typed(_) | OpKind::Dedup) => {
+            return true;
+        }
+        _ if aggregates(after) && op_name == "map_groups_with_state" => (
+            "an aggregation after `map_groups_with_state` is not supported (Spark: \"mapGroupsWithState is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function, or use `flat_map_groups_with_state` in append mode"
         )
         .to_string(),
-        "flat_map_groups_with_state" if aggregates && update => (
-            "an aggregation after `flat_map_groups_with_state` in update mode is not supported (Spark: \"flatMapGroupsWithState in update mode is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function"
-        )
-        .to_string(),
-        "map_groups_with_state" | "flat_map_groups_with_state" if another => {
+        // A flat map's mode rules ran in its check.
+        _ if aggregates(after) => return true,
+        _ if another => {
             let second = &after[1];
             diags.error(
                 second.name.span(),
@@ -253,13 +373,18 @@ pub(crate) fn check_after(q: &Query, before: &[Call], after: &[Call], diags: &mu
                     second = second.name
                 ),
             );
-            return;
+            return false;
         }
+        // Refused by their own rules, as Spark refuses them here: a sort without an
+        // aggregation, a limit in update mode.
+        Some(OpKind::Sort) => return true,
+        Some(OpKind::Limit) if q.mode.kind == ModeKind::Update => return true,
         _ => format!(
-            "`{next}` after `map_groups_with_state` / `flat_map_groups_with_state` / `transform_with_state` is not supported yet in flowgate: do it in the function"
+            "`{next}` after `{op_name}` is not supported yet in flowgate: its records go through stateless operators, typed operations, `drop_duplicates` and an aggregation (not after `map_groups_with_state`) to the output; do the rest in the function"
         ),
     };
     diags.error(first.name.span(), message);
+    false
 }
 
 // ---- emit hooks ----
@@ -322,8 +447,49 @@ pub fn emit_update(plan: &Plan, p: &Pipeline, input: usize, id: usize, spec: &Gr
 }
 
 /// The pipeline from group-state operator `id` to the output: the user's function per key
-/// with rows, then per timed-out key; its records appended to the output.
-pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
+/// with rows, then per timed-out key; its records appended to the output, or, when operators
+/// follow (`spec.records`), run through them (`p.ops`) into the output's `columns` (a
+/// `select`) or pushed whole.
+pub fn emit_output(
+    q: &Query,
+    plan: &Plan,
+    p: &Pipeline,
+    id: usize,
+    spec: &GroupStateSpec,
+    columns: &[Ident],
+) -> TokenStream {
+    if let Some((records, cols)) = &spec.records {
+        let var = typed::row_var(*records);
+        let calls = collect_records(id, spec);
+        let terminal = match p.ops.iter().rev().find_map(|o| match o {
+            LOp::TypedRows { spec } if spec.produces() => Some(spec),
+            _ => None,
+        }) {
+            // Spanned on the last map's function: a record of another type than the output is
+            // rustc's "expected `Out`, found `Record`" there.
+            Some(last) => {
+                let v = Ident::new(&typed::row_var(last.id).to_string(), last.func.span());
+                quote_spanned!(last.func.span()=> ::flowgate::RecordBuilder::push(&mut __fg_out, #v);)
+            }
+            None if matches!(p.sink, Sink::Output(OutputPlan::Records)) => {
+                let v = Ident::new(&var.to_string(), spec.func.span());
+                quote_spanned!(spec.func.span()=> ::flowgate::RecordBuilder::push(&mut __fg_out, #v);)
+            }
+            None => push_output(q, columns),
+        };
+        let binds = typed::record_binds(&var, cols);
+        let body = fuse(plan, &p.ops, terminal);
+        let out = &q.output;
+        return quote! {
+            #calls
+            let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_recs.len());
+            for #var in __fg_recs {
+                #binds
+                #body
+            }
+            ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+        };
+    }
     if spec.transform {
         return transform_with_state::emit_output(q, id, spec);
     }
@@ -364,5 +530,75 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
             #push
         } #initial)?;
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}
+
+/// The pipeline from group-state operator `id`'s records into another stateful operator
+/// (`feed`, an aggregation): each record, its columns bound, through `p.ops` into it.
+pub fn emit_into(plan: &Plan, p: &Pipeline, id: usize, spec: &GroupStateSpec, feed: &Feed) -> TokenStream {
+    let Some((records, cols)) = &spec.records else {
+        return quote! { compile_error!("flowgate bug: a group-state operator feeds another without its records named"); };
+    };
+    let var = typed::row_var(*records);
+    let calls = collect_records(id, spec);
+    let binds = typed::record_binds(&var, cols);
+    let body = fuse(plan, &p.ops, feed.terminal.clone());
+    let run = feed.wrap(quote! {
+        for #var in __fg_recs.drain(..) {
+            #binds
+            #body
+        }
+    });
+    quote! {
+        #calls
+        #run
+    }
+}
+
+/// The batch's calls of the function (or processor) of group-state operator `id`, its records
+/// collected in `__fg_recs` (their type is the function's: rustc infers it).
+fn collect_records(id: usize, spec: &GroupStateSpec) -> TokenStream {
+    let op = dedup::var(id);
+    let func = &spec.func;
+    if spec.transform {
+        let key_of = transform_with_state::key_of(spec);
+        let span = func.span();
+        let run = match &spec.initial_state {
+            Some(init) => {
+                let pairs = initial_pairs(spec, init);
+                quote_spanned!(span=> (#op).run_with_initial_state(__fg_ctx, #key_of, |__fg_row| __fg_recs.push(__fg_row), || #pairs))
+            }
+            None => quote_spanned!(span=> (#op).run(__fg_ctx, #key_of, |__fg_row| __fg_recs.push(__fg_row))),
+        };
+        return quote! {
+            let mut __fg_recs = ::std::vec::Vec::new();
+            #run?;
+        };
+    }
+    let key = if spec.keys.len() == 1 { quote!(&__fg_key.0) } else { quote!(__fg_key) };
+    let call = quote_spanned!(func.span()=> (#func)(
+        #key,
+        ::flowgate::ops::group_state::FromGroupRows::from_group_rows(__fg_rows),
+        __fg_state
+    ));
+    let push = if spec.flat {
+        let iter = quote_spanned!(func.span()=> ::core::iter::IntoIterator::into_iter(__fg_result));
+        quote! { __fg_recs.extend(#iter); }
+    } else {
+        quote! { __fg_recs.push(__fg_result); }
+    };
+    let (run, initial) = match &spec.initial_state {
+        Some(init) => {
+            let pairs = initial_pairs(spec, init);
+            (quote!(#op.run_with_initial_state), quote!(, || #pairs))
+        }
+        None => (quote!(#op.run), TokenStream::new()),
+    };
+    quote! {
+        let mut __fg_recs = ::std::vec::Vec::new();
+        #run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
+            let __fg_result = #call;
+            #push
+        } #initial)?;
     }
 }

@@ -31,12 +31,24 @@ const TIME_MODES: &[(&str, TimeoutKind)] = &[
 const EXAMPLE: &str = "`.transform_with_state(SessionTracker::default(), time_mode = processing_time)`";
 
 /// Check hook: `group_by` (already parsed into `keys`) followed by `transform_with_state`.
-pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Diagnostics) -> Option<LOp> {
+pub fn check(
+    q: &Query,
+    cx: &mut Cx,
+    keys: Vec<Key>,
+    after: &[Call],
+    call: &Call,
+    diags: &mut Diagnostics,
+) -> Option<LOp> {
     let before = diags.count();
-    check_output_mode(q, diags);
+    if !group_state::aggregated_later(after) {
+        // With an aggregation after it, the query's mode is the aggregation's (Spark accepts
+        // all three there; append needs the aggregation's own watermark).
+        check_output_mode(q, diags);
+    }
     group_state::check_rows_are_input_records(cx, call, diags);
-    // The output is what the processor returns (rustc checks it is the output record), and
-    // nothing may follow; also after an error here, so later rules stay quiet.
+    // The output is what the processor returns (rustc checks it is the output record, or what
+    // follows reads its columns: `group_state::records_follow`); also after an error here, so
+    // later rules stay quiet.
     cx.schema = Schema::Closed { columns: Vec::new() };
     cx.group_state = true;
     for k in &keys {
@@ -81,6 +93,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             name: call.name.clone(),
             from_map: cx.mapped.as_ref().map(|(id, _)| *id),
             initial_state,
+            records: None,
         },
     })
 }
@@ -194,11 +207,7 @@ pub fn init(spec: &GroupStateSpec) -> TokenStream {
 pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
     let out = &q.output;
     let op = dedup::var(id);
-    let key_of = if spec.keys.len() == 1 {
-        quote!(::flowgate::ops::transform_with_state::single_key)
-    } else {
-        quote!(::flowgate::ops::transform_with_state::whole_key)
-    };
+    let key_of = key_of(spec);
     let span = spec.func.span();
     let push = quote_spanned!(span=> ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row));
     // Spanned on the processor (see `init`): `run` needs `P: StatefulProcessor` too. The
@@ -216,5 +225,15 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
         #run?;
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
+    }
+}
+
+/// How the operator's grouping key becomes the processor's: the one column itself, or the
+/// tuple of several.
+pub(crate) fn key_of(spec: &GroupStateSpec) -> TokenStream {
+    if spec.keys.len() == 1 {
+        quote!(::flowgate::ops::transform_with_state::single_key)
+    } else {
+        quote!(::flowgate::ops::transform_with_state::whole_key)
     }
 }

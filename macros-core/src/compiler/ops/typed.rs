@@ -206,7 +206,7 @@ fn check_on_a_record(cx: &Cx, call: &Call, diags: &mut Diagnostics) -> bool {
     let name = call.name.to_string();
     let why = if cx.records_from_columns {
         None
-    } else if cx.aggregated || cx.group_state {
+    } else if cx.aggregated || (cx.group_state && cx.mapped.is_none()) {
         Some("after an aggregation is not supported yet in flowgate: the aggregation's rows are not a record; map the input before aggregating, or `select` the result".to_string())
     } else if cx.stream_joined || !cx.joined.is_empty() {
         Some(format!("after a join gets a record of the columns a `select` names: `select` them, then name its type, `.{name}(|r: &OrderLine| ...)`; or map the stream before the join"))
@@ -243,15 +243,19 @@ pub fn union_after(id: usize, ty: Type, ops: &mut [LOp]) {
     }
 }
 
-/// Writes the columns read after the last map into it (at the next map or the end of check).
+/// Writes the columns read after the last map (or group-state operator, whose records are
+/// its function's) into it (at the next map or the end of check).
 pub fn flush(cx: &mut Cx, ops: &mut [LOp]) {
     let Some((id, columns)) = cx.mapped.as_mut() else { return };
     let columns = std::mem::take(columns);
     for op in ops.iter_mut() {
-        if let LOp::TypedRows { spec } = op {
-            if spec.id == *id {
-                spec.columns = columns.clone();
-            }
+        match op {
+            LOp::TypedRows { spec } if spec.id == *id => spec.columns = columns.clone(),
+            LOp::GroupState { spec } => match &mut spec.records {
+                Some((records, cols)) if *records == *id => *cols = columns.clone(),
+                _ => {}
+            },
+            _ => {}
         }
     }
 }
@@ -276,6 +280,17 @@ fn row(spec: &TypedSpec) -> TokenStream {
     }
 }
 
+/// Each of `columns` bound from record `var`, as a column read would give it (`BorrowRef`).
+/// Each spanned on the token that named it: a column the record lacks is rustc's "no field"
+/// error there.
+pub(crate) fn record_binds(var: &Ident, columns: &[Ident]) -> TokenStream {
+    let binds = columns.iter().map(|c| {
+        let field = Ident::new(&c.to_string(), c.span());
+        quote_spanned!(c.span()=> let #c = ::flowgate::record::BorrowRef::borrow_ref(&#var.#field);)
+    });
+    quote! { #(#binds)* }
+}
+
 /// Emit hook inside the row loop: the call, then `inner` for each row it makes (`reject`
 /// leaves a row the filter drops).
 pub fn emit_row(spec: &TypedSpec, inner: TokenStream, reject: &TokenStream) -> TokenStream {
@@ -283,12 +298,7 @@ pub fn emit_row(spec: &TypedSpec, inner: TokenStream, reject: &TokenStream) -> T
     let row = row(spec);
     let call = quote_spanned!(f.span()=> ::flowgate::dsl::call_row(#row, #f));
     let var = row_var(spec.id);
-    // Each column spanned on the token that named it: a column the record lacks is rustc's
-    // "no field" error there.
-    let binds = spec.columns.iter().map(|c| {
-        let field = Ident::new(&c.to_string(), c.span());
-        quote_spanned!(c.span()=> let #c = ::flowgate::record::BorrowRef::borrow_ref(&#var.#field);)
-    });
+    let binds = record_binds(&var, &spec.columns);
     // A union after the map: its other inputs' rows are records of the same type.
     // Spanned on the other input's declared type: a record of another type is rustc's
     // "expected `Line`, found `DeviceData`" there.
@@ -301,7 +311,7 @@ pub fn emit_row(spec: &TypedSpec, inner: TokenStream, reject: &TokenStream) -> T
             let keep = quote_spanned!(f.span()=> let __fg_keep: bool = #call;);
             quote! { #keep if !__fg_keep { #reject } #inner }
         }
-        TypedKind::Map => quote! { let #var = #call; #(#same)* #(#binds)* #inner },
+        TypedKind::Map => quote! { let #var = #call; #(#same)* #binds #inner },
         TypedKind::FlatMap => {
             // A `for` over the returned value: a function that returns no iterator is one
             // "is not an iterator" error, at the function.
@@ -310,7 +320,7 @@ pub fn emit_row(spec: &TypedSpec, inner: TokenStream, reject: &TokenStream) -> T
             quote! {
                 let #rows = #call;
                 #[allow(for_loops_over_fallibles)]
-                for #var in #rows { #(#same)* #(#binds)* #inner }
+                for #var in #rows { #(#same)* #binds #inner }
             }
         }
     }

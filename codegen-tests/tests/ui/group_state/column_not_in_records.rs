@@ -1,0 +1,28 @@
+use flowgate::prelude::*;
+
+#[derive(Record)]
+struct Event {
+    user: String,
+    clicks: i64,
+}
+
+#[derive(Record)]
+struct Out {
+    user: String,
+    n: i64,
+}
+
+fn count(user: &str, rows: Vec<Event>, state: &mut GroupState<i64>) -> Out {
+    let n = state.get_option().copied().unwrap_or(0) + rows.len() as i64;
+    state.update(n);
+    Out { user: user.into(), n }
+}
+
+stream_query! {
+    query Q(events: Event) -> Out, mode = update {
+        // `clicks` is the input's, not a column of the function's records.
+        events.group_by(user).map_groups_with_state(count).filter(clicks > 1)
+    }
+}
+
+fn main() {}
