@@ -982,6 +982,62 @@ fn group_state_then_count() {
     golden!("group_state_then_count", MilestoneKinds, events);
 }
 
+#[derive(Record)]
+struct LatestClicks {
+    user: Option<String>,
+    events: i64,
+    at: Option<Timestamp>,
+}
+
+/// `latest_clicks`: per user and batch, the events so far and the time of the latest event
+/// in the batch.
+fn latest_clicks(user: &Option<String>, rows: GroupRows<'_, Activity>, state: &mut GroupState<i64>) -> LatestClicks {
+    let mut events = state.get_option().copied().unwrap_or(0);
+    let mut at: Option<Timestamp> = None;
+    for r in rows {
+        events += 1;
+        at = match (at, r.ts) {
+            (Some(a), Some(t)) => Some(if t.0 > a.0 { t } else { a }),
+            (a, t) => a.or(t),
+        };
+    }
+    state.update(events);
+    LatestClicks { user: user.clone(), events, at }
+}
+
+#[derive(Record)]
+struct ClicksWindow {
+    window: Window,
+    n: i64,
+    events: i64,
+}
+
+stream_query! {
+    /// `applyInPandasWithState(latest_clicks, ..., "append", NoTimeout)`, then
+    /// `withWatermark(at, 0 seconds)` on its records and a 10-second window count, append mode.
+    query LatestClicksPerWindow(events: Activity) -> ClicksWindow, mode = append {
+        events
+            .group_by(user)
+            .flat_map_groups_with_state(latest_clicks_all, output_mode = append)
+            .with_watermark(at, "0 seconds")
+            .group_by(window(at, "10 seconds"))
+            .agg(count() as n, sum(events) as events)
+    }
+}
+
+fn latest_clicks_all(
+    user: &Option<String>,
+    rows: GroupRows<'_, Activity>,
+    state: &mut GroupState<i64>,
+) -> Option<LatestClicks> {
+    Some(latest_clicks(user, rows, state))
+}
+
+#[test]
+fn group_state_then_window_count() {
+    golden!("group_state_then_window_count", LatestClicksPerWindow, events);
+}
+
 #[test]
 fn group_state_update_remove() {
     golden!("group_state_update_remove", RunningTotalsQuery, events);

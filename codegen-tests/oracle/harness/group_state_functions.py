@@ -99,3 +99,17 @@ def click_milestones(key, pdfs, state):
         {"user": [key[0]] * len(rows), "kind": [r[0] for r in rows], "clicks": [r[1] for r in rows],
          "events": [r[2] for r in rows]}
     )
+
+
+def latest_clicks(key, pdfs, state):
+    """Per user and batch: one row with the user's events so far and the time of their
+    latest event in the batch (flatMapGroupsWithState in append mode, no timeout: the records
+    a watermark and a window aggregation after it take)."""
+    (events,) = state.get if state.exists else (0,)
+    latest = None
+    for pdf in pdfs:
+        events += len(pdf)
+        for t in pdf["ts"]:
+            latest = t if latest is None else max(latest, t)
+    state.update((events,))
+    yield pd.DataFrame({"user": [key[0]], "events": [events], "at": [latest]})

@@ -225,6 +225,22 @@ INVALID += [
       {"op": "groupBy", "keys": ["window(fired_at, '10 seconds')"], "aggs": ["count(*) AS n"]}], "update"),
     ("tws_nowm_append_then_count_update", TWS_CONF_EVENTS, [dict(TWS_APPEND, time_mode="None"), COUNT_BY_USER], "update"),
 ]
+# Group state after a stream-stream join.
+JOIN_GS = {"op": "applyInPandasWithState", "keys": ["impressionAdId"], "function": "running_totals",
+           "output_schema": "impressionAdId STRING, events LONG", "state_schema": "events LONG",
+           "output_mode": "append", "timeout": "NoTimeout"}
+INVALID += [
+    ("ss_inner_then_gs_append", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "inner"}, JOIN_GS], "append"),
+    ("ss_inner_then_gs_update", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "inner"}, dict(JOIN_GS, output_mode="update")], "update"),
+    ("ss_left_outer_then_gs_append", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "left_outer"}, JOIN_GS], "append"),
+    ("ss_inner_then_tws_append", {"impressions": IMP_WM, "clicks": CLK_WM},
+     [{"op": "join", "with": "clicks", "on": RANGE, "how": "inner"},
+      {"op": "transformWithStateInPandas", "keys": ["impressionAdId"], "processor": "QuietAlerts",
+       "output_schema": "user STRING, events LONG, fired_at TIMESTAMP", "output_mode": "Append", "time_mode": "None"}], "append"),
+]
 # Batch actions on a streaming DataFrame (not via writeStream)
 ACTIONS = [
     ("batch_action_count_on_stream", EVENTS, [], "count"),

@@ -268,6 +268,22 @@ mod snapshot_tests {
         }));
     }
 
+    /// A watermark on a group-state function's records (a query without one before it) and
+    /// an append-mode window count over them: the watermark observes the records.
+    #[test]
+    fn group_state_then_window_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query Q(events: Event) -> ClicksWindow, mode = append {
+                events
+                    .group_by(user)
+                    .flat_map_groups_with_state(latest, output_mode = append)
+                    .with_watermark(at, "0 seconds")
+                    .group_by(window(at, "10 seconds"))
+                    .agg(count() as n, sum(events) as events)
+            }
+        }));
+    }
+
     /// `transform_with_state`'s records into an aggregation, through a filter.
     #[test]
     fn transform_with_state_then_aggregate_plan() {

@@ -50,7 +50,8 @@ pub struct InputPlan {
 
 /// One `with_watermark`.
 pub struct WatermarkPlan {
-    pub input: usize,
+    /// Whose rows it observes: an input's, or a group-state operator's records.
+    pub source: Source,
     pub column: Ident,
     pub delay: i64,
 }
@@ -239,7 +240,7 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
         match op {
             LOp::Watermark { column, delay, tracker } => {
                 debug_assert_eq!(tracker, watermarks.len());
-                watermarks.push(WatermarkPlan { input, column: column.clone(), delay });
+                watermarks.push(WatermarkPlan { source: current.source, column: column.clone(), delay });
                 push(&mut current, &mut branches, LOp::Watermark { column, delay, tracker });
             }
             LOp::Union { input: other, ops } => {
@@ -260,7 +261,11 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                 for op in ops {
                     if let LOp::Watermark { column, delay, tracker } = &op {
                         debug_assert_eq!(*tracker, watermarks.len());
-                        watermarks.push(WatermarkPlan { input: other, column: column.clone(), delay: *delay });
+                        watermarks.push(WatermarkPlan {
+                            source: Source::Input(other),
+                            column: column.clone(),
+                            delay: *delay,
+                        });
                     }
                     b.ops.push(op);
                 }
@@ -332,7 +337,11 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
                 for op in &spec.right_ops {
                     if let LOp::Watermark { column, delay, tracker } = op {
                         debug_assert_eq!(*tracker, watermarks.len());
-                        watermarks.push(WatermarkPlan { input: right, column: column.clone(), delay: *delay });
+                        watermarks.push(WatermarkPlan {
+                            source: Source::Input(right),
+                            column: column.clone(),
+                            delay: *delay,
+                        });
                     }
                     b.ops.push(op.clone());
                 }
@@ -909,7 +918,11 @@ impl fmt::Display for Plan {
             writeln!(f, "input #{i} {}: {}, {reads}", input.name, tokens(&input.ty))?;
         }
         for (i, w) in self.watermarks.iter().enumerate() {
-            writeln!(f, "watermark #{i}: input #{} column {}, delay {} µs", w.input, w.column, w.delay)?;
+            let on = match w.source {
+                Source::Input(i) => format!("input #{i}"),
+                Source::Operator(o) => format!("the records of stateful #{o}"),
+            };
+            writeln!(f, "watermark #{i}: {on} column {}, delay {} µs", w.column, w.delay)?;
         }
         for op in &self.operators {
             if let WatermarkInput::JoinOutput(j) = op.watermark {

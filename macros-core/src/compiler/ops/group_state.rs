@@ -18,7 +18,7 @@ use syn::{Expr, Ident};
 use crate::compiler::ast::{Call, ModeKind, Query};
 use crate::compiler::check::Cx;
 use crate::compiler::diag::{did_you_mean, Diagnostics};
-use crate::compiler::emit::{collect_units, fuse, push_output, unit_loop, Feed};
+use crate::compiler::emit::{collect_units, fuse, push_output, unit_loop, watermark_unit, Feed};
 use crate::compiler::logical::{GroupStateSpec, Item, Key, KeyKind, LOp, Schema, TimeoutKind};
 use crate::compiler::ops::{dedup, transform_with_state, typed, OpKind};
 use crate::compiler::plan::{OutputPlan, Pipeline, Plan, Sink};
@@ -340,8 +340,8 @@ const GROUP_STATE_OPS: &[&str] = &["map_groups_with_state", "flat_map_groups_wit
 
 /// Rules on what follows a group-state operator (`before`: the calls up to and including it;
 /// `after`: the rest, not empty), as Spark's `UnsupportedOperationChecker` (probed in
-/// `oracle/group_state_rejections.jsonl`): stateless operators, typed operations and
-/// `drop_duplicates` over its records; an aggregation after a flat map in append mode
+/// `oracle/group_state_rejections.jsonl`): stateless operators, typed operations,
+/// `drop_duplicates` and a watermark over its records; an aggregation after a flat map in append mode
 /// (`check_flat_map_mode`) or after `transform_with_state`. Whether `after[0]` may follow;
 /// if not, one error on it (Spark's message where Spark refuses it, else "not yet").
 pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut Diagnostics) -> bool {
@@ -355,9 +355,21 @@ pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut
         next == "group_by" && after.get(1).is_some_and(|c| GROUP_STATE_OPS.contains(&c.name.to_string().as_str()));
     let kind = super::lookup(&next).map(|o| o.kind);
     let message = match kind {
-        Some(OpKind::Filter | OpKind::Project | OpKind::WithColumn | OpKind::FlatMap | OpKind::Typed(_) | OpKind::Dedup) => {
-            return true;
-        }
+        Some(
+            OpKind::Filter
+            | OpKind::Project
+            | OpKind::WithColumn
+            | OpKind::FlatMap
+            | OpKind::Typed(_)
+            | OpKind::Dedup,
+        ) => return true,
+        Some(OpKind::Watermark) if !before.iter().any(|c| c.name == "with_watermark") => return true,
+        // Spark refuses it when the watermark propagates (`PropagateWatermarkSimulator`,
+        // once the first watermark has a value): a watermark on the output of a stateful
+        // operator that already has one.
+        Some(OpKind::Watermark) => format!(
+            "`with_watermark` after `{op_name}` in a query with a watermark before it is not supported (Spark: \"Redefining watermark is disallowed\"): aggregate its records in update or complete mode (no watermark needed there), or drop the watermark before `{op_name}`"
+        ),
         _ if aggregates(after) && op_name == "map_groups_with_state" => (
             "an aggregation after `map_groups_with_state` is not supported (Spark: \"mapGroupsWithState is not supported with aggregation on a streaming DataFrame/Dataset\"): aggregate in the function, or use `flat_map_groups_with_state` in append mode"
         )
@@ -380,7 +392,7 @@ pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut
         Some(OpKind::Sort) => return true,
         Some(OpKind::Limit) if q.mode.kind == ModeKind::Update => return true,
         _ => format!(
-            "`{next}` after `{op_name}` is not supported yet in flowgate: its records go through stateless operators, typed operations, `drop_duplicates` and an aggregation (not after `map_groups_with_state`) to the output; do the rest in the function"
+            "`{next}` after `{op_name}` is not supported yet in flowgate: its records go through stateless operators, typed operations, `drop_duplicates`, `with_watermark` and an aggregation (not after `map_groups_with_state`) to the output; do the rest in the function"
         ),
     };
     diags.error(first.name.span(), message);
@@ -479,14 +491,17 @@ pub fn emit_output(
         };
         let binds = typed::record_binds(&var, cols);
         let body = fuse(plan, &p.ops, terminal);
+        let (wm_start, wm_end) = watermark_unit(p);
         let out = &q.output;
         return quote! {
             #calls
             let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_recs.len());
+            #wm_start
             for #var in __fg_recs {
                 #binds
                 #body
             }
+            #wm_end
             ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
         };
     }
@@ -543,11 +558,14 @@ pub fn emit_into(plan: &Plan, p: &Pipeline, id: usize, spec: &GroupStateSpec, fe
     let calls = collect_records(id, spec);
     let binds = typed::record_binds(&var, cols);
     let body = fuse(plan, &p.ops, feed.terminal.clone());
+    let (wm_start, wm_end) = watermark_unit(p);
     let run = feed.wrap(quote! {
+        #wm_start
         for #var in __fg_recs.drain(..) {
             #binds
             #body
         }
+        #wm_end
     });
     quote! {
         #calls
