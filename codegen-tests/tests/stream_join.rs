@@ -837,6 +837,73 @@ fn stream_stream_inner_join_then_union() {
 }
 
 #[derive(Record)]
+struct AdClickTotal {
+    adId: Option<String>,
+    clicks: i64,
+    latest: Option<Timestamp>,
+}
+
+/// `ad_clicks`: per ad, the matches so far and the latest click time of the batch.
+fn ad_clicks(ad: &Option<String>, rows: GroupRows<'_, AdAt>, state: &mut GroupState<i64>) -> Vec<AdClickTotal> {
+    let mut clicks = state.get_option().copied().unwrap_or(0);
+    let mut latest: Option<Timestamp> = None;
+    for r in rows {
+        clicks += 1;
+        latest = match (latest, r.time) {
+            (Some(a), Some(t)) => Some(if t.0 > a.0 { t } else { a }),
+            (a, t) => a.or(t),
+        };
+    }
+    state.update(clicks);
+    vec![AdClickTotal { adId: ad.clone(), clicks, latest }]
+}
+
+stream_query! {
+    /// Group state over a join's matches: selected, made records, grouped by ad.
+    query AdClickTotalsQuery(impressions: Impression, clicks: Click) -> AdClickTotal, mode = update {
+        impressions
+            .with_watermark(impressionTime, "2 hours")
+            .join(
+                clicks.with_watermark(clickTime, "3 hours"),
+                impressionAdId = clicks.clickAdId,
+                on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+            )
+            .select(adId = impressionAdId, time = clicks.clickTime)
+            .map_rows(|r: &AdAt| AdAt { adId: r.adId.clone(), time: r.time })
+            .group_by(adId)
+            .flat_map_groups_with_state(ad_clicks)
+    }
+}
+
+#[test]
+fn stream_stream_inner_join_then_group_state() {
+    let (i, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let table = MemoryTable::new();
+    let query = AdClickTotalsQuery::builder()
+        .impressions(Source::file(i.path()).json())
+        .clicks(Source::file(c.path()).json())
+        .trigger(Trigger::processing_time("200 milliseconds"))
+        .sink(Sink::memory(&table))
+        .shuffle_partitions(2)
+        .start()
+        .unwrap();
+    flowgate_codegen_tests::run_case_sources(
+        "stream_stream_inner_join_then_group_state",
+        &[("impressions", i.path()), ("clicks", c.path())],
+        &query,
+        &table,
+        InputRows::SparkPushesFiltersDown,
+    );
+    query.stop().unwrap();
+}
+
+/// Restarted after step 2: the join's state and the function's both come back.
+#[test]
+fn a_join_then_group_state_restarts_from_its_checkpoint() {
+    golden_join_restarting!("stream_stream_inner_join_then_group_state", AdClickTotalsQuery, 2);
+}
+
+#[derive(Record)]
 struct MaxBid {
     mAuction: Option<i64>,
     mPrice: Option<i64>,

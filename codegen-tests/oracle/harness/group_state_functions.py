@@ -113,3 +113,16 @@ def latest_clicks(key, pdfs, state):
             latest = t if latest is None else max(latest, t)
     state.update((events,))
     yield pd.DataFrame({"user": [key[0]], "events": [events], "at": [latest]})
+
+
+def ad_clicks(key, pdfs, state):
+    """Per ad, over a stream-stream join's matches: the matches so far and the latest click
+    time in the batch (flatMapGroupsWithState in update mode after a join)."""
+    (clicks,) = state.get if state.exists else (0,)
+    latest = None
+    for pdf in pdfs:
+        clicks += len(pdf)
+        for t in pdf["time"]:
+            latest = t if latest is None else max(latest, t)
+    state.update((clicks,))
+    yield pd.DataFrame({"adId": [key[0]], "clicks": [clicks], "latest": [latest]})

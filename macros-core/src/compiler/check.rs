@@ -76,11 +76,24 @@ pub fn check(q: &Query, diags: &mut Diagnostics) -> Logical {
         let aggregates_next = spec.kind == OpKind::GroupBy && calls.get(i + 1).is_some_and(|c| c.name == "agg");
         let joins_a_stream =
             spec.kind == OpKind::Join && call.args.first().is_some_and(|a| ops::stream_join::is_stream_join(q, a));
-        if cx.stream_joined && !cx.aggregated && !aggregates_next && !joins_a_stream && spec.kind == OpKind::GroupBy {
-            diags.error(
-                call.name.span(),
-                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, joins, aggregations, deduplication, unions and `limit` to the output"),
-            );
+        // Group state takes records: the join's selected columns made records by a map.
+        let group_state_next = calls
+            .get(i + 1)
+            .is_some_and(|c| ops::lookup(&c.name.to_string()).is_some_and(|o| o.kind == OpKind::GroupState));
+        let records_grouped = group_state_next && cx.records_from_columns;
+        if cx.stream_joined
+            && !cx.aggregated
+            && !aggregates_next
+            && !joins_a_stream
+            && !records_grouped
+            && spec.kind == OpKind::GroupBy
+        {
+            let message = if group_state_next {
+                format!("`{}` after a stream-stream join hands the function records: `select` the columns it needs, make them records of a type you name with `.map_rows(|r: &Joined| r.clone())`, then `group_by`", calls[i + 1].name)
+            } else {
+                format!("`{name}` after a stream-stream join is not supported yet in flowgate: the join's rows go through stateless operators, joins, aggregations, deduplication, unions and `limit` to the output")
+            };
+            diags.error(call.name.span(), message);
             // `group_by(..)` and the operator over its groups are one mistake.
             let grouped_next = calls.get(i + 1).is_some_and(|c| {
                 c.name == "agg" || ops::lookup(&c.name.to_string()).is_some_and(|o| o.kind == OpKind::GroupState)

@@ -244,8 +244,9 @@ fn emit_pipeline(
             let feed = match &plan.operators[*to].kind {
                 OperatorKind::HashAggregate(a) => aggregate::feed_hash(*to, a),
                 OperatorKind::StreamJoin(s) => stream_join::feed_left(plan, s),
+                OperatorKind::GroupState(g) => group_state::feed(*to, g),
                 _ => {
-                    return quote! { compile_error!("flowgate bug: only a hash aggregation or a join takes another operator's rows"); }
+                    return quote! { compile_error!("flowgate bug: only a hash aggregation, a join or group state takes another operator's rows"); }
                 }
             };
             let code = match &plan.operators[*o].kind {
@@ -309,9 +310,9 @@ fn emit_pipeline(
 pub(crate) struct Feed {
     pub op: Ident,
     pub terminal: TokenStream,
-    /// Whether the operator is a stream-stream join (its left side's pass runs in the loop
-    /// itself) rather than an aggregation (the loop runs inside its update).
-    pub into_join: bool,
+    /// Whether the terminal runs in the loop itself (a stream-stream join's left side's pass,
+    /// a group-state operator's grouping) rather than inside an aggregation's update.
+    pub inline: bool,
 }
 
 impl Feed {
@@ -319,7 +320,7 @@ impl Feed {
     /// the calling thread.
     pub fn wrap(&self, body: TokenStream) -> TokenStream {
         let op = &self.op;
-        if self.into_join {
+        if self.inline {
             body
         } else {
             quote! { #op.update_sequential(&[()], |_: &(), __fg_tables| { #body }); }

@@ -284,6 +284,27 @@ mod snapshot_tests {
         }));
     }
 
+    /// Group state over a stream-stream join's matches, made records by a map: the join's
+    /// emitted rows go through the map into the function's groups.
+    #[test]
+    fn stream_join_then_group_state_plan() {
+        insta::assert_snapshot!(plan_of(quote! {
+            query Q(impressions: Impression, clicks: Click) -> AdClicks, mode = update {
+                impressions
+                    .with_watermark(impressionTime, "2 hours")
+                    .join(
+                        clicks.with_watermark(clickTime, "3 hours"),
+                        impressionAdId = clicks.clickAdId,
+                        on = clicks.clickTime >= impressionTime && clicks.clickTime <= impressionTime + "1 hour",
+                    )
+                    .select(adId = impressionAdId, time = clicks.clickTime)
+                    .map_rows(|r: &AdAt| r.clone())
+                    .group_by(adId)
+                    .flat_map_groups_with_state(ad_clicks)
+            }
+        }));
+    }
+
     /// `transform_with_state`'s records into an aggregation, through a filter.
     #[test]
     fn transform_with_state_then_aggregate_plan() {

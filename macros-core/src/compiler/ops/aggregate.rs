@@ -473,7 +473,7 @@ fn hash_terminal(agg: &AggPlan, staged: bool) -> TokenStream {
 /// How rows another stateful operator emits are fed into hash aggregation `id`: the same
 /// per-row terminal as an input's, on the calling thread.
 pub fn feed_hash(id: usize, agg: &AggPlan) -> Feed {
-    Feed { op: dedup::var(id), terminal: hash_terminal(agg, false), into_join: false }
+    Feed { op: dedup::var(id), terminal: hash_terminal(agg, false), inline: false }
 }
 
 /// The hash aggregation's state at plan creation.

@@ -620,3 +620,22 @@ fn collect_records(id: usize, spec: &GroupStateSpec) -> TokenStream {
         } #initial)?;
     }
 }
+
+/// The pipeline from another operator's rows (a stream-stream join's, made records by a map
+/// over its selected columns) into group-state operator `id`: each record, owned, into its
+/// key's group of the batch, in the order the join emits them.
+pub fn feed(id: usize, spec: &GroupStateSpec) -> Feed {
+    let op = dedup::var(id);
+    let keys = spec.keys.iter().map(|k| &k.expr);
+    let terminal = match spec.from_map {
+        Some(m) => {
+            let row = typed::row_var(m);
+            quote! {
+                let __fg_gkey = ::flowgate::value::GroupKey::to_owned_key(&( #(#keys,)* ));
+                #op.push_row(__fg_gkey, #row);
+            }
+        }
+        None => quote! { compile_error!("flowgate bug: group state over another operator's rows without a map"); },
+    };
+    Feed { op, terminal, inline: true }
+}

@@ -1102,7 +1102,7 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
 
 /// How another join's rows feed this join as its left side: per row, the left side's pass.
 pub fn feed_left(plan: &Plan, spec: &StreamJoinSpec) -> Feed {
-    Feed { op: crate::compiler::ops::dedup::var(spec.op), terminal: side_terminal(plan, spec, false), into_join: true }
+    Feed { op: crate::compiler::ops::dedup::var(spec.op), terminal: side_terminal(plan, spec, false), inline: true }
 }
 
 /// One side's pass over a row: the null filter, its key, the late filter, its own
