@@ -526,3 +526,46 @@ fn an_aggregation_over_the_functions_records_survives_a_restart() {
     // counted: 1 now has b, c and d's first records).
     assert_eq!(got, vec![per(1, 3), per(2, 2), per(3, 1)]);
 }
+
+#[derive(Record, Debug, PartialEq, Clone)]
+struct Team {
+    member: String,
+    team: String,
+}
+
+#[derive(Record, Debug, PartialEq, Clone)]
+struct TeamCount {
+    user: String,
+    team: Option<String>,
+    count: i64,
+}
+
+stream_query! {
+    /// The function's records joined with a static table by one of their columns.
+    query TeamCounts(events: Event, teams: static Team) -> TeamCount, mode = update {
+        events
+            .group_by(user)
+            .flat_map_groups_with_state(count_from)
+            .join(teams, user = teams.member, kind = left_outer)
+            .select(user, team = teams.team, count)
+    }
+}
+
+#[test]
+fn the_functions_records_join_a_static_table() {
+    let (input, teams, out) = (MemoryStream::<Event>::new(), MemoryStream::<Team>::new(), MemoryTable::new());
+    teams.add(vec![Team { member: "a".into(), team: "red".into() }, Team { member: "b".into(), team: "blue".into() }]);
+    let q = TeamCounts::builder()
+        .events(Source::memory(&input))
+        .teams(Source::memory(&teams))
+        .sink(Sink::memory(&out))
+        .start()
+        .unwrap();
+    input.add(vec![ev("a", 1, 1), ev("c", 1, 1), ev("a", 2, 1)]);
+    q.process_all_available().unwrap();
+    q.stop().unwrap();
+    let mut rows: Vec<TeamCount> = out.rows().unwrap();
+    rows.sort_by_key(|r| r.user.clone());
+    let tc = |user: &str, team: Option<&str>, count| TeamCount { user: user.into(), team: team.map(Into::into), count };
+    assert_eq!(rows, vec![tc("a", Some("red"), 2), tc("c", None, 1)], "c has no team: the left outer join keeps it");
+}

@@ -225,6 +225,11 @@ INVALID += [
       {"op": "groupBy", "keys": ["window(fired_at, '10 seconds')"], "aggs": ["count(*) AS n"]}], "update"),
     ("tws_nowm_append_then_count_update", TWS_CONF_EVENTS, [dict(TWS_APPEND, time_mode="None"), COUNT_BY_USER], "update"),
 ]
+# A stream-static join after group state.
+INVALID += [
+    ("gs_update_then_static_join_update", dict(GS_EVENTS, products=PRODUCTS),
+     [GS_UPDATE, {"op": "join", "with": "products", "on": "user = product_id", "how": "left_outer"}], "update"),
+]
 # Group state after a stream-stream join.
 JOIN_GS = {"op": "applyInPandasWithState", "keys": ["impressionAdId"], "function": "running_totals",
            "output_schema": "impressionAdId STRING, events LONG", "state_schema": "events LONG",

@@ -341,7 +341,7 @@ const GROUP_STATE_OPS: &[&str] = &["map_groups_with_state", "flat_map_groups_wit
 /// Rules on what follows a group-state operator (`before`: the calls up to and including it;
 /// `after`: the rest, not empty), as Spark's `UnsupportedOperationChecker` (probed in
 /// `oracle/group_state_rejections.jsonl`): stateless operators, typed operations,
-/// `drop_duplicates` and a watermark over its records; an aggregation after a flat map in append mode
+/// `drop_duplicates`, a watermark and a stream-static join over its records; an aggregation after a flat map in append mode
 /// (`check_flat_map_mode`) or after `transform_with_state`. Whether `after[0]` may follow;
 /// if not, one error on it (Spark's message where Spark refuses it, else "not yet").
 pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut Diagnostics) -> bool {
@@ -364,6 +364,10 @@ pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut
             | OpKind::Dedup,
         ) => return true,
         Some(OpKind::Watermark) if !before.iter().any(|c| c.name == "with_watermark") => return true,
+        // A stream-static join enriches the records (a stream-stream join after it: not yet).
+        Some(OpKind::Join) if first.args.first().is_some_and(|a| !super::stream_join::is_stream_join(q, a)) => {
+            return true;
+        }
         // Spark refuses it when the watermark propagates (`PropagateWatermarkSimulator`,
         // once the first watermark has a value): a watermark on the output of a stateful
         // operator that already has one.
@@ -392,7 +396,7 @@ pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut
         Some(OpKind::Sort) => return true,
         Some(OpKind::Limit) if q.mode.kind == ModeKind::Update => return true,
         _ => format!(
-            "`{next}` after `{op_name}` is not supported yet in flowgate: its records go through stateless operators, typed operations, `drop_duplicates`, `with_watermark` and an aggregation (not after `map_groups_with_state`) to the output; do the rest in the function"
+            "`{next}` after `{op_name}` is not supported yet in flowgate: its records go through stateless operators, typed operations, `drop_duplicates`, `with_watermark`, a stream-static join and an aggregation (not after `map_groups_with_state`) to the output; do the rest in the function"
         ),
     };
     diags.error(first.name.span(), message);
