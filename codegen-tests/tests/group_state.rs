@@ -569,3 +569,67 @@ fn the_functions_records_join_a_static_table() {
     let tc = |user: &str, team: Option<&str>, count| TeamCount { user: user.into(), team: team.map(Into::into), count };
     assert_eq!(rows, vec![tc("a", Some("red"), 2), tc("c", None, 1)], "c has no team: the left outer join keeps it");
 }
+
+#[derive(Record, Debug, PartialEq, Clone)]
+struct Seen {
+    user: String,
+    at: Timestamp,
+}
+
+/// One record per user and batch: the time of the user's latest event in it.
+fn latest_seen(user: &str, events: GroupRows<'_, Event>, _state: &mut GroupState<i64>) -> Option<Seen> {
+    events.map(|e| e.time).max_by_key(|t| t.0).map(|at| Seen { user: user.into(), at })
+}
+
+stream_query! {
+    /// A watermark on the function's records, then a dedup within it.
+    query FirstSeen(events: Event) -> Seen, mode = append {
+        events
+            .group_by(user)
+            .flat_map_groups_with_state(latest_seen)
+            .with_watermark(at, "10 seconds")
+            .drop_duplicates_within_watermark(user)
+    }
+
+    /// The first two records the function returns, across batches.
+    query FirstTwoCounts(events: Event) -> Count, mode = append {
+        events.group_by(user).flat_map_groups_with_state(count_from).limit(2)
+    }
+}
+
+#[test]
+fn a_dedup_within_the_records_watermark_and_a_limit_follow_the_function() {
+    let (input, out) = (MemoryStream::<Event>::new(), MemoryTable::new());
+    let q = FirstSeen::builder().events(Source::memory(&input)).sink(Sink::memory(&out)).start().unwrap();
+    input.add(vec![ev("a", 100, 1), ev("b", 100, 1)]);
+    q.process_all_available().unwrap();
+    // a again 5 s later: within its dedup's 10 s, dropped. b at 130 s: b's key (kept until
+    // 110 s) has not expired, the records' watermark being 95 s (a's 105 s - 10 s), so it is
+    // dropped too; b at 131 s, after the watermark reached 120 s (130 s - 10 s), is new again.
+    input.add(vec![ev("a", 105, 1)]);
+    q.process_all_available().unwrap();
+    input.add(vec![ev("b", 130, 1)]);
+    q.process_all_available().unwrap();
+    input.add(vec![ev("b", 131, 1)]);
+    q.process_all_available().unwrap();
+    q.stop().unwrap();
+    let rows: Vec<Seen> = out.rows().unwrap();
+    let seen = |user: &str, secs: i64| Seen { user: user.into(), at: Timestamp(secs * 1_000_000) };
+    assert_eq!(
+        sorted(&rows, |r| format!("{}{}", r.user, r.at.0)),
+        vec![seen("a", 100), seen("b", 100), seen("b", 131)]
+    );
+
+    let (input, out) = (MemoryStream::<Event>::new(), MemoryTable::new());
+    let q = FirstTwoCounts::builder().events(Source::memory(&input)).sink(Sink::memory(&out)).start().unwrap();
+    input.add(vec![ev("a", 1, 1)]);
+    q.process_all_available().unwrap();
+    input.add(vec![ev("b", 2, 1), ev("c", 2, 1)]);
+    q.process_all_available().unwrap();
+    input.add(vec![ev("d", 3, 1)]);
+    q.process_all_available().unwrap();
+    q.stop().unwrap();
+    let rows: Vec<Count> = out.rows().unwrap();
+    assert_eq!(rows.len(), 2, "a limit of 2 across batches: {rows:?}");
+    assert_eq!(rows[0], count("a", 1, 1));
+}

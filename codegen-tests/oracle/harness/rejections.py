@@ -230,6 +230,12 @@ INVALID += [
     ("gs_update_then_static_join_update", dict(GS_EVENTS, products=PRODUCTS),
      [GS_UPDATE, {"op": "join", "with": "products", "on": "user = product_id", "how": "left_outer"}], "update"),
 ]
+INVALID += [
+    ("gs_append_then_limit_append", GS_EVENTS, [dict(GS_APPEND, timeout="NoTimeout"), {"op": "limit", "n": 2}], "append"),
+    ("gs_append_then_dedup_within_watermark_append", GS_EVENTS,
+     [dict(GS_APPEND_AT, timeout="NoTimeout"), {"op": "withWatermark", "column": "at", "delay": "0 seconds"},
+      {"op": "dropDuplicatesWithinWatermark", "columns": ["user"]}], "append"),
+]
 # Group state after a stream-stream join.
 JOIN_GS = {"op": "applyInPandasWithState", "keys": ["impressionAdId"], "function": "running_totals",
            "output_schema": "impressionAdId STRING, events LONG", "state_schema": "events LONG",

@@ -24,7 +24,7 @@ fn count_all(user: &str, rows: Vec<Event>, state: &mut GroupState<i64>) -> Vec<O
 
 stream_query! {
     query Q(events: Event) -> Out, mode = update {
-        events.group_by(user).map_groups_with_state(count).filter(n > 1).drop_duplicates_within_watermark(user)
+        events.group_by(user).map_groups_with_state(count).filter(n > 1).union(events)
     }
 }
 

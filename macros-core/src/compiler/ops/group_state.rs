@@ -340,8 +340,8 @@ const GROUP_STATE_OPS: &[&str] = &["map_groups_with_state", "flat_map_groups_wit
 
 /// Rules on what follows a group-state operator (`before`: the calls up to and including it;
 /// `after`: the rest, not empty), as Spark's `UnsupportedOperationChecker` (probed in
-/// `oracle/group_state_rejections.jsonl`): stateless operators, typed operations,
-/// `drop_duplicates`, a watermark and a stream-static join over its records; an aggregation after a flat map in append mode
+/// `oracle/group_state_rejections.jsonl`): stateless operators, typed operations, dedups,
+/// a watermark, a stream-static join and a global limit over its records; an aggregation after a flat map in append mode
 /// (`check_flat_map_mode`) or after `transform_with_state`. Whether `after[0]` may follow;
 /// if not, one error on it (Spark's message where Spark refuses it, else "not yet").
 pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut Diagnostics) -> bool {
@@ -361,7 +361,8 @@ pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut
             | OpKind::WithColumn
             | OpKind::FlatMap
             | OpKind::Typed(_)
-            | OpKind::Dedup,
+            | OpKind::Dedup
+            | OpKind::DedupWithinWatermark,
         ) => return true,
         Some(OpKind::Watermark) if !before.iter().any(|c| c.name == "with_watermark") => return true,
         // A stream-static join enriches the records (a stream-stream join after it: not yet).
@@ -391,12 +392,11 @@ pub(crate) fn may_follow(q: &Query, before: &[Call], after: &[Call], diags: &mut
             );
             return false;
         }
-        // Refused by their own rules, as Spark refuses them here: a sort without an
-        // aggregation, a limit in update mode.
-        Some(OpKind::Sort) => return true,
-        Some(OpKind::Limit) if q.mode.kind == ModeKind::Update => return true,
+        // A global limit in append mode; refused by their own rules, as Spark refuses them
+        // here: a sort without an aggregation, a limit in update mode.
+        Some(OpKind::Sort | OpKind::Limit) => return true,
         _ => format!(
-            "`{next}` after `{op_name}` is not supported yet in flowgate: its records go through stateless operators, typed operations, `drop_duplicates`, `with_watermark`, a stream-static join and an aggregation (not after `map_groups_with_state`) to the output; do the rest in the function"
+            "`{next}` after `{op_name}` is not supported yet in flowgate: its records go through stateless operators, typed operations, dedups, `with_watermark`, a stream-static join, a `limit` and an aggregation (not after `map_groups_with_state`) to the output; do the rest in the function"
         ),
     };
     diags.error(first.name.span(), message);
