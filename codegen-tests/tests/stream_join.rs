@@ -877,24 +877,7 @@ stream_query! {
 
 #[test]
 fn stream_stream_inner_join_then_group_state() {
-    let (i, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let table = MemoryTable::new();
-    let query = AdClickTotalsQuery::builder()
-        .impressions(Source::file(i.path()).json())
-        .clicks(Source::file(c.path()).json())
-        .trigger(Trigger::processing_time("200 milliseconds"))
-        .sink(Sink::memory(&table))
-        .shuffle_partitions(2)
-        .start()
-        .unwrap();
-    flowgate_codegen_tests::run_case_sources(
-        "stream_stream_inner_join_then_group_state",
-        &[("impressions", i.path()), ("clicks", c.path())],
-        &query,
-        &table,
-        InputRows::SparkPushesFiltersDown,
-    );
-    query.stop().unwrap();
+    golden_join!("stream_stream_inner_join_then_group_state", AdClickTotalsQuery, InputRows::SparkPushesFiltersDown);
 }
 
 /// Restarted after step 2: the join's state and the function's both come back.
