@@ -19,7 +19,7 @@ use crate::compiler::ast::{Call, ModeKind, Query};
 use crate::compiler::check::Cx;
 use crate::compiler::diag::{did_you_mean, Diagnostics};
 use crate::compiler::emit::{collect_units, unit_loop};
-use crate::compiler::logical::{GroupStateSpec, Item, Key, KeyKind, LOp, Schema, TimeoutKind};
+use crate::compiler::logical::{GroupStateSpec, InitialStatic, Item, Key, KeyKind, LOp, Schema, TimeoutKind};
 use crate::compiler::ops::{dedup, transform_with_state};
 use crate::compiler::plan::{Pipeline, Plan};
 
@@ -107,10 +107,11 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             "an event-time timeout needs a watermark (as in Spark): add `.with_watermark(ts, \"10 minutes\")` before the `group_by`",
         );
     }
+    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
+    let initial_static = initial_static(q, &keys, initial_state.as_deref(), diags);
     if diags.count() > before {
         return None;
     }
-    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
     let watermark = (timeout == TimeoutKind::EventTime).then(|| cx.watermark.clone()).flatten();
     Some(LOp::GroupState {
         spec: GroupStateSpec {
@@ -123,8 +124,79 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             name: call.name.clone(),
             from_map: cx.mapped.as_ref().map(|(id, _)| *id),
             initial_state,
+            initial_static,
         },
     })
+}
+
+/// Rule: an initial state that names an input of the query — `initial_state = counts`, or
+/// `counts.group_by(user_id)` where the static rows name the key otherwise — is that static
+/// input's records, each one key's state (Spark's `initialState`, a batch `Dataset` grouped
+/// by key). Without `group_by` the records are keyed by the columns named as the stream's
+/// keys. Any other expression is the user's `(key, state)` pairs. rustc checks the key
+/// columns exist and the record is the state type, at the tokens named here.
+pub(crate) fn initial_static(
+    q: &Query,
+    keys: &[Item],
+    init: Option<&Expr>,
+    diags: &mut Diagnostics,
+) -> Option<InitialStatic> {
+    let (name, group_by) = match init? {
+        Expr::Path(p) => (p.path.get_ident()?, None),
+        Expr::MethodCall(m) => match &*m.receiver {
+            Expr::Path(p) => (p.path.get_ident()?, Some(m)),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let (input, decl) = q.inputs.iter().enumerate().find(|(_, i)| i.name == *name)?;
+    if !decl.is_static {
+        diags.error(
+            name.span(),
+            format!(
+                "`{name}` is a stream: an initial state is read once, from a static input (declare it `{name}: static {}`) or an expression of `(key, state)` pairs",
+                quote::ToTokens::to_token_stream(&decl.ty)
+            ),
+        );
+        return None;
+    }
+    let keys = match group_by {
+        None => keys.iter().map(|k| k.name.clone()).collect(),
+        Some(m) if m.method == "group_by" => {
+            let mut cols = Vec::new();
+            for arg in &m.args {
+                match arg {
+                    Expr::Path(p) if p.path.get_ident().is_some() => cols.extend(p.path.get_ident().cloned()),
+                    other => {
+                        diags.error(other.span(), format!("the initial state's `group_by` takes columns of `{name}`: `{name}.group_by(user_id)`"));
+                        return None;
+                    }
+                }
+            }
+            if cols.len() != keys.len() {
+                diags.error(
+                    m.method.span(),
+                    format!(
+                        "the initial state's `group_by` has {} key{}, the stream's has {}: give `{name}`'s column for each of [{}]",
+                        cols.len(),
+                        if cols.len() == 1 { "" } else { "s" },
+                        keys.len(),
+                        keys.iter().map(|k| k.name.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                return None;
+            }
+            cols
+        }
+        Some(m) => {
+            diags.error(
+                m.method.span(),
+                format!("an initial state from static input `{name}` is `{name}` or `{name}.group_by(key, ..)`, not `.{}(..)`", m.method),
+            );
+            return None;
+        }
+    };
+    Some(InitialStatic { input, name: name.clone(), keys })
 }
 
 /// The `initial_state = <expr>` argument of the three group-state operators: whether `arg` is
@@ -143,12 +215,33 @@ pub(crate) fn initial_state_arg(arg: &Expr, slot: &mut Option<Box<Expr>>, diags:
     }
 }
 
+/// Whether `arg` is `initial_state = name` or `initial_state = name.group_by(..)`.
+pub(crate) fn names_initial_state_input(arg: &Expr, name: &Ident) -> bool {
+    let Expr::Assign(a) = arg else { return false };
+    if !matches!(&*a.left, Expr::Path(p) if p.path.is_ident("initial_state")) {
+        return false;
+    }
+    let target = match &*a.right {
+        Expr::MethodCall(m) => &*m.receiver,
+        other => other,
+    };
+    matches!(target, Expr::Path(p) if p.path.is_ident(name))
+}
+
 /// The initial state's pairs as the operator keys them: a one-column key in a 1-tuple, as
 /// the batch's rows are grouped (spanned on the user's expression, so a wrong item type is
 /// reported there). The operator calls it in batch 0 only; it is passed after the user's
 /// function, so rustc takes the state's type from the function.
 pub(crate) fn initial_pairs(spec: &GroupStateSpec, init: &Expr) -> TokenStream {
     let span = init.span();
+    if let Some(s) = &spec.initial_static {
+        // The records read in batch 0 (`initial_records`), each keyed by its key columns.
+        let fields = s.keys.iter().map(|k| quote_spanned!(k.span()=> ::core::clone::Clone::clone(&__fg_s.#k)));
+        return quote_spanned!(span=> ::core::iter::Iterator::map(
+            ::core::iter::IntoIterator::into_iter(__fg_initial_records),
+            |__fg_s| (( #(#fields,)* ), __fg_s)
+        ));
+    }
     if spec.keys.len() == 1 {
         quote_spanned!(span=> ::core::iter::Iterator::map(
             ::core::iter::IntoIterator::into_iter(#init),
@@ -156,6 +249,25 @@ pub(crate) fn initial_pairs(spec: &GroupStateSpec, init: &Expr) -> TokenStream {
         ))
     } else {
         quote_spanned!(span=> #init)
+    }
+}
+
+/// With a static input as the initial state: its records, read in batch 0 only (the only
+/// batch that applies an initial state), before the operator runs.
+pub(crate) fn initial_records(q: &Query, spec: &GroupStateSpec) -> TokenStream {
+    let Some(s) = &spec.initial_static else { return TokenStream::new() };
+    let input = s.input;
+    let ty = &q.inputs[input].ty;
+    quote! {
+        let __fg_initial_records: ::std::vec::Vec<#ty> = if __fg_ctx.batch_id == 0 {
+            let mut __fg_v = ::std::vec::Vec::new();
+            for __fg_batch in &__fg_inputs[#input] {
+                __fg_v.extend(<#ty as ::flowgate::Record>::from_batch(__fg_batch)?);
+            }
+            __fg_v
+        } else {
+            ::std::vec::Vec::new()
+        };
     }
 }
 
@@ -357,7 +469,9 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
         None => TokenStream::new(),
     };
     let run = if spec.initial_state.is_some() { quote!(#op.run_with_initial_state) } else { quote!(#op.run) };
+    let records = initial_records(q, spec);
     quote! {
+        #records
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
         #run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
             let #result = #call;

@@ -62,11 +62,12 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             "`time_mode = event_time` needs a watermark (its timers fire on it): add `.with_watermark(ts, \"10 minutes\")` before the `group_by`",
         );
     }
+    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
+    let initial_static = group_state::initial_static(q, &keys, initial_state.as_deref(), diags);
     if diags.count() > before {
         return None;
     }
     let timeout = mode?;
-    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
     // In event time the late rows are dropped before the processor sees them, as Spark's
     // `TransformWithStateExec` filters by the late-events watermark.
     let watermark = (timeout == TimeoutKind::EventTime).then(|| cx.watermark.clone()).flatten();
@@ -81,6 +82,7 @@ pub fn check(q: &Query, cx: &mut Cx, keys: Vec<Key>, call: &Call, diags: &mut Di
             name: call.name.clone(),
             from_map: cx.mapped.as_ref().map(|(id, _)| *id),
             initial_state,
+            initial_static,
         },
     })
 }
@@ -212,7 +214,9 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
     } else {
         quote_spanned!(span=> (#op).run(__fg_ctx, #key_of, |__fg_row| #push))
     };
+    let records = group_state::initial_records(q, spec);
     quote! {
+        #records
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
         #run?;
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])

@@ -47,15 +47,16 @@ pub enum StateBytes {
 impl StateBytes {
     /// The encoding of `value`.
     pub fn of<T: StateCodec>(value: &T) -> StateBytes {
-        let mut data = [0u8; INLINE];
-        let mut out = Vec::new();
-        value.encode(&mut out);
-        if out.len() <= INLINE {
-            data[..out.len()].copy_from_slice(&out);
-            StateBytes::Inline { len: out.len() as u8, data }
-        } else {
-            StateBytes::Heap(out)
-        }
+        StateBytes::encode(value, &mut Vec::new())
+    }
+
+    /// The encoding of `value`, written through `scratch` (cleared first): an encoding that
+    /// fits inline costs no allocation once `scratch` has grown, as a call's writes do.
+    #[inline]
+    pub fn encode<T: StateCodec>(value: &T, scratch: &mut Vec<u8>) -> StateBytes {
+        scratch.clear();
+        value.encode(scratch);
+        StateBytes::from(&scratch[..])
     }
 }
 

@@ -37,10 +37,11 @@ impl StatefulProcessor for Recorder {
     fn handle_input_rows(
         &mut self,
         key: &String,
-        rows: Vec<i64>,
+        rows: GroupRows<'_, i64>,
         tv: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = (String, String)> {
+        let rows: Vec<i64> = rows.collect();
         let sum = self.sum.get(h).unwrap_or(0) + rows.iter().sum::<i64>();
         self.sum.update(h, sum);
         for r in &rows {
@@ -199,14 +200,14 @@ impl StatefulProcessor for Deadline {
     fn handle_input_rows(
         &mut self,
         key: &String,
-        rows: Vec<i64>,
+        rows: GroupRows<'_, i64>,
         _tv: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = String> {
         for t in h.list_timers() {
             h.delete_timer(t);
         }
-        let last = rows.iter().copied().max().unwrap_or(0);
+        let last = rows.max().unwrap_or(0);
         self.last.update(h, last);
         h.register_timer(last);
         (key == "never").then(String::new)
@@ -428,7 +429,7 @@ impl StatefulProcessor for Twice {
     fn handle_input_rows(
         &mut self,
         _key: &String,
-        rows: Vec<i64>,
+        rows: GroupRows<'_, i64>,
         _tv: &TimerValues,
         _h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = i64> {
@@ -450,7 +451,7 @@ impl StatefulProcessor for Misuser {
     fn handle_input_rows(
         &mut self,
         key: &String,
-        _rows: Vec<i64>,
+        _rows: GroupRows<'_, i64>,
         _tv: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = i64> {
@@ -533,11 +534,11 @@ impl StatefulProcessor for Pruned {
     fn handle_input_rows(
         &mut self,
         key: &String,
-        rows: Vec<i64>,
+        rows: GroupRows<'_, i64>,
         _tv: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = (String, String)> {
-        let sum = self.sum.get(h).unwrap_or(0) + rows.iter().sum::<i64>();
+        let sum = self.sum.get(h).unwrap_or(0) + rows.sum::<i64>();
         self.sum.update(h, sum);
         vec![(key.clone(), format!("sum {sum} seen {:?}", self.seen.iter(h)))]
     }
@@ -604,7 +605,7 @@ fn a_variable_deleted_and_declared_is_a_misuse_of_init() {
         fn handle_input_rows(
             &mut self,
             _key: &String,
-            _rows: Vec<i64>,
+            _rows: GroupRows<'_, i64>,
             _tv: &TimerValues,
             _h: &mut KeyHandle<'_>,
         ) -> impl IntoIterator<Item = ()> {
