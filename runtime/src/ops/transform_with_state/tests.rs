@@ -310,7 +310,7 @@ fn state_and_timers_round_trip_through_the_checkpoints_changes() {
 #[test]
 fn the_stored_row_encoding_is_pinned() {
     let row = TwsRow {
-        vars: vec![
+        vars: smallvec::smallvec![
             row::Slot::Value(Some(row::Stamped { bytes: vec![7].into(), expires_ms: row::NEVER })),
             row::Slot::List(vec![row::Stamped { bytes: vec![1, 2].into(), expires_ms: 9 }]),
             row::Slot::Map(vec![(vec![3], row::Stamped { bytes: vec![].into(), expires_ms: -2 })]),
@@ -347,7 +347,7 @@ fn the_stored_row_encoding_is_pinned() {
     // The operator's stored-bytes total follows `encoded_len`, never the encoding itself.
     assert_eq!(row.encoded_len(), bytes.len() as u64);
     let empty =
-        TwsRow { vars: vec![row::Slot::Value(None), row::Slot::List(vec![]), row::Slot::Map(vec![])], timers: vec![] };
+        TwsRow { vars: smallvec::smallvec![row::Slot::Value(None), row::Slot::List(vec![]), row::Slot::Map(vec![])], timers: vec![] };
     assert_eq!(empty.encoded_len(), crate::codec::to_bytes(&empty).len() as u64);
     // Encodings up to 23 bytes live inline in memory, longer ones on the heap: the stored
     // bytes are the same either way.
@@ -357,7 +357,7 @@ fn the_stored_row_encoding_is_pinned() {
         assert_eq!(matches!(held, row::StateBytes::Inline { .. }), n <= 23, "{n}");
         assert_eq!(&*held, &bytes[..]);
         let row =
-            TwsRow { vars: vec![row::Slot::Value(Some(row::Stamped { bytes: held, expires_ms: 3 }))], timers: vec![] };
+            TwsRow { vars: smallvec::smallvec![row::Slot::Value(Some(row::Stamped { bytes: held, expires_ms: 3 }))], timers: vec![] };
         let encoded = crate::codec::to_bytes(&row);
         assert_eq!(row.encoded_len(), encoded.len() as u64);
         assert_eq!(crate::codec::from_bytes::<TwsRow>(&encoded).unwrap(), row);
