@@ -522,7 +522,8 @@ fn a_static_input_as_the_initial_state_is_applied_in_the_first_batch_only() {
 #[test]
 fn a_static_initial_state_grouped_by_its_own_column_and_a_key_twice_refused() {
     let run = |seeds: Vec<NamedSeed>| -> flowgate::Result<Vec<Count>> {
-        let (input, table, statics) = (MemoryStream::<Event>::new(), MemoryTable::new(), MemoryStream::<NamedSeed>::new());
+        let (input, table, statics) =
+            (MemoryStream::<Event>::new(), MemoryTable::new(), MemoryStream::<NamedSeed>::new());
         statics.add(seeds);
         input.add(vec![ev("a", 1, 1)]);
         let q = NamedSeedCounts::builder()

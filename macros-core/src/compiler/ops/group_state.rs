@@ -168,7 +168,12 @@ pub(crate) fn initial_static(
                 match arg {
                     Expr::Path(p) if p.path.get_ident().is_some() => cols.extend(p.path.get_ident().cloned()),
                     other => {
-                        diags.error(other.span(), format!("the initial state's `group_by` takes columns of `{name}`: `{name}.group_by(user_id)`"));
+                        diags.error(
+                            other.span(),
+                            format!(
+                                "the initial state's `group_by` takes columns of `{name}`: `{name}.group_by(user_id)`"
+                            ),
+                        );
                         return None;
                     }
                 }

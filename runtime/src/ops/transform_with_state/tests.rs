@@ -346,8 +346,10 @@ fn the_stored_row_encoding_is_pinned() {
     assert_eq!(crate::codec::from_bytes::<TwsRow>(&bytes).unwrap(), row);
     // The operator's stored-bytes total follows `encoded_len`, never the encoding itself.
     assert_eq!(row.encoded_len(), bytes.len() as u64);
-    let empty =
-        TwsRow { vars: smallvec::smallvec![row::Slot::Value(None), row::Slot::List(vec![]), row::Slot::Map(vec![])], timers: vec![] };
+    let empty = TwsRow {
+        vars: smallvec::smallvec![row::Slot::Value(None), row::Slot::List(vec![]), row::Slot::Map(vec![])],
+        timers: vec![],
+    };
     assert_eq!(empty.encoded_len(), crate::codec::to_bytes(&empty).len() as u64);
     // Encodings up to 23 bytes live inline in memory, longer ones on the heap: the stored
     // bytes are the same either way.
@@ -356,8 +358,10 @@ fn the_stored_row_encoding_is_pinned() {
         let held = row::StateBytes::from(bytes.clone());
         assert_eq!(matches!(held, row::StateBytes::Inline { .. }), n <= 23, "{n}");
         assert_eq!(&*held, &bytes[..]);
-        let row =
-            TwsRow { vars: smallvec::smallvec![row::Slot::Value(Some(row::Stamped { bytes: held, expires_ms: 3 }))], timers: vec![] };
+        let row = TwsRow {
+            vars: smallvec::smallvec![row::Slot::Value(Some(row::Stamped { bytes: held, expires_ms: 3 }))],
+            timers: vec![],
+        };
         let encoded = crate::codec::to_bytes(&row);
         assert_eq!(row.encoded_len(), encoded.len() as u64);
         assert_eq!(crate::codec::from_bytes::<TwsRow>(&encoded).unwrap(), row);
