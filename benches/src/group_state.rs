@@ -80,12 +80,12 @@ impl StatefulProcessor for TotalsProcessor {
     fn handle_input_rows(
         &mut self,
         user: &i64,
-        rows: Vec<Click>,
+        rows: GroupRows<'_, Click>,
         _timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = UserTotal> {
         let mut t = self.totals.get(h).unwrap_or_default();
-        for r in &rows {
+        for r in rows {
             t.events += 1;
             t.clicks += r.clicks;
         }

@@ -130,6 +130,13 @@ pub fn all() -> Vec<Workload> {
             hand: crate::group_state::hand,
         },
         Workload {
+            name: "tws_value_state_grouped",
+            group: "group_state",
+            prepare: crate::group_state::prepare,
+            flowgate: crate::group_state::fg_tws,
+            hand: crate::group_state::hand_grouped,
+        },
+        Workload {
             name: "windowed_count",
             group: "windowed",
             prepare: prep_events,

@@ -50,10 +50,11 @@ impl StatefulProcessor for PageStats {
     fn handle_input_rows(
         &mut self,
         user: &Option<String>,
-        rows: Vec<Visit>,
+        rows: GroupRows<'_, Visit>,
         _timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = PageStatsRow> {
+        let rows: Vec<Visit> = rows.collect();
         let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
         self.clicks.append_list(h, rows.iter().map(|r| r.clicks.unwrap_or(0)).collect());
         for r in &rows {
@@ -104,7 +105,7 @@ impl StatefulProcessor for IdleTimers {
     fn handle_input_rows(
         &mut self,
         user: &Option<String>,
-        rows: Vec<Visit>,
+        mut rows: GroupRows<'_, Visit>,
         timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = IdleRow> {
@@ -113,7 +114,7 @@ impl StatefulProcessor for IdleTimers {
         for t in h.list_timers() {
             h.delete_timer(t);
         }
-        if !rows.iter().any(|r| is(&r.action, "cancel")) {
+        if !rows.any(|r| is(&r.action, "cancel")) {
             h.register_timer(timer_values.get_current_processing_time_in_ms() + IDLE_TIMER_MS);
         }
         [IdleRow { user: user.clone(), events, expired: false }]
@@ -157,13 +158,13 @@ impl StatefulProcessor for QuietAlerts {
     fn handle_input_rows(
         &mut self,
         _user: &Option<String>,
-        rows: Vec<Visit>,
+        rows: GroupRows<'_, Visit>,
         _timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = QuietRow> {
         let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
         self.events.update(h, events);
-        let latest = rows.iter().filter_map(|r| r.ts).map(|t| t.0.div_euclid(1000)).max();
+        let latest = rows.filter_map(|r| r.ts).map(|t| t.0.div_euclid(1000)).max();
         let old = h.list_timers();
         if let Some(latest) = latest.filter(|l| old.iter().all(|t| *t < l + 5_000)) {
             old.into_iter().for_each(|t| h.delete_timer(t));
@@ -211,7 +212,7 @@ impl StatefulProcessor for WatermarkTimers {
     fn handle_input_rows(
         &mut self,
         _user: &Option<String>,
-        rows: Vec<Visit>,
+        rows: GroupRows<'_, Visit>,
         timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = WatermarkTimerRow> {
@@ -221,7 +222,7 @@ impl StatefulProcessor for WatermarkTimers {
         if wm > 0 {
             h.register_timer(wm);
         }
-        if let Some(latest) = rows.iter().filter_map(|r| r.ts).map(|t| t.0.div_euclid(1000)).max() {
+        if let Some(latest) = rows.filter_map(|r| r.ts).map(|t| t.0.div_euclid(1000)).max() {
             h.register_timer(latest);
         }
         std::iter::empty()
@@ -269,7 +270,7 @@ impl StatefulProcessor for BatchTimeTimers {
     fn handle_input_rows(
         &mut self,
         user: &Option<String>,
-        rows: Vec<Visit>,
+        rows: GroupRows<'_, Visit>,
         timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = BatchTimeRow> {
@@ -321,12 +322,12 @@ impl StatefulProcessor for TtlCounts {
     fn handle_input_rows(
         &mut self,
         user: &Option<String>,
-        rows: Vec<Visit>,
+        rows: GroupRows<'_, Visit>,
         _timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = TtlRow> {
         let events = self.events.get(h).unwrap_or(0) + rows.len() as i64;
-        for r in &rows {
+        for r in rows {
             let page = r.page.clone().unwrap_or_default();
             let n = self.visits.get_value(h, &page).unwrap_or(0);
             self.visits.update_value(h, page, n + 1);
@@ -365,7 +366,7 @@ impl StatefulProcessor for InitialCounts {
     fn handle_input_rows(
         &mut self,
         user: &Option<String>,
-        rows: Vec<Visit>,
+        rows: GroupRows<'_, Visit>,
         _timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = InitialCountsRow> {

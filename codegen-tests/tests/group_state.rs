@@ -633,3 +633,113 @@ fn a_dedup_within_the_records_watermark_and_a_limit_follow_the_function() {
     assert_eq!(rows.len(), 2, "a limit of 2 across batches: {rows:?}");
     assert_eq!(rows[0], count("a", 1, 1));
 }
+
+/// A user's count as a static table keeps it: the initial state's records, and the state.
+#[derive(Record, StateCodec, Debug, PartialEq, Clone)]
+struct Seed {
+    user: String,
+    count: i64,
+}
+
+/// The same table with the key under another name (`group_by(name)` in the DSL).
+#[derive(Record, StateCodec, Debug, PartialEq, Clone)]
+struct NamedSeed {
+    name: String,
+    count: i64,
+}
+
+/// [`count_from`] with the state as the static table's record.
+fn count_seeded(user: &str, events: Vec<Event>, state: &mut GroupState<Seed>) -> Option<Count> {
+    let before = state.get_option().map(|s| s.count).unwrap_or(0);
+    if before < 0 {
+        state.remove();
+        return None;
+    }
+    let count = before + events.len() as i64;
+    state.update(Seed { user: user.into(), count });
+    Some(Count { user: user.into(), count, rows: events.len() as i64 })
+}
+
+/// [`count_seeded`] for the renamed table.
+fn count_named(user: &str, events: Vec<Event>, state: &mut GroupState<NamedSeed>) -> Option<Count> {
+    let count = state.get_option().map(|s| s.count).unwrap_or(0) + events.len() as i64;
+    state.update(NamedSeed { name: user.into(), count });
+    Some(Count { user: user.into(), count, rows: events.len() as i64 })
+}
+
+stream_query! {
+    query SeededCounts(events: Event, seeds: static Seed) -> Count, mode = update {
+        events.group_by(user).flat_map_groups_with_state(count_seeded, initial_state = seeds)
+    }
+
+    query NamedSeedCounts(events: Event, seeds: static NamedSeed) -> Count, mode = update {
+        events.group_by(user).flat_map_groups_with_state(count_named, initial_state = seeds.group_by(name))
+    }
+}
+
+fn seed(user: &str, count: i64) -> Seed {
+    Seed { user: user.into(), count }
+}
+
+/// Spark's `initialState` from a batch `Dataset`: a static input of the query, each record one
+/// key's state (keyed by its `user` column, the stream's key name), applied in batch 0 only;
+/// the restart reads the static input again but does not apply it.
+#[test]
+fn a_static_input_as_the_initial_state_is_applied_in_the_first_batch_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, cp) = (dir.path().join("in"), dir.path().join("cp"));
+    std::fs::create_dir_all(&input).unwrap();
+    let run = |seeds: Vec<Seed>| -> flowgate::Result<Vec<Count>> {
+        let (table, statics) = (MemoryTable::new(), MemoryStream::<Seed>::new());
+        statics.add(seeds);
+        let q = SeededCounts::builder()
+            .events(Source::file(&input).json())
+            .seeds(Source::memory(&statics))
+            .sink(Sink::memory(&table))
+            .checkpoint(&cp)
+            .shuffle_partitions(3)
+            .trigger(Trigger::available_now())
+            .start()?;
+        q.await_termination()?;
+        table.rows()
+    };
+    write(&input, "1.json", &[ev("a", 1, 1), ev("b", 1, 2), ev("a", 2, 1)]);
+    assert_eq!(
+        sorted(&run(vec![seed("a", 10), seed("z", 7), seed("y", -1)]).unwrap(), |r| r.user.clone()),
+        vec![count("a", 12, 2), count("b", 1, 1), count("z", 7, 0)],
+        "y's initial state was removed by its call"
+    );
+    // Restarted with other static rows: batch 0 committed, so they are not applied.
+    write(&input, "2.json", &[ev("z", 3, 1), ev("y", 3, 1), ev("a", 3, 1)]);
+    assert_eq!(
+        sorted(&run(vec![seed("a", 100), seed("q", 5)]).unwrap(), |r| r.user.clone()),
+        vec![count("a", 13, 1), count("y", 1, 1), count("z", 8, 1)]
+    );
+}
+
+/// `seeds.group_by(name)`: the static rows keyed by their own column; a key twice is Spark's
+/// error, as for an expression.
+#[test]
+fn a_static_initial_state_grouped_by_its_own_column_and_a_key_twice_refused() {
+    let run = |seeds: Vec<NamedSeed>| -> flowgate::Result<Vec<Count>> {
+        let (input, table, statics) =
+            (MemoryStream::<Event>::new(), MemoryTable::new(), MemoryStream::<NamedSeed>::new());
+        statics.add(seeds);
+        input.add(vec![ev("a", 1, 1)]);
+        let q = NamedSeedCounts::builder()
+            .events(Source::memory(&input))
+            .seeds(Source::memory(&statics))
+            .sink(Sink::memory(&table))
+            .trigger(Trigger::available_now())
+            .start()?;
+        q.await_termination()?;
+        table.rows()
+    };
+    let named = |n: &str, c| NamedSeed { name: n.into(), count: c };
+    assert_eq!(
+        sorted(&run(vec![named("a", 4), named("c", 1)]).unwrap(), |r| r.user.clone()),
+        vec![count("a", 5, 1), count("c", 1, 0)]
+    );
+    let err = run(vec![named("a", 4), named("a", 1)]).unwrap_err().to_string();
+    assert!(err.contains("multiple rows(state) with the same key"), "{err}");
+}

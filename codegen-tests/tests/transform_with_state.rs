@@ -61,7 +61,7 @@ impl StatefulProcessor for Sessions {
     fn handle_input_rows(
         &mut self,
         user: &String,
-        rows: Vec<Event>,
+        rows: GroupRows<'_, Event>,
         timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = SessionEnd> {
@@ -184,12 +184,12 @@ impl StatefulProcessor for Quiet {
     fn handle_input_rows(
         &mut self,
         user: &String,
-        rows: Vec<Event>,
+        rows: GroupRows<'_, Event>,
         _timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = Alert> {
-        let latest = rows.iter().map(|e| e.time.0 / 1000).max().unwrap_or(0);
         let n = self.pages.get(h).unwrap_or(0) + rows.len() as i64;
+        let latest = rows.map(|e| e.time.0 / 1000).max().unwrap_or(0);
         self.pages.update(h, n);
         let old = h.list_timers();
         if old.iter().all(|t| *t < latest + 5_000) {
@@ -342,13 +342,15 @@ mod changed {
         fn handle_input_rows(
             &mut self,
             user: &String,
-            rows: Vec<Event>,
+            mut rows: GroupRows<'_, Event>,
             _timer_values: &TimerValues,
             h: &mut KeyHandle<'_>,
         ) -> impl IntoIterator<Item = SessionEnd> {
             self.events.update(h, rows.len() as f64);
             self.pages.clear(h);
-            self.last.update(h, rows[0].time);
+            if let Some(first) = rows.next() {
+                self.last.update(h, first.time);
+            }
             [SessionEnd { user: user.clone(), events: 0, pages: String::new(), top_page: String::new(), ended: false }]
         }
     }
@@ -419,7 +421,7 @@ mod pruned {
         fn handle_input_rows(
             &mut self,
             user: &String,
-            rows: Vec<Event>,
+            rows: GroupRows<'_, Event>,
             _timer_values: &TimerValues,
             h: &mut KeyHandle<'_>,
         ) -> impl IntoIterator<Item = SessionEnd> {
@@ -515,4 +517,99 @@ fn a_state_variable_deleted_in_init_is_dropped_from_the_checkpoint_and_the_resta
         sorted(run_sessions(&input, &cp, &clock).unwrap()),
         vec![end("a", 4, "home", "home", false), end("b", 2, "", "cart", true)]
     );
+}
+
+/// A page count per user as a static table keeps it (a user may have several rows).
+#[derive(Record, Clone)]
+struct PageSeed {
+    user: String,
+    pages: i64,
+}
+
+#[derive(Record, Debug, PartialEq, Clone)]
+struct PageCount {
+    user: String,
+    pages: i64,
+}
+
+/// Counts pages per user, from the static table's counts (summed per user) in batch 0.
+#[derive(Default)]
+struct SeededPages {
+    pages: ValueState<i64>,
+}
+
+impl StatefulProcessor for SeededPages {
+    type Key = String;
+    type Input = Event;
+    type Output = PageCount;
+
+    fn init(&mut self, handle: &mut StatefulProcessorHandle) {
+        self.pages = handle.get_value_state("pages", Ttl::NONE);
+    }
+
+    fn handle_input_rows(
+        &mut self,
+        user: &String,
+        rows: GroupRows<'_, Event>,
+        _timer_values: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) -> impl IntoIterator<Item = PageCount> {
+        let pages = self.pages.get(h).unwrap_or(0) + rows.len() as i64;
+        self.pages.update(h, pages);
+        Some(PageCount { user: user.clone(), pages })
+    }
+}
+
+impl StatefulProcessorWithInitialState for SeededPages {
+    type InitialState = PageSeed;
+
+    fn handle_initial_state(
+        &mut self,
+        _user: &String,
+        initial: Vec<PageSeed>,
+        _timer_values: &TimerValues,
+        h: &mut KeyHandle<'_>,
+    ) {
+        self.pages.update(h, initial.iter().map(|s| s.pages).sum());
+    }
+}
+
+stream_query! {
+    query SeededPageCounts(events: Event, seeds: static PageSeed) -> PageCount, mode = update {
+        events
+            .group_by(user)
+            .transform_with_state(SeededPages::default(), time_mode = none, initial_state = seeds)
+    }
+}
+
+/// Spark 4's `initialState` from a batch `Dataset`: the static input's records are handed to
+/// `handle_initial_state` per key (both of a key's rows to one call) in batch 0 only; a
+/// restart reads the static input again and does not apply it.
+#[test]
+fn a_static_input_as_the_processors_initial_state_is_handled_in_the_first_batch_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, cp) = (dir.path().join("in"), dir.path().join("cp"));
+    std::fs::create_dir_all(&input).unwrap();
+    let run = |seeds: Vec<PageSeed>| -> flowgate::Result<Vec<PageCount>> {
+        let (table, statics) = (MemoryTable::new(), MemoryStream::<PageSeed>::new());
+        statics.add(seeds);
+        let q = SeededPageCounts::builder()
+            .events(Source::file(&input).json())
+            .seeds(Source::memory(&statics))
+            .sink(Sink::memory(&table))
+            .checkpoint(&cp)
+            .shuffle_partitions(3)
+            .trigger(Trigger::available_now())
+            .start()?;
+        q.await_termination()?;
+        let mut rows: Vec<PageCount> = table.rows()?;
+        rows.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(rows)
+    };
+    let seed = |u: &str, pages| PageSeed { user: u.into(), pages };
+    let count = |u: &str, pages| PageCount { user: u.into(), pages };
+    write(&input, "1.json", &[ev("a", 1, "home"), ev("b", 1, "cart"), ev("a", 2, "shop")]);
+    assert_eq!(run(vec![seed("a", 10), seed("z", 7), seed("a", 5)]).unwrap(), vec![count("a", 17), count("b", 1)]);
+    write(&input, "2.json", &[ev("z", 3, "home"), ev("a", 3, "home")]);
+    assert_eq!(run(vec![seed("a", 100), seed("q", 5)]).unwrap(), vec![count("a", 18), count("z", 8)]);
 }

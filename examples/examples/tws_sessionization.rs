@@ -77,14 +77,14 @@ impl<K: Send, R: Send> StatefulProcessor for Sessions<K, R> {
     fn handle_input_rows(
         &mut self,
         key: &K,
-        rows: Vec<R>,
+        rows: GroupRows<'_, R>,
         timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = SessionUpdate> {
         let now = timer_values.get_current_processing_time_in_ms();
         let mut s = self.session.get(h).unwrap_or(SessionInfo { events: 0, start_ms: i64::MAX, end_ms: i64::MIN });
-        for r in &rows {
-            let t = (self.time)(r).unwrap_or(now);
+        for r in rows {
+            let t = (self.time)(&r).unwrap_or(now);
             s.events += 1;
             s.start_ms = s.start_ms.min(t);
             s.end_ms = s.end_ms.max(t);

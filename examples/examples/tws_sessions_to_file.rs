@@ -107,10 +107,11 @@ impl StatefulProcessor for Sessions {
     fn handle_input_rows(
         &mut self,
         user: &String,
-        mut rows: Vec<Click>,
+        rows: GroupRows<'_, Click>,
         _timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = ClosedSession> {
+        let mut rows: Vec<Click> = rows.collect();
         rows.sort_by_key(|r| (r.ts, r.clicks));
         let mut out = Vec::new();
         for r in &rows {

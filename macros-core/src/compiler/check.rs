@@ -428,10 +428,12 @@ fn check_single_input(q: &Query, diags: &mut Diagnostics) {
     }
     // A stream named in a `join` is the join's mistake, reported there; one in a `union` is
     // the union's other side.
+    // A stream named as a group-state operator's initial state is that operator's mistake.
     let joined = |name: &Ident| {
         q.calls.iter().any(|c| {
             (c.name == "join" && c.args.first().is_some_and(|a| union::names_input(a, name)))
                 || (c.name == "union" && c.args.first().is_some_and(|a| union::names_input(a, name)))
+                || c.args.iter().any(|a| group_state::names_initial_state_input(a, name))
         })
     };
     for extra in q.inputs.iter().filter(|i| !i.is_static && i.name != q.source && !joined(&i.name)) {

@@ -253,7 +253,7 @@ fn emit_pipeline(
                 OperatorKind::HashAggregate(a) => aggregate::emit_hash_into(plan, p, *o, a, &feed),
                 OperatorKind::SessionAggregate(a) => aggregate::emit_session_into(plan, p, *o, a, &feed),
                 OperatorKind::StreamJoin(s) => stream_join::emit_into(plan, p, s, &feed),
-                OperatorKind::GroupState(g) => group_state::emit_into(plan, p, *o, g, &feed),
+                OperatorKind::GroupState(g) => group_state::emit_into(q, plan, p, *o, g, &feed),
                 _ => quote! { compile_error!("flowgate bug: an operator whose rows do not feed another"); },
             };
             quote! { #code #(#ends)* }

@@ -175,6 +175,22 @@ pub struct GroupStateSpec {
     /// variable `typed::row_var`), and the columns of them the rest of the query reads (bound
     /// per record, as after a `map_rows`).
     pub records: Option<(usize, Vec<Ident>)>,
+    /// `initial_state = counts` / `counts.group_by(k..)` where `counts` is a static input:
+    /// its records are the initial states (Spark's `initialState` from a batch `Dataset`).
+    pub initial_static: Option<InitialStatic>,
+}
+
+/// A static input as a group-state operator's initial state: each of its records is one
+/// key's state, keyed by its columns `keys` (the stream's key names unless the DSL gives
+/// `.group_by(..)`).
+#[derive(Clone)]
+pub struct InitialStatic {
+    /// The input's index in the query's header.
+    pub input: usize,
+    /// The input's name token (errors of the whole record, as its type, land on it).
+    pub name: Ident,
+    /// The static record's key fields, in the stream's key order.
+    pub keys: Vec<Ident>,
 }
 
 impl std::fmt::Display for GroupStateSpec {
@@ -194,8 +210,13 @@ impl std::fmt::Display for GroupStateSpec {
         if let Some(w) = &self.watermark {
             write!(f, "; rows with {w} behind the watermark dropped")?;
         }
-        if let Some(init) = &self.initial_state {
-            write!(f, "; initial state {} in batch 0", init.to_token_stream())?;
+        match (&self.initial_static, &self.initial_state) {
+            (Some(s), _) => {
+                let keys: Vec<String> = s.keys.iter().map(Ident::to_string).collect();
+                write!(f, "; initial state: static input {} keyed by [{}], in batch 0", s.name, keys.join(", "))?;
+            }
+            (None, Some(init)) => write!(f, "; initial state {} in batch 0", init.to_token_stream())?,
+            (None, None) => {}
         }
         if let Some((id, cols)) = &self.records {
             let cols: Vec<String> = cols.iter().map(Ident::to_string).collect();

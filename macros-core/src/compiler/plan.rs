@@ -571,6 +571,11 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             ty: decl.ty.clone(),
             reads: if i == input || unioned.contains(&i) {
                 (!reads_all(i)).then(|| union_reads(i))
+            } else if operators.iter().any(|o| {
+                matches!(&o.kind, OperatorKind::GroupState(g) if g.initial_static.as_ref().is_some_and(|s| s.input == i))
+            }) {
+                // A group-state operator's initial state: whole records.
+                None
             } else if let Some(s) = operators.iter().find_map(|o| match &o.kind {
                 OperatorKind::StreamJoin(s) if s.right == i => Some(s),
                 _ => None,

@@ -27,7 +27,7 @@ impl StatefulProcessor for Counter {
     fn handle_input_rows(
         &mut self,
         user: &String,
-        rows: Vec<Event>,
+        rows: GroupRows<'_, Event>,
         _timer_values: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = Out> {

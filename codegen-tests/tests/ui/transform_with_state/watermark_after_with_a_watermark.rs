@@ -31,11 +31,11 @@ impl StatefulProcessor for Quiet {
     fn handle_input_rows(
         &mut self,
         user: &String,
-        rows: Vec<Visit>,
+        rows: GroupRows<'_, Visit>,
         _timer_values: &TimerValues,
         _h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = Alert> {
-        rows.into_iter().map(|r| Alert { user: user.clone(), fired_at: r.ts }).collect::<Vec<_>>()
+        rows.map(|r| Alert { user: user.clone(), fired_at: r.ts }).collect::<Vec<_>>()
     }
 }
 

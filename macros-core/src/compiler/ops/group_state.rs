@@ -11,7 +11,7 @@
 //! loop that groups rows by key and the call of the function per key.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident};
 
@@ -19,7 +19,7 @@ use crate::compiler::ast::{Call, ModeKind, Query};
 use crate::compiler::check::Cx;
 use crate::compiler::diag::{did_you_mean, Diagnostics};
 use crate::compiler::emit::{collect_units, fuse, push_output, unit_loop, watermark_unit, Feed};
-use crate::compiler::logical::{GroupStateSpec, Item, Key, KeyKind, LOp, Schema, TimeoutKind};
+use crate::compiler::logical::{GroupStateSpec, InitialStatic, Item, Key, KeyKind, LOp, Schema, TimeoutKind};
 use crate::compiler::ops::{dedup, transform_with_state, typed, OpKind};
 use crate::compiler::plan::{OutputPlan, Pipeline, Plan, Sink};
 
@@ -129,10 +129,11 @@ pub fn check(
     if flat {
         check_flat_map_mode(q, declared_mode, timeout, after, diags);
     }
+    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
+    let initial_static = initial_static(q, &keys, initial_state.as_deref(), diags);
     if diags.count() > before {
         return None;
     }
-    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
     let watermark = (timeout == TimeoutKind::EventTime).then(|| cx.watermark.clone()).flatten();
     Some(LOp::GroupState {
         spec: GroupStateSpec {
@@ -146,8 +147,84 @@ pub fn check(
             from_map: cx.mapped.as_ref().map(|(id, _)| *id),
             initial_state,
             records: None,
+            initial_static,
         },
     })
+}
+
+/// Rule: an initial state that names an input of the query — `initial_state = counts`, or
+/// `counts.group_by(user_id)` where the static rows name the key otherwise — is that static
+/// input's records, each one key's state (Spark's `initialState`, a batch `Dataset` grouped
+/// by key). Without `group_by` the records are keyed by the columns named as the stream's
+/// keys. Any other expression is the user's `(key, state)` pairs. rustc checks the key
+/// columns exist and the record is the state type, at the tokens named here.
+pub(crate) fn initial_static(
+    q: &Query,
+    keys: &[Item],
+    init: Option<&Expr>,
+    diags: &mut Diagnostics,
+) -> Option<InitialStatic> {
+    let (name, group_by) = match init? {
+        Expr::Path(p) => (p.path.get_ident()?, None),
+        Expr::MethodCall(m) => match &*m.receiver {
+            Expr::Path(p) => (p.path.get_ident()?, Some(m)),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let (input, decl) = q.inputs.iter().enumerate().find(|(_, i)| i.name == *name)?;
+    if !decl.is_static {
+        diags.error(
+            name.span(),
+            format!(
+                "`{name}` is a stream: an initial state is read once, from a static input (declare it `{name}: static {}`) or an expression of `(key, state)` pairs",
+                quote::ToTokens::to_token_stream(&decl.ty)
+            ),
+        );
+        return None;
+    }
+    let keys = match group_by {
+        None => keys.iter().map(|k| k.name.clone()).collect(),
+        Some(m) if m.method == "group_by" => {
+            let mut cols = Vec::new();
+            for arg in &m.args {
+                match arg {
+                    Expr::Path(p) if p.path.get_ident().is_some() => cols.extend(p.path.get_ident().cloned()),
+                    other => {
+                        diags.error(
+                            other.span(),
+                            format!(
+                                "the initial state's `group_by` takes columns of `{name}`: `{name}.group_by(user_id)`"
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            if cols.len() != keys.len() {
+                diags.error(
+                    m.method.span(),
+                    format!(
+                        "the initial state's `group_by` has {} key{}, the stream's has {}: give `{name}`'s column for each of [{}]",
+                        cols.len(),
+                        if cols.len() == 1 { "" } else { "s" },
+                        keys.len(),
+                        keys.iter().map(|k| k.name.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                return None;
+            }
+            cols
+        }
+        Some(m) => {
+            diags.error(
+                m.method.span(),
+                format!("an initial state from static input `{name}` is `{name}` or `{name}.group_by(key, ..)`, not `.{}(..)`", m.method),
+            );
+            return None;
+        }
+    };
+    Some(InitialStatic { input, name: name.clone(), keys })
 }
 
 /// The `initial_state = <expr>` argument of the three group-state operators: whether `arg` is
@@ -166,12 +243,33 @@ pub(crate) fn initial_state_arg(arg: &Expr, slot: &mut Option<Box<Expr>>, diags:
     }
 }
 
+/// Whether `arg` is `initial_state = name` or `initial_state = name.group_by(..)`.
+pub(crate) fn names_initial_state_input(arg: &Expr, name: &Ident) -> bool {
+    let Expr::Assign(a) = arg else { return false };
+    if !matches!(&*a.left, Expr::Path(p) if p.path.is_ident("initial_state")) {
+        return false;
+    }
+    let target = match &*a.right {
+        Expr::MethodCall(m) => &*m.receiver,
+        other => other,
+    };
+    matches!(target, Expr::Path(p) if p.path.is_ident(name))
+}
+
 /// The initial state's pairs as the operator keys them: a one-column key in a 1-tuple, as
 /// the batch's rows are grouped (spanned on the user's expression, so a wrong item type is
 /// reported there). The operator calls it in batch 0 only; it is passed after the user's
 /// function, so rustc takes the state's type from the function.
 pub(crate) fn initial_pairs(spec: &GroupStateSpec, init: &Expr) -> TokenStream {
     let span = init.span();
+    if let Some(s) = &spec.initial_static {
+        // The records read in batch 0 (`initial_records`), each keyed by its key columns.
+        let fields = s.keys.iter().map(|k| quote_spanned!(k.span()=> ::core::clone::Clone::clone(&__fg_s.#k)));
+        return quote_spanned!(span=> ::core::iter::Iterator::map(
+            ::core::iter::IntoIterator::into_iter(__fg_initial_records),
+            |__fg_s| (( #(#fields,)* ), __fg_s)
+        ));
+    }
     if spec.keys.len() == 1 {
         quote_spanned!(span=> ::core::iter::Iterator::map(
             ::core::iter::IntoIterator::into_iter(#init),
@@ -179,6 +277,25 @@ pub(crate) fn initial_pairs(spec: &GroupStateSpec, init: &Expr) -> TokenStream {
         ))
     } else {
         quote_spanned!(span=> #init)
+    }
+}
+
+/// With a static input as the initial state: its records, read in batch 0 only (the only
+/// batch that applies an initial state), before the operator runs.
+pub(crate) fn initial_records(q: &Query, spec: &GroupStateSpec) -> TokenStream {
+    let Some(s) = &spec.initial_static else { return TokenStream::new() };
+    let input = s.input;
+    let ty = &q.inputs[input].ty;
+    quote! {
+        let __fg_initial_records: ::std::vec::Vec<#ty> = if __fg_ctx.batch_id == 0 {
+            let mut __fg_v = ::std::vec::Vec::new();
+            for __fg_batch in &__fg_inputs[#input] {
+                __fg_v.extend(<#ty as ::flowgate::Record>::from_batch(__fg_batch)?);
+            }
+            __fg_v
+        } else {
+            ::std::vec::Vec::new()
+        };
     }
 }
 
@@ -476,7 +593,7 @@ pub fn emit_output(
 ) -> TokenStream {
     if let Some((records, cols)) = &spec.records {
         let var = typed::row_var(*records);
-        let calls = collect_records(id, spec);
+        let calls = collect_records(q, id, spec);
         let terminal = match p.ops.iter().rev().find_map(|o| match o {
             LOp::TypedRows { spec } if spec.produces() => Some(spec),
             _ => None,
@@ -509,57 +626,27 @@ pub fn emit_output(
             ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
         };
     }
-    if spec.transform {
-        return transform_with_state::emit_output(q, id, spec);
-    }
+    // Straight to the output: each record pushed as the function returns it (spanned on the
+    // function: a record of another type than the output is rustc's error there).
     let out = &q.output;
     let op = dedup::var(id);
-    let func = &spec.func;
-    let key = if spec.keys.len() == 1 { quote!(&__fg_key.0) } else { quote!(__fg_key) };
-    // The rows as the function declares them: `GroupRows<'_, R>` (no allocation) or `Vec<R>`.
-    let call = quote_spanned!(func.span()=> (#func)(
-        #key,
-        ::flowgate::ops::group_state::FromGroupRows::from_group_rows(__fg_rows),
-        __fg_state
-    ));
-    let push = if spec.flat {
-        let iter = quote_spanned!(func.span()=> ::core::iter::IntoIterator::into_iter(__fg_result));
-        quote! {
-            for __fg_row in #iter {
-                ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row);
-            }
-        }
-    } else {
-        let push = quote_spanned!(func.span()=> ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_result););
-        quote! { #push }
-    };
-    let result = format_ident!("__fg_result");
-    let initial = match &spec.initial_state {
-        Some(init) => {
-            let pairs = initial_pairs(spec, init);
-            quote!(, || #pairs)
-        }
-        None => TokenStream::new(),
-    };
-    let run = if spec.initial_state.is_some() { quote!(#op.run_with_initial_state) } else { quote!(#op.run) };
+    let span = spec.func.span();
+    let calls = function_calls(q, id, spec, |rec| quote_spanned!(span=> ::flowgate::RecordBuilder::push(&mut __fg_out, #rec);));
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
-        #run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
-            let #result = #call;
-            #push
-        } #initial)?;
+        #calls
         ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
     }
 }
 
 /// The pipeline from group-state operator `id`'s records into another stateful operator
 /// (`feed`, an aggregation): each record, its columns bound, through `p.ops` into it.
-pub fn emit_into(plan: &Plan, p: &Pipeline, id: usize, spec: &GroupStateSpec, feed: &Feed) -> TokenStream {
+pub fn emit_into(q: &Query, plan: &Plan, p: &Pipeline, id: usize, spec: &GroupStateSpec, feed: &Feed) -> TokenStream {
     let Some((records, cols)) = &spec.records else {
         return quote! { compile_error!("flowgate bug: a group-state operator feeds another without its records named"); };
     };
     let var = typed::row_var(*records);
-    let calls = collect_records(id, spec);
+    let calls = collect_records(q, id, spec);
     let binds = typed::record_binds(&var, cols);
     let body = fuse(plan, &p.ops, feed.terminal.clone());
     let (wm_start, wm_end) = watermark_unit(p);
@@ -579,25 +666,26 @@ pub fn emit_into(plan: &Plan, p: &Pipeline, id: usize, spec: &GroupStateSpec, fe
 
 /// The batch's calls of the function (or processor) of group-state operator `id`, its records
 /// collected in `__fg_recs` (their type is the function's: rustc infers it).
-fn collect_records(id: usize, spec: &GroupStateSpec) -> TokenStream {
+fn collect_records(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
+    let calls = function_calls(q, id, spec, |rec| quote! { __fg_recs.push(#rec); });
+    quote! {
+        let mut __fg_recs = ::std::vec::Vec::new();
+        #calls
+    }
+}
+
+/// The batch's calls of group-state operator `id`'s function (or processor): per key with
+/// rows, per timed-out key or timer, and in batch 0 with the initial state; `each(record)` is
+/// the statement for each record it returns.
+fn function_calls(q: &Query, id: usize, spec: &GroupStateSpec, each: impl Fn(TokenStream) -> TokenStream) -> TokenStream {
     let op = dedup::var(id);
     let func = &spec.func;
+    let records = initial_records(q, spec);
     if spec.transform {
-        let key_of = transform_with_state::key_of(spec);
-        let span = func.span();
-        let run = match &spec.initial_state {
-            Some(init) => {
-                let pairs = initial_pairs(spec, init);
-                quote_spanned!(span=> (#op).run_with_initial_state(__fg_ctx, #key_of, |__fg_row| __fg_recs.push(__fg_row), || #pairs))
-            }
-            None => quote_spanned!(span=> (#op).run(__fg_ctx, #key_of, |__fg_row| __fg_recs.push(__fg_row))),
-        };
-        return quote! {
-            let mut __fg_recs = ::std::vec::Vec::new();
-            #run?;
-        };
+        return transform_with_state::calls(id, spec, each(quote!(__fg_row)), records);
     }
     let key = if spec.keys.len() == 1 { quote!(&__fg_key.0) } else { quote!(__fg_key) };
+    // The rows as the function declares them: `GroupRows<'_, R>` (no allocation) or `Vec<R>`.
     let call = quote_spanned!(func.span()=> (#func)(
         #key,
         ::flowgate::ops::group_state::FromGroupRows::from_group_rows(__fg_rows),
@@ -605,9 +693,14 @@ fn collect_records(id: usize, spec: &GroupStateSpec) -> TokenStream {
     ));
     let push = if spec.flat {
         let iter = quote_spanned!(func.span()=> ::core::iter::IntoIterator::into_iter(__fg_result));
-        quote! { __fg_recs.extend(#iter); }
+        let one = each(quote!(__fg_row));
+        quote! {
+            for __fg_row in #iter {
+                #one
+            }
+        }
     } else {
-        quote! { __fg_recs.push(__fg_result); }
+        each(quote!(__fg_result))
     };
     let (run, initial) = match &spec.initial_state {
         Some(init) => {
@@ -617,7 +710,7 @@ fn collect_records(id: usize, spec: &GroupStateSpec) -> TokenStream {
         None => (quote!(#op.run), TokenStream::new()),
     };
     quote! {
-        let mut __fg_recs = ::std::vec::Vec::new();
+        #records
         #run(__fg_ctx, |__fg_key, __fg_rows, __fg_state| {
             let __fg_result = #call;
             #push

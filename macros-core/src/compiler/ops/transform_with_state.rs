@@ -74,11 +74,12 @@ pub fn check(
             "`time_mode = event_time` needs a watermark (its timers fire on it): add `.with_watermark(ts, \"10 minutes\")` before the `group_by`",
         );
     }
+    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
+    let initial_static = group_state::initial_static(q, &keys, initial_state.as_deref(), diags);
     if diags.count() > before {
         return None;
     }
     let timeout = mode?;
-    let keys: Vec<Item> = keys.into_iter().map(|k| k.item).collect();
     // In event time the late rows are dropped before the processor sees them, as Spark's
     // `TransformWithStateExec` filters by the late-events watermark.
     let watermark = (timeout == TimeoutKind::EventTime).then(|| cx.watermark.clone()).flatten();
@@ -94,6 +95,7 @@ pub fn check(
             from_map: cx.mapped.as_ref().map(|(id, _)| *id),
             initial_state,
             records: None,
+            initial_static,
         },
     })
 }
@@ -186,7 +188,7 @@ pub fn init(spec: &GroupStateSpec) -> TokenStream {
     };
     let processor = &spec.func;
     // The call and its argument spanned on the processor, as the `run` call in
-    // `emit_output`: a value that is no processor is one unmet bound at one span, which
+    // `calls`: a value that is no processor is one unmet bound at one span, which
     // rustc reports once, under the processor.
     let new = quote_spanned!(processor.span()=>
         ::flowgate::ops::transform_with_state::TransformWithStateOp::new(
@@ -202,14 +204,12 @@ pub fn init(spec: &GroupStateSpec) -> TokenStream {
     })
 }
 
-/// The pipeline from operator `id` to the output: the processor's calls for the batch, its
-/// records appended to the output.
-pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
-    let out = &q.output;
+/// The processor's calls for the batch (`records`: the static initial state's records, read
+/// first); `push` is the statement for each record `__fg_row` it returns.
+pub(crate) fn calls(id: usize, spec: &GroupStateSpec, push: TokenStream, records: TokenStream) -> TokenStream {
     let op = dedup::var(id);
     let key_of = key_of(spec);
     let span = spec.func.span();
-    let push = quote_spanned!(span=> ::flowgate::RecordBuilder::push(&mut __fg_out, __fg_row));
     // Spanned on the processor (see `init`): `run` needs `P: StatefulProcessor` too. The
     // receiver in parentheses spanned there makes the call's span the processor's while the
     // operator's variable keeps its own hygiene.
@@ -217,14 +217,13 @@ pub fn emit_output(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
     // (one unmet bound, under the processor); the pairs are built in batch 0 only.
     let run = if let Some(init) = &spec.initial_state {
         let pairs = group_state::initial_pairs(spec, init);
-        quote_spanned!(span=> (#op).run_with_initial_state(__fg_ctx, #key_of, |__fg_row| #push, || #pairs))
+        quote_spanned!(span=> (#op).run_with_initial_state(__fg_ctx, #key_of, |__fg_row| { #push }, || #pairs))
     } else {
-        quote_spanned!(span=> (#op).run(__fg_ctx, #key_of, |__fg_row| #push))
+        quote_spanned!(span=> (#op).run(__fg_ctx, #key_of, |__fg_row| { #push }))
     };
     quote! {
-        let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
+        #records
         #run?;
-        ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
     }
 }
 

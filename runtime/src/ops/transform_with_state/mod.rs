@@ -49,6 +49,8 @@ pub use processor::{
 };
 pub use row::{row_layout, TwsRow};
 
+pub use crate::ops::group_state::GroupRows;
+
 use row::Slot;
 
 use std::cell::RefCell;
@@ -150,6 +152,8 @@ pub struct TransformWithStateOp<K, R, P> {
     stored_bytes: u64,
     /// Timer changes of the running call (reused between calls).
     timer_log: Vec<(i64, bool)>,
+    /// The calls' encoding buffer ([`KeyHandle`]'s `scratch`).
+    scratch: Vec<u8>,
     /// One millisecond before the earliest processing-time timer in state: the engine runs a
     /// no-data batch once its clock is past it.
     next_timer: Option<i64>,
@@ -188,6 +192,7 @@ where
             rows_total: 0,
             stored_bytes: 0,
             timer_log: Vec::new(),
+            scratch: Vec::new(),
             next_timer: None,
             counts: BatchCounts::default(),
             batch_ms: 0,
@@ -320,13 +325,15 @@ where
         let batch_ms = self.batch_ms;
         // Taken out for the calls and put back drained: its buffers keep their capacity.
         let mut groups = std::mem::take(&mut self.groups);
-        for (hash, key, rows) in groups.drain() {
+        let mut drain = groups.drain_rows();
+        while let Some((hash, key, rows)) = drain.next() {
             self.call(hash, key, watermark_ms, |p, k, h| {
                 for out in p.handle_input_rows(key_of(k), rows, timer_values, h) {
                     emit(out);
                 }
             })?;
         }
+        drop(drain);
         self.groups = groups;
         // The first timer time not yet due: Spark 4.3 fires a timer at or before the batch's
         // processing time or watermark, so one set at exactly that time fires in the batch
@@ -402,6 +409,7 @@ where
             rows_updated: 0,
             rows_removed: 0,
             timer_log: &mut self.timer_log,
+            scratch: &mut self.scratch,
             misuse: RefCell::new(None),
         };
         let processor = &mut self.processor;

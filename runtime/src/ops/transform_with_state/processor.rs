@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 
 use crate::codec::{to_bytes, StateCodec};
+use crate::ops::group_state::GroupRows;
 
 use super::row::{Slot, Stamped, StateBytes, TwsRow, NEVER};
 
@@ -252,7 +253,7 @@ impl StatefulProcessorHandle {
 ///     fn handle_input_rows(
 ///         &mut self,
 ///         key: &String,
-///         rows: Vec<i64>,
+///         rows: GroupRows<'_, i64>,
 ///         timer_values: &TimerValues,
 ///         handle: &mut KeyHandle<'_>,
 ///     ) -> impl IntoIterator<Item = (String, i64)> {
@@ -294,11 +295,13 @@ pub trait StatefulProcessor: Send {
     /// Declares the state variables through `handle` and keeps their handles.
     fn init(&mut self, handle: &mut StatefulProcessorHandle);
 
-    /// One key's rows of the batch; returns output records.
+    /// One key's rows of the batch, in input order, as an iterator of owned records moved
+    /// out of the batch (Spark's `inputRows: Iterator[I]`; `rows.collect::<Vec<_>>()` if
+    /// the call needs them twice); returns output records.
     fn handle_input_rows(
         &mut self,
         key: &Self::Key,
-        rows: Vec<Self::Input>,
+        rows: GroupRows<'_, Self::Input>,
         timer_values: &TimerValues,
         handle: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = Self::Output>;
@@ -353,7 +356,7 @@ pub trait StatefulProcessor: Send {
 ///     fn handle_input_rows(
 ///         &mut self,
 ///         key: &String,
-///         rows: Vec<i64>,
+///         rows: GroupRows<'_, i64>,
 ///         _timer_values: &TimerValues,
 ///         handle: &mut KeyHandle<'_>,
 ///     ) -> impl IntoIterator<Item = (String, i64)> {
@@ -420,6 +423,8 @@ pub struct KeyHandle<'a> {
     /// The timers this call registered (`true`) and deleted, in order, for the operator's
     /// timer index.
     pub(super) timer_log: &'a mut Vec<(i64, bool)>,
+    /// Where values are encoded before they are stored (the operator's, reused by every call).
+    pub(super) scratch: &'a mut Vec<u8>,
     pub(super) misuse: RefCell<Option<String>>,
 }
 
@@ -456,6 +461,12 @@ impl KeyHandle<'_> {
             Some(ttl) => self.batch_ms.saturating_add(ttl),
             None => NEVER,
         }
+    }
+
+    /// `value` encoded, stamped with `expires_ms`.
+    #[inline]
+    fn stamp<T: StateCodec>(&mut self, value: &T, expires_ms: i64) -> Stamped {
+        Stamped { bytes: StateBytes::encode(value, self.scratch), expires_ms }
     }
 
     fn live(&self, s: &Stamped) -> bool {
@@ -575,9 +586,9 @@ impl<T: StateCodec> ValueState<T> {
 
     /// Sets the value (its TTL restarts).
     pub fn update(&self, h: &mut KeyHandle<'_>, value: T) {
-        let expires_ms = h.expiry(self.id);
+        let stamped = h.stamp(&value, h.expiry(self.id));
         if let Some(slot) = h.slot_mut(self.id, VarKind::Value) {
-            *slot = Slot::Value(Some(Stamped { bytes: StateBytes::of(&value), expires_ms }));
+            *slot = Slot::Value(Some(stamped));
             h.rows_updated += 1;
         }
     }
@@ -608,17 +619,18 @@ impl<T: StateCodec> ListState<T> {
     /// Replaces the list.
     pub fn put(&self, h: &mut KeyHandle<'_>, values: Vec<T>) {
         let expires_ms = h.expiry(self.id);
+        let stamped: Vec<Stamped> = values.iter().map(|v| h.stamp(v, expires_ms)).collect();
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
-            *items = values.iter().map(|v| Stamped { bytes: StateBytes::of(v), expires_ms }).collect();
+            *items = stamped;
             h.rows_updated += values.len() as u64;
         }
     }
 
     /// Appends one element.
     pub fn append_value(&self, h: &mut KeyHandle<'_>, value: T) {
-        let expires_ms = h.expiry(self.id);
+        let stamped = h.stamp(&value, h.expiry(self.id));
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
-            items.push(Stamped { bytes: StateBytes::of(&value), expires_ms });
+            items.push(stamped);
             h.rows_updated += 1;
         }
     }
@@ -626,8 +638,9 @@ impl<T: StateCodec> ListState<T> {
     /// Appends elements.
     pub fn append_list(&self, h: &mut KeyHandle<'_>, values: Vec<T>) {
         let expires_ms = h.expiry(self.id);
+        let stamped: Vec<Stamped> = values.iter().map(|v| h.stamp(v, expires_ms)).collect();
         if let Some(Slot::List(items)) = h.slot_mut(self.id, VarKind::List) {
-            items.extend(values.iter().map(|v| Stamped { bytes: StateBytes::of(v), expires_ms }));
+            items.extend(stamped);
             h.rows_updated += values.len() as u64;
         }
     }
@@ -672,10 +685,9 @@ impl<K: StateCodec, V: StateCodec> MapState<K, V> {
 
     /// Sets `key`'s value (its TTL restarts).
     pub fn update_value(&self, h: &mut KeyHandle<'_>, key: K, value: V) {
-        let expires_ms = h.expiry(self.id);
+        let stamped = h.stamp(&value, h.expiry(self.id));
         let k = to_bytes(&key);
         if let Some(Slot::Map(items)) = h.slot_mut(self.id, VarKind::Map) {
-            let stamped = Stamped { bytes: StateBytes::of(&value), expires_ms };
             match items.binary_search_by(|(ek, _)| ek.cmp(&k)) {
                 Ok(at) => items[at].1 = stamped,
                 Err(at) => items.insert(at, (k, stamped)),

@@ -37,10 +37,11 @@ impl StatefulProcessor for Recorder {
     fn handle_input_rows(
         &mut self,
         key: &String,
-        rows: Vec<i64>,
+        rows: GroupRows<'_, i64>,
         tv: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = (String, String)> {
+        let rows: Vec<i64> = rows.collect();
         let sum = self.sum.get(h).unwrap_or(0) + rows.iter().sum::<i64>();
         self.sum.update(h, sum);
         for r in &rows {
@@ -199,14 +200,14 @@ impl StatefulProcessor for Deadline {
     fn handle_input_rows(
         &mut self,
         key: &String,
-        rows: Vec<i64>,
+        rows: GroupRows<'_, i64>,
         _tv: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = String> {
         for t in h.list_timers() {
             h.delete_timer(t);
         }
-        let last = rows.iter().copied().max().unwrap_or(0);
+        let last = rows.max().unwrap_or(0);
         self.last.update(h, last);
         h.register_timer(last);
         (key == "never").then(String::new)
@@ -309,7 +310,7 @@ fn state_and_timers_round_trip_through_the_checkpoints_changes() {
 #[test]
 fn the_stored_row_encoding_is_pinned() {
     let row = TwsRow {
-        vars: vec![
+        vars: smallvec::smallvec![
             row::Slot::Value(Some(row::Stamped { bytes: vec![7].into(), expires_ms: row::NEVER })),
             row::Slot::List(vec![row::Stamped { bytes: vec![1, 2].into(), expires_ms: 9 }]),
             row::Slot::Map(vec![(vec![3], row::Stamped { bytes: vec![].into(), expires_ms: -2 })]),
@@ -345,8 +346,10 @@ fn the_stored_row_encoding_is_pinned() {
     assert_eq!(crate::codec::from_bytes::<TwsRow>(&bytes).unwrap(), row);
     // The operator's stored-bytes total follows `encoded_len`, never the encoding itself.
     assert_eq!(row.encoded_len(), bytes.len() as u64);
-    let empty =
-        TwsRow { vars: vec![row::Slot::Value(None), row::Slot::List(vec![]), row::Slot::Map(vec![])], timers: vec![] };
+    let empty = TwsRow {
+        vars: smallvec::smallvec![row::Slot::Value(None), row::Slot::List(vec![]), row::Slot::Map(vec![])],
+        timers: vec![],
+    };
     assert_eq!(empty.encoded_len(), crate::codec::to_bytes(&empty).len() as u64);
     // Encodings up to 23 bytes live inline in memory, longer ones on the heap: the stored
     // bytes are the same either way.
@@ -355,8 +358,10 @@ fn the_stored_row_encoding_is_pinned() {
         let held = row::StateBytes::from(bytes.clone());
         assert_eq!(matches!(held, row::StateBytes::Inline { .. }), n <= 23, "{n}");
         assert_eq!(&*held, &bytes[..]);
-        let row =
-            TwsRow { vars: vec![row::Slot::Value(Some(row::Stamped { bytes: held, expires_ms: 3 }))], timers: vec![] };
+        let row = TwsRow {
+            vars: smallvec::smallvec![row::Slot::Value(Some(row::Stamped { bytes: held, expires_ms: 3 }))],
+            timers: vec![],
+        };
         let encoded = crate::codec::to_bytes(&row);
         assert_eq!(row.encoded_len(), encoded.len() as u64);
         assert_eq!(crate::codec::from_bytes::<TwsRow>(&encoded).unwrap(), row);
@@ -428,7 +433,7 @@ impl StatefulProcessor for Twice {
     fn handle_input_rows(
         &mut self,
         _key: &String,
-        rows: Vec<i64>,
+        rows: GroupRows<'_, i64>,
         _tv: &TimerValues,
         _h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = i64> {
@@ -450,7 +455,7 @@ impl StatefulProcessor for Misuser {
     fn handle_input_rows(
         &mut self,
         key: &String,
-        _rows: Vec<i64>,
+        _rows: GroupRows<'_, i64>,
         _tv: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = i64> {
@@ -533,11 +538,11 @@ impl StatefulProcessor for Pruned {
     fn handle_input_rows(
         &mut self,
         key: &String,
-        rows: Vec<i64>,
+        rows: GroupRows<'_, i64>,
         _tv: &TimerValues,
         h: &mut KeyHandle<'_>,
     ) -> impl IntoIterator<Item = (String, String)> {
-        let sum = self.sum.get(h).unwrap_or(0) + rows.iter().sum::<i64>();
+        let sum = self.sum.get(h).unwrap_or(0) + rows.sum::<i64>();
         self.sum.update(h, sum);
         vec![(key.clone(), format!("sum {sum} seen {:?}", self.seen.iter(h)))]
     }
@@ -604,7 +609,7 @@ fn a_variable_deleted_and_declared_is_a_misuse_of_init() {
         fn handle_input_rows(
             &mut self,
             _key: &String,
-            _rows: Vec<i64>,
+            _rows: GroupRows<'_, i64>,
             _tv: &TimerValues,
             _h: &mut KeyHandle<'_>,
         ) -> impl IntoIterator<Item = ()> {
