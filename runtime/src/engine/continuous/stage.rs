@@ -96,6 +96,9 @@ pub(super) struct Stage {
     timestamp_ms: i64,
     /// Whether a vector of the epoch ran.
     ran: bool,
+    /// Whether the epoch's sources gave a vector, with rows or without (an empty file): as a
+    /// micro-batch runs when its offsets moved, a complete-mode epoch then emits its table.
+    moved: bool,
     /// Whether operators record changes (a checkpoint with state).
     tracking: bool,
     /// The epoch's changes so far, per operator and partition.
@@ -128,6 +131,7 @@ impl Stage {
             epoch: 0,
             timestamp_ms: 0,
             ran: false,
+            moved: false,
             tracking: false,
             delta: Vec::new(),
             metrics: Vec::new(),
@@ -160,6 +164,7 @@ impl Stage {
         self.epoch = epoch;
         self.timestamp_ms = timestamp_ms;
         self.ran = false;
+        self.moved = false;
         self.delta.clear();
         self.metrics.clear();
     }
@@ -192,21 +197,47 @@ impl Stage {
         self.metrics.iter().rev().cloned().collect()
     }
 
-    fn context(&self, eviction: i64) -> BatchContext {
+    /// The context of a run of the epoch: a vector's (`mid_epoch`: it evicts by the late
+    /// watermark, fires no timeouts or timers and emits no whole result table) or the epoch's
+    /// end.
+    fn context(&self, mid_epoch: bool) -> BatchContext {
         BatchContext {
             batch_id: self.epoch,
             output_mode: self.output_mode,
             watermark_for_late: self.has_watermark.then_some(self.late),
-            watermark_for_eviction: self.has_watermark.then_some(eviction),
+            watermark_for_eviction: self.has_watermark.then_some(self.eviction),
             batch_timestamp_ms: self.timestamp_ms,
+            mid_epoch,
+        }
+    }
+
+    /// Whether a group-state timeout or a processing-time timer is due at the running epoch's
+    /// processing time (as the micro-batch loop asks before a batch without new data).
+    fn timeout_due(&self) -> bool {
+        let mut due = false;
+        self.plan.operators().each(&mut |op| {
+            due |= op.next_processing_timeout_ms().is_some_and(|t| t < self.timestamp_ms);
+        });
+        due
+    }
+
+    /// Whether the running epoch ends with a run without rows (see the module docs): in
+    /// complete mode when a vector ran (the epoch's result table; never for the watermark
+    /// alone, as micro-batch runs no batch without new data in complete mode), else when a
+    /// vector ran (its timeouts and timers), the watermark owes an eviction or a timeout is due.
+    fn ends_with_a_run(&self) -> bool {
+        match self.output_mode {
+            OutputMode::Complete => self.ran || self.moved,
+            _ => self.ran || self.owes_eviction() || self.timeout_due(),
         }
     }
 
     /// Runs the plan on one vector of the running epoch (`inputs`: per declared input, the
-    /// statics' rows in place) and returns the rows it emitted. Eviction waits for the epoch's
-    /// end (see the module docs).
+    /// statics' rows in place) and returns the rows it emitted. Eviction, timeouts and a whole
+    /// result table wait for the epoch's end (see the module docs).
     pub(super) fn run_vector(&mut self, inputs: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
-        let ctx = self.context(self.late);
+        self.moved = true;
+        let ctx = self.context(true);
         let rows = self.plan.run_batch(&ctx, inputs).map_err(|e| e.context(format!("running epoch {}", self.epoch)))?;
         self.after_run();
         Ok(rows)
@@ -243,13 +274,15 @@ impl Stage {
         }
     }
 
-    /// Ends the running epoch: evicts what its watermark passed (a run without rows, `empty`
-    /// the inputs of one: statics in place, streams empty), takes its state changes and
-    /// advances the watermarks. The epoch's output was returned by its vectors' runs already.
+    /// Ends the running epoch: one run without rows (`empty` the inputs of one: statics in
+    /// place, streams empty) when it [ends with one](Stage::ends_with_a_run), which evicts
+    /// what the epoch's watermark passed, fires the timeouts and timers due and emits the
+    /// complete-mode result table; then takes its state changes and advances the watermarks.
+    /// The rest of the epoch's output was returned by its vectors' runs already.
     pub(super) fn end_epoch(&mut self, empty: &[Vec<RecordBatch>]) -> Result<EpochEnd> {
         let mut rows = Vec::new();
-        if self.owes_eviction() {
-            let ctx = self.context(self.eviction);
+        if self.ends_with_a_run() {
+            let ctx = self.context(false);
             rows = self.plan.run_batch(&ctx, empty).map_err(|e| e.context(format!("ending epoch {}", self.epoch)))?;
             self.after_run();
         }
@@ -346,6 +379,11 @@ impl StageCell {
     }
 
     fn run(&mut self, input: usize, rows: Vec<RecordBatch>) -> Result<()> {
+        if rows.iter().all(|b| b.num_rows() == 0) {
+            // Nothing to run on, but the epoch's sources moved.
+            self.stage.moved = true;
+            return Ok(());
+        }
         let inputs = super::coordinator::inputs_for(&self.statics, input, rows);
         let out = self.stage.run_vector(&inputs)?;
         self.emit(out)

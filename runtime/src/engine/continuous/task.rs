@@ -176,8 +176,10 @@ impl Task {
     /// shares): the output rows the task gave the sink's row writer.
     fn process(&mut self, rows: Vec<RecordBatch>) -> Result<u64> {
         let Some(plan) = self.plan.as_mut() else {
-            if let (Some(stage), true) = (&self.stage, rows.iter().any(|b| b.num_rows() > 0)) {
-                // Before this epoch's marker, so the epoch ends after its vectors ran.
+            if let Some(stage) = &self.stage {
+                // Before this epoch's marker, so the epoch ends after its vectors ran. A vector
+                // without rows (an empty file) still runs a complete-mode epoch, as it runs a
+                // micro-batch.
                 stage
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
