@@ -170,6 +170,33 @@ stream_query! {
     query SalesReturns(sales: Sale, returns: Return) -> SaleReturn, mode = append {
         sales.join(returns, shop = returns.rshop).select(shop, units, refunded = returns.refunded)
     }
+
+    /// A stream-stream left outer join with watermarks and a time range: a reading with the
+    /// alarms of its sensor within 20 s after it, or alone once the watermark proves none can come.
+    query ReadingAlarms(readings: Reading, alarms: Alarm) -> ReadingAlarm, mode = append {
+        readings
+            .with_watermark(at, "10 seconds")
+            .join(
+                alarms.with_watermark(raised, "20 seconds"),
+                sensor = alarms.asensor,
+                kind = left_outer,
+                on = alarms.raised >= at && alarms.raised <= at + "20 seconds",
+            )
+            .select(sensor, at, raised = alarms.raised)
+    }
+}
+
+#[derive(Record, Clone, Debug, PartialEq, PartialOrd)]
+struct Alarm {
+    asensor: String,
+    raised: Timestamp,
+}
+
+#[derive(Record, Debug, PartialEq, PartialOrd)]
+struct ReadingAlarm {
+    sensor: String,
+    at: Timestamp,
+    raised: Option<Timestamp>,
 }
 
 #[derive(Record, Debug, PartialEq, PartialOrd)]
@@ -1391,6 +1418,30 @@ fn a_stream_stream_join_gives_the_same_rows_in_both_modes_with_a_task_per_input(
     assert_eq!(run(true), micro);
 }
 
+#[test]
+fn a_stream_stream_left_outer_join_emits_its_unmatched_rows_at_the_epoch_the_watermark_passes_them() {
+    let run = |continuous: bool| {
+        let (r, a, table) = (MemoryStream::<Reading>::new(), MemoryStream::<Alarm>::new(), MemoryTable::new());
+        let b = ReadingAlarms::builder().readings(Source::memory(&r)).alarms(Source::memory(&a)).sink(Sink::memory(&table));
+        let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
+        for round in 0..6 {
+            r.add((0..4).map(|i| reading(&format!("s{i}"), round * 30 + i, i)).collect::<Vec<_>>());
+            query.process_all_available().unwrap();
+            // Sensors 0 and 2 raise an alarm 5 s after their reading (a match), the others none.
+            let alarm = |i: i64| Alarm { asensor: format!("s{i}"), raised: reading("", round * 30 + i + 5, 0).at };
+            a.add(vec![alarm(0), alarm(2)]);
+            query.process_all_available().unwrap();
+        }
+        query.stop().unwrap();
+        assert!(query.exception().is_none(), "{:?}", query.exception());
+        updates::<ReadingAlarm>(&table)
+    };
+    let micro = run(false);
+    let rows: Vec<&ReadingAlarm> = micro.iter().flatten().collect();
+    assert!(rows.iter().any(|r| r.raised.is_none()) && rows.iter().any(|r| r.raised.is_some()), "{micro:?}");
+    assert_eq!(run(true), micro);
+}
+
 /// Spark's golden cases (`oracle/cases/*`) of the stateful shapes continuous mode runs, the
 /// queries as `golden.rs` writes them, run continuously: per step (an input file moved into the
 /// watched directory, then everything processed), the rows the sink got equal the rows Spark's
@@ -1398,7 +1449,7 @@ fn a_stream_stream_join_gives_the_same_rows_in_both_modes_with_a_task_per_input(
 /// steps), so rows are compared per step.
 mod spark {
     use flowgate::prelude::*;
-    use flowgate_codegen_tests::{canonical, expected, input_files, rows_as_json};
+    use flowgate_codegen_tests::run_case_continuously;
 
     #[derive(Record)]
     struct Line {
@@ -1622,31 +1673,6 @@ mod spark {
         Trigger::continuous("5 milliseconds")
     }
 
-    /// Replays `case` into `staging` (the continuous query's file source) step by step.
-    fn replay(case: &str, staging: &std::path::Path, query: &StreamingQuery, table: &MemoryTable) {
-        let want = expected(case);
-        let scratch = tempfile::tempdir().unwrap();
-        let mut seen = 0;
-        let mut compared = 0;
-        query.process_all_available().unwrap();
-        for (step, file) in input_files(case).iter().enumerate() {
-            let name = file.file_name().unwrap();
-            std::fs::copy(file, scratch.path().join(name)).unwrap();
-            std::fs::rename(scratch.path().join(name), staging.join(name)).unwrap();
-            query.process_all_available().unwrap_or_else(|e| panic!("case {case} step {step}: {e}"));
-            let history = table.history();
-            let got: Vec<serde_json::Value> = history[seen..].iter().flat_map(|(_, b)| rows_as_json(b)).collect();
-            seen = history.len();
-            let spark: Vec<serde_json::Value> =
-                want.iter().filter(|b| b.step == step as u64).flat_map(|b| b.rows.clone()).collect();
-            compared += spark.len();
-            assert_eq!(canonical(got), canonical(spark), "case {case} step {step}: rows differ from Spark's");
-        }
-        assert!(compared > 0, "case {case}: Spark emitted no rows to compare");
-        query.stop().unwrap();
-        assert!(query.exception().is_none(), "{:?}", query.exception());
-    }
-
     macro_rules! spark_case {
         ($test:ident, $case:literal, $query:ident, $input:ident) => {
             #[test]
@@ -1660,7 +1686,7 @@ mod spark {
                     .trigger(continuous())
                     .start()
                     .unwrap();
-                replay($case, staging.path(), &query, &table);
+                run_case_continuously($case, staging.path(), &query, &table);
             }
         };
     }
