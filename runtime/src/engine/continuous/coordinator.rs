@@ -358,6 +358,7 @@ impl Continuous {
                 writer: if cell.is_none() { writer.clone() } else { None },
                 epoch: first_epoch,
                 control: control.clone(),
+                busy_wait: self.trigger.busy_wait(),
                 tx: tx.clone(),
             };
             let thread = std::thread::Builder::new()

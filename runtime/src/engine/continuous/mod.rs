@@ -134,6 +134,7 @@ use crate::Duration;
 pub struct ContinuousTrigger {
     interval: std::result::Result<Duration, String>,
     ticker: Option<EpochTicker>,
+    busy_wait: StdDuration,
 }
 
 impl ContinuousTrigger {
@@ -145,7 +146,7 @@ impl ContinuousTrigger {
             Ok(d) => Ok(d),
             Err(e) => Err(e.to_string()),
         };
-        ContinuousTrigger { interval, ticker: None }
+        ContinuousTrigger { interval, ticker: None, busy_wait: StdDuration::ZERO }
     }
 
     /// Epochs end only when `ticker` says so, never by the clock (tests that need a given
@@ -153,6 +154,20 @@ impl ContinuousTrigger {
     pub fn with_ticker(mut self, ticker: &EpochTicker) -> Self {
         self.ticker = Some(ticker.clone());
         self
+    }
+
+    /// A task whose source says its next row is due within `wait` spins until then instead of
+    /// sleeping (Aeron's busy-spin idle strategy, bounded): it saves the wake-up, whose delay
+    /// is the scheduler's (the timer's expiry, then the wait for a core), at the cost of a core
+    /// kept busy for up to `wait` per poll. Default: none, every wait sleeps; worth it only with
+    /// a core per task to spare (see `benches/README.md`, "Latency").
+    pub fn with_busy_wait(mut self, wait: StdDuration) -> Self {
+        self.busy_wait = wait;
+        self
+    }
+
+    pub(crate) fn busy_wait(&self) -> StdDuration {
+        self.busy_wait
     }
 
     /// The epoch interval, or why it did not parse.
