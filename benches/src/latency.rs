@@ -284,7 +284,11 @@ pub fn run(cfg: &Config) -> flowgate::Result<Outcome> {
     let checkpoint = cfg.checkpoint.then(|| dir.path().to_path_buf());
     let continuous = |ms: u64, spin: bool| {
         let t = Trigger::continuous(&format!("{ms} milliseconds"));
-        if spin { t.with_busy_wait(Duration::from_micros(BUSY_WAIT_US)) } else { t }
+        if spin {
+            t.with_busy_wait(Duration::from_micros(BUSY_WAIT_US))
+        } else {
+            t
+        }
     };
     let query = match (cfg.kind, cfg.trigger) {
         (Kind::Stateless, TriggerKind::Continuous(ms) | TriggerKind::ContinuousSpin(ms)) => {

@@ -1397,7 +1397,8 @@ fn a_stream_stream_join_gives_the_same_rows_in_both_modes_with_a_task_per_input(
     };
     let run = |continuous: bool| {
         let (s, r, table) = (MemoryStream::<Sale>::new(), MemoryStream::<Return>::new(), MemoryTable::new());
-        let b = SalesReturns::builder().sales(Source::memory(&s)).returns(Source::memory(&r)).sink(Sink::memory(&table));
+        let b =
+            SalesReturns::builder().sales(Source::memory(&s)).returns(Source::memory(&r)).sink(Sink::memory(&table));
         let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
         for round in 0..4 {
             s.add(sales(6, round));
@@ -1422,7 +1423,8 @@ fn a_stream_stream_join_gives_the_same_rows_in_both_modes_with_a_task_per_input(
 fn a_stream_stream_left_outer_join_emits_its_unmatched_rows_at_the_epoch_the_watermark_passes_them() {
     let run = |continuous: bool| {
         let (r, a, table) = (MemoryStream::<Reading>::new(), MemoryStream::<Alarm>::new(), MemoryTable::new());
-        let b = ReadingAlarms::builder().readings(Source::memory(&r)).alarms(Source::memory(&a)).sink(Sink::memory(&table));
+        let b =
+            ReadingAlarms::builder().readings(Source::memory(&r)).alarms(Source::memory(&a)).sink(Sink::memory(&table));
         let query = if continuous { b.trigger(fast()).start() } else { b.start() }.unwrap();
         for round in 0..6 {
             r.add((0..4).map(|i| reading(&format!("s{i}"), round * 30 + i, i)).collect::<Vec<_>>());
@@ -1645,7 +1647,11 @@ mod spark {
 
     /// `session_alerts` of `group_state_functions.py` (as `golden.rs`): an alert per event with
     /// more than 2 clicks; the user's totals once the watermark passes 5 s after their last one.
-    fn session_alerts(user: &Option<String>, rows: Vec<Activity>, state: &mut GroupState<AlertState>) -> Vec<UserAlert> {
+    fn session_alerts(
+        user: &Option<String>,
+        rows: Vec<Activity>,
+        state: &mut GroupState<AlertState>,
+    ) -> Vec<UserAlert> {
         if state.has_timed_out() {
             let s = state.get();
             let expired = UserAlert { user: user.clone(), kind: "expired".into(), clicks: s.clicks, events: s.events };

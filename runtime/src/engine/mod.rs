@@ -539,26 +539,24 @@ impl QueryBuilder {
         let sinks = self.monitor.sinks(&name, &id, &run_id, &self.trigger)?;
         let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, sinks);
         let exec: Box<dyn execution::Execution> = match self.trigger {
-            Trigger::Continuous(trigger) => {
-                Box::new(continuous::coordinator::Continuous {
-                    observer,
-                    id: id.clone(),
-                    run_id,
-                    name: name.clone(),
-                    output_mode: self.spec.output_mode,
-                    sources: streams,
-                    statics,
-                    slots,
-                    sink: sink.inner,
-                    make_plan: self.spec.make_plan,
-                    config,
-                    trigger,
-                    output_schema: self.spec.output.clone(),
-                    checkpoint,
-                    shared: shared.clone(),
-                    clock: self.clock,
-                })
-            }
+            Trigger::Continuous(trigger) => Box::new(continuous::coordinator::Continuous {
+                observer,
+                id: id.clone(),
+                run_id,
+                name: name.clone(),
+                output_mode: self.spec.output_mode,
+                sources: streams,
+                statics,
+                slots,
+                sink: sink.inner,
+                make_plan: self.spec.make_plan,
+                config,
+                trigger,
+                output_schema: self.spec.output.clone(),
+                checkpoint,
+                shared: shared.clone(),
+                clock: self.clock,
+            }),
             trigger => Box::new(microbatch::MicroBatch {
                 observer,
                 id: id.clone(),
