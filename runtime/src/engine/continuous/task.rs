@@ -225,9 +225,11 @@ impl Task {
 fn reduce_timer_slack() {
     #[cfg(target_os = "linux")]
     {
+        /// 1 µs, in ns: well under the 10–20 µs between a partition's rows at 100 000 rows/s.
+        const TIMER_SLACK_NS: libc::c_ulong = 1_000;
         // SAFETY: PR_SET_TIMERSLACK takes one unsigned long (the slack in ns) and changes only
         // the calling thread's timer slack; the other arguments are ignored.
-        let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+        let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0) };
         if rc != 0 {
             tracing::debug!(error = %std::io::Error::last_os_error(), "PR_SET_TIMERSLACK failed");
         }
