@@ -234,6 +234,8 @@ struct RunState {
 }
 
 /// Sales and units so far per shop.
+// The key is the group's `String`: the function gets `&K`.
+#[allow(clippy::ptr_arg)]
 fn running_shop(shop: &String, rows: Vec<Sale>, state: &mut GroupState<RunState>) -> ShopRun {
     let (mut sales, mut units) = state.get_option().map_or((0, 0), |s| (s.sales, s.units));
     for r in &rows {
@@ -253,6 +255,8 @@ struct ShopIdle {
 
 /// Sales per shop; a shop without a sale for a minute of processing time is reported idle
 /// and forgotten.
+// The key is the group's `String`: the function gets `&K`.
+#[allow(clippy::ptr_arg)]
 fn idle_shop(shop: &String, rows: Vec<Sale>, state: &mut GroupState<i64>) -> Vec<ShopIdle> {
     if state.has_timed_out() {
         let sales = *state.get();
