@@ -127,6 +127,34 @@ pub fn canonical(mut rows: Vec<Value>) -> Vec<Value> {
     rows
 }
 
+/// Replays `case` into `staging` (a continuous query's file source) step by step: per step (an
+/// input file moved in, then everything processed), the rows the sink got equal the rows
+/// Spark's batches of that step emitted. Epoch ids are not Spark's batch ids (empty epochs pass
+/// between steps), so rows are compared per step, not per batch.
+pub fn run_case_continuously(case: &str, staging: &Path, query: &StreamingQuery, table: &MemoryTable) {
+    let want = expected(case);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    let mut compared = 0;
+    query.process_all_available().unwrap();
+    for (step, file) in input_files(case).iter().enumerate() {
+        let name = file.file_name().unwrap();
+        std::fs::copy(file, scratch.path().join(name)).unwrap();
+        std::fs::rename(scratch.path().join(name), staging.join(name)).unwrap();
+        query.process_all_available().unwrap_or_else(|e| panic!("case {case} step {step}: {e}"));
+        let history = table.history();
+        let got: Vec<serde_json::Value> = history[seen..].iter().flat_map(|(_, b)| rows_as_json(b)).collect();
+        seen = history.len();
+        let spark: Vec<serde_json::Value> =
+            want.iter().filter(|b| b.step == step as u64).flat_map(|b| b.rows.clone()).collect();
+        compared += spark.len();
+        assert_eq!(canonical(got), canonical(spark), "case {case} step {step}: rows differ from Spark's");
+    }
+    assert!(compared > 0, "case {case}: Spark emitted no rows to compare");
+    query.stop().unwrap();
+    assert!(query.exception().is_none(), "{:?}", query.exception());
+}
+
 /// Whether Spark's `numInputRows` is comparable with ours for a case.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum InputRows {

@@ -635,3 +635,33 @@ fn tws_then_count() {
     run_case("tws_then_count", staging.path(), &query, &table, InputRows::Check);
     query.stop().unwrap();
 }
+
+/// The cases without processing time, run continuously (`Trigger::continuous`): per step, the
+/// rows the sink got equal Spark's (`run_case_continuously`); each vector calls the processor
+/// for its keys with rows, each epoch's end fires the timers its watermark passed.
+mod continuous {
+    use super::*;
+    use flowgate_codegen_tests::run_case_continuously;
+
+    macro_rules! continuous_case {
+        ($test:ident, $case:literal, $query:ident) => {
+            #[test]
+            fn $test() {
+                let staging = tempfile::tempdir().unwrap();
+                let table = MemoryTable::new();
+                let query = $query::builder()
+                    .events(Source::file(staging.path()).json())
+                    .sink(Sink::memory(&table))
+                    .shuffle_partitions(2)
+                    .trigger(Trigger::continuous("5 milliseconds"))
+                    .start()
+                    .unwrap();
+                run_case_continuously($case, staging.path(), &query, &table);
+            }
+        };
+    }
+
+    continuous_case!(tws_value_list_map, "tws_value_list_map", PageStatsQuery);
+    continuous_case!(tws_event_time_timers, "tws_event_time_timers", QuietAlertsQuery);
+    continuous_case!(tws_timer_at_watermark, "tws_timer_at_watermark", WatermarkTimersQuery);
+}

@@ -15,6 +15,9 @@
 //!
 //! `--query counts` runs a stateful query instead: rows per key (`value % 14`) in update mode,
 //! counted per vector on the stateful stage the tasks share, its state checkpointed per epoch.
+//! `--query windows` counts the rows per 200 ms of their timestamp in append mode, with a
+//! 1-second watermark: each window is written once, by the epoch whose end the watermark passes
+//! it at.
 
 use flowgate::prelude::*;
 use flowgate::source::rate::RateSource;
@@ -48,6 +51,23 @@ stream_query! {
     query Counts(ticks: Tick) -> KeyCount, mode = update {
         ticks.group_by(key = value % 14).agg(count() as n, max(value) as top)
     }
+
+    /// Rows and their values' range per 200 ms of event time, in append mode: a window is
+    /// written at the end of the epoch whose watermark passes it, once.
+    query Windows(ticks: Tick) -> WindowRange, mode = append {
+        ticks
+            .with_watermark(timestamp, "1 second")
+            .group_by(window(timestamp, "200 milliseconds"))
+            .agg(count() as n, min(value) as lo, max(value) as hi)
+    }
+}
+
+#[derive(Record)]
+struct WindowRange {
+    window: Window,
+    n: i64,
+    lo: i64,
+    hi: i64,
 }
 
 #[derive(Record)]
@@ -84,7 +104,14 @@ fn main() -> flowgate::Result<()> {
             }
             builder.start()?
         }
-        Some(other) => return Err(flowgate::Error::Plan(format!("--query {other}: use euros or counts"))),
+        Some("windows") => {
+            let mut builder = Windows::builder().ticks(source).sink(sink).trigger(Trigger::continuous(&interval));
+            if let Some(dir) = checkpoint {
+                builder = builder.checkpoint(dir);
+            }
+            builder.start()?
+        }
+        Some(other) => return Err(flowgate::Error::Plan(format!("--query {other}: use euros, counts or windows"))),
     };
     if !query.await_termination_timeout(std::time::Duration::from_secs_f64(seconds))? {
         // A stop commits the epoch in progress.

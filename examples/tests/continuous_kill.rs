@@ -9,7 +9,9 @@
 //!
 //! The same for the stateful query (`--query counts`: rows per key in update mode, run per
 //! vector, its state checkpointed per epoch): the committed updates must count every value read
-//! exactly once.
+//! exactly once; and for event-time windows in append mode (`--query windows`: each written at
+//! the end of the epoch whose watermark passes it): every window once, its rows a gap-free range
+//! of values, the windows together every value from 0 on.
 //!
 //! `FLOWGATE_KILLS=100 cargo test -p flowgate-examples --test continuous_kill` for a longer run.
 
@@ -177,6 +179,44 @@ fn killed_and_restarted_a_continuous_aggregation_counts_every_row_once() {
         "{kills} kills, {crashed} crash points, {replays_owed} restarts replayed an epoch; {} epochs, {rows} rows counted, \
          {repeated} rows of a key already in their epoch",
         epochs.len()
+    );
+}
+
+#[test]
+fn killed_and_restarted_continuous_append_mode_windows_are_each_written_once_and_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let (output, checkpoint) = (root.path().join("out"), root.path().join("cp"));
+    let (kills, crashed, replays_owed) = kill_and_restart(&["--query", "windows"], &output, &checkpoint, 17);
+    let committed = flowgate::sink::file::read_committed_json_rows(&output).unwrap();
+    let epochs: Vec<u64> = committed.iter().map(|(e, _)| *e).collect();
+    assert!(epochs.windows(2).all(|w| w[0] < w[1]), "each epoch committed once, in order: {epochs:?}");
+    // A window holds the values whose timestamps fall in its 200 ms: a range, since timestamps
+    // grow with the value. Every window once (nothing doubled across the replays), each a
+    // gap-free range (nothing lost in it), one after the other from value 0 (nothing lost
+    // between them: the 1-second watermark drops no row of two tasks a few ms apart).
+    let mut windows: Vec<(i64, i64, i64, String)> = committed
+        .iter()
+        .flat_map(|(_, rows)| rows)
+        .map(|r| {
+            let w = r["window"]["start"].as_str().unwrap().to_string();
+            (r["lo"].as_i64().unwrap(), r["hi"].as_i64().unwrap(), r["n"].as_i64().unwrap(), w)
+        })
+        .collect();
+    windows.sort();
+    let starts: BTreeSet<&String> = windows.iter().map(|w| &w.3).collect();
+    assert_eq!(starts.len(), windows.len(), "a window written twice");
+    assert!(windows.len() >= 5, "{} windows", windows.len());
+    let mut next = 0;
+    for (lo, hi, n, start) in &windows {
+        assert_eq!(*lo, next, "window {start}: values {next}..{lo} are in no window");
+        assert_eq!(*n, hi - lo + 1, "window {start}: {n} rows for values {lo}..={hi}");
+        next = hi + 1;
+    }
+    eprintln!(
+        "{kills} kills, {crashed} crash points, {replays_owed} restarts replayed an epoch; {} epochs, {} windows, \
+         {next} values",
+        epochs.len(),
+        windows.len()
     );
 }
 

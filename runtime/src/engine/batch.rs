@@ -107,6 +107,7 @@ impl BatchJob {
             watermark_for_late: None,
             watermark_for_eviction: None,
             batch_timestamp_ms: now_ms,
+            mid_epoch: false,
         };
         let mut out = plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("batch run of query `{name}`")))?;
         drop(inputs);

@@ -11,7 +11,7 @@ use arrow_array::RecordBatch;
 use super::continuous::coordinator::Continuous;
 use super::listener::Observer;
 use super::microbatch::MicroBatch;
-use super::{Plan, PlanExt, Shared};
+use super::Shared;
 use crate::error::{Error, Result};
 use crate::source::{ReadLimit, SourceImpl};
 
@@ -32,26 +32,6 @@ impl Execution for Continuous {
     fn execute(self: Box<Self>) {
         (*self).run();
     }
-}
-
-/// The engine's own check that a plan can run continuously, behind the compiler's (a
-/// `Trigger::Continuous` built by hand reaches `start` without it): stateful operators only of
-/// the kinds the stateful stage runs (aggregations in update mode, dedups).
-pub(crate) fn check_continuous(query: &str, plan: &(dyn Plan + 'static), mode: crate::OutputMode) -> Result<()> {
-    let runs = |op: &str| match op {
-        crate::ops::aggregate::OPERATOR_NAME => mode == crate::OutputMode::Update,
-        "dedupe" | "dedupeWithinWatermark" => true,
-        _ => false,
-    };
-    let blocked: Vec<String> = plan.state_schema().into_iter().map(|s| s.operator).filter(|op| !runs(op)).collect();
-    if !blocked.is_empty() {
-        return Err(Error::Plan(format!(
-            "query `{query}` cannot run in continuous mode: it has stateful operators continuous mode does not run \
-             ({}; in {mode} mode); use a micro-batch trigger",
-            blocked.join(", ")
-        )));
-    }
-    Ok(())
 }
 
 /// A static input read whole (both modes read them once, when the query starts).

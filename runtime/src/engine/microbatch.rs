@@ -349,6 +349,7 @@ impl MicroBatch {
             watermark_for_late: watermarks.map(|w| w.late),
             watermark_for_eviction: watermarks.map(|w| w.eviction),
             batch_timestamp_ms: timestamp_ms,
+            mid_epoch: false,
         };
         let out = self.plan.run_batch(&ctx, &inputs).map_err(|e| e.context(format!("running batch {batch_id}")))?;
         drop(inputs);

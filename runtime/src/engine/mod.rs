@@ -83,6 +83,12 @@ pub struct BatchContext {
     /// The batch's processing time (ms since the epoch; Spark's `batchTimestampMs`): from the
     /// query's [`crate::clock::Clock`] when the batch is planned, logged with its offsets.
     pub batch_timestamp_ms: i64,
+    /// Whether this run is one vector of a continuous epoch rather than a whole batch
+    /// (`engine/continuous/stage.rs`): the epoch's end runs the plan once more, without rows,
+    /// and only that run fires group-state timeouts and `transform_with_state` timers and emits
+    /// a result table that is emitted whole (complete mode; sessions outside append mode), so
+    /// an epoch does what a micro-batch over its rows does. Always `false` in micro-batch mode.
+    pub mid_epoch: bool,
 }
 
 impl BatchContext {
@@ -94,6 +100,7 @@ impl BatchContext {
             watermark_for_late: None,
             watermark_for_eviction: None,
             batch_timestamp_ms: 0,
+            mid_epoch: false,
         }
     }
 
@@ -103,10 +110,15 @@ impl BatchContext {
         self.watermark_for_late.unwrap_or(i64::MIN)
     }
 
-    /// The eviction watermark, or `i64::MIN` (nothing is evicted) without one.
+    /// The watermark this run evicts state and closes windows by, or `i64::MIN` (nothing is
+    /// evicted) without one: the eviction watermark, but the late one in a vector of a
+    /// continuous epoch ([`BatchContext::mid_epoch`]; state behind it was evicted at the previous
+    /// epoch's end, so a vector evicts nothing, and the epoch's end evicts by the eviction
+    /// watermark).
     #[inline]
     pub fn eviction_watermark(&self) -> i64 {
-        self.watermark_for_eviction.unwrap_or(i64::MIN)
+        let wm = if self.mid_epoch { self.watermark_for_late } else { self.watermark_for_eviction };
+        wm.unwrap_or(i64::MIN)
     }
 }
 
@@ -527,26 +539,24 @@ impl QueryBuilder {
         let sinks = self.monitor.sinks(&name, &id, &run_id, &self.trigger)?;
         let observer = listener::Observer::new(&id, &run_id, &name, self.listeners, self.manager, sinks);
         let exec: Box<dyn execution::Execution> = match self.trigger {
-            Trigger::Continuous(trigger) => {
-                execution::check_continuous(self.spec.name, plan.as_ref(), self.spec.output_mode)?;
-                Box::new(continuous::coordinator::Continuous {
-                    observer,
-                    id: id.clone(),
-                    run_id,
-                    name: name.clone(),
-                    output_mode: self.spec.output_mode,
-                    sources: streams,
-                    statics,
-                    slots,
-                    sink: sink.inner,
-                    make_plan: self.spec.make_plan,
-                    config,
-                    trigger,
-                    output_schema: self.spec.output.clone(),
-                    checkpoint,
-                    shared: shared.clone(),
-                })
-            }
+            Trigger::Continuous(trigger) => Box::new(continuous::coordinator::Continuous {
+                observer,
+                id: id.clone(),
+                run_id,
+                name: name.clone(),
+                output_mode: self.spec.output_mode,
+                sources: streams,
+                statics,
+                slots,
+                sink: sink.inner,
+                make_plan: self.spec.make_plan,
+                config,
+                trigger,
+                output_schema: self.spec.output.clone(),
+                checkpoint,
+                shared: shared.clone(),
+                clock: self.clock,
+            }),
             trigger => Box::new(microbatch::MicroBatch {
                 observer,
                 id: id.clone(),

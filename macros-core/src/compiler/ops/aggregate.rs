@@ -637,7 +637,12 @@ fn hash_emission(
             let lp = emit_loop(quote!(#op.#updated()));
             quote! { #lp #evicted; }
         }
-        (ModeKind::Complete, _, _) => emit_loop(quote!(#op.#all())),
+        (ModeKind::Complete, _, _) => {
+            // The whole result table, once per batch: a continuous epoch's vectors emit none,
+            // its end emits it (`BatchContext::mid_epoch`).
+            let lp = emit_loop(quote!(#op.#all()));
+            quote! { if !__fg_ctx.mid_epoch { #lp } }
+        }
         _ => emit_loop(quote!(#op.#updated())),
     }
 }
@@ -849,6 +854,11 @@ fn session_emission(
             #emit_body
         }
     });
+    if prefix.is_empty() {
+        // Every session, once per batch: a continuous epoch's vectors emit none, its end
+        // emits them (`BatchContext::mid_epoch`).
+        return quote! { if !__fg_ctx.mid_epoch { #lp } };
+    }
     quote! {
         #prefix
         #lp

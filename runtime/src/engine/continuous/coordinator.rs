@@ -56,6 +56,8 @@ pub(crate) struct Continuous {
     pub output_schema: arrow_schema::SchemaRef,
     pub checkpoint: Option<QueryCheckpoint>,
     pub shared: Arc<Shared>,
+    /// Where epochs' processing times come from (the builder's clock).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// What the coordinator knows of an epoch whose markers are still coming in.
@@ -172,7 +174,7 @@ impl Continuous {
         }
         let statics = self.read_statics()?;
         if let Some((epoch, ends)) = rerun {
-            let timestamp_ms = rerun_timestamp.unwrap_or_else(|| crate::clock::now_micros() / 1000);
+            let timestamp_ms = rerun_timestamp.unwrap_or_else(|| self.clock.now_ms());
             self.replay(epoch, &committed, &ends, &statics, stage.as_mut(), timestamp_ms)?;
             committed = ends;
             next_epoch = epoch + 1;
@@ -338,8 +340,9 @@ impl Continuous {
         // The tasks give their rows to a sink that takes rows themselves: a map-like query's
         // from their plans, a stateful one's from the stage they share.
         let writer = self.sink.row_writer();
+        let now_ms = self.clock.now_ms();
         let cell = stage.take().map(|mut stage| {
-            stage.begin_epoch(first_epoch, crate::clock::now_micros() / 1000);
+            stage.begin_epoch(first_epoch, now_ms);
             Arc::new(Mutex::new(StageCell::new(stage, writer.clone(), statics.clone())))
         });
         let mut tasks = Vec::with_capacity(tasks_n);
@@ -355,6 +358,7 @@ impl Continuous {
                 writer: if cell.is_none() { writer.clone() } else { None },
                 epoch: first_epoch,
                 control: control.clone(),
+                busy_wait: self.trigger.busy_wait(),
                 tx: tx.clone(),
             };
             let thread = std::thread::Builder::new()
@@ -510,11 +514,12 @@ impl Continuous {
         }
         // A stateful epoch's end: its eviction and its state changes (its rows ran as they
         // came), and the next epoch's vectors that waited for it run.
-        let output = stage.map(|s| lock(s).end_epoch(crate::clock::now_micros() / 1000)).transpose()?;
+        let now_ms = self.clock.now_ms();
+        let output = stage.map(|s| lock(s).end_epoch(now_ms)).transpose()?;
         // A stateful epoch's processing time is the one its vectors ran with.
         let (watermarks, timestamp_ms) = match &output {
             Some(o) => (o.watermarks, o.timestamp_ms),
-            None => (None, crate::clock::now_micros() / 1000),
+            None => (None, now_ms),
         };
         let mut state_operators = Vec::new();
         let mut owes_eviction = false;

@@ -61,46 +61,59 @@
 //!
 //! # Which queries run continuously
 //!
-//! Over sources that have partition readers (rate, memory, file, socket, Kafka; the socket
-//! source is not replayable, as in micro-batch mode):
+//! Every query micro-batch mode runs, over sources that have partition readers (rate, memory,
+//! file, socket, Kafka; the socket source is not replayable, as in micro-batch mode; another
+//! source fails the start):
 //! - map-like queries ([`MapLike`]): `filter`, `select`, `map`, `with_column`, `flat_map`,
 //!   `union` of streams and stream-static joins, run by every task on its vectors;
-//! - stateful queries ([`Stateful`]): aggregations in update mode and `drop_duplicates` (with
-//!   or without a watermark, also after one another), and a watermark on a map-like query,
+//! - stateful queries ([`Stateful`]): aggregations (update, append and complete mode, event-time
+//!   and session windows, chained), `drop_duplicates`, the global `limit`,
+//!   `map_groups_with_state` / `flat_map_groups_with_state` / `transform_with_state`,
+//!   stream-stream joins, sorts of a complete-mode result, and a watermark on a map-like query,
 //!   run by the stateful stage on each vector, with state snapshotted per epoch (below).
 //!
-//! Anything else does not get a continuous trigger: aggregations in append mode (their windows
-//! wait for the watermark) or complete mode, session windows, stream-stream joins, arbitrary
-//! stateful processing, the stream's global limit and sorts. The generated builder's `trigger`
-//! takes a [`Trigger::continuous`](super::Trigger::continuous) only when the compiler found the
-//! query eligible, and otherwise rustc reports that [`RunsContinuously`] is not implemented for
-//! a type named after the operator in the way
-//! (`flowgate::engine::continuous::unsupported::Aggregation`, ...).
+//! The generated builder's `trigger` takes a [`Trigger::continuous`](super::Trigger::continuous)
+//! when the query's [`Continuity::Mode`] [`RunsContinuously`]: the seam for an operator that
+//! could not run this way, which today none is.
 //!
 //! # Stateful queries
 //!
-//! The tasks of a stateful query read in parallel (one per partition, decoding included) and
-//! share the one instance of the plan, the stateful stage (`stage.rs`): each task runs its
-//! vectors on it as they arrive, one task at a time under its lock, and gives the rows they
-//! emit to the sink at once (as Spark 4.1+'s real-time mode does in update mode). Markers are
-//! aligned: a vector of epoch `e + 1` from a task that already passed marker `e` waits in the
-//! stage until every task passed it and the coordinator ended epoch `e`. State is snapshotted per epoch: the operators' state, partitioned by
-//! the persisted partition hash into the shuffle partitions, gets the epoch's changes (merged
-//! over its vectors) as the epoch's state version in the micro-batch state store, so a restart
-//! restores the state after the last committed epoch and replays a logged one from the state
-//! before it. Watermarks advance per epoch by the micro-batch rules: an epoch's vectors drop the
-//! rows late by the previous epoch's watermark, and state behind the epoch's own watermark is
-//! evicted at its end. The sink commits per epoch, as for map-like queries.
+//! The tasks of a stateful query read in parallel (one per partition of every input, decoding
+//! included) and share the one instance of the plan, the stateful stage (`stage.rs`): each task
+//! runs its vectors on it as they arrive, one task at a time under its lock, and gives the rows
+//! they emit to the sink at once (as Spark 4.1+'s real-time mode does in update mode). Markers
+//! are aligned: a vector of epoch `e + 1` from a task that already passed marker `e` waits in
+//! the stage until every task passed it and the coordinator ended epoch `e`. State is
+//! snapshotted per epoch: the operators' state, partitioned by the persisted partition hash
+//! into the shuffle partitions, gets the epoch's changes (merged over its vectors) as the
+//! epoch's state version in the micro-batch state store, so a restart restores the state after
+//! the last committed epoch and replays a logged one from the state before it. Watermarks
+//! advance per epoch by the micro-batch rules: an epoch's vectors drop the rows late by the
+//! previous epoch's watermark, and what a micro-batch does once per batch happens once per
+//! epoch, in a run of the plan without rows at its end (`BatchContext::mid_epoch` tells the
+//! vectors' runs from it): state behind the epoch's own watermark is evicted (closing windows
+//! and sessions in append mode, emitting an outer join's unmatched rows), group-state timeouts
+//! and `transform_with_state` timers and TTLs fire with the epoch's processing time and
+//! watermark, and a complete-mode result table is emitted. The sink commits per epoch, as for
+//! map-like queries.
 //!
-//! The output contract (see `stage.rs`): an update-mode aggregation emits, per vector, the
-//! groups the vector changed with their values after it, so a group can appear more than once
-//! per epoch; its last row per epoch equals the row a micro-batch over the epoch's rows emits,
-//! so the epoch's rows collapsed to the last per key are micro-batch's batch (a sink that keeps
-//! the latest row per key holds micro-batch's result after every epoch). A dedup emits each
-//! first row once. So a stateful query's rows reach `foreach_rows` about a millisecond after
-//! their source had them, as a map-like query's do; the exactly-once sinks publish at the
-//! epoch's commit. The keyed exchange is into this one stage; parallel stateful tasks, each
-//! owning a range of the partition hash, are not built.
+//! The output contract, per operator (see `stage.rs`):
+//! - **per vector** (the rows reach `foreach_rows` about a millisecond after their source had
+//!   them): an update-mode aggregation emits the groups the vector changed, with their values
+//!   after it, so a group can appear more than once per epoch, its last row per epoch being
+//!   the micro-batch's over the epoch's rows (a sink that keeps the latest row per key holds
+//!   micro-batch's result after every epoch); a dedup and the global limit emit each row they
+//!   let through once; group state calls the function once per key with rows in the vector
+//!   (an update-mode function that returns its running state so gives, collapsed to the last
+//!   row per key, micro-batch's epoch; one that emits per call emits per vector); a
+//!   stream-stream join emits each match once, from the vector of its later side;
+//! - **per epoch** (at its end): append-mode windows and sessions the epoch's watermark
+//!   closes, an outer join's unmatched rows, timed-out keys and expired timers, and a
+//!   complete-mode result table (sorted and cut, for a top N), each exactly as the micro-batch
+//!   over the epoch's rows emits them.
+//!
+//! The keyed exchange is into this one stage; parallel stateful tasks, each owning a range of
+//! the partition hash, are not built.
 //!
 //! Progress: one [`super::QueryProgress`] per committed epoch (`batch_id` is the epoch), with
 //! [`EpochProgress`] (rows per task, the latency from a row's availability to the end of its
@@ -121,6 +134,7 @@ use crate::Duration;
 pub struct ContinuousTrigger {
     interval: std::result::Result<Duration, String>,
     ticker: Option<EpochTicker>,
+    busy_wait: StdDuration,
 }
 
 impl ContinuousTrigger {
@@ -132,7 +146,7 @@ impl ContinuousTrigger {
             Ok(d) => Ok(d),
             Err(e) => Err(e.to_string()),
         };
-        ContinuousTrigger { interval, ticker: None }
+        ContinuousTrigger { interval, ticker: None, busy_wait: StdDuration::ZERO }
     }
 
     /// Epochs end only when `ticker` says so, never by the clock (tests that need a given
@@ -140,6 +154,20 @@ impl ContinuousTrigger {
     pub fn with_ticker(mut self, ticker: &EpochTicker) -> Self {
         self.ticker = Some(ticker.clone());
         self
+    }
+
+    /// A task whose source says its next row is due within `wait` spins until then instead of
+    /// sleeping (Aeron's busy-spin idle strategy, bounded): it saves the wake-up, whose delay
+    /// is the scheduler's (the timer's expiry, then the wait for a core), at the cost of a core
+    /// kept busy for up to `wait` per poll. Default: none, every wait sleeps; worth it only with
+    /// a core per task to spare (see `benches/README.md`, "Latency").
+    pub fn with_busy_wait(mut self, wait: StdDuration) -> Self {
+        self.busy_wait = wait;
+        self
+    }
+
+    pub(crate) fn busy_wait(&self) -> StdDuration {
+        self.busy_wait
     }
 
     /// The epoch interval, or why it did not parse.
@@ -259,10 +287,10 @@ pub struct EpochProgress {
 }
 
 /// The eligibility of a query for continuous mode, as the compiler found it: every generated
-/// builder implements this, with `Mode` [`MapLike`], [`Stateful`] or a type of [`unsupported`]
-/// that names the operator in the way.
+/// builder implements this, with `Mode` [`MapLike`] or [`Stateful`].
 pub trait Continuity {
-    /// [`MapLike`], [`Stateful`], or the reason the query cannot run continuously.
+    /// [`MapLike`] or [`Stateful`] (a type that does not implement [`RunsContinuously`] would
+    /// name what stands in the way).
     type Mode;
 }
 
@@ -270,9 +298,7 @@ pub trait Continuity {
 #[diagnostic::on_unimplemented(
     message = "this query cannot run in continuous mode: `{Self}` does not run continuously",
     label = "a continuous trigger needs a query continuous mode can run",
-    note = "continuous mode runs filter, select, map, with_column, flat_map, union, stream-static joins, \
-            aggregations in update mode and drop_duplicates; use `Trigger::default()` or \
-            `Trigger::processing_time(..)` for this query"
+    note = "use `Trigger::default()` or `Trigger::processing_time(..)` for this query"
 )]
 pub trait RunsContinuously {}
 
@@ -281,29 +307,12 @@ pub struct MapLike;
 
 impl RunsContinuously for MapLike {}
 
-/// A query with aggregations in update mode, dedups or a watermark: the tasks read and run
-/// each vector on the stateful stage they share as it arrives, its state snapshotted per epoch
-/// (see the module docs).
+/// A query with stateful operators or a watermark: the tasks read and run each vector on the
+/// stateful stage they share as it arrives, its state snapshotted per epoch and what a
+/// micro-batch does once per batch done at each epoch's end (see the module docs).
 pub struct Stateful;
 
 impl RunsContinuously for Stateful {}
-
-/// Why a query cannot run continuously, one type per operator (what the compile error
-/// names).
-pub mod unsupported {
-    /// `group_by(..).agg(..)` or `agg(..)` in append or complete mode (update mode runs).
-    pub struct Aggregation;
-    /// `group_by(session_window(..))`: a session-window aggregation.
-    pub struct SessionWindowAggregation;
-    /// `order_by(..)` / `limit(..)`: a sort.
-    pub struct Sort;
-    /// `join(other_stream, ..)`: a stream-stream join.
-    pub struct StreamStreamJoin;
-    /// `map_groups_with_state` / `flat_map_groups_with_state`: arbitrary stateful processing.
-    pub struct GroupState;
-    /// `limit(n)` in append mode: the stream's global limit.
-    pub struct GlobalLimit;
-}
 
 /// What a generated builder's `trigger` accepts: any [`super::Trigger`], and a
 /// [`ContinuousTrigger`] when the query [`RunsContinuously`].

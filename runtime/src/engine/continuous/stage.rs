@@ -16,26 +16,38 @@
 //!
 //! # The epoch as a micro-batch
 //!
-//! Every vector of epoch `e` runs with the batch id `e`, the epoch's processing time, and the
+//! Every vector of epoch `e` runs with the batch id `e`, the epoch's processing time, the
 //! watermark for late rows the epoch would have as a micro-batch (late rows are dropped by the
-//! previous epoch's watermark, as Spark's `eventTimeWatermarkForLateEvents`). The eviction of
-//! state behind this epoch's watermark waits for the epoch's end: the vectors run with the late
-//! watermark as their eviction watermark (state behind it was evicted at the previous epoch's
-//! end, so the vectors evict nothing), and [`Stage::end_epoch`] runs the plan once without rows
-//! and with the epoch's eviction watermark (Spark's no-data batch) when it moved. Evicting per
-//! vector would be wrong: a window or a dedup key that the watermark passed in this epoch, seen
-//! again in a later vector of the same epoch, would start again from nothing, where a
-//! micro-batch over the epoch's rows aggregates (or drops as a duplicate) both before it
-//! evicts.
+//! previous epoch's watermark, as Spark's `eventTimeWatermarkForLateEvents`) and its eviction
+//! watermark, marked [`BatchContext::mid_epoch`]. What a micro-batch does once per batch, after
+//! its rows, waits for the epoch's end: [`Stage::end_epoch`] runs the plan once more, without
+//! rows and not mid-epoch (Spark's no-data batch, here after every epoch that had rows, owes an
+//! eviction or has a processing-time timeout due; in complete mode after every epoch whose
+//! sources moved, as micro-batch runs a batch then), and only that run
+//! - evicts by the eviction watermark (a vector's run evicts by the late one, behind which the
+//!   previous epoch's end evicted already): it closes the append-mode windows and sessions the
+//!   watermark passed, drops the state behind it and emits an outer join's unmatched rows;
+//! - fires group-state timeouts and `transform_with_state` timers and TTL expiries, with the
+//!   epoch's processing time and watermark;
+//! - emits a result table that is emitted whole (complete mode, sorted and cut for a top N;
+//!   sessions outside append mode).
+//!
+//! Doing any of these per vector would be wrong: a window or a dedup key that the watermark
+//! passed in this epoch, seen again in a later vector of the same epoch, would start again from
+//! nothing, where a micro-batch over the epoch's rows aggregates (or drops as a duplicate) both
+//! before it evicts; a key whose timeout is due, with rows in a later vector, would time out
+//! first where a micro-batch calls it with its rows; a complete-mode table would be written
+//! once per vector. Epoch 0 applies a group state's initial state in its first run only.
 //!
 //! The plan's operators partition their state by the persisted partition hash (`partition.rs`)
 //! into the query's shuffle partitions, as in micro-batch mode. With a checkpoint, the changes
-//! of each vector are taken after it ran and merged per key (the last change wins), so the
-//! epoch's state version is the state after the epoch, exactly what a micro-batch over the same
-//! rows would have written; watermarks advance per epoch by the micro-batch rules.
+//! of each run are taken after it and merged per key (the last change wins), so the epoch's
+//! state version is the state after the epoch, exactly what a micro-batch over the same rows
+//! would have written; watermarks advance per epoch by the micro-batch rules.
 //!
 //! # The output contract
 //!
+//! Per vector (each vector's rows reach a `foreach_rows` sink as the vector runs):
 //! - **Update-mode aggregation:** each vector emits the groups it changed, with their values
 //!   after it. A group changed by several vectors of an epoch is emitted once per vector, so it
 //!   may appear more than once per epoch; its **last** row in the epoch is the row a micro-batch
@@ -43,11 +55,26 @@
 //!   sink that keeps the latest row per key (a key-value store, a compacted topic, the
 //!   benchmark's counter) therefore holds micro-batch's result after every epoch, and
 //!   collapsing an epoch's rows to the last per key gives micro-batch's batch.
-//! - **Deduplication:** each row is emitted once, by the vector that brought its key first: an
-//!   epoch's rows are micro-batch's over the same rows in the same order.
-//! - **Exactly-once sinks** get all rows of the epoch at its commit, in the order the vectors
-//!   produced them, so a file sink's epoch holds the repeated groups too; `foreach_rows` gets each
-//!   vector's rows as they are produced, before the epoch commits.
+//! - **Deduplication and the global limit:** each row is emitted once, by the vector that
+//!   brought it: an epoch's rows are micro-batch's over the same rows in the same order.
+//! - **Group state** (`map_groups_with_state`, `flat_map_groups_with_state`,
+//!   `transform_with_state`): the function is called once per key with rows in the vector, with
+//!   that vector's rows (a micro-batch calls it once per key with all of the batch's): a
+//!   function whose output is its running state gives, collapsed to the last row per key,
+//!   micro-batch's epoch; one whose output depends on how rows are split into calls gives
+//!   what that split gives, as it would over other micro-batches.
+//! - **Stream-stream joins:** each match is emitted once, by the vector of whichever side came
+//!   later (its input's task runs it on the stage).
+//!
+//! Per epoch (by its last run):
+//! - **Append-mode windows and sessions** the epoch's watermark closes, **outer joins'**
+//!   unmatched rows, **timed-out keys** and **expired timers**, and **complete mode's** result
+//!   table: exactly the rows the micro-batch over the epoch's rows emits for them.
+//!
+//! And:
+//! - **Exactly-once sinks** get all rows of the epoch at its commit, in the order the runs
+//!   produced them, so a file sink's epoch holds the repeated groups too; `foreach_rows` gets
+//!   each run's rows as they are produced, before the epoch commits.
 //! - Float sums and moments (`avg`, `stddev`) fold their values in another grouping than one
 //!   micro-batch would, so they can differ from micro-batch's in the last bits.
 //!
@@ -96,6 +123,9 @@ pub(super) struct Stage {
     timestamp_ms: i64,
     /// Whether a vector of the epoch ran.
     ran: bool,
+    /// Whether the epoch's sources gave a vector, with rows or without (an empty file): as a
+    /// micro-batch runs when its offsets moved, a complete-mode epoch then emits its table.
+    moved: bool,
     /// Whether operators record changes (a checkpoint with state).
     tracking: bool,
     /// The epoch's changes so far, per operator and partition.
@@ -128,6 +158,7 @@ impl Stage {
             epoch: 0,
             timestamp_ms: 0,
             ran: false,
+            moved: false,
             tracking: false,
             delta: Vec::new(),
             metrics: Vec::new(),
@@ -160,6 +191,7 @@ impl Stage {
         self.epoch = epoch;
         self.timestamp_ms = timestamp_ms;
         self.ran = false;
+        self.moved = false;
         self.delta.clear();
         self.metrics.clear();
     }
@@ -192,21 +224,47 @@ impl Stage {
         self.metrics.iter().rev().cloned().collect()
     }
 
-    fn context(&self, eviction: i64) -> BatchContext {
+    /// The context of a run of the epoch: a vector's (`mid_epoch`: it evicts by the late
+    /// watermark, fires no timeouts or timers and emits no whole result table) or the epoch's
+    /// end.
+    fn context(&self, mid_epoch: bool) -> BatchContext {
         BatchContext {
             batch_id: self.epoch,
             output_mode: self.output_mode,
             watermark_for_late: self.has_watermark.then_some(self.late),
-            watermark_for_eviction: self.has_watermark.then_some(eviction),
+            watermark_for_eviction: self.has_watermark.then_some(self.eviction),
             batch_timestamp_ms: self.timestamp_ms,
+            mid_epoch,
+        }
+    }
+
+    /// Whether a group-state timeout or a processing-time timer is due at the running epoch's
+    /// processing time (as the micro-batch loop asks before a batch without new data).
+    fn timeout_due(&self) -> bool {
+        let mut due = false;
+        self.plan.operators().each(&mut |op| {
+            due |= op.next_processing_timeout_ms().is_some_and(|t| t < self.timestamp_ms);
+        });
+        due
+    }
+
+    /// Whether the running epoch ends with a run without rows (see the module docs): in
+    /// complete mode when a vector ran (the epoch's result table; never for the watermark
+    /// alone, as micro-batch runs no batch without new data in complete mode), else when a
+    /// vector ran (its timeouts and timers), the watermark owes an eviction or a timeout is due.
+    fn ends_with_a_run(&self) -> bool {
+        match self.output_mode {
+            OutputMode::Complete => self.ran || self.moved,
+            _ => self.ran || self.owes_eviction() || self.timeout_due(),
         }
     }
 
     /// Runs the plan on one vector of the running epoch (`inputs`: per declared input, the
-    /// statics' rows in place) and returns the rows it emitted. Eviction waits for the epoch's
-    /// end (see the module docs).
+    /// statics' rows in place) and returns the rows it emitted. Eviction, timeouts and a whole
+    /// result table wait for the epoch's end (see the module docs).
     pub(super) fn run_vector(&mut self, inputs: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
-        let ctx = self.context(self.late);
+        self.moved = true;
+        let ctx = self.context(true);
         let rows = self.plan.run_batch(&ctx, inputs).map_err(|e| e.context(format!("running epoch {}", self.epoch)))?;
         self.after_run();
         Ok(rows)
@@ -243,13 +301,15 @@ impl Stage {
         }
     }
 
-    /// Ends the running epoch: evicts what its watermark passed (a run without rows, `empty`
-    /// the inputs of one: statics in place, streams empty), takes its state changes and
-    /// advances the watermarks. The epoch's output was returned by its vectors' runs already.
+    /// Ends the running epoch: one run without rows (`empty` the inputs of one: statics in
+    /// place, streams empty) when it [ends with one](Stage::ends_with_a_run), which evicts
+    /// what the epoch's watermark passed, fires the timeouts and timers due and emits the
+    /// complete-mode result table; then takes its state changes and advances the watermarks.
+    /// The rest of the epoch's output was returned by its vectors' runs already.
     pub(super) fn end_epoch(&mut self, empty: &[Vec<RecordBatch>]) -> Result<EpochEnd> {
         let mut rows = Vec::new();
-        if self.owes_eviction() {
-            let ctx = self.context(self.eviction);
+        if self.ends_with_a_run() {
+            let ctx = self.context(false);
             rows = self.plan.run_batch(&ctx, empty).map_err(|e| e.context(format!("ending epoch {}", self.epoch)))?;
             self.after_run();
         }
@@ -346,6 +406,11 @@ impl StageCell {
     }
 
     fn run(&mut self, input: usize, rows: Vec<RecordBatch>) -> Result<()> {
+        if rows.iter().all(|b| b.num_rows() == 0) {
+            // Nothing to run on, but the epoch's sources moved.
+            self.stage.moved = true;
+            return Ok(());
+        }
         let inputs = super::coordinator::inputs_for(&self.statics, input, rows);
         let out = self.stage.run_vector(&inputs)?;
         self.emit(out)

@@ -81,6 +81,9 @@ pub(super) struct Task {
     pub epoch: u64,
     pub control: Arc<Control>,
     pub tx: SyncSender<Message>,
+    /// Waits for a due row up to this long are spun, not slept
+    /// ([`super::ContinuousTrigger::with_busy_wait`]).
+    pub busy_wait: Duration,
 }
 
 impl Task {
@@ -91,6 +94,7 @@ impl Task {
     }
 
     fn run_loop(&mut self) -> Result<()> {
+        reduce_timer_slack();
         let woken = self.reader.wake_on_data(std::thread::current());
         let mut report = self.fresh_report();
         loop {
@@ -130,12 +134,19 @@ impl Task {
                 }
                 None => {
                     report.caught_up |= self.reader.looked();
-                    let wait = match self.reader.next_due() {
+                    let due = self.reader.next_due();
+                    let wait = match due {
                         Some(due) => due.saturating_duration_since(Instant::now()).min(IDLE_POLL),
                         None if woken => IDLE_POLL * 10,
                         None => IDLE_POLL,
                     };
-                    if !wait.is_zero() {
+                    if let (Some(due), true) = (due, !wait.is_zero() && wait <= self.busy_wait) {
+                        // Spun, bounded by the wait; a marker opened meanwhile is passed first.
+                        let open = self.control.open_epoch.load(Ordering::Acquire);
+                        while Instant::now() < due && self.control.open_epoch.load(Ordering::Acquire) == open {
+                            std::hint::spin_loop();
+                        }
+                    } else if !wait.is_zero() {
                         // Unparked early by the coordinator (a marker) or the source (rows).
                         std::thread::park_timeout(wait);
                     }
@@ -176,8 +187,10 @@ impl Task {
     /// shares): the output rows the task gave the sink's row writer.
     fn process(&mut self, rows: Vec<RecordBatch>) -> Result<u64> {
         let Some(plan) = self.plan.as_mut() else {
-            if let (Some(stage), true) = (&self.stage, rows.iter().any(|b| b.num_rows() > 0)) {
-                // Before this epoch's marker, so the epoch ends after its vectors ran.
+            if let Some(stage) = &self.stage {
+                // Before this epoch's marker, so the epoch ends after its vectors ran. A vector
+                // without rows (an empty file) still runs a complete-mode epoch, as it runs a
+                // micro-batch.
                 stage
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -203,5 +216,22 @@ impl Task {
             }
         }
         Ok(written)
+    }
+}
+
+/// Asks the kernel to expire this thread's timers within 1 µs of when they are due (Linux's
+/// `PR_SET_TIMERSLACK`; the default slack is 50 µs, which a task sleeping until its next row
+/// adds to that row's latency). Elsewhere, and if the call fails, the default stays.
+fn reduce_timer_slack() {
+    #[cfg(target_os = "linux")]
+    {
+        /// 1 µs, in ns: well under the 10–20 µs between a partition's rows at 100 000 rows/s.
+        const TIMER_SLACK_NS: libc::c_ulong = 1_000;
+        // SAFETY: PR_SET_TIMERSLACK takes one unsigned long (the slack in ns) and changes only
+        // the calling thread's timer slack; the other arguments are ignored.
+        let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0) };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "PR_SET_TIMERSLACK failed");
+        }
     }
 }

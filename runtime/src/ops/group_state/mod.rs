@@ -17,7 +17,12 @@
 //! rows as above, then the keys with only an initial state, in its order, with no rows — as
 //! Spark's `processNewDataWithInitialState`. A key given twice fails the batch with Spark's
 //! message. A restart from a checkpoint whose batch 0 committed never applies it again; a
-//! batch 0 re-run after a failure applies it again (it starts from no state).
+//! batch 0 re-run after a failure applies it again (it starts from no state). In continuous
+//! mode, where epoch 0 runs as one call per vector, the first call applies it.
+//!
+//! A vector of a continuous epoch ([`BatchContext::mid_epoch`]) calls the keys with rows only:
+//! the timeouts fire in the epoch's last run (without rows), so a key with rows anywhere in the
+//! epoch is called with them rather than timed out, as in a micro-batch over the epoch's rows.
 //!
 //! With timeouts enabled, the operator keeps every key's timeout in an in-memory index by
 //! (timeout, encoded key), updated by each call that changes it and rebuilt on restore: the
@@ -58,6 +63,9 @@ pub struct GroupStateOp<K, R, S> {
     timeouts: BTreeMap<(i64, Vec<u8>), (u64, K)>,
     /// The earliest processing-time timeout in state (for the engine's no-data batches).
     next_timeout: Option<i64>,
+    /// Whether this instance applied the initial state already (a continuous epoch 0 runs
+    /// batch 0 once per vector; only its first run applies it).
+    initial_applied: bool,
     metrics: StateOperatorProgress,
 }
 
@@ -73,6 +81,7 @@ where
             groups: BatchGroups::default(),
             timeouts: BTreeMap::new(),
             next_timeout: None,
+            initial_applied: false,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
     }
@@ -142,7 +151,12 @@ where
     {
         let batch_ms = ctx.batch_timestamp_ms;
         let watermark_ms = ctx.watermark_for_eviction.map(|w| w.div_euclid(1000));
-        let initial = if ctx.batch_id == 0 { self.apply_initial_state(initial())? } else { Vec::new() };
+        let initial = if ctx.batch_id == 0 && !self.initial_applied {
+            self.initial_applied = true;
+            self.apply_initial_state(initial())?
+        } else {
+            Vec::new()
+        };
         // Taken out for the calls and put back drained: its buffers keep their capacity.
         let mut groups = std::mem::take(&mut self.groups);
         let mut drain = groups.drain_rows();
@@ -154,7 +168,9 @@ where
         for (hash, key) in initial {
             self.call(hash, key, GroupRows::empty(), false, batch_ms, watermark_ms, &mut f)?;
         }
+        // A vector of a continuous epoch fires none: the epoch's end does (`BatchContext::mid_epoch`).
         let threshold = match self.timeout {
+            _ if ctx.mid_epoch => None,
             GroupStateTimeout::NoTimeout => None,
             GroupStateTimeout::ProcessingTimeTimeout => Some(batch_ms),
             GroupStateTimeout::EventTimeTimeout => watermark_ms,

@@ -20,6 +20,10 @@
 //! 3. then removes the values whose TTL has passed (`batch time >= last write + ttl`), which
 //!    no call has seen since they expired.
 //!
+//! A vector of a continuous epoch ([`BatchContext::mid_epoch`]) does step 1 only (and step 0
+//! in the first run of epoch 0): timers and TTL expiries wait for the epoch's last run, without
+//! rows, so an epoch does what a micro-batch over its rows does.
+//!
 //! Neither step scans the state: the operator keeps, in memory beside the keyed state, every
 //! timer by (time, encoded key) — Spark's timer index — and every key holding a value with a
 //! TTL by its earliest expiry (Spark's TTL index), so a batch reads only the timers and
@@ -160,6 +164,12 @@ pub struct TransformWithStateOp<K, R, P> {
     counts: BatchCounts,
     /// The running batch's processing time (ms).
     batch_ms: i64,
+    /// Whether the running batch is a vector of a continuous epoch (no timers, no TTL
+    /// expiries: the epoch's end runs them).
+    mid_epoch: bool,
+    /// Whether this instance applied the initial state already (a continuous epoch 0 runs
+    /// batch 0 once per vector; only its first run applies it).
+    initial_applied: bool,
     metrics: StateOperatorProgress,
 }
 
@@ -196,6 +206,8 @@ where
             next_timer: None,
             counts: BatchCounts::default(),
             batch_ms: 0,
+            mid_epoch: false,
+            initial_applied: false,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
     }
@@ -283,7 +295,8 @@ where
         I: IntoIterator<Item = (K, P::InitialState)>,
     {
         let (timer_values, watermark_ms) = self.start_run(ctx)?;
-        if ctx.batch_id == 0 {
+        if ctx.batch_id == 0 && !self.initial_applied {
+            self.initial_applied = true;
             let mut by_key: BatchGroups<K, P::InitialState> = BatchGroups::default();
             for (key, state) in initial() {
                 by_key.push(key, state);
@@ -303,6 +316,7 @@ where
         }
         let batch_ms = ctx.batch_timestamp_ms;
         self.batch_ms = batch_ms;
+        self.mid_epoch = ctx.mid_epoch;
         let watermark_ms = ctx.watermark_for_eviction.map(|w| w.div_euclid(1000));
         let timer_values = match self.time_mode {
             TimeMode::None => TimerValues::new(NO_TIME, NO_TIME),
@@ -339,6 +353,7 @@ where
         // processing time or watermark, so one set at exactly that time fires in the batch
         // that sets it (golden cases `tws_timer_at_batch_time`, `tws_timer_at_watermark`).
         let threshold = match self.time_mode {
+            _ if self.mid_epoch => None,
             TimeMode::None => None,
             TimeMode::ProcessingTime => Some(batch_ms.saturating_add(1)),
             TimeMode::EventTime => watermark_ms.map(|w| w.saturating_add(1)),
@@ -369,7 +384,7 @@ where
                 })?;
             }
         }
-        if self.has_ttl {
+        if self.has_ttl && !self.mid_epoch {
             self.expire_ttl(batch_ms);
         }
         self.end_batch();
