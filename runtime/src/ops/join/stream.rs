@@ -190,6 +190,10 @@ pub struct StreamJoinState<K, L, R> {
     /// comparison is its row format's equality; the other join types filter null keys out
     /// before the join, from the `IS NOT NULL` Spark infers from the condition).
     null_keys_equal: bool,
+    /// Right rows the pruning rule of a join after a `max`/`min` aggregation left out of the
+    /// state since the query started (not buffered, or dropped when their group's running
+    /// value passed them): `rightRowsPruned` in progress, where the rule applies.
+    pruned: Option<u64>,
     metrics: StateOperatorProgress,
 }
 
@@ -247,6 +251,7 @@ where
             right: Side::new(partitions),
             tracking: false,
             null_keys_equal: false,
+            pruned: None,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
     }
@@ -255,6 +260,32 @@ where
     pub fn null_keys_equal(mut self, on: bool) -> Self {
         self.null_keys_equal = on;
         self
+    }
+
+    /// The query prunes right rows by the aggregation before the join (progress then
+    /// reports `rightRowsPruned`).
+    pub fn prunes_right(mut self, on: bool) -> Self {
+        self.pruned = on.then_some(0);
+        self
+    }
+
+    /// Counts a right row the pruning rule does not buffer: it can never match.
+    #[inline(always)]
+    pub fn pruned_right(&mut self) {
+        if let Some(n) = &mut self.pruned {
+            *n += 1;
+        }
+    }
+
+    /// Removes the right keys `pruned` says can never match again (the pruning rule, at the
+    /// end of a batch), with all their rows, which are never emitted (the rule applies only
+    /// where unmatched right rows are not).
+    pub fn prune_right_keys(&mut self, pruned: impl FnMut(&K) -> bool) {
+        let n = self.right.evict_keys(pruned, |_, _| {}, self.tracking);
+        self.metrics.num_rows_removed += n as u64;
+        if let Some(p) = &mut self.pruned {
+            *p += n as u64;
+        }
     }
 
     /// Starts a batch's metrics.
@@ -398,6 +429,9 @@ where
             ("rightBytes".into(), rb),
             ("rightRows".into(), self.right.rows as u64),
         ];
+        if let Some(n) = self.pruned {
+            self.metrics.custom_metrics.push(("rightRowsPruned".into(), n));
+        }
     }
 }
 
