@@ -1012,8 +1012,9 @@ stream_query! {
 
 /// Random bids in micro-batches: few prices (ties), some nulls, some late, two streams that
 /// share most rows (as q7's) and differ in some; the watermark advanced as the engine does.
-/// Runs `spec` over them and returns each batch's rows (sorted) and the join's peak state rows.
-fn run_random_bids(spec: flowgate::engine::QuerySpec, seed: u64) -> (Vec<Vec<String>>, u64) {
+/// Runs `spec` over them and returns each batch's rows (sorted), the join's peak state rows
+/// and the rows it pruned (`None`: the rule does not apply).
+fn run_random_bids(spec: flowgate::engine::QuerySpec, seed: u64) -> (Vec<Vec<String>>, u64, Option<u64>) {
     use flowgate::engine::{BatchContext, PlanConfig, PlanExt};
     use flowgate::RecordBuilder;
     let mut x = seed;
@@ -1023,7 +1024,7 @@ fn run_random_bids(spec: flowgate::engine::QuerySpec, seed: u64) -> (Vec<Vec<Str
     };
     let mut plan = (spec.make_plan)(&PlanConfig::with_partitions(2));
     let (mut wm_last, mut wm_next) = (0i64, 0i64);
-    let (mut out, mut peak) = (Vec::new(), 0u64);
+    let (mut out, mut peak, mut pruned) = (Vec::new(), 0u64, None);
     let mut now = 0i64;
     let batches = 40;
     for id in 0..=batches {
@@ -1062,12 +1063,13 @@ fn run_random_bids(spec: flowgate::engine::QuerySpec, seed: u64) -> (Vec<Vec<Str
         for m in plan.state_operators() {
             if m.operator_name == "symmetricHashJoin" {
                 peak = peak.max(m.num_rows_total);
+                pruned = m.custom_metrics.iter().find(|(k, _)| k == "rightRowsPruned").map(|(_, v)| *v);
             }
         }
         let next_wm = plan.watermarks().candidate().map_or(wm_next, |c| c.max(wm_next));
         (wm_last, wm_next) = (wm_next, next_wm);
     }
-    (out, peak)
+    (out, peak, pruned)
 }
 
 /// The pruning rule changes what the join buffers, never what it emits: over random bids
@@ -1077,14 +1079,17 @@ fn run_random_bids(spec: flowgate::engine::QuerySpec, seed: u64) -> (Vec<Vec<Str
 #[test]
 fn pruning_by_the_running_max_changes_the_state_not_the_rows() {
     for seed in 1..=12u64 {
-        let (pruned, pruned_peak) = run_random_bids(PrunedMax::spec(), seed);
-        let (full, full_peak) = run_random_bids(UnprunedMax::spec(), seed);
+        let (pruned, pruned_peak, left_out) = run_random_bids(PrunedMax::spec(), seed);
+        let (full, full_peak, none) = run_random_bids(UnprunedMax::spec(), seed);
         assert!(full.iter().map(Vec::len).sum::<usize>() > 0, "seed {seed}: the join emits rows");
         assert_eq!(pruned, full, "seed {seed}: max");
         assert!(pruned_peak < full_peak, "seed {seed}: max: state {pruned_peak} rows, unpruned {full_peak}");
-        let (pruned, pruned_peak) = run_random_bids(PrunedMin::spec(), seed);
-        let (full, full_peak) = run_random_bids(UnprunedMin::spec(), seed);
+        assert!(left_out.is_some_and(|n| n > 0) && none.is_none(), "seed {seed}: max: pruned {left_out:?}, {none:?}");
+        let (pruned, pruned_peak, left_out) = run_random_bids(PrunedMin::spec(), seed);
+        let (full, full_peak, none) = run_random_bids(UnprunedMin::spec(), seed);
+        assert!(full.iter().map(Vec::len).sum::<usize>() > 0, "seed {seed}: the join emits rows");
         assert_eq!(pruned, full, "seed {seed}: min");
         assert!(pruned_peak <= full_peak, "seed {seed}: min: state {pruned_peak} rows, unpruned {full_peak}");
+        assert!(left_out.is_some_and(|n| n > 0) && none.is_none(), "seed {seed}: min: pruned {left_out:?}, {none:?}");
     }
 }
