@@ -744,10 +744,36 @@ pub fn prune_rule(
 /// The code that finds a right row's group in the aggregation's state from its join key
 /// `key` (a tuple, owned or as the row loop holds it) and binds its accumulators as
 /// `__fg_acc`, then runs `found`, or `missing` when the state has no such group (or the
-/// row's window is null; both are expressions of one type).
-fn prune_lookup(prune: &Prune, key: TokenStream, found: TokenStream, missing: TokenStream) -> TokenStream {
+/// row's window is null; both are expressions of one type). `pass`: in the right side's
+/// pass, after [`lookup_cache`].
+fn prune_lookup(prune: &Prune, key: TokenStream, found: TokenStream, missing: TokenStream, pass: bool) -> TokenStream {
     let agg = crate::compiler::ops::dedup::var(prune.agg);
     let window = prune.group_keys.iter().find(|(_, w)| *w).map(|(i, _)| Index::from(*i));
+    if let (Some(i), true) = (&window, pass && cached_lookup(prune)) {
+        // The right side's pass, grouped by its window alone: consecutive rows of one window
+        // (nearly all of them, in event-time order) reuse the last lookup (`__fg_pc`, see
+        // `lookup_cache`); the state does not change during the pass.
+        return quote! {
+            match (#key).#i {
+                ::core::option::Option::Some(__fg_gw) => {
+                    let __fg_found = match __fg_pc {
+                        ::core::option::Option::Some((__fg_k, __fg_f)) if __fg_k == __fg_gw => __fg_f,
+                        _ => {
+                            let __fg_gk = (__fg_gw,);
+                            let __fg_f = __fg_pagg.get(::flowgate::ops::keyed::state_hash(&__fg_gk), &__fg_gk);
+                            __fg_pc = ::core::option::Option::Some((__fg_gw, __fg_f));
+                            __fg_f
+                        }
+                    };
+                    match __fg_found {
+                        ::core::option::Option::Some(__fg_acc) => { #found }
+                        ::core::option::Option::None => { #missing }
+                    }
+                }
+                ::core::option::Option::None => { #missing }
+            }
+        };
+    }
     let comps = prune.group_keys.iter().map(|(i, w)| {
         let i = Index::from(*i);
         if *w {
@@ -771,6 +797,27 @@ fn prune_lookup(prune: &Prune, key: TokenStream, found: TokenStream, missing: To
             }
         },
         None => lookup,
+    }
+}
+
+/// Whether the right side's pass caches its last group lookup: the aggregation is grouped by
+/// its window alone (a `Copy` key; a key that borrows from a batch could not outlive it).
+fn cached_lookup(prune: &Prune) -> bool {
+    matches!(prune.group_keys.as_slice(), [(_, true)])
+}
+
+/// Before the right side's pass, where [`cached_lookup`]: the aggregation's state borrowed for
+/// the pass and the last lookup (window, accumulators or none).
+fn lookup_cache(spec: &StreamJoinSpec) -> TokenStream {
+    match &spec.prune {
+        Some(prune) if cached_lookup(prune) => {
+            let agg = crate::compiler::ops::dedup::var(prune.agg);
+            quote! {
+                let __fg_pagg = &*#agg;
+                let mut __fg_pc = ::core::option::Option::None;
+            }
+        }
+        _ => TokenStream::new(),
     }
 }
 
@@ -1202,8 +1249,10 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
     let units = collect_units(plan, p, input);
     let terminal = side_terminal(plan, spec, right);
     let body = unit_loop(p, plan, terminal);
+    let cache = if right { lookup_cache(spec) } else { TokenStream::new() };
     quote! {
         #units
+        #cache
         for __fg_unit in __fg_units {
             let __fg_unit = &__fg_unit;
             #body
@@ -1377,7 +1426,7 @@ fn side_terminal(plan: &Plan, spec: &StreamJoinSpec, right: bool) -> TokenStream
             let found = quote! {
                 if __fg_acc.#acc.excludes(&__fg_key.#v) { #op.pruned_right(); continue; }
             };
-            prune_lookup(prune, quote!(__fg_key), found, TokenStream::new())
+            prune_lookup(prune, quote!(__fg_key), found, TokenStream::new(), true)
         }
         _ => TokenStream::new(),
     };
@@ -1539,7 +1588,7 @@ fn emit_joined(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: Token
         Some(prune) => {
             let (v, acc) = (Index::from(prune.value_key), Index::from(prune.acc));
             let check =
-                prune_lookup(prune, quote!(__fg_k), quote!(__fg_acc.#acc.excludes(&__fg_k.#v)), quote!(false));
+                prune_lookup(prune, quote!(__fg_k), quote!(__fg_acc.#acc.excludes(&__fg_k.#v)), quote!(false), false);
             quote! { #op.prune_right_keys(|__fg_k| { #check }); }
         }
         None => TokenStream::new(),
