@@ -308,7 +308,15 @@ pub fn run_case_restarting(
     let query = start();
     let restart = Some((restart_at, start));
     let stagings = [(String::new(), staging.to_path_buf())];
-    replay(case, &steps, &stagings, &query, table, input_rows, Replay { ulps: 0, before_step: &mut |_| {}, restart, pruned: None });
+    replay(
+        case,
+        &steps,
+        &stagings,
+        &query,
+        table,
+        input_rows,
+        Replay { ulps: 0, before_step: &mut |_| {}, restart, pruned: None },
+    );
 }
 
 /// [`run_case_sources`], with the query stopped before step `restart_at` and started again
@@ -334,7 +342,15 @@ pub fn run_case_sources_restarting(
     let stagings: Vec<(String, PathBuf)> = stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect();
     let query = start();
     let restart = Some((restart_at, start));
-    replay(case, &steps, &stagings, &query, table, input_rows, Replay { ulps: 0, before_step: &mut |_| {}, restart, pruned: None });
+    replay(
+        case,
+        &steps,
+        &stagings,
+        &query,
+        table,
+        input_rows,
+        Replay { ulps: 0, before_step: &mut |_| {}, restart, pruned: None },
+    );
 }
 
 /// [`run_case_sources`], restarted before step `restart_at` if given (as
@@ -461,7 +477,9 @@ fn replay(
                 exp.state.len(),
                 "case {case} batch {id}: number of stateful operators"
             );
-            for (op, want_op) in p.state_operators.iter().zip(&exp.state).enumerate().filter(|(i, _)| pruned != Some(*i)).map(|(_, x)| x) {
+            for (op, want_op) in
+                p.state_operators.iter().zip(&exp.state).enumerate().filter(|(i, _)| pruned != Some(*i)).map(|(_, x)| x)
+            {
                 assert_eq!(
                     Some(op.num_rows_removed),
                     want_op["rows_removed"].as_u64(),

@@ -1057,7 +1057,7 @@ fn run_random_bids(spec: flowgate::engine::QuerySpec, seed: u64) -> (Vec<Vec<Str
         let input = vec![vec![maxes.finish().unwrap()], vec![bids.finish().unwrap()]];
         let batches_out = plan.run_batch(&ctx, &input).expect("run");
         let mut rows: Vec<String> =
-            batches_out.iter().flat_map(|b| flowgate_codegen_tests::rows_as_json(b)).map(|v| v.to_string()).collect();
+            batches_out.iter().flat_map(flowgate_codegen_tests::rows_as_json).map(|v| v.to_string()).collect();
         rows.sort();
         out.push(rows);
         for m in plan.state_operators() {
