@@ -918,24 +918,228 @@ stream_query! {
     }
 }
 
+/// The bids a join after a `max` aggregation buffers are the ones at or above their window's
+/// running maximum (the pruning rule): the join's state rows are at most Spark's batch by batch,
+/// every row emitted is Spark's, and the bids the rule left out are counted in progress.
 #[test]
 fn window_max_then_stream_join_on_window() {
     let (m, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let table = MemoryTable::new();
-    let query = HighestBids::builder()
-        .maxes(Source::file(m.path()).json())
-        .bids(Source::file(b.path()).json())
-        .trigger(Trigger::processing_time("200 milliseconds"))
-        .sink(Sink::memory(&table))
-        .shuffle_partitions(2)
-        .start()
-        .unwrap();
-    flowgate_codegen_tests::run_case_sources(
+    let start = || {
+        HighestBids::builder()
+            .maxes(Source::file(m.path()).json())
+            .bids(Source::file(b.path()).json())
+            .trigger(Trigger::processing_time("200 milliseconds"))
+            .sink(Sink::memory(&table))
+            .shuffle_partitions(2)
+            .start()
+            .unwrap()
+    };
+    let last = flowgate_codegen_tests::run_case_sources_pruned(
         "window_max_then_stream_join_on_window",
         &[("maxes", m.path()), ("bids", b.path())],
-        &query,
+        &start,
         &table,
         InputRows::SparkPushesFiltersDown,
+        0,
+        None,
     );
-    query.stop().unwrap();
+    // Bid 1 (5 below 10:00's 9) and bid 7 (2 below 10:01's 7) are never buffered; bid 4 (3,
+    // 10:01's maximum when it came) is dropped when bid 5 raises it to 7. The ties (2 and 3 at
+    // 9, 10 at 7, 12 at 1) and the bids of windows with no maximum yet are buffered.
+    assert_eq!(pruned_bids(&last), 3);
+}
+
+/// The join's `rightRowsPruned` in a batch's progress.
+fn pruned_bids(p: &flowgate::engine::QueryProgress) -> u64 {
+    let join = p.state_operators.iter().find(|o| o.operator_name == "symmetricHashJoin").expect("the join");
+    join.custom_metrics.iter().find(|(k, _)| k == "rightRowsPruned").map(|(_, v)| *v).expect("rightRowsPruned")
+}
+
+/// The same case stopped in the middle of the 10:01 window (its bid at 3 buffered, the running
+/// maximum 3) and restarted from the checkpoint: the restored aggregation's running maximum
+/// (7 after the next batch) still prunes the restored bid, and the rows emitted are Spark's.
+#[test]
+fn window_max_then_stream_join_restarts_in_the_middle_of_a_window() {
+    let (m, b, cp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let table = MemoryTable::new();
+    let start = || {
+        HighestBids::builder()
+            .maxes(Source::file(m.path()).json())
+            .bids(Source::file(b.path()).json())
+            .trigger(Trigger::processing_time("200 milliseconds"))
+            .sink(Sink::memory(&table))
+            .checkpoint(cp.path())
+            .shuffle_partitions(2)
+            .start()
+            .unwrap()
+    };
+    let last = flowgate_codegen_tests::run_case_sources_pruned(
+        "window_max_then_stream_join_on_window",
+        &[("maxes", m.path()), ("bids", b.path())],
+        &start,
+        &table,
+        InputRows::SparkPushesFiltersDown,
+        0,
+        Some(1),
+    );
+    // After the restart (the count starts again with the process): bid 7 never buffered, the
+    // restored bid 4 dropped.
+    assert_eq!(pruned_bids(&last), 2);
+}
+
+#[derive(Record)]
+struct RandomBid {
+    auction: Option<i64>,
+    price: Option<i64>,
+    t: Option<Timestamp>,
+}
+
+#[derive(Record)]
+struct RandomBidOut {
+    auction: Option<i64>,
+    price: Option<i64>,
+    t: Option<Timestamp>,
+}
+
+stream_query! {
+    /// q7's shape over random bids: pruned (a join key is the aggregation's `max`).
+    query PrunedMax(maxes: RandomBid, bids: RandomBid) -> RandomBidOut, mode = append {
+        maxes
+            .with_watermark(t, "2 seconds")
+            .group_by(window(t, "10 seconds"))
+            .agg(max(price) as best)
+            .join(bids.with_watermark(t, "2 seconds"), window = window(bids.t, "10 seconds"), best = bids.price)
+            .select(auction = bids.auction, price = bids.price, t = bids.t)
+    }
+
+    /// The same query with a projection between the aggregation and the join, which the
+    /// pruning rule does not look through: every bid of an open window is buffered.
+    query UnprunedMax(maxes: RandomBid, bids: RandomBid) -> RandomBidOut, mode = append {
+        maxes
+            .with_watermark(t, "2 seconds")
+            .group_by(window(t, "10 seconds"))
+            .agg(max(price) as best)
+            .select(window, best)
+            .join(bids.with_watermark(t, "2 seconds"), window = window(bids.t, "10 seconds"), best = bids.price)
+            .select(auction = bids.auction, price = bids.price, t = bids.t)
+    }
+
+    /// The lowest price per auction and window, a grouping column besides the window among the
+    /// keys, in a left outer join: pruned.
+    query PrunedMin(maxes: RandomBid, bids: RandomBid) -> RandomBidOut, mode = append {
+        maxes
+            .with_watermark(t, "2 seconds")
+            .group_by(window(t, "10 seconds"), auction)
+            .agg(min(price) as low)
+            .join(
+                bids.with_watermark(t, "2 seconds"),
+                window = window(bids.t, "10 seconds"),
+                auction = bids.auction,
+                low = bids.price,
+                kind = left_outer,
+            )
+            .select(auction, price = bids.price, t = bids.t)
+    }
+
+    /// [`PrunedMin`] unpruned.
+    query UnprunedMin(maxes: RandomBid, bids: RandomBid) -> RandomBidOut, mode = append {
+        maxes
+            .with_watermark(t, "2 seconds")
+            .group_by(window(t, "10 seconds"), auction)
+            .agg(min(price) as low)
+            .select(window, auction, low)
+            .join(
+                bids.with_watermark(t, "2 seconds"),
+                window = window(bids.t, "10 seconds"),
+                auction = bids.auction,
+                low = bids.price,
+                kind = left_outer,
+            )
+            .select(auction, price = bids.price, t = bids.t)
+    }
+}
+
+/// Random bids in micro-batches: few prices (ties), some nulls, some late, two streams that
+/// share most rows (as q7's) and differ in some; the watermark advanced as the engine does.
+/// Runs `spec` over them and returns each batch's rows (sorted), the join's peak state rows
+/// and the rows it pruned (`None`: the rule does not apply).
+fn run_random_bids(spec: flowgate::engine::QuerySpec, seed: u64) -> (Vec<Vec<String>>, u64, Option<u64>) {
+    use flowgate::engine::{BatchContext, PlanConfig, PlanExt};
+    use flowgate::RecordBuilder;
+    let mut x = seed;
+    let mut next = move |n: u64| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) % n
+    };
+    let mut plan = (spec.make_plan)(&PlanConfig::with_partitions(2));
+    let (mut wm_last, mut wm_next) = (0i64, 0i64);
+    let (mut out, mut peak, mut pruned) = (Vec::new(), 0u64, None);
+    let mut now = 0i64;
+    let batches = 40;
+    for id in 0..=batches {
+        let (mut maxes, mut bids) = (RandomBid::builder(0), RandomBid::builder(0));
+        if id < batches {
+            for _ in 0..(next(30) + 1) {
+                now += next(600_000) as i64;
+                // One row in eight is up to 15 s back (late once its window closed).
+                let t = if next(8) == 0 { now - next(15_000_000) as i64 } else { now };
+                let auction = Some(next(3) as i64);
+                let price = (next(10) != 0).then(|| next(6) as i64);
+                let t = (next(40) != 0).then_some(Timestamp(t.max(0)));
+                let r = RandomBid { auction, price, t };
+                let other = RandomBid { auction: r.auction, price: r.price, t: r.t };
+                match next(6) {
+                    0 => maxes.push(r),
+                    1 => bids.push(r),
+                    _ => {
+                        maxes.push(r);
+                        bids.push(other);
+                    }
+                }
+            }
+        }
+        let ctx = BatchContext {
+            watermark_for_late: Some(wm_last),
+            watermark_for_eviction: Some(if id == batches { i64::MAX / 4 } else { wm_next }),
+            ..BatchContext::new(id as u64, OutputMode::Append)
+        };
+        let input = vec![vec![maxes.finish().unwrap()], vec![bids.finish().unwrap()]];
+        let batches_out = plan.run_batch(&ctx, &input).expect("run");
+        let mut rows: Vec<String> =
+            batches_out.iter().flat_map(flowgate_codegen_tests::rows_as_json).map(|v| v.to_string()).collect();
+        rows.sort();
+        out.push(rows);
+        for m in plan.state_operators() {
+            if m.operator_name == "symmetricHashJoin" {
+                peak = peak.max(m.num_rows_total);
+                pruned = m.custom_metrics.iter().find(|(k, _)| k == "rightRowsPruned").map(|(_, v)| *v);
+            }
+        }
+        let next_wm = plan.watermarks().candidate().map_or(wm_next, |c| c.max(wm_next));
+        (wm_last, wm_next) = (wm_next, next_wm);
+    }
+    (out, peak, pruned)
+}
+
+/// The pruning rule changes what the join buffers, never what it emits: over random bids
+/// (ties, nulls, late rows, rows in one stream only), a `max` and a `min` (per window and
+/// auction, left outer) give batch for batch the rows of the same queries with the rule
+/// defeated by a projection, from a smaller state.
+#[test]
+fn pruning_by_the_running_max_changes_the_state_not_the_rows() {
+    for seed in 1..=12u64 {
+        let (pruned, pruned_peak, left_out) = run_random_bids(PrunedMax::spec(), seed);
+        let (full, full_peak, none) = run_random_bids(UnprunedMax::spec(), seed);
+        assert!(full.iter().map(Vec::len).sum::<usize>() > 0, "seed {seed}: the join emits rows");
+        assert_eq!(pruned, full, "seed {seed}: max");
+        assert!(pruned_peak < full_peak, "seed {seed}: max: state {pruned_peak} rows, unpruned {full_peak}");
+        assert!(left_out.is_some_and(|n| n > 0) && none.is_none(), "seed {seed}: max: pruned {left_out:?}, {none:?}");
+        let (pruned, pruned_peak, left_out) = run_random_bids(PrunedMin::spec(), seed);
+        let (full, full_peak, none) = run_random_bids(UnprunedMin::spec(), seed);
+        assert!(full.iter().map(Vec::len).sum::<usize>() > 0, "seed {seed}: the join emits rows");
+        assert_eq!(pruned, full, "seed {seed}: min");
+        assert!(pruned_peak <= full_peak, "seed {seed}: min: state {pruned_peak} rows, unpruned {full_peak}");
+        assert!(left_out.is_some_and(|n| n > 0) && none.is_none(), "seed {seed}: min: pruned {left_out:?}, {none:?}");
+    }
 }

@@ -296,6 +296,17 @@ pub fn plan(q: &Query, logical: Logical) -> Plan {
             LOp::StreamJoin { mut spec } => {
                 let id = operators.len();
                 spec.op = id;
+                if let (Source::Operator(a), true) = (current.source, branches.is_empty()) {
+                    if let OperatorKind::HashAggregate(agg) = &operators[a].kind {
+                        spec.prune = super::ops::stream_join::prune_rule(
+                            &spec,
+                            a,
+                            agg,
+                            &current.ops,
+                            q.mode.kind == ModeKind::Append,
+                        );
+                    }
+                }
                 let right = spec.right;
                 let mut b = input_pipeline(right);
                 b.parallel = false;

@@ -459,6 +459,17 @@ impl<I: OrdInput, const MAX: bool> Extreme<I, MAX> {
             }
         }
     }
+    /// Whether `v` is worse than the extreme seen so far (below a running `max`, above a
+    /// running `min`), so that no later row can make it this aggregate's final value: the
+    /// extreme only moves further away. Null inputs, ties and anything before the first
+    /// value are never excluded.
+    #[inline(always)]
+    pub fn excludes<V: OrdInput<Value = I::Value>>(&self, v: &V) -> bool {
+        match &self.value {
+            Some(cur) => v.cmp_stored(cur).is_some_and(|o| o != Ordering::Equal && !Self::better(o)),
+            None => false,
+        }
+    }
     /// The extreme value seen so far (for checkpoints).
     pub fn value(&self) -> Option<&I::Value> {
         self.value.as_ref()
@@ -560,5 +571,32 @@ mod tests {
         m.update(Some(1.0));
         m.update(Some(f64::NAN));
         assert!(m.finish().unwrap().is_nan(), "NaN is the largest double in Spark");
+    }
+
+    /// A value worse than the running extreme can never become the final one; a tie, a null
+    /// or anything before the first value can.
+    #[test]
+    fn a_value_below_a_running_max_is_excluded_and_a_tie_is_not() {
+        let mut mx = Max::<i64>::new();
+        assert!(!mx.excludes(&i64::MIN), "nothing seen yet");
+        mx.update(7i64);
+        assert!(mx.excludes(&6i64));
+        assert!(!mx.excludes(&7i64), "a tie can still be the final value");
+        assert!(!mx.excludes(&8i64));
+        assert!(!mx.excludes(&None::<i64>), "a null is never excluded (it matches nothing anyway)");
+        assert!(mx.excludes(&Some(3i64)));
+        let mut mn = Min::<Option<i64>>::new();
+        mn.update(None::<i64>);
+        assert!(!mn.excludes(&100i64), "only nulls seen: no value yet");
+        mn.update(Some(5i64));
+        assert!(mn.excludes(&6i64) && !mn.excludes(&5i64) && !mn.excludes(&4i64));
+        let mut s = Max::<String>::new();
+        s.update("kiwi");
+        assert!(s.excludes(&"apple") && !s.excludes(&"kiwi"));
+        let mut f = Max::<f64>::new();
+        f.update(0.0f64);
+        assert!(!f.excludes(&-0.0f64), "-0.0 equals 0.0 in Spark's order");
+        f.update(f64::NAN);
+        assert!(f.excludes(&f64::INFINITY) && !f.excludes(&f64::NAN), "NaN is the largest double");
     }
 }

@@ -139,6 +139,33 @@ pub struct StreamJoinSpec {
     /// pipeline, before its watermark sees the row, as Spark pushes it into the scan (set by
     /// the plan phase; otherwise it runs just before the join).
     pub null_filter_first: (bool, bool),
+    /// The right rows that can never match, by the aggregation before the join (set by the
+    /// plan phase, [`prune_rule`]).
+    pub prune: Option<Prune>,
+}
+
+/// A plan rule of ours (Spark has none such): the left side is the rows an append-mode
+/// aggregation emits, one per group when its window closes, and one join key is that group's
+/// `max` (or `min`) while the other keys name every grouping column. A right row then belongs
+/// to one group, found from its keys, and while that group is open in the aggregation's state
+/// (after the batch's rows are folded in) its running `max` only rises: a right row whose value
+/// is below it can never equal the value the group will emit, so it is not buffered, and a
+/// buffered row that falls below it is dropped at the end of the batch.
+/// The output is the same; the state holds fewer rows (Nexmark q7: the bids at each window's
+/// running maximum, as a hand-written loop keeps them).
+#[derive(Clone, Debug)]
+pub struct Prune {
+    /// The aggregation's stateful operator.
+    pub agg: usize,
+    /// The join key that is the aggregate, and the aggregate's index in the accumulators.
+    pub value_key: usize,
+    pub acc: usize,
+    /// `max` (else `min`), and the aggregate's output name (for the plan).
+    pub max: bool,
+    pub name: Ident,
+    /// Per grouping column, in the aggregation's key order: the join key that gives it, and
+    /// whether it is the aggregation's window (the right key is then an `Option` of it).
+    pub group_keys: Vec<(usize, bool)>,
 }
 
 impl StreamJoinSpec {
@@ -641,6 +668,7 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         right_stored: Vec::new(),
         right_after: Vec::new(),
         null_filter_first: (false, false),
+        prune: None,
     };
     evictions(&mut spec);
     check_rules(q, &spec, call, diags)?;
@@ -661,6 +689,136 @@ pub fn check(q: &Query, cx: &mut Cx, call: &Call, refs: &StaticRefs, diags: &mut
         cx.joined_watermarks.push(w);
     }
     Some(LOp::StreamJoin { spec: Box::new(spec) })
+}
+
+/// The pruning rule ([`Prune`]) for a join whose left side is the rows aggregation `agg`
+/// (operator `agg_id`) emits in append mode, through `between` (the operators between the two):
+/// `Some` when a join key is the aggregation's `max`/`min` and the other keys give every
+/// grouping column, only filters lie between, and the right side's unmatched rows are never
+/// emitted (an inner or left outer join).
+pub fn prune_rule(
+    spec: &StreamJoinSpec,
+    agg_id: usize,
+    agg: &crate::compiler::plan::AggPlan,
+    between: &[LOp],
+    append: bool,
+) -> Option<Prune> {
+    use crate::compiler::logical::{AggFunc, KeyKind};
+    if !append || !agg.uses_watermark || !matches!(spec.kind, StreamJoinKind::Inner | StreamJoinKind::LeftOuter) {
+        return None;
+    }
+    if !between.iter().all(|o| matches!(o, LOp::Filter { .. })) {
+        return None;
+    }
+    let left_ident = |k: &JoinKey| match &k.left {
+        Expr::Path(p) => p.path.get_ident().cloned(),
+        _ => None,
+    };
+    let (value_key, acc, max, name) = spec.keys.iter().enumerate().find_map(|(i, k)| {
+        let l = left_ident(k).filter(|_| k.window.is_none())?;
+        let (j, a) = agg.aggs.iter().enumerate().find(|(_, a)| a.name == l)?;
+        match a.func {
+            AggFunc::Max => Some((i, j, true, a.name.clone())),
+            AggFunc::Min => Some((i, j, false, a.name.clone())),
+            _ => None,
+        }
+    })?;
+    let group_keys = agg
+        .keys
+        .iter()
+        .map(|g| {
+            spec.keys.iter().enumerate().find_map(|(i, k)| match (&g.kind, &k.window) {
+                (KeyKind::Window { size, .. }, Some((lc, _, jsize)))
+                    if k.left_is_window && *lc == g.item.name && jsize == size =>
+                {
+                    Some((i, true))
+                }
+                (KeyKind::Plain, None) if left_ident(k).as_ref() == Some(&g.item.name) => Some((i, false)),
+                _ => None,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Prune { agg: agg_id, value_key, acc, max, name, group_keys })
+}
+
+/// The code that finds a right row's group in the aggregation's state from its join key
+/// `key` (a tuple, owned or as the row loop holds it) and binds its accumulators as
+/// `__fg_acc`, then runs `found`, or `missing` when the state has no such group (or the
+/// row's window is null; both are expressions of one type). `pass`: in the right side's
+/// pass, after [`lookup_cache`].
+fn prune_lookup(prune: &Prune, key: TokenStream, found: TokenStream, missing: TokenStream, pass: bool) -> TokenStream {
+    let agg = crate::compiler::ops::dedup::var(prune.agg);
+    let window = prune.group_keys.iter().find(|(_, w)| *w).map(|(i, _)| Index::from(*i));
+    if let (Some(i), true) = (&window, pass && cached_lookup(prune)) {
+        // The right side's pass, grouped by its window alone: consecutive rows of one window
+        // (nearly all of them, in event-time order) reuse the last lookup (`__fg_pc`, see
+        // `lookup_cache`); the state does not change during the pass.
+        return quote! {
+            match (#key).#i {
+                ::core::option::Option::Some(__fg_gw) => {
+                    let __fg_found = match __fg_pc {
+                        ::core::option::Option::Some((__fg_k, __fg_f)) if __fg_k == __fg_gw => __fg_f,
+                        _ => {
+                            let __fg_gk = (__fg_gw,);
+                            let __fg_f = __fg_pagg.get(::flowgate::ops::keyed::state_hash(&__fg_gk), &__fg_gk);
+                            __fg_pc = ::core::option::Option::Some((__fg_gw, __fg_f));
+                            __fg_f
+                        }
+                    };
+                    match __fg_found {
+                        ::core::option::Option::Some(__fg_acc) => { #found }
+                        ::core::option::Option::None => { #missing }
+                    }
+                }
+                ::core::option::Option::None => { #missing }
+            }
+        };
+    }
+    let comps = prune.group_keys.iter().map(|(i, w)| {
+        let i = Index::from(*i);
+        if *w {
+            quote!(__fg_gw)
+        } else {
+            quote!(::core::clone::Clone::clone(&(#key).#i))
+        }
+    });
+    let lookup = quote! {
+        let __fg_gk = ( #(#comps,)* );
+        match #agg.get(::flowgate::ops::keyed::state_hash(&__fg_gk), &__fg_gk) {
+            ::core::option::Option::Some(__fg_acc) => { #found }
+            ::core::option::Option::None => { #missing }
+        }
+    };
+    match window {
+        Some(i) => quote! {
+            match (#key).#i {
+                ::core::option::Option::Some(__fg_gw) => { #lookup }
+                ::core::option::Option::None => { #missing }
+            }
+        },
+        None => lookup,
+    }
+}
+
+/// Whether the right side's pass caches its last group lookup: the aggregation is grouped by
+/// its window alone (a `Copy` key; a key that borrows from a batch could not outlive it).
+fn cached_lookup(prune: &Prune) -> bool {
+    matches!(prune.group_keys.as_slice(), [(_, true)])
+}
+
+/// Before the right side's pass, where [`cached_lookup`]: the aggregation's state borrowed for
+/// the pass and the last lookup (window, accumulators or none).
+fn lookup_cache(spec: &StreamJoinSpec) -> TokenStream {
+    match &spec.prune {
+        Some(prune) if cached_lookup(prune) => {
+            let agg = crate::compiler::ops::dedup::var(prune.agg);
+            quote! {
+                let __fg_pagg = &*#agg;
+                let mut __fg_pc = ::core::option::Option::None;
+            }
+        }
+        _ => TokenStream::new(),
+    }
 }
 
 /// After a `select` that follows a stream-stream join: the event-time columns it keeps, under
@@ -1091,8 +1249,10 @@ pub fn emit_side(plan: &Plan, p: &Pipeline, input: usize, spec: &StreamJoinSpec)
     let units = collect_units(plan, p, input);
     let terminal = side_terminal(plan, spec, right);
     let body = unit_loop(p, plan, terminal);
+    let cache = if right { lookup_cache(spec) } else { TokenStream::new() };
     quote! {
         #units
+        #cache
         for __fg_unit in __fg_units {
             let __fg_unit = &__fg_unit;
             #body
@@ -1258,6 +1418,18 @@ fn side_terminal(plan: &Plan, spec: &StreamJoinSpec, right: bool) -> TokenStream
     } else {
         TokenStream::new()
     };
+    // The pruning rule: a right row of a group still open in the aggregation's state is
+    // dropped when its value is below the group's running max (it can never match).
+    let prune = match (&spec.prune, right) {
+        (Some(prune), true) => {
+            let (v, acc) = (Index::from(prune.value_key), Index::from(prune.acc));
+            let found = quote! {
+                if __fg_acc.#acc.excludes(&__fg_key.#v) { #op.pruned_right(); continue; }
+            };
+            prune_lookup(prune, quote!(__fg_key), found, TokenStream::new(), true)
+        }
+        _ => TokenStream::new(),
+    };
     let terminal = quote! {
         #aliases
         #null_filter
@@ -1265,6 +1437,7 @@ fn side_terminal(plan: &Plan, spec: &StreamJoinSpec, right: bool) -> TokenStream
         #late
         let __fg_row = #row;
         #pre_check
+        #prune
         let __fg_h = ::flowgate::ops::keyed::state_hash(&__fg_key);
         let mut __fg_hit = false;
         let mut __fg_flip = false;
@@ -1410,9 +1583,20 @@ fn emit_joined(plan: &Plan, p: &Pipeline, spec: &StreamJoinSpec, terminal: Token
         Eviction::Key(_) => quote! { #op.evict_right_keys(|__fg_k| #rb, |_, __fg_r| { #right_emit }); },
         Eviction::Value { .. } => quote! { #op.evict_right(|__fg_k, __fg_v| #rb, |_, __fg_r| { #right_emit }); },
     };
+    // The pruning rule: buffered right rows that fell below their group's running value.
+    let prune_right = match &spec.prune {
+        Some(prune) => {
+            let (v, acc) = (Index::from(prune.value_key), Index::from(prune.acc));
+            let check =
+                prune_lookup(prune, quote!(__fg_k), quote!(__fg_acc.#acc.excludes(&__fg_k.#v)), quote!(false), false);
+            quote! { #op.prune_right_keys(|__fg_k| { #check }); }
+        }
+        None => TokenStream::new(),
+    };
     let body = pair_body(plan, p, spec, terminal);
     let evict = quote! {
         #evict_left
+        #prune_right
         #evict_right
         #op.end_batch();
     };
@@ -1607,7 +1791,9 @@ fn emit_pair(plan: &Plan, spec: &StreamJoinSpec, l: TokenStream, r: TokenStream)
 /// The operator's state, created with the plan.
 pub fn init(spec: &StreamJoinSpec) -> TokenStream {
     let full = spec.kind == StreamJoinKind::FullOuter;
-    quote!(::flowgate::ops::join::stream::StreamJoinState::new(__fg_config.shuffle_partitions).null_keys_equal(#full))
+    let prunes = spec.prune.is_some();
+    let prune = if prunes { quote!(.prunes_right(true)) } else { TokenStream::new() };
+    quote!(::flowgate::ops::join::stream::StreamJoinState::new(__fg_config.shuffle_partitions).null_keys_equal(#full) #prune)
 }
 
 impl std::fmt::Display for StreamJoinSpec {
@@ -1663,6 +1849,15 @@ impl std::fmt::Display for StreamJoinSpec {
             }
         };
         write!(f, "; left rows {}, right rows {}", ev(&self.left_eviction), ev(&self.right_eviction))?;
+        if let Some(p) = &self.prune {
+            write!(
+                f,
+                "; right rows below their group's running {}({}) in stateful #{} not buffered, and dropped when it passes them",
+                if p.max { "max" } else { "min" },
+                p.name,
+                p.agg
+            )?;
+        }
         let names = |v: &[Ident]| v.iter().map(Ident::to_string).collect::<Vec<_>>().join(", ");
         write!(f, "; buffers left [{}], right [{}]", names(&self.left_stored), names(&self.right_stored))
     }

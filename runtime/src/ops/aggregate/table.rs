@@ -379,6 +379,22 @@ impl<K, A> HashAggState<K, A> {
         self.metrics.clone()
     }
 
+    /// The accumulators of `key`'s group as the state holds them between batches (after the
+    /// last batch was folded in), or `None` when the state has no such group. `hash` is the
+    /// key's [`state_hash`]. A stream-stream join after this aggregation reads a group's
+    /// running `max`/`min` here (`StreamJoinState`'s pruning rule).
+    #[inline]
+    pub fn get<Q>(&self, hash: u64, key: &Q) -> Option<&A>
+    where
+        Q: GroupKey<Owned = K>,
+    {
+        let s = sub_of(hash);
+        self.changed[s]
+            .find(hash, |e| key.eq_owned(&e.key))
+            .or_else(|| self.parts[s].find(hash, |e| key.eq_owned(&e.key)))
+            .map(|e| &e.acc)
+    }
+
     /// Table slots times entry size (heap data of keys such as `String`s is not counted).
     fn estimated_bytes(&self) -> u64 {
         self.parts.iter().chain(&self.changed).map(|t| (t.capacity() * (size_of::<Entry<K, A>>() + 1)) as u64).sum()

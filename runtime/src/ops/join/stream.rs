@@ -63,11 +63,27 @@ struct Side<K, V> {
     capacity: usize,
     /// Keys changed since the last checkpoint, while tracking.
     touched: Vec<K>,
+    /// Emptied vectors of evicted keys, kept with their capacity for the next new keys (one
+    /// allocation per key and its free at eviction were q8's `malloc`/`free`: a window key
+    /// lives for one window, so the keys of each window reuse the last one's vectors). At
+    /// most [`POOL_MAX`]; their capacity is counted in the state's bytes.
+    pool: Vec<Vec<Buffered<V>>>,
 }
+
+/// At most this many emptied vectors are kept per side for reuse: q8 evicts about 24 000
+/// keys a window (`benches/src/joins.rs`); beyond that the memory would outlive the keys.
+const POOL_MAX: usize = 1 << 16;
 
 impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
     fn new(partitions: usize) -> Self {
-        Side { table: HashTable::new(), partitions: partitions.max(1), rows: 0, capacity: 0, touched: Vec::new() }
+        Side {
+            table: HashTable::new(),
+            partitions: partitions.max(1),
+            rows: 0,
+            capacity: 0,
+            touched: Vec::new(),
+            pool: Vec::new(),
+        }
     }
 
     fn rows_of<Q: GroupKey<Owned = K>>(&mut self, hash: u64, key: &Q) -> &mut [Buffered<V>] {
@@ -89,8 +105,18 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
             None => {
                 let k = key.to_owned_key();
                 let t = tracking.then(|| k.clone());
-                self.table.insert_unique(hash, (k, vec![row]), |(k, _)| state_hash(k));
-                self.capacity += 1;
+                // A pooled vector's capacity is already counted.
+                let rows = match self.pool.pop() {
+                    Some(mut v) => {
+                        v.push(row);
+                        v
+                    }
+                    None => {
+                        self.capacity += 1;
+                        vec![row]
+                    }
+                };
+                self.table.insert_unique(hash, (k, rows), |(k, _)| state_hash(k));
                 t
             }
         };
@@ -104,6 +130,16 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
         self.touched.push(key.to_owned_key());
     }
 
+    /// Keeps an emptied vector for reuse, or frees it (its capacity leaves the count).
+    fn recycle(pool: &mut Vec<Vec<Buffered<V>>>, freed: &mut usize, v: Vec<Buffered<V>>) {
+        debug_assert!(v.is_empty());
+        if pool.len() < POOL_MAX {
+            pool.push(v);
+        } else {
+            *freed += v.capacity();
+        }
+    }
+
     /// Removes the rows `behind` says, handing each to `removed`; returns how many. One pass
     /// over the table: each key's rows are scanned once (the kept ones stay in order, in
     /// place), and a key left without rows leaves the table in the same pass.
@@ -114,7 +150,7 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
         tracking: bool,
     ) -> usize {
         let (mut gone, mut freed) = (0, 0);
-        let touched = &mut self.touched;
+        let (touched, pool) = (&mut self.touched, &mut self.pool);
         self.table.retain(|(k, rows)| {
             let before = rows.len();
             for r in rows.extract_if(.., |r| behind(k, &r.value)) {
@@ -128,7 +164,7 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
                 touched.push(k.clone());
             }
             if rows.is_empty() {
-                freed += rows.capacity();
+                Self::recycle(pool, &mut freed, std::mem::take(rows));
                 return false;
             }
             true
@@ -148,16 +184,16 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
         tracking: bool,
     ) -> usize {
         let (mut gone, mut freed) = (0, 0);
-        let touched = &mut self.touched;
+        let (touched, pool) = (&mut self.touched, &mut self.pool);
         self.table.retain(|(k, rows)| {
             if !behind(k) {
                 return true;
             }
             gone += rows.len();
-            freed += rows.capacity();
             for r in rows.drain(..) {
                 removed(k, r);
             }
+            Self::recycle(pool, &mut freed, std::mem::take(rows));
             if tracking {
                 touched.push(k.clone());
             }
@@ -171,7 +207,7 @@ impl<K: GroupKey<Owned = K> + Clone + Eq, V> Side<K, V> {
     /// The rows' capacity counted anew (what `capacity` keeps).
     #[cfg(test)]
     fn recount(&self) -> usize {
-        self.table.iter().map(|(_, r)| r.capacity()).sum()
+        self.table.iter().map(|(_, r)| r.capacity()).sum::<usize>() + self.pool.iter().map(Vec::capacity).sum::<usize>()
     }
 
     fn estimated_bytes(&self) -> u64 {
@@ -190,6 +226,10 @@ pub struct StreamJoinState<K, L, R> {
     /// comparison is its row format's equality; the other join types filter null keys out
     /// before the join, from the `IS NOT NULL` Spark infers from the condition).
     null_keys_equal: bool,
+    /// Right rows the pruning rule of a join after a `max`/`min` aggregation left out of the
+    /// state since the query started (not buffered, or dropped when their group's running
+    /// value passed them): `rightRowsPruned` in progress, where the rule applies.
+    pruned: Option<u64>,
     metrics: StateOperatorProgress,
 }
 
@@ -247,6 +287,7 @@ where
             right: Side::new(partitions),
             tracking: false,
             null_keys_equal: false,
+            pruned: None,
             metrics: StateOperatorProgress { operator_name: OPERATOR_NAME.to_string(), ..Default::default() },
         }
     }
@@ -255,6 +296,32 @@ where
     pub fn null_keys_equal(mut self, on: bool) -> Self {
         self.null_keys_equal = on;
         self
+    }
+
+    /// The query prunes right rows by the aggregation before the join (progress then
+    /// reports `rightRowsPruned`).
+    pub fn prunes_right(mut self, on: bool) -> Self {
+        self.pruned = on.then_some(0);
+        self
+    }
+
+    /// Counts a right row the pruning rule does not buffer: it can never match.
+    #[inline(always)]
+    pub fn pruned_right(&mut self) {
+        if let Some(n) = &mut self.pruned {
+            *n += 1;
+        }
+    }
+
+    /// Removes the right keys `pruned` says can never match again (the pruning rule, at the
+    /// end of a batch), with all their rows, which are never emitted (the rule applies only
+    /// where unmatched right rows are not).
+    pub fn prune_right_keys(&mut self, pruned: impl FnMut(&K) -> bool) {
+        let n = self.right.evict_keys(pruned, |_, _| {}, self.tracking);
+        self.metrics.num_rows_removed += n as u64;
+        if let Some(p) = &mut self.pruned {
+            *p += n as u64;
+        }
     }
 
     /// Starts a batch's metrics.
@@ -313,7 +380,10 @@ where
         rows.retain(|r| !r.matched);
         let gone = before - rows.len();
         if rows.is_empty() {
-            self.left.capacity -= rows.capacity();
+            let mut freed = 0;
+            let v = std::mem::take(rows);
+            Side::<K, L>::recycle(&mut self.left.pool, &mut freed, v);
+            self.left.capacity -= freed;
             entry.remove();
         }
         self.left.rows -= gone;
@@ -398,6 +468,9 @@ where
             ("rightBytes".into(), rb),
             ("rightRows".into(), self.right.rows as u64),
         ];
+        if let Some(n) = self.pruned {
+            self.metrics.custom_metrics.push(("rightRowsPruned".into(), n));
+        }
     }
 }
 
