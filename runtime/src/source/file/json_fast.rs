@@ -308,11 +308,15 @@ struct Cursor<'a> {
 /// SSE2 (part of the x86-64 baseline: no runtime detection) while sixteen are left, the rest
 /// with [`swar_quote_or_backslash`]; elsewhere eight bytes at a time (SWAR) throughout. A key
 /// and its closing quote mostly fit in the first sixteen bytes: one compare finds the end.
-/// Measured with `reader` (benches/README.md) beside the SWAR loop alone.
+/// With the run's UTF-8 check moved to `simdutf8` in the same change, `reader` (benches/README.md,
+/// 2026-12-02) read 1 M bids in fewer CPU-seconds than with the SWAR loop and `std`'s check:
+/// 2-12 % fewer for two integer fields, 17-23 % for `url`, 11-19 % for all seven.
 fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
         let mut at = 0;
         while at + 16 <= bytes.len() {
             // SAFETY: SSE2 is in the x86-64 baseline, so these intrinsics are always available;
