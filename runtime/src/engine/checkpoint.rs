@@ -56,8 +56,8 @@
 //!    resume never needs `commits/<b>` then. Either way the sink gets no batch it has not had,
 //!    except a re-run it handles by batch id. A commit entry that reads back whole has its
 //!    state version durable (step 2 was joined before it was written), so once `commits/<b>`
-//!    reads back whole a restart loads state version `b + 1`. Only the latest offset entry's commit entry is ever read, so losing an older
-//!    one changes nothing. Sources forget, after batch `b`, only up to batch `b`'s starts:
+//!    reads back whole a restart loads state version `b + 1`. Only the latest offset entry's
+//!    commit entry is ever read, so losing an older one changes nothing. Sources forget, after batch `b`, only up to batch `b`'s starts:
 //!    `offsets/<b>` is durable, so a restart re-runs at most batch `b`, from there.
 //!
 //! Snapshots (every [`SNAPSHOT_INTERVAL`] versions) are not needed for correctness — every
