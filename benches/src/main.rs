@@ -10,6 +10,7 @@
 //! cargo run --release -p flowgate-benches -- all --rows 1000000 --runs 5
 //! cargo run --release -p flowgate-benches -- compare     # + Apache Spark, from the same files (JSON, Parquet)
 //! cargo run --release -p flowgate-benches -- latency --rate 100000 --seconds 5
+//! cargo run --release -p flowgate-benches -- reader [--rows 1000000] [--runs 5]   # file source vs page-cache read, one core
 //! cargo run --release -p flowgate-benches -- soak [--minutes 30] [--rate R]   # 80% of the peak rate
 //! cargo run --release -p flowgate-benches -- throughput [--rows 4000000] [--runs 5]   # continuous vs micro-batch
 //! ```
@@ -29,6 +30,7 @@ mod nexmark;
 mod nexmark_joins;
 mod ops;
 mod q13;
+mod reader;
 mod soak;
 mod throughput;
 mod workloads;
@@ -169,6 +171,11 @@ fn main() {
             );
             std::process::exit(2);
         }
+    }
+    if what == "reader" {
+        // The file source's read path on one core beside a page-cache read (not in `all`).
+        reader::main(arg("--rows", 1_000_000usize), arg("--runs", 5usize));
+        return;
     }
     if what == "soak" {
         // Not part of `all` (nor of CI): half an hour of one core by default.

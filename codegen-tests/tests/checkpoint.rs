@@ -110,13 +110,14 @@ fn damaged_checkpoint_files_are_named_in_the_error() {
     assert!(e.contains("offsets/1") && e.contains("checksum"), "{e}");
     std::fs::write(&offsets, &good).unwrap();
 
-    // A truncated commit entry.
+    // A truncated latest commit entry: a commit entry is written with no fsync, so a power
+    // loss can leave it torn; it reads as missing, and batch 1 runs again from state version 1
+    // (its output again, which a sink handles by batch id), writing the entry again whole.
     let commit = cp.join("commits/1");
     let good_commit = std::fs::read(&commit).unwrap();
     std::fs::write(&commit, &good_commit[..good_commit.len() / 2]).unwrap();
-    let e = run(&input, &cp).unwrap_err().to_string();
-    assert!(e.contains("commits/1") && (e.contains("truncated") || e.contains("torn")), "{e}");
-    std::fs::write(&commit, &good_commit).unwrap();
+    assert_eq!(run(&input, &cp).unwrap(), vec![wc("a", 2)], "batch 1 again");
+    assert_eq!(std::fs::read(&commit).unwrap(), good_commit);
 
     // A corrupt state delta (the batch delta of version 2, after batch 1).
     let delta = cp.join("state/deltas/2");

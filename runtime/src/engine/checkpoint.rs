@@ -4,9 +4,11 @@
 //!
 //! # What each batch writes, in order, and why a crash anywhere is safe
 //!
-//! A stateful batch pays five fsyncs on its path: two for its offset entry, two for its state
-//! delta, one for its commit entry (before 2026-12-01 seven: the sources' files and the commit
-//! entry's directory each cost one more per batch), plus, off its path, one source file's
+//! A stateful batch pays four fsyncs on its path: two for its offset entry and two for its
+//! state delta, the two written at the same time on two helper threads, and none for its
+//! commit entry (before 2026-12-02 five: the commit entry's data was fsynced; before
+//! 2026-12-01 seven: the sources' files and the commit entry's directory each cost one more
+//! per batch), plus, off its path, one source file's
 //! fsync per batch batched ten at a time at the offset log's purge, and the snapshots. Where a write skips an fsync, the paragraph below
 //! says which durable copy or which rule of `resume` covers its loss.
 //!
@@ -38,21 +40,24 @@
 //!    to be durable before the commit log entry, because until `commits/<b>` exists a restart
 //!    re-runs batch `b` from state version `b`, which this write does not touch (a re-run
 //!    replaces version `b + 1` atomically). The engine joins the write before step 3.
-//! 3. `commits/<b>`: file fsync and rename, on a helper thread while the engine goes on to the
-//!    next trigger, joined before the next commit entry is written; *no* directory fsync per
-//!    batch. The directory is fsynced when the query stops or goes idle
-//!    ([`QueryCheckpoint::flush`], before a source is told it may forget the last batch).
-//!    Until the entry's name is durable a crash may lose it, and a restart then sees batch `b`
+//! 3. `commits/<b>`: written to a temporary file and renamed with *no* fsync at all
+//!    (`Storage::write_lazily`), on a helper thread while the engine goes on to the next
+//!    trigger, joined before the next commit entry is written. When the query stops or goes
+//!    idle ([`QueryCheckpoint::flush`], before a source is told it may forget the last batch)
+//!    the latest entry is fsynced and then the directory; older entries are never made
+//!    durable, as none is ever read again (see below). Until then a crash may lose the entry,
+//!    or leave it torn (a power loss that kept its name but not its data: it reads back as
+//!    corrupt, its checksum fails), and `resume` takes a torn latest commit entry for a
+//!    missing one (any other read error still stops the query). A restart then sees batch `b`
 //!    as uncommitted and re-runs it from state version `b` with its logged offsets, which is
 //!    what a crash just before the commit write always meant; if `offsets/<b + 1>` is durable
 //!    already, the restart re-runs batch `b + 1` instead, from state version `b + 1` (durable
 //!    since step 2, which was joined before this write started) and the ends of `offsets/<b>`;
 //!    resume never needs `commits/<b>` then. Either way the sink gets no batch it has not had,
-//!    except a re-run it handles by batch id. A commit entry that survives is whole (its data
-//!    was fsynced before the rename) and its state version durable (step 2 was joined before
-//!    it was written), so once `commits/<b>` is on the disk a restart loads state version
-//!    `b + 1`. Only the latest offset entry's commit entry is ever read, so losing an older
-//!    one changes nothing. Sources forget, after batch `b`, only up to batch `b`'s starts:
+//!    except a re-run it handles by batch id. A commit entry that reads back whole has its
+//!    state version durable (step 2 was joined before it was written), so once `commits/<b>`
+//!    reads back whole a restart loads state version `b + 1`. Only the latest offset entry's
+//!    commit entry is ever read, so losing an older one changes nothing. Sources forget, after batch `b`, only up to batch `b`'s starts:
 //!    `offsets/<b>` is durable, so a restart re-runs at most batch `b`, from there.
 //!
 //! Snapshots (every [`SNAPSHOT_INTERVAL`] versions) are not needed for correctness — every
@@ -318,9 +323,9 @@ pub(crate) struct QueryCheckpoint {
     /// with no fsync, or found on disk at a restart): fsynced, with their directory, before
     /// the offset entries that hold their durable copy are purged (see the module docs).
     sources_lazy: Vec<BTreeSet<u64>>,
-    /// Whether `commits/` had an entry renamed into it since its last directory fsync (step 3
-    /// of the module docs).
-    commits_unsynced: bool,
+    /// The last commit entry written with no fsync since `commits/` was last fsynced (step 3
+    /// of the module docs): its data and its name are made durable at a stop or an idle point.
+    commit_unsynced: Option<u64>,
     state: StateFiles,
     /// `None` for a query without state.
     snapshots: Option<SnapshotWorker>,
@@ -505,7 +510,7 @@ impl QueryCheckpoint {
             commits: BatchLog::new(storage.clone(), "commits"),
             sources: (0..sources).map(|i| BatchLog::new(storage.clone(), &format!("sources/{i}"))).collect(),
             sources_lazy: vec![BTreeSet::new(); sources],
-            commits_unsynced: false,
+            commit_unsynced: None,
             state,
             snapshots,
             pending_offsets: Mutex::new(None),
@@ -529,7 +534,17 @@ impl QueryCheckpoint {
         };
         let RecoveredSourceLogs { logs: source_logs, lazy } = self.resume_source_logs(last, sources)?;
         self.sources_lazy = lazy;
-        match self.commits.get(last)? {
+        // A commit entry is written with no fsync (step 3 of the module docs): after a power
+        // loss its name may be durable and its data not, so a torn latest entry is a lost one,
+        // and its batch runs again. Any other error (an I/O error) still stops the query.
+        let commit = match self.commits.get(last) {
+            Err(e) if matches!(e.root(), Error::CorruptFile { .. }) => {
+                tracing::warn!(error = %e, "the last commit entry is torn (a crash before it was durable): batch {last} runs again");
+                None
+            }
+            other => other?,
+        };
+        match commit {
             Some(commit) => {
                 let watermarks = logged_wm(&entry)
                     .map(|(_, eviction)| (eviction, commit["nextBatchWatermarkMicros"].as_i64().unwrap_or(eviction)));
@@ -744,7 +759,7 @@ impl QueryCheckpoint {
         let handle = std::thread::Builder::new()
             .name("flowgate-commit-log".into())
             .spawn(move || {
-                commits.add_unsynced(batch, &entry)?;
+                commits.add_lazily(batch, &entry)?;
                 let Some((keep_from, due)) = purge else { return Ok(()) };
                 for (log, due) in sources.iter().zip(&due) {
                     for &b in due {
@@ -762,7 +777,7 @@ impl QueryCheckpoint {
             })
             .map_err(|e| Error::io("starting the commit log thread", e))?;
         self.pending_commit = Some((batch, handle));
-        self.commits_unsynced = true;
+        self.commit_unsynced = Some(batch);
         Ok(())
     }
 
@@ -776,7 +791,9 @@ impl QueryCheckpoint {
     /// (the fsync of `commits/` the batches skip): every entry is durable when this returns.
     pub fn flush(&mut self) -> Result<()> {
         self.join_writes()?;
-        if std::mem::take(&mut self.commits_unsynced) {
+        if let Some(batch) = self.commit_unsynced.take() {
+            // Only the latest commit entry is ever read (older ones never need to be durable).
+            self.commits.sync(batch)?;
             self.commits.sync_dir()?;
         }
         Ok(())
@@ -1054,6 +1071,39 @@ mod tests {
         let mut cp = open_in(disk.after_crash().storage("cp"));
         let resume = cp.resume(1).unwrap();
         assert_eq!((resume.next_batch, resume.rerun.is_none(), resume.state_version), (3, true, 3));
+    }
+
+    #[test]
+    fn a_torn_latest_commit_entry_is_read_as_missing_and_its_batch_re_run() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut cp = open(dir.path());
+            run_batches(&mut cp, 0, 3);
+            cp.flush().unwrap();
+        }
+        // A power loss kept the name of commits/2, written with no fsync, but not its data
+        // (nothing, or part of it).
+        let path = dir.path().join("commits/2");
+        let whole = std::fs::read(&path).unwrap();
+        for torn in [Vec::new(), whole[..whole.len() / 2].to_vec(), b"garbage".to_vec()] {
+            std::fs::write(&path, &torn).unwrap();
+            let mut cp = open(dir.path());
+            let resume = cp.resume(1).unwrap();
+            assert_eq!(resume.rerun.as_ref().map(|r| r.0), Some(2), "batch 2 runs again");
+            assert_eq!(resume.state_version, 2);
+            let mut model = vec![StateMap::new(); PARTS];
+            apply_model(&mut model, 1);
+            apply_model(&mut model, 2);
+            assert_eq!(cp.load_state(2).unwrap(), vec![model]);
+        }
+        // A torn older commit entry is never read.
+        std::fs::write(&path, &whole).unwrap();
+        std::fs::write(dir.path().join("commits/1"), b"").unwrap();
+        let resume = open(dir.path()).resume(1).unwrap();
+        assert_eq!((resume.next_batch, resume.rerun.is_none(), resume.state_version), (3, true, 3));
+        // A torn offset entry still stops the query: nothing covers its loss once it is read.
+        std::fs::write(dir.path().join("offsets/2"), b"").unwrap();
+        assert!(matches!(open(dir.path()).resume(1).map(|_| ()).unwrap_err().root(), Error::CorruptFile { .. }));
     }
 
     #[test]
