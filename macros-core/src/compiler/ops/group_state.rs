@@ -631,7 +631,8 @@ pub fn emit_output(
     let out = &q.output;
     let op = dedup::var(id);
     let span = spec.func.span();
-    let calls = function_calls(q, id, spec, |rec| quote_spanned!(span=> ::flowgate::RecordBuilder::push(&mut __fg_out, #rec);));
+    let calls =
+        function_calls(q, id, spec, |rec| quote_spanned!(span=> ::flowgate::RecordBuilder::push(&mut __fg_out, #rec);));
     quote! {
         let mut __fg_out = <#out as ::flowgate::Record>::builder(#op.batch_keys());
         #calls
@@ -677,7 +678,12 @@ fn collect_records(q: &Query, id: usize, spec: &GroupStateSpec) -> TokenStream {
 /// The batch's calls of group-state operator `id`'s function (or processor): per key with
 /// rows, per timed-out key or timer, and in batch 0 with the initial state; `each(record)` is
 /// the statement for each record it returns.
-fn function_calls(q: &Query, id: usize, spec: &GroupStateSpec, each: impl Fn(TokenStream) -> TokenStream) -> TokenStream {
+fn function_calls(
+    q: &Query,
+    id: usize,
+    spec: &GroupStateSpec,
+    each: impl Fn(TokenStream) -> TokenStream,
+) -> TokenStream {
     let op = dedup::var(id);
     let func = &spec.func;
     let records = initial_records(q, spec);
