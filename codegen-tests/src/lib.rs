@@ -279,6 +279,22 @@ pub fn run_case_with_clock(
 /// a case's processing-time timeouts (60 s in `group_state_processing_time_timeout`).
 pub const STEP_PROCESSING_MS: i64 = 1_000;
 
+/// A case's steps over several sources: the input files named alike (`batch_003.jsonl` of each
+/// source) make one step, in name order; and the staging directories by source name.
+#[allow(clippy::type_complexity)]
+fn source_steps(case: &str, stagings: &[(&str, &Path)]) -> (Vec<Vec<(String, PathBuf)>>, Vec<(String, PathBuf)>) {
+    let mut by_step: std::collections::BTreeMap<String, Vec<(String, PathBuf)>> = Default::default();
+    for (source, _) in stagings {
+        let dir = cases_dir().join(case).join("input").join(source);
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())).flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            by_step.entry(name).or_default().push((source.to_string(), e.path()));
+        }
+    }
+    let steps = by_step.into_values().collect();
+    (steps, stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect())
+}
+
 /// [`run_case`] for a case of several stream sources: `input/<source>/batch_NNN.jsonl`, step
 /// NNN of each source (a missing file adds nothing to that source in that step), each source
 /// through its own staging directory (`stagings`: source name, directory).
@@ -289,16 +305,7 @@ pub fn run_case_sources(
     table: &MemoryTable,
     input_rows: InputRows,
 ) {
-    let mut by_step: std::collections::BTreeMap<String, Vec<(String, PathBuf)>> = Default::default();
-    for (source, _) in stagings {
-        let dir = cases_dir().join(case).join("input").join(source);
-        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())).flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            by_step.entry(name).or_default().push((source.to_string(), e.path()));
-        }
-    }
-    let steps: Vec<Vec<(String, PathBuf)>> = by_step.into_values().collect();
-    let stagings: Vec<(String, PathBuf)> = stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect();
+    let (steps, stagings) = source_steps(case, stagings);
     replay(
         case,
         &steps,
@@ -358,16 +365,7 @@ pub fn run_case_sources_restarting(
     input_rows: InputRows,
     restart_at: usize,
 ) {
-    let mut by_step: std::collections::BTreeMap<String, Vec<(String, PathBuf)>> = Default::default();
-    for (source, _) in stagings {
-        let dir = cases_dir().join(case).join("input").join(source);
-        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())).flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            by_step.entry(name).or_default().push((source.to_string(), e.path()));
-        }
-    }
-    let steps: Vec<Vec<(String, PathBuf)>> = by_step.into_values().collect();
-    let stagings: Vec<(String, PathBuf)> = stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect();
+    let (steps, stagings) = source_steps(case, stagings);
     let query = start();
     let restart = Some((restart_at, start));
     replay(
@@ -396,16 +394,7 @@ pub fn run_case_sources_pruned(
     pruned: usize,
     restart_at: Option<usize>,
 ) -> flowgate::engine::QueryProgress {
-    let mut by_step: std::collections::BTreeMap<String, Vec<(String, PathBuf)>> = Default::default();
-    for (source, _) in stagings {
-        let dir = cases_dir().join(case).join("input").join(source);
-        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())).flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            by_step.entry(name).or_default().push((source.to_string(), e.path()));
-        }
-    }
-    let steps: Vec<Vec<(String, PathBuf)>> = by_step.into_values().collect();
-    let stagings: Vec<(String, PathBuf)> = stagings.iter().map(|(s, p)| (s.to_string(), p.to_path_buf())).collect();
+    let (steps, stagings) = source_steps(case, stagings);
     let query = start();
     let restart = restart_at.map(|at| (at, start));
     let options = Replay { ulps: 0, before_step: &mut |_| {}, restart, pruned: Some(pruned) };

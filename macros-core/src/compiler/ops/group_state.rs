@@ -687,8 +687,11 @@ fn function_calls(
     let op = dedup::var(id);
     let func = &spec.func;
     let records = initial_records(q, spec);
+    // Each record spanned on the function: a record of another type than the output is
+    // rustc's error there.
+    let span = func.span();
     if spec.transform {
-        return transform_with_state::calls(id, spec, each(quote!(__fg_row)), records);
+        return transform_with_state::calls(id, spec, each(quote_spanned!(span=> __fg_row)), records);
     }
     let key = if spec.keys.len() == 1 { quote!(&__fg_key.0) } else { quote!(__fg_key) };
     // The rows as the function declares them: `GroupRows<'_, R>` (no allocation) or `Vec<R>`.
@@ -699,14 +702,14 @@ fn function_calls(
     ));
     let push = if spec.flat {
         let iter = quote_spanned!(func.span()=> ::core::iter::IntoIterator::into_iter(__fg_result));
-        let one = each(quote!(__fg_row));
+        let one = each(quote_spanned!(span=> __fg_row));
         quote! {
             for __fg_row in #iter {
                 #one
             }
         }
     } else {
-        each(quote!(__fg_result))
+        each(quote_spanned!(span=> __fg_result))
     };
     let (run, initial) = match &spec.initial_state {
         Some(init) => {
