@@ -31,16 +31,17 @@ fn a_damaged_checkpoint_reads_as_a_sentence_with_what_to_do() {
     assert!(ok, "{log}");
     assert!(log.contains("batch done"), "RUST_LOG=flowgate=debug shows a line per batch: {log}");
 
-    // The latest commit entry (resume reads it).
-    let last = std::fs::read_dir(cp.join("commits"))
+    // The latest offset entry (resume reads it; a torn latest commit entry, written with no
+    // fsync, would only re-run its batch).
+    let last = std::fs::read_dir(cp.join("offsets"))
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
         .max()
         .unwrap();
-    let commit = cp.join(format!("commits/{last}"));
-    let bytes = std::fs::read(&commit).unwrap();
-    std::fs::write(&commit, &bytes[..bytes.len() - 2]).unwrap();
+    let entry = cp.join(format!("offsets/{last}"));
+    let bytes = std::fs::read(&entry).unwrap();
+    std::fs::write(&entry, &bytes[..bytes.len() - 2]).unwrap();
     let (ok, err) = run(&args, "off");
     assert!(!ok);
     assert_eq!(
@@ -50,7 +51,7 @@ fn a_damaged_checkpoint_reads_as_a_sentence_with_what_to_do() {
              payload bytes, file has {}. `flowgate checkpoint verify {}` lists every damaged file; restore them \
              from a backup, or start the query on a new checkpoint directory (it then reprocesses its sources \
              from the start)",
-            commit.display(),
+            entry.display(),
             bytes.len() - 22,
             bytes.len() - 24,
             cp.display()
