@@ -456,48 +456,38 @@ stream_query! {
     }
 }
 
+/// A case run on its query: the events from the case's files, the rows and progress per batch
+/// compared with Spark's.
+macro_rules! golden_tws {
+    ($case:literal, $query:ident) => {{
+        let staging = tempfile::tempdir().unwrap();
+        let table = MemoryTable::new();
+        let query = $query::builder()
+            .events(Source::file(staging.path()).json())
+            .sink(Sink::memory(&table))
+            .shuffle_partitions(2)
+            .start()
+            .unwrap();
+        run_case($case, staging.path(), &query, &table, InputRows::Check);
+        query.stop().unwrap();
+    }};
+}
+
 #[test]
 fn tws_value_list_map() {
-    let staging = tempfile::tempdir().unwrap();
-    let table = MemoryTable::new();
-    let query = PageStatsQuery::builder()
-        .events(Source::file(staging.path()).json())
-        .sink(Sink::memory(&table))
-        .shuffle_partitions(2)
-        .start()
-        .unwrap();
-    run_case("tws_value_list_map", staging.path(), &query, &table, InputRows::Check);
-    query.stop().unwrap();
+    golden_tws!("tws_value_list_map", PageStatsQuery);
 }
 
 #[test]
 fn tws_event_time_timers() {
-    let staging = tempfile::tempdir().unwrap();
-    let table = MemoryTable::new();
-    let query = QuietAlertsQuery::builder()
-        .events(Source::file(staging.path()).json())
-        .sink(Sink::memory(&table))
-        .shuffle_partitions(2)
-        .start()
-        .unwrap();
-    run_case("tws_event_time_timers", staging.path(), &query, &table, InputRows::Check);
-    query.stop().unwrap();
+    golden_tws!("tws_event_time_timers", QuietAlertsQuery);
 }
 
 /// A timer at exactly the watermark fires in the batch that registers it (Spark fires event-time
 /// timers at or before the watermark).
 #[test]
 fn tws_timer_at_watermark() {
-    let staging = tempfile::tempdir().unwrap();
-    let table = MemoryTable::new();
-    let query = WatermarkTimersQuery::builder()
-        .events(Source::file(staging.path()).json())
-        .sink(Sink::memory(&table))
-        .shuffle_partitions(2)
-        .start()
-        .unwrap();
-    run_case("tws_timer_at_watermark", staging.path(), &query, &table, InputRows::Check);
-    query.stop().unwrap();
+    golden_tws!("tws_timer_at_watermark", WatermarkTimersQuery);
 }
 
 /// Processing time from a manual clock moved as the harness paused Spark's wall clock (see
@@ -610,30 +600,12 @@ stream_query! {
 
 #[test]
 fn tws_then_dedup() {
-    let staging = tempfile::tempdir().unwrap();
-    let table = MemoryTable::new();
-    let query = QuietAlertsThenDedup::builder()
-        .events(Source::file(staging.path()).json())
-        .sink(Sink::memory(&table))
-        .shuffle_partitions(2)
-        .start()
-        .unwrap();
-    run_case("tws_then_dedup", staging.path(), &query, &table, InputRows::Check);
-    query.stop().unwrap();
+    golden_tws!("tws_then_dedup", QuietAlertsThenDedup);
 }
 
 #[test]
 fn tws_then_count() {
-    let staging = tempfile::tempdir().unwrap();
-    let table = MemoryTable::new();
-    let query = QuietAlertsThenCount::builder()
-        .events(Source::file(staging.path()).json())
-        .sink(Sink::memory(&table))
-        .shuffle_partitions(2)
-        .start()
-        .unwrap();
-    run_case("tws_then_count", staging.path(), &query, &table, InputRows::Check);
-    query.stop().unwrap();
+    golden_tws!("tws_then_count", QuietAlertsThenCount);
 }
 
 /// The cases without processing time, run continuously (`Trigger::continuous`): per step, the
