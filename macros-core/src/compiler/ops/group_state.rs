@@ -610,19 +610,12 @@ pub fn emit_output(
             }
             None => push_output(q, columns),
         };
-        let binds = typed::record_binds(&var, cols);
-        let body = fuse(plan, &p.ops, terminal);
-        let (wm_start, wm_end) = watermark_unit(p);
+        let each = records_loop(plan, p, &var, cols, terminal);
         let out = &q.output;
         return quote! {
             #calls
             let mut __fg_out = <#out as ::flowgate::Record>::builder(__fg_recs.len());
-            #wm_start
-            for #var in __fg_recs {
-                #binds
-                #body
-            }
-            #wm_end
+            #each
             ::core::result::Result::Ok(::std::vec![::flowgate::RecordBuilder::finish(&mut __fg_out)?])
         };
     }
@@ -648,20 +641,27 @@ pub fn emit_into(q: &Query, plan: &Plan, p: &Pipeline, id: usize, spec: &GroupSt
     };
     let var = typed::row_var(*records);
     let calls = collect_records(q, id, spec);
-    let binds = typed::record_binds(&var, cols);
-    let body = fuse(plan, &p.ops, feed.terminal.clone());
+    let run = feed.wrap(records_loop(plan, p, &var, cols, feed.terminal.clone()));
+    quote! {
+        #calls
+        #run
+    }
+}
+
+/// The loop over the batch's collected records (`__fg_recs`, drained): each bound as `var`, the
+/// columns `cols` the rest reads bound from it, through the pipeline's operators into
+/// `terminal`, its event time observed for a watermark on them.
+fn records_loop(plan: &Plan, p: &Pipeline, var: &Ident, cols: &[Ident], terminal: TokenStream) -> TokenStream {
+    let binds = typed::record_binds(var, cols);
+    let body = fuse(plan, &p.ops, terminal);
     let (wm_start, wm_end) = watermark_unit(p);
-    let run = feed.wrap(quote! {
+    quote! {
         #wm_start
         for #var in __fg_recs.drain(..) {
             #binds
             #body
         }
         #wm_end
-    });
-    quote! {
-        #calls
-        #run
     }
 }
 
